@@ -1,0 +1,266 @@
+// Message: what a process receives. Either a dynamic Term or a typed message (any movable C++
+// value, usually a plain struct declared with NODUS_MESSAGE so it can also cross the wire).
+//
+// Local messages are moved, never serialised: a Message owns its value in place (small values
+// live inside the Message, larger ones on the heap). Dispatch reads like the Elixir clauses it
+// replaces:
+//     return msg.visit([&](const Push& p) { ... },          // a typed message
+//                      [&](const Term& t) { ... });         // any dynamic term
+//     if (msg == "pop") ...                                 // an atom
+//     if (auto m = msg.match({"push", _})) ...              // a term's shape (see term.hpp)
+//
+// Thread-safety: a value; one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "nodus/node/term.hpp"
+
+namespace nodus {
+
+class Message;
+
+namespace detail {
+
+template <class T>
+struct TypeKey {
+  static constexpr char id = 0;
+};
+template <class T>
+constexpr const void* type_key() {
+  return &TypeKey<std::remove_cvref_t<T>>::id;
+}
+
+/// The operations a Message needs on the value it holds.
+struct MessageVTable {
+  const void* key;
+  const char* name;        // the type's name, for errors ("Push" or a mangled name)
+  std::uint32_t wire_tag;  // 0: not a wire message (Term, or a local-only type)
+  void (*move)(void* from, void* to);  // move-construct into `to`, destroy `from`
+  void (*destroy)(void* p);
+  void (*encode)(const void* p, std::string& out);  // nullptr unless a wire message
+  bool inline_storage;
+};
+
+inline constexpr std::size_t kMessageInlineSize = 48;
+
+template <class T>
+constexpr bool kInlineMessage = sizeof(T) <= kMessageInlineSize &&
+                                alignof(T) <= alignof(std::max_align_t) &&
+                                std::is_nothrow_move_constructible_v<T>;
+
+template <class T>
+const char* message_type_name() {
+  if constexpr (requires { T::kNodusName; }) {
+    return T::kNodusName;
+  } else {
+    return typeid(T).name();
+  }
+}
+
+void encode_term_payload(const void* p, std::string& out);  // codec.cpp
+
+template <class T>
+const MessageVTable* vtable_for() {
+  static const MessageVTable vt = [] {
+    MessageVTable v{};
+    v.key = type_key<T>();
+    v.name = message_type_name<T>();
+    v.inline_storage = kInlineMessage<T>;
+    if constexpr (kInlineMessage<T>) {
+      v.move = [](void* from, void* to) {
+        T* f = static_cast<T*>(from);
+        ::new (to) T(std::move(*f));
+        f->~T();
+      };
+      v.destroy = [](void* p) { static_cast<T*>(p)->~T(); };
+    } else {
+      v.move = [](void* from, void* to) { std::memcpy(to, from, sizeof(T*)); };
+      v.destroy = [](void* p) { delete *static_cast<T**>(p); };
+    }
+    if constexpr (std::is_same_v<T, Term>) {
+      v.encode = &encode_term_payload;
+    } else if constexpr (requires(const T& t, std::string& s) {
+                           T::kNodusTag;
+                           t.nodus_encode(s);
+                         }) {
+      v.wire_tag = T::kNodusTag;
+      v.encode = [](const void* p, std::string& out) { static_cast<const T*>(p)->nodus_encode(out); };
+    }
+    return v;
+  }();
+  return &vt;
+}
+
+template <class F>
+struct FirstArg;
+template <class R, class C, class A>
+struct FirstArg<R (C::*)(A) const> {
+  using type = std::remove_cvref_t<A>;
+};
+template <class R, class C, class A>
+struct FirstArg<R (C::*)(A)> {
+  using type = std::remove_cvref_t<A>;
+};
+template <class F>
+using handler_arg_t = typename FirstArg<decltype(&std::remove_cvref_t<F>::operator())>::type;
+
+}  // namespace detail
+
+/// Thrown by Message::visit when no handler accepts the message. In a handler it ends the
+/// process with reason {bad_message, TypeName}, like a function_clause in Erlang.
+class BadMessage : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Message {
+ public:
+  /// The atom `undefined`.
+  Message() : Message(Term()) {}
+  /// A dynamic term (also: an atom from a literal, a number, a pid ...).
+  template <class T>
+    requires std::is_constructible_v<Term, T&&> &&
+             (!std::is_same_v<std::remove_cvref_t<T>, Message>)
+  Message(T&& t) {  // NOLINT: implicit on purpose
+    emplace<Term>(Term(std::forward<T>(t)));
+  }
+  /// A typed message. REQUIRES: T is movable.
+  template <class T>
+    requires(!std::is_constructible_v<Term, T &&> &&
+             !std::is_same_v<std::remove_cvref_t<T>, Message>)
+  Message(T&& value) {  // NOLINT: implicit on purpose
+    emplace<std::remove_cvref_t<T>>(std::forward<T>(value));
+  }
+  Message(Message&& o) noexcept : vt_(o.vt_) {
+    vt_->move(o.buf_, buf_);
+    o.vt_ = nullptr;
+  }
+  Message& operator=(Message&& o) noexcept {
+    if (this != &o) {
+      reset();
+      vt_ = o.vt_;
+      vt_->move(o.buf_, buf_);
+      o.vt_ = nullptr;
+    }
+    return *this;
+  }
+  Message(const Message&) = delete;
+  Message& operator=(const Message&) = delete;
+  ~Message() { reset(); }
+
+  // -- what it holds --------------------------------------------------------
+  bool is_term() const { return vt_ && vt_->key == detail::type_key<Term>(); }
+  /// REQUIRES: is_term().
+  const Term& term() const { return *get_unchecked<Term>(); }
+  Term& term() { return *get_unchecked<Term>(); }
+  template <class T>
+  bool is() const {
+    return vt_ && vt_->key == detail::type_key<T>();
+  }
+  /// The value if it is a T, else nullptr.
+  template <class T>
+  const T* get() const {
+    return is<T>() ? get_unchecked<T>() : nullptr;
+  }
+  template <class T>
+  T* get() {
+    return is<T>() ? get_unchecked<T>() : nullptr;
+  }
+  /// The held type's name ("Term", "Push", ...).
+  const char* type_name() const { return !vt_ ? "moved-from" : is_term() ? "Term" : vt_->name; }
+  /// The wire tag of a typed message declared with NODUS_MESSAGE; 0 otherwise.
+  std::uint32_t wire_tag() const { return vt_ ? vt_->wire_tag : 0; }
+  /// Appends the MessagePack form of the value; false if the type cannot cross the wire.
+  bool encode(std::string& out) const {
+    if (!vt_ || !vt_->encode) return false;
+    vt_->encode(ptr(), out);
+    return true;
+  }
+
+  // -- term conveniences (false / nullopt for typed messages) ----------------
+  friend bool operator==(const Message& m, const Term& t) { return m.is_term() && m.term() == t; }
+  friend bool operator==(const Message& m, const char* atom_name) {
+    return m.is_term() && m.term().is_atom(atom_name);
+  }
+  std::optional<Match> match(const Pattern& p) const {
+    if (!is_term()) return std::nullopt;
+    return term().match(p);
+  }
+  std::string to_string() const {
+    return is_term() ? term().to_string() : std::string("#") + type_name() + "{}";
+  }
+
+  /// Calls the first handler whose parameter type is the held type: `const Push&` for a typed
+  /// message, `const Term&` for any term, `Message&` / `const Message&` for anything. Returns
+  /// what that handler returns. Throws BadMessage when none accepts it.
+  template <class... F>
+  decltype(auto) visit(F&&... handlers) {
+    using R = std::common_type_t<std::invoke_result_t<F, detail::handler_arg_t<F>&>...>;
+    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> out;
+    bool done = (try_one<R>(out, handlers) || ...);
+    if (!done) throw BadMessage(std::string("no handler for message ") + to_string());
+    if constexpr (!std::is_void_v<R>) return R(std::move(*out));
+  }
+
+ private:
+  template <class R, class O, class F>
+  bool try_one(O& out, F& f) {
+    using A = detail::handler_arg_t<F>;
+    A* arg = nullptr;
+    if constexpr (std::is_same_v<A, Message>) {
+      arg = this;
+    } else if (is<A>()) {
+      arg = get_unchecked<A>();
+    }
+    if (!arg) return false;
+    if constexpr (std::is_void_v<R>) {
+      f(*arg);
+      out = true;
+    } else {
+      out.emplace(f(*arg));
+    }
+    return true;
+  }
+
+  template <class T, class... A>
+  void emplace(A&&... a) {
+    vt_ = detail::vtable_for<T>();
+    if constexpr (detail::kInlineMessage<T>) {
+      ::new (static_cast<void*>(buf_)) T(std::forward<A>(a)...);
+    } else {
+      T* p = new T(std::forward<A>(a)...);
+      std::memcpy(buf_, &p, sizeof(p));
+    }
+  }
+  void reset() {
+    if (vt_) vt_->destroy(buf_);
+    vt_ = nullptr;
+  }
+  const void* ptr() const {
+    if (vt_->inline_storage) return buf_;
+    void* p;
+    std::memcpy(&p, buf_, sizeof(p));
+    return p;
+  }
+  template <class T>
+  T* get_unchecked() const {
+    return static_cast<T*>(const_cast<void*>(ptr()));
+  }
+
+  const detail::MessageVTable* vt_ = nullptr;
+  alignas(std::max_align_t) unsigned char buf_[detail::kMessageInlineSize];
+};
+
+}  // namespace nodus

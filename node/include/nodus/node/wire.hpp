@@ -1,0 +1,61 @@
+// Declaring typed messages that can cross the wire: the one public header that brings in
+// msgpack-c, for user-defined message types.
+//
+//     struct Push {
+//       std::int64_t item;
+//       NODUS_MESSAGE(Push, 101, item);   // name, stable numeric tag, the field list
+//     };
+//
+// The tag identifies the type on the wire, so it must never change or be reused; the field
+// list is the one place that says what is serialised, in order (as a MessagePack array).
+// Field types are anything msgpack-c can pack: numbers, strings, std::vector, std::map,
+// std::optional, and other NODUS_MESSAGE structs. Tags below 1000 are reserved for nodus.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <msgpack.hpp>
+
+#include "nodus/node/message.hpp"
+#include "nodus/transport/status.hpp"
+
+namespace nodus::detail {
+
+/// A msgpack-c write buffer over a std::string (msgpack's sbuffer would add a copy).
+struct StringSink {
+  std::string* out;
+  void write(const char* data, std::size_t size) { out->append(data, size); }
+};
+
+}  // namespace nodus::detail
+
+#define NODUS_MESSAGE(Type, tag, ...)                                  \
+  static constexpr std::uint32_t kNodusTag = (tag);                    \
+  static constexpr const char* kNodusName = #Type;                     \
+  void nodus_encode(std::string& out) const {                          \
+    ::nodus::detail::StringSink sink{&out};                            \
+    ::msgpack::pack(sink, *this);                                      \
+  }                                                                    \
+  MSGPACK_DEFINE_ARRAY(__VA_ARGS__)
+
+namespace nodus {
+
+/// Decodes a typed message of type T from its MessagePack form (as written by
+/// Message::encode). Errors: kBadArg naming the type when the bytes do not fit T. Applies the
+/// same size limits as decode_term.
+template <class T>
+Result<T> decode_message(std::string_view bytes) {
+  try {
+    msgpack::unpack_limit limits(1 << 20, 1 << 20, 1 << 20, 64 << 20, 1 << 20, 64);
+    msgpack::object_handle oh =
+        msgpack::unpack(bytes.data(), bytes.size(), nullptr, nullptr, limits);
+    return oh.get().as<T>();
+  } catch (const std::exception& e) {
+    return Status(ErrorCode::kBadArg,
+                  std::string("cannot decode ") + T::kNodusName + ": " + e.what());
+  }
+}
+
+}  // namespace nodus

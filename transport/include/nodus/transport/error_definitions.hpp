@@ -1,0 +1,34 @@
+// The one table of nodus error codes.
+//
+// Each code has a stable number (it crosses the wire and appears in logs), a short name (the
+// word users see: in exit reasons, CLI JSON and log lines) and a message. Ranges keep meaning:
+//   1000-1999  expected failures a caller handles (timeout, noproc, nodedown, ...)
+//   2000-2999  caller misuse (badarg, bad configuration, calling yourself)
+//   3000-3999  peer or protocol errors (malformed frame, authentication)
+//   4000-4999  internal errors (a broken invariant that was survived)
+// Add a code only when some caller would react to it differently from the existing ones.
+//
+// NODUS_ERROR(Enumerator, number, name, message)
+#ifndef NODUS_ERROR
+#error "define NODUS_ERROR(Enumerator, number, name, message) before including this table"
+#endif
+
+NODUS_ERROR(kOk, 0, "ok", "success")
+
+NODUS_ERROR(kTimeout, 1000, "timeout", "the operation did not complete before its deadline")
+NODUS_ERROR(kNoProc, 1001, "noproc", "no such process: it is dead or was never there")
+NODUS_ERROR(kNodeDown, 1002, "nodedown", "the node holding the process is down or unreachable")
+NODUS_ERROR(kOverloaded, 1003, "overloaded", "the receiver's bounded mailbox is full")
+NODUS_ERROR(kExited, 1004, "exit", "the process exited before it answered")
+NODUS_ERROR(kIgnored, 1005, "ignore", "init returned ignore: no process was started")
+NODUS_ERROR(kAlreadyStarted, 1006, "already_started", "a process already holds that name")
+NODUS_ERROR(kNotFound, 1007, "not_found", "no such item")
+
+NODUS_ERROR(kBadArg, 2000, "badarg", "a malformed or unexpected argument")
+NODUS_ERROR(kCallingSelf, 2001, "calling_self", "a process called itself: it would deadlock")
+NODUS_ERROR(kBadConfig, 2002, "bad_config", "invalid configuration")
+
+NODUS_ERROR(kProtocol, 3000, "protocol_error", "a peer sent a malformed or oversized frame")
+NODUS_ERROR(kAuth, 3001, "auth_failed", "authentication failed")
+
+NODUS_ERROR(kInternal, 4000, "internal", "an internal error")
