@@ -24,7 +24,9 @@ struct DecodeLimits {
   std::size_t max_str = 1 << 20;     ///< bytes in one atom name (str); atoms over 255 are refused
   std::size_t max_bin = 64 << 20;    ///< bytes in one binary
   std::size_t max_ext = 1 << 20;     ///< bytes in one ext payload
-  std::size_t max_depth = 64;        ///< nesting depth
+  /// Nesting depth: a scalar is 0 deep, a tuple/map/list one more than its deepest element.
+  /// Keep it modest: decoding, comparing, printing and destroying a term recurse per level.
+  std::size_t max_depth = 64;
 };
 
 /// Appends the MessagePack encoding of `t` to `out`.

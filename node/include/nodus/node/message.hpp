@@ -143,15 +143,16 @@ class Message {
   Message(T&& value) {  // NOLINT: implicit on purpose
     emplace<std::remove_cvref_t<T>>(std::forward<T>(value));
   }
+  /// Leaves `o` moved-from: it may only be destroyed, assigned to or moved again.
   Message(Message&& o) noexcept : vt_(o.vt_) {
-    vt_->move(o.buf_, buf_);
+    if (vt_) vt_->move(o.buf_, buf_);
     o.vt_ = nullptr;
   }
   Message& operator=(Message&& o) noexcept {
     if (this != &o) {
       reset();
       vt_ = o.vt_;
-      vt_->move(o.buf_, buf_);
+      if (vt_) vt_->move(o.buf_, buf_);
       o.vt_ = nullptr;
     }
     return *this;

@@ -4,13 +4,16 @@
 // usually text), list, tuple, map, pid or ref. Terms are plain values: copyable, movable,
 // ordered (Erlang's term order: number < atom < ref < pid < tuple < map < list < binary) and
 // hashable, so they can be map keys. operator== is exact, like Erlang's =:= (1 != 1.0).
+// Floats compare by IEEE totalOrder so that the order stays total (Erlang has no NaN; a decoded
+// float may be one): -0.0 != 0.0 and a NaN equals itself. Numbers of equal value order the
+// integer first (1 < 1.0 < 2), which keeps the order consistent with ==.
 //
 // Literals: a `const char*` converts to an ATOM, because atoms are what messages are made of
 // (`call(pid, "pop")`, `req == "pop"`); use bin("text") or std::string for a binary.
 //
 // Matching a shape without a page of ifs:
-//     if (auto m = req.match({"push", _})) stack_.push_back(m[0]);   // {push, Item}
-//     if (auto m = req.match({"add", _int, _int})) return m[0].as_int() + m[1].as_int();
+//     if (auto m = req.match({"push", _})) stack_.push_back((*m)[0]);   // {push, Item}
+//     if (auto m = req.match({"add", _int, _int})) return (*m)[0].as_int() + (*m)[1].as_int();
 // `_` matches anything; `_int`, `_float`, `_atom`, `_bin`, `_pid`, `_ref`, `_list`, `_tuple`,
 // `_map` match one kind; every hole is captured, in order. Nested braces are nested tuples.
 //
@@ -34,6 +37,9 @@ namespace nodus {
 
 // -- atoms ----------------------------------------------------------------------
 
+/// The longest atom name, in bytes (as in Erlang, so every atom fits the wire format).
+inline constexpr std::size_t kMaxAtomLength = 255;
+
 /// An interned symbol. Two atoms are equal iff their names are equal. Cheap to copy and compare.
 /// Interning is thread-safe; the table only grows (like the BEAM's), so don't make atoms from
 /// unbounded untrusted input.
@@ -41,6 +47,8 @@ class Atom {
  public:
   /// The atom `undefined`.
   constexpr Atom() = default;
+  /// Interns `name`. Throws std::length_error when name is longer than kMaxAtomLength (Erlang's
+  /// system_limit), so an atom always fits the wire format.
   explicit Atom(std::string_view name);
   /// The name; valid for the life of the OS process.
   std::string_view name() const;
@@ -159,7 +167,7 @@ class Term {
 
   /// Elements of a tuple or list; 0 for other kinds.
   std::size_t size() const;
-  /// Element i of a tuple or list. REQUIRES: i < size().
+  /// Element i of a tuple or list. REQUIRES: i < size() (else std::out_of_range is thrown).
   const Term& operator[](std::size_t i) const;
   /// The value under `key` in a map, or nullptr (also when this is not a map).
   const Term* find(const Term& key) const;

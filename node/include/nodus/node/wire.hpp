@@ -31,14 +31,16 @@ struct StringSink {
 
 }  // namespace nodus::detail
 
-#define NODUS_MESSAGE(Type, tag, ...)                                  \
-  static constexpr std::uint32_t kNodusTag = (tag);                    \
-  static constexpr const char* kNodusName = #Type;                     \
-  void nodus_encode(std::string& out) const {                          \
-    ::nodus::detail::StringSink sink{&out};                            \
-    ::msgpack::pack(sink, *this);                                      \
-  }                                                                    \
-  MSGPACK_DEFINE_ARRAY(__VA_ARGS__)
+// The expansion ends in a declaration without its semicolon, so that the `;` written after
+// NODUS_MESSAGE(...) completes it (no -Wpedantic "extra ';'"). An empty field list is allowed.
+#define NODUS_MESSAGE(Type, tag, ...)              \
+  MSGPACK_DEFINE_ARRAY(__VA_ARGS__)                \
+  void nodus_encode(std::string& out) const {      \
+    ::nodus::detail::StringSink sink{&out};        \
+    ::msgpack::pack(sink, *this);                  \
+  }                                                \
+  static constexpr const char* kNodusName = #Type; \
+  static constexpr std::uint32_t kNodusTag = (tag)
 
 namespace nodus {
 

@@ -1,0 +1,398 @@
+// The MessagePack codec of Term.
+//
+// Encoding, one MessagePack object per term:
+//   integer            -> int (the smallest int/uint format that holds it)
+//   float              -> float 64
+//   atom true / false  -> bool
+//   atom undefined     -> nil   (and nil decodes to undefined)
+//   any other atom     -> str   (UTF-8 or not, at most 255 bytes)
+//   binary             -> bin
+//   tuple              -> array of the elements
+//   map                -> map, keys in term order
+//   list               -> ext type 1, payload: the MessagePack array of the elements
+//   pid                -> ext type 2, payload: see below
+//   ref                -> ext type 3, payload: see below
+//
+// Pid and ref ext payload (big-endian, no padding, 13 + N bytes in all):
+//   offset 0      uint8   N, the length of the node name (0..255)
+//   offset 1      N bytes the node name (an atom's name)
+//   offset 1+N    uint32  creation
+//   offset 5+N    uint64  id
+// A payload whose size is not exactly 13 + N is malformed.
+//
+// Decoding checks, each failing with kProtocol and a message saying which: truncated input,
+// bytes after the term, a 0xc1 byte, integers above INT64_MAX, the DecodeLimits (elements per
+// array and map, bytes per str, bin and ext payload, nesting depth counting the arrays inside
+// list payloads), atom names over 255 bytes, unknown ext types, malformed pid/ref payloads and
+// list payloads that are not exactly one array.
+//
+// msgpack-c's parser is iterative and bounded by the limits passed to it; the conversion to
+// Term below recurses once per nesting level, bounded by max_depth. Strings, binaries and ext
+// payloads are referenced in the input rather than copied into msgpack's zone (the input
+// outlives the decode), so their limits are checked here instead of by msgpack-c.
+#include "nodus/node/codec.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+
+#include <msgpack.hpp>
+
+#include "nodus/node/message.hpp"
+#include "nodus/node/wire.hpp"
+
+namespace nodus {
+namespace {
+
+constexpr std::int8_t kExtList = 1;
+constexpr std::int8_t kExtPid = 2;
+constexpr std::int8_t kExtRef = 3;
+constexpr std::size_t kIdPayloadFixed = 1 + 4 + 8;  // length byte, creation, id
+
+using Packer = msgpack::packer<detail::StringSink>;
+
+// -- encoding -----------------------------------------------------------------------
+
+// Always a float 64. (msgpack-c 4.x's pack_double writes a whole-valued double as an int, which
+// would decode as a different term: 1.0 as 1.)
+void encode_float64(double d, std::string& out) {
+  const auto bits = std::bit_cast<std::uint64_t>(d);
+  char buf[9];
+  buf[0] = static_cast<char>(0xcb);
+  for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+  out.append(buf, sizeof(buf));
+}
+
+template <class Id>
+void encode_id(Packer& pk, std::int8_t type, const Id& p) {
+  const std::string_view node = p.node.name();  // at most kMaxAtomLength bytes
+  char buf[kIdPayloadFixed + kMaxAtomLength];
+  std::size_t n = 0;
+  buf[n++] = static_cast<char>(node.size());
+  std::memcpy(buf + n, node.data(), node.size());
+  n += node.size();
+  for (int shift = 24; shift >= 0; shift -= 8) buf[n++] = static_cast<char>(p.creation >> shift);
+  for (int shift = 56; shift >= 0; shift -= 8) buf[n++] = static_cast<char>(p.id >> shift);
+  pk.pack_ext(n, type);
+  pk.pack_ext_body(buf, static_cast<std::uint32_t>(n));
+}
+
+void encode(const Term& t, std::string& out, Packer& pk) {
+  static const Atom kTrue("true");
+  static const Atom kFalse("false");
+  switch (t.kind()) {
+    case Term::Kind::kInt:
+      pk.pack_int64(t.as_int());
+      return;
+    case Term::Kind::kFloat:
+      encode_float64(t.as_float(), out);
+      return;
+    case Term::Kind::kAtom: {
+      const Atom a = t.as_atom();
+      if (a == Atom()) {
+        pk.pack_nil();
+      } else if (a == kTrue) {
+        pk.pack_true();
+      } else if (a == kFalse) {
+        pk.pack_false();
+      } else {
+        const std::string_view name = a.name();
+        pk.pack_str(static_cast<std::uint32_t>(name.size()));
+        pk.pack_str_body(name.data(), static_cast<std::uint32_t>(name.size()));
+      }
+      return;
+    }
+    case Term::Kind::kBinary: {
+      const std::string& b = t.as_bin();
+      pk.pack_bin(static_cast<std::uint32_t>(b.size()));
+      pk.pack_bin_body(b.data(), static_cast<std::uint32_t>(b.size()));
+      return;
+    }
+    case Term::Kind::kPid:
+      encode_id(pk, kExtPid, t.as_pid());
+      return;
+    case Term::Kind::kRef:
+      encode_id(pk, kExtRef, t.as_ref());
+      return;
+    case Term::Kind::kTuple: {
+      const auto& items = t.as_tuple();
+      pk.pack_array(static_cast<std::uint32_t>(items.size()));
+      for (const Term& item : items) encode(item, out, pk);
+      return;
+    }
+    case Term::Kind::kMap: {
+      const auto& entries = t.as_map();
+      pk.pack_map(static_cast<std::uint32_t>(entries.size()));
+      for (const auto& [k, v] : entries) {
+        encode(k, out, pk);
+        encode(v, out, pk);
+      }
+      return;
+    }
+    case Term::Kind::kList: {
+      // The ext header holds the payload's length: write the payload first, then insert the
+      // header (at most 6 bytes) in front of it.
+      const List& items = t.as_list();
+      const std::size_t start = out.size();
+      pk.pack_array(static_cast<std::uint32_t>(items.size()));
+      for (const Term& item : items) encode(item, out, pk);
+      std::string header;
+      detail::StringSink header_sink{&header};
+      Packer(header_sink).pack_ext(out.size() - start, kExtList);
+      out.insert(start, header);
+      return;
+    }
+  }
+}
+
+// -- decoding -----------------------------------------------------------------------
+
+bool reference_input(msgpack::type::object_type, std::size_t, void*) { return true; }
+
+std::string_view bytes_of(const char* p, std::uint32_t n) {
+  return n == 0 ? std::string_view() : std::string_view(p, n);
+}
+
+class Decoder {
+ public:
+  explicit Decoder(const DecodeLimits& limits) : limits_(limits) {}
+
+  const std::string& error() const { return error_; }
+
+  // Decodes exactly one term from `bytes`, at most `depth` deep.
+  bool decode(std::string_view bytes, std::size_t depth, Term& out) {
+    msgpack::object_handle oh;
+    if (!unpack(bytes, depth, oh)) return false;
+    return convert(oh.get(), depth, out);
+  }
+
+ private:
+  bool fail(std::string message) {
+    error_ = std::move(message);
+    return false;
+  }
+
+  bool unpack(std::string_view bytes, std::size_t depth, msgpack::object_handle& oh) {
+    if (bytes.empty()) return fail("truncated: no bytes");
+    // An element takes at least one byte and a map pair two, so a header claiming more than
+    // that is truncated: refusing it early keeps msgpack-c from allocating for it.
+    const std::size_t max_array = std::min(limits_.max_array, bytes.size());
+    const std::size_t max_map = std::min(limits_.max_map, bytes.size() / 2);
+    const msgpack::unpack_limit limit(max_array, max_map, limits_.max_str, limits_.max_bin,
+                                      limits_.max_ext, depth);
+    std::size_t off = 0;
+    try {
+      // v1's unpack throws a distinct exception for truncated and for malformed input; the
+      // default (v3) one returns an empty handle for both.
+      oh = msgpack::v1::unpack(bytes.data(), bytes.size(), off, &reference_input, nullptr, limit);
+    } catch (const msgpack::insufficient_bytes&) {
+      return fail("truncated: input ends inside a term");
+    } catch (const msgpack::parse_error&) {
+      return fail("malformed: reserved byte 0xc1");
+    } catch (const msgpack::array_size_overflow&) {
+      if (max_array < limits_.max_array) {
+        return fail("truncated: array header claims more elements than the input holds");
+      }
+      return fail("array longer than max_array (" + std::to_string(limits_.max_array) + ")");
+    } catch (const msgpack::map_size_overflow&) {
+      if (max_map < limits_.max_map) {
+        return fail("truncated: map header claims more pairs than the input holds");
+      }
+      return fail("map larger than max_map (" + std::to_string(limits_.max_map) + ")");
+    } catch (const msgpack::depth_size_overflow&) {
+      return depth_exceeded();
+    } catch (const msgpack::unpack_error& e) {
+      return fail(std::string("malformed: ") + e.what());
+    } catch (const std::bad_alloc&) {
+      return fail("out of memory decoding the input");
+    } catch (const std::exception& e) {
+      return fail(std::string("cannot decode: ") + e.what());
+    }
+    if (off != bytes.size()) {
+      return fail(std::to_string(bytes.size() - off) + " trailing bytes after the term");
+    }
+    return true;
+  }
+
+  bool depth_exceeded() {
+    return fail("nested deeper than max_depth (" + std::to_string(limits_.max_depth) + ")");
+  }
+
+  bool convert(const msgpack::object& o, std::size_t depth, Term& out) {
+    switch (o.type) {
+      case msgpack::type::NIL:
+        out = Term();
+        return true;
+      case msgpack::type::BOOLEAN:
+        out = Term(o.via.boolean);
+        return true;
+      case msgpack::type::POSITIVE_INTEGER:
+        if (o.via.u64 > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+          return fail("integer " + std::to_string(o.via.u64) + " does not fit an int64");
+        }
+        out = Term(static_cast<std::int64_t>(o.via.u64));
+        return true;
+      case msgpack::type::NEGATIVE_INTEGER:
+        out = Term(o.via.i64);
+        return true;
+      case msgpack::type::FLOAT32:
+      case msgpack::type::FLOAT64:
+        out = Term(o.via.f64);
+        return true;
+      case msgpack::type::STR:
+        if (o.via.str.size > limits_.max_str) {
+          return fail("str of " + std::to_string(o.via.str.size) + " bytes exceeds max_str (" +
+                      std::to_string(limits_.max_str) + ")");
+        }
+        if (o.via.str.size > kMaxAtomLength) {
+          return fail("atom name of " + std::to_string(o.via.str.size) +
+                      " bytes: atoms are at most 255");
+        }
+        out = Term(Atom(bytes_of(o.via.str.ptr, o.via.str.size)));
+        return true;
+      case msgpack::type::BIN:
+        if (o.via.bin.size > limits_.max_bin) {
+          return fail("bin of " + std::to_string(o.via.bin.size) + " bytes exceeds max_bin (" +
+                      std::to_string(limits_.max_bin) + ")");
+        }
+        out = Term(std::string(bytes_of(o.via.bin.ptr, o.via.bin.size)));
+        return true;
+      case msgpack::type::ARRAY: {
+        std::vector<Term> items;
+        if (!convert_items(o.via.array, depth, items)) return false;
+        out = Term(Tuple{std::move(items)});
+        return true;
+      }
+      case msgpack::type::MAP: {
+        if (depth == 0) return depth_exceeded();
+        if (o.via.map.size > limits_.max_map) {
+          return fail("map larger than max_map (" + std::to_string(limits_.max_map) + ")");
+        }
+        MapEntries entries(o.via.map.size);
+        for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+          if (!convert(o.via.map.ptr[i].key, depth - 1, entries[i].first)) return false;
+          if (!convert(o.via.map.ptr[i].val, depth - 1, entries[i].second)) return false;
+        }
+        out = Term(Map{std::move(entries)});  // duplicate keys: the last one wins
+        return true;
+      }
+      case msgpack::type::EXT:
+        return convert_ext(o, depth, out);
+    }
+    return fail("unsupported msgpack type " + std::to_string(static_cast<int>(o.type)));
+  }
+
+  bool convert_items(const msgpack::object_array& a, std::size_t depth, std::vector<Term>& items) {
+    if (depth == 0) return depth_exceeded();
+    if (a.size > limits_.max_array) {
+      return fail("array longer than max_array (" + std::to_string(limits_.max_array) + ")");
+    }
+    items.resize(a.size);
+    for (std::uint32_t i = 0; i < a.size; ++i) {
+      if (!convert(a.ptr[i], depth - 1, items[i])) return false;
+    }
+    return true;
+  }
+
+  bool convert_ext(const msgpack::object& o, std::size_t depth, Term& out) {
+    const std::uint32_t size = o.via.ext.size;
+    if (size > limits_.max_ext) {
+      return fail("ext payload of " + std::to_string(size) + " bytes exceeds max_ext (" +
+                  std::to_string(limits_.max_ext) + ")");
+    }
+    const std::string_view payload = bytes_of(o.via.ext.data(), size);
+    switch (o.via.ext.type()) {
+      case kExtList: {
+        // The payload is a MessagePack array at this same depth: the list's own level.
+        if (depth == 0) return depth_exceeded();
+        msgpack::object_handle oh;
+        if (!unpack(payload, depth, oh)) return fail("in a list ext: " + error_);
+        if (oh.get().type != msgpack::type::ARRAY) {
+          return fail("malformed list ext: the payload is not an array");
+        }
+        List items;
+        if (!convert_items(oh.get().via.array, depth, items)) return false;
+        out = Term(std::move(items));
+        return true;
+      }
+      case kExtPid: {
+        Pid p;
+        if (!parse_id(payload, "pid", p)) return false;
+        out = Term(p);
+        return true;
+      }
+      case kExtRef: {
+        Ref r;
+        if (!parse_id(payload, "ref", r)) return false;
+        out = Term(r);
+        return true;
+      }
+      default:
+        return fail("unknown ext type " + std::to_string(o.via.ext.type()));
+    }
+  }
+
+  template <class Id>
+  bool parse_id(std::string_view payload, const char* what, Id& out) {
+    if (payload.empty()) return fail(std::string("malformed ") + what + " ext: empty payload");
+    const auto n = static_cast<std::size_t>(static_cast<unsigned char>(payload[0]));
+    if (payload.size() != kIdPayloadFixed + n) {
+      return fail(std::string("malformed ") + what + " ext: " + std::to_string(payload.size()) +
+                  " bytes, expected " + std::to_string(kIdPayloadFixed + n) +
+                  " for a node name of " + std::to_string(n));
+    }
+    out.node = Atom(payload.substr(1, n));
+    const auto* p = reinterpret_cast<const unsigned char*>(payload.data()) + 1 + n;
+    std::uint32_t creation = 0;
+    for (int i = 0; i < 4; ++i) creation = (creation << 8) | p[i];
+    std::uint64_t id = 0;
+    for (int i = 4; i < 12; ++i) id = (id << 8) | p[i];
+    out.creation = creation;
+    out.id = id;
+    return true;
+  }
+
+  const DecodeLimits& limits_;
+  std::string error_;
+};
+
+}  // namespace
+
+void encode_term(const Term& t, std::string& out) {
+  detail::StringSink sink{&out};
+  Packer pk(sink);
+  encode(t, out, pk);
+}
+
+std::string encode_term(const Term& t) {
+  std::string out;
+  encode_term(t, out);
+  return out;
+}
+
+Result<Term> decode_term(std::string_view bytes, const DecodeLimits& limits) {
+  try {
+    Decoder decoder(limits);
+    Term t;
+    if (!decoder.decode(bytes, limits.max_depth, t)) {
+      return Status(ErrorCode::kProtocol, decoder.error());
+    }
+    return t;
+  } catch (const std::bad_alloc&) {
+    return Status(ErrorCode::kProtocol, "out of memory decoding the input");
+  } catch (const std::exception& e) {
+    return Status(ErrorCode::kProtocol, std::string("cannot decode: ") + e.what());
+  }
+}
+
+namespace detail {
+
+void encode_term_payload(const void* p, std::string& out) {
+  encode_term(*static_cast<const Term*>(p), out);
+}
+
+}  // namespace detail
+}  // namespace nodus
