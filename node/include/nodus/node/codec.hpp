@@ -19,11 +19,11 @@ namespace nodus {
 
 /// Bounds on what one decode may allocate; every decode of untrusted input applies them.
 struct DecodeLimits {
-  std::size_t max_array = 1 << 20;   ///< elements in one array/tuple/list
-  std::size_t max_map = 1 << 20;     ///< pairs in one map
-  std::size_t max_str = 1 << 20;     ///< bytes in one atom name (str); atoms over 255 are refused
-  std::size_t max_bin = 64 << 20;    ///< bytes in one binary
-  std::size_t max_ext = 1 << 20;     ///< bytes in one ext payload
+  std::size_t max_array = 1 << 20;  ///< elements in one array/tuple/list
+  std::size_t max_map = 1 << 20;    ///< pairs in one map
+  std::size_t max_str = 1 << 20;    ///< bytes in one atom name (str); atoms over 255 are refused
+  std::size_t max_bin = 64 << 20;   ///< bytes in one binary
+  std::size_t max_ext = 1 << 20;    ///< bytes in one ext payload
   /// Nesting depth: a scalar is 0 deep, a tuple/map/list one more than its deepest element.
   /// Keep it modest: decoding, comparing, printing and destroying a term recurse per level.
   std::size_t max_depth = 64;

@@ -45,8 +45,8 @@ constexpr const void* type_key() {
 /// The operations a Message needs on the value it holds.
 struct MessageVTable {
   const void* key;
-  const char* name;        // the type's name, for errors ("Push" or a mangled name)
-  std::uint32_t wire_tag;  // 0: not a wire message (Term, or a local-only type)
+  const char* name;                    // the type's name, for errors ("Push" or a mangled name)
+  std::uint32_t wire_tag;              // 0: not a wire message (Term, or a local-only type)
   void (*move)(void* from, void* to);  // move-construct into `to`, destroy `from`
   void (*destroy)(void* p);
   void (*encode)(const void* p, std::string& out);  // nullptr unless a wire message
@@ -56,9 +56,9 @@ struct MessageVTable {
 inline constexpr std::size_t kMessageInlineSize = 48;
 
 template <class T>
-constexpr bool kInlineMessage = sizeof(T) <= kMessageInlineSize &&
-                                alignof(T) <= alignof(std::max_align_t) &&
-                                std::is_nothrow_move_constructible_v<T>;
+constexpr bool kInlineMessage =
+    sizeof(T) <= kMessageInlineSize &&
+    alignof(T) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<T>;
 
 template <class T>
 const char* message_type_name() {
@@ -96,7 +96,9 @@ const MessageVTable* vtable_for() {
                            t.nodus_encode(s);
                          }) {
       v.wire_tag = T::kNodusTag;
-      v.encode = [](const void* p, std::string& out) { static_cast<const T*>(p)->nodus_encode(out); };
+      v.encode = [](const void* p, std::string& out) {
+        static_cast<const T*>(p)->nodus_encode(out);
+      };
     }
     return v;
   }();
@@ -116,6 +118,16 @@ struct FirstArg<R (C::*)(A)> {
 template <class F>
 using handler_arg_t = typename FirstArg<decltype(&std::remove_cvref_t<F>::operator())>::type;
 
+/// Converts to a Term: held as a dynamic term.
+template <class T>
+concept TermLike =
+    std::is_constructible_v<Term, T&&> && !std::is_same_v<std::remove_cvref_t<T>, ::nodus::Message>;
+/// Anything else that can be moved: held as a typed message.
+template <class T>
+concept TypedPayload = !std::is_constructible_v<Term, T&&> &&
+                       !std::is_same_v<std::remove_cvref_t<T>, ::nodus::Message> &&
+                       std::is_move_constructible_v<std::remove_cvref_t<T>>;
+
 }  // namespace detail
 
 /// Thrown by Message::visit when no handler accepts the message. In a handler it ends the
@@ -130,16 +142,12 @@ class Message {
   /// The atom `undefined`.
   Message() : Message(Term()) {}
   /// A dynamic term (also: an atom from a literal, a number, a pid ...).
-  template <class T>
-    requires std::is_constructible_v<Term, T&&> &&
-             (!std::is_same_v<std::remove_cvref_t<T>, Message>)
+  template <detail::TermLike T>
   Message(T&& t) {  // NOLINT: implicit on purpose
     emplace<Term>(Term(std::forward<T>(t)));
   }
   /// A typed message. REQUIRES: T is movable.
-  template <class T>
-    requires(!std::is_constructible_v<Term, T &&> &&
-             !std::is_same_v<std::remove_cvref_t<T>, Message>)
+  template <detail::TypedPayload T>
   Message(T&& value) {  // NOLINT: implicit on purpose
     emplace<std::remove_cvref_t<T>>(std::forward<T>(value));
   }

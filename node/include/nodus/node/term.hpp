@@ -104,6 +104,13 @@ class Term;
 class Pattern;
 class Match;
 
+namespace detail {
+template <class I>
+concept Integer = std::is_integral_v<I> && !std::is_same_v<I, bool>;
+template <class T>
+concept TermLiteral = std::is_constructible_v<Term, T>;
+}  // namespace detail
+
 using List = std::vector<Term>;
 using MapEntries = std::vector<std::pair<Term, Term>>;
 
@@ -122,12 +129,11 @@ class Term {
 
   /// The atom `undefined`.
   Term() = default;
-  Term(Atom a) : v_(a) {}                                // NOLINT: implicit on purpose
+  Term(Atom a) : v_(a) {}                               // NOLINT: implicit on purpose
   Term(const char* atom_name) : v_(Atom(atom_name)) {}  // NOLINT: a literal is an atom
-  Term(bool b) : v_(Atom(b ? "true" : "false")) {}       // NOLINT
-  template <class I>
-    requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
-  Term(I i) : v_(static_cast<std::int64_t>(i)) {}  // NOLINT
+  Term(bool b) : v_(Atom(b ? "true" : "false")) {}      // NOLINT
+  template <detail::Integer I>
+  Term(I i) : v_(static_cast<std::int64_t>(i)) {}   // NOLINT
   Term(double d) : v_(d) {}                         // NOLINT
   Term(std::string s) : v_(std::move(s)) {}         // NOLINT: a binary
   Term(std::string_view s) : v_(std::string(s)) {}  // NOLINT: a binary
@@ -222,10 +228,9 @@ inline const Hole _map{Term::Kind::kMap};
 class Pattern {
  public:
   Pattern(Hole h) : v_(h) {}  // NOLINT
-  template <class T>
-    requires std::is_constructible_v<Term, T>
+  template <detail::TermLiteral T>
   Pattern(T&& literal) : v_(Term(std::forward<T>(literal))) {}  // NOLINT
-  Pattern(std::initializer_list<Pattern> tuple_items)            // NOLINT
+  Pattern(std::initializer_list<Pattern> tuple_items)           // NOLINT
       : v_(std::vector<Pattern>(tuple_items)) {}
 
  private:

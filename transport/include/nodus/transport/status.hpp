@@ -66,7 +66,7 @@ template <class T, class E = Status>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
-  Result(E error) : v_(std::in_place_index<1>, std::move(error)) {}   // NOLINT: implicit
+  Result(E error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
   template <class... A>
   static Result value_of(A&&... a) {
     return Result(std::in_place_index<0>, std::forward<A>(a)...);

@@ -1,0 +1,229 @@
+// Processes: isolated units of state that talk only by messages, and the calls every process
+// (and every plain thread) uses to talk to them.
+//
+// A process handles one message at a time; nobody else touches its state. Processes are
+// multiplexed on a node's scheduler threads. A process may block in call() or receive()
+// without blocking its scheduler thread: it is parked on its own small stack and the thread
+// runs others until the answer arrives.
+//
+// The free functions act on behalf of the *current process*: the process whose handler is
+// running, or, on a plain thread, the Inbox that thread created (see Inbox). send, cast and
+// call also work from a plain thread with no Inbox (call then waits on that thread only).
+//
+// Delivery guarantees (local and, later, remote alike):
+//   send / cast: at most once; ordered per pair of processes; never blocks the sender. A send
+//     to a dead pid is dropped silently, like Erlang's `!`.
+//   call: see call() below.
+//   exit signals, monitors, links: as Erlang's.
+//
+// Thread-safety: every function here may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "nodus/node/message.hpp"
+#include "nodus/node/term.hpp"
+#include "nodus/node/timeout.hpp"
+#include "nodus/transport/status.hpp"
+
+namespace nodus {
+
+class Node;
+namespace detail {
+class Process;
+}
+
+/// An exit reason, a DOWN reason, a call error: a term, as in Erlang (`normal`, `shutdown`,
+/// `{shutdown, X}`, `killed`, `noproc`, `timeout`, {exception, "std::runtime_error: boom"} ...).
+/// A type of its own (not just Term) so that Result<Term, Reason> can tell a reply from an
+/// error.
+class Reason {
+ public:
+  Reason() = default;
+  Reason(Term t) : t_(std::move(t)) {}              // NOLINT: implicit on purpose
+  Reason(Atom a) : t_(a) {}                         // NOLINT
+  Reason(const char* atom_name) : t_(atom_name) {}  // NOLINT: an atom, like Term's
+  const Term& term() const { return t_; }
+  operator const Term&() const { return t_; }  // NOLINT
+  bool is_atom(std::string_view name) const { return t_.is_atom(name); }
+  bool is_tuple() const { return t_.is_tuple(); }
+  std::size_t size() const { return t_.size(); }
+  const Term& operator[](std::size_t i) const { return t_[i]; }
+  std::string to_string() const { return t_.to_string(); }
+  friend bool operator==(const Reason& a, const Reason& b) { return a.t_ == b.t_; }
+  friend bool operator==(const Reason& a, const Term& b) { return a.t_ == b; }
+  friend bool operator==(const Reason& a, const char* atom_name) { return a.t_.is_atom(atom_name); }
+
+ private:
+  Term t_;
+};
+
+/// The result of a call: the reply, or why there is none (`timeout`, `noproc`, `nodedown`,
+/// `calling_self`, `overloaded`, or the callee's exit reason if it died before replying).
+using CallResult = Result<Term, Reason>;
+
+/// Well-known reasons.
+namespace reasons {
+Reason normal();    ///< normal
+Reason shutdown();  ///< shutdown
+Reason kill();      ///< kill: the untrappable exit signal
+Reason killed();    ///< killed: what the victim of `kill` exits with
+Reason noproc();
+Reason timeout();
+/// The reason for a Status error: its short name as an atom, e.g. timeout, or
+/// {name, "message"} when the status carries a message.
+Reason from_status(const Status& s);
+/// True for normal, shutdown and {shutdown, _}: the exits a supervisor calls clean.
+bool is_clean(const Reason& r);
+}  // namespace reasons
+
+/// Who is waiting for a call's reply: the caller and the call's reference. Keep it to answer
+/// later with reply(from, value).
+struct From {
+  Pid pid;
+  Ref ref;
+  friend bool operator==(const From&, const From&) = default;
+};
+
+/// Sent to a process when something it monitors goes down (handle_info / receive).
+struct Down {
+  Ref ref;
+  Pid pid;
+  Reason reason;
+};
+/// Sent to a process that traps exits when a linked process exits, or when exit(pid, reason)
+/// targets it: Erlang's {'EXIT', From, Reason}.
+struct Exit {
+  Pid from;
+  Reason reason;
+};
+
+/// What a mailbox does when it is full.
+enum class Overflow : std::uint8_t {
+  kReject,      ///< the sender's message is refused: a call fails with `overloaded`
+  kDropOldest,  ///< the oldest waiting message is dropped to make room
+};
+
+/// Per-process options for spawn and start.
+struct SpawnOptions {
+  /// Link the new process to the caller (start_link / spawn_link).
+  bool link = false;
+  /// Most messages waiting in the mailbox; 0 = unbounded (default: unbounded, as in Erlang).
+  /// A bound protects memory when a producer outruns a consumer, at the price of rejecting or
+  /// dropping messages.
+  std::size_t max_mailbox = 0;
+  /// What to do when max_mailbox is reached.
+  Overflow overflow = Overflow::kReject;
+};
+
+// -- the current process ---------------------------------------------------------
+
+/// The current process's pid. REQUIRES: called from a process or a thread with an Inbox.
+Pid self();
+/// True when the caller is a process or a thread with an Inbox.
+bool has_self();
+
+// -- raw processes ----------------------------------------------------------------
+
+/// Starts a process running `body` on `node` and returns its pid at once. The process exits
+/// with reason normal when body returns, or with {exception, "..."} when it throws.
+Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts = {});
+/// spawn with the new process linked to the current one.
+Pid spawn_link(Node& node, std::function<void()> body, SpawnOptions opts = {});
+
+/// Waits for the next message of the current process. REQUIRES: has_self().
+Message receive();
+/// Waits at most `t`; nullopt on timeout.
+std::optional<Message> receive(Timeout t);
+
+// -- messaging -----------------------------------------------------------------------
+
+/// Sends a plain message (handle_info in a GenServer). At most once, ordered per pair.
+void send(const Pid& to, Message msg);
+
+/// Sends a cast (handle_cast in a GenServer). At most once, ordered per pair; returns at once.
+void cast(const Pid& to, Message request);
+
+/// Sends `request` to `to` and waits for the reply, at most `timeout` (default 5 s;
+/// `infinity` allowed). Inside a process only that process waits; its scheduler thread runs
+/// others meanwhile. Errors: `timeout` (and a reply that arrives later is dropped, never seen
+/// as a stray message), `noproc` at once when `to` is dead or unknown, `calling_self`,
+/// `overloaded` when `to`'s bounded mailbox rejects the request, or the callee's exit reason
+/// when it dies before replying.
+CallResult call(const Pid& to, Message request, Timeout timeout = kDefaultCallTimeout);
+
+/// Answers a call later (the `From` kept by a handler that returned noreply). Any process or
+/// thread may answer. At most once; answering a caller that gave up does nothing.
+void reply(const From& from, Message value);
+
+/// An outstanding asynchronous request (send_request / wait_response).
+struct RequestId {
+  Ref ref;
+  Pid to;
+};
+/// Sends a call request without waiting. REQUIRES: has_self().
+RequestId send_request(const Pid& to, Message request);
+/// Waits for the reply to `id`: the value, or `timeout` (the request stays outstanding and can
+/// be waited for again), or the callee's failure as for call.
+CallResult wait_response(const RequestId& id, Timeout timeout = kDefaultCallTimeout);
+
+// -- timers ---------------------------------------------------------------------------
+
+/// Sends `msg` to `to` (as a plain message) after `delay`. Returns the timer's ref.
+Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay);
+/// Cancels a timer. Returns the time that was left, or nullopt if it already fired or is
+/// unknown.
+std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer);
+
+// -- monitors, links, exits ---------------------------------------------------------
+
+/// Monitors `pid`: when it exits (or is already dead) the current process receives a Down with
+/// the reason (`noproc` if it was already dead). REQUIRES: has_self().
+Ref monitor(const Pid& pid);
+/// Stops a monitor; a Down for it that is already queued is dropped too ("flush").
+/// Returns false if the monitor was not active.
+bool demonitor(const Ref& ref);
+/// Links the current process and `pid`: when either exits abnormally, the other gets an exit
+/// signal (an Exit message when it traps exits; else it exits too). Linking to a dead pid
+/// sends the current process an exit signal with reason noproc. REQUIRES: has_self().
+void link(const Pid& pid);
+void unlink(const Pid& pid);
+/// Turns exit signals into Exit messages for the current process; returns the old setting.
+bool trap_exit(bool on);
+/// Sends an exit signal to `pid` from the current process (or from no process on a plain
+/// thread). `kill` cannot be trapped.
+void exit(const Pid& pid, Reason reason);
+/// Ends the current process with `reason` (unwinds its handler). REQUIRES: in a process.
+[[noreturn]] void exit_self(Reason reason);
+
+// -- plain threads ----------------------------------------------------------------------
+
+/// Gives a plain thread (main, a test) a mailbox and a pid, so it can monitor, link, receive
+/// and send_request like a process. While it exists it is that thread's current process. It
+/// traps exits (a linked crash arrives as an Exit message). close() (or the destructor)
+/// removes it. Neither copyable nor movable; not for use from other threads.
+class Inbox {
+ public:
+  explicit Inbox(Node& node);
+  ~Inbox();
+  Inbox(const Inbox&) = delete;
+  Inbox& operator=(const Inbox&) = delete;
+
+  Pid pid() const;
+  /// Idempotent: exits with reason normal (links and monitors are told).
+  void close();
+
+ private:
+  detail::Process* process_ = nullptr;
+  detail::Process* previous_ = nullptr;
+  Pid pid_;
+};
+
+}  // namespace nodus

@@ -1,0 +1,371 @@
+#include "nodus/node/gen_server.hpp"
+
+#include <cxxabi.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "check.hpp"
+#include "process_impl.hpp"
+#include "runtime.hpp"
+
+namespace nodus {
+
+namespace detail {
+Reason current_exception_reason();
+Process* make_inbox(Runtime& rt);
+Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind);
+}  // namespace detail
+
+// -- default callbacks -------------------------------------------------------------
+
+Action GenServer::handle_call(Message& request, From) {
+  return stop(tuple(atom("bad_call"),
+                    request.is_term() ? request.term() : Term(atom(request.type_name()))));
+}
+Action GenServer::handle_cast(Message& request) {
+  return stop(tuple(atom("bad_cast"),
+                    request.is_term() ? request.term() : Term(atom(request.type_name()))));
+}
+Action GenServer::handle_info(Message&) { return noreply(); }
+Action GenServer::handle_continue(Term& arg) { return stop(tuple(atom("bad_continue"), arg)); }
+void GenServer::terminate(const Reason&) {}
+Term GenServer::format_status() { return Term(atom("gen_server")); }
+
+Action GenServer::stop(Reason reason) {
+  Action a(Action::Kind::kStop);
+  a.reason_ = std::move(reason);
+  return a;
+}
+Action GenServer::stop_and_reply(Reason reason, Message value) {
+  Action a(Action::Kind::kStop);
+  a.reason_ = std::move(reason);
+  a.reply_.emplace(std::move(value));
+  return a;
+}
+Action GenServer::reply(Message value) {
+  Action a(Action::Kind::kReply);
+  a.reply_.emplace(std::move(value));
+  return a;
+}
+
+namespace detail {
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = (status == 0 && d) ? d : mangled;
+  std::free(d);
+  return out;
+}
+
+namespace {
+
+constexpr int kSlice = 64;  // messages per run before other processes get a turn
+
+/// The process behind every GenServer.
+class GenServerProcess final : public Process {
+ public:
+  GenServerProcess(Runtime& rt, const SpawnOptions& opts, ServerFactory make, std::string type,
+                   std::size_t state_size, const char* behaviour, From starter)
+      : Process(rt, false, opts),
+        make_(std::move(make)),
+        type_(std::move(type)),
+        state_size_(state_size),
+        behaviour_(behaviour),
+        starter_(starter) {}
+
+  const char* behaviour() const override { return behaviour_; }
+  std::string type_name() const override { return type_; }
+  std::size_t memory_estimate() const override {
+    return Process::memory_estimate() + state_size_ + type_.capacity();
+  }
+  Term format_status() override { return server_ ? server_->format_status() : Term(); }
+
+  void run_in_fiber() override {
+    try {
+      if (!server_) {
+        start();
+        return;
+      }
+      for (int n = 0; n < kSlice && !dead(); ++n) {
+        if (exit_pending()) {
+          exit_from_signal();
+          return;
+        }
+        if (continue_) {
+          Term arg = std::move(*continue_);
+          continue_.reset();
+          apply(guarded([&] { return server_->handle_continue(arg); }), nullptr);
+          continue;
+        }
+        Envelope* e = next_user();
+        if (!e) break;
+        dispatch(std::unique_ptr<Envelope>(e));
+      }
+      if (dead()) return;
+      if (exit_pending()) {
+        exit_from_signal();
+        return;
+      }
+      if (continue_) return;  // after_run requeues: fifo empty but work to do
+    } catch (const ProcessExit& x) {
+      if (x.run_terminate) {
+        terminate_and_finish(x.reason);
+      } else {
+        finish(x.reason);
+      }
+    }
+  }
+
+ private:
+  // Runs a callback; an exception becomes a stop with a reason naming it. ProcessExit passes.
+  template <class F>
+  Action guarded(F&& f) {
+    try {
+      return f();
+    } catch (const ProcessExit&) {
+      throw;
+    } catch (...) {
+      return GenServerAccess::stop(current_exception_reason());
+    }
+  }
+
+  struct GenServerAccess : GenServer {
+    static Action stop(Reason r) { return GenServer::stop(std::move(r)); }
+  };
+
+  void start() {
+    // Link first so that a crash in init reaches the parent (start_link semantics).
+    std::pair<std::unique_ptr<GenServer>, Action> made{nullptr, GenServerAccess::stop(Term())};
+    try {
+      made = make_();
+    } catch (const ProcessExit& x) {
+      init_failed(x.reason);
+      return;
+    } catch (...) {
+      init_failed(current_exception_reason());
+      return;
+    }
+    make_ = nullptr;
+    server_ = std::move(made.first);
+    Action& a = made.second;
+    switch (ActionAccess::kind(a)) {
+      case Action::Kind::kOk:
+        rt().send_reply(starter_.pid, starter_.ref, Term(pid()));
+        after_callback(a);
+        break;
+      case Action::Kind::kIgnore:
+        init_failed(Term(atom("ignore")), reasons::normal());
+        break;
+      case Action::Kind::kStop:
+        init_failed(ActionAccess::reason(a));
+        break;
+      default:
+        init_failed(tuple(atom("bad_return_value"), atom("init")));
+    }
+  }
+
+  // init did not succeed: start returns `reply`; the process exits with `exit_reason` and,
+  // as in OTP 26, does not send the starter an exit signal through the link.
+  void init_failed(const Reason& reply, std::optional<Reason> exit_reason = std::nullopt) {
+    if (starter_.pid) {
+      remove_link(starter_.pid);
+      rt().deliver(starter_.pid, new Envelope(Kind::kUnlink, pid(), Ref{}, Term()));
+    }
+    rt().send_error_reply(starter_.pid, starter_.ref, reply);
+    finish(exit_reason ? *exit_reason : reply);
+  }
+
+  void dispatch(std::unique_ptr<Envelope> e) {
+    count_handled();
+    if (idle_ref_) {
+      (void)rt().timers().cancel(idle_ref_.id);
+      if (e->kind == Kind::kIdleTimeout && e->ref == idle_ref_) {
+        idle_ref_ = Ref{};
+        Message timeout(atom("timeout"));
+        apply(guarded([&] { return server_->handle_info(timeout); }), nullptr);
+        return;
+      }
+      idle_ref_ = Ref{};
+    }
+    switch (e->kind) {
+      case Kind::kCall: {
+        From from{e->from, e->ref};
+        set_current_call(from);
+        apply(guarded([&] { return server_->handle_call(e->msg, from); }), &from);
+        break;
+      }
+      case Kind::kCast:
+        apply(guarded([&] { return server_->handle_cast(e->msg); }), nullptr);
+        break;
+      case Kind::kInfo:
+        if (const Exit* x = e->msg.get<Exit>();
+            x && trap_exit() && x->from == parent() && parent().valid()) {
+          terminate_and_finish(x->reason);  // the parent (a supervisor) is stopping us
+          return;
+        }
+        apply(guarded([&] { return server_->handle_info(e->msg); }), nullptr);
+        break;
+      case Kind::kGetStatus:
+        handle_system(e.release());
+        break;
+      case Kind::kStop: {
+        Reason reason = e->msg.is_term() ? Reason(e->msg.term()) : reasons::normal();
+        terminate_and_finish(reason);
+        break;
+      }
+      default:
+        break;  // a stale idle timeout
+    }
+  }
+
+  void apply(Action a, const From* from) {
+    switch (ActionAccess::kind(a)) {
+      case Action::Kind::kReply:
+        if (from) rt().send_reply(from->pid, from->ref, std::move(*ActionAccess::reply(a)));
+        after_callback(a);
+        break;
+      case Action::Kind::kOk:
+      case Action::Kind::kNoReply:
+        if (from && ActionAccess::kind(a) == Action::Kind::kNoReply) defer(*from);
+        after_callback(a);
+        break;
+      case Action::Kind::kStop: {
+        if (from && ActionAccess::reply(a)) {
+          rt().send_reply(from->pid, from->ref, std::move(*ActionAccess::reply(a)));
+        } else if (from) {
+          rt().send_error_reply(from->pid, from->ref, ActionAccess::reason(a));
+        }
+        terminate_and_finish(ActionAccess::reason(a));
+        break;
+      }
+      case Action::Kind::kIgnore:
+        terminate_and_finish(tuple(atom("bad_return_value"), atom("ignore")));
+        break;
+    }
+  }
+
+  void after_callback(Action& a) {
+    if (auto& c = ActionAccess::continue_arg(a)) continue_ = std::move(*c);
+    if (auto idle = ActionAccess::idle(a)) {
+      idle_ref_ = rt().make_ref();
+      rt().timers().add(Clock::now() + *idle, pid(), Kind::kIdleTimeout, idle_ref_);
+    }
+  }
+
+  void exit_from_signal() {
+    // Killed by a signal: terminate runs only for a node shutdown (Erlang skips it for an
+    // untrapped exit signal: the process is simply gone).
+    if (shutdown_requested() && server_) {
+      terminate_and_finish(pending_reason());
+    } else {
+      finish(pending_reason());
+    }
+  }
+
+  void terminate_and_finish(const Reason& reason) {
+    if (server_) {
+      try {
+        server_->terminate(reason);
+      } catch (...) {
+        // A terminate that throws still stops; the original reason stands.
+      }
+    }
+    if (idle_ref_) (void)rt().timers().cancel(idle_ref_.id);
+    finish(reason);
+  }
+
+  ServerFactory make_;
+  std::unique_ptr<GenServer> server_;
+  std::string type_;
+  std::size_t state_size_;
+  const char* behaviour_;
+  From starter_;
+  std::optional<Term> continue_;
+  Ref idle_ref_;
+};
+
+}  // namespace
+
+Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFactory make,
+                                 std::string type_name, std::size_t state_size,
+                                 const char* behaviour) {
+  Runtime& rt = node.runtime();
+  Process* me = current_process();
+  Process* temp = nullptr;
+  if (!me || &me->rt() != &rt) {
+    temp = make_inbox(rt);
+  }
+  Process* waiter = temp ? temp : me;
+  struct Cleanup {
+    Process* temp;
+    ~Cleanup() {
+      if (temp) {
+        temp->finish(reasons::normal());
+        temp->rt().table().remove(temp->pid().id);
+      }
+    }
+  } cleanup{temp};
+
+  Ref ref = rt.make_ref();
+  waiter->await_ref(ref);
+  auto* p = new GenServerProcess(rt, opts, std::move(make), std::move(type_name), state_size,
+                                 behaviour, From{waiter->pid(), ref});
+  if (me) p->set_parent(me->pid());
+  Pid pid = rt.adopt(p);
+  if (opts.link && me && !temp) {
+    p->add_link(me->pid());
+    me->add_link(pid);
+  }
+  rt.scheduler().schedule(p);
+  waiter->wait_until([&] { return waiter->has_reply(ref); },
+                     std::chrono::steady_clock::time_point::max());
+  std::unique_ptr<Envelope> r(waiter->take_reply(ref));
+  if (r->kind == Kind::kReplyError) return Reason(r->msg.term());
+  return pid;
+}
+
+Result<Message, Reason> call_typed(const Pid& to, Message request, Timeout timeout) {
+  return call_message(to, std::move(request), timeout, Kind::kCall);
+}
+
+}  // namespace detail
+
+Status stop(const Pid& pid, Reason reason, Timeout timeout) {
+  detail::Runtime* rt = detail::Runtime::for_pid(pid);
+  if (!rt) return Status(ErrorCode::kNoProc);
+  detail::Process* me = detail::current_process();
+  auto run = [&](detail::Process* waiter) -> Status {
+    Ref ref = waiter->rt().make_ref();
+    waiter->add_monitor(ref, pid);
+    waiter->rt().deliver(pid,
+                         new detail::Envelope(detail::Kind::kMonitor, waiter->pid(), ref, Term()));
+    waiter->rt().deliver(pid, new detail::Envelope(detail::Kind::kStop, waiter->pid(),
+                                                   waiter->rt().make_ref(), std::move(reason)));
+    // The Down ends the monitor when it arrives; it is then taken out of the queue so that
+    // the caller's own handlers never see it.
+    bool got =
+        waiter->wait_until([&] { return !waiter->has_monitor(ref); }, timeout.deadline_from_now());
+    if (!got) {
+      Pid target;
+      if (waiter->remove_monitor(ref, &target)) {
+        waiter->rt().deliver(
+            target, new detail::Envelope(detail::Kind::kDemonitor, waiter->pid(), ref, Term()));
+      }
+      return Status(ErrorCode::kTimeout, "stop " + pid.to_string());
+    }
+    Reason r = waiter->take_down(ref);
+    if (r.is_atom("noproc")) return Status(ErrorCode::kNoProc, pid.to_string());
+    return Status::Ok();
+  };
+  if (me) return run(me);
+  // A plain thread: a mailbox to receive the Down in.
+  detail::Process* inbox = detail::make_inbox(*rt);
+  Status s = run(inbox);
+  inbox->finish(reasons::normal());
+  rt->table().remove(inbox->pid().id);
+  return s;
+}
+
+}  // namespace nodus

@@ -1,0 +1,770 @@
+#include "nodus/node/process.hpp"
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <exception>
+#include <typeinfo>
+
+#include "check.hpp"
+#include "process_impl.hpp"
+#include "runtime.hpp"
+
+namespace nodus {
+
+// -- reasons ------------------------------------------------------------------
+
+namespace reasons {
+Reason normal() { return Term(atom("normal")); }
+Reason shutdown() { return Term(atom("shutdown")); }
+Reason kill() { return Term(atom("kill")); }
+Reason killed() { return Term(atom("killed")); }
+Reason noproc() { return Term(atom("noproc")); }
+Reason timeout() { return Term(atom("timeout")); }
+Reason from_status(const Status& s) {
+  Term name = atom(error_name(s.code()));
+  if (s.message().empty()) return name;
+  return tuple(name, bin(s.message()));
+}
+bool is_clean(const Reason& r) {
+  if (r.is_atom("normal") || r.is_atom("shutdown")) return true;
+  return r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown");
+}
+}  // namespace reasons
+
+namespace detail {
+
+namespace {
+thread_local Process* tls_inbox_ = nullptr;
+
+Reason exception_reason() {
+  std::string what;
+  const char* mangled = nullptr;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+    mangled = typeid(e).name();
+  } catch (...) {
+    std::type_info* t = abi::__cxa_current_exception_type();
+    mangled = t ? t->name() : "unknown";
+  }
+  int status = 0;
+  char* demangled = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string type = (status == 0 && demangled) ? demangled : mangled;
+  std::free(demangled);
+  std::string text = what.empty() ? type : type + ": " + what;
+  return tuple(atom("exception"), bin(text));
+}
+}  // namespace
+
+Reason current_exception_reason() { return exception_reason(); }
+
+Process* current_process() {
+  Process* p = Scheduler::current();
+  return p ? p : tls_inbox_;
+}
+void set_thread_inbox(Process* p) { tls_inbox_ = p; }
+Process* thread_inbox() { return tls_inbox_; }
+
+// -- Process -------------------------------------------------------------------
+
+Process::Process(Runtime& rt, bool thread_bound, const SpawnOptions& opts)
+    : rt_(rt),
+      thread_bound_(thread_bound),
+      max_mailbox_(opts.max_mailbox),
+      overflow_(opts.overflow) {}
+
+Process::~Process() {
+  release_fiber(fiber_);
+  for (Envelope* e = fifo_head_; e;) {
+    Envelope* n = e->next;
+    delete e;
+    e = n;
+  }
+  for (Envelope* e : replies_) delete e;
+  Envelope* h = head_.load();
+  if (h != kClosed && h != kBlocked) {
+    while (h) {
+      Envelope* n = h->next;
+      delete h;
+      h = n;
+    }
+  }
+}
+
+Process::PushResult Process::push(Envelope* e) {
+  const bool user = is_user_kind(e->kind);
+  if (user && max_mailbox_ && overflow_ == Overflow::kReject && e->kind != Kind::kStop &&
+      e->kind != Kind::kGetStatus && queued_.load(std::memory_order_relaxed) >= max_mailbox_) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return PushResult::kRejected;
+  }
+  Envelope* h = head_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (h == kClosed) return PushResult::kClosed;
+    e->next = (h == kBlocked) ? nullptr : h;
+    if (head_.compare_exchange_weak(h, e, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  if (user) queued_.fetch_add(1, std::memory_order_relaxed);
+  if (h == kBlocked) wake();
+  return PushResult::kOk;
+}
+
+void Process::wake() {
+  if (thread_bound_) {
+    {
+      std::lock_guard<std::mutex> lock(park_mu_);
+      parked_wake_ = true;
+    }
+    park_cv_.notify_one();
+  } else {
+    rt_.scheduler().schedule(this);
+  }
+}
+
+void Process::after_run(bool suspended) {
+  if (dead_) {
+    rt_.table().remove(pid_.id);  // may delete this
+    return;
+  }
+  if (!suspended && fifo_head_) {
+    rt_.scheduler().yield(this);
+    return;
+  }
+  Envelope* expected = nullptr;
+  if (!head_.compare_exchange_strong(expected, kBlocked, std::memory_order_acq_rel)) {
+    rt_.scheduler().yield(this);
+  }
+}
+
+void Process::park(Clock::time_point deadline) {
+  waiting_.store(true, std::memory_order_relaxed);
+  if (thread_bound_) {
+    Envelope* expected = nullptr;
+    if (head_.compare_exchange_strong(expected, kBlocked, std::memory_order_acq_rel)) {
+      std::unique_lock<std::mutex> lock(park_mu_);
+      while (!parked_wake_) {
+        if (deadline == Clock::time_point::max()) {
+          park_cv_.wait(lock);
+        } else if (park_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+          break;
+        }
+      }
+      parked_wake_ = false;
+    }
+  } else {
+    if (deadline != Clock::time_point::max() && !wake_token_) {
+      wake_token_ = rt_.make_ref();
+      rt_.timers().add(deadline, pid_, Kind::kWakeup, wake_token_);
+    }
+    Scheduler::suspend();
+  }
+  waiting_.store(false, std::memory_order_relaxed);
+}
+
+void Process::end_wait() {
+  if (wake_token_) {
+    (void)rt_.timers().cancel(wake_token_.id);
+    wake_token_ = Ref{};
+  }
+  woke_ = false;
+}
+
+void Process::fetch() {
+  Envelope* h = head_.exchange(nullptr, std::memory_order_acq_rel);
+  if (h == kBlocked || h == kClosed) {
+    if (h == kClosed) head_.store(kClosed);
+    return;
+  }
+  // Reverse the LIFO into arrival order.
+  Envelope* in_order = nullptr;
+  while (h) {
+    Envelope* n = h->next;
+    h->next = in_order;
+    in_order = h;
+    h = n;
+  }
+  while (in_order) {
+    Envelope* e = in_order;
+    in_order = e->next;
+    e->next = nullptr;
+    switch (e->kind) {
+      case Kind::kReply:
+      case Kind::kReplyError:
+        if (std::find(awaiting_.begin(), awaiting_.end(), e->ref) != awaiting_.end()) {
+          replies_.push_back(e);
+        } else {
+          delete e;  // a late reply: the caller gave up
+        }
+        break;
+      case Kind::kWakeup:
+        if (wake_token_ && e->ref == wake_token_) woke_ = true;
+        delete e;
+        break;
+      case Kind::kIdleTimeout:  // the behaviour checks whether it is still current
+        queue_user(e);
+        queued_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      default:
+        if (is_user_kind(e->kind)) {
+          queue_user(e);
+        } else {
+          handle_signal(e);
+        }
+    }
+  }
+}
+
+void Process::queue_user(Envelope* e) {
+  if (fifo_tail_) {
+    fifo_tail_->next = e;
+  } else {
+    fifo_head_ = e;
+  }
+  fifo_tail_ = e;
+}
+
+void Process::drop_oldest_over_bound() {
+  while (max_mailbox_ && overflow_ == Overflow::kDropOldest && fifo_head_ &&
+         queued_.load(std::memory_order_relaxed) > max_mailbox_) {
+    Envelope* e = fifo_head_;
+    fifo_head_ = e->next;
+    if (!fifo_head_) fifo_tail_ = nullptr;
+    e->next = nullptr;
+    count_dequeued();
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    rt_.bounce(e, Term(atom("overloaded")), pid_);
+  }
+}
+
+Envelope* Process::next_user() {
+  if (!fifo_head_) fetch();
+  drop_oldest_over_bound();
+  Envelope* e = fifo_head_;
+  if (!e) return nullptr;
+  fifo_head_ = e->next;
+  if (!fifo_head_) fifo_tail_ = nullptr;
+  e->next = nullptr;
+  count_dequeued();
+  return e;
+}
+
+Envelope* Process::receive_until(Clock::time_point deadline) {
+  Envelope* got = nullptr;
+  wait_until(
+      [&] {
+        got = next_user();
+        return got != nullptr;
+      },
+      deadline);
+  return got;
+}
+
+void Process::handle_signal(Envelope* e) {
+  switch (e->kind) {
+    case Kind::kLink:
+      add_link(e->from);
+      break;
+    case Kind::kUnlink:
+      remove_link(e->from);
+      break;
+    case Kind::kMonitor:
+      monitored_by_.emplace_back(e->ref, e->from);
+      break;
+    case Kind::kDemonitor: {
+      auto it = std::find_if(monitored_by_.begin(), monitored_by_.end(),
+                             [&](const auto& m) { return m.first == e->ref; });
+      if (it != monitored_by_.end()) monitored_by_.erase(it);
+      break;
+    }
+    case Kind::kDown: {
+      Pid target;
+      if (remove_monitor(e->ref, &target)) {
+        queue_user(new Envelope(Kind::kInfo, e->from, e->ref,
+                                Down{e->ref, e->from, std::move(e->msg.term())}));
+        queued_.fetch_add(1, std::memory_order_relaxed);
+      }
+      break;
+    }
+    case Kind::kLinkExit:
+    case Kind::kExitSignal: {
+      Reason reason = e->msg.is_term() ? e->msg.term() : Term();
+      const bool from_link = e->kind == Kind::kLinkExit;
+      if (from_link && !remove_link(e->from)) break;  // unlinked meanwhile
+      if (!from_link && reason.is_atom("kill")) {
+        exit_pending_ = true;
+        pending_reason_ = reasons::killed();
+      } else if (trap_exit()) {
+        queue_user(new Envelope(Kind::kInfo, e->from, Ref{}, Exit{e->from, std::move(reason)}));
+        queued_.fetch_add(1, std::memory_order_relaxed);
+      } else if (!reason.is_atom("normal") || (!from_link && e->from == pid_)) {
+        if (!exit_pending_) {
+          exit_pending_ = true;
+          pending_reason_ = std::move(reason);
+        }
+      }
+      break;
+    }
+    case Kind::kShutdown:
+      shutdown_requested_ = true;
+      if (!exit_pending_) {
+        exit_pending_ = true;
+        pending_reason_ = reasons::shutdown();
+      }
+      break;
+    case Kind::kIdleTimeout:
+    default:
+      // kIdleTimeout is matched by the behaviour: it arrives as a user message.
+      break;
+  }
+  delete e;
+}
+
+bool Process::handle_system(Envelope* e) {
+  if (e->kind == Kind::kGetStatus) {
+    Term status;
+    try {
+      status = format_status();
+    } catch (...) {
+      status = tuple(atom("format_status_failed"), current_exception_reason());
+    }
+    rt_.send_reply(e->from, e->ref, std::move(status));
+    delete e;
+    return true;
+  }
+  return false;
+}
+
+Envelope* Process::take_reply(const Ref& ref) {
+  for (auto it = replies_.begin(); it != replies_.end(); ++it) {
+    if ((*it)->ref == ref) {
+      Envelope* e = *it;
+      replies_.erase(it);
+      forget_ref(ref);
+      return e;
+    }
+  }
+  return nullptr;
+}
+
+bool Process::has_reply(const Ref& ref) const {
+  return std::any_of(replies_.begin(), replies_.end(),
+                     [&](const Envelope* e) { return e->ref == ref; });
+}
+
+void Process::forget_ref(const Ref& ref) {
+  auto it = std::find(awaiting_.begin(), awaiting_.end(), ref);
+  if (it != awaiting_.end()) awaiting_.erase(it);
+}
+
+void Process::add_monitor(const Ref& ref, const Pid& target) {
+  monitors_.emplace_back(ref, target);
+  n_monitors_.store(static_cast<std::uint32_t>(monitors_.size()), std::memory_order_relaxed);
+}
+
+bool Process::remove_monitor(const Ref& ref, Pid* target) {
+  auto it = std::find_if(monitors_.begin(), monitors_.end(),
+                         [&](const auto& m) { return m.first == ref; });
+  if (it == monitors_.end()) return false;
+  if (target) *target = it->second;
+  monitors_.erase(it);
+  n_monitors_.store(static_cast<std::uint32_t>(monitors_.size()), std::memory_order_relaxed);
+  return true;
+}
+
+void Process::resolve_deferred(const From& from) {
+  if (from == current_call_) current_replied_ = true;
+  auto it = std::find(deferred_.begin(), deferred_.end(), from);
+  if (it != deferred_.end()) deferred_.erase(it);
+}
+
+bool Process::has_monitor(const Ref& ref) const {
+  return std::any_of(monitors_.begin(), monitors_.end(),
+                     [&](const auto& m) { return m.first == ref; });
+}
+
+Reason Process::take_down(const Ref& ref) {
+  Envelope* prev = nullptr;
+  for (Envelope* e = fifo_head_; e; prev = e, e = e->next) {
+    const Down* d = e->msg.get<Down>();
+    if (e->kind != Kind::kInfo || !d || d->ref != ref) continue;
+    if (prev) {
+      prev->next = e->next;
+    } else {
+      fifo_head_ = e->next;
+    }
+    if (fifo_tail_ == e) fifo_tail_ = prev;
+    count_dequeued();
+    Reason r = d->reason;
+    delete e;
+    return r;
+  }
+  return reasons::noproc();
+}
+
+void Process::add_link(const Pid& p) {
+  if (std::find(links_.begin(), links_.end(), p) == links_.end()) links_.push_back(p);
+  n_links_.store(static_cast<std::uint32_t>(links_.size()), std::memory_order_relaxed);
+}
+
+bool Process::remove_link(const Pid& p) {
+  auto it = std::find(links_.begin(), links_.end(), p);
+  if (it == links_.end()) return false;
+  links_.erase(it);
+  n_links_.store(static_cast<std::uint32_t>(links_.size()), std::memory_order_relaxed);
+  return true;
+}
+
+void Process::finish(const Reason& reason) {
+  if (dead_) return;
+  dead_ = true;
+  // Close the mailbox: from now on senders bounce at once (noproc).
+  Envelope* h = head_.exchange(kClosed, std::memory_order_acq_rel);
+  if (h != kBlocked) {
+    Envelope* in_order = nullptr;
+    while (h) {
+      Envelope* n = h->next;
+      h->next = in_order;
+      in_order = h;
+      h = n;
+    }
+    // Signals first (a monitor or link that raced with the exit gets the real reason).
+    while (in_order) {
+      Envelope* e = in_order;
+      in_order = e->next;
+      e->next = nullptr;
+      if (is_user_kind(e->kind)) {
+        queue_user(e);
+      } else if (e->kind == Kind::kMonitor || e->kind == Kind::kLink) {
+        rt_.bounce(e, reason, pid_);
+      } else if (e->kind == Kind::kDemonitor || e->kind == Kind::kUnlink) {
+        handle_signal(e);
+      } else {
+        delete e;
+      }
+    }
+  }
+  for (Envelope* e = fifo_head_; e;) {
+    Envelope* n = e->next;
+    e->next = nullptr;
+    count_dequeued();
+    rt_.bounce(e, reason, pid_);
+    e = n;
+  }
+  fifo_head_ = fifo_tail_ = nullptr;
+  for (Envelope* e : replies_) delete e;
+  replies_.clear();
+  awaiting_.clear();
+  // Calls this process kept to answer later will never be answered: their callers get the
+  // reason now instead of waiting for their timeout.
+  for (const From& f : deferred_) rt_.send_error_reply(f.pid, f.ref, reason);
+  deferred_.clear();
+  for (const Pid& p : links_) {
+    rt_.deliver(p, new Envelope(Kind::kLinkExit, pid_, Ref{}, reason));
+  }
+  links_.clear();
+  for (const auto& [ref, watcher] : monitored_by_) {
+    rt_.deliver(watcher, new Envelope(Kind::kDown, pid_, ref, reason));
+  }
+  monitored_by_.clear();
+  for (const auto& [ref, target] : monitors_) {
+    rt_.deliver(target, new Envelope(Kind::kDemonitor, pid_, ref, Term()));
+  }
+  monitors_.clear();
+  n_links_.store(0);
+  n_monitors_.store(0);
+  if (wake_token_) {
+    (void)rt_.timers().cancel(wake_token_.id);
+    wake_token_ = Ref{};
+  }
+}
+
+std::size_t Process::memory_estimate() const {
+  return sizeof(*this) + mailbox_length() * sizeof(Envelope) + links_.capacity() * sizeof(Pid) +
+         (monitors_.capacity() + monitored_by_.capacity()) * sizeof(std::pair<Ref, Pid>);
+}
+
+std::string Process::registered_name() const {
+  std::lock_guard<std::mutex> lock(name_mu_);
+  return registered_name_;
+}
+
+void Process::set_registered_name(std::string name) {
+  std::lock_guard<std::mutex> lock(name_mu_);
+  registered_name_ = std::move(name);
+}
+
+// -- a spawned function --------------------------------------------------------
+
+namespace {
+
+class FunProcess final : public Process {
+ public:
+  FunProcess(Runtime& rt, std::function<void()> body, const SpawnOptions& opts)
+      : Process(rt, false, opts), body_(std::move(body)) {}
+
+  void run_in_fiber() override {
+    // Runs once: the body keeps its fiber while it waits in receive.
+    Reason reason = reasons::normal();
+    try {
+      body_();
+      fetch();
+      if (exit_pending()) reason = pending_reason();
+    } catch (const ProcessExit& x) {
+      reason = x.reason;
+    } catch (...) {
+      reason = exception_reason();
+    }
+    body_ = nullptr;
+    finish(reason);
+  }
+  std::string type_name() const override { return "fun"; }
+
+ private:
+  std::function<void()> body_;
+};
+
+class InboxProcess final : public Process {
+ public:
+  explicit InboxProcess(Runtime& rt) : Process(rt, true, SpawnOptions{}) {}
+  void run_in_fiber() override { NODUS_CHECK(false && "an Inbox is never scheduled"); }
+  const char* behaviour() const override { return "inbox"; }
+  std::string type_name() const override { return "inbox"; }
+};
+
+Process* require_self(const char* what) {
+  Process* p = current_process();
+  if (!p) {
+    std::fprintf(stderr,
+                 "nodus: %s needs a current process (call it from a process or create an Inbox)\n",
+                 what);
+    NODUS_CHECK(p != nullptr);
+  }
+  return p;
+}
+
+Runtime& runtime_for_call(const Pid& to) {
+  Process* me = current_process();
+  if (me) return me->rt();
+  Runtime* rt = Runtime::for_pid(to);
+  NODUS_CHECK(rt != nullptr && "no nodus::Node exists in this process");
+  return *rt;
+}
+
+}  // namespace
+
+Process* make_inbox(Runtime& rt) {
+  auto* p = new InboxProcess(rt);
+  rt.adopt(p);
+  return p;
+}
+
+Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind) {
+  Process* me = current_process();
+  Process* temp = nullptr;
+  Runtime& rt = runtime_for_call(to);
+  if (!me) {
+    // A plain thread without an Inbox: a temporary mailbox for this one call.
+    temp = make_inbox(rt);
+    me = temp;
+  }
+  struct Cleanup {
+    Process* temp;
+    ~Cleanup() {
+      if (temp) {
+        temp->finish(reasons::normal());
+        temp->rt().table().remove(temp->pid().id);
+      }
+    }
+  } cleanup{temp};
+  if (to == me->pid()) return Reason(atom("calling_self"));
+  Ref ref = rt.make_ref();
+  me->await_ref(ref);
+  rt.deliver(to, new Envelope(kind, me->pid(), ref, std::move(request)));
+  bool got = me->wait_until([&] { return me->has_reply(ref); }, timeout.deadline_from_now());
+  if (!got) {
+    me->forget_ref(ref);
+    return reasons::timeout();
+  }
+  std::unique_ptr<Envelope> r(me->take_reply(ref));
+  if (r->kind == Kind::kReplyError) return Reason(r->msg.is_term() ? r->msg.term() : Term());
+  return std::move(r->msg);
+}
+
+}  // namespace detail
+
+// -- the public API --------------------------------------------------------------
+
+using detail::Envelope;
+using detail::Kind;
+using detail::Process;
+using detail::Runtime;
+
+Pid self() { return detail::require_self("self()")->pid(); }
+bool has_self() { return detail::current_process() != nullptr; }
+
+Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
+  Runtime& rt = node.runtime();
+  auto* p = new detail::FunProcess(rt, std::move(body), opts);
+  Process* me = detail::current_process();
+  if (me) p->set_parent(me->pid());
+  if (opts.link) {
+    Process* linker = detail::require_self("spawn_link");
+    Pid pid = rt.adopt(p);
+    p->add_link(linker->pid());
+    linker->add_link(pid);
+    rt.scheduler().schedule(p);
+    return pid;
+  }
+  return rt.spawn(p);
+}
+
+Pid spawn_link(Node& node, std::function<void()> body, SpawnOptions opts) {
+  opts.link = true;
+  return spawn(node, std::move(body), opts);
+}
+
+Message receive() {
+  Process* me = detail::require_self("receive()");
+  std::unique_ptr<Envelope> e(me->receive_until(Process::Clock::time_point::max()));
+  me->count_handled();
+  return std::move(e->msg);
+}
+
+std::optional<Message> receive(Timeout t) {
+  Process* me = detail::require_self("receive()");
+  std::unique_ptr<Envelope> e(me->receive_until(t.deadline_from_now()));
+  if (!e) return std::nullopt;
+  me->count_handled();
+  return std::move(e->msg);
+}
+
+namespace {
+void send_kind(const Pid& to, Message msg, Kind kind) {
+  Process* me = detail::current_process();
+  Runtime& rt = detail::runtime_for_call(to);
+  rt.deliver(to, new Envelope(kind, me ? me->pid() : Pid{}, Ref{}, std::move(msg)));
+}
+}  // namespace
+
+void send(const Pid& to, Message msg) { send_kind(to, std::move(msg), Kind::kInfo); }
+void cast(const Pid& to, Message request) { send_kind(to, std::move(request), Kind::kCast); }
+
+CallResult call(const Pid& to, Message request, Timeout timeout) {
+  auto r = detail::call_message(to, std::move(request), timeout, Kind::kCall);
+  if (!r) return std::move(r).error();
+  Message& m = r.value();
+  if (m.is_term()) return std::move(m.term());
+  return Reason(tuple(atom("badarg"), bin(std::string("typed reply ") + m.type_name() +
+                                          " to an untyped call: use call_as<T>")));
+}
+
+void reply(const From& from, Message value) {
+  if (!from.pid) return;
+  if (Process* me = detail::current_process()) me->resolve_deferred(from);
+  Runtime& rt = detail::runtime_for_call(from.pid);
+  rt.send_reply(from.pid, from.ref, std::move(value));
+}
+
+RequestId send_request(const Pid& to, Message request) {
+  Process* me = detail::require_self("send_request");
+  Runtime& rt = me->rt();
+  Ref ref = rt.make_ref();
+  me->await_ref(ref);
+  rt.deliver(to, new Envelope(Kind::kCall, me->pid(), ref, std::move(request)));
+  return RequestId{ref, to};
+}
+
+CallResult wait_response(const RequestId& id, Timeout timeout) {
+  Process* me = detail::require_self("wait_response");
+  bool got = me->wait_until([&] { return me->has_reply(id.ref); }, timeout.deadline_from_now());
+  if (!got) return reasons::timeout();  // still outstanding: may be waited for again
+  std::unique_ptr<Envelope> r(me->take_reply(id.ref));
+  if (r->kind == Kind::kReplyError) return Reason(r->msg.is_term() ? r->msg.term() : Term());
+  if (r->msg.is_term()) return std::move(r->msg.term());
+  return Reason(atom("badarg"));
+}
+
+Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
+  Runtime& rt = detail::runtime_for_call(to);
+  Ref ref = rt.make_ref();
+  rt.timers().add(std::chrono::steady_clock::now() + delay, to, Kind::kInfo, ref, std::move(msg));
+  return ref;
+}
+
+std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer) {
+  Runtime* rt = Runtime::for_pid(Pid{timer.node, timer.creation, 1});
+  if (!rt) return std::nullopt;
+  return rt->timers().cancel(timer.id);
+}
+
+Ref monitor(const Pid& pid) {
+  Process* me = detail::require_self("monitor");
+  Runtime& rt = me->rt();
+  Ref ref = rt.make_ref();
+  me->add_monitor(ref, pid);
+  rt.deliver(pid, new Envelope(Kind::kMonitor, me->pid(), ref, Term()));
+  return ref;
+}
+
+bool demonitor(const Ref& ref) {
+  Process* me = detail::require_self("demonitor");
+  Pid target;
+  if (!me->remove_monitor(ref, &target)) return false;
+  me->rt().deliver(target, new Envelope(Kind::kDemonitor, me->pid(), ref, Term()));
+  return true;
+}
+
+void link(const Pid& pid) {
+  Process* me = detail::require_self("link");
+  if (pid == me->pid()) return;
+  me->add_link(pid);
+  me->rt().deliver(pid, new Envelope(Kind::kLink, me->pid(), Ref{}, Term()));
+}
+
+void unlink(const Pid& pid) {
+  Process* me = detail::require_self("unlink");
+  if (!me->remove_link(pid)) return;
+  me->rt().deliver(pid, new Envelope(Kind::kUnlink, me->pid(), Ref{}, Term()));
+}
+
+bool trap_exit(bool on) { return detail::require_self("trap_exit")->set_trap_exit(on); }
+
+void exit(const Pid& pid, Reason reason) {
+  Process* me = detail::current_process();
+  Runtime& rt = detail::runtime_for_call(pid);
+  rt.deliver(pid,
+             new Envelope(Kind::kExitSignal, me ? me->pid() : Pid{}, Ref{}, std::move(reason)));
+}
+
+void exit_self(Reason reason) {
+  detail::require_self("exit_self");
+  throw detail::ProcessExit{std::move(reason), true};
+}
+
+// -- Inbox ------------------------------------------------------------------------
+
+Inbox::Inbox(Node& node) {
+  process_ = detail::make_inbox(node.runtime());
+  process_->set_trap_exit(true);  // a test thread wants Exit messages, not to be torn down
+  pid_ = process_->pid();
+  previous_ = detail::thread_inbox();
+  detail::set_thread_inbox(process_);
+}
+
+Inbox::~Inbox() { close(); }
+
+Pid Inbox::pid() const { return pid_; }
+
+void Inbox::close() {
+  if (!process_) return;
+  if (detail::thread_inbox() == process_) detail::set_thread_inbox(previous_);
+  process_->finish(reasons::normal());
+  process_->rt().table().remove(pid_.id);
+  process_ = nullptr;
+}
+
+}  // namespace nodus

@@ -1,0 +1,225 @@
+// Process: the runtime's side of a process (private). Subclasses give it a behaviour:
+// GenServerProcess (gen_server.cpp), FunProcess (a spawned function) and InboxProcess (a
+// plain thread's mailbox).
+//
+// Mailbox: a lock-free LIFO of envelopes (one CAS per push) with two sentinels: kBlocked says
+// the owner is idle or parked, so the push that replaces it must wake the owner (schedule it,
+// or notify its thread) — exactly one wake-up per idle period; kClosed says the process is
+// gone, so the push fails and the sender bounces the envelope (a call gets noproc). The owner
+// takes the whole list at once, reverses it to arrival order, handles signals right away and
+// keeps user messages in a private FIFO.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "envelope.hpp"
+#include "nodus/node/process.hpp"
+
+namespace nodus::detail {
+
+class Runtime;
+struct FiberHandle;
+void release_fiber(FiberHandle* f);
+
+/// Thrown to unwind a process's handler stack when it exits from inside a wait or exit_self.
+/// Deliberately not a std::exception, so handlers that catch std::exception do not swallow it.
+struct ProcessExit {
+  Reason reason;
+  bool run_terminate;  // exit_self from a handler: the behaviour's terminate still runs
+};
+
+class Process {
+ public:
+  enum class PushResult { kOk, kClosed, kRejected };
+  using Clock = std::chrono::steady_clock;
+
+  Process(Runtime& rt, bool thread_bound, const SpawnOptions& opts);
+  virtual ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  const Pid& pid() const { return pid_; }
+  void set_pid(const Pid& p) { pid_ = p; }
+  Runtime& rt() const { return rt_; }
+  const Pid& parent() const { return parent_; }
+  void set_parent(const Pid& p) { parent_ = p; }
+
+  // -- producers: any thread ----------------------------------------------------
+  /// Takes ownership of `e` on kOk; on failure the caller still owns it (and bounces it).
+  PushResult push(Envelope* e);
+
+  // -- the scheduler's hooks -------------------------------------------------------
+  /// Runs on a fresh fiber when the process is scheduled and has no parked fiber.
+  virtual void run_in_fiber() = 0;
+  FiberHandle* take_fiber() { return std::exchange(fiber_, nullptr); }
+  void park_fiber(FiberHandle* f) { fiber_ = f; }
+  /// After a run: deletes a dead process's table entry, or blocks / requeues it.
+  void after_run(bool suspended);
+
+  // -- the owner's side (its own fiber or thread only) ---------------------------
+  /// Moves arrived envelopes into the process: signals handled, replies matched, user
+  /// messages queued in order.
+  void fetch();
+  /// The next user message in arrival order (fetching if needed), or nullptr. Caller owns it.
+  Envelope* next_user();
+  /// Waits until pred() holds (checked after each fetch) or the deadline passes; false on
+  /// timeout. Throws ProcessExit when an exit signal ends the process meanwhile.
+  template <class Pred>
+  bool wait_until(Pred pred, Clock::time_point deadline);
+  /// Waits for the next user message; nullptr on timeout.
+  Envelope* receive_until(Clock::time_point deadline);
+
+  /// Accepts replies for `ref` from now on (call, send_request).
+  void await_ref(const Ref& ref) { awaiting_.push_back(ref); }
+  /// The reply for `ref` if it has arrived (and forgets the ref); caller owns it.
+  Envelope* take_reply(const Ref& ref);
+  bool has_reply(const Ref& ref) const;
+  void forget_ref(const Ref& ref);
+
+  /// A call this process will answer later (handle_call returned noreply); if it dies first,
+  /// the caller gets the exit reason.
+  void defer(const From& from) {
+    if (!(from == current_call_ && current_replied_)) deferred_.push_back(from);
+  }
+  /// The call being handled now (so a reply(from) inside its own handler is not deferred).
+  void set_current_call(const From& from) {
+    current_call_ = from;
+    current_replied_ = false;
+  }
+  void resolve_deferred(const From& from);
+
+  void add_monitor(const Ref& ref, const Pid& target);
+  bool remove_monitor(const Ref& ref, Pid* target);
+  bool has_monitor(const Ref& ref) const;
+  /// Takes the queued Down for monitor `ref` out of the mailbox; its reason (or noproc).
+  Reason take_down(const Ref& ref);
+  void add_link(const Pid& p);
+  bool remove_link(const Pid& p);
+  bool trap_exit() const { return trap_exit_.load(std::memory_order_relaxed); }
+  bool set_trap_exit(bool on) { return trap_exit_.exchange(on, std::memory_order_relaxed); }
+  /// An exit signal ended the process while it was busy: the behaviour should stop now.
+  bool exit_pending() const { return exit_pending_; }
+  const Reason& pending_reason() const { return pending_reason_; }
+  bool shutdown_requested() const { return shutdown_requested_; }
+
+  /// Ends the process: closes the mailbox, answers what is queued with `reason`, tells links
+  /// and monitors. Runs on the owner. Idempotent.
+  void finish(const Reason& reason);
+  bool dead() const { return dead_; }
+  void count_handled() { handled_.fetch_add(1, std::memory_order_relaxed); }
+  /// A user message has left the queue (dispatched, received or dropped).
+  void count_dequeued() { queued_.fetch_sub(1, std::memory_order_relaxed); }
+
+  // -- introspection: any thread ---------------------------------------------------
+  virtual const char* behaviour() const { return "process"; }
+  virtual std::string type_name() const { return "process"; }
+  virtual std::size_t memory_estimate() const;
+  /// format_status: called on the owner.
+  virtual Term format_status() { return Term(atom(behaviour())); }
+  std::size_t mailbox_length() const { return queued_.load(std::memory_order_relaxed); }
+  std::uint64_t messages_handled() const { return handled_.load(std::memory_order_relaxed); }
+  std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  bool waiting() const { return waiting_.load(std::memory_order_relaxed); }
+  std::size_t link_count() const { return n_links_.load(std::memory_order_relaxed); }
+  std::size_t monitor_count() const { return n_monitors_.load(std::memory_order_relaxed); }
+  std::string registered_name() const;
+  void set_registered_name(std::string name);
+
+ protected:
+  /// A user message that the process itself handles before the behaviour sees it (system
+  /// messages). Returns true if consumed (and deleted).
+  bool handle_system(Envelope* e);
+
+ private:
+  static inline Envelope* const kBlocked = reinterpret_cast<Envelope*>(1);
+  static inline Envelope* const kClosed = reinterpret_cast<Envelope*>(2);
+
+  void handle_signal(Envelope* e);  // takes ownership
+  void queue_user(Envelope* e);
+  void park(Clock::time_point deadline);
+  void end_wait();
+  void wake();
+  void drop_oldest_over_bound();
+
+  Runtime& rt_;
+  Pid pid_;
+  Pid parent_;
+  const bool thread_bound_;
+  const std::size_t max_mailbox_;
+  const Overflow overflow_;
+
+  // Written by any thread.
+  alignas(64) std::atomic<Envelope*> head_{nullptr};
+  std::atomic<std::size_t> queued_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+
+  // Owner only (or read relaxed for introspection where atomic).
+  alignas(64) Envelope* fifo_head_ = nullptr;
+  Envelope* fifo_tail_ = nullptr;
+  FiberHandle* fiber_ = nullptr;
+  std::vector<Ref> awaiting_;
+  std::vector<Envelope*> replies_;
+  std::vector<Pid> links_;
+  std::vector<From> deferred_;
+  From current_call_;
+  bool current_replied_ = false;
+  std::vector<std::pair<Ref, Pid>> monitors_;      // I monitor them
+  std::vector<std::pair<Ref, Pid>> monitored_by_;  // they monitor me
+  Ref wake_token_;
+  bool woke_ = false;
+  bool exit_pending_ = false;
+  bool shutdown_requested_ = false;
+  bool dead_ = false;
+  Reason pending_reason_;
+  std::atomic<bool> trap_exit_{false};
+  std::atomic<bool> waiting_{false};
+  std::atomic<std::uint64_t> handled_{0};
+  std::atomic<std::uint32_t> n_links_{0};
+  std::atomic<std::uint32_t> n_monitors_{0};
+
+  // Guards registered_name_ (set by the registry, read by introspection).
+  mutable std::mutex name_mu_;
+  std::string registered_name_;
+
+  // Thread-bound (Inbox) parking. Guards parked_wake_.
+  std::mutex park_mu_;
+  std::condition_variable park_cv_;
+  bool parked_wake_ = false;
+};
+
+/// The process running on this thread: a scheduled process's fiber, or the thread's Inbox.
+Process* current_process();
+void set_thread_inbox(Process* p);
+Process* thread_inbox();
+
+}  // namespace nodus::detail
+
+#include "scheduler.hpp"
+
+namespace nodus::detail {
+
+template <class Pred>
+bool Process::wait_until(Pred pred, Clock::time_point deadline) {
+  struct EndWait {
+    Process* p;
+    ~EndWait() { p->end_wait(); }
+  } guard{this};
+  for (;;) {
+    fetch();
+    if (exit_pending_) throw ProcessExit{pending_reason_, false};
+    if (pred()) return true;
+    if (woke_) return false;
+    if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return false;
+    park(deadline);
+  }
+}
+
+}  // namespace nodus::detail

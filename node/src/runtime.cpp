@@ -1,0 +1,222 @@
+#include "runtime.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "check.hpp"
+#include "process_impl.hpp"
+
+namespace nodus::detail {
+
+namespace {
+// Guards g_runtimes: the nodes alive in this OS process, for plain-thread calls.
+std::mutex g_runtimes_mu;
+std::vector<Runtime*> g_runtimes;
+
+std::uint32_t default_creation() {
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+  std::uint32_t c = static_cast<std::uint32_t>(us ^ (us >> 32));
+  return c == 0 ? 1 : c;
+}
+}  // namespace
+
+Runtime::Runtime(const NodeOptions& options)
+    : name_(options.name),
+      creation_(options.creation ? options.creation : default_creation()),
+      timers_(*this),
+      scheduler_(*this, options.schedulers, options.fiber_stack_size) {
+  {
+    std::lock_guard<std::mutex> lock(g_runtimes_mu);
+    g_runtimes.push_back(this);
+  }
+  timers_.start();
+  scheduler_.start();
+}
+
+Runtime::~Runtime() {
+  shutdown(std::chrono::seconds(5));
+  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  g_runtimes.erase(std::remove(g_runtimes.begin(), g_runtimes.end(), this), g_runtimes.end());
+}
+
+Runtime* Runtime::for_pid(const Pid& pid) {
+  if (Process* p = current_process()) return &p->rt();
+  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  for (Runtime* rt : g_runtimes) {
+    if (rt->is_local(pid)) return rt;
+  }
+  return g_runtimes.empty() ? nullptr : g_runtimes.front();
+}
+
+Runtime* Runtime::any() {
+  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  return g_runtimes.empty() ? nullptr : g_runtimes.front();
+}
+
+Pid Runtime::adopt(Process* p) {
+  std::uint64_t id = table_.insert(p);
+  Pid pid{name_, creation_, id};
+  p->set_pid(pid);
+  return pid;
+}
+
+Pid Runtime::spawn(Process* p) {
+  Pid pid = adopt(p);
+  scheduler_.schedule(p);
+  return pid;
+}
+
+void Runtime::deliver(const Pid& to, Envelope* e) {
+  if (!to.valid()) {
+    delete e;
+    return;
+  }
+  if (!is_local(to)) {
+    // Remote routing comes with the transport; until then another node is unreachable.
+    bounce(e, Term(atom("nodedown")), to);
+    return;
+  }
+  ProcessTable::Handle h = table_.lookup(to.id);
+  if (!h) {
+    bounce(e, reasons::noproc(), to);
+    return;
+  }
+  switch (h->push(e)) {
+    case Process::PushResult::kOk:
+      return;
+    case Process::PushResult::kClosed:
+      bounce(e, reasons::noproc(), to);
+      return;
+    case Process::PushResult::kRejected:
+      bounce(e, Term(atom("overloaded")), to);
+      return;
+  }
+}
+
+void Runtime::bounce(Envelope* e, const Reason& reason, const Pid& target) {
+  std::unique_ptr<Envelope> owned(e);
+  switch (e->kind) {
+    case Kind::kCall:
+    case Kind::kGetStatus:
+    case Kind::kStop:
+      send_error_reply(e->from, e->ref, reason);
+      break;
+    case Kind::kMonitor:
+      deliver(e->from, new Envelope(Kind::kDown, target, e->ref, reason));
+      break;
+    case Kind::kLink:
+      deliver(e->from, new Envelope(Kind::kLinkExit, target, Ref{}, reason));
+      break;
+    default:
+      break;  // a message to a dead process is dropped, as in Erlang
+  }
+}
+
+void Runtime::send_reply(const Pid& to, const Ref& ref, Message value) {
+  deliver(to, new Envelope(Kind::kReply, Pid{}, ref, std::move(value)));
+}
+
+void Runtime::send_error_reply(const Pid& to, const Ref& ref, const Reason& reason) {
+  deliver(to, new Envelope(Kind::kReplyError, Pid{}, ref, reason));
+}
+
+void Runtime::shutdown(Timeout grace) {
+  if (stopped_.exchange(true)) return;
+  shutting_down_.store(true);
+  using Clock = std::chrono::steady_clock;
+  auto wait_until_empty = [&](Clock::time_point deadline) {
+    while (table_.size() > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return table_.size() == 0;
+  };
+  auto signal_all = [&](bool only_roots, Kind kind, const Reason& reason) {
+    std::vector<Pid> targets;
+    table_.for_each([&](Process& p) {
+      if (std::string_view(p.behaviour()) == "inbox") return;
+      if (only_roots && p.parent().valid() && table_.lookup(p.parent().id)) return;
+      targets.push_back(p.pid());
+    });
+    for (const Pid& pid : targets) deliver(pid, new Envelope(kind, Pid{}, Ref{}, reason));
+  };
+  const auto deadline = grace.deadline_from_now();
+  // Top-level processes first: supervisors stop their children in order.
+  signal_all(true, Kind::kShutdown, reasons::shutdown());
+  auto roots_deadline = std::min(deadline, Clock::now() + (deadline - Clock::now()) / 2);
+  if (!wait_until_empty(roots_deadline)) {
+    signal_all(false, Kind::kShutdown, reasons::shutdown());
+    if (!wait_until_empty(deadline)) {
+      signal_all(false, Kind::kExitSignal, reasons::kill());
+      wait_until_empty(Clock::now() + std::chrono::seconds(1));
+    }
+  }
+  timers_.stop();
+  scheduler_.stop();
+}
+
+}  // namespace nodus::detail
+
+// -- Node -----------------------------------------------------------------------------
+
+namespace nodus {
+
+Node::Node(NodeOptions options) : rt_(std::make_unique<detail::Runtime>(options)) {}
+Node::~Node() = default;
+
+Atom Node::name() const { return rt_->name(); }
+std::uint32_t Node::creation() const { return rt_->creation(); }
+unsigned Node::schedulers() const { return rt_->scheduler().threads(); }
+Ref Node::make_ref() { return rt_->make_ref(); }
+std::size_t Node::process_count() const { return rt_->table().size(); }
+void Node::shutdown(Timeout grace) { rt_->shutdown(grace); }
+
+namespace {
+ProcessInfo snapshot(detail::Process& p) {
+  ProcessInfo info;
+  info.pid = p.pid();
+  info.registered_name = p.registered_name();
+  info.behaviour = p.behaviour();
+  info.type = p.type_name();
+  info.mailbox_length = p.mailbox_length();
+  info.messages_handled = p.messages_handled();
+  info.memory_bytes = p.memory_estimate();
+  info.waiting = p.waiting();
+  info.trap_exit = p.trap_exit();
+  info.links = p.link_count();
+  info.monitors = p.monitor_count();
+  info.dropped = p.dropped();
+  return info;
+}
+}  // namespace
+
+std::vector<ProcessInfo> Node::processes() const {
+  std::vector<ProcessInfo> out;
+  out.reserve(rt_->table().size());
+  rt_->table().for_each([&](detail::Process& p) { out.push_back(snapshot(p)); });
+  return out;
+}
+
+namespace detail {
+Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind);
+}
+
+Result<ProcessInfo, Reason> Node::process_info(const Pid& pid, Timeout timeout) {
+  ProcessInfo info;
+  {
+    if (!rt_->is_local(pid)) return reasons::noproc();
+    auto h = rt_->table().lookup(pid.id);
+    if (!h) return reasons::noproc();
+    info = snapshot(*h.get());
+  }
+  auto status = detail::call_message(pid, Term(), timeout, detail::Kind::kGetStatus);
+  if (!status) return std::move(status).error();
+  Message& m = status.value();
+  info.status = m.is_term() ? m.term() : Term(atom(m.type_name()));
+  return info;
+}
+
+}  // namespace nodus

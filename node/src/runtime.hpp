@@ -1,0 +1,68 @@
+// Runtime: the inside of a Node (private): process table, scheduler, timers, routing.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "envelope.hpp"
+#include "nodus/node/node.hpp"
+#include "process_table.hpp"
+#include "scheduler.hpp"
+#include "timer_service.hpp"
+
+namespace nodus::detail {
+
+class Process;
+
+class Runtime {
+ public:
+  explicit Runtime(const NodeOptions& options);
+  ~Runtime();
+
+  Atom name() const { return name_; }
+  std::uint32_t creation() const { return creation_; }
+  bool is_local(const Pid& p) const { return p.node == name_ && p.creation == creation_; }
+
+  Ref make_ref() {
+    return Ref{name_, creation_, next_ref_.fetch_add(1, std::memory_order_relaxed)};
+  }
+
+  /// Registers `p` (taking ownership) and gives it a pid. Does not schedule it.
+  Pid adopt(Process* p);
+  /// Registers and schedules a fiber process.
+  Pid spawn(Process* p);
+
+  /// Delivers `e` to `to` (taking ownership). If `to` is dead, unknown or refuses the
+  /// envelope, it is bounced: a call gets an error reply, a monitor a DOWN, a link an exit.
+  void deliver(const Pid& to, Envelope* e);
+  /// Answers what `e` asked for with `reason` (the receiver is gone or refused it); frees e.
+  void bounce(Envelope* e, const Reason& reason, const Pid& target);
+  void send_reply(const Pid& to, const Ref& ref, Message value);
+  void send_error_reply(const Pid& to, const Ref& ref, const Reason& reason);
+
+  ProcessTable& table() { return table_; }
+  Scheduler& scheduler() { return scheduler_; }
+  TimerService& timers() { return timers_; }
+  bool shutting_down() const { return shutting_down_.load(); }
+
+  void shutdown(Timeout grace);
+
+  /// The runtime that owns a local pid, else the process's own, else the first node created
+  /// in this OS process; nullptr when there is no node at all.
+  static Runtime* for_pid(const Pid& pid);
+  static Runtime* any();
+
+ private:
+  Atom name_;
+  std::uint32_t creation_;
+  std::atomic<std::uint64_t> next_ref_{1};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> stopped_{false};
+  ProcessTable table_;
+  TimerService timers_;
+  Scheduler scheduler_;
+};
+
+}  // namespace nodus::detail

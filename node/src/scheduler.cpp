@@ -1,0 +1,430 @@
+#include "scheduler.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <boost/context/fiber.hpp>
+#include <boost/context/stack_context.hpp>
+
+#include "check.hpp"
+#include "process_impl.hpp"
+#include "runtime.hpp"
+
+// Sanitizers must be told about stack switches, or they see one thread jumping between stacks.
+#if defined(__SANITIZE_ADDRESS__)
+#define NODUS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NODUS_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define NODUS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NODUS_TSAN 1
+#endif
+#endif
+
+#if NODUS_ASAN
+extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom,
+                                               std::size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
+                                                std::size_t* size_old);
+#endif
+#if NODUS_TSAN
+extern "C" void* __tsan_get_current_fiber();
+extern "C" void* __tsan_create_fiber(unsigned flags);
+extern "C" void __tsan_destroy_fiber(void* fiber);
+extern "C" void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+#endif
+
+namespace ctx = boost::context;
+
+namespace nodus::detail {
+
+namespace {
+
+constexpr int kMaxNextStreak = 64;  // runs from the next slot before the queue gets a turn
+constexpr int kSpinRounds = 200;    // polls for work before sleeping
+constexpr std::size_t kFiberPoolMax = 64;
+
+/// mmap'd stacks with a guard page below, so an overflow faults instead of corrupting memory.
+struct GuardedStack {
+  std::size_t size;
+  const void** bottom_out;
+  std::size_t* size_out;
+
+  ctx::stack_context allocate() {
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t total = ((size + page - 1) / page + 1) * page;
+    void* base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    NODUS_CHECK(base != MAP_FAILED);
+    NODUS_CHECK(::mprotect(base, page, PROT_NONE) == 0);
+    ctx::stack_context sc;
+    sc.size = total;
+    sc.sp = static_cast<char*>(base) + total;
+    *bottom_out = base;
+    *size_out = total;
+    return sc;
+  }
+  void deallocate(ctx::stack_context& sc) {
+    ::munmap(static_cast<char*>(sc.sp) - sc.size, sc.size);
+  }
+};
+
+}  // namespace
+
+/// A pooled fiber: a stack with a worker loop on it that runs whatever process the thread
+/// hands it.
+struct FiberHandle {
+  ctx::fiber fiber;
+  void* tsan = nullptr;
+  const void* stack_bottom = nullptr;
+  std::size_t stack_size = 0;
+};
+
+/// Lives on a fiber's own stack; says where to go back to.
+struct FiberCtx {
+  ctx::fiber caller;
+  void* fake_stack = nullptr;  // ASan's bookkeeping for this fiber
+};
+
+struct Worker {
+  enum class Status { kDone, kSuspended };
+
+  Scheduler* sched = nullptr;
+  unsigned index = 0;
+  std::thread thread;
+
+  // Guards queue; other workers lock it to steal.
+  std::mutex mu;
+  std::deque<Process*> queue;
+  std::atomic<std::size_t> queue_size{0};
+
+  // Touched only by this worker's thread.
+  Process* next = nullptr;
+  int next_streak = 0;
+  Process* current = nullptr;
+  FiberCtx* current_ctx = nullptr;
+  Status status = Status::kDone;
+  std::vector<FiberHandle*> pool;
+  void* tsan_self = nullptr;
+  void* fake_stack = nullptr;
+  const void* thread_stack_bottom = nullptr;
+  std::size_t thread_stack_size = 0;
+};
+
+namespace {
+
+thread_local Worker* tls_worker_ = nullptr;
+
+// Not inlined: a fiber may resume on another thread, and the compiler must not reuse a
+// thread-local address computed before the switch.
+[[gnu::noinline]] Worker* this_worker() { return tls_worker_; }
+
+void after_switch_into_fiber(FiberCtx& fc, Worker* w) {
+#if NODUS_ASAN
+  __sanitizer_finish_switch_fiber(fc.fake_stack, &w->thread_stack_bottom, &w->thread_stack_size);
+#else
+  (void)fc;
+  (void)w;
+#endif
+}
+
+void before_switch_out_of_fiber(FiberCtx& fc, Worker* w, bool dying) {
+#if NODUS_TSAN
+  __tsan_switch_to_fiber(w->tsan_self, 0);
+#endif
+#if NODUS_ASAN
+  __sanitizer_start_switch_fiber(dying ? nullptr : &fc.fake_stack, w->thread_stack_bottom,
+                                 w->thread_stack_size);
+#else
+  (void)fc;
+  (void)w;
+  (void)dying;
+#endif
+}
+
+void switch_into(Worker& w, FiberHandle* f) {
+#if NODUS_TSAN
+  __tsan_switch_to_fiber(f->tsan, 0);
+#endif
+#if NODUS_ASAN
+  __sanitizer_start_switch_fiber(&w.fake_stack, f->stack_bottom, f->stack_size);
+#endif
+  f->fiber = std::move(f->fiber).resume();
+#if NODUS_ASAN
+  __sanitizer_finish_switch_fiber(w.fake_stack, nullptr, nullptr);
+#endif
+  (void)w;
+}
+
+FiberHandle* new_fiber(std::size_t stack_size) {
+  auto* h = new FiberHandle;
+  GuardedStack alloc{stack_size, &h->stack_bottom, &h->stack_size};
+  h->fiber = ctx::fiber(std::allocator_arg, alloc, [](ctx::fiber&& caller) {
+    FiberCtx fc;
+    fc.caller = std::move(caller);
+    Worker* w = this_worker();
+    after_switch_into_fiber(fc, w);
+    for (;;) {
+      w->current_ctx = &fc;
+      Process* p = w->current;
+      if (!p) break;  // the pool is being torn down
+      p->run_in_fiber();
+      w = this_worker();
+      w->status = Worker::Status::kDone;
+      before_switch_out_of_fiber(fc, w, false);
+      fc.caller = std::move(fc.caller).resume();
+      w = this_worker();
+      after_switch_into_fiber(fc, w);
+    }
+    before_switch_out_of_fiber(fc, w, true);
+    return std::move(fc.caller);
+  });
+#if NODUS_TSAN
+  h->tsan = __tsan_create_fiber(0);
+#endif
+  return h;
+}
+
+void destroy_fiber(Worker& w, FiberHandle* f) {
+  // Resume it with no process: its loop ends and the fiber returns, releasing its stack.
+  Process* saved = w.current;
+  w.current = nullptr;
+  switch_into(w, f);
+  w.current = saved;
+#if NODUS_TSAN
+  __tsan_destroy_fiber(f->tsan);
+#endif
+  delete f;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Runtime& rt, unsigned threads, std::size_t stack_size)
+    : rt_(rt), stack_size_(stack_size) {
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < threads; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->sched = this;
+    w->index = i;
+    workers_.push_back(std::move(w));
+  }
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::start() {
+  NODUS_CHECK(!started_);
+  started_ = true;
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    wp->thread = std::thread([this, wp] { run_worker(*wp); });
+  }
+}
+
+void Scheduler::stop() {
+  if (!started_) return;
+  {
+    std::lock_guard<std::mutex> lock(sleep_mu_);
+    stop_.store(true);
+  }
+  sleep_cv_.notify_all();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  started_ = false;
+}
+
+Process* Scheduler::current() {
+  Worker* w = this_worker();
+  return w ? w->current : nullptr;
+}
+
+void Scheduler::suspend() {
+  Worker* w = this_worker();
+  NODUS_CHECK(w && w->current_ctx);
+  FiberCtx* fc = w->current_ctx;
+  w->status = Worker::Status::kSuspended;
+  before_switch_out_of_fiber(*fc, w, false);
+  fc->caller = std::move(fc->caller).resume();
+  w = this_worker();
+  after_switch_into_fiber(*fc, w);
+  w->current_ctx = fc;
+}
+
+void Scheduler::schedule(Process* p) {
+  Worker* w = this_worker();
+  if (w && w->sched == this) {
+    if (w->next) {
+      Process* older = w->next;
+      {
+        std::lock_guard<std::mutex> lock(w->mu);
+        w->queue.push_back(older);
+        w->queue_size.fetch_add(1);
+      }
+      w->next = p;
+      notify_one();
+    } else {
+      w->next = p;
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(inject_mu_);
+    injected_.push_back(p);
+    injected_size_.fetch_add(1);
+  }
+  notify_one();
+}
+
+void Scheduler::yield(Process* p) {
+  Worker* w = this_worker();
+  if (!w || w->sched != this) {
+    schedule(p);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(w->mu);
+    w->queue.push_back(p);
+    w->queue_size.fetch_add(1);
+  }
+  notify_one();
+}
+
+void Scheduler::notify_one() {
+  if (sleepers_.load() > 0 && spinning_.load() == 0) {
+    std::lock_guard<std::mutex> lock(sleep_mu_);
+    sleep_cv_.notify_one();
+  }
+}
+
+bool Scheduler::any_work() const {
+  if (injected_size_.load() > 0) return true;
+  for (const auto& w : workers_) {
+    if (w->queue_size.load() > 0) return true;
+  }
+  return false;
+}
+
+Process* Scheduler::steal(Worker& self) {
+  const std::size_t n = workers_.size();
+  for (std::size_t i = 1; i < n; ++i) {
+    Worker& victim = *workers_[(self.index + i) % n];
+    if (victim.queue_size.load(std::memory_order_relaxed) == 0) continue;
+    std::lock_guard<std::mutex> lock(victim.mu);
+    if (victim.queue.empty()) continue;
+    Process* p = victim.queue.front();
+    victim.queue.pop_front();
+    victim.queue_size.fetch_sub(1);
+    return p;
+  }
+  return nullptr;
+}
+
+Process* Scheduler::find_work(Worker& w) {
+  if (w.next) {
+    if (++w.next_streak < kMaxNextStreak || w.queue_size.load(std::memory_order_relaxed) == 0) {
+      Process* p = w.next;
+      w.next = nullptr;
+      return p;
+    }
+    // Let the queue have a turn: the next slot goes to the back.
+    std::lock_guard<std::mutex> lock(w.mu);
+    w.queue.push_back(w.next);
+    w.queue_size.fetch_add(1);
+    w.next = nullptr;
+  }
+  w.next_streak = 0;
+  if (w.queue_size.load(std::memory_order_relaxed) > 0) {
+    std::lock_guard<std::mutex> lock(w.mu);
+    if (!w.queue.empty()) {
+      Process* p = w.queue.front();
+      w.queue.pop_front();
+      w.queue_size.fetch_sub(1);
+      return p;
+    }
+  }
+  if (injected_size_.load(std::memory_order_relaxed) > 0) {
+    std::lock_guard<std::mutex> lock(inject_mu_);
+    if (!injected_.empty()) {
+      Process* p = injected_.front();
+      injected_.pop_front();
+      injected_size_.fetch_sub(1);
+      return p;
+    }
+  }
+  return steal(w);
+}
+
+void Scheduler::run_worker(Worker& w) {
+  tls_worker_ = &w;
+#if NODUS_TSAN
+  w.tsan_self = __tsan_get_current_fiber();
+#endif
+  for (;;) {
+    Process* p = find_work(w);
+    if (p) {
+      run(w, p);
+      continue;
+    }
+    spinning_.fetch_add(1);
+    for (int i = 0; i < kSpinRounds && !p; ++i) {
+      if (any_work()) p = find_work(w);
+      if (!p) std::this_thread::yield();
+    }
+    spinning_.fetch_sub(1);
+    if (p) {
+      run(w, p);
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(sleep_mu_);
+    sleepers_.fetch_add(1);
+    while (!any_work() && !stop_.load()) sleep_cv_.wait(lock);
+    sleepers_.fetch_sub(1);
+    if (stop_.load() && !any_work()) break;
+  }
+  for (FiberHandle* f : w.pool) destroy_fiber(w, f);
+  w.pool.clear();
+  tls_worker_ = nullptr;
+}
+
+void Scheduler::run(Worker& w, Process* p) {
+  FiberHandle* f = p->take_fiber();
+  if (!f) {
+    if (!w.pool.empty()) {
+      f = w.pool.back();
+      w.pool.pop_back();
+    } else {
+      f = new_fiber(stack_size_);
+    }
+  }
+  w.current = p;
+  w.status = Worker::Status::kDone;
+  switch_into(w, f);
+  w.current = nullptr;
+  w.current_ctx = nullptr;
+  if (w.status == Worker::Status::kSuspended) {
+    p->park_fiber(f);
+  } else if (w.pool.size() < kFiberPoolMax) {
+    w.pool.push_back(f);
+  } else {
+    destroy_fiber(w, f);
+  }
+  p->after_run(w.status == Worker::Status::kSuspended);
+}
+
+void release_fiber(FiberHandle* f) {
+  // A process destroyed while parked (node teardown with a process stuck in a wait): drop
+  // the stack without unwinding it.
+  if (!f) return;
+#if NODUS_TSAN
+  __tsan_destroy_fiber(f->tsan);
+#endif
+  delete f;
+}
+
+}  // namespace nodus::detail
