@@ -258,7 +258,10 @@ class GenServerProcess final : public Process {
     // Killed by a signal: terminate runs only for a node shutdown (Erlang skips it for an
     // untrapped exit signal: the process is simply gone).
     if (shutdown_requested() && server_) {
-      terminate_and_finish(pending_reason());
+      // terminate may wait (a supervisor waits for its children): consume the signal first.
+      Reason reason = pending_reason();
+      clear_exit_pending();
+      terminate_and_finish(reason);
     } else {
       finish(pending_reason());
     }
@@ -335,37 +338,19 @@ Result<Message, Reason> call_typed(const Pid& to, Message request, Timeout timeo
 Status stop(const Pid& pid, Reason reason, Timeout timeout) {
   detail::Runtime* rt = detail::Runtime::for_pid(pid);
   if (!rt) return Status(ErrorCode::kNoProc);
+  std::optional<Inbox> temp;  // a plain thread needs a mailbox for the Down
+  if (!has_self()) temp.emplace(*rt->node());
+  Ref ref = monitor(pid);
   detail::Process* me = detail::current_process();
-  auto run = [&](detail::Process* waiter) -> Status {
-    Ref ref = waiter->rt().make_ref();
-    waiter->add_monitor(ref, pid);
-    waiter->rt().deliver(pid,
-                         new detail::Envelope(detail::Kind::kMonitor, waiter->pid(), ref, Term()));
-    waiter->rt().deliver(pid, new detail::Envelope(detail::Kind::kStop, waiter->pid(),
-                                                   waiter->rt().make_ref(), std::move(reason)));
-    // The Down ends the monitor when it arrives; it is then taken out of the queue so that
-    // the caller's own handlers never see it.
-    bool got =
-        waiter->wait_until([&] { return !waiter->has_monitor(ref); }, timeout.deadline_from_now());
-    if (!got) {
-      Pid target;
-      if (waiter->remove_monitor(ref, &target)) {
-        waiter->rt().deliver(
-            target, new detail::Envelope(detail::Kind::kDemonitor, waiter->pid(), ref, Term()));
-      }
-      return Status(ErrorCode::kTimeout, "stop " + pid.to_string());
-    }
-    Reason r = waiter->take_down(ref);
-    if (r.is_atom("noproc")) return Status(ErrorCode::kNoProc, pid.to_string());
-    return Status::Ok();
-  };
-  if (me) return run(me);
-  // A plain thread: a mailbox to receive the Down in.
-  detail::Process* inbox = detail::make_inbox(*rt);
-  Status s = run(inbox);
-  inbox->finish(reasons::normal());
-  rt->table().remove(inbox->pid().id);
-  return s;
+  rt->deliver(
+      pid, new detail::Envelope(detail::Kind::kStop, me->pid(), rt->make_ref(), std::move(reason)));
+  std::optional<Reason> down = await_down(ref, timeout);
+  if (!down) {
+    demonitor(ref);
+    return Status(ErrorCode::kTimeout, "stop " + pid.to_string());
+  }
+  if (down->is_atom("noproc")) return Status(ErrorCode::kNoProc, pid.to_string());
+  return Status::Ok();
 }
 
 }  // namespace nodus

@@ -718,6 +718,14 @@ bool demonitor(const Ref& ref) {
   return true;
 }
 
+std::optional<Reason> await_down(const Ref& ref, Timeout timeout) {
+  Process* me = detail::require_self("await_down");
+  // The Down ends the monitor as it is fetched; then it is taken out of the queue.
+  bool got = me->wait_until([&] { return !me->has_monitor(ref); }, timeout.deadline_from_now());
+  if (!got) return std::nullopt;
+  return me->take_down(ref);
+}
+
 void link(const Pid& pid) {
   Process* me = detail::require_self("link");
   if (pid == me->pid()) return;

@@ -109,6 +109,7 @@ class Process {
   bool exit_pending() const { return exit_pending_; }
   const Reason& pending_reason() const { return pending_reason_; }
   bool shutdown_requested() const { return shutdown_requested_; }
+  void clear_exit_pending() { exit_pending_ = false; }
 
   /// Ends the process: closes the mailbox, answers what is queued with `reason`, tells links
   /// and monitors. Runs on the owner. Idempotent.

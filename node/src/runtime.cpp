@@ -164,7 +164,9 @@ void Runtime::shutdown(Timeout grace) {
 
 namespace nodus {
 
-Node::Node(NodeOptions options) : rt_(std::make_unique<detail::Runtime>(options)) {}
+Node::Node(NodeOptions options) : rt_(std::make_unique<detail::Runtime>(options)) {
+  rt_->set_node(this);
+}
 Node::~Node() = default;
 
 Atom Node::name() const { return rt_->name(); }

@@ -22,6 +22,9 @@ class Runtime {
   ~Runtime();
 
   Atom name() const { return name_; }
+  /// The Node that owns this runtime.
+  Node* node() const { return node_; }
+  void set_node(Node* n) { node_ = n; }
   std::uint32_t creation() const { return creation_; }
   bool is_local(const Pid& p) const { return p.node == name_ && p.creation == creation_; }
 
@@ -55,6 +58,7 @@ class Runtime {
   static Runtime* any();
 
  private:
+  Node* node_ = nullptr;
   Atom name_;
   std::uint32_t creation_;
   std::atomic<std::uint64_t> next_ref_{1};

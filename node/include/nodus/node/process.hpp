@@ -190,6 +190,10 @@ Ref monitor(const Pid& pid);
 /// Stops a monitor; a Down for it that is already queued is dropped too ("flush").
 /// Returns false if the monitor was not active.
 bool demonitor(const Ref& ref);
+/// Waits for the Down of monitor `ref` and takes it out of the mailbox; other messages stay
+/// queued, in order (a selective receive). Returns its reason, or nullopt on timeout (the
+/// monitor then stays active). REQUIRES: has_self() and `ref` came from monitor().
+std::optional<Reason> await_down(const Ref& ref, Timeout timeout);
 /// Links the current process and `pid`: when either exits abnormally, the other gets an exit
 /// signal (an Exit message when it traps exits; else it exits too). Linking to a dead pid
 /// sends the current process an exit signal with reason noproc. REQUIRES: has_self().

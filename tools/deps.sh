@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages nodus needs to build and test, if any are missing.
+# Used by tools/test.sh and tools/demo.sh; safe to run again (it installs nothing twice).
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build pkg-config      # toolchain
+  libboost-context-dev                 # fibers: a blocked call parks a process, not a thread
+  libboost-program-options-dev         # nodusd's config files and flags
+  libmsgpack-cxx-dev                   # the wire format
+  libzmq3-dev cppzmq-dev               # the transport between nodes
+  libgtest-dev libgmock-dev            # tests
+  libbenchmark-dev                     # nodus-bench
+)
+if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
+  packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "nodus: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
