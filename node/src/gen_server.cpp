@@ -61,25 +61,24 @@ std::string demangle(const char* mangled) {
 
 namespace {
 
-constexpr int kSlice = 64;  // messages per run before other processes get a turn
+constexpr int kSlice = 2000;  // messages per run before others get a turn (as sends, see scheduler)
 
 /// The process behind every GenServer.
 class GenServerProcess final : public Process {
  public:
-  GenServerProcess(Runtime& rt, const SpawnOptions& opts, ServerFactory make, std::string type,
-                   std::size_t state_size, const char* behaviour, From starter)
+  GenServerProcess(Runtime& rt, const SpawnOptions& opts, ServerFactory make,
+                   const std::string* type, std::size_t state_size, const char* behaviour,
+                   From starter)
       : Process(rt, false, opts),
-        make_(std::move(make)),
-        type_(std::move(type)),
-        state_size_(state_size),
-        behaviour_(behaviour),
-        starter_(starter) {}
+        pending_start_(std::make_unique<PendingStart>(PendingStart{std::move(make), starter})),
+        type_(type),
+        state_size_(static_cast<std::uint32_t>(state_size)),
+        behaviour_(behaviour) {}
 
   const char* behaviour() const override { return behaviour_; }
-  std::string type_name() const override { return type_; }
-  std::size_t memory_estimate() const override {
-    return Process::memory_estimate() + state_size_ + type_.capacity();
-  }
+  std::string type_name() const override { return *type_; }
+  bool has_pending_work() const override { return continue_ != nullptr; }
+  std::size_t memory_estimate() const override { return Process::memory_estimate() + state_size_; }
   Term format_status() override { return server_ ? server_->format_status() : Term(); }
 
   void run_in_fiber() override {
@@ -95,7 +94,7 @@ class GenServerProcess final : public Process {
         }
         if (continue_) {
           Term arg = std::move(*continue_);
-          continue_.reset();
+          continue_ = nullptr;
           apply(guarded([&] { return server_->handle_continue(arg); }), nullptr);
           continue;
         }
@@ -108,7 +107,6 @@ class GenServerProcess final : public Process {
         exit_from_signal();
         return;
       }
-      if (continue_) return;  // after_run requeues: fifo empty but work to do
     } catch (const ProcessExit& x) {
       if (x.run_terminate) {
         terminate_and_finish(x.reason);
@@ -139,41 +137,44 @@ class GenServerProcess final : public Process {
     // Link first so that a crash in init reaches the parent (start_link semantics).
     std::pair<std::unique_ptr<GenServer>, Action> made{nullptr, GenServerAccess::stop(Term())};
     try {
-      made = make_();
+      made = pending_start_->make();
     } catch (const ProcessExit& x) {
-      init_failed(x.reason);
+      init_failed(pending_start_->starter, x.reason);
       return;
     } catch (...) {
-      init_failed(current_exception_reason());
+      init_failed(pending_start_->starter, current_exception_reason());
       return;
     }
-    make_ = nullptr;
+    const From starter = pending_start_->starter;
+    pending_start_ = nullptr;
     server_ = std::move(made.first);
     Action& a = made.second;
     switch (ActionAccess::kind(a)) {
       case Action::Kind::kOk:
-        rt().send_reply(starter_.pid, starter_.ref, Term(pid()));
+        rt().send_reply(starter.pid, starter.ref, Term(pid()));
         after_callback(a);
         break;
       case Action::Kind::kIgnore:
-        init_failed(Term(atom("ignore")), reasons::normal());
+        init_failed(starter, Term(atom("ignore")), reasons::normal());
         break;
       case Action::Kind::kStop:
-        init_failed(ActionAccess::reason(a));
+        init_failed(starter, ActionAccess::reason(a));
         break;
       default:
-        init_failed(tuple(atom("bad_return_value"), atom("init")));
+        init_failed(starter, tuple(atom("bad_return_value"), atom("init")));
     }
   }
 
   // init did not succeed: start returns `reply`; the process exits with `exit_reason` and,
   // as in OTP 26, does not send the starter an exit signal through the link.
-  void init_failed(const Reason& reply, std::optional<Reason> exit_reason = std::nullopt) {
-    if (starter_.pid) {
-      remove_link(starter_.pid);
-      rt().deliver(starter_.pid, new Envelope(Kind::kUnlink, pid(), Ref{}, Term()));
+  void init_failed(const From& starter, const Reason& reply,
+                   std::optional<Reason> exit_reason = std::nullopt) {
+    pending_start_ = nullptr;
+    if (starter.pid) {
+      remove_link(starter.pid);
+      rt().deliver(starter.pid, new Envelope(Kind::kUnlink, pid(), Ref{}, Term()));
     }
-    rt().send_error_reply(starter_.pid, starter_.ref, reply);
+    rt().send_error_reply(starter.pid, starter.ref, reply);
     finish(exit_reason ? *exit_reason : reply);
   }
 
@@ -247,7 +248,7 @@ class GenServerProcess final : public Process {
   }
 
   void after_callback(Action& a) {
-    if (auto& c = ActionAccess::continue_arg(a)) continue_ = std::move(*c);
+    if (auto& c = ActionAccess::continue_arg(a)) continue_ = std::make_unique<Term>(std::move(*c));
     if (auto idle = ActionAccess::idle(a)) {
       idle_ref_ = rt().make_ref();
       rt().timers().add(Clock::now() + *idle, pid(), Kind::kIdleTimeout, idle_ref_);
@@ -279,20 +280,24 @@ class GenServerProcess final : public Process {
     finish(reason);
   }
 
-  ServerFactory make_;
+  // What only the start needs: dropped once init has answered.
+  struct PendingStart {
+    ServerFactory make;
+    From starter;
+  };
+  std::unique_ptr<PendingStart> pending_start_;
   std::unique_ptr<GenServer> server_;
-  std::string type_;
-  std::size_t state_size_;
+  const std::string* type_;  // one string per server type, kept by start_impl
+  std::uint32_t state_size_;
   const char* behaviour_;
-  From starter_;
-  std::optional<Term> continue_;
+  std::unique_ptr<Term> continue_;
   Ref idle_ref_;
 };
 
 }  // namespace
 
 Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFactory make,
-                                 std::string type_name, std::size_t state_size,
+                                 const std::string* type_name, std::size_t state_size,
                                  const char* behaviour) {
   Runtime& rt = node.runtime();
   Process* me = current_process();
@@ -313,8 +318,8 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
 
   Ref ref = rt.make_ref();
   waiter->await_ref(ref);
-  auto* p = new GenServerProcess(rt, opts, std::move(make), std::move(type_name), state_size,
-                                 behaviour, From{waiter->pid(), ref});
+  auto* p = new GenServerProcess(rt, opts, std::move(make), type_name, state_size, behaviour,
+                                 From{waiter->pid(), ref});
   if (me) p->set_parent(me->pid());
   Pid pid = rt.adopt(p);
   if (opts.link && me && !temp) {

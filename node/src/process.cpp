@@ -3,7 +3,10 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <exception>
+#include <limits>
+#include <mutex>
 #include <typeinfo>
 
 #include "check.hpp"
@@ -71,9 +74,10 @@ Process* thread_inbox() { return tls_inbox_; }
 
 Process::Process(Runtime& rt, bool thread_bound, const SpawnOptions& opts)
     : rt_(rt),
-      thread_bound_(thread_bound),
-      max_mailbox_(opts.max_mailbox),
-      overflow_(opts.overflow) {}
+      max_mailbox_(static_cast<std::uint32_t>(
+          std::min<std::size_t>(opts.max_mailbox, std::numeric_limits<std::uint32_t>::max()))),
+      overflow_(opts.overflow),
+      thread_bound_(thread_bound) {}
 
 Process::~Process() {
   release_fiber(fiber_);
@@ -82,7 +86,9 @@ Process::~Process() {
     delete e;
     e = n;
   }
-  for (Envelope* e : replies_) delete e;
+  if (x_) {
+    for (Envelope* e : x_->replies) delete e;
+  }
   Envelope* h = head_.load();
   if (h != kClosed && h != kBlocked) {
     while (h) {
@@ -115,22 +121,21 @@ Process::PushResult Process::push(Envelope* e) {
 
 void Process::wake() {
   if (thread_bound_) {
-    {
-      std::lock_guard<std::mutex> lock(park_mu_);
-      parked_wake_ = true;
-    }
-    park_cv_.notify_one();
+    wake_thread();
   } else {
     rt_.scheduler().schedule(this);
   }
 }
+
+void Process::park_thread(Clock::time_point) { NODUS_CHECK(false && "not thread-bound"); }
+void Process::wake_thread() { NODUS_CHECK(false && "not thread-bound"); }
 
 void Process::after_run(bool suspended) {
   if (dead_) {
     rt_.table().remove(pid_.id);  // may delete this
     return;
   }
-  if (!suspended && fifo_head_) {
+  if (!suspended && (fifo_head_ || has_pending_work())) {
     rt_.scheduler().yield(this);
     return;
   }
@@ -145,20 +150,12 @@ void Process::park(Clock::time_point deadline) {
   if (thread_bound_) {
     Envelope* expected = nullptr;
     if (head_.compare_exchange_strong(expected, kBlocked, std::memory_order_acq_rel)) {
-      std::unique_lock<std::mutex> lock(park_mu_);
-      while (!parked_wake_) {
-        if (deadline == Clock::time_point::max()) {
-          park_cv_.wait(lock);
-        } else if (park_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-          break;
-        }
-      }
-      parked_wake_ = false;
+      park_thread(deadline);
     }
   } else {
-    if (deadline != Clock::time_point::max() && !wake_token_) {
-      wake_token_ = rt_.make_ref();
-      rt_.timers().add(deadline, pid_, Kind::kWakeup, wake_token_);
+    if (deadline != Clock::time_point::max() && !x().wake_token) {
+      x().wake_token = rt_.make_ref();
+      rt_.timers().add(deadline, pid_, Kind::kWakeup, x().wake_token);
     }
     Scheduler::suspend();
   }
@@ -166,9 +163,9 @@ void Process::park(Clock::time_point deadline) {
 }
 
 void Process::end_wait() {
-  if (wake_token_) {
-    (void)rt_.timers().cancel(wake_token_.id);
-    wake_token_ = Ref{};
+  if (x().wake_token) {
+    (void)rt_.timers().cancel(x().wake_token.id);
+    x().wake_token = Ref{};
   }
   woke_ = false;
 }
@@ -194,14 +191,14 @@ void Process::fetch() {
     switch (e->kind) {
       case Kind::kReply:
       case Kind::kReplyError:
-        if (std::find(awaiting_.begin(), awaiting_.end(), e->ref) != awaiting_.end()) {
-          replies_.push_back(e);
+        if (std::find(x().awaiting.begin(), x().awaiting.end(), e->ref) != x().awaiting.end()) {
+          x().replies.push_back(e);
         } else {
           delete e;  // a late reply: the caller gave up
         }
         break;
       case Kind::kWakeup:
-        if (wake_token_ && e->ref == wake_token_) woke_ = true;
+        if (x().wake_token && e->ref == x().wake_token) woke_ = true;
         delete e;
         break;
       case Kind::kIdleTimeout:  // the behaviour checks whether it is still current
@@ -272,12 +269,12 @@ void Process::handle_signal(Envelope* e) {
       remove_link(e->from);
       break;
     case Kind::kMonitor:
-      monitored_by_.emplace_back(e->ref, e->from);
+      x().monitored_by.emplace_back(e->ref, e->from);
       break;
     case Kind::kDemonitor: {
-      auto it = std::find_if(monitored_by_.begin(), monitored_by_.end(),
+      auto it = std::find_if(x().monitored_by.begin(), x().monitored_by.end(),
                              [&](const auto& m) { return m.first == e->ref; });
-      if (it != monitored_by_.end()) monitored_by_.erase(it);
+      if (it != x().monitored_by.end()) x().monitored_by.erase(it);
       break;
     }
     case Kind::kDown: {
@@ -296,14 +293,14 @@ void Process::handle_signal(Envelope* e) {
       if (from_link && !remove_link(e->from)) break;  // unlinked meanwhile
       if (!from_link && reason.is_atom("kill")) {
         exit_pending_ = true;
-        pending_reason_ = reasons::killed();
+        x().pending_reason = reasons::killed();
       } else if (trap_exit()) {
         queue_user(new Envelope(Kind::kInfo, e->from, Ref{}, Exit{e->from, std::move(reason)}));
         queued_.fetch_add(1, std::memory_order_relaxed);
       } else if (!reason.is_atom("normal") || (!from_link && e->from == pid_)) {
         if (!exit_pending_) {
           exit_pending_ = true;
-          pending_reason_ = std::move(reason);
+          x().pending_reason = std::move(reason);
         }
       }
       break;
@@ -312,7 +309,7 @@ void Process::handle_signal(Envelope* e) {
       shutdown_requested_ = true;
       if (!exit_pending_) {
         exit_pending_ = true;
-        pending_reason_ = reasons::shutdown();
+        x().pending_reason = reasons::shutdown();
       }
       break;
     case Kind::kIdleTimeout:
@@ -339,10 +336,10 @@ bool Process::handle_system(Envelope* e) {
 }
 
 Envelope* Process::take_reply(const Ref& ref) {
-  for (auto it = replies_.begin(); it != replies_.end(); ++it) {
+  for (auto it = x().replies.begin(); it != x().replies.end(); ++it) {
     if ((*it)->ref == ref) {
       Envelope* e = *it;
-      replies_.erase(it);
+      x().replies.erase(it);
       forget_ref(ref);
       return e;
     }
@@ -351,38 +348,38 @@ Envelope* Process::take_reply(const Ref& ref) {
 }
 
 bool Process::has_reply(const Ref& ref) const {
-  return std::any_of(replies_.begin(), replies_.end(),
+  return std::any_of(x().replies.begin(), x().replies.end(),
                      [&](const Envelope* e) { return e->ref == ref; });
 }
 
 void Process::forget_ref(const Ref& ref) {
-  auto it = std::find(awaiting_.begin(), awaiting_.end(), ref);
-  if (it != awaiting_.end()) awaiting_.erase(it);
+  auto it = std::find(x().awaiting.begin(), x().awaiting.end(), ref);
+  if (it != x().awaiting.end()) x().awaiting.erase(it);
 }
 
 void Process::add_monitor(const Ref& ref, const Pid& target) {
-  monitors_.emplace_back(ref, target);
-  n_monitors_.store(static_cast<std::uint32_t>(monitors_.size()), std::memory_order_relaxed);
+  x().monitors.emplace_back(ref, target);
+  n_monitors_.store(static_cast<std::uint32_t>(x().monitors.size()), std::memory_order_relaxed);
 }
 
 bool Process::remove_monitor(const Ref& ref, Pid* target) {
-  auto it = std::find_if(monitors_.begin(), monitors_.end(),
+  auto it = std::find_if(x().monitors.begin(), x().monitors.end(),
                          [&](const auto& m) { return m.first == ref; });
-  if (it == monitors_.end()) return false;
+  if (it == x().monitors.end()) return false;
   if (target) *target = it->second;
-  monitors_.erase(it);
-  n_monitors_.store(static_cast<std::uint32_t>(monitors_.size()), std::memory_order_relaxed);
+  x().monitors.erase(it);
+  n_monitors_.store(static_cast<std::uint32_t>(x().monitors.size()), std::memory_order_relaxed);
   return true;
 }
 
 void Process::resolve_deferred(const From& from) {
-  if (from == current_call_) current_replied_ = true;
-  auto it = std::find(deferred_.begin(), deferred_.end(), from);
-  if (it != deferred_.end()) deferred_.erase(it);
+  if (from == x().current_call) x().current_replied = true;
+  auto it = std::find(x().deferred.begin(), x().deferred.end(), from);
+  if (it != x().deferred.end()) x().deferred.erase(it);
 }
 
 bool Process::has_monitor(const Ref& ref) const {
-  return std::any_of(monitors_.begin(), monitors_.end(),
+  return std::any_of(x().monitors.begin(), x().monitors.end(),
                      [&](const auto& m) { return m.first == ref; });
 }
 
@@ -406,15 +403,15 @@ Reason Process::take_down(const Ref& ref) {
 }
 
 void Process::add_link(const Pid& p) {
-  if (std::find(links_.begin(), links_.end(), p) == links_.end()) links_.push_back(p);
-  n_links_.store(static_cast<std::uint32_t>(links_.size()), std::memory_order_relaxed);
+  if (std::find(x().links.begin(), x().links.end(), p) == x().links.end()) x().links.push_back(p);
+  n_links_.store(static_cast<std::uint32_t>(x().links.size()), std::memory_order_relaxed);
 }
 
 bool Process::remove_link(const Pid& p) {
-  auto it = std::find(links_.begin(), links_.end(), p);
-  if (it == links_.end()) return false;
-  links_.erase(it);
-  n_links_.store(static_cast<std::uint32_t>(links_.size()), std::memory_order_relaxed);
+  auto it = std::find(x().links.begin(), x().links.end(), p);
+  if (it == x().links.end()) return false;
+  x().links.erase(it);
+  n_links_.store(static_cast<std::uint32_t>(x().links.size()), std::memory_order_relaxed);
   return true;
 }
 
@@ -455,46 +452,42 @@ void Process::finish(const Reason& reason) {
     e = n;
   }
   fifo_head_ = fifo_tail_ = nullptr;
-  for (Envelope* e : replies_) delete e;
-  replies_.clear();
-  awaiting_.clear();
+  if (!x_) return;  // no links, monitors or waits: nothing more to tell
+  Extras& x = *x_;
+  for (Envelope* e : x.replies) delete e;
+  x.replies.clear();
+  x.awaiting.clear();
   // Calls this process kept to answer later will never be answered: their callers get the
   // reason now instead of waiting for their timeout.
-  for (const From& f : deferred_) rt_.send_error_reply(f.pid, f.ref, reason);
-  deferred_.clear();
-  for (const Pid& p : links_) {
+  for (const From& f : x.deferred) rt_.send_error_reply(f.pid, f.ref, reason);
+  x.deferred.clear();
+  for (const Pid& p : x.links) {
     rt_.deliver(p, new Envelope(Kind::kLinkExit, pid_, Ref{}, reason));
   }
-  links_.clear();
-  for (const auto& [ref, watcher] : monitored_by_) {
+  x.links.clear();
+  for (const auto& [ref, watcher] : x.monitored_by) {
     rt_.deliver(watcher, new Envelope(Kind::kDown, pid_, ref, reason));
   }
-  monitored_by_.clear();
-  for (const auto& [ref, target] : monitors_) {
+  x.monitored_by.clear();
+  for (const auto& [ref, target] : x.monitors) {
     rt_.deliver(target, new Envelope(Kind::kDemonitor, pid_, ref, Term()));
   }
-  monitors_.clear();
+  x.monitors.clear();
   n_links_.store(0);
   n_monitors_.store(0);
-  if (wake_token_) {
-    (void)rt_.timers().cancel(wake_token_.id);
-    wake_token_ = Ref{};
+  if (x.wake_token) {
+    (void)rt_.timers().cancel(x.wake_token.id);
+    x.wake_token = Ref{};
   }
 }
 
 std::size_t Process::memory_estimate() const {
-  return sizeof(*this) + mailbox_length() * sizeof(Envelope) + links_.capacity() * sizeof(Pid) +
-         (monitors_.capacity() + monitored_by_.capacity()) * sizeof(std::pair<Ref, Pid>);
-}
-
-std::string Process::registered_name() const {
-  std::lock_guard<std::mutex> lock(name_mu_);
-  return registered_name_;
-}
-
-void Process::set_registered_name(std::string name) {
-  std::lock_guard<std::mutex> lock(name_mu_);
-  registered_name_ = std::move(name);
+  std::size_t bytes = sizeof(*this) + mailbox_length() * sizeof(Envelope);
+  if (has_extras_.load(std::memory_order_relaxed)) {
+    bytes +=
+        sizeof(Extras) + link_count() * sizeof(Pid) + monitor_count() * sizeof(std::pair<Ref, Pid>);
+  }
+  return bytes;
 }
 
 // -- a spawned function --------------------------------------------------------
@@ -533,6 +526,32 @@ class InboxProcess final : public Process {
   void run_in_fiber() override { NODUS_CHECK(false && "an Inbox is never scheduled"); }
   const char* behaviour() const override { return "inbox"; }
   std::string type_name() const override { return "inbox"; }
+
+ protected:
+  void park_thread(Clock::time_point deadline) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!woken_) {
+      if (deadline == Clock::time_point::max()) {
+        cv_.wait(lock);
+      } else if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        break;
+      }
+    }
+    woken_ = false;
+  }
+  void wake_thread() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      woken_ = true;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  // Guards woken_: the owner thread sleeps on cv_ until a push wakes it.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool woken_ = false;
 };
 
 Process* require_self(const char* what) {
@@ -647,6 +666,7 @@ void send_kind(const Pid& to, Message msg, Kind kind) {
   Process* me = detail::current_process();
   Runtime& rt = detail::runtime_for_call(to);
   rt.deliver(to, new Envelope(kind, me ? me->pid() : Pid{}, Ref{}, std::move(msg)));
+  detail::Scheduler::consume_reduction();
 }
 }  // namespace
 

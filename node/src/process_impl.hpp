@@ -12,9 +12,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -59,6 +59,8 @@ class Process {
   // -- the scheduler's hooks -------------------------------------------------------
   /// Runs on a fresh fiber when the process is scheduled and has no parked fiber.
   virtual void run_in_fiber() = 0;
+  /// Work that is not in the mailbox (a pending handle_continue): run again without waiting.
+  virtual bool has_pending_work() const { return false; }
   FiberHandle* take_fiber() { return std::exchange(fiber_, nullptr); }
   void park_fiber(FiberHandle* f) { fiber_ = f; }
   /// After a run: deletes a dead process's table entry, or blocks / requeues it.
@@ -78,7 +80,7 @@ class Process {
   Envelope* receive_until(Clock::time_point deadline);
 
   /// Accepts replies for `ref` from now on (call, send_request).
-  void await_ref(const Ref& ref) { awaiting_.push_back(ref); }
+  void await_ref(const Ref& ref) { x().awaiting.push_back(ref); }
   /// The reply for `ref` if it has arrived (and forgets the ref); caller owns it.
   Envelope* take_reply(const Ref& ref);
   bool has_reply(const Ref& ref) const;
@@ -87,12 +89,12 @@ class Process {
   /// A call this process will answer later (handle_call returned noreply); if it dies first,
   /// the caller gets the exit reason.
   void defer(const From& from) {
-    if (!(from == current_call_ && current_replied_)) deferred_.push_back(from);
+    if (!(from == x().current_call && x().current_replied)) x().deferred.push_back(from);
   }
   /// The call being handled now (so a reply(from) inside its own handler is not deferred).
   void set_current_call(const From& from) {
-    current_call_ = from;
-    current_replied_ = false;
+    x().current_call = from;
+    x().current_replied = false;
   }
   void resolve_deferred(const From& from);
 
@@ -107,7 +109,7 @@ class Process {
   bool set_trap_exit(bool on) { return trap_exit_.exchange(on, std::memory_order_relaxed); }
   /// An exit signal ended the process while it was busy: the behaviour should stop now.
   bool exit_pending() const { return exit_pending_; }
-  const Reason& pending_reason() const { return pending_reason_; }
+  const Reason& pending_reason() const { return x().pending_reason; }
   bool shutdown_requested() const { return shutdown_requested_; }
   void clear_exit_pending() { exit_pending_ = false; }
 
@@ -131,8 +133,6 @@ class Process {
   bool waiting() const { return waiting_.load(std::memory_order_relaxed); }
   std::size_t link_count() const { return n_links_.load(std::memory_order_relaxed); }
   std::size_t monitor_count() const { return n_monitors_.load(std::memory_order_relaxed); }
-  std::string registered_name() const;
-  void set_registered_name(std::string name);
 
  protected:
   /// A user message that the process itself handles before the behaviour sees it (system
@@ -148,52 +148,64 @@ class Process {
   void park(Clock::time_point deadline);
   void end_wait();
   void wake();
+
+ protected:
+  /// Thread-bound processes (Inbox): block the thread until wake_thread() or the deadline.
+  virtual void park_thread(Clock::time_point deadline);
+  virtual void wake_thread();
+
+ private:
   void drop_oldest_over_bound();
 
   Runtime& rt_;
   Pid pid_;
   Pid parent_;
-  const bool thread_bound_;
-  const std::size_t max_mailbox_;
+  const std::uint32_t max_mailbox_;
   const Overflow overflow_;
-
-  // Written by any thread.
-  alignas(64) std::atomic<Envelope*> head_{nullptr};
-  std::atomic<std::size_t> queued_{0};
-  std::atomic<std::uint64_t> dropped_{0};
-
-  // Owner only (or read relaxed for introspection where atomic).
-  alignas(64) Envelope* fifo_head_ = nullptr;
-  Envelope* fifo_tail_ = nullptr;
-  FiberHandle* fiber_ = nullptr;
-  std::vector<Ref> awaiting_;
-  std::vector<Envelope*> replies_;
-  std::vector<Pid> links_;
-  std::vector<From> deferred_;
-  From current_call_;
-  bool current_replied_ = false;
-  std::vector<std::pair<Ref, Pid>> monitors_;      // I monitor them
-  std::vector<std::pair<Ref, Pid>> monitored_by_;  // they monitor me
-  Ref wake_token_;
+  const bool thread_bound_;
   bool woke_ = false;
   bool exit_pending_ = false;
   bool shutdown_requested_ = false;
   bool dead_ = false;
-  Reason pending_reason_;
   std::atomic<bool> trap_exit_{false};
   std::atomic<bool> waiting_{false};
-  std::atomic<std::uint64_t> handled_{0};
+
+  // Written by any thread.
+  std::atomic<Envelope*> head_{nullptr};
+  std::atomic<std::size_t> queued_{0};
+  std::atomic<std::uint32_t> dropped_{0};
+
+  // Owner only (or read relaxed for introspection where atomic).
   std::atomic<std::uint32_t> n_links_{0};
   std::atomic<std::uint32_t> n_monitors_{0};
+  std::atomic<std::uint64_t> handled_{0};
+  Envelope* fifo_head_ = nullptr;
+  Envelope* fifo_tail_ = nullptr;
+  FiberHandle* fiber_ = nullptr;
 
-  // Guards registered_name_ (set by the registry, read by introspection).
-  mutable std::mutex name_mu_;
-  std::string registered_name_;
-
-  // Thread-bound (Inbox) parking. Guards parked_wake_.
-  std::mutex park_mu_;
-  std::condition_variable park_cv_;
-  bool parked_wake_ = false;
+  // What most idle processes never need, allocated on first use: a million idle servers
+  // should cost a few hundred bytes each, not a kilobyte.
+  struct Extras {
+    std::vector<Ref> awaiting;       // refs whose replies are wanted (call, send_request)
+    std::vector<Envelope*> replies;  // replies that arrived for them
+    std::vector<Pid> links;
+    std::vector<From> deferred;                     // calls to answer later
+    std::vector<std::pair<Ref, Pid>> monitors;      // I monitor them
+    std::vector<std::pair<Ref, Pid>> monitored_by;  // they monitor me
+    From current_call;
+    bool current_replied = false;
+    Ref wake_token;  // the deadline timer of the current wait
+    Reason pending_reason;
+  };
+  Extras& x() const {
+    if (!x_) {
+      x_ = std::make_unique<Extras>();
+      has_extras_.store(true, std::memory_order_relaxed);
+    }
+    return *x_;
+  }
+  mutable std::atomic<bool> has_extras_{false};
+  mutable std::unique_ptr<Extras> x_;
 };
 
 /// The process running on this thread: a scheduled process's fiber, or the thread's Inbox.
@@ -215,7 +227,7 @@ bool Process::wait_until(Pred pred, Clock::time_point deadline) {
   } guard{this};
   for (;;) {
     fetch();
-    if (exit_pending_) throw ProcessExit{pending_reason_, false};
+    if (exit_pending_) throw ProcessExit{x().pending_reason, false};
     if (pred()) return true;
     if (woke_) return false;
     if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return false;

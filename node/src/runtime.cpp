@@ -124,6 +124,21 @@ void Runtime::send_error_reply(const Pid& to, const Ref& ref, const Reason& reas
   deliver(to, new Envelope(Kind::kReplyError, Pid{}, ref, reason));
 }
 
+void Runtime::set_registered_name(const Pid& pid, std::string name) {
+  std::lock_guard<std::mutex> lock(names_mu_);
+  if (name.empty()) {
+    names_.erase(pid.id);
+  } else {
+    names_[pid.id] = std::move(name);
+  }
+}
+
+std::string Runtime::registered_name(const Pid& pid) const {
+  std::lock_guard<std::mutex> lock(names_mu_);
+  auto it = names_.find(pid.id);
+  return it == names_.end() ? std::string() : it->second;
+}
+
 void Runtime::shutdown(Timeout grace) {
   if (stopped_.exchange(true)) return;
   shutting_down_.store(true);
@@ -180,7 +195,7 @@ namespace {
 ProcessInfo snapshot(detail::Process& p) {
   ProcessInfo info;
   info.pid = p.pid();
-  info.registered_name = p.registered_name();
+  info.registered_name = p.rt().registered_name(p.pid());
   info.behaviour = p.behaviour();
   info.type = p.type_name();
   info.mailbox_length = p.mailbox_length();

@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "envelope.hpp"
 #include "nodus/node/node.hpp"
@@ -52,6 +54,10 @@ class Runtime {
 
   void shutdown(Timeout grace);
 
+  /// The name a process is registered under, for introspection (set by the registry layer).
+  void set_registered_name(const Pid& pid, std::string name);
+  std::string registered_name(const Pid& pid) const;
+
   /// The runtime that owns a local pid, else the process's own, else the first node created
   /// in this OS process; nullptr when there is no node at all.
   static Runtime* for_pid(const Pid& pid);
@@ -64,6 +70,9 @@ class Runtime {
   std::atomic<std::uint64_t> next_ref_{1};
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> stopped_{false};
+  // Guards names_: written on (un)registration, read by introspection; never on a hot path.
+  mutable std::mutex names_mu_;
+  std::unordered_map<std::uint64_t, std::string> names_;
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;

@@ -48,6 +48,7 @@ namespace {
 constexpr int kMaxNextStreak = 64;  // runs from the next slot before the queue gets a turn
 constexpr int kSpinRounds = 200;    // polls for work before sleeping
 constexpr std::size_t kFiberPoolMax = 64;
+constexpr int kReductionsPerSlice = 2000;  // sends before a running process yields
 
 /// mmap'd stacks with a guard page below, so an overflow faults instead of corrupting memory.
 struct GuardedStack {
@@ -92,7 +93,7 @@ struct FiberCtx {
 };
 
 struct Worker {
-  enum class Status { kDone, kSuspended };
+  enum class Status { kDone, kSuspended, kYielded };
 
   Scheduler* sched = nullptr;
   unsigned index = 0;
@@ -109,6 +110,7 @@ struct Worker {
   Process* current = nullptr;
   FiberCtx* current_ctx = nullptr;
   Status status = Status::kDone;
+  int reductions = 0;
   std::vector<FiberHandle*> pool;
   void* tsan_self = nullptr;
   void* fake_stack = nullptr;
@@ -244,11 +246,22 @@ Process* Scheduler::current() {
   return w ? w->current : nullptr;
 }
 
+void Scheduler::consume_reduction() {
+  Worker* w = this_worker();
+  if (!w || !w->current_ctx || ++w->reductions < kReductionsPerSlice) return;
+  w->status = Worker::Status::kYielded;
+  switch_out(w);
+}
+
 void Scheduler::suspend() {
   Worker* w = this_worker();
   NODUS_CHECK(w && w->current_ctx);
-  FiberCtx* fc = w->current_ctx;
   w->status = Worker::Status::kSuspended;
+  switch_out(w);
+}
+
+void Scheduler::switch_out(Worker* w) {
+  FiberCtx* fc = w->current_ctx;
   before_switch_out_of_fiber(*fc, w, false);
   fc->caller = std::move(fc->caller).resume();
   w = this_worker();
@@ -287,12 +300,16 @@ void Scheduler::yield(Process* p) {
     schedule(p);
     return;
   }
+  std::size_t queued;
   {
     std::lock_guard<std::mutex> lock(w->mu);
     w->queue.push_back(p);
-    w->queue_size.fetch_add(1);
+    queued = w->queue_size.fetch_add(1) + 1;
   }
-  notify_one();
+  // This thread runs the queue's head next; another thread is worth waking only when there is
+  // more than that. (Stealing one of two busy partners puts them on two cores that then fight
+  // over the same cache lines: slower than one core, as local-cast measures.)
+  if (queued > 1) notify_one();
 }
 
 void Scheduler::notify_one() {
@@ -404,9 +421,16 @@ void Scheduler::run(Worker& w, Process* p) {
   }
   w.current = p;
   w.status = Worker::Status::kDone;
+  w.reductions = 0;
   switch_into(w, f);
   w.current = nullptr;
   w.current_ctx = nullptr;
+  if (w.status == Worker::Status::kYielded) {
+    // Mid-handler, out of reductions: keep the fiber and go to the back of the queue.
+    p->park_fiber(f);
+    yield(p);
+    return;
+  }
   if (w.status == Worker::Status::kSuspended) {
     p->park_fiber(f);
   } else if (w.pool.size() < kFiberPoolMax) {

@@ -53,6 +53,9 @@ class Scheduler {
   static void suspend();
   /// The process running on this thread's current fiber, or nullptr on a plain thread.
   static Process* current();
+  /// Counts one unit of work (a send) for the running process; after a slice's worth it
+  /// yields to the others, like the BEAM's reductions. No-op off the scheduler.
+  static void consume_reduction();
 
  private:
   friend struct Worker;
@@ -61,6 +64,7 @@ class Scheduler {
   Process* steal(Worker& w);
   void run(Worker& w, Process* p);
   void notify_one();
+  static void switch_out(Worker* w);
   bool any_work() const;
 
   Runtime& rt_;

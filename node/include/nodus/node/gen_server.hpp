@@ -160,7 +160,7 @@ struct ActionAccess {
 /// Creates the server process; `make` builds the server and runs init inside it.
 using ServerFactory = std::function<std::pair<std::unique_ptr<GenServer>, Action>()>;
 Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFactory make,
-                                 std::string type_name, std::size_t state_size,
+                                 const std::string* type_name, std::size_t state_size,
                                  const char* behaviour = "gen_server");
 
 template <class T>
@@ -179,7 +179,8 @@ Result<Pid, Reason> start_impl(Node& node, SpawnOptions opts, Args&&... args) {
     Action a = std::apply([raw](auto&... as) { return raw->init(std::move(as)...); }, *packed);
     return {std::move(server), std::move(a)};
   };
-  return start_server(node, opts, std::move(make), demangle(typeid(T).name()), sizeof(T));
+  static const std::string type = demangle(typeid(T).name());
+  return start_server(node, opts, std::move(make), &type, sizeof(T));
 }
 
 template <class... A>

@@ -1,0 +1,181 @@
+// nodus-bench SCENARIO [--seconds N] [--schedulers N] [--count N]
+//
+// Prints one `name: value unit` line per figure. Scenarios:
+//   local-call   process-to-process calls on one node: local_call_rate, local_call_p50
+//   local-cast   casts from one process to another: local_cast_rate
+//   idle-memory  1,000,000 idle GenServers: idle_memory_per_process (RSS growth / count)
+#include <unistd.h>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nodus/node/gen_server.hpp"
+#include "nodus/node/node.hpp"
+#include "nodus/node/process.hpp"
+
+namespace {
+
+using namespace nodus;
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  std::string scenario;
+  double seconds = 3;
+  unsigned schedulers = 0;
+  long count = 0;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "nodus-bench: %s\n"
+               "usage: nodus-bench SCENARIO [--seconds N] [--schedulers N] [--count N]\n"
+               "scenarios: local-call, local-cast, idle-memory\n",
+               why);
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  if (argc < 2) usage("no scenario given");
+  a.scenario = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (i + 1 >= argc) usage(("missing value after " + flag).c_str());
+    char* end = nullptr;
+    double v = std::strtod(argv[++i], &end);
+    if (!end || *end || v < 0) usage(("bad number for " + flag + ": " + argv[i]).c_str());
+    if (flag == "--seconds") {
+      a.seconds = v;
+    } else if (flag == "--schedulers") {
+      a.schedulers = static_cast<unsigned>(v);
+    } else if (flag == "--count") {
+      a.count = static_cast<long>(v);
+    } else {
+      usage(("unknown flag " + flag).c_str());
+    }
+  }
+  return a;
+}
+
+std::size_t rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages_total = 0, pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+class Echo : public GenServer {
+ public:
+  Action handle_call(Message& req, From) override { return reply(std::move(req.term())); }
+};
+
+class Counter : public GenServer {
+ public:
+  Action init(long expected, Pid notify) {
+    expected_ = expected;
+    notify_ = notify;
+    return ok();
+  }
+  Action handle_cast(Message&) override {
+    if (++seen_ == expected_) send(notify_, "done");
+    return noreply();
+  }
+
+ private:
+  long expected_ = 0;
+  long seen_ = 0;
+  Pid notify_;
+};
+
+class Idle : public GenServer {};
+
+void local_call(const Args& a) {
+  Node node(NodeOptions{.name = "bench", .schedulers = a.schedulers});
+  Inbox me(node);
+  Pid server = start<Echo>(node).value();
+  Pid sink = me.pid();
+  const auto budget = std::chrono::duration<double>(a.seconds);
+  spawn(node, [server, sink, budget] {
+    // Warm up, then count round trips for the time budget; time every 64th call.
+    for (int i = 0; i < 10000; ++i) (void)call(server, i);
+    std::vector<double> samples;
+    long calls = 0;
+    const auto start = Clock::now();
+    const auto stop_at = start + std::chrono::duration_cast<Clock::duration>(budget);
+    auto now = start;
+    while (now < stop_at) {
+      for (int i = 0; i < 64; ++i) (void)call(server, i);
+      auto t0 = Clock::now();
+      (void)call(server, 0);
+      now = Clock::now();
+      samples.push_back(std::chrono::duration<double, std::micro>(now - t0).count());
+      calls += 65;
+    }
+    double secs = std::chrono::duration<double>(now - start).count();
+    std::sort(samples.begin(), samples.end());
+    send(sink, tuple(calls / secs, samples[samples.size() / 2]));
+  });
+  Message m = *receive(infinity);
+  std::printf("local_call_rate: %.0f calls/s\n", m.term()[0].as_number());
+  std::printf("local_call_p50: %.2f us\n", m.term()[1].as_number());
+}
+
+void local_cast(const Args& a) {
+  Node node(NodeOptions{.name = "bench", .schedulers = a.schedulers});
+  Inbox me(node);
+  long n = a.count ? a.count : static_cast<long>(a.seconds * 5'000'000);
+  Pid counter = start<Counter>(node, n, me.pid()).value();
+  Pid sink = me.pid();
+  auto start = Clock::now();
+  spawn(node, [counter, n] {
+    for (long i = 0; i < n; ++i) cast(counter, i);
+  });
+  (void)sink;
+  Message done = *receive(infinity);
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  std::printf("local_cast_rate: %.0f casts/s\n", n / secs);
+}
+
+void idle_memory(const Args& a) {
+  long n = a.count ? a.count : 1'000'000;
+  Node node(NodeOptions{.name = "bench", .schedulers = a.schedulers});
+  Inbox me(node);
+  Pid sink = me.pid();
+  std::size_t before = rss_bytes();
+  auto t0 = Clock::now();
+  Node* np = &node;
+  spawn(node, [np, n, sink] {
+    for (long i = 0; i < n; ++i) {
+      if (!start<Idle>(*np).ok()) std::abort();
+    }
+    send(sink, "started");
+  });
+  (void)*receive(infinity);
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::size_t after = rss_bytes();
+  std::printf("idle_processes: %ld processes\n", n);
+  std::printf("idle_spawn_rate: %.0f processes/s\n", n / secs);
+  std::printf("idle_memory_per_process: %.0f bytes\n",
+              static_cast<double>(after - before) / static_cast<double>(n));
+  std::printf("idle_memory_total: %.1f MiB\n", (after - before) / 1048576.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = parse(argc, argv);
+  std::map<std::string, std::function<void(const Args&)>> scenarios = {
+      {"local-call", local_call}, {"local-cast", local_cast}, {"idle-memory", idle_memory}};
+  auto it = scenarios.find(a.scenario);
+  if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
+  it->second(a);
+  return 0;
+}
