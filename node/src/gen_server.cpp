@@ -167,7 +167,7 @@ class GenServerProcess final : public Process {
 
   // init did not succeed: start returns `reply`; the process exits with `exit_reason` and,
   // as in OTP 26, does not send the starter an exit signal through the link.
-  void init_failed(const From& starter, const Reason& reply,
+  void init_failed(From starter, const Reason& reply,
                    std::optional<Reason> exit_reason = std::nullopt) {
     pending_start_ = nullptr;
     if (starter.pid) {

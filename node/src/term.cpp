@@ -197,14 +197,6 @@ void append_float(std::string& out, double d) {
   out += exponent;
 }
 
-void append_id(std::string& out, Atom node, std::uint64_t id, std::uint32_t creation) {
-  out += node.name();
-  out += '.';
-  out += std::to_string(id);
-  out += '.';
-  out += std::to_string(creation);
-}
-
 // -- helpers for ordering -----------------------------------------------------------
 
 // Erlang's term order: number < atom < ref < pid < tuple < map < list < binary.
@@ -290,8 +282,14 @@ std::strong_ordering operator<=>(Atom a, Atom b) {
 // -- Pid and Ref --------------------------------------------------------------------
 
 std::string Pid::to_string() const {
+  // <node.index.serial>: the process table slot and its reuse count (the creation is left
+  // out, as Erlang leaves it out: a pid read back is taken to be of the node's current one).
   std::string out = "<";
-  append_id(out, node, id, creation);
+  out += node.name();
+  out += '.';
+  out += std::to_string(id & 0xffffffffu);
+  out += '.';
+  out += std::to_string(id >> 32);
   out += '>';
   return out;
 }
@@ -304,7 +302,9 @@ std::strong_ordering operator<=>(const Pid& a, const Pid& b) {
 
 std::string Ref::to_string() const {
   std::string out = "#Ref<";
-  append_id(out, node, id, creation);
+  out += node.name();
+  out += '.';
+  out += std::to_string(id);
   out += '>';
   return out;
 }

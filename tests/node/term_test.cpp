@@ -101,8 +101,9 @@ TEST(AtomTest, ThreadsInterningOverlappingNamesAgreeOnIds) {
 // -- pids and refs --------------------------------------------------------------
 
 TEST(PidTest, PrintsNodeIdAndCreation) {
-  EXPECT_EQ("<n1.42.7>", MakePid("n1", 7, 42).to_string());
-  EXPECT_EQ("#Ref<n1.42.7>", MakeRef("n1", 7, 42).to_string());
+  EXPECT_EQ("<n1.42.0>", MakePid("n1", 7, 42).to_string());
+  EXPECT_EQ("<n1.42.3>", MakePid("n1", 7, (std::uint64_t{3} << 32) | 42).to_string());
+  EXPECT_EQ("#Ref<n1.42>", MakeRef("n1", 7, 42).to_string());
 }
 
 TEST(PidTest, DefaultIsNotValid) {
@@ -369,7 +370,7 @@ TEST(TermTest, PrintsContainersLikeErlang) {
   EXPECT_EQ("#{1 => [],b => {x,\"y\"}}",
             map({{"b", tuple("x", bin("y"))}, {1, list()}}).to_string());
   EXPECT_EQ("#{}", map({}).to_string());
-  EXPECT_EQ("{reply,<n1.4.1>,#Ref<n2.9.3>}",
+  EXPECT_EQ("{reply,<n1.4.0>,#Ref<n2.9>}",
             tuple("reply", MakePid("n1", 1, 4), MakeRef("n2", 3, 9)).to_string());
 }
 

@@ -78,7 +78,7 @@ struct Pid {
 
   bool valid() const { return id != 0; }
   explicit operator bool() const { return valid(); }
-  /// "<n1.42.7>": node, id, creation.
+  /// "<n1.42.0>": node, table slot, slot reuse count (the creation is not shown).
   std::string to_string() const;
   friend bool operator==(const Pid&, const Pid&) = default;
   friend std::strong_ordering operator<=>(const Pid& a, const Pid& b);
@@ -92,7 +92,7 @@ struct Ref {
 
   bool valid() const { return id != 0; }
   explicit operator bool() const { return valid(); }
-  /// "#Ref<n1.42.7>".
+  /// "#Ref<n1.42>".
   std::string to_string() const;
   friend bool operator==(const Ref&, const Ref&) = default;
   friend std::strong_ordering operator<=>(const Ref& a, const Ref& b);
