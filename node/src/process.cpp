@@ -529,6 +529,23 @@ class InboxProcess final : public Process {
 
  protected:
   void park_thread(Clock::time_point deadline) override {
+    if (rt().scheduler().manual()) {
+      // Nobody else runs the processes: this thread does, until something wakes it.
+      for (;;) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (woken_) break;
+        }
+        if (rt().scheduler().step()) continue;
+        std::unique_lock<std::mutex> lock(mu_);
+        if (woken_ || Clock::now() >= deadline) break;
+        // Idle: wait briefly for a timer (timers fire on their own thread).
+        cv_.wait_for(lock, std::chrono::milliseconds(1));
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      woken_ = false;
+      return;
+    }
     std::unique_lock<std::mutex> lock(mu_);
     while (!woken_) {
       if (deadline == Clock::time_point::max()) {

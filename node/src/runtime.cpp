@@ -28,7 +28,7 @@ Runtime::Runtime(const NodeOptions& options)
     : name_(options.name),
       creation_(options.creation ? options.creation : default_creation()),
       timers_(*this),
-      scheduler_(*this, options.schedulers, options.fiber_stack_size) {
+      scheduler_(*this, options.schedulers, options.fiber_stack_size, options.manual_scheduling) {
   {
     std::lock_guard<std::mutex> lock(g_runtimes_mu);
     g_runtimes.push_back(this);
@@ -145,6 +145,7 @@ void Runtime::shutdown(Timeout grace) {
   using Clock = std::chrono::steady_clock;
   auto wait_until_empty = [&](Clock::time_point deadline) {
     while (table_.size() > 0 && Clock::now() < deadline) {
+      if (scheduler_.manual() && scheduler_.step()) continue;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     return table_.size() == 0;
@@ -190,6 +191,12 @@ unsigned Node::schedulers() const { return rt_->scheduler().threads(); }
 Ref Node::make_ref() { return rt_->make_ref(); }
 std::size_t Node::process_count() const { return rt_->table().size(); }
 void Node::shutdown(Timeout grace) { rt_->shutdown(grace); }
+bool Node::step() { return rt_->scheduler().step(); }
+std::size_t Node::run_until_idle(std::size_t max_steps) {
+  std::size_t steps = 0;
+  while (steps < max_steps && rt_->scheduler().step()) ++steps;
+  return steps;
+}
 
 namespace {
 ProcessInfo snapshot(detail::Process& p) {

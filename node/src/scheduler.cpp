@@ -103,6 +103,8 @@ struct Worker {
   std::mutex mu;
   std::deque<Process*> queue;
   std::atomic<std::size_t> queue_size{0};
+  // Processes run so far; a thief reads it to tell a busy owner from a stuck one.
+  std::atomic<std::uint64_t> runs{0};
 
   // Touched only by this worker's thread.
   Process* next = nullptr;
@@ -112,6 +114,7 @@ struct Worker {
   Status status = Status::kDone;
   int reductions = 0;
   std::vector<FiberHandle*> pool;
+  std::vector<std::uint64_t> seen_runs;  // per victim: its `runs` when its queue held one
   void* tsan_self = nullptr;
   void* fake_stack = nullptr;
   const void* thread_stack_bottom = nullptr;
@@ -206,8 +209,9 @@ void destroy_fiber(Worker& w, FiberHandle* f) {
 
 }  // namespace
 
-Scheduler::Scheduler(Runtime& rt, unsigned threads, std::size_t stack_size)
-    : rt_(rt), stack_size_(stack_size) {
+Scheduler::Scheduler(Runtime& rt, unsigned threads, std::size_t stack_size, bool manual)
+    : rt_(rt), stack_size_(stack_size), manual_(manual) {
+  if (manual) threads = 1;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
@@ -222,14 +226,42 @@ Scheduler::~Scheduler() { stop(); }
 void Scheduler::start() {
   NODUS_CHECK(!started_);
   started_ = true;
+  if (manual_) return;  // processes run inside step()
   for (auto& w : workers_) {
     Worker* wp = w.get();
     wp->thread = std::thread([this, wp] { run_worker(*wp); });
   }
 }
 
+bool Scheduler::step() {
+  NODUS_CHECK(manual_);
+  Worker& w = *workers_[0];
+  Worker* saved = tls_worker_;
+  tls_worker_ = &w;
+#if NODUS_TSAN
+  w.tsan_self = __tsan_get_current_fiber();
+#endif
+  Process* p = find_work(w);
+  if (p) run(w, p);
+  tls_worker_ = saved;
+  return p != nullptr;
+}
+
 void Scheduler::stop() {
   if (!started_) return;
+  if (manual_) {
+    Worker& w = *workers_[0];
+    Worker* saved = tls_worker_;
+    tls_worker_ = &w;
+#if NODUS_TSAN
+    w.tsan_self = __tsan_get_current_fiber();
+#endif
+    for (FiberHandle* f : w.pool) destroy_fiber(w, f);
+    w.pool.clear();
+    tls_worker_ = saved;
+    started_ = false;
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(sleep_mu_);
     stop_.store(true);
@@ -329,9 +361,22 @@ bool Scheduler::any_work() const {
 
 Process* Scheduler::steal(Worker& self) {
   const std::size_t n = workers_.size();
+  if (self.seen_runs.size() != n) self.seen_runs.assign(n, ~std::uint64_t{0});
   for (std::size_t i = 1; i < n; ++i) {
-    Worker& victim = *workers_[(self.index + i) % n];
-    if (victim.queue_size.load(std::memory_order_relaxed) == 0) continue;
+    const std::size_t v = (self.index + i) % n;
+    Worker& victim = *workers_[v];
+    const std::size_t queued = victim.queue_size.load(std::memory_order_relaxed);
+    if (queued == 0) continue;
+    if (queued == 1) {
+      // One waiting process is usually the partner of the one running there, about to run
+      // on that thread with warm caches; take it only if the owner made no progress since
+      // we last looked (it is stuck in a long handler).
+      const std::uint64_t runs = victim.runs.load(std::memory_order_relaxed);
+      if (self.seen_runs[v] != runs) {
+        self.seen_runs[v] = runs;
+        continue;
+      }
+    }
     std::lock_guard<std::mutex> lock(victim.mu);
     if (victim.queue.empty()) continue;
     Process* p = victim.queue.front();
@@ -422,6 +467,7 @@ void Scheduler::run(Worker& w, Process* p) {
   w.current = p;
   w.status = Worker::Status::kDone;
   w.reductions = 0;
+  w.runs.store(w.runs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   switch_into(w, f);
   w.current = nullptr;
   w.current_ctx = nullptr;

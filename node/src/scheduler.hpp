@@ -31,7 +31,9 @@ struct Worker;
 
 class Scheduler {
  public:
-  Scheduler(Runtime& rt, unsigned threads, std::size_t stack_size);
+  /// `manual`: no threads; processes run only inside step(), on the caller's thread, one
+  /// scheduling at a time, in a deterministic order (for tests that step message by message).
+  Scheduler(Runtime& rt, unsigned threads, std::size_t stack_size, bool manual = false);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -46,7 +48,10 @@ class Scheduler {
   /// Re-queues the process that just ran (after a full slice), behind the others.
   void yield(Process* p);
 
-  unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
+  unsigned threads() const { return manual_ ? 0 : static_cast<unsigned>(workers_.size()); }
+  bool manual() const { return manual_; }
+  /// Manual mode: runs the next runnable process once (one slice); false if none was runnable.
+  bool step();
 
   /// Parks the running process's fiber and returns to the scheduler loop. The process is
   /// resumed (this call returns) when it is scheduled again. REQUIRES: on a fiber.
@@ -69,6 +74,7 @@ class Scheduler {
 
   Runtime& rt_;
   std::size_t stack_size_;
+  const bool manual_;
   std::vector<std::unique_ptr<Worker>> workers_;
 
   // Guards injected_; producers are threads outside the pool.

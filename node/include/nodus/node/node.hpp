@@ -38,6 +38,11 @@ struct NodeOptions {
   /// The node's incarnation; 0 = derived from the clock at start, so a restarted node gets a
   /// new one and old pids stop matching.
   std::uint32_t creation = 0;
+  /// No scheduler threads: processes run only when the owner calls step() or
+  /// run_until_idle(), one at a time on the caller's thread, in a deterministic order. A plain
+  /// thread that waits (call, receive, start) runs the processes itself meanwhile. For tests
+  /// that step message by message; timers still fire on their own thread.
+  bool manual_scheduling = false;
 };
 
 /// What introspection shows about one process.
@@ -70,6 +75,12 @@ class Node {
 
   /// A new reference, unique on this node incarnation.
   Ref make_ref();
+
+  /// Manual scheduling: runs the next runnable process for one slice; false if none was
+  /// runnable. REQUIRES: NodeOptions::manual_scheduling.
+  bool step();
+  /// Manual scheduling: steps until nothing is runnable (or `max_steps`); the steps taken.
+  std::size_t run_until_idle(std::size_t max_steps = 1000000);
 
   /// Live processes (Inboxes included).
   std::size_t process_count() const;
