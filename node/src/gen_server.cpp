@@ -86,9 +86,10 @@ class GenServerProcess final : public Process {
     try {
       if (!server_) {
         start();
-        return;
+        if (dead() || !continue_) return;  // init's Continue runs now, not at the next message
       }
-      for (int n = 0; n < kSlice && !dead(); ++n) {
+      // A pending continue runs before the slice ends: after_run requeues only for mail.
+      for (int n = 0; (n < kSlice || continue_) && !dead(); ++n) {
         if (exit_pending()) {
           exit_from_signal();
           return;
@@ -108,9 +109,14 @@ class GenServerProcess final : public Process {
         exit_from_signal();
         return;
       }
-      if (continue_) return;  // after_run requeues: fifo empty but work to do
     } catch (const ProcessExit& x) {
       if (x.run_terminate) {
+        terminate_and_finish(x.reason);
+      } else if (shutdown_requested() && server_ && !x.reason.is_atom("killed")) {
+        // The node's shutdown arrived while a handler waited (in call, receive, await_down):
+        // terminate still runs, as it does when the signal finds the server idle (not after
+        // the kill that ends a shutdown's grace period).
+        clear_exit_pending();
         terminate_and_finish(x.reason);
       } else {
         finish(x.reason);
@@ -268,15 +274,20 @@ class GenServerProcess final : public Process {
   }
 
   void terminate_and_finish(const Reason& reason) {
+    Reason final_reason = reason;
     if (server_) {
       try {
         server_->terminate(reason);
+      } catch (const ProcessExit& x) {
+        // Killed while terminate waited (a supervisor's shutdown timeout ran out), or
+        // exit_self from terminate: the process exits with that reason, as in Erlang.
+        final_reason = x.reason;
       } catch (...) {
         // A terminate that throws still stops; the original reason stands.
       }
     }
     if (idle_ref_) (void)rt().timers().cancel(idle_ref_.id);
-    finish(reason);
+    finish(final_reason);
   }
 
   ServerFactory make_;
@@ -315,7 +326,7 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
   waiter->await_ref(ref);
   auto* p = new GenServerProcess(rt, opts, std::move(make), std::move(type_name), state_size,
                                  behaviour, From{waiter->pid(), ref});
-  if (me) p->set_parent(me->pid());
+  if (me && !temp) p->set_parent(me->pid());  // a parent on another node is no parent here
   Pid pid = rt.adopt(p);
   if (opts.link && me && !temp) {
     p->add_link(me->pid());
