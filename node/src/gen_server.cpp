@@ -85,8 +85,9 @@ class GenServerProcess final : public Process {
     try {
       if (!server_) {
         start();
-        return;
+        if (dead() || !continue_) return;  // init's Continue runs now, not at the next message
       }
+      // A continue still pending when the slice ends runs next time (has_pending_work).
       for (int n = 0; n < kSlice && !dead(); ++n) {
         if (exit_pending()) {
           exit_from_signal();
@@ -109,6 +110,12 @@ class GenServerProcess final : public Process {
       }
     } catch (const ProcessExit& x) {
       if (x.run_terminate) {
+        terminate_and_finish(x.reason);
+      } else if (shutdown_requested() && server_ && !x.reason.is_atom("killed")) {
+        // The node's shutdown arrived while a handler waited (in call, receive, await_down):
+        // terminate still runs, as it does when the signal finds the server idle (not after
+        // the kill that ends a shutdown's grace period).
+        clear_exit_pending();
         terminate_and_finish(x.reason);
       } else {
         finish(x.reason);
@@ -269,15 +276,20 @@ class GenServerProcess final : public Process {
   }
 
   void terminate_and_finish(const Reason& reason) {
+    Reason final_reason = reason;
     if (server_) {
       try {
         server_->terminate(reason);
+      } catch (const ProcessExit& x) {
+        // Killed while terminate waited (a supervisor's shutdown timeout ran out), or
+        // exit_self from terminate: the process exits with that reason, as in Erlang.
+        final_reason = x.reason;
       } catch (...) {
         // A terminate that throws still stops; the original reason stands.
       }
     }
     if (idle_ref_) (void)rt().timers().cancel(idle_ref_.id);
-    finish(reason);
+    finish(final_reason);
   }
 
   // What only the start needs: dropped once init has answered.
@@ -320,7 +332,7 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
   waiter->await_ref(ref);
   auto* p = new GenServerProcess(rt, opts, std::move(make), type_name, state_size, behaviour,
                                  From{waiter->pid(), ref});
-  if (me) p->set_parent(me->pid());
+  if (me && !temp) p->set_parent(me->pid());  // a parent on another node is no parent here
   Pid pid = rt.adopt(p);
   if (opts.link && me && !temp) {
     p->add_link(me->pid());

@@ -646,7 +646,7 @@ Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
   Runtime& rt = node.runtime();
   auto* p = new detail::FunProcess(rt, std::move(body), opts);
   Process* me = detail::current_process();
-  if (me) p->set_parent(me->pid());
+  if (me && &me->rt() == &rt) p->set_parent(me->pid());
   if (opts.link) {
     Process* linker = detail::require_self("spawn_link");
     Pid pid = rt.adopt(p);

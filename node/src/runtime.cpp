@@ -143,18 +143,31 @@ void Runtime::shutdown(Timeout grace) {
   if (stopped_.exchange(true)) return;
   shutting_down_.store(true);
   using Clock = std::chrono::steady_clock;
+  // Inboxes belong to plain threads and leave when those close them: not waited for.
+  auto live = [&] {
+    std::size_t n = 0;
+    table_.for_each([&](Process& p) {
+      if (std::string_view(p.behaviour()) != "inbox") ++n;
+    });
+    return n;
+  };
   auto wait_until_empty = [&](Clock::time_point deadline) {
-    while (table_.size() > 0 && Clock::now() < deadline) {
+    while (live() > 0 && Clock::now() < deadline) {
       if (scheduler_.manual() && scheduler_.step()) continue;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    return table_.size() == 0;
+    return live() == 0;
   };
   auto signal_all = [&](bool only_roots, Kind kind, const Reason& reason) {
     std::vector<Pid> targets;
     table_.for_each([&](Process& p) {
       if (std::string_view(p.behaviour()) == "inbox") return;
-      if (only_roots && p.parent().valid() && table_.lookup(p.parent().id)) return;
+      if (only_roots && p.parent().valid()) {
+        // A root has no live parent, or a plain thread's Inbox for one (main() starting the
+        // top supervisor): the Inbox is never signalled, so its children must be.
+        ProcessTable::Handle parent = table_.lookup(p.parent().id);
+        if (parent && std::string_view(parent->behaviour()) != "inbox") return;
+      }
       targets.push_back(p.pid());
     });
     for (const Pid& pid : targets) deliver(pid, new Envelope(kind, Pid{}, Ref{}, reason));

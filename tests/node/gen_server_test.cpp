@@ -266,6 +266,30 @@ TEST_F(GenServerTest, NodeShutdownRunsTerminate) {
   EXPECT_EQ(other.process_count(), 0u);
 }
 
+// Waits in a handler (handle_continue right after init) when the node shuts down.
+class WaitingProbe : public ShutdownProbe {
+ public:
+  Action init() { return ok(Continue{"wait"}); }
+  Action handle_continue(Term&) override {
+    (void)receive(10s);
+    return noreply();
+  }
+};
+
+TEST_F(GenServerTest, NodeShutdownRunsTerminateEvenWhileAHandlerWaits) {
+  Node other(NodeOptions{.name = "g3", .schedulers = 1});
+  Pid p = start<WaitingProbe>(other).value();
+  ASSERT_TRUE(eventually([&] {
+    for (auto& i : other.processes()) {
+      if (i.pid == p) return i.waiting;
+    }
+    return false;
+  }));
+  g_shutdown_terminations = 0;
+  other.shutdown();
+  EXPECT_EQ(g_shutdown_terminations.load(), 1);
+}
+
 // -- init results -------------------------------------------------------------------
 
 class Init : public GenServer {
@@ -300,6 +324,26 @@ TEST_F(GenServerTest, InitStopMakesStartReturnTheReason) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error(), "invalid_initial_value");
   EXPECT_TRUE(eventually([&] { return node.process_count() == 1; }));
+}
+
+class EagerContinue : public GenServer {
+ public:
+  Action init(Pid watcher) {
+    watcher_ = watcher;
+    return ok(Continue{"go"});
+  }
+  Action handle_continue(Term& arg) override {
+    send(watcher_, tuple("continued", arg));
+    return noreply();
+  }
+
+ private:
+  Pid watcher_;
+};
+
+TEST_F(GenServerTest, InitContinueRunsWithoutWaitingForAMessage) {
+  ASSERT_TRUE(start<EagerContinue>(node, me.pid()).ok());
+  EXPECT_EQ(next(), tuple("continued", "go"));
 }
 
 TEST_F(GenServerTest, InitIgnore) {
