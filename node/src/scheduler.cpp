@@ -107,7 +107,10 @@ struct Worker {
   std::atomic<std::uint64_t> runs{0};
 
   // Touched only by this worker's thread.
-  Process* next = nullptr;
+  // The process to run right after this one. Atomic because a thief may take it when the
+  // owner is stuck in a long handler; the owner swaps it with exchange.
+  std::atomic<Process*> next{nullptr};
+  std::atomic<bool> in_run{false};
   int next_streak = 0;
   Process* current = nullptr;
   FiberCtx* current_ctx = nullptr;
@@ -231,6 +234,41 @@ void Scheduler::start() {
     Worker* wp = w.get();
     wp->thread = std::thread([this, wp] { run_worker(*wp); });
   }
+  if (workers_.size() > 1) monitor_ = std::thread([this] { run_monitor(); });
+}
+
+void Scheduler::run_monitor() {
+  // A handler cannot be preempted, so work queued behind a long one (its next slot or its
+  // queue) is handed to an idle thread: every tick, a worker that is inside the same run as
+  // at the last tick and has work waiting gets a thief woken for it. Ticks back off while
+  // nothing runs, so an idle node stays idle.
+  std::vector<std::uint64_t> seen(workers_.size(), ~std::uint64_t{0});
+  auto tick = std::chrono::milliseconds(1);
+  std::unique_lock<std::mutex> lock(monitor_mu_);
+  while (!stop_.load()) {
+    monitor_cv_.wait_for(lock, tick);
+    bool any_running = false;
+    bool stuck = false;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      Worker& w = *workers_[i];
+      const bool running = w.in_run.load(std::memory_order_relaxed);
+      const std::uint64_t runs = w.runs.load(std::memory_order_relaxed);
+      any_running = any_running || running;
+      const bool waiting = w.queue_size.load(std::memory_order_relaxed) > 0 ||
+                           w.next.load(std::memory_order_relaxed) != nullptr;
+      if (running && runs == seen[i] && waiting) stuck = true;
+      seen[i] = runs;
+    }
+    if (stuck && sleepers_.load() > 0) {
+      {
+        std::lock_guard<std::mutex> sleep_lock(sleep_mu_);
+        rescue_.store(true);
+      }
+      sleep_cv_.notify_one();
+    }
+    tick = any_running ? std::chrono::milliseconds(1)
+                       : std::min(tick * 2, std::chrono::milliseconds(16));
+  }
 }
 
 bool Scheduler::step() {
@@ -267,6 +305,9 @@ void Scheduler::stop() {
     stop_.store(true);
   }
   sleep_cv_.notify_all();
+  { std::lock_guard<std::mutex> lock(monitor_mu_); }
+  monitor_cv_.notify_all();
+  if (monitor_.joinable()) monitor_.join();
   for (auto& w : workers_) {
     if (w->thread.joinable()) w->thread.join();
   }
@@ -304,17 +345,13 @@ void Scheduler::switch_out(Worker* w) {
 void Scheduler::schedule(Process* p) {
   Worker* w = this_worker();
   if (w && w->sched == this) {
-    if (w->next) {
-      Process* older = w->next;
+    if (Process* older = w->next.exchange(p, std::memory_order_acq_rel)) {
       {
         std::lock_guard<std::mutex> lock(w->mu);
         w->queue.push_back(older);
         w->queue_size.fetch_add(1);
       }
-      w->next = p;
       notify_one();
-    } else {
-      w->next = p;
     }
     return;
   }
@@ -366,7 +403,18 @@ Process* Scheduler::steal(Worker& self) {
     const std::size_t v = (self.index + i) % n;
     Worker& victim = *workers_[v];
     const std::size_t queued = victim.queue_size.load(std::memory_order_relaxed);
-    if (queued == 0) continue;
+    if (queued == 0) {
+      // The next slot is the owner's, unless the owner is stuck in one long handler.
+      Process* p = victim.next.load(std::memory_order_acquire);
+      if (!p || !victim.in_run.load(std::memory_order_relaxed)) continue;
+      const std::uint64_t runs = victim.runs.load(std::memory_order_relaxed);
+      if (self.seen_runs[v] != runs) {
+        self.seen_runs[v] = runs;
+        continue;
+      }
+      if (victim.next.compare_exchange_strong(p, nullptr, std::memory_order_acq_rel)) return p;
+      continue;
+    }
     if (queued == 1) {
       // One waiting process is usually the partner of the one running there, about to run
       // on that thread with warm caches; take it only if the owner made no progress since
@@ -388,17 +436,14 @@ Process* Scheduler::steal(Worker& self) {
 }
 
 Process* Scheduler::find_work(Worker& w) {
-  if (w.next) {
+  if (Process* p = w.next.exchange(nullptr, std::memory_order_acq_rel)) {
     if (++w.next_streak < kMaxNextStreak || w.queue_size.load(std::memory_order_relaxed) == 0) {
-      Process* p = w.next;
-      w.next = nullptr;
       return p;
     }
     // Let the queue have a turn: the next slot goes to the back.
     std::lock_guard<std::mutex> lock(w.mu);
-    w.queue.push_back(w.next);
+    w.queue.push_back(p);
     w.queue_size.fetch_add(1);
-    w.next = nullptr;
   }
   w.next_streak = 0;
   if (w.queue_size.load(std::memory_order_relaxed) > 0) {
@@ -445,7 +490,8 @@ void Scheduler::run_worker(Worker& w) {
     }
     std::unique_lock<std::mutex> lock(sleep_mu_);
     sleepers_.fetch_add(1);
-    while (!any_work() && !stop_.load()) sleep_cv_.wait(lock);
+    while (!any_work() && !rescue_.load() && !stop_.load()) sleep_cv_.wait(lock);
+    rescue_.store(false);
     sleepers_.fetch_sub(1);
     if (stop_.load() && !any_work()) break;
   }
@@ -468,7 +514,9 @@ void Scheduler::run(Worker& w, Process* p) {
   w.status = Worker::Status::kDone;
   w.reductions = 0;
   w.runs.store(w.runs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  w.in_run.store(true, std::memory_order_relaxed);
   switch_into(w, f);
+  w.in_run.store(false, std::memory_order_relaxed);
   w.current = nullptr;
   w.current_ctx = nullptr;
   if (w.status == Worker::Status::kYielded) {

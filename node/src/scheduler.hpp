@@ -69,6 +69,7 @@ class Scheduler {
   Process* steal(Worker& w);
   void run(Worker& w, Process* p);
   void notify_one();
+  void run_monitor();
   static void switch_out(Worker* w);
   bool any_work() const;
 
@@ -88,7 +89,13 @@ class Scheduler {
   std::atomic<int> sleepers_{0};
   std::atomic<int> spinning_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> rescue_{false};  // the monitor asks a sleeper to steal from a stuck thread
   bool started_ = false;
+
+  // The monitor thread sleeps on monitor_cv_ between ticks; monitor_mu_ only pairs with it.
+  std::mutex monitor_mu_;
+  std::condition_variable monitor_cv_;
+  std::thread monitor_;
 };
 
 }  // namespace nodus::detail
