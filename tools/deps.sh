@@ -10,7 +10,6 @@ packages=(
   libmsgpack-cxx-dev                   # the wire format
   libzmq3-dev cppzmq-dev               # the transport between nodes
   libgtest-dev libgmock-dev            # tests
-  libbenchmark-dev                     # nodus-bench
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI

@@ -101,10 +101,10 @@ TEST_F(CodecTest, RoundTripsNestedContainers) {
 TEST_F(CodecTest, RoundTripsLongLists) {
   // Past 65535 bytes of payload, so the list's ext header is the 32-bit form.
   List items;
-  for (int i = 0; i < 70000; ++i) items.push_back(i);
+  for (int i = 0; i < 70000; ++i) items.emplace_back(i);
   ExpectRoundTrip(Term(std::move(items)));
   List small;
-  for (int i = 0; i < 300; ++i) small.push_back(i);  // ext 16
+  for (int i = 0; i < 300; ++i) small.emplace_back(i);  // ext 16
   ExpectRoundTrip(Term(std::move(small)));
 }
 
