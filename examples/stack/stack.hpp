@@ -27,7 +27,7 @@ class Stack : public GenServer {
   }
 
   Action handle_cast(Message& msg) override {
-    if (auto m = msg.match({"push", _})) items_.push_back((*m)[0]);
+    if (auto m = msg.match({"push", _})) items_.push_back(m[0]);
     return noreply();
   }
 

@@ -375,9 +375,10 @@ const Term* Term::find(const Term& key) const {
   return &it->second;
 }
 
-std::optional<Match> Term::match(const Pattern& pattern) const {
+Match Term::match(const Pattern& pattern) const {
   Match m;
-  if (!pattern.match_into(*this, m.holes_)) return std::nullopt;
+  m.matched_ = pattern.match_into(*this, m.holes_);
+  if (!m.matched_) m.holes_.clear();
   return m;
 }
 

@@ -27,8 +27,7 @@ class Recorder : public GenServer {
   }
   Action handle_call(Message& req, From from) override {
     if (req == "ping") return reply("pong");
-    if (auto m = req.match({"add", _int, _int}))
-      return reply(m->operator[](0).as_int() + m->operator[](1).as_int());
+    if (auto m = req.match({"add", _int, _int})) return reply(m[0].as_int() + m[1].as_int());
     if (req == "later") {
       pending_ = from;
       return noreply();
@@ -38,7 +37,7 @@ class Recorder : public GenServer {
       return reply("done");
     }
     if (auto m = req.match({"sleep", _int})) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(m->operator[](0).as_int()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(m[0].as_int()));
       return reply("slept");
     }
     if (req == "crash") throw std::logic_error("bad state");
@@ -54,8 +53,7 @@ class Recorder : public GenServer {
     return noreply();
   }
   Action handle_info(Message& msg) override {
-    if (auto m = msg.match({"tell", _pid}))
-      send(m->operator[](0).as_pid(), tuple("info_seen", casts_));
+    if (auto m = msg.match({"tell", _pid})) send(m[0].as_pid(), tuple("info_seen", casts_));
     if (msg == "timeout") send(watcher_, "idle_timeout");
     if (msg == "go_idle") return noreply(30ms);
     return noreply();

@@ -100,7 +100,7 @@ TEST(MessageTest, HoldsTermsOfAnyKindAndMatchesThem) {
   ASSERT_TRUE(m.is_term());
   auto match = m.match({"push", _int});
   ASSERT_TRUE(match);
-  EXPECT_EQ(42, (*match)[0].as_int());
+  EXPECT_EQ(42, match[0].as_int());
   EXPECT_FALSE(m.match({"pop"}));
   Message n = 7;
   EXPECT_TRUE(n == Term(7));

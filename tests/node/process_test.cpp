@@ -35,7 +35,7 @@ class ProcessTest : public ::testing::Test {
       for (;;) {
         Message m = receive();
         if (m == "crash") throw std::runtime_error("asked to crash");
-        if (auto x = m.match({"echo", _pid, _})) send(x->operator[](0).as_pid(), x->operator[](1));
+        if (auto x = m.match({"echo", _pid, _})) send(x[0].as_pid(), x[1]);
       }
     });
   }

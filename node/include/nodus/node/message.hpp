@@ -203,8 +203,8 @@ class Message {
   friend bool operator==(const Message& m, const char* atom_name) {
     return m.is_term() && m.term().is_atom(atom_name);
   }
-  std::optional<Match> match(const Pattern& p) const {
-    if (!is_term()) return std::nullopt;
+  Match match(const Pattern& p) const {
+    if (!is_term()) return Match();
     return term().match(p);
   }
   std::string to_string() const {

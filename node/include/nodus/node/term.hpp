@@ -12,8 +12,8 @@
 // (`call(pid, "pop")`, `req == "pop"`); use bin("text") or std::string for a binary.
 //
 // Matching a shape without a page of ifs:
-//     if (auto m = req.match({"push", _})) stack_.push_back((*m)[0]);   // {push, Item}
-//     if (auto m = req.match({"add", _int, _int})) return (*m)[0].as_int() + (*m)[1].as_int();
+//     if (auto m = req.match({"push", _})) stack_.push_back(m[0]);   // {push, Item}
+//     if (auto m = req.match({"add", _int, _int})) return m[0].as_int() + m[1].as_int();
 // `_` matches anything; `_int`, `_float`, `_atom`, `_bin`, `_pid`, `_ref`, `_list`, `_tuple`,
 // `_map` match one kind; every hole is captured, in order. Nested braces are nested tuples.
 //
@@ -178,8 +178,8 @@ class Term {
   /// The value under `key` in a map, or nullptr (also when this is not a map).
   const Term* find(const Term& key) const;
 
-  /// The holes of `pattern` if this term has its shape, else nullopt.
-  std::optional<Match> match(const Pattern& pattern) const;
+  /// Whether this term has the shape of `pattern`, with its holes: `if (auto m = t.match(p))`.
+  Match match(const Pattern& pattern) const;
 
   /// Erlang-like text: ok, 42, 1.5, "text", [1,2], {ok,3}, #{a => 1}, <n1.4.1>.
   std::string to_string() const;
@@ -243,11 +243,17 @@ class Pattern {
 /// which must outlive it.
 class Match {
  public:
+  /// No match.
+  Match() = default;
+  /// True if the term had the pattern's shape.
+  explicit operator bool() const { return matched_; }
+  /// Hole i. REQUIRES: matched and i < size().
   const Term& operator[](std::size_t i) const { return *holes_.at(i); }
   std::size_t size() const { return holes_.size(); }
 
  private:
   friend class Term;
+  bool matched_ = false;
   std::vector<const Term*> holes_;
 };
 
