@@ -312,29 +312,16 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
                                  const std::string* type_name, std::size_t state_size,
                                  const char* behaviour) {
   Runtime& rt = node.runtime();
-  Process* me = current_process();
-  Process* temp = nullptr;
-  if (!me || &me->rt() != &rt) {
-    temp = make_inbox(rt);
-  }
-  Process* waiter = temp ? temp : me;
-  struct Cleanup {
-    Process* temp;
-    ~Cleanup() {
-      if (temp) {
-        temp->finish(reasons::normal());
-        temp->rt().table().remove(temp->pid().id);
-      }
-    }
-  } cleanup{temp};
+  Waiter waiter(rt, /*same_runtime=*/true);
+  Process* me = waiter.is_current() ? waiter.get() : nullptr;
 
   Ref ref = rt.make_ref();
   waiter->await_ref(ref);
   auto* p = new GenServerProcess(rt, opts, std::move(make), type_name, state_size, behaviour,
                                  From{waiter->pid(), ref});
-  if (me && !temp) p->set_parent(me->pid());  // a parent on another node is no parent here
+  if (me) p->set_parent(me->pid());  // a thread or another node's process is no parent here
   Pid pid = rt.adopt(p);
-  if (opts.link && me && !temp) {
+  if (opts.link && me) {
     p->add_link(me->pid());
     me->add_link(pid);
   }

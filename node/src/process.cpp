@@ -176,14 +176,7 @@ void Process::fetch() {
     if (h == kClosed) head_.store(kClosed);
     return;
   }
-  // Reverse the LIFO into arrival order.
-  Envelope* in_order = nullptr;
-  while (h) {
-    Envelope* n = h->next;
-    h->next = in_order;
-    in_order = h;
-    h = n;
-  }
+  Envelope* in_order = in_arrival_order(h);
   while (in_order) {
     Envelope* e = in_order;
     in_order = e->next;
@@ -421,13 +414,7 @@ void Process::finish(const Reason& reason) {
   // Close the mailbox: from now on senders bounce at once (noproc).
   Envelope* h = head_.exchange(kClosed, std::memory_order_acq_rel);
   if (h != kBlocked) {
-    Envelope* in_order = nullptr;
-    while (h) {
-      Envelope* n = h->next;
-      h->next = in_order;
-      in_order = h;
-      h = n;
-    }
+    Envelope* in_order = in_arrival_order(h);
     // Signals first (a monitor or link that raced with the exit gets the real reason).
     while (in_order) {
       Envelope* e = in_order;
@@ -598,24 +585,23 @@ Process* make_inbox(Runtime& rt) {
   return p;
 }
 
-Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind) {
-  Process* me = current_process();
-  Process* temp = nullptr;
-  Runtime& rt = runtime_for_call(to);
-  if (!me) {
-    // A plain thread without an Inbox: a temporary mailbox for this one call.
-    temp = make_inbox(rt);
-    me = temp;
+Waiter::Waiter(Runtime& rt, bool same_runtime) : p_(current_process()) {
+  if (!p_ || (same_runtime && &p_->rt() != &rt)) {
+    temp_ = make_inbox(rt);
+    p_ = temp_;
   }
-  struct Cleanup {
-    Process* temp;
-    ~Cleanup() {
-      if (temp) {
-        temp->finish(reasons::normal());
-        temp->rt().table().remove(temp->pid().id);
-      }
-    }
-  } cleanup{temp};
+}
+
+Waiter::~Waiter() {
+  if (temp_) {
+    temp_->finish(reasons::normal());
+    temp_->rt().table().remove(temp_->pid().id);
+  }
+}
+
+Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind) {
+  Runtime& rt = runtime_for_call(to);
+  Waiter me(rt);
   if (to == me->pid()) return Reason(atom("calling_self"));
   Ref ref = rt.make_ref();
   me->await_ref(ref);

@@ -210,6 +210,37 @@ class Process {
 
 /// The process running on this thread: a scheduled process's fiber, or the thread's Inbox.
 Process* current_process();
+
+/// Who waits for an answer: the current process, or, for a plain thread without an Inbox (or
+/// whose process belongs to another runtime, when `same_runtime`), a temporary mailbox that
+/// lives as long as this object.
+class Waiter {
+ public:
+  explicit Waiter(Runtime& rt, bool same_runtime = false);
+  ~Waiter();
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+  Process* operator->() const { return p_; }
+  Process* get() const { return p_; }
+  /// True when this is the caller's own process (not a temporary mailbox).
+  bool is_current() const { return temp_ == nullptr; }
+
+ private:
+  Process* p_;
+  Process* temp_ = nullptr;
+};
+
+/// Reverses a mailbox's LIFO list into arrival order.
+inline Envelope* in_arrival_order(Envelope* h) {
+  Envelope* in_order = nullptr;
+  while (h) {
+    Envelope* n = h->next;
+    h->next = in_order;
+    in_order = h;
+    h = n;
+  }
+  return in_order;
+}
 void set_thread_inbox(Process* p);
 Process* thread_inbox();
 

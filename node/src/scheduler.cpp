@@ -271,17 +271,31 @@ void Scheduler::run_monitor() {
   }
 }
 
+namespace {
+/// Manual mode: the calling thread acts as the one worker while this lives.
+class ManualWorkerScope {
+ public:
+  explicit ManualWorkerScope(Worker& w) : saved_(tls_worker_) {
+    tls_worker_ = &w;
+#if NODUS_TSAN
+    w.tsan_self = __tsan_get_current_fiber();
+#endif
+  }
+  ~ManualWorkerScope() { tls_worker_ = saved_; }
+  ManualWorkerScope(const ManualWorkerScope&) = delete;
+  ManualWorkerScope& operator=(const ManualWorkerScope&) = delete;
+
+ private:
+  Worker* saved_;
+};
+}  // namespace
+
 bool Scheduler::step() {
   NODUS_CHECK(manual_);
   Worker& w = *workers_[0];
-  Worker* saved = tls_worker_;
-  tls_worker_ = &w;
-#if NODUS_TSAN
-  w.tsan_self = __tsan_get_current_fiber();
-#endif
+  ManualWorkerScope scope(w);
   Process* p = find_work(w);
   if (p) run(w, p);
-  tls_worker_ = saved;
   return p != nullptr;
 }
 
@@ -289,14 +303,9 @@ void Scheduler::stop() {
   if (!started_) return;
   if (manual_) {
     Worker& w = *workers_[0];
-    Worker* saved = tls_worker_;
-    tls_worker_ = &w;
-#if NODUS_TSAN
-    w.tsan_self = __tsan_get_current_fiber();
-#endif
+    ManualWorkerScope scope(w);
     for (FiberHandle* f : w.pool) destroy_fiber(w, f);
     w.pool.clear();
-    tls_worker_ = saved;
     started_ = false;
     return;
   }
