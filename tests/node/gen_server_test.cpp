@@ -288,6 +288,60 @@ TEST_F(GenServerTest, NodeShutdownRunsTerminateEvenWhileAHandlerWaits) {
   EXPECT_EQ(g_shutdown_terminations.load(), 1);
 }
 
+// -- typed messages --------------------------------------------------------------------
+
+struct Deposit {
+  std::int64_t amount;
+};
+struct Withdraw {
+  std::int64_t amount;
+};
+struct Balance {
+  std::int64_t value;
+};
+
+class Account : public GenServer {
+ public:
+  Action handle_call(Message& req, From) override {
+    return req.visit(
+        [&](const Deposit& d) {
+          balance_ += d.amount;
+          return reply(Balance{balance_});
+        },
+        [&](const Withdraw& w) {
+          if (w.amount > balance_) return reply(tuple("error", "insufficient_funds"));
+          balance_ -= w.amount;
+          return reply(Balance{balance_});
+        },
+        [&](const Term& t) { return reply(tuple("error", tuple("unknown", t))); });
+  }
+
+ private:
+  std::int64_t balance_ = 0;
+};
+
+TEST_F(GenServerTest, TypedMessagesDispatchByType) {
+  Pid p = start<Account>(node).value();
+  EXPECT_EQ(call_as<Balance>(p, Deposit{100}).value().value, 100);
+  EXPECT_EQ(call_as<Balance>(p, Withdraw{30}).value().value, 70);
+  EXPECT_EQ(call(p, Withdraw{500}).value(), tuple("error", "insufficient_funds"));
+  EXPECT_EQ(call(p, "what").value(), tuple("error", tuple("unknown", "what")));
+  // A typed reply read as a term is a clear error, not a crash.
+  EXPECT_TRUE(call(p, Deposit{1}).error()[0].is_atom("badarg"));
+}
+
+class SlowToStop : public GenServer {
+ public:
+  void terminate(const Reason&) override { receive(200ms); }
+};
+
+TEST_F(GenServerTest, StopTimesOutWhenTerminateOutlastsTheTimeout) {
+  Pid p = start<SlowToStop>(node).value();
+  Status s = stop(p, "normal", 20ms);
+  EXPECT_EQ(s.code(), ErrorCode::kTimeout);
+  EXPECT_TRUE(eventually([&] { return node.process_count() == 1; }));  // it does stop later
+}
+
 // -- init results -------------------------------------------------------------------
 
 class Init : public GenServer {
