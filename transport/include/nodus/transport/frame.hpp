@@ -1,0 +1,110 @@
+// Frames: the units nodes exchange over ZeroMQ (docs/protocol.md, sections 2-4), and their
+// MessagePack codec with the limits applied to every untrusted frame.
+//
+// The transport knows nothing of terms or behaviours: process addresses are WireIds (the
+// fields of a pid or ref) and payloads are opaque bytes that the node layer encodes.
+//
+// Thread-safety: plain values and free functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "nodus/transport/status.hpp"
+
+namespace nodus::transport {
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::size_t kNonceBytes = 32;
+inline constexpr std::size_t kMacBytes = 32;
+inline constexpr std::size_t kMaxNameBytes = 255;
+
+/// The fields of a pid or ref: which node incarnation, and which id there.
+struct WireId {
+  std::string node;
+  std::uint32_t creation = 0;
+  std::uint64_t id = 0;
+  friend bool operator==(const WireId&, const WireId&) = default;
+};
+
+/// Appends the ext payload layout of a pid/ref (u8 name length, name, u32 creation, u64 id,
+/// big-endian) to `out`. REQUIRES: id.node.size() <= kMaxNameBytes.
+void append_wire_id(const WireId& id, std::string& out);
+/// Parses that layout; kProtocol naming the problem if `bytes` is not exactly one WireId.
+Result<WireId> parse_wire_id(std::string_view bytes);
+
+enum class FrameKind : std::uint8_t {
+  kHello = 1,
+  kChallenge = 2,
+  kProof = 3,
+  kWelcome = 4,
+  kRefuse = 5,
+  kData = 16,
+  kHeartbeat = 17,
+  kBye = 18,
+};
+
+struct Hello {
+  std::uint32_t version = kProtocolVersion;
+  std::string name;
+  std::uint32_t creation = 0;
+  std::string listen;
+  std::vector<std::string> capabilities;
+  std::string nonce;  // kNonceBytes
+};
+struct Challenge {
+  std::uint32_t version = kProtocolVersion;
+  std::string name;
+  std::uint32_t creation = 0;
+  std::string nonce;  // kNonceBytes
+  std::string mac;    // kMacBytes
+};
+struct Proof {
+  std::string mac;  // kMacBytes
+};
+struct Welcome {};
+struct Refuse {
+  std::string reason;
+};
+/// An envelope: one message or signal between processes (docs/protocol.md section 4).
+struct Data {
+  std::uint8_t kind = 0;
+  std::optional<WireId> from;
+  /// The receiver: a process, or a name registered on the receiving node.
+  std::variant<WireId, std::string> to;
+  std::optional<WireId> ref;
+  std::uint64_t budget_us = 0;  ///< 0 = no deadline
+  std::uint32_t tag = 0;        ///< 0 = the payload is a term
+  std::string payload;          ///< MessagePack bytes, opaque to the transport
+};
+struct Heartbeat {
+  std::uint64_t seq = 0;
+};
+struct Bye {
+  std::string reason;
+};
+
+using Frame = std::variant<Hello, Challenge, Proof, Welcome, Refuse, Data, Heartbeat, Bye>;
+
+/// Limits on one decoded frame (every frame from the network is untrusted).
+struct FrameLimits {
+  std::size_t max_frame = 64u << 20;    ///< bytes in one frame (also ZMQ_MAXMSGSIZE)
+  std::size_t max_payload = 64u << 20;  ///< bytes in a Data payload
+  std::size_t max_capabilities = 64;    ///< entries in Hello.capabilities
+};
+
+/// Appends the MessagePack form of `f` to `out`.
+void encode_frame(const Frame& f, std::string& out);
+std::string encode_frame(const Frame& f);
+
+/// Decodes one frame. Never throws or aborts: errors are kProtocol with a message naming what
+/// was wrong (truncated, trailing bytes, unknown kind, a field of the wrong type or size, a
+/// limit exceeded).
+Result<Frame> decode_frame(std::string_view bytes, const FrameLimits& limits = {});
+
+}  // namespace nodus::transport
