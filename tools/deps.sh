@@ -9,6 +9,7 @@ packages=(
   libboost-program-options-dev         # nodusd's config files and flags
   libmsgpack-cxx-dev                   # the wire format
   libzmq3-dev cppzmq-dev               # the transport between nodes
+  libsodium-dev                        # HMAC-SHA-256 for the handshake (libzmq uses it too)
   libgtest-dev libgmock-dev            # tests
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then

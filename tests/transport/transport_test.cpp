@@ -1,0 +1,316 @@
+// Transport: real ZeroMQ sockets on loopback with free ports. Two transports link and
+// exchange data in order; a wrong cookie is refused on both sides; garbage is dropped and
+// counted; a peer that leaves or falls silent is declared down; a peer written by hand from
+// docs/protocol.md completes the handshake.
+#include "nodus/transport/transport.hpp"
+
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+namespace nodus::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return pred();
+}
+
+/// One transport and everything its callbacks saw.
+struct Peer {
+  std::unique_ptr<Transport> t;
+  mutable std::mutex mu;  // guards the vectors below, written by the I/O thread
+  std::vector<std::pair<std::string, Data>> received;
+  std::vector<PeerInfo> ups;
+  std::vector<std::pair<std::string, std::string>> downs;
+  std::vector<std::string> logs;
+
+  std::size_t count_received() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return received.size();
+  }
+  bool is_up(const std::string& name) const {
+    for (const auto& p : t->peers()) {
+      if (p.name == name) return true;
+    }
+    return false;
+  }
+  bool went_down(const std::string& name, std::string* reason = nullptr) const {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& [n, r] : downs) {
+      if (n != name) continue;
+      if (reason) *reason = r;
+      return true;
+    }
+    return false;
+  }
+  bool logged(const std::string& fragment) const {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& l : logs) {
+      if (l.find(fragment) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+class TransportTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Peer> make(const std::string& name, const std::string& cookie = "secret",
+                             std::chrono::milliseconds down_after = 2000ms) {
+    auto p = std::make_unique<Peer>();
+    Peer* raw = p.get();
+    TransportOptions o;
+    o.name = name;
+    o.creation = 1;
+    o.listen = "tcp://127.0.0.1:*";
+    o.cookie = cookie;
+    o.heartbeat_interval = 50ms;
+    o.down_after = down_after;
+    o.log = [raw](const std::string& line) {
+      std::lock_guard<std::mutex> lock(raw->mu);
+      raw->logs.push_back(line);
+    };
+    TransportCallbacks cb;
+    cb.on_data = [raw](const std::string& peer, Data&& d) {
+      std::lock_guard<std::mutex> lock(raw->mu);
+      raw->received.emplace_back(peer, std::move(d));
+    };
+    cb.on_peer_up = [raw](const PeerInfo& info) {
+      std::lock_guard<std::mutex> lock(raw->mu);
+      raw->ups.push_back(info);
+    };
+    cb.on_peer_down = [raw](const std::string& peer, const std::string& reason) {
+      std::lock_guard<std::mutex> lock(raw->mu);
+      raw->downs.emplace_back(peer, reason);
+    };
+    auto t = Transport::start(std::move(o), std::move(cb));
+    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().to_string());
+    p->t = std::move(t.value());
+    return p;
+  }
+
+  static Data data_with(std::uint64_t seq) {
+    Data d;
+    d.kind = 1;
+    d.to = std::string("sink");
+    d.budget_us = seq;
+    d.payload = "p" + std::to_string(seq);
+    return d;
+  }
+};
+
+TEST_F(TransportTest, TwoNodesLinkBothWaysAndExchangeData) {
+  auto a = make("a");
+  auto b = make("b");
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] { return a->is_up("b") && b->is_up("a"); }));
+  ASSERT_TRUE(a->t->send("b", data_with(7)).ok());
+  ASSERT_TRUE(b->t->send("a", data_with(8)).ok());
+  ASSERT_TRUE(eventually([&] { return a->count_received() == 1 && b->count_received() == 1; }));
+  std::lock_guard<std::mutex> lock(b->mu);
+  EXPECT_EQ(b->received[0].first, "a");
+  EXPECT_EQ(b->received[0].second.payload, "p7");
+  EXPECT_EQ(std::get<std::string>(b->received[0].second.to), "sink");
+}
+
+TEST_F(TransportTest, FramesFromOnePeerArriveInOrder) {
+  auto a = make("a");
+  auto b = make("b");
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] { return a->is_up("b"); }));
+  const std::uint64_t kCount = 20000;
+  for (std::uint64_t i = 0; i < kCount; ++i) ASSERT_TRUE(a->t->send("b", data_with(i)).ok());
+  ASSERT_TRUE(eventually([&] { return b->count_received() == kCount; }, 20s));
+  std::lock_guard<std::mutex> lock(b->mu);
+  for (std::uint64_t i = 0; i < kCount; ++i) ASSERT_EQ(b->received[i].second.budget_us, i);
+}
+
+TEST_F(TransportTest, SendToAnUnknownPeerIsNodeDown) {
+  auto a = make("a");
+  EXPECT_EQ(a->t->send("nobody", data_with(1)).code(), ErrorCode::kNodeDown);
+}
+
+TEST_F(TransportTest, WrongCookieIsRefusedAndLoggedOnBothSides) {
+  auto a = make("a", "one cookie");
+  auto b = make("b", "another cookie");
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] {
+    return a->logged("authentication failed") && b->logged("authentication failed");
+  }));
+  EXPECT_FALSE(a->is_up("b"));
+  EXPECT_FALSE(b->is_up("a"));
+  EXPECT_EQ(a->t->send("b", data_with(1)).code(), ErrorCode::kNodeDown);
+  EXPECT_GE(a->t->stats().auth_failures + b->t->stats().auth_failures, 2u);
+  EXPECT_EQ(b->count_received(), 0u);
+}
+
+TEST_F(TransportTest, GarbageFramesAreDroppedCountedAndHarmNoOne) {
+  auto a = make("a");
+  auto b = make("b");
+  zmq::context_t ctx;
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(b->t->endpoint());
+  std::mt19937 rng(42);
+  const int kGarbage = 10000;
+  for (int i = 0; i < kGarbage; ++i) {
+    std::string junk(1 + rng() % 64, '\0');
+    for (char& c : junk) c = static_cast<char>(rng());
+    if (i % 3 == 0) junk[0] = static_cast<char>(0x98);  // an array header: half-valid frames
+    raw.send(zmq::buffer(junk), zmq::send_flags::none);
+  }
+  ASSERT_TRUE(eventually([&] { return b->t->stats().frames_rejected >= kGarbage; }, 20s))
+      << b->t->stats().frames_rejected;
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] { return a->is_up("b"); }));
+  ASSERT_TRUE(a->t->send("b", data_with(1)).ok());
+  EXPECT_TRUE(eventually([&] { return b->count_received() == 1; }));
+  // Logged at most once per source per interval, not once per frame.
+  std::lock_guard<std::mutex> lock(b->mu);
+  EXPECT_LT(b->logs.size(), 100u);
+}
+
+TEST_F(TransportTest, LeavingPeerIsDownAtOnce) {
+  auto a = make("a");
+  auto b = make("b");
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] { return a->is_up("b"); }));
+  b->t->close();
+  std::string reason;
+  ASSERT_TRUE(eventually([&] { return a->went_down("b", &reason); }, 1500ms));
+  EXPECT_EQ(reason, "bye");
+  EXPECT_EQ(a->t->send("b", data_with(1)).code(), ErrorCode::kNodeDown);
+}
+
+// -- a peer written by hand from docs/protocol.md ---------------------------------------------
+
+std::string hmac(const std::string& key, const std::vector<std::string>& parts) {
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()),
+                              key.size());
+  for (const auto& p : parts) {
+    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()),
+                                  p.size());
+  }
+  std::string out(32, '\0');
+  crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
+  return out;
+}
+
+/// Connects to a node, authenticates, answers the node's own handshake, then (if asked)
+/// falls silent: a node that hangs without closing its connections.
+class HandWrittenPeer {
+ public:
+  HandWrittenPeer(const std::string& node_endpoint, const std::string& cookie)
+      : cookie_(cookie), dealer_(ctx_, zmq::socket_type::dealer), router_(ctx_, zmq::socket_type::router) {
+    dealer_.set(zmq::sockopt::linger, 0);
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    listen_ = router_.get(zmq::sockopt::last_endpoint);
+    dealer_.connect(node_endpoint);
+  }
+
+  // Our direction: HELLO, CHALLENGE, PROOF, WELCOME.
+  bool authenticate() {
+    std::string nonce(32, 'n');
+    Hello h;
+    h.name = "hand";
+    h.creation = 9;
+    h.listen = listen_;
+    h.nonce = nonce;
+    dealer_.send(zmq::buffer(encode_frame(Frame(h))), zmq::send_flags::none);
+    auto c = recv_frame(dealer_);
+    auto* ch = c ? std::get_if<Challenge>(&*c) : nullptr;
+    if (!ch) return false;
+    std::string expect = hmac(cookie_, {"nodus1/challenge", nonce, ch->name, std::string(1, '\0'), "hand"});
+    if (ch->mac != expect) return false;
+    Proof p{hmac(cookie_, {"nodus1/proof", ch->nonce, "hand", std::string(1, '\0'), ch->name})};
+    dealer_.send(zmq::buffer(encode_frame(Frame(p))), zmq::send_flags::none);
+    auto w = recv_frame(dealer_);
+    return w && std::holds_alternative<Welcome>(*w);
+  }
+
+  // The node's direction, on our ROUTER.
+  bool accept_node() {
+    zmq::message_t rid, msg;
+    router_.set(zmq::sockopt::rcvtimeo, 5000);
+    if (!router_.recv(rid) || !router_.recv(msg)) return false;
+    auto f = decode_frame(msg.to_string_view());
+    auto* h = f.ok() ? std::get_if<Hello>(&*f) : nullptr;
+    if (!h) return false;
+    Challenge c;
+    c.name = "hand";
+    c.creation = 9;
+    c.nonce = std::string(32, 'm');
+    c.mac = hmac(cookie_, {"nodus1/challenge", h->nonce, "hand", std::string(1, '\0'), h->name});
+    send_routed(rid, Frame(c));
+    zmq::message_t rid2, proof;
+    if (!router_.recv(rid2) || !router_.recv(proof)) return false;
+    auto p = decode_frame(proof.to_string_view());
+    auto* pr = p.ok() ? std::get_if<Proof>(&*p) : nullptr;
+    if (!pr || pr->mac != hmac(cookie_, {"nodus1/proof", c.nonce, h->name, std::string(1, '\0'), "hand"})) {
+      return false;
+    }
+    send_routed(rid2, Frame(Welcome{}));
+    return true;
+  }
+
+ private:
+  std::optional<Frame> recv_frame(zmq::socket_t& s) {
+    s.set(zmq::sockopt::rcvtimeo, 5000);
+    zmq::message_t m;
+    if (!s.recv(m)) return std::nullopt;
+    auto f = decode_frame(m.to_string_view());
+    if (!f.ok()) return std::nullopt;
+    return std::move(*f);
+  }
+  void send_routed(zmq::message_t& rid, const Frame& f) {
+    router_.send(rid, zmq::send_flags::sndmore);
+    router_.send(zmq::buffer(encode_frame(f)), zmq::send_flags::none);
+  }
+
+  std::string cookie_;
+  zmq::context_t ctx_;
+  zmq::socket_t dealer_;
+  zmq::socket_t router_;
+  std::string listen_;
+};
+
+TEST_F(TransportTest, AHandWrittenPeerCompletesTheHandshakeFromTheSpec) {
+  auto a = make("a");
+  HandWrittenPeer hand(a->t->endpoint(), "secret");
+  ASSERT_TRUE(hand.authenticate());
+  ASSERT_TRUE(hand.accept_node());
+  EXPECT_TRUE(eventually([&] { return a->is_up("hand"); }));
+}
+
+TEST_F(TransportTest, SilentPeerIsDeclaredDownWithinTheWindow) {
+  auto a = make("a", "secret", 400ms);
+  HandWrittenPeer hand(a->t->endpoint(), "secret");
+  ASSERT_TRUE(hand.authenticate());
+  ASSERT_TRUE(hand.accept_node());
+  ASSERT_TRUE(eventually([&] { return a->is_up("hand"); }));
+  auto since = std::chrono::steady_clock::now();
+  std::string reason;
+  // The hand-written peer never sends a heartbeat: down after ~400 ms.
+  ASSERT_TRUE(eventually([&] { return a->went_down("hand", &reason); }, 3s));
+  EXPECT_EQ(reason, "timeout");
+  EXPECT_LT(std::chrono::steady_clock::now() - since, 2s);
+}
+
+}  // namespace
+}  // namespace nodus::transport

@@ -1,0 +1,102 @@
+// Transport: this node's ZeroMQ links to its peers (docs/protocol.md).
+//
+// One ROUTER socket receives from every peer; one DEALER socket per peer sends to it. Each
+// direction of a pair authenticates with a challenge-response over the shared cookie (HMAC-
+// SHA-256; the cookie never crosses the wire) before it carries data. Peers that fall silent
+// are declared down; links to known peers are re-established with backoff.
+//
+// Threading: one I/O thread owns every socket. send() may be called from any thread: it
+// queues the frame and wakes the I/O thread (one wake-up per batch, not per frame). The
+// callbacks run on the I/O thread and must not block.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nodus/transport/frame.hpp"
+#include "nodus/transport/status.hpp"
+
+namespace nodus::transport {
+
+struct TransportOptions {
+  /// This node's name and incarnation (sent in the handshake).
+  std::string name;
+  std::uint32_t creation = 0;
+  /// Where to listen, e.g. "tcp://127.0.0.1:7101"; "tcp://127.0.0.1:*" picks a free port
+  /// (read it back with endpoint()).
+  std::string listen;
+  /// The cluster's shared secret. REQUIRES: not empty.
+  std::string cookie;
+  /// How often an idle link sends a heartbeat. Shorter detects failures sooner and costs a
+  /// little traffic.
+  std::chrono::milliseconds heartbeat_interval{300};
+  /// A peer silent for this long is declared down (Erlang's net_ticktime is a minute; nodes
+  /// here should notice a dead peer within seconds).
+  std::chrono::milliseconds down_after{2000};
+  /// Frames queued for one peer before send() refuses more with kOverloaded: bounded memory
+  /// when a peer stops reading.
+  std::size_t max_queued_frames = 200000;
+  FrameLimits limits;
+  /// Where log lines go (default: stderr). Called on the I/O thread.
+  std::function<void(const std::string& line)> log;
+};
+
+/// A peer whose link is up.
+struct PeerInfo {
+  std::string name;
+  std::uint32_t creation = 0;
+  std::string endpoint;
+};
+
+struct TransportStats {
+  std::uint64_t frames_in = 0;
+  std::uint64_t frames_out = 0;
+  std::uint64_t frames_rejected = 0;  ///< malformed, oversized, unauthenticated
+  std::uint64_t auth_failures = 0;
+};
+
+struct TransportCallbacks {
+  /// A DATA frame from an authenticated peer.
+  std::function<void(const std::string& peer, Data&& data)> on_data;
+  /// A peer's link became usable (both directions authenticated).
+  std::function<void(const PeerInfo& peer)> on_peer_up;
+  /// A peer went away: "timeout" (silent), "bye" (it left), "closed".
+  std::function<void(const std::string& peer, const std::string& reason)> on_peer_down;
+};
+
+class Transport {
+ public:
+  /// Binds the listen endpoint and starts the I/O thread. Errors: kBadConfig naming the
+  /// endpoint (bad syntax, address in use) or an empty cookie.
+  static Result<std::unique_ptr<Transport>> start(TransportOptions options,
+                                                  TransportCallbacks callbacks);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  /// The bound endpoint ("tcp://127.0.0.1:40123").
+  const std::string& endpoint() const;
+  /// Starts linking to the node listening at `endpoint` (asynchronous; on_peer_up follows).
+  /// Retried with backoff until it answers.
+  void connect(const std::string& endpoint);
+  /// Queues `data` for `peer`. At most once, in order per peer. Errors: kNodeDown when no
+  /// link to `peer` is up, kOverloaded when its queue is full.
+  Status send(const std::string& peer, Data data);
+  std::vector<PeerInfo> peers() const;
+  TransportStats stats() const;
+  /// Stops the I/O thread and closes the sockets. Idempotent.
+  void close();
+
+  class Impl;
+
+ private:
+  explicit Transport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nodus::transport

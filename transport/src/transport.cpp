@@ -1,0 +1,634 @@
+#include "nodus/transport/transport.hpp"
+
+#include <sodium.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <zmq.hpp>
+
+namespace nodus::transport {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
+constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
+constexpr auto kLogInterval = std::chrono::seconds(10);
+
+std::string random_nonce() {
+  std::string n(kNonceBytes, '\0');
+  randombytes_buf(n.data(), n.size());
+  return n;
+}
+
+// HMAC-SHA-256 over the concatenation of `parts`, keyed with the cookie (any length).
+std::string hmac(const std::string& cookie, std::initializer_list<std::string_view> parts) {
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(cookie.data()),
+                              cookie.size());
+  for (std::string_view p : parts) {
+    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()),
+                                  p.size());
+  }
+  std::string out(kMacBytes, '\0');
+  crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
+  return out;
+}
+
+const std::string_view kZero("\0", 1);
+
+std::string challenge_mac(const std::string& cookie, const std::string& nonce_c,
+                          const std::string& acceptor, const std::string& connector) {
+  return hmac(cookie, {"nodus1/challenge", nonce_c, acceptor, kZero, connector});
+}
+
+std::string proof_mac(const std::string& cookie, const std::string& nonce_a,
+                      const std::string& connector, const std::string& acceptor) {
+  return hmac(cookie, {"nodus1/proof", nonce_a, connector, kZero, acceptor});
+}
+
+bool same_mac(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+class Transport::Impl {
+ public:
+  Impl(TransportOptions options, TransportCallbacks callbacks)
+      : opt_(std::move(options)), cb_(std::move(callbacks)), router_(ctx_, zmq::socket_type::router) {}
+
+  ~Impl() { close(); }
+
+  Status bind() {
+    if (opt_.cookie.empty()) return Status(ErrorCode::kBadConfig, "the cookie is empty");
+    if (sodium_init() < 0) return Status(ErrorCode::kInternal, "libsodium failed to initialise");
+    try {
+      router_.set(zmq::sockopt::linger, 0);
+      router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
+      router_.set(zmq::sockopt::router_mandatory, 0);
+      router_.bind(opt_.listen);
+      endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+    } catch (const zmq::error_t& e) {
+      return Status(ErrorCode::kBadConfig,
+                    "cannot listen on " + opt_.listen + ": " + e.what());
+    }
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) return Status(ErrorCode::kInternal, "eventfd failed");
+    io_ = std::thread([this] { run(); });
+    return Status::Ok();
+  }
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  void connect(const std::string& endpoint) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      connect_requests_.push_back(endpoint);
+    }
+    wake();
+  }
+
+  Status send(const std::string& peer, Data data) {
+    bool was_empty;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = up_.find(peer);
+      if (it == up_.end()) return Status(ErrorCode::kNodeDown, peer);
+      std::size_t& queued = queued_[peer];
+      if (queued >= opt_.max_queued_frames) {
+        return Status(ErrorCode::kOverloaded, "send queue to " + peer + " is full");
+      }
+      ++queued;
+      was_empty = outbox_.empty();
+      outbox_.emplace_back(peer, std::move(data));
+    }
+    if (was_empty) wake();
+    return Status::Ok();
+  }
+
+  std::vector<PeerInfo> peers() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<PeerInfo> out;
+    for (const auto& [name, info] : up_) out.push_back(info);
+    return out;
+  }
+
+  TransportStats stats() const {
+    TransportStats s;
+    s.frames_in = frames_in_.load();
+    s.frames_out = frames_out_.load();
+    s.frames_rejected = frames_rejected_.load();
+    s.auth_failures = auth_failures_.load();
+    return s;
+  }
+
+  void close() {
+    if (stop_.exchange(true)) return;
+    wake();
+    if (io_.joinable()) io_.join();
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    wake_fd_ = -1;
+  }
+
+ private:
+  // -- the I/O thread's state (touched by it alone) ------------------------------------
+
+  /// Our DEALER to one peer: we are the connector.
+  struct Outgoing {
+    enum class State { kIdle, kHelloSent, kProofSent, kUp };
+    std::string endpoint;
+    std::unique_ptr<zmq::socket_t> dealer;
+    State state = State::kIdle;
+    std::string nonce;
+    std::string peer;  // known once the peer answered
+    std::uint32_t peer_creation = 0;
+    Clock::time_point last_sent{};
+    Clock::time_point attempt_started{};
+    Clock::time_point next_attempt{};
+    std::chrono::milliseconds backoff = kFirstBackoff;
+    std::deque<std::string> pending;  // encoded frames zmq would not take yet
+  };
+
+  /// A connection to our ROUTER: we are the acceptor.
+  struct Incoming {
+    enum class State { kAwaitHello, kChallenged, kAuthenticated };
+    State state = State::kAwaitHello;
+    Clock::time_point since = Clock::now();
+    Hello hello;
+    std::string nonce;
+  };
+
+  void log(const std::string& line) {
+    if (opt_.log) {
+      opt_.log(line);
+    } else {
+      std::fprintf(stderr, "nodus[%s]: %s\n", opt_.name.c_str(), line.c_str());
+    }
+  }
+
+  // Logs a problem with one source at most once per interval.
+  void log_limited(const std::string& source, const std::string& line) {
+    auto now = Clock::now();
+    auto& last = last_logged_[source];
+    if (last != Clock::time_point{} && now - last < kLogInterval) return;
+    last = now;
+    log(line);
+  }
+
+  void wake() {
+    std::uint64_t one = 1;
+    if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+  }
+
+  void run() {
+    while (!stop_.load()) {
+      std::vector<zmq::pollitem_t> items;
+      items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+      std::vector<Outgoing*> polled;
+      for (auto& o : outgoing_) {
+        if (!o->dealer) continue;
+        short events = ZMQ_POLLIN;
+        if (!o->pending.empty()) events |= ZMQ_POLLOUT;
+        items.push_back({o->dealer->handle(), 0, events, 0});
+        polled.push_back(o.get());
+      }
+      try {
+        zmq::poll(items.data(), items.size(),
+                  std::chrono::milliseconds(std::max<std::int64_t>(
+                      10, opt_.heartbeat_interval.count() / 3)));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        log(std::string("poll failed: ") + e.what());
+        break;
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::uint64_t n;
+        (void)!::read(wake_fd_, &n, sizeof(n));
+      }
+      take_requests();
+      if (items[0].revents & ZMQ_POLLIN) read_router();
+      for (std::size_t i = 0; i < polled.size(); ++i) {
+        if (items[i + 2].revents & ZMQ_POLLIN) read_dealer(*polled[i]);
+        if (items[i + 2].revents & ZMQ_POLLOUT) flush(*polled[i]);
+      }
+      tick();
+    }
+    // Leaving: tell the peers, then let the sockets go.
+    for (auto& o : outgoing_) {
+      if (o->state == Outgoing::State::kUp) send_raw(*o, encode_frame(Frame(Bye{"leaving"})));
+    }
+    outgoing_.clear();
+    router_.close();
+  }
+
+  void take_requests() {
+    std::vector<std::string> connects;
+    std::vector<std::pair<std::string, Data>> out;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      connects.swap(connect_requests_);
+      out.swap(outbox_);
+    }
+    for (const std::string& ep : connects) start_outgoing(ep);
+    for (auto& [peer, data] : out) {
+      Outgoing* o = up_link(peer);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto q = queued_.find(peer);
+        if (q != queued_.end() && q->second > 0) --q->second;
+      }
+      if (!o) continue;  // went down meanwhile: dropped, as a send to a dead node is
+      std::string bytes;
+      encode_frame(Frame(std::move(data)), bytes);
+      send_raw(*o, std::move(bytes));
+    }
+  }
+
+  Outgoing* up_link(const std::string& peer) {
+    for (auto& o : outgoing_) {
+      if (o->state == Outgoing::State::kUp && o->peer == peer) return o.get();
+    }
+    return nullptr;
+  }
+
+  Outgoing* link_to_endpoint(const std::string& ep) {
+    for (auto& o : outgoing_) {
+      if (o->endpoint == ep) return o.get();
+    }
+    return nullptr;
+  }
+
+  void start_outgoing(const std::string& ep) {
+    if (ep == endpoint_ || ep == opt_.listen) return;  // ourselves
+    Outgoing* o = link_to_endpoint(ep);
+    if (!o) {
+      outgoing_.push_back(std::make_unique<Outgoing>());
+      o = outgoing_.back().get();
+      o->endpoint = ep;
+    }
+    if (o->state == Outgoing::State::kIdle) attempt(*o);
+  }
+
+  void attempt(Outgoing& o) {
+    o.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    o.dealer->set(zmq::sockopt::linger, 0);
+    o.dealer->set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::size_t>(
+                                             opt_.max_queued_frames, 1u << 30)));
+    o.dealer->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
+    try {
+      o.dealer->connect(o.endpoint);
+    } catch (const zmq::error_t& e) {
+      log_limited(o.endpoint, "cannot connect to " + o.endpoint + ": " + e.what());
+      reset(o, /*backoff=*/true);
+      return;
+    }
+    o.nonce = random_nonce();
+    Hello h;
+    h.name = opt_.name;
+    h.creation = opt_.creation;
+    h.listen = endpoint_;
+    h.nonce = o.nonce;
+    o.state = Outgoing::State::kHelloSent;
+    o.attempt_started = Clock::now();
+    send_raw(o, encode_frame(Frame(std::move(h))));
+  }
+
+  // Drops the connection; with `backoff`, tries again later.
+  void reset(Outgoing& o, bool backoff) {
+    o.dealer.reset();
+    o.pending.clear();
+    o.state = Outgoing::State::kIdle;
+    if (backoff) {
+      o.next_attempt = Clock::now() + o.backoff;
+      o.backoff = std::min(o.backoff * 2, kMaxBackoff);
+    } else {
+      o.next_attempt = Clock::now();
+    }
+  }
+
+  void send_raw(Outgoing& o, std::string bytes) {
+    if (!o.dealer) return;
+    if (!o.pending.empty()) {
+      o.pending.push_back(std::move(bytes));
+      return;
+    }
+    zmq::message_t msg(bytes.data(), bytes.size());
+    auto sent = o.dealer->send(msg, zmq::send_flags::dontwait);
+    if (!sent) {
+      o.pending.push_back(std::move(bytes));
+    } else {
+      frames_out_.fetch_add(1, std::memory_order_relaxed);
+      o.last_sent = Clock::now();
+    }
+  }
+
+  void flush(Outgoing& o) {
+    while (!o.pending.empty() && o.dealer) {
+      zmq::message_t msg(o.pending.front().data(), o.pending.front().size());
+      if (!o.dealer->send(msg, zmq::send_flags::dontwait)) return;
+      o.pending.pop_front();
+      frames_out_.fetch_add(1, std::memory_order_relaxed);
+      o.last_sent = Clock::now();
+    }
+  }
+
+  void read_dealer(Outgoing& o) {
+    for (;;) {
+      zmq::message_t msg;
+      if (!o.dealer || !o.dealer->recv(msg, zmq::recv_flags::dontwait)) return;
+      frames_in_.fetch_add(1, std::memory_order_relaxed);
+      auto frame = decode_frame(msg.to_string_view(), opt_.limits);
+      if (!frame.ok()) {
+        reject(o.endpoint, frame.error().to_string());
+        continue;
+      }
+      if (auto* c = std::get_if<Challenge>(&*frame); c && o.state == Outgoing::State::kHelloSent) {
+        if (!same_mac(c->mac, challenge_mac(opt_.cookie, o.nonce, c->name, opt_.name))) {
+          auth_failures_.fetch_add(1);
+          send_raw(o, encode_frame(Frame(Refuse{"authentication failed"})));
+          log_limited(o.endpoint, "refusing node " + c->name + " at " + o.endpoint +
+                                      ": authentication failed (is its cookie the same?)");
+          reset(o, /*backoff=*/true);
+          return;
+        }
+        o.peer = c->name;
+        o.peer_creation = c->creation;
+        o.state = Outgoing::State::kProofSent;
+        send_raw(o, encode_frame(Frame(Proof{proof_mac(opt_.cookie, c->nonce, opt_.name, c->name)})));
+      } else if (std::holds_alternative<Welcome>(*frame) && o.state == Outgoing::State::kProofSent) {
+        link_up(o);
+      } else if (auto* r = std::get_if<Refuse>(&*frame)) {
+        auth_failures_.fetch_add(1);
+        log_limited(o.endpoint, "node at " + o.endpoint + " refused us: " + r->reason);
+        reset(o, /*backoff=*/true);
+        return;
+      } else {
+        reject(o.endpoint, "unexpected frame from " + o.endpoint);
+      }
+    }
+  }
+
+  void link_up(Outgoing& o) {
+    o.state = Outgoing::State::kUp;
+    o.backoff = kFirstBackoff;
+    // Another link to the same node (it was reached under two endpoints): keep one.
+    for (auto& other : outgoing_) {
+      if (other.get() != &o && other->peer == o.peer && other->state == Outgoing::State::kUp) {
+        reset(o, false);
+        o.state = Outgoing::State::kIdle;
+        o.next_attempt = Clock::time_point::max();
+        return;
+      }
+    }
+    last_heard_[o.peer] = Clock::now();
+    PeerInfo info{o.peer, o.peer_creation, o.endpoint};
+    bool restarted = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = up_.find(o.peer);
+      restarted = it != up_.end() && it->second.creation != o.peer_creation;
+      up_[o.peer] = info;
+    }
+    // A new incarnation answered before the old one was declared down: the old one is gone.
+    if (restarted && cb_.on_peer_down) cb_.on_peer_down(o.peer, "restarted");
+    if (cb_.on_peer_up) cb_.on_peer_up(info);
+  }
+
+  void read_router() {
+    for (;;) {
+      zmq::message_t rid, msg;
+      if (!router_.recv(rid, zmq::recv_flags::dontwait)) return;
+      if (!rid.more()) {
+        reject("router", "a frame without a routing id");
+        continue;
+      }
+      (void)router_.recv(msg, zmq::recv_flags::none);
+      bool extra_parts = false;
+      for (bool more = msg.more(); more;) {  // the protocol has one part per frame
+        zmq::message_t extra;
+        (void)router_.recv(extra, zmq::recv_flags::none);
+        more = extra.more();
+        extra_parts = true;
+      }
+      frames_in_.fetch_add(1, std::memory_order_relaxed);
+      std::string id = rid.to_string();
+      if (extra_parts) {
+        reject("router", "a frame of several parts");
+        continue;
+      }
+      auto frame = decode_frame(msg.to_string_view(), opt_.limits);
+      Incoming& in = incoming_[id];
+      const std::string source = in.state == Incoming::State::kAuthenticated
+                                     ? in.hello.name
+                                     : "connection " + std::to_string(std::hash<std::string>()(id));
+      if (!frame.ok()) {
+        reject(source, frame.error().to_string());
+        if (in.state != Incoming::State::kAuthenticated) incoming_.erase(id);
+        continue;
+      }
+      handle_incoming(id, in, std::move(*frame));
+    }
+  }
+
+  void reply(const std::string& id, const Frame& f) {
+    std::string bytes = encode_frame(f);
+    zmq::message_t rid(id.data(), id.size());
+    zmq::message_t msg(bytes.data(), bytes.size());
+    try {
+      router_.send(rid, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_.send(msg, zmq::send_flags::dontwait);
+      frames_out_.fetch_add(1, std::memory_order_relaxed);
+    } catch (const zmq::error_t&) {
+      // The connection went away meanwhile.
+    }
+  }
+
+  void handle_incoming(const std::string& id, Incoming& in, Frame frame) {
+    switch (in.state) {
+      case Incoming::State::kAwaitHello: {
+        auto* h = std::get_if<Hello>(&frame);
+        if (!h) {
+          reject("connection", "a frame before the handshake");
+          incoming_.erase(id);
+          return;
+        }
+        if (h->version != kProtocolVersion) {
+          reply(id, Frame(Refuse{"protocol version " + std::to_string(h->version) +
+                                 " not supported"}));
+          log_limited(h->name, "refused node " + h->name + ": protocol version " +
+                                   std::to_string(h->version));
+          incoming_.erase(id);
+          return;
+        }
+        in.hello = std::move(*h);
+        in.nonce = random_nonce();
+        in.state = Incoming::State::kChallenged;
+        Challenge c;
+        c.name = opt_.name;
+        c.creation = opt_.creation;
+        c.nonce = in.nonce;
+        c.mac = challenge_mac(opt_.cookie, in.hello.nonce, opt_.name, in.hello.name);
+        reply(id, Frame(std::move(c)));
+        return;
+      }
+      case Incoming::State::kChallenged: {
+        auto* p = std::get_if<Proof>(&frame);
+        if (!p || !same_mac(p->mac, proof_mac(opt_.cookie, in.nonce, in.hello.name, opt_.name))) {
+          auth_failures_.fetch_add(1);
+          if (!std::holds_alternative<Refuse>(frame)) {
+            reply(id, Frame(Refuse{"authentication failed"}));
+          }
+          log_limited(in.hello.name, "refused node " + in.hello.name +
+                                         ": authentication failed (is its cookie the same?)");
+          incoming_.erase(id);
+          return;
+        }
+        in.state = Incoming::State::kAuthenticated;
+        reply(id, Frame(Welcome{}));
+        last_heard_[in.hello.name] = Clock::now();
+        // Open our own direction to it, unless we have one already.
+        if (!up_link(in.hello.name)) start_outgoing(in.hello.listen);
+        return;
+      }
+      case Incoming::State::kAuthenticated: {
+        const std::string& peer = in.hello.name;
+        last_heard_[peer] = Clock::now();
+        if (auto* d = std::get_if<Data>(&frame)) {
+          if (cb_.on_data) cb_.on_data(peer, std::move(*d));
+        } else if (std::holds_alternative<Heartbeat>(frame)) {
+          // liveness only
+        } else if (std::holds_alternative<Bye>(frame)) {
+          peer_down(peer, "bye");
+          incoming_.erase(id);
+        } else {
+          reject(peer, "unexpected frame kind from " + peer);
+        }
+        return;
+      }
+    }
+  }
+
+  void reject(const std::string& source, const std::string& why) {
+    frames_rejected_.fetch_add(1, std::memory_order_relaxed);
+    log_limited(source, "dropped a frame from " + source + ": " + why);
+  }
+
+  void peer_down(const std::string& peer, const std::string& reason) {
+    bool was_up;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      was_up = up_.erase(peer) > 0;
+      queued_.erase(peer);
+    }
+    last_heard_.erase(peer);
+    for (auto it = incoming_.begin(); it != incoming_.end();) {
+      if (it->second.state == Incoming::State::kAuthenticated && it->second.hello.name == peer) {
+        it = incoming_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& o : outgoing_) {
+      if (o->peer == peer) {
+        reset(*o, /*backoff=*/true);
+        o->peer.clear();
+      }
+    }
+    if (was_up && cb_.on_peer_down) cb_.on_peer_down(peer, reason);
+  }
+
+  void tick() {
+    const auto now = Clock::now();
+    std::vector<std::string> silent;
+    for (const auto& [peer, heard] : last_heard_) {
+      if (now - heard > opt_.down_after) silent.push_back(peer);
+    }
+    for (const std::string& peer : silent) peer_down(peer, "timeout");
+    // Handshakes that never finished.
+    for (auto it = incoming_.begin(); it != incoming_.end();) {
+      if (it->second.state != Incoming::State::kAuthenticated &&
+          now - it->second.since > opt_.down_after) {
+        it = incoming_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& o : outgoing_) {
+      switch (o->state) {
+        case Outgoing::State::kUp:
+          if (now - o->last_sent >= opt_.heartbeat_interval) {
+            send_raw(*o, encode_frame(Frame(Heartbeat{++heartbeat_seq_})));
+          }
+          break;
+        case Outgoing::State::kHelloSent:
+        case Outgoing::State::kProofSent:
+          if (now - o->attempt_started > opt_.down_after) reset(*o, /*backoff=*/true);
+          break;
+        case Outgoing::State::kIdle:
+          if (o->next_attempt != Clock::time_point::max() && now >= o->next_attempt) attempt(*o);
+          break;
+      }
+    }
+  }
+
+  TransportOptions opt_;
+  TransportCallbacks cb_;
+  zmq::context_t ctx_;
+  zmq::socket_t router_;
+  std::string endpoint_;
+  int wake_fd_ = -1;
+  std::thread io_;
+  std::atomic<bool> stop_{false};
+
+  // Guards outbox_, connect_requests_, up_ and queued_: the hand-off between callers of
+  // send/connect/peers and the I/O thread.
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, Data>> outbox_;
+  std::vector<std::string> connect_requests_;
+  std::map<std::string, PeerInfo> up_;
+  std::unordered_map<std::string, std::size_t> queued_;
+
+  // The I/O thread's own.
+  std::vector<std::unique_ptr<Outgoing>> outgoing_;
+  std::unordered_map<std::string, Incoming> incoming_;
+  std::unordered_map<std::string, Clock::time_point> last_heard_;
+  std::unordered_map<std::string, Clock::time_point> last_logged_;
+  std::uint64_t heartbeat_seq_ = 0;
+
+  std::atomic<std::uint64_t> frames_in_{0};
+  std::atomic<std::uint64_t> frames_out_{0};
+  std::atomic<std::uint64_t> frames_rejected_{0};
+  std::atomic<std::uint64_t> auth_failures_{0};
+};
+
+Result<std::unique_ptr<Transport>> Transport::start(TransportOptions options,
+                                                    TransportCallbacks callbacks) {
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(callbacks));
+  Status s = impl->bind();
+  if (!s.ok()) return s;
+  return std::unique_ptr<Transport>(new Transport(std::move(impl)));
+}
+
+Transport::Transport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Transport::~Transport() { close(); }
+const std::string& Transport::endpoint() const { return impl_->endpoint(); }
+void Transport::connect(const std::string& endpoint) { impl_->connect(endpoint); }
+Status Transport::send(const std::string& peer, Data data) {
+  return impl_->send(peer, std::move(data));
+}
+std::vector<PeerInfo> Transport::peers() const { return impl_->peers(); }
+TransportStats Transport::stats() const { return impl_->stats(); }
+void Transport::close() { impl_->close(); }
+
+}  // namespace nodus::transport
