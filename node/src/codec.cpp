@@ -13,7 +13,8 @@
 //   pid                -> ext type 2, payload: see below
 //   ref                -> ext type 3, payload: see below
 //
-// Pid and ref ext payload (big-endian, no padding, 13 + N bytes in all):
+// Pid and ref ext payload (big-endian, no padding, 13 + N bytes in all; transport's
+// append_wire_id / parse_wire_id in nodus/transport/frame.hpp read and write it):
 //   offset 0      uint8   N, the length of the node name (0..255)
 //   offset 1      N bytes the node name (an atom's name)
 //   offset 1+N    uint32  creation
@@ -34,7 +35,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstring>
 #include <limits>
 #include <new>
 #include <string>
@@ -43,6 +43,7 @@
 
 #include "nodus/node/message.hpp"
 #include "nodus/node/wire.hpp"
+#include "nodus/transport/frame.hpp"
 
 namespace nodus {
 namespace {
@@ -66,18 +67,13 @@ void encode_float64(double d, std::string& out) {
   out.append(buf, sizeof(buf));
 }
 
+// The payload layout lives in transport (append_wire_id); the packer writes straight into
+// `out`, so the payload can be appended there after the ext header.
 template <class Id>
-void encode_id(Packer& pk, std::int8_t type, const Id& p) {
+void encode_id(Packer& pk, std::string& out, std::int8_t type, const Id& p) {
   const std::string_view node = p.node.name();  // at most kMaxAtomLength bytes
-  char buf[kIdPayloadFixed + kMaxAtomLength];
-  std::size_t n = 0;
-  buf[n++] = static_cast<char>(node.size());
-  std::memcpy(buf + n, node.data(), node.size());
-  n += node.size();
-  for (int shift = 24; shift >= 0; shift -= 8) buf[n++] = static_cast<char>(p.creation >> shift);
-  for (int shift = 56; shift >= 0; shift -= 8) buf[n++] = static_cast<char>(p.id >> shift);
-  pk.pack_ext(n, type);
-  pk.pack_ext_body(buf, static_cast<std::uint32_t>(n));
+  pk.pack_ext(kIdPayloadFixed + node.size(), type);
+  transport::append_wire_id(transport::WireId{std::string(node), p.creation, p.id}, out);
 }
 
 void encode(const Term& t, std::string& out, Packer& pk) {
@@ -112,10 +108,10 @@ void encode(const Term& t, std::string& out, Packer& pk) {
       return;
     }
     case Term::Kind::kPid:
-      encode_id(pk, kExtPid, t.as_pid());
+      encode_id(pk, out, kExtPid, t.as_pid());
       return;
     case Term::Kind::kRef:
-      encode_id(pk, kExtRef, t.as_ref());
+      encode_id(pk, out, kExtRef, t.as_ref());
       return;
     case Term::Kind::kTuple: {
       const auto& items = t.as_tuple();
@@ -337,21 +333,11 @@ class Decoder {
 
   template <class Id>
   bool parse_id(std::string_view payload, const char* what, Id& out) {
-    if (payload.empty()) return fail(std::string("malformed ") + what + " ext: empty payload");
-    const auto n = static_cast<std::size_t>(static_cast<unsigned char>(payload[0]));
-    if (payload.size() != kIdPayloadFixed + n) {
-      return fail(std::string("malformed ") + what + " ext: " + std::to_string(payload.size()) +
-                  " bytes, expected " + std::to_string(kIdPayloadFixed + n) +
-                  " for a node name of " + std::to_string(n));
-    }
-    out.node = Atom(payload.substr(1, n));
-    const auto* p = reinterpret_cast<const unsigned char*>(payload.data()) + 1 + n;
-    std::uint32_t creation = 0;
-    for (int i = 0; i < 4; ++i) creation = (creation << 8) | p[i];
-    std::uint64_t id = 0;
-    for (int i = 4; i < 12; ++i) id = (id << 8) | p[i];
-    out.creation = creation;
-    out.id = id;
+    Result<transport::WireId> id = transport::parse_wire_id(payload);
+    if (!id) return fail(std::string("malformed ") + what + " ext: " + id.error().message());
+    out.node = Atom(id->node);
+    out.creation = id->creation;
+    out.id = id->id;
     return true;
   }
 

@@ -148,9 +148,8 @@ TEST_F(TransportTest, WrongCookieIsRefusedAndLoggedOnBothSides) {
   auto a = make("a", "one cookie");
   auto b = make("b", "another cookie");
   a->t->connect(b->t->endpoint());
-  ASSERT_TRUE(eventually([&] {
-    return a->logged("authentication failed") && b->logged("authentication failed");
-  }));
+  ASSERT_TRUE(eventually(
+      [&] { return a->logged("authentication failed") && b->logged("authentication failed"); }));
   EXPECT_FALSE(a->is_up("b"));
   EXPECT_FALSE(b->is_up("a"));
   EXPECT_EQ(a->t->send("b", data_with(1)).code(), ErrorCode::kNodeDown);
@@ -188,7 +187,7 @@ TEST_F(TransportTest, LeavingPeerIsDownAtOnce) {
   auto a = make("a");
   auto b = make("b");
   a->t->connect(b->t->endpoint());
-  ASSERT_TRUE(eventually([&] { return a->is_up("b"); }));
+  ASSERT_TRUE(eventually([&] { return a->is_up("b") && b->is_up("a"); }));
   b->t->close();
   std::string reason;
   ASSERT_TRUE(eventually([&] { return a->went_down("b", &reason); }, 1500ms));
@@ -200,11 +199,9 @@ TEST_F(TransportTest, LeavingPeerIsDownAtOnce) {
 
 std::string hmac(const std::string& key, const std::vector<std::string>& parts) {
   crypto_auth_hmacsha256_state st;
-  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()),
-                              key.size());
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
   for (const auto& p : parts) {
-    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()),
-                                  p.size());
+    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()), p.size());
   }
   std::string out(32, '\0');
   crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
@@ -216,7 +213,9 @@ std::string hmac(const std::string& key, const std::vector<std::string>& parts) 
 class HandWrittenPeer {
  public:
   HandWrittenPeer(const std::string& node_endpoint, const std::string& cookie)
-      : cookie_(cookie), dealer_(ctx_, zmq::socket_type::dealer), router_(ctx_, zmq::socket_type::router) {
+      : cookie_(cookie),
+        dealer_(ctx_, zmq::socket_type::dealer),
+        router_(ctx_, zmq::socket_type::router) {
     dealer_.set(zmq::sockopt::linger, 0);
     router_.set(zmq::sockopt::linger, 0);
     router_.bind("tcp://127.0.0.1:*");
@@ -236,7 +235,8 @@ class HandWrittenPeer {
     auto c = recv_frame(dealer_);
     auto* ch = c ? std::get_if<Challenge>(&*c) : nullptr;
     if (!ch) return false;
-    std::string expect = hmac(cookie_, {"nodus1/challenge", nonce, ch->name, std::string(1, '\0'), "hand"});
+    std::string expect =
+        hmac(cookie_, {"nodus1/challenge", nonce, ch->name, std::string(1, '\0'), "hand"});
     if (ch->mac != expect) return false;
     Proof p{hmac(cookie_, {"nodus1/proof", ch->nonce, "hand", std::string(1, '\0'), ch->name})};
     dealer_.send(zmq::buffer(encode_frame(Frame(p))), zmq::send_flags::none);
@@ -262,7 +262,8 @@ class HandWrittenPeer {
     if (!router_.recv(rid2) || !router_.recv(proof)) return false;
     auto p = decode_frame(proof.to_string_view());
     auto* pr = p.ok() ? std::get_if<Proof>(&*p) : nullptr;
-    if (!pr || pr->mac != hmac(cookie_, {"nodus1/proof", c.nonce, h->name, std::string(1, '\0'), "hand"})) {
+    if (!pr || pr->mac != hmac(cookie_,
+                               {"nodus1/proof", c.nonce, h->name, std::string(1, '\0'), "hand"})) {
       return false;
     }
     send_routed(rid2, Frame(Welcome{}));

@@ -36,8 +36,7 @@ std::string hmac(const std::string& cookie, std::initializer_list<std::string_vi
   crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(cookie.data()),
                               cookie.size());
   for (std::string_view p : parts) {
-    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()),
-                                  p.size());
+    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()), p.size());
   }
   std::string out(kMacBytes, '\0');
   crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
@@ -65,7 +64,9 @@ bool same_mac(const std::string& a, const std::string& b) {
 class Transport::Impl {
  public:
   Impl(TransportOptions options, TransportCallbacks callbacks)
-      : opt_(std::move(options)), cb_(std::move(callbacks)), router_(ctx_, zmq::socket_type::router) {}
+      : opt_(std::move(options)),
+        cb_(std::move(callbacks)),
+        router_(ctx_, zmq::socket_type::router) {}
 
   ~Impl() { close(); }
 
@@ -79,8 +80,7 @@ class Transport::Impl {
       router_.bind(opt_.listen);
       endpoint_ = router_.get(zmq::sockopt::last_endpoint);
     } catch (const zmq::error_t& e) {
-      return Status(ErrorCode::kBadConfig,
-                    "cannot listen on " + opt_.listen + ": " + e.what());
+      return Status(ErrorCode::kBadConfig, "cannot listen on " + opt_.listen + ": " + e.what());
     }
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0) return Status(ErrorCode::kInternal, "eventfd failed");
@@ -205,8 +205,8 @@ class Transport::Impl {
       }
       try {
         zmq::poll(items.data(), items.size(),
-                  std::chrono::milliseconds(std::max<std::int64_t>(
-                      10, opt_.heartbeat_interval.count() / 3)));
+                  std::chrono::milliseconds(
+                      std::max<std::int64_t>(10, opt_.heartbeat_interval.count() / 3)));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         log(std::string("poll failed: ") + e.what());
@@ -226,7 +226,9 @@ class Transport::Impl {
     }
     // Leaving: tell the peers, then let the sockets go.
     for (auto& o : outgoing_) {
-      if (o->state == Outgoing::State::kUp) send_raw(*o, encode_frame(Frame(Bye{"leaving"})));
+      if (o->state != Outgoing::State::kUp) continue;
+      o->dealer->set(zmq::sockopt::linger, 200);  // give the BYE a moment to leave
+      send_raw(*o, encode_frame(Frame(Bye{"leaving"})));
     }
     outgoing_.clear();
     router_.close();
@@ -283,8 +285,8 @@ class Transport::Impl {
   void attempt(Outgoing& o) {
     o.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
     o.dealer->set(zmq::sockopt::linger, 0);
-    o.dealer->set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::size_t>(
-                                             opt_.max_queued_frames, 1u << 30)));
+    o.dealer->set(zmq::sockopt::sndhwm,
+                  static_cast<int>(std::min<std::size_t>(opt_.max_queued_frames, 1u << 30)));
     o.dealer->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
     try {
       o.dealer->connect(o.endpoint);
@@ -365,8 +367,10 @@ class Transport::Impl {
         o.peer = c->name;
         o.peer_creation = c->creation;
         o.state = Outgoing::State::kProofSent;
-        send_raw(o, encode_frame(Frame(Proof{proof_mac(opt_.cookie, c->nonce, opt_.name, c->name)})));
-      } else if (std::holds_alternative<Welcome>(*frame) && o.state == Outgoing::State::kProofSent) {
+        send_raw(o,
+                 encode_frame(Frame(Proof{proof_mac(opt_.cookie, c->nonce, opt_.name, c->name)})));
+      } else if (std::holds_alternative<Welcome>(*frame) &&
+                 o.state == Outgoing::State::kProofSent) {
         link_up(o);
       } else if (auto* r = std::get_if<Refuse>(&*frame)) {
         auth_failures_.fetch_add(1);
@@ -464,8 +468,8 @@ class Transport::Impl {
           return;
         }
         if (h->version != kProtocolVersion) {
-          reply(id, Frame(Refuse{"protocol version " + std::to_string(h->version) +
-                                 " not supported"}));
+          reply(id,
+                Frame(Refuse{"protocol version " + std::to_string(h->version) + " not supported"}));
           log_limited(h->name, "refused node " + h->name + ": protocol version " +
                                    std::to_string(h->version));
           incoming_.erase(id);

@@ -23,6 +23,8 @@ inline constexpr std::uint32_t kProtocolVersion = 1;
 inline constexpr std::size_t kNonceBytes = 32;
 inline constexpr std::size_t kMacBytes = 32;
 inline constexpr std::size_t kMaxNameBytes = 255;
+/// Bytes in any other str of a frame (listen endpoint, capability, reason).
+inline constexpr std::size_t kMaxStrBytes = 4096;
 
 /// The fields of a pid or ref: which node incarnation, and which id there.
 struct WireId {
@@ -56,6 +58,7 @@ struct Hello {
   std::string listen;
   std::vector<std::string> capabilities;
   std::string nonce;  // kNonceBytes
+  friend bool operator==(const Hello&, const Hello&) = default;
 };
 struct Challenge {
   std::uint32_t version = kProtocolVersion;
@@ -63,13 +66,18 @@ struct Challenge {
   std::uint32_t creation = 0;
   std::string nonce;  // kNonceBytes
   std::string mac;    // kMacBytes
+  friend bool operator==(const Challenge&, const Challenge&) = default;
 };
 struct Proof {
   std::string mac;  // kMacBytes
+  friend bool operator==(const Proof&, const Proof&) = default;
 };
-struct Welcome {};
+struct Welcome {
+  friend bool operator==(const Welcome&, const Welcome&) = default;
+};
 struct Refuse {
   std::string reason;
+  friend bool operator==(const Refuse&, const Refuse&) = default;
 };
 /// An envelope: one message or signal between processes (docs/protocol.md section 4).
 struct Data {
@@ -81,12 +89,15 @@ struct Data {
   std::uint64_t budget_us = 0;  ///< 0 = no deadline
   std::uint32_t tag = 0;        ///< 0 = the payload is a term
   std::string payload;          ///< MessagePack bytes, opaque to the transport
+  friend bool operator==(const Data&, const Data&) = default;
 };
 struct Heartbeat {
   std::uint64_t seq = 0;
+  friend bool operator==(const Heartbeat&, const Heartbeat&) = default;
 };
 struct Bye {
   std::string reason;
+  friend bool operator==(const Bye&, const Bye&) = default;
 };
 
 using Frame = std::variant<Hello, Challenge, Proof, Welcome, Refuse, Data, Heartbeat, Bye>;
@@ -98,7 +109,10 @@ struct FrameLimits {
   std::size_t max_capabilities = 64;    ///< entries in Hello.capabilities
 };
 
-/// Appends the MessagePack form of `f` to `out`.
+/// Appends the MessagePack form of `f` to `out`. REQUIRES: every WireId's node name is at most
+/// kMaxNameBytes (as append_wire_id). Other fields are written as given; one decode_frame would
+/// refuse (a name over kMaxNameBytes, another str over kMaxStrBytes, a nonce or mac not of
+/// kNonceBytes / kMacBytes) makes the receiver drop the frame.
 void encode_frame(const Frame& f, std::string& out);
 std::string encode_frame(const Frame& f);
 
