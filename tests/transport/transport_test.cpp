@@ -32,6 +32,10 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 /// One transport and everything its callbacks saw.
 struct Peer {
+  // Stop the I/O thread before the vectors its callbacks write go away.
+  ~Peer() {
+    if (t) t->close();
+  }
   std::unique_ptr<Transport> t;
   mutable std::mutex mu;  // guards the vectors below, written by the I/O thread
   std::vector<std::pair<std::string, Data>> received;

@@ -506,15 +506,14 @@ class Transport::Impl {
         return;
       }
       case Incoming::State::kAuthenticated: {
-        const std::string& peer = in.hello.name;
+        const std::string peer = in.hello.name;  // a copy: peer_down erases `in`
         last_heard_[peer] = Clock::now();
         if (auto* d = std::get_if<Data>(&frame)) {
           if (cb_.on_data) cb_.on_data(peer, std::move(*d));
         } else if (std::holds_alternative<Heartbeat>(frame)) {
           // liveness only
         } else if (std::holds_alternative<Bye>(frame)) {
-          peer_down(peer, "bye");
-          incoming_.erase(id);
+          peer_down(peer, "bye");  // forgets this connection too
         } else {
           reject(peer, "unexpected frame kind from " + peer);
         }
