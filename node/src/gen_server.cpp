@@ -199,8 +199,15 @@ class GenServerProcess final : public Process {
     }
     switch (e->kind) {
       case Kind::kCall: {
+        // The caller has given up already: nobody would read the answer.
+        if (e->deadline != Clock::time_point::max() && Clock::now() >= e->deadline) break;
         From from{e->from, e->ref};
         set_current_call(from);
+        set_current_deadline(e->deadline);
+        struct ClearDeadline {
+          Process* p;
+          ~ClearDeadline() { p->set_current_deadline(Clock::time_point::max()); }
+        } clear{this};
         apply(guarded([&] { return server_->handle_call(e->msg, from); }), &from);
         break;
       }

@@ -7,6 +7,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <thread>
 #include <typeinfo>
 
 #include "check.hpp"
@@ -184,7 +185,8 @@ void Process::fetch() {
     switch (e->kind) {
       case Kind::kReply:
       case Kind::kReplyError:
-        if (std::find(x().awaiting.begin(), x().awaiting.end(), e->ref) != x().awaiting.end()) {
+        if (std::any_of(x().awaiting.begin(), x().awaiting.end(),
+                        [&](const auto& a) { return a.first == e->ref; })) {
           x().replies.push_back(e);
         } else {
           delete e;  // a late reply: the caller gave up
@@ -298,6 +300,18 @@ void Process::handle_signal(Envelope* e) {
       }
       break;
     }
+    case Kind::kNodeDown:
+      node_down(e->msg.term().as_atom());
+      break;
+    case Kind::kNodeUp: {
+      Atom node = e->msg.term().as_atom();
+      if (x_ && std::find(x_->node_monitors.begin(), x_->node_monitors.end(), node) !=
+                    x_->node_monitors.end()) {
+        queue_user(new Envelope(Kind::kInfo, Pid{}, Ref{}, NodeUp{node}));
+        queued_.fetch_add(1, std::memory_order_relaxed);
+      }
+      break;
+    }
     case Kind::kShutdown:
       shutdown_requested_ = true;
       if (!exit_pending_) {
@@ -346,8 +360,58 @@ bool Process::has_reply(const Ref& ref) const {
 }
 
 void Process::forget_ref(const Ref& ref) {
-  auto it = std::find(x().awaiting.begin(), x().awaiting.end(), ref);
+  auto it = std::find_if(x().awaiting.begin(), x().awaiting.end(),
+                         [&](const auto& a) { return a.first == ref; });
   if (it != x().awaiting.end()) x().awaiting.erase(it);
+}
+
+void Process::monitor_node(Atom node, bool on) {
+  auto& v = x().node_monitors;
+  auto it = std::find(v.begin(), v.end(), node);
+  if (on && it == v.end()) v.push_back(node);
+  if (!on && it != v.end()) v.erase(it);
+}
+
+void Process::node_down(Atom node) {
+  if (!x_) return;
+  Extras& x = *x_;
+  const Reason noconnection(atom("noconnection"));
+  // Monitors of processes there fire with noconnection.
+  for (auto it = x.monitors.begin(); it != x.monitors.end();) {
+    if (it->second.node != node) {
+      ++it;
+      continue;
+    }
+    queue_user(new Envelope(Kind::kInfo, it->second, it->first,
+                            Down{it->first, it->second, noconnection}));
+    queued_.fetch_add(1, std::memory_order_relaxed);
+    it = x.monitors.erase(it);
+  }
+  n_monitors_.store(static_cast<std::uint32_t>(x.monitors.size()), std::memory_order_relaxed);
+  // Their monitors of us are gone with them.
+  std::erase_if(x.monitored_by, [&](const auto& m) { return m.second.node == node; });
+  // Calls waiting for an answer from there fail with nodedown.
+  for (const auto& [ref, target] : x.awaiting) {
+    if (target.node != node) continue;
+    if (std::any_of(x.replies.begin(), x.replies.end(),
+                    [&](const Envelope* r) { return r->ref == ref; })) {
+      continue;
+    }
+    x.replies.push_back(new Envelope(Kind::kReplyError, target, ref, Term(atom("nodedown"))));
+  }
+  // Links to processes there break with noconnection, as an exit signal from each.
+  std::vector<Pid> broken;
+  for (const Pid& p : x.links) {
+    if (p.node == node) broken.push_back(p);
+  }
+  for (const Pid& p : broken) {
+    auto* e = new Envelope(Kind::kLinkExit, p, Ref{}, noconnection);
+    handle_signal(e);
+  }
+  if (std::find(x.node_monitors.begin(), x.node_monitors.end(), node) != x.node_monitors.end()) {
+    queue_user(new Envelope(Kind::kInfo, Pid{}, Ref{}, NodeDown{node, noconnection}));
+    queued_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Process::add_monitor(const Ref& ref, const Pid& target) {
@@ -604,9 +668,13 @@ Result<Message, Reason> call_message(const Pid& to, Message request, Timeout tim
   Waiter me(rt);
   if (to == me->pid()) return Reason(atom("calling_self"));
   Ref ref = rt.make_ref();
-  me->await_ref(ref);
-  rt.deliver(to, new Envelope(kind, me->pid(), ref, std::move(request)));
-  bool got = me->wait_until([&] { return me->has_reply(ref); }, timeout.deadline_from_now());
+  me->await_ref(ref, to);
+  // A call made while handling a call gets no more time than that call has left.
+  const auto deadline = std::min(timeout.deadline_from_now(), me->current_deadline());
+  auto* e = new Envelope(kind, me->pid(), ref, std::move(request));
+  e->deadline = deadline;
+  rt.deliver(to, e);
+  bool got = me->wait_until([&] { return me->has_reply(ref); }, deadline);
   if (!got) {
     me->forget_ref(ref);
     return reasons::timeout();
@@ -647,6 +715,15 @@ Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
 Pid spawn_link(Node& node, std::function<void()> body, SpawnOptions opts) {
   opts.link = true;
   return spawn(node, std::move(body), opts);
+}
+
+void sleep_for(std::chrono::milliseconds d) {
+  Process* me = detail::current_process();
+  if (!me) {
+    std::this_thread::sleep_for(d);
+    return;
+  }
+  (void)me->wait_until([] { return false; }, Process::Clock::now() + d);
 }
 
 Message receive() {
@@ -696,7 +773,7 @@ RequestId send_request(const Pid& to, Message request) {
   Process* me = detail::require_self("send_request");
   Runtime& rt = me->rt();
   Ref ref = rt.make_ref();
-  me->await_ref(ref);
+  me->await_ref(ref, to);
   rt.deliver(to, new Envelope(Kind::kCall, me->pid(), ref, std::move(request)));
   return RequestId{ref, to};
 }
@@ -763,6 +840,10 @@ void unlink(const Pid& pid) {
 }
 
 bool trap_exit(bool on) { return detail::require_self("trap_exit")->set_trap_exit(on); }
+
+void monitor_node(Atom node, bool on) {
+  detail::require_self("monitor_node")->monitor_node(node, on);
+}
 
 void exit(const Pid& pid, Reason reason) {
   Process* me = detail::current_process();

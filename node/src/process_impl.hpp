@@ -80,7 +80,10 @@ class Process {
   Envelope* receive_until(Clock::time_point deadline);
 
   /// Accepts replies for `ref` from now on (call, send_request).
-  void await_ref(const Ref& ref) { x().awaiting.push_back(ref); }
+  /// `target` is who will answer: if its node goes down, the wait ends with nodedown.
+  void await_ref(const Ref& ref, const Pid& target = Pid{}) {
+    x().awaiting.emplace_back(ref, target);
+  }
   /// The reply for `ref` if it has arrived (and forgets the ref); caller owns it.
   Envelope* take_reply(const Ref& ref);
   bool has_reply(const Ref& ref) const;
@@ -97,6 +100,12 @@ class Process {
     x().current_replied = false;
   }
   void resolve_deferred(const From& from);
+
+  void monitor_node(Atom node, bool on);
+  /// The deadline of the call being handled (max() if none): calls made while handling it
+  /// get no more than what is left.
+  std::chrono::steady_clock::time_point current_deadline() const { return current_deadline_; }
+  void set_current_deadline(std::chrono::steady_clock::time_point d) { current_deadline_ = d; }
 
   void add_monitor(const Ref& ref, const Pid& target);
   bool remove_monitor(const Ref& ref, Pid* target);
@@ -144,6 +153,7 @@ class Process {
   static inline Envelope* const kClosed = reinterpret_cast<Envelope*>(2);
 
   void handle_signal(Envelope* e);  // takes ownership
+  void node_down(Atom node);
   void queue_user(Envelope* e);
   void park(Clock::time_point deadline);
   void end_wait();
@@ -179,6 +189,8 @@ class Process {
   std::atomic<std::uint32_t> n_links_{0};
   std::atomic<std::uint32_t> n_monitors_{0};
   std::atomic<std::uint64_t> handled_{0};
+  std::chrono::steady_clock::time_point current_deadline_ =
+      std::chrono::steady_clock::time_point::max();
   Envelope* fifo_head_ = nullptr;
   Envelope* fifo_tail_ = nullptr;
   FiberHandle* fiber_ = nullptr;
@@ -186,8 +198,9 @@ class Process {
   // What most idle processes never need, allocated on first use: a million idle servers
   // should cost a few hundred bytes each, not a kilobyte.
   struct Extras {
-    std::vector<Ref> awaiting;       // refs whose replies are wanted (call, send_request)
-    std::vector<Envelope*> replies;  // replies that arrived for them
+    std::vector<std::pair<Ref, Pid>> awaiting;  // replies wanted (call, send_request), from whom
+    std::vector<Atom> node_monitors;            // nodes whose up/down this process is told of
+    std::vector<Envelope*> replies;             // replies that arrived for them
     std::vector<Pid> links;
     std::vector<From> deferred;                     // calls to answer later
     std::vector<std::pair<Ref, Pid>> monitors;      // I monitor them

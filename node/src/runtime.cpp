@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -75,9 +77,12 @@ void Runtime::deliver(const Pid& to, Envelope* e) {
     delete e;
     return;
   }
-  if (!is_local(to)) {
-    // Remote routing comes with the transport; until then another node is unreachable.
-    bounce(e, Term(atom("nodedown")), to);
+  if (to.node != name_) {
+    deliver_remote(to, e);
+    return;
+  }
+  if (to.creation != creation_) {  // a pid of this node's earlier incarnation
+    bounce(e, reasons::noproc(), to);
     return;
   }
   ProcessTable::Handle h = table_.lookup(to.id);
@@ -183,6 +188,7 @@ void Runtime::shutdown(Timeout grace) {
       wait_until_empty(Clock::now() + std::chrono::seconds(1));
     }
   }
+  if (transport_) transport_->close();  // peers hear BYE
   timers_.stop();
   scheduler_.stop();
 }
@@ -193,8 +199,47 @@ void Runtime::shutdown(Timeout grace) {
 
 namespace nodus {
 
-Node::Node(NodeOptions options) : rt_(std::make_unique<detail::Runtime>(options)) {
+Node::Node(NodeOptions options, NoStart) : rt_(std::make_unique<detail::Runtime>(options)) {
   rt_->set_node(this);
+}
+
+Node::Node(NodeOptions options) : Node(options, NoStart{}) {
+  if (options.listen.empty()) return;
+  Status s = rt_->start_transport(options);
+  if (!s.ok()) {
+    std::fprintf(stderr, "nodus: node %s cannot start: %s\n", options.name.c_str(),
+                 s.to_string().c_str());
+    std::abort();
+  }
+}
+
+Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
+  std::unique_ptr<Node> node(new Node(options, NoStart{}));
+  if (!options.listen.empty()) {
+    Status s = node->rt_->start_transport(options);
+    if (!s.ok()) return s;
+  }
+  return node;
+}
+
+std::string Node::endpoint() const {
+  return rt_->transport() ? rt_->transport()->endpoint() : std::string();
+}
+void Node::connect(const std::string& endpoint) {
+  if (rt_->transport()) rt_->transport()->connect(endpoint);
+}
+std::vector<Atom> Node::nodes() const { return rt_->nodes(); }
+NetworkStats Node::network_stats() const {
+  NetworkStats s;
+  if (auto* t = rt_->transport()) {
+    auto ts = t->stats();
+    s.frames_in = ts.frames_in;
+    s.frames_out = ts.frames_out;
+    s.frames_rejected = ts.frames_rejected;
+    s.auth_failures = ts.auth_failures;
+  }
+  s.messages_rejected = rt_->remote_rejected();
+  return s;
 }
 Node::~Node() = default;
 

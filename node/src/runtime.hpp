@@ -8,8 +8,11 @@
 #include <string>
 #include <unordered_map>
 
+#include <set>
+#include <vector>
 #include "envelope.hpp"
 #include "nodus/node/node.hpp"
+#include "nodus/transport/transport.hpp"
 #include "process_table.hpp"
 #include "scheduler.hpp"
 #include "timer_service.hpp"
@@ -45,6 +48,12 @@ class Runtime {
   /// Answers what `e` asked for with `reason` (the receiver is gone or refused it); frees e.
   void bounce(Envelope* e, const Reason& reason, const Pid& target);
   void send_reply(const Pid& to, const Ref& ref, Message value);
+  /// Starts listening and linking to the seeds. Errors: the transport's (kBadConfig ...).
+  Status start_transport(const NodeOptions& options);
+  transport::Transport* transport() const { return transport_.get(); }
+  /// Connected peer nodes.
+  std::vector<Atom> nodes() const;
+  std::uint64_t remote_rejected() const { return remote_rejected_.load(); }
   void send_error_reply(const Pid& to, const Ref& ref, const Reason& reason);
 
   ProcessTable& table() { return table_; }
@@ -70,12 +79,24 @@ class Runtime {
   std::atomic<std::uint64_t> next_ref_{1};
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> stopped_{false};
+  void deliver_remote(const Pid& to, Envelope* e);
+  Result<transport::Data, Reason> to_data(const Envelope& e, const Pid& to);
+  void on_remote_data(const std::string& peer, transport::Data&& d);
+  void on_peer_change(const std::string& peer, bool up);
+
+  // Guards peers_ (atom ids of connected nodes): written by the transport's thread.
+  mutable std::mutex peers_mu_;
+  std::set<std::uint32_t> peers_;
+  std::atomic<std::uint64_t> remote_rejected_{0};
+
   // Guards names_: written on (un)registration, read by introspection; never on a hot path.
   mutable std::mutex names_mu_;
   std::unordered_map<std::uint64_t, std::string> names_;
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;
+  // Last: its thread delivers into the scheduler, so it stops first.
+  std::unique_ptr<transport::Transport> transport_;
 };
 
 }  // namespace nodus::detail

@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "nodus/node/term.hpp"
+#include "nodus/transport/status.hpp"
 
 namespace nodus {
 
@@ -128,6 +129,16 @@ concept TypedPayload = !std::is_constructible_v<Term, T&&> &&
                        !std::is_same_v<std::remove_cvref_t<T>, ::nodus::Message> &&
                        std::is_move_constructible_v<std::remove_cvref_t<T>>;
 
+}  // namespace detail
+
+/// Decodes a typed message's MessagePack form (see wire.hpp: register_message<T>()).
+using MessageDecoder = Result<Message, Status> (*)(std::string_view bytes);
+
+namespace detail {
+/// Registers the decoder for a wire tag. Errors: kBadArg if another type has the tag.
+Status register_message_decoder(std::uint32_t tag, const char* name, MessageDecoder decode);
+/// The decoder registered for `tag`, or nullptr.
+MessageDecoder message_decoder(std::uint32_t tag);
 }  // namespace detail
 
 /// Thrown by Message::visit when no handler accepts the message. In a handler it ends the

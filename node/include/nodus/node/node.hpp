@@ -43,6 +43,28 @@ struct NodeOptions {
   /// thread that waits (call, receive, start) runs the processes itself meanwhile. For tests
   /// that step message by message; timers still fire on their own thread.
   bool manual_scheduling = false;
+
+  // -- networking (node.listen, cluster.seed, cluster.cookie_file) --------------------------
+  /// Where peers connect, e.g. "tcp://127.0.0.1:7101" ("tcp://127.0.0.1:*" picks a free port).
+  /// Empty: a node without networking (every other node is unreachable).
+  std::string listen{};
+  /// The cluster's shared secret (the contents of the cookie file). Nodes with different
+  /// cookies refuse each other. REQUIRES: not empty when `listen` is set.
+  std::string cookie{};
+  /// Nodes to link to at start (any that answers will do).
+  std::vector<std::string> seeds{};
+  /// Heartbeat period and the silence after which a peer is declared down.
+  std::chrono::milliseconds heartbeat_interval{300};
+  std::chrono::milliseconds down_after{2000};
+};
+
+/// Counters of the node's links to other nodes (zero without networking).
+struct NetworkStats {
+  std::uint64_t frames_in = 0;
+  std::uint64_t frames_out = 0;
+  std::uint64_t frames_rejected = 0;    ///< malformed, oversized or unauthenticated frames
+  std::uint64_t auth_failures = 0;      ///< handshakes refused either way
+  std::uint64_t messages_rejected = 0;  ///< well-formed frames with an undecodable message
 };
 
 /// What introspection shows about one process.
@@ -64,7 +86,11 @@ struct ProcessInfo {
 
 class Node {
  public:
+  /// A node; with `options.listen` set it also starts networking and aborts if it cannot
+  /// (use start() to get the error instead).
   explicit Node(NodeOptions options = {});
+  /// A networked node, or why it could not start (kBadConfig naming the endpoint ...).
+  static Result<std::unique_ptr<Node>> start(NodeOptions options);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -72,6 +98,14 @@ class Node {
   Atom name() const;
   std::uint32_t creation() const;
   unsigned schedulers() const;
+
+  /// Where this node listens ("" without networking).
+  std::string endpoint() const;
+  /// Links to the node listening at `endpoint` (asynchronous: see nodes()).
+  void connect(const std::string& endpoint);
+  /// The nodes this one is linked to.
+  std::vector<Atom> nodes() const;
+  NetworkStats network_stats() const;
 
   /// A new reference, unique on this node incarnation.
   Ref make_ref();
@@ -99,6 +133,8 @@ class Node {
   detail::Runtime& runtime() { return *rt_; }
 
  private:
+  struct NoStart {};
+  Node(NodeOptions options, NoStart);
   std::unique_ptr<detail::Runtime> rt_;
 };
 

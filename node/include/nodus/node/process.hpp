@@ -105,6 +105,16 @@ struct Exit {
   Reason reason;
 };
 
+/// Sent to a process that monitors a node (monitor_node) when the node's link comes up.
+struct NodeUp {
+  Atom node;
+};
+/// Sent to a process that monitors a node when the node goes down or becomes unreachable.
+struct NodeDown {
+  Atom node;
+  Reason reason;
+};
+
 /// What a mailbox does when it is full.
 enum class Overflow : std::uint8_t {
   kReject,      ///< the sender's message is refused: a call fails with `overloaded`
@@ -137,6 +147,10 @@ bool has_self();
 Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts = {});
 /// spawn with the new process linked to the current one.
 Pid spawn_link(Node& node, std::function<void()> body, SpawnOptions opts = {});
+
+/// Suspends the current process for `d` (its scheduler thread runs others meanwhile); its
+/// messages stay queued, as with Erlang's timer:sleep. On a plain thread, sleeps the thread.
+void sleep_for(std::chrono::milliseconds d);
 
 /// Waits for the next message of the current process. REQUIRES: has_self().
 Message receive();
@@ -199,6 +213,9 @@ std::optional<Reason> await_down(const Ref& ref, Timeout timeout);
 /// sends the current process an exit signal with reason noproc. REQUIRES: has_self().
 void link(const Pid& pid);
 void unlink(const Pid& pid);
+/// Asks for NodeUp / NodeDown messages about `node` (on = false stops them), like Erlang's
+/// monitor_node. REQUIRES: has_self().
+void monitor_node(Atom node, bool on = true);
 /// Turns exit signals into Exit messages for the current process; returns the old setting.
 bool trap_exit(bool on);
 /// Sends an exit signal to `pid` from the current process (or from no process on a plain

@@ -47,6 +47,12 @@ namespace nodus {
 /// Decodes a typed message of type T from its MessagePack form (as written by
 /// Message::encode). Errors: kBadArg naming the type when the bytes do not fit T. Applies the
 /// same size limits as decode_term.
+/// Makes typed messages of type T decodable when they arrive from another node. Call it once
+/// per type at start-up on every node (a message whose tag is not registered is answered with
+/// badarg). Errors: kBadArg if another type already uses T's tag.
+template <class T>
+Status register_message();
+
 template <class T>
 Result<T> decode_message(std::string_view bytes) {
   try {
@@ -58,6 +64,16 @@ Result<T> decode_message(std::string_view bytes) {
     return Status(ErrorCode::kBadArg,
                   std::string("cannot decode ") + T::kNodusName + ": " + e.what());
   }
+}
+
+template <class T>
+Status register_message() {
+  return detail::register_message_decoder(
+      T::kNodusTag, T::kNodusName, [](std::string_view bytes) -> Result<Message, Status> {
+        Result<T> r = decode_message<T>(bytes);
+        if (!r.ok()) return Result<Message, Status>::error_of(r.error());
+        return Result<Message, Status>::value_of(std::move(r.value()));
+      });
 }
 
 }  // namespace nodus

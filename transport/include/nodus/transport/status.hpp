@@ -71,7 +71,7 @@ class [[nodiscard]] Result {
   static Result value_of(A&&... a) {
     return Result(std::in_place_index<0>, std::forward<A>(a)...);
   }
-  static Result error_of(E e) { return Result(std::move(e)); }
+  static Result error_of(E e) { return Result(std::in_place_index<1>, std::move(e)); }
 
   bool has_value() const { return v_.index() == 0; }
   bool ok() const { return has_value(); }

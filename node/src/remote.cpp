@@ -1,0 +1,227 @@
+// The node's side of the wire: envelopes to and from transport Data frames, the registry of
+// typed messages that can cross the wire, and what a node does when a peer comes and goes.
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include "nodus/node/codec.hpp"
+#include "nodus/node/message.hpp"
+#include "process_impl.hpp"
+#include "runtime.hpp"
+
+namespace nodus::detail {
+
+// -- typed messages that can cross the wire ------------------------------------------------
+
+namespace {
+struct RegisteredType {
+  const char* name;
+  MessageDecoder decode;
+};
+// Guards g_types: written at start-up (register_message), read for every typed frame.
+std::mutex g_types_mu;
+std::unordered_map<std::uint32_t, RegisteredType> g_types;
+}  // namespace
+
+Status register_message_decoder(std::uint32_t tag, const char* name, MessageDecoder decode) {
+  if (tag == 0) return Status(ErrorCode::kBadArg, std::string("tag 0 is the term tag: ") + name);
+  std::lock_guard<std::mutex> lock(g_types_mu);
+  auto [it, inserted] = g_types.emplace(tag, RegisteredType{name, decode});
+  if (!inserted && std::string_view(it->second.name) != name) {
+    return Status(ErrorCode::kBadArg, "tag " + std::to_string(tag) + " is used by both " +
+                                          it->second.name + " and " + name);
+  }
+  return Status::Ok();
+}
+
+MessageDecoder message_decoder(std::uint32_t tag) {
+  std::lock_guard<std::mutex> lock(g_types_mu);
+  auto it = g_types.find(tag);
+  return it == g_types.end() ? nullptr : it->second.decode;
+}
+
+// -- envelopes <-> frames -----------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The wire numbers of envelope kinds (docs/protocol.md section 4); local-only kinds have none.
+constexpr std::pair<Kind, std::uint8_t> kWireKinds[] = {
+    {Kind::kInfo, 0},       {Kind::kCast, 1},    {Kind::kCall, 2},       {Kind::kReply, 3},
+    {Kind::kReplyError, 4}, {Kind::kLink, 5},    {Kind::kUnlink, 6},     {Kind::kLinkExit, 7},
+    {Kind::kExitSignal, 8}, {Kind::kMonitor, 9}, {Kind::kDemonitor, 10}, {Kind::kDown, 11},
+    {Kind::kGetStatus, 12}, {Kind::kStop, 13},
+};
+
+std::optional<std::uint8_t> wire_kind(Kind k) {
+  for (auto [kind, n] : kWireKinds) {
+    if (kind == k) return n;
+  }
+  return std::nullopt;
+}
+
+std::optional<Kind> kind_from_wire(std::uint8_t n) {
+  for (auto [kind, w] : kWireKinds) {
+    if (w == n) return kind;
+  }
+  return std::nullopt;
+}
+
+transport::WireId wire(const Pid& p) { return {std::string(p.node.name()), p.creation, p.id}; }
+transport::WireId wire(const Ref& r) { return {std::string(r.node.name()), r.creation, r.id}; }
+Pid pid_of(const transport::WireId& w) { return Pid{Atom(w.node), w.creation, w.id}; }
+Ref ref_of(const transport::WireId& w) { return Ref{Atom(w.node), w.creation, w.id}; }
+
+}  // namespace
+
+Result<transport::Data, Reason> Runtime::to_data(const Envelope& e, const Pid& to) {
+  auto kind = wire_kind(e.kind);
+  if (!kind) return Reason(tuple(atom("badarg"), bin("a local-only signal")));
+  transport::Data d;
+  d.kind = *kind;
+  if (e.from) d.from = wire(e.from);
+  d.to = wire(to);
+  if (e.ref) d.ref = wire(e.ref);
+  if (e.deadline != Clock::time_point::max()) {
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(e.deadline - Clock::now());
+    d.budget_us = left.count() > 0 ? static_cast<std::uint64_t>(left.count()) : 1;
+  }
+  d.tag = e.msg.wire_tag();
+  if (!e.msg.encode(d.payload)) {
+    return Reason(tuple(atom("badarg"), bin(std::string("message type ") + e.msg.type_name() +
+                                            " cannot cross the wire: declare it with "
+                                            "NODUS_MESSAGE")));
+  }
+  return d;
+}
+
+void Runtime::deliver_remote(const Pid& to, Envelope* e) {
+  std::unique_ptr<Envelope> owned(e);
+  // A call to an unreachable node fails at once with nodedown; a monitor or link gets
+  // noconnection, as in Erlang.
+  auto unreachable = [&] {
+    const bool asks =
+        e->kind == Kind::kCall || e->kind == Kind::kGetStatus || e->kind == Kind::kStop;
+    bounce(owned.release(), Term(atom(asks ? "nodedown" : "noconnection")), to);
+  };
+  if (!transport_) {
+    unreachable();
+    return;
+  }
+  auto data = to_data(*e, to);
+  if (!data.ok()) {
+    if (e->kind == Kind::kCall) send_error_reply(e->from, e->ref, data.error());
+    return;
+  }
+  Status s = transport_->send(std::string(to.node.name()), std::move(data.value()));
+  if (s.code() == ErrorCode::kNodeDown) {
+    unreachable();
+  } else if (!s.ok()) {
+    bounce(owned.release(), reasons::from_status(s), to);
+  }
+}
+
+void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
+  auto kind = kind_from_wire(d.kind);
+  const Pid from = d.from ? pid_of(*d.from) : Pid{};
+  const Ref ref = d.ref ? ref_of(*d.ref) : Ref{};
+  auto refuse = [&](const std::string& why) {
+    remote_rejected_.fetch_add(1, std::memory_order_relaxed);
+    if (kind == Kind::kCall && from) {
+      send_error_reply(from, ref, Reason(tuple(atom("badarg"), bin(why))));
+    }
+  };
+  if (!kind) {
+    remote_rejected_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (from && from.node != Atom(peer)) {
+    refuse("a message from " + peer + " claiming to come from " + from.to_string());
+    return;
+  }
+  Message msg;
+  if (d.tag == 0) {
+    auto t = decode_term(d.payload);
+    if (!t.ok()) {
+      refuse("undecodable term: " + t.error().message());
+      return;
+    }
+    msg = std::move(t.value());
+  } else {
+    MessageDecoder decode = message_decoder(d.tag);
+    if (!decode) {
+      refuse("unknown message tag " + std::to_string(d.tag));
+      return;
+    }
+    auto m = decode(d.payload);
+    if (!m.ok()) {
+      refuse(m.error().message());
+      return;
+    }
+    msg = std::move(m.value());
+  }
+  auto* e = new Envelope(*kind, from, ref, std::move(msg));
+  if (d.budget_us) e->deadline = Clock::now() + std::chrono::microseconds(d.budget_us);
+  if (const auto* pid = std::get_if<transport::WireId>(&d.to)) {
+    Pid to = pid_of(*pid);
+    if (to.node != name_) {  // not for this node: no forwarding
+      bounce(e, reasons::noproc(), to);
+      return;
+    }
+    deliver(to, e);
+  } else {
+    // Registered names arrive with the names issue; until then a name reaches no one.
+    bounce(e, reasons::noproc(), Pid{});
+  }
+}
+
+void Runtime::on_peer_change(const std::string& peer, bool up) {
+  Atom node(peer);
+  {
+    std::lock_guard<std::mutex> lock(peers_mu_);
+    if (up) {
+      peers_.insert(node.id());
+    } else {
+      peers_.erase(node.id());
+    }
+  }
+  // Every local process hears of it; each ends its own monitors, links and calls there.
+  std::vector<Pid> everyone;
+  table_.for_each([&](Process& p) { everyone.push_back(p.pid()); });
+  const Kind kind = up ? Kind::kNodeUp : Kind::kNodeDown;
+  for (const Pid& p : everyone) deliver(p, new Envelope(kind, Pid{}, Ref{}, Message(node)));
+}
+
+Status Runtime::start_transport(const NodeOptions& o) {
+  transport::TransportOptions t;
+  t.name = std::string(name_.name());
+  t.creation = creation_;
+  t.listen = o.listen;
+  t.cookie = o.cookie;
+  t.heartbeat_interval = o.heartbeat_interval;
+  t.down_after = o.down_after;
+  transport::TransportCallbacks cb;
+  cb.on_data = [this](const std::string& peer, transport::Data&& d) {
+    on_remote_data(peer, std::move(d));
+  };
+  cb.on_peer_up = [this](const transport::PeerInfo& p) { on_peer_change(p.name, true); };
+  cb.on_peer_down = [this](const std::string& peer, const std::string&) {
+    on_peer_change(peer, false);
+  };
+  auto started = transport::Transport::start(std::move(t), std::move(cb));
+  if (!started.ok()) return started.error();
+  transport_ = std::move(started.value());
+  for (const std::string& seed : o.seeds) transport_->connect(seed);
+  return Status::Ok();
+}
+
+std::vector<Atom> Runtime::nodes() const {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  std::vector<Atom> out;
+  for (std::uint32_t id : peers_) out.push_back(Atom::from_id(id));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace nodus::detail

@@ -1,0 +1,260 @@
+// Processes on two nodes linked over real ZeroMQ sockets on loopback (two Nodes in one OS
+// process; the multi-process tests start separate node processes). The same API as local:
+// call, cast, send, monitor, link, and what happens when the other node goes away.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "nodus/node/gen_server.hpp"
+#include "nodus/node/node.hpp"
+#include "nodus/node/process.hpp"
+#include "nodus/node/wire.hpp"
+#include "test_util.hpp"
+
+namespace nodus {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::eventually;
+
+struct Greeting {
+  std::string text;
+  std::int64_t times = 0;
+  NODUS_MESSAGE(Greeting, 1001, text, times);
+};
+struct Unregistered {
+  std::int64_t x = 0;
+  NODUS_MESSAGE(Unregistered, 1002, x);
+};
+
+class Echo : public GenServer {
+ public:
+  Action handle_call(Message& req, From) override {
+    if (const Greeting* g = req.get<Greeting>()) {
+      return reply(Greeting{g->text + "!", g->times + 1});
+    }
+    if (req == "crash") throw std::runtime_error("remote boom");
+    if (auto m = req.match({"sleep", _int})) {
+      sleep_for(std::chrono::milliseconds(m[0].as_int()));
+      return reply("slept");
+    }
+    if (req == "mark") return reply(++marks_);
+    if (req == "marks") return reply(marks_);
+    return reply(tuple("echo", req.term()));
+  }
+  Action handle_cast(Message& req) override {
+    last_ = req.is_term() ? req.term() : Term("typed");
+    return noreply();
+  }
+  Action handle_info(Message& msg) override {
+    if (auto m = msg.match({"tell", _pid})) send(m[0].as_pid(), tuple("last", last_));
+    return noreply();
+  }
+
+ private:
+  Term last_;
+  std::int64_t marks_ = 0;
+};
+
+class RemoteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(register_message<Greeting>().ok());
+    a_ = start_node("a");
+    b_ = start_node("b");
+    a_->connect(b_->endpoint());
+    ASSERT_TRUE(eventually([&] { return linked(*a_, "b") && linked(*b_, "a"); }));
+    me_ = std::make_unique<Inbox>(*a_);
+  }
+  void TearDown() override {
+    me_.reset();
+    b_.reset();
+    a_.reset();
+  }
+
+  static std::unique_ptr<Node> start_node(const std::string& name,
+                                          std::chrono::milliseconds down_after = 1000ms) {
+    NodeOptions o;
+    o.name = name;
+    o.schedulers = 2;
+    o.listen = "tcp://127.0.0.1:*";
+    o.cookie = "test-cookie";
+    o.heartbeat_interval = 50ms;
+    o.down_after = down_after;
+    auto n = Node::start(std::move(o));
+    EXPECT_TRUE(n.ok());
+    return std::move(n.value());
+  }
+  static bool linked(Node& n, const char* peer) {
+    for (Atom a : n.nodes()) {
+      if (a == atom(peer)) return true;
+    }
+    return false;
+  }
+  Message next(Timeout t = 5s) {
+    auto m = receive(t);
+    EXPECT_TRUE(m.has_value()) << "no message within the deadline";
+    return m ? std::move(*m) : Message(atom("no_message"));
+  }
+
+  std::unique_ptr<Node> a_, b_;
+  std::unique_ptr<Inbox> me_;  // a plain thread's mailbox on node a
+};
+
+TEST_F(RemoteTest, CallReachesAProcessOnAnotherNode) {
+  Pid echo = start<Echo>(*b_).value();
+  EXPECT_EQ(echo.node, atom("b"));
+  EXPECT_EQ(call(echo, tuple(1, "two", bin("three"))).value(),
+            tuple("echo", tuple(1, "two", bin("three"))));
+}
+
+TEST_F(RemoteTest, TypedMessagesCrossTheWire) {
+  Pid echo = start<Echo>(*b_).value();
+  auto r = call_as<Greeting>(echo, Greeting{"hi", 1});
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->text, "hi!");
+  EXPECT_EQ(r->times, 2);
+}
+
+TEST_F(RemoteTest, UnknownTagIsABadargReplyNotACrash) {
+  Pid echo = start<Echo>(*b_).value();
+  auto r = call(echo, Unregistered{5});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.error()[0].is_atom("badarg")) << r.error().to_string();
+  EXPECT_EQ(call(echo, "still").value(), tuple("echo", "still"));
+}
+
+TEST_F(RemoteTest, CastsAndSendsArriveInOrder) {
+  Pid echo = start<Echo>(*b_).value();
+  for (int i = 0; i < 1000; ++i) cast(echo, i);
+  send(echo, tuple("tell", me_->pid()));
+  EXPECT_EQ(next(), tuple("last", 999));
+}
+
+TEST_F(RemoteTest, RemoteCrashGivesTheCallerTheReason) {
+  Pid echo = start<Echo>(*b_).value();
+  auto r = call(echo, "crash");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().to_string(), "{exception,\"std::runtime_error: remote boom\"}");
+}
+
+TEST_F(RemoteTest, MonitorOfARemoteProcessGetsDown) {
+  Pid echo = start<Echo>(*b_).value();
+  Ref r = monitor(echo);
+  ASSERT_TRUE(stop(echo, "bye_now").ok());
+  Message m = next();
+  ASSERT_NE(m.get<Down>(), nullptr) << m.to_string();
+  EXPECT_EQ(m.get<Down>()->ref, r);
+  EXPECT_EQ(m.get<Down>()->reason, "bye_now");
+}
+
+TEST_F(RemoteTest, LinkToARemoteProcessCarriesItsExit) {
+  Pid echo = start<Echo>(*b_).value();
+  link(echo);
+  exit(echo, "kill");
+  Message m = next();
+  ASSERT_NE(m.get<Exit>(), nullptr) << m.to_string();
+  EXPECT_EQ(m.get<Exit>()->from, echo);
+  EXPECT_EQ(m.get<Exit>()->reason, "killed");
+}
+
+TEST_F(RemoteTest, RemoteTimeoutDropsTheLateReply) {
+  Pid echo = start<Echo>(*b_).value();
+  auto r = call(echo, tuple("sleep", 100), 20ms);
+  EXPECT_EQ(r.error(), "timeout");
+  EXPECT_FALSE(receive(200ms).has_value());
+}
+
+TEST_F(RemoteTest, ARequestWhoseCallerGaveUpIsSkipped) {
+  Pid echo = start<Echo>(*b_).value();
+  Pid sink = me_->pid();
+  // The server is busy for 200 ms; a call with a 20 ms budget waits behind it and is never
+  // handled: its deadline travelled with it.
+  spawn(*a_, [echo, sink] { send(sink, call(echo, tuple("sleep", 200)).value_or("failed")); });
+  ASSERT_TRUE(eventually([&] {
+    for (auto& p : b_->processes()) {
+      if (p.pid == echo) return p.messages_handled >= 1;
+    }
+    return false;
+  }));
+  EXPECT_EQ(call(echo, "mark", 20ms).error(), "timeout");
+  EXPECT_EQ(next(), Term("slept"));
+  EXPECT_EQ(call(echo, "marks").value(), Term(0));
+}
+
+TEST_F(RemoteTest, CallToAnUnknownNodeFailsAtOnce) {
+  Pid ghost{atom("nowhere"), 1, 42};
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(call(ghost, "hi", 10s).error(), "nodedown");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  Ref r = monitor(ghost);
+  Message m = next();
+  ASSERT_NE(m.get<Down>(), nullptr);
+  EXPECT_EQ(m.get<Down>()->ref, r);
+  EXPECT_EQ(m.get<Down>()->reason, "noconnection");
+}
+
+TEST_F(RemoteTest, APidOfAnEarlierIncarnationIsNoproc) {
+  Pid echo = start<Echo>(*b_).value();
+  Pid stale{echo.node, echo.creation + 1, echo.id};
+  EXPECT_EQ(call(stale, "hi").error(), "noproc");
+}
+
+TEST_F(RemoteTest, NodeGoingAwayEndsMonitorsLinksAndCalls) {
+  Pid echo = start<Echo>(*b_).value();
+  Ref mon = monitor(echo);
+  link(echo);
+  monitor_node(atom("b"));
+  Pid sink = me_->pid();
+  // A call that will still be waiting when b goes.
+  spawn(*a_, [echo, sink] {
+    send(sink, tuple("call", call(echo, tuple("sleep", 5000), 10s).error().term()));
+  });
+  ASSERT_TRUE(eventually([&] {
+    for (auto& p : b_->processes()) {
+      if (p.pid == echo) return p.messages_handled >= 1;
+    }
+    return false;
+  }));
+  b_.reset();  // b shuts down: BYE
+  bool down = false, exit_seen = false, nodedown = false, call_failed = false;
+  for (int i = 0; i < 4; ++i) {
+    Message m = next();
+    if (const Down* d = m.get<Down>()) {
+      down = d->ref == mon && (d->reason == "noconnection" || d->reason == "shutdown");
+    } else if (const Exit* x = m.get<Exit>()) {
+      exit_seen = x->from == echo;
+    } else if (const NodeDown* n = m.get<NodeDown>()) {
+      nodedown = n->node == atom("b");
+    } else if (auto c = m.match({"call", _})) {
+      call_failed = c[0] == Term("nodedown") || c[0] == Term("shutdown");
+    }
+  }
+  EXPECT_TRUE(down);
+  EXPECT_TRUE(exit_seen);
+  EXPECT_TRUE(nodedown);
+  EXPECT_TRUE(call_failed);
+  EXPECT_FALSE(linked(*a_, "b"));
+}
+
+TEST_F(RemoteTest, WrongCookieNodesNeverLink) {
+  NodeOptions o;
+  o.name = "intruder";
+  o.listen = "tcp://127.0.0.1:*";
+  o.cookie = "not-the-cookie";
+  auto intruder = Node::start(std::move(o));
+  ASSERT_TRUE(intruder.ok());
+  (*intruder)->connect(a_->endpoint());
+  Pid echo = start<Echo>(*a_).value();
+  ASSERT_TRUE(eventually([&] {
+    return a_->network_stats().auth_failures > 0 && (*intruder)->network_stats().auth_failures > 0;
+  }));
+  EXPECT_FALSE(linked(*a_, "intruder"));
+  EXPECT_FALSE(linked(**intruder, "a"));
+  Inbox other(**intruder);
+  EXPECT_EQ(call(echo, "hi", 1s).error(), "nodedown");
+}
+
+}  // namespace
+}  // namespace nodus
