@@ -95,10 +95,23 @@ std::vector<Frame> SampleFrames() {
   max_numbers.kind = 255;
   max_numbers.budget_us = kU64Max;
   max_numbers.tag = static_cast<std::uint32_t>(kU32Max);
-  return {SampleHello(), bare_hello,           SampleChallenge(), Proof{Mac()},
-          Welcome{},     Refuse{"bad cookie"}, Refuse{""},        BareData(),
-          FullData(),    name_to_with_ids,     pid_to_bare,       max_numbers,
-          Heartbeat{0},  Heartbeat{kU64Max},   Bye{"shutdown"}};
+  return {SampleHello(),
+          bare_hello,
+          SampleChallenge(),
+          Proof{Mac()},
+          Welcome{},
+          Refuse{"bad cookie"},
+          Refuse{""},
+          BareData(),
+          FullData(),
+          name_to_with_ids,
+          pid_to_bare,
+          max_numbers,
+          Heartbeat{0},
+          Heartbeat{kU64Max},
+          Bye{"shutdown"},
+          Peers{},
+          Peers{{{"n1", "tcp://127.0.0.1:7101"}, {std::string(kMaxNameBytes, 'p'), ""}}}};
 }
 
 Frame RoundTrip(const Frame& f) {
@@ -179,13 +192,13 @@ class FrameTest : public ::testing::Test {
 // -- round trips ----------------------------------------------------------------------
 
 TEST_F(FrameTest, RoundTripsEveryFrameKind) {
-  std::vector<bool> seen(19);
+  std::vector<bool> seen(20);
   for (const Frame& f : SampleFrames()) {
     EXPECT_EQ(f, RoundTrip(f));
     const std::string bytes = encode_frame(f);
     seen.at(static_cast<unsigned char>(bytes.at(1))) = true;
   }
-  for (int kind : {1, 2, 3, 4, 5, 16, 17, 18}) EXPECT_TRUE(seen[kind]) << kind;
+  for (int kind : {1, 2, 3, 4, 5, 16, 17, 18, 19}) EXPECT_TRUE(seen[kind]) << kind;
 }
 
 TEST_F(FrameTest, RoundTripsDataWithoutOptionalFields) {
@@ -316,7 +329,7 @@ TEST_F(FrameTest, RefusesTrailingBytes) {
 }
 
 TEST_F(FrameTest, RefusesUnknownKinds) {
-  for (std::uint64_t kind : {0ull, 6ull, 15ull, 19ull, 255ull, 1ull << 40}) {
+  for (std::uint64_t kind : {0ull, 6ull, 15ull, 20ull, 255ull, 1ull << 40}) {
     ExpectRejected(RawWelcome().With(0, mp::Uint(kind)).bytes(),
                    "unknown frame kind " + std::to_string(kind));
   }
@@ -451,9 +464,21 @@ TEST_F(FrameTest, RefusesMoreCapabilitiesThanTheLimit) {
   ExpectRejected(RawHello().With(5, three).bytes(), "capabilities: 3 entries, at most 2", limits);
   // An array far over the limit is refused by the parser before it allocates.
   limits.max_capabilities = 0;
+  limits.max_peers = 0;
   std::string many = mp::Array(100);
   for (int i = 0; i < 100; ++i) many += mp::Str("c");
   ExpectRejected(RawHello().With(5, many).bytes(), "array longer than 64", limits);
+}
+
+TEST_F(FrameTest, RefusesMorePeersThanTheLimitAndMalformedEntries) {
+  FrameLimits limits;
+  limits.max_peers = 1;
+  const std::string entry = mp::Array(2) + mp::Str("n1") + mp::Str("tcp://127.0.0.1:1");
+  const std::string head = mp::Array(2) + mp::Uint(19);
+  EXPECT_OK(decode_frame(head + mp::Array(1) + entry, limits));
+  ExpectRejected(head + mp::Array(2) + entry + entry, "nodes: 2 entries, at most 1", limits);
+  ExpectRejected(head + mp::Array(1) + mp::Array(1) + mp::Str("n1"), "[name, endpoint]");
+  ExpectRejected(head + mp::Str("n1"), "field nodes: expected array");
 }
 
 TEST_F(FrameTest, RefusesHeadersThatClaimMoreThanTheInputHolds) {

@@ -33,7 +33,7 @@ constexpr std::int8_t kExtPid = 2;
 constexpr std::int8_t kExtRef = 3;
 constexpr std::size_t kWireIdFixed = 1 + 4 + 8;  // name length, creation, id
 constexpr std::size_t kMaxExtBytes = 4096;       // a WireId takes at most 268
-constexpr std::size_t kMaxDepth = 4;             // frames nest 2 deep (Hello.capabilities)
+constexpr std::size_t kMaxDepth = 4;             // frames nest 3 deep (Peers: frame, list, entry)
 constexpr std::size_t kFixedArrayElements = 64;  // room for every frame's own fields
 
 /// A msgpack-c write buffer over a std::string.
@@ -127,6 +127,15 @@ struct Encoder {
     pack_head(pk, FrameKind::kBye, 1);
     pack_str(pk, f.reason);
   }
+  void operator()(const Peers& f) const {
+    pack_head(pk, FrameKind::kPeers, 1);
+    pk.pack_array(static_cast<std::uint32_t>(f.nodes.size()));
+    for (const Peers::Entry& e : f.nodes) {
+      pk.pack_array(2);
+      pack_str(pk, e.name);
+      pack_str(pk, e.endpoint);
+    }
+  }
 };
 
 // -- decoding -----------------------------------------------------------------------
@@ -197,6 +206,8 @@ const char* frame_name(std::uint64_t kind) {
       return "HEARTBEAT";
     case 18:
       return "BYE";
+    case 19:
+      return "PEERS";
     default:
       return nullptr;
   }
@@ -220,6 +231,8 @@ std::uint32_t field_count(std::uint64_t kind) {
     case FrameKind::kHeartbeat:
       return 1;
     case FrameKind::kBye:
+      return 1;
+    case FrameKind::kPeers:
       return 1;
   }
   return 0;
@@ -292,6 +305,8 @@ class Decoder {
         out = std::move(b);
         return true;
       }
+      case FrameKind::kPeers:
+        return decode_peers(f, out);
     }
     return fail("unknown frame kind " + std::to_string(kind));  // not reached
   }
@@ -352,7 +367,7 @@ class Decoder {
   }
 
   std::size_t array_limit() const {
-    const std::size_t caps = limits_.max_capabilities;
+    const std::size_t caps = std::max(limits_.max_capabilities, limits_.max_peers);
     return caps > std::numeric_limits<std::size_t>::max() - kFixedArrayElements
                ? std::numeric_limits<std::size_t>::max()
                : kFixedArrayElements + caps;
@@ -448,6 +463,27 @@ class Decoder {
     }
     if (!read_bin_exact(f[5], "nonce", kNonceBytes, h.nonce)) return false;
     out = std::move(h);
+    return true;
+  }
+
+  bool decode_peers(const msgpack::object* f, Frame& out) {
+    if (f[0].type != msgpack::type::ARRAY) return wrong_type("nodes", "array", f[0]);
+    const msgpack::object_array& list = f[0].via.array;
+    if (list.size > limits_.max_peers) {
+      return field_error("nodes", std::to_string(list.size) + " entries, at most " +
+                                      std::to_string(limits_.max_peers));
+    }
+    Peers p;
+    p.nodes.resize(list.size);
+    for (std::uint32_t i = 0; i < list.size; ++i) {
+      const msgpack::object& e = list.ptr[i];
+      if (e.type != msgpack::type::ARRAY || e.via.array.size != 2) {
+        return field_error("nodes", "each entry is [name, endpoint]");
+      }
+      if (!read_name(e.via.array.ptr[0], "nodes", p.nodes[i].name)) return false;
+      if (!read_str(e.via.array.ptr[1], "nodes", kMaxStrBytes, p.nodes[i].endpoint)) return false;
+    }
+    out = std::move(p);
     return true;
   }
 

@@ -407,6 +407,27 @@ class Transport::Impl {
     // A new incarnation answered before the old one was declared down: the old one is gone.
     if (restarted && cb_.on_peer_down) cb_.on_peer_down(o.peer, "restarted");
     if (cb_.on_peer_up) cb_.on_peer_up(info);
+    gossip(o);
+  }
+
+  // Full mesh: the new peer learns every node we know, and every node we know learns of it.
+  void gossip(Outgoing& fresh) {
+    Peers to_fresh;
+    Peers about_fresh{{{fresh.peer, fresh.endpoint}}};
+    const std::string about = encode_frame(Frame(about_fresh));
+    for (auto& o : outgoing_) {
+      if (o.get() == &fresh || o->state != Outgoing::State::kUp) continue;
+      to_fresh.nodes.push_back({o->peer, o->endpoint});
+      send_raw(*o, about);
+    }
+    if (!to_fresh.nodes.empty()) send_raw(fresh, encode_frame(Frame(std::move(to_fresh))));
+  }
+
+  void learn(const Peers& peers) {
+    for (const Peers::Entry& e : peers.nodes) {
+      if (e.name == opt_.name || up_link(e.name)) continue;
+      start_outgoing(e.endpoint);
+    }
   }
 
   void read_router() {
@@ -512,6 +533,8 @@ class Transport::Impl {
           if (cb_.on_data) cb_.on_data(peer, std::move(*d));
         } else if (std::holds_alternative<Heartbeat>(frame)) {
           // liveness only
+        } else if (auto* p = std::get_if<Peers>(&frame)) {
+          learn(*p);
         } else if (std::holds_alternative<Bye>(frame)) {
           peer_down(peer, "bye");  // forgets this connection too
         } else {

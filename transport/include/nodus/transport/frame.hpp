@@ -49,6 +49,7 @@ enum class FrameKind : std::uint8_t {
   kData = 16,
   kHeartbeat = 17,
   kBye = 18,
+  kPeers = 19,
 };
 
 struct Hello {
@@ -100,13 +101,26 @@ struct Bye {
   friend bool operator==(const Bye&, const Bye&) = default;
 };
 
-using Frame = std::variant<Hello, Challenge, Proof, Welcome, Refuse, Data, Heartbeat, Bye>;
+/// The nodes the sender is linked to, so the receiver can link to them too (full mesh).
+struct Peers {
+  struct Entry {
+    std::string name;
+    std::string endpoint;
+    friend bool operator==(const Entry&, const Entry&) = default;
+  };
+  std::vector<Entry> nodes;
+  friend bool operator==(const Peers&, const Peers&) = default;
+};
+
+using Frame =
+    std::variant<Hello, Challenge, Proof, Welcome, Refuse, Data, Heartbeat, Bye, Peers>;
 
 /// Limits on one decoded frame (every frame from the network is untrusted).
 struct FrameLimits {
   std::size_t max_frame = 64u << 20;    ///< bytes in one frame (also ZMQ_MAXMSGSIZE)
   std::size_t max_payload = 64u << 20;  ///< bytes in a Data payload
   std::size_t max_capabilities = 64;    ///< entries in Hello.capabilities
+  std::size_t max_peers = 1024;         ///< entries in Peers.nodes
 };
 
 /// Appends the MessagePack form of `f` to `out`. REQUIRES: every WireId's node name is at most
