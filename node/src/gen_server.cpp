@@ -202,6 +202,7 @@ class GenServerProcess final : public Process {
         From from{e->from, e->ref};
         set_current_call(from);
         apply(guarded([&] { return server_->handle_call(e->msg, from); }), &from);
+        set_current_call(From{});
         break;
       }
       case Kind::kCast:
@@ -229,7 +230,12 @@ class GenServerProcess final : public Process {
   }
 
   void apply(Action a, const From* from) {
-    switch (ActionAccess::kind(a)) {
+    const Action::Kind kind = ActionAccess::kind(a);
+    // Answered below: finish must not answer it again.
+    if (from && (kind == Action::Kind::kReply || kind == Action::Kind::kStop)) {
+      resolve_deferred(*from);
+    }
+    switch (kind) {
       case Action::Kind::kReply:
         if (from) rt().send_reply(from->pid, from->ref, std::move(*ActionAccess::reply(a)));
         after_callback(a);

@@ -444,8 +444,13 @@ void Process::finish(const Reason& reason) {
   for (Envelope* e : x.replies) delete e;
   x.replies.clear();
   x.awaiting.clear();
-  // Calls this process kept to answer later will never be answered: their callers get the
+  // The call being handled when the process exited (killed while its handler waited,
+  // exit_self) and calls kept to answer later will never be answered: their callers get the
   // reason now instead of waiting for their timeout.
+  if (x.current_call.pid && !x.current_replied) {
+    rt_.send_error_reply(x.current_call.pid, x.current_call.ref, reason);
+  }
+  x.current_call = From{};
   for (const From& f : x.deferred) rt_.send_error_reply(f.pid, f.ref, reason);
   x.deferred.clear();
   for (const Pid& p : x.links) {
