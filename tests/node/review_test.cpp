@@ -64,5 +64,66 @@ TEST_F(CallWhenServerDiesTest, CallerGetsBadReturnValueWhenHandleCallReturnsIgno
   EXPECT_EQ(r.error(), tuple(atom("bad_return_value"), atom("ignore")));
 }
 
+// -- idle timeouts ----------------------------------------------------------------------
+
+// Arms idle timeouts on request and counts the ones that fire.
+class Idler : public GenServer {
+ public:
+  Action init(std::atomic<int>* timeouts, std::chrono::milliseconds idle) {
+    timeouts_ = timeouts;
+    return idle.count() ? ok(idle) : ok();
+  }
+  Action handle_cast(Message& req) override {
+    if (auto m = req.match({"idle", _int}))
+      return noreply(std::chrono::milliseconds(m[0].as_int()));
+    return noreply();
+  }
+  Action handle_info(Message& msg) override {
+    if (msg == "timeout") timeouts_->fetch_add(1);
+    return noreply();
+  }
+
+ private:
+  std::atomic<int>* timeouts_ = nullptr;
+};
+
+std::size_t mailbox_length(Node& node, const Pid& pid) {
+  for (const ProcessInfo& info : node.processes()) {
+    if (info.pid == pid) return info.mailbox_length;
+  }
+  return 0;
+}
+
+TEST(IdleTimeoutTest, AStaleTimeoutDoesNotCancelTheNextOne) {
+  // Manual scheduling holds the server still while its first timeout fires behind a message.
+  Node node{NodeOptions{.name = "r2", .manual_scheduling = true}};
+  Inbox me{node};
+  std::atomic<int> timeouts{0};
+  auto server = start<Idler>(node, &timeouts, 0ms);
+  ASSERT_OK(server);
+  cast(*server, tuple("idle", 20));
+  node.run_until_idle();  // the first idle timeout is armed
+  cast(*server, tuple("idle", 40));
+  // The first timeout fires before the server runs: it queues behind the second cast. A later
+  // timer to the Inbox says when it has (timers fire in deadline order).
+  send_after(me.pid(), "probe", 30ms);
+  ASSERT_TRUE(eventually([&] { return mailbox_length(node, me.pid()) == 1; }));
+  EXPECT_TRUE(eventually(
+      [&] {
+        node.run_until_idle();
+        return timeouts.load() == 1;
+      },
+      2s));
+}
+
+TEST(IdleTimeoutTest, ProcessInfoDoesNotDisarmTheIdleTimeout) {
+  Node node{NodeOptions{.name = "r3", .schedulers = 2}};
+  std::atomic<int> timeouts{0};
+  auto server = start<Idler>(node, &timeouts, 200ms);
+  ASSERT_OK(server);
+  ASSERT_OK(node.process_info(*server));
+  EXPECT_TRUE(eventually([&] { return timeouts.load() == 1; }, 2s));
+}
+
 }  // namespace
 }  // namespace nodus
