@@ -218,15 +218,27 @@ void Process::queue_user(Envelope* e) {
 }
 
 void Process::drop_oldest_over_bound() {
-  while (max_mailbox_ && overflow_ == Overflow::kDropOldest && fifo_head_ &&
-         queued_.load(std::memory_order_relaxed) > max_mailbox_) {
-    Envelope* e = fifo_head_;
-    fifo_head_ = e->next;
-    if (!fifo_head_) fifo_tail_ = nullptr;
+  if (!max_mailbox_ || overflow_ != Overflow::kDropOldest) return;
+  Envelope* prev = nullptr;
+  Envelope* e = fifo_head_;
+  while (e && queued_.load(std::memory_order_relaxed) > max_mailbox_) {
+    Envelope* n = e->next;
+    if (e->kind == Kind::kStop || e->kind == Kind::kGetStatus) {
+      prev = e;  // system messages are never dropped, as push never rejects them
+      e = n;
+      continue;
+    }
+    if (prev) {
+      prev->next = n;
+    } else {
+      fifo_head_ = n;
+    }
+    if (fifo_tail_ == e) fifo_tail_ = prev;
     e->next = nullptr;
     count_dequeued();
     dropped_.fetch_add(1, std::memory_order_relaxed);
     rt_.bounce(e, Term(atom("overloaded")), pid_);
+    e = n;
   }
 }
 

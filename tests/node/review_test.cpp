@@ -125,5 +125,28 @@ TEST(IdleTimeoutTest, ProcessInfoDoesNotDisarmTheIdleTimeout) {
   EXPECT_TRUE(eventually([&] { return timeouts.load() == 1; }, 2s));
 }
 
+// -- bounded mailboxes --------------------------------------------------------------------
+
+class Sink : public GenServer {
+ public:
+  Action handle_cast(Message&) override { return noreply(); }
+};
+
+TEST(BoundedMailboxTest, DropOldestKeepsAStopRequest) {
+  Node node{NodeOptions{.name = "r4", .manual_scheduling = true}};
+  auto server =
+      start<Sink>(node, SpawnOptions{.max_mailbox = 2, .overflow = Overflow::kDropOldest});
+  ASSERT_OK(server);
+  std::optional<Status> stopped;  // written by the stopper, which runs on this thread
+  spawn(node, [&] { stopped = stop(*server, reasons::normal(), 1s); });
+  ASSERT_TRUE(node.step());  // the stopper sends the stop request and waits
+  for (int i = 0; i < 3; ++i) cast(*server, "work");  // the mailbox overflows behind it
+  ASSERT_TRUE(eventually([&] {
+    node.run_until_idle();
+    return stopped.has_value();
+  }));
+  EXPECT_OK(*stopped);
+}
+
 }  // namespace
 }  // namespace nodus
