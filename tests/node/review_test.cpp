@@ -148,5 +148,22 @@ TEST(BoundedMailboxTest, DropOldestKeepsAStopRequest) {
   EXPECT_OK(*stopped);
 }
 
+// -- introspection ------------------------------------------------------------------------
+
+TEST(IntrospectionTest, ANewProcessIsListedWithItsPid) {
+  Node node{NodeOptions{.name = "r5", .schedulers = 2}};
+  std::atomic<bool> done{false};
+  std::thread spawner([&] {
+    for (int i = 0; i < 2000; ++i) spawn(node, [] {});
+    done = true;
+  });
+  bool all_valid = true;
+  while (!done.load()) {
+    for (const ProcessInfo& info : node.processes()) all_valid = all_valid && info.pid.valid();
+  }
+  spawner.join();
+  EXPECT_TRUE(all_valid);
+}
+
 }  // namespace
 }  // namespace nodus
