@@ -8,6 +8,7 @@
 #include <limits>
 #include <mutex>
 #include <typeinfo>
+#include <vector>
 
 #include "check.hpp"
 #include "process_impl.hpp"
@@ -39,6 +40,9 @@ namespace detail {
 
 namespace {
 thread_local Process* tls_inbox_ = nullptr;
+// This thread's open Inboxes, newest last: the newest is the current process. Closing one
+// that is not the newest takes it out of the middle.
+thread_local std::vector<Process*> tls_inboxes_;
 
 Reason exception_reason() {
   std::string what;
@@ -67,8 +71,15 @@ Process* current_process() {
   Process* p = Scheduler::current();
   return p ? p : tls_inbox_;
 }
-void set_thread_inbox(Process* p) { tls_inbox_ = p; }
-Process* thread_inbox() { return tls_inbox_; }
+void push_thread_inbox(Process* p) {
+  tls_inboxes_.push_back(p);
+  tls_inbox_ = p;
+}
+void remove_thread_inbox(Process* p) {
+  auto it = std::find(tls_inboxes_.begin(), tls_inboxes_.end(), p);
+  if (it != tls_inboxes_.end()) tls_inboxes_.erase(it);
+  tls_inbox_ = tls_inboxes_.empty() ? nullptr : tls_inboxes_.back();
+}
 
 // -- Process -------------------------------------------------------------------
 
@@ -799,8 +810,7 @@ Inbox::Inbox(Node& node) {
   process_ = detail::make_inbox(node.runtime());
   process_->set_trap_exit(true);  // a test thread wants Exit messages, not to be torn down
   pid_ = process_->pid();
-  previous_ = detail::thread_inbox();
-  detail::set_thread_inbox(process_);
+  detail::push_thread_inbox(process_);
 }
 
 Inbox::~Inbox() { close(); }
@@ -809,7 +819,7 @@ Pid Inbox::pid() const { return pid_; }
 
 void Inbox::close() {
   if (!process_) return;
-  if (detail::thread_inbox() == process_) detail::set_thread_inbox(previous_);
+  detail::remove_thread_inbox(process_);
   process_->finish(reasons::normal());
   process_->rt().table().remove(pid_.id);
   process_ = nullptr;

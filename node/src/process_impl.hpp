@@ -244,8 +244,10 @@ inline Envelope* in_arrival_order(Envelope* h) {
   }
   return in_order;
 }
-void set_thread_inbox(Process* p);
-Process* thread_inbox();
+/// An Inbox opened on this thread becomes its current process, until it closes; then the
+/// newest Inbox still open on the thread is.
+void push_thread_inbox(Process* p);
+void remove_thread_inbox(Process* p);
 
 }  // namespace nodus::detail
 

@@ -165,5 +165,18 @@ TEST(IntrospectionTest, ANewProcessIsListedWithItsPid) {
   EXPECT_TRUE(all_valid);
 }
 
+// -- Inbox ----------------------------------------------------------------------------------
+
+TEST(InboxTest, ClosingInboxesOutOfOrderLeavesNoCurrentProcess) {
+  Node node{NodeOptions{.name = "r6", .schedulers = 1}};
+  auto first = std::make_unique<Inbox>(node);
+  auto second = std::make_unique<Inbox>(node);
+  EXPECT_EQ(self(), second->pid());
+  first.reset();
+  EXPECT_EQ(self(), second->pid());
+  second.reset();
+  EXPECT_FALSE(has_self());  // not the first Inbox, which is gone
+}
+
 }  // namespace
 }  // namespace nodus
