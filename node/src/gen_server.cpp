@@ -186,7 +186,15 @@ class GenServerProcess final : public Process {
   }
 
   void dispatch(std::unique_ptr<Envelope> e) {
+    // An idle timeout that fired as its timer was being cancelled is no message: it must not
+    // cancel the timeout armed since.
+    if (e->kind == Kind::kIdleTimeout && e->ref != idle_ref_) return;
     count_handled();
+    // A system message is not a message to the behaviour either: the idle timeout runs on.
+    if (e->kind == Kind::kGetStatus) {
+      handle_system(e.release());
+      return;
+    }
     if (idle_ref_) {
       (void)rt().timers().cancel(idle_ref_.id);
       if (e->kind == Kind::kIdleTimeout && e->ref == idle_ref_) {
@@ -209,6 +217,7 @@ class GenServerProcess final : public Process {
           ~ClearDeadline() { p->set_current_deadline(Clock::time_point::max()); }
         } clear{this};
         apply(guarded([&] { return server_->handle_call(e->msg, from); }), &from);
+        set_current_call(From{});
         break;
       }
       case Kind::kCast:
@@ -222,21 +231,23 @@ class GenServerProcess final : public Process {
         }
         apply(guarded([&] { return server_->handle_info(e->msg); }), nullptr);
         break;
-      case Kind::kGetStatus:
-        handle_system(e.release());
-        break;
       case Kind::kStop: {
         Reason reason = e->msg.is_term() ? Reason(e->msg.term()) : reasons::normal();
         terminate_and_finish(reason);
         break;
       }
       default:
-        break;  // a stale idle timeout
+        break;
     }
   }
 
   void apply(Action a, const From* from) {
-    switch (ActionAccess::kind(a)) {
+    const Action::Kind kind = ActionAccess::kind(a);
+    // Answered below: finish must not answer it again.
+    if (from && (kind == Action::Kind::kReply || kind == Action::Kind::kStop)) {
+      resolve_deferred(*from);
+    }
+    switch (kind) {
       case Action::Kind::kReply:
         if (from) rt().send_reply(from->pid, from->ref, std::move(*ActionAccess::reply(a)));
         after_callback(a);

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 #include <typeinfo>
+#include <vector>
 
 #include "check.hpp"
 #include "process_impl.hpp"
@@ -40,6 +41,9 @@ namespace detail {
 
 namespace {
 thread_local Process* tls_inbox_ = nullptr;
+// This thread's open Inboxes, newest last: the newest is the current process. Closing one
+// that is not the newest takes it out of the middle.
+thread_local std::vector<Process*> tls_inboxes_;
 
 Reason exception_reason() {
   std::string what;
@@ -68,8 +72,15 @@ Process* current_process() {
   Process* p = Scheduler::current();
   return p ? p : tls_inbox_;
 }
-void set_thread_inbox(Process* p) { tls_inbox_ = p; }
-Process* thread_inbox() { return tls_inbox_; }
+void push_thread_inbox(Process* p) {
+  tls_inboxes_.push_back(p);
+  tls_inbox_ = p;
+}
+void remove_thread_inbox(Process* p) {
+  auto it = std::find(tls_inboxes_.begin(), tls_inboxes_.end(), p);
+  if (it != tls_inboxes_.end()) tls_inboxes_.erase(it);
+  tls_inbox_ = tls_inboxes_.empty() ? nullptr : tls_inboxes_.back();
+}
 
 // -- Process -------------------------------------------------------------------
 
@@ -220,15 +231,27 @@ void Process::queue_user(Envelope* e) {
 }
 
 void Process::drop_oldest_over_bound() {
-  while (max_mailbox_ && overflow_ == Overflow::kDropOldest && fifo_head_ &&
-         queued_.load(std::memory_order_relaxed) > max_mailbox_) {
-    Envelope* e = fifo_head_;
-    fifo_head_ = e->next;
-    if (!fifo_head_) fifo_tail_ = nullptr;
+  if (!max_mailbox_ || overflow_ != Overflow::kDropOldest) return;
+  Envelope* prev = nullptr;
+  Envelope* e = fifo_head_;
+  while (e && queued_.load(std::memory_order_relaxed) > max_mailbox_) {
+    Envelope* n = e->next;
+    if (e->kind == Kind::kStop || e->kind == Kind::kGetStatus) {
+      prev = e;  // system messages are never dropped, as push never rejects them
+      e = n;
+      continue;
+    }
+    if (prev) {
+      prev->next = n;
+    } else {
+      fifo_head_ = n;
+    }
+    if (fifo_tail_ == e) fifo_tail_ = prev;
     e->next = nullptr;
     count_dequeued();
     dropped_.fetch_add(1, std::memory_order_relaxed);
     rt_.bounce(e, Term(atom("overloaded")), pid_);
+    e = n;
   }
 }
 
@@ -508,8 +531,13 @@ void Process::finish(const Reason& reason) {
   for (Envelope* e : x.replies) delete e;
   x.replies.clear();
   x.awaiting.clear();
-  // Calls this process kept to answer later will never be answered: their callers get the
+  // The call being handled when the process exited (killed while its handler waited,
+  // exit_self) and calls kept to answer later will never be answered: their callers get the
   // reason now instead of waiting for their timeout.
+  if (x.current_call.pid && !x.current_replied) {
+    rt_.send_error_reply(x.current_call.pid, x.current_call.ref, reason);
+  }
+  x.current_call = From{};
   for (const From& f : x.deferred) rt_.send_error_reply(f.pid, f.ref, reason);
   x.deferred.clear();
   for (const Pid& p : x.links) {
@@ -863,8 +891,7 @@ Inbox::Inbox(Node& node) {
   process_ = detail::make_inbox(node.runtime());
   process_->set_trap_exit(true);  // a test thread wants Exit messages, not to be torn down
   pid_ = process_->pid();
-  previous_ = detail::thread_inbox();
-  detail::set_thread_inbox(process_);
+  detail::push_thread_inbox(process_);
 }
 
 Inbox::~Inbox() { close(); }
@@ -873,7 +900,7 @@ Pid Inbox::pid() const { return pid_; }
 
 void Inbox::close() {
   if (!process_) return;
-  if (detail::thread_inbox() == process_) detail::set_thread_inbox(previous_);
+  detail::remove_thread_inbox(process_);
   process_->finish(reasons::normal());
   process_->rt().table().remove(pid_.id);
   process_ = nullptr;

@@ -94,7 +94,9 @@ class Process {
   void defer(const From& from) {
     if (!(from == x().current_call && x().current_replied)) x().deferred.push_back(from);
   }
-  /// The call being handled now (so a reply(from) inside its own handler is not deferred).
+  /// The call being handled now (so a reply(from) inside its own handler is not deferred, and
+  /// so that finish answers it if the process exits before it is answered). From{} once the
+  /// handler has returned.
   void set_current_call(const From& from) {
     x().current_call = from;
     x().current_replied = false;
@@ -122,8 +124,9 @@ class Process {
   bool shutdown_requested() const { return shutdown_requested_; }
   void clear_exit_pending() { exit_pending_ = false; }
 
-  /// Ends the process: closes the mailbox, answers what is queued with `reason`, tells links
-  /// and monitors. Runs on the owner. Idempotent.
+  /// Ends the process: closes the mailbox, answers what is queued (and the call being handled,
+  /// if still unanswered) with `reason`, tells links and monitors. Runs on the owner.
+  /// Idempotent.
   void finish(const Reason& reason);
   bool dead() const { return dead_; }
   void count_handled() { handled_.fetch_add(1, std::memory_order_relaxed); }
@@ -254,8 +257,10 @@ inline Envelope* in_arrival_order(Envelope* h) {
   }
   return in_order;
 }
-void set_thread_inbox(Process* p);
-Process* thread_inbox();
+/// An Inbox opened on this thread becomes its current process, until it closes; then the
+/// newest Inbox still open on the thread is.
+void push_thread_inbox(Process* p);
+void remove_thread_inbox(Process* p);
 
 }  // namespace nodus::detail
 

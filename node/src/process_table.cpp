@@ -28,7 +28,7 @@ ProcessTable::Slot* ProcessTable::slot(std::uint32_t index) const {
   return s ? &s[index & (kSegmentSize - 1)] : nullptr;
 }
 
-std::uint64_t ProcessTable::insert(Process* p) {
+std::uint64_t ProcessTable::insert(Process* p, const std::function<void(std::uint64_t)>& named) {
   std::uint32_t index;
   {
     std::lock_guard<std::mutex> lock(free_mu_);
@@ -46,10 +46,12 @@ std::uint64_t ProcessTable::insert(Process* p) {
   }
   Slot* s = slot(index);
   std::uint64_t gen = s->word.load(std::memory_order_relaxed) >> 32;
+  const std::uint64_t id = (gen << 32) | index;
+  named(id);
   s->process = p;
   s->word.store((gen << 32) | kAlive | 1, std::memory_order_release);
   size_.fetch_add(1, std::memory_order_relaxed);
-  return (gen << 32) | index;
+  return id;
 }
 
 ProcessTable::Handle ProcessTable::lookup(std::uint64_t id) {

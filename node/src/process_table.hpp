@@ -56,8 +56,10 @@ class ProcessTable {
     Process* p_ = nullptr;
   };
 
-  /// Adds `p` (the table takes ownership) and returns its id (never 0).
-  std::uint64_t insert(Process* p);
+  /// Adds `p` (the table takes ownership) and returns its id (never 0). `named` is called with
+  /// the id before the process becomes visible to lookup and for_each (it sets the pid that
+  /// other threads then read).
+  std::uint64_t insert(Process* p, const std::function<void(std::uint64_t)>& named);
   /// The process with `id` if it is alive.
   Handle lookup(std::uint64_t id);
   /// Marks the process dead and drops the table's reference: lookups fail from now on and the

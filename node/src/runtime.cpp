@@ -60,10 +60,12 @@ Runtime* Runtime::any() {
 }
 
 Pid Runtime::adopt(Process* p) {
-  std::uint64_t id = table_.insert(p);
-  Pid pid{name_, creation_, id};
-  p->set_pid(pid);
-  return pid;
+  // The pid is set before the table publishes the process: introspection and shutdown read it
+  // from other threads as soon as it is there.
+  std::uint64_t id = table_.insert(p, [&](std::uint64_t fresh) {
+    p->set_pid(Pid{name_, creation_, fresh});
+  });
+  return Pid{name_, creation_, id};
 }
 
 Pid Runtime::spawn(Process* p) {

@@ -243,7 +243,6 @@ class Inbox {
 
  private:
   detail::Process* process_ = nullptr;
-  detail::Process* previous_ = nullptr;
   Pid pid_;
 };
 
