@@ -253,6 +253,12 @@ class GenServerProcess final : public Process {
         after_callback(a);
         break;
       case Action::Kind::kOk:
+        if (from) {  // handle_call must reply, noreply or stop: gen_server crashes here too
+          terminate_and_finish(tuple(atom("bad_return_value"), atom("ok")));
+          break;
+        }
+        after_callback(a);
+        break;
       case Action::Kind::kNoReply:
         if (from && ActionAccess::kind(a) == Action::Kind::kNoReply) defer(*from);
         after_callback(a);

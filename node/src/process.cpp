@@ -118,15 +118,20 @@ Process::PushResult Process::push(Envelope* e) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return PushResult::kRejected;
   }
+  // Counted before it is visible, so the owner never dequeues it before it is counted (the
+  // count would wrap below zero).
+  if (user) queued_.fetch_add(1, std::memory_order_relaxed);
   Envelope* h = head_.load(std::memory_order_relaxed);
   for (;;) {
-    if (h == kClosed) return PushResult::kClosed;
+    if (h == kClosed) {
+      if (user) queued_.fetch_sub(1, std::memory_order_relaxed);
+      return PushResult::kClosed;
+    }
     e->next = (h == kBlocked) ? nullptr : h;
     if (head_.compare_exchange_weak(h, e, std::memory_order_acq_rel, std::memory_order_relaxed)) {
       break;
     }
   }
-  if (user) queued_.fetch_add(1, std::memory_order_relaxed);
   if (h == kBlocked) wake();
   return PushResult::kOk;
 }
@@ -309,7 +314,8 @@ void Process::handle_signal(Envelope* e) {
       Reason reason = e->msg.is_term() ? e->msg.term() : Term();
       const bool from_link = e->kind == Kind::kLinkExit;
       if (from_link && !remove_link(e->from)) break;  // unlinked meanwhile
-      if (!from_link && reason.is_atom("kill")) {
+      // A plain thread's Inbox cannot be unwound from outside: even `kill` arrives as a message.
+      if (!from_link && reason.is_atom("kill") && !thread_bound_) {
         exit_pending_ = true;
         x().pending_reason = reasons::killed();
       } else if (trap_exit()) {

@@ -259,6 +259,8 @@ void Scheduler::run_monitor() {
       if (running && runs == seen[i] && waiting) stuck = true;
       seen[i] = runs;
     }
+    // Injected work nobody picked up (a spinner took one item and then ran a long handler).
+    if (injected_size_.load() > 0) stuck = true;
     if (stuck && sleepers_.load() > 0) {
       {
         std::lock_guard<std::mutex> sleep_lock(sleep_mu_);

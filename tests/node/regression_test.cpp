@@ -178,5 +178,29 @@ TEST(InboxTest, ClosingInboxesOutOfOrderLeavesNoCurrentProcess) {
   EXPECT_FALSE(has_self());  // not the first Inbox, which is gone
 }
 
+class ReturnsOk : public GenServer {
+ public:
+  Action handle_call(Message&, From) override { return ok(); }
+};
+
+TEST(CallWhenServerMisbehavesTest, HandleCallReturningOkCrashesWithBadReturnValue) {
+  Node node(NodeOptions{.name = "badret", .schedulers = 1});
+  Inbox me(node);
+  Pid p = start<ReturnsOk>(node).value();
+  auto r = call(p, "hi", 2s);
+  EXPECT_EQ(r.error(), tuple("bad_return_value", "ok"));
+}
+
+TEST(InboxTest, KillArrivesAsAnExitMessageOnAPlainThread) {
+  Node node(NodeOptions{.name = "killinbox", .schedulers = 1});
+  Inbox me(node);
+  exit(me.pid(), "kill");
+  auto m = receive(2s);
+  ASSERT_TRUE(m.has_value());
+  ASSERT_NE(m->get<Exit>(), nullptr);
+  EXPECT_EQ(m->get<Exit>()->reason, "kill");
+  EXPECT_TRUE(has_self());
+}
+
 }  // namespace
 }  // namespace nodus
