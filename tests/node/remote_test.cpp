@@ -238,6 +238,36 @@ TEST_F(RemoteTest, NodeGoingAwayEndsMonitorsLinksAndCalls) {
   EXPECT_FALSE(linked(*a_, "b"));
 }
 
+TEST_F(RemoteTest, NodesJoiningThroughOneSeedFormAFullMesh) {
+  // c and d know only a; they must find b, and each other, through a.
+  NodeOptions oc;
+  oc.name = "c";
+  oc.listen = "tcp://127.0.0.1:*";
+  oc.cookie = "test-cookie";
+  oc.seeds = {a_->endpoint()};
+  NodeOptions od = oc;
+  od.name = "d";
+  auto c = Node::start(oc);
+  auto d = Node::start(od);
+  ASSERT_TRUE(c.ok() && d.ok());
+  auto meshed = [&](Node& n, std::vector<const char*> others) {
+    for (const char* o : others) {
+      if (!linked(n, o)) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(eventually([&] {
+    return meshed(*a_, {"b", "c", "d"}) && meshed(*b_, {"a", "c", "d"}) &&
+           meshed(**c, {"a", "b", "d"}) && meshed(**d, {"a", "b", "c"});
+  })) << "a: "
+      << a_->nodes().size() << " b: " << b_->nodes().size() << " c: " << (*c)->nodes().size()
+      << " d: " << (*d)->nodes().size();
+  // And traffic flows between the two that never named each other.
+  Pid echo = start<Echo>(**d).value();
+  Inbox from_c(**c);
+  EXPECT_EQ(call(echo, "via_mesh").value(), tuple("echo", "via_mesh"));
+}
+
 TEST_F(RemoteTest, WrongCookieNodesNeverLink) {
   NodeOptions o;
   o.name = "intruder";
