@@ -4,6 +4,9 @@
 //   local-call   process-to-process calls on one node: local_call_rate, local_call_p50
 //   local-cast   casts from one process to another: local_cast_rate
 //   idle-memory  1,000,000 idle GenServers: idle_memory_per_process (RSS growth / count)
+//   zmq-baseline raw cppzmq between two processes: zmq_rr_p50, zmq_rr_rate, zmq_push_rate
+//   remote-call  calls to a GenServer in another node process: p50, p99, 1 and 64 callers
+//   remote-cast  64-byte casts to a GenServer in another node process: remote_cast_rate
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -20,24 +23,21 @@
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/node/process.hpp"
+#include "remote_bench.hpp"
 
 namespace {
 
 using namespace nodus;
 using Clock = std::chrono::steady_clock;
 
-struct Args {
-  std::string scenario;
-  double seconds = 3;
-  unsigned schedulers = 0;
-  long count = 0;
-};
+using bench::Args;
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "nodus-bench: %s\n"
                "usage: nodus-bench SCENARIO [--seconds N] [--schedulers N] [--count N]\n"
-               "scenarios: local-call, local-cast, idle-memory\n",
+               "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
+               "remote-cast\n",
                why);
   std::exit(2);
 }
@@ -173,7 +173,12 @@ void idle_memory(const Args& a) {
 int main(int argc, char** argv) {
   Args a = parse(argc, argv);
   std::map<std::string, std::function<void(const Args&)>> scenarios = {
-      {"local-call", local_call}, {"local-cast", local_cast}, {"idle-memory", idle_memory}};
+      {"local-call", local_call},
+      {"local-cast", local_cast},
+      {"idle-memory", idle_memory},
+      {"zmq-baseline", bench::zmq_baseline_scenario},
+      {"remote-call", bench::remote_call_scenario},
+      {"remote-cast", bench::remote_cast_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

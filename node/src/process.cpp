@@ -779,6 +779,7 @@ namespace {
 void send_kind(const Pid& to, Message msg, Kind kind) {
   Process* me = detail::current_process();
   Runtime& rt = detail::runtime_for_call(to);
+  rt.await_room(to.node);
   rt.deliver(to, new Envelope(kind, me ? me->pid() : Pid{}, Ref{}, std::move(msg)));
   detail::Scheduler::consume_reduction();
 }

@@ -193,6 +193,15 @@ void Runtime::on_peer_change(const std::string& peer, bool up) {
   for (const Pid& p : everyone) deliver(p, new Envelope(kind, Pid{}, Ref{}, Message(node)));
 }
 
+void Runtime::await_room(Atom node) {
+  if (!transport_ || node == name_) return;
+  const std::string peer(node.name());
+  const std::size_t high = transport_->max_queued() - transport_->max_queued() / 8;
+  for (int i = 0; i < 10000 && transport_->queued(peer) >= high; ++i) {
+    sleep_for(std::chrono::milliseconds(1));  // bounded: a peer that stops reading goes down
+  }
+}
+
 Status Runtime::start_transport(const NodeOptions& o) {
   transport::TransportOptions t;
   t.name = std::string(name_.name());

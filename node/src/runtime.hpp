@@ -54,6 +54,9 @@ class Runtime {
   /// Connected peer nodes.
   std::vector<Atom> nodes() const;
   std::uint64_t remote_rejected() const { return remote_rejected_.load(); }
+  /// Back-pressure: waits (suspending a process, or sleeping a plain thread) while the queue
+  /// to `node` is nearly full, so a fast sender slows down instead of losing messages.
+  void await_room(Atom node);
   void send_error_reply(const Pid& to, const Ref& ref, const Reason& reason);
 
   ProcessTable& table() { return table_; }

@@ -116,6 +116,13 @@ class Transport::Impl {
     return Status::Ok();
   }
 
+  std::size_t queued(const std::string& peer) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = queued_.find(peer);
+    return it == queued_.end() ? 0 : it->second;
+  }
+  std::size_t max_queued() const { return opt_.max_queued_frames; }
+
   std::vector<PeerInfo> peers() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<PeerInfo> out;
@@ -654,6 +661,8 @@ Status Transport::send(const std::string& peer, Data data) {
   return impl_->send(peer, std::move(data));
 }
 std::vector<PeerInfo> Transport::peers() const { return impl_->peers(); }
+std::size_t Transport::queued(const std::string& peer) const { return impl_->queued(peer); }
+std::size_t Transport::max_queued() const { return impl_->max_queued(); }
 TransportStats Transport::stats() const { return impl_->stats(); }
 void Transport::close() { impl_->close(); }
 

@@ -88,6 +88,10 @@ class Transport {
   /// link to `peer` is up, kOverloaded when its queue is full.
   Status send(const std::string& peer, Data data);
   std::vector<PeerInfo> peers() const;
+  /// Frames queued for `peer` and not yet handed to the socket; senders use it to slow down
+  /// before the queue is full (back-pressure, like Erlang's busy distribution port).
+  std::size_t queued(const std::string& peer) const;
+  std::size_t max_queued() const;
   TransportStats stats() const;
   /// Stops the I/O thread and closes the sockets. Idempotent.
   void close();
