@@ -498,6 +498,12 @@ class Transport::Impl {
           incoming_.erase(id);
           return;
         }
+        // A new incarnation of a peer we still think is up (it restarted within down_after):
+        // the old one is gone, and our link to it is stale, because its socket reconnected
+        // silently to the new incarnation, which drops our frames as unauthenticated.
+        if (Outgoing* o = up_link(in.hello.name); o && o->peer_creation != in.hello.creation) {
+          peer_down(in.hello.name, "restarted");  // `in` is not authenticated yet: it stays
+        }
         in.state = Incoming::State::kAuthenticated;
         reply(id, Frame(Welcome{}));
         last_heard_[in.hello.name] = Clock::now();
