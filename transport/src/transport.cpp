@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <zmq.hpp>
 
 namespace nodus::transport {
@@ -161,6 +162,7 @@ class Transport::Impl {
     std::uint32_t peer_creation = 0;
     Clock::time_point last_sent{};
     Clock::time_point attempt_started{};
+    Clock::time_point up_since{};
     Clock::time_point next_attempt{};
     std::chrono::milliseconds backoff = kFirstBackoff;
     std::deque<std::string> pending;  // encoded frames zmq would not take yet
@@ -403,18 +405,30 @@ class Transport::Impl {
       }
     }
     last_heard_[o.peer] = Clock::now();
-    PeerInfo info{o.peer, o.peer_creation, o.endpoint};
+    o.up_since = Clock::now();
+    maybe_up(o.peer);
+  }
+
+  // A peer is up when both directions are authenticated with the same incarnation: only then
+  // can it answer what we send it.
+  void maybe_up(const std::string& peer) {
+    Outgoing* o = up_link(peer);
+    auto in = incoming_creation_.find(peer);
+    if (!o || in == incoming_creation_.end() || in->second != o->peer_creation) return;
+    if (announced_.count(peer)) return;
+    announced_.insert(peer);
+    PeerInfo info{peer, o->peer_creation, o->endpoint};
     bool restarted = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = up_.find(o.peer);
-      restarted = it != up_.end() && it->second.creation != o.peer_creation;
-      up_[o.peer] = info;
+      auto it = up_.find(peer);
+      restarted = it != up_.end() && it->second.creation != o->peer_creation;
+      up_[peer] = info;
     }
     // A new incarnation answered before the old one was declared down: the old one is gone.
-    if (restarted && cb_.on_peer_down) cb_.on_peer_down(o.peer, "restarted");
+    if (restarted && cb_.on_peer_down) cb_.on_peer_down(peer, "restarted");
     if (cb_.on_peer_up) cb_.on_peer_up(info);
-    gossip(o);
+    gossip(*o);
   }
 
   // Full mesh: the new peer learns every node we know, and every node we know learns of it.
@@ -526,11 +540,19 @@ class Transport::Impl {
           incoming_.erase(id);
           return;
         }
+        // A new incarnation of a peer we still think is up (it restarted within down_after):
+        // the old one is gone, and our link to it is stale, because its socket reconnected
+        // silently to the new incarnation, which drops our frames as unauthenticated.
+        if (Outgoing* o = up_link(in.hello.name); o && o->peer_creation != in.hello.creation) {
+          peer_down(in.hello.name, "restarted");  // `in` is not authenticated yet: it stays
+        }
         in.state = Incoming::State::kAuthenticated;
         reply(id, Frame(Welcome{}));
         last_heard_[in.hello.name] = Clock::now();
+        incoming_creation_[in.hello.name] = in.hello.creation;
         // Open our own direction to it, unless we have one already.
         if (!up_link(in.hello.name)) start_outgoing(in.hello.listen);
+        maybe_up(in.hello.name);
         return;
       }
       case Incoming::State::kAuthenticated: {
@@ -565,6 +587,8 @@ class Transport::Impl {
       queued_.erase(peer);
     }
     last_heard_.erase(peer);
+    incoming_creation_.erase(peer);
+    announced_.erase(peer);
     for (auto it = incoming_.begin(); it != incoming_.end();) {
       if (it->second.state == Incoming::State::kAuthenticated && it->second.hello.name == peer) {
         it = incoming_.erase(it);
@@ -600,6 +624,12 @@ class Transport::Impl {
     for (auto& o : outgoing_) {
       switch (o->state) {
         case Outgoing::State::kUp:
+          if (!announced_.count(o->peer) && now - o->up_since > opt_.down_after) {
+            // It accepted us but never linked back (can it reach our endpoint?).
+            log_limited(o->peer, "node " + o->peer + " accepted our link but never linked back");
+            reset(*o, /*backoff=*/true);
+            break;
+          }
           if (now - o->last_sent >= opt_.heartbeat_interval) {
             send_raw(*o, encode_frame(Frame(Heartbeat{++heartbeat_seq_})));
           }
@@ -636,6 +666,8 @@ class Transport::Impl {
   std::vector<std::unique_ptr<Outgoing>> outgoing_;
   std::unordered_map<std::string, Incoming> incoming_;
   std::unordered_map<std::string, Clock::time_point> last_heard_;
+  std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
+  std::unordered_set<std::string> announced_;                         // reported up
   std::unordered_map<std::string, Clock::time_point> last_logged_;
   std::uint64_t heartbeat_seq_ = 0;
 

@@ -1,0 +1,190 @@
+// nodus-testnode: one node in its own OS process, for the multi-process tests.
+//
+//   nodus-testnode --name N --listen tcp://127.0.0.1:* --cookie-file F [--seed ENDPOINT]...
+//                  [--down-after-ms N] [--heartbeat-ms N]
+//
+// Starts a Node and an Echo server, prints one line to stdout,
+//   READY <endpoint> <node-name> <creation> <echo-pid-id>
+// and runs until SIGTERM or SIGINT (then shuts the node down and exits 0). Bad arguments or a
+// node that cannot start: one line on stderr, exit 2. Log lines go to stderr.
+#include <signal.h>
+
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "nodus/node/gen_server.hpp"
+#include "nodus/node/node.hpp"
+#include "nodus/node/process.hpp"
+
+namespace {
+
+using nodus::Action;
+using nodus::From;
+using nodus::Message;
+using nodus::Term;
+
+// Answers what the tests ask of a remote server:
+//   "nodes"        -> [Atom...]: the nodes this node is linked to
+//   "stats"        -> #{frames_in, frames_rejected, auth_failures, messages_rejected}
+//   {sleep, Ms}    -> slept, after sleeping in the process
+//   crash          -> the server throws (ends with {exception, ...})
+//   {relay, Pid, Request} -> {ok, Reply} or {error, Reason}: this node calls Pid (1 s)
+//   anything else  -> {echo, Request}
+// A cast is remembered; the plain message {tell, Pid} sends {last, LastCast} to Pid.
+class Echo : public nodus::GenServer {
+ public:
+  Action init(nodus::Node* node) {
+    node_ = node;
+    return ok();
+  }
+  Action handle_call(Message& req, From) override {
+    if (req == "nodes") {
+      nodus::List out;
+      for (nodus::Atom a : node_->nodes()) out.emplace_back(a);
+      return reply(Term(std::move(out)));
+    }
+    if (req == "stats") {
+      nodus::NetworkStats s = node_->network_stats();
+      return reply(nodus::map({{"frames_in", s.frames_in},
+                               {"frames_rejected", s.frames_rejected},
+                               {"auth_failures", s.auth_failures},
+                               {"messages_rejected", s.messages_rejected}}));
+    }
+    if (auto m = req.match({"sleep", nodus::_int})) {
+      nodus::sleep_for(std::chrono::milliseconds(m[0].as_int()));
+      return reply("slept");
+    }
+    if (req == "crash") throw std::runtime_error("crash requested");
+    if (auto m = req.match({"relay", nodus::_pid, nodus::_})) {
+      auto r = nodus::call(m[0].as_pid(), m[1], std::chrono::seconds(1));
+      return reply(r.ok() ? nodus::tuple("ok", *r) : nodus::tuple("error", r.error().term()));
+    }
+    return reply(nodus::tuple("echo", req.is_term() ? req.term() : Term("typed")));
+  }
+  Action handle_cast(Message& req) override {
+    last_ = req.is_term() ? req.term() : Term("typed");
+    return noreply();
+  }
+  Action handle_info(Message& msg) override {
+    if (auto m = msg.match({"tell", nodus::_pid})) {
+      nodus::send(m[0].as_pid(), nodus::tuple("last", last_));
+    }
+    return noreply();
+  }
+
+ private:
+  nodus::Node* node_ = nullptr;
+  Term last_;
+};
+
+[[noreturn]] void usage_error(const std::string& why) {
+  std::fprintf(stderr,
+               "nodus-testnode: %s (usage: nodus-testnode --name N --listen ENDPOINT "
+               "--cookie-file F [--seed ENDPOINT]... [--down-after-ms N] [--heartbeat-ms N])\n",
+               why.c_str());
+  std::exit(2);
+}
+
+std::chrono::milliseconds parse_ms(std::string_view flag, std::string_view text) {
+  long long v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v <= 0) {
+    usage_error(std::string(flag) + " needs a positive number of milliseconds, not '" +
+                std::string(text) + "'");
+  }
+  return std::chrono::milliseconds(v);
+}
+
+// The cookie is the file's contents without trailing whitespace.
+std::string read_cookie(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) usage_error("cannot read the cookie file " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string cookie = text.str();
+  while (!cookie.empty() && std::isspace(static_cast<unsigned char>(cookie.back()))) {
+    cookie.pop_back();
+  }
+  if (cookie.empty()) usage_error("the cookie file " + path + " is empty");
+  return cookie;
+}
+
+nodus::NodeOptions parse_args(int argc, char** argv) {
+  nodus::NodeOptions o;
+  std::string cookie_file;
+  bool named = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i];
+    if (i + 1 >= argc) usage_error(std::string(flag) + " needs a value");
+    std::string_view value = argv[++i];
+    if (flag == "--name") {
+      o.name = value;
+      named = true;
+    } else if (flag == "--listen") {
+      o.listen = value;
+    } else if (flag == "--cookie-file") {
+      cookie_file = value;
+    } else if (flag == "--seed") {
+      o.seeds.emplace_back(value);
+    } else if (flag == "--down-after-ms") {
+      o.down_after = parse_ms(flag, value);
+    } else if (flag == "--heartbeat-ms") {
+      o.heartbeat_interval = parse_ms(flag, value);
+    } else {
+      usage_error("unknown argument " + std::string(flag));
+    }
+  }
+  if (!named || o.name.empty()) usage_error("--name is required");
+  if (o.listen.empty()) usage_error("--listen is required");
+  if (cookie_file.empty()) usage_error("--cookie-file is required");
+  o.cookie = read_cookie(cookie_file);
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  nodus::NodeOptions options = parse_args(argc, argv);
+
+  // Block the stop signals before the node starts its threads, so that they all inherit the
+  // mask and sigwait below is the only taker.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto started = nodus::Node::start(options);
+  if (!started.ok()) {
+    std::fprintf(stderr, "nodus-testnode: cannot start node %s: %s\n", options.name.c_str(),
+                 started.error().to_string().c_str());
+    return 2;
+  }
+  std::unique_ptr<nodus::Node> node = std::move(started.value());
+  auto echo = nodus::start<Echo>(*node, node.get());
+  if (!echo.ok()) {
+    std::fprintf(stderr, "nodus-testnode: cannot start the echo server: %s\n",
+                 echo.error().to_string().c_str());
+    return 1;
+  }
+
+  std::printf("READY %s %s %u %llu\n", node->endpoint().c_str(),
+              std::string(node->name().name()).c_str(), node->creation(),
+              static_cast<unsigned long long>(echo->id));
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  std::fprintf(stderr, "nodus-testnode: %s stopping on signal %d\n", options.name.c_str(), sig);
+  node->shutdown();
+  return 0;
+}
