@@ -112,8 +112,7 @@ struct Peers {
   friend bool operator==(const Peers&, const Peers&) = default;
 };
 
-using Frame =
-    std::variant<Hello, Challenge, Proof, Welcome, Refuse, Data, Heartbeat, Bye, Peers>;
+using Frame = std::variant<Hello, Challenge, Proof, Welcome, Refuse, Data, Heartbeat, Bye, Peers>;
 
 /// Limits on one decoded frame (every frame from the network is untrusted).
 struct FrameLimits {
