@@ -1,52 +1,15 @@
-// Test helpers: readable failure output for terms and statuses, ASSERT_OK / EXPECT_OK for
-// Status and Result (as leveldb's util/testutil.h), and polling with a deadline.
+// Test helpers for the node layer: the shared ones (tests/test_support.hpp) and readable
+// failure output for terms.
 #pragma once
 
-#include <gtest/gtest.h>
-
-#include <chrono>
-#include <functional>
 #include <ostream>
-#include <thread>
 
+#include "../test_support.hpp"
 #include "nodus/node/term.hpp"
-#include "nodus/transport/status.hpp"
 
 namespace nodus {
 
 // Found by GoogleTest through argument-dependent lookup.
 inline void PrintTo(const Term& t, std::ostream* os) { *os << t.to_string(); }
-inline void PrintTo(const Status& s, std::ostream* os) { *os << s.to_string(); }
 
-namespace testing_detail {
-
-inline ::testing::AssertionResult IsOk(const Status& s) {
-  if (s.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << s.to_string();
-}
-template <class T, class E>
-::testing::AssertionResult IsOk(const Result<T, E>& r) {
-  if (r.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << r.error().to_string();
-}
-
-}  // namespace testing_detail
-
-namespace testing {
-
-/// Polls `pred` until it holds or `timeout` passes; true if it held. Never a bare sleep.
-inline bool eventually(const std::function<bool()>& pred,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
-
-}  // namespace testing
 }  // namespace nodus
-
-#define ASSERT_OK(expr) ASSERT_TRUE(::nodus::testing_detail::IsOk(expr))
-#define EXPECT_OK(expr) EXPECT_TRUE(::nodus::testing_detail::IsOk(expr))

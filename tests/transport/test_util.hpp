@@ -1,6 +1,5 @@
-// Test helpers for the transport layer: readable failure output for Status, ASSERT_OK /
-// EXPECT_OK for Status and Result (as leveldb's util/testutil.h), and a minimal MessagePack
-// writer so tests can build frames, valid or not, without the codec under test.
+// Test helpers for the transport layer: the shared ones (tests/test_support.hpp) and a minimal
+// MessagePack writer so tests can build frames, valid or not, without the codec under test.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,26 +10,10 @@
 #include <string>
 #include <string_view>
 
+#include "../test_support.hpp"
 #include "nodus/transport/status.hpp"
 
 namespace nodus {
-
-// Found by GoogleTest through argument-dependent lookup.
-inline void PrintTo(const Status& s, std::ostream* os) { *os << s.to_string(); }
-
-namespace testing_detail {
-
-inline ::testing::AssertionResult IsOk(const Status& s) {
-  if (s.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << s.to_string();
-}
-template <class T, class E>
-::testing::AssertionResult IsOk(const Result<T, E>& r) {
-  if (r.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << r.error().to_string();
-}
-
-}  // namespace testing_detail
 
 namespace testing::mp {
 

@@ -16,19 +16,14 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "../test_support.hpp"
+
 namespace nodus::transport {
 namespace {
 
 using namespace std::chrono_literals;
 
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
-}
+using ::nodus::testing::eventually;
 
 /// One transport and everything its callbacks saw.
 struct Peer {
