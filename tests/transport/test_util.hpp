@@ -127,6 +127,3 @@ inline std::string IdPayload(std::string_view node, std::uint32_t creation, std:
 
 }  // namespace testing::mp
 }  // namespace nodus
-
-#define ASSERT_OK(expr) ASSERT_TRUE(::nodus::testing_detail::IsOk(expr))
-#define EXPECT_OK(expr) EXPECT_TRUE(::nodus::testing_detail::IsOk(expr))
