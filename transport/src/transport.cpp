@@ -110,6 +110,7 @@ class Transport::Impl {
         return Status(ErrorCode::kOverloaded, "send queue to " + peer + " is full");
       }
       ++queued;
+      total_queued_.fetch_add(1, std::memory_order_relaxed);
       was_empty = outbox_.empty();
       outbox_.emplace_back(peer, std::move(data));
     }
@@ -118,6 +119,8 @@ class Transport::Impl {
   }
 
   std::size_t queued(const std::string& peer) const {
+    // Most of the time nothing is queued anywhere: no lock for that.
+    if (total_queued_.load(std::memory_order_relaxed) == 0) return 0;
     std::lock_guard<std::mutex> lock(mu_);
     auto it = queued_.find(peer);
     return it == queued_.end() ? 0 : it->second;
@@ -245,25 +248,39 @@ class Transport::Impl {
 
   void take_requests() {
     std::vector<std::string> connects;
-    std::vector<std::pair<std::string, Data>> out;
+    // Two buffers traded with the senders, so neither side reallocates in steady state.
     {
       std::lock_guard<std::mutex> lock(mu_);
       connects.swap(connect_requests_);
-      out.swap(outbox_);
+      taken_.swap(outbox_);
     }
     for (const std::string& ep : connects) start_outgoing(ep);
-    for (auto& [peer, data] : out) {
-      Outgoing* o = up_link(peer);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto q = queued_.find(peer);
-        if (q != queued_.end() && q->second > 0) --q->second;
+    if (taken_.empty()) return;
+    // The whole batch leaves the queue counts at once: one lock per wake-up, not per frame.
+    std::unordered_map<std::string, std::size_t> sent;
+    Outgoing* o = nullptr;
+    const std::string* last_peer = nullptr;
+    std::string bytes;
+    for (auto& [peer, data] : taken_) {
+      if (!last_peer || peer != *last_peer) {
+        o = up_link(peer);
+        last_peer = &peer;
       }
+      ++sent[peer];
       if (!o) continue;  // went down meanwhile: dropped, as a send to a dead node is
-      std::string bytes;
+      bytes.clear();
       encode_frame(Frame(std::move(data)), bytes);
-      send_raw(*o, std::move(bytes));
+      send_raw(*o, bytes);
     }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [peer, n] : sent) {
+        auto q = queued_.find(peer);
+        if (q != queued_.end()) q->second -= std::min(q->second, n);
+        total_queued_.fetch_sub(std::min<std::size_t>(total_queued_.load(), n));
+      }
+    }
+    taken_.clear();
   }
 
   Outgoing* up_link(const std::string& peer) {
@@ -328,16 +345,16 @@ class Transport::Impl {
     }
   }
 
-  void send_raw(Outgoing& o, std::string bytes) {
+  void send_raw(Outgoing& o, const std::string& bytes) {
     if (!o.dealer) return;
     if (!o.pending.empty()) {
-      o.pending.push_back(std::move(bytes));
+      o.pending.push_back(bytes);
       return;
     }
     zmq::message_t msg(bytes.data(), bytes.size());
     auto sent = o.dealer->send(msg, zmq::send_flags::dontwait);
     if (!sent) {
-      o.pending.push_back(std::move(bytes));
+      o.pending.push_back(bytes);
     } else {
       frames_out_.fetch_add(1, std::memory_order_relaxed);
       o.last_sent = Clock::now();
@@ -658,12 +675,14 @@ class Transport::Impl {
   // send/connect/peers and the I/O thread.
   mutable std::mutex mu_;
   std::vector<std::pair<std::string, Data>> outbox_;
+  std::atomic<std::size_t> total_queued_{0};
   std::vector<std::string> connect_requests_;
   std::map<std::string, PeerInfo> up_;
   std::unordered_map<std::string, std::size_t> queued_;
 
   // The I/O thread's own.
   std::vector<std::unique_ptr<Outgoing>> outgoing_;
+  std::vector<std::pair<std::string, Data>> taken_;  // the batch being sent
   std::unordered_map<std::string, Incoming> incoming_;
   std::unordered_map<std::string, Clock::time_point> last_heard_;
   std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
