@@ -831,7 +831,7 @@ Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
 }
 
 std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer) {
-  Runtime* rt = Runtime::for_pid(Pid{timer.node, timer.creation, 1});
+  Runtime* rt = Runtime::owning(timer.node, timer.creation);  // the node that made the timer
   if (!rt) return std::nullopt;
   return rt->timers().cancel(timer.id);
 }

@@ -54,6 +54,14 @@ Runtime* Runtime::for_pid(const Pid& pid) {
   return g_runtimes.empty() ? nullptr : g_runtimes.front();
 }
 
+Runtime* Runtime::owning(Atom node, std::uint32_t creation) {
+  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  for (Runtime* rt : g_runtimes) {
+    if (rt->name_ == node && rt->creation_ == creation) return rt;
+  }
+  return nullptr;
+}
+
 Runtime* Runtime::any() {
   std::lock_guard<std::mutex> lock(g_runtimes_mu);
   return g_runtimes.empty() ? nullptr : g_runtimes.front();

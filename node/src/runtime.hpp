@@ -73,6 +73,8 @@ class Runtime {
   /// The runtime that owns a local pid, else the process's own, else the first node created
   /// in this OS process; nullptr when there is no node at all.
   static Runtime* for_pid(const Pid& pid);
+  /// The runtime in this OS process that is node `node` incarnation `creation`, or nullptr.
+  static Runtime* owning(Atom node, std::uint32_t creation);
   static Runtime* any();
 
  private:

@@ -111,7 +111,7 @@ class Node {
   Ref make_ref();
 
   /// Manual scheduling: runs the next runnable process for one slice; false if none was
-  /// runnable. REQUIRES: NodeOptions::manual_scheduling.
+  /// runnable. REQUIRES: NodeOptions::manual_scheduling, and one stepping thread at a time.
   bool step();
   /// Manual scheduling: steps until nothing is runnable (or `max_steps`); the steps taken.
   std::size_t run_until_idle(std::size_t max_steps = 1000000);

@@ -118,7 +118,8 @@ struct NodeDown {
 /// What a mailbox does when it is full.
 enum class Overflow : std::uint8_t {
   kReject,      ///< the sender's message is refused: a call fails with `overloaded`
-  kDropOldest,  ///< the oldest waiting message is dropped to make room
+  kDropOldest,  ///< the oldest waiting message is dropped to make room (when the process
+                ///< takes its next message: while it is busy the queue may exceed the bound)
 };
 
 /// Per-process options for spawn and start.
