@@ -210,6 +210,8 @@ Status Runtime::start_transport(const NodeOptions& o) {
   t.cookie = o.cookie;
   t.heartbeat_interval = o.heartbeat_interval;
   t.down_after = o.down_after;
+  t.curve = o.curve;
+  t.curve_allowed = o.curve_allowed;
   transport::TransportCallbacks cb;
   cb.on_data = [this](const std::string& peer, transport::Data&& d) {
     on_remote_data(peer, std::move(d));
@@ -221,8 +223,14 @@ Status Runtime::start_transport(const NodeOptions& o) {
   auto started = transport::Transport::start(std::move(t), std::move(cb));
   if (!started.ok()) return started.error();
   transport_ = std::move(started.value());
-  for (const std::string& seed : o.seeds) transport_->connect(seed);
+  for (const std::string& seed : o.seeds) connect(seed);
   return Status::Ok();
+}
+
+void Runtime::connect(const std::string& address) {
+  if (!transport_) return;
+  transport::PeerAddress a = transport::parse_peer_address(address);
+  transport_->connect(a.endpoint, a.public_key);
 }
 
 std::vector<Atom> Runtime::nodes() const {

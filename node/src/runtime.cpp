@@ -235,9 +235,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
 std::string Node::endpoint() const {
   return rt_->transport() ? rt_->transport()->endpoint() : std::string();
 }
-void Node::connect(const std::string& endpoint) {
-  if (rt_->transport()) rt_->transport()->connect(endpoint);
-}
+void Node::connect(const std::string& endpoint) { rt_->connect(endpoint); }
 std::vector<Atom> Node::nodes() const { return rt_->nodes(); }
 NetworkStats Node::network_stats() const {
   NetworkStats s;
@@ -247,6 +245,7 @@ NetworkStats Node::network_stats() const {
     s.frames_out = ts.frames_out;
     s.frames_rejected = ts.frames_rejected;
     s.auth_failures = ts.auth_failures;
+    s.curve_refused = ts.curve_refused;
   }
   s.messages_rejected = rt_->remote_rejected();
   return s;

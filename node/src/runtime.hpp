@@ -51,6 +51,9 @@ class Runtime {
   /// Starts listening and linking to the seeds. Errors: the transport's (kBadConfig ...).
   Status start_transport(const NodeOptions& options);
   transport::Transport* transport() const { return transport_.get(); }
+  /// Starts linking to "tcp://host:port" or "tcp://host:port#PUBLICKEY" (no-op without
+  /// networking).
+  void connect(const std::string& address);
   /// Connected peer nodes.
   std::vector<Atom> nodes() const;
   std::uint64_t remote_rejected() const { return remote_rejected_.load(); }

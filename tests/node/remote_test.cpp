@@ -286,5 +286,39 @@ TEST_F(RemoteTest, WrongCookieNodesNeverLink) {
   EXPECT_EQ(call(echo, "hi", 1s).error(), "nodedown");
 }
 
+TEST_F(RemoteTest, CurveNodesLinkThroughASeedWithItsKeyAndRefuseOthers) {
+  auto ka = transport::generate_curve_keys();
+  auto kb = transport::generate_curve_keys();
+  ASSERT_TRUE(ka.ok() && kb.ok());
+  auto curve_node = [](const char* name, const transport::CurveKeys& own,
+                       const transport::CurveKeys& other) {
+    NodeOptions o;
+    o.name = name;
+    o.schedulers = 2;
+    o.listen = "tcp://127.0.0.1:*";
+    o.cookie = "test-cookie";
+    o.heartbeat_interval = 50ms;
+    o.curve = own;
+    o.curve_allowed = {other.public_key};
+    return o;
+  };
+  auto x = Node::start(curve_node("x", *ka, *kb));
+  ASSERT_TRUE(x.ok());
+  NodeOptions oy = curve_node("y", *kb, *ka);
+  oy.seeds = {(*x)->endpoint() + "#" + ka->public_key};
+  auto y = Node::start(std::move(oy));
+  ASSERT_TRUE(y.ok());
+  ASSERT_TRUE(eventually([&] { return linked(**x, "y") && linked(**y, "x"); }));
+  Pid echo = start<Echo>(**x).value();
+  {
+    Inbox from_y(**y);
+    EXPECT_EQ(call(echo, "sealed").value(), tuple("echo", "sealed"));
+  }
+  // A plaintext node with the right cookie is refused by CURVE.
+  a_->connect((*x)->endpoint());
+  ASSERT_TRUE(eventually([&] { return (*x)->network_stats().curve_refused > 0; }));
+  EXPECT_FALSE(linked(**x, "a"));
+}
+
 }  // namespace
 }  // namespace nodus

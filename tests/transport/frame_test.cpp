@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nodus/transport/curve.hpp"
 #include "test_util.hpp"
 
 namespace nodus::transport {
@@ -111,7 +112,9 @@ std::vector<Frame> SampleFrames() {
           Heartbeat{kU64Max},
           Bye{"shutdown"},
           Peers{},
-          Peers{{{"n1", "tcp://127.0.0.1:7101"}, {std::string(kMaxNameBytes, 'p'), ""}}}};
+          Peers{{{"n1", "tcp://127.0.0.1:7101", ""}, {std::string(kMaxNameBytes, 'p'), "", ""}}},
+          Peers{{{"n1", "tcp://127.0.0.1:7101", std::string(kCurveKeyChars, 'k')},
+                 {"n2", "tcp://127.0.0.1:7102", ""}}}};
 }
 
 Frame RoundTrip(const Frame& f) {
@@ -479,6 +482,27 @@ TEST_F(FrameTest, RefusesMorePeersThanTheLimitAndMalformedEntries) {
   ExpectRejected(head + mp::Array(2) + entry + entry, "nodes: 2 entries, at most 1", limits);
   ExpectRejected(head + mp::Array(1) + mp::Array(1) + mp::Str("n1"), "[name, endpoint]");
   ExpectRejected(head + mp::Str("n1"), "field nodes: expected array");
+}
+
+TEST_F(FrameTest, PeersEntriesCarryAPublicKeyOnlyUnderCurve) {
+  const std::string head = mp::Array(2) + mp::Uint(19) + mp::Array(1);
+  const std::string name_ep = mp::Str("n1") + mp::Str("tcp://127.0.0.1:1");
+  const std::string key(kCurveKeyChars, 'k');
+  // A keyless entry stays [name, endpoint], the version 1 form, byte for byte.
+  EXPECT_EQ(encode_frame(Frame(Peers{{{"n1", "tcp://127.0.0.1:1", ""}}})),
+            head + mp::Array(2) + name_ep);
+  EXPECT_EQ(encode_frame(Frame(Peers{{{"n1", "tcp://127.0.0.1:1", key}}})),
+            head + mp::Array(3) + name_ep + mp::Str(key));
+  Result<Frame> with_key = decode_frame(head + mp::Array(3) + name_ep + mp::Str(key));
+  ASSERT_OK(with_key);
+  EXPECT_EQ(std::get<Peers>(*with_key).nodes.at(0).public_key, key);
+  EXPECT_OK(decode_frame(head + mp::Array(3) + name_ep + mp::Str("")));
+  ExpectRejected(head + mp::Array(3) + name_ep + mp::Str("short"),
+                 "a public key of 5 characters, expected 40");
+  ExpectRejected(head + mp::Array(3) + name_ep + mp::Str(key + "k"), "at most 40");
+  ExpectRejected(head + mp::Array(3) + name_ep + mp::Uint(1), "expected str");
+  ExpectRejected(head + mp::Array(4) + name_ep + mp::Str(key) + mp::Str(key),
+                 "[name, endpoint, key]");
 }
 
 TEST_F(FrameTest, RefusesHeadersThatClaimMoreThanTheInputHolds) {

@@ -26,6 +26,8 @@
 
 #include <msgpack.hpp>
 
+#include "nodus/transport/curve.hpp"
+
 namespace nodus::transport {
 namespace {
 
@@ -131,9 +133,10 @@ struct Encoder {
     pack_head(pk, FrameKind::kPeers, 1);
     pk.pack_array(static_cast<std::uint32_t>(f.nodes.size()));
     for (const Peers::Entry& e : f.nodes) {
-      pk.pack_array(2);
+      pk.pack_array(e.public_key.empty() ? 2 : 3);
       pack_str(pk, e.name);
       pack_str(pk, e.endpoint);
+      if (!e.public_key.empty()) pack_str(pk, e.public_key);
     }
   }
 };
@@ -477,11 +480,20 @@ class Decoder {
     p.nodes.resize(list.size);
     for (std::uint32_t i = 0; i < list.size; ++i) {
       const msgpack::object& e = list.ptr[i];
-      if (e.type != msgpack::type::ARRAY || e.via.array.size != 2) {
-        return field_error("nodes", "each entry is [name, endpoint]");
+      if (e.type != msgpack::type::ARRAY || e.via.array.size < 2 || e.via.array.size > 3) {
+        return field_error("nodes", "each entry is [name, endpoint] or [name, endpoint, key]");
       }
       if (!read_name(e.via.array.ptr[0], "nodes", p.nodes[i].name)) return false;
       if (!read_str(e.via.array.ptr[1], "nodes", kMaxStrBytes, p.nodes[i].endpoint)) return false;
+      if (e.via.array.size == 3) {
+        std::string& key = p.nodes[i].public_key;
+        if (!read_str(e.via.array.ptr[2], "nodes", kCurveKeyChars, key)) return false;
+        if (!key.empty() && key.size() != kCurveKeyChars) {
+          return field_error("nodes", "a public key of " + std::to_string(key.size()) +
+                                          " characters, expected " +
+                                          std::to_string(kCurveKeyChars));
+        }
+      }
     }
     out = std::move(p);
     return true;

@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -24,6 +26,27 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
 constexpr auto kLogInterval = std::chrono::seconds(10);
+
+// libzmq asks the ZAP handler bound here, in the socket's context, to admit each CURVE client
+// (RFC 27/ZAP). Each transport has a context of its own, so one handler per transport.
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr const char* kZapDomain = "nodus";
+// Where the ROUTER reports handshakes that failed before ZAP (plaintext peers, bad CURVE).
+constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
+constexpr std::size_t kCurveKeyBytes = 32;
+
+// The Z85 text of a binary CURVE key. REQUIRES: key.size() == kCurveKeyBytes.
+std::string z85_key(const zmq::message_t& key) {
+  char text[kCurveKeyChars + 1];
+  zmq_z85_encode(text, key.data<std::uint8_t>(), kCurveKeyBytes);
+  return std::string(text, kCurveKeyChars);
+}
+
+// The CURVE client key a message arrived under: the ZAP handler's user id ("" if none).
+std::string user_id(zmq::message_t& msg) {
+  const char* v = zmq_msg_gets(msg.handle(), "User-Id");
+  return v ? std::string(v) : std::string();
+}
 
 std::string random_nonce() {
   std::string n(kNonceBytes, '\0');
@@ -74,7 +97,9 @@ class Transport::Impl {
   Status bind() {
     if (opt_.cookie.empty()) return Status(ErrorCode::kBadConfig, "the cookie is empty");
     if (sodium_init() < 0) return Status(ErrorCode::kInternal, "libsodium failed to initialise");
+    if (Status s = check_curve_options(); !s.ok()) return s;
     try {
+      if (opt_.curve) listen_with_curve();
       router_.set(zmq::sockopt::linger, 0);
       router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
       router_.set(zmq::sockopt::router_mandatory, 0);
@@ -91,10 +116,10 @@ class Transport::Impl {
 
   const std::string& endpoint() const { return endpoint_; }
 
-  void connect(const std::string& endpoint) {
+  void connect(const std::string& endpoint, const std::string& server_public_key) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      connect_requests_.push_back(endpoint);
+      connect_requests_.push_back(PeerAddress{endpoint, server_public_key});
     }
     wake();
   }
@@ -140,6 +165,7 @@ class Transport::Impl {
     s.frames_out = frames_out_.load();
     s.frames_rejected = frames_rejected_.load();
     s.auth_failures = auth_failures_.load();
+    s.curve_refused = curve_refused_.load();
     return s;
   }
 
@@ -158,6 +184,7 @@ class Transport::Impl {
   struct Outgoing {
     enum class State { kIdle, kHelloSent, kProofSent, kUp };
     std::string endpoint;
+    std::string server_key;  // CURVE: the key the peer proves it holds ("" when plaintext)
     std::unique_ptr<zmq::socket_t> dealer;
     State state = State::kIdle;
     std::string nonce;
@@ -178,6 +205,7 @@ class Transport::Impl {
     Clock::time_point since = Clock::now();
     Hello hello;
     std::string nonce;
+    std::string client_key;  // CURVE: the key this connection was admitted with
   };
 
   void log(const std::string& line) {
@@ -207,6 +235,11 @@ class Transport::Impl {
       std::vector<zmq::pollitem_t> items;
       items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+      if (opt_.curve) {
+        items.push_back({zap_.handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({monitor_.handle(), 0, ZMQ_POLLIN, 0});
+      }
+      const std::size_t first_dealer = items.size();
       std::vector<Outgoing*> polled;
       for (auto& o : outgoing_) {
         if (!o->dealer) continue;
@@ -229,10 +262,14 @@ class Transport::Impl {
         (void)!::read(wake_fd_, &n, sizeof(n));
       }
       take_requests();
+      if (opt_.curve) {
+        if (items[2].revents & ZMQ_POLLIN) answer_zap();
+        if (items[3].revents & ZMQ_POLLIN) read_monitor();
+      }
       if (items[0].revents & ZMQ_POLLIN) read_router();
       for (std::size_t i = 0; i < polled.size(); ++i) {
-        if (items[i + 2].revents & ZMQ_POLLIN) read_dealer(*polled[i]);
-        if (items[i + 2].revents & ZMQ_POLLOUT) flush(*polled[i]);
+        if (items[first_dealer + i].revents & ZMQ_POLLIN) read_dealer(*polled[i]);
+        if (items[first_dealer + i].revents & ZMQ_POLLOUT) flush(*polled[i]);
       }
       tick();
     }
@@ -243,18 +280,23 @@ class Transport::Impl {
       send_raw(*o, encode_frame(Frame(Bye{"leaving"})));
     }
     outgoing_.clear();
+    if (opt_.curve) {
+      (void)zmq_socket_monitor(router_.handle(), nullptr, 0);
+      monitor_.close();
+    }
     router_.close();
+    zap_.close();
   }
 
   void take_requests() {
-    std::vector<std::string> connects;
+    std::vector<PeerAddress> connects;
     // Two buffers traded with the senders, so neither side reallocates in steady state.
     {
       std::lock_guard<std::mutex> lock(mu_);
       connects.swap(connect_requests_);
       taken_.swap(outbox_);
     }
-    for (const std::string& ep : connects) start_outgoing(ep);
+    for (const PeerAddress& a : connects) start_outgoing(a.endpoint, a.public_key);
     if (taken_.empty()) return;
     // The whole batch leaves the queue counts at once: one lock per wake-up, not per frame.
     std::unordered_map<std::string, std::size_t> sent;
@@ -297,14 +339,29 @@ class Transport::Impl {
     return nullptr;
   }
 
-  void start_outgoing(const std::string& ep) {
+  void start_outgoing(const std::string& ep, const std::string& server_key) {
     if (ep == endpoint_ || ep == opt_.listen) return;  // ourselves
+    if (opt_.curve) {
+      // Link only to nodes that prove they hold a cluster key: gossip cannot steer us elsewhere.
+      if (server_key.empty()) {
+        log_limited(ep,
+                    "not linking to " + ep +
+                        ": CURVE is on and its public key is unknown (give it as endpoint#KEY)");
+        return;
+      }
+      if (!allowed_.count(server_key)) {
+        log_limited(server_key, "not linking to " + ep + ": its public key " + server_key +
+                                    " is not in curve_allowed");
+        return;
+      }
+    }
     Outgoing* o = link_to_endpoint(ep);
     if (!o) {
       outgoing_.push_back(std::make_unique<Outgoing>());
       o = outgoing_.back().get();
       o->endpoint = ep;
     }
+    if (opt_.curve) o->server_key = server_key;  // a node re-keyed: the next attempt uses it
     if (o->state == Outgoing::State::kIdle) attempt(*o);
   }
 
@@ -315,6 +372,11 @@ class Transport::Impl {
                   static_cast<int>(std::min<std::size_t>(opt_.max_queued_frames, 1u << 30)));
     o.dealer->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
     try {
+      if (opt_.curve) {
+        o.dealer->set(zmq::sockopt::curve_serverkey, o.server_key);
+        o.dealer->set(zmq::sockopt::curve_publickey, opt_.curve->public_key);
+        o.dealer->set(zmq::sockopt::curve_secretkey, opt_.curve->secret_key);
+      }
       o.dealer->connect(o.endpoint);
     } catch (const zmq::error_t& e) {
       log_limited(o.endpoint, "cannot connect to " + o.endpoint + ": " + e.what());
@@ -434,7 +496,7 @@ class Transport::Impl {
     if (!o || in == incoming_creation_.end() || in->second != o->peer_creation) return;
     if (announced_.count(peer)) return;
     announced_.insert(peer);
-    PeerInfo info{peer, o->peer_creation, o->endpoint};
+    PeerInfo info{peer, o->peer_creation, o->endpoint, o->server_key};
     bool restarted = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -451,11 +513,11 @@ class Transport::Impl {
   // Full mesh: the new peer learns every node we know, and every node we know learns of it.
   void gossip(Outgoing& fresh) {
     Peers to_fresh;
-    Peers about_fresh{{{fresh.peer, fresh.endpoint}}};
+    Peers about_fresh{{{fresh.peer, fresh.endpoint, fresh.server_key}}};
     const std::string about = encode_frame(Frame(about_fresh));
     for (auto& o : outgoing_) {
       if (o.get() == &fresh || o->state != Outgoing::State::kUp) continue;
-      to_fresh.nodes.push_back({o->peer, o->endpoint});
+      to_fresh.nodes.push_back({o->peer, o->endpoint, o->server_key});
       send_raw(*o, about);
     }
     if (!to_fresh.nodes.empty()) send_raw(fresh, encode_frame(Frame(std::move(to_fresh))));
@@ -464,7 +526,7 @@ class Transport::Impl {
   void learn(const Peers& peers) {
     for (const Peers::Entry& e : peers.nodes) {
       if (e.name == opt_.name || up_link(e.name)) continue;
-      start_outgoing(e.endpoint);
+      start_outgoing(e.endpoint, e.public_key);
     }
   }
 
@@ -500,6 +562,7 @@ class Transport::Impl {
         if (in.state != Incoming::State::kAuthenticated) incoming_.erase(id);
         continue;
       }
+      if (opt_.curve && in.state == Incoming::State::kAwaitHello) in.client_key = user_id(msg);
       handle_incoming(id, in, std::move(*frame));
     }
   }
@@ -568,7 +631,8 @@ class Transport::Impl {
         last_heard_[in.hello.name] = Clock::now();
         incoming_creation_[in.hello.name] = in.hello.creation;
         // Open our own direction to it, unless we have one already.
-        if (!up_link(in.hello.name)) start_outgoing(in.hello.listen);
+        // Under CURVE its key is the one it was admitted with: one pair per node.
+        if (!up_link(in.hello.name)) start_outgoing(in.hello.listen, in.client_key);
         maybe_up(in.hello.name);
         return;
       }
@@ -588,6 +652,128 @@ class Transport::Impl {
         }
         return;
       }
+    }
+  }
+
+  // -- CURVE ------------------------------------------------------------------------------
+
+  Status check_curve_options() {
+    if (!opt_.curve) {
+      if (opt_.curve_allowed.empty()) return Status::Ok();
+      return Status(ErrorCode::kBadConfig, "curve_allowed is set but this node has no CURVE keys");
+    }
+    if (Status s = check_curve_keys(*opt_.curve); !s.ok()) return s;
+    for (const std::string& key : opt_.curve_allowed) {
+      if (!is_curve_key(key)) {
+        return Status(ErrorCode::kBadConfig,
+                      "curve_allowed: \"" + key + "\" is not 40 characters of Z85");
+      }
+      allowed_.insert(key);
+    }
+    allowed_.insert(opt_.curve->public_key);
+    return Status::Ok();
+  }
+
+  // The ZAP handler first: a CURVE server without one admits any client key. Throws
+  // zmq::error_t.
+  void listen_with_curve() {
+    zap_ = zmq::socket_t(ctx_, zmq::socket_type::rep);
+    zap_.set(zmq::sockopt::linger, 0);
+    zap_.bind(kZapEndpoint);
+    if (zmq_socket_monitor(
+            router_.handle(), kMonitorEndpoint,
+            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
+      throw zmq::error_t();
+    }
+    monitor_ = zmq::socket_t(ctx_, zmq::socket_type::pair);
+    monitor_.set(zmq::sockopt::linger, 0);
+    monitor_.connect(kMonitorEndpoint);
+    router_.set(zmq::sockopt::zap_domain, kZapDomain);
+    router_.set(zmq::sockopt::curve_server, true);
+    router_.set(zmq::sockopt::curve_secretkey, opt_.curve->secret_key);
+  }
+
+  // Answers libzmq's ZAP requests (RFC 27): 200 for a CURVE client whose key is allowed, with
+  // the key as user id (read back per message as "User-Id"); 400 for anything else.
+  void answer_zap() {
+    for (;;) {
+      std::vector<zmq::message_t> req;
+      try {
+        zmq::message_t part;
+        if (!zap_.recv(part, zmq::recv_flags::dontwait)) return;
+        bool more = part.more();
+        req.push_back(std::move(part));
+        while (more) {
+          zmq::message_t next;
+          (void)zap_.recv(next, zmq::recv_flags::none);
+          more = next.more();
+          req.push_back(std::move(next));
+        }
+      } catch (const zmq::error_t& e) {
+        log_limited("zap", std::string("ZAP handler failed to read a request: ") + e.what());
+        return;
+      }
+      // version, request id, domain, address, routing id, mechanism, credentials...
+      const bool well_formed = req.size() >= 6 && req[0].to_string_view() == "1.0";
+      const std::string mechanism = well_formed ? req[5].to_string() : std::string("?");
+      const std::string address = well_formed ? req[3].to_string() : std::string("?");
+      std::string key;
+      if (well_formed && mechanism == "CURVE" && req.size() == 7 &&
+          req[6].size() == kCurveKeyBytes) {
+        key = z85_key(req[6]);
+      }
+      const bool admit = !key.empty() && allowed_.count(key) > 0;
+      const std::string request_id = req.size() > 1 ? req[1].to_string() : std::string();
+      const std::array<std::string, 6> reply = {"1.0",
+                                                request_id,
+                                                admit ? "200" : "400",
+                                                admit ? "OK" : "not a cluster key",
+                                                admit ? key : std::string(),
+                                                std::string()};
+      try {
+        for (std::size_t i = 0; i < reply.size(); ++i) {
+          zmq::message_t part(reply[i].data(), reply[i].size());
+          (void)zap_.send(part,
+                          i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        }
+      } catch (const zmq::error_t& e) {
+        log_limited("zap", std::string("ZAP handler failed to reply: ") + e.what());
+      }
+      if (admit) continue;
+      curve_refused_.fetch_add(1, std::memory_order_relaxed);
+      std::string why = key.empty() ? "it offered mechanism " + mechanism + ", not CURVE"
+                                    : "its public key " + key + " is not in curve_allowed";
+      std::string line = "refused a connection from ";
+      line.append(address).append(": ").append(why);
+      log_limited("curve " + address, line);
+    }
+  }
+
+  // Handshakes the ROUTER failed before asking ZAP: a plaintext peer, a CURVE client that
+  // does not know our public key, a connection dropped mid-handshake.
+  void read_monitor() {
+    for (;;) {
+      zmq::message_t event, where;
+      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+      if (event.more()) (void)monitor_.recv(where, zmq::recv_flags::none);
+      if (event.size() < 6) continue;
+      std::uint16_t kind = 0;
+      std::uint32_t value = 0;
+      std::memcpy(&kind, event.data<char>(), sizeof(kind));
+      std::memcpy(&value, event.data<char>() + 2, sizeof(value));
+      curve_refused_.fetch_add(1, std::memory_order_relaxed);
+      char code[48];
+      std::snprintf(code, sizeof(code), " (event 0x%x, value 0x%x)", unsigned{kind},
+                    unsigned{value});
+      // Which side notices a plaintext peer first is a race: here a mechanism mismatch, or a
+      // connection the peer dropped mid-handshake (no detail).
+      std::string why = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                            ? "the peer does not use CURVE (a plaintext node?)"
+                            : "the handshake failed before CURVE authentication (a plaintext "
+                              "node, or one without our public key?)";
+      std::string line = "refused a connection on ";
+      line.append(endpoint_).append(": ").append(why).append(code);
+      log_limited("curve handshake " + why, line);
     }
   }
 
@@ -666,6 +852,9 @@ class Transport::Impl {
   TransportCallbacks cb_;
   zmq::context_t ctx_;
   zmq::socket_t router_;
+  zmq::socket_t zap_;      // CURVE: the ZAP handler (REP), answered on the I/O thread
+  zmq::socket_t monitor_;  // CURVE: the ROUTER's failed handshakes (PAIR)
+  std::unordered_set<std::string> allowed_;  // CURVE: admitted public keys, Z85; set by bind()
   std::string endpoint_;
   int wake_fd_ = -1;
   std::thread io_;
@@ -676,7 +865,7 @@ class Transport::Impl {
   mutable std::mutex mu_;
   std::vector<std::pair<std::string, Data>> outbox_;
   std::atomic<std::size_t> total_queued_{0};
-  std::vector<std::string> connect_requests_;
+  std::vector<PeerAddress> connect_requests_;
   std::map<std::string, PeerInfo> up_;
   std::unordered_map<std::string, std::size_t> queued_;
 
@@ -694,6 +883,7 @@ class Transport::Impl {
   std::atomic<std::uint64_t> frames_out_{0};
   std::atomic<std::uint64_t> frames_rejected_{0};
   std::atomic<std::uint64_t> auth_failures_{0};
+  std::atomic<std::uint64_t> curve_refused_{0};
 };
 
 Result<std::unique_ptr<Transport>> Transport::start(TransportOptions options,
@@ -707,7 +897,9 @@ Result<std::unique_ptr<Transport>> Transport::start(TransportOptions options,
 Transport::Transport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Transport::~Transport() { close(); }
 const std::string& Transport::endpoint() const { return impl_->endpoint(); }
-void Transport::connect(const std::string& endpoint) { impl_->connect(endpoint); }
+void Transport::connect(const std::string& endpoint, const std::string& server_public_key) {
+  impl_->connect(endpoint, server_public_key);
+}
 Status Transport::send(const std::string& peer, Data data) {
   return impl_->send(peer, std::move(data));
 }

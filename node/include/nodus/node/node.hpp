@@ -19,6 +19,7 @@
 #include "nodus/node/process.hpp"
 #include "nodus/node/term.hpp"
 #include "nodus/node/timeout.hpp"
+#include "nodus/transport/curve.hpp"
 
 namespace nodus {
 
@@ -51,11 +52,20 @@ struct NodeOptions {
   /// The cluster's shared secret (the contents of the cookie file). Nodes with different
   /// cookies refuse each other. REQUIRES: not empty when `listen` is set.
   std::string cookie{};
-  /// Nodes to link to at start (any that answers will do).
+  /// Nodes to link to at start (any that answers will do), as "tcp://host:port", or with
+  /// CURVE on as "tcp://host:port#PUBLICKEY" (the seed's Z85 public key).
   std::vector<std::string> seeds{};
   /// Heartbeat period and the silence after which a peer is declared down.
   std::chrono::milliseconds heartbeat_interval{300};
   std::chrono::milliseconds down_after{2000};
+  /// This node's CURVE key pair, Z85 (node.curve_public_key, node.curve_secret_key; make one
+  /// with transport::generate_curve_keys). Default none: plaintext links, authenticated by
+  /// the cookie alone. Set, links are encrypted and only nodes whose public key is in
+  /// `curve_allowed` get in; seeds then need their key (see `seeds`). The cookie handshake
+  /// still runs on top. See transport::TransportOptions::curve for the trade-off.
+  std::optional<transport::CurveKeys> curve{};
+  /// The cluster's public keys, Z85 (cluster.curve_allowed). REQUIRES: empty unless `curve`.
+  std::vector<std::string> curve_allowed{};
 };
 
 /// Counters of the node's links to other nodes (zero without networking).
@@ -64,6 +74,7 @@ struct NetworkStats {
   std::uint64_t frames_out = 0;
   std::uint64_t frames_rejected = 0;    ///< malformed, oversized or unauthenticated frames
   std::uint64_t auth_failures = 0;      ///< handshakes refused either way
+  std::uint64_t curve_refused = 0;      ///< connections refused by CURVE (key not allowed ...)
   std::uint64_t messages_rejected = 0;  ///< well-formed frames with an undecodable message
 };
 
@@ -101,7 +112,8 @@ class Node {
 
   /// Where this node listens ("" without networking).
   std::string endpoint() const;
-  /// Links to the node listening at `endpoint` (asynchronous: see nodes()).
+  /// Links to the node listening at `endpoint` (asynchronous: see nodes()); with CURVE on,
+  /// `endpoint` is "tcp://host:port#PUBLICKEY".
   void connect(const std::string& endpoint);
   /// The nodes this one is linked to.
   std::vector<Atom> nodes() const;

@@ -106,6 +106,9 @@ struct Peers {
   struct Entry {
     std::string name;
     std::string endpoint;
+    /// The node's CURVE public key (Z85, kCurveKeyChars), or "" on a plaintext cluster. On the
+    /// wire an entry without a key is [name, endpoint], one with a key [name, endpoint, key].
+    std::string public_key;
     friend bool operator==(const Entry&, const Entry&) = default;
   };
   std::vector<Entry> nodes;

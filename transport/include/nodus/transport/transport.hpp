@@ -5,6 +5,10 @@
 // SHA-256; the cookie never crosses the wire) before it carries data. Peers that fall silent
 // are declared down; links to known peers are re-established with backoff.
 //
+// Optionally (TransportOptions::curve) every link is also encrypted and authenticated with
+// ZeroMQ's CURVE, and a ZAP handler admits only the cluster's public keys; the cookie handshake
+// still runs on top, so a peer needs both a cluster key pair and the cookie.
+//
 // Threading: one I/O thread owns every socket. send() may be called from any thread: it
 // queues the frame and wakes the I/O thread (one wake-up per batch, not per frame). The
 // callbacks run on the I/O thread and must not block.
@@ -15,9 +19,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "nodus/transport/curve.hpp"
 #include "nodus/transport/frame.hpp"
 #include "nodus/transport/status.hpp"
 
@@ -42,6 +48,21 @@ struct TransportOptions {
   /// when a peer stops reading.
   std::size_t max_queued_frames = 200000;
   FrameLimits limits;
+
+  // -- encryption (docs/protocol.md section 8) ----------------------------------------------
+  /// This node's CURVE key pair. Default: none, and links are plaintext: the cookie still
+  /// authenticates peers, but anyone on the path can read frames and hijack a connection after
+  /// the handshake. Set, every link is CURVE-encrypted and authenticated (some CPU per byte),
+  /// only clients whose public key is in `curve_allowed` are admitted, plaintext peers are
+  /// refused, and this node links only to peers whose public key it knows (see connect()).
+  /// Why per-node pairs and not one cluster pair: a leaked node's key can be dropped from
+  /// everyone's `curve_allowed` without re-keying the rest.
+  std::optional<CurveKeys> curve;
+  /// The public keys (Z85) admitted when `curve` is set: the cluster's. This node's own key is
+  /// always admitted. Default empty: a single-node cluster. REQUIRES: empty unless `curve` is
+  /// set. Every node must list every other node's key, since links go both ways.
+  std::vector<std::string> curve_allowed;
+
   /// Where log lines go (default: stderr). Called on the I/O thread.
   std::function<void(const std::string& line)> log;
 };
@@ -51,6 +72,7 @@ struct PeerInfo {
   std::string name;
   std::uint32_t creation = 0;
   std::string endpoint;
+  std::string public_key;  ///< its CURVE public key, "" on plaintext links
 };
 
 struct TransportStats {
@@ -58,6 +80,9 @@ struct TransportStats {
   std::uint64_t frames_out = 0;
   std::uint64_t frames_rejected = 0;  ///< malformed, oversized, unauthenticated
   std::uint64_t auth_failures = 0;
+  /// Connections refused by CURVE before any frame: a client key not in curve_allowed, a
+  /// plaintext client, a failed CURVE handshake. Zero without `curve`.
+  std::uint64_t curve_refused = 0;
 };
 
 struct TransportCallbacks {
@@ -72,7 +97,8 @@ struct TransportCallbacks {
 class Transport {
  public:
   /// Binds the listen endpoint and starts the I/O thread. Errors: kBadConfig naming the
-  /// endpoint (bad syntax, address in use) or an empty cookie.
+  /// endpoint (bad syntax, address in use), an empty cookie, an invalid CURVE key pair or
+  /// allowed key, curve_allowed without curve.
   static Result<std::unique_ptr<Transport>> start(TransportOptions options,
                                                   TransportCallbacks callbacks);
   ~Transport();
@@ -82,8 +108,10 @@ class Transport {
   /// The bound endpoint ("tcp://127.0.0.1:40123").
   const std::string& endpoint() const;
   /// Starts linking to the node listening at `endpoint` (asynchronous; on_peer_up follows).
-  /// Retried with backoff until it answers.
-  void connect(const std::string& endpoint);
+  /// Retried with backoff until it answers. With `curve` set, `server_public_key` is the key
+  /// that node must prove it holds, and must be in curve_allowed; a connect without one (or
+  /// with a key not allowed) is logged and ignored. Without `curve` the key is ignored.
+  void connect(const std::string& endpoint, const std::string& server_public_key = {});
   /// Queues `data` for `peer`. At most once, in order per peer. Errors: kNodeDown when no
   /// link to `peer` is up, kOverloaded when its queue is full.
   Status send(const std::string& peer, Data data);
