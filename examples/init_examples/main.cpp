@@ -1,0 +1,28 @@
+// Runs the InitExamples exercise: simple, with params, a failing validation, deferred.
+#include <chrono>
+#include <cstdio>
+
+#include "init_examples.hpp"
+
+int main() {
+  using init_examples::InitExamples;
+  using namespace std::chrono_literals;
+  nodus::Node node(nodus::NodeOptions{.name = "demo"});
+  nodus::Inbox me(node);
+  auto show = [](const char* what, const nodus::Result<nodus::Pid, nodus::Reason>& r) {
+    if (!r) return std::printf("%-26s -> {error, %s}\n", what, r.error().to_string().c_str());
+    return std::printf("%-26s -> {ok, %s} state %s\n", what, r->to_string().c_str(),
+                       InitExamples::state(*r)->to_string().c_str());
+  };
+  show("start_simple()", InitExamples::start_simple(node));
+  show("start_with_params(42)", InitExamples::start_with_params(node, 42));
+  show("start_with_validation(-5)", InitExamples::start_with_validation(node, -5));
+  auto t0 = std::chrono::steady_clock::now();
+  auto deferred = InitExamples::start_deferred(node, {1s});
+  auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  std::printf("start_deferred() returned after %lld ms (loading takes 1000 ms)\n",
+              static_cast<long long>(took.count()));
+  show("start_deferred()", deferred);  // the state call waits until the load is done
+  return 0;
+}
