@@ -105,7 +105,8 @@ void Runtime::deliver_remote(const Pid& to, Envelope* e) {
         e->kind == Kind::kCall || e->kind == Kind::kGetStatus || e->kind == Kind::kStop;
     bounce(owned.release(), Term(atom(asks ? "nodedown" : "noconnection")), to);
   };
-  if (!transport_) {
+  transport::Transport* t = transport();
+  if (!t) {
     unreachable();
     return;
   }
@@ -114,7 +115,7 @@ void Runtime::deliver_remote(const Pid& to, Envelope* e) {
     if (e->kind == Kind::kCall) send_error_reply(e->from, e->ref, data.error());
     return;
   }
-  Status s = transport_->send(std::string(to.node.name()), std::move(data.value()));
+  Status s = t->send(std::string(to.node.name()), std::move(data.value()));
   if (s.code() == ErrorCode::kNodeDown) {
     unreachable();
   } else if (!s.ok()) {
@@ -194,10 +195,11 @@ void Runtime::on_peer_change(const std::string& peer, bool up) {
 }
 
 void Runtime::await_room(Atom node) {
-  if (!transport_ || node == name_) return;
+  transport::Transport* t = transport();
+  if (!t || node == name_) return;
   const std::string peer(node.name());
-  const std::size_t high = transport_->max_queued() - transport_->max_queued() / 8;
-  for (int i = 0; i < 10000 && transport_->queued(peer) >= high; ++i) {
+  const std::size_t high = t->max_queued() - t->max_queued() / 8;
+  for (int i = 0; i < 10000 && t->queued(peer) >= high; ++i) {
     sleep_for(std::chrono::milliseconds(1));  // bounded: a peer that stops reading goes down
   }
 }
@@ -222,15 +224,17 @@ Status Runtime::start_transport(const NodeOptions& o) {
   };
   auto started = transport::Transport::start(std::move(t), std::move(cb));
   if (!started.ok()) return started.error();
-  transport_ = std::move(started.value());
+  transport_owner_ = std::move(started.value());
+  transport_.store(transport_owner_.get(), std::memory_order_release);
   for (const std::string& seed : o.seeds) connect(seed);
   return Status::Ok();
 }
 
 void Runtime::connect(const std::string& address) {
-  if (!transport_) return;
+  transport::Transport* t = transport();
+  if (!t) return;
   transport::PeerAddress a = transport::parse_peer_address(address);
-  transport_->connect(a.endpoint, a.public_key);
+  t->connect(a.endpoint, a.public_key);
 }
 
 std::vector<Atom> Runtime::nodes() const {

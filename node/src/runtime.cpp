@@ -198,7 +198,7 @@ void Runtime::shutdown(Timeout grace) {
       wait_until_empty(Clock::now() + std::chrono::seconds(1));
     }
   }
-  if (transport_) transport_->close();  // peers hear BYE
+  if (transport::Transport* t = transport()) t->close();  // peers hear BYE
   timers_.stop();
   scheduler_.stop();
 }

@@ -50,7 +50,7 @@ class Runtime {
   void send_reply(const Pid& to, const Ref& ref, Message value);
   /// Starts listening and linking to the seeds. Errors: the transport's (kBadConfig ...).
   Status start_transport(const NodeOptions& options);
-  transport::Transport* transport() const { return transport_.get(); }
+  transport::Transport* transport() const { return transport_.load(std::memory_order_acquire); }
   /// Starts linking to "tcp://host:port" or "tcp://host:port#PUBLICKEY" (no-op without
   /// networking).
   void connect(const std::string& address);
@@ -104,7 +104,10 @@ class Runtime {
   TimerService timers_;
   Scheduler scheduler_;
   // Last: its thread delivers into the scheduler, so it stops first.
-  std::unique_ptr<transport::Transport> transport_;
+  // The transport's callbacks may run before start() returns, so they read the transport
+  // through an atomic pointer published once it is complete; the unique_ptr only owns it.
+  std::unique_ptr<transport::Transport> transport_owner_;
+  std::atomic<transport::Transport*> transport_{nullptr};
 };
 
 }  // namespace nodus::detail
