@@ -11,9 +11,9 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "../test_support.hpp"
 #include "nodus/transport/curve.hpp"
 #include "nodus/transport/transport.hpp"
+#include "peer_harness.hpp"
 
 namespace nodus::transport {
 namespace {
@@ -22,44 +22,7 @@ using namespace std::chrono_literals;
 
 using ::nodus::testing::eventually;
 
-/// One transport and everything its callbacks saw.
-struct Peer {
-  // Stop the I/O thread before the vectors its callbacks write go away.
-  ~Peer() {
-    if (t) t->close();
-  }
-  std::unique_ptr<Transport> t;
-  CurveKeys keys;
-  mutable std::mutex mu;  // guards the vectors below, written by the I/O thread
-  std::vector<std::pair<std::string, Data>> received;
-  std::vector<std::string> logs;
-
-  bool is_up(const std::string& name) const {
-    for (const auto& p : t->peers()) {
-      if (p.name == name) return true;
-    }
-    return false;
-  }
-  std::size_t count_received() const {
-    std::lock_guard<std::mutex> lock(mu);
-    return received.size();
-  }
-  bool logged(const std::string& fragment) const {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const auto& l : logs) {
-      if (l.find(fragment) != std::string::npos) return true;
-    }
-    return false;
-  }
-  std::string all_logs() const {
-    std::lock_guard<std::mutex> lock(mu);
-    std::string out;
-    for (const auto& l : logs) out.append(l).append("\n");
-    return out;
-  }
-  /// "tcp://127.0.0.1:port#KEY", the form seeds take.
-  std::string address() const { return t->endpoint() + "#" + keys.public_key; }
-};
+using Peer = testing::TestPeer;
 
 CurveKeys fresh_keys() {
   auto k = generate_curve_keys();
@@ -80,30 +43,10 @@ class CurveTest : public ::testing::Test {
   /// A transport; with `keys`, CURVE on and admitting `allowed`.
   std::unique_ptr<Peer> make(const std::string& name, std::optional<CurveKeys> keys,
                              std::vector<std::string> allowed = {}) {
-    auto p = std::make_unique<Peer>();
-    Peer* raw = p.get();
-    TransportOptions o;
-    o.name = name;
-    o.creation = 1;
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = "secret";
-    o.heartbeat_interval = 50ms;
+    TransportOptions o = testing::test_options(name);
     o.curve = keys;
     o.curve_allowed = std::move(allowed);
-    if (keys) p->keys = *keys;
-    o.log = [raw](const std::string& line) {
-      std::lock_guard<std::mutex> lock(raw->mu);
-      raw->logs.push_back(line);
-    };
-    TransportCallbacks cb;
-    cb.on_data = [raw](const std::string& peer, Data&& d) {
-      std::lock_guard<std::mutex> lock(raw->mu);
-      raw->received.emplace_back(peer, std::move(d));
-    };
-    auto t = Transport::start(std::move(o), std::move(cb));
-    EXPECT_OK(t);
-    if (t.ok()) p->t = std::move(t.value());
-    return p;
+    return testing::start_peer(std::move(o));
   }
 
   static Status start_error(TransportOptions o) {

@@ -16,7 +16,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "../test_support.hpp"
+#include "peer_harness.hpp"
 
 namespace nodus::transport {
 namespace {
@@ -25,81 +25,15 @@ using namespace std::chrono_literals;
 
 using ::nodus::testing::eventually;
 
-/// One transport and everything its callbacks saw.
-struct Peer {
-  // Stop the I/O thread before the vectors its callbacks write go away.
-  ~Peer() {
-    if (t) t->close();
-  }
-  std::unique_ptr<Transport> t;
-  mutable std::mutex mu;  // guards the vectors below, written by the I/O thread
-  std::vector<std::pair<std::string, Data>> received;
-  std::vector<PeerInfo> ups;
-  std::vector<std::pair<std::string, std::string>> downs;
-  std::vector<std::string> logs;
-
-  std::size_t count_received() const {
-    std::lock_guard<std::mutex> lock(mu);
-    return received.size();
-  }
-  bool is_up(const std::string& name) const {
-    for (const auto& p : t->peers()) {
-      if (p.name == name) return true;
-    }
-    return false;
-  }
-  bool went_down(const std::string& name, std::string* reason = nullptr) const {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const auto& [n, r] : downs) {
-      if (n != name) continue;
-      if (reason) *reason = r;
-      return true;
-    }
-    return false;
-  }
-  bool logged(const std::string& fragment) const {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const auto& l : logs) {
-      if (l.find(fragment) != std::string::npos) return true;
-    }
-    return false;
-  }
-};
+using Peer = testing::TestPeer;
 
 class TransportTest : public ::testing::Test {
  protected:
   std::unique_ptr<Peer> make(const std::string& name, const std::string& cookie = "secret",
                              std::chrono::milliseconds down_after = 2000ms) {
-    auto p = std::make_unique<Peer>();
-    Peer* raw = p.get();
-    TransportOptions o;
-    o.name = name;
-    o.creation = 1;
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = cookie;
-    o.heartbeat_interval = 50ms;
+    TransportOptions o = testing::test_options(name, cookie);
     o.down_after = down_after;
-    o.log = [raw](const std::string& line) {
-      std::lock_guard<std::mutex> lock(raw->mu);
-      raw->logs.push_back(line);
-    };
-    TransportCallbacks cb;
-    cb.on_data = [raw](const std::string& peer, Data&& d) {
-      std::lock_guard<std::mutex> lock(raw->mu);
-      raw->received.emplace_back(peer, std::move(d));
-    };
-    cb.on_peer_up = [raw](const PeerInfo& info) {
-      std::lock_guard<std::mutex> lock(raw->mu);
-      raw->ups.push_back(info);
-    };
-    cb.on_peer_down = [raw](const std::string& peer, const std::string& reason) {
-      std::lock_guard<std::mutex> lock(raw->mu);
-      raw->downs.emplace_back(peer, reason);
-    };
-    auto t = Transport::start(std::move(o), std::move(cb));
-    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().to_string());
-    p->t = std::move(t.value());
-    return p;
+    return testing::start_peer(std::move(o));
   }
 
   static Data data_with(std::uint64_t seq) {
