@@ -14,7 +14,7 @@ namespace nodus {
 namespace detail {
 Reason current_exception_reason();
 Process* make_inbox(Runtime& rt);
-Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind);
+Result<Message, Reason> call_message(const Dest& to, Message request, Timeout timeout, Kind kind);
 }  // namespace detail
 
 // -- default callbacks -------------------------------------------------------------
@@ -345,6 +345,18 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
                                  From{waiter->pid(), ref});
   if (me) p->set_parent(me->pid());  // a thread or another node's process is no parent here
   Pid pid = rt.adopt(p);
+  if (!opts.name.empty()) {
+    // Registered before init runs, as gen_server does; a taken name starts nothing.
+    Status s = rt.register_name(opts.name, pid);
+    if (!s.ok()) {
+      Pid holder = rt.whereis(opts.name);
+      p->finish(reasons::normal());
+      rt.retire(pid);
+      if (s.code() == ErrorCode::kAlreadyStarted)
+        return Reason(tuple(atom("already_started"), holder));
+      return reasons::from_status(s);
+    }
+  }
   if (opts.link && me) {
     p->add_link(me->pid());
     me->add_link(pid);
@@ -357,7 +369,7 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
   return pid;
 }
 
-Result<Message, Reason> call_typed(const Pid& to, Message request, Timeout timeout) {
+Result<Message, Reason> call_typed(const Dest& to, Message request, Timeout timeout) {
   return call_message(to, std::move(request), timeout, Kind::kCall);
 }
 

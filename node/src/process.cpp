@@ -149,7 +149,9 @@ void Process::wake_thread() { NODUS_CHECK(false && "not thread-bound"); }
 
 void Process::after_run(bool suspended) {
   if (dead_) {
-    rt_.table().remove(pid_.id);  // may delete this
+    Runtime& rt = rt_;
+    const Pid pid = pid_;
+    rt.retire(pid);  // may delete this
     return;
   }
   if (!suspended && (fifo_head_ || has_pending_work())) {
@@ -677,6 +679,14 @@ Runtime& runtime_for_call(const Pid& to) {
 
 }  // namespace
 
+Runtime& runtime_for_dest(const Dest& to) {
+  if (to.is_pid()) return runtime_for_call(to.pid());
+  if (Process* me = current_process()) return me->rt();
+  Runtime* rt = Runtime::any();
+  NODUS_CHECK(rt != nullptr && "no nodus::Node exists in this process");
+  return *rt;
+}
+
 Process* make_inbox(Runtime& rt) {
   auto* p = new InboxProcess(rt);
   rt.adopt(p);
@@ -693,16 +703,25 @@ Waiter::Waiter(Runtime& rt, bool same_runtime) : p_(current_process()) {
 Waiter::~Waiter() {
   if (temp_) {
     temp_->finish(reasons::normal());
-    temp_->rt().table().remove(temp_->pid().id);
+    temp_->rt().retire(temp_->pid());
   }
 }
 
-Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind) {
-  Runtime& rt = runtime_for_call(to);
+Result<Message, Reason> call_message(const Dest& dest, Message request, Timeout timeout,
+                                     Kind kind) {
+  Runtime& rt = runtime_for_dest(dest);
   Waiter me(rt);
-  if (to == me->pid()) return Reason(atom("calling_self"));
+  // A local name is resolved now; a remote one by its node. `target` says whose node going
+  // down ends the wait.
+  Pid target = dest.is_pid() ? dest.pid() : Pid{dest.node(), 0, 0};
+  if (!dest.is_pid() && (dest.node() == Atom() || dest.node() == rt.name())) {
+    target = rt.whereis(dest.name());
+    if (!target) return reasons::noproc();
+  }
+  const Dest to = target.id ? Dest(target) : dest;
+  if (target == me->pid()) return Reason(atom("calling_self"));
   Ref ref = rt.make_ref();
-  me->await_ref(ref, to);
+  me->await_ref(ref, target);
   // A call made while handling a call gets no more time than that call has left.
   const auto deadline = std::min(timeout.deadline_from_now(), me->current_deadline());
   auto* e = new Envelope(kind, me->pid(), ref, std::move(request));
@@ -735,6 +754,21 @@ Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
   auto* p = new detail::FunProcess(rt, std::move(body), opts);
   Process* me = detail::current_process();
   if (me && &me->rt() == &rt) p->set_parent(me->pid());
+  if (!opts.name.empty()) {
+    Pid pid = rt.adopt(p);
+    if (!rt.register_name(opts.name, pid).ok()) {  // taken: nothing starts
+      p->finish(reasons::normal());
+      rt.retire(pid);
+      return Pid{};
+    }
+    if (opts.link) {
+      Process* linker = detail::require_self("spawn_link");
+      p->add_link(linker->pid());
+      linker->add_link(pid);
+    }
+    rt.scheduler().schedule(p);
+    return pid;
+  }
   if (opts.link) {
     Process* linker = detail::require_self("spawn_link");
     Pid pid = rt.adopt(p);
@@ -776,19 +810,19 @@ std::optional<Message> receive(Timeout t) {
 }
 
 namespace {
-void send_kind(const Pid& to, Message msg, Kind kind) {
+void send_kind(const Dest& to, Message msg, Kind kind) {
   Process* me = detail::current_process();
-  Runtime& rt = detail::runtime_for_call(to);
-  rt.await_room(to.node);
+  Runtime& rt = detail::runtime_for_dest(to);
+  rt.await_room(to.is_pid() ? to.pid().node : to.node());
   rt.deliver(to, new Envelope(kind, me ? me->pid() : Pid{}, Ref{}, std::move(msg)));
   detail::Scheduler::consume_reduction();
 }
 }  // namespace
 
-void send(const Pid& to, Message msg) { send_kind(to, std::move(msg), Kind::kInfo); }
-void cast(const Pid& to, Message request) { send_kind(to, std::move(request), Kind::kCast); }
+void send(const Dest& to, Message msg) { send_kind(to, std::move(msg), Kind::kInfo); }
+void cast(const Dest& to, Message request) { send_kind(to, std::move(request), Kind::kCast); }
 
-CallResult call(const Pid& to, Message request, Timeout timeout) {
+CallResult call(const Dest& to, Message request, Timeout timeout) {
   auto r = detail::call_message(to, std::move(request), timeout, Kind::kCall);
   if (!r) return std::move(r).error();
   Message& m = r.value();
@@ -804,13 +838,15 @@ void reply(const From& from, Message value) {
   rt.send_reply(from.pid, from.ref, std::move(value));
 }
 
-RequestId send_request(const Pid& to, Message request) {
+RequestId send_request(const Dest& to, Message request) {
   Process* me = detail::require_self("send_request");
   Runtime& rt = me->rt();
   Ref ref = rt.make_ref();
-  me->await_ref(ref, to);
+  const Pid target =
+      to.is_pid() ? to.pid() : Pid{to.node() == Atom() ? rt.name() : to.node(), 0, 0};
+  me->await_ref(ref, target);
   rt.deliver(to, new Envelope(Kind::kCall, me->pid(), ref, std::move(request)));
-  return RequestId{ref, to};
+  return RequestId{ref, target};
 }
 
 CallResult wait_response(const RequestId& id, Timeout timeout) {
@@ -836,14 +872,55 @@ std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer) {
   return rt->timers().cancel(timer.id);
 }
 
-Ref monitor(const Pid& pid) {
+Ref monitor(const Dest& target) {
   Process* me = detail::require_self("monitor");
   Runtime& rt = me->rt();
   Ref ref = rt.make_ref();
-  me->add_monitor(ref, pid);
-  rt.deliver(pid, new Envelope(Kind::kMonitor, me->pid(), ref, Term()));
+  // A local name is resolved now (nobody holds it: a Down with noproc at once); a remote name
+  // by its node, and only that node matters if it goes down.
+  Dest to = target;
+  Pid watched = target.is_pid() ? target.pid() : Pid{target.node(), 0, 0};
+  if (!target.is_pid() && (target.node() == Atom() || target.node() == rt.name())) {
+    watched = rt.whereis(target.name());
+    if (watched) to = Dest(watched);  // else the name bounces: a Down with noproc
+  }
+  me->add_monitor(ref, watched);
+  rt.deliver(to, new Envelope(Kind::kMonitor, me->pid(), ref, Term()));
   return ref;
 }
+
+// -- names --------------------------------------------------------------------------------
+
+std::string Dest::to_string() const {
+  if (is_pid()) return pid_.to_string();
+  if (node_ == Atom()) return name_;
+  return "{" + name_ + "," + std::string(node_.name()) + "}";
+}
+
+Dest named(std::string_view name) {
+  Dest d;
+  d.name_ = std::string(name);
+  return d;
+}
+
+Dest named(std::string_view name, std::string_view node) {
+  Dest d;
+  d.name_ = std::string(name);
+  d.node_ = Atom(node);
+  return d;
+}
+
+Status register_name(std::string_view name, const Pid& pid) {
+  Runtime* rt = Runtime::owning(pid.node, pid.creation);
+  if (!rt) return Status(ErrorCode::kBadArg, pid.to_string() + " is not on a node of this process");
+  return rt->register_name(name, pid);
+}
+
+bool unregister_name(std::string_view name) {
+  return detail::require_self("unregister_name")->rt().unregister_name(name);
+}
+
+Pid whereis(std::string_view name) { return detail::require_self("whereis")->rt().whereis(name); }
 
 bool demonitor(const Ref& ref) {
   Process* me = detail::require_self("demonitor");
@@ -909,7 +986,7 @@ void Inbox::close() {
   if (!process_) return;
   detail::remove_thread_inbox(process_);
   process_->finish(reasons::normal());
-  process_->rt().table().remove(pid_.id);
+  process_->rt().retire(pid_);
   process_ = nullptr;
 }
 

@@ -75,13 +75,18 @@ Ref ref_of(const transport::WireId& w) { return Ref{Atom(w.node), w.creation, w.
 
 }  // namespace
 
-Result<transport::Data, Reason> Runtime::to_data(const Envelope& e, const Pid& to) {
+Result<transport::Data, Reason> Runtime::to_data(const Envelope& e,
+                                                 std::variant<Pid, std::string> to) {
   auto kind = wire_kind(e.kind);
   if (!kind) return Reason(tuple(atom("badarg"), bin("a local-only signal")));
   transport::Data d;
   d.kind = *kind;
   if (e.from) d.from = wire(e.from);
-  d.to = wire(to);
+  if (const Pid* pid = std::get_if<Pid>(&to)) {
+    d.to = wire(*pid);
+  } else {
+    d.to = std::move(std::get<std::string>(to));
+  }
   if (e.ref) d.ref = wire(e.ref);
   if (e.deadline != Clock::time_point::max()) {
     auto left = std::chrono::duration_cast<std::chrono::microseconds>(e.deadline - Clock::now());
@@ -96,8 +101,16 @@ Result<transport::Data, Reason> Runtime::to_data(const Envelope& e, const Pid& t
   return d;
 }
 
-void Runtime::deliver_remote(const Pid& to, Envelope* e) {
+void Runtime::deliver_remote(const Pid& to, Envelope* e) { deliver_remote_to(to.node, to, e); }
+
+void Runtime::deliver_remote_name(Atom node, const std::string& name, Envelope* e) {
+  deliver_remote_to(node, name, e);
+}
+
+void Runtime::deliver_remote_to(Atom node, std::variant<Pid, std::string> address, Envelope* e) {
   std::unique_ptr<Envelope> owned(e);
+  // Who bounces answer for: the pid, or for a name "no process" in general.
+  const Pid to = std::holds_alternative<Pid>(address) ? std::get<Pid>(address) : Pid{};
   // A call to an unreachable node fails at once with nodedown; a monitor or link gets
   // noconnection, as in Erlang.
   auto unreachable = [&] {
@@ -110,12 +123,12 @@ void Runtime::deliver_remote(const Pid& to, Envelope* e) {
     unreachable();
     return;
   }
-  auto data = to_data(*e, to);
+  auto data = to_data(*e, std::move(address));
   if (!data.ok()) {
     if (e->kind == Kind::kCall) send_error_reply(e->from, e->ref, data.error());
     return;
   }
-  Status s = t->send(std::string(to.node.name()), std::move(data.value()));
+  Status s = t->send(std::string(node.name()), std::move(data.value()));
   if (s.code() == ErrorCode::kNodeDown) {
     unreachable();
   } else if (!s.ok()) {
@@ -172,8 +185,7 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
     }
     deliver(to, e);
   } else {
-    // Registered names arrive with the names issue; until then a name reaches no one.
-    bounce(e, reasons::noproc(), Pid{});
+    deliver(named(std::get<std::string>(d.to)), e);  // a name registered here
   }
 }
 

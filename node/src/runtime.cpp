@@ -139,19 +139,83 @@ void Runtime::send_error_reply(const Pid& to, const Ref& ref, const Reason& reas
   deliver(to, new Envelope(Kind::kReplyError, Pid{}, ref, reason));
 }
 
-void Runtime::set_registered_name(const Pid& pid, std::string name) {
+void Runtime::retire(const Pid& pid) {
+  table_.remove(pid.id);  // first: a registration racing with this exit then fails its lookup
+  if (named_.load() == 0) return;
   std::lock_guard<std::mutex> lock(names_mu_);
-  if (name.empty()) {
-    names_.erase(pid.id);
-  } else {
-    names_[pid.id] = std::move(name);
+  auto it = name_of_.find(pid.id);
+  if (it == name_of_.end()) return;
+  by_name_.erase(it->second);
+  name_of_.erase(it);
+  named_.fetch_sub(1);
+}
+
+Status Runtime::register_name(std::string_view name, const Pid& pid) {
+  if (name.empty()) return Status(ErrorCode::kBadArg, "an empty name");
+  if (!is_local(pid)) return Status(ErrorCode::kBadArg, pid.to_string() + " is not on this node");
+  std::lock_guard<std::mutex> lock(names_mu_);
+  auto held = by_name_.find(std::string(name));
+  if (held != by_name_.end()) {
+    return Status(ErrorCode::kAlreadyStarted, held->second.to_string());
   }
+  if (!table_.lookup(pid.id)) return Status(ErrorCode::kBadArg, pid.to_string() + " is not alive");
+  if (auto it = name_of_.find(pid.id); it != name_of_.end()) {
+    return Status(ErrorCode::kBadArg, pid.to_string() + " is already registered as " + it->second);
+  }
+  by_name_.emplace(std::string(name), pid);
+  name_of_.emplace(pid.id, std::string(name));
+  named_.fetch_add(1);
+  return Status::Ok();
+}
+
+bool Runtime::unregister_name(std::string_view name) {
+  std::lock_guard<std::mutex> lock(names_mu_);
+  auto it = by_name_.find(std::string(name));
+  if (it == by_name_.end()) return false;
+  name_of_.erase(it->second.id);
+  by_name_.erase(it);
+  named_.fetch_sub(1);
+  return true;
+}
+
+Pid Runtime::whereis(std::string_view name) const {
+  std::lock_guard<std::mutex> lock(names_mu_);
+  auto it = by_name_.find(std::string(name));
+  return it == by_name_.end() ? Pid{} : it->second;
+}
+
+std::vector<std::string> Runtime::registered() const {
+  std::vector<std::string> out;
+  {
+    std::lock_guard<std::mutex> lock(names_mu_);
+    for (const auto& [name, pid] : by_name_) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string Runtime::registered_name(const Pid& pid) const {
+  if (named_.load() == 0) return {};
   std::lock_guard<std::mutex> lock(names_mu_);
-  auto it = names_.find(pid.id);
-  return it == names_.end() ? std::string() : it->second;
+  auto it = name_of_.find(pid.id);
+  return it == name_of_.end() ? std::string() : it->second;
+}
+
+void Runtime::deliver(const Dest& to, Envelope* e) {
+  if (to.is_pid()) {
+    deliver(to.pid(), e);
+    return;
+  }
+  if (to.node() != Atom() && to.node() != name_) {
+    deliver_remote_name(to.node(), to.name(), e);
+    return;
+  }
+  Pid pid = whereis(to.name());
+  if (!pid) {
+    bounce(e, reasons::noproc(), Pid{});
+    return;
+  }
+  deliver(pid, e);
 }
 
 void Runtime::shutdown(Timeout grace) {
@@ -237,6 +301,12 @@ std::string Node::endpoint() const {
 }
 void Node::connect(const std::string& endpoint) { rt_->connect(endpoint); }
 std::vector<Atom> Node::nodes() const { return rt_->nodes(); }
+Status Node::register_name(std::string_view name, const Pid& pid) {
+  return rt_->register_name(name, pid);
+}
+bool Node::unregister_name(std::string_view name) { return rt_->unregister_name(name); }
+Pid Node::whereis(std::string_view name) const { return rt_->whereis(name); }
+std::vector<std::string> Node::registered() const { return rt_->registered(); }
 NetworkStats Node::network_stats() const {
   NetworkStats s;
   if (auto* t = rt_->transport()) {
@@ -292,7 +362,7 @@ std::vector<ProcessInfo> Node::processes() const {
 }
 
 namespace detail {
-Result<Message, Reason> call_message(const Pid& to, Message request, Timeout timeout, Kind kind);
+Result<Message, Reason> call_message(const Dest& to, Message request, Timeout timeout, Kind kind);
 }
 
 Result<ProcessInfo, Reason> Node::process_info(const Pid& pid, Timeout timeout) {

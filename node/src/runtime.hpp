@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include <set>
+#include <variant>
 #include <vector>
 #include "envelope.hpp"
 #include "nodus/node/node.hpp"
@@ -69,9 +70,18 @@ class Runtime {
 
   void shutdown(Timeout grace);
 
-  /// The name a process is registered under, for introspection (set by the registry layer).
-  void set_registered_name(const Pid& pid, std::string name);
+  /// Removes a dead process from the table and frees its name. REQUIRES: it has finished.
+  void retire(const Pid& pid);
+
+  // -- local names ------------------------------------------------------------------
+  Status register_name(std::string_view name, const Pid& pid);
+  bool unregister_name(std::string_view name);
+  Pid whereis(std::string_view name) const;
+  std::vector<std::string> registered() const;
+  /// The name `pid` is registered under, or "".
   std::string registered_name(const Pid& pid) const;
+  /// Delivers to a pid or a name (resolved now; a remote name is resolved by its node).
+  void deliver(const Dest& to, Envelope* e);
 
   /// The runtime that owns a local pid, else the process's own, else the first node created
   /// in this OS process; nullptr when there is no node at all.
@@ -88,7 +98,9 @@ class Runtime {
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> stopped_{false};
   void deliver_remote(const Pid& to, Envelope* e);
-  Result<transport::Data, Reason> to_data(const Envelope& e, const Pid& to);
+  void deliver_remote_name(Atom node, const std::string& name, Envelope* e);
+  void deliver_remote_to(Atom node, std::variant<Pid, std::string> address, Envelope* e);
+  Result<transport::Data, Reason> to_data(const Envelope& e, std::variant<Pid, std::string> to);
   void on_remote_data(const std::string& peer, transport::Data&& d);
   void on_peer_change(const std::string& peer, bool up);
 
@@ -97,9 +109,12 @@ class Runtime {
   std::set<std::uint32_t> peers_;
   std::atomic<std::uint64_t> remote_rejected_{0};
 
-  // Guards names_: written on (un)registration, read by introspection; never on a hot path.
+  // Guards by_name_ and name_of_: written on (un)registration and exits of named processes,
+  // read by name lookups. named_ lets exits of unnamed processes skip the lock.
   mutable std::mutex names_mu_;
-  std::unordered_map<std::uint64_t, std::string> names_;
+  std::unordered_map<std::string, Pid> by_name_;
+  std::unordered_map<std::uint64_t, std::string> name_of_;
+  std::atomic<std::size_t> named_{0};
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;

@@ -222,14 +222,14 @@ Result<Pid, Reason> start_link(Node& node, Args&&... args) {
 
 /// A call whose reply is a typed message R (or a Term when R is Term).
 template <class R>
-Result<R, Reason> call_as(const Pid& to, Message request, Timeout timeout = kDefaultCallTimeout);
+Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout = kDefaultCallTimeout);
 
 namespace detail {
-Result<Message, Reason> call_typed(const Pid& to, Message request, Timeout timeout);
+Result<Message, Reason> call_typed(const Dest& to, Message request, Timeout timeout);
 }  // namespace detail
 
 template <class R>
-Result<R, Reason> call_as(const Pid& to, Message request, Timeout timeout) {
+Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout) {
   auto r = detail::call_typed(to, std::move(request), timeout);
   if (!r) return std::move(r).error();
   if constexpr (std::is_same_v<R, Term>) {

@@ -119,6 +119,14 @@ class Node {
   std::vector<Atom> nodes() const;
   NetworkStats network_stats() const;
 
+  /// Local names (see register_name in process.hpp): register, look up, list.
+  Status register_name(std::string_view name, const Pid& pid);
+  bool unregister_name(std::string_view name);
+  /// The process holding `name` here, or an invalid Pid.
+  Pid whereis(std::string_view name) const;
+  /// Every name registered on this node, sorted.
+  std::vector<std::string> registered() const;
+
   /// A new reference, unique on this node incarnation.
   Ref make_ref();
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "nodus/node/message.hpp"
 #include "nodus/node/term.hpp"
@@ -122,10 +123,45 @@ enum class Overflow : std::uint8_t {
                 ///< takes its next message: while it is busy the queue may exceed the bound)
 };
 
+/// Where a message goes: a pid, a name registered on the sender's node (`named("stack")`),
+/// or a name registered on another node (`named("stack", "n2")`, Erlang's {stack, n2}). A
+/// name is resolved when the message is sent; a name nobody holds is `noproc`.
+class Dest {
+ public:
+  Dest(const Pid& pid) : pid_(pid) {}  // NOLINT: implicit on purpose
+  Dest(const Dest&) = default;
+  Dest& operator=(const Dest&) = default;
+
+  bool is_pid() const { return name_.empty(); }
+  const Pid& pid() const { return pid_; }
+  /// The registered name; empty for a pid.
+  const std::string& name() const { return name_; }
+  /// The node of a remote name; the atom `undefined` for a local name.
+  Atom node() const { return node_; }
+  /// "<n1.4.0>", "stack" or "{stack,n2}".
+  std::string to_string() const;
+
+ private:
+  friend Dest named(std::string_view name);
+  friend Dest named(std::string_view name, std::string_view node);
+  Dest() = default;
+  Pid pid_;
+  std::string name_;
+  Atom node_;
+};
+
+/// A name registered on the sender's node.
+Dest named(std::string_view name);
+/// A name registered on `node`.
+Dest named(std::string_view name, std::string_view node);
+
 /// Per-process options for spawn and start.
 struct SpawnOptions {
   /// Link the new process to the caller (start_link / spawn_link).
   bool link = false;
+  /// Register the new process under this name on its node (empty: none). start/spawn fail
+  /// with {already_started, Pid} when another process holds it.
+  std::string name{};
   /// Most messages waiting in the mailbox; 0 = unbounded (default: unbounded, as in Erlang).
   /// A bound protects memory when a producer outruns a consumer, at the price of rejecting or
   /// dropping messages.
@@ -144,7 +180,8 @@ bool has_self();
 // -- raw processes ----------------------------------------------------------------
 
 /// Starts a process running `body` on `node` and returns its pid at once. The process exits
-/// with reason normal when body returns, or with {exception, "..."} when it throws.
+/// with reason normal when body returns, or with {exception, "..."} when it throws. With
+/// `opts.name` taken by another process, nothing starts and the pid is invalid.
 Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts = {});
 /// spawn with the new process linked to the current one.
 Pid spawn_link(Node& node, std::function<void()> body, SpawnOptions opts = {});
@@ -161,10 +198,10 @@ std::optional<Message> receive(Timeout t);
 // -- messaging -----------------------------------------------------------------------
 
 /// Sends a plain message (handle_info in a GenServer). At most once, ordered per pair.
-void send(const Pid& to, Message msg);
+void send(const Dest& to, Message msg);
 
 /// Sends a cast (handle_cast in a GenServer). At most once, ordered per pair; returns at once.
-void cast(const Pid& to, Message request);
+void cast(const Dest& to, Message request);
 
 /// Sends `request` to `to` and waits for the reply, at most `timeout` (default 5 s;
 /// `infinity` allowed). Inside a process only that process waits; its scheduler thread runs
@@ -172,7 +209,7 @@ void cast(const Pid& to, Message request);
 /// as a stray message), `noproc` at once when `to` is dead or unknown, `calling_self`,
 /// `overloaded` when `to`'s bounded mailbox rejects the request, or the callee's exit reason
 /// when it dies before replying.
-CallResult call(const Pid& to, Message request, Timeout timeout = kDefaultCallTimeout);
+CallResult call(const Dest& to, Message request, Timeout timeout = kDefaultCallTimeout);
 
 /// Answers a call later (the `From` kept by a handler that returned noreply). Any process or
 /// thread may answer. At most once; answering a caller that gave up does nothing.
@@ -184,7 +221,7 @@ struct RequestId {
   Pid to;
 };
 /// Sends a call request without waiting. REQUIRES: has_self().
-RequestId send_request(const Pid& to, Message request);
+RequestId send_request(const Dest& to, Message request);
 /// Waits for the reply to `id`: the value, or `timeout` (the request stays outstanding and can
 /// be waited for again), or the callee's failure as for call.
 CallResult wait_response(const RequestId& id, Timeout timeout = kDefaultCallTimeout);
@@ -201,7 +238,7 @@ std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer);
 
 /// Monitors `pid`: when it exits (or is already dead) the current process receives a Down with
 /// the reason (`noproc` if it was already dead). REQUIRES: has_self().
-Ref monitor(const Pid& pid);
+Ref monitor(const Dest& target);
 /// Stops a monitor; a Down for it that is already queued is dropped too ("flush").
 /// Returns false if the monitor was not active.
 bool demonitor(const Ref& ref);
@@ -224,6 +261,18 @@ bool trap_exit(bool on);
 void exit(const Pid& pid, Reason reason);
 /// Ends the current process with `reason` (unwinds its handler). REQUIRES: in a process.
 [[noreturn]] void exit_self(Reason reason);
+
+// -- names --------------------------------------------------------------------------------
+
+/// Registers `pid` under `name` on the pid's node (which must be in this OS process). The name
+/// goes when the process exits. Errors: kAlreadyStarted naming the holder when the name is
+/// taken; kBadArg when the process is dead, not local, or already has a name.
+Status register_name(std::string_view name, const Pid& pid);
+/// Removes a name of the current process's node; false if nobody held it.
+bool unregister_name(std::string_view name);
+/// The process holding `name` on the current process's node (an invalid Pid if none). A local
+/// lookup: no messages. REQUIRES: has_self() (or use Node::whereis).
+Pid whereis(std::string_view name);
 
 // -- plain threads ----------------------------------------------------------------------
 
