@@ -506,6 +506,7 @@ bool Process::remove_link(const Pid& p) {
 void Process::finish(const Reason& reason) {
   if (dead_) return;
   dead_ = true;
+  rt_.forget_name(pid_);  // gone before anyone hears of the exit
   // Close the mailbox: from now on senders bounce at once (noproc).
   Envelope* h = head_.exchange(kClosed, std::memory_order_acq_rel);
   if (h != kBlocked) {
@@ -703,7 +704,8 @@ Waiter::Waiter(Runtime& rt, bool same_runtime) : p_(current_process()) {
 Waiter::~Waiter() {
   if (temp_) {
     temp_->finish(reasons::normal());
-    temp_->rt().retire(temp_->pid());
+    Runtime& rt = temp_->rt();
+    rt.retire(temp_->pid());  // retire copies the pid before the process can go
   }
 }
 

@@ -139,8 +139,12 @@ void Runtime::send_error_reply(const Pid& to, const Ref& ref, const Reason& reas
   deliver(to, new Envelope(Kind::kReplyError, Pid{}, ref, reason));
 }
 
-void Runtime::retire(const Pid& pid) {
+void Runtime::retire(Pid pid) {
   table_.remove(pid.id);  // first: a registration racing with this exit then fails its lookup
+  forget_name(pid);
+}
+
+void Runtime::forget_name(const Pid& pid) {
   if (named_.load() == 0) return;
   std::lock_guard<std::mutex> lock(names_mu_);
   auto it = name_of_.find(pid.id);

@@ -71,7 +71,10 @@ class Runtime {
   void shutdown(Timeout grace);
 
   /// Removes a dead process from the table and frees its name. REQUIRES: it has finished.
-  void retire(const Pid& pid);
+  void retire(Pid pid);
+  /// Frees the name of an exiting process (before its links and monitors hear of the exit,
+  /// as in Erlang; retire() frees it again in case a registration raced with the exit).
+  void forget_name(const Pid& pid);  // by value: the process (and its pid member) may go at once
 
   // -- local names ------------------------------------------------------------------
   Status register_name(std::string_view name, const Pid& pid);
