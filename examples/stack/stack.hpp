@@ -1,5 +1,5 @@
-// Stack: the classic first GenServer. push is a cast; pop and peek are calls that answer
-// {ok, Item} or {error, empty}.
+// Stack: the classic first GenServer, registered under the name "stack" so callers need no
+// pid. push is a cast; pop and peek are calls that answer {ok, Item} or {error, empty}.
 #pragma once
 
 #include <vector>
@@ -14,11 +14,11 @@ class Stack : public GenServer {
  public:
   // -- client API (runs in the caller) --
   static Result<Pid, Reason> start_link(Node& node, List initial = {}) {
-    return nodus::start_link<Stack>(node, std::move(initial));
+    return nodus::start_link<Stack>(node, SpawnOptions{.name = "stack"}, std::move(initial));
   }
-  static void push(Pid stack, Term item) { cast(stack, tuple("push", std::move(item))); }
-  static Term pop(Pid stack) { return call(stack, "pop").value_or(tuple("error", "noproc")); }
-  static Term peek(Pid stack) { return call(stack, "peek").value_or(tuple("error", "noproc")); }
+  static void push(Term item) { cast(named("stack"), tuple("push", std::move(item))); }
+  static Term pop() { return call(named("stack"), "pop").value_or(tuple("error", "noproc")); }
+  static Term peek() { return call(named("stack"), "peek").value_or(tuple("error", "noproc")); }
 
   // -- server callbacks (run in the stack's process) --
   Action init(List initial) {

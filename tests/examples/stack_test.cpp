@@ -15,25 +15,31 @@ class StackTest : public ::testing::Test {
 };
 
 TEST_F(StackTest, PopsInReverseOrderOfPushes) {
-  Pid s = Stack::start_link(node).value();
-  Stack::push(s, 1);
-  Stack::push(s, 2);
-  Stack::push(s, 3);
-  EXPECT_EQ(Stack::peek(s), tuple("ok", 3));
-  EXPECT_EQ(Stack::pop(s), tuple("ok", 3));
-  EXPECT_EQ(Stack::pop(s), tuple("ok", 2));
-  EXPECT_EQ(Stack::peek(s), tuple("ok", 1));
+  ASSERT_TRUE(Stack::start_link(node).ok());
+  Stack::push(1);
+  Stack::push(2);
+  Stack::push(3);
+  EXPECT_EQ(Stack::peek(), tuple("ok", 3));
+  EXPECT_EQ(Stack::pop(), tuple("ok", 3));
+  EXPECT_EQ(Stack::pop(), tuple("ok", 2));
+  EXPECT_EQ(Stack::peek(), tuple("ok", 1));
 }
 
 TEST_F(StackTest, EmptyStackAnswersErrorEmpty) {
-  Pid s = Stack::start_link(node).value();
-  EXPECT_EQ(Stack::pop(s), tuple("error", "empty"));
-  EXPECT_EQ(Stack::peek(s), tuple("error", "empty"));
+  ASSERT_TRUE(Stack::start_link(node).ok());
+  EXPECT_EQ(Stack::pop(), tuple("error", "empty"));
+  EXPECT_EQ(Stack::peek(), tuple("error", "empty"));
 }
 
 TEST_F(StackTest, StartsWithAnInitialStack) {
-  Pid s = Stack::start_link(node, List{"a", "b"}).value();
-  EXPECT_EQ(Stack::pop(s), tuple("ok", "b"));
+  ASSERT_TRUE(Stack::start_link(node, List{"a", "b"}).ok());
+  EXPECT_EQ(Stack::pop(), tuple("ok", "b"));
+}
+
+TEST_F(StackTest, IsStartedUnderItsNameOnlyOnce) {
+  Pid s = Stack::start_link(node).value();
+  EXPECT_EQ(node.whereis("stack"), s);
+  EXPECT_EQ(Stack::start_link(node).error(), tuple("already_started", s));
 }
 
 TEST_F(StackTest, UnknownCallStopsTheServerWithBadCall) {

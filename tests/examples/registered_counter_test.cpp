@@ -1,0 +1,45 @@
+// Replays the RegisteredCounter exercise: increments by name, and from another node.
+#include "registered_counter.hpp"
+
+#include <gtest/gtest.h>
+
+#include "../node/test_util.hpp"
+
+namespace {
+
+using namespace nodus;
+using namespace std::chrono_literals;
+using registered_counter::RegisteredCounter;
+
+TEST(RegisteredCounterTest, IncrementsByName) {
+  Node node(NodeOptions{.name = "rc", .schedulers = 2});
+  Inbox me(node);
+  ASSERT_TRUE(RegisteredCounter::start_link(node).ok());
+  EXPECT_EQ(RegisteredCounter::increment().value(), Term(1));
+  EXPECT_EQ(RegisteredCounter::increment().value(), Term(2));
+}
+
+TEST(RegisteredCounterTest, IsReachedFromAnotherNodeByNameAndNode) {
+  auto make = [](const char* name) {
+    NodeOptions o;
+    o.name = name;
+    o.listen = "tcp://127.0.0.1:*";
+    o.cookie = "rc-test";
+    o.heartbeat_interval = 50ms;
+    return std::move(Node::start(o).value());
+  };
+  auto n1 = make("rc1");
+  auto n2 = make("rc2");
+  n2->connect(n1->endpoint());
+  ASSERT_TRUE(nodus::testing::eventually([&] { return !n2->nodes().empty(); }));
+  {
+    Inbox on_n1(*n1);
+    ASSERT_TRUE(RegisteredCounter::start_link(*n1).ok());
+    EXPECT_EQ(RegisteredCounter::increment().value(), Term(1));
+  }
+  Inbox on_n2(*n2);
+  EXPECT_EQ(RegisteredCounter::increment("rc1").value(), Term(2));
+  EXPECT_EQ(RegisteredCounter::increment("rc2").error(), "noproc");  // not started there
+}
+
+}  // namespace
