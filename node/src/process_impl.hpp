@@ -278,6 +278,8 @@ bool Process::wait_until(Pred pred, Clock::time_point deadline) {
     fetch();
     if (exit_pending_) throw ProcessExit{x().pending_reason, false};
     if (pred()) return true;
+    // pred may have fetched too (receive does): a signal it took must not be slept on.
+    if (exit_pending_) throw ProcessExit{x().pending_reason, false};
     if (woke_) return false;
     if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return false;
     park(deadline);
