@@ -163,10 +163,6 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
                                  const std::string* type_name, std::size_t state_size,
                                  const char* behaviour = "gen_server");
 
-template <class T>
-std::string type_name_of() {
-  return typeid(T).name();
-}
 std::string demangle(const char* mangled);
 
 template <class T, class... Args>
