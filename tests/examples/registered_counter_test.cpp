@@ -20,16 +20,9 @@ TEST(RegisteredCounterTest, IncrementsByName) {
 }
 
 TEST(RegisteredCounterTest, IsReachedFromAnotherNodeByNameAndNode) {
-  auto make = [](const char* name) {
-    NodeOptions o;
-    o.name = name;
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = "rc-test";
-    o.heartbeat_interval = 50ms;
-    return std::move(Node::start(o).value());
-  };
-  auto n1 = make("rc1");
-  auto n2 = make("rc2");
+  auto n1 = nodus::testing::start_loopback_node("rc1", "rc-test");
+  auto n2 = nodus::testing::start_loopback_node("rc2", "rc-test");
+  ASSERT_TRUE(n1 && n2);
   n2->connect(n1->endpoint());
   ASSERT_TRUE(nodus::testing::eventually([&] { return !n2->nodes().empty(); }));
   {

@@ -136,11 +136,7 @@ class NodeClusterTest : public ::testing::Test {
     return v ? v->as_int() : -1;
   }
 
-  Message next(Timeout t = 5s) {
-    auto m = receive(t);
-    EXPECT_TRUE(m.has_value()) << "no message within the deadline";
-    return m ? std::move(*m) : Message(atom("no_message"));
-  }
+  Message next(Timeout t = 5s) { return testing::next_message(t); }
 
   static constexpr std::size_t kNoChild = static_cast<std::size_t>(-1);
 

@@ -78,11 +78,7 @@ class GenServerTest : public ::testing::Test {
   Node node{NodeOptions{.name = "g1", .schedulers = 2}};
   Inbox me{node};
 
-  Message next(Timeout t = 5s) {
-    auto m = receive(t);
-    EXPECT_TRUE(m.has_value()) << "no message within the deadline";
-    return m ? std::move(*m) : Message(atom("no_message"));
-  }
+  Message next(Timeout t = 5s) { return testing::next_message(t); }
   Pid start_recorder() {
     auto r = start<Recorder>(node, me.pid());
     EXPECT_TRUE(r.ok());

@@ -127,17 +127,9 @@ TEST_F(NamesTest, IntrospectionShowsTheName) {
 }
 
 TEST(RemoteNamesTest, ANameOnAnotherNodeIsReachedAsNameAtNode) {
-  auto start_node = [](const char* name) {
-    NodeOptions o;
-    o.name = name;
-    o.schedulers = 1;
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = "names-cookie";
-    o.heartbeat_interval = 50ms;
-    return std::move(Node::start(o).value());
-  };
-  auto a = start_node("na");
-  auto b = start_node("nb");
+  auto a = testing::start_loopback_node("na", "names-cookie", 1000ms, 1);
+  auto b = testing::start_loopback_node("nb", "names-cookie", 1000ms, 1);
+  ASSERT_TRUE(a && b);
   a->connect(b->endpoint());
   ASSERT_TRUE(eventually([&] { return a->nodes().size() == 1 && b->nodes().size() == 1; }));
   SpawnOptions o;

@@ -22,12 +22,7 @@ class ProcessTest : public ::testing::Test {
   Node node{NodeOptions{.name = "t1", .schedulers = 2}};
   Inbox me{node};
 
-  // Receives the next message, failing the test after 5 s.
-  Message next(Timeout t = 5s) {
-    auto m = receive(t);
-    EXPECT_TRUE(m.has_value()) << "no message within the deadline";
-    return m ? std::move(*m) : Message(atom("no_message"));
-  }
+  Message next(Timeout t = 5s) { return testing::next_message(t); }
 
   // A process that answers {echo, From, X} calls with X, and dies on `crash`.
   Pid echo_server() {

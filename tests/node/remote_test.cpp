@@ -61,8 +61,8 @@ class RemoteTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(register_message<Greeting>().ok());
-    a_ = start_node("a");
-    b_ = start_node("b");
+    a_ = testing::start_loopback_node("a");
+    b_ = testing::start_loopback_node("b");
     a_->connect(b_->endpoint());
     ASSERT_TRUE(eventually([&] { return linked(*a_, "b") && linked(*b_, "a"); }));
     me_ = std::make_unique<Inbox>(*a_);
@@ -73,30 +73,13 @@ class RemoteTest : public ::testing::Test {
     a_.reset();
   }
 
-  static std::unique_ptr<Node> start_node(const std::string& name,
-                                          std::chrono::milliseconds down_after = 1000ms) {
-    NodeOptions o;
-    o.name = name;
-    o.schedulers = 2;
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = "test-cookie";
-    o.heartbeat_interval = 50ms;
-    o.down_after = down_after;
-    auto n = Node::start(std::move(o));
-    EXPECT_TRUE(n.ok());
-    return std::move(n.value());
-  }
   static bool linked(Node& n, const char* peer) {
     for (Atom a : n.nodes()) {
       if (a == atom(peer)) return true;
     }
     return false;
   }
-  Message next(Timeout t = 5s) {
-    auto m = receive(t);
-    EXPECT_TRUE(m.has_value()) << "no message within the deadline";
-    return m ? std::move(*m) : Message(atom("no_message"));
-  }
+  Message next(Timeout t = 5s) { return testing::next_message(t); }
 
   std::unique_ptr<Node> a_, b_;
   std::unique_ptr<Inbox> me_;  // a plain thread's mailbox on node a
