@@ -92,8 +92,12 @@ TEST_F(ProcessTest, ThrowingProcessEndsAloneWithReasonNamingTheException) {
 }
 
 TEST_F(ProcessTest, NonStdExceptionIsNamedByType) {
-  Pid p = spawn(node, [] { throw 42; });
+  Pid p = spawn(node, [] {
+    receive();  // throw only once the monitor is in place, or DOWN would say noproc
+    throw 42;
+  });
   Ref r = monitor(p);
+  send(p, "go");
   Message m = next();
   const Down* d = m.get<Down>();
   ASSERT_NE(d, nullptr);
