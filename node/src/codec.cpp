@@ -44,6 +44,7 @@
 #include "nodus/node/message.hpp"
 #include "nodus/node/wire.hpp"
 #include "nodus/transport/frame.hpp"
+#include "nodus/transport/scratch_zone.hpp"
 
 namespace nodus {
 namespace {
@@ -160,9 +161,9 @@ class Decoder {
 
   // Decodes exactly one term from `bytes`, at most `depth` deep.
   bool decode(std::string_view bytes, std::size_t depth, Term& out) {
-    msgpack::object_handle oh;
-    if (!unpack(bytes, depth, oh)) return false;
-    return convert(oh.get(), depth, out);
+    msgpack::object o;
+    if (!unpack(bytes, depth, o)) return false;
+    return convert(o, depth, out);
   }
 
  private:
@@ -171,7 +172,7 @@ class Decoder {
     return false;
   }
 
-  bool unpack(std::string_view bytes, std::size_t depth, msgpack::object_handle& oh) {
+  bool unpack(std::string_view bytes, std::size_t depth, msgpack::object& o) {
     if (bytes.empty()) return fail("truncated: no bytes");
     // An element takes at least one byte and a map pair two, so a header claiming more than
     // that is truncated: refusing it early keeps msgpack-c from allocating for it.
@@ -183,7 +184,8 @@ class Decoder {
     try {
       // v1's unpack throws a distinct exception for truncated and for malformed input; the
       // default (v3) one returns an empty handle for both.
-      oh = msgpack::v1::unpack(bytes.data(), bytes.size(), off, &reference_input, nullptr, limit);
+      o = msgpack::v1::unpack(zone_.zone(), bytes.data(), bytes.size(), off, &reference_input,
+                              nullptr, limit);
     } catch (const msgpack::insufficient_bytes&) {
       return fail("truncated: input ends inside a term");
     } catch (const msgpack::parse_error&) {
@@ -304,13 +306,13 @@ class Decoder {
       case kExtList: {
         // The payload is a MessagePack array at this same depth: the list's own level.
         if (depth == 0) return depth_exceeded();
-        msgpack::object_handle oh;
-        if (!unpack(payload, depth, oh)) return fail("in a list ext: " + error_);
-        if (oh.get().type != msgpack::type::ARRAY) {
+        msgpack::object inner;
+        if (!unpack(payload, depth, inner)) return fail("in a list ext: " + error_);
+        if (inner.type != msgpack::type::ARRAY) {
           return fail("malformed list ext: the payload is not an array");
         }
         List items;
-        if (!convert_items(oh.get().via.array, depth, items)) return false;
+        if (!convert_items(inner.via.array, depth, items)) return false;
         out = Term(std::move(items));
         return true;
       }
@@ -342,6 +344,7 @@ class Decoder {
   }
 
   const DecodeLimits& limits_;
+  transport::ScratchZone zone_;
   std::string error_;
 };
 

@@ -1,6 +1,7 @@
 // libFuzzer target for the frame codec: any input must decode or fail cleanly (kProtocol, never
 // a crash, a sanitizer report or an exception), and whatever decodes must re-encode to bytes
-// that decode to the same frame. See tests/fuzz/README.md to run it.
+// that decode to the same frame; read as a batch, frames are taken one after another. See
+// tests/fuzz/README.md to run it.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -39,6 +40,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!second.ok()) fail("a decoded frame does not decode after re-encoding");
     if (!(*first == *second)) fail("a re-encoded frame decodes to a different frame");
     if (encode_frame(*second) != encoded) fail("encoding is not deterministic");
+  }
+  // The same bytes as a batch (several frames back to back, as a link carries them): each
+  // frame decodes or fails cleanly, consumes something, and an error leaves the input alone.
+  std::string_view rest = bytes;
+  while (!rest.empty()) {
+    const std::size_t before = rest.size();
+    nodus::Result<Frame> f = decode_next_frame(rest);
+    if (!f.ok()) {
+      if (rest.size() != before) fail("a failed decode consumed input");
+      break;
+    }
+    if (rest.size() >= before) fail("a decoded frame consumed nothing");
   }
   return 0;
 }

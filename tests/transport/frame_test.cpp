@@ -331,6 +331,43 @@ TEST_F(FrameTest, RefusesTrailingBytes) {
   ExpectRejected(encode_frame(FullData()) + encode_frame(Welcome{}), "trailing bytes");
 }
 
+TEST_F(FrameTest, DecodesFramesBackToBackInOneMessage) {
+  std::string batch;
+  for (const Frame& f : SampleFrames()) encode_frame(f, batch);
+  std::string_view rest = batch;
+  for (const Frame& f : SampleFrames()) {
+    ASSERT_FALSE(rest.empty());
+    auto back = decode_next_frame(rest);
+    ASSERT_OK(back);
+    EXPECT_EQ(f, *back);
+  }
+  EXPECT_TRUE(rest.empty());
+}
+
+TEST_F(FrameTest, StopsABatchAtTheFirstFrameThatDoesNotDecode) {
+  const std::string good = encode_frame(FullData());
+  const std::string batch = good + "\xc1" + good;  // 0xc1: never valid MessagePack
+  std::string_view rest = batch;
+  ASSERT_OK(decode_next_frame(rest));
+  const std::size_t before = rest.size();
+  EXPECT_EQ(1 + good.size(), before);
+  auto bad = decode_next_frame(rest);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string::npos, bad.error().message().find("malformed")) << bad.error().message();
+  EXPECT_EQ(before, rest.size()) << "an error leaves the input where it was";
+}
+
+TEST_F(FrameTest, MaxFrameBoundsTheWholeBatch) {
+  std::string batch;
+  for (int i = 0; i < 10; ++i) encode_frame(FullData(), batch);
+  FrameLimits limits;
+  limits.max_frame = batch.size() - 1;
+  std::string_view rest = batch;
+  auto r = decode_next_frame(rest, limits);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string::npos, r.error().message().find("exceeds max_frame"));
+}
+
 TEST_F(FrameTest, RefusesUnknownKinds) {
   for (std::uint64_t kind : {0ull, 6ull, 15ull, 20ull, 255ull, 1ull << 40}) {
     ExpectRejected(RawWelcome().With(0, mp::Uint(kind)).bytes(),

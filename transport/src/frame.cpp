@@ -27,6 +27,7 @@
 #include <msgpack.hpp>
 
 #include "nodus/transport/curve.hpp"
+#include "nodus/transport/scratch_zone.hpp"
 
 namespace nodus::transport {
 namespace {
@@ -246,15 +247,17 @@ class Decoder {
   explicit Decoder(const FrameLimits& limits) : limits_(limits) {}
 
   const std::string& error() const { return error_; }
+  std::size_t consumed() const { return consumed_; }
 
-  bool decode(std::string_view bytes, Frame& out) {
+  /// Decodes the frame at the front of `bytes`. With `whole`, it must fill them exactly;
+  /// otherwise consumed() tells how many bytes it took.
+  bool decode(std::string_view bytes, Frame& out, bool whole = true) {
     if (bytes.size() > limits_.max_frame) {
       return fail("frame of " + std::to_string(bytes.size()) + " bytes exceeds max_frame (" +
                   std::to_string(limits_.max_frame) + ")");
     }
-    msgpack::object_handle oh;
-    if (!unpack(bytes, oh)) return false;
-    const msgpack::object& o = oh.get();
+    msgpack::object o;
+    if (!unpack(bytes, o, whole)) return false;
     if (o.type != msgpack::type::ARRAY) {
       return fail(std::string("a frame is an array, got ") + type_name(o.type));
     }
@@ -326,7 +329,7 @@ class Decoder {
     return field_error(field, std::string("expected ") + expected + ", got " + type_name(o.type));
   }
 
-  bool unpack(std::string_view bytes, msgpack::object_handle& oh) {
+  bool unpack(std::string_view bytes, msgpack::object& o, bool whole) {
     if (bytes.empty()) return fail("truncated: no bytes");
     // An element takes at least one byte, so an array header claiming more elements than the
     // input has bytes is truncated: refusing it early keeps msgpack-c from allocating for it.
@@ -335,8 +338,8 @@ class Decoder {
                                 kMaxDepth);
     std::size_t off = 0;
     try {
-      oh = msgpack::v1::unpack(bytes.data(), bytes.size(), off, &reference_within_limit, &limit,
-                               limit);
+      o = msgpack::v1::unpack(zone_.zone(), bytes.data(), bytes.size(), off,
+                              &reference_within_limit, &limit, limit);
     } catch (const msgpack::insufficient_bytes&) {
       return fail("truncated: input ends inside the frame");
     } catch (const msgpack::parse_error&) {
@@ -363,7 +366,8 @@ class Decoder {
     } catch (const std::exception& e) {
       return fail(std::string("cannot decode: ") + e.what());
     }
-    if (off != bytes.size()) {
+    consumed_ = off;
+    if (whole && off != bytes.size()) {
       return fail(std::to_string(bytes.size() - off) + " trailing bytes after the frame");
     }
     return true;
@@ -537,6 +541,8 @@ class Decoder {
   }
 
   const FrameLimits& limits_;
+  ScratchZone zone_;
+  std::size_t consumed_ = 0;
   const char* frame_ = "frame";  // the frame's name, for messages
   std::string error_;
 };
@@ -596,6 +602,22 @@ Result<Frame> decode_frame(std::string_view bytes, const FrameLimits& limits) {
     Decoder decoder(limits);
     Frame f;
     if (!decoder.decode(bytes, f)) return Status(ErrorCode::kProtocol, decoder.error());
+    return f;
+  } catch (const std::bad_alloc&) {
+    return Status(ErrorCode::kProtocol, "out of memory decoding the frame");
+  } catch (const std::exception& e) {
+    return Status(ErrorCode::kProtocol, std::string("cannot decode: ") + e.what());
+  }
+}
+
+Result<Frame> decode_next_frame(std::string_view& rest, const FrameLimits& limits) {
+  try {
+    Decoder decoder(limits);
+    Frame f;
+    if (!decoder.decode(rest, f, /*whole=*/false)) {
+      return Status(ErrorCode::kProtocol, decoder.error());
+    }
+    rest.remove_prefix(decoder.consumed());
     return f;
   } catch (const std::bad_alloc&) {
     return Status(ErrorCode::kProtocol, "out of memory decoding the frame");

@@ -137,4 +137,11 @@ std::string encode_frame(const Frame& f);
 /// limit exceeded).
 Result<Frame> decode_frame(std::string_view bytes, const FrameLimits& limits = {});
 
+/// Decodes the frame at the front of `rest` and removes its bytes from `rest`: for a ZeroMQ
+/// message that carries several frames back to back (a batch; docs/protocol.md section 2).
+/// `limits.max_frame` bounds the whole of `rest`. Errors: as decode_frame, except that bytes
+/// after the frame are left in `rest` rather than refused; after an error `rest` is unchanged
+/// and the rest of the message cannot be resynchronised.
+Result<Frame> decode_next_frame(std::string_view& rest, const FrameLimits& limits = {});
+
 }  // namespace nodus::transport
