@@ -101,6 +101,84 @@ Result<transport::Data, Reason> Runtime::to_data(const Envelope& e,
   return d;
 }
 
+// -- sends gathered per slice ------------------------------------------------------------
+
+namespace {
+
+// The frames one slice sends to one peer.
+struct PeerBatch {
+  transport::Transport* transport = nullptr;
+  std::string peer;
+  std::string frames;     // encoded back to back
+  std::size_t count = 0;  // frames in `frames`
+  bool checked = false;   // the link was up when this slice first sent to it
+};
+
+// While a process runs on a scheduler thread, its remote sends are gathered here and leave
+// when its slice ends (RemoteBatchScope): a burst of sends to a peer costs one ZeroMQ message
+// and no wake-up of another thread. Entries are reused from slice to slice.
+struct SliceBatches {
+  bool open = false;
+  std::vector<PeerBatch> peers;  // the few peers a slice sends to
+};
+thread_local SliceBatches tls_batches;
+
+void send_batch(PeerBatch& b) {
+  if (b.count > 0) {
+    // A link that went down since the slice's first send to it: the frames are lost as they
+    // would be in flight, and the senders hear of it by the node's DOWN.
+    (void)b.transport->send_frames(b.peer, b.frames, b.count);
+  }
+  b.frames.clear();
+  b.count = 0;
+}
+
+}  // namespace
+
+RemoteBatchScope::RemoteBatchScope() { tls_batches.open = true; }
+
+RemoteBatchScope::~RemoteBatchScope() {
+  flush();
+  tls_batches.open = false;
+}
+
+void RemoteBatchScope::flush() {
+  for (PeerBatch& b : tls_batches.peers) {
+    send_batch(b);
+    b.checked = false;
+  }
+}
+
+Status Runtime::send_data(transport::Transport& t, const std::string& peer, transport::Data d) {
+  if (!tls_batches.open) return t.send(peer, std::move(d));
+  PeerBatch* b = nullptr;
+  for (PeerBatch& candidate : tls_batches.peers) {
+    if (candidate.transport == &t && candidate.peer == peer) b = &candidate;
+  }
+  if (!b) {
+    b = &tls_batches.peers.emplace_back();
+    b->transport = &t;
+    b->peer = peer;
+  }
+  if (!b->checked) {  // once per slice: errors a send would give, given at once
+    if (!t.is_up(peer)) return Status(ErrorCode::kNodeDown, peer);
+    if (t.queued(peer) >= t.max_queued()) {
+      return Status(ErrorCode::kOverloaded, "send queue to " + peer + " is full");
+    }
+    b->checked = true;
+  }
+  const std::size_t before = b->frames.size();
+  transport::encode_frame(transport::Frame(std::move(d)), b->frames);
+  if (b->frames.size() > t.batch_bytes() && b->count > 0) {
+    // Full: what came before this frame leaves now.
+    (void)t.send_frames(peer, std::string_view(b->frames).substr(0, before), b->count);
+    b->frames.erase(0, before);
+    b->count = 0;
+  }
+  ++b->count;
+  return Status::Ok();
+}
+
 void Runtime::deliver_remote(const Pid& to, Envelope* e) { deliver_remote_to(to.node, to, e); }
 
 void Runtime::deliver_remote_name(Atom node, const std::string& name, Envelope* e) {
@@ -128,7 +206,7 @@ void Runtime::deliver_remote_to(Atom node, std::variant<Pid, std::string> addres
     if (e->kind == Kind::kCall) send_error_reply(e->from, e->ref, data.error());
     return;
   }
-  Status s = t->send(std::string(node.name()), std::move(data.value()));
+  Status s = send_data(*t, std::string(node.name()), std::move(data.value()));
   if (s.code() == ErrorCode::kNodeDown) {
     unreachable();
   } else if (!s.ok()) {

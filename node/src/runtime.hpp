@@ -22,6 +22,20 @@ namespace nodus::detail {
 
 class Process;
 
+/// Remote sends made on this thread while a scope is open are gathered per peer and sent as
+/// one ZeroMQ message each when the scope flushes or closes. The scheduler opens one around
+/// every slice it runs and flushes it before the process can run anywhere else, so a process's
+/// remote messages keep their order and leave when it waits, yields or finishes a handler.
+class RemoteBatchScope {
+ public:
+  RemoteBatchScope();
+  ~RemoteBatchScope();
+  RemoteBatchScope(const RemoteBatchScope&) = delete;
+  RemoteBatchScope& operator=(const RemoteBatchScope&) = delete;
+  /// Sends what was gathered so far.
+  static void flush();
+};
+
 class Runtime {
  public:
   explicit Runtime(const NodeOptions& options);
@@ -104,6 +118,8 @@ class Runtime {
   void deliver_remote_name(Atom node, const std::string& name, Envelope* e);
   void deliver_remote_to(Atom node, std::variant<Pid, std::string> address, Envelope* e);
   Result<transport::Data, Reason> to_data(const Envelope& e, std::variant<Pid, std::string> to);
+  /// Sends `d` to `peer`, or, inside a RemoteBatchScope, adds it to the batch for that peer.
+  static Status send_data(transport::Transport& t, const std::string& peer, transport::Data d);
   void on_remote_data(const std::string& peer, transport::Data&& d);
   void on_peer_change(const std::string& peer, bool up);
 

@@ -526,7 +526,10 @@ void Scheduler::run(Worker& w, Process* p) {
   w.reductions = 0;
   w.runs.store(w.runs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   w.in_run.store(true, std::memory_order_relaxed);
+  RemoteBatchScope batch;  // what the slice sends to other nodes; closing it sends the rest
   switch_into(w, f);
+  // Before the process can be resumed anywhere else, so that its messages keep their order.
+  RemoteBatchScope::flush();
   w.in_run.store(false, std::memory_order_relaxed);
   w.current = nullptr;
   w.current_ctx = nullptr;

@@ -45,15 +45,23 @@ class Echo : public GenServer {
   }
   Action handle_cast(Message& req) override {
     last_ = req.is_term() ? req.term() : Term("typed");
+    if (last_.is_int()) {  // numbered casts: count those that did not follow the one before
+      if (last_.as_int() != next_) ++out_of_order_;
+      next_ = last_.as_int() + 1;
+    }
     return noreply();
   }
   Action handle_info(Message& msg) override {
     if (auto m = msg.match({"tell", _pid})) send(m[0].as_pid(), tuple("last", last_));
+    if (auto m = msg.match({"order", _pid}))
+      send(m[0].as_pid(), tuple("out_of_order", out_of_order_));
     return noreply();
   }
 
  private:
   Term last_;
+  std::int64_t next_ = 0;
+  std::int64_t out_of_order_ = 0;
   std::int64_t marks_ = 0;
 };
 
@@ -113,6 +121,26 @@ TEST_F(RemoteTest, CastsAndSendsArriveInOrder) {
   for (int i = 0; i < 1000; ++i) cast(echo, i);
   send(echo, tuple("tell", me_->pid()));
   EXPECT_EQ(next(), tuple("last", 999));
+  send(echo, tuple("order", me_->pid()));
+  EXPECT_EQ(next(), tuple("out_of_order", 0));
+}
+
+TEST_F(RemoteTest, ABurstFromAProcessArrivesInOrderAcrossItsSlices) {
+  // A process's remote sends leave in batches when its slice ends; 5,000 casts span several
+  // slices (a process yields every 2,000 sends) and may resume on another scheduler thread.
+  Pid echo = start<Echo>(*b_).value();
+  Pid me = me_->pid();
+  spawn(*a_, [echo, me] {
+    for (int i = 0; i < 5000; ++i) {
+      cast(echo, i);
+      if (i % 1000 == 999) (void)call(echo, "mark");  // a round trip mid-burst
+    }
+    send(echo, tuple("tell", me));
+    send(echo, tuple("order", me));
+  });
+  EXPECT_EQ(next(), tuple("last", 4999));
+  EXPECT_EQ(next(), tuple("out_of_order", 0));
+  EXPECT_EQ(call(echo, "marks").value(), Term(5));
 }
 
 TEST_F(RemoteTest, RemoteCrashGivesTheCallerTheReason) {

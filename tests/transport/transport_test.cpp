@@ -232,6 +232,45 @@ TEST_F(TransportTest, AHandWrittenPeerCompletesTheHandshakeFromTheSpec) {
   EXPECT_TRUE(eventually([&] { return a->is_up("hand"); }));
 }
 
+TEST_F(TransportTest, APeerThatStopsReadingFillsABoundedQueueThenOverloaded) {
+  TransportOptions o = testing::test_options("a");
+  o.max_queued_frames = 2000;
+  o.down_after = 30s;  // the hand-written peer sends no heartbeats; this test is not about that
+  auto a = testing::start_peer(std::move(o));
+  HandWrittenPeer hand(a->t->endpoint(), "secret");  // it never reads what a sends
+  ASSERT_TRUE(hand.authenticate());
+  ASSERT_TRUE(hand.accept_node());
+  ASSERT_TRUE(eventually([&] { return a->is_up("hand"); }));
+  Data d = data_with(0);
+  d.payload.assign(16 * 1024, 'x');
+  Status last = Status::Ok();
+  std::size_t sent = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (last.ok() && sent < 200000 && std::chrono::steady_clock::now() < deadline) {
+    last = a->t->send("hand", d);
+    if (last.ok()) ++sent;
+  }
+  // ZeroMQ's queue and the kernel's buffers hold some; then 2,000 frames wait; then no more.
+  EXPECT_EQ(last.code(), ErrorCode::kOverloaded) << "after " << sent << " sends: " << last.to_string();
+  EXPECT_EQ(a->t->queued("hand"), 2000u);
+  EXPECT_TRUE(a->is_up("hand"));
+}
+
+TEST_F(TransportTest, FramesSentAsOneBatchArriveAsSeparateDataInOrder) {
+  auto a = make("a");
+  auto b = make("b");
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] { return a->is_up("b"); }));
+  std::string batch;
+  for (std::uint64_t i = 0; i < 50; ++i) encode_frame(Frame(data_with(i)), batch);
+  ASSERT_LE(batch.size(), a->t->batch_bytes());
+  ASSERT_TRUE(a->t->send_frames("b", batch, 50).ok());
+  ASSERT_TRUE(a->t->send("b", data_with(50)).ok());
+  ASSERT_TRUE(eventually([&] { return b->count_received() == 51; }));
+  std::lock_guard<std::mutex> lock(b->mu);
+  for (std::uint64_t i = 0; i <= 50; ++i) EXPECT_EQ(b->received[i].second.budget_us, i);
+}
+
 TEST_F(TransportTest, SilentPeerIsDeclaredDownWithinTheWindow) {
   auto a = make("a", "secret", 400ms);
   HandWrittenPeer hand(a->t->endpoint(), "secret");

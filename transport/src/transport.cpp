@@ -26,9 +26,11 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
 constexpr auto kLogInterval = std::chrono::seconds(10);
-// A batch of frames for one peer stops growing here: big enough that a burst of small messages
-// costs a handful of ZeroMQ messages, small enough not to hold the first frame back long.
+// Senders gather frames for one peer into messages of about this size: big enough that a burst
+// of small messages costs a handful of ZeroMQ messages, small enough not to hold the first
+// frame back long.
 constexpr std::size_t kBatchBytes = 64 * 1024;
+constexpr int kMaxZmqQueued = 1024;
 
 // libzmq asks the ZAP handler bound here, in the socket's context, to admit each CURVE client
 // (RFC 27/ZAP). Each transport has a context of its own, so one handler per transport.
@@ -128,32 +130,30 @@ class Transport::Impl {
   }
 
   Status send(const std::string& peer, Data data) {
-    bool was_empty;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = up_.find(peer);
-      if (it == up_.end()) return Status(ErrorCode::kNodeDown, peer);
-      std::size_t& queued = queued_[peer];
-      if (queued >= opt_.max_queued_frames) {
-        return Status(ErrorCode::kOverloaded, "send queue to " + peer + " is full");
-      }
-      ++queued;
-      total_queued_.fetch_add(1, std::memory_order_relaxed);
-      was_empty = outbox_.empty();
-      outbox_.emplace_back(peer, std::move(data));
-    }
-    if (was_empty) wake();
-    return Status::Ok();
+    thread_local std::string bytes;
+    bytes.clear();
+    encode_frame(Frame(std::move(data)), bytes);
+    return send_frames(peer, bytes, 1);
   }
+
+  Status send_frames(const std::string& peer, std::string_view frames, std::size_t count) {
+    std::shared_ptr<Link> link = published(peer);
+    if (!link) return Status(ErrorCode::kNodeDown, peer);
+    return send_on(*link, frames, count, peer);
+  }
+
+  bool is_up(const std::string& peer) const { return published(peer) != nullptr; }
 
   std::size_t queued(const std::string& peer) const {
     // Most of the time nothing is queued anywhere: no lock for that.
-    if (total_queued_.load(std::memory_order_relaxed) == 0) return 0;
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = queued_.find(peer);
-    return it == queued_.end() ? 0 : it->second;
+    if (total_pending_.load(std::memory_order_relaxed) == 0) return 0;
+    std::shared_ptr<Link> link = published(peer);
+    if (!link) return 0;
+    std::lock_guard<std::mutex> lock(link->mu);
+    return link->pending_frames;
   }
   std::size_t max_queued() const { return opt_.max_queued_frames; }
+  std::size_t batch_bytes() const { return std::min(kBatchBytes, opt_.limits.max_frame); }
 
   std::vector<PeerInfo> peers() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -183,24 +183,36 @@ class Transport::Impl {
  private:
   // -- the I/O thread's state (touched by it alone) ------------------------------------
 
+  /// The sending side of one DEALER, shared with the threads that send to its peer. Once the
+  /// peer is up the link is published (links_) and senders use the socket directly, on their
+  /// own thread: no hand-off to the I/O thread on the way out. Every use of the socket, by
+  /// anyone, is under `mu` (a ZeroMQ socket may change threads behind a full memory barrier),
+  /// and the I/O thread polls a published socket only while `pending` is not empty, when
+  /// senders only append to `pending`: so the socket is never used by two threads at once.
+  struct Link {
+    std::mutex mu;
+    zmq::socket_t* dealer = nullptr;  // null once the link is gone
+    /// Messages ZeroMQ would not take yet (its queue is full), each with its frame count.
+    std::deque<std::pair<std::string, std::size_t>> pending;
+    std::size_t pending_frames = 0;
+    Clock::time_point last_sent{};
+  };
+
   /// Our DEALER to one peer: we are the connector.
   struct Outgoing {
     enum class State { kIdle, kHelloSent, kProofSent, kUp };
     std::string endpoint;
     std::string server_key;  // CURVE: the key the peer proves it holds ("" when plaintext)
     std::unique_ptr<zmq::socket_t> dealer;
+    std::shared_ptr<Link> link;  // set with dealer
     State state = State::kIdle;
     std::string nonce;
     std::string peer;  // known once the peer answered
     std::uint32_t peer_creation = 0;
-    Clock::time_point last_sent{};
     Clock::time_point attempt_started{};
     Clock::time_point up_since{};
     Clock::time_point next_attempt{};
     std::chrono::milliseconds backoff = kFirstBackoff;
-    std::deque<std::string> pending;  // encoded messages zmq would not take yet
-    std::string batch;                // frames being gathered into one message (take_requests)
-    std::size_t batch_frames = 0;
   };
 
   /// A connection to our ROUTER: we are the acceptor.
@@ -248,8 +260,14 @@ class Transport::Impl {
       std::vector<Outgoing*> polled;
       for (auto& o : outgoing_) {
         if (!o->dealer) continue;
-        short events = ZMQ_POLLIN;
-        if (!o->pending.empty()) events |= ZMQ_POLLOUT;
+        // Only handshake frames come back on a DEALER; a link that is up is polled only to
+        // drain what ZeroMQ would not take (see Link).
+        short events = o->state == Outgoing::State::kUp ? 0 : ZMQ_POLLIN;
+        {
+          std::lock_guard<std::mutex> lock(o->link->mu);
+          if (!o->link->pending.empty()) events |= ZMQ_POLLOUT;
+        }
+        if (events == 0) continue;
         items.push_back({o->dealer->handle(), 0, events, 0});
         polled.push_back(o.get());
       }
@@ -281,9 +299,13 @@ class Transport::Impl {
     // Leaving: tell the peers, then let the sockets go.
     for (auto& o : outgoing_) {
       if (o->state != Outgoing::State::kUp) continue;
-      o->dealer->set(zmq::sockopt::linger, 200);  // give the BYE a moment to leave
+      {
+        std::lock_guard<std::mutex> lock(o->link->mu);
+        o->dealer->set(zmq::sockopt::linger, 200);  // give the BYE a moment to leave
+      }
       send_raw(*o, encode_frame(Frame(Bye{"leaving"})));
     }
+    for (auto& o : outgoing_) retire(*o);
     outgoing_.clear();
     if (opt_.curve) {
       (void)zmq_socket_monitor(router_.handle(), nullptr, 0);
@@ -295,46 +317,57 @@ class Transport::Impl {
 
   void take_requests() {
     std::vector<PeerAddress> connects;
-    // Two buffers traded with the senders, so neither side reallocates in steady state.
     {
       std::lock_guard<std::mutex> lock(mu_);
       connects.swap(connect_requests_);
-      taken_.swap(outbox_);
     }
     for (const PeerAddress& a : connects) start_outgoing(a.endpoint, a.public_key);
-    if (taken_.empty()) return;
-    // The whole batch leaves the queue counts at once: one lock per wake-up, not per frame.
-    std::unordered_map<std::string, std::size_t> sent;
-    Outgoing* o = nullptr;
-    const std::string* last_peer = nullptr;
-    std::string bytes;
-    for (auto& [peer, data] : taken_) {
-      if (!last_peer || peer != *last_peer) {
-        o = up_link(peer);
-        last_peer = &peer;
-      }
-      ++sent[peer];
-      if (!o) continue;  // went down meanwhile: dropped, as a send to a dead node is
-      bytes.clear();
-      encode_frame(Frame(std::move(data)), bytes);
-      // Frames for one peer share ZeroMQ messages up to kBatchBytes (docs/protocol.md
-      // section 1): fewer messages, fewer allocations and wake-ups on both sides.
-      if (!o->batch.empty() && o->batch.size() + bytes.size() > batch_limit()) flush_batch(*o);
-      if (o->batch.empty()) batched_.push_back(o);
-      o->batch += bytes;
-      ++o->batch_frames;
-    }
-    for (Outgoing* b : batched_) flush_batch(*b);
-    batched_.clear();
+  }
+
+  std::shared_ptr<Link> published(const std::string& peer) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = links_.find(peer);
+    return it == links_.end() ? nullptr : it->second;
+  }
+
+  // Hands one message of `count` frames to the link's socket, or queues it behind those that
+  // ZeroMQ would not take yet. Any thread. Errors: kNodeDown when the link is gone,
+  // kOverloaded when its queue is full.
+  Status send_on(Link& link, std::string_view bytes, std::size_t count, const std::string& peer) {
+    bool wake_io = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& [peer, n] : sent) {
-        auto q = queued_.find(peer);
-        if (q != queued_.end()) q->second -= std::min(q->second, n);
-        total_queued_.fetch_sub(std::min<std::size_t>(total_queued_.load(), n));
+      std::lock_guard<std::mutex> lock(link.mu);
+      if (!link.dealer) return Status(ErrorCode::kNodeDown, peer);
+      if (!link.pending.empty()) {
+        if (link.pending_frames + count > opt_.max_queued_frames) {
+          return Status(ErrorCode::kOverloaded, "send queue to " + peer + " is full");
+        }
+        queue_pending(link, bytes, count);
+      } else {
+        bool sent = false;
+        try {
+          zmq::message_t msg(bytes.data(), bytes.size());
+          sent = link.dealer->send(msg, zmq::send_flags::dontwait).has_value();
+        } catch (const zmq::error_t& e) {
+          return Status(ErrorCode::kNodeDown, peer + ": " + e.what());
+        }
+        if (sent) {
+          link.last_sent = Clock::now();
+        } else {
+          queue_pending(link, bytes, count);  // the I/O thread drains it when ZeroMQ can
+          wake_io = true;
+        }
       }
+      frames_out_.fetch_add(count, std::memory_order_relaxed);
     }
-    taken_.clear();
+    if (wake_io) wake();
+    return Status::Ok();
+  }
+
+  void queue_pending(Link& link, std::string_view bytes, std::size_t count) {
+    link.pending.emplace_back(std::string(bytes), count);
+    link.pending_frames += count;
+    total_pending_.fetch_add(count, std::memory_order_relaxed);
   }
 
   Outgoing* up_link(const std::string& peer) {
@@ -379,9 +412,12 @@ class Transport::Impl {
 
   void attempt(Outgoing& o) {
     o.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    o.link = std::make_shared<Link>();
+    o.link->dealer = o.dealer.get();
     o.dealer->set(zmq::sockopt::linger, 0);
-    o.dealer->set(zmq::sockopt::sndhwm,
-                  static_cast<int>(std::min<std::size_t>(opt_.max_queued_frames, 1u << 30)));
+    // ZeroMQ's queue counts messages, of up to batch_bytes() each: this bounds it to about
+    // 64 MiB; beyond, frames wait in the link's pending queue, bounded by max_queued_frames.
+    o.dealer->set(zmq::sockopt::sndhwm, kMaxZmqQueued);
     o.dealer->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
     try {
       if (opt_.curve) {
@@ -408,8 +444,7 @@ class Transport::Impl {
 
   // Drops the connection; with `backoff`, tries again later.
   void reset(Outgoing& o, bool backoff) {
-    o.dealer.reset();
-    o.pending.clear();
+    retire(o);
     o.state = Outgoing::State::kIdle;
     if (backoff) {
       o.next_attempt = Clock::now() + o.backoff;
@@ -419,39 +454,41 @@ class Transport::Impl {
     }
   }
 
-  // Hands one message of `frames` frames to the DEALER, or queues it behind those that
-  // ZeroMQ would not take yet.
-  void send_raw(Outgoing& o, const std::string& bytes, std::size_t frames = 1) {
-    if (!o.dealer) return;
-    frames_out_.fetch_add(frames, std::memory_order_relaxed);
-    if (!o.pending.empty()) {
-      o.pending.push_back(bytes);
-      return;
+  // Unpublishes o's link and closes its socket; senders holding the link see it gone.
+  void retire(Outgoing& o) {
+    if (o.link) {
+      {
+        std::lock_guard<std::mutex> lock(o.link->mu);
+        o.link->dealer = nullptr;
+        total_pending_.fetch_sub(o.link->pending_frames, std::memory_order_relaxed);
+        o.link->pending.clear();
+        o.link->pending_frames = 0;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = links_.find(o.peer);
+      if (it != links_.end() && it->second == o.link) links_.erase(it);
     }
-    zmq::message_t msg(bytes.data(), bytes.size());
-    auto sent = o.dealer->send(msg, zmq::send_flags::dontwait);
-    if (!sent) {
-      o.pending.push_back(bytes);
-    } else {
-      o.last_sent = Clock::now();
-    }
+    o.link.reset();
+    o.dealer.reset();
   }
 
-  std::size_t batch_limit() const { return std::min(kBatchBytes, opt_.limits.max_frame); }
-
-  void flush_batch(Outgoing& o) {
-    if (o.batch.empty()) return;
-    send_raw(o, o.batch, o.batch_frames);
-    o.batch.clear();
-    o.batch_frames = 0;
+  // The I/O thread's own frames (handshake, heartbeats, gossip, BYE).
+  void send_raw(Outgoing& o, std::string_view bytes) {
+    if (o.link) (void)send_on(*o.link, bytes, 1, o.peer);
   }
 
+  // Drains what ZeroMQ would not take earlier, as far as it takes it now.
   void flush(Outgoing& o) {
-    while (!o.pending.empty() && o.dealer) {
-      zmq::message_t msg(o.pending.front().data(), o.pending.front().size());
-      if (!o.dealer->send(msg, zmq::send_flags::dontwait)) return;
-      o.pending.pop_front();
-      o.last_sent = Clock::now();
+    Link& link = *o.link;
+    std::lock_guard<std::mutex> lock(link.mu);
+    while (!link.pending.empty() && link.dealer) {
+      auto& [bytes, count] = link.pending.front();
+      zmq::message_t msg(bytes.data(), bytes.size());
+      if (!link.dealer->send(msg, zmq::send_flags::dontwait)) return;
+      link.pending_frames -= count;
+      total_pending_.fetch_sub(count, std::memory_order_relaxed);
+      link.pending.pop_front();
+      link.last_sent = Clock::now();
     }
   }
 
@@ -526,6 +563,7 @@ class Transport::Impl {
       auto it = up_.find(peer);
       restarted = it != up_.end() && it->second.creation != o->peer_creation;
       up_[peer] = info;
+      links_[peer] = o->link;
     }
     // A new incarnation answered before the old one was declared down: the old one is gone.
     if (restarted && cb_.on_peer_down) cb_.on_peer_down(peer, "restarted");
@@ -819,7 +857,7 @@ class Transport::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       was_up = up_.erase(peer) > 0;
-      queued_.erase(peer);
+      links_.erase(peer);
     }
     last_heard_.erase(peer);
     incoming_creation_.erase(peer);
@@ -838,6 +876,11 @@ class Transport::Impl {
       }
     }
     if (was_up && cb_.on_peer_down) cb_.on_peer_down(peer, reason);
+  }
+
+  Clock::duration idle_for(Outgoing& o) {
+    std::lock_guard<std::mutex> lock(o.link->mu);
+    return Clock::now() - o.link->last_sent;
   }
 
   void tick() {
@@ -865,7 +908,7 @@ class Transport::Impl {
             reset(*o, /*backoff=*/true);
             break;
           }
-          if (now - o->last_sent >= opt_.heartbeat_interval) {
+          if (idle_for(*o) >= opt_.heartbeat_interval) {
             send_raw(*o, encode_frame(Frame(Heartbeat{++heartbeat_seq_})));
           }
           break;
@@ -892,19 +935,16 @@ class Transport::Impl {
   std::thread io_;
   std::atomic<bool> stop_{false};
 
-  // Guards outbox_, connect_requests_, up_ and queued_: the hand-off between callers of
-  // send/connect/peers and the I/O thread.
+  // Guards connect_requests_, up_ and links_: what callers of send/connect/peers share with
+  // the I/O thread.
   mutable std::mutex mu_;
-  std::vector<std::pair<std::string, Data>> outbox_;
-  std::atomic<std::size_t> total_queued_{0};
   std::vector<PeerAddress> connect_requests_;
   std::map<std::string, PeerInfo> up_;
-  std::unordered_map<std::string, std::size_t> queued_;
+  std::unordered_map<std::string, std::shared_ptr<Link>> links_;  // the peers that are up
+  std::atomic<std::size_t> total_pending_{0};
 
   // The I/O thread's own.
   std::vector<std::unique_ptr<Outgoing>> outgoing_;
-  std::vector<std::pair<std::string, Data>> taken_;  // the batch being sent
-  std::vector<Outgoing*> batched_;                   // links with a batch being gathered
   std::unordered_map<std::string, Incoming> incoming_;
   std::unordered_map<std::string, Clock::time_point> last_heard_;
   std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
@@ -933,6 +973,11 @@ const std::string& Transport::endpoint() const { return impl_->endpoint(); }
 void Transport::connect(const std::string& endpoint, const std::string& server_public_key) {
   impl_->connect(endpoint, server_public_key);
 }
+Status Transport::send_frames(const std::string& peer, std::string_view frames, std::size_t count) {
+  return impl_->send_frames(peer, frames, count);
+}
+bool Transport::is_up(const std::string& peer) const { return impl_->is_up(peer); }
+std::size_t Transport::batch_bytes() const { return impl_->batch_bytes(); }
 Status Transport::send(const std::string& peer, Data data) {
   return impl_->send(peer, std::move(data));
 }

@@ -9,9 +9,10 @@
 // ZeroMQ's CURVE, and a ZAP handler admits only the cluster's public keys; the cookie handshake
 // still runs on top, so a peer needs both a cluster key pair and the cookie.
 //
-// Threading: one I/O thread owns every socket. send() may be called from any thread: it
-// queues the frame and wakes the I/O thread (one wake-up per batch, not per frame). The
-// callbacks run on the I/O thread and must not block.
+// Threading: one I/O thread receives, runs handshakes and heartbeats, and calls the callbacks
+// (which must not block). send() may be called from any thread: once a peer is up, the sending
+// thread hands frames to the peer's socket itself, under that link's mutex, so a message to a
+// peer does not wait for the I/O thread to wake up.
 #pragma once
 
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nodus/transport/curve.hpp"
@@ -112,9 +114,18 @@ class Transport {
   /// that node must prove it holds, and must be in curve_allowed; a connect without one (or
   /// with a key not allowed) is logged and ignored. Without `curve` the key is ignored.
   void connect(const std::string& endpoint, const std::string& server_public_key = {});
-  /// Queues `data` for `peer`. At most once, in order per peer. Errors: kNodeDown when no
-  /// link to `peer` is up, kOverloaded when its queue is full.
+  /// Sends `data` to `peer`: handed to the link's socket on the calling thread, or queued
+  /// when ZeroMQ's own queue is full. At most once, in order per peer (for sends from one
+  /// thread, or ordered by the caller). Errors: kNodeDown when no link to `peer` is up,
+  /// kOverloaded when its queue is full.
   Status send(const std::string& peer, Data data);
+  /// As send, for `count` frames already encoded back to back (encode_frame) into `frames`, at
+  /// most batch_bytes() long but for a single frame: they travel as one ZeroMQ message.
+  Status send_frames(const std::string& peer, std::string_view frames, std::size_t count);
+  /// How many bytes of frames a sender should gather for one send_frames.
+  std::size_t batch_bytes() const;
+  /// True while the link to `peer` is up (what send would find now).
+  bool is_up(const std::string& peer) const;
   std::vector<PeerInfo> peers() const;
   /// Frames queued for `peer` and not yet handed to the socket; senders use it to slow down
   /// before the queue is full (back-pressure, like Erlang's busy distribution port).
