@@ -320,6 +320,12 @@ Status Runtime::start_transport(const NodeOptions& o) {
   return Status::Ok();
 }
 
+bool Runtime::wait_for_input(int wake_fd) {
+  transport::Transport* t = transport();
+  // Bounded, so a thread that polls notices stop and rescue requests made without its fd.
+  return t && t->receive(wake_fd, std::chrono::milliseconds(100));
+}
+
 void Runtime::connect(const std::string& address) {
   transport::Transport* t = transport();
   if (!t) return;

@@ -1,5 +1,6 @@
 #include "scheduler.hpp"
 
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -215,6 +216,8 @@ void destroy_fiber(Worker& w, FiberHandle* f) {
 Scheduler::Scheduler(Runtime& rt, unsigned threads, std::size_t stack_size, bool manual)
     : rt_(rt), stack_size_(stack_size), manual_(manual) {
   if (manual) threads = 1;
+  poll_wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  NODUS_CHECK(poll_wake_fd_ >= 0);
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
@@ -224,7 +227,15 @@ Scheduler::Scheduler(Runtime& rt, unsigned threads, std::size_t stack_size, bool
   }
 }
 
-Scheduler::~Scheduler() { stop(); }
+Scheduler::~Scheduler() {
+  stop();
+  ::close(poll_wake_fd_);
+}
+
+void Scheduler::wake_poller() {
+  std::uint64_t one = 1;
+  (void)!::write(poll_wake_fd_, &one, sizeof(one));
+}
 
 void Scheduler::start() {
   NODUS_CHECK(!started_);
@@ -267,6 +278,9 @@ void Scheduler::run_monitor() {
         rescue_.store(true);
       }
       sleep_cv_.notify_one();
+    } else if (stuck && poller_.load()) {
+      rescue_.store(true);
+      wake_poller();
     }
     tick = any_running ? std::chrono::milliseconds(1)
                        : std::min(tick * 2, std::chrono::milliseconds(16));
@@ -316,6 +330,7 @@ void Scheduler::stop() {
     stop_.store(true);
   }
   sleep_cv_.notify_all();
+  wake_poller();
   { std::lock_guard<std::mutex> lock(monitor_mu_); }
   monitor_cv_.notify_all();
   if (monitor_.joinable()) monitor_.join();
@@ -393,9 +408,12 @@ void Scheduler::yield(Process* p) {
 }
 
 void Scheduler::notify_one() {
-  if (sleepers_.load() > 0 && spinning_.load() == 0) {
+  if (spinning_.load() > 0) return;  // a spinner takes it
+  if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(sleep_mu_);
     sleep_cv_.notify_one();
+  } else if (poller_.load()) {
+    wake_poller();
   }
 }
 
@@ -498,6 +516,24 @@ void Scheduler::run_worker(Worker& w) {
     if (p) {
       run(w, p);
       continue;
+    }
+    // One idle thread at a time waits for input from other nodes instead of sleeping, so a
+    // message from another node is read, delivered and run by the same thread, with no
+    // hand-off from the transport's I/O thread (a wake-up costs as much as the network hop).
+    // poller_ is set before work is checked, and notify_one() checks it after queueing work:
+    // one of the two sees the other.
+    if (rt_.transport() != nullptr && !poller_.exchange(true)) {
+      bool waited = false;
+      if (!any_work() && !rescue_.load() && !stop_.load())
+        waited = rt_.wait_for_input(poll_wake_fd_);
+      std::uint64_t n;
+      (void)!::read(poll_wake_fd_, &n, sizeof(n));  // consumed: the next wait starts afresh
+      poller_.store(false);
+      rescue_.store(false);
+      if (waited || any_work() || stop_.load()) {
+        if (stop_.load() && !any_work()) break;
+        continue;
+      }
     }
     std::unique_lock<std::mutex> lock(sleep_mu_);
     sleepers_.fetch_add(1);

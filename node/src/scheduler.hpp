@@ -69,6 +69,7 @@ class Scheduler {
   Process* steal(Worker& w);
   void run(Worker& w, Process* p);
   void notify_one();
+  void wake_poller();
   void run_monitor();
   static void switch_out(Worker* w);
   bool any_work() const;
@@ -90,6 +91,10 @@ class Scheduler {
   std::atomic<int> spinning_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> rescue_{false};  // the monitor asks a sleeper to steal from a stuck thread
+  // The idle thread waiting for input from other nodes (Runtime::wait_for_input), if any, and
+  // the eventfd that wakes it.
+  std::atomic<bool> poller_{false};
+  int poll_wake_fd_ = -1;
   bool started_ = false;
 
   // The monitor thread sleeps on monitor_cv_ between ticks; monitor_mu_ only pairs with it.

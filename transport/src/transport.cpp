@@ -1,5 +1,6 @@
 #include "nodus/transport/transport.hpp"
 
+#include <poll.h>
 #include <sodium.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -31,6 +33,8 @@ constexpr auto kLogInterval = std::chrono::seconds(10);
 // frame back long.
 constexpr std::size_t kBatchBytes = 64 * 1024;
 constexpr int kMaxZmqQueued = 1024;
+// How often the I/O thread looks at the ROUTER while a thread waits in receive() for it.
+constexpr auto kReceiverCheck = std::chrono::milliseconds(5);
 
 // libzmq asks the ZAP handler bound here, in the socket's context, to admit each CURVE client
 // (RFC 27/ZAP). Each transport has a context of its own, so one handler per transport.
@@ -110,11 +114,13 @@ class Transport::Impl {
       router_.set(zmq::sockopt::router_mandatory, 0);
       router_.bind(opt_.listen);
       endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+      router_fd_ = router_.get(zmq::sockopt::fd);
     } catch (const zmq::error_t& e) {
       return Status(ErrorCode::kBadConfig, "cannot listen on " + opt_.listen + ": " + e.what());
     }
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd_ < 0) return Status(ErrorCode::kInternal, "eventfd failed");
+    closing_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0 || closing_fd_ < 0) return Status(ErrorCode::kInternal, "eventfd failed");
     io_ = std::thread([this] { run(); });
     return Status::Ok();
   }
@@ -172,12 +178,50 @@ class Transport::Impl {
     return s;
   }
 
+  bool receive(int wake_fd, std::chrono::milliseconds max_wait) {
+    {
+      std::lock_guard<std::mutex> lock(receivers_mu_);
+      if (closing_) return false;
+      ++receivers_;
+    }
+    receivers_waiting_.fetch_add(1);
+    pollfd fds[3] = {{router_fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}, {closing_fd_, POLLIN, 0}};
+    const int ready = ::poll(fds, 3, static_cast<int>(max_wait.count()));
+    receivers_waiting_.fetch_sub(1);
+    if (ready > 0 && (fds[0].revents & POLLIN)) {
+      std::unique_lock<std::mutex> io(io_mu_, std::try_to_lock);
+      if (io.owns_lock()) {  // else the I/O thread is at it, and the descriptor stays ready
+        read_router();
+        if (io_wake_needed_) {
+          io_wake_needed_ = false;
+          wake();
+        }
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(receivers_mu_);
+      --receivers_;
+    }
+    receivers_cv_.notify_all();
+    return true;
+  }
+
   void close() {
+    {
+      // Threads in receive() leave within their max_wait; none enters after this.
+      std::unique_lock<std::mutex> lock(receivers_mu_);
+      closing_ = true;
+      std::uint64_t one = 1;
+      if (closing_fd_ >= 0) (void)!::write(closing_fd_, &one, sizeof(one));  // never read
+      receivers_cv_.wait(lock, [&] { return receivers_ == 0; });
+    }
     if (stop_.exchange(true)) return;
     wake();
     if (io_.joinable()) io_.join();
     if (wake_fd_ >= 0) ::close(wake_fd_);
     wake_fd_ = -1;
+    if (closing_fd_ >= 0) ::close(closing_fd_);
+    closing_fd_ = -1;
   }
 
  private:
@@ -248,9 +292,17 @@ class Transport::Impl {
   }
 
   void run() {
+    std::unique_lock<std::mutex> io(io_mu_);
     while (!stop_.load()) {
+      graveyard_.clear();  // nobody polls these any more
       std::vector<zmq::pollitem_t> items;
-      items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
+      // The ROUTER by its file descriptor, not as a socket: polling a socket runs ZeroMQ code
+      // on it, and a thread in receive() may be using it (under io_mu_) meanwhile.
+      // While an idle thread waits in receive(), it reads the ROUTER and this thread leaves
+      // it alone (both would wake for every message); it looks again every few milliseconds
+      // in case that thread went to work and none took its place.
+      const bool receiver_waiting = receivers_waiting_.load() > 0;
+      items.push_back({nullptr, router_fd_, receiver_waiting ? short{0} : short{ZMQ_POLLIN}, 0});
       items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
       if (opt_.curve) {
         items.push_back({zap_.handle(), 0, ZMQ_POLLIN, 0});
@@ -271,15 +323,19 @@ class Transport::Impl {
         items.push_back({o->dealer->handle(), 0, events, 0});
         polled.push_back(o.get());
       }
+      io.unlock();
       try {
         zmq::poll(items.data(), items.size(),
-                  std::chrono::milliseconds(
-                      std::max<std::int64_t>(10, opt_.heartbeat_interval.count() / 3)));
+                  receiver_waiting ? kReceiverCheck
+                                   : std::chrono::milliseconds(std::max<std::int64_t>(
+                                         10, opt_.heartbeat_interval.count() / 3)));
       } catch (const zmq::error_t& e) {
+        io.lock();
         if (e.num() == EINTR) continue;
         log(std::string("poll failed: ") + e.what());
         break;
       }
+      io.lock();
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t n;
         (void)!::read(wake_fd_, &n, sizeof(n));
@@ -289,7 +345,9 @@ class Transport::Impl {
         if (items[2].revents & ZMQ_POLLIN) answer_zap();
         if (items[3].revents & ZMQ_POLLIN) read_monitor();
       }
-      if (items[0].revents & ZMQ_POLLIN) read_router();
+      // The descriptor only says that something changed; read_router() reads until ZeroMQ has
+      // nothing more, so nothing is left behind unsignalled.
+      if ((items[0].revents & ZMQ_POLLIN) || receiver_waiting) read_router();
       for (std::size_t i = 0; i < polled.size(); ++i) {
         if (items[first_dealer + i].revents & ZMQ_POLLIN) read_dealer(*polled[i]);
         if (items[first_dealer + i].revents & ZMQ_POLLOUT) flush(*polled[i]);
@@ -307,6 +365,7 @@ class Transport::Impl {
     }
     for (auto& o : outgoing_) retire(*o);
     outgoing_.clear();
+    graveyard_.clear();
     if (opt_.curve) {
       (void)zmq_socket_monitor(router_.handle(), nullptr, 0);
       monitor_.close();
@@ -411,6 +470,7 @@ class Transport::Impl {
   }
 
   void attempt(Outgoing& o) {
+    io_wake_needed_ = true;  // a new socket for the I/O thread to poll
     o.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
     o.link = std::make_shared<Link>();
     o.link->dealer = o.dealer.get();
@@ -469,7 +529,8 @@ class Transport::Impl {
       if (it != links_.end() && it->second == o.link) links_.erase(it);
     }
     o.link.reset();
-    o.dealer.reset();
+    // Closed by the I/O thread when it is not polling it (another thread may retire a link).
+    if (o.dealer) graveyard_.push_back(std::move(o.dealer));
   }
 
   // The I/O thread's own frames (handshake, heartbeats, gossip, BYE).
@@ -935,6 +996,18 @@ class Transport::Impl {
   std::thread io_;
   std::atomic<bool> stop_{false};
 
+  // Guards everything below "The I/O thread's own": held by the I/O thread except while it
+  // polls, and by a thread in receive() while it reads the ROUTER.
+  std::mutex io_mu_;
+  int router_fd_ = -1;
+  // receive(): how many threads are in it; close() waits for none.
+  std::mutex receivers_mu_;
+  std::condition_variable receivers_cv_;
+  int receivers_ = 0;
+  bool closing_ = false;
+  int closing_fd_ = -1;                    // readable once closing_: wakes the threads in receive()
+  std::atomic<int> receivers_waiting_{0};  // threads blocked in receive()'s poll
+
   // Guards connect_requests_, up_ and links_: what callers of send/connect/peers share with
   // the I/O thread.
   mutable std::mutex mu_;
@@ -943,8 +1016,10 @@ class Transport::Impl {
   std::unordered_map<std::string, std::shared_ptr<Link>> links_;  // the peers that are up
   std::atomic<std::size_t> total_pending_{0};
 
-  // The I/O thread's own.
+  // The I/O thread's own (and receive()'s, under io_mu_).
   std::vector<std::unique_ptr<Outgoing>> outgoing_;
+  std::vector<std::unique_ptr<zmq::socket_t>> graveyard_;  // retired DEALERs, closed in run()
+  bool io_wake_needed_ = false;  // receive() made a socket the I/O thread must start polling
   std::unordered_map<std::string, Incoming> incoming_;
   std::unordered_map<std::string, Clock::time_point> last_heard_;
   std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
@@ -977,6 +1052,9 @@ Status Transport::send_frames(const std::string& peer, std::string_view frames, 
   return impl_->send_frames(peer, frames, count);
 }
 bool Transport::is_up(const std::string& peer) const { return impl_->is_up(peer); }
+bool Transport::receive(int wake_fd, std::chrono::milliseconds max_wait) {
+  return impl_->receive(wake_fd, max_wait);
+}
 std::size_t Transport::batch_bytes() const { return impl_->batch_bytes(); }
 Status Transport::send(const std::string& peer, Data data) {
   return impl_->send(peer, std::move(data));

@@ -9,10 +9,11 @@
 // ZeroMQ's CURVE, and a ZAP handler admits only the cluster's public keys; the cookie handshake
 // still runs on top, so a peer needs both a cluster key pair and the cookie.
 //
-// Threading: one I/O thread receives, runs handshakes and heartbeats, and calls the callbacks
-// (which must not block). send() may be called from any thread: once a peer is up, the sending
-// thread hands frames to the peer's socket itself, under that link's mutex, so a message to a
-// peer does not wait for the I/O thread to wake up.
+// Threading: one I/O thread runs handshakes and heartbeats and receives, and calls the
+// callbacks (which must not block); an idle thread may receive instead, in receive(), and the
+// callbacks then run on it. They never run on two threads at once. send() may be called from any
+// thread: once a peer is up, the sending thread hands frames to the peer's socket itself, under
+// that link's mutex, so a message to a peer does not wait for the I/O thread to wake up.
 #pragma once
 
 #include <chrono>
@@ -65,7 +66,7 @@ struct TransportOptions {
   /// set. Every node must list every other node's key, since links go both ways.
   std::vector<std::string> curve_allowed;
 
-  /// Where log lines go (default: stderr). Called on the I/O thread.
+  /// Where log lines go (default: stderr). Called where the callbacks are.
   std::function<void(const std::string& line)> log;
 };
 
@@ -126,6 +127,12 @@ class Transport {
   std::size_t batch_bytes() const;
   /// True while the link to `peer` is up (what send would find now).
   bool is_up(const std::string& peer) const;
+  /// For a thread that would otherwise sleep (an idle scheduler thread): waits at most
+  /// `max_wait` for input on this node's socket or for `wake_fd` to become readable, and reads
+  /// and handles what arrived, running the callbacks on this thread. Then the thread can run
+  /// what the callbacks handed it at once, with no hand-off from the I/O thread. False (at
+  /// once) after close().
+  bool receive(int wake_fd, std::chrono::milliseconds max_wait);
   std::vector<PeerInfo> peers() const;
   /// Frames queued for `peer` and not yet handed to the socket; senders use it to slow down
   /// before the queue is full (back-pressure, like Erlang's busy distribution port).
