@@ -143,6 +143,23 @@ TEST_F(RemoteTest, ABurstFromAProcessArrivesInOrderAcrossItsSlices) {
   EXPECT_EQ(call(echo, "marks").value(), Term(5));
 }
 
+TEST_F(RemoteTest, AFloodOfCastsDoesNotStarveHeartbeats) {
+  // The receiving side reads a sender that never pauses in bounded chunks, so heartbeats
+  // still go out and neither node declares the other down mid-flood (down_after is 1 s here).
+  Pid echo = start<Echo>(*b_).value();
+  Pid me = me_->pid();
+  monitor_node(atom("b"));
+  spawn(*a_, [echo, me] {
+    for (int i = 0; i < 1'500'000; ++i) cast(echo, i);
+    send(echo, tuple("order", me));
+  });
+  Message m = next(60s);
+  EXPECT_EQ(m, tuple("out_of_order", 0)) << m.to_string();
+  EXPECT_EQ(call(echo, "marks").value(), Term(0));
+  // No NodeDown arrived meanwhile (it would have come before the reply).
+  EXPECT_TRUE(linked(*a_, "b") && linked(*b_, "a"));
+}
+
 TEST_F(RemoteTest, RemoteCrashGivesTheCallerTheReason) {
   Pid echo = start<Echo>(*b_).value();
   auto r = call(echo, "crash");

@@ -33,6 +33,8 @@ constexpr auto kLogInterval = std::chrono::seconds(10);
 // frame back long.
 constexpr std::size_t kBatchBytes = 64 * 1024;
 constexpr int kMaxZmqQueued = 1024;
+// Frames read_router() handles before it lets the rest of the loop run (about a millisecond).
+constexpr std::uint64_t kReadBudget = 2048;
 // How often the I/O thread looks at the ROUTER while a thread waits in receive() for it.
 constexpr auto kReceiverCheck = std::chrono::milliseconds(5);
 
@@ -184,11 +186,15 @@ class Transport::Impl {
       if (closing_) return false;
       ++receivers_;
     }
-    receivers_waiting_.fetch_add(1);
-    pollfd fds[3] = {{router_fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}, {closing_fd_, POLLIN, 0}};
-    const int ready = ::poll(fds, 3, static_cast<int>(max_wait.count()));
-    receivers_waiting_.fetch_sub(1);
-    if (ready > 0 && (fds[0].revents & POLLIN)) {
+    bool readable = router_backlog_.load();  // then the descriptor may never signal it
+    if (!readable) {
+      receivers_waiting_.fetch_add(1);
+      pollfd fds[3] = {{router_fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}, {closing_fd_, POLLIN, 0}};
+      const int ready = ::poll(fds, 3, static_cast<int>(max_wait.count()));
+      receivers_waiting_.fetch_sub(1);
+      readable = ready > 0 && (fds[0].revents & POLLIN);
+    }
+    if (readable) {
       std::unique_lock<std::mutex> io(io_mu_, std::try_to_lock);
       if (io.owns_lock()) {  // else the I/O thread is at it, and the descriptor stays ready
         read_router();
@@ -301,7 +307,8 @@ class Transport::Impl {
       // While an idle thread waits in receive(), it reads the ROUTER and this thread leaves
       // it alone (both would wake for every message); it looks again every few milliseconds
       // in case that thread went to work and none took its place.
-      const bool receiver_waiting = receivers_waiting_.load() > 0;
+      const bool backlog = router_backlog_.load();
+      const bool receiver_waiting = !backlog && receivers_waiting_.load() > 0;
       items.push_back({nullptr, router_fd_, receiver_waiting ? short{0} : short{ZMQ_POLLIN}, 0});
       items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
       if (opt_.curve) {
@@ -326,9 +333,10 @@ class Transport::Impl {
       io.unlock();
       try {
         zmq::poll(items.data(), items.size(),
-                  receiver_waiting ? kReceiverCheck
-                                   : std::chrono::milliseconds(std::max<std::int64_t>(
-                                         10, opt_.heartbeat_interval.count() / 3)));
+                  backlog            ? std::chrono::milliseconds(0)
+                  : receiver_waiting ? kReceiverCheck
+                                     : std::chrono::milliseconds(std::max<std::int64_t>(
+                                           10, opt_.heartbeat_interval.count() / 3)));
       } catch (const zmq::error_t& e) {
         io.lock();
         if (e.num() == EINTR) continue;
@@ -345,9 +353,10 @@ class Transport::Impl {
         if (items[2].revents & ZMQ_POLLIN) answer_zap();
         if (items[3].revents & ZMQ_POLLIN) read_monitor();
       }
-      // The descriptor only says that something changed; read_router() reads until ZeroMQ has
-      // nothing more, so nothing is left behind unsignalled.
-      if ((items[0].revents & ZMQ_POLLIN) || receiver_waiting) read_router();
+      // The descriptor only says that something changed: read_router() reads until ZeroMQ has
+      // nothing more, or notes a backlog when it stops for the rest of the loop (heartbeats
+      // must not starve behind a peer that sends without pause).
+      if ((items[0].revents & ZMQ_POLLIN) || receiver_waiting || backlog) read_router();
       for (std::size_t i = 0; i < polled.size(); ++i) {
         if (items[first_dealer + i].revents & ZMQ_POLLIN) read_dealer(*polled[i]);
         if (items[first_dealer + i].revents & ZMQ_POLLOUT) flush(*polled[i]);
@@ -652,10 +661,20 @@ class Transport::Impl {
     }
   }
 
+  // Reads and handles up to kReadBudget frames; sets router_backlog_ when it stopped before
+  // ZeroMQ had nothing more.
   void read_router() {
+    const std::uint64_t budget_end = frames_in_.load(std::memory_order_relaxed) + kReadBudget;
     for (;;) {
+      if (frames_in_.load(std::memory_order_relaxed) >= budget_end) {
+        router_backlog_.store(true);
+        return;
+      }
       zmq::message_t rid, msg;
-      if (!router_.recv(rid, zmq::recv_flags::dontwait)) return;
+      if (!router_.recv(rid, zmq::recv_flags::dontwait)) {
+        router_backlog_.store(false);
+        return;
+      }
       if (!rid.more()) {
         reject("router", "a frame without a routing id");
         continue;
@@ -1007,6 +1026,8 @@ class Transport::Impl {
   bool closing_ = false;
   int closing_fd_ = -1;                    // readable once closing_: wakes the threads in receive()
   std::atomic<int> receivers_waiting_{0};  // threads blocked in receive()'s poll
+  // read_router() stopped with messages left: the descriptor may not signal them again.
+  std::atomic<bool> router_backlog_{false};
 
   // Guards connect_requests_, up_ and links_: what callers of send/connect/peers share with
   // the I/O thread.
