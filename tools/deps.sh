@@ -10,6 +10,7 @@ packages=(
   libmsgpack-cxx-dev                   # the wire format
   libzmq3-dev cppzmq-dev               # the transport between nodes
   libsodium-dev                        # HMAC-SHA-256 for the handshake (libzmq uses it too)
+  libjemalloc-dev                      # the executables' allocator (see CMakeLists.txt)
   libgtest-dev libgmock-dev            # tests
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
