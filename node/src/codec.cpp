@@ -37,6 +37,7 @@
 #include <bit>
 #include <limits>
 #include <new>
+#include <optional>
 #include <string>
 
 #include <msgpack.hpp>
@@ -362,7 +363,35 @@ std::string encode_term(const Term& t) {
   return out;
 }
 
+namespace {
+
+// The scalars most small messages are made of skip msgpack-c's parser: a fixint, or a bin 8/16
+// that fills the input exactly. Anything else, valid or not, takes the full path, which gives
+// the same terms and the errors.
+std::optional<Term> decode_common_scalar(std::string_view b, const DecodeLimits& limits) {
+  if (b.empty()) return std::nullopt;
+  const auto c = static_cast<unsigned char>(b[0]);
+  if (b.size() == 1 && (c <= 0x7f || c >= 0xe0)) {
+    return Term(static_cast<std::int64_t>(static_cast<std::int8_t>(c)));  // fixints
+  }
+  std::size_t header = 0, length = 0;
+  if (c == 0xc4 && b.size() >= 2) {
+    header = 2;
+    length = static_cast<unsigned char>(b[1]);
+  } else if (c == 0xc5 && b.size() >= 3) {
+    header = 3;
+    length = std::size_t{static_cast<unsigned char>(b[1])} << 8 | static_cast<unsigned char>(b[2]);
+  } else {
+    return std::nullopt;
+  }
+  if (b.size() != header + length || length > limits.max_bin) return std::nullopt;
+  return bin(b.substr(header));
+}
+
+}  // namespace
+
 Result<Term> decode_term(std::string_view bytes, const DecodeLimits& limits) {
+  if (auto t = decode_common_scalar(bytes, limits)) return std::move(*t);
   try {
     Decoder decoder(limits);
     Term t;

@@ -1,5 +1,6 @@
 // The node's side of the wire: envelopes to and from transport Data frames, the registry of
 // typed messages that can cross the wire, and what a node does when a peer comes and goes.
+#include <array>
 #include <chrono>
 #include <mutex>
 #include <unordered_map>
@@ -70,8 +71,26 @@ std::optional<Kind> kind_from_wire(std::uint8_t n) {
 
 transport::WireId wire(const Pid& p) { return {std::string(p.node.name()), p.creation, p.id}; }
 transport::WireId wire(const Ref& r) { return {std::string(r.node.name()), r.creation, r.id}; }
-Pid pid_of(const transport::WireId& w) { return Pid{Atom(w.node), w.creation, w.id}; }
-Ref ref_of(const transport::WireId& w) { return Ref{Atom(w.node), w.creation, w.id}; }
+// The atom of a node name read off the wire. A frame names two or three nodes, nearly always
+// the same few: a small per-thread cache spares the atom table's lock and hash for them.
+Atom node_atom(const std::string& name) {
+  struct Entry {
+    std::string name;
+    Atom atom;
+  };
+  thread_local std::array<Entry, 4> cache;
+  thread_local std::size_t next = 0;
+  for (const Entry& e : cache) {
+    if (e.name == name && !name.empty()) return e.atom;
+  }
+  Entry& e = cache[next++ % cache.size()];
+  e.name = name;
+  e.atom = Atom(name);
+  return e.atom;
+}
+
+Pid pid_of(const transport::WireId& w) { return Pid{node_atom(w.node), w.creation, w.id}; }
+Ref ref_of(const transport::WireId& w) { return Ref{node_atom(w.node), w.creation, w.id}; }
 
 }  // namespace
 
@@ -228,7 +247,7 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
     remote_rejected_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (from && from.node != Atom(peer)) {
+  if (from && from.node != node_atom(peer)) {
     refuse("a message from " + peer + " claiming to come from " + from.to_string());
     return;
   }

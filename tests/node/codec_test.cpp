@@ -84,6 +84,16 @@ TEST_F(CodecTest, RoundTripsBinaries) {
   EXPECT_TRUE(RoundTrip(bin("ok")).is_bin());  // not confused with the atom
 }
 
+TEST_F(CodecTest, SmallIntegersAndBinariesOfEveryLengthRoundTrip) {
+  // The common scalars have a decoding path of their own; it must agree with the general one.
+  for (std::int64_t i = -40; i <= 140; ++i) ExpectRoundTrip(Term(i));
+  for (std::size_t n : {0u, 1u, 31u, 32u, 255u, 256u, 65535u, 65536u}) {
+    ExpectRoundTrip(bin(std::string(n, 'b')));
+  }
+  EXPECT_NE(std::string::npos, DecodeError(Bytes({0xc4, 0x02, 0x61})).find("truncated"));
+  EXPECT_NE(std::string::npos, DecodeError(Bytes({0xc4, 0x01, 0x61, 0x62})).find("trailing"));
+}
+
 TEST_F(CodecTest, RoundTripsEmptyContainers) {
   ExpectRoundTrip(tuple());
   ExpectRoundTrip(list());

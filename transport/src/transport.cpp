@@ -699,9 +699,13 @@ class Transport::Impl {
       }
       // One message, one or more frames back to back (docs/protocol.md section 1).
       std::string_view rest = msg.to_string_view();
+      auto it = incoming_.try_emplace(id).first;
+      if (it->second.state == Incoming::State::kAuthenticated) {
+        last_heard_[it->second.hello.name] = Clock::now();  // once a message, not a frame
+      }
       do {
         frames_in_.fetch_add(1, std::memory_order_relaxed);
-        Incoming& in = incoming_[id];
+        Incoming& in = it->second;
         auto frame = decode_next_frame(rest, opt_.limits);
         if (!frame.ok()) {
           const std::string source =
@@ -709,11 +713,17 @@ class Transport::Impl {
                   ? in.hello.name
                   : "connection " + std::to_string(std::hash<std::string>()(id));
           reject(source, frame.error().to_string());
-          if (in.state != Incoming::State::kAuthenticated) incoming_.erase(id);
+          if (in.state != Incoming::State::kAuthenticated) incoming_.erase(it);
           break;  // what follows cannot be resynchronised
         }
+        if (Data* d = std::get_if<Data>(&*frame);
+            d && in.state == Incoming::State::kAuthenticated) {
+          if (cb_.on_data) cb_.on_data(in.hello.name, std::move(*d));  // the common case
+          continue;
+        }
         handle_incoming(id, in, std::move(*frame));
-      } while (!rest.empty() && incoming_.count(id) > 0);
+        it = incoming_.find(id);  // it may have gone (BYE, a refusal)
+      } while (!rest.empty() && it != incoming_.end());
     }
   }
 
@@ -789,7 +799,7 @@ class Transport::Impl {
       case Incoming::State::kAuthenticated: {
         const std::string peer = in.hello.name;  // a copy: peer_down erases `in`
         last_heard_[peer] = Clock::now();
-        if (auto* d = std::get_if<Data>(&frame)) {
+        if (auto* d = std::get_if<Data>(&frame)) {  // (read_router passes these on itself)
           if (cb_.on_data) cb_.on_data(peer, std::move(*d));
         } else if (std::holds_alternative<Heartbeat>(frame)) {
           // liveness only
