@@ -41,6 +41,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!(*first == *second)) fail("a re-encoded frame decodes to a different frame");
     if (encode_frame(*second) != encoded) fail("encoding is not deterministic");
   }
+  // decode_next_frame reads common DATA frames by a path of its own: on a whole frame it must
+  // agree with decode_frame, which always goes through msgpack-c.
+  {
+    std::string_view rest = bytes;
+    nodus::Result<Frame> fast = decode_next_frame(rest);
+    nodus::Result<Frame> general = decode_frame(bytes);
+    if (general.ok() && !(fast.ok() && rest.empty() && *fast == *general)) {
+      fail("decode_next_frame disagrees with decode_frame on a frame both should read");
+    }
+    if (fast.ok() && rest.empty() && !general.ok()) {
+      fail("decode_next_frame accepts a frame decode_frame refuses");
+    }
+  }
   // The same bytes as a batch (several frames back to back, as a link carries them): each
   // frame decodes or fails cleanly, consumes something, and an error leaves the input alone.
   std::string_view rest = bytes;

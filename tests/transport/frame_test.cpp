@@ -344,6 +344,51 @@ TEST_F(FrameTest, DecodesFramesBackToBackInOneMessage) {
   EXPECT_TRUE(rest.empty());
 }
 
+TEST_F(FrameTest, TheDataFastPathAgreesWithTheGeneralDecoder) {
+  // decode_next_frame reads common DATA shapes itself; decode_frame always goes through
+  // msgpack-c. On one whole frame they must accept, return and refuse exactly the same.
+  std::vector<std::string> inputs;
+  for (const Frame& f : SampleFrames()) inputs.push_back(encode_frame(f));
+  for (const RawFrame& raw : RawFrames()) inputs.push_back(raw.bytes());
+  for (std::size_t name : {0u, 1u, 3u, 242u, 243u, 255u}) {  // fixext 16, ext 8, ext 16 pids
+    Data d = FullData();
+    d.from = WireId{std::string(name, 'a'), 1, 2};
+    d.to = std::string(name, 't');
+    inputs.push_back(encode_frame(Frame(d)));
+  }
+  for (std::size_t n : {0u, 255u, 256u, 65535u, 65536u}) {  // bin 8, 16, 32 payloads
+    Data d = BareData();
+    d.payload.assign(n, 'x');
+    inputs.push_back(encode_frame(Frame(d)));
+  }
+  const std::string full = encode_frame(FullData());
+  for (std::size_t i = 0; i < full.size(); ++i) {
+    inputs.push_back(full.substr(0, i));  // every truncation
+    for (unsigned char c : {0x00, 0x7f, 0xc0, 0xc1, 0xcc, 0xd0, 0xff}) {
+      std::string mutated = full;
+      mutated[i] = static_cast<char>(c);
+      inputs.push_back(mutated);
+    }
+  }
+  FrameLimits small;
+  small.max_payload = 299;
+  small.max_frame = full.size() - 1;
+  for (const FrameLimits& limits : {FrameLimits{}, small}) {
+    for (const std::string& bytes : inputs) {
+      std::string_view rest = bytes;
+      Result<Frame> fast = decode_next_frame(rest, limits);
+      Result<Frame> general = decode_frame(bytes, limits);
+      if (general.ok()) {
+        ASSERT_OK(fast);
+        EXPECT_EQ(*general, *fast);
+        EXPECT_TRUE(rest.empty());
+      } else if (fast.ok()) {
+        EXPECT_FALSE(rest.empty()) << "only trailing bytes may tell them apart";
+      }
+    }
+  }
+}
+
 TEST_F(FrameTest, StopsABatchAtTheFirstFrameThatDoesNotDecode) {
   const std::string good = encode_frame(FullData());
   const std::string batch = good + "\xc1" + good;  // 0xc1: never valid MessagePack
