@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "nodus/node/codec.hpp"
@@ -69,8 +70,6 @@ std::optional<Kind> kind_from_wire(std::uint8_t n) {
   return std::nullopt;
 }
 
-transport::WireId wire(const Pid& p) { return {std::string(p.node.name()), p.creation, p.id}; }
-transport::WireId wire(const Ref& r) { return {std::string(r.node.name()), r.creation, r.id}; }
 // The atom of a node name read off the wire. A frame names two or three nodes, nearly always
 // the same few: a small per-thread cache spares the atom table's lock and hash for them.
 Atom node_atom(const std::string& name) {
@@ -94,40 +93,49 @@ Ref ref_of(const transport::WireId& w) { return Ref{node_atom(w.node), w.creatio
 
 }  // namespace
 
-Result<transport::Data, Reason> Runtime::to_data(const Envelope& e,
-                                                 std::variant<Pid, std::string> to) {
+namespace {
+
+transport::WireIdRef wire_ref(const Pid& p) { return {p.node.name(), p.creation, p.id}; }
+transport::WireIdRef wire_ref(const Ref& r) { return {r.node.name(), r.creation, r.id}; }
+
+// Appends e's DATA frame to `out`, or says why it cannot cross the wire (`out` untouched).
+std::optional<Reason> encode_envelope(const Envelope& e, const std::variant<Pid, std::string>& to,
+                                      std::string& out) {
   auto kind = wire_kind(e.kind);
   if (!kind) return Reason(tuple(atom("badarg"), bin("a local-only signal")));
-  transport::Data d;
-  d.kind = *kind;
-  if (e.from) d.from = wire(e.from);
-  if (const Pid* pid = std::get_if<Pid>(&to)) {
-    d.to = wire(*pid);
-  } else {
-    d.to = std::move(std::get<std::string>(to));
+  thread_local std::string payload;  // reused: no allocation per message
+  payload.clear();
+  if (!e.msg.encode(payload)) {
+    return Reason(tuple(atom("badarg"), bin(std::string("message type ") + e.msg.type_name() +
+                                            " cannot cross the wire: declare it with "
+                                            "NODUS_MESSAGE")));
   }
-  if (e.ref) d.ref = wire(e.ref);
+  transport::DataRef d;
+  d.kind = *kind;
+  if (e.from) d.from = wire_ref(e.from);
+  if (const Pid* pid = std::get_if<Pid>(&to)) {
+    d.to = wire_ref(*pid);
+  } else {
+    d.to = std::string_view(std::get<std::string>(to));
+  }
+  if (e.ref) d.ref = wire_ref(e.ref);
   if (e.deadline != Clock::time_point::max()) {
     auto left = std::chrono::duration_cast<std::chrono::microseconds>(e.deadline - Clock::now());
     d.budget_us = left.count() > 0 ? static_cast<std::uint64_t>(left.count()) : 1;
   }
   d.tag = e.msg.wire_tag();
-  if (!e.msg.encode(d.payload)) {
-    return Reason(tuple(atom("badarg"), bin(std::string("message type ") + e.msg.type_name() +
-                                            " cannot cross the wire: declare it with "
-                                            "NODUS_MESSAGE")));
-  }
-  return d;
+  d.payload = payload;
+  transport::encode_data_frame(d, out);
+  return std::nullopt;
 }
 
 // -- sends gathered per slice ------------------------------------------------------------
 
-namespace {
-
 // The frames one slice sends to one peer.
 struct PeerBatch {
   transport::Transport* transport = nullptr;
-  std::string peer;
+  Atom node;
+  std::string peer;       // node's name
   std::string frames;     // encoded back to back
   std::size_t count = 0;  // frames in `frames`
   bool checked = false;   // the link was up when this slice first sent to it
@@ -152,6 +160,17 @@ void send_batch(PeerBatch& b) {
   b.count = 0;
 }
 
+PeerBatch& batch_for(transport::Transport& t, Atom node) {
+  for (PeerBatch& b : tls_batches.peers) {
+    if (b.transport == &t && b.node == node) return b;
+  }
+  PeerBatch& b = tls_batches.peers.emplace_back();
+  b.transport = &t;
+  b.node = node;
+  b.peer = std::string(node.name());
+  return b;
+}
+
 }  // namespace
 
 RemoteBatchScope::RemoteBatchScope() { tls_batches.open = true; }
@@ -168,33 +187,32 @@ void RemoteBatchScope::flush() {
   }
 }
 
-Status Runtime::send_data(transport::Transport& t, const std::string& peer, transport::Data d) {
-  if (!tls_batches.open) return t.send(peer, std::move(d));
-  PeerBatch* b = nullptr;
-  for (PeerBatch& candidate : tls_batches.peers) {
-    if (candidate.transport == &t && candidate.peer == peer) b = &candidate;
+Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope& e,
+                              const std::variant<Pid, std::string>& to,
+                              std::optional<Reason>& bad) {
+  if (!tls_batches.open) {
+    thread_local std::string frame;
+    frame.clear();
+    if ((bad = encode_envelope(e, to, frame))) return Status::Ok();
+    return t.send_frames(std::string(node.name()), frame, 1);
   }
-  if (!b) {
-    b = &tls_batches.peers.emplace_back();
-    b->transport = &t;
-    b->peer = peer;
-  }
-  if (!b->checked) {  // once per slice: errors a send would give, given at once
-    if (!t.is_up(peer)) return Status(ErrorCode::kNodeDown, peer);
-    if (t.queued(peer) >= t.max_queued()) {
-      return Status(ErrorCode::kOverloaded, "send queue to " + peer + " is full");
+  PeerBatch& b = batch_for(t, node);
+  if (!b.checked) {  // once per slice: the errors a send would give, given at once
+    if (!t.is_up(b.peer)) return Status(ErrorCode::kNodeDown, b.peer);
+    if (t.queued(b.peer) >= t.max_queued()) {
+      return Status(ErrorCode::kOverloaded, "send queue to " + b.peer + " is full");
     }
-    b->checked = true;
+    b.checked = true;
   }
-  const std::size_t before = b->frames.size();
-  transport::encode_frame(transport::Frame(std::move(d)), b->frames);
-  if (b->frames.size() > t.batch_bytes() && b->count > 0) {
+  const std::size_t before = b.frames.size();
+  if ((bad = encode_envelope(e, to, b.frames))) return Status::Ok();
+  if (b.frames.size() > t.batch_bytes() && b.count > 0) {
     // Full: what came before this frame leaves now.
-    (void)t.send_frames(peer, std::string_view(b->frames).substr(0, before), b->count);
-    b->frames.erase(0, before);
-    b->count = 0;
+    (void)t.send_frames(b.peer, std::string_view(b.frames).substr(0, before), b.count);
+    b.frames.erase(0, before);
+    b.count = 0;
   }
-  ++b->count;
+  ++b.count;
   return Status::Ok();
 }
 
@@ -220,13 +238,11 @@ void Runtime::deliver_remote_to(Atom node, std::variant<Pid, std::string> addres
     unreachable();
     return;
   }
-  auto data = to_data(*e, std::move(address));
-  if (!data.ok()) {
-    if (e->kind == Kind::kCall) send_error_reply(e->from, e->ref, data.error());
-    return;
-  }
-  Status s = send_data(*t, std::string(node.name()), std::move(data.value()));
-  if (s.code() == ErrorCode::kNodeDown) {
+  std::optional<Reason> bad;
+  Status s = send_envelope(*t, node, *e, address, bad);
+  if (bad) {
+    if (e->kind == Kind::kCall) send_error_reply(e->from, e->ref, *bad);
+  } else if (s.code() == ErrorCode::kNodeDown) {
     unreachable();
   } else if (!s.ok()) {
     bounce(owned.release(), reasons::from_status(s), to);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -120,9 +121,10 @@ class Runtime {
   void deliver_remote(const Pid& to, Envelope* e);
   void deliver_remote_name(Atom node, const std::string& name, Envelope* e);
   void deliver_remote_to(Atom node, std::variant<Pid, std::string> address, Envelope* e);
-  Result<transport::Data, Reason> to_data(const Envelope& e, std::variant<Pid, std::string> to);
-  /// Sends `d` to `peer`, or, inside a RemoteBatchScope, adds it to the batch for that peer.
-  static Status send_data(transport::Transport& t, const std::string& peer, transport::Data d);
+  /// Sends e's frame to `node`, or, inside a RemoteBatchScope, adds it to the batch for that
+  /// node. Sets `bad` (and sends nothing) when e cannot cross the wire.
+  static Status send_envelope(transport::Transport& t, Atom node, const Envelope& e,
+                              const std::variant<Pid, std::string>& to, std::optional<Reason>& bad);
   void on_remote_data(const std::string& peer, transport::Data&& d);
   void on_peer_change(const std::string& peer, bool up);
 

@@ -59,17 +59,23 @@ void pack_bin(Packer& pk, std::string_view b) {
 }
 
 // The packer writes straight into `out` (no buffering), so the ext body can be appended there.
-void pack_id(Packer& pk, std::string& out, std::int8_t type, const WireId& id) {
+void pack_id(Packer& pk, std::string& out, std::int8_t type, const WireIdRef& id) {
   pk.pack_ext(kWireIdFixed + id.node.size(), type);
   append_wire_id(id, out);
 }
 
-void pack_opt_id(Packer& pk, std::string& out, std::int8_t type, const std::optional<WireId>& id) {
+void pack_opt_id(Packer& pk, std::string& out, std::int8_t type,
+                 const std::optional<WireIdRef>& id) {
   if (id) {
     pack_id(pk, out, type, *id);
   } else {
     pk.pack_nil();
   }
+}
+
+WireIdRef ref_to(const WireId& id) { return {id.node, id.creation, id.id}; }
+std::optional<WireIdRef> ref_to(const std::optional<WireId>& id) {
+  return id ? std::optional<WireIdRef>(ref_to(*id)) : std::nullopt;
 }
 
 void pack_head(Packer& pk, FrameKind kind, std::uint32_t fields) {
@@ -109,18 +115,19 @@ struct Encoder {
     pack_str(pk, f.reason);
   }
   void operator()(const Data& f) const {
-    pack_head(pk, FrameKind::kData, 7);
-    pk.pack_uint8(f.kind);
-    pack_opt_id(pk, out, kExtPid, f.from);
+    DataRef d;
+    d.kind = f.kind;
+    d.from = ref_to(f.from);
     if (const auto* name = std::get_if<std::string>(&f.to)) {
-      pack_str(pk, *name);
+      d.to = std::string_view(*name);
     } else {
-      pack_id(pk, out, kExtPid, std::get<WireId>(f.to));
+      d.to = ref_to(std::get<WireId>(f.to));
     }
-    pack_opt_id(pk, out, kExtRef, f.ref);
-    pk.pack_uint64(f.budget_us);
-    pk.pack_uint32(f.tag);
-    pack_bin(pk, f.payload);
+    d.ref = ref_to(f.ref);
+    d.budget_us = f.budget_us;
+    d.tag = f.tag;
+    d.payload = f.payload;
+    encode_data_frame(d, out);
   }
   void operator()(const Heartbeat& f) const {
     pack_head(pk, FrameKind::kHeartbeat, 1);
@@ -551,7 +558,9 @@ class Decoder {
 
 // -- WireId ---------------------------------------------------------------------------
 
-void append_wire_id(const WireId& id, std::string& out) {
+void append_wire_id(const WireId& id, std::string& out) { append_wire_id(ref_to(id), out); }
+
+void append_wire_id(const WireIdRef& id, std::string& out) {
   if (id.node.size() > kMaxNameBytes) {
     std::fprintf(stderr, "nodus: invariant failed: %s (%s:%d)\n", "id.node.size() <= kMaxNameBytes",
                  __FILE__, __LINE__);
@@ -584,6 +593,23 @@ Result<WireId> parse_wire_id(std::string_view bytes) {
 }
 
 // -- frames ---------------------------------------------------------------------------
+
+void encode_data_frame(const DataRef& d, std::string& out) {
+  StringSink sink{&out};
+  Packer pk(sink);
+  pack_head(pk, FrameKind::kData, 7);
+  pk.pack_uint8(d.kind);
+  pack_opt_id(pk, out, kExtPid, d.from);
+  if (const auto* name = std::get_if<std::string_view>(&d.to)) {
+    pack_str(pk, *name);
+  } else {
+    pack_id(pk, out, kExtPid, std::get<WireIdRef>(d.to));
+  }
+  pack_opt_id(pk, out, kExtRef, d.ref);
+  pk.pack_uint64(d.budget_us);
+  pk.pack_uint32(d.tag);
+  pack_bin(pk, d.payload);
+}
 
 void encode_frame(const Frame& f, std::string& out) {
   StringSink sink{&out};

@@ -34,8 +34,16 @@ struct WireId {
   friend bool operator==(const WireId&, const WireId&) = default;
 };
 
+/// A WireId's fields by reference, for encoding without copying the name.
+struct WireIdRef {
+  std::string_view node;
+  std::uint32_t creation = 0;
+  std::uint64_t id = 0;
+};
+
 /// Appends the ext payload layout of a pid/ref (u8 name length, name, u32 creation, u64 id,
 /// big-endian) to `out`. REQUIRES: id.node.size() <= kMaxNameBytes.
+void append_wire_id(const WireIdRef& id, std::string& out);
 void append_wire_id(const WireId& id, std::string& out);
 /// Parses that layout; kProtocol naming the problem if `bytes` is not exactly one WireId.
 Result<WireId> parse_wire_id(std::string_view bytes);
@@ -131,6 +139,21 @@ struct FrameLimits {
 /// kNonceBytes / kMacBytes) makes the receiver drop the frame.
 void encode_frame(const Frame& f, std::string& out);
 std::string encode_frame(const Frame& f);
+
+/// A DATA frame's fields by reference: what a sender encodes straight from its own objects,
+/// without building a Data first.
+struct DataRef {
+  std::uint8_t kind = 0;
+  std::optional<WireIdRef> from;
+  std::variant<WireIdRef, std::string_view> to;  ///< a process, or a name on the receiver
+  std::optional<WireIdRef> ref;
+  std::uint64_t budget_us = 0;
+  std::uint32_t tag = 0;
+  std::string_view payload;
+};
+/// Appends the DATA frame of `d` to `out`: the bytes encode_frame writes for the same Data.
+/// REQUIRES: as encode_frame.
+void encode_data_frame(const DataRef& d, std::string& out);
 
 /// Decodes one frame. Never throws or aborts: errors are kProtocol with a message naming what
 /// was wrong (truncated, trailing bytes, unknown kind, a field of the wrong type or size, a
