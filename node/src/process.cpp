@@ -422,7 +422,9 @@ void Process::node_down(Atom node) {
   // Their monitors of us are gone with them.
   std::erase_if(x.monitored_by, [&](const auto& m) { return m.second.node == node; });
   // Calls waiting for an answer from there fail with nodedown.
-  for (const auto& [ref, target] : x.awaiting) {
+  for (const auto& waiting : x.awaiting) {
+    const Ref& ref = waiting.first;  // not a structured binding: lambdas capture it (clang 14)
+    const Pid& target = waiting.second;
     if (target.node != node) continue;
     if (std::any_of(x.replies.begin(), x.replies.end(),
                     [&](const Envelope* r) { return r->ref == ref; })) {
