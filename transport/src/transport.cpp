@@ -34,6 +34,8 @@ constexpr const char* kZapDomain = "nodus";
 // Where the ROUTER reports handshakes that failed before ZAP (plaintext peers, bad CURVE).
 constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
 constexpr std::size_t kCurveKeyBytes = 32;
+// The Hello capability of a hidden node (docs/protocol.md section 9).
+constexpr const char* kHiddenCapability = "hidden";
 
 // The Z85 text of a binary CURVE key. REQUIRES: key.size() == kCurveKeyBytes.
 std::string z85_key(const zmq::message_t& key) {
@@ -159,6 +161,11 @@ class Transport::Impl {
     return out;
   }
 
+  std::map<std::string, PeerTraffic> traffic() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return traffic_;
+  }
+
   TransportStats stats() const {
     TransportStats s;
     s.frames_in = frames_in_.load();
@@ -267,6 +274,11 @@ class Transport::Impl {
         if (items[3].revents & ZMQ_POLLIN) read_monitor();
       }
       if (items[0].revents & ZMQ_POLLIN) read_router();
+      if (!data_in_.empty()) {  // one lock per wake-up, not per frame
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& [peer, n] : data_in_) traffic_[peer].data_in += n;
+        data_in_.clear();
+      }
       for (std::size_t i = 0; i < polled.size(); ++i) {
         if (items[first_dealer + i].revents & ZMQ_POLLIN) read_dealer(*polled[i]);
         if (items[first_dealer + i].revents & ZMQ_POLLOUT) flush(*polled[i]);
@@ -317,6 +329,7 @@ class Transport::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& [peer, n] : sent) {
+        traffic_[peer].data_out += n;
         auto q = queued_.find(peer);
         if (q != queued_.end()) q->second -= std::min(q->second, n);
         total_queued_.fetch_sub(std::min<std::size_t>(total_queued_.load(), n));
@@ -388,6 +401,7 @@ class Transport::Impl {
     h.name = opt_.name;
     h.creation = opt_.creation;
     h.listen = endpoint_;
+    if (opt_.hidden) h.capabilities.push_back(kHiddenCapability);
     h.nonce = o.nonce;
     o.state = Outgoing::State::kHelloSent;
     o.attempt_started = Clock::now();
@@ -496,7 +510,7 @@ class Transport::Impl {
     if (!o || in == incoming_creation_.end() || in->second != o->peer_creation) return;
     if (announced_.count(peer)) return;
     announced_.insert(peer);
-    PeerInfo info{peer, o->peer_creation, o->endpoint, o->server_key};
+    PeerInfo info{peer, o->peer_creation, o->endpoint, o->server_key, hidden_.count(peer) > 0};
     bool restarted = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -507,7 +521,8 @@ class Transport::Impl {
     // A new incarnation answered before the old one was declared down: the old one is gone.
     if (restarted && cb_.on_peer_down) cb_.on_peer_down(peer, "restarted");
     if (cb_.on_peer_up) cb_.on_peer_up(info);
-    gossip(*o);
+    // A hidden node is told of no one and no one is told of it; it tells no one either.
+    if (!info.hidden && !opt_.hidden) gossip(*o);
   }
 
   // Full mesh: the new peer learns every node we know, and every node we know learns of it.
@@ -516,7 +531,9 @@ class Transport::Impl {
     Peers about_fresh{{{fresh.peer, fresh.endpoint, fresh.server_key}}};
     const std::string about = encode_frame(Frame(about_fresh));
     for (auto& o : outgoing_) {
-      if (o.get() == &fresh || o->state != Outgoing::State::kUp) continue;
+      if (o.get() == &fresh || o->state != Outgoing::State::kUp || hidden_.count(o->peer)) {
+        continue;
+      }
       to_fresh.nodes.push_back({o->peer, o->endpoint, o->server_key});
       send_raw(*o, about);
     }
@@ -524,6 +541,7 @@ class Transport::Impl {
   }
 
   void learn(const Peers& peers) {
+    if (opt_.hidden) return;  // a hidden node links only where it is told to
     for (const Peers::Entry& e : peers.nodes) {
       if (e.name == opt_.name || up_link(e.name)) continue;
       start_outgoing(e.endpoint, e.public_key);
@@ -630,6 +648,12 @@ class Transport::Impl {
         reply(id, Frame(Welcome{}));
         last_heard_[in.hello.name] = Clock::now();
         incoming_creation_[in.hello.name] = in.hello.creation;
+        if (std::find(in.hello.capabilities.begin(), in.hello.capabilities.end(),
+                      kHiddenCapability) != in.hello.capabilities.end()) {
+          hidden_.insert(in.hello.name);
+        } else {
+          hidden_.erase(in.hello.name);
+        }
         // Open our own direction to it, unless we have one already.
         // Under CURVE its key is the one it was admitted with: one pair per node.
         if (!up_link(in.hello.name)) start_outgoing(in.hello.listen, in.client_key);
@@ -640,6 +664,7 @@ class Transport::Impl {
         const std::string peer = in.hello.name;  // a copy: peer_down erases `in`
         last_heard_[peer] = Clock::now();
         if (auto* d = std::get_if<Data>(&frame)) {
+          ++data_in_[peer];
           if (cb_.on_data) cb_.on_data(peer, std::move(*d));
         } else if (std::holds_alternative<Heartbeat>(frame)) {
           // liveness only
@@ -791,6 +816,7 @@ class Transport::Impl {
     }
     last_heard_.erase(peer);
     incoming_creation_.erase(peer);
+    hidden_.erase(peer);
     announced_.erase(peer);
     for (auto it = incoming_.begin(); it != incoming_.end();) {
       if (it->second.state == Incoming::State::kAuthenticated && it->second.hello.name == peer) {
@@ -860,7 +886,7 @@ class Transport::Impl {
   std::thread io_;
   std::atomic<bool> stop_{false};
 
-  // Guards outbox_, connect_requests_, up_ and queued_: the hand-off between callers of
+  // Guards outbox_, connect_requests_, up_, queued_ and traffic_: the hand-off between callers of
   // send/connect/peers and the I/O thread.
   mutable std::mutex mu_;
   std::vector<std::pair<std::string, Data>> outbox_;
@@ -868,6 +894,7 @@ class Transport::Impl {
   std::vector<PeerAddress> connect_requests_;
   std::map<std::string, PeerInfo> up_;
   std::unordered_map<std::string, std::size_t> queued_;
+  std::map<std::string, PeerTraffic> traffic_;
 
   // The I/O thread's own.
   std::vector<std::unique_ptr<Outgoing>> outgoing_;
@@ -876,6 +903,8 @@ class Transport::Impl {
   std::unordered_map<std::string, Clock::time_point> last_heard_;
   std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
   std::unordered_set<std::string> announced_;                         // reported up
+  std::unordered_set<std::string> hidden_;                  // authenticated to us as hidden nodes
+  std::unordered_map<std::string, std::uint64_t> data_in_;  // DATA frames since the last flush
   std::unordered_map<std::string, Clock::time_point> last_logged_;
   std::uint64_t heartbeat_seq_ = 0;
 
@@ -904,6 +933,7 @@ Status Transport::send(const std::string& peer, Data data) {
   return impl_->send(peer, std::move(data));
 }
 std::vector<PeerInfo> Transport::peers() const { return impl_->peers(); }
+std::map<std::string, PeerTraffic> Transport::traffic() const { return impl_->traffic(); }
 std::size_t Transport::queued(const std::string& peer) const { return impl_->queued(peer); }
 std::size_t Transport::max_queued() const { return impl_->max_queued(); }
 TransportStats Transport::stats() const { return impl_->stats(); }

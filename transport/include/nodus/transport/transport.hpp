@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,12 @@ struct TransportOptions {
   /// set. Every node must list every other node's key, since links go both ways.
   std::vector<std::string> curve_allowed;
 
+  /// Link as a hidden node (docs/protocol.md section 9), like Erlang's hidden nodes: the
+  /// peers it links to do not tell others about it (no PEERS entry) and do not count it as a
+  /// cluster member (PeerInfo::hidden), and it tells no one about anyone. For admin tools
+  /// (nodusctl) that must authenticate like a node without joining the cluster. Default off.
+  bool hidden = false;
+
   /// Where log lines go (default: stderr). Called on the I/O thread.
   std::function<void(const std::string& line)> log;
 };
@@ -73,6 +80,13 @@ struct PeerInfo {
   std::uint32_t creation = 0;
   std::string endpoint;
   std::string public_key;  ///< its CURVE public key, "" on plaintext links
+  bool hidden = false;     ///< it linked as a hidden node (TransportOptions::hidden)
+};
+
+/// DATA frames exchanged with one peer since this transport started (kept after it goes down).
+struct PeerTraffic {
+  std::uint64_t data_in = 0;
+  std::uint64_t data_out = 0;
 };
 
 struct TransportStats {
@@ -116,6 +130,8 @@ class Transport {
   /// link to `peer` is up, kOverloaded when its queue is full.
   Status send(const std::string& peer, Data data);
   std::vector<PeerInfo> peers() const;
+  /// DATA frames in and out per peer name, for every peer ever linked.
+  std::map<std::string, PeerTraffic> traffic() const;
   /// Frames queued for `peer` and not yet handed to the socket; senders use it to slow down
   /// before the queue is full (back-pressure, like Erlang's busy distribution port).
   std::size_t queued(const std::string& peer) const;
