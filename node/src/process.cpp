@@ -728,8 +728,13 @@ Result<Message, Reason> call_message(const Dest& dest, Message request, Timeout 
   const auto deadline = std::min(timeout.deadline_from_now(), me->current_deadline());
   auto* e = new Envelope(kind, me->pid(), ref, std::move(request));
   e->deadline = deadline;
+  // Only calls to other nodes are timed (CallLatency): a local call is too cheap to time.
+  const bool remote = target.node != rt.name();
+  const auto sent =
+      remote ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   rt.deliver(to, e);
   bool got = me->wait_until([&] { return me->has_reply(ref); }, deadline);
+  if (remote) rt.record_remote_call(std::chrono::steady_clock::now() - sent);
   if (!got) {
     me->forget_ref(ref);
     return reasons::timeout();

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -322,8 +323,34 @@ NetworkStats Node::network_stats() const {
     s.curve_refused = ts.curve_refused;
   }
   s.messages_rejected = rt_->remote_rejected();
+  s.node_up_events = rt_->node_up_events();
+  s.node_down_events = rt_->node_down_events();
   return s;
 }
+
+std::vector<PeerStats> Node::peers() const {
+  std::vector<PeerStats> out;
+  auto* t = rt_->transport();
+  if (!t) return out;
+  std::map<std::string, PeerStats> by_name;
+  for (const auto& [name, traffic] : t->traffic()) {
+    PeerStats& p = by_name[name];
+    p.name = Atom(name);
+    p.messages_in = traffic.data_in;
+    p.messages_out = traffic.data_out;
+  }
+  for (const transport::PeerInfo& info : t->peers()) {
+    PeerStats& p = by_name[info.name];
+    p.name = Atom(info.name);
+    p.endpoint = info.endpoint;
+    p.up = true;
+    p.hidden = info.hidden;
+  }
+  for (auto& [name, p] : by_name) out.push_back(std::move(p));
+  return out;
+}
+
+CallLatency Node::call_latency() const { return rt_->call_latency(); }
 Node::~Node() = default;
 
 Atom Node::name() const { return rt_->name(); }

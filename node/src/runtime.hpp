@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -58,6 +59,12 @@ class Runtime {
   /// Connected peer nodes.
   std::vector<Atom> nodes() const;
   std::uint64_t remote_rejected() const { return remote_rejected_.load(); }
+  std::uint64_t node_up_events() const { return node_ups_.load(std::memory_order_relaxed); }
+  std::uint64_t node_down_events() const { return node_downs_.load(std::memory_order_relaxed); }
+  bool is_hidden_peer(Atom node) const;
+  /// Records the latency of one call to another node.
+  void record_remote_call(std::chrono::steady_clock::duration d);
+  CallLatency call_latency() const;
   /// Back-pressure: waits (suspending a process, or sleeping a plain thread) while the queue
   /// to `node` is nearly full, so a fast sender slows down instead of losing messages.
   void await_room(Atom node);
@@ -105,11 +112,19 @@ class Runtime {
   void deliver_remote_to(Atom node, std::variant<Pid, std::string> address, Envelope* e);
   Result<transport::Data, Reason> to_data(const Envelope& e, std::variant<Pid, std::string> to);
   void on_remote_data(const std::string& peer, transport::Data&& d);
-  void on_peer_change(const std::string& peer, bool up);
+  void on_peer_change(const std::string& peer, bool up, bool hidden);
 
-  // Guards peers_ (atom ids of connected nodes): written by the transport's thread.
+  // Guards peers_ and hidden_ (atom ids of connected nodes, and of those that are hidden):
+  // written by the transport's thread.
   mutable std::mutex peers_mu_;
   std::set<std::uint32_t> peers_;
+  std::set<std::uint32_t> hidden_;
+  std::atomic<std::uint64_t> node_ups_{0};
+  std::atomic<std::uint64_t> node_downs_{0};
+  // Remote call latency buckets (CallLatency): relaxed counters, one add per remote call.
+  std::atomic<std::uint64_t> call_buckets_[CallLatency::kBuckets] = {};
+  std::atomic<std::uint64_t> call_count_{0};
+  std::atomic<std::uint64_t> call_sum_us_{0};
   std::atomic<std::uint64_t> remote_rejected_{0};
 
   // Guards by_name_ and name_of_: written on (un)registration and exits of named processes,
