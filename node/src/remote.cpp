@@ -206,11 +206,15 @@ void Runtime::on_peer_change(const std::string& peer, bool up, bool hidden) {
     }
   }
   if (!hidden) (up ? node_ups_ : node_downs_).fetch_add(1, std::memory_order_relaxed);
+  // A hidden node coming up is news to no one (as in Erlang, monitor_nodes leaves it out); its
+  // going down still ends monitors, links and calls there, without a NodeDown message.
+  if (up && hidden) return;
   // Every local process hears of it; each ends its own monitors, links and calls there.
   std::vector<Pid> everyone;
   table_.for_each([&](Process& p) { everyone.push_back(p.pid()); });
   const Kind kind = up ? Kind::kNodeUp : Kind::kNodeDown;
-  for (const Pid& p : everyone) deliver(p, new Envelope(kind, Pid{}, Ref{}, Message(node)));
+  const Term what = hidden ? tuple(node, atom("hidden")) : Term(node);
+  for (const Pid& p : everyone) deliver(p, new Envelope(kind, Pid{}, Ref{}, Message(what)));
 }
 
 void Runtime::await_room(Atom node) {

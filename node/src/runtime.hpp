@@ -1,6 +1,7 @@
 // Runtime: the inside of a Node (private): process table, scheduler, timers, routing.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -22,6 +23,12 @@
 namespace nodus::detail {
 
 class Process;
+class Runtime;
+
+/// Registers a starting process under its SpawnOptions name (local, or through its resolver).
+Status register_start_name(Runtime& rt, const Name& name, const Pid& pid);
+/// Who holds a start name now (for {already_started, Pid}).
+Pid whereis_start_name(Runtime& rt, const Name& name);
 
 class Runtime {
  public:
@@ -83,6 +90,13 @@ class Runtime {
   /// as in Erlang; retire() frees it again in case a registration raced with the exit).
   void forget_name(const Pid& pid);  // by value: the process (and its pid member) may go at once
 
+  // -- services other layers attach (Node::service) ----------------------------------
+  static constexpr std::size_t kServiceSlots = 16;
+  void* service(std::size_t slot) const {
+    return slot < kServiceSlots ? services_[slot].load(std::memory_order_acquire) : nullptr;
+  }
+  void* set_service(std::size_t slot, std::shared_ptr<void> owner);
+
   // -- local names ------------------------------------------------------------------
   Status register_name(std::string_view name, const Pid& pid);
   bool unregister_name(std::string_view name);
@@ -133,6 +147,10 @@ class Runtime {
   std::unordered_map<std::string, Pid> by_name_;
   std::unordered_map<std::uint64_t, std::string> name_of_;
   std::atomic<std::size_t> named_{0};
+  // Guards service_owners_ (set_service); readers use the atomic slots without it.
+  std::mutex services_mu_;
+  std::array<std::atomic<void*>, kServiceSlots> services_{};
+  std::vector<std::shared_ptr<void>> service_owners_;
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;

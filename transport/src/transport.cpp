@@ -118,6 +118,17 @@ class Transport::Impl {
 
   const std::string& endpoint() const { return endpoint_; }
 
+  // Fault injection for tests: see Transport::block_peer.
+  void block_peer(const std::string& peer, bool on) {
+    std::lock_guard<std::mutex> lock(block_mu_);
+    if (on) {
+      blocked_.insert(peer);
+    } else {
+      blocked_.erase(peer);
+    }
+    any_blocked_.store(!blocked_.empty(), std::memory_order_release);
+  }
+
   void connect(const std::string& endpoint, const std::string& server_public_key) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -321,7 +332,9 @@ class Transport::Impl {
         last_peer = &peer;
       }
       ++sent[peer];
-      if (!o) continue;  // went down meanwhile: dropped, as a send to a dead node is
+      if (!o || blocked(peer))
+        continue;  // went down meanwhile: dropped, as a send to a dead
+                   // node is
       bytes.clear();
       encode_frame(Frame(std::move(data)), bytes);
       send_raw(*o, bytes);
@@ -421,8 +434,17 @@ class Transport::Impl {
     }
   }
 
+  // -- fault injection (block_peer) ---------------------------------------------------------
+
+  bool blocked(const std::string& peer) const {
+    if (!any_blocked_.load(std::memory_order_acquire) || peer.empty()) return false;
+    std::lock_guard<std::mutex> lock(block_mu_);
+    return blocked_.count(peer) > 0;
+  }
+
   void send_raw(Outgoing& o, const std::string& bytes) {
     if (!o.dealer) return;
+    if (blocked(o.peer)) return;  // a cut link: frames are lost, as on a broken network
     if (!o.pending.empty()) {
       o.pending.push_back(bytes);
       return;
@@ -457,6 +479,8 @@ class Transport::Impl {
         reject(o.endpoint, frame.error().to_string());
         continue;
       }
+      if (blocked(o.peer)) continue;
+      if (auto* c = std::get_if<Challenge>(&*frame); c && blocked(c->name)) continue;
       if (auto* c = std::get_if<Challenge>(&*frame); c && o.state == Outgoing::State::kHelloSent) {
         if (!same_mac(c->mac, challenge_mac(opt_.cookie, o.nonce, c->name, opt_.name))) {
           auth_failures_.fetch_add(1);
@@ -599,6 +623,15 @@ class Transport::Impl {
   }
 
   void handle_incoming(const std::string& id, Incoming& in, Frame frame) {
+    if (any_blocked_.load(std::memory_order_acquire)) {
+      const auto* h = std::get_if<Hello>(&frame);
+      const std::string& from =
+          in.state == Incoming::State::kAwaitHello ? (h ? h->name : std::string()) : in.hello.name;
+      if (blocked(from)) {  // a cut link: nothing gets through, not even liveness
+        if (in.state != Incoming::State::kAuthenticated) incoming_.erase(id);
+        return;
+      }
+    }
     switch (in.state) {
       case Incoming::State::kAwaitHello: {
         auto* h = std::get_if<Hello>(&frame);
@@ -886,6 +919,11 @@ class Transport::Impl {
   std::thread io_;
   std::atomic<bool> stop_{false};
 
+  // Guards blocked_: written by block_peer (tests), read on the I/O thread when any_blocked_.
+  mutable std::mutex block_mu_;
+  std::unordered_set<std::string> blocked_;
+  std::atomic<bool> any_blocked_{false};
+
   // Guards outbox_, connect_requests_, up_, queued_ and traffic_: the hand-off between callers of
   // send/connect/peers and the I/O thread.
   mutable std::mutex mu_;
@@ -938,5 +976,7 @@ std::size_t Transport::queued(const std::string& peer) const { return impl_->que
 std::size_t Transport::max_queued() const { return impl_->max_queued(); }
 TransportStats Transport::stats() const { return impl_->stats(); }
 void Transport::close() { impl_->close(); }
+void Transport::block_peer(const std::string& peer) { impl_->block_peer(peer, true); }
+void Transport::unblock_peer(const std::string& peer) { impl_->block_peer(peer, false); }
 
 }  // namespace nodus::transport

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nodus/node/process.hpp"
@@ -162,6 +163,25 @@ class Node {
   Pid whereis(std::string_view name) const;
   /// Every name registered on this node, sorted.
   std::vector<std::string> registered() const;
+
+  // -- services of other layers ---------------------------------------------------------
+  /// A slot id for a service that other layers attach to every node (registry/ keeps its
+  /// global name table in one). Allocate once per service type, at static initialisation or
+  /// first use; at most 16 in an OS process.
+  static std::size_t new_service_slot();
+  /// The service in `slot`, or nullptr. A lock-free read (one atomic load): what makes
+  /// whereis_global a local read with no lock on the node.
+  void* service(std::size_t slot) const;
+  /// Attaches `owner` to `slot` unless one is there already; returns the one attached. The
+  /// node keeps it alive until it is destroyed (after its processes have stopped).
+  void* set_service(std::size_t slot, std::shared_ptr<void> owner);
+
+  // -- fault injection, for tests -------------------------------------------------------
+  /// Cuts traffic with `node`: nothing is sent to it or taken from it (handshakes included), so
+  /// both sides declare the other down within down_after, as in a network partition.
+  void block_peer(std::string_view node);
+  /// Restores traffic with `node`; the link comes back with the transport's reconnect backoff.
+  void unblock_peer(std::string_view node);
 
   /// A new reference, unique on this node incarnation.
   Ref make_ref();

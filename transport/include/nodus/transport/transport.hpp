@@ -137,6 +137,12 @@ class Transport {
   std::size_t queued(const std::string& peer) const;
   std::size_t max_queued() const;
   TransportStats stats() const;
+  /// For tests: cuts traffic with `peer` (by node name) as a network partition would. Nothing
+  /// is sent to it or taken from it, heartbeats and handshakes included, so both sides
+  /// declare the other down within down_after. unblock_peer restores it; the link comes
+  /// back with the reconnect backoff.
+  void block_peer(const std::string& peer);
+  void unblock_peer(const std::string& peer);
   /// Stops the I/O thread and closes the sockets. Idempotent.
   void close();
 
