@@ -27,9 +27,11 @@ Term target_of(Client& c, const std::string& name) {
     return tuple("local", bin(rest), Atom(node));
   }
   if (name.rfind("global:", 0) == 0) {
-    throw CtlError(kExitFailed,
-                   "global names need the global registry, which this build does not have yet; "
-                   "use local:NAME@NODE");
+    std::string rest = name.substr(7);
+    if (rest.empty() || rest.size() > 255) {
+      throw CtlError(kExitUsage, "\"" + name + "\" is not global:NAME");
+    }
+    return tuple("global", bin(rest));
   }
   if (name.size() > 2 && name.front() == '<' && name.back() == '>') {
     return tuple("pid", bin(name));

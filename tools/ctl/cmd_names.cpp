@@ -19,9 +19,22 @@ int run_names(Context& ctx, const std::vector<std::string>& args) {
   if (args.size() == 2 && args[0] == "--local") {
     nodes.push_back(args[1]);
   } else if (args.size() == 1 && args[0] == "--global") {
-    throw CtlError(kExitFailed,
-                   "global names need the global registry, which this build does not have yet; "
-                   "nodusctl names lists the local names of every node");
+    json out = json::array();
+    for (auto& e : tools::term_to_plain_json(c.ask("global_names"))) {
+      out.push_back(
+          json{{"name", e["name"]}, {"pid", e["pid"]}, {"node", e["node"]}, {"epoch", e["epoch"]}});
+    }
+    if (ctx.json()) {
+      print_json(out);
+      return kExitOk;
+    }
+    Table t({"GLOBAL NAME", "PID", "NODE", "EPOCH"});
+    for (const auto& e : out) {
+      t.add({e["name"].get<std::string>(), e["pid"].get<std::string>(),
+             e["node"].get<std::string>(), std::to_string(e["epoch"].get<std::int64_t>())});
+    }
+    t.print({3});
+    return kExitOk;
   } else if (args.empty()) {
     for (const auto& n : tools::term_to_plain_json(c.ask("nodes"))) {
       if (n["state"] == "up") nodes.push_back(n["name"].get<std::string>());

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "nodus/registry/global.hpp"
+
 namespace nodus::tools {
 
 namespace {
@@ -78,6 +80,12 @@ Resolved resolve_target(Node& node, const Term& target) {
     } else {
       r.error = tuple("noproc", bin("no process is registered as " + name + " on " + self));
     }
+  } else if (auto g = target.match({"global", _bin})) {
+    if (whereis_global(node, g[0].as_bin())) {
+      r.dest = global(g[0].as_bin());
+    } else {
+      r.error = tuple("noproc", bin("nobody holds the global name " + g[0].as_bin()));
+    }
   } else if (auto m2 = target.match({"pid", _bin})) {
     const std::string& text = m2[0].as_bin();
     const std::string on = node_of_pid_text(text);
@@ -91,7 +99,8 @@ Resolved resolve_target(Node& node, const Term& target) {
       r.error = tuple("noproc", bin("no process " + text + " on " + self));
     }
   } else {
-    r.error = tuple("badarg", bin("a target is {local, Name, Node} or {pid, Text}"));
+    r.error =
+        tuple("badarg", bin("a target is {local, Name, Node}, {global, Name} or {pid, Text}"));
   }
   return r;
 }
@@ -164,6 +173,7 @@ Term AdminServer::self_info() {
               {"messages_in", static_cast<std::int64_t>(in)},
               {"messages_out", static_cast<std::int64_t>(out)},
               {"names", static_cast<std::int64_t>(n.registered().size())},
+              {"global_names", static_cast<std::int64_t>(global_names(n).size())},
               {"uptime_ms", static_cast<std::int64_t>(up_ms.count())},
               {"cluster", bin(opt_.cluster)}});
 }
@@ -196,6 +206,16 @@ Action AdminServer::handle_call(Message& msg, From from) {
     List out;
     for (const std::string& name : n.registered()) {
       out.push_back(map({{"name", bin(name)}, {"pid", n.whereis(name)}}));
+    }
+    return reply(ok_term(Term(std::move(out))));
+  }
+  if (req == "global_names") {
+    List out;
+    for (const GlobalEntry& e : global_names(n)) {
+      out.push_back(map({{"name", bin(e.name)},
+                         {"pid", e.pid},
+                         {"node", e.node},
+                         {"epoch", static_cast<std::int64_t>(e.epoch)}}));
     }
     return reply(ok_term(Term(std::move(out))));
   }

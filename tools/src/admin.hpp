@@ -10,9 +10,10 @@
 //   procs                      -> [#{pid, name, behaviour, type, mailbox, handled, memory ...}]
 //   {info, PidText}            -> that process's info with its format_status
 //   names                      -> [#{name, pid}] (local names)
+//   global_names               -> [#{name, pid, node, epoch}] (this node's copy of the table)
 //   {relay, Node, Request}     -> Request answered by Node's admin server
 //   {call, Target, Req, Ms}    -> the reply of a call; Target is {local, Name, Node} or
-//                                 {pid, PidText}
+//                                 {global, Name} or {pid, PidText}
 //   {cast, Target, Req}        -> ok
 // Anything that waits on another process runs in a helper process, so the admin server stays
 // responsive.

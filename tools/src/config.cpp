@@ -423,12 +423,6 @@ std::optional<NodeConfig> build(Sources& src, const std::string& file, ConfigErr
   for (const std::string& text : list("apps.start")) {
     AppSpec app;
     if (!parse_app(text, app, why)) return fail("apps.start", why);
-    if (app.scope != "local") {
-      return fail("apps.start", "\"" + text + "\": " + app.scope +
-                                    ": names need the global registry and the via Registry "
-                                    "(the names issue), not in this build yet; use local:" +
-                                    app.name);
-    }
     if (!names.insert(app.scope + ":" + app.name).second) {
       return fail("apps.start", "the name " + app.scope + ":" + app.name + " is used twice");
     }

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "admin.hpp"
+#include "nodus/registry/global.hpp"
 
 namespace nodus::tools {
 
@@ -30,7 +31,7 @@ void head(std::ostringstream& o, const char* name, const char* type, const char*
 
 }  // namespace
 
-std::string render_metrics(const Node& node) {
+std::string render_metrics(Node& node) {
   std::ostringstream o;
   const std::string n = label(node.name().name());
   const std::string nl = "node=\"" + n + "\"";
@@ -96,17 +97,19 @@ std::string render_metrics(const Node& node) {
 
   head(o, "nodus_registry_names", "gauge", "Names registered, per registry.");
   o << "nodus_registry_names{" << nl << ",registry=\"local\"} " << node.registered().size() << '\n';
+  o << "nodus_registry_names{" << nl << ",registry=\"global\"} " << global_names(node).size()
+    << '\n';
   return o.str();
 }
 
-Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const Node& node,
+Result<std::unique_ptr<MetricsServer>> MetricsServer::start(Node& node,
                                                             const std::string& host_port) {
   auto colon = host_port.rfind(':');
   const std::string host = host_port.substr(0, colon);
   const int port = std::stoi(host_port.substr(colon + 1));  // config.cpp checked it
   std::unique_ptr<MetricsServer> m(new MetricsServer());
   m->server_ = std::make_unique<httplib::Server>();
-  const Node* n = &node;
+  Node* n = &node;
   m->server_->Get("/metrics", [n](const httplib::Request&, httplib::Response& res) {
     res.set_content(render_metrics(*n), "text/plain; version=0.0.4; charset=utf-8");
   });

@@ -17,14 +17,13 @@ class Server;
 namespace nodus::tools {
 
 /// Every metric of `node`, in the Prometheus text format.
-std::string render_metrics(const Node& node);
+std::string render_metrics(Node& node);
 
 /// The HTTP server of admin.http. Move-only owner of its thread; close() is idempotent.
 class MetricsServer {
  public:
   /// Binds `host_port` ("127.0.0.1:9101"). Errors: kBadConfig naming the address.
-  static Result<std::unique_ptr<MetricsServer>> start(const Node& node,
-                                                      const std::string& host_port);
+  static Result<std::unique_ptr<MetricsServer>> start(Node& node, const std::string& host_port);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

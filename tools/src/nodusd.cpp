@@ -3,10 +3,10 @@
 //   nodusd --config FILE [--check] [--section.key=VALUE ...]
 //
 // Validates everything first (bad config: one line on stderr naming the key and the file,
-// exit 2), then starts the node, its admin server (for nodusctl), the servers of apps.start
-// under the application supervisor, and the metrics endpoint of admin.http. SIGTERM or SIGINT
-// stops it gracefully (terminate callbacks run, peers are told) and it exits 0; a second signal
-// during the stop ends it at once (exit 1).
+// exit 2), then starts the node, the global name service, its admin server (for nodusctl), the
+// servers of apps.start under the application supervisor, and the metrics endpoint of admin.http.
+// SIGTERM or SIGINT stops it gracefully (terminate callbacks run, peers are told) and it exits 0; a
+// second signal during the stop ends it at once (exit 1).
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -30,6 +30,7 @@
 #include "metrics.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/node.hpp"
+#include "nodus/registry/global.hpp"
 
 namespace {
 
@@ -152,6 +153,11 @@ int main(int argc, char** argv) {
                   "; pick a free port, or stop the process using it");
   }
   std::unique_ptr<Node> node = std::move(started.value());
+  if (Status s = start_global(*node); !s.ok()) {
+    spdlog::error("the global name service did not start: {}", s.to_string());
+    node->shutdown();
+    return 1;
+  }
 
   std::unique_ptr<MetricsServer> metrics;
   if (!config->admin_http.empty()) {
