@@ -220,8 +220,15 @@ Action AdminServer::handle_call(Message& msg, From from) {
     return reply(ok_term(Term(std::move(out))));
   }
   if (req == "procs") {
+    std::map<Pid, std::string> global_of;  // a process known by a global name shows it
+    for (const GlobalEntry& e : global_names(n)) global_of[e.pid] = "global:" + e.name;
     List out;
-    for (const ProcessInfo& p : n.processes()) out.push_back(proc_term(p));
+    for (ProcessInfo& p : n.processes()) {
+      if (p.registered_name.empty() && global_of.count(p.pid)) {
+        p.registered_name = global_of[p.pid];
+      }
+      out.push_back(proc_term(p));
+    }
     return reply(ok_term(Term(std::move(out))));
   }
   if (auto m = req.match({"info", _bin})) {
