@@ -1,5 +1,5 @@
 // The admin server: the built-in GenServer (local name `nodus_admin`) that nodusd runs on every
-// node and nodusctl talks to (docs/operating.md lists the requests). nodusctl links to one node
+// node and nodusctl talks to (the requests are listed below). nodusctl links to one node
 // as a hidden node and asks it; requests about other nodes are relayed to their admin servers.
 //
 // Requests (terms) and replies, each {ok, Value} or {error, Reason}:
