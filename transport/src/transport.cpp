@@ -846,6 +846,8 @@ class Transport::Impl {
       std::lock_guard<std::mutex> lock(mu_);
       was_up = up_.erase(peer) > 0;
       queued_.erase(peer);
+      // Hidden peers (nodusctl) come and go under fresh names: keep no traffic for them.
+      if (hidden_.count(peer)) traffic_.erase(peer);
     }
     last_heard_.erase(peer);
     incoming_creation_.erase(peer);

@@ -130,7 +130,8 @@ class Transport {
   /// link to `peer` is up, kOverloaded when its queue is full.
   Status send(const std::string& peer, Data data);
   std::vector<PeerInfo> peers() const;
-  /// DATA frames in and out per peer name, for every peer ever linked.
+  /// DATA frames in and out per peer name, for every peer ever linked (hidden peers only while
+  /// they are up).
   std::map<std::string, PeerTraffic> traffic() const;
   /// Frames queued for `peer` and not yet handed to the socket; senders use it to slow down
   /// before the queue is full (back-pressure, like Erlang's busy distribution port).
