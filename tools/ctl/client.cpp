@@ -149,9 +149,9 @@ Term Client::ask_node(const std::string& node, const Term& request) {
     return ask(tuple("relay", Atom(node), request));
   } catch (const CtlError& e) {
     std::string what = e.what();
-    if (what.rfind("nodedown", 0) == 0 || what.rfind("noproc", 0) == 0) {
-      throw CtlError(kExitFailed, "node " + node + " is not reachable from " + target_ + " (" +
-                                      what + "); nodusctl nodes lists the cluster");
+    if (what.rfind("unreachable: ", 0) == 0) {
+      throw CtlError(kExitFailed, what.substr(13) + " when asked through " + target_ +
+                                      "; nodusctl nodes lists the cluster and its state");
     }
     throw;
   }

@@ -70,8 +70,10 @@ int run(Context& ctx, const std::vector<std::string>& args, bool is_call) {
     }
   } catch (const CtlError& e) {
     if (e.code != kExitFailed) throw;
-    throw CtlError(kExitFailed, std::string(is_call ? "call" : "cast") + " to " + args[0] +
-                                    " failed: " + e.what());
+    std::string what = e.what();
+    if (what.rfind("unreachable: ", 0) == 0) what = what.substr(13);
+    throw CtlError(kExitFailed,
+                   std::string(is_call ? "call" : "cast") + " to " + args[0] + " failed: " + what);
   }
   json out = tools::term_to_json(reply);
   if (ctx.json()) {

@@ -40,7 +40,14 @@ int run_procs(Context& ctx, const std::vector<std::string>& args) {
 
 int run_info(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 2, 2, "info NODE PID");
-  Term info = ctx.client().ask_node(args[0], tuple("info", bin(args[1])));
+  Term info;
+  try {
+    info = ctx.client().ask_node(args[0], tuple("info", bin(args[1])));
+  } catch (const CtlError& e) {
+    if (std::string(e.what()).rfind("noproc", 0) != 0) throw;
+    throw CtlError(kExitFailed,
+                   std::string(e.what()) + "; nodusctl procs " + args[0] + " lists the live ones");
+  }
   json j = tools::term_to_plain_json(info);
   const Term* status = info.find(Term("status"));
   if (ctx.json()) {

@@ -105,10 +105,15 @@ Resolved resolve_target(Node& node, const Term& target) {
   return r;
 }
 
-// Asks node `on`'s admin server; the result as the admin replies it.
+// Asks node `on`'s admin server; the result as the admin replies it, or
+// {error, {unreachable, "why"}} when it did not answer.
 Term relay(const std::string& on, const Term& request, std::chrono::milliseconds timeout) {
   auto r = call(named(kAdminName, on), request, timeout);
-  if (!r.ok()) return error_term(r.error().term());
+  if (!r.ok()) {
+    std::string why = "node " + on + " did not answer (";
+    why.append(r.error().to_string()).append(")");
+    return error_term(tuple("unreachable", bin(why)));
+  }
   return *r;
 }
 

@@ -30,6 +30,7 @@
 #include "metrics.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/node.hpp"
+#include "nodus/node/supervisor.hpp"
 #include "nodus/registry/global.hpp"
 
 namespace {
@@ -174,9 +175,19 @@ int main(int argc, char** argv) {
   admin.cluster = config->cluster_name;
   admin.kv_partitions = config->kv_partitions;
   admin.kv_replicas = config->kv_replicas;
-  auto admin_pid = start<AdminServer>(*node, SpawnOptions{.name = kAdminName}, admin);
-  if (!admin_pid.ok()) {
-    spdlog::error("the admin server did not start: {}", admin_pid.error().to_string());
+  // The built-in services under a supervisor of their own: a request that crashes the admin
+  // server costs that request only.
+  ChildSpec admin_child;
+  admin_child.id = kAdminName;
+  Node* n = node.get();
+  admin_child.start = [n, admin]() -> Result<Pid, Reason> {
+    return start_link<AdminServer>(*n, SpawnOptions{.name = kAdminName}, admin);
+  };
+  auto services =
+      start_supervisor(*node, SupervisorFlags{.intensity = 10}, {std::move(admin_child)},
+                       SpawnOptions{.name = "nodus_services"});
+  if (!services.ok()) {
+    spdlog::error("the admin server did not start: {}", services.error().to_string());
     node->shutdown();
     return 1;
   }
