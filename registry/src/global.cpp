@@ -207,7 +207,7 @@ class GlobalServer : public GenServer {
       std::unique_lock lock(st_->mu);
       fresh = st_->peers.insert(peer).second;
     }
-    if (fresh && want_answer) send_hello(peer, false);
+    if (fresh || want_answer) send_hello(peer, false);  // our table may have changed since
     std::set<Atom> connected;
     for (Atom a : node_->nodes()) connected.insert(a);
     for (const Term& t : claims) {
