@@ -80,14 +80,8 @@ class GlobalServer : public GenServer {
       return noreply();
     }
     if (auto m = msg.match({"unregister", _bin})) {
-      const std::string& name = m[0].as_bin();
-      auto c = find(name);
-      if (!c) return reply(tuple("error", "not_found"));
-      erase(name);
-      for (Atom peer : peers()) {
-        peer_send(peer, tuple("g_unreg", bin(name), c->pid, u64(c->epoch)));
-      }
-      return reply("ok");
+      start_unregistration(m[0].as_bin(), from, 0);
+      return noreply();
     }
     return GenServer::handle_call(msg, from);
   }
@@ -128,9 +122,10 @@ class GlobalServer : public GenServer {
       release(m[0].as_bin(), m[2].as_atom(), as_u64(m[1]));
       return noreply();
     }
-    if (auto m = msg.match({"g_unreg", _bin, _pid, _int})) {
+    if (auto m = msg.match({"g_unreg", _bin, _pid, _int, _int, _atom})) {
       auto c = find(m[0].as_bin());
       if (c && c->pid == m[1].as_pid()) erase(m[0].as_bin());
+      release(m[0].as_bin(), m[4].as_atom(), as_u64(m[3]));
       return noreply();
     }
     if (auto m = msg.match({"g_retry", _int})) {
@@ -149,6 +144,7 @@ class GlobalServer : public GenServer {
     std::string name;
     Pid pid;
     bool re_register = false;
+    bool unregister = false;
     From from;
     int attempt = 0;
     std::set<Atom> waiting;
@@ -211,7 +207,7 @@ class GlobalServer : public GenServer {
       std::unique_lock lock(st_->mu);
       fresh = st_->peers.insert(peer).second;
     }
-    if (fresh && want_answer) send_hello(peer, false);
+    if (fresh || want_answer) send_hello(peer, false);  // our table may have changed since
     std::set<Atom> connected;
     for (Atom a : node_->nodes()) connected.insert(a);
     for (const Term& t : claims) {
@@ -282,7 +278,9 @@ class GlobalServer : public GenServer {
       }
     }
     for (const auto& [name, c] : gone) {
-      for (Atom peer : peers()) peer_send(peer, tuple("g_unreg", bin(name), pid, u64(c.epoch)));
+      for (Atom peer : peers()) {
+        peer_send(peer, tuple("g_unreg", bin(name), pid, u64(c.epoch), u64(0), me_));
+      }
     }
   }
 
@@ -316,7 +314,8 @@ class GlobalServer : public GenServer {
 
   void start_registration(const std::string& name, const Pid& pid, bool re_register, From from,
                           int attempt) {
-    if (!re_register) {
+    // A name locked by another registrar may be about to change: ask again later.
+    if (!re_register && lock_free_for(name, me_, 0)) {
       if (auto c = find(name)) {
         if (c->pid == pid) {
           reply(from, tuple("ok", u64(c->epoch)));
@@ -334,6 +333,37 @@ class GlobalServer : public GenServer {
     p.from = from;
     p.attempt = attempt;
     p.max_epoch = known_epoch(name);
+    if (!lock_free_for(name, me_, req)) {
+      p.denied = true;
+      pending_.emplace(req, std::move(p));
+      decide(req);
+      return;
+    }
+    locks_[name] = Lock{me_, req, Clock::now()};
+    for (Atom peer : peers()) {
+      p.waiting.insert(peer);
+      peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
+    }
+    const bool ready = p.waiting.empty();
+    pending_.emplace(req, std::move(p));
+    if (ready) decide(req);
+  }
+
+  // Unregistering takes the same locks, and the removal releases them: a registration that
+  // follows on any node finds the name gone everywhere it asks.
+  void start_unregistration(const std::string& name, From from, int attempt) {
+    auto c = find(name);
+    if (!c) {
+      reply(from, tuple("error", "not_found"));
+      return;
+    }
+    const std::uint64_t req = ++next_req_;
+    Pending p;
+    p.name = name;
+    p.pid = c->pid;
+    p.unregister = true;
+    p.from = from;
+    p.attempt = attempt;
     if (!lock_free_for(name, me_, req)) {
       p.denied = true;
       pending_.emplace(req, std::move(p));
@@ -377,12 +407,6 @@ class GlobalServer : public GenServer {
       for (Atom peer : p.granted) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
       release(p.name, me_, req);
     };
-    if (auto c = find(p.name); c && !p.re_register && c->pid != p.pid) p.holder = c->pid;
-    if (p.holder && !p.re_register) {
-      give_back();
-      reply(p.from, tuple("error", "already_started", p.holder));
-      return;
-    }
     if (p.denied) {
       give_back();
       // Someone else holds a lock on the name: try again after a random pause that grows
@@ -401,6 +425,29 @@ class GlobalServer : public GenServer {
       } else {
         send_after(self(), tuple("g_retry", u64(retry_id)), std::chrono::milliseconds(ms));
       }
+      return;
+    }
+    if (p.unregister) {
+      auto c = find(p.name);
+      if (!c) {
+        give_back();
+        reply(p.from, tuple("error", "not_found"));
+        return;
+      }
+      erase(p.name);
+      for (Atom peer : peers()) {
+        peer_send(peer, tuple("g_unreg", bin(p.name), c->pid, u64(c->epoch), u64(req), me_));
+      }
+      release(p.name, me_, req);
+      reply(p.from, "ok");
+      return;
+    }
+    if (auto c = find(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
+      p.holder = c->pid;
+    }
+    if (p.holder && !p.re_register) {
+      give_back();
+      reply(p.from, tuple("error", "already_started", p.holder));
       return;
     }
     tick(0);
@@ -425,7 +472,11 @@ class GlobalServer : public GenServer {
     if (it == retries_.end()) return;
     Pending p = std::move(it->second);
     retries_.erase(it);
-    start_registration(p.name, p.pid, p.re_register, p.from, p.attempt + 1);
+    if (p.unregister) {
+      start_unregistration(p.name, p.from, p.attempt + 1);
+    } else {
+      start_registration(p.name, p.pid, p.re_register, p.from, p.attempt + 1);
+    }
   }
 
   Node* node_ = nullptr;

@@ -142,7 +142,7 @@ class ScopeServer : public GenServer {
     if (auto m = msg.match({"pg_discover", _atom, _list, _atom})) {
       const Atom peer = m[0].as_atom();
       const bool fresh = peers_.insert(peer).second;
-      if (fresh && m[2].is_atom("true")) discover(peer, false);
+      if (fresh || m[2].is_atom("true")) discover(peer, false);  // ours may have changed since
       drop_node(peer);  // its members anew: what it had before a partition may have changed
       for (const Term& gm : m[1].as_list()) {
         if (gm.match({_, _list})) add(gm[0], pids_of(gm[1]));

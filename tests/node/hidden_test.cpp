@@ -1,4 +1,4 @@
-// Hidden nodes (docs/protocol.md section 9): a node that links like a peer but is no member.
+// Hidden nodes (docs/protocol.md section 11): a node that links like a peer but is no member.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // Client: nodusctl's connection to one node. It starts a small hidden Node of its own on an
-// ephemeral loopback port (docs/protocol.md section 9), so it authenticates like a peer (the
+// ephemeral loopback port (docs/protocol.md section 11), so it authenticates like a peer (the
 // cookie, and CURVE keys when the cluster uses them) and is refused like one, without ever
 // counting as a cluster member. Requests go to the node's admin server (tools/src/admin.hpp).
 #pragma once

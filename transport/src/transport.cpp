@@ -34,7 +34,7 @@ constexpr const char* kZapDomain = "nodus";
 // Where the ROUTER reports handshakes that failed before ZAP (plaintext peers, bad CURVE).
 constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
 constexpr std::size_t kCurveKeyBytes = 32;
-// The Hello capability of a hidden node (docs/protocol.md section 9).
+// The Hello capability of a hidden node (docs/protocol.md section 11).
 constexpr const char* kHiddenCapability = "hidden";
 
 // The Z85 text of a binary CURVE key. REQUIRES: key.size() == kCurveKeyBytes.

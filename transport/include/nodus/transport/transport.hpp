@@ -64,7 +64,7 @@ struct TransportOptions {
   /// set. Every node must list every other node's key, since links go both ways.
   std::vector<std::string> curve_allowed;
 
-  /// Link as a hidden node (docs/protocol.md section 9), like Erlang's hidden nodes: the
+  /// Link as a hidden node (docs/protocol.md section 11), like Erlang's hidden nodes: the
   /// peers it links to do not tell others about it (no PEERS entry) and do not count it as a
   /// cluster member (PeerInfo::hidden), and it tells no one about anyone. For admin tools
   /// (nodusctl) that must authenticate like a node without joining the cluster. Default off.
