@@ -37,6 +37,7 @@ using bench::Args;
                "nodus-bench: %s\n"
                "usage: nodus-bench SCENARIO [--seconds N] [--schedulers N] [--count N]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
+               "global-register, registry, "
                "remote-cast\n",
                why);
   std::exit(2);
@@ -178,7 +179,9 @@ int main(int argc, char** argv) {
       {"idle-memory", idle_memory},
       {"zmq-baseline", bench::zmq_baseline_scenario},
       {"remote-call", bench::remote_call_scenario},
-      {"remote-cast", bench::remote_cast_scenario}};
+      {"remote-cast", bench::remote_cast_scenario},
+      {"global-register", bench::global_register_scenario},
+      {"registry", bench::registry_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

@@ -7,6 +7,10 @@ packages=(
   g++ cmake ninja-build pkg-config      # toolchain
   libboost-context-dev                 # fibers: a blocked call parks a process, not a thread
   libboost-program-options-dev         # nodusd's config files and flags
+  libspdlog-dev                        # nodusd's logs, text or JSON lines (uses libfmt-dev)
+  nlohmann-json3-dev                   # nodusctl --json, and JSON requests for call/cast
+  libcpp-httplib-dev                   # nodusd's /metrics and /health (admin.http)
+  libncurses-dev                       # nodusctl top
   libmsgpack-cxx-dev                   # the wire format
   libzmq3-dev cppzmq-dev               # the transport between nodes
   libsodium-dev                        # HMAC-SHA-256 for the handshake (libzmq uses it too)

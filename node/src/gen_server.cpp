@@ -347,9 +347,9 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
   Pid pid = rt.adopt(p);
   if (!opts.name.empty()) {
     // Registered before init runs, as gen_server does; a taken name starts nothing.
-    Status s = rt.register_name(opts.name, pid);
+    Status s = register_start_name(rt, opts.name, pid);
     if (!s.ok()) {
-      Pid holder = rt.whereis(opts.name);
+      Pid holder = whereis_start_name(rt, opts.name);
       p->finish(reasons::normal());
       rt.retire(pid);
       if (s.code() == ErrorCode::kAlreadyStarted)

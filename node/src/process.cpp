@@ -331,13 +331,19 @@ void Process::handle_signal(Envelope* e) {
       }
       break;
     }
-    case Kind::kNodeDown:
-      node_down(e->msg.term().as_atom());
+    case Kind::kNodeDown: {
+      const Term& what = e->msg.term();  // Node, or {Node, hidden} for a hidden node
+      if (what.is_tuple()) {
+        node_down(what[0].as_atom(), /*hidden=*/true);
+      } else {
+        node_down(what.as_atom(), /*hidden=*/false);
+      }
       break;
+    }
     case Kind::kNodeUp: {
       Atom node = e->msg.term().as_atom();
-      if (x_ && std::find(x_->node_monitors.begin(), x_->node_monitors.end(), node) !=
-                    x_->node_monitors.end()) {
+      if (x_ && (x_->all_nodes || std::find(x_->node_monitors.begin(), x_->node_monitors.end(),
+                                            node) != x_->node_monitors.end())) {
         queue_user(new Envelope(Kind::kInfo, Pid{}, Ref{}, NodeUp{node}));
         queued_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -403,7 +409,9 @@ void Process::monitor_node(Atom node, bool on) {
   if (!on && it != v.end()) v.erase(it);
 }
 
-void Process::node_down(Atom node) {
+void Process::monitor_nodes(bool on) { x().all_nodes = on; }
+
+void Process::node_down(Atom node, bool hidden) {
   if (!x_) return;
   Extras& x = *x_;
   const Reason noconnection(atom("noconnection"));
@@ -441,7 +449,8 @@ void Process::node_down(Atom node) {
     auto* e = new Envelope(Kind::kLinkExit, p, Ref{}, noconnection);
     handle_signal(e);
   }
-  if (std::find(x.node_monitors.begin(), x.node_monitors.end(), node) != x.node_monitors.end()) {
+  if ((x.all_nodes && !hidden) ||
+      std::find(x.node_monitors.begin(), x.node_monitors.end(), node) != x.node_monitors.end()) {
     queue_user(new Envelope(Kind::kInfo, Pid{}, Ref{}, NodeDown{node, noconnection}));
     queued_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -718,7 +727,10 @@ Result<Message, Reason> call_message(const Dest& dest, Message request, Timeout 
   // A local name is resolved now; a remote one by its node. `target` says whose node going
   // down ends the wait.
   Pid target = dest.is_pid() ? dest.pid() : Pid{dest.node(), 0, 0};
-  if (!dest.is_pid() && (dest.node() == Atom() || dest.node() == rt.name())) {
+  if (dest.is_via()) {
+    target = dest.resolver().whereis_name(*rt.node(), dest.via_key());
+    if (!target) return reasons::noproc();
+  } else if (!dest.is_pid() && (dest.node() == Atom() || dest.node() == rt.name())) {
     target = rt.whereis(dest.name());
     if (!target) return reasons::noproc();
   }
@@ -730,8 +742,13 @@ Result<Message, Reason> call_message(const Dest& dest, Message request, Timeout 
   const auto deadline = std::min(timeout.deadline_from_now(), me->current_deadline());
   auto* e = new Envelope(kind, me->pid(), ref, std::move(request));
   e->deadline = deadline;
+  // Only calls to other nodes are timed (CallLatency): a local call is too cheap to time.
+  const bool remote = target.node != rt.name();
+  const auto sent =
+      remote ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   rt.deliver(to, e);
   bool got = me->wait_until([&] { return me->has_reply(ref); }, deadline);
+  if (remote) rt.record_remote_call(std::chrono::steady_clock::now() - sent);
   if (!got) {
     me->forget_ref(ref);
     return reasons::timeout();
@@ -760,7 +777,7 @@ Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
   if (me && &me->rt() == &rt) p->set_parent(me->pid());
   if (!opts.name.empty()) {
     Pid pid = rt.adopt(p);
-    if (!rt.register_name(opts.name, pid).ok()) {  // taken: nothing starts
+    if (!detail::register_start_name(rt, opts.name, pid).ok()) {  // taken: nothing starts
       p->finish(reasons::normal());
       rt.retire(pid);
       return Pid{};
@@ -817,6 +834,16 @@ namespace {
 void send_kind(const Dest& to, Message msg, Kind kind) {
   Process* me = detail::current_process();
   Runtime& rt = detail::runtime_for_dest(to);
+  if (to.is_via()) {
+    if (kind == Kind::kInfo) {
+      (void)to.resolver().send(*rt.node(), to.via_key(), std::move(msg));
+      return;
+    }
+    Pid pid = to.resolver().whereis_name(*rt.node(), to.via_key());
+    if (!pid) return;  // nobody holds it: dropped, as a send to a dead pid
+    send_kind(pid, std::move(msg), kind);
+    return;
+  }
   rt.await_room(to.is_pid() ? to.pid().node : to.node());
   rt.deliver(to, new Envelope(kind, me ? me->pid() : Pid{}, Ref{}, std::move(msg)));
   detail::Scheduler::consume_reduction();
@@ -846,8 +873,8 @@ RequestId send_request(const Dest& to, Message request) {
   Process* me = detail::require_self("send_request");
   Runtime& rt = me->rt();
   Ref ref = rt.make_ref();
-  const Pid target =
-      to.is_pid() ? to.pid() : Pid{to.node() == Atom() ? rt.name() : to.node(), 0, 0};
+  Pid target = to.is_pid() ? to.pid() : Pid{to.node() == Atom() ? rt.name() : to.node(), 0, 0};
+  if (to.is_via()) target = to.resolver().whereis_name(*rt.node(), to.via_key());
   me->await_ref(ref, target);
   rt.deliver(to, new Envelope(Kind::kCall, me->pid(), ref, std::move(request)));
   return RequestId{ref, target};
@@ -884,7 +911,16 @@ Ref monitor(const Dest& target) {
   // by its node, and only that node matters if it goes down.
   Dest to = target;
   Pid watched = target.is_pid() ? target.pid() : Pid{target.node(), 0, 0};
-  if (!target.is_pid() && (target.node() == Atom() || target.node() == rt.name())) {
+  if (target.is_via()) {
+    watched = target.resolver().whereis_name(*rt.node(), target.via_key());
+    if (watched) {
+      to = Dest(watched);
+    } else {  // nobody holds it: a Down with noproc at once
+      me->add_monitor(ref, watched);
+      rt.deliver(me->pid(), new Envelope(Kind::kDown, Pid{}, ref, reasons::noproc()));
+      return ref;
+    }
+  } else if (!target.is_pid() && (target.node() == Atom() || target.node() == rt.name())) {
     watched = rt.whereis(target.name());
     if (watched) to = Dest(watched);  // else the name bounces: a Down with noproc
   }
@@ -897,6 +933,7 @@ Ref monitor(const Dest& target) {
 
 std::string Dest::to_string() const {
   if (is_pid()) return pid_.to_string();
+  if (via_) return via_->resolver->describe(via_->key);
   if (node_ == Atom()) return name_;
   return "{" + name_ + "," + std::string(node_.name()) + "}";
 }
@@ -913,6 +950,51 @@ Dest named(std::string_view name, std::string_view node) {
   d.node_ = Atom(node);
   return d;
 }
+
+Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key) {
+  NODUS_CHECK(resolver != nullptr);
+  Dest d;
+  d.via_ =
+      std::make_shared<const detail::ViaKey>(detail::ViaKey{std::move(resolver), std::move(key)});
+  return d;
+}
+
+bool NameResolver::send(Node& node, const Term& key, Message msg) const {
+  Pid pid = whereis_name(node, key);
+  if (!pid) return false;
+  nodus::send(pid, std::move(msg));
+  return true;
+}
+
+std::string NameResolver::describe(const Term& key) const {
+  std::string out = "via(";
+  out += key.to_string();
+  out += ")";
+  return out;
+}
+
+const std::string& Name::local() const {
+  static const std::string kNone;
+  return is_local() ? dest_->name() : kNone;
+}
+
+namespace detail {
+Status register_start_name(Runtime& rt, const Name& name, const Pid& pid) {
+  if (name.is_via()) {
+    const Dest& d = name.dest();
+    return d.resolver().register_name(*rt.node(), d.via_key(), pid);
+  }
+  return rt.register_name(name.local(), pid);
+}
+
+Pid whereis_start_name(Runtime& rt, const Name& name) {
+  if (name.is_via()) {
+    const Dest& d = name.dest();
+    return d.resolver().whereis_name(*rt.node(), d.via_key());
+  }
+  return rt.whereis(name.local());
+}
+}  // namespace detail
 
 Status register_name(std::string_view name, const Pid& pid) {
   Runtime* rt = Runtime::owning(pid.node, pid.creation);
@@ -956,6 +1038,8 @@ void unlink(const Pid& pid) {
 }
 
 bool trap_exit(bool on) { return detail::require_self("trap_exit")->set_trap_exit(on); }
+
+void monitor_nodes(bool on) { detail::require_self("monitor_nodes")->monitor_nodes(on); }
 
 void monitor_node(Atom node, bool on) {
   detail::require_self("monitor_node")->monitor_node(node, on);

@@ -104,6 +104,7 @@ class Process {
   void resolve_deferred(const From& from);
 
   void monitor_node(Atom node, bool on);
+  void monitor_nodes(bool on);
   /// The deadline of the call being handled (max() if none): calls made while handling it
   /// get no more than what is left.
   std::chrono::steady_clock::time_point current_deadline() const { return current_deadline_; }
@@ -155,8 +156,8 @@ class Process {
   static inline Envelope* const kBlocked = reinterpret_cast<Envelope*>(1);
   static inline Envelope* const kClosed = reinterpret_cast<Envelope*>(2);
 
-  void handle_signal(Envelope* e);  // takes ownership
-  void node_down(Atom node);
+  void handle_signal(Envelope* e);         // takes ownership
+  void node_down(Atom node, bool hidden);  // hidden: a hidden node (no NodeDown for monitor_nodes)
   void queue_user(Envelope* e);
   void park(Clock::time_point deadline);
   void end_wait();
@@ -203,6 +204,7 @@ class Process {
   struct Extras {
     std::vector<std::pair<Ref, Pid>> awaiting;  // replies wanted (call, send_request), from whom
     std::vector<Atom> node_monitors;            // nodes whose up/down this process is told of
+    bool all_nodes = false;                     // told of every node's up/down (monitor_nodes)
     std::vector<Envelope*> replies;             // replies that arrived for them
     std::vector<Pid> links;
     std::vector<From> deferred;                     // calls to answer later

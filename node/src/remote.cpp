@@ -302,21 +302,32 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
   }
 }
 
-void Runtime::on_peer_change(const std::string& peer, bool up) {
+void Runtime::on_peer_change(const std::string& peer, bool up, bool hidden) {
   Atom node(peer);
   {
     std::lock_guard<std::mutex> lock(peers_mu_);
     if (up) {
       peers_.insert(node.id());
+      if (hidden) {
+        hidden_.insert(node.id());
+      } else {
+        hidden_.erase(node.id());
+      }
     } else {
+      hidden = hidden_.erase(node.id()) > 0;
       peers_.erase(node.id());
     }
   }
+  if (!hidden) (up ? node_ups_ : node_downs_).fetch_add(1, std::memory_order_relaxed);
+  // A hidden node coming up is news to no one (as in Erlang, monitor_nodes leaves it out); its
+  // going down still ends monitors, links and calls there, without a NodeDown message.
+  if (up && hidden) return;
   // Every local process hears of it; each ends its own monitors, links and calls there.
   std::vector<Pid> everyone;
   table_.for_each([&](Process& p) { everyone.push_back(p.pid()); });
   const Kind kind = up ? Kind::kNodeUp : Kind::kNodeDown;
-  for (const Pid& p : everyone) deliver(p, new Envelope(kind, Pid{}, Ref{}, Message(node)));
+  const Term what = hidden ? tuple(node, atom("hidden")) : Term(node);
+  for (const Pid& p : everyone) deliver(p, new Envelope(kind, Pid{}, Ref{}, Message(what)));
 }
 
 void Runtime::await_room(Atom node) {
@@ -343,9 +354,11 @@ Status Runtime::start_transport(const NodeOptions& o) {
   cb.on_data = [this](const std::string& peer, transport::Data&& d) {
     on_remote_data(peer, std::move(d));
   };
-  cb.on_peer_up = [this](const transport::PeerInfo& p) { on_peer_change(p.name, true); };
+  t.hidden = o.hidden;
+  t.log = o.log;
+  cb.on_peer_up = [this](const transport::PeerInfo& p) { on_peer_change(p.name, true, p.hidden); };
   cb.on_peer_down = [this](const std::string& peer, const std::string&) {
-    on_peer_change(peer, false);
+    on_peer_change(peer, false, false);
   };
   auto started = transport::Transport::start(std::move(t), std::move(cb));
   if (!started.ok()) return started.error();
@@ -371,9 +384,36 @@ void Runtime::connect(const std::string& address) {
 std::vector<Atom> Runtime::nodes() const {
   std::lock_guard<std::mutex> lock(peers_mu_);
   std::vector<Atom> out;
-  for (std::uint32_t id : peers_) out.push_back(Atom::from_id(id));
+  for (std::uint32_t id : peers_) {
+    if (!hidden_.count(id)) out.push_back(Atom::from_id(id));
+  }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+bool Runtime::is_hidden_peer(Atom node) const {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return hidden_.count(node.id()) > 0;
+}
+
+void Runtime::record_remote_call(std::chrono::steady_clock::duration d) {
+  const auto us =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  std::size_t b = 0;
+  while (b + 1 < CallLatency::kBuckets && us > CallLatency::kBoundsUs[b]) ++b;
+  call_buckets_[b].fetch_add(1, std::memory_order_relaxed);
+  call_count_.fetch_add(1, std::memory_order_relaxed);
+  call_sum_us_.fetch_add(us, std::memory_order_relaxed);
+}
+
+CallLatency Runtime::call_latency() const {
+  CallLatency c;
+  for (std::size_t i = 0; i < CallLatency::kBuckets; ++i) {
+    c.counts[i] = call_buckets_[i].load(std::memory_order_relaxed);
+  }
+  c.count = call_count_.load(std::memory_order_relaxed);
+  c.sum_us = call_sum_us_.load(std::memory_order_relaxed);
+  return c;
 }
 
 }  // namespace nodus::detail

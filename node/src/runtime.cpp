@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -210,6 +211,15 @@ void Runtime::deliver(const Dest& to, Envelope* e) {
     deliver(to.pid(), e);
     return;
   }
+  if (to.is_via()) {
+    Pid pid = to.resolver().whereis_name(*node_, to.via_key());
+    if (!pid) {
+      bounce(e, reasons::noproc(), Pid{});
+      return;
+    }
+    deliver(pid, e);
+    return;
+  }
   if (to.node() != Atom() && to.node() != name_) {
     deliver_remote_name(to.node(), to.name(), e);
     return;
@@ -220,6 +230,16 @@ void Runtime::deliver(const Dest& to, Envelope* e) {
     return;
   }
   deliver(pid, e);
+}
+
+void* Runtime::set_service(std::size_t slot, std::shared_ptr<void> owner) {
+  NODUS_CHECK(slot < kServiceSlots);
+  std::lock_guard<std::mutex> lock(services_mu_);
+  if (void* held = services_[slot].load()) return held;
+  void* raw = owner.get();
+  service_owners_.push_back(std::move(owner));
+  services_[slot].store(raw, std::memory_order_release);
+  return raw;
 }
 
 void Runtime::shutdown(Timeout grace) {
@@ -311,6 +331,22 @@ Status Node::register_name(std::string_view name, const Pid& pid) {
 bool Node::unregister_name(std::string_view name) { return rt_->unregister_name(name); }
 Pid Node::whereis(std::string_view name) const { return rt_->whereis(name); }
 std::vector<std::string> Node::registered() const { return rt_->registered(); }
+std::size_t Node::new_service_slot() {
+  static std::atomic<std::size_t> next{0};
+  std::size_t slot = next.fetch_add(1);
+  NODUS_CHECK(slot < detail::Runtime::kServiceSlots);
+  return slot;
+}
+void* Node::service(std::size_t slot) const { return rt_->service(slot); }
+void* Node::set_service(std::size_t slot, std::shared_ptr<void> owner) {
+  return rt_->set_service(slot, std::move(owner));
+}
+void Node::block_peer(std::string_view node) {
+  if (auto* t = rt_->transport()) t->block_peer(std::string(node));
+}
+void Node::unblock_peer(std::string_view node) {
+  if (auto* t = rt_->transport()) t->unblock_peer(std::string(node));
+}
 NetworkStats Node::network_stats() const {
   NetworkStats s;
   if (auto* t = rt_->transport()) {
@@ -322,8 +358,34 @@ NetworkStats Node::network_stats() const {
     s.curve_refused = ts.curve_refused;
   }
   s.messages_rejected = rt_->remote_rejected();
+  s.node_up_events = rt_->node_up_events();
+  s.node_down_events = rt_->node_down_events();
   return s;
 }
+
+std::vector<PeerStats> Node::peers() const {
+  std::vector<PeerStats> out;
+  auto* t = rt_->transport();
+  if (!t) return out;
+  std::map<std::string, PeerStats> by_name;
+  for (const auto& [name, traffic] : t->traffic()) {
+    PeerStats& p = by_name[name];
+    p.name = Atom(name);
+    p.messages_in = traffic.data_in;
+    p.messages_out = traffic.data_out;
+  }
+  for (const transport::PeerInfo& info : t->peers()) {
+    PeerStats& p = by_name[info.name];
+    p.name = Atom(info.name);
+    p.endpoint = info.endpoint;
+    p.up = true;
+    p.hidden = info.hidden;
+  }
+  for (auto& [name, p] : by_name) out.push_back(std::move(p));
+  return out;
+}
+
+CallLatency Node::call_latency() const { return rt_->call_latency(); }
 Node::~Node() = default;
 
 Atom Node::name() const { return rt_->name(); }

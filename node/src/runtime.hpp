@@ -1,7 +1,9 @@
 // Runtime: the inside of a Node (private): process table, scheduler, timers, routing.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -22,6 +24,12 @@
 namespace nodus::detail {
 
 class Process;
+class Runtime;
+
+/// Registers a starting process under its SpawnOptions name (local, or through its resolver).
+Status register_start_name(Runtime& rt, const Name& name, const Pid& pid);
+/// Who holds a start name now (for {already_started, Pid}).
+Pid whereis_start_name(Runtime& rt, const Name& name);
 
 /// Remote sends made on this thread while a scope is open are gathered per peer and sent as
 /// one ZeroMQ message each when the scope flushes or closes. The scheduler opens one around
@@ -76,6 +84,12 @@ class Runtime {
   /// Connected peer nodes.
   std::vector<Atom> nodes() const;
   std::uint64_t remote_rejected() const { return remote_rejected_.load(); }
+  std::uint64_t node_up_events() const { return node_ups_.load(std::memory_order_relaxed); }
+  std::uint64_t node_down_events() const { return node_downs_.load(std::memory_order_relaxed); }
+  bool is_hidden_peer(Atom node) const;
+  /// Records the latency of one call to another node.
+  void record_remote_call(std::chrono::steady_clock::duration d);
+  CallLatency call_latency() const;
   /// Back-pressure: waits (suspending a process, or sleeping a plain thread) while the queue
   /// to `node` is nearly full, so a fast sender slows down instead of losing messages.
   void await_room(Atom node);
@@ -93,6 +107,13 @@ class Runtime {
   /// Frees the name of an exiting process (before its links and monitors hear of the exit,
   /// as in Erlang; retire() frees it again in case a registration raced with the exit).
   void forget_name(const Pid& pid);  // by value: the process (and its pid member) may go at once
+
+  // -- services other layers attach (Node::service) ----------------------------------
+  static constexpr std::size_t kServiceSlots = 16;
+  void* service(std::size_t slot) const {
+    return slot < kServiceSlots ? services_[slot].load(std::memory_order_acquire) : nullptr;
+  }
+  void* set_service(std::size_t slot, std::shared_ptr<void> owner);
 
   // -- local names ------------------------------------------------------------------
   Status register_name(std::string_view name, const Pid& pid);
@@ -126,11 +147,19 @@ class Runtime {
   static Status send_envelope(transport::Transport& t, Atom node, const Envelope& e,
                               const std::variant<Pid, std::string>& to, std::optional<Reason>& bad);
   void on_remote_data(const std::string& peer, transport::Data&& d);
-  void on_peer_change(const std::string& peer, bool up);
+  void on_peer_change(const std::string& peer, bool up, bool hidden);
 
-  // Guards peers_ (atom ids of connected nodes): written by the transport's thread.
+  // Guards peers_ and hidden_ (atom ids of connected nodes, and of those that are hidden):
+  // written by the transport's thread.
   mutable std::mutex peers_mu_;
   std::set<std::uint32_t> peers_;
+  std::set<std::uint32_t> hidden_;
+  std::atomic<std::uint64_t> node_ups_{0};
+  std::atomic<std::uint64_t> node_downs_{0};
+  // Remote call latency buckets (CallLatency): relaxed counters, one add per remote call.
+  std::atomic<std::uint64_t> call_buckets_[CallLatency::kBuckets] = {};
+  std::atomic<std::uint64_t> call_count_{0};
+  std::atomic<std::uint64_t> call_sum_us_{0};
   std::atomic<std::uint64_t> remote_rejected_{0};
 
   // Guards by_name_ and name_of_: written on (un)registration and exits of named processes,
@@ -139,6 +168,10 @@ class Runtime {
   std::unordered_map<std::string, Pid> by_name_;
   std::unordered_map<std::uint64_t, std::string> name_of_;
   std::atomic<std::size_t> named_{0};
+  // Guards service_owners_ (set_service); readers use the atomic slots without it.
+  std::mutex services_mu_;
+  std::array<std::atomic<void*>, kServiceSlots> services_{};
+  std::vector<std::shared_ptr<void>> service_owners_;
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;

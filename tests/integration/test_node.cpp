@@ -3,7 +3,7 @@
 //   nodus-testnode --name N --listen tcp://127.0.0.1:* --cookie-file F [--seed ENDPOINT]...
 //                  [--down-after-ms N] [--heartbeat-ms N]
 //
-// Starts a Node and an Echo server, prints one line to stdout,
+// Starts a Node, the global name service and an Echo server, prints one line to stdout,
 //   READY <endpoint> <node-name> <creation> <echo-pid-id>
 // and runs until SIGTERM or SIGINT (then shuts the node down and exits 0). Bad arguments or a
 // node that cannot start: one line on stderr, exit 2. Log lines go to stderr.
@@ -24,6 +24,7 @@
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/node/process.hpp"
+#include "nodus/registry/global.hpp"
 
 namespace {
 
@@ -32,12 +33,38 @@ using nodus::From;
 using nodus::Message;
 using nodus::Term;
 
+// Holds a global name for the tests: remembers the global_name_conflict messages it gets.
+//   "conflicts" -> [{global_name_conflict, Name, Winner}...]
+//   crash       -> the server throws
+class Holder : public nodus::GenServer {
+ public:
+  Action handle_call(Message& req, From) override {
+    if (req == "conflicts") return reply(Term(conflicts_));
+    if (req == "crash") throw std::runtime_error("crash requested");
+    return reply("holder");
+  }
+  Action handle_info(Message& msg) override {
+    if (msg.match({"global_name_conflict", nodus::_, nodus::_pid}))
+      conflicts_.push_back(msg.term());
+    return noreply();
+  }
+
+ private:
+  nodus::List conflicts_;
+};
+
 // Answers what the tests ask of a remote server:
 //   "nodes"        -> [Atom...]: the nodes this node is linked to
 //   "stats"        -> #{frames_in, frames_rejected, auth_failures, messages_rejected}
 //   {sleep, Ms}    -> slept, after sleeping in the process
 //   crash          -> the server throws (ends with {exception, ...})
 //   {relay, Pid, Request} -> {ok, Reply} or {error, Reason}: this node calls Pid (1 s)
+//   {global_register, Name} -> {ok, HolderPid, Epoch} or {error, "reason"}: starts a Holder
+//                     on this node and registers it under the global name
+//   {global_whereis, Name}  -> the holder's pid, or undefined (this node's table)
+//   {global_epoch, Name}    -> the name's epoch, or undefined
+//   global_nodes   -> [Atom...]: the nodes whose global name service this one synced with
+//   {block, Node} / {unblock, Node} -> ok: cut / restore traffic with Node (a partition)
 //   anything else  -> {echo, Request}
 // A cast is remembered; the plain message {tell, Pid} sends {last, LastCast} to Pid.
 class Echo : public nodus::GenServer {
@@ -64,6 +91,37 @@ class Echo : public nodus::GenServer {
       return reply("slept");
     }
     if (req == "crash") throw std::runtime_error("crash requested");
+    if (auto m = req.match({"global_register", nodus::_bin})) {
+      auto holder = nodus::start<Holder>(*node_);
+      if (!holder) return reply(nodus::tuple("error", nodus::bin(holder.error().to_string())));
+      auto epoch = nodus::register_global(*node_, m[0].as_bin(), *holder);
+      if (!epoch) {
+        (void)nodus::stop(*holder);
+        return reply(nodus::tuple("error", nodus::bin(epoch.error().to_string())));
+      }
+      return reply(nodus::tuple("ok", *holder, static_cast<std::int64_t>(*epoch)));
+    }
+    if (auto m = req.match({"global_whereis", nodus::_bin})) {
+      auto pid = nodus::whereis_global(*node_, m[0].as_bin());
+      return reply(pid ? Term(*pid) : Term());
+    }
+    if (auto m = req.match({"global_epoch", nodus::_bin})) {
+      auto e = nodus::global_epoch(*node_, m[0].as_bin());
+      return reply(e ? Term(static_cast<std::int64_t>(*e)) : Term());
+    }
+    if (req == "global_nodes") {
+      nodus::List out;
+      for (nodus::Atom a : nodus::global_nodes(*node_)) out.emplace_back(a);
+      return reply(Term(std::move(out)));
+    }
+    if (auto m = req.match({"block", nodus::_atom})) {
+      node_->block_peer(m[0].as_atom().name());
+      return reply("ok");
+    }
+    if (auto m = req.match({"unblock", nodus::_atom})) {
+      node_->unblock_peer(m[0].as_atom().name());
+      return reply("ok");
+    }
     if (auto m = req.match({"relay", nodus::_pid, nodus::_})) {
       auto r = nodus::call(m[0].as_pid(), m[1], std::chrono::seconds(1));
       return reply(r.ok() ? nodus::tuple("ok", *r) : nodus::tuple("error", r.error().term()));
@@ -170,6 +228,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::unique_ptr<nodus::Node> node = std::move(started.value());
+  if (nodus::Status s = nodus::start_global(*node); !s.ok()) {
+    std::fprintf(stderr, "nodus-testnode: cannot start global names: %s\n", s.to_string().c_str());
+    return 1;
+  }
   auto echo = nodus::start<Echo>(*node, node.get());
   if (!echo.ok()) {
     std::fprintf(stderr, "nodus-testnode: cannot start the echo server: %s\n",

@@ -45,6 +45,8 @@ constexpr const char* kZapDomain = "nodus";
 // Where the ROUTER reports handshakes that failed before ZAP (plaintext peers, bad CURVE).
 constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
 constexpr std::size_t kCurveKeyBytes = 32;
+// The Hello capability of a hidden node (docs/protocol.md section 11).
+constexpr const char* kHiddenCapability = "hidden";
 
 // The Z85 text of a binary CURVE key. REQUIRES: key.size() == kCurveKeyBytes.
 std::string z85_key(const zmq::message_t& key) {
@@ -129,6 +131,17 @@ class Transport::Impl {
 
   const std::string& endpoint() const { return endpoint_; }
 
+  // Fault injection for tests: see Transport::block_peer.
+  void block_peer(const std::string& peer, bool on) {
+    std::lock_guard<std::mutex> lock(block_mu_);
+    if (on) {
+      blocked_.insert(peer);
+    } else {
+      blocked_.erase(peer);
+    }
+    any_blocked_.store(!blocked_.empty(), std::memory_order_release);
+  }
+
   void connect(const std::string& endpoint, const std::string& server_public_key) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -147,7 +160,10 @@ class Transport::Impl {
   Status send_frames(const std::string& peer, std::string_view frames, std::size_t count) {
     std::shared_ptr<Link> link = published(peer);
     if (!link) return Status(ErrorCode::kNodeDown, peer);
-    return send_on(*link, frames, count, peer);
+    if (blocked(peer)) return Status::Ok();  // a cut link: lost, as on a broken network
+    Status s = send_on(*link, frames, count, peer);
+    if (s.ok()) link->data_out.fetch_add(count, std::memory_order_relaxed);
+    return s;
   }
 
   bool is_up(const std::string& peer) const { return published(peer) != nullptr; }
@@ -167,6 +183,15 @@ class Transport::Impl {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<PeerInfo> out;
     for (const auto& [name, info] : up_) out.push_back(info);
+    return out;
+  }
+
+  std::map<std::string, PeerTraffic> traffic() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, PeerTraffic> out = traffic_;
+    for (const auto& [peer, link] : links_) {
+      out[peer].data_out += link->data_out.load(std::memory_order_relaxed);
+    }
     return out;
   }
 
@@ -246,6 +271,7 @@ class Transport::Impl {
     std::deque<std::pair<std::string, std::size_t>> pending;
     std::size_t pending_frames = 0;
     Clock::time_point last_sent{};
+    std::atomic<std::uint64_t> data_out{0};  // DATA frames sent (traffic())
   };
 
   /// Our DEALER to one peer: we are the connector.
@@ -505,6 +531,7 @@ class Transport::Impl {
     h.name = opt_.name;
     h.creation = opt_.creation;
     h.listen = endpoint_;
+    if (opt_.hidden) h.capabilities.push_back(kHiddenCapability);
     h.nonce = o.nonce;
     o.state = Outgoing::State::kHelloSent;
     o.attempt_started = Clock::now();
@@ -523,6 +550,14 @@ class Transport::Impl {
     }
   }
 
+  // -- fault injection (block_peer) ---------------------------------------------------------
+
+  bool blocked(const std::string& peer) const {
+    if (!any_blocked_.load(std::memory_order_acquire) || peer.empty()) return false;
+    std::lock_guard<std::mutex> lock(block_mu_);
+    return blocked_.count(peer) > 0;
+  }
+
   // Unpublishes o's link and closes its socket; senders holding the link see it gone.
   void retire(Outgoing& o) {
     if (o.link) {
@@ -536,6 +571,9 @@ class Transport::Impl {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = links_.find(o.peer);
       if (it != links_.end() && it->second == o.link) links_.erase(it);
+      if (const std::uint64_t n = o.link->data_out.load(); n > 0 && !o.peer.empty()) {
+        traffic_[o.peer].data_out += n;
+      }
     }
     o.link.reset();
     // Closed by the I/O thread when it is not polling it (another thread may retire a link).
@@ -544,7 +582,8 @@ class Transport::Impl {
 
   // The I/O thread's own frames (handshake, heartbeats, gossip, BYE).
   void send_raw(Outgoing& o, std::string_view bytes) {
-    if (o.link) (void)send_on(*o.link, bytes, 1, o.peer);
+    if (!o.link || blocked(o.peer)) return;  // a cut link: frames are lost
+    (void)send_on(*o.link, bytes, 1, o.peer);
   }
 
   // Drains what ZeroMQ would not take earlier, as far as it takes it now.
@@ -573,6 +612,8 @@ class Transport::Impl {
         reject(o.endpoint, frame.error().to_string());
         continue;
       }
+      if (blocked(o.peer)) continue;
+      if (auto* c = std::get_if<Challenge>(&*frame); c && blocked(c->name)) continue;
       if (auto* c = std::get_if<Challenge>(&*frame); c && o.state == Outgoing::State::kHelloSent) {
         if (!same_mac(c->mac, challenge_mac(opt_.cookie, o.nonce, c->name, opt_.name))) {
           auth_failures_.fetch_add(1);
@@ -626,7 +667,7 @@ class Transport::Impl {
     if (!o || in == incoming_creation_.end() || in->second != o->peer_creation) return;
     if (announced_.count(peer)) return;
     announced_.insert(peer);
-    PeerInfo info{peer, o->peer_creation, o->endpoint, o->server_key};
+    PeerInfo info{peer, o->peer_creation, o->endpoint, o->server_key, hidden_.count(peer) > 0};
     bool restarted = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -638,7 +679,8 @@ class Transport::Impl {
     // A new incarnation answered before the old one was declared down: the old one is gone.
     if (restarted && cb_.on_peer_down) cb_.on_peer_down(peer, "restarted");
     if (cb_.on_peer_up) cb_.on_peer_up(info);
-    gossip(*o);
+    // A hidden node is told of no one and no one is told of it; it tells no one either.
+    if (!info.hidden && !opt_.hidden) gossip(*o);
   }
 
   // Full mesh: the new peer learns every node we know, and every node we know learns of it.
@@ -647,7 +689,9 @@ class Transport::Impl {
     Peers about_fresh{{{fresh.peer, fresh.endpoint, fresh.server_key}}};
     const std::string about = encode_frame(Frame(about_fresh));
     for (auto& o : outgoing_) {
-      if (o.get() == &fresh || o->state != Outgoing::State::kUp) continue;
+      if (o.get() == &fresh || o->state != Outgoing::State::kUp || hidden_.count(o->peer)) {
+        continue;
+      }
       to_fresh.nodes.push_back({o->peer, o->endpoint, o->server_key});
       send_raw(*o, about);
     }
@@ -655,6 +699,7 @@ class Transport::Impl {
   }
 
   void learn(const Peers& peers) {
+    if (opt_.hidden) return;  // a hidden node links only where it is told to
     for (const Peers::Entry& e : peers.nodes) {
       if (e.name == opt_.name || up_link(e.name)) continue;
       start_outgoing(e.endpoint, e.public_key);
@@ -668,12 +713,12 @@ class Transport::Impl {
     for (;;) {
       if (frames_in_.load(std::memory_order_relaxed) >= budget_end) {
         router_backlog_.store(true);
-        return;
+        break;
       }
       zmq::message_t rid, msg;
       if (!router_.recv(rid, zmq::recv_flags::dontwait)) {
         router_backlog_.store(false);
-        return;
+        break;
       }
       if (!rid.more()) {
         reject("router", "a frame without a routing id");
@@ -701,8 +746,10 @@ class Transport::Impl {
       std::string_view rest = msg.to_string_view();
       auto it = incoming_.try_emplace(id).first;
       if (it->second.state == Incoming::State::kAuthenticated) {
+        if (blocked(it->second.hello.name)) continue;       // a cut link: nothing gets through
         last_heard_[it->second.hello.name] = Clock::now();  // once a message, not a frame
       }
+      std::uint64_t data_frames = 0;
       do {
         frames_in_.fetch_add(1, std::memory_order_relaxed);
         Incoming& in = it->second;
@@ -718,12 +765,19 @@ class Transport::Impl {
         }
         if (Data* d = std::get_if<Data>(&*frame);
             d && in.state == Incoming::State::kAuthenticated) {
+          ++data_frames;
           if (cb_.on_data) cb_.on_data(in.hello.name, std::move(*d));  // the common case
           continue;
         }
         handle_incoming(id, in, std::move(*frame));
         it = incoming_.find(id);  // it may have gone (BYE, a refusal)
       } while (!rest.empty() && it != incoming_.end());
+      if (data_frames > 0 && it != incoming_.end()) data_in_[it->second.hello.name] += data_frames;
+    }
+    if (!data_in_.empty()) {  // one lock per read, not per frame
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [peer, n] : data_in_) traffic_[peer].data_in += n;
+      data_in_.clear();
     }
   }
 
@@ -741,6 +795,15 @@ class Transport::Impl {
   }
 
   void handle_incoming(const std::string& id, Incoming& in, Frame frame) {
+    if (any_blocked_.load(std::memory_order_acquire)) {
+      const auto* h = std::get_if<Hello>(&frame);
+      const std::string& from =
+          in.state == Incoming::State::kAwaitHello ? (h ? h->name : std::string()) : in.hello.name;
+      if (blocked(from)) {  // a cut link: nothing gets through, not even liveness
+        if (in.state != Incoming::State::kAuthenticated) incoming_.erase(id);
+        return;
+      }
+    }
     switch (in.state) {
       case Incoming::State::kAwaitHello: {
         auto* h = std::get_if<Hello>(&frame);
@@ -790,6 +853,12 @@ class Transport::Impl {
         reply(id, Frame(Welcome{}));
         last_heard_[in.hello.name] = Clock::now();
         incoming_creation_[in.hello.name] = in.hello.creation;
+        if (std::find(in.hello.capabilities.begin(), in.hello.capabilities.end(),
+                      kHiddenCapability) != in.hello.capabilities.end()) {
+          hidden_.insert(in.hello.name);
+        } else {
+          hidden_.erase(in.hello.name);
+        }
         // Open our own direction to it, unless we have one already.
         // Under CURVE its key is the one it was admitted with: one pair per node.
         if (!up_link(in.hello.name)) start_outgoing(in.hello.listen, in.client_key);
@@ -951,6 +1020,7 @@ class Transport::Impl {
     }
     last_heard_.erase(peer);
     incoming_creation_.erase(peer);
+    const bool was_hidden = hidden_.erase(peer) > 0;
     announced_.erase(peer);
     for (auto it = incoming_.begin(); it != incoming_.end();) {
       if (it->second.state == Incoming::State::kAuthenticated && it->second.hello.name == peer) {
@@ -964,6 +1034,10 @@ class Transport::Impl {
         reset(*o, /*backoff=*/true);
         o->peer.clear();
       }
+    }
+    if (was_hidden) {  // hidden peers (nodusctl) come and go under fresh names: keep nothing
+      std::lock_guard<std::mutex> lock(mu_);
+      traffic_.erase(peer);
     }
     if (was_up && cb_.on_peer_down) cb_.on_peer_down(peer, reason);
   }
@@ -1039,13 +1113,20 @@ class Transport::Impl {
   // read_router() stopped with messages left: the descriptor may not signal them again.
   std::atomic<bool> router_backlog_{false};
 
-  // Guards connect_requests_, up_ and links_: what callers of send/connect/peers share with
-  // the I/O thread.
+  // Guards blocked_: written by block_peer (tests), read wherever frames pass when
+  // any_blocked_.
+  mutable std::mutex block_mu_;
+  std::unordered_set<std::string> blocked_;
+  std::atomic<bool> any_blocked_{false};
+
+  // Guards connect_requests_, up_, links_ and traffic_: what callers of send/connect/peers
+  // share with the I/O thread.
   mutable std::mutex mu_;
   std::vector<PeerAddress> connect_requests_;
   std::map<std::string, PeerInfo> up_;
   std::unordered_map<std::string, std::shared_ptr<Link>> links_;  // the peers that are up
   std::atomic<std::size_t> total_pending_{0};
+  std::map<std::string, PeerTraffic> traffic_;  // of links gone; live links count their own
 
   // The I/O thread's own (and receive()'s, under io_mu_).
   std::vector<std::unique_ptr<Outgoing>> outgoing_;
@@ -1055,6 +1136,8 @@ class Transport::Impl {
   std::unordered_map<std::string, Clock::time_point> last_heard_;
   std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
   std::unordered_set<std::string> announced_;                         // reported up
+  std::unordered_set<std::string> hidden_;                  // authenticated to us as hidden nodes
+  std::unordered_map<std::string, std::uint64_t> data_in_;  // DATA frames since the last flush
   std::unordered_map<std::string, Clock::time_point> last_logged_;
   std::uint64_t heartbeat_seq_ = 0;
 
@@ -1091,9 +1174,12 @@ Status Transport::send(const std::string& peer, Data data) {
   return impl_->send(peer, std::move(data));
 }
 std::vector<PeerInfo> Transport::peers() const { return impl_->peers(); }
+std::map<std::string, PeerTraffic> Transport::traffic() const { return impl_->traffic(); }
 std::size_t Transport::queued(const std::string& peer) const { return impl_->queued(peer); }
 std::size_t Transport::max_queued() const { return impl_->max_queued(); }
 TransportStats Transport::stats() const { return impl_->stats(); }
 void Transport::close() { impl_->close(); }
+void Transport::block_peer(const std::string& peer) { impl_->block_peer(peer, true); }
+void Transport::unblock_peer(const std::string& peer) { impl_->block_peer(peer, false); }
 
 }  // namespace nodus::transport

@@ -11,9 +11,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nodus/node/process.hpp"
@@ -66,6 +68,35 @@ struct NodeOptions {
   std::optional<transport::CurveKeys> curve{};
   /// The cluster's public keys, Z85 (cluster.curve_allowed). REQUIRES: empty unless `curve`.
   std::vector<std::string> curve_allowed{};
+  /// Link as a hidden node (Erlang's -hidden): the nodes this one links to do not list it in
+  /// nodes() or tell other nodes of it, and it links only where connect() or `seeds` say. For
+  /// admin tools such as nodusctl. Default off.
+  bool hidden = false;
+  /// Where the transport's log lines go (refused peers, failed handshakes ...). Default:
+  /// stderr. Called on the transport's thread; must not block.
+  std::function<void(const std::string& line)> log{};
+};
+
+/// One peer node as the transport sees it.
+struct PeerStats {
+  Atom name;
+  std::string endpoint;
+  bool up = false;                ///< linked now
+  bool hidden = false;            ///< a hidden node (see NodeOptions::hidden); not in nodes()
+  std::uint64_t messages_in = 0;  ///< DATA frames received from it since this node started
+  std::uint64_t messages_out = 0;
+};
+
+/// Latency of calls to processes on other nodes, as a histogram (local calls are not timed:
+/// they are too cheap to time without slowing them).
+struct CallLatency {
+  /// Upper bounds of the buckets, in microseconds; the last bucket is everything above.
+  static constexpr std::uint64_t kBoundsUs[] = {50,   100,   250,   500,    1000,   2500,
+                                                5000, 10000, 50000, 250000, 1000000};
+  static constexpr std::size_t kBuckets = sizeof(kBoundsUs) / sizeof(kBoundsUs[0]) + 1;
+  std::uint64_t counts[kBuckets] = {};  ///< calls per bucket (not cumulative)
+  std::uint64_t count = 0;
+  std::uint64_t sum_us = 0;
 };
 
 /// Counters of the node's links to other nodes (zero without networking).
@@ -76,6 +107,8 @@ struct NetworkStats {
   std::uint64_t auth_failures = 0;      ///< handshakes refused either way
   std::uint64_t curve_refused = 0;      ///< connections refused by CURVE (key not allowed ...)
   std::uint64_t messages_rejected = 0;  ///< well-formed frames with an undecodable message
+  std::uint64_t node_up_events = 0;     ///< peers that came up (hidden ones excluded)
+  std::uint64_t node_down_events = 0;   ///< peers that went down (hidden ones excluded)
 };
 
 /// What introspection shows about one process.
@@ -118,6 +151,10 @@ class Node {
   /// The nodes this one is linked to.
   std::vector<Atom> nodes() const;
   NetworkStats network_stats() const;
+  /// Every peer linked since start, hidden ones included, sorted by name.
+  std::vector<PeerStats> peers() const;
+  /// Latency of this node's calls to other nodes since start.
+  CallLatency call_latency() const;
 
   /// Local names (see register_name in process.hpp): register, look up, list.
   Status register_name(std::string_view name, const Pid& pid);
@@ -126,6 +163,25 @@ class Node {
   Pid whereis(std::string_view name) const;
   /// Every name registered on this node, sorted.
   std::vector<std::string> registered() const;
+
+  // -- services of other layers ---------------------------------------------------------
+  /// A slot id for a service that other layers attach to every node (registry/ keeps its
+  /// global name table in one). Allocate once per service type, at static initialisation or
+  /// first use; at most 16 in an OS process.
+  static std::size_t new_service_slot();
+  /// The service in `slot`, or nullptr. A lock-free read (one atomic load): what makes
+  /// whereis_global a local read with no lock on the node.
+  void* service(std::size_t slot) const;
+  /// Attaches `owner` to `slot` unless one is there already; returns the one attached. The
+  /// node keeps it alive until it is destroyed (after its processes have stopped).
+  void* set_service(std::size_t slot, std::shared_ptr<void> owner);
+
+  // -- fault injection, for tests -------------------------------------------------------
+  /// Cuts traffic with `node`: nothing is sent to it or taken from it (handshakes included), so
+  /// both sides declare the other down within down_after, as in a network partition.
+  void block_peer(std::string_view node);
+  /// Restores traffic with `node`; the link comes back with the transport's reconnect backoff.
+  void unblock_peer(std::string_view node);
 
   /// A new reference, unique on this node incarnation.
   Ref make_ref();

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -123,45 +124,118 @@ enum class Overflow : std::uint8_t {
                 ///< takes its next message: while it is busy the queue may exceed the bound)
 };
 
+/// A naming service other than the node's local names: the hook behind `via` names and global
+/// names. node/ only calls it; registry/ implements it (the Registry, global names) and so can
+/// any user type (see registry/include/nodus/registry/via.hpp). It lives here, and not in
+/// registry/, because the runtime resolves every Dest and layers only point down.
+///
+/// Thread-safety: every method may be called from any thread, concurrently.
+class NameResolver {
+ public:
+  virtual ~NameResolver() = default;
+  /// The process registered under `key` now, or an invalid Pid. Called when a message is sent
+  /// (or a call or monitor made) from `node`; should be a local read, without messages.
+  virtual Pid whereis_name(Node& node, const Term& key) const = 0;
+  /// Registers `pid` under `key` (start with a via or global name calls this before init).
+  /// Errors: kAlreadyStarted (the message holds the holder's pid), or the service's own.
+  virtual Status register_name(Node& node, const Term& key, const Pid& pid) const = 0;
+  /// Removes `key`; false when nobody held it.
+  virtual bool unregister_name(Node& node, const Term& key) const = 0;
+  /// A plain message (send) to the process under `key`, Erlang's Mod:send/2. Default:
+  /// whereis_name, then nodus::send; false (and nothing sent) when nobody holds the key.
+  /// cast, call and monitor resolve with whereis_name.
+  virtual bool send(Node& node, const Term& key, Message msg) const;
+  /// "via(<service>, key)", for logs and errors.
+  virtual std::string describe(const Term& key) const;
+};
+
+namespace detail {
+struct ViaKey {
+  std::shared_ptr<const NameResolver> resolver;
+  Term key;
+};
+}  // namespace detail
+
 /// Where a message goes: a pid, a name registered on the sender's node (`named("stack")`),
-/// or a name registered on another node (`named("stack", "n2")`, Erlang's {stack, n2}). A
-/// name is resolved when the message is sent; a name nobody holds is `noproc`.
+/// a name registered on another node (`named("stack", "n2")`, Erlang's {stack, n2}), or a key
+/// of a naming service (`via(registry, key)`, `global("name")`, see registry/). A name is
+/// resolved when the message is sent; a name nobody holds is `noproc`.
+///
+/// Copying a pid Dest is as cheap as copying the pid: the other forms sit behind one pointer.
 class Dest {
  public:
   Dest(const Pid& pid) : pid_(pid) {}  // NOLINT: implicit on purpose
   Dest(const Dest&) = default;
   Dest& operator=(const Dest&) = default;
 
-  bool is_pid() const { return name_.empty(); }
+  bool is_pid() const { return name_.empty() && !via_; }
+  /// A key of a naming service (via or global).
+  bool is_via() const { return via_ != nullptr; }
   const Pid& pid() const { return pid_; }
-  /// The registered name; empty for a pid.
+  /// The registered name; empty for a pid or a via key.
   const std::string& name() const { return name_; }
   /// The node of a remote name; the atom `undefined` for a local name.
   Atom node() const { return node_; }
-  /// "<n1.4.0>", "stack" or "{stack,n2}".
+  /// The naming service of a via key. REQUIRES: is_via().
+  const NameResolver& resolver() const { return *via_->resolver; }
+  /// The key of a via name. REQUIRES: is_via().
+  const Term& via_key() const { return via_->key; }
+  /// "<n1.4.0>", "stack", "{stack,n2}" or the resolver's description.
   std::string to_string() const;
 
  private:
   friend Dest named(std::string_view name);
   friend Dest named(std::string_view name, std::string_view node);
+  friend Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key);
   Dest() = default;
   Pid pid_;
   std::string name_;
   Atom node_;
+  std::shared_ptr<const detail::ViaKey> via_;
 };
 
 /// A name registered on the sender's node.
 Dest named(std::string_view name);
 /// A name registered on `node`.
 Dest named(std::string_view name, std::string_view node);
+/// `key` of the naming service `resolver` (registry/ wraps this as via(...) and global(...)).
+/// REQUIRES: resolver != nullptr.
+Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key);
+
+/// The name a process starts under (SpawnOptions::name): none, a local name (a string
+/// converts), or a via or global name (a Dest converts: `.name = global("db")`).
+class Name {
+ public:
+  Name() = default;
+  Name(std::string local) {  // NOLINT: implicit on purpose
+    if (!local.empty()) dest_ = named(local);
+  }
+  Name(const char* local) : Name(std::string(local)) {}       // NOLINT
+  Name(std::string_view local) : Name(std::string(local)) {}  // NOLINT
+  /// A local name or a via key. REQUIRES: not a pid and not a name on another node.
+  Name(const Dest& name) : dest_(name) {}  // NOLINT
+
+  bool empty() const { return !dest_.has_value(); }
+  bool is_local() const { return dest_ && !dest_->is_via(); }
+  bool is_via() const { return dest_ && dest_->is_via(); }
+  /// The local name, or "" (none, or a via name).
+  const std::string& local() const;
+  /// As a destination. REQUIRES: !empty().
+  const Dest& dest() const { return *dest_; }
+  std::string to_string() const { return dest_ ? dest_->to_string() : std::string(); }
+
+ private:
+  std::optional<Dest> dest_;
+};
 
 /// Per-process options for spawn and start.
 struct SpawnOptions {
   /// Link the new process to the caller (start_link / spawn_link).
   bool link = false;
-  /// Register the new process under this name on its node (empty: none). start/spawn fail
-  /// with {already_started, Pid} when another process holds it.
-  std::string name{};
+  /// Register the new process under this name (empty: none): a local name on its node, or a
+  /// via or global name, registered before init runs. start/spawn fail with
+  /// {already_started, Pid} when another process holds it.
+  Name name{};
   /// Most messages waiting in the mailbox; 0 = unbounded (default: unbounded, as in Erlang).
   /// A bound protects memory when a producer outruns a consumer, at the price of rejecting or
   /// dropping messages.
@@ -254,6 +328,9 @@ void unlink(const Pid& pid);
 /// Asks for NodeUp / NodeDown messages about `node` (on = false stops them), like Erlang's
 /// monitor_node. REQUIRES: has_self().
 void monitor_node(Atom node, bool on = true);
+/// Asks for NodeUp / NodeDown messages about every node (on = false stops them), like
+/// Erlang's net_kernel:monitor_nodes. REQUIRES: has_self().
+void monitor_nodes(bool on = true);
 /// Turns exit signals into Exit messages for the current process; returns the old setting.
 bool trap_exit(bool on);
 /// Sends an exit signal to `pid` from the current process (or from no process on a plain

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,12 @@ struct TransportOptions {
   /// set. Every node must list every other node's key, since links go both ways.
   std::vector<std::string> curve_allowed;
 
+  /// Link as a hidden node (docs/protocol.md section 11), like Erlang's hidden nodes: the
+  /// peers it links to do not tell others about it (no PEERS entry) and do not count it as a
+  /// cluster member (PeerInfo::hidden), and it tells no one about anyone. For admin tools
+  /// (nodusctl) that must authenticate like a node without joining the cluster. Default off.
+  bool hidden = false;
+
   /// Where log lines go (default: stderr). Called where the callbacks are.
   std::function<void(const std::string& line)> log;
 };
@@ -76,6 +83,13 @@ struct PeerInfo {
   std::uint32_t creation = 0;
   std::string endpoint;
   std::string public_key;  ///< its CURVE public key, "" on plaintext links
+  bool hidden = false;     ///< it linked as a hidden node (TransportOptions::hidden)
+};
+
+/// DATA frames exchanged with one peer since this transport started (kept after it goes down).
+struct PeerTraffic {
+  std::uint64_t data_in = 0;
+  std::uint64_t data_out = 0;
 };
 
 struct TransportStats {
@@ -134,11 +148,20 @@ class Transport {
   /// once) after close().
   bool receive(int wake_fd, std::chrono::milliseconds max_wait);
   std::vector<PeerInfo> peers() const;
+  /// DATA frames in and out per peer name, for every peer ever linked (hidden peers only while
+  /// they are up).
+  std::map<std::string, PeerTraffic> traffic() const;
   /// Frames queued for `peer` and not yet handed to the socket; senders use it to slow down
   /// before the queue is full (back-pressure, like Erlang's busy distribution port).
   std::size_t queued(const std::string& peer) const;
   std::size_t max_queued() const;
   TransportStats stats() const;
+  /// For tests: cuts traffic with `peer` (by node name) as a network partition would. Nothing
+  /// is sent to it or taken from it, heartbeats and handshakes included, so both sides
+  /// declare the other down within down_after. unblock_peer restores it; the link comes
+  /// back with the reconnect backoff.
+  void block_peer(const std::string& peer);
+  void unblock_peer(const std::string& peer);
   /// Stops the I/O thread and closes the sockets. Idempotent.
   void close();
 

@@ -1,0 +1,105 @@
+// Global names: one process per name in the whole connected cluster, like Erlang's `global`.
+//
+// Every node that takes part runs the global name service (start_global). Each such node keeps
+// a full copy of the name table, so whereis_global and sends to global("name") are local reads
+// (no message, no lock on the node: a shared lock on the table). Registration locks the name on
+// every connected node that runs the service, then commits it everywhere; two nodes that race
+// for one name cannot both get every lock, so in a connected cluster at most one wins (the
+// protocol is in docs/protocol.md, "Global names").
+//
+// A name goes when its process exits (its node tells the others) and when its node goes down
+// (each node drops the names of a node it declared down, within the failure-detection window).
+// After a partition heals, the sides exchange their tables; a name held by two processes is
+// settled by the resolver (GlobalOptions::resolver), the same on every node, and the loser is
+// told ({global_name_conflict, Name, Winner}) or exits, as configured.
+//
+// Each registration carries a fencing epoch that only grows per name across the cluster: a new
+// holder's epoch is above every earlier holder's, so a downstream service that remembers the
+// highest epoch it saw can refuse writes from a stale holder.
+//
+// Thread-safety: every function may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nodus/node/node.hpp"
+#include "nodus/node/process.hpp"
+#include "nodus/transport/status.hpp"
+
+namespace nodus {
+
+/// One global name as a node's table holds it.
+struct GlobalEntry {
+  std::string name;
+  Pid pid;
+  Atom node;                ///< the holder's node (pid.node)
+  std::uint64_t epoch = 0;  ///< the fencing epoch: grows with every new holder of the name
+  std::uint64_t clock = 0;  ///< the registration's logical (Lamport) time
+};
+
+/// What happens to the loser of a name conflict found when a partition heals.
+enum class ConflictAction : std::uint8_t {
+  kNotify,  ///< it gets {global_name_conflict, Name, WinnerPid} (handle_info) and keeps running
+  kExit,    ///< it gets the exit signal {global_name_conflict, Name, WinnerPid}
+};
+
+/// Picks the holder of `name` between two claims; must return a.pid or b.pid. It runs on every
+/// node that sees the conflict, so it must be deterministic and symmetric (the same answer for
+/// (a, b) and (b, a)) and must not read the wall clock or local state.
+using GlobalResolver =
+    std::function<Pid(const std::string& name, const GlobalEntry& a, const GlobalEntry& b)>;
+
+/// The default resolver: the earlier registration by logical clock; ties go to the holder on
+/// the node whose name sorts first, then to the lower pid.
+Pid resolve_earliest(const std::string& name, const GlobalEntry& a, const GlobalEntry& b);
+
+struct GlobalOptions {
+  /// Who keeps a name after a partition heals. Default resolve_earliest. Every node of a
+  /// cluster must use the same resolver.
+  GlobalResolver resolver = resolve_earliest;
+  /// What the loser of a conflict gets. Default kNotify: it may still hold state worth saving
+  /// or handing over; kExit is simpler for servers that must never run twice.
+  ConflictAction on_conflict = ConflictAction::kNotify;
+  /// A lock whose registrar neither commits nor releases it within this time is freed (its
+  /// node is normally declared down first). Longer is safer on a slow network; shorter frees
+  /// a name sooner after a registrar vanished mid-registration.
+  std::chrono::milliseconds lock_timeout{2000};
+};
+
+/// Starts the global name service on `node` (a GenServer registered locally as
+/// "nodus_global"). Idempotent: ok when it runs already (the first options stay). Nodes that
+/// do not run it take no part in global names. nodusd, the test node and the benchmarks start
+/// it; a program that builds its own Node calls this once after Node::start.
+Status start_global(Node& node, GlobalOptions options = {});
+
+/// The destination of a global name: send, cast, call and monitor resolve it on the sender's
+/// node when used (a local read). Nobody holding it is `noproc` (a send is dropped). Also a
+/// start name: start<T>(node, SpawnOptions{.name = global("db")}).
+Dest global(std::string_view name);
+
+/// Registers `pid` under `name` cluster-wide and returns the registration's fencing epoch.
+/// Waits for the other nodes' locks (about one round trip). Errors: kAlreadyStarted with the
+/// holder's pid in the message; kBadArg for an empty name or an invalid pid; kNotFound when the
+/// service does not run on `node`; kTimeout.
+Result<std::uint64_t> register_global(Node& node, std::string_view name, Pid pid);
+/// Moves `name` to `pid` whoever holds it now (Erlang's re_register_name); a new epoch. Errors
+/// as register_global except kAlreadyStarted.
+Result<std::uint64_t> re_register_global(Node& node, std::string_view name, Pid pid);
+/// Removes `name` cluster-wide. Errors: kNotFound when nobody holds it (or no service).
+Status unregister_global(Node& node, std::string_view name);
+/// Who holds `name`, from `node`'s copy of the table: no messages.
+std::optional<Pid> whereis_global(Node& node, std::string_view name);
+/// The fencing epoch of `name`'s current registration, or nullopt when nobody holds it.
+std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name);
+/// Every global name in `node`'s table, sorted by name.
+std::vector<GlobalEntry> global_names(Node& node);
+/// The connected nodes whose global name service this node has synchronised with, sorted.
+std::vector<Atom> global_nodes(Node& node);
+
+}  // namespace nodus

@@ -1,0 +1,619 @@
+// The global name service: one GenServer per node ("nodus_global") and the table it shares
+// with readers. Protocol: docs/protocol.md, "Global names".
+#include "nodus/registry/global.hpp"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "nodus/node/gen_server.hpp"
+
+namespace nodus {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr const char* kServerName = "nodus_global";
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+
+struct Claim {
+  Pid pid;
+  std::uint64_t epoch = 0;
+  std::uint64_t clock = 0;
+};
+
+// The table every reader shares: written only by the node's global server.
+struct GlobalState {
+  GlobalOptions options;
+  Pid server;
+  // Guards names and peers: the server writes, whereis_global and friends read.
+  mutable std::shared_mutex mu;
+  std::unordered_map<std::string, Claim, StringHash, std::equal_to<>> names;
+  std::set<Atom> peers;
+};
+
+std::size_t state_slot() {
+  static const std::size_t slot = Node::new_service_slot();
+  return slot;
+}
+
+GlobalState* state_of(Node& node) { return static_cast<GlobalState*>(node.service(state_slot())); }
+
+GlobalEntry entry_of(const std::string& name, const Claim& c) {
+  return GlobalEntry{name, c.pid, c.pid.node, c.epoch, c.clock};
+}
+
+Term claim_term(const std::string& name, const Claim& c) {
+  return tuple(bin(name), c.pid, static_cast<std::int64_t>(c.epoch),
+               static_cast<std::int64_t>(c.clock));
+}
+
+std::uint64_t as_u64(const Term& t) { return static_cast<std::uint64_t>(t.as_int()); }
+Term u64(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
+
+// -- the server ---------------------------------------------------------------------------
+
+class GlobalServer : public GenServer {
+ public:
+  Action init(Node* node, std::shared_ptr<GlobalState> st) {
+    node_ = node;
+    st_ = std::move(st);
+    me_ = node_->name();
+    monitor_nodes(true);
+    // Nodes already linked: introduce ourselves (those running the service answer).
+    for (Atom peer : node_->nodes()) send_hello(peer, true);
+    return ok();
+  }
+
+  Action handle_call(Message& msg, From from) override {
+    if (auto m = msg.match({"register", _bin, _pid, _int})) {
+      start_registration(m[0].as_bin(), m[1].as_pid(), m[2].as_int() != 0, from, 0);
+      return noreply();
+    }
+    if (auto m = msg.match({"unregister", _bin})) {
+      start_unregistration(m[0].as_bin(), from, 0);
+      return noreply();
+    }
+    return GenServer::handle_call(msg, from);
+  }
+
+  Action handle_info(Message& msg) override {
+    if (const NodeUp* up = msg.get<NodeUp>()) {
+      send_hello(up->node, true);
+      return noreply();
+    }
+    if (const NodeDown* down = msg.get<NodeDown>()) {
+      node_down(down->node);
+      return noreply();
+    }
+    if (const Down* d = msg.get<Down>()) {
+      process_down(d->pid);
+      return noreply();
+    }
+    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom})) {
+      tick(as_u64(m[2]));
+      hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"));
+      return noreply();
+    }
+    if (auto m = msg.match({"g_lock", _bin, _int, _atom})) {
+      lock_request(m[0].as_bin(), as_u64(m[1]), m[2].as_atom());
+      return noreply();
+    }
+    if (auto m = msg.match({"g_lock_reply", _bin, _int, _atom, _atom, _, _int})) {
+      lock_reply(as_u64(m[1]), m[2].as_atom(), m[3].is_atom("ok"), m[4], as_u64(m[5]));
+      return noreply();
+    }
+    if (auto m = msg.match({"g_commit", _bin, _pid, _int, _int, _int, _atom})) {
+      tick(as_u64(m[3]));
+      commit_from(m[5].as_atom(), m[0].as_bin(), Claim{m[1].as_pid(), as_u64(m[2]), as_u64(m[3])},
+                  as_u64(m[4]));
+      return noreply();
+    }
+    if (auto m = msg.match({"g_release", _bin, _int, _atom})) {
+      release(m[0].as_bin(), m[2].as_atom(), as_u64(m[1]));
+      return noreply();
+    }
+    if (auto m = msg.match({"g_unreg", _bin, _pid, _int, _int, _atom})) {
+      auto c = find(m[0].as_bin());
+      if (c && c->pid == m[1].as_pid()) erase(m[0].as_bin());
+      release(m[0].as_bin(), m[4].as_atom(), as_u64(m[3]));
+      return noreply();
+    }
+    if (auto m = msg.match({"g_retry", _int})) {
+      retry(as_u64(m[0]));
+    }
+    return noreply();
+  }
+
+ private:
+  struct Lock {
+    Atom node;
+    std::uint64_t req = 0;
+    Clock::time_point since;
+  };
+  struct Pending {
+    std::string name;
+    Pid pid;
+    bool re_register = false;
+    bool unregister = false;
+    From from;
+    int attempt = 0;
+    std::set<Atom> waiting;
+    std::set<Atom> granted;
+    bool denied = false;
+    Pid holder;
+    std::uint64_t max_epoch = 0;
+  };
+
+  // -- table ----------------------------------------------------------------------------
+
+  std::optional<Claim> find(const std::string& name) const {
+    std::shared_lock lock(st_->mu);
+    auto it = st_->names.find(name);
+    if (it == st_->names.end()) return std::nullopt;
+    return it->second;
+  }
+  void put(const std::string& name, const Claim& c) {
+    epochs_[name] = std::max(epochs_[name], c.epoch);
+    {
+      std::unique_lock lock(st_->mu);
+      st_->names[name] = c;
+    }
+    if (c.pid.node == me_ && !monitored_.count(c.pid)) {
+      monitored_.insert(c.pid);
+      monitor(c.pid);
+    }
+  }
+  void erase(const std::string& name) {
+    std::unique_lock lock(st_->mu);
+    st_->names.erase(name);
+  }
+  std::vector<Atom> peers() const {
+    std::shared_lock lock(st_->mu);
+    return {st_->peers.begin(), st_->peers.end()};
+  }
+  std::uint64_t known_epoch(const std::string& name) const {
+    auto it = epochs_.find(name);
+    return it == epochs_.end() ? 0 : it->second;
+  }
+  void tick(std::uint64_t seen) { clock_ = std::max(clock_, seen) + 1; }
+
+  void peer_send(Atom peer, Term t) { send(named(kServerName, peer.name()), std::move(t)); }
+
+  // -- membership -------------------------------------------------------------------------
+
+  void send_hello(Atom peer, bool want_answer) {
+    List claims;
+    {
+      std::shared_lock lock(st_->mu);
+      for (const auto& [name, c] : st_->names) claims.push_back(claim_term(name, c));
+    }
+    ++clock_;
+    peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer)));
+  }
+
+  void hello(Atom peer, const List& claims, bool want_answer) {
+    bool fresh;
+    {
+      std::unique_lock lock(st_->mu);
+      fresh = st_->peers.insert(peer).second;
+    }
+    if (fresh || want_answer) send_hello(peer, false);  // our table may have changed since
+    std::set<Atom> connected;
+    for (Atom a : node_->nodes()) connected.insert(a);
+    for (const Term& t : claims) {
+      if (!t.match({_bin, _pid, _int, _int})) continue;
+      const std::string& name = t[0].as_bin();
+      Claim theirs{t[1].as_pid(), as_u64(t[2]), as_u64(t[3])};
+      if (theirs.pid.node != me_ && !connected.count(theirs.pid.node)) continue;  // stale
+      merge(name, theirs);
+    }
+  }
+
+  // A claim learnt from another side: the same answer on every node whatever the order.
+  void merge(const std::string& name, const Claim& theirs) {
+    auto mine = find(name);
+    if (!mine) {
+      put(name, theirs);
+      return;
+    }
+    if (mine->pid == theirs.pid) {
+      if (theirs.epoch > mine->epoch) put(name, Claim{mine->pid, theirs.epoch, mine->clock});
+      return;
+    }
+    const Pid winner = st_->options.resolver(name, entry_of(name, *mine), entry_of(name, theirs));
+    const Claim& w = winner == theirs.pid ? theirs : *mine;
+    const Claim& l = winner == theirs.pid ? *mine : theirs;
+    Claim settled{w.pid, std::max(w.epoch, l.epoch + 1), w.clock};
+    const bool lost_here = winner == theirs.pid;  // our entry (the loser) is replaced
+    put(name, settled);
+    if (lost_here && l.pid.node == me_) tell_loser(name, l.pid, w.pid);
+  }
+
+  void tell_loser(const std::string& name, const Pid& loser, const Pid& winner) {
+    Term why = tuple("global_name_conflict", bin(name), winner);
+    if (st_->options.on_conflict == ConflictAction::kExit) {
+      nodus::exit(loser, why);
+    } else {
+      send(loser, why);
+    }
+  }
+
+  void node_down(Atom node) {
+    {
+      std::unique_lock lock(st_->mu);
+      st_->peers.erase(node);
+      std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
+    }
+    std::erase_if(locks_, [&](const auto& kv) { return kv.second.node == node; });
+    std::vector<std::uint64_t> ready;
+    for (auto& [req, p] : pending_) {
+      if (p.waiting.erase(node) && p.waiting.empty()) ready.push_back(req);
+      p.granted.erase(node);
+    }
+    for (std::uint64_t req : ready) decide(req);
+  }
+
+  void process_down(const Pid& pid) {
+    monitored_.erase(pid);
+    std::vector<std::pair<std::string, Claim>> gone;
+    {
+      std::unique_lock lock(st_->mu);
+      for (auto it = st_->names.begin(); it != st_->names.end();) {
+        if (it->second.pid == pid) {
+          gone.emplace_back(it->first, it->second);
+          it = st_->names.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const auto& [name, c] : gone) {
+      for (Atom peer : peers()) {
+        peer_send(peer, tuple("g_unreg", bin(name), pid, u64(c.epoch), u64(0), me_));
+      }
+    }
+  }
+
+  // -- locks ------------------------------------------------------------------------------
+
+  bool lock_free_for(const std::string& name, Atom node, std::uint64_t req) {
+    auto it = locks_.find(name);
+    if (it == locks_.end()) return true;
+    if (it->second.node == node && it->second.req == req) return true;
+    if (Clock::now() - it->second.since > st_->options.lock_timeout) {
+      locks_.erase(it);
+      return true;
+    }
+    return false;
+  }
+
+  void lock_request(const std::string& name, std::uint64_t req, Atom from) {
+    const bool granted = lock_free_for(name, from, req);
+    if (granted) locks_[name] = Lock{from, req, Clock::now()};
+    auto c = find(name);
+    peer_send(from, tuple("g_lock_reply", bin(name), u64(req), me_, granted ? "ok" : "locked",
+                          c ? Term(c->pid) : Term(), u64(known_epoch(name))));
+  }
+
+  void release(const std::string& name, Atom node, std::uint64_t req) {
+    auto it = locks_.find(name);
+    if (it != locks_.end() && it->second.node == node && it->second.req == req) locks_.erase(it);
+  }
+
+  // -- registration -------------------------------------------------------------------------
+
+  void start_registration(const std::string& name, const Pid& pid, bool re_register, From from,
+                          int attempt) {
+    // A name locked by another registrar may be about to change: ask again later.
+    if (!re_register && lock_free_for(name, me_, 0)) {
+      if (auto c = find(name)) {
+        if (c->pid == pid) {
+          reply(from, tuple("ok", u64(c->epoch)));
+        } else {
+          reply(from, tuple("error", "already_started", c->pid));
+        }
+        return;
+      }
+    }
+    const std::uint64_t req = ++next_req_;
+    Pending p;
+    p.name = name;
+    p.pid = pid;
+    p.re_register = re_register;
+    p.from = from;
+    p.attempt = attempt;
+    p.max_epoch = known_epoch(name);
+    if (!lock_free_for(name, me_, req)) {
+      p.denied = true;
+      pending_.emplace(req, std::move(p));
+      decide(req);
+      return;
+    }
+    locks_[name] = Lock{me_, req, Clock::now()};
+    for (Atom peer : peers()) {
+      p.waiting.insert(peer);
+      peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
+    }
+    const bool ready = p.waiting.empty();
+    pending_.emplace(req, std::move(p));
+    if (ready) decide(req);
+  }
+
+  // Unregistering takes the same locks, and the removal releases them: a registration that
+  // follows on any node finds the name gone everywhere it asks.
+  void start_unregistration(const std::string& name, From from, int attempt) {
+    auto c = find(name);
+    if (!c) {
+      reply(from, tuple("error", "not_found"));
+      return;
+    }
+    const std::uint64_t req = ++next_req_;
+    Pending p;
+    p.name = name;
+    p.pid = c->pid;
+    p.unregister = true;
+    p.from = from;
+    p.attempt = attempt;
+    if (!lock_free_for(name, me_, req)) {
+      p.denied = true;
+      pending_.emplace(req, std::move(p));
+      decide(req);
+      return;
+    }
+    locks_[name] = Lock{me_, req, Clock::now()};
+    for (Atom peer : peers()) {
+      p.waiting.insert(peer);
+      peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
+    }
+    const bool ready = p.waiting.empty();
+    pending_.emplace(req, std::move(p));
+    if (ready) decide(req);
+  }
+
+  void lock_reply(std::uint64_t req, Atom peer, bool granted, const Term& holder,
+                  std::uint64_t epoch) {
+    auto it = pending_.find(req);
+    if (it == pending_.end()) {
+      return;
+    }
+    Pending& p = it->second;
+    if (!p.waiting.erase(peer)) return;
+    if (granted) {
+      p.granted.insert(peer);
+    } else {
+      p.denied = true;
+    }
+    if (holder.is_pid() && holder.as_pid() != p.pid) p.holder = holder.as_pid();
+    p.max_epoch = std::max(p.max_epoch, epoch);
+    if (p.waiting.empty()) decide(req);
+  }
+
+  void decide(std::uint64_t req) {
+    auto it = pending_.find(req);
+    if (it == pending_.end()) return;
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    auto give_back = [&] {
+      for (Atom peer : p.granted) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
+      release(p.name, me_, req);
+    };
+    if (p.denied) {
+      give_back();
+      // Someone else holds a lock on the name: try again after a random pause that grows
+      // with each attempt, so racing registrars fall out of step.
+      if (p.attempt >= 60) {
+        reply(p.from, tuple("error", "timeout"));
+        return;
+      }
+      const std::uint64_t retry_id = ++next_req_;
+      const int cap = 1 << std::min(p.attempt, 5);
+      std::uniform_int_distribution<int> pause(0, cap);
+      retries_.emplace(retry_id, std::move(p));
+      const int ms = pause(rng_);
+      if (ms == 0) {
+        retry(retry_id);
+      } else {
+        send_after(self(), tuple("g_retry", u64(retry_id)), std::chrono::milliseconds(ms));
+      }
+      return;
+    }
+    if (p.unregister) {
+      auto c = find(p.name);
+      if (!c) {
+        give_back();
+        reply(p.from, tuple("error", "not_found"));
+        return;
+      }
+      erase(p.name);
+      for (Atom peer : peers()) {
+        peer_send(peer, tuple("g_unreg", bin(p.name), c->pid, u64(c->epoch), u64(req), me_));
+      }
+      release(p.name, me_, req);
+      reply(p.from, "ok");
+      return;
+    }
+    if (auto c = find(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
+      p.holder = c->pid;
+    }
+    if (p.holder && !p.re_register) {
+      give_back();
+      reply(p.from, tuple("error", "already_started", p.holder));
+      return;
+    }
+    tick(0);
+    Claim c{p.pid, p.max_epoch + 1, clock_};
+    put(p.name, c);
+    // Every peer hears of it, also one that synchronised with us during the lock round.
+    for (Atom peer : peers()) {
+      peer_send(peer,
+                tuple("g_commit", bin(p.name), c.pid, u64(c.epoch), u64(c.clock), u64(req), me_));
+    }
+    release(p.name, me_, req);
+    reply(p.from, tuple("ok", u64(c.epoch)));
+  }
+
+  void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {
+    put(name, c);
+    release(name, node, req);
+  }
+
+  void retry(std::uint64_t retry_id) {
+    auto it = retries_.find(retry_id);
+    if (it == retries_.end()) return;
+    Pending p = std::move(it->second);
+    retries_.erase(it);
+    if (p.unregister) {
+      start_unregistration(p.name, p.from, p.attempt + 1);
+    } else {
+      start_registration(p.name, p.pid, p.re_register, p.from, p.attempt + 1);
+    }
+  }
+
+  Node* node_ = nullptr;
+  std::shared_ptr<GlobalState> st_;
+  Atom me_;
+  std::uint64_t clock_ = 0;
+  std::uint64_t next_req_ = 0;
+  std::unordered_map<std::string, std::uint64_t> epochs_;  // the highest epoch seen per name
+  std::unordered_map<std::string, Lock> locks_;
+  std::unordered_map<std::uint64_t, Pending> pending_;
+  std::unordered_map<std::uint64_t, Pending> retries_;
+  std::set<Pid> monitored_;
+  std::mt19937 rng_{std::random_device{}()};
+};
+
+// The NameResolver behind global(name).
+class GlobalNames final : public NameResolver {
+ public:
+  Pid whereis_name(Node& node, const Term& key) const override {
+    if (!key.is_bin()) return Pid{};
+    return whereis_global(node, key.as_bin()).value_or(Pid{});
+  }
+  Status register_name(Node& node, const Term& key, const Pid& pid) const override {
+    if (!key.is_bin()) return Status(ErrorCode::kBadArg, "a global name is a binary");
+    auto r = register_global(node, key.as_bin(), pid);
+    return r.ok() ? Status::Ok() : r.error();
+  }
+  bool unregister_name(Node& node, const Term& key) const override {
+    return key.is_bin() && unregister_global(node, key.as_bin()).ok();
+  }
+  std::string describe(const Term& key) const override {
+    std::string out = "global(";
+    out += key.is_bin() ? key.as_bin() : key.to_string();
+    out += ")";
+    return out;
+  }
+};
+
+const std::shared_ptr<const GlobalNames>& global_names_resolver() {
+  static const auto r = std::make_shared<const GlobalNames>();
+  return r;
+}
+
+Result<std::uint64_t> registration(Node& node, std::string_view name, Pid pid, bool re) {
+  if (name.empty()) return Status(ErrorCode::kBadArg, "an empty global name");
+  if (!pid) return Status(ErrorCode::kBadArg, "an invalid pid");
+  GlobalState* st = state_of(node);
+  if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
+  auto r =
+      call(st->server, tuple("register", bin(name), pid, re ? 1 : 0), std::chrono::seconds(10));
+  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
+  if (auto m = r->match({"ok", _int})) return static_cast<std::uint64_t>(m[0].as_int());
+  if (auto m = r->match({"error", "already_started", _pid})) {
+    return Status(ErrorCode::kAlreadyStarted, m[0].as_pid().to_string());
+  }
+  return Status(ErrorCode::kTimeout, r->to_string());
+}
+
+}  // namespace
+
+Pid resolve_earliest(const std::string&, const GlobalEntry& a, const GlobalEntry& b) {
+  if (a.clock != b.clock) return a.clock < b.clock ? a.pid : b.pid;
+  if (a.pid.node != b.pid.node) return a.pid.node < b.pid.node ? a.pid : b.pid;
+  return a.pid < b.pid ? a.pid : b.pid;
+}
+
+Status start_global(Node& node, GlobalOptions options) {
+  if (state_of(node)) return Status::Ok();
+  auto st = std::make_shared<GlobalState>();
+  st->options = std::move(options);
+  if (!st->options.resolver) st->options.resolver = resolve_earliest;
+  void* held = node.set_service(state_slot(), st);
+  if (held != st.get()) return Status::Ok();  // another thread started it first
+  SpawnOptions o;
+  o.name = kServerName;
+  auto server = start<GlobalServer>(node, o, &node, st);
+  if (!server) return Status(ErrorCode::kInternal, server.error().to_string());
+  std::unique_lock lock(st->mu);
+  st->server = *server;
+  return Status::Ok();
+}
+
+Dest global(std::string_view name) { return via_name(global_names_resolver(), bin(name)); }
+
+Result<std::uint64_t> register_global(Node& node, std::string_view name, Pid pid) {
+  return registration(node, name, pid, false);
+}
+
+Result<std::uint64_t> re_register_global(Node& node, std::string_view name, Pid pid) {
+  return registration(node, name, pid, true);
+}
+
+Status unregister_global(Node& node, std::string_view name) {
+  GlobalState* st = state_of(node);
+  if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
+  auto r = call(st->server, tuple("unregister", bin(name)), std::chrono::seconds(10));
+  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
+  if (*r == Term("ok")) return Status::Ok();
+  return Status(ErrorCode::kNotFound, std::string(name));
+}
+
+std::optional<Pid> whereis_global(Node& node, std::string_view name) {
+  GlobalState* st = state_of(node);
+  if (!st) return std::nullopt;
+  std::shared_lock lock(st->mu);
+  auto it = st->names.find(name);
+  if (it == st->names.end()) return std::nullopt;
+  return it->second.pid;
+}
+
+std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name) {
+  GlobalState* st = state_of(node);
+  if (!st) return std::nullopt;
+  std::shared_lock lock(st->mu);
+  auto it = st->names.find(name);
+  if (it == st->names.end()) return std::nullopt;
+  return it->second.epoch;
+}
+
+std::vector<GlobalEntry> global_names(Node& node) {
+  std::vector<GlobalEntry> out;
+  GlobalState* st = state_of(node);
+  if (!st) return out;
+  {
+    std::shared_lock lock(st->mu);
+    for (const auto& [name, c] : st->names) out.push_back(entry_of(name, c));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const GlobalEntry& a, const GlobalEntry& b) { return a.name < b.name; });
+  return out;
+}
+
+std::vector<Atom> global_nodes(Node& node) {
+  GlobalState* st = state_of(node);
+  if (!st) return {};
+  std::shared_lock lock(st->mu);
+  return {st->peers.begin(), st->peers.end()};
+}
+
+}  // namespace nodus

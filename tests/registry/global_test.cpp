@@ -1,0 +1,223 @@
+// Global names across three nodes in this OS process, linked over ZeroMQ on loopback:
+// registration seen everywhere, already_started naming the holder, unregister, re_register,
+// names gone with their process and with their node, sends, calls and monitors by global name,
+// a GenServer started under a global name, racing registrations, fencing epochs, and the
+// default conflict resolver.
+#include "nodus/registry/global.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "node/test_util.hpp"
+#include "nodus/node/gen_server.hpp"
+
+namespace nodus {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::eventually;
+
+class Echo : public GenServer {
+ public:
+  Action handle_call(Message& req, From) override {
+    return reply(tuple("echo", req.is_term() ? req.term() : Term()));
+  }
+};
+
+class GlobalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* name : {"g1", "g2", "g3"}) {
+      nodes_.push_back(testing::start_loopback_node(name, "global-cookie", 1000ms));
+      ASSERT_NE(nodes_.back(), nullptr);
+    }
+    for (std::size_t i = 1; i < nodes_.size(); ++i) nodes_[i]->connect(nodes_[0]->endpoint());
+    for (auto& n : nodes_) ASSERT_OK(start_global(*n));
+    ASSERT_TRUE(eventually(
+        [&] {
+          for (auto& n : nodes_) {
+            if (global_nodes(*n).size() != nodes_.size() - 1) return false;
+          }
+          return true;
+        },
+        10s));
+  }
+  void TearDown() override {
+    for (auto& n : nodes_) n->shutdown();
+  }
+
+  Node& node(std::size_t i) { return *nodes_.at(i); }
+  /// A process on node i that waits until told to stop (or killed).
+  Pid idle(std::size_t i) {
+    return spawn(node(i), [] {
+      for (;;) {
+        Message m = receive();
+        if (m == "stop") return;
+      }
+    });
+  }
+  /// True once every node's table says `name` is held by `pid` (or by nobody).
+  bool everywhere(const std::string& name, std::optional<Pid> pid) {
+    for (auto& n : nodes_) {
+      if (whereis_global(*n, name) != pid) return false;
+    }
+    return true;
+  }
+
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+TEST_F(GlobalTest, RegisteredNameIsSeenOnEveryNode) {
+  Pid p = idle(0);
+  auto epoch = register_global(node(0), "db", p);
+  ASSERT_OK(epoch);
+  EXPECT_EQ(*epoch, 1u);
+  EXPECT_EQ(whereis_global(node(0), "db"), p);  // at once where it was registered
+  EXPECT_TRUE(eventually([&] { return everywhere("db", p); }));
+  auto names = global_names(node(2));
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_EQ(names[0].name, "db");
+  EXPECT_EQ(names[0].pid, p);
+  EXPECT_EQ(names[0].node, Atom("g1"));
+  EXPECT_EQ(names[0].epoch, 1u);
+  EXPECT_EQ(global_epoch(node(1), "db"), 1u);
+}
+
+TEST_F(GlobalTest, TakenNameIsAlreadyStartedNamingTheHolder) {
+  Pid p = idle(0);
+  ASSERT_OK(register_global(node(0), "db", p));
+  auto again = register_global(node(1), "db", idle(1));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code(), ErrorCode::kAlreadyStarted);
+  EXPECT_EQ(again.error().message(), p.to_string());
+  // The holder registering again is no error.
+  EXPECT_OK(register_global(node(2), "db", p));
+}
+
+TEST_F(GlobalTest, UnregisterRemovesTheNameEverywhere) {
+  Pid p = idle(1);
+  ASSERT_OK(register_global(node(1), "db", p));
+  ASSERT_TRUE(eventually([&] { return everywhere("db", p); }));
+  ASSERT_OK(unregister_global(node(2), "db"));
+  EXPECT_TRUE(eventually([&] { return everywhere("db", std::nullopt); }));
+  EXPECT_EQ(unregister_global(node(0), "db").code(), ErrorCode::kNotFound);
+}
+
+TEST_F(GlobalTest, EpochGrowsWithEveryHolder) {
+  Pid a = idle(0), b = idle(1), c = idle(2);
+  auto first = register_global(node(0), "leader", a);
+  ASSERT_OK(first);
+  EXPECT_EQ(*first, 1u);
+  ASSERT_OK(unregister_global(node(0), "leader"));
+  // The removal took the locks everywhere: registering elsewhere at once finds it gone.
+  auto second = register_global(node(1), "leader", b);
+  ASSERT_OK(second);
+  EXPECT_EQ(*second, 2u);
+  auto moved = re_register_global(node(2), "leader", c);
+  ASSERT_OK(moved);
+  EXPECT_EQ(*moved, 3u);
+  EXPECT_TRUE(eventually([&] { return everywhere("leader", c); }));
+  EXPECT_EQ(global_epoch(node(0), "leader"), 3u);
+}
+
+TEST_F(GlobalTest, NameGoesWithItsProcess) {
+  Pid p = idle(2);
+  ASSERT_OK(register_global(node(0), "worker", p));  // registered from another node
+  ASSERT_TRUE(eventually([&] { return everywhere("worker", p); }));
+  send(p, "stop");
+  EXPECT_TRUE(eventually([&] { return everywhere("worker", std::nullopt); }));
+}
+
+TEST_F(GlobalTest, NameGoesWithItsNode) {
+  Pid p = idle(2);
+  ASSERT_OK(register_global(node(2), "worker", p));
+  ASSERT_TRUE(eventually([&] { return everywhere("worker", p); }));
+  nodes_[2]->shutdown();
+  EXPECT_TRUE(eventually(
+      [&] { return !whereis_global(node(0), "worker") && !whereis_global(node(1), "worker"); }));
+}
+
+TEST_F(GlobalTest, SendCallAndMonitorByGlobalName) {
+  Inbox me(node(1));
+  auto echo = start<Echo>(node(0));
+  ASSERT_OK(echo);
+  ASSERT_OK(register_global(node(0), "echo", *echo));
+  ASSERT_TRUE(eventually([&] { return everywhere("echo", *echo); }));
+  auto r = call(global("echo"), "hi");
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, tuple("echo", "hi"));
+  EXPECT_EQ(global("echo").to_string(), "global(echo)");
+  Ref ref = monitor(global("echo"));
+  ASSERT_OK(stop(*echo));
+  auto down = await_down(ref, 5s);
+  ASSERT_TRUE(down.has_value());
+  // Nobody holds it now: noproc at once.
+  ASSERT_TRUE(eventually([&] { return !whereis_global(node(1), "echo"); }));
+  auto none = call(global("echo"), "hi");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error(), "noproc");
+  Ref ref2 = monitor(global("echo"));
+  EXPECT_EQ(await_down(ref2, 5s), Reason("noproc"));
+}
+
+TEST_F(GlobalTest, GenServerStartsUnderAGlobalName) {
+  SpawnOptions o;
+  o.name = global("svc");
+  auto first = start<Echo>(node(0), o);
+  ASSERT_OK(first);
+  ASSERT_TRUE(eventually([&] { return everywhere("svc", *first); }));
+  auto second = start<Echo>(node(1), o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error(), tuple("already_started", *first));
+}
+
+TEST_F(GlobalTest, RacingRegistrationsHaveExactlyOneWinner) {
+  for (int round = 0; round < 20; ++round) {
+    const std::string name = "race" + std::to_string(round);
+    std::vector<Pid> pids = {idle(0), idle(1), idle(2)};
+    std::vector<Result<std::uint64_t>> results(3, Status(ErrorCode::kInternal));
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < 3; ++i) {
+      threads.emplace_back([&, i] { results[i] = register_global(node(i), name, pids[i]); });
+    }
+    for (auto& t : threads) t.join();
+    int winners = 0;
+    Pid winner;
+    for (std::size_t i = 0; i < 3; ++i) {
+      if (results[i].ok()) {
+        ++winners;
+        winner = pids[i];
+      } else {
+        EXPECT_EQ(results[i].error().code(), ErrorCode::kAlreadyStarted);
+      }
+    }
+    ASSERT_EQ(winners, 1) << name;
+    EXPECT_TRUE(eventually([&] { return everywhere(name, winner); })) << name;
+  }
+}
+
+TEST_F(GlobalTest, DefaultResolverPrefersTheEarlierRegistrationThenTheNodeName) {
+  GlobalEntry a{"x", Pid{Atom("n2"), 1, 5}, Atom("n2"), 1, 10};
+  GlobalEntry b{"x", Pid{Atom("n1"), 1, 7}, Atom("n1"), 4, 12};
+  EXPECT_EQ(resolve_earliest("x", a, b), a.pid);
+  EXPECT_EQ(resolve_earliest("x", b, a), a.pid);
+  b.clock = 10;  // a tie: the node whose name sorts first
+  EXPECT_EQ(resolve_earliest("x", a, b), b.pid);
+  EXPECT_EQ(resolve_earliest("x", b, a), b.pid);
+}
+
+TEST_F(GlobalTest, NotStartedIsNotFound) {
+  Node plain(NodeOptions{.name = "plain", .schedulers = 1});
+  EXPECT_EQ(register_global(plain, "x", Pid{Atom("plain"), 1, 1}).error().code(),
+            ErrorCode::kNotFound);
+  EXPECT_FALSE(whereis_global(plain, "x").has_value());
+  EXPECT_TRUE(global_names(plain).empty());
+}
+
+}  // namespace
+}  // namespace nodus

@@ -1,0 +1,125 @@
+// Process groups across three loopback nodes: join, leave, members and local members seen
+// everywhere, scopes kept apart, monitors told of joins and leaves, members gone with their
+// process and with their node.
+#include "nodus/registry/pg.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "node/test_util.hpp"
+
+namespace nodus {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::eventually;
+using testing::next_message;
+
+class PgTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* name : {"p1", "p2", "p3"}) {
+      nodes_.push_back(testing::start_loopback_node(name, "pg-cookie", 1000ms));
+      ASSERT_NE(nodes_.back(), nullptr);
+    }
+    for (std::size_t i = 1; i < nodes_.size(); ++i) nodes_[i]->connect(nodes_[0]->endpoint());
+    ASSERT_TRUE(eventually(
+        [&] {
+          for (auto& n : nodes_) {
+            if (n->nodes().size() != nodes_.size() - 1) return false;
+          }
+          return true;
+        },
+        10s));
+    for (auto& n : nodes_) {
+      ASSERT_OK(pg::start(*n));
+      ASSERT_OK(pg::start(*n, "other"));
+    }
+  }
+  void TearDown() override {
+    for (auto& n : nodes_) n->shutdown();
+  }
+  Node& node(std::size_t i) { return *nodes_.at(i); }
+  Pid idle(std::size_t i) {
+    return spawn(node(i), [] {
+      for (;;) {
+        if (receive() == "stop") return;
+      }
+    });
+  }
+  static Term list_of(const std::vector<Pid>& v) {
+    List l(v.begin(), v.end());
+    return Term(std::move(l));
+  }
+  static std::vector<Pid> sorted(std::vector<Pid> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  }
+  bool everywhere(const Term& group, const std::vector<Pid>& want,
+                  std::string_view scope = pg::kDefaultScope) {
+    for (auto& n : nodes_) {
+      if (sorted(pg::members(*n, scope, group)) != sorted(want)) return false;
+    }
+    return true;
+  }
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+TEST_F(PgTest, MembersAreSeenOnEveryNode) {
+  Pid a = idle(0), b = idle(1), c = idle(2);
+  // A peer may still be introducing itself: joins are retried until seen everywhere.
+  ASSERT_OK(pg::join(node(0), pg::kDefaultScope, "workers", a));
+  ASSERT_OK(pg::join(node(1), pg::kDefaultScope, "workers", b));
+  ASSERT_OK(pg::join(node(2), pg::kDefaultScope, "workers", c));
+  EXPECT_TRUE(eventually([&] { return everywhere("workers", {a, b, c}); }));
+  EXPECT_EQ(pg::local_members(node(1), pg::kDefaultScope, "workers"), std::vector<Pid>{b});
+  EXPECT_EQ(pg::which_groups(node(2), pg::kDefaultScope), std::vector<Term>{Term("workers")});
+  ASSERT_OK(pg::leave(node(1), pg::kDefaultScope, "workers", b));
+  EXPECT_TRUE(eventually([&] { return everywhere("workers", {a, c}); }));
+  EXPECT_EQ(pg::leave(node(1), pg::kDefaultScope, "workers", b).code(), ErrorCode::kNotFound);
+}
+
+TEST_F(PgTest, ScopesAreApart) {
+  Pid a = idle(0);
+  ASSERT_OK(pg::join(node(0), "other", "g", a));
+  EXPECT_TRUE(eventually([&] { return everywhere("g", {a}, "other"); }));
+  EXPECT_TRUE(pg::members(node(1), pg::kDefaultScope, "g").empty());
+  EXPECT_EQ(pg::join(node(0), "nope", "g", a).code(), ErrorCode::kNotFound);
+}
+
+TEST_F(PgTest, MembersGoWithTheirProcessAndMonitorsAreTold) {
+  Inbox me(node(2));
+  auto now = pg::monitor(node(2), pg::kDefaultScope, "g");
+  ASSERT_OK(now);
+  EXPECT_TRUE(now->empty());
+  Pid a = idle(0);
+  ASSERT_OK(pg::join(node(0), pg::kDefaultScope, "g", a));
+  EXPECT_EQ(next_message(), tuple("pg_join", atom("default"), "g", list(a)));
+  send(a, "stop");
+  EXPECT_EQ(next_message(), tuple("pg_leave", atom("default"), "g", list(a)));
+  EXPECT_TRUE(eventually([&] { return everywhere("g", {}); }));
+  pg::demonitor(node(2), pg::kDefaultScope, "g");
+}
+
+TEST_F(PgTest, MembersGoWithTheirNode) {
+  Pid a = idle(0), c = idle(2);
+  ASSERT_OK(pg::join(node(0), pg::kDefaultScope, "g", a));
+  ASSERT_OK(pg::join(node(2), pg::kDefaultScope, "g", c));
+  ASSERT_TRUE(eventually([&] { return everywhere("g", {a, c}); }));
+  nodes_[2]->shutdown();
+  EXPECT_TRUE(eventually([&] {
+    return pg::members(node(0), pg::kDefaultScope, "g") == std::vector<Pid>{a} &&
+           pg::members(node(1), pg::kDefaultScope, "g") == std::vector<Pid>{a};
+  })) << list_of(pg::members(node(0), pg::kDefaultScope, "g")).to_string()
+      << " " << list_of(pg::members(node(1), pg::kDefaultScope, "g")).to_string();
+}
+
+TEST_F(PgTest, JoinNeedsALocalProcess) {
+  EXPECT_EQ(pg::join(node(0), pg::kDefaultScope, "g", idle(1)).code(), ErrorCode::kBadArg);
+}
+
+}  // namespace
+}  // namespace nodus

@@ -1,0 +1,530 @@
+// The operating tools end to end: the real nodusd and nodusctl binaries against a real cluster
+// started from a copy of cluster-configs/local-3 whose ports are rewritten to free ones, so
+// that parallel runs (and a cluster someone left running) never clash.
+//
+// Every nodusd a test starts is stopped by `nodusctl down` in TearDown, and SIGKILLed by pid
+// file if that failed. Waits poll with deadlines.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+struct Outcome {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `argv` with `env` added to the environment, and collects its output (at most `limit`).
+Outcome run(const std::vector<std::string>& argv,
+            const std::map<std::string, std::string>& env = {},
+            std::chrono::milliseconds limit = 30s) {
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return {};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::_Exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  Outcome r;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  const auto deadline = Clock::now() + limit;
+  int open = 2;
+  while (open > 0 && Clock::now() < deadline) {
+    if (::poll(fds, 2, 100) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) ::close(f.fd);
+  }
+  if (open > 0) ::kill(pid, SIGKILL);  // over its time: the test fails on the code
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// A loopback TCP port nobody listens on now.
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// "n2.conf", "direct-n1.pid" ... (appended, not "lit" + string: GCC 12 warns falsely on that)
+std::string node_file(const char* prefix, int i, const char* ext) {
+  std::string out(prefix);
+  out.append(std::to_string(i)).append(ext);
+  return out;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// True while `pid` runs (a zombie, reaped by nobody in some containers, does not count).
+bool alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+void spit(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (std::size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) {
+    s.replace(i, from.size(), to);
+  }
+  return s;
+}
+
+// A minimal HTTP/1.0 GET on loopback: the body, or "" on failure.
+std::string http_get(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  (void)!::write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) resp.append(buf, n);
+  ::close(fd);
+  auto body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? "" : resp.substr(body + 4);
+}
+
+class ToolsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("nodus-tools-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    // local-3 with free ports: node ports 720N and metrics ports 920N rewritten.
+    for (int i = 1; i <= 3; ++i) {
+      ports_[i] = free_port();
+      http_[i] = free_port();
+    }
+    for (const auto& e :
+         fs::directory_iterator(fs::path(NODUS_SOURCE_DIR) / "cluster-configs" / "local-3")) {
+      if (e.path().extension() != ".conf" && e.path().filename() != "cookie") continue;
+      std::string text = slurp(e.path());
+      for (int i = 1; i <= 3 && e.path().extension() == ".conf"; ++i) {
+        text = replace_all(text, node_file("720", i, ""), std::to_string(ports_[i]));
+        text = replace_all(text, node_file("920", i, ""), std::to_string(http_[i]));
+      }
+      spit(dir_ / e.path().filename(), text);
+    }
+  }
+
+  void TearDown() override {
+    run({kCtl, "down", dir_.string(), "--grace", "5"});
+    // Whatever survived (a failed assertion midway): by pid file, SIGKILL.
+    if (fs::exists(dir_ / "run")) {
+      for (const auto& e : fs::directory_iterator(dir_ / "run")) {
+        if (e.path().extension() != ".pid") continue;
+        std::ifstream in(e.path());
+        pid_t p = 0;
+        if (in >> p && p > 1) ::kill(p, SIGKILL);
+      }
+    }
+    if (HasFailure()) {
+      for (int i = 1; i <= 3; ++i) {
+        auto log = dir_ / "run" / node_file("n", i, ".log");
+        if (fs::exists(log)) std::cerr << "--- " << log << "\n" << slurp(log);
+      }
+    } else {
+      fs::remove_all(dir_);
+    }
+  }
+
+  std::string conf(int i) const { return (dir_ / node_file("n", i, ".conf")).string(); }
+  std::string endpoint(int i) const { return "tcp://127.0.0.1:" + std::to_string(ports_.at(i)); }
+
+  // nodusctl --config nI.conf ARGS...
+  Outcome ctl(int i, std::vector<std::string> args) {
+    std::vector<std::string> argv = {kCtl, "--config", conf(i)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  }
+  json ctl_json(int i, std::vector<std::string> args) {
+    args.push_back("--json");
+    Outcome r = ctl(i, args);
+    EXPECT_EQ(0, r.code) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+
+  void up() {
+    Outcome r = run({kCtl, "up", dir_.string()});
+    ASSERT_EQ(0, r.code) << r.out << r.err;
+  }
+
+  // Polls `pred` every 50 ms until it holds or `limit` passes.
+  static bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (Clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return pred();
+  }
+
+  static inline const std::string kCtl = NODUS_NODUSCTL_PATH;
+  static inline const std::string kNodusd = NODUS_NODUSD_PATH;
+  static inline int counter_ = 0;
+  fs::path dir_;
+  std::map<int, int> ports_, http_;
+};
+
+TEST_F(ToolsTest, StatusNodesNamesProcsAndCallAnswerInJson) {
+  up();
+  json s = ctl_json(2, {"status"});
+  ASSERT_TRUE(s.is_object()) << s;
+  EXPECT_EQ("local-3", s["cluster"]);
+  EXPECT_EQ(64, s["ring"]["partitions"]);
+  EXPECT_EQ(3, s["ring"]["replicas"]);
+  ASSERT_EQ(3u, s["nodes"].size()) << "nodusctl itself must not show up (hidden): " << s;
+  for (int i = 1; i <= 3; ++i) {
+    const json& n = s["nodes"][i - 1];
+    EXPECT_EQ(node_file("n", i, ""), n["name"]);
+    EXPECT_EQ(endpoint(i), n["endpoint"]);
+    EXPECT_EQ("up", n["state"]);
+    EXPECT_TRUE(n.contains("partitions") && n.contains("keys")) << n;
+  }
+
+  json nodes = ctl_json(3, {"nodes"});
+  ASSERT_EQ(3u, nodes.size());
+  for (const json& n : nodes) {
+    EXPECT_TRUE(n.contains("name") && n.contains("endpoint")) << n;
+    EXPECT_EQ("up", n["state"]);
+  }
+
+  // The global counter of n1.conf, called from n2 and n3.
+  json names = ctl_json(2, {"names", "--global"});
+  ASSERT_EQ(1u, names.size()) << names;
+  EXPECT_EQ("hits", names[0]["name"]);
+  EXPECT_EQ("n1", names[0]["node"]);
+  EXPECT_EQ(0u, std::string(names[0]["pid"]).rfind("<n1.", 0));
+  EXPECT_EQ(1, ctl_json(2, {"call", "global:hits", "\"increment\""}));
+  EXPECT_EQ(2, ctl_json(3, {"call", "global:hits", "\"increment\""}));
+
+  // A local name on another node, a cast and the JSON <-> term mapping.
+  EXPECT_EQ(0, ctl(3, {"cast", "local:stack@n1", R"(["push", {"$bin": "x"}])"}).code);
+  EXPECT_EQ(json::parse(R"(["ok", {"$bin": "x"}])"),
+            ctl_json(3, {"call", "local:stack@n1", "\"pop\""}));
+  EXPECT_EQ(json::parse(R"(["error", "empty"])"),
+            ctl_json(2, {"call", "local:stack@n1", "\"pop\""}));
+
+  json locals = ctl_json(1, {"names", "--local", "n1"});
+  std::vector<std::string> local_names;
+  for (const json& e : locals) local_names.push_back(e["name"]);
+  EXPECT_NE(local_names.end(), std::find(local_names.begin(), local_names.end(), "stack"));
+
+  json procs = ctl_json(2, {"procs", "n1"});
+  ASSERT_GE(procs.size(), 4u);
+  for (std::size_t i = 1; i < procs.size(); ++i) {  // mailbox, then handled, descending
+    const json& a = procs[i - 1];
+    const json& b = procs[i];
+    EXPECT_TRUE(a["mailbox"] > b["mailbox"] ||
+                (a["mailbox"] == b["mailbox"] && a["handled"] >= b["handled"]))
+        << procs;
+  }
+  std::string stack_pid;
+  for (const json& p : procs) {
+    if (p["name"] == "stack") stack_pid = p["pid"];
+  }
+  ASSERT_FALSE(stack_pid.empty()) << procs;
+  json info = ctl_json(3, {"info", "n1", stack_pid});
+  EXPECT_EQ("stack::Stack", info["type"]);
+  EXPECT_TRUE(info.contains("status")) << info;
+
+  EXPECT_EQ(0, ctl(2, {"ping", "n3"}).code);
+}
+
+TEST_F(ToolsTest, FailuresExitOneAndBadUsageExitsTwo) {
+  up();
+  Outcome r = ctl(2, {"call", "local:nobody@n1", "\"x\""});
+  EXPECT_EQ(1, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("noproc")) << r.err;
+  r = ctl(2, {"call", "global:nobody", "\"x\""});
+  EXPECT_EQ(1, r.code) << r.err;
+  r = ctl(2, {"call", "local:stack@n1", "{not json"});
+  EXPECT_EQ(2, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("not JSON")) << r.err;
+  r = ctl(2, {"procs", "n9"});
+  EXPECT_EQ(1, r.code) << r.err;
+  r = ctl(2, {"frobnicate"});
+  EXPECT_EQ(2, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("unknown command")) << r.err;
+  // Errors are one line.
+  EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << r.err;
+}
+
+TEST_F(ToolsTest, WrongCookieIsRefusedWithExitTwo) {
+  up();
+  spit(dir_ / "wrong", "not-the-cookie\n");
+  Outcome r =
+      run({kCtl, "--node", endpoint(1), "--cookie-file", (dir_ / "wrong").string(), "status"});
+  EXPECT_EQ(2, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("authentication refused")) << r.err;
+  // Nothing listens there: unreachable, exit 2 as well.
+  r = run({kCtl, "--node", "tcp://127.0.0.1:" + std::to_string(free_port()), "--cookie-file",
+           (dir_ / "cookie").string(), "--timeout", "0.5", "status"});
+  EXPECT_EQ(2, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("no answer")) << r.err;
+}
+
+TEST_F(ToolsTest, UpAndDownTwiceInARowAreHarmless) {
+  up();
+  Outcome again = run({kCtl, "up", dir_.string()});
+  EXPECT_EQ(0, again.code) << again.err;
+  EXPECT_NE(std::string::npos, again.out.find("already running")) << again.out;
+  std::vector<pid_t> pids;
+  for (int i = 1; i <= 3; ++i) {
+    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
+    pid_t p = 0;
+    in >> p;
+    pids.push_back(p);
+  }
+  Outcome down = run({kCtl, "down", dir_.string(), "--json"});
+  ASSERT_EQ(0, down.code) << down.err;
+  json stopped = json::parse(down.out);
+  ASSERT_EQ(3u, stopped.size());
+  for (const json& s : stopped) EXPECT_EQ("gracefully", s["stopped"]) << s;
+  for (pid_t p : pids) EXPECT_FALSE(alive(p)) << "pid " << p << " still runs";
+  Outcome down_again = run({kCtl, "down", dir_.string()});
+  EXPECT_EQ(0, down_again.code);
+  EXPECT_NE(std::string::npos, down_again.out.find("nothing running")) << down_again.out;
+}
+
+TEST_F(ToolsTest, SigtermStopsGracefullyAndPeersAreTold) {
+  // Long failure detection, so that only the BYE of a graceful stop can tell n2 in time.
+  fs::create_directories(dir_ / "run");
+  std::vector<pid_t> pids;
+  for (int i = 1; i <= 2; ++i) {
+    pid_t p = ::fork();
+    if (p == 0) {
+      int log = ::open((dir_ / node_file("direct-n", i, ".log")).c_str(),
+                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+      ::execl(kNodusd.c_str(), "nodusd", "--config", conf(i).c_str(), "--node.down_after_ms=30000",
+              static_cast<char*>(nullptr));
+      std::_Exit(127);
+    }
+    pids.push_back(p);
+    spit(dir_ / "run" / node_file("direct-n", i, ".pid"), std::to_string(p));  // TearDown
+  }
+  auto n2_sees_n1 = [&](const char* state) {
+    Outcome r = ctl(2, {"nodes", "--json"});
+    if (r.code != 0) return false;
+    json j = json::parse(r.out, nullptr, false);
+    for (const json& n : j) {
+      if (n["name"] == "n1") return n["state"] == state;
+    }
+    return false;
+  };
+  ASSERT_TRUE(eventually([&] { return n2_sees_n1("up"); }, 10s));
+  ASSERT_EQ(0, ::kill(pids[0], SIGTERM));
+  int status = 0;
+  ASSERT_EQ(pids[0], ::waitpid(pids[0], &status, 0));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::string log = slurp(dir_ / "direct-n1.log");
+  EXPECT_NE(std::string::npos, log.find("stopping gracefully")) << log;
+  EXPECT_NE(std::string::npos, log.find("app <n1.")) << "the apps' terminate ran:\n" << log;
+  EXPECT_NE(std::string::npos, log.find("stopped (shutdown)")) << log;
+  // Told by BYE, long before the 30 s failure detection.
+  EXPECT_TRUE(eventually([&] { return n2_sees_n1("down"); }, 10s));
+  fs::remove(dir_ / "run" / "direct-n1.pid");
+  ::kill(pids[1], SIGINT);
+  ASSERT_EQ(pids[1], ::waitpid(pids[1], &status, 0));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  fs::remove(dir_ / "run" / "direct-n2.pid");
+}
+
+TEST_F(ToolsTest, MetricsEndpointServesPrometheusText) {
+  up();
+  EXPECT_EQ(1, ctl_json(2, {"call", "global:hits", "\"increment\""}));
+  EXPECT_NE(std::string::npos, http_get(http_[1], "/health").find("\"ok\""));
+  std::string text = http_get(http_[1], "/metrics");
+  ASSERT_FALSE(text.empty());
+  // Every sample line: name{labels} value. Every family has HELP and TYPE.
+  const std::regex sample(R"(^([a-z_]+)\{([^}]*)\} (-?[0-9.e+-]+|\+Inf)$)");
+  std::map<std::string, std::vector<std::pair<std::string, double>>> families;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# ", 0) == 0) continue;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << "not a sample: " << line;
+    families[m[1]].emplace_back(m[2], std::stod(m[3]));
+  }
+  for (const char* f :
+       {"nodus_processes", "nodus_mailbox_messages", "nodus_mailbox_max_messages",
+        "nodus_messages_in_total", "nodus_messages_out_total", "nodus_frames_rejected_total",
+        "nodus_node_up_events_total", "nodus_node_down_events_total", "nodus_registry_names",
+        "nodus_remote_call_duration_seconds_bucket", "nodus_remote_call_duration_seconds_count"}) {
+    EXPECT_TRUE(families.count(f)) << f << " missing from\n" << text;
+  }
+  EXPECT_GE(families["nodus_processes"][0].second, 4);
+  // Per peer: n2 and n3 (nodusctl's hidden links too, flagged hidden in nodus_peer_up).
+  int peers = 0;
+  for (const auto& [labels, v] : families["nodus_messages_in_total"]) {
+    peers += labels.find("peer=\"n2\"") != std::string::npos ||
+             labels.find("peer=\"n3\"") != std::string::npos;
+  }
+  EXPECT_EQ(2, peers) << text;
+  // The histogram's buckets are cumulative and end in the count.
+  const auto& buckets = families["nodus_remote_call_duration_seconds_bucket"];
+  for (std::size_t i = 1; i < buckets.size(); ++i) {
+    EXPECT_LE(buckets[i - 1].second, buckets[i].second);
+  }
+  ASSERT_FALSE(buckets.empty());
+  EXPECT_NE(std::string::npos, buckets.back().first.find("le=\"+Inf\""));
+  EXPECT_EQ(buckets.back().second, families["nodus_remote_call_duration_seconds_count"][0].second);
+  bool global_counted = false;
+  for (const auto& [labels, v] : families["nodus_registry_names"]) {
+    if (labels.find("registry=\"global\"") != std::string::npos) global_counted = v >= 1;
+  }
+  EXPECT_TRUE(global_counted) << text;
+}
+
+// -- configuration refusals: each exits 2 with one line naming the key -------------------------
+
+class ConfigTest : public ToolsTest {
+ protected:
+  Outcome check(std::vector<std::string> extra,
+                const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> argv = {kNodusd, "--config", conf(1), "--check"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, env);
+  }
+  void append(const std::string& text) { std::ofstream(conf(1), std::ios::app) << text; }
+  void expect_refused(const Outcome& r, const std::string& key) {
+    EXPECT_EQ(2, r.code) << r.out << r.err;
+    EXPECT_NE(std::string::npos, r.err.find(key)) << "the message names " << key << ": " << r.err;
+    EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << "one line: " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+};
+
+TEST_F(ConfigTest, CheckShowsEachValueAndWhereItCameFrom) {
+  Outcome r = check({});
+  ASSERT_EQ(0, r.code) << r.err;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(node\.name +=\s*n1 +# file)"))) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(log\.format +=\s*text +# default)")));
+  r = check({}, {{"NODUS_NODE_NAME", "from_env"}});
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(node\.name +=\s*from_env +# env)"))) << r.out;
+  r = check({"--node.name=from_flag"}, {{"NODUS_NODE_NAME", "from_env"}});
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(node\.name +=\s*from_flag +# flag)")))
+      << r.out;
+}
+
+TEST_F(ConfigTest, RefusesUnknownKeys) {
+  append("[node]\nnmae = typo\n");
+  expect_refused(check({}), "node.nmae");
+}
+
+TEST_F(ConfigTest, RefusesUnknownSections) {
+  append("[nodes]\nname = x\n");
+  expect_refused(check({}), "[nodes]");
+}
+
+TEST_F(ConfigTest, RefusesBadValues) {
+  expect_refused(check({"--log.level=loud"}), "log.level");
+  expect_refused(check({}, {{"NODUS_LOG_FORMAT", "xml"}}), "log.format");
+  expect_refused(check({"--kv.write_quorum=5"}), "kv.write_quorum");
+  expect_refused(check({"--kv.partitions=many"}), "kv.partitions");
+  expect_refused(check({"--node.listen=udp://nowhere"}), "node.listen");
+  expect_refused(check({"--cluster.seed=127.0.0.1"}), "cluster.seed");
+  expect_refused(check({"--apps.start=juggler local:x"}), "apps.start");
+  expect_refused(check({"--apps.start=counter hits"}), "apps.start");
+  expect_refused(check({"--admin.http=localhost"}), "admin.http");
+  expect_refused(check({}, {{"NODUS_NODE_NAEM", "x"}}), "NODUS_NODE_NAEM");
+  expect_refused(check({"--no-such-flag"}), "--no-such-flag");
+}
+
+TEST_F(ConfigTest, RefusesAnUnreadableCookieFile) {
+  expect_refused(check({"--cluster.cookie_file=missing-cookie"}), "cluster.cookie_file");
+}
+
+TEST_F(ConfigTest, RefusesAPortInUse) {
+  // Someone else listens on n1's port.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(ports_[1]));
+  ASSERT_EQ(0, ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)));
+  ASSERT_EQ(0, ::listen(fd, 1));
+  expect_refused(run({kNodusd, "--config", conf(1)}), "node.listen");
+  ::close(fd);
+}
+
+TEST_F(ConfigTest, RefusesAMissingConfigFile) {
+  Outcome r = run({kNodusd, "--config", (dir_ / "nope.conf").string()});
+  EXPECT_EQ(2, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("nope.conf")) << r.err;
+}
+
+}  // namespace

@@ -1,0 +1,43 @@
+// Client: nodusctl's connection to one node. It starts a small hidden Node of its own on an
+// ephemeral loopback port (docs/protocol.md section 11), so it authenticates like a peer (the
+// cookie, and CURVE keys when the cluster uses them) and is refused like one, without ever
+// counting as a cluster member. Requests go to the node's admin server (tools/src/admin.hpp).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "ctl.hpp"
+#include "nodus/node/node.hpp"
+
+namespace nodus::ctl {
+
+class Client {
+ public:
+  /// Links to the node (--node or --config) and waits until the link is up. Throws
+  /// CtlError(2): no cookie, a bad config, authentication refused, no answer in time.
+  static std::unique_ptr<Client> connect(const GlobalOptions& o);
+  ~Client();
+
+  /// The name of the node we are linked to.
+  const std::string& target() const { return target_; }
+  /// Asks the target's admin server; the value of its {ok, Value}. Throws CtlError(1) with
+  /// the reason on {error, Reason}, CtlError(2) when the node does not answer.
+  Term ask(const Term& request, std::chrono::milliseconds timeout);
+  Term ask(const Term& request) { return ask(request, timeout_); }
+  /// Asks `node`'s admin server (relayed by the target when it is another node).
+  Term ask_node(const std::string& node, const Term& request);
+
+ private:
+  Client() = default;
+  std::unique_ptr<Node> node_;
+  std::string target_;
+  std::string endpoint_;
+  std::chrono::milliseconds timeout_{5000};
+};
+
+/// The node's name from the admin server reply {error, Reason} text: "noproc: no process ...".
+std::string reason_text(const Term& reason);
+
+}  // namespace nodus::ctl

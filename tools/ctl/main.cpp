@@ -1,0 +1,100 @@
+// nodusctl: the admin CLI (DESIGN.md "Admin CLI").
+//
+//   nodusctl [--node ENDPOINT | --config FILE] [--cookie-file F] [--json] [--timeout S] COMMAND
+//
+// Exit status: 0 success, 1 the operation failed, 2 bad usage, unreachable node or refused.
+// Errors are one stderr line saying what failed and what to try.
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "ctl.hpp"
+
+using namespace nodus::ctl;
+
+namespace {
+
+void usage(std::ostream& out) {
+  out << "usage: nodusctl [--node ENDPOINT | --config FILE] [--cookie-file F] [--json] "
+         "[--timeout SECONDS] COMMAND [ARGS]\n\n"
+         "Talks to a running nodus node (nodusd) as a hidden peer: it is authenticated with the\n"
+         "cluster's cookie (and CURVE keys) and never joins the cluster. --node may also come\n"
+         "from NODUS_NODE and the cookie file from NODUS_COOKIE_FILE; --config NODE.conf gives\n"
+         "both.\n\ncommands:\n";
+  std::size_t w = 0;
+  for (const Command& c : commands()) w = std::max(w, std::string(c.usage).size());
+  for (const Command& c : commands()) {
+    std::string u = c.usage;
+    u.resize(w + 2, ' ');
+    out << "  " << u << c.help << "\n";
+  }
+  out << "\nexit status: 0 success, 1 the operation failed, 2 bad usage, unreachable node or "
+         "authentication refused\n";
+}
+
+int fail(int code, const std::string& message) {
+  std::fprintf(stderr, "nodusctl: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  GlobalOptions o;
+  std::vector<std::string> rest;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      auto value = [&](const char* flag) {
+        if (i + 1 >= argc) throw CtlError(kExitUsage, std::string(flag) + " needs a value");
+        return std::string(argv[++i]);
+      };
+      if (a == "--json") {
+        o.json = true;
+      } else if (a == "--node") {
+        o.node = value("--node");
+      } else if (a == "--config") {
+        o.config = value("--config");
+      } else if (a == "--cookie-file") {
+        o.cookie_file = value("--cookie-file");
+      } else if (a == "--timeout") {
+        std::string v = value("--timeout");
+        char* end = nullptr;
+        double s = std::strtod(v.c_str(), &end);
+        if (!end || *end || s <= 0 || s > 3600) {
+          throw CtlError(kExitUsage, "--timeout takes seconds, e.g. --timeout 10");
+        }
+        o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
+      } else if (rest.empty() && (a == "--help" || a == "-h" || a == "help")) {
+        usage(std::cout);
+        return kExitOk;
+      } else {
+        rest.push_back(a);
+      }
+    }
+    if (rest.empty()) {
+      usage(std::cerr);
+      return kExitUsage;
+    }
+    const std::string name = rest.front();
+    std::vector<std::string> args(rest.begin() + 1, rest.end());
+    for (const Command& c : commands()) {
+      if (name == c.name) {
+        Context ctx(o);
+        return c.run(ctx, args);
+      }
+    }
+    if (name == "kv" || name == "ring" || name == "leave") {
+      return fail(kExitUsage, "'" + name +
+                                  "' comes with the key-value store, which this build "
+                                  "does not have yet");
+    }
+    return fail(kExitUsage, "unknown command '" + name + "'; nodusctl --help lists them");
+  } catch (const CtlError& e) {
+    return fail(e.code, e.what());
+  } catch (const std::exception& e) {
+    return fail(kExitFailed, std::string("unexpected error: ") + e.what());
+  }
+}

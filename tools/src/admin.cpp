@@ -1,0 +1,355 @@
+#include "admin.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "nodus/registry/global.hpp"
+
+namespace nodus::tools {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kRelayTimeout = 3s;
+constexpr auto kRefreshEvery = 500ms;
+
+Term ok_term(Term v) { return tuple("ok", std::move(v)); }
+Term error_term(Term why) { return tuple("error", std::move(why)); }
+
+// The example servers of apps.start run wrapped (apps.cpp); show the server's own type.
+std::string clean_type(const std::string& type) {
+  const std::string wrapper = "nodus::tools::(anonymous namespace)::Logged<";
+  if (type.rfind(wrapper, 0) == 0 && type.back() == '>') {
+    return type.substr(wrapper.size(), type.size() - wrapper.size() - 1);
+  }
+  return type;
+}
+
+Term proc_term(const ProcessInfo& p) {
+  return map({{"pid", p.pid},
+              {"name", bin(p.registered_name)},
+              {"behaviour", bin(p.behaviour)},
+              {"type", bin(clean_type(p.type))},
+              {"mailbox", static_cast<std::int64_t>(p.mailbox_length)},
+              {"handled", static_cast<std::int64_t>(p.messages_handled)},
+              {"memory", static_cast<std::int64_t>(p.memory_bytes)},
+              {"waiting", p.waiting},
+              {"links", static_cast<std::int64_t>(p.links)},
+              {"monitors", static_cast<std::int64_t>(p.monitors)}});
+}
+
+// The node part of a pid's text "<n1.4.0>"; "" if malformed.
+std::string node_of_pid_text(const std::string& text) {
+  if (text.size() < 3 || text.front() != '<' || text.back() != '>') return "";
+  std::string inner = text.substr(1, text.size() - 2);
+  // node names may hold dots: the last two dot-separated fields are slot and reuse count
+  auto last = inner.rfind('.');
+  if (last == std::string::npos || last == 0) return "";
+  auto prev = inner.rfind('.', last - 1);
+  if (prev == std::string::npos || prev == 0) return "";
+  return inner.substr(0, prev);
+}
+
+std::optional<Pid> find_pid(const Node& node, const std::string& text) {
+  for (const ProcessInfo& p : node.processes()) {
+    if (p.pid.to_string() == text) return p.pid;
+  }
+  return std::nullopt;
+}
+
+// Where a {call|cast, Target, ...} goes: this node (with the resolved destination) or another.
+struct Resolved {
+  std::optional<Dest> dest;  // set when the target is on this node
+  std::string other_node;    // set when it is elsewhere
+  Term error;                // else why not
+};
+
+Resolved resolve_target(Node& node, const Term& target) {
+  Resolved r;
+  const std::string self(node.name().name());
+  if (auto m = target.match({"local", _, _atom})) {
+    std::string name = m[0].is_bin() ? m[0].as_bin() : m[0].to_string();
+    if (m[0].is_atom()) name = std::string(m[0].as_atom().name());
+    const std::string on(m[1].as_atom().name());
+    if (on != self && on != "undefined") {
+      r.other_node = on;
+    } else if (Pid p = node.whereis(name)) {
+      r.dest = Dest(p);
+    } else {
+      r.error = tuple("noproc", bin("no process is registered as " + name + " on " + self));
+    }
+  } else if (auto g = target.match({"global", _bin})) {
+    if (whereis_global(node, g[0].as_bin())) {
+      r.dest = global(g[0].as_bin());
+    } else {
+      r.error = tuple("noproc", bin("nobody holds the global name " + g[0].as_bin()));
+    }
+  } else if (auto m2 = target.match({"pid", _bin})) {
+    const std::string& text = m2[0].as_bin();
+    const std::string on = node_of_pid_text(text);
+    if (on.empty()) {
+      r.error = tuple("badarg", bin("\"" + text + "\" is not a pid like <n1.4.0>"));
+    } else if (on != self) {
+      r.other_node = on;
+    } else if (auto p = find_pid(node, text)) {
+      r.dest = Dest(*p);
+    } else {
+      r.error = tuple("noproc", bin("no process " + text + " on " + self));
+    }
+  } else {
+    r.error =
+        tuple("badarg", bin("a target is {local, Name, Node}, {global, Name} or {pid, Text}"));
+  }
+  return r;
+}
+
+// Asks node `on`'s admin server; the result as the admin replies it, or
+// {error, {unreachable, "why"}} when it did not answer.
+Term relay(const std::string& on, const Term& request, std::chrono::milliseconds timeout) {
+  auto r = call(named(kAdminName, on), request, timeout);
+  if (!r.ok()) {
+    std::string why = "node " + on + " did not answer (";
+    why.append(r.error().to_string()).append(")");
+    return error_term(tuple("unreachable", bin(why)));
+  }
+  return *r;
+}
+
+}  // namespace
+
+MailboxFigures mailbox_figures(const Node& node) {
+  MailboxFigures f;
+  for (const ProcessInfo& p : node.processes()) {
+    ++f.processes;
+    f.total += p.mailbox_length;
+    f.max = std::max(f.max, p.mailbox_length);
+  }
+  return f;
+}
+
+Action AdminServer::init(AdminOptions options) {
+  opt_ = std::move(options);
+  started_ = std::chrono::steady_clock::now();
+  refresh_peers();
+  send_after(self(), "refresh", kRefreshEvery);
+  return ok();
+}
+
+void AdminServer::refresh_peers() {
+  for (const PeerStats& p : opt_.node->peers()) {
+    if (p.up && !p.hidden) known_[std::string(p.name.name())] = p.endpoint;
+  }
+}
+
+Action AdminServer::handle_info(Message& msg) {
+  if (msg == "refresh") {
+    refresh_peers();
+    send_after(self(), "refresh", kRefreshEvery);
+  }
+  return noreply();
+}
+
+void AdminServer::terminate(const Reason& reason) {
+  spdlog::info("admin server stopped ({})", reason.to_string());
+}
+
+Term AdminServer::self_info() {
+  Node& n = *opt_.node;
+  MailboxFigures f = mailbox_figures(n);
+  std::uint64_t in = 0, out = 0;
+  std::int64_t peers = 0;
+  for (const PeerStats& p : n.peers()) {
+    if (p.hidden) continue;
+    in += p.messages_in;
+    out += p.messages_out;
+    if (p.up) ++peers;
+  }
+  auto up_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started_);
+  return map({{"name", n.name()},
+              {"endpoint", bin(n.endpoint())},
+              {"creation", static_cast<std::int64_t>(n.creation())},
+              {"processes", static_cast<std::int64_t>(f.processes)},
+              {"mailbox_total", static_cast<std::int64_t>(f.total)},
+              {"mailbox_max", static_cast<std::int64_t>(f.max)},
+              {"peers", peers},
+              {"messages_in", static_cast<std::int64_t>(in)},
+              {"messages_out", static_cast<std::int64_t>(out)},
+              {"names", static_cast<std::int64_t>(n.registered().size())},
+              {"global_names", static_cast<std::int64_t>(global_names(n).size())},
+              {"uptime_ms", static_cast<std::int64_t>(up_ms.count())},
+              {"cluster", bin(opt_.cluster)}});
+}
+
+Term AdminServer::nodes_view() {
+  refresh_peers();
+  Node& n = *opt_.node;
+  std::vector<Atom> up = n.nodes();
+  std::map<std::string, Term> rows;
+  rows[std::string(n.name().name())] =
+      map({{"name", n.name()}, {"endpoint", bin(n.endpoint())}, {"state", "up"}});
+  for (const auto& [name, endpoint] : known_) {
+    bool is_up = std::find(up.begin(), up.end(), Atom(name)) != up.end();
+    rows[name] =
+        map({{"name", Atom(name)}, {"endpoint", bin(endpoint)}, {"state", is_up ? "up" : "down"}});
+  }
+  List out;
+  for (auto& [name, row] : rows) out.push_back(std::move(row));
+  return Term(std::move(out));
+}
+
+Action AdminServer::handle_call(Message& msg, From from) {
+  Node& n = *opt_.node;
+  if (!msg.is_term()) return reply(error_term("badarg"));
+  const Term& req = msg.term();
+  if (req == "ping") return reply(ok_term("pong"));
+  if (req == "self") return reply(ok_term(self_info()));
+  if (req == "nodes") return reply(ok_term(nodes_view()));
+  if (req == "names") {
+    List out;
+    for (const std::string& name : n.registered()) {
+      out.push_back(map({{"name", bin(name)}, {"pid", n.whereis(name)}}));
+    }
+    return reply(ok_term(Term(std::move(out))));
+  }
+  if (req == "global_names") {
+    List out;
+    for (const GlobalEntry& e : global_names(n)) {
+      out.push_back(map({{"name", bin(e.name)},
+                         {"pid", e.pid},
+                         {"node", e.node},
+                         {"epoch", static_cast<std::int64_t>(e.epoch)}}));
+    }
+    return reply(ok_term(Term(std::move(out))));
+  }
+  if (req == "procs") {
+    std::map<Pid, std::string> global_of;  // a process known by a global name shows it
+    for (const GlobalEntry& e : global_names(n)) global_of[e.pid] = "global:" + e.name;
+    List out;
+    for (ProcessInfo& p : n.processes()) {
+      if (p.registered_name.empty() && global_of.count(p.pid)) {
+        p.registered_name = global_of[p.pid];
+      }
+      out.push_back(proc_term(p));
+    }
+    return reply(ok_term(Term(std::move(out))));
+  }
+  if (auto m = req.match({"info", _bin})) {
+    auto pid = find_pid(n, m[0].as_bin());
+    if (!pid) return reply(error_term(tuple("noproc", bin("no process " + m[0].as_bin()))));
+    Node* node = &n;
+    Pid target = *pid;
+    // process_info waits for the process: a helper waits instead of the admin server.
+    spawn(n, [node, target, from] {
+      auto info = node->process_info(target, std::chrono::seconds(2));
+      if (!info.ok()) {
+        nodus::reply(from, error_term(info.error().term()));
+        return;
+      }
+      Term t = proc_term(*info);
+      MapEntries e = t.as_map();
+      e.emplace_back(Term("status"), info->status ? *info->status : Term());
+      nodus::reply(from, ok_term(Term(Map{std::move(e)})));
+    });
+    return noreply();
+  }
+  if (req == "status") {
+    Term nodes = nodes_view();
+    Term self_row = self_info();
+    const std::string self_name(n.name().name());
+    AdminOptions o = opt_;
+    spawn(n, [nodes, self_row, self_name, o, from] {
+      List rows;
+      std::vector<std::pair<std::size_t, RequestId>> asked;
+      for (const Term& row : nodes.as_list()) {
+        rows.push_back(row);
+        const Term* name = row.find(Term("name"));
+        const Term* state = row.find(Term("state"));
+        if (*name == Term(Atom(self_name)) || *state != Term("up")) continue;
+        asked.emplace_back(rows.size() - 1,
+                           send_request(named(kAdminName, name->as_atom().name()), "self"));
+      }
+      auto extend = [](const Term& row, const Term* info) {
+        MapEntries e = row.as_map();
+        auto add = [&](const char* key) {
+          const Term* v = info ? info->find(Term(key)) : nullptr;
+          e.emplace_back(Term(key), v ? *v : Term());
+        };
+        add("processes");
+        add("peers");
+        add("messages_in");
+        add("messages_out");
+        add("uptime_ms");
+        e.emplace_back(Term("partitions"), 0);
+        e.emplace_back(Term("keys"), 0);
+        return Term(Map{std::move(e)});
+      };
+      std::vector<Term> infos(rows.size());
+      for (auto& [i, id] : asked) {
+        auto r = wait_response(id, kRelayTimeout);
+        if (r.ok() && r->match({"ok", _map})) infos[i] = (*r)[1];
+      }
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const Term* name = rows[i].find(Term("name"));
+        const Term* info = nullptr;
+        if (*name == Term(Atom(self_name))) {
+          info = &self_row;
+        } else if (infos[i].is_map()) {
+          info = &infos[i];
+        }
+        rows[i] = extend(rows[i], info);
+      }
+      nodus::reply(from, ok_term(map({{"cluster", bin(o.cluster)},
+                                      {"node", Atom(self_name)},
+                                      {"nodes", Term(std::move(rows))},
+                                      {"ring", map({{"partitions", o.kv_partitions},
+                                                    {"replicas", o.kv_replicas}})}})));
+    });
+    return noreply();
+  }
+  if (auto m = req.match({"relay", _atom, _})) {
+    const std::string on(m[0].as_atom().name());
+    Term inner = m[1];
+    if (on == std::string(n.name().name())) {
+      // To ourselves: answer in a helper, as another node would.
+      spawn(n, [inner, from] {
+        nodus::reply(from, relay(std::string(nodus::self().node.name()), inner, kRelayTimeout));
+      });
+      return noreply();
+    }
+    spawn(n, [on, inner, from] { nodus::reply(from, relay(on, inner, kRelayTimeout)); });
+    return noreply();
+  }
+  const bool is_call = static_cast<bool>(req.match({"call", _, _, _int}));
+  const bool is_cast = static_cast<bool>(req.match({"cast", _, _}));
+  if (is_call || is_cast) {
+    Resolved r = resolve_target(n, req[1]);
+    if (!r.other_node.empty()) {
+      Term whole = req;
+      const std::string on = r.other_node;
+      const auto ms = is_call ? std::chrono::milliseconds(req[3].as_int()) : kRelayTimeout;
+      spawn(n, [on, whole, ms, from] {
+        nodus::reply(from, relay(on, whole, ms + std::chrono::seconds(1)));
+      });
+      return noreply();
+    }
+    if (!r.dest) return reply(error_term(r.error));
+    if (is_cast) {
+      cast(*r.dest, req[2]);
+      return reply(ok_term("ok"));
+    }
+    Dest to = *r.dest;
+    Term request = req[2];
+    const auto ms = std::chrono::milliseconds(std::max<std::int64_t>(1, req[3].as_int()));
+    spawn(n, [to, request, ms, from] {
+      auto res = call(to, request, ms);
+      nodus::reply(from, res.ok() ? ok_term(*res) : error_term(res.error().term()));
+    });
+    return noreply();
+  }
+  return reply(error_term(tuple("badarg", bin("unknown admin request " + req.to_string()))));
+}
+
+}  // namespace nodus::tools

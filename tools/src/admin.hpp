@@ -1,0 +1,67 @@
+// The admin server: the built-in GenServer (local name `nodus_admin`) that nodusd runs on every
+// node and nodusctl talks to (the requests are listed below). nodusctl links to one node
+// as a hidden node and asks it; requests about other nodes are relayed to their admin servers.
+//
+// Requests (terms) and replies, each {ok, Value} or {error, Reason}:
+//   ping                       -> pong
+//   self                       -> #{name, endpoint, creation, processes, peers, uptime_ms, ...}
+//   nodes                      -> [#{name, endpoint, state}] (this node included)
+//   status                     -> #{cluster, nodes => [...], ring => #{partitions, replicas}}
+//   procs                      -> [#{pid, name, behaviour, type, mailbox, handled, memory ...}]
+//   {info, PidText}            -> that process's info with its format_status
+//   names                      -> [#{name, pid}] (local names)
+//   global_names               -> [#{name, pid, node, epoch}] (this node's copy of the table)
+//   {relay, Node, Request}     -> Request answered by Node's admin server
+//   {call, Target, Req, Ms}    -> the reply of a call; Target is {local, Name, Node} or
+//                                 {global, Name} or {pid, PidText}
+//   {cast, Target, Req}        -> ok
+// Anything that waits on another process runs in a helper process, so the admin server stays
+// responsive.
+//
+// Thread-safety: a GenServer; start it once per node.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "nodus/node/gen_server.hpp"
+#include "nodus/node/node.hpp"
+
+namespace nodus::tools {
+
+inline constexpr const char* kAdminName = "nodus_admin";
+
+struct AdminOptions {
+  Node* node = nullptr;
+  std::string cluster;
+  int kv_partitions = 64;
+  int kv_replicas = 3;
+};
+
+class AdminServer : public GenServer {
+ public:
+  Action init(AdminOptions options);
+  Action handle_call(Message& request, From from) override;
+  Action handle_info(Message& msg) override;
+  void terminate(const Reason& reason) override;
+
+ private:
+  Term self_info();
+  Term nodes_view();
+  void refresh_peers();
+
+  AdminOptions opt_;
+  std::chrono::steady_clock::time_point started_;
+  std::map<std::string, std::string> known_;  // every non-hidden peer seen: name -> endpoint
+};
+
+/// Per-process figures summed over a node: for /metrics and `self`.
+struct MailboxFigures {
+  std::size_t processes = 0;
+  std::size_t total = 0;
+  std::size_t max = 0;
+};
+MailboxFigures mailbox_figures(const Node& node);
+
+}  // namespace nodus::tools

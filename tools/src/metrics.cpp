@@ -1,0 +1,136 @@
+#include "metrics.hpp"
+
+#include <httplib.h>
+
+#include <sstream>
+
+#include "admin.hpp"
+#include "nodus/registry/global.hpp"
+
+namespace nodus::tools {
+
+namespace {
+
+// A label value, escaped as the text format wants.
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+void head(std::ostringstream& o, const char* name, const char* type, const char* help) {
+  o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+}
+
+}  // namespace
+
+std::string render_metrics(Node& node) {
+  std::ostringstream o;
+  const std::string n = label(node.name().name());
+  const std::string nl = "node=\"" + n + "\"";
+
+  head(o, "nodus_messages_in_total", "counter", "Messages (DATA frames) received, per peer node.");
+  auto peers = node.peers();
+  for (const PeerStats& p : peers) {
+    o << "nodus_messages_in_total{" << nl << ",peer=\"" << label(p.name.name()) << "\"} "
+      << p.messages_in << '\n';
+  }
+  head(o, "nodus_messages_out_total", "counter", "Messages (DATA frames) sent, per peer node.");
+  for (const PeerStats& p : peers) {
+    o << "nodus_messages_out_total{" << nl << ",peer=\"" << label(p.name.name()) << "\"} "
+      << p.messages_out << '\n';
+  }
+  head(o, "nodus_peer_up", "gauge", "1 if the link to the peer is up (hidden peers included).");
+  for (const PeerStats& p : peers) {
+    o << "nodus_peer_up{" << nl << ",peer=\"" << label(p.name.name()) << "\",hidden=\""
+      << (p.hidden ? "true" : "false") << "\"} " << (p.up ? 1 : 0) << '\n';
+  }
+
+  MailboxFigures f = mailbox_figures(node);
+  head(o, "nodus_processes", "gauge", "Live processes on the node.");
+  o << "nodus_processes{" << nl << "} " << f.processes << '\n';
+  head(o, "nodus_mailbox_messages", "gauge", "Messages waiting in all mailboxes.");
+  o << "nodus_mailbox_messages{" << nl << "} " << f.total << '\n';
+  head(o, "nodus_mailbox_max_messages", "gauge", "The longest mailbox.");
+  o << "nodus_mailbox_max_messages{" << nl << "} " << f.max << '\n';
+
+  CallLatency lat = node.call_latency();
+  head(o, "nodus_remote_call_duration_seconds", "histogram",
+       "Latency of calls from this node to processes on other nodes.");
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < CallLatency::kBuckets; ++i) {
+    cumulative += lat.counts[i];
+    o << "nodus_remote_call_duration_seconds_bucket{" << nl << ",le=\"";
+    if (i + 1 < CallLatency::kBuckets) {
+      o << static_cast<double>(CallLatency::kBoundsUs[i]) / 1e6;
+    } else {
+      o << "+Inf";
+    }
+    o << "\"} " << cumulative << '\n';
+  }
+  o << "nodus_remote_call_duration_seconds_sum{" << nl << "} "
+    << static_cast<double>(lat.sum_us) / 1e6 << '\n';
+  o << "nodus_remote_call_duration_seconds_count{" << nl << "} " << lat.count << '\n';
+
+  NetworkStats s = node.network_stats();
+  head(o, "nodus_frames_rejected_total", "counter",
+       "Frames dropped as malformed, oversized or unauthenticated.");
+  o << "nodus_frames_rejected_total{" << nl << "} " << s.frames_rejected << '\n';
+  head(o, "nodus_messages_rejected_total", "counter",
+       "Well-formed frames whose message could not be decoded.");
+  o << "nodus_messages_rejected_total{" << nl << "} " << s.messages_rejected << '\n';
+  head(o, "nodus_auth_failures_total", "counter", "Handshakes refused, either way.");
+  o << "nodus_auth_failures_total{" << nl << "} " << s.auth_failures << '\n';
+  head(o, "nodus_curve_refused_total", "counter", "Connections refused by CURVE.");
+  o << "nodus_curve_refused_total{" << nl << "} " << s.curve_refused << '\n';
+  head(o, "nodus_node_up_events_total", "counter", "Peer nodes that came up.");
+  o << "nodus_node_up_events_total{" << nl << "} " << s.node_up_events << '\n';
+  head(o, "nodus_node_down_events_total", "counter", "Peer nodes that went down.");
+  o << "nodus_node_down_events_total{" << nl << "} " << s.node_down_events << '\n';
+
+  head(o, "nodus_registry_names", "gauge", "Names registered, per registry.");
+  o << "nodus_registry_names{" << nl << ",registry=\"local\"} " << node.registered().size() << '\n';
+  o << "nodus_registry_names{" << nl << ",registry=\"global\"} " << global_names(node).size()
+    << '\n';
+  return o.str();
+}
+
+Result<std::unique_ptr<MetricsServer>> MetricsServer::start(Node& node,
+                                                            const std::string& host_port) {
+  auto colon = host_port.rfind(':');
+  const std::string host = host_port.substr(0, colon);
+  const int port = std::stoi(host_port.substr(colon + 1));  // config.cpp checked it
+  std::unique_ptr<MetricsServer> m(new MetricsServer());
+  m->server_ = std::make_unique<httplib::Server>();
+  Node* n = &node;
+  m->server_->Get("/metrics", [n](const httplib::Request&, httplib::Response& res) {
+    res.set_content(render_metrics(*n), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  m->server_->Get("/health", [n](const httplib::Request&, httplib::Response& res) {
+    res.set_content("{\"status\":\"ok\",\"node\":\"" + label(n->name().name()) + "\"}\n",
+                    "application/json");
+  });
+  if (!m->server_->bind_to_port(host.c_str(), port)) {
+    return Status(ErrorCode::kBadConfig,
+                  "cannot listen on " + host_port + " (in use, or not an address of this machine)");
+  }
+  httplib::Server* s = m->server_.get();
+  m->thread_ = std::thread([s] { s->listen_after_bind(); });
+  return m;
+}
+
+MetricsServer::~MetricsServer() { close(); }
+
+void MetricsServer::close() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace nodus::tools

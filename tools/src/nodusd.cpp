@@ -1,0 +1,217 @@
+// nodusd: runs one nodus node from a config file (DESIGN.md "Node configuration").
+//
+//   nodusd --config FILE [--check] [--section.key=VALUE ...]
+//
+// Validates everything first (bad config: one line on stderr naming the key and the file,
+// exit 2), then starts the node, the global name service, its admin server (for nodusctl), the
+// servers of apps.start under the application supervisor, and the metrics endpoint of admin.http.
+// SIGTERM or SIGINT stops it gracefully (terminate callbacks run, peers are told) and it exits 0; a
+// second signal during the stop ends it at once (exit 1).
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "admin.hpp"
+#include "apps.hpp"
+#include "config.hpp"
+#include "log.hpp"
+#include "metrics.hpp"
+#include "nodus/node/gen_server.hpp"
+#include "nodus/node/node.hpp"
+#include "nodus/node/supervisor.hpp"
+#include "nodus/registry/global.hpp"
+
+namespace {
+
+using namespace nodus;
+using namespace nodus::tools;
+
+int refuse(const std::string& line) {
+  std::fprintf(stderr, "nodusd: %s\n", line.c_str());
+  return 2;
+}
+
+// OK if host:port can be bound now (a plain TCP probe, before anything starts).
+bool port_free(const std::string& host, const std::string& port, std::string& why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  const char* h = (host == "*" || host == "0.0.0.0") ? nullptr : host.c_str();
+  if (int rc = getaddrinfo(h, port.c_str(), &hints, &res); rc != 0) {
+    why = std::string("cannot resolve ") + host + ": " + gai_strerror(rc);
+    return false;
+  }
+  bool ok = false;
+  for (addrinfo* a = res; a && !ok; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ok = true;
+    } else {
+      why = std::strerror(errno);
+    }
+    ::close(fd);
+  }
+  freeaddrinfo(res);
+  return ok;
+}
+
+// Splits "tcp://host:port" or "host:port".
+std::pair<std::string, std::string> host_port(std::string ep) {
+  if (ep.rfind("tcp://", 0) == 0) ep = ep.substr(6);
+  auto colon = ep.rfind(':');
+  return {ep.substr(0, colon), ep.substr(colon + 1)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CommandLine cmd;
+  ConfigError error;
+  auto config = load_config(argc, argv, cmd, error);
+  if (cmd.help) {
+    std::cout << config_help();
+    return 0;
+  }
+  if (!config) return refuse(error.message);
+  const std::string in_file =
+      config->config_file.empty() ? std::string() : " in " + config->config_file;
+
+  // Ports: refused before anything starts.
+  {
+    auto [host, port] = host_port(config->node.listen);
+    std::string why;
+    if (port != "*" && !port_free(host, port, why)) {
+      return refuse("bad config: node.listen" + in_file + ": cannot listen on " +
+                    config->node.listen + " (" + why +
+                    "); pick a free port, or stop the process using it");
+    }
+    if (!config->admin_http.empty()) {
+      auto [h, p] = host_port(config->admin_http);
+      if (!port_free(h, p, why)) {
+        return refuse("bad config: admin.http" + in_file + ": cannot listen on " +
+                      config->admin_http + " (" + why +
+                      "); pick a free port, or stop the process using it");
+      }
+    }
+  }
+  if (cmd.check) {
+    std::cout << describe(*config) << "# ok: " << config->node.name << " would start\n";
+    return 0;
+  }
+
+  std::string why;
+  if (!setup_logging(config->node.name, config->log_level, config->log_format, config->log_file,
+                     why)) {
+    return refuse("bad config: log.file" + in_file + ": " + why);
+  }
+
+  // Signals go to one thread, which wakes main for the first and forces the exit on the second.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before any thread starts: all inherit it
+  std::mutex mu;
+  std::condition_variable cv;
+  int stop_signal = 0;
+  std::thread([&signals, &mu, &cv, &stop_signal] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stop_signal = sig;
+    }
+    cv.notify_all();
+    sigwait(&signals, &sig);
+    spdlog::warn("second signal ({}): stopping at once", strsignal(sig));
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }).detach();
+
+  NodeOptions options = config->node;
+  options.log = [](const std::string& line) { spdlog::warn("{}", line); };
+  auto started = Node::start(options);
+  if (!started.ok()) {
+    spdlog::error("cannot start: {}", started.error().to_string());
+    return refuse("bad config: node.listen" + in_file + ": " + started.error().message() +
+                  "; pick a free port, or stop the process using it");
+  }
+  std::unique_ptr<Node> node = std::move(started.value());
+  if (Status s = start_global(*node); !s.ok()) {
+    spdlog::error("the global name service did not start: {}", s.to_string());
+    node->shutdown();
+    return 1;
+  }
+
+  std::unique_ptr<MetricsServer> metrics;
+  if (!config->admin_http.empty()) {
+    auto m = MetricsServer::start(*node, config->admin_http);
+    if (!m.ok()) {
+      node->shutdown();
+      return refuse("bad config: admin.http" + in_file + ": " + m.error().message());
+    }
+    metrics = std::move(m.value());
+  }
+
+  AdminOptions admin;
+  admin.node = node.get();
+  admin.cluster = config->cluster_name;
+  admin.kv_partitions = config->kv_partitions;
+  admin.kv_replicas = config->kv_replicas;
+  // The built-in services under a supervisor of their own: a request that crashes the admin
+  // server costs that request only.
+  ChildSpec admin_child;
+  admin_child.id = kAdminName;
+  Node* n = node.get();
+  admin_child.start = [n, admin]() -> Result<Pid, Reason> {
+    return start_link<AdminServer>(*n, SpawnOptions{.name = kAdminName}, admin);
+  };
+  auto services =
+      start_supervisor(*node, SupervisorFlags{.intensity = 10}, {std::move(admin_child)},
+                       SpawnOptions{.name = "nodus_services"});
+  if (!services.ok()) {
+    spdlog::error("the admin server did not start: {}", services.error().to_string());
+    node->shutdown();
+    return 1;
+  }
+  auto apps = start_apps(*node, config->apps);
+  if (!apps.ok()) {
+    node->shutdown();
+    return refuse("apps.start" + in_file + ": " + apps.error().to_string() +
+                  "; fix or remove that entry");
+  }
+  for (const AppSpec& app : config->apps) spdlog::info("app started: {}", app.text);
+  spdlog::info(
+      "node {} up at {}{}{}", config->node.name, node->endpoint(),
+      config->cluster_name.empty() ? "" : " in cluster " + config->cluster_name,
+      config->admin_http.empty() ? "" : ", metrics at http://" + config->admin_http + "/metrics");
+
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return stop_signal != 0; });
+  }
+  spdlog::info("{}: stopping gracefully", strsignal(stop_signal));
+  if (metrics) metrics->close();
+  node->shutdown(std::chrono::seconds(5));
+  node.reset();  // closes the links: peers get BYE
+  spdlog::info("stopped");
+  spdlog::default_logger()->flush();
+  return 0;
+}
