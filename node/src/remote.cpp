@@ -368,10 +368,9 @@ Status Runtime::start_transport(const NodeOptions& o) {
   return Status::Ok();
 }
 
-bool Runtime::wait_for_input(int wake_fd) {
+bool Runtime::wait_for_input(int wake_fd, std::chrono::milliseconds max_wait) {
   transport::Transport* t = transport();
-  // Bounded, so a thread that polls notices stop and rescue requests made without its fd.
-  return t && t->receive(wake_fd, std::chrono::milliseconds(100));
+  return t && t->receive(wake_fd, max_wait);
 }
 
 void Runtime::connect(const std::string& address) {

@@ -78,9 +78,10 @@ class Runtime {
   /// Starts linking to "tcp://host:port" or "tcp://host:port#PUBLICKEY" (no-op without
   /// networking).
   void connect(const std::string& address);
-  /// For an idle scheduler thread: waits a while for input from other nodes (or for
-  /// `wake_fd`), and delivers what came on this thread. False, at once, without networking.
-  bool wait_for_input(int wake_fd);
+  /// For an idle scheduler thread: waits at most `max_wait` for input from other nodes (or
+  /// for `wake_fd`; -1: none), and delivers what came on this thread. False, at once, without
+  /// networking.
+  bool wait_for_input(int wake_fd, std::chrono::milliseconds max_wait);
   /// Connected peer nodes.
   std::vector<Atom> nodes() const;
   std::uint64_t remote_rejected() const { return remote_rejected_.load(); }

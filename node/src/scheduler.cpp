@@ -48,6 +48,9 @@ namespace {
 
 constexpr int kMaxNextStreak = 64;  // runs from the next slot before the queue gets a turn
 constexpr int kSpinRounds = 200;    // polls for work before sleeping
+// How long the idle thread that waits for input from other nodes waits before it looks at
+// stop and rescue requests made without waking it.
+constexpr auto kPollerWait = std::chrono::milliseconds(100);
 constexpr std::size_t kFiberPoolMax = 64;
 constexpr int kReductionsPerSlice = 2000;  // sends before a running process yields
 
@@ -508,9 +511,18 @@ void Scheduler::run_worker(Worker& w) {
       continue;
     }
     spinning_.fetch_add(1);
+    const bool networked = rt_.transport() != nullptr;
     for (int i = 0; i < kSpinRounds && !p; ++i) {
       if (any_work()) p = find_work(w);
-      if (!p) std::this_thread::yield();
+      if (p) break;
+      if (networked) {
+        // A networked node looks at its socket while it spins: an answer that arrives now is
+        // read and run by this thread, not handed over by the transport's I/O thread.
+        rt_.wait_for_input(-1, std::chrono::milliseconds(0));
+        p = find_work(w);
+        if (p) break;
+      }
+      std::this_thread::yield();
     }
     spinning_.fetch_sub(1);
     if (p) {
@@ -525,7 +537,7 @@ void Scheduler::run_worker(Worker& w) {
     if (rt_.transport() != nullptr && !poller_.exchange(true)) {
       bool waited = false;
       if (!any_work() && !rescue_.load() && !stop_.load())
-        waited = rt_.wait_for_input(poll_wake_fd_);
+        waited = rt_.wait_for_input(poll_wake_fd_, kPollerWait);
       std::uint64_t n;
       (void)!::read(poll_wake_fd_, &n, sizeof(n));  // consumed: the next wait starts afresh
       poller_.store(false);
