@@ -215,6 +215,28 @@ class ToolsTest : public ::testing::Test {
     return json::parse(r.out, nullptr, false);
   }
 
+  // Starts nodusd for node i directly (not through up), with extra flags; its pid file goes to
+  // run/direct-nI.pid so that TearDown kills it whatever happens.
+  pid_t start_direct(int i, const std::vector<std::string>& flags) {
+    fs::create_directories(dir_ / "run");
+    const std::string log = (dir_ / node_file("direct-n", i, ".log")).string();
+    const std::string config = conf(i);
+    pid_t p = ::fork();
+    if (p == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv = {const_cast<char*>(kNodusd.c_str()), const_cast<char*>("--config"),
+                                 const_cast<char*>(config.c_str())};
+      for (const auto& f : flags) argv.push_back(const_cast<char*>(f.c_str()));
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      std::_Exit(127);
+    }
+    spit(dir_ / "run" / node_file("direct-n", i, ".pid"), std::to_string(p));
+    return p;
+  }
+
   void up() {
     Outcome r = run({kCtl, "up", dir_.string()});
     ASSERT_EQ(0, r.code) << r.out << r.err;
@@ -360,22 +382,8 @@ TEST_F(ToolsTest, UpAndDownTwiceInARowAreHarmless) {
 
 TEST_F(ToolsTest, SigtermStopsGracefullyAndPeersAreTold) {
   // Long failure detection, so that only the BYE of a graceful stop can tell n2 in time.
-  fs::create_directories(dir_ / "run");
-  std::vector<pid_t> pids;
-  for (int i = 1; i <= 2; ++i) {
-    pid_t p = ::fork();
-    if (p == 0) {
-      int log = ::open((dir_ / node_file("direct-n", i, ".log")).c_str(),
-                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(log, 1);
-      ::dup2(log, 2);
-      ::execl(kNodusd.c_str(), "nodusd", "--config", conf(i).c_str(), "--node.down_after_ms=30000",
-              static_cast<char*>(nullptr));
-      std::_Exit(127);
-    }
-    pids.push_back(p);
-    spit(dir_ / "run" / node_file("direct-n", i, ".pid"), std::to_string(p));  // TearDown
-  }
+  std::vector<pid_t> pids = {start_direct(1, {"--node.down_after_ms=30000"}),
+                             start_direct(2, {"--node.down_after_ms=30000"})};
   auto n2_sees_n1 = [&](const char* state) {
     Outcome r = ctl(2, {"nodes", "--json"});
     if (r.code != 0) return false;
@@ -401,6 +409,28 @@ TEST_F(ToolsTest, SigtermStopsGracefullyAndPeersAreTold) {
   ASSERT_EQ(pids[1], ::waitpid(pids[1], &status, 0));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   fs::remove(dir_ / "run" / "direct-n2.pid");
+}
+
+TEST_F(ToolsTest, AppsStartUnderLocalGlobalAndViaNames) {
+  pid_t p = start_direct(1, {"--apps.start=pool local:db", "--apps.start=counter global:visits",
+                             "--apps.start=stack via:reg/s1"});
+  ASSERT_TRUE(eventually([&] { return ctl(1, {"ping", "n1"}).code == 0; }, 10s));
+  EXPECT_EQ(json::parse(R"(["ok", ["conn", 1]])"),
+            ctl_json(1, {"call", "local:db@n1", "\"checkout\""}));
+  EXPECT_EQ(1, ctl_json(1, {"call", "global:visits", "\"increment\""}));
+  json procs = ctl_json(1, {"procs", "n1"});
+  std::map<std::string, std::string> type_of;
+  for (const json& e : procs) type_of[e["type"]] = e["name"];
+  EXPECT_EQ("db", type_of["database_pool::DatabasePool"]) << procs;
+  EXPECT_EQ("global:visits", type_of["registered_counter::RegisteredCounter"]) << procs;
+  EXPECT_TRUE(type_of.count("stack::Stack")) << procs;
+  // top wants a terminal.
+  EXPECT_EQ(2, ctl(1, {"top"}).code);
+  ::kill(p, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(p, ::waitpid(p, &status, 0));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  fs::remove(dir_ / "run" / "direct-n1.pid");
 }
 
 TEST_F(ToolsTest, MetricsEndpointServesPrometheusText) {
