@@ -20,7 +20,9 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -87,18 +89,27 @@ Outcome run(const std::vector<std::string>& argv,
   return r;
 }
 
-// A loopback TCP port nobody listens on now.
+// A loopback TCP port nobody listens on now, below the ephemeral range (32768 and up on Linux),
+// so that no process's own ephemeral port (nodusctl's node, a client socket) can take it before
+// the nodusd it is meant for binds it; never the same port twice in one test run.
 int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  static std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
+                          static_cast<unsigned>(Clock::now().time_since_epoch().count()));
+  static std::set<int> given;
+  for (;;) {
+    const int port = 20000 + static_cast<int>(rng() % 12000);
+    if (given.count(port)) continue;
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    ::close(fd);
+    if (!ok) continue;
+    given.insert(port);
+    return port;
+  }
 }
 
 // "n2.conf", "direct-n1.pid" ... (appended, not "lit" + string: GCC 12 warns falsely on that)
