@@ -137,6 +137,18 @@ bool alive(pid_t pid) {
 
 void spit(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
 
+// `text` with the line that starts with `prefix` ending in `value` instead (no regex: keys
+// hold '$').
+std::string set_line(const std::string& text, const std::string& prefix, const std::string& value) {
+  std::istringstream in(text);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) line = prefix + value;
+    out.append(line).append("\n");
+  }
+  return out;
+}
+
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (std::size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) {
     s.replace(i, from.size(), to);
@@ -167,23 +179,27 @@ std::string http_get(int port, const std::string& path) {
 
 class ToolsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { copy_cluster("local-3", "720", "920"); }
+
+  // Copies cluster-configs/<name> (its .conf, cookie and .key files) to a temp dir, with node
+  // ports <node_prefix>N and metrics ports <http_prefix>N rewritten to free ones.
+  void copy_cluster(const char* name, const char* node_prefix, const char* http_prefix) {
     dir_ = fs::temp_directory_path() /
            ("nodus-tools-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    // local-3 with free ports: node ports 720N and metrics ports 920N rewritten.
     for (int i = 1; i <= 3; ++i) {
       ports_[i] = free_port();
       http_[i] = free_port();
     }
     for (const auto& e :
-         fs::directory_iterator(fs::path(NODUS_SOURCE_DIR) / "cluster-configs" / "local-3")) {
-      if (e.path().extension() != ".conf" && e.path().filename() != "cookie") continue;
+         fs::directory_iterator(fs::path(NODUS_SOURCE_DIR) / "cluster-configs" / name)) {
+      const auto ext = e.path().extension();
+      if (ext != ".conf" && ext != ".key" && e.path().filename() != "cookie") continue;
       std::string text = slurp(e.path());
-      for (int i = 1; i <= 3 && e.path().extension() == ".conf"; ++i) {
-        text = replace_all(text, node_file("720", i, ""), std::to_string(ports_[i]));
-        text = replace_all(text, node_file("920", i, ""), std::to_string(http_[i]));
+      for (int i = 1; i <= 3 && ext == ".conf"; ++i) {
+        text = replace_all(text, node_file(node_prefix, i, ""), std::to_string(ports_[i]));
+        text = replace_all(text, node_file(http_prefix, i, ""), std::to_string(http_[i]));
       }
       spit(dir_ / e.path().filename(), text);
     }
@@ -488,6 +504,46 @@ TEST_F(ToolsTest, MetricsEndpointServesPrometheusText) {
     if (labels.find("registry=\"global\"") != std::string::npos) global_counted = v >= 1;
   }
   EXPECT_TRUE(global_counted) << text;
+}
+
+// -- CURVE: nodusctl uses the keys of the node whose config it is given ----------------------
+
+class SecureTest : public ToolsTest {
+ protected:
+  void SetUp() override { copy_cluster("secure-3", "740", "940"); }
+};
+
+TEST_F(SecureTest, ANodesKeysLetNodusctlInAndTheCookieAloneDoesNot) {
+  up();
+  json s = ctl_json(2, {"status"});
+  ASSERT_EQ(3u, s["nodes"].size()) << s;
+  for (const json& n : s["nodes"]) EXPECT_EQ("up", n["state"]) << s;
+  Outcome r = run({kCtl, "--node", endpoint(1), "--cookie-file", (dir_ / "cookie").string(),
+                   "--timeout", "1", "status"});
+  EXPECT_EQ(2, r.code) << r.out;
+  // A key pair that is not the cluster's: refused by CURVE too.
+  Outcome keys = run({kCtl, "keygen", "--secret-file", (dir_ / "stranger.key").string(), "--json"});
+  ASSERT_EQ(0, keys.code) << keys.err;
+  std::string text = slurp(conf(3));
+  const std::string pub = json::parse(keys.out)["public_key"];
+  text = set_line(text, "curve_secret_file = ", "stranger.key");
+  text = set_line(text, "curve_public_key = ", pub);
+  spit(dir_ / "stranger.conf.txt", text);  // not *.conf: no member of the folder
+  std::smatch n1_key;
+  const std::string n1_conf = slurp(conf(1));
+  ASSERT_TRUE(std::regex_search(n1_conf, n1_key, std::regex("curve_public_key = (\\S+)")));
+  r = run({kCtl, "--config", (dir_ / "stranger.conf.txt").string(), "--node",
+           endpoint(1) + "#" + n1_key[1].str(), "--timeout", "1", "status"});
+  EXPECT_EQ(2, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.err.find("no answer")) << r.err;
+}
+
+TEST_F(SecureTest, RefusesAPublicKeyThatIsNotTheSecretKeys) {
+  Outcome other = run({kCtl, "keygen", "--json"});
+  const std::string pub = json::parse(other.out)["public_key"];
+  Outcome r = run({kNodusd, "--config", conf(1), "--check", "--node.curve_public_key=" + pub});
+  EXPECT_EQ(2, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.err.find("node.curve_public_key")) << r.err;
 }
 
 // -- configuration refusals: each exits 2 with one line naming the key -------------------------
