@@ -435,11 +435,11 @@ class GlobalServer : public GenServer {
         return;
       }
       erase(p.name);
+      release(p.name, me_, req);
+      reply(p.from, "ok");
       for (Atom peer : peers()) {
         peer_send(peer, tuple("g_unreg", bin(p.name), c->pid, u64(c->epoch), u64(req), me_));
       }
-      release(p.name, me_, req);
-      reply(p.from, "ok");
       return;
     }
     if (auto c = find(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
@@ -453,13 +453,14 @@ class GlobalServer : public GenServer {
     tick(0);
     Claim c{p.pid, p.max_epoch + 1, clock_};
     put(p.name, c);
-    // Every peer hears of it, also one that synchronised with us during the lock round.
+    release(p.name, me_, req);
+    // The caller first (this node's table has it already); every peer hears of it next, also
+    // one that synchronised with us during the lock round.
+    reply(p.from, tuple("ok", u64(c.epoch)));
     for (Atom peer : peers()) {
       peer_send(peer,
                 tuple("g_commit", bin(p.name), c.pid, u64(c.epoch), u64(c.clock), u64(req), me_));
     }
-    release(p.name, me_, req);
-    reply(p.from, tuple("ok", u64(c.epoch)));
   }
 
   void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {
