@@ -84,8 +84,19 @@ void global_register_scenario(const Args& a) {
   std::printf("global_register_p50: %.1f us\n", m.term()[0].as_number());
   std::printf("global_unregister_p50: %.1f us\n", m.term()[1].as_number());
   std::printf("global_register_p99: %.1f us\n", m.term()[2].as_number());
-  // whereis: a local read; one thread per scheduler core.
+  // whereis: a local read; one thread, then one thread per core.
   if (!register_global(*node, "bench", holder).ok()) std::exit(1);
+  {
+    long k = 0;
+    auto t0 = Clock::now();
+    while (std::chrono::duration<double>(Clock::now() - t0).count() < per_phase / 2) {
+      for (int i = 0; i < 1024; ++i) {
+        if (whereis_global(*node, "bench")) ++k;
+      }
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::printf("global_whereis_1thread_rate: %.0f lookups/s\n", k / secs);
+  }
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::atomic<long> total{0};
   std::atomic<bool> stop{false};

@@ -933,20 +933,30 @@ Ref monitor(const Dest& target) {
 
 std::string Dest::to_string() const {
   if (is_pid()) return pid_.to_string();
-  if (via_) return via_->resolver->describe(via_->key);
-  if (node_ == Atom()) return name_;
-  return "{" + name_ + "," + std::string(node_.name()) + "}";
+  if (kind_ == Kind::kVia) return u_.via->resolver->describe(u_.via->key);
+  if (node_ == Atom()) return u_.name;
+  std::string out = "{";
+  out += u_.name;
+  out += ",";
+  out += node_.name();
+  out += "}";
+  return out;
+}
+
+const std::string& Dest::name() const {
+  static const std::string kNone;
+  return kind_ == Kind::kName ? u_.name : kNone;
 }
 
 Dest named(std::string_view name) {
   Dest d;
-  d.name_ = std::string(name);
+  new (&d.u_.name) std::string(name);
+  d.kind_ = Dest::Kind::kName;
   return d;
 }
 
 Dest named(std::string_view name, std::string_view node) {
-  Dest d;
-  d.name_ = std::string(name);
+  Dest d = named(name);
   d.node_ = Atom(node);
   return d;
 }
@@ -954,8 +964,9 @@ Dest named(std::string_view name, std::string_view node) {
 Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key) {
   NODUS_CHECK(resolver != nullptr);
   Dest d;
-  d.via_ =
-      std::make_shared<const detail::ViaKey>(detail::ViaKey{std::move(resolver), std::move(key)});
+  new (&d.u_.via) std::shared_ptr<const detail::ViaKey>(
+      std::make_shared<const detail::ViaKey>(detail::ViaKey{std::move(resolver), std::move(key)}));
+  d.kind_ = Dest::Kind::kVia;
   return d;
 }
 

@@ -128,6 +128,16 @@ class GlobalServer : public GenServer {
       release(m[0].as_bin(), m[4].as_atom(), as_u64(m[3]));
       return noreply();
     }
+    if (auto m = msg.match({"g_expire", _int})) {
+      auto it = pending_.find(as_u64(m[0]));
+      if (it != pending_.end()) {
+        it->second.waiting.clear();
+        it->second.denied = true;  // released and retried; a silent peer is waited for again
+        it->second.expiry = Ref{};
+        decide(it->first);
+      }
+      return noreply();
+    }
     if (auto m = msg.match({"g_retry", _int})) {
       retry(as_u64(m[0]));
     }
@@ -152,6 +162,7 @@ class GlobalServer : public GenServer {
     bool denied = false;
     Pid holder;
     std::uint64_t max_epoch = 0;
+    Ref expiry;  // fires when a peer never answers (its server is gone but its node is up)
   };
 
   // -- table ----------------------------------------------------------------------------
@@ -345,6 +356,9 @@ class GlobalServer : public GenServer {
       peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
     }
     const bool ready = p.waiting.empty();
+    if (!ready) {
+      p.expiry = send_after(self(), tuple("g_expire", u64(req)), st_->options.lock_timeout);
+    }
     pending_.emplace(req, std::move(p));
     if (ready) decide(req);
   }
@@ -376,6 +390,9 @@ class GlobalServer : public GenServer {
       peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
     }
     const bool ready = p.waiting.empty();
+    if (!ready) {
+      p.expiry = send_after(self(), tuple("g_expire", u64(req)), st_->options.lock_timeout);
+    }
     pending_.emplace(req, std::move(p));
     if (ready) decide(req);
   }
@@ -403,6 +420,7 @@ class GlobalServer : public GenServer {
     if (it == pending_.end()) return;
     Pending p = std::move(it->second);
     pending_.erase(it);
+    if (p.expiry) (void)cancel_timer(p.expiry);
     auto give_back = [&] {
       for (Atom peer : p.granted) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
       release(p.name, me_, req);
@@ -435,11 +453,11 @@ class GlobalServer : public GenServer {
         return;
       }
       erase(p.name);
+      release(p.name, me_, req);
+      reply(p.from, "ok");
       for (Atom peer : peers()) {
         peer_send(peer, tuple("g_unreg", bin(p.name), c->pid, u64(c->epoch), u64(req), me_));
       }
-      release(p.name, me_, req);
-      reply(p.from, "ok");
       return;
     }
     if (auto c = find(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
@@ -453,13 +471,14 @@ class GlobalServer : public GenServer {
     tick(0);
     Claim c{p.pid, p.max_epoch + 1, clock_};
     put(p.name, c);
-    // Every peer hears of it, also one that synchronised with us during the lock round.
+    release(p.name, me_, req);
+    // The caller first (this node's table has it already); every peer hears of it next, also
+    // one that synchronised with us during the lock round.
+    reply(p.from, tuple("ok", u64(c.epoch)));
     for (Atom peer : peers()) {
       peer_send(peer,
                 tuple("g_commit", bin(p.name), c.pid, u64(c.epoch), u64(c.clock), u64(req), me_));
     }
-    release(p.name, me_, req);
-    reply(p.from, tuple("ok", u64(c.epoch)));
   }
 
   void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {

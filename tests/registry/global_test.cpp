@@ -219,5 +219,57 @@ TEST_F(GlobalTest, NotStartedIsNotFound) {
   EXPECT_TRUE(global_names(plain).empty());
 }
 
+// A partition inside this process (Node::block_peer), with a resolver of our own and losers
+// that exit: after the heal every node has the resolver's choice and the loser is gone.
+TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (const char* name : {"h1", "h2", "h3"}) {
+    nodes.push_back(testing::start_loopback_node(name, "heal-cookie", 400ms));
+    ASSERT_NE(nodes.back(), nullptr);
+  }
+  for (std::size_t i = 1; i < 3; ++i) nodes[i]->connect(nodes[0]->endpoint());
+  GlobalOptions o;
+  // Ours: the claim on the node whose name sorts last wins (symmetric and deterministic).
+  o.resolver = [](const std::string&, const GlobalEntry& a, const GlobalEntry& b) {
+    return a.node > b.node ? a.pid : b.pid;
+  };
+  o.on_conflict = ConflictAction::kExit;
+  for (auto& n : nodes) ASSERT_OK(start_global(*n, o));
+  auto synced = [&](std::size_t i, std::size_t peers) {
+    return global_nodes(*nodes[i]).size() == peers;
+  };
+  ASSERT_TRUE(eventually([&] { return synced(0, 2) && synced(1, 2) && synced(2, 2); }, 10s));
+  // h1, h2 | h3
+  for (std::size_t i : {0, 1}) {
+    nodes[i]->block_peer("h3");
+    nodes[2]->block_peer(std::string(nodes[i]->name().name()));
+  }
+  ASSERT_TRUE(eventually([&] { return synced(0, 1) && synced(1, 1) && synced(2, 0); }, 5s));
+  auto idle = [](Node& n) { return spawn(n, [] { (void)receive(); }); };
+  Pid a = idle(*nodes[0]), c = idle(*nodes[2]);
+  ASSERT_OK(register_global(*nodes[0], "x", a));
+  ASSERT_OK(register_global(*nodes[2], "x", c));
+  // (Made after the registrations: with an Inbox on h1, this thread's calls start from h1.)
+  Inbox me(*nodes[0]);
+  Ref watch = monitor(a);
+  for (std::size_t i : {0, 1}) {
+    nodes[i]->unblock_peer("h3");
+    nodes[2]->unblock_peer(std::string(nodes[i]->name().name()));
+  }
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (auto& n : nodes) {
+          if (whereis_global(*n, "x") != c) return false;
+        }
+        return true;
+      },
+      20s));
+  auto down = await_down(watch, 5s);
+  ASSERT_TRUE(down.has_value());
+  EXPECT_EQ(*down, Reason(tuple("global_name_conflict", bin("x"), c)));
+  EXPECT_GE(global_epoch(*nodes[1], "x").value_or(0), 2u);  // above the loser's epoch 1
+  for (auto& n : nodes) n->shutdown();
+}
+
 }  // namespace
 }  // namespace nodus

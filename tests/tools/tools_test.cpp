@@ -20,7 +20,9 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -87,18 +89,27 @@ Outcome run(const std::vector<std::string>& argv,
   return r;
 }
 
-// A loopback TCP port nobody listens on now.
+// A loopback TCP port nobody listens on now, below the ephemeral range (32768 and up on Linux),
+// so that no process's own ephemeral port (nodusctl's node, a client socket) can take it before
+// the nodusd it is meant for binds it; never the same port twice in one test run.
 int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  static std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
+                          static_cast<unsigned>(Clock::now().time_since_epoch().count()));
+  static std::set<int> given;
+  for (;;) {
+    const int port = 20000 + static_cast<int>(rng() % 12000);
+    if (given.count(port)) continue;
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    ::close(fd);
+    if (!ok) continue;
+    given.insert(port);
+    return port;
+  }
 }
 
 // "n2.conf", "direct-n1.pid" ... (appended, not "lit" + string: GCC 12 warns falsely on that)
@@ -125,6 +136,18 @@ bool alive(pid_t pid) {
 }
 
 void spit(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+// `text` with the line that starts with `prefix` ending in `value` instead (no regex: keys
+// hold '$').
+std::string set_line(const std::string& text, const std::string& prefix, const std::string& value) {
+  std::istringstream in(text);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) line = prefix + value;
+    out.append(line).append("\n");
+  }
+  return out;
+}
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (std::size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) {
@@ -156,23 +179,27 @@ std::string http_get(int port, const std::string& path) {
 
 class ToolsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { copy_cluster("local-3", "720", "920"); }
+
+  // Copies cluster-configs/<name> (its .conf, cookie and .key files) to a temp dir, with node
+  // ports <node_prefix>N and metrics ports <http_prefix>N rewritten to free ones.
+  void copy_cluster(const char* name, const char* node_prefix, const char* http_prefix) {
     dir_ = fs::temp_directory_path() /
            ("nodus-tools-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    // local-3 with free ports: node ports 720N and metrics ports 920N rewritten.
     for (int i = 1; i <= 3; ++i) {
       ports_[i] = free_port();
       http_[i] = free_port();
     }
     for (const auto& e :
-         fs::directory_iterator(fs::path(NODUS_SOURCE_DIR) / "cluster-configs" / "local-3")) {
-      if (e.path().extension() != ".conf" && e.path().filename() != "cookie") continue;
+         fs::directory_iterator(fs::path(NODUS_SOURCE_DIR) / "cluster-configs" / name)) {
+      const auto ext = e.path().extension();
+      if (ext != ".conf" && ext != ".key" && e.path().filename() != "cookie") continue;
       std::string text = slurp(e.path());
-      for (int i = 1; i <= 3 && e.path().extension() == ".conf"; ++i) {
-        text = replace_all(text, node_file("720", i, ""), std::to_string(ports_[i]));
-        text = replace_all(text, node_file("920", i, ""), std::to_string(http_[i]));
+      for (int i = 1; i <= 3 && ext == ".conf"; ++i) {
+        text = replace_all(text, node_file(node_prefix, i, ""), std::to_string(ports_[i]));
+        text = replace_all(text, node_file(http_prefix, i, ""), std::to_string(http_[i]));
       }
       spit(dir_ / e.path().filename(), text);
     }
@@ -213,6 +240,28 @@ class ToolsTest : public ::testing::Test {
     Outcome r = ctl(i, args);
     EXPECT_EQ(0, r.code) << r.err;
     return json::parse(r.out, nullptr, false);
+  }
+
+  // Starts nodusd for node i directly (not through up), with extra flags; its pid file goes to
+  // run/direct-nI.pid so that TearDown kills it whatever happens.
+  pid_t start_direct(int i, const std::vector<std::string>& flags) {
+    fs::create_directories(dir_ / "run");
+    const std::string log = (dir_ / node_file("direct-n", i, ".log")).string();
+    const std::string config = conf(i);
+    pid_t p = ::fork();
+    if (p == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv = {const_cast<char*>(kNodusd.c_str()), const_cast<char*>("--config"),
+                                 const_cast<char*>(config.c_str())};
+      for (const auto& f : flags) argv.push_back(const_cast<char*>(f.c_str()));
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      std::_Exit(127);
+    }
+    spit(dir_ / "run" / node_file("direct-n", i, ".pid"), std::to_string(p));
+    return p;
   }
 
   void up() {
@@ -360,22 +409,8 @@ TEST_F(ToolsTest, UpAndDownTwiceInARowAreHarmless) {
 
 TEST_F(ToolsTest, SigtermStopsGracefullyAndPeersAreTold) {
   // Long failure detection, so that only the BYE of a graceful stop can tell n2 in time.
-  fs::create_directories(dir_ / "run");
-  std::vector<pid_t> pids;
-  for (int i = 1; i <= 2; ++i) {
-    pid_t p = ::fork();
-    if (p == 0) {
-      int log = ::open((dir_ / node_file("direct-n", i, ".log")).c_str(),
-                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(log, 1);
-      ::dup2(log, 2);
-      ::execl(kNodusd.c_str(), "nodusd", "--config", conf(i).c_str(), "--node.down_after_ms=30000",
-              static_cast<char*>(nullptr));
-      std::_Exit(127);
-    }
-    pids.push_back(p);
-    spit(dir_ / "run" / node_file("direct-n", i, ".pid"), std::to_string(p));  // TearDown
-  }
+  std::vector<pid_t> pids = {start_direct(1, {"--node.down_after_ms=30000"}),
+                             start_direct(2, {"--node.down_after_ms=30000"})};
   auto n2_sees_n1 = [&](const char* state) {
     Outcome r = ctl(2, {"nodes", "--json"});
     if (r.code != 0) return false;
@@ -401,6 +436,28 @@ TEST_F(ToolsTest, SigtermStopsGracefullyAndPeersAreTold) {
   ASSERT_EQ(pids[1], ::waitpid(pids[1], &status, 0));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   fs::remove(dir_ / "run" / "direct-n2.pid");
+}
+
+TEST_F(ToolsTest, AppsStartUnderLocalGlobalAndViaNames) {
+  pid_t p = start_direct(1, {"--apps.start=pool local:db", "--apps.start=counter global:visits",
+                             "--apps.start=stack via:reg/s1"});
+  ASSERT_TRUE(eventually([&] { return ctl(1, {"ping", "n1"}).code == 0; }, 10s));
+  EXPECT_EQ(json::parse(R"(["ok", ["conn", 1]])"),
+            ctl_json(1, {"call", "local:db@n1", "\"checkout\""}));
+  EXPECT_EQ(1, ctl_json(1, {"call", "global:visits", "\"increment\""}));
+  json procs = ctl_json(1, {"procs", "n1"});
+  std::map<std::string, std::string> type_of;
+  for (const json& e : procs) type_of[e["type"]] = e["name"];
+  EXPECT_EQ("db", type_of["database_pool::DatabasePool"]) << procs;
+  EXPECT_EQ("global:visits", type_of["registered_counter::RegisteredCounter"]) << procs;
+  EXPECT_TRUE(type_of.count("stack::Stack")) << procs;
+  // top wants a terminal.
+  EXPECT_EQ(2, ctl(1, {"top"}).code);
+  ::kill(p, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(p, ::waitpid(p, &status, 0));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  fs::remove(dir_ / "run" / "direct-n1.pid");
 }
 
 TEST_F(ToolsTest, MetricsEndpointServesPrometheusText) {
@@ -447,6 +504,46 @@ TEST_F(ToolsTest, MetricsEndpointServesPrometheusText) {
     if (labels.find("registry=\"global\"") != std::string::npos) global_counted = v >= 1;
   }
   EXPECT_TRUE(global_counted) << text;
+}
+
+// -- CURVE: nodusctl uses the keys of the node whose config it is given ----------------------
+
+class SecureTest : public ToolsTest {
+ protected:
+  void SetUp() override { copy_cluster("secure-3", "740", "940"); }
+};
+
+TEST_F(SecureTest, ANodesKeysLetNodusctlInAndTheCookieAloneDoesNot) {
+  up();
+  json s = ctl_json(2, {"status"});
+  ASSERT_EQ(3u, s["nodes"].size()) << s;
+  for (const json& n : s["nodes"]) EXPECT_EQ("up", n["state"]) << s;
+  Outcome r = run({kCtl, "--node", endpoint(1), "--cookie-file", (dir_ / "cookie").string(),
+                   "--timeout", "1", "status"});
+  EXPECT_EQ(2, r.code) << r.out;
+  // A key pair that is not the cluster's: refused by CURVE too.
+  Outcome keys = run({kCtl, "keygen", "--secret-file", (dir_ / "stranger.key").string(), "--json"});
+  ASSERT_EQ(0, keys.code) << keys.err;
+  std::string text = slurp(conf(3));
+  const std::string pub = json::parse(keys.out)["public_key"];
+  text = set_line(text, "curve_secret_file = ", "stranger.key");
+  text = set_line(text, "curve_public_key = ", pub);
+  spit(dir_ / "stranger.conf.txt", text);  // not *.conf: no member of the folder
+  std::smatch n1_key;
+  const std::string n1_conf = slurp(conf(1));
+  ASSERT_TRUE(std::regex_search(n1_conf, n1_key, std::regex("curve_public_key = (\\S+)")));
+  r = run({kCtl, "--config", (dir_ / "stranger.conf.txt").string(), "--node",
+           endpoint(1) + "#" + n1_key[1].str(), "--timeout", "1", "status"});
+  EXPECT_EQ(2, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.err.find("no answer")) << r.err;
+}
+
+TEST_F(SecureTest, RefusesAPublicKeyThatIsNotTheSecretKeys) {
+  Outcome other = run({kCtl, "keygen", "--json"});
+  const std::string pub = json::parse(other.out)["public_key"];
+  Outcome r = run({kNodusd, "--config", conf(1), "--check", "--node.curve_public_key=" + pub});
+  EXPECT_EQ(2, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.err.find("node.curve_public_key")) << r.err;
 }
 
 // -- configuration refusals: each exits 2 with one line naming the key -------------------------

@@ -285,5 +285,22 @@ TEST_F(TransportTest, SilentPeerIsDeclaredDownWithinTheWindow) {
   EXPECT_LT(std::chrono::steady_clock::now() - since, 2s);
 }
 
+// block_peer on one side cuts both directions (a partition, for tests); unblock heals it.
+TEST_F(TransportTest, BlockedPeerGoesDownOnBothSidesAndComesBackWhenUnblocked) {
+  auto a = make("a", "secret", 400ms);
+  auto b = make("b", "secret", 400ms);
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] { return a->is_up("b") && b->is_up("a"); }));
+  a->t->block_peer("b");
+  ASSERT_TRUE(eventually([&] { return a->went_down("b") && b->went_down("a"); }, 5s));
+  ASSERT_TRUE(a->t->send("b", data_with(1)).code() == ErrorCode::kNodeDown);
+  // Still cut: reconnect attempts do not get through.
+  EXPECT_FALSE(eventually([&] { return a->is_up("b") || b->is_up("a"); }, 800ms));
+  a->t->unblock_peer("b");
+  ASSERT_TRUE(eventually([&] { return a->is_up("b") && b->is_up("a"); }, 15s));
+  ASSERT_TRUE(a->t->send("b", data_with(2)).ok());
+  ASSERT_TRUE(eventually([&] { return b->count_received() == 1; }));
+}
+
 }  // namespace
 }  // namespace nodus::transport

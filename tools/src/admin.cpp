@@ -132,6 +132,7 @@ MailboxFigures mailbox_figures(const Node& node) {
 Action AdminServer::init(AdminOptions options) {
   opt_ = std::move(options);
   started_ = std::chrono::steady_clock::now();
+  trap_exit(true);  // so that its supervisor's shutdown runs terminate
   refresh_peers();
   send_after(self(), "refresh", kRefreshEvery);
   return ok();

@@ -165,21 +165,32 @@ struct ViaKey {
 class Dest {
  public:
   Dest(const Pid& pid) : pid_(pid) {}  // NOLINT: implicit on purpose
-  Dest(const Dest&) = default;
-  Dest& operator=(const Dest&) = default;
+  Dest(const Dest& o) : pid_(o.pid_), node_(o.node_) { copy_name(o); }
+  Dest& operator=(const Dest& o) {
+    if (this != &o) {
+      reset();
+      pid_ = o.pid_;
+      node_ = o.node_;
+      copy_name(o);
+    }
+    return *this;
+  }
+  ~Dest() {
+    if (kind_ != Kind::kPid) reset();
+  }
 
-  bool is_pid() const { return name_.empty() && !via_; }
+  bool is_pid() const { return kind_ == Kind::kPid; }
   /// A key of a naming service (via or global).
-  bool is_via() const { return via_ != nullptr; }
+  bool is_via() const { return kind_ == Kind::kVia; }
   const Pid& pid() const { return pid_; }
   /// The registered name; empty for a pid or a via key.
-  const std::string& name() const { return name_; }
+  const std::string& name() const;
   /// The node of a remote name; the atom `undefined` for a local name.
   Atom node() const { return node_; }
   /// The naming service of a via key. REQUIRES: is_via().
-  const NameResolver& resolver() const { return *via_->resolver; }
+  const NameResolver& resolver() const { return *u_.via->resolver; }
   /// The key of a via name. REQUIRES: is_via().
-  const Term& via_key() const { return via_->key; }
+  const Term& via_key() const { return u_.via->key; }
   /// "<n1.4.0>", "stack", "{stack,n2}" or the resolver's description.
   std::string to_string() const;
 
@@ -187,11 +198,36 @@ class Dest {
   friend Dest named(std::string_view name);
   friend Dest named(std::string_view name, std::string_view node);
   friend Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key);
+  // A tagged union rather than a member per form: a pid Dest, built for every send, then
+  // costs what the pid costs to copy, and its destructor one test.
+  enum class Kind : std::uint8_t { kPid, kName, kVia };
   Dest() = default;
+  void copy_name(const Dest& o) {
+    if (o.kind_ == Kind::kName) {
+      new (&u_.name) std::string(o.u_.name);
+    } else if (o.kind_ == Kind::kVia) {
+      new (&u_.via) std::shared_ptr<const detail::ViaKey>(o.u_.via);
+    }
+    kind_ = o.kind_;
+  }
+  void reset() {
+    if (kind_ == Kind::kName) {
+      u_.name.~basic_string();
+    } else if (kind_ == Kind::kVia) {
+      u_.via.~shared_ptr();
+    }
+    kind_ = Kind::kPid;
+  }
+  union Name {
+    Name() {}   // NOLINT: members are constructed by named() / via_name()
+    ~Name() {}  // NOLINT: destroyed by reset()
+    std::string name;
+    std::shared_ptr<const detail::ViaKey> via;
+  };
   Pid pid_;
-  std::string name_;
   Atom node_;
-  std::shared_ptr<const detail::ViaKey> via_;
+  Kind kind_ = Kind::kPid;
+  Name u_;
 };
 
 /// A name registered on the sender's node.

@@ -83,6 +83,10 @@ Status start_global(Node& node, GlobalOptions options = {});
 /// start name: start<T>(node, SpawnOptions{.name = global("db")}).
 Dest global(std::string_view name);
 
+/// The calls below that change names ask `node`'s global name server; like every call they
+/// start from the caller's own node when the caller is a process or has an Inbox, so call them
+/// on the caller's node (otherwise they travel over the link to `node`).
+///
 /// Registers `pid` under `name` cluster-wide and returns the registration's fencing epoch.
 /// Waits for the other nodes' locks (about one round trip). Errors: kAlreadyStarted with the
 /// holder's pid in the message; kBadArg for an empty name or an invalid pid; kNotFound when the
