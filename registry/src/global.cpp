@@ -128,14 +128,8 @@ class GlobalServer : public GenServer {
       release(m[0].as_bin(), m[4].as_atom(), as_u64(m[3]));
       return noreply();
     }
-    if (auto m = msg.match({"g_expire", _int})) {
-      auto it = pending_.find(as_u64(m[0]));
-      if (it != pending_.end()) {
-        it->second.waiting.clear();
-        it->second.denied = true;  // released and retried; a silent peer is waited for again
-        it->second.expiry = Ref{};
-        decide(it->first);
-      }
+    if (msg == "g_sweep") {
+      sweep();
       return noreply();
     }
     if (auto m = msg.match({"g_retry", _int})) {
@@ -162,7 +156,8 @@ class GlobalServer : public GenServer {
     bool denied = false;
     Pid holder;
     std::uint64_t max_epoch = 0;
-    Ref expiry;  // fires when a peer never answers (its server is gone but its node is up)
+    Clock::time_point started;  // a peer that never answers (its server gone, its node up)
+                                // counts as locked after lock_timeout: see sweep()
   };
 
   // -- table ----------------------------------------------------------------------------
@@ -356,11 +351,13 @@ class GlobalServer : public GenServer {
       peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
     }
     const bool ready = p.waiting.empty();
-    if (!ready) {
-      p.expiry = send_after(self(), tuple("g_expire", u64(req)), st_->options.lock_timeout);
-    }
+    p.started = Clock::now();
     pending_.emplace(req, std::move(p));
-    if (ready) decide(req);
+    if (ready) {
+      decide(req);
+    } else {
+      arm_sweep();
+    }
   }
 
   // Unregistering takes the same locks, and the removal releases them: a registration that
@@ -390,11 +387,13 @@ class GlobalServer : public GenServer {
       peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
     }
     const bool ready = p.waiting.empty();
-    if (!ready) {
-      p.expiry = send_after(self(), tuple("g_expire", u64(req)), st_->options.lock_timeout);
-    }
+    p.started = Clock::now();
     pending_.emplace(req, std::move(p));
-    if (ready) decide(req);
+    if (ready) {
+      decide(req);
+    } else {
+      arm_sweep();
+    }
   }
 
   void lock_reply(std::uint64_t req, Atom peer, bool granted, const Term& holder,
@@ -420,7 +419,6 @@ class GlobalServer : public GenServer {
     if (it == pending_.end()) return;
     Pending p = std::move(it->second);
     pending_.erase(it);
-    if (p.expiry) (void)cancel_timer(p.expiry);
     auto give_back = [&] {
       for (Atom peer : p.granted) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
       release(p.name, me_, req);
@@ -481,6 +479,29 @@ class GlobalServer : public GenServer {
     }
   }
 
+  // One timer for all registrations (not one each: a timer costs the timer thread a wake-up).
+  void arm_sweep() {
+    if (sweep_armed_) return;
+    sweep_armed_ = true;
+    send_after(self(), "g_sweep", st_->options.lock_timeout / 2);
+  }
+
+  void sweep() {
+    sweep_armed_ = false;
+    const auto now = Clock::now();
+    std::vector<std::uint64_t> expired;
+    for (auto& [req, p] : pending_) {
+      if (!p.waiting.empty() && now - p.started > st_->options.lock_timeout) expired.push_back(req);
+    }
+    for (std::uint64_t req : expired) {
+      Pending& p = pending_.at(req);
+      p.waiting.clear();
+      p.denied = true;  // released and retried; a silent peer is asked again
+      decide(req);
+    }
+    if (!pending_.empty()) arm_sweep();
+  }
+
   void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {
     put(name, c);
     release(name, node, req);
@@ -508,6 +529,7 @@ class GlobalServer : public GenServer {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Pending> retries_;
   std::set<Pid> monitored_;
+  bool sweep_armed_ = false;
   std::mt19937 rng_{std::random_device{}()};
 };
 
