@@ -92,16 +92,22 @@ class GlobalServer : public GenServer {
       return noreply();
     }
     if (const NodeDown* down = msg.get<NodeDown>()) {
-      node_down(down->node);
+      peer_gone(down->node, /*node_down=*/true);
       return noreply();
     }
     if (const Down* d = msg.get<Down>()) {
-      process_down(d->pid);
+      if (auto it = peer_servers_.find(d->pid); it != peer_servers_.end()) {
+        const Atom peer = it->second;
+        peer_servers_.erase(it);
+        peer_gone(peer, /*node_down=*/false);
+      } else {
+        process_down(d->pid);
+      }
       return noreply();
     }
-    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom})) {
+    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom, _pid})) {
       tick(as_u64(m[2]));
-      hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"));
+      hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"), m[4].as_pid());
       return noreply();
     }
     if (auto m = msg.match({"g_lock", _bin, _int, _atom})) {
@@ -204,14 +210,21 @@ class GlobalServer : public GenServer {
       for (const auto& [name, c] : st_->names) claims.push_back(claim_term(name, c));
     }
     ++clock_;
-    peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer)));
+    peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer),
+                          self()));
   }
 
-  void hello(Atom peer, const List& claims, bool want_answer) {
+  void hello(Atom peer, const List& claims, bool want_answer, const Pid& server) {
     bool fresh;
     {
       std::unique_lock lock(st_->mu);
       fresh = st_->peers.insert(peer).second;
+    }
+    // Its server may exit while its node stays up: then it is no peer any more (we would wait
+    // for its lock answers in vain).
+    if (fresh && server.node == peer && !peer_servers_.count(server)) {
+      peer_servers_[server] = peer;
+      monitor(server);
     }
     if (fresh || want_answer) send_hello(peer, false);  // our table may have changed since
     std::set<Atom> connected;
@@ -254,12 +267,16 @@ class GlobalServer : public GenServer {
     }
   }
 
-  void node_down(Atom node) {
+  // A node went down (its names go), or only its server exited (its processes may live on).
+  void peer_gone(Atom node, bool node_down) {
     {
       std::unique_lock lock(st_->mu);
       st_->peers.erase(node);
-      std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
+      if (node_down) {
+        std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
+      }
     }
+    if (node_down) std::erase_if(peer_servers_, [&](const auto& kv) { return kv.second == node; });
     std::erase_if(locks_, [&](const auto& kv) { return kv.second.node == node; });
     std::vector<std::uint64_t> ready;
     for (auto& [req, p] : pending_) {
@@ -529,6 +546,7 @@ class GlobalServer : public GenServer {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Pending> retries_;
   std::set<Pid> monitored_;
+  std::map<Pid, Atom> peer_servers_;  // the peers' global servers we monitor, and their nodes
   bool sweep_armed_ = false;
   std::mt19937 rng_{std::random_device{}()};
 };
