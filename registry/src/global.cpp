@@ -92,16 +92,22 @@ class GlobalServer : public GenServer {
       return noreply();
     }
     if (const NodeDown* down = msg.get<NodeDown>()) {
-      node_down(down->node);
+      peer_gone(down->node, /*node_down=*/true);
       return noreply();
     }
     if (const Down* d = msg.get<Down>()) {
-      process_down(d->pid);
+      if (auto it = peer_servers_.find(d->pid); it != peer_servers_.end()) {
+        const Atom peer = it->second;
+        peer_servers_.erase(it);
+        peer_gone(peer, /*node_down=*/false);
+      } else {
+        process_down(d->pid);
+      }
       return noreply();
     }
-    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom})) {
+    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom, _pid})) {
       tick(as_u64(m[2]));
-      hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"));
+      hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"), m[4].as_pid());
       return noreply();
     }
     if (auto m = msg.match({"g_lock", _bin, _int, _atom})) {
@@ -128,14 +134,8 @@ class GlobalServer : public GenServer {
       release(m[0].as_bin(), m[4].as_atom(), as_u64(m[3]));
       return noreply();
     }
-    if (auto m = msg.match({"g_expire", _int})) {
-      auto it = pending_.find(as_u64(m[0]));
-      if (it != pending_.end()) {
-        it->second.waiting.clear();
-        it->second.denied = true;  // released and retried; a silent peer is waited for again
-        it->second.expiry = Ref{};
-        decide(it->first);
-      }
+    if (msg == "g_sweep") {
+      sweep();
       return noreply();
     }
     if (auto m = msg.match({"g_retry", _int})) {
@@ -162,7 +162,8 @@ class GlobalServer : public GenServer {
     bool denied = false;
     Pid holder;
     std::uint64_t max_epoch = 0;
-    Ref expiry;  // fires when a peer never answers (its server is gone but its node is up)
+    Clock::time_point started;  // a peer that never answers (its server gone, its node up)
+                                // counts as locked after lock_timeout: see sweep()
   };
 
   // -- table ----------------------------------------------------------------------------
@@ -209,14 +210,21 @@ class GlobalServer : public GenServer {
       for (const auto& [name, c] : st_->names) claims.push_back(claim_term(name, c));
     }
     ++clock_;
-    peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer)));
+    peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer),
+                          self()));
   }
 
-  void hello(Atom peer, const List& claims, bool want_answer) {
+  void hello(Atom peer, const List& claims, bool want_answer, const Pid& server) {
     bool fresh;
     {
       std::unique_lock lock(st_->mu);
       fresh = st_->peers.insert(peer).second;
+    }
+    // Its server may exit while its node stays up: then it is no peer any more (we would wait
+    // for its lock answers in vain).
+    if (fresh && server.node == peer && !peer_servers_.count(server)) {
+      peer_servers_[server] = peer;
+      monitor(server);
     }
     if (fresh || want_answer) send_hello(peer, false);  // our table may have changed since
     std::set<Atom> connected;
@@ -259,12 +267,16 @@ class GlobalServer : public GenServer {
     }
   }
 
-  void node_down(Atom node) {
+  // A node went down (its names go), or only its server exited (its processes may live on).
+  void peer_gone(Atom node, bool node_down) {
     {
       std::unique_lock lock(st_->mu);
       st_->peers.erase(node);
-      std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
+      if (node_down) {
+        std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
+      }
     }
+    if (node_down) std::erase_if(peer_servers_, [&](const auto& kv) { return kv.second == node; });
     std::erase_if(locks_, [&](const auto& kv) { return kv.second.node == node; });
     std::vector<std::uint64_t> ready;
     for (auto& [req, p] : pending_) {
@@ -356,11 +368,13 @@ class GlobalServer : public GenServer {
       peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
     }
     const bool ready = p.waiting.empty();
-    if (!ready) {
-      p.expiry = send_after(self(), tuple("g_expire", u64(req)), st_->options.lock_timeout);
-    }
+    p.started = Clock::now();
     pending_.emplace(req, std::move(p));
-    if (ready) decide(req);
+    if (ready) {
+      decide(req);
+    } else {
+      arm_sweep();
+    }
   }
 
   // Unregistering takes the same locks, and the removal releases them: a registration that
@@ -390,11 +404,13 @@ class GlobalServer : public GenServer {
       peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
     }
     const bool ready = p.waiting.empty();
-    if (!ready) {
-      p.expiry = send_after(self(), tuple("g_expire", u64(req)), st_->options.lock_timeout);
-    }
+    p.started = Clock::now();
     pending_.emplace(req, std::move(p));
-    if (ready) decide(req);
+    if (ready) {
+      decide(req);
+    } else {
+      arm_sweep();
+    }
   }
 
   void lock_reply(std::uint64_t req, Atom peer, bool granted, const Term& holder,
@@ -420,7 +436,6 @@ class GlobalServer : public GenServer {
     if (it == pending_.end()) return;
     Pending p = std::move(it->second);
     pending_.erase(it);
-    if (p.expiry) (void)cancel_timer(p.expiry);
     auto give_back = [&] {
       for (Atom peer : p.granted) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
       release(p.name, me_, req);
@@ -481,6 +496,29 @@ class GlobalServer : public GenServer {
     }
   }
 
+  // One timer for all registrations (not one each: a timer costs the timer thread a wake-up).
+  void arm_sweep() {
+    if (sweep_armed_) return;
+    sweep_armed_ = true;
+    send_after(self(), "g_sweep", st_->options.lock_timeout / 2);
+  }
+
+  void sweep() {
+    sweep_armed_ = false;
+    const auto now = Clock::now();
+    std::vector<std::uint64_t> expired;
+    for (auto& [req, p] : pending_) {
+      if (!p.waiting.empty() && now - p.started > st_->options.lock_timeout) expired.push_back(req);
+    }
+    for (std::uint64_t req : expired) {
+      Pending& p = pending_.at(req);
+      p.waiting.clear();
+      p.denied = true;  // released and retried; a silent peer is asked again
+      decide(req);
+    }
+    if (!pending_.empty()) arm_sweep();
+  }
+
   void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {
     put(name, c);
     release(name, node, req);
@@ -508,6 +546,8 @@ class GlobalServer : public GenServer {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Pending> retries_;
   std::set<Pid> monitored_;
+  std::map<Pid, Atom> peer_servers_;  // the peers' global servers we monitor, and their nodes
+  bool sweep_armed_ = false;
   std::mt19937 rng_{std::random_device{}()};
 };
 

@@ -201,6 +201,17 @@ TEST_F(GlobalTest, RacingRegistrationsHaveExactlyOneWinner) {
   }
 }
 
+TEST_F(GlobalTest, APeerWhoseServerExitedIsNoLongerWaitedFor) {
+  Pid server = node(2).whereis("nodus_global");
+  ASSERT_TRUE(server);
+  exit(server, reasons::kill());
+  ASSERT_TRUE(eventually(
+      [&] { return global_nodes(node(0)).size() == 1 && global_nodes(node(1)).size() == 1; }));
+  auto r = register_global(node(0), "after", idle(0));
+  ASSERT_OK(r);
+  EXPECT_TRUE(eventually([&] { return whereis_global(node(1), "after").has_value(); }));
+}
+
 TEST_F(GlobalTest, DefaultResolverPrefersTheEarlierRegistrationThenTheNodeName) {
   GlobalEntry a{"x", Pid{Atom("n2"), 1, 5}, Atom("n2"), 1, 10};
   GlobalEntry b{"x", Pid{Atom("n1"), 1, 7}, Atom("n1"), 4, 12};

@@ -161,7 +161,8 @@ struct ViaKey {
 /// of a naming service (`via(registry, key)`, `global("name")`, see registry/). A name is
 /// resolved when the message is sent; a name nobody holds is `noproc`.
 ///
-/// Copying a pid Dest is as cheap as copying the pid: the other forms sit behind one pointer.
+/// A pid Dest (built for every send to a pid) costs what the pid costs; a name's string and a
+/// via key's pointer share one slot beside it.
 class Dest {
  public:
   Dest(const Pid& pid) : pid_(pid) {}  // NOLINT: implicit on purpose
@@ -218,16 +219,16 @@ class Dest {
     }
     kind_ = Kind::kPid;
   }
-  union Name {
-    Name() {}   // NOLINT: members are constructed by named() / via_name()
-    ~Name() {}  // NOLINT: destroyed by reset()
+  union Storage {
+    Storage() {}   // NOLINT: members are constructed by named() / via_name()
+    ~Storage() {}  // NOLINT: destroyed by reset()
     std::string name;
     std::shared_ptr<const detail::ViaKey> via;
   };
   Pid pid_;
   Atom node_;
   Kind kind_ = Kind::kPid;
-  Name u_;
+  Storage u_;
 };
 
 /// A name registered on the sender's node.
