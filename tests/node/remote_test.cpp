@@ -143,6 +143,13 @@ TEST_F(RemoteTest, ABurstFromAProcessArrivesInOrderAcrossItsSlices) {
   EXPECT_EQ(call(echo, "marks").value(), Term(5));
 }
 
+// Enough casts to keep the link busy for well over a second (down_after) in each build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(NDEBUG)
+constexpr int kFloodCasts = 300'000;
+#else
+constexpr int kFloodCasts = 1'500'000;
+#endif
+
 TEST_F(RemoteTest, AFloodOfCastsDoesNotStarveHeartbeats) {
   // The receiving side reads a sender that never pauses in bounded chunks, so heartbeats
   // still go out and neither node declares the other down mid-flood (down_after is 1 s here).
@@ -150,7 +157,7 @@ TEST_F(RemoteTest, AFloodOfCastsDoesNotStarveHeartbeats) {
   Pid me = me_->pid();
   monitor_node(atom("b"));
   spawn(*a_, [echo, me] {
-    for (int i = 0; i < 1'500'000; ++i) cast(echo, i);
+    for (int i = 0; i < kFloodCasts; ++i) cast(echo, i);
     send(echo, tuple("order", me));
   });
   Message m = next(60s);
