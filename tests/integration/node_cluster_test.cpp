@@ -42,13 +42,17 @@ std::set<std::string> names_of(const Term& list) {
 
 class NodeClusterTest : public ::testing::Test {
  protected:
+  /// Every node's failure-detection window; a test that tells "at once" from "after the
+  /// window" by time sets a long one, so a loaded machine cannot blur the two.
+  std::chrono::milliseconds down_after_ = kDownAfter;
+
   void SetUp() override {
     NodeOptions o;
     o.name = "tester";
     o.listen = "tcp://127.0.0.1:*";
     o.cookie = cluster_.cookie();
     o.heartbeat_interval = kHeartbeat;
-    o.down_after = kDownAfter;
+    o.down_after = down_after_;
     auto n = Node::start(std::move(o));
     ASSERT_OK(n);
     node_ = std::move(n.value());
@@ -67,7 +71,7 @@ class NodeClusterTest : public ::testing::Test {
     spec.seeds = std::move(seeds);
     spec.cookie = std::move(cookie);
     spec.heartbeat = kHeartbeat;
-    spec.down_after = kDownAfter;
+    spec.down_after = down_after_;
     auto i = cluster_.start(std::move(spec));
     EXPECT_OK(i);
     return i.ok() ? *i : kNoChild;
@@ -267,10 +271,11 @@ TEST_F(NodeClusterTest, KillNineIsNoticedWithinTheDetectionWindow) {
   EXPECT_LT(nodedown_after, 3s);
   EXPECT_EQ(in_flight, Term("nodedown"));
 
-  // From now on a call fails at once.
+  // From now on a call fails at once, not after its 10 s timeout (the bound leaves room for a
+  // loaded machine).
   const auto t0 = Clock::now();
   EXPECT_EQ(call(victim, "hi", 10s).error(), "nodedown");
-  EXPECT_LT(Clock::now() - t0, 500ms);
+  EXPECT_LT(Clock::now() - t0, 5s);
 
   // The surviving child noticed too, and is still linked to the tester.
   EXPECT_TRUE(eventually([&] { return nodes_seen_by(0) == std::set<std::string>{"tester"}; }, 3s))
@@ -278,7 +283,15 @@ TEST_F(NodeClusterTest, KillNineIsNoticedWithinTheDetectionWindow) {
   EXPECT_EQ(nodes_seen_by_tester(), std::set<std::string>{"c1"});
 }
 
-TEST_F(NodeClusterTest, SigtermLeavesCleanlyAndPeersHearAtOnce) {
+class NodeClusterSlowDetectionTest : public NodeClusterTest {
+ protected:
+  void SetUp() override {
+    down_after_ = 10s;
+    NodeClusterTest::SetUp();
+  }
+};
+
+TEST_F(NodeClusterSlowDetectionTest, SigtermLeavesCleanlyAndPeersHearAtOnce) {
   ASSERT_NO_FATAL_FAILURE(start_mesh(2));
   ASSERT_TRUE(eventually([&] { return full_mesh(); }, kLinkUpWithin));
   const Pid leaving = cluster_.echo(1);
@@ -307,10 +320,11 @@ TEST_F(NodeClusterTest, SigtermLeavesCleanlyAndPeersHearAtOnce) {
   }
   EXPECT_TRUE(down_seen);
   EXPECT_TRUE(nodedown_seen);
-  EXPECT_LT(Clock::now() - t0, kDownAfter / 2);
+  // Told by BYE, well before the 10 s window would have said so.
+  EXPECT_LT(Clock::now() - t0, down_after_ / 2);
   EXPECT_EQ(call(leaving, "hi", 2s).error(), "nodedown");
   EXPECT_TRUE(eventually([&] { return nodes_seen_by(0) == std::set<std::string>{"tester"}; },
-                         kDownAfter / 2));
+                         down_after_ / 2));
 }
 
 TEST_F(NodeClusterTest, RestartedNodeIsANewIncarnation) {

@@ -628,6 +628,12 @@ class Transport::Impl {
         o.state = Outgoing::State::kProofSent;
         send_raw(o,
                  encode_frame(Frame(Proof{proof_mac(opt_.cookie, c->nonce, opt_.name, c->name)})));
+        // The peer proved it holds the cookie, and what we send now follows the PROOF that
+        // authenticates us: senders may use this link already. The peer may count us up (and
+        // call us) before its WELCOME reaches us; an answer must not be lost meanwhile. The
+        // link that is up, if any, stays the one senders use.
+        std::lock_guard<std::mutex> lock(mu_);
+        links_.try_emplace(o.peer, o.link);
       } else if (std::holds_alternative<Welcome>(*frame) &&
                  o.state == Outgoing::State::kProofSent) {
         link_up(o);

@@ -139,7 +139,8 @@ class Transport {
   Status send_frames(const std::string& peer, std::string_view frames, std::size_t count);
   /// How many bytes of frames a sender should gather for one send_frames.
   std::size_t batch_bytes() const;
-  /// True while the link to `peer` is up (what send would find now).
+  /// True while `peer` can be sent to (what send would find now): from the moment it proved it
+  /// holds the cookie and we sent our proof, which may be a little before it counts as up.
   bool is_up(const std::string& peer) const;
   /// For a thread that would otherwise sleep (an idle scheduler thread): waits at most
   /// `max_wait` for input on this node's socket or for `wake_fd` to become readable, and reads
