@@ -251,7 +251,8 @@ TEST_F(TransportTest, APeerThatStopsReadingFillsABoundedQueueThenOverloaded) {
     if (last.ok()) ++sent;
   }
   // ZeroMQ's queue and the kernel's buffers hold some; then 2,000 frames wait; then no more.
-  EXPECT_EQ(last.code(), ErrorCode::kOverloaded) << "after " << sent << " sends: " << last.to_string();
+  EXPECT_EQ(last.code(), ErrorCode::kOverloaded)
+      << "after " << sent << " sends: " << last.to_string();
   EXPECT_EQ(a->t->queued("hand"), 2000u);
   EXPECT_TRUE(a->is_up("hand"));
 }
