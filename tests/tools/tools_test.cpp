@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -349,6 +350,54 @@ TEST_F(ToolsTest, StatusNodesNamesProcsAndCallAnswerInJson) {
   EXPECT_TRUE(info.contains("status")) << info;
 
   EXPECT_EQ(0, ctl(2, {"ping", "n3"}).code);
+}
+
+TEST_F(ToolsTest, TopShowsTheClusterAndItsBusiestProcessesAndQuitsOnQ) {
+  up();
+  // top needs a terminal: give it a pseudo-terminal and read the screen it draws.
+  int master = -1;
+  winsize size{};
+  size.ws_row = 40;
+  size.ws_col = 140;
+  const std::string config = conf(1);
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, &size);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::setenv("TERM", "xterm", 1);
+    std::vector<char*> argv = {const_cast<char*>(kCtl.c_str()), const_cast<char*>("--config"),
+                               const_cast<char*>(config.c_str()), const_cast<char*>("top"),
+                               nullptr};
+    ::execv(argv[0], argv.data());
+    std::_Exit(127);
+  }
+  std::string screen;
+  auto read_some = [&] {
+    pollfd fd{master, POLLIN, 0};
+    if (::poll(&fd, 1, 100) <= 0) return;
+    char buf[4096];
+    ssize_t n = ::read(master, buf, sizeof(buf));
+    if (n > 0) screen.append(buf, static_cast<std::size_t>(n));
+  };
+  auto shows = [&](const char* what) { return screen.find(what) != std::string::npos; };
+  const auto deadline = Clock::now() + 20s;
+  while (Clock::now() < deadline &&
+         !(shows("q quits") && shows("IN/s") && shows("nodus_global") && shows("n3"))) {
+    read_some();
+  }
+  EXPECT_TRUE(shows("IN/s") && shows("nodus_global") && shows("n3"))
+      << "top drew no cluster view; the screen so far:\n"
+      << screen;
+  ASSERT_EQ(1, ::write(master, "q", 1));
+  int status = -1;
+  const auto quit_by = Clock::now() + 10s;
+  while (Clock::now() < quit_by && ::waitpid(pid, &status, WNOHANG) == 0) read_some();
+  if (::waitpid(pid, &status, WNOHANG) == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    ADD_FAILURE() << "top did not quit on q";
+  }
+  ::close(master);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
 TEST_F(ToolsTest, FailuresExitOneAndBadUsageExitsTwo) {
