@@ -105,9 +105,10 @@ class GlobalServer : public GenServer {
       }
       return noreply();
     }
-    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom, _pid})) {
+    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom, _pid, _list})) {
       tick(as_u64(m[2]));
       hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"), m[4].as_pid());
+      raise_stale_epochs(m[5].as_list());
       return noreply();
     }
     if (auto m = msg.match({"g_lock", _bin, _int, _atom})) {
@@ -175,7 +176,8 @@ class GlobalServer : public GenServer {
     return it->second;
   }
   void put(const std::string& name, const Claim& c) {
-    epochs_[name] = std::max(epochs_[name], c.epoch);
+    Seen& seen = epochs_[name];
+    if (c.epoch > seen.epoch) seen = Seen{c.epoch, c.pid};
     {
       std::unique_lock lock(st_->mu);
       st_->names[name] = c;
@@ -195,7 +197,7 @@ class GlobalServer : public GenServer {
   }
   std::uint64_t known_epoch(const std::string& name) const {
     auto it = epochs_.find(name);
-    return it == epochs_.end() ? 0 : it->second;
+    return it == epochs_.end() ? 0 : it->second.epoch;
   }
   void tick(std::uint64_t seen) { clock_ = std::max(clock_, seen) + 1; }
 
@@ -209,9 +211,34 @@ class GlobalServer : public GenServer {
       std::shared_lock lock(st_->mu);
       for (const auto& [name, c] : st_->names) claims.push_back(claim_term(name, c));
     }
+    List seen;
+    for (const auto& [name, s] : epochs_) seen.push_back(tuple(bin(name), u64(s.epoch), s.pid));
     ++clock_;
     peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer),
-                          self()));
+                          self(), Term(std::move(seen))));
+  }
+
+  // A peer's highest epochs (after its claims were merged). A name this node holds at an epoch
+  // that another holder already had somewhere (registered while the two were apart, or while
+  // this node was down) is raised above it, and everyone is told: a fencing epoch never comes
+  // round again.
+  void raise_stale_epochs(const List& seen) {
+    bool raised = false;
+    for (const Term& t : seen) {
+      if (!t.match({_bin, _int, _pid})) continue;
+      const std::string& name = t[0].as_bin();
+      const Seen theirs{as_u64(t[1]), t[2].as_pid()};
+      Seen& mine_seen = epochs_[name];
+      if (theirs.epoch > mine_seen.epoch) mine_seen = theirs;
+      auto held = find(name);
+      if (!held || held->pid.node != me_ || held->pid == theirs.pid) continue;
+      if (held->epoch > theirs.epoch) continue;
+      put(name, Claim{held->pid, theirs.epoch + 1, held->clock});
+      raised = true;
+    }
+    if (raised) {
+      for (Atom peer : peers()) send_hello(peer, false);  // same pid, higher epoch: they take it
+    }
   }
 
   void hello(Atom peer, const List& claims, bool want_answer, const Pid& server) {
@@ -541,7 +568,13 @@ class GlobalServer : public GenServer {
   Atom me_;
   std::uint64_t clock_ = 0;
   std::uint64_t next_req_ = 0;
-  std::unordered_map<std::string, std::uint64_t> epochs_;  // the highest epoch seen per name
+  // The highest epoch seen per name, and the pid that held it: kept after the name is gone (a
+  // tombstone), so that an epoch never comes round again.
+  struct Seen {
+    std::uint64_t epoch = 0;
+    Pid pid;
+  };
+  std::unordered_map<std::string, Seen> epochs_;
   std::unordered_map<std::string, Lock> locks_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Pending> retries_;

@@ -282,5 +282,49 @@ TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
   for (auto& n : nodes) n->shutdown();
 }
 
+// A name registered again while its old epoch is known only elsewhere (here: across a partition,
+// as after a restart whose node registers before it rejoins) is raised above that epoch when
+// the two sides meet: a fencing epoch never comes round again.
+TEST(GlobalPartitionTest, AnEpochSeenElsewhereIsNeverHandedOutAgain) {
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (const char* name : {"e1", "e2"}) {
+    nodes.push_back(testing::start_loopback_node(name, "epoch-cookie", 400ms));
+    ASSERT_NE(nodes.back(), nullptr);
+  }
+  nodes[1]->connect(nodes[0]->endpoint());
+  for (auto& n : nodes) ASSERT_OK(start_global(*n));
+  auto synced = [&](std::size_t i, std::size_t peers) {
+    return global_nodes(*nodes[i]).size() == peers;
+  };
+  ASSERT_TRUE(eventually([&] { return synced(0, 1) && synced(1, 1); }, 10s));
+  nodes[0]->block_peer("e2");
+  nodes[1]->block_peer("e1");
+  ASSERT_TRUE(eventually([&] { return synced(0, 0) && synced(1, 0); }, 5s));
+  // e1 alone: x is held at epoch 1 and its holder exits.
+  Pid first = spawn(*nodes[0], [] { (void)receive(); });
+  ASSERT_EQ(register_global(*nodes[0], "x", first).value_or(0), 1u);
+  exit(first, "kill");
+  ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 5s));
+  // e2 alone, knowing nothing of that: x is held at epoch 1 again.
+  Pid second = spawn(*nodes[1], [] { (void)receive(); });
+  ASSERT_EQ(register_global(*nodes[1], "x", second).value_or(0), 1u);
+  nodes[0]->unblock_peer("e2");
+  nodes[1]->unblock_peer("e1");
+  EXPECT_TRUE(eventually(
+      [&] {
+        return whereis_global(*nodes[0], "x") == second && global_epoch(*nodes[0], "x") == 2u &&
+               global_epoch(*nodes[1], "x") == 2u;
+      },
+      10s))
+      << "epochs " << global_epoch(*nodes[0], "x").value_or(0) << " and "
+      << global_epoch(*nodes[1], "x").value_or(0);
+  // And the next holder's epoch is above that.
+  exit(second, "kill");
+  ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 5s));
+  Pid third = spawn(*nodes[0], [] { (void)receive(); });
+  EXPECT_EQ(register_global(*nodes[0], "x", third).value_or(0), 3u);
+  for (auto& n : nodes) n->shutdown();
+}
+
 }  // namespace
 }  // namespace nodus
