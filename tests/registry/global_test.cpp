@@ -255,7 +255,7 @@ TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
     nodes[i]->block_peer("h3");
     nodes[2]->block_peer(std::string(nodes[i]->name().name()));
   }
-  ASSERT_TRUE(eventually([&] { return synced(0, 1) && synced(1, 1) && synced(2, 0); }, 5s));
+  ASSERT_TRUE(eventually([&] { return synced(0, 1) && synced(1, 1) && synced(2, 0); }, 15s));
   auto idle = [](Node& n) { return spawn(n, [] { (void)receive(); }); };
   Pid a = idle(*nodes[0]), c = idle(*nodes[2]);
   ASSERT_OK(register_global(*nodes[0], "x", a));
@@ -275,7 +275,7 @@ TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
         return true;
       },
       20s));
-  auto down = await_down(watch, 5s);
+  auto down = await_down(watch, 15s);
   ASSERT_TRUE(down.has_value());
   EXPECT_EQ(*down, Reason(tuple("global_name_conflict", bin("x"), c)));
   EXPECT_GE(global_epoch(*nodes[1], "x").value_or(0), 2u);  // above the loser's epoch 1
@@ -299,12 +299,12 @@ TEST(GlobalPartitionTest, AnEpochSeenElsewhereIsNeverHandedOutAgain) {
   ASSERT_TRUE(eventually([&] { return synced(0, 1) && synced(1, 1); }, 10s));
   nodes[0]->block_peer("e2");
   nodes[1]->block_peer("e1");
-  ASSERT_TRUE(eventually([&] { return synced(0, 0) && synced(1, 0); }, 5s));
+  ASSERT_TRUE(eventually([&] { return synced(0, 0) && synced(1, 0); }, 15s));
   // e1 alone: x is held at epoch 1 and its holder exits.
   Pid first = spawn(*nodes[0], [] { (void)receive(); });
   ASSERT_EQ(register_global(*nodes[0], "x", first).value_or(0), 1u);
   exit(first, "kill");
-  ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 5s));
+  ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 15s));
   // e2 alone, knowing nothing of that: x is held at epoch 1 again.
   Pid second = spawn(*nodes[1], [] { (void)receive(); });
   ASSERT_EQ(register_global(*nodes[1], "x", second).value_or(0), 1u);
@@ -320,7 +320,7 @@ TEST(GlobalPartitionTest, AnEpochSeenElsewhereIsNeverHandedOutAgain) {
       << global_epoch(*nodes[1], "x").value_or(0);
   // And the next holder's epoch is above that.
   exit(second, "kill");
-  ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 5s));
+  ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 15s));
   Pid third = spawn(*nodes[0], [] { (void)receive(); });
   EXPECT_EQ(register_global(*nodes[0], "x", third).value_or(0), 3u);
   for (auto& n : nodes) n->shutdown();
