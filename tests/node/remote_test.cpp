@@ -162,7 +162,7 @@ TEST_F(RemoteTest, AFloodOfCastsDoesNotStarveHeartbeats) {
   });
   Message m = next(60s);
   EXPECT_EQ(m, tuple("out_of_order", 0)) << m.to_string();
-  EXPECT_EQ(call(echo, "marks").value(), Term(0));
+  EXPECT_EQ(call(echo, "marks").value_or(Term("failed")), Term(0));
   // No NodeDown arrived meanwhile (it would have come before the reply).
   EXPECT_TRUE(linked(*a_, "b") && linked(*b_, "a"));
 }
@@ -215,7 +215,7 @@ TEST_F(RemoteTest, ARequestWhoseCallerGaveUpIsSkipped) {
   }));
   EXPECT_EQ(call(echo, "mark", 20ms).error(), "timeout");
   EXPECT_EQ(next(), Term("slept"));
-  EXPECT_EQ(call(echo, "marks").value(), Term(0));
+  EXPECT_EQ(call(echo, "marks").value_or(Term("failed")), Term(0));
 }
 
 TEST_F(RemoteTest, CallToAnUnknownNodeFailsAtOnce) {

@@ -219,7 +219,9 @@ class Transport::Impl {
       receivers_waiting_.fetch_sub(1);
       readable = ready > 0 && (fds[0].revents & POLLIN);
     }
-    if (readable) {
+    // The I/O thread goes first when it waits for the lock: threads taking turns here must not
+    // starve it of its heartbeats and liveness checks (as they did under a flood).
+    if (readable && !io_waiting_.load()) {
       std::unique_lock<std::mutex> io(io_mu_, std::try_to_lock);
       if (io.owns_lock()) {  // else the I/O thread is at it, and the descriptor stays ready
         read_router();
@@ -357,6 +359,11 @@ class Transport::Impl {
         polled.push_back(o.get());
       }
       io.unlock();
+      auto relock = [&] {
+        io_waiting_.store(true);
+        io.lock();
+        io_waiting_.store(false);
+      };
       try {
         zmq::poll(items.data(), items.size(),
                   backlog            ? std::chrono::milliseconds(0)
@@ -364,12 +371,12 @@ class Transport::Impl {
                                      : std::chrono::milliseconds(std::max<std::int64_t>(
                                            10, opt_.heartbeat_interval.count() / 3)));
       } catch (const zmq::error_t& e) {
-        io.lock();
+        relock();
         if (e.num() == EINTR) continue;
         log(std::string("poll failed: ") + e.what());
         break;
       }
-      io.lock();
+      relock();
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t n;
         (void)!::read(wake_fd_, &n, sizeof(n));
@@ -1116,6 +1123,7 @@ class Transport::Impl {
   bool closing_ = false;
   int closing_fd_ = -1;                    // readable once closing_: wakes the threads in receive()
   std::atomic<int> receivers_waiting_{0};  // threads blocked in receive()'s poll
+  std::atomic<bool> io_waiting_{false};    // the I/O thread waits for io_mu_: receive() stands back
   // read_router() stopped with messages left: the descriptor may not signal them again.
   std::atomic<bool> router_backlog_{false};
 
