@@ -383,6 +383,13 @@ class GlobalServer : public GenServer {
     p.from = from;
     p.attempt = attempt;
     p.max_epoch = known_epoch(name);
+    lock_round(req, std::move(p));
+  }
+
+  // Takes this node's lock on p.name and asks every global peer for theirs; decide() settles
+  // the round once all have answered (at once when the own lock is taken or there are none).
+  void lock_round(std::uint64_t req, Pending p) {
+    const std::string name = p.name;
     if (!lock_free_for(name, me_, req)) {
       p.denied = true;
       pending_.emplace(req, std::move(p));
@@ -419,25 +426,7 @@ class GlobalServer : public GenServer {
     p.unregister = true;
     p.from = from;
     p.attempt = attempt;
-    if (!lock_free_for(name, me_, req)) {
-      p.denied = true;
-      pending_.emplace(req, std::move(p));
-      decide(req);
-      return;
-    }
-    locks_[name] = Lock{me_, req, Clock::now()};
-    for (Atom peer : peers()) {
-      p.waiting.insert(peer);
-      peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
-    }
-    const bool ready = p.waiting.empty();
-    p.started = Clock::now();
-    pending_.emplace(req, std::move(p));
-    if (ready) {
-      decide(req);
-    } else {
-      arm_sweep();
-    }
+    lock_round(req, std::move(p));
   }
 
   void lock_reply(std::uint64_t req, Atom peer, bool granted, const Term& holder,
