@@ -128,6 +128,15 @@ class ScopeServer : public GenServer {
       return noreply();
     }
     if (const Down* d = msg.get<Down>()) {
+      if (auto server = peer_servers_.find(d->pid); server != peer_servers_.end()) {
+        // A peer's scope server exited while its node stays up: nobody tells us of its members'
+        // leaves any more, so they go now (as in OTP's pg); a new server introduces itself.
+        const Atom peer = server->second;
+        peer_servers_.erase(server);
+        peers_.erase(peer);
+        drop_node(peer);
+        return noreply();
+      }
       monitored_.erase(d->pid);
       auto it = local_.find(d->pid);
       if (it == local_.end()) return noreply();
@@ -139,9 +148,13 @@ class ScopeServer : public GenServer {
       }
       return noreply();
     }
-    if (auto m = msg.match({"pg_discover", _atom, _list, _atom})) {
+    if (auto m = msg.match({"pg_discover", _atom, _list, _atom, _pid})) {
       const Atom peer = m[0].as_atom();
       const bool fresh = peers_.insert(peer).second;
+      if (const Pid server = m[3].as_pid(); server.node == peer && !peer_servers_.count(server)) {
+        peer_servers_[server] = peer;
+        nodus::monitor(server);
+      }
       if (fresh || m[2].is_atom("true")) discover(peer, false);  // ours may have changed since
       drop_node(peer);  // its members anew: what it had before a partition may have changed
       for (const Term& gm : m[1].as_list()) {
@@ -172,7 +185,7 @@ class ScopeServer : public GenServer {
     List l;
     for (auto& [g, pids] : mine) l.push_back(tuple(g, pids_term(pids)));
     send(named(name_, peer.name()),
-         tuple("pg_discover", me_, Term(std::move(l)), Term(want_answer)));
+         tuple("pg_discover", me_, Term(std::move(l)), Term(want_answer), self()));
   }
 
   void notify(const char* what, const Term& group, const std::vector<Pid>& pids) {
@@ -234,6 +247,7 @@ class ScopeServer : public GenServer {
   std::set<Atom> peers_;
   std::map<Pid, std::vector<Term>> local_;  // this node's members and their groups
   std::set<Pid> monitored_;
+  std::map<Pid, Atom> peer_servers_;  // the peers' scope servers, monitored
   std::map<Term, std::set<Pid>> watchers_;
 };
 
@@ -252,9 +266,11 @@ Status start(Node& node, std::string_view scope) {
   std::shared_ptr<ScopeState> st;
   {
     std::lock_guard<std::mutex> lock(s.mu);
-    if (s.by_name.count(scope)) return Status::Ok();
+    auto it = s.by_name.find(scope);
+    // Running already; or its server exited: a new one starts afresh (members join again).
+    if (it != s.by_name.end() && node.whereis(server_name(scope))) return Status::Ok();
     st = std::make_shared<ScopeState>();
-    s.by_name.emplace(std::string(scope), st);
+    s.by_name.insert_or_assign(std::string(scope), st);
   }
   SpawnOptions o;
   o.name = server_name(scope);

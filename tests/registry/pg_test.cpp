@@ -117,6 +117,24 @@ TEST_F(PgTest, MembersGoWithTheirNode) {
       << " " << list_of(pg::members(node(1), pg::kDefaultScope, "g")).to_string();
 }
 
+TEST_F(PgTest, MembersGoWhenTheirNodesScopeServerExitsAndComeBackWithANewOne) {
+  Pid b = idle(1);
+  ASSERT_OK(pg::join(node(1), pg::kDefaultScope, "workers", b));
+  ASSERT_TRUE(eventually([&] { return everywhere("workers", {b}); }));
+  // p2's scope server dies, p2 stays up: nobody would tell the others of b's leaving any more.
+  Pid server = node(1).whereis("nodus_pg_" + std::string(pg::kDefaultScope));
+  ASSERT_TRUE(server);
+  exit(server, "kill");
+  EXPECT_TRUE(eventually([&] {
+    return pg::members(node(0), pg::kDefaultScope, "workers").empty() &&
+           pg::members(node(2), pg::kDefaultScope, "workers").empty();
+  }));
+  // A new server for the scope on p2 introduces itself; b joins again and is seen everywhere.
+  ASSERT_TRUE(eventually([&] { return pg::start(node(1)).ok(); }));
+  ASSERT_OK(pg::join(node(1), pg::kDefaultScope, "workers", b));
+  EXPECT_TRUE(eventually([&] { return everywhere("workers", {b}); }));
+}
+
 TEST_F(PgTest, JoinNeedsALocalProcess) {
   EXPECT_EQ(pg::join(node(0), pg::kDefaultScope, "g", idle(1)).code(), ErrorCode::kBadArg);
 }

@@ -28,7 +28,8 @@ namespace nodus::pg {
 inline constexpr std::string_view kDefaultScope = "default";
 
 /// Starts `scope` on `node` (a GenServer registered locally as "nodus_pg_<scope>").
-/// Idempotent.
+/// Idempotent while that server runs. If it exited, a new one starts afresh: the node's members
+/// join again, and the other nodes, which dropped them when the old server went, learn of them.
 Status start(Node& node, std::string_view scope = kDefaultScope);
 /// Adds `pid` (a process of `node`) to `group`. Errors: kNotFound when the scope does not run
 /// here; kBadArg when pid is not on this node.
