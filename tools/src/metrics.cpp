@@ -29,6 +29,14 @@ void head(std::ostringstream& o, const char* name, const char* type, const char*
   o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
 }
 
+// A metric with one sample, labelled with the node (`nl`).
+template <class V>
+void sample(std::ostringstream& o, const char* name, const char* type, const char* help,
+            const std::string& nl, const V& value) {
+  head(o, name, type, help);
+  o << name << '{' << nl << "} " << value << '\n';
+}
+
 }  // namespace
 
 std::string render_metrics(Node& node) {
@@ -54,12 +62,9 @@ std::string render_metrics(Node& node) {
   }
 
   MailboxFigures f = mailbox_figures(node);
-  head(o, "nodus_processes", "gauge", "Live processes on the node.");
-  o << "nodus_processes{" << nl << "} " << f.processes << '\n';
-  head(o, "nodus_mailbox_messages", "gauge", "Messages waiting in all mailboxes.");
-  o << "nodus_mailbox_messages{" << nl << "} " << f.total << '\n';
-  head(o, "nodus_mailbox_max_messages", "gauge", "The longest mailbox.");
-  o << "nodus_mailbox_max_messages{" << nl << "} " << f.max << '\n';
+  sample(o, "nodus_processes", "gauge", "Live processes on the node.", nl, f.processes);
+  sample(o, "nodus_mailbox_messages", "gauge", "Messages waiting in all mailboxes.", nl, f.total);
+  sample(o, "nodus_mailbox_max_messages", "gauge", "The longest mailbox.", nl, f.max);
 
   CallLatency lat = node.call_latency();
   head(o, "nodus_remote_call_duration_seconds", "histogram",
@@ -80,20 +85,18 @@ std::string render_metrics(Node& node) {
   o << "nodus_remote_call_duration_seconds_count{" << nl << "} " << lat.count << '\n';
 
   NetworkStats s = node.network_stats();
-  head(o, "nodus_frames_rejected_total", "counter",
-       "Frames dropped as malformed, oversized or unauthenticated.");
-  o << "nodus_frames_rejected_total{" << nl << "} " << s.frames_rejected << '\n';
-  head(o, "nodus_messages_rejected_total", "counter",
-       "Well-formed frames whose message could not be decoded.");
-  o << "nodus_messages_rejected_total{" << nl << "} " << s.messages_rejected << '\n';
-  head(o, "nodus_auth_failures_total", "counter", "Handshakes refused, either way.");
-  o << "nodus_auth_failures_total{" << nl << "} " << s.auth_failures << '\n';
-  head(o, "nodus_curve_refused_total", "counter", "Connections refused by CURVE.");
-  o << "nodus_curve_refused_total{" << nl << "} " << s.curve_refused << '\n';
-  head(o, "nodus_node_up_events_total", "counter", "Peer nodes that came up.");
-  o << "nodus_node_up_events_total{" << nl << "} " << s.node_up_events << '\n';
-  head(o, "nodus_node_down_events_total", "counter", "Peer nodes that went down.");
-  o << "nodus_node_down_events_total{" << nl << "} " << s.node_down_events << '\n';
+  sample(o, "nodus_frames_rejected_total", "counter",
+         "Frames dropped as malformed, oversized or unauthenticated.", nl, s.frames_rejected);
+  sample(o, "nodus_messages_rejected_total", "counter",
+         "Well-formed frames whose message could not be decoded.", nl, s.messages_rejected);
+  sample(o, "nodus_auth_failures_total", "counter", "Handshakes refused, either way.", nl,
+         s.auth_failures);
+  sample(o, "nodus_curve_refused_total", "counter", "Connections refused by CURVE.", nl,
+         s.curve_refused);
+  sample(o, "nodus_node_up_events_total", "counter", "Peer nodes that came up.", nl,
+         s.node_up_events);
+  sample(o, "nodus_node_down_events_total", "counter", "Peer nodes that went down.", nl,
+         s.node_down_events);
 
   head(o, "nodus_registry_names", "gauge", "Names registered, per registry.");
   o << "nodus_registry_names{" << nl << ",registry=\"local\"} " << node.registered().size() << '\n';
