@@ -123,17 +123,26 @@ std::optional<Term> to_term(const json& j, std::string& why, int depth) {
 
 std::optional<Term> json_to_term(const json& j, std::string& why) { return to_term(j, why, 0); }
 
+namespace {
+
+// Numbers and atoms, the same in both mappings: true, false and undefined as JSON's own.
+json scalar_to_json(const Term& t) {
+  if (t.is_int()) return t.as_int();
+  if (t.is_float()) return t.as_float();
+  if (t.is_atom("true")) return true;
+  if (t.is_atom("false")) return false;
+  if (t.is_atom("undefined")) return nullptr;
+  return std::string(t.as_atom().name());
+}
+
+}  // namespace
+
 json term_to_json(const Term& t) {
   switch (t.kind()) {
     case Term::Kind::kInt:
-      return t.as_int();
     case Term::Kind::kFloat:
-      return t.as_float();
     case Term::Kind::kAtom:
-      if (t.is_atom("true")) return true;
-      if (t.is_atom("false")) return false;
-      if (t.is_atom("undefined")) return nullptr;
-      return std::string(t.as_atom().name());
+      return scalar_to_json(t);
     case Term::Kind::kBinary:
       return json{{"$bin", t.as_bin()}};
     case Term::Kind::kPid:
@@ -170,14 +179,9 @@ json term_to_json(const Term& t) {
 json term_to_plain_json(const Term& t) {
   switch (t.kind()) {
     case Term::Kind::kInt:
-      return t.as_int();
     case Term::Kind::kFloat:
-      return t.as_float();
     case Term::Kind::kAtom:
-      if (t.is_atom("true")) return true;
-      if (t.is_atom("false")) return false;
-      if (t.is_atom("undefined")) return nullptr;
-      return std::string(t.as_atom().name());
+      return scalar_to_json(t);
     case Term::Kind::kBinary:
       return t.as_bin();
     case Term::Kind::kPid:
