@@ -280,4 +280,15 @@ std::string Cluster::log_tail(std::size_t i, std::size_t lines) const {
   return out;
 }
 
+Result<std::unique_ptr<Node>> Cluster::start_tester(std::chrono::milliseconds heartbeat,
+                                                    std::chrono::milliseconds down_after) const {
+  NodeOptions o;
+  o.name = "tester";
+  o.listen = "tcp://127.0.0.1:*";
+  o.cookie = cookie_;
+  o.heartbeat_interval = heartbeat;
+  o.down_after = down_after;
+  return Node::start(std::move(o));
+}
+
 }  // namespace nodus::testing

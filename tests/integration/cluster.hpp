@@ -21,10 +21,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "nodus/node/node.hpp"
 #include "nodus/node/term.hpp"
 #include "nodus/transport/status.hpp"
 
@@ -78,6 +80,10 @@ class Cluster {
   Pid echo(std::size_t i) const { return Pid{name(i), creation(i), children_.at(i).echo_id}; }
   /// The cookie file the children share, and the temp dir.
   const std::string& cookie() const { return cookie_; }
+  /// The test process's own node, "tester": on a free loopback port, with the children's
+  /// cookie. Errors: Node::start's.
+  Result<std::unique_ptr<Node>> start_tester(std::chrono::milliseconds heartbeat,
+                                             std::chrono::milliseconds down_after) const;
   const std::string& dir() const { return dir_; }
   /// The last `lines` lines of child i's log (its stderr, over every incarnation).
   std::string log_tail(std::size_t i, std::size_t lines = 20) const;

@@ -41,13 +41,7 @@ std::set<std::string> names_of(const Term& list) {
 class GlobalClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    NodeOptions o;
-    o.name = "tester";
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = cluster_.cookie();
-    o.heartbeat_interval = kHeartbeat;
-    o.down_after = kDownAfter;
-    auto n = Node::start(std::move(o));
+    auto n = cluster_.start_tester(kHeartbeat, kDownAfter);
     ASSERT_OK(n);
     node_ = std::move(n.value());
     me_ = std::make_unique<Inbox>(*node_);

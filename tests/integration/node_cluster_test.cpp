@@ -47,13 +47,7 @@ class NodeClusterTest : public ::testing::Test {
   std::chrono::milliseconds down_after_ = kDownAfter;
 
   void SetUp() override {
-    NodeOptions o;
-    o.name = "tester";
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = cluster_.cookie();
-    o.heartbeat_interval = kHeartbeat;
-    o.down_after = down_after_;
-    auto n = Node::start(std::move(o));
+    auto n = cluster_.start_tester(kHeartbeat, down_after_);
     ASSERT_OK(n);
     node_ = std::move(n.value());
     me_ = std::make_unique<Inbox>(*node_);
@@ -382,7 +376,8 @@ TEST_F(NodeClusterTest, ARestartFasterThanTheDetectionWindowEndsTheOldIncarnatio
 // call made the moment it appears is answered. (Before that rule, 7 calls in 10 timed out.)
 TEST_F(NodeClusterTest, ACallRightAfterTheLinkComesUpIsAnswered) {
   for (int round = 1; round <= 5; ++round) {
-    const std::string name = "p" + std::to_string(round);
+    std::string name = "p";
+    name += std::to_string(round);  // (not "p" + ...: GCC 12 warns falsely there)
     std::size_t c = start_child(name);
     ASSERT_NE(c, kNoChild);
     node_->connect(cluster_.endpoint(c));

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <chrono>
+#include <initializer_list>
 #include <memory>
 #include <ostream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../test_support.hpp"
 #include "nodus/node/node.hpp"
@@ -43,6 +45,24 @@ inline std::unique_ptr<Node> start_loopback_node(
   auto n = Node::start(std::move(o));
   EXPECT_TRUE(n.ok()) << (n.ok() ? "" : n.error().to_string());
   return n.ok() ? std::move(n.value()) : nullptr;
+}
+
+/// Loopback nodes named `names`, each linking to the first (which then introduces them to each
+/// other: a full mesh soon after). Fails the test if one does not start; waiting for the mesh
+/// is the caller's.
+inline std::vector<std::unique_ptr<Node>> start_loopback_star(
+    std::initializer_list<const char*> names, const std::string& cookie,
+    std::chrono::milliseconds down_after) {
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (const char* name : names) {
+    nodes.push_back(start_loopback_node(name, cookie, down_after));
+    if (!nodes.back()) {
+      ADD_FAILURE() << "node " << name << " did not start";
+      return {};
+    }
+    if (nodes.size() > 1) nodes.back()->connect(nodes.front()->endpoint());
+  }
+  return nodes;
 }
 
 }  // namespace testing

@@ -32,11 +32,8 @@ class Echo : public GenServer {
 class GlobalTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* name : {"g1", "g2", "g3"}) {
-      nodes_.push_back(testing::start_loopback_node(name, "global-cookie", 1000ms));
-      ASSERT_NE(nodes_.back(), nullptr);
-    }
-    for (std::size_t i = 1; i < nodes_.size(); ++i) nodes_[i]->connect(nodes_[0]->endpoint());
+    nodes_ = testing::start_loopback_star({"g1", "g2", "g3"}, "global-cookie", 1000ms);
+    ASSERT_EQ(nodes_.size(), 3u);
     for (auto& n : nodes_) ASSERT_OK(start_global(*n));
     ASSERT_TRUE(eventually(
         [&] {
@@ -233,12 +230,8 @@ TEST_F(GlobalTest, NotStartedIsNotFound) {
 // A partition inside this process (Node::block_peer), with a resolver of our own and losers
 // that exit: after the heal every node has the resolver's choice and the loser is gone.
 TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
-  std::vector<std::unique_ptr<Node>> nodes;
-  for (const char* name : {"h1", "h2", "h3"}) {
-    nodes.push_back(testing::start_loopback_node(name, "heal-cookie", 400ms));
-    ASSERT_NE(nodes.back(), nullptr);
-  }
-  for (std::size_t i = 1; i < 3; ++i) nodes[i]->connect(nodes[0]->endpoint());
+  auto nodes = testing::start_loopback_star({"h1", "h2", "h3"}, "heal-cookie", 400ms);
+  ASSERT_EQ(nodes.size(), 3u);
   GlobalOptions o;
   // Ours: the claim on the node whose name sorts last wins (symmetric and deterministic).
   o.resolver = [](const std::string&, const GlobalEntry& a, const GlobalEntry& b) {
@@ -286,12 +279,8 @@ TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
 // as after a restart whose node registers before it rejoins) is raised above that epoch when
 // the two sides meet: a fencing epoch never comes round again.
 TEST(GlobalPartitionTest, AnEpochSeenElsewhereIsNeverHandedOutAgain) {
-  std::vector<std::unique_ptr<Node>> nodes;
-  for (const char* name : {"e1", "e2"}) {
-    nodes.push_back(testing::start_loopback_node(name, "epoch-cookie", 400ms));
-    ASSERT_NE(nodes.back(), nullptr);
-  }
-  nodes[1]->connect(nodes[0]->endpoint());
+  auto nodes = testing::start_loopback_star({"e1", "e2"}, "epoch-cookie", 400ms);
+  ASSERT_EQ(nodes.size(), 2u);
   for (auto& n : nodes) ASSERT_OK(start_global(*n));
   auto synced = [&](std::size_t i, std::size_t peers) {
     return global_nodes(*nodes[i]).size() == peers;

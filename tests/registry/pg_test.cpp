@@ -21,11 +21,8 @@ using testing::next_message;
 class PgTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* name : {"p1", "p2", "p3"}) {
-      nodes_.push_back(testing::start_loopback_node(name, "pg-cookie", 1000ms));
-      ASSERT_NE(nodes_.back(), nullptr);
-    }
-    for (std::size_t i = 1; i < nodes_.size(); ++i) nodes_[i]->connect(nodes_[0]->endpoint());
+    nodes_ = testing::start_loopback_star({"p1", "p2", "p3"}, "pg-cookie", 1000ms);
+    ASSERT_EQ(nodes_.size(), 3u);
     ASSERT_TRUE(eventually(
         [&] {
           for (auto& n : nodes_) {
