@@ -130,9 +130,13 @@ class GlobalServer : public GenServer {
       return noreply();
     }
     if (auto m = msg.match({"g_unreg", _bin, _pid, _int, _int, _atom})) {
-      auto c = find(m[0].as_bin());
-      if (c && c->pid == m[1].as_pid()) erase(m[0].as_bin());
-      release(m[0].as_bin(), m[4].as_atom(), as_u64(m[3]));
+      const std::string& name = m[0].as_bin();
+      const Pid pid = m[1].as_pid();
+      const std::uint64_t epoch = as_u64(m[2]);
+      auto c = find(name);
+      if (c && c->pid == pid && c->epoch <= epoch) erase(name);
+      mark_gone(name, pid, epoch);
+      release(name, m[4].as_atom(), as_u64(m[3]));
       return noreply();
     }
     if (msg == "g_sweep") {
@@ -158,9 +162,11 @@ class GlobalServer : public GenServer {
     bool unregister = false;
     From from;
     int attempt = 0;
-    std::set<Atom> waiting;
+    std::set<Atom> asked;    // the peers that vote in this round, with this node
+    std::set<Atom> waiting;  // asked, and not answered yet
     std::set<Atom> granted;
-    bool denied = false;
+    bool denied = false;  // lost whatever the peers answer: this node's lock is taken, or the
+                          // round outlasted lock_timeout
     Pid holder;
     std::uint64_t max_epoch = 0;
     Clock::time_point started;  // a peer that never answers (its server gone, its node up)
@@ -177,7 +183,7 @@ class GlobalServer : public GenServer {
   }
   void put(const std::string& name, const Claim& c) {
     Seen& seen = epochs_[name];
-    if (c.epoch > seen.epoch) seen = Seen{c.epoch, c.pid};
+    if (c.epoch > seen.epoch) seen = Seen{c.epoch, c.pid, false};
     {
       std::unique_lock lock(st_->mu);
       st_->names[name] = c;
@@ -200,6 +206,28 @@ class GlobalServer : public GenServer {
     return it == epochs_.end() ? 0 : it->second.epoch;
   }
   void tick(std::uint64_t seen) { clock_ = std::max(clock_, seen) + 1; }
+
+  // `pid` no longer holds `name` at `epoch`: a commit of that very claim that arrives later
+  // (from a registrar whose commit travelled more slowly than the removal) is stale.
+  void mark_gone(const std::string& name, const Pid& pid, std::uint64_t epoch) {
+    Seen& seen = epochs_[name];
+    if (epoch > seen.epoch || (epoch == seen.epoch && pid == seen.pid)) {
+      seen = Seen{epoch, pid, true};
+    }
+  }
+  bool is_gone(const std::string& name, const Claim& c) const {
+    auto it = epochs_.find(name);
+    return it != epochs_.end() && it->second.gone && it->second.epoch == c.epoch &&
+           it->second.pid == c.pid;
+  }
+  // A commit from another registrar is applied only if it is newer than what this node has
+  // seen of the name: a majority round leaves out some nodes, so commits from two registrars
+  // in turn may reach them in either order. Epochs grow with every registration of a name.
+  bool supersedes(const std::string& name, const Claim& c) const {
+    auto it = epochs_.find(name);
+    return it == epochs_.end() || c.epoch > it->second.epoch ||
+           (c.epoch == it->second.epoch && !is_gone(name, c));
+  }
 
   void peer_send(Atom peer, Term t) { send(named(kServerName, peer.name()), std::move(t)); }
 
@@ -261,6 +289,7 @@ class GlobalServer : public GenServer {
       const std::string& name = t[0].as_bin();
       Claim theirs{t[1].as_pid(), as_u64(t[2]), as_u64(t[3])};
       if (theirs.pid.node != me_ && !connected.count(theirs.pid.node)) continue;  // stale
+      if (is_gone(name, theirs)) continue;  // unregistered, and the sender has not heard yet
       merge(name, theirs);
     }
   }
@@ -307,8 +336,10 @@ class GlobalServer : public GenServer {
     std::erase_if(locks_, [&](const auto& kv) { return kv.second.node == node; });
     std::vector<std::uint64_t> ready;
     for (auto& [req, p] : pending_) {
-      if (p.waiting.erase(node) && p.waiting.empty()) ready.push_back(req);
+      if (!p.asked.erase(node)) continue;  // a voter less: the majority is counted anew
+      p.waiting.erase(node);
       p.granted.erase(node);
+      if (settled(p)) ready.push_back(req);
     }
     for (std::uint64_t req : ready) decide(req);
   }
@@ -328,6 +359,7 @@ class GlobalServer : public GenServer {
       }
     }
     for (const auto& [name, c] : gone) {
+      mark_gone(name, c.pid, c.epoch);
       for (Atom peer : peers()) {
         peer_send(peer, tuple("g_unreg", bin(name), pid, u64(c.epoch), u64(0), me_));
       }
@@ -398,10 +430,11 @@ class GlobalServer : public GenServer {
     }
     locks_[name] = Lock{me_, req, Clock::now()};
     for (Atom peer : peers()) {
+      p.asked.insert(peer);
       p.waiting.insert(peer);
       peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
     }
-    const bool ready = p.waiting.empty();
+    const bool ready = settled(p);  // at once for a node alone
     p.started = Clock::now();
     pending_.emplace(req, std::move(p));
     if (ready) {
@@ -444,7 +477,18 @@ class GlobalServer : public GenServer {
     }
     if (holder.is_pid() && holder.as_pid() != p.pid) p.holder = holder.as_pid();
     p.max_epoch = std::max(p.max_epoch, epoch);
-    if (p.waiting.empty()) decide(req);
+    if (settled(p)) decide(req);
+  }
+
+  // A round is settled once a majority of its voters (this node and the peers asked, less
+  // those gone since) granted the lock, or can no longer grant it. Two rounds on one name
+  // cannot both win: any two majorities share a node, and a node grants one lock at a time.
+  static bool won(const Pending& p) {
+    return !p.denied && 2 * (1 + p.granted.size()) > 1 + p.asked.size();
+  }
+  static bool settled(const Pending& p) {
+    return p.denied || won(p) ||
+           2 * (1 + p.granted.size() + p.waiting.size()) <= 1 + p.asked.size();
   }
 
   void decide(std::uint64_t req) {
@@ -453,10 +497,15 @@ class GlobalServer : public GenServer {
     Pending p = std::move(it->second);
     pending_.erase(it);
     auto give_back = [&] {
-      for (Atom peer : p.granted) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
+      // Those still waiting may grant it yet: the release reaches them after the request.
+      for (Atom peer : p.asked) {
+        if (p.granted.count(peer) || p.waiting.count(peer)) {
+          peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
+        }
+      }
       release(p.name, me_, req);
     };
-    if (p.denied) {
+    if (!won(p)) {
       give_back();
       // Someone else holds a lock on the name: try again after a random pause that grows
       // with each attempt, so racing registrars fall out of step.
@@ -484,6 +533,7 @@ class GlobalServer : public GenServer {
         return;
       }
       erase(p.name);
+      mark_gone(p.name, c->pid, c->epoch);
       release(p.name, me_, req);
       reply(p.from, "ok");
       for (Atom peer : peers()) {
@@ -500,7 +550,8 @@ class GlobalServer : public GenServer {
       return;
     }
     tick(0);
-    Claim c{p.pid, p.max_epoch + 1, clock_};
+    // Above every epoch the voters reported, and any this node learnt meanwhile.
+    Claim c{p.pid, std::max(p.max_epoch, known_epoch(p.name)) + 1, clock_};
     put(p.name, c);
     release(p.name, me_, req);
     // The caller first (this node's table has it already); every peer hears of it next, also
@@ -528,7 +579,6 @@ class GlobalServer : public GenServer {
     }
     for (std::uint64_t req : expired) {
       Pending& p = pending_.at(req);
-      p.waiting.clear();
       p.denied = true;  // released and retried; a silent peer is asked again
       decide(req);
     }
@@ -536,7 +586,7 @@ class GlobalServer : public GenServer {
   }
 
   void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {
-    put(name, c);
+    if (supersedes(name, c)) put(name, c);
     release(name, node, req);
   }
 
@@ -562,6 +612,7 @@ class GlobalServer : public GenServer {
   struct Seen {
     std::uint64_t epoch = 0;
     Pid pid;
+    bool gone = false;  // that pid no longer holds the name at that epoch
   };
   std::unordered_map<std::string, Seen> epochs_;
   std::unordered_map<std::string, Lock> locks_;

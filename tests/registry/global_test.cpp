@@ -1,8 +1,8 @@
 // Global names across three nodes in this OS process, linked over ZeroMQ on loopback:
 // registration seen everywhere, already_started naming the holder, unregister, re_register,
 // names gone with their process and with their node, sends, calls and monitors by global name,
-// a GenServer started under a global name, racing registrations, fencing epochs, and the
-// default conflict resolver.
+// a GenServer started under a global name, racing registrations, fencing epochs, the
+// default conflict resolver, majority rounds, and commits that arrive out of order.
 #include "nodus/registry/global.hpp"
 
 #include <gtest/gtest.h>
@@ -209,6 +209,24 @@ TEST_F(GlobalTest, APeerWhoseServerExitedIsNoLongerWaitedFor) {
   EXPECT_TRUE(eventually([&] { return whereis_global(node(1), "after").has_value(); }));
 }
 
+// A node that was not in the majority of two registrations in turn may get their commits in
+// either order: the later registration (the higher epoch) stays, and an unregistration is not
+// undone by the commit it removed arriving after it. The messages are the wire protocol's.
+TEST_F(GlobalTest, ACommitOlderThanWhatANodeHasSeenIsIgnored) {
+  const Pid server = node(0).whereis("nodus_global");
+  ASSERT_TRUE(server);
+  const Pid p1 = idle(1), p2 = idle(2);
+  send(server, tuple("g_commit", bin("late"), p2, 7, 1, 0, Atom("g3")));
+  send(server, tuple("g_commit", bin("late"), p1, 5, 1, 0, Atom("g2")));
+  send(server, tuple("g_unreg", bin("gone"), p1, 4, 0, Atom("g2")));
+  send(server, tuple("g_commit", bin("gone"), p1, 4, 1, 0, Atom("g2")));
+  // A call from this thread to the same server is handled after the messages above.
+  ASSERT_OK(register_global(node(0), "sync", idle(0)));
+  EXPECT_EQ(whereis_global(node(0), "late"), p2);
+  EXPECT_EQ(global_epoch(node(0), "late"), 7u);
+  EXPECT_FALSE(whereis_global(node(0), "gone").has_value());
+}
+
 TEST_F(GlobalTest, DefaultResolverPrefersTheEarlierRegistrationThenTheNodeName) {
   GlobalEntry a{"x", Pid{Atom("n2"), 1, 5}, Atom("n2"), 1, 10};
   GlobalEntry b{"x", Pid{Atom("n1"), 1, 7}, Atom("n1"), 4, 12};
@@ -225,6 +243,43 @@ TEST_F(GlobalTest, NotStartedIsNotFound) {
             ErrorCode::kNotFound);
   EXPECT_FALSE(whereis_global(plain, "x").has_value());
   EXPECT_TRUE(global_names(plain).empty());
+}
+
+// A registration needs the locks of a majority of the nodes (its own included), not all of
+// them: with one peer's lock held by a registrar that will never commit or release it, it wins
+// with the other peer's at once, and the peer whose lock was held still learns the name.
+TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
+  auto nodes = testing::start_loopback_star({"m1", "m2", "m3"}, "majority-cookie", 1000ms);
+  ASSERT_EQ(nodes.size(), 3u);
+  GlobalOptions o;
+  o.lock_timeout = 60s;  // the held lock outlives the test: waiting for every lock cannot win
+  for (auto& n : nodes) ASSERT_OK(start_global(*n, o));
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (auto& n : nodes) {
+          if (global_nodes(*n).size() != 2) return false;
+        }
+        return true;
+      },
+      10s));
+  // m3 grants its lock on "held" to a request that m2 never made (m2 ignores the answer). The
+  // call after it, from this thread to the same server, is handled after it.
+  send(nodes[2]->whereis("nodus_global"), tuple("g_lock", bin("held"), 999999, Atom("m2")));
+  ASSERT_OK(register_global(*nodes[2], "sync", spawn(*nodes[2], [] { (void)receive(); })));
+  Pid holder = spawn(*nodes[0], [] { (void)receive(); });
+  auto epoch = register_global(*nodes[0], "held", holder);
+  ASSERT_OK(epoch);
+  EXPECT_EQ(*epoch, 1u);
+  auto everywhere = [&](std::optional<Pid> pid) {
+    for (auto& n : nodes) {
+      if (whereis_global(*n, "held") != pid) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(eventually([&] { return everywhere(holder); }));
+  ASSERT_OK(unregister_global(*nodes[0], "held"));
+  EXPECT_TRUE(eventually([&] { return everywhere(std::nullopt); }));
+  for (auto& n : nodes) n->shutdown();
 }
 
 // A partition inside this process (Node::block_peer), with a resolver of our own and losers

@@ -2,10 +2,11 @@
 //
 // Every node that takes part runs the global name service (start_global). Each such node keeps
 // a full copy of the name table, so whereis_global and sends to global("name") are local reads
-// (no message, no lock on the node: a shared lock on the table). Registration locks the name on
-// every connected node that runs the service, then commits it everywhere; two nodes that race
-// for one name cannot both get every lock, so in a connected cluster at most one wins (the
-// protocol is in docs/protocol.md, "Global names").
+// (no message, no lock on the node: a shared lock on the table). Registration asks every
+// connected node that runs the service for its lock on the name and goes on once a majority of
+// them (itself included) granted it, then commits it everywhere; any two majorities share a
+// node, which grants one lock at a time, so in a connected cluster at most one of two racing
+// nodes wins (the protocol is in docs/protocol.md, "Global names").
 //
 // A name goes when its process exits (its node tells the others) and when its node goes down
 // (each node drops the names of a node it declared down, within the failure-detection window).
