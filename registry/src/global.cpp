@@ -225,8 +225,9 @@ class GlobalServer : public GenServer {
   // in turn may reach them in either order. Epochs grow with every registration of a name.
   bool supersedes(const std::string& name, const Claim& c) const {
     auto it = epochs_.find(name);
-    return it == epochs_.end() || c.epoch > it->second.epoch ||
-           (c.epoch == it->second.epoch && !is_gone(name, c));
+    if (it == epochs_.end() || c.epoch > it->second.epoch) return true;
+    const Seen& seen = it->second;
+    return c.epoch == seen.epoch && !(seen.gone && seen.pid == c.pid);
   }
 
   void peer_send(Atom peer, Term t) { send(named(kServerName, peer.name()), std::move(t)); }

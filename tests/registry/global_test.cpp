@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,20 +30,31 @@ class Echo : public GenServer {
   }
 };
 
+using Nodes = std::vector<std::unique_ptr<Node>>;
+
+/// True once every node counts every other one as a global peer.
+bool meshed(const Nodes& nodes) {
+  for (const auto& n : nodes) {
+    if (global_nodes(*n).size() != nodes.size() - 1) return false;
+  }
+  return true;
+}
+
+/// True once every node's table says `name` is held by `pid` (or by nobody).
+bool held_everywhere(const Nodes& nodes, const std::string& name, std::optional<Pid> pid) {
+  for (const auto& n : nodes) {
+    if (whereis_global(*n, name) != pid) return false;
+  }
+  return true;
+}
+
 class GlobalTest : public ::testing::Test {
  protected:
   void SetUp() override {
     nodes_ = testing::start_loopback_star({"g1", "g2", "g3"}, "global-cookie", 1000ms);
     ASSERT_EQ(nodes_.size(), 3u);
     for (auto& n : nodes_) ASSERT_OK(start_global(*n));
-    ASSERT_TRUE(eventually(
-        [&] {
-          for (auto& n : nodes_) {
-            if (global_nodes(*n).size() != nodes_.size() - 1) return false;
-          }
-          return true;
-        },
-        10s));
+    ASSERT_TRUE(eventually([&] { return meshed(nodes_); }, 10s));
   }
   void TearDown() override {
     for (auto& n : nodes_) n->shutdown();
@@ -58,15 +70,11 @@ class GlobalTest : public ::testing::Test {
       }
     });
   }
-  /// True once every node's table says `name` is held by `pid` (or by nobody).
   bool everywhere(const std::string& name, std::optional<Pid> pid) {
-    for (auto& n : nodes_) {
-      if (whereis_global(*n, name) != pid) return false;
-    }
-    return true;
+    return held_everywhere(nodes_, name, pid);
   }
 
-  std::vector<std::unique_ptr<Node>> nodes_;
+  Nodes nodes_;
 };
 
 TEST_F(GlobalTest, RegisteredNameIsSeenOnEveryNode) {
@@ -254,14 +262,7 @@ TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
   GlobalOptions o;
   o.lock_timeout = 60s;  // the held lock outlives the test: waiting for every lock cannot win
   for (auto& n : nodes) ASSERT_OK(start_global(*n, o));
-  ASSERT_TRUE(eventually(
-      [&] {
-        for (auto& n : nodes) {
-          if (global_nodes(*n).size() != 2) return false;
-        }
-        return true;
-      },
-      10s));
+  ASSERT_TRUE(eventually([&] { return meshed(nodes); }, 10s));
   // m3 grants its lock on "held" to a request that m2 never made (m2 ignores the answer). The
   // call after it, from this thread to the same server, is handled after it.
   send(nodes[2]->whereis("nodus_global"), tuple("g_lock", bin("held"), 999999, Atom("m2")));
@@ -270,15 +271,9 @@ TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
   auto epoch = register_global(*nodes[0], "held", holder);
   ASSERT_OK(epoch);
   EXPECT_EQ(*epoch, 1u);
-  auto everywhere = [&](std::optional<Pid> pid) {
-    for (auto& n : nodes) {
-      if (whereis_global(*n, "held") != pid) return false;
-    }
-    return true;
-  };
-  EXPECT_TRUE(eventually([&] { return everywhere(holder); }));
+  EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "held", holder); }));
   ASSERT_OK(unregister_global(*nodes[0], "held"));
-  EXPECT_TRUE(eventually([&] { return everywhere(std::nullopt); }));
+  EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "held", std::nullopt); }));
   for (auto& n : nodes) n->shutdown();
 }
 
@@ -315,14 +310,7 @@ TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
     nodes[i]->unblock_peer("h3");
     nodes[2]->unblock_peer(std::string(nodes[i]->name().name()));
   }
-  EXPECT_TRUE(eventually(
-      [&] {
-        for (auto& n : nodes) {
-          if (whereis_global(*n, "x") != c) return false;
-        }
-        return true;
-      },
-      20s));
+  EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "x", c); }, 20s));
   auto down = await_down(watch, 15s);
   ASSERT_TRUE(down.has_value());
   EXPECT_EQ(*down, Reason(tuple("global_name_conflict", bin("x"), c)));
