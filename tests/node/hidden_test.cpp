@@ -22,13 +22,7 @@ class Echo : public GenServer {
 };
 
 std::unique_ptr<Node> start_hidden(const std::string& name, const std::string& seed) {
-  NodeOptions o;
-  o.name = name;
-  o.schedulers = 1;
-  o.listen = "tcp://127.0.0.1:*";
-  o.cookie = "test-cookie";
-  o.heartbeat_interval = 50ms;
-  o.down_after = 1000ms;
+  NodeOptions o = testing::loopback_options(name, "test-cookie", 1000ms, 1);
   o.hidden = true;
   o.seeds = {seed};
   auto n = Node::start(std::move(o));

@@ -327,12 +327,7 @@ TEST_F(RemoteTest, CurveNodesLinkThroughASeedWithItsKeyAndRefuseOthers) {
   ASSERT_TRUE(ka.ok() && kb.ok());
   auto curve_node = [](const char* name, const transport::CurveKeys& own,
                        const transport::CurveKeys& other) {
-    NodeOptions o;
-    o.name = name;
-    o.schedulers = 2;
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = "test-cookie";
-    o.heartbeat_interval = 50ms;
+    NodeOptions o = testing::loopback_options(name, "test-cookie", 2000ms);
     o.curve = own;
     o.curve_allowed = {other.public_key};
     return o;

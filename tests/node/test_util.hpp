@@ -30,8 +30,8 @@ inline Message next_message(Timeout t = std::chrono::seconds(5)) {
   return m ? std::move(*m) : Message(atom("no_message"));
 }
 
-/// A node listening on a free loopback port with fast heartbeats.
-inline std::unique_ptr<Node> start_loopback_node(
+/// Options for a node listening on a free loopback port with fast heartbeats.
+inline NodeOptions loopback_options(
     const std::string& name, const std::string& cookie = "test-cookie",
     std::chrono::milliseconds down_after = std::chrono::milliseconds(1000),
     unsigned schedulers = 2) {
@@ -42,7 +42,15 @@ inline std::unique_ptr<Node> start_loopback_node(
   o.cookie = cookie;
   o.heartbeat_interval = std::chrono::milliseconds(50);
   o.down_after = down_after;
-  auto n = Node::start(std::move(o));
+  return o;
+}
+
+/// A node started with loopback_options.
+inline std::unique_ptr<Node> start_loopback_node(
+    const std::string& name, const std::string& cookie = "test-cookie",
+    std::chrono::milliseconds down_after = std::chrono::milliseconds(1000),
+    unsigned schedulers = 2) {
+  auto n = Node::start(loopback_options(name, cookie, down_after, schedulers));
   EXPECT_TRUE(n.ok()) << (n.ok() ? "" : n.error().to_string());
   return n.ok() ? std::move(n.value()) : nullptr;
 }
