@@ -499,10 +499,8 @@ class GlobalServer : public GenServer {
     pending_.erase(it);
     auto give_back = [&] {
       // Those still waiting may grant it yet: the release reaches them after the request.
-      for (Atom peer : p.asked) {
-        if (p.granted.count(peer) || p.waiting.count(peer)) {
-          peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
-        }
+      for (const std::set<Atom>* peers : {&p.granted, &p.waiting}) {
+        for (Atom peer : *peers) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
       }
       release(p.name, me_, req);
     };
