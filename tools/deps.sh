@@ -14,6 +14,7 @@ packages=(
   libmsgpack-cxx-dev                   # the wire format
   libzmq3-dev cppzmq-dev               # the transport between nodes
   libsodium-dev                        # HMAC-SHA-256 for the handshake (libzmq uses it too)
+  libxxhash-dev                        # XXH3-64: the store's partition hash
   libjemalloc-dev                      # the executables' allocator (see CMakeLists.txt)
   libgtest-dev libgmock-dev            # tests
 )

@@ -6,6 +6,7 @@
 //   2000-2999  caller misuse (badarg, bad configuration, calling yourself)
 //   3000-3999  peer or protocol errors (malformed frame, authentication)
 //   4000-4999  internal errors (a broken invariant that was survived)
+//   6000-6999  the store's own (kv/)
 // Add a code only when some caller would react to it differently from the existing ones.
 //
 // NODUS_ERROR(Enumerator, number, name, message)
@@ -23,12 +24,20 @@ NODUS_ERROR(kExited, 1004, "exit", "the process exited before it answered")
 NODUS_ERROR(kIgnored, 1005, "ignore", "init returned ignore: no process was started")
 NODUS_ERROR(kAlreadyStarted, 1006, "already_started", "a process already holds that name")
 NODUS_ERROR(kNotFound, 1007, "not_found", "no such item")
+NODUS_ERROR(kNoQuorum, 1008, "no_quorum", "too few replicas answered to meet the quorum")
+NODUS_ERROR(kUnavailable, 1009, "unavailable", "no replica that could serve the request is up")
 
 NODUS_ERROR(kBadArg, 2000, "badarg", "a malformed or unexpected argument")
 NODUS_ERROR(kCallingSelf, 2001, "calling_self", "a process called itself: it would deadlock")
 NODUS_ERROR(kBadConfig, 2002, "bad_config", "invalid configuration")
+NODUS_ERROR(kCrossPartition, 2003, "cross_partition", "the keys belong to different partitions")
+NODUS_ERROR(kValueTooLarge, 2004, "value_too_large", "the key or value is larger than the limit")
 
 NODUS_ERROR(kProtocol, 3000, "protocol_error", "a peer sent a malformed or oversized frame")
 NODUS_ERROR(kAuth, 3001, "auth_failed", "authentication failed")
 
 NODUS_ERROR(kInternal, 4000, "internal", "an internal error")
+
+// kv
+NODUS_ERROR(kTooManySiblings, 6000, "too_many_siblings",
+            "the key holds too many concurrent values: write with the context of a read")

@@ -1,0 +1,96 @@
+// The ring: which node owns each of the Q partitions (Dynamo section 6.2, strategy 3: Q equal
+// partitions, whole partitions per node; Riak's riak_core_ring and its claim).
+//
+// A Ring is an immutable value with an epoch. One node, the claimant (the lowest member name),
+// makes every new ring: from the initial members (Ring::create) or from the previous ring and a
+// new member set (Ring::with_members, epoch + 1); every node keeps the one with the highest
+// epoch it has seen (gossip). Placement guarantees, for every ring it makes:
+//   - balance: the partition counts of any two members differ by at most one (Riak's greedy
+//     claim once left one node of five with a quarter of a 64-partition ring, basho/riak#348);
+//   - spacing: owners of any N consecutive partitions are distinct wherever Q and the member
+//     count allow it (a ring at least as well spaced as a fresh striped one of the same size);
+//     where they cannot (64 partitions on 3 nodes), the preference list walks on to the next
+//     distinct node, so it still holds N distinct nodes whenever there are N members;
+//   - few moves: a membership change keeps every partition it can on its owner; it moves more
+//     only when keeping them would leave the ring worse spaced than a fresh one.
+//
+// Thread-safety: a value; const methods may be used from any thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nodus/transport/status.hpp"
+
+namespace nodus::kv {
+
+class Ring {
+ public:
+  /// The most members a ring holds.
+  static constexpr std::size_t kMaxMembers = 64;
+
+  /// An empty ring (epoch 0, no partitions): what a node holds before its ring forms.
+  Ring() = default;
+
+  /// A fresh ring of `partitions` partitions over `members` (epoch 1), claimed for
+  /// `replicas` (N) distinct owners per preference list. Members are sorted and deduplicated.
+  /// Errors: kBadConfig when partitions is not a power of two in 1..65536, when there are no
+  /// members or more than kMaxMembers, or when replicas is 0.
+  static Result<Ring> create(std::uint32_t partitions, std::uint32_t replicas,
+                             std::vector<std::string> members);
+
+  /// The ring after a membership change (members joining or leaving), epoch + 1: the claim
+  /// moves as few partitions as it can. Errors as create.
+  Result<Ring> with_members(std::vector<std::string> members) const;
+
+  /// A ring received from another node (gossip, docs/protocol.md). Errors: kProtocol when the
+  /// parts are inconsistent (owner out of range, wrong length, unsorted members ...).
+  static Result<Ring> from_parts(std::uint64_t epoch, std::uint32_t partitions,
+                                 std::uint32_t replicas, std::vector<std::string> members,
+                                 std::vector<std::uint16_t> owners);
+
+  bool empty() const { return owners_.empty(); }
+  std::uint64_t epoch() const { return epoch_; }
+  std::uint32_t partitions() const { return static_cast<std::uint32_t>(owners_.size()); }
+  /// N, the replica count the claim spaces partitions for.
+  std::uint32_t replicas() const { return replicas_; }
+  /// The members, sorted by name.
+  const std::vector<std::string>& members() const { return members_; }
+  /// The claimant: the lowest member name. REQUIRES: !empty().
+  const std::string& claimant() const { return members_.front(); }
+  /// The index in members() of `name`, or -1.
+  int member_index(std::string_view name) const;
+
+  /// The owner of partition `p`, as an index into members(). REQUIRES: p < partitions().
+  std::uint32_t owner(std::uint32_t p) const { return owners_[p]; }
+  const std::vector<std::uint16_t>& owners() const { return owners_; }
+  /// Partitions owned per member, in members() order.
+  std::vector<std::uint32_t> owned_counts() const;
+
+  /// The primaries of partition `p`: the owners of p, p+1, ... clockwise, skipping members
+  /// already listed, until `n` distinct members (or all of them when there are fewer), as
+  /// member indexes in preference order. REQUIRES: p < partitions().
+  std::vector<std::uint32_t> preference_list(std::uint32_t p, std::uint32_t n) const;
+
+  /// Pairs of partitions less than N apart (clockwise) with the same owner: 0 on a perfectly
+  /// spaced ring.
+  std::size_t spacing_violations() const;
+
+  friend bool operator==(const Ring&, const Ring&) = default;
+
+ private:
+  std::uint64_t epoch_ = 0;
+  std::uint32_t replicas_ = 0;
+  std::vector<std::string> members_;
+  std::vector<std::uint16_t> owners_;
+};
+
+/// The claim itself, exposed for tests: assigns every partition to one of `members` members.
+/// `owners[p]` is the current owner's index, or -1 for a partition to assign (a fresh ring,
+/// or one whose owner left). Returns the new owners. REQUIRES: members >= 1, owners.size() a
+/// power of two.
+std::vector<std::uint16_t> claim(std::vector<int> owners, std::uint32_t members,
+                                 std::uint32_t replicas);
+
+}  // namespace nodus::kv

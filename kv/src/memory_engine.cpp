@@ -1,0 +1,207 @@
+// The in-memory engine: per partition, a linear-probing hash table of pointers to entries, each
+// entry one malloc'd block [u32 key size][u32 value size][key][value]. Lean on purpose: the
+// store aims at 10 M keys per node (issue 13: <= 128 bytes per key replica beside its bytes),
+// which a std::unordered_map<std::string, std::string> (~100 bytes of overhead) would not meet.
+// Deletion shifts later entries back (no tombstones), so probes stay short.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "nodus/kv/engine.hpp"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace nodus::kv {
+
+namespace {
+
+constexpr std::size_t kHeader = 8;
+
+std::uint32_t load32(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+std::string_view key_of(const char* e) { return {e + kHeader, load32(e)}; }
+std::string_view value_of(const char* e) { return {e + kHeader + load32(e), load32(e + 4)}; }
+std::size_t entry_size(const char* e) { return kHeader + load32(e) + load32(e + 4); }
+
+char* make_entry(std::string_view key, std::string_view value) {
+  char* e = static_cast<char*>(std::malloc(kHeader + key.size() + value.size()));
+  if (!e) std::abort();  // out of memory: nothing sensible to return
+  const auto ks = static_cast<std::uint32_t>(key.size());
+  const auto vs = static_cast<std::uint32_t>(value.size());
+  std::memcpy(e, &ks, 4);
+  std::memcpy(e + 4, &vs, 4);
+  std::memcpy(e + kHeader, key.data(), key.size());
+  if (!value.empty()) std::memcpy(e + kHeader + key.size(), value.data(), value.size());
+  return e;
+}
+
+class Table {
+ public:
+  ~Table() {
+    for (char* e : slots_) std::free(e);
+  }
+
+  const char* find(std::string_view key) const {
+    if (size_ == 0) return nullptr;
+    for (std::size_t i = home(key);; i = (i + 1) & mask()) {
+      const char* e = slots_[i];
+      if (!e) return nullptr;
+      if (key_of(e) == key) return e;
+    }
+  }
+
+  // Returns the change in stored bytes.
+  std::int64_t put(std::string_view key, std::string_view value) {
+    if ((size_ + 1) * 4 > slots_.size() * 3) grow();
+    for (std::size_t i = home(key);; i = (i + 1) & mask()) {
+      char*& e = slots_[i];
+      if (!e) {
+        e = make_entry(key, value);
+        ++size_;
+        return static_cast<std::int64_t>(key.size() + value.size());
+      }
+      if (key_of(e) == key) {
+        const auto old = static_cast<std::int64_t>(load32(e + 4));
+        std::free(e);
+        e = make_entry(key, value);
+        return static_cast<std::int64_t>(value.size()) - old;
+      }
+    }
+  }
+
+  // Returns the bytes freed (0 if absent).
+  std::int64_t erase(std::string_view key) {
+    if (size_ == 0) return 0;
+    std::size_t i = home(key);
+    for (;; i = (i + 1) & mask()) {
+      if (!slots_[i]) return 0;
+      if (key_of(slots_[i]) == key) break;
+    }
+    const auto freed = static_cast<std::int64_t>(entry_size(slots_[i]) - kHeader);
+    std::free(slots_[i]);
+    slots_[i] = nullptr;
+    --size_;
+    // Backward shift: move later entries of the run into the hole when their home allows.
+    std::size_t hole = i;
+    for (std::size_t j = (i + 1) & mask(); slots_[j]; j = (j + 1) & mask()) {
+      const std::size_t h = home(key_of(slots_[j]));
+      const bool movable = hole <= j ? (h <= hole || h > j) : (h <= hole && h > j);
+      if (movable) {
+        slots_[hole] = slots_[j];
+        slots_[j] = nullptr;
+        hole = j;
+      }
+    }
+    return freed;
+  }
+
+  template <class F>
+  void each(F&& f) const {
+    for (const char* e : slots_) {
+      if (e && !f(e)) return;
+    }
+  }
+
+  std::size_t size() const { return size_; }
+  std::size_t slot_bytes() const { return slots_.capacity() * sizeof(char*); }
+
+ private:
+  std::size_t mask() const { return slots_.size() - 1; }
+  std::size_t home(std::string_view key) const {
+    return static_cast<std::size_t>(XXH3_64bits(key.data(), key.size())) & mask();
+  }
+  void grow() {
+    std::vector<char*> old = std::move(slots_);
+    slots_.assign(old.empty() ? 16 : old.size() * 2, nullptr);
+    for (char* e : old) {
+      if (!e) continue;
+      std::size_t i = home(key_of(e));
+      while (slots_[i]) i = (i + 1) & mask();
+      slots_[i] = e;
+    }
+  }
+
+  std::vector<char*> slots_;
+  std::size_t size_ = 0;
+};
+
+struct Partition {
+  // Serialises the vnode that owns this partition with folds (hand-off) and stats readers.
+  mutable std::mutex mu;
+  Table table;
+  std::atomic<std::uint64_t> keys{0};
+  std::atomic<std::uint64_t> bytes{0};
+};
+
+class MemoryEngine final : public Engine {
+ public:
+  explicit MemoryEngine(std::uint32_t partitions) : parts_(partitions) {}
+
+  Status put(std::uint32_t partition, std::string_view key, std::string_view value) override {
+    Partition& p = parts_[partition];
+    std::lock_guard lock(p.mu);
+    const std::int64_t delta = p.table.put(key, value);
+    p.bytes.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
+    p.keys.store(p.table.size(), std::memory_order_relaxed);
+    return Status();
+  }
+  Status get(std::uint32_t partition, std::string_view key, std::string* value) const override {
+    const Partition& p = parts_[partition];
+    std::lock_guard lock(p.mu);
+    const char* e = p.table.find(key);
+    if (!e) return Status(ErrorCode::kNotFound);
+    value->assign(value_of(e));
+    return Status();
+  }
+  Status erase(std::uint32_t partition, std::string_view key) override {
+    Partition& p = parts_[partition];
+    std::lock_guard lock(p.mu);
+    const std::int64_t freed = p.table.erase(key);
+    p.bytes.fetch_sub(static_cast<std::uint64_t>(freed), std::memory_order_relaxed);
+    p.keys.store(p.table.size(), std::memory_order_relaxed);
+    return Status();
+  }
+  void fold(std::uint32_t partition,
+            const std::function<bool(std::string_view, std::string_view)>& fn) const override {
+    const Partition& p = parts_[partition];
+    std::lock_guard lock(p.mu);
+    p.table.each([&](const char* e) { return fn(key_of(e), value_of(e)); });
+  }
+  std::uint64_t keys(std::uint32_t partition) const override {
+    return parts_[partition].keys.load(std::memory_order_relaxed);
+  }
+  std::uint64_t data_bytes(std::uint32_t partition) const override {
+    return parts_[partition].bytes.load(std::memory_order_relaxed);
+  }
+  EngineStats stats() const override {
+    EngineStats s;
+    for (const Partition& p : parts_) {
+      std::lock_guard lock(p.mu);
+      s.keys += p.table.size();
+      s.data_bytes += p.bytes.load(std::memory_order_relaxed);
+      // Per entry: its header and malloc's own word (~8 bytes on glibc and jemalloc).
+      s.memory_bytes += p.table.slot_bytes() + p.table.size() * (kHeader + 8) +
+                        p.bytes.load(std::memory_order_relaxed);
+    }
+    s.memory_bytes += parts_.size() * sizeof(Partition);
+    return s;
+  }
+  bool durable() const override { return false; }
+
+ private:
+  std::vector<Partition> parts_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> new_memory_engine(std::uint32_t partitions) {
+  return std::make_unique<MemoryEngine>(partitions);
+}
+
+}  // namespace nodus::kv

@@ -1,0 +1,51 @@
+// A stored object: one key's siblings with their dotted version vector set, and the causal
+// context clients get, and their encodings (docs/protocol.md, "The store").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "dvv.hpp"
+#include "nodus/transport/status.hpp"
+
+namespace nodus::kv {
+
+/// One value of a key: its bytes, when it was written (hybrid logical clock), and whether it
+/// is a deletion marker.
+struct Sibling {
+  std::string value;
+  std::uint64_t timestamp = 0;
+  bool tombstone = false;
+  friend bool operator==(const Sibling&, const Sibling&) = default;
+};
+
+using Object = DvvSet<Sibling>;
+
+/// The object's stored and replicated form: a MessagePack array
+/// [1, [[actor, counter, [[timestamp, flags, value], ...]], ...]] (flags bit 0: tombstone).
+std::string encode_object(const Object& o);
+void encode_object(const Object& o, std::string& out);
+/// Errors: kProtocol naming what was wrong.
+Result<Object> decode_object(std::string_view bytes);
+
+/// True when every sibling is a tombstone (or there are none): the key reads as not found.
+bool all_tombstones(const Object& o);
+
+/// Signs causal contexts, so a client cannot forge one or use one key's on another: a context
+/// is [1][MessagePack array of [actor, counter] pairs][16-byte keyed BLAKE2b of key + pairs].
+class ContextSigner {
+ public:
+  /// `secret`: any bytes shared by the cluster (the cookie); empty works but then anyone can
+  /// sign.
+  explicit ContextSigner(std::string_view secret);
+  std::string encode(std::string_view key, const VersionVector& vv) const;
+  /// The version vector of a context. Empty bytes are the empty context (a blind write).
+  /// Errors: kBadArg "malformed causal context" or "causal context forged or of another key".
+  Result<VersionVector> decode(std::string_view key, std::string_view context) const;
+
+ private:
+  unsigned char key_[32];
+};
+
+}  // namespace nodus::kv

@@ -1,0 +1,90 @@
+// The in-memory engine: put/get/erase per partition, folds, counts, and its table under churn
+// (checked against std::map with a seeded random workload).
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <string>
+
+#include "../test_support.hpp"
+#include "nodus/kv/engine.hpp"
+
+namespace nodus::kv {
+namespace {
+
+// prefix + number, appended (`numbered("k", static_cast<unsigned long>(i))` trips GCC 12's
+// -Wrestrict).
+std::string numbered(const char* prefix, unsigned long i) {
+  std::string s = prefix;
+  s += std::to_string(i);
+  return s;
+}
+
+TEST(MemoryEngineTest, PartitionsAreSeparate) {
+  auto e = new_memory_engine(4);
+  ASSERT_OK(e->put(1, "k", "one"));
+  ASSERT_OK(e->put(2, "k", "two"));
+  std::string v;
+  ASSERT_OK(e->get(1, "k", &v));
+  EXPECT_EQ(v, "one");
+  ASSERT_OK(e->get(2, "k", &v));
+  EXPECT_EQ(v, "two");
+  EXPECT_EQ(e->get(3, "k", &v).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(e->keys(1), 1u);
+  EXPECT_EQ(e->data_bytes(1), 4u);
+  ASSERT_OK(e->erase(1, "k"));
+  ASSERT_OK(e->erase(1, "k"));
+  EXPECT_EQ(e->get(1, "k", &v).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(e->stats().keys, 1u);
+  EXPECT_FALSE(e->durable());
+}
+
+TEST(MemoryEngineTest, MatchesAMapUnderRandomChurn) {
+  for (std::uint32_t seed = 1; seed <= 5; ++seed) {
+    std::mt19937 rng(seed);
+    auto e = new_memory_engine(2);
+    std::map<std::string, std::string> model;
+    for (int i = 0; i < 20000; ++i) {
+      const std::string key = numbered("key", rng() % 3000);
+      const int op = static_cast<int>(rng() % 3);
+      if (op == 0) {
+        ASSERT_OK(e->erase(1, key));
+        model.erase(key);
+      } else {
+        const std::string value(rng() % 40, static_cast<char>('a' + rng() % 26));
+        ASSERT_OK(e->put(1, key, value));
+        model[key] = value;
+      }
+    }
+    std::uint64_t bytes = 0;
+    for (const auto& [k, v] : model) {
+      std::string got;
+      ASSERT_OK(e->get(1, k, &got));
+      ASSERT_EQ(got, v);
+      bytes += k.size() + v.size();
+    }
+    EXPECT_EQ(e->keys(1), model.size());
+    EXPECT_EQ(e->data_bytes(1), bytes);
+    std::size_t folded = 0;
+    e->fold(1, [&](std::string_view k, std::string_view v) {
+      EXPECT_EQ(model.at(std::string(k)), v);
+      ++folded;
+      return true;
+    });
+    EXPECT_EQ(folded, model.size());
+  }
+}
+
+TEST(MemoryEngineTest, KeepsOverheadPerKeySmall) {
+  auto e = new_memory_engine(1);
+  const int n = 100000;
+  for (int i = 0; i < n; ++i)
+    ASSERT_OK(e->put(0, numbered("k", static_cast<unsigned long>(i)), "v"));
+  const EngineStats s = e->stats();
+  EXPECT_EQ(s.keys, static_cast<std::uint64_t>(n));
+  const double overhead = static_cast<double>(s.memory_bytes - s.data_bytes) / n;
+  EXPECT_LT(overhead, 40.0) << "bytes per key beside its key and value";
+}
+
+}  // namespace
+}  // namespace nodus::kv
