@@ -1,0 +1,66 @@
+// kv::Client: get, put and delete against the store from any process or thread.
+//
+// A Client sends each request to the `nodus_kv` server of one node (its own node by default,
+// or a named one: a hidden client node talks to a member), which routes it to a primary of the
+// key; the answer comes from the coordinating vnode. Every call waits at most the request's
+// timeout plus a short margin.
+//
+//     kv::Client kv(node);
+//     auto ctx = kv.put("user:1", "alice");                  // the new causal context
+//     auto got = kv.get("user:1");                           // values (siblings) + context
+//     kv.put("user:1", "alice2", {.context = got->context}); // supersedes what get saw
+//
+// Errors (Status codes): not_found (get of a missing or deleted key), no_quorum ("needed W,
+// got G"), timeout, overloaded, unavailable (no ring yet, or no replica up), value_too_large,
+// too_many_siblings, badarg (a bad or forged context, a quorum above N), nodedown / noproc
+// (the node or its store is not there).
+//
+// Thread-safety: a Client may be used from several threads or processes at once.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nodus/node/node.hpp"
+#include "nodus/transport/status.hpp"
+
+namespace nodus::kv {
+
+/// Per-request options; 0 means the node's configured default.
+struct RequestOptions {
+  std::string context;  ///< the causal context of an earlier get/put (puts and deletes)
+  std::uint32_t r = 0;  ///< replies a get waits for (R)
+  std::uint32_t w = 0;  ///< acks a put waits for (W), PW of them primaries, DW durable
+  std::uint32_t pw = 0;
+  std::uint32_t dw = 0;
+  std::chrono::milliseconds timeout{0};  ///< the request's deadline (0: kv.request_timeout)
+};
+
+struct GetResult {
+  std::vector<std::string> values;  ///< one, or several concurrent ones (siblings)
+  std::string context;              ///< opaque; pass it to the next put to supersede them
+};
+
+class Client {
+ public:
+  /// Sends through `node`'s own store, or the store on the node named `via`.
+  explicit Client(Node& node, std::string via = {});
+
+  /// The key's values and causal context. Errors: see above; not_found when absent.
+  Result<GetResult> get(std::string_view key, const RequestOptions& opts = {}) const;
+  /// Stores `value`; returns the new causal context.
+  Result<std::string> put(std::string_view key, std::string_view value,
+                          const RequestOptions& opts = {}) const;
+  /// Deletes (a tombstone superseding `opts.context`, or what the coordinator has seen when
+  /// it is empty); returns the tombstone's causal context.
+  Result<std::string> del(std::string_view key, const RequestOptions& opts = {}) const;
+
+ private:
+  Node* node_;
+  std::string via_;
+};
+
+}  // namespace nodus::kv

@@ -1,0 +1,136 @@
+// The store: start it on a node, its options, merge functions, and what it reports.
+//
+// A Dynamo-style key-value store (DeCandia et al. 2007, and Riak KV where the paper is silent)
+// made of nodus processes: per node a `nodus_kv` server that answers client requests (kv::Client
+// or terms, docs/protocol.md "The store") and one vnode process per partition, all on one
+// storage engine. A put is coordinated by a primary of the key's preference list, which makes
+// the new version with its dotted version vector, stores it and sends it to the other replicas;
+// a get asks the replicas and answers after R, then repairs the stale ones (read repair).
+// Down primaries are replaced by fallbacks that keep the write as a hint and hand it back
+// (sloppy quorum, hinted hand-off).
+//
+// Thread-safety: every function may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nodus/kv/engine.hpp"
+#include "nodus/kv/ring.hpp"
+#include "nodus/node/node.hpp"
+#include "nodus/transport/status.hpp"
+
+namespace nodus::kv {
+
+/// How concurrent writes of one key are kept (kv.conflicts).
+enum class Conflicts : std::uint8_t {
+  kSiblings,  ///< both kept as siblings until a put with their merged context (default)
+  kLww,       ///< last writer wins by hybrid-logical-clock timestamp: LOSES concurrent writes
+};
+
+/// The store's options; the fields are the config keys of the [kv] section.
+struct Options {
+  /// Q, the ring size (kv.partitions): a power of two, fixed when the cluster is created.
+  /// More partitions spread load and hand-off more finely; each costs a vnode process per node.
+  std::uint32_t partitions = 64;
+  /// N (kv.replicas): copies of each key.
+  std::uint32_t replicas = 3;
+  /// W and R (kv.write_quorum, kv.read_quorum): replicas that must answer a put or get.
+  /// W + R > N reads your writes while no more than N - W replicas fail.
+  std::uint32_t write_quorum = 2;
+  std::uint32_t read_quorum = 2;
+  /// PW and DW defaults: of W, how many must be primaries / have stored durably. 0: no demand.
+  std::uint32_t primary_write_quorum = 0;
+  std::uint32_t durable_write_quorum = 0;
+  /// Who forms the ring of a new cluster (kv.initial_members); the ring forms, with no manual
+  /// step, once they are all connected. Empty: this node alone.
+  std::vector<std::string> initial_members;
+  /// kv.conflicts.
+  Conflicts conflicts = Conflicts::kSiblings;
+  /// Largest value in bytes (kv.max_value_bytes); keys are at most 64 KiB.
+  std::size_t max_value_bytes = 1 << 20;
+  /// A write that would leave more siblings than this on a key is refused
+  /// (too_many_siblings); a write with the context of a read always resolves them.
+  std::size_t max_siblings = 100;
+  /// A request's deadline when it names none (kv.request_timeout_ms).
+  std::chrono::milliseconds request_timeout{5000};
+  /// Requests queued per vnode before it answers `overloaded` (kv.vnode_queue).
+  std::size_t vnode_queue = 5000;
+  /// Read repairs a node starts per second at most (kv.read_repair_per_s): repair under
+  /// overload would add load, so beyond this they are skipped (and counted).
+  std::uint32_t read_repair_per_s = 20000;
+  /// A tombstone is reaped once every primary holds it and this much time passed
+  /// (kv.tombstone_ttl_ms).
+  std::chrono::milliseconds tombstone_ttl{60000};
+  /// How often a fallback offers its hints to primaries that are up (kv.handoff_interval_ms).
+  std::chrono::milliseconds handoff_interval{1000};
+  /// Signs causal contexts so clients cannot forge them; the same on every node (nodusd uses
+  /// the cluster cookie). Empty: contexts are checked for form only... and anyone can sign.
+  std::string context_secret;
+  /// Makes the node's engine for `partitions` partitions. Default: new_memory_engine.
+  std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
+};
+
+/// Starts the store on `node`: the `nodus_kv` server and one vnode per partition, registered
+/// locally as `nodus_kv` and `nodus_kv_vnode_<P>`. Returns at once; requests are answered
+/// `unavailable` until the ring has formed. Errors: kBadConfig naming the option (partitions
+/// not a power of two, R or W above N, ...); kAlreadyStarted when the store runs there.
+Status start(Node& node, Options options);
+
+/// Merges siblings of keys that start with `prefix`, instead of returning them: a get gets
+/// fn(key, values) as its one value, and a put coordinated here replaces them by it. Register
+/// the same function on every node. Longest prefix wins. Errors: kNotFound when the store
+/// does not run on `node`.
+using MergeFn =
+    std::function<std::string(std::string_view key, const std::vector<std::string>& siblings)>;
+Status register_merge(Node& node, std::string prefix, MergeFn fn);
+
+/// The ring `node` holds now (empty before it formed), or nullopt without the store.
+std::optional<Ring> ring(Node& node);
+
+/// Latency histogram of one operation, coordinator side, in microseconds.
+struct Latency {
+  static constexpr std::uint64_t kBoundsUs[] = {100,  250,   500,   1000,   2500,
+                                                5000, 10000, 50000, 250000, 1000000};
+  static constexpr std::size_t kBuckets = sizeof(kBoundsUs) / sizeof(kBoundsUs[0]) + 1;
+  std::uint64_t counts[kBuckets] = {};  ///< per bucket, not cumulative; last: above all
+  std::uint64_t count = 0;
+  std::uint64_t sum_us = 0;
+};
+
+/// A node's counters since the store started there.
+struct Stats {
+  std::uint64_t keys = 0;          ///< objects in this node's engine (all partitions)
+  std::uint64_t data_bytes = 0;    ///< their key and value bytes
+  std::uint64_t memory_bytes = 0;  ///< the engine's estimate of its memory
+  std::uint64_t gets = 0, puts = 0, deletes = 0;  ///< coordinated here
+  std::uint64_t hits = 0, misses = 0;             ///< gets that found the key or not
+  std::uint64_t errors = 0;                       ///< coordinated requests that failed
+  std::uint64_t overloaded = 0;                   ///< requests refused with `overloaded`
+  std::uint64_t forwarded = 0;                    ///< requests sent to a primary elsewhere
+  std::uint64_t replica_writes = 0;               ///< writes stored for other coordinators
+  std::uint64_t expired_skipped = 0;              ///< replica work skipped: caller gave up
+  std::uint64_t read_repairs = 0;                 ///< repairs sent
+  std::uint64_t read_repairs_skipped = 0;         ///< repairs left out over the rate bound
+  std::uint64_t hints = 0;                        ///< keys kept here for a down primary
+  std::uint64_t handoffs = 0;                     ///< hinted keys handed back
+  std::uint64_t tombstones_reaped = 0;
+  std::uint64_t siblings_max = 0;  ///< most siblings seen on one key
+  std::uint32_t partitions = 0;    ///< Q
+  std::uint32_t replicas = 0;      ///< N
+  std::uint64_t ring_epoch = 0;
+  std::vector<std::uint64_t> partition_keys;  ///< keys per partition, this node
+  std::vector<std::uint32_t> vnode_queue;     ///< requests queued per vnode now
+  Latency get_latency, put_latency, delete_latency;
+};
+
+/// `node`'s stats. Errors: kNotFound when the store does not run there.
+Result<Stats> stats(Node& node);
+
+}  // namespace nodus::kv

@@ -1,0 +1,140 @@
+// The store's messages between nodes: typed NODUS_MESSAGE structs (MessagePack arrays, fields
+// in the order listed), tags 500-519. docs/protocol.md ("The store") describes them; clients in
+// other languages use the term requests to `nodus_kv` instead.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nodus/node/process.hpp"
+#include "nodus/node/wire.hpp"
+
+namespace nodus::kv {
+
+/// A pid or ref on the wire (node name, creation, id).
+struct WireId {
+  std::string node;
+  std::uint32_t creation = 0;
+  std::uint64_t id = 0;
+  MSGPACK_DEFINE_ARRAY(node, creation, id)
+
+  static WireId of(const Pid& p) { return {std::string(p.node.name()), p.creation, p.id}; }
+  static WireId of(const Ref& r) { return {std::string(r.node.name()), r.creation, r.id}; }
+  Pid pid() const { return Pid{atom(node), creation, id}; }
+  Ref ref() const { return Ref{atom(node), creation, id}; }
+};
+
+enum class Op : std::uint8_t { kGet = 1, kPut = 2, kDelete = 3 };
+
+/// A client request (kv::Client sends it to `nodus_kv`; the term requests become one).
+/// Quorums and timeout 0 mean the node's defaults.
+struct KvRequest {
+  std::uint8_t op = 0;
+  std::string key;
+  std::string value;
+  std::string context;
+  std::uint32_t r = 0, w = 0, pw = 0, dw = 0;
+  std::uint32_t timeout_ms = 0;
+  NODUS_MESSAGE(KvRequest, 500, op, key, value, context, r, w, pw, dw, timeout_ms);
+};
+
+/// The answer to a KvRequest. code: an ErrorCode number (0 ok); for no_quorum, needed and got.
+/// A get that found the key: values (the siblings, tombstones left out) and context.
+struct KvReply {
+  std::uint16_t code = 0;
+  std::string message;
+  std::vector<std::string> values;
+  std::string context;
+  std::uint32_t needed = 0, got = 0;
+  NODUS_MESSAGE(KvReply, 501, code, message, values, context, needed, got);
+};
+
+/// A request handed to a primary on another node, which answers the caller directly.
+struct KvForward {
+  KvRequest request;
+  WireId reply_pid;
+  WireId reply_ref;
+  bool term_reply = false;
+  NODUS_MESSAGE(KvForward, 502, request, reply_pid, reply_ref, term_reply);
+};
+
+/// A coordinator's write to one replica (also read repair and hand-off, without an ack).
+/// deadline_ms: when the caller gives up, wall-clock ms since the epoch (0: never); a replica
+/// skips work past it (a clock skew between nodes beyond the request timeout defeats this).
+/// hint: the primary a fallback keeps this for (empty on a primary).
+struct ReplicaPut {
+  std::uint32_t partition = 0;
+  std::uint64_t req_id = 0;
+  std::uint8_t target = 0;
+  std::string coordinator;
+  std::uint64_t deadline_ms = 0;
+  std::string hint;
+  bool want_ack = false;
+  std::string key;
+  std::string object;
+  NODUS_MESSAGE(ReplicaPut, 503, partition, req_id, target, coordinator, deadline_ms, hint,
+                want_ack, key, object);
+};
+
+struct ReplicaPutAck {
+  std::uint32_t partition = 0;
+  std::uint64_t req_id = 0;
+  std::uint8_t target = 0;
+  std::uint16_t code = 0;
+  bool durable = false;
+  NODUS_MESSAGE(ReplicaPutAck, 504, partition, req_id, target, code, durable);
+};
+
+struct ReplicaGet {
+  std::uint32_t partition = 0;
+  std::uint64_t req_id = 0;
+  std::uint8_t target = 0;
+  std::string coordinator;
+  std::uint64_t deadline_ms = 0;
+  std::string key;
+  NODUS_MESSAGE(ReplicaGet, 505, partition, req_id, target, coordinator, deadline_ms, key);
+};
+
+/// object: the replica's encoded object, empty when it has none.
+struct ReplicaGetReply {
+  std::uint32_t partition = 0;
+  std::uint64_t req_id = 0;
+  std::uint8_t target = 0;
+  std::uint16_t code = 0;
+  std::string object;
+  NODUS_MESSAGE(ReplicaGetReply, 506, partition, req_id, target, code, object);
+};
+
+/// A node's ring (epoch 0: "send me yours").
+struct RingGossip {
+  std::string from;
+  std::uint64_t epoch = 0;
+  std::uint32_t partitions = 0;
+  std::uint32_t replicas = 0;
+  std::vector<std::string> members;
+  std::vector<std::uint16_t> owners;
+  NODUS_MESSAGE(RingGossip, 507, from, epoch, partitions, replicas, members, owners);
+};
+
+/// A fallback hands a hinted object back to the primary it kept it for (hinted hand-off);
+/// the primary answers with HandoffAck once stored.
+struct HandoffPut {
+  std::uint32_t partition = 0;
+  std::string from;
+  std::string key;
+  std::string object;
+  NODUS_MESSAGE(HandoffPut, 508, partition, from, key, object);
+};
+struct HandoffAck {
+  std::uint32_t partition = 0;
+  std::string from;  // the primary that stored it
+  std::string key;
+  std::string object;  // what was acknowledged, so a newer local write is not dropped
+  NODUS_MESSAGE(HandoffAck, 509, partition, from, key, object);
+};
+
+/// Registers every message above with the node runtime (idempotent).
+Status register_protocol();
+
+}  // namespace nodus::kv
