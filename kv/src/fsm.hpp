@@ -30,11 +30,12 @@ struct Target {
 class PutFsm {
  public:
   PutFsm(std::vector<Target> targets, std::uint32_t w, std::uint32_t pw, std::uint32_t dw)
-      : targets_(std::move(targets)), state_(targets_.size(), kOut), w_(w), pw_(pw), dw_(dw) {
-    evaluate();
-  }
+      : targets_(std::move(targets)), state_(targets_.size(), kOut), w_(w), pw_(pw), dw_(dw) {}
 
   const std::vector<Target>& targets() const { return targets_; }
+  /// Decides what can be decided before any reply (too few targets): call once the
+  /// coordinator has fed in its own reply. Events decide by themselves.
+  void check() { evaluate(); }
   /// Replica `i` (index into targets) stored the write; `durable` when its engine is.
   void ack(std::size_t i, bool durable) {
     if (i >= state_.size() || state_[i] != kOut) return;
@@ -120,11 +121,11 @@ class GetFsm {
       : targets_(std::move(targets)),
         replies_(targets_.size()),
         state_(targets_.size(), kOut),
-        r_(r) {
-    evaluate();
-  }
+        r_(r) {}
 
   const std::vector<Target>& targets() const { return targets_; }
+  /// As PutFsm::check.
+  void check() { evaluate(); }
   /// Replica `i` answered: its object, or nullopt when it has none.
   void reply(std::size_t i, std::optional<Object> object) {
     if (i >= state_.size() || state_[i] != kOut) return;

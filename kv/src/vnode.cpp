@@ -232,6 +232,7 @@ class Vnode : public GenServer {
                       req.key, bytes});
     }
     (void)n;
+    pp.fsm.check();
     if (pp.fsm.outcome() != Outcome::kPending) {
       finish_put(pp);
       return;
@@ -286,6 +287,7 @@ class Vnode : public GenServer {
       send(named(dest_name_, view.names[t.member].name()),
            ReplicaGet{p_, id, static_cast<std::uint8_t>(i), me_, dl, pg.key});
     }
+    pg.fsm.check();
     if (pg.fsm.outcome() != Outcome::kPending) answer_get(pg);
     if (pg.fsm.all_answered()) {
       read_repair(pg);

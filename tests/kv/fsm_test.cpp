@@ -35,6 +35,7 @@ TEST(PutFsmTest, NoQuorumAsSoonAsTheRestCannotMakeItUp) {
 
 TEST(PutFsmTest, FewerTargetsThanWFailsAtOnce) {
   PutFsm f({Target{0, true, 0}}, 2, 0, 0);
+  f.check();
   EXPECT_EQ(f.outcome(), Outcome::kNoQuorum);
   EXPECT_EQ(f.needed(), 2u);
   EXPECT_EQ(f.got(), 0u);
@@ -98,6 +99,14 @@ TEST(GetFsmTest, NotFoundRepliesCountTowardR) {
   EXPECT_EQ(f.outcome(), Outcome::kOk);
   EXPECT_TRUE(f.merged().empty());
   EXPECT_TRUE(f.stale().empty());
+}
+
+TEST(GetFsmTest, FewerTargetsThanRFailsOnceTheCoordinatorReplied) {
+  GetFsm f({Target{0, true, 0}}, 2);
+  f.reply(0, std::nullopt);
+  f.check();
+  EXPECT_EQ(f.outcome(), Outcome::kNoQuorum);
+  EXPECT_EQ(f.got(), 1u);
 }
 
 TEST(GetFsmTest, CrashedReplicasMakeNoQuorum) {

@@ -1,0 +1,312 @@
+// The store on several real nodes in one test process, linked over loopback ZeroMQ: the ring
+// forming from initial_members, reads and writes from any node (and from a node outside the
+// ring), siblings from concurrent writes on two nodes, sloppy quorum with hinted hand-off, read
+// repair, deletes that stay deleted, and errors that name what was missing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../node/test_util.hpp"
+#include "nodus/kv/client.hpp"
+#include "nodus/kv/kv.hpp"
+#include "nodus/kv/partition.hpp"
+#include "state.hpp"
+
+namespace nodus::kv {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::eventually;
+
+// prefix + number, appended (`"k" + std::to_string(i)` trips GCC 12's -Wrestrict).
+std::string numbered(const char* prefix, int i) {
+  std::string s = prefix;
+  s += std::to_string(i);
+  return s;
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    clients_.clear();
+    for (auto& n : nodes_) n.reset();
+  }
+
+  // Starts `count` nodes n1..nCount meshed, the store on each with them as initial members,
+  // and waits for the ring on all.
+  void start_cluster(int count, std::uint32_t replicas = 3) {
+    std::vector<std::string> names;
+    for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
+    for (const auto& name : names) {
+      nodes_.push_back(testing::start_loopback_node(name, "kv-cookie", 1000ms));
+      ASSERT_TRUE(nodes_.back());
+      if (nodes_.size() > 1) nodes_.back()->connect(nodes_.front()->endpoint());
+    }
+    for (auto& n : nodes_) {
+      Options o;
+      o.partitions = 16;
+      o.replicas = replicas;
+      o.initial_members = names;
+      o.context_secret = "kv-cookie";
+      o.request_timeout = 2000ms;
+      o.handoff_interval = 100ms;
+      ASSERT_OK(start(*n, o));
+      clients_.push_back(std::make_unique<Client>(*n));
+    }
+    ASSERT_TRUE(eventually(
+        [&] {
+          for (auto& n : nodes_) {
+            auto r = ring(*n);
+            if (!r || r->members().size() != names.size()) return false;
+          }
+          return true;
+        },
+        10s))
+        << "the ring did not form on every node";
+  }
+
+  Node& node(int i) { return *nodes_[i - 1]; }
+  Client& client(int i) { return *clients_[i - 1]; }
+
+  // Cuts (or restores) traffic between node i and node j both ways.
+  void cut(int i, int j, bool on = true) {
+    const std::string a = numbered("n", i), b = numbered("n", j);
+    if (on) {
+      node(i).block_peer(b);
+      node(j).block_peer(a);
+    } else {
+      node(i).unblock_peer(b);
+      node(j).unblock_peer(a);
+    }
+  }
+  // True when node i's store sees node j as up (or down, with up = false).
+  bool sees(int i, int j, bool up = true) {
+    auto v = state_of(node(i))->view();
+    const int idx = v->ring->member_index(numbered("n", j));
+    return idx >= 0 && v->up[idx] == up;
+  }
+  // What node i's engine holds for `key` (its replica), decoded; empty when nothing.
+  std::vector<std::string> replica_values(int i, const std::string& key) {
+    KvState* st = state_of(node(i));
+    std::string bytes;
+    if (!st->engine->get(partition_of(key, 16), key, &bytes).ok()) return {};
+    std::vector<std::string> out;
+    for (const Sibling& s : decode_object(bytes)->values()) {
+      out.push_back(s.tombstone ? "<tombstone>" : s.value);
+    }
+    return out;
+  }
+  bool holds(int i, const std::string& key) {
+    std::string bytes;
+    return state_of(node(i))->engine->get(partition_of(key, 16), key, &bytes).ok();
+  }
+  // The primaries of `key`, as node numbers.
+  std::vector<int> primaries(const std::string& key) {
+    Ring r = *ring(node(1));
+    std::vector<int> out;
+    for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
+      out.push_back(std::stoi(r.members()[m].substr(1)));
+    }
+    return out;
+  }
+  std::string one_value(Client& c, const std::string& key, RequestOptions o = {}) {
+    auto r = c.get(key, o);
+    if (!r.ok()) return "<" + r.error().to_string() + ">";
+    if (r->values.size() != 1) return numbered("<siblings: ", static_cast<int>(r->values.size()));
+    return r->values[0];
+  }
+
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<std::unique_ptr<Client>> clients_;
+};
+
+TEST_F(ClusterTest, TheRingFormsFromInitialMembersAndIsTheSameEverywhere) {
+  start_cluster(3);
+  const Ring r1 = *ring(node(1));
+  EXPECT_EQ(r1.epoch(), 1u);
+  EXPECT_EQ(r1.members(), (std::vector<std::string>{"n1", "n2", "n3"}));
+  EXPECT_EQ(*ring(node(2)), r1);
+  EXPECT_EQ(*ring(node(3)), r1);
+}
+
+TEST_F(ClusterTest, AWriteOnOneNodeIsReadOnEveryOtherAndFromOutsideTheRing) {
+  start_cluster(3);
+  ASSERT_OK(client(1).put("greeting", "hello"));
+  EXPECT_EQ(one_value(client(2), "greeting"), "hello");
+  EXPECT_EQ(one_value(client(3), "greeting"), "hello");
+  // Every replica holds it once W = 2 acked and the third caught up.
+  EXPECT_TRUE(eventually(
+      [&] { return holds(1, "greeting") && holds(2, "greeting") && holds(3, "greeting"); }));
+  // A node that is not a member (a client node) goes through a member.
+  auto outsider = testing::start_loopback_node("client", "kv-cookie", 1000ms);
+  outsider->connect(node(1).endpoint());
+  Client remote(*outsider, "n2");
+  ASSERT_TRUE(eventually([&] { return remote.get("greeting").ok(); }));
+  EXPECT_EQ(one_value(remote, "greeting"), "hello");
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK(remote.put(numbered("k", i), numbered("v", i)));
+  }
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(one_value(client(1 + i % 3), numbered("k", i)), numbered("v", i));
+  }
+}
+
+TEST_F(ClusterTest, ConcurrentBlindWritesOnTwoNodesBecomeSiblingsThatAMergedPutResolves) {
+  start_cluster(3);
+  ASSERT_OK(client(1).put("cart", "apples"));
+  ASSERT_OK(client(2).put("cart", "pears"));
+  auto got = client(3).get("cart");
+  ASSERT_OK(got);
+  std::vector<std::string> values = got->values;
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values, (std::vector<std::string>{"apples", "pears"}));
+  ASSERT_OK(client(3).put("cart", "apples,pears", {.context = got->context}));
+  EXPECT_EQ(one_value(client(1), "cart"), "apples,pears");
+  EXPECT_EQ(one_value(client(2), "cart"), "apples,pears");
+}
+
+TEST_F(ClusterTest, NoQuorumNamesWhatWasMissing) {
+  start_cluster(3);
+  cut(1, 2);
+  cut(1, 3);
+  ASSERT_TRUE(eventually([&] { return sees(1, 2, false) && sees(1, 3, false); }));
+  // n1 alone: every key's coordinator is n1 (its own replica) or no primary is up.
+  auto r = client(1).put("lonely", "v");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum);
+  EXPECT_EQ(r.error().message(), "needed 2, got 1");
+  RequestOptions one;
+  one.w = 1;
+  ASSERT_OK(client(1).put("lonely", "v", one));
+  auto g = client(1).get("lonely");
+  EXPECT_EQ(g.error().code(), ErrorCode::kNoQuorum);
+  cut(1, 2, false);
+  cut(1, 3, false);
+}
+
+TEST_F(ClusterTest, AReadRepairsAStaleReplica) {
+  start_cluster(3);
+  cut(3, 1);
+  cut(3, 2);
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_OK(client(1).put("fresh", "v1"));  // W = 2 from n1 and n2; n3 misses it
+  EXPECT_FALSE(holds(3, "fresh"));
+  cut(3, 1, false);
+  cut(3, 2, false);
+  ASSERT_TRUE(
+      eventually([&] { return sees(1, 3) && sees(2, 3) && sees(3, 1) && sees(3, 2); }, 10s));
+  RequestOptions all;
+  all.r = 3;
+  EXPECT_EQ(one_value(client(1), "fresh", all), "v1");
+  EXPECT_TRUE(
+      eventually([&] { return replica_values(3, "fresh") == std::vector<std::string>{"v1"}; }));
+  std::uint64_t repairs = 0;
+  for (int i = 1; i <= 3; ++i) repairs += stats(node(i))->read_repairs;
+  EXPECT_GE(repairs, 1u);
+}
+
+TEST_F(ClusterTest, ADeletedKeyDoesNotComeBackFromAStaleReplica) {
+  start_cluster(3);
+  ASSERT_OK(client(1).put("gone", "v1"));
+  ASSERT_TRUE(eventually([&] { return holds(3, "gone"); }));
+  cut(3, 1);
+  cut(3, 2);
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  auto got = client(1).get("gone");
+  ASSERT_OK(got);
+  ASSERT_OK(client(1).del("gone", {.context = got->context}));
+  EXPECT_EQ(replica_values(3, "gone"), std::vector<std::string>{"v1"});  // stale
+  cut(3, 1, false);
+  cut(3, 2, false);
+  ASSERT_TRUE(eventually([&] { return sees(3, 1) && sees(3, 2) && sees(1, 3); }, 10s));
+  // n3 coordinates (it holds a replica); the others' tombstone wins over its old value.
+  RequestOptions all;
+  all.r = 3;
+  EXPECT_EQ(client(3).get("gone", all).error().code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(eventually(
+      [&] { return replica_values(3, "gone") == std::vector<std::string>{"<tombstone>"}; }));
+  EXPECT_EQ(client(2).get("gone").error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
+  start_cluster(4);
+  // Keys whose primaries include n4.
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 20 && i < 1000; ++i) {
+    std::string k = numbered("h", i);
+    auto p = primaries(k);
+    if (std::find(p.begin(), p.end(), 4) != p.end()) keys.push_back(k);
+  }
+  ASSERT_EQ(keys.size(), 20u);
+  for (int i = 1; i <= 3; ++i) cut(i, 4);
+  ASSERT_TRUE(
+      eventually([&] { return sees(1, 4, false) && sees(2, 4, false) && sees(3, 4, false); }));
+  RequestOptions all3;
+  all3.w = 3;  // three acks: the fallback's counts (sloppy quorum)
+  for (const auto& k : keys) ASSERT_OK(client(1).put(k, "v-" + k, all3));
+  std::uint64_t hints = 0;
+  for (int i = 1; i <= 3; ++i) hints += stats(node(i))->hints;
+  EXPECT_EQ(hints, keys.size());
+  // PW counts primaries only: with n4 down, PW = 3 cannot be met.
+  RequestOptions pw3;
+  pw3.pw = 3;
+  auto r = client(1).put(keys[0], "strict", pw3);
+  EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum);
+  for (int i = 1; i <= 3; ++i) cut(i, 4, false);
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& k : keys) {
+          if (!holds(4, k)) return false;
+        }
+        return true;
+      },
+      15s))
+      << "hints were not handed back";
+  // Fallbacks drop their copies once the primary acknowledged.
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& k : keys) {
+          const auto p = primaries(k);
+          for (int i = 1; i <= 4; ++i) {
+            if (std::find(p.begin(), p.end(), i) == p.end() && holds(i, k)) return false;
+          }
+        }
+        return true;
+      },
+      10s));
+  std::uint64_t handoffs = 0;
+  for (int i = 1; i <= 3; ++i) handoffs += stats(node(i))->handoffs;
+  EXPECT_GE(handoffs, keys.size());
+  // What n4 holds now is what was written while it was away: keys[0] also got the blind write
+  // that failed PW (stored where it reached, as in Riak), as a sibling.
+  EXPECT_EQ(replica_values(4, keys[0]).size(), 2u);
+  for (std::size_t i = 1; i < keys.size(); ++i) {
+    EXPECT_EQ(replica_values(4, keys[i]), std::vector<std::string>{"v-" + keys[i]});
+  }
+  // n4 is no primary of some keys: requests for them that reach it are forwarded.
+  Client via4(node(4));
+  for (int i = 0; i < 20; ++i) ASSERT_OK(via4.put(numbered("f", i), "x"));
+  EXPECT_GT(stats(node(4))->forwarded, 0u);
+}
+
+TEST_F(ClusterTest, EveryAcknowledgedWriteSurvivesTheLossOfANode) {
+  start_cluster(3);
+  std::vector<std::string> acked;
+  for (int i = 0; i < 100; ++i) {
+    const std::string k = numbered("d", i);
+    if (client(1 + i % 3).put(k, numbered("v", i)).ok()) acked.push_back(k);
+  }
+  ASSERT_EQ(acked.size(), 100u);
+  clients_[2].reset();
+  nodes_[2].reset();  // n3 is gone, as after kill -9
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  for (const auto& k : acked) {
+    EXPECT_EQ(one_value(client(1), k), "v" + k.substr(1)) << k;
+  }
+}
+
+}  // namespace
+}  // namespace nodus::kv
