@@ -134,6 +134,15 @@ struct HandoffAck {
   NODUS_MESSAGE(HandoffAck, 509, partition, from, key, object);
 };
 
+/// Every primary holds this tombstone and its time to live has passed: drop it if the stored
+/// object is still exactly this one (a newer write keeps it).
+struct ReapTombstone {
+  std::uint32_t partition = 0;
+  std::string key;
+  std::string object;
+  NODUS_MESSAGE(ReapTombstone, 510, partition, key, object);
+};
+
 /// Registers every message above with the node runtime (idempotent).
 Status register_protocol();
 

@@ -162,11 +162,12 @@ void answer(const Origin& origin, KvReply reply) {
 }
 
 Status register_protocol() {
-  for (Status s : {register_message<KvRequest>(), register_message<KvReply>(),
-                   register_message<KvForward>(), register_message<ReplicaPut>(),
-                   register_message<ReplicaPutAck>(), register_message<ReplicaGet>(),
-                   register_message<ReplicaGetReply>(), register_message<RingGossip>(),
-                   register_message<HandoffPut>(), register_message<HandoffAck>()}) {
+  for (Status s :
+       {register_message<KvRequest>(), register_message<KvReply>(), register_message<KvForward>(),
+        register_message<ReplicaPut>(), register_message<ReplicaPutAck>(),
+        register_message<ReplicaGet>(), register_message<ReplicaGetReply>(),
+        register_message<RingGossip>(), register_message<HandoffPut>(),
+        register_message<HandoffAck>(), register_message<ReapTombstone>()}) {
     if (!s.ok()) return s;
   }
   return Status();

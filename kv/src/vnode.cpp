@@ -22,6 +22,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kTick = std::chrono::milliseconds(10);
 
+// Sent to itself by a vnode tombstone_ttl after it coordinated a delete: time to see whether
+// every primary holds the tombstone, and reap it.
+struct ReapCheck {
+  std::string key;
+};
+
 std::uint64_t wall_ms() { return HybridClock::system_ms(); }
 
 class Vnode : public GenServer {
@@ -58,6 +64,10 @@ class Vnode : public GenServer {
       handoff_put(*hp);
     } else if (const HandoffAck* ha = msg.get<HandoffAck>()) {
       handoff_ack(*ha);
+    } else if (const ReapCheck* rc = msg.get<ReapCheck>()) {
+      reap_check(rc->key);
+    } else if (const ReapTombstone* rt = msg.get<ReapTombstone>()) {
+      reap(rt->key, rt->object);
     } else if (msg == "tick") {
       tick_armed_ = false;
       expire();
@@ -82,6 +92,7 @@ class Vnode : public GenServer {
     Op op;
     std::string context;
     Clock::time_point start, deadline;
+    std::string key;  // deletes only: for the reap check
   };
   struct PendingGet {
     GetFsm fsm;
@@ -89,6 +100,7 @@ class Vnode : public GenServer {
     std::string key;
     bool answered = false;
     Clock::time_point start, deadline;
+    bool reap = false;  // a reap check: nobody to answer
   };
 
   // -- storage -----------------------------------------------------------------------------
@@ -216,7 +228,8 @@ class Vnode : public GenServer {
                   del ? Op::kDelete : Op::kPut,
                   st_->signer.encode(req.key, next.join()),
                   now,
-                  deadline};
+                  deadline,
+                  del ? req.key : std::string()};
     const std::uint64_t dl = wall_deadline(deadline);
     const std::string& bytes = scratch_;  // what write_local just encoded
     for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -260,6 +273,9 @@ class Vnode : public GenServer {
     }
     if (r.code != 0) st_->counters.errors.fetch_add(1, std::memory_order_relaxed);
     answer(pp.origin, std::move(r));
+    if (pp.op == Op::kDelete && pp.fsm.outcome() == Outcome::kOk) {
+      send_after(self(), ReapCheck{std::move(pp.key)}, st_->options.tombstone_ttl);
+    }
   }
 
   void coordinate_get(CoordRequest& cr, const View& view, Clock::time_point now) {
@@ -290,7 +306,7 @@ class Vnode : public GenServer {
     pg.fsm.check();
     if (pg.fsm.outcome() != Outcome::kPending) answer_get(pg);
     if (pg.fsm.all_answered()) {
-      read_repair(pg);
+      done_get(pg);
       return;
     }
     gets_.emplace(id, std::move(pg));
@@ -300,6 +316,7 @@ class Vnode : public GenServer {
   void answer_get(PendingGet& pg) {
     if (pg.answered) return;
     pg.answered = true;
+    if (pg.reap) return;
     st_->get_latency.record(Clock::now() - pg.start);
     KvReply r;
     if (pg.fsm.outcome() == Outcome::kOk) {
@@ -353,6 +370,96 @@ class Vnode : public GenServer {
                       t.primary ? std::string() : std::string(view->names[t.hint_for].name()),
                       false, pg.key, bytes});
     }
+  }
+
+  // Every replica answered: repair the stale ones, and reap a tombstone that all primaries
+  // hold once its time to live has passed.
+  void done_get(PendingGet& pg) {
+    if (!pg.reap) read_repair(pg);
+    maybe_reap(pg);
+  }
+
+  // -- tombstones --------------------------------------------------------------------------
+  //
+  // A tombstone is dropped only when every primary of its key holds exactly it (so no primary
+  // can bring an older value back through read repair or hand-off) and tombstone_ttl has
+  // passed since the delete (its hybrid-clock timestamp). The check is a read of all primaries:
+  // tombstone_ttl after a delete this vnode coordinated, and after any read that found a
+  // tombstone on every primary.
+
+  void reap_check(const std::string& key) {
+    std::shared_ptr<const View> view = st_->view();
+    if (!view || !view->ready() || view->self < 0) return;
+    const auto prim = view->primaries(p_, st_->options.replicas);
+    std::vector<Target> targets;
+    for (std::uint32_t m : prim) {
+      if (!view->up[m]) return;  // a primary away: keep the tombstone
+      targets.push_back(Target{m, true, m});
+    }
+    std::stable_partition(targets.begin(), targets.end(), [&](const Target& t) {
+      return static_cast<int>(t.member) == view->self;
+    });
+    if (targets.empty() || static_cast<int>(targets[0].member) != view->self) return;
+    const Clock::time_point now = Clock::now();
+    const std::uint64_t id = next_req_++;
+    PendingGet pg{GetFsm(targets, static_cast<std::uint32_t>(targets.size())),
+                  Origin{},
+                  key,
+                  false,
+                  now,
+                  now + st_->options.request_timeout,
+                  true};
+    Result<Object> local = read_local(key);
+    if (!local || local->empty() || !all_tombstones(*local)) return;
+    pg.fsm.reply(0, std::move(*local));
+    const std::uint64_t dl = wall_deadline(pg.deadline);
+    for (std::size_t i = 1; i < targets.size(); ++i) {
+      send(named(dest_name_, view->names[targets[i].member].name()),
+           ReplicaGet{p_, id, static_cast<std::uint8_t>(i), me_, dl, key});
+    }
+    pg.fsm.check();
+    if (pg.fsm.all_answered()) {
+      done_get(pg);
+      return;
+    }
+    gets_.emplace(id, std::move(pg));
+    arm_tick();
+  }
+
+  void maybe_reap(PendingGet& pg) {
+    if (pg.fsm.outcome() != Outcome::kOk || !pg.fsm.all_answered()) return;
+    const Object& merged = pg.fsm.merged();
+    if (merged.empty() || !all_tombstones(merged) || !pg.fsm.stale().empty()) return;
+    std::shared_ptr<const View> view = st_->view();
+    const auto prim = view->primaries(p_, st_->options.replicas);
+    const auto& targets = pg.fsm.targets();
+    if (targets.size() != prim.size()) return;
+    for (const Target& t : targets) {
+      if (!t.primary) return;
+    }
+    std::uint64_t newest = 0;
+    for (const Sibling& s : merged.values()) newest = std::max(newest, s.timestamp);
+    const auto ttl = static_cast<std::uint64_t>(st_->options.tombstone_ttl.count());
+    // Too young: the delete's own check comes later.
+    if (HybridClock::millis(newest) + ttl > wall_ms()) return;
+    const std::string bytes = encode_object(merged);
+    for (const Target& t : targets) {
+      if (static_cast<int>(t.member) == view->self) {
+        reap(pg.key, bytes);
+      } else {
+        send(named(dest_name_, view->names[t.member].name()), ReapTombstone{p_, pg.key, bytes});
+      }
+    }
+  }
+
+  void reap(const std::string& key, const std::string& object) {
+    std::string bytes;
+    if (!st_->engine->get(p_, key, &bytes).ok()) return;
+    Result<Object> local = decode_object(bytes);
+    Result<Object> asked = decode_object(object);
+    if (!local || !asked || !all_tombstones(*local) || local->join() != asked->join()) return;
+    (void)st_->engine->erase(p_, key);
+    st_->counters.tombstones_reaped.fetch_add(1, std::memory_order_relaxed);
   }
 
   // -- replica side ---------------------------------------------------------------------------
@@ -429,7 +536,7 @@ class Vnode : public GenServer {
     }
     if (pg.fsm.outcome() != Outcome::kPending) answer_get(pg);
     if (pg.fsm.all_answered()) {
-      read_repair(pg);
+      done_get(pg);
       gets_.erase(it);
     }
   }
@@ -457,7 +564,7 @@ class Vnode : public GenServer {
       if (it->second.deadline <= now) {
         it->second.fsm.expire();
         answer_get(it->second);
-        read_repair(it->second);
+        if (!it->second.reap) read_repair(it->second);
         it = gets_.erase(it);
       } else {
         ++it;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../node/test_util.hpp"
@@ -37,7 +38,8 @@ class ClusterTest : public ::testing::Test {
 
   // Starts `count` nodes n1..nCount meshed, the store on each with them as initial members,
   // and waits for the ring on all.
-  void start_cluster(int count, std::uint32_t replicas = 3) {
+  void start_cluster(int count, std::uint32_t replicas = 3,
+                     std::chrono::milliseconds tombstone_ttl = 60s) {
     std::vector<std::string> names;
     for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
     for (const auto& name : names) {
@@ -53,6 +55,7 @@ class ClusterTest : public ::testing::Test {
       o.context_secret = "kv-cookie";
       o.request_timeout = 2000ms;
       o.handoff_interval = 100ms;
+      o.tombstone_ttl = tombstone_ttl;
       ASSERT_OK(start(*n, o));
       clients_.push_back(std::make_unique<Client>(*n));
     }
@@ -290,6 +293,71 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
   Client via4(node(4));
   for (int i = 0; i < 20; ++i) ASSERT_OK(via4.put(numbered("f", i), "x"));
   EXPECT_GT(stats(node(4))->forwarded, 0u);
+}
+
+TEST_F(ClusterTest, TombstonesAreReapedOnceEveryPrimaryHoldsThemAndTheirTtlPassed) {
+  start_cluster(3, 3, 300ms);
+  ASSERT_OK(client(1).put("old", "v"));
+  ASSERT_TRUE(eventually([&] { return holds(1, "old") && holds(2, "old") && holds(3, "old"); }));
+  ASSERT_OK(client(1).del("old"));
+  EXPECT_TRUE(holds(1, "old")) << "a tombstone, not yet reaped";
+  ASSERT_TRUE(eventually([&] { return !holds(1, "old") && !holds(2, "old") && !holds(3, "old"); }))
+      << "the tombstone was not reaped";
+  std::uint64_t reaped = 0;
+  for (int i = 1; i <= 3; ++i) reaped += stats(node(i))->tombstones_reaped;
+  EXPECT_EQ(reaped, 3u);
+  EXPECT_EQ(client(2).get("old").error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(ClusterTest, ATombstoneStaysWhileAPrimaryMissesIt) {
+  start_cluster(3, 3, 200ms);
+  ASSERT_OK(client(1).put("kept", "v"));
+  ASSERT_TRUE(eventually([&] { return holds(3, "kept"); }));
+  cut(3, 1);
+  cut(3, 2);
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_OK(client(1).del("kept"));
+  // Well past the ttl, n1 and n2 still hold the tombstone: n3 still has the value, which would
+  // come back through read repair if they dropped it.
+  std::this_thread::sleep_for(600ms);
+  EXPECT_EQ(replica_values(1, "kept"), std::vector<std::string>{"<tombstone>"});
+  EXPECT_EQ(replica_values(2, "kept"), std::vector<std::string>{"<tombstone>"});
+  cut(3, 1, false);
+  cut(3, 2, false);
+  ASSERT_TRUE(
+      eventually([&] { return sees(3, 1) && sees(3, 2) && sees(1, 3) && sees(2, 3); }, 10s));
+  RequestOptions all;
+  all.r = 3;
+  // The first read repairs n3 with the tombstone; a read that then finds it on every primary
+  // reaps it (its ttl is long past).
+  ASSERT_TRUE(eventually(
+      [&] {
+        EXPECT_EQ(client(1).get("kept", all).error().code(), ErrorCode::kNotFound);
+        return !holds(1, "kept") && !holds(2, "kept") && !holds(3, "kept");
+      },
+      10s));
+}
+
+TEST_F(ClusterTest, ARestartedMemberLearnsTheRingAndServesAgain) {
+  start_cluster(3);
+  ASSERT_OK(client(1).put("before", "v"));
+  clients_[2].reset();
+  nodes_[2].reset();
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, false); }));
+  nodes_[2] = testing::start_loopback_node("n3", "kv-cookie", 1000ms);
+  nodes_[2]->connect(node(1).endpoint());
+  Options o;
+  o.partitions = 16;
+  o.initial_members = {"n1", "n2", "n3"};
+  o.context_secret = "kv-cookie";
+  ASSERT_OK(start(node(3), o));
+  clients_[2] = std::make_unique<Client>(node(3));
+  ASSERT_TRUE(eventually([&] { return ring(node(3))->epoch() == 1; }, 10s));
+  EXPECT_EQ(*ring(node(3)), *ring(node(1)));
+  ASSERT_TRUE(eventually([&] { return sees(1, 3) && sees(2, 3); }, 10s));
+  EXPECT_EQ(one_value(client(3), "before"), "v");  // R = 2 from the others
+  ASSERT_OK(client(3).put("after", "w"));
+  EXPECT_EQ(one_value(client(2), "after"), "w");
 }
 
 TEST_F(ClusterTest, EveryAcknowledgedWriteSurvivesTheLossOfANode) {

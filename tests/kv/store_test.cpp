@@ -2,8 +2,10 @@
 // siblings, contexts, limits and bad input. (Several nodes: cluster_test.cpp.)
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "../node/test_util.hpp"
 #include "nodus/kv/client.hpp"
@@ -27,6 +29,7 @@ class StoreTest : public ::testing::Test {
     o.write_quorum = 1;
     o.read_quorum = 1;
     o.context_secret = "secret";
+    if (o.vnode_queue == Options{}.vnode_queue) o.vnode_queue = 2;
     ASSERT_OK(start(*node_, std::move(o)));
     client_ = std::make_unique<Client>(*node_);
   }
@@ -177,6 +180,46 @@ TEST_F(StoreTest, OptionsAreChecked) {
   o.read_quorum = 4;
   EXPECT_EQ(start(n, o).code(), ErrorCode::kBadConfig);
   EXPECT_EQ(start(*node_, Options{}).code(), ErrorCode::kAlreadyStarted);
+}
+
+TEST_F(StoreTest, ABusyVnodeAnswersOverloadedBeyondItsQueue) {
+  // A merge function that blocks holds the vnode of "slow:" keys in one request while more
+  // arrive for it: vnode_queue (2 here) wait, the rest are refused at once.
+  std::atomic<bool> release{false};
+  std::atomic<bool> entered{false};
+  ASSERT_OK(
+      register_merge(*node_, "slow:", [&](std::string_view, const std::vector<std::string>& v) {
+        entered = true;
+        for (int i = 0; i < 500 && !release; ++i) std::this_thread::sleep_for(10ms);
+        return v.front();
+      }));
+  ASSERT_OK(client_->put("slow:k", "a"));
+  Inbox me(*node_);
+  std::vector<RequestId> ids;
+  ids.push_back(send_request(named("nodus_kv"), tuple("put", bin("slow:k"), bin("b"))));
+  ASSERT_TRUE(testing::eventually([&] { return entered.load(); }));
+  for (int i = 0; i < 6; ++i) {
+    ids.push_back(send_request(named("nodus_kv"), tuple("get", bin("slow:k"))));
+  }
+  std::vector<Term> replies;
+  std::vector<RequestId> waiting{ids[0]};
+  for (std::size_t i = 1; i < ids.size(); ++i) {
+    auto r = wait_response(ids[i], 50ms);
+    if (r.ok()) {
+      replies.push_back(*r);
+    } else {
+      waiting.push_back(ids[i]);
+    }
+  }
+  release = true;
+  int overloaded = 0;
+  for (const Term& t : replies) {
+    if (t == tuple("error", "overloaded")) ++overloaded;
+  }
+  EXPECT_EQ(overloaded, 4) << "2 of 6 queue, 4 are refused";
+  EXPECT_EQ(stats(*node_)->overloaded, 4u);
+  for (const RequestId& id : waiting) EXPECT_OK(wait_response(id, 5s));
+  EXPECT_OK(client_->get("slow:k"));
 }
 
 class SiblingLimitTest : public StoreTest {
