@@ -70,8 +70,8 @@ struct Options {
   std::chrono::milliseconds tombstone_ttl{60000};
   /// How often a fallback offers its hints to primaries that are up (kv.handoff_interval_ms).
   std::chrono::milliseconds handoff_interval{1000};
-  /// Signs causal contexts so clients cannot forge them; the same on every node (nodusd uses
-  /// the cluster cookie). Empty: contexts are checked for form only... and anyone can sign.
+  /// Signs causal contexts so clients cannot forge them; the same on every node (nodusd will
+  /// use the cluster cookie). Empty: still checked for form and key, but anyone can sign.
   std::string context_secret;
   /// Makes the node's engine for `partitions` partitions. Default: new_memory_engine.
   std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
