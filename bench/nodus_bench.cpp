@@ -7,6 +7,9 @@
 //   zmq-baseline raw cppzmq between two processes: zmq_rr_p50, zmq_rr_rate, zmq_push_rate
 //   remote-call  calls to a GenServer in another node process: p50, p99, 1 and 64 callers
 //   remote-cast  64-byte casts to a GenServer in another node process: remote_cast_rate
+//   kv-put       the store, 3 nodes N=3 W=2, 50 clients on a 4th (hidden) node, 64 B values:
+//                kv_put_rate, kv_put_p50, kv_put_p99 (--nodes --clients --value --seconds)
+//   kv-get       the same cluster, R=2, 10,000 keys written first: kv_get_rate, p50, p99 (--keys)
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -36,9 +39,10 @@ using bench::Args;
   std::fprintf(stderr,
                "nodus-bench: %s\n"
                "usage: nodus-bench SCENARIO [--seconds N] [--schedulers N] [--count N]\n"
+               "       kv scenarios: [--nodes N] [--clients C] [--value BYTES] [--keys K]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast\n",
+               "remote-cast, kv-put, kv-get\n",
                why);
   std::exit(2);
 }
@@ -59,6 +63,14 @@ Args parse(int argc, char** argv) {
       a.schedulers = static_cast<unsigned>(v);
     } else if (flag == "--count") {
       a.count = static_cast<long>(v);
+    } else if (flag == "--nodes") {
+      a.nodes = static_cast<long>(v);
+    } else if (flag == "--clients") {
+      a.clients = static_cast<long>(v);
+    } else if (flag == "--value") {
+      a.value = static_cast<long>(v);
+    } else if (flag == "--keys") {
+      a.keys = static_cast<long>(v);
     } else {
       usage(("unknown flag " + flag).c_str());
     }
@@ -181,7 +193,9 @@ int main(int argc, char** argv) {
       {"remote-call", bench::remote_call_scenario},
       {"remote-cast", bench::remote_cast_scenario},
       {"global-register", bench::global_register_scenario},
-      {"registry", bench::registry_scenario}};
+      {"registry", bench::registry_scenario},
+      {"kv-put", bench::kv_put_scenario},
+      {"kv-get", bench::kv_get_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

@@ -85,6 +85,10 @@ struct Args {
   double seconds = 3;
   unsigned schedulers = 0;
   long count = 0;
+  long nodes = 0;    // kv scenarios: store nodes (0: 3)
+  long clients = 0;  // kv scenarios: concurrent clients (0: 50)
+  long value = 0;    // kv scenarios: value bytes (0: 64)
+  long keys = 0;     // kv-get: keys written first (0: 10,000)
 };
 
 void zmq_baseline_scenario(const Args& a);
@@ -92,5 +96,7 @@ void remote_call_scenario(const Args& a);
 void remote_cast_scenario(const Args& a);
 void global_register_scenario(const Args& a);
 void registry_scenario(const Args& a);
+void kv_put_scenario(const Args& a);
+void kv_get_scenario(const Args& a);
 
 }  // namespace nodus::bench
