@@ -33,7 +33,11 @@ KvState::KvState(Node& n, Options o)
   engine =
       options.engine ? options.engine(options.partitions) : new_memory_engine(options.partitions);
   queued = std::make_unique<std::atomic<std::uint32_t>[]>(options.partitions);
-  for (std::uint32_t p = 0; p < options.partitions; ++p) queued[p].store(0);
+  hinted = std::make_unique<std::atomic<std::uint32_t>[]>(options.partitions);
+  for (std::uint32_t p = 0; p < options.partitions; ++p) {
+    queued[p].store(0);
+    hinted[p].store(0);
+  }
 }
 
 std::shared_ptr<const MergeFn> KvState::merge_for(std::string_view key) const {
@@ -475,6 +479,7 @@ class KvServer : public GenServer {
                 {"overloaded", u(x.overloaded)},
                 {"read_repairs", u(x.read_repairs)},
                 {"hints", u(x.hints)},
+                {"hints_pending", u(x.hints_pending)},
                 {"handoffs", u(x.handoffs)},
                 {"siblings_max", u(x.siblings_max)},
                 {"ring_epoch", u(x.ring_epoch)},
@@ -585,6 +590,7 @@ Result<Stats> stats(Node& node) {
   for (std::uint32_t p = 0; p < st->options.partitions; ++p) {
     s.partition_keys.push_back(st->engine->keys(p));
     s.vnode_queue.push_back(st->queued[p].load(std::memory_order_relaxed));
+    s.hints_pending += st->hinted[p].load(std::memory_order_relaxed);
   }
   s.get_latency = st->get_latency.snapshot();
   s.put_latency = st->put_latency.snapshot();

@@ -63,6 +63,7 @@ struct KvState {
   Pid server;
   std::vector<Pid> vnodes;  // by partition; written before the first request is routed
   std::unique_ptr<std::atomic<std::uint32_t>[]> queued;  // requests sent to each vnode, not taken
+  std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
 
   std::shared_ptr<const View> view() const {
     std::lock_guard lock(view_mu_);

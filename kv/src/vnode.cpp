@@ -577,6 +577,7 @@ class Vnode : public GenServer {
 
   void add_hint(const std::string& key, Atom primary) {
     auto& owners = hints_[key];
+    if (owners.empty()) st_->hinted[p_].store(static_cast<std::uint32_t>(hints_.size()));
     if (std::find(owners.begin(), owners.end(), primary) == owners.end()) {
       owners.push_back(primary);
       st_->counters.hints.fetch_add(1, std::memory_order_relaxed);
@@ -619,6 +620,7 @@ class Vnode : public GenServer {
     st_->counters.handoffs.fetch_add(1, std::memory_order_relaxed);
     if (!owners.empty()) return;
     hints_.erase(it);
+    st_->hinted[p_].store(static_cast<std::uint32_t>(hints_.size()));
     // Not a primary here: drop the copy, unless a newer write arrived since the offer.
     const auto prim = view->primaries(p_, st_->options.replicas);
     const bool primary_here =

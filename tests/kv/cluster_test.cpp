@@ -253,6 +253,9 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
   std::uint64_t hints = 0;
   for (int i = 1; i <= 3; ++i) hints += stats(node(i))->hints;
   EXPECT_EQ(hints, keys.size());
+  std::uint64_t pending = 0;
+  for (int i = 1; i <= 3; ++i) pending += stats(node(i))->hints_pending;
+  EXPECT_EQ(pending, keys.size());
   // PW counts primaries only: with n4 down, PW = 3 cannot be met.
   RequestOptions pw3;
   pw3.pw = 3;
@@ -281,7 +284,10 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
       },
       10s));
   std::uint64_t handoffs = 0;
-  for (int i = 1; i <= 3; ++i) handoffs += stats(node(i))->handoffs;
+  for (int i = 1; i <= 3; ++i) {
+    handoffs += stats(node(i))->handoffs;
+    EXPECT_EQ(stats(node(i))->hints_pending, 0u);
+  }
   EXPECT_GE(handoffs, keys.size());
   // What n4 holds now is what was written while it was away: keys[0] also got the blind write
   // that failed PW (stored where it reached, as in Riak), as a sibling.

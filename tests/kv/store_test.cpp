@@ -10,7 +10,9 @@
 #include "../node/test_util.hpp"
 #include "nodus/kv/client.hpp"
 #include "nodus/kv/kv.hpp"
+#include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
+#include "state.hpp"
 
 namespace nodus::kv {
 namespace {
@@ -220,6 +222,22 @@ TEST_F(StoreTest, ABusyVnodeAnswersOverloadedBeyondItsQueue) {
   EXPECT_EQ(stats(*node_)->overloaded, 4u);
   for (const RequestId& id : waiting) EXPECT_OK(wait_response(id, 5s));
   EXPECT_OK(client_->get("slow:k"));
+}
+
+TEST_F(StoreTest, AReplicaSkipsWorkWhoseCallerGaveUp) {
+  // A replica write whose deadline passed (its coordinator answered timeout already) is
+  // dropped unread; one within its deadline is stored.
+  ASSERT_OK(register_protocol());
+  Object o = Object().update({}, Sibling{"late", 1, false}, 42);
+  const std::uint32_t p = partition_of("late", 16);
+  const std::uint64_t past = HybridClock::system_ms() - 1000;
+  send(named(vnode_name(p)),
+       ReplicaPut{p, 1, 0, "solo", past, "", false, "late", encode_object(o)});
+  send(named(vnode_name(p)),
+       ReplicaPut{p, 2, 0, "solo", past + 60000, "", false, "ontime", encode_object(o)});
+  ASSERT_TRUE(testing::eventually([&] { return stats(*node_)->replica_writes == 1; }));
+  EXPECT_EQ(stats(*node_)->expired_skipped, 1u);
+  EXPECT_EQ(client_->get("late").error().code(), ErrorCode::kNotFound);
 }
 
 class SiblingLimitTest : public StoreTest {

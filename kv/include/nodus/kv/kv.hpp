@@ -120,6 +120,7 @@ struct Stats {
   std::uint64_t read_repairs_skipped = 0;         ///< repairs left out over the rate bound
   std::uint64_t hints = 0;                        ///< keys kept here for a down primary
   std::uint64_t handoffs = 0;                     ///< hinted keys handed back
+  std::uint64_t hints_pending = 0;                ///< keys with hints not yet handed back
   std::uint64_t tombstones_reaped = 0;
   std::uint64_t siblings_max = 0;  ///< most siblings seen on one key
   std::uint32_t partitions = 0;    ///< Q
