@@ -80,6 +80,7 @@ class GenServerProcess final : public Process {
   bool has_pending_work() const override { return continue_ != nullptr; }
   std::size_t memory_estimate() const override { return Process::memory_estimate() + state_size_; }
   Term format_status() override { return server_ ? server_->format_status() : Term(); }
+  Pid current_sender() const override { return current_ ? current_->from : Pid{}; }
 
   void run_in_fiber() override {
     try {
@@ -205,6 +206,12 @@ class GenServerProcess final : public Process {
       }
       idle_ref_ = Ref{};
     }
+    // What sender() reads while the callback runs; `e` outlives it.
+    current_ = e.get();
+    struct ClearCurrent {
+      const Envelope*& c;
+      ~ClearCurrent() { c = nullptr; }
+    } clear_current{current_};
     switch (e->kind) {
       case Kind::kCall: {
         // The caller has given up already: nobody would read the answer.
@@ -328,6 +335,7 @@ class GenServerProcess final : public Process {
   const char* behaviour_;
   std::unique_ptr<Term> continue_;
   Ref idle_ref_;
+  const Envelope* current_ = nullptr;  // the message being handled (dispatch), else nullptr
 };
 
 }  // namespace

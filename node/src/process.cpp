@@ -769,6 +769,10 @@ using detail::Runtime;
 
 Pid self() { return detail::require_self("self()")->pid(); }
 bool has_self() { return detail::current_process() != nullptr; }
+Pid sender() {
+  const detail::Process* me = detail::current_process();
+  return me ? me->current_sender() : Pid{};
+}
 
 Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
   Runtime& rt = node.runtime();

@@ -140,6 +140,8 @@ class Process {
   virtual std::size_t memory_estimate() const;
   /// format_status: called on the owner.
   virtual Term format_status() { return Term(atom(behaviour())); }
+  /// Who sent the message the behaviour is handling now (see nodus::sender); on the owner.
+  virtual Pid current_sender() const { return Pid{}; }
   std::size_t mailbox_length() const { return queued_.load(std::memory_order_relaxed); }
   std::uint64_t messages_handled() const { return handled_.load(std::memory_order_relaxed); }
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }

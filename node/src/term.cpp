@@ -67,6 +67,13 @@ class AtomTable {
     return id;
   }
 
+  std::optional<std::uint32_t> find(std::string_view name) const {
+    std::shared_lock lock(mu_);
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) return std::nullopt;
+    return it->second;
+  }
+
   std::string_view name(std::uint32_t id) const {
     auto [seg, index] = locate(id);
     const Slot* slots = segments_[seg].load(std::memory_order_acquire);
@@ -262,6 +269,15 @@ Atom::Atom(std::string_view name) {
 }
 
 std::string_view Atom::name() const { return atom_table().name(id_); }
+
+std::optional<Atom> Atom::existing(std::string_view name) {
+  if (name.size() > kMaxAtomLength) return std::nullopt;
+  const std::optional<std::uint32_t> id = atom_table().find(name);
+  if (!id) return std::nullopt;
+  Atom a;
+  a.id_ = *id;
+  return a;
+}
 
 Atom Atom::from_id(std::uint32_t id) {
   if (!atom_table().valid(id)) {

@@ -45,6 +45,7 @@ class Recorder : public GenServer {
     if (req == "stop_no_reply") return stop("my_reason");
     if (req == "continue") return reply("first", Continue{"step"});
     if (req == "count") return reply(static_cast<std::int64_t>(casts_));
+    if (req == "who_calls") return reply(tuple("sent_by", sender()));
     return GenServer::handle_call(req, from);
   }
   Action handle_cast(Message& req) override {
@@ -54,6 +55,7 @@ class Recorder : public GenServer {
   }
   Action handle_info(Message& msg) override {
     if (auto m = msg.match({"tell", _pid})) send(m[0].as_pid(), tuple("info_seen", casts_));
+    if (msg == "who_sent") send(watcher_, tuple("sent_by", sender()));
     if (msg == "timeout") send(watcher_, "idle_timeout");
     if (msg == "go_idle") return noreply(30ms);
     return noreply();
@@ -103,6 +105,17 @@ TEST_F(GenServerTest, PlainMessagesGoToHandleInfo) {
   cast(p, "inc");
   send(p, tuple("tell", me.pid()));
   EXPECT_EQ(next(), tuple("info_seen", 1));
+}
+
+TEST_F(GenServerTest, SenderIsTheProcessWhoseMessageIsHandled) {
+  Pid p = start_recorder();
+  EXPECT_EQ(call(p, "who_calls").value(), tuple("sent_by", me.pid()));
+  send(p, "who_sent");
+  EXPECT_EQ(next(), tuple("sent_by", me.pid()));
+  Pid other = spawn(node, [p] { send(p, "who_sent"); });
+  EXPECT_EQ(next(), tuple("sent_by", other));
+  send_after(p, "who_sent", 1ms);  // a timer has no sender
+  EXPECT_EQ(next(), tuple("sent_by", Pid{}));
 }
 
 TEST_F(GenServerTest, DeferredReplyReachesTheCaller) {

@@ -53,6 +53,7 @@ class Echo : public GenServer {
   }
   Action handle_info(Message& msg) override {
     if (auto m = msg.match({"tell", _pid})) send(m[0].as_pid(), tuple("last", last_));
+    if (auto m = msg.match({"who_sent", _pid})) send(m[0].as_pid(), tuple("sent_by", sender()));
     if (auto m = msg.match({"order", _pid}))
       send(m[0].as_pid(), tuple("out_of_order", out_of_order_));
     return noreply();
@@ -114,6 +115,15 @@ TEST_F(RemoteTest, UnknownTagIsABadargReplyNotACrash) {
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.error()[0].is_atom("badarg")) << r.error().to_string();
   EXPECT_EQ(call(echo, "still").value(), tuple("echo", "still"));
+}
+
+TEST_F(RemoteTest, TheSenderOfARemoteMessageIsAPidOfTheLinkedPeer) {
+  Pid echo = start<Echo>(*b_).value();
+  send(echo, tuple("who_sent", me_->pid()));
+  const Message m = next();
+  ASSERT_TRUE(m.match({"sent_by", _pid})) << m.to_string();
+  EXPECT_EQ(m.term()[1].as_pid(), me_->pid());
+  EXPECT_EQ(m.term()[1].as_pid().node, atom("a"));
 }
 
 TEST_F(RemoteTest, CastsAndSendsArriveInOrder) {

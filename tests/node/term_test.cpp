@@ -62,6 +62,14 @@ TEST(AtomTest, RefusesNamesOver255Bytes) {
   EXPECT_THROW(Atom(std::string(kMaxAtomLength + 1, 'x')), std::length_error);
 }
 
+TEST(AtomTest, ExistingFindsInternedAtomsAndInternsNothing) {
+  const Atom a("existing_probe");
+  EXPECT_EQ(Atom::existing("existing_probe"), a);
+  EXPECT_EQ(Atom::existing("never_interned_probe"), std::nullopt);
+  EXPECT_EQ(Atom::existing("never_interned_probe"), std::nullopt) << "the lookup interned it";
+  EXPECT_EQ(Atom::existing(std::string(kMaxAtomLength + 1, 'x')), std::nullopt);
+}
+
 TEST(AtomTest, ManyAtomsKeepTheirNamesAcrossTableSegments) {
   std::vector<Atom> atoms;
   for (int i = 0; i < 5000; ++i) atoms.emplace_back("many_" + std::to_string(i));

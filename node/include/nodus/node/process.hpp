@@ -287,6 +287,13 @@ struct SpawnOptions {
 Pid self();
 /// True when the caller is a process or a thread with an Inbox.
 bool has_self();
+/// Who sent the message the current GenServer callback is handling (handle_info, handle_cast,
+/// handle_call): the sending process, also after the callback waited. For a message from
+/// another node this is a pid of the peer the link authenticated: the runtime refuses
+/// envelopes whose sender names any other node, so `sender().node` can be trusted where a name
+/// inside the message cannot. An invalid Pid for timers (send_after), node events, a send
+/// from a plain thread without an Inbox, and outside a GenServer callback.
+Pid sender();
 
 // -- raw processes ----------------------------------------------------------------
 

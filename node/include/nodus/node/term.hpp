@@ -54,6 +54,10 @@ class Atom {
   std::string_view name() const;
   std::uint32_t id() const { return id_; }
   static Atom from_id(std::uint32_t id);  // REQUIRES: id came from an Atom of this process.
+  /// The atom named `name` if one was interned already, else nullopt; never interns (Erlang's
+  /// binary_to_existing_atom). For names that arrive from the network: atoms are never freed,
+  /// so interning every name a peer sends would grow the table without bound.
+  static std::optional<Atom> existing(std::string_view name);
 
   friend bool operator==(Atom a, Atom b) { return a.id_ == b.id_; }
   /// Orders by name (Erlang's atom order), not by interning order.
