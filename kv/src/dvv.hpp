@@ -3,26 +3,45 @@
 // Accurate Causality Tracking for Eventually Consistent Stores", 2014). Written from the
 // paper and the dvvset API, not from its code.
 //
-// A set holds one entry per actor (a vnode that coordinated writes of this key), sorted by
-// actor id: {id, counter, values}, where the values are the still-live writes of that actor,
-// newest first: the last `values.size()` dots id:counter-k+1 .. id:counter. A write by actor
-// `id` with a causal context (the join of what the client read) drops exactly the values whose
-// dots the context covers and adds one dot; writes whose contexts did not see each other stay
-// as siblings. Unlike dvvset there are no anonymous values: every value here comes from an
-// update with an actor id, so there is no path that makes one.
+// A set holds one entry per actor (a vnode in one of its epochs, see ActorSource), sorted by
+// actor: {actor, counter, values}, where the values are the still-live writes of that actor,
+// newest first: the last `values.size()` dots actor:counter-k+1 .. actor:counter. A write by
+// an actor with a causal context (the join of what the client read) drops exactly the values
+// whose dots the context covers and adds one dot; writes whose contexts did not see each other
+// stay as siblings. Unlike dvvset there are no anonymous values: every value here comes from an
+// update with an actor, so there is no path that makes one.
 //
-// Thread-safety: values; no shared state.
+// The merge trusts that a dot names one value forever. ActorSource is what keeps that true when
+// a vnode loses its copy of a key (Riak's kv679).
+//
+// Thread-safety: values; no shared state. An ActorSource is used by one vnode at a time.
 #pragma once
 
 #include <algorithm>
+#include <compare>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 namespace nodus::kv {
 
-/// A version vector: {actor id, counter} pairs sorted by id, counters > 0.
-using VersionVector = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+/// Who made a write: a vnode (`vnode`, an id drawn at random for each partition when the store
+/// starts on a node) in one of its epochs (1, 2, ...). Ordered by vnode, then epoch.
+struct Actor {
+  std::uint64_t vnode = 0;
+  std::uint64_t epoch = 0;
+  friend auto operator<=>(const Actor&, const Actor&) = default;
+};
+
+/// The largest counter an actor reaches on one key (2^62): an actor at it starts a new epoch,
+/// so a counter never wraps.
+inline constexpr std::uint64_t kMaxCounter = std::uint64_t{1} << 62;
+
+/// A version vector: {actor, counter} pairs sorted by actor, counters > 0.
+using VersionVector = std::vector<std::pair<Actor, std::uint64_t>>;
 
 /// True when `a` has seen everything `b` has (a >= b pointwise).
 inline bool descends(const VersionVector& a, const VersionVector& b) {
@@ -57,7 +76,7 @@ template <class V>
 class DvvSet {
  public:
   struct Entry {
-    std::uint64_t id = 0;
+    Actor id;
     std::uint64_t counter = 0;
     std::vector<V> values;  // newest first
     friend bool operator==(const Entry&, const Entry&) = default;
@@ -118,8 +137,9 @@ class DvvSet {
 
   /// A write of `value` by actor `id`, by a client that had read `context`, onto this
   /// replica's set: drops the values `context` covers, keeps the others (siblings), and adds
-  /// the new value under a new dot of `id`.
-  DvvSet update(const VersionVector& context, V value, std::uint64_t id) const {
+  /// the new value under a new dot of `id`. REQUIRES: `id` came from ActorSource::for_write for
+  /// this set and context (or, in tests, is never reused after a copy is lost).
+  DvvSet update(const VersionVector& context, V value, Actor id) const {
     std::vector<Entry> seen;
     seen.reserve(context.size());
     for (const auto& [cid, n] : context) seen.push_back(Entry{cid, n, {}});
@@ -133,7 +153,7 @@ class DvvSet {
   template <class Less>
   void keep_max(Less better) {
     const V* best = nullptr;
-    std::uint64_t best_id = 0;
+    Actor best_id;
     for (const auto& e : entries_) {
       for (const auto& v : e.values) {
         if (!best || better(*best, v)) {
@@ -151,7 +171,8 @@ class DvvSet {
   }
 
   /// Replaces every value by `value`, as one new write of `id` that has seen them all.
-  void resolve(V value, std::uint64_t id) {
+  /// REQUIRES: as update.
+  void resolve(V value, Actor id) {
     for (auto& e : entries_) e.values.clear();
     event(id, std::move(value));
   }
@@ -174,9 +195,9 @@ class DvvSet {
     return e;
   }
 
-  void event(std::uint64_t id, V value) {
+  void event(Actor id, V value) {
     auto it = std::lower_bound(entries_.begin(), entries_.end(), id,
-                               [](const Entry& e, std::uint64_t i) { return e.id < i; });
+                               [](const Entry& e, const Actor& i) { return e.id < i; });
     if (it != entries_.end() && it->id == id) {
       ++it->counter;
       it->values.insert(it->values.begin(), std::move(value));
@@ -186,6 +207,89 @@ class DvvSet {
   }
 
   std::vector<Entry> entries_;
+};
+
+/// Picks the actor of a vnode's next write of a key: Riak's per-key epochs, its answer to
+/// kv679 (basho/riak_kv#679, "lost writes when a vnode's data is lost").
+///
+/// A dot (actor, counter) must name one value forever. A vnode that lost its copy of a key (a
+/// fallback drops it once the primary took it back; a tombstone is reaped) and then counted on
+/// from what it holds would make dots that replicas already hold with other values, and their
+/// merge would keep the old value and drop the acknowledged new one. So a vnode writes a key
+/// under the newest of its epochs found in its copy only while that copy holds everything the
+/// epoch wrote; it takes a new epoch, which no replica has seen, when its copy has no entry of
+/// its own, when its copy was re-created or patched from a replica's that knew more of this
+/// vnode than the copy did (`on_merge` marks the key), or when the writer's context knows more
+/// of this vnode than the copy. A new epoch costs one more entry in the key's version vector.
+/// Marked keys are kept up to 65,536 per vnode; beyond, every epoch issued so far is retired
+/// (each key takes a new epoch at its next write here) and the marks are dropped.
+class ActorSource {
+ public:
+  explicit ActorSource(std::uint64_t vnode) : vnode_(vnode) {}
+
+  std::uint64_t vnode() const { return vnode_; }
+  /// Epochs handed out so far.
+  std::uint64_t epochs() const { return next_epoch_ - 1; }
+
+  /// The actor for a write of `key` coordinated by this vnode, whose copy is `local` (empty
+  /// when it has none), by a writer that had read `context`.
+  template <class V>
+  Actor for_write(std::string_view key, const DvvSet<V>& local, const VersionVector& context) {
+    const typename DvvSet<V>::Entry* mine = nullptr;  // entries sort by vnode, then epoch
+    for (const auto& e : local.entries()) {
+      if (e.id.vnode == vnode_) mine = &e;
+    }
+    bool fresh = !mine || mine->id.epoch < trusted_from_ || mine->counter >= kMaxCounter;
+    if (!suspect_.empty()) {
+      // Erased either way: a new epoch starts from a copy it fully knows.
+      if (suspect_.erase(std::string(key)) > 0) fresh = true;
+    }
+    for (std::size_t i = 0; !fresh && i < context.size(); ++i) {
+      const auto& [a, n] = context[i];
+      if (a.vnode != vnode_) continue;
+      fresh = a.epoch > mine->id.epoch || (a.epoch == mine->id.epoch && n > mine->counter);
+    }
+    if (!fresh) return mine->id;
+    return Actor{vnode_, next_epoch_++};
+  }
+
+  /// Call before `incoming` (a replica write, read repair, hand-off) is merged into `local`
+  /// (empty when there is no copy): when `incoming` knows more of this vnode's epochs than
+  /// `local`, the copy lost some of this vnode's own writes, and the key's next write here
+  /// takes a new epoch.
+  template <class V>
+  void on_merge(std::string_view key, const DvvSet<V>& local, const DvvSet<V>& incoming) {
+    const auto& mine = local.entries();
+    for (const auto& e : incoming.entries()) {
+      if (e.id.vnode != vnode_) continue;
+      auto it = std::lower_bound(mine.begin(), mine.end(), e.id,
+                                 [](const auto& x, const Actor& a) { return x.id < a; });
+      if (it == mine.end() || it->id != e.id || it->counter < e.counter) {
+        mark(key);
+        return;
+      }
+    }
+  }
+
+  /// Keys marked by on_merge and not yet written here (for tests and stats).
+  std::size_t marked() const { return suspect_.size(); }
+
+  static constexpr std::size_t kMaxMarked = 1 << 16;
+
+ private:
+  void mark(std::string_view key) {
+    if (suspect_.size() >= kMaxMarked) {
+      trusted_from_ = next_epoch_;
+      suspect_.clear();
+      return;
+    }
+    suspect_.emplace(key);
+  }
+
+  std::uint64_t vnode_;
+  std::uint64_t next_epoch_ = 1;
+  std::uint64_t trusted_from_ = 1;  // epochs below it are never written under again
+  std::unordered_set<std::string> suspect_;
 };
 
 }  // namespace nodus::kv

@@ -13,6 +13,8 @@ namespace {
 using Packer = msgpack::packer<detail::StringSink>;
 
 constexpr std::size_t kMacBytes = 16;
+constexpr std::uint8_t kObjectVersion = 2;
+constexpr char kContextVersion = '\x02';
 
 // Reads MessagePack objects without throwing on a wrong type.
 bool read_u64(const msgpack::object& o, std::uint64_t* v) {
@@ -32,11 +34,12 @@ void encode_object(const Object& o, std::string& out) {
   detail::StringSink sink{&out};
   Packer pk(sink);
   pk.pack_array(2);
-  pk.pack_uint8(1);
+  pk.pack_uint8(kObjectVersion);
   pk.pack_array(static_cast<std::uint32_t>(o.entries().size()));
   for (const auto& e : o.entries()) {
-    pk.pack_array(3);
-    pk.pack_uint64(e.id);
+    pk.pack_array(4);
+    pk.pack_uint64(e.id.vnode);
+    pk.pack_uint64(e.id.epoch);
     pk.pack_uint64(e.counter);
     pk.pack_array(static_cast<std::uint32_t>(e.values.size()));
     for (const auto& v : e.values) {
@@ -62,7 +65,7 @@ Result<Object> decode_object(std::string_view bytes) {
     const msgpack::object& root = oh.get();
     std::uint64_t version = 0;
     if (root.type != msgpack::type::ARRAY || root.via.array.size != 2 ||
-        !read_u64(root.via.array.ptr[0], &version) || version != 1 ||
+        !read_u64(root.via.array.ptr[0], &version) || version != kObjectVersion ||
         root.via.array.ptr[1].type != msgpack::type::ARRAY) {
       return bad;
     }
@@ -71,14 +74,16 @@ Result<Object> decode_object(std::string_view bytes) {
     entries.reserve(es.size);
     for (std::uint32_t i = 0; i < es.size; ++i) {
       const msgpack::object& eo = es.ptr[i];
-      if (eo.type != msgpack::type::ARRAY || eo.via.array.size != 3) return bad;
+      if (eo.type != msgpack::type::ARRAY || eo.via.array.size != 4) return bad;
       Object::Entry e;
-      if (!read_u64(eo.via.array.ptr[0], &e.id) || !read_u64(eo.via.array.ptr[1], &e.counter) ||
-          eo.via.array.ptr[2].type != msgpack::type::ARRAY) {
+      if (!read_u64(eo.via.array.ptr[0], &e.id.vnode) ||
+          !read_u64(eo.via.array.ptr[1], &e.id.epoch) ||
+          !read_u64(eo.via.array.ptr[2], &e.counter) ||
+          eo.via.array.ptr[3].type != msgpack::type::ARRAY) {
         return bad;
       }
-      const msgpack::object_array& vs = eo.via.array.ptr[2].via.array;
-      if (vs.size > e.counter) return bad;
+      const msgpack::object_array& vs = eo.via.array.ptr[3].via.array;
+      if (e.counter == 0 || vs.size > e.counter) return bad;
       if (!entries.empty() && entries.back().id >= e.id) return bad;
       for (std::uint32_t j = 0; j < vs.size; ++j) {
         const msgpack::object& vo = vs.ptr[j];
@@ -132,13 +137,14 @@ void mac(const unsigned char* k, std::string_view key, std::string_view body,
 }  // namespace
 
 std::string ContextSigner::encode(std::string_view key, const VersionVector& vv) const {
-  std::string out(1, '\x01');
+  std::string out(1, kContextVersion);
   detail::StringSink sink{&out};
   Packer pk(sink);
   pk.pack_array(static_cast<std::uint32_t>(vv.size()));
-  for (const auto& [id, n] : vv) {
-    pk.pack_array(2);
-    pk.pack_uint64(id);
+  for (const auto& [a, n] : vv) {
+    pk.pack_array(3);
+    pk.pack_uint64(a.vnode);
+    pk.pack_uint64(a.epoch);
     pk.pack_uint64(n);
   }
   unsigned char m[kMacBytes];
@@ -150,7 +156,7 @@ std::string ContextSigner::encode(std::string_view key, const VersionVector& vv)
 Result<VersionVector> ContextSigner::decode(std::string_view key, std::string_view context) const {
   if (context.empty()) return VersionVector{};
   const Status malformed(ErrorCode::kBadArg, "malformed causal context");
-  if (context.size() < 1 + kMacBytes + 1 || context[0] != '\x01') return malformed;
+  if (context.size() < 1 + kMacBytes + 1 || context[0] != kContextVersion) return malformed;
   const std::string_view body = context.substr(1, context.size() - 1 - kMacBytes);
   unsigned char m[kMacBytes];
   mac(key_, key, body, m);
@@ -162,15 +168,18 @@ Result<VersionVector> ContextSigner::decode(std::string_view key, std::string_vi
     const msgpack::object& root = oh.get();
     if (root.type != msgpack::type::ARRAY) return malformed;
     VersionVector vv;
+    vv.reserve(root.via.array.size);
     for (std::uint32_t i = 0; i < root.via.array.size; ++i) {
       const msgpack::object& p = root.via.array.ptr[i];
-      std::uint64_t id = 0, n = 0;
-      if (p.type != msgpack::type::ARRAY || p.via.array.size != 2 ||
-          !read_u64(p.via.array.ptr[0], &id) || !read_u64(p.via.array.ptr[1], &n) || n == 0) {
+      Actor a;
+      std::uint64_t n = 0;
+      if (p.type != msgpack::type::ARRAY || p.via.array.size != 3 ||
+          !read_u64(p.via.array.ptr[0], &a.vnode) || !read_u64(p.via.array.ptr[1], &a.epoch) ||
+          !read_u64(p.via.array.ptr[2], &n) || n == 0) {
         return malformed;
       }
-      if (!vv.empty() && vv.back().first >= id) return malformed;
-      vv.emplace_back(id, n);
+      if (!vv.empty() && !(vv.back().first < a)) return malformed;
+      vv.emplace_back(a, n);
     }
     return vv;
   } catch (const std::exception&) {

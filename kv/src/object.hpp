@@ -23,7 +23,8 @@ struct Sibling {
 using Object = DvvSet<Sibling>;
 
 /// The object's stored and replicated form: a MessagePack array
-/// [1, [[actor, counter, [[timestamp, flags, value], ...]], ...]] (flags bit 0: tombstone).
+/// [2, [[vnode, epoch, counter, [[timestamp, flags, value], ...]], ...]] (flags bit 0:
+/// tombstone), entries sorted by actor (vnode, then epoch).
 std::string encode_object(const Object& o);
 void encode_object(const Object& o, std::string& out);
 /// Errors: kProtocol naming what was wrong.
@@ -33,7 +34,7 @@ Result<Object> decode_object(std::string_view bytes);
 bool all_tombstones(const Object& o);
 
 /// Signs causal contexts, so a client cannot forge one or use one key's on another: a context
-/// is [1][MessagePack array of [actor, counter] pairs][16-byte keyed BLAKE2b of key + pairs].
+/// is [2][MessagePack array of [vnode, epoch, counter]][16-byte keyed BLAKE2b of key + array].
 class ContextSigner {
  public:
   /// `secret`: any bytes shared by the cluster (the cookie); empty works but then anyone can
@@ -41,7 +42,8 @@ class ContextSigner {
   explicit ContextSigner(std::string_view secret);
   std::string encode(std::string_view key, const VersionVector& vv) const;
   /// The version vector of a context. Empty bytes are the empty context (a blind write).
-  /// Errors: kBadArg "malformed causal context" or "causal context forged or of another key".
+  /// Errors: kBadArg "malformed causal context" or "causal context forged, altered, or of
+  /// another key".
   Result<VersionVector> decode(std::string_view key, std::string_view context) const;
 
  private:

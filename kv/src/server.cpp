@@ -32,6 +32,12 @@ KvState::KvState(Node& n, Options o)
     : node(n), options(std::move(o)), signer(options.context_secret) {
   engine =
       options.engine ? options.engine(options.partitions) : new_memory_engine(options.partitions);
+  // Each partition's vnode id: random, so no two incarnations of the store (a node restarted,
+  // with or without its data) ever write under the same actor.
+  std::random_device rd;
+  std::mt19937_64 rng((std::uint64_t{rd()} << 32) ^ rd());
+  parts.reserve(options.partitions);
+  for (std::uint32_t p = 0; p < options.partitions; ++p) parts.emplace_back(rng() | 1);
   queued = std::make_unique<std::atomic<std::uint32_t>[]>(options.partitions);
   hinted = std::make_unique<std::atomic<std::uint32_t>[]>(options.partitions);
   for (std::uint32_t p = 0; p < options.partitions; ++p) {

@@ -50,6 +50,13 @@ struct AtomicLatency {
   Latency snapshot() const;
 };
 
+/// What a partition's vnode keeps beyond its own life (a restarted vnode carries on with it).
+/// Only the partition's vnode touches it, one vnode at a time.
+struct PartitionState {
+  explicit PartitionState(std::uint64_t vnode_id) : actors(vnode_id) {}
+  ActorSource actors;  // the actors of this node's writes in this partition
+};
+
 struct KvState {
   KvState(Node& n, Options o);
 
@@ -61,7 +68,8 @@ struct KvState {
   Counters counters;
   AtomicLatency get_latency, put_latency, delete_latency;
   Pid server;
-  std::vector<Pid> vnodes;  // by partition; written before the first request is routed
+  std::vector<Pid> vnodes;            // by partition; written before the first request is routed
+  std::vector<PartitionState> parts;  // by partition
   std::unique_ptr<std::atomic<std::uint32_t>[]> queued;  // requests sent to each vnode, not taken
   std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
 

@@ -8,9 +8,6 @@
 #include <set>
 #include <unordered_map>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
@@ -35,12 +32,8 @@ class Vnode : public GenServer {
   Action init(KvState* st, std::uint32_t partition) {
     st_ = st;
     p_ = partition;
+    ps_ = &st_->parts[partition];
     me_ = std::string(st_->node.name().name());
-    // A new actor id per incarnation: a node that restarts without its data must not reuse
-    // the dots it made before (Riak's vnode epochs, after its kv679 data-loss bugs).
-    const std::string seed =
-        me_ + "/" + std::to_string(st_->node.creation()) + "/" + std::to_string(partition);
-    actor_ = XXH3_64bits(seed.data(), seed.size());
     std::random_device rd;
     next_req_ = (std::uint64_t{rd()} << 32) | rd();
     dest_name_ = vnode_name(partition);
@@ -189,8 +182,9 @@ class Vnode : public GenServer {
     for (const auto& e : local->entries()) {
       for (const auto& v : e.values) st_->clock.observe(v.timestamp);
     }
+    const Actor actor = ps_->actors.for_write(req.key, *local, seen);
     Object next = local->update(
-        seen, Sibling{del ? std::string() : std::move(req.value), st_->clock.now(), del}, actor_);
+        seen, Sibling{del ? std::string() : std::move(req.value), st_->clock.now(), del}, actor);
     resolve_conflicts(next);
     if (next.value_count() > 1 && st_->has_merges()) {
       if (auto fn = st_->merge_for(req.key)) {
@@ -203,7 +197,7 @@ class Vnode : public GenServer {
             vals.push_back(s.value);
           }
         }
-        if (!any_tomb) next.resolve(Sibling{(*fn)(req.key, vals), st_->clock.now(), false}, actor_);
+        if (!any_tomb) next.resolve(Sibling{(*fn)(req.key, vals), st_->clock.now(), false}, actor);
       }
     }
     if (next.value_count() > st_->options.max_siblings) {
@@ -468,6 +462,7 @@ class Vnode : public GenServer {
   Status apply(const std::string& key, const Object& incoming, const std::string& hint) {
     Result<Object> local = read_local(key);
     if (!local) return local.error();
+    ps_->actors.on_merge(key, *local, incoming);
     Object merged = Object::sync(*local, incoming);
     resolve_conflicts(merged);
     if (!(merged == *local)) {
@@ -633,10 +628,10 @@ class Vnode : public GenServer {
   }
 
   KvState* st_ = nullptr;
+  PartitionState* ps_ = nullptr;
   std::uint32_t p_ = 0;
   std::string me_;
   std::string dest_name_;
-  std::uint64_t actor_ = 0;
   std::uint64_t next_req_ = 1;
   bool tick_armed_ = false;
   std::string scratch_;

@@ -301,6 +301,48 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
   EXPECT_GT(stats(node(4))->forwarded, 0u);
 }
 
+// A fallback that coordinated a write while every primary was away hands it back and drops its
+// copy; the next time it coordinates that key it must not make the same dot again (the
+// primaries hold it with the first value, and the merge would keep that and drop the second,
+// acknowledged, write: Riak's kv679).
+TEST_F(ClusterTest, AFallbackThatCoordinatesTwiceDoesNotLoseTheSecondWrite) {
+  start_cluster(4);
+  std::string key;
+  for (int i = 0; i < 1000 && key.empty(); ++i) {
+    auto p = primaries(numbered("fb", i));
+    if (std::find(p.begin(), p.end(), 4) == p.end()) key = numbered("fb", i);
+  }
+  ASSERT_FALSE(key.empty());
+  auto isolate4 = [&](bool on) {
+    for (int i = 1; i <= 3; ++i) cut(i, 4, on);
+    return eventually(
+        [&] {
+          for (int i = 1; i <= 3; ++i) {
+            if (!sees(4, i, !on) || !sees(i, 4, !on)) return false;
+          }
+          return true;
+        },
+        10s);
+  };
+  RequestOptions w1;
+  w1.w = 1;
+  ASSERT_TRUE(isolate4(true));
+  ASSERT_OK(client(4).put(key, "v1", w1));  // n4 coordinates as a fallback
+  ASSERT_TRUE(isolate4(false));
+  ASSERT_TRUE(eventually([&] { return !holds(4, key); }, 10s)) << "hint not handed back";
+  ASSERT_TRUE(isolate4(true));
+  ASSERT_OK(client(4).put(key, "v2", w1));  // acknowledged, concurrent with v1
+  ASSERT_TRUE(isolate4(false));
+  ASSERT_TRUE(eventually([&] { return !holds(4, key); }, 10s)) << "hint not handed back";
+  RequestOptions all;
+  all.r = 3;
+  auto got = client(1).get(key, all);
+  ASSERT_OK(got);
+  std::vector<std::string> values = got->values;
+  std::sort(values.begin(), values.end());
+  EXPECT_EQ(values, (std::vector<std::string>{"v1", "v2"}));
+}
+
 TEST_F(ClusterTest, TombstonesAreReapedOnceEveryPrimaryHoldsThemAndTheirTtlPassed) {
   start_cluster(3, 3, 300ms);
   ASSERT_OK(client(1).put("old", "v"));

@@ -72,8 +72,8 @@ TEST(PutFsmTest, TheDeadlineTimesOutAPendingPutOnly) {
   EXPECT_EQ(done.outcome(), Outcome::kOk);
 }
 
-Object write(const char* v, std::uint64_t actor, const Object& base = {}) {
-  return base.update(base.join(), Sibling{v, 1, false}, actor);
+Object write(const char* v, std::uint64_t vnode, const Object& base = {}) {
+  return base.update(base.join(), Sibling{v, 1, false}, Actor{vnode, 1});
 }
 
 TEST(GetFsmTest, AnswersAfterRRepliesWithTheirMerge) {

@@ -228,7 +228,7 @@ TEST_F(StoreTest, AReplicaSkipsWorkWhoseCallerGaveUp) {
   // A replica write whose deadline passed (its coordinator answered timeout already) is
   // dropped unread; one within its deadline is stored.
   ASSERT_OK(register_protocol());
-  Object o = Object().update({}, Sibling{"late", 1, false}, 42);
+  Object o = Object().update({}, Sibling{"late", 1, false}, Actor{42, 1});
   const std::uint32_t p = partition_of("late", 16);
   const std::uint64_t past = HybridClock::system_ms() - 1000;
   send(named(vnode_name(p)),

@@ -1,10 +1,13 @@
-// Versions: the dotted version vector set's laws over random histories (seeded), the hybrid
+// Versions: the dotted version vector set's laws over random histories (seeded) in which
+// replicas lose their copies, the epochs that keep dots unique (ActorSource), the hybrid
 // logical clock, and the encodings of objects and signed causal contexts.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "../test_support.hpp"
@@ -17,70 +20,79 @@ namespace {
 
 using Set = DvvSet<int>;
 
+// Actor `v` in its first epoch: the tests of the merge write under fixed actors.
+constexpr Actor A(std::uint64_t v) { return Actor{v, 1}; }
+
 std::set<int> live(const Set& s) {
   auto v = s.values();
   return {v.begin(), v.end()};
 }
 
 TEST(DvvTest, APutWithContextSupersedesWhatItSaw) {
-  Set a = Set().update({}, 1, /*id=*/10);
+  Set a = Set().update({}, 1, A(10));
   EXPECT_EQ(live(a), (std::set<int>{1}));
-  Set b = a.update(a.join(), 2, 10);
+  Set b = a.update(a.join(), 2, A(10));
   EXPECT_EQ(live(b), (std::set<int>{2}));
   EXPECT_TRUE(a.less(b));
 }
 
 TEST(DvvTest, ConcurrentPutsBecomeSiblingsAndAMergedContextResolvesThem) {
-  Set base = Set().update({}, 1, 10);
+  Set base = Set().update({}, 1, A(10));
   const VersionVector ctx = base.join();
-  Set x = base.update(ctx, 2, 10);  // two clients read {1}, then write via different replicas
-  Set y = base.update(ctx, 3, 20);
+  Set x = base.update(ctx, 2, A(10));  // two clients read {1}, then write via different replicas
+  Set y = base.update(ctx, 3, A(20));
   Set both = Set::sync(x, y);
   EXPECT_EQ(live(both), (std::set<int>{2, 3}));
-  Set resolved = both.update(both.join(), 4, 20);
+  Set resolved = both.update(both.join(), 4, A(20));
   EXPECT_EQ(live(resolved), (std::set<int>{4}));
   // A blind write (no context) is concurrent with everything.
-  EXPECT_EQ(live(resolved.update({}, 5, 10)), (std::set<int>{4, 5}));
+  EXPECT_EQ(live(resolved.update({}, 5, A(10))), (std::set<int>{4, 5}));
 }
 
 TEST(DvvTest, AStaleContextKeepsTheNewerValue) {
-  Set s = Set().update({}, 1, 10);
+  Set s = Set().update({}, 1, A(10));
   const VersionVector old = s.join();
-  s = s.update(s.join(), 2, 10);
-  s = s.update(old, 3, 10);  // saw only 1: 2 stays as a sibling
+  s = s.update(s.join(), 2, A(10));
+  s = s.update(old, 3, A(10));  // saw only 1: 2 stays as a sibling
   EXPECT_EQ(live(s), (std::set<int>{2, 3}));
 }
 
 TEST(DvvTest, KeepMaxAndResolveKeepTheHistory) {
-  Set s = Set::sync(Set().update({}, 1, 10), Set().update({}, 7, 20));
+  Set s = Set::sync(Set().update({}, 1, A(10)), Set().update({}, 7, A(20)));
   Set l = s;
   l.keep_max([](int a, int b) { return a < b; });
   EXPECT_EQ(live(l), (std::set<int>{7}));
   EXPECT_EQ(l.join(), s.join());
   Set r = s;
-  r.resolve(9, 10);
+  r.resolve(9, A(10));
   EXPECT_EQ(live(r), (std::set<int>{9}));
   EXPECT_TRUE(s.less(r));
   EXPECT_EQ(live(Set::sync(r, s)), (std::set<int>{9}));
 }
 
-// Random histories: replicas (actors 1..3) take writes from clients that read a random
-// subset of them first (or write blind), and exchange state at random. The laws must hold at
-// every step, and once every replica has synced, the live values are exactly the writes whose
-// dots no later write's context covered.
-TEST(DvvTest, LawsHoldOverRandomHistories) {
-  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+// Random histories: three replicas (vnodes with their own ActorSource) take writes from
+// clients that read a random subset of them first (or write blind), exchange state at random,
+// and hand their copy to another replica and drop it (a fallback after hand-off; a reaped
+// tombstone is the same loss), after which they take writes again and may be patched from a
+// replica that lags. The laws must hold at every step; no dot may ever name two values (the
+// merge keeps the first value it saw under a dot: kv679); and once every replica has synced,
+// the live values are exactly the writes whose dots no later write's context covered.
+TEST(DvvTest, LawsHoldOverRandomHistoriesWithLostCopies) {
+  std::size_t erasures = 0, epochs = 0, write_count = 0;
+  for (std::uint32_t seed = 1; seed <= 300; ++seed) {
     std::mt19937 rng(seed);
     std::vector<Set> replica(3);
+    std::vector<ActorSource> source{ActorSource(1), ActorSource(2), ActorSource(3)};
     struct Write {
       int value;
-      std::uint64_t actor;
+      Actor actor;
       std::uint64_t counter;
     };
     std::vector<Write> writes;
+    std::map<std::pair<Actor, std::uint64_t>, int> dots;
     std::vector<VersionVector> contexts;
     int next_value = 1;
-    for (int step = 0; step < 40; ++step) {
+    for (int step = 0; step < 60; ++step) {
       const std::uint32_t op = rng() % 10;
       if (op < 6) {
         Set seen;
@@ -94,19 +106,32 @@ TEST(DvvTest, LawsHoldOverRandomHistories) {
         const std::size_t r = rng() % 3;
         const int v = next_value++;
         const VersionVector ctx = seen.join();
-        replica[r] = replica[r].update(ctx, v, r + 1);
+        const Actor actor = source[r].for_write("k", replica[r], ctx);
+        replica[r] = replica[r].update(ctx, v, actor);
         // The write is live where it was made, and nothing it saw is.
         const std::set<int> after = live(replica[r]);
         ASSERT_TRUE(after.count(v)) << "seed " << seed;
-        for (int s : seen_values) ASSERT_FALSE(after.count(s)) << "seed " << seed;
+        for (int x : seen_values) ASSERT_FALSE(after.count(x)) << "seed " << seed;
         const auto& e = *std::find_if(replica[r].entries().begin(), replica[r].entries().end(),
-                                      [&](const auto& en) { return en.id == r + 1; });
-        writes.push_back({v, r + 1, e.counter});
+                                      [&](const auto& en) { return en.id == actor; });
+        const auto [it, fresh] = dots.emplace(std::make_pair(actor, e.counter), v);
+        ASSERT_TRUE(fresh) << "seed " << seed << ": value " << v << " reuses the dot of value "
+                           << it->second;
+        writes.push_back({v, actor, e.counter});
+        ++write_count;
         contexts.push_back(ctx);
-      } else {
+      } else if (op < 9) {
         const std::size_t i = rng() % 3;
         const std::size_t j = rng() % 3;
+        source[i].on_merge("k", replica[i], replica[j]);
         replica[i] = Set::sync(replica[i], replica[j]);
+      } else {  // replica r hands its copy to j and drops it
+        const std::size_t r = rng() % 3;
+        const std::size_t j = (r + 1 + rng() % 2) % 3;
+        source[j].on_merge("k", replica[j], replica[r]);
+        replica[j] = Set::sync(replica[j], replica[r]);
+        replica[r] = Set();
+        ++erasures;
       }
       const Set& a = replica[rng() % 3];
       const Set& b = replica[rng() % 3];
@@ -121,14 +146,63 @@ TEST(DvvTest, LawsHoldOverRandomHistories) {
     for (const Write& w : writes) {
       bool covered = false;
       for (const VersionVector& ctx : contexts) {
-        for (const auto& [id, n] : ctx) {
-          if (id == w.actor && n >= w.counter) covered = true;
+        for (const auto& [a, n] : ctx) {
+          if (a == w.actor && n >= w.counter) covered = true;
         }
       }
       if (!covered) expected.insert(w.value);
     }
     ASSERT_EQ(live(all), expected) << "seed " << seed;
+    for (const ActorSource& src : source) epochs += src.epochs();
   }
+  EXPECT_GT(erasures, 1000u) << "the histories must lose copies often";
+  EXPECT_LT(epochs, write_count / 2) << "new epochs after a lost copy, not per write";
+}
+
+TEST(ActorSourceTest, AVnodeKeepsItsEpochWhileItsCopyIsWhole) {
+  ActorSource src(7);
+  Set s;
+  const Actor first = src.for_write("k", s, {});
+  EXPECT_EQ(first, (Actor{7, 1}));
+  s = s.update({}, 1, first);
+  EXPECT_EQ(src.for_write("k", s, s.join()), first);
+  s = s.update(s.join(), 2, first);
+  EXPECT_EQ(src.for_write("k", s, {}), first) << "a blind write on a whole copy";
+  EXPECT_EQ(src.epochs(), 1u);
+}
+
+TEST(ActorSourceTest, ALostCopyOrAContextThatKnowsMoreStartsANewEpoch) {
+  ActorSource src(7);
+  Set s = Set().update({}, 1, src.for_write("k", Set(), {}));
+  s = s.update(s.join(), 2, src.for_write("k", s, s.join()));  // 7/1 at counter 2
+  // The copy is gone: a write from nothing must not make 7/1:1 again.
+  EXPECT_EQ(src.for_write("k", Set(), {}), (Actor{7, 2}));
+  // The copy is older than what a client read (7/1:2): the next write takes a new epoch.
+  const Set old = Set().update({}, 1, Actor{7, 1});
+  EXPECT_EQ(src.for_write("k", old, s.join()), (Actor{7, 3}));
+  // The copy was re-created from a replica that lags (7/1:1 while this vnode made 7/1:2).
+  src.on_merge("k", Set(), old);
+  EXPECT_EQ(src.marked(), 1u);
+  EXPECT_EQ(src.for_write("k", old, {}), (Actor{7, 4}));
+  EXPECT_EQ(src.marked(), 0u);
+  // Entries of other vnodes never mark.
+  src.on_merge("k", Set(), Set().update({}, 1, Actor{8, 1}));
+  EXPECT_EQ(src.marked(), 0u);
+}
+
+TEST(ActorSourceTest, TooManyMarkedKeysRetireEveryEpoch) {
+  ActorSource src(7);
+  const Set whole = Set().update({}, 1, src.for_write("k", Set(), {}));
+  const Set lagging = whole;
+  for (std::size_t i = 0; i < ActorSource::kMaxMarked; ++i) {
+    std::string key = "m";
+    key += std::to_string(i);
+    src.on_merge(key, Set(), lagging);
+  }
+  EXPECT_EQ(src.marked(), ActorSource::kMaxMarked);
+  src.on_merge("one-more", Set(), lagging);
+  EXPECT_EQ(src.marked(), 0u);
+  EXPECT_EQ(src.for_write("k", whole, {}), (Actor{7, 2})) << "epoch 1 was retired";
 }
 
 TEST(HybridClockTest, NeverGoesBackwardsAndPassesWhatItSaw) {
@@ -147,13 +221,13 @@ TEST(HybridClockTest, NeverGoesBackwardsAndPassesWhatItSaw) {
 }
 
 TEST(ObjectTest, EncodingRoundTripsAndRejectsGarbage) {
-  Object o = Object().update({}, Sibling{"v1", 42, false}, 7);
-  o = Object::sync(o, Object().update({}, Sibling{"", 43, true}, 9));
+  Object o = Object().update({}, Sibling{"v1", 42, false}, A(7));
+  o = Object::sync(o, Object().update({}, Sibling{"", 43, true}, A(9)));
   auto back = decode_object(encode_object(o));
   ASSERT_OK(back);
   EXPECT_EQ(*back, o);
   EXPECT_FALSE(all_tombstones(o));
-  EXPECT_TRUE(all_tombstones(Object().update({}, Sibling{"", 1, true}, 1)));
+  EXPECT_TRUE(all_tombstones(Object().update({}, Sibling{"", 1, true}, A(1))));
   EXPECT_EQ(decode_object("\x93\x01").error().code(), ErrorCode::kProtocol);
   EXPECT_EQ(decode_object("").error().code(), ErrorCode::kProtocol);
   std::string bytes = encode_object(o);
@@ -164,7 +238,7 @@ TEST(ObjectTest, EncodingRoundTripsAndRejectsGarbage) {
 
 TEST(ObjectTest, ContextsAreSignedForTheirKey) {
   ContextSigner signer("cookie");
-  const VersionVector vv{{7, 3}, {9, 1}};
+  const VersionVector vv{{Actor{7, 1}, 3}, {Actor{7, 2}, 1}, {Actor{9, 1}, 1}};
   const std::string ctx = signer.encode("k", vv);
   auto back = signer.decode("k", ctx);
   ASSERT_OK(back);
