@@ -15,7 +15,8 @@ constexpr auto kMargin = std::chrono::milliseconds(500);
 Status status_of(const KvReply& r) {
   const auto code = static_cast<ErrorCode>(r.code);
   if (code == ErrorCode::kNoQuorum) {
-    return Status(code, "needed " + std::to_string(r.needed) + ", got " + std::to_string(r.got));
+    return Status(
+        code, r.quorum + ": needed " + std::to_string(r.needed) + ", got " + std::to_string(r.got));
   }
   return Status(code, r.message);
 }
@@ -60,6 +61,7 @@ KvRequest make(Op op, std::string_view key, const RequestOptions& o) {
   r.key.assign(key);
   r.context = o.context;
   r.r = o.r;
+  r.pr = o.pr;
   r.w = o.w;
   r.pw = o.pw;
   r.dw = o.dw;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "nodus/node/term.hpp"
 #include "object.hpp"
 
 namespace nodus::kv {
@@ -17,65 +18,118 @@ namespace nodus::kv {
 /// How a request ended, or that it has not yet.
 enum class Outcome : std::uint8_t { kPending, kOk, kNoQuorum, kTimeout };
 
+/// The quorum a request could not meet (Riak names them in r_val_unsatisfied,
+/// pr_val_unsatisfied, w_val_unsatisfied, pw_val_unsatisfied, dw_val_unsatisfied).
+enum class Quorum : std::uint8_t { kR, kPr, kW, kPw, kDw };
+
+/// "r", "pr", "w", "pw" or "dw": the word users see in {no_quorum, Which, Needed, Got}.
+inline const char* quorum_name(Quorum q) {
+  switch (q) {
+    case Quorum::kR:
+      return "r";
+    case Quorum::kPr:
+      return "pr";
+    case Quorum::kW:
+      return "w";
+    case Quorum::kPw:
+      return "pw";
+    case Quorum::kDw:
+      return "dw";
+  }
+  return "?";
+}
+
 /// One replica a request goes to: a primary of the key's preference list, or a fallback
 /// standing in for a primary that is down (sloppy quorum).
 struct Target {
   std::uint32_t member = 0;  ///< index in the ring's members
   bool primary = true;
   std::uint32_t hint_for = 0;  ///< the primary a fallback stands in for (member index)
+  Atom node;                   ///< the member's name, to match replies and node-downs
 };
 
-/// A put: answered once W replicas stored it, PW of them primaries and DW of them durable;
-/// no_quorum as soon as the replicas still out cannot make that up.
-class PutFsm {
- public:
-  PutFsm(std::vector<Target> targets, std::uint32_t w, std::uint32_t pw, std::uint32_t dw)
-      : targets_(std::move(targets)), state_(targets_.size(), kOut), w_(w), pw_(pw), dw_(dw) {}
+namespace detail {
 
+/// What both machines share: one state per target, the outcome, and for no_quorum which quorum
+/// failed with how many counted toward it.
+class QuorumState {
+ public:
   const std::vector<Target>& targets() const { return targets_; }
-  /// Decides what can be decided before any reply (too few targets): call once the
-  /// coordinator has fed in its own reply. Events decide by themselves.
-  void check() { evaluate(); }
-  /// Replica `i` (index into targets) stored the write; `durable` when its engine is.
-  void ack(std::size_t i, bool durable) {
-    if (i >= state_.size() || state_[i] != kOut) return;
-    state_[i] = durable ? kDurable : kStored;
-    evaluate();
-  }
-  /// Replica `i` refused or failed (overloaded, crashed, its node went down).
-  void fail(std::size_t i) {
-    if (i >= state_.size() || state_[i] != kOut) return;
-    state_[i] = kFailed;
-    evaluate();
-  }
+  Outcome outcome() const { return outcome_; }
+  /// For no_quorum: the quorum that could not be met, how many it needed and how many counted.
+  Quorum which() const { return which_; }
+  std::uint32_t needed() const { return needed_; }
+  std::uint32_t got() const { return got_; }
+  /// True once every replica answered (or failed).
+  bool all_answered() const { return out_ == 0; }
   /// The deadline passed: a request still pending times out.
   void expire() {
     if (outcome_ == Outcome::kPending) outcome_ = Outcome::kTimeout;
   }
 
-  Outcome outcome() const { return outcome_; }
-  /// For no_quorum: the quorum that could not be met and how many counted toward it.
-  std::uint32_t needed() const { return needed_; }
-  std::uint32_t got() const { return got_; }
-  /// True once every replica answered (or failed).
-  bool all_answered() const {
-    for (auto s : state_) {
-      if (s == kOut) return false;
-    }
+ protected:
+  static constexpr std::uint8_t kOut = 0;
+  static constexpr std::uint8_t kFailed = 1;
+
+  explicit QuorumState(std::vector<Target> targets)
+      : targets_(std::move(targets)),
+        state_(targets_.size(), kOut),
+        out_(static_cast<std::uint32_t>(targets_.size())) {}
+
+  // Moves target i out of kOut; false when it was not out (a duplicate or a bad index).
+  bool settle(std::size_t i, std::uint8_t to) {
+    if (i >= state_.size() || state_[i] != kOut) return false;
+    state_[i] = to;
+    --out_;
     return true;
+  }
+  void fail_with(Quorum which, std::uint32_t needed, std::uint32_t got) {
+    outcome_ = Outcome::kNoQuorum;
+    which_ = which;
+    needed_ = needed;
+    got_ = got;
+  }
+
+  std::vector<Target> targets_;
+  std::vector<std::uint8_t> state_;
+  std::uint32_t out_;
+  Outcome outcome_ = Outcome::kPending;
+  Quorum which_ = Quorum::kW;
+  std::uint32_t needed_ = 0, got_ = 0;
+};
+
+}  // namespace detail
+
+/// A put: answered once W replicas stored it, PW of them primaries and DW of them durable;
+/// no_quorum as soon as the replicas still out cannot make that up.
+class PutFsm : public detail::QuorumState {
+ public:
+  PutFsm(std::vector<Target> targets, std::uint32_t w, std::uint32_t pw, std::uint32_t dw)
+      : QuorumState(std::move(targets)), w_(w), pw_(pw), dw_(dw) {}
+
+  /// Decides what can be decided before any reply (too few targets): call once the
+  /// coordinator has fed in its own reply. Events decide by themselves.
+  void check() { evaluate(); }
+  /// Replica `i` (index into targets) stored the write; `durable` when its engine is.
+  void ack(std::size_t i, bool durable) {
+    if (settle(i, durable ? kDurable : kStored)) evaluate();
+  }
+  /// Replica `i` refused or failed (overloaded, crashed, its node went down).
+  void fail(std::size_t i) {
+    if (settle(i, kFailed)) evaluate();
   }
 
  private:
-  enum State : std::uint8_t { kOut, kStored, kDurable, kFailed };
+  static constexpr std::uint8_t kStored = 2;
+  static constexpr std::uint8_t kDurable = 3;
 
   void evaluate() {
     if (outcome_ != Outcome::kPending) return;
-    std::uint32_t acks = 0, primary = 0, durable = 0, out = 0, out_primary = 0;
+    std::uint32_t acks = 0, primary = 0, durable = 0, out_primary = 0;
     for (std::size_t i = 0; i < state_.size(); ++i) {
       const bool p = targets_[i].primary;
       switch (state_[i]) {
         case kOut:
-          ++out;
           if (p) ++out_primary;
           break;
         case kDurable:
@@ -85,73 +139,47 @@ class PutFsm {
           ++acks;
           if (p) ++primary;
           break;
-        case kFailed:
+        default:
           break;
       }
     }
     if (acks >= w_ && primary >= pw_ && durable >= dw_) {
       outcome_ = Outcome::kOk;
-    } else if (acks + out < w_) {
-      fail_with(w_, acks);
+    } else if (acks + out_ < w_) {
+      fail_with(Quorum::kW, w_, acks);
     } else if (primary + out_primary < pw_) {
-      fail_with(pw_, primary);
-    } else if (durable + out < dw_) {
-      fail_with(dw_, durable);
+      fail_with(Quorum::kPw, pw_, primary);
+    } else if (durable + out_ < dw_) {
+      fail_with(Quorum::kDw, dw_, durable);
     }
   }
-  void fail_with(std::uint32_t needed, std::uint32_t got) {
-    outcome_ = Outcome::kNoQuorum;
-    needed_ = needed;
-    got_ = got;
-  }
 
-  std::vector<Target> targets_;
-  std::vector<State> state_;
   std::uint32_t w_, pw_, dw_;
-  Outcome outcome_ = Outcome::kPending;
-  std::uint32_t needed_ = 0, got_ = 0;
 };
 
-/// A get: answered once R replicas replied (a replica without the key counts, as Riak's
-/// notfound_ok), with the merge of what they hold; no_quorum when too few can still reply.
-/// Kept until every replica answered or the deadline, so read repair can see who is stale.
-class GetFsm {
+/// A get: answered once R replicas replied, PR of them primaries (a replica without the key
+/// counts, as Riak's notfound_ok: so a fallback that has not been handed the key yet counts
+/// toward R; PR counts primaries only), with the merge of what they hold; no_quorum when too
+/// few can still reply. Kept until every replica answered or the deadline, so read repair can
+/// see who is stale.
+class GetFsm : public detail::QuorumState {
  public:
-  GetFsm(std::vector<Target> targets, std::uint32_t r)
-      : targets_(std::move(targets)),
-        replies_(targets_.size()),
-        state_(targets_.size(), kOut),
-        r_(r) {}
+  GetFsm(std::vector<Target> targets, std::uint32_t r, std::uint32_t pr = 0)
+      : QuorumState(std::move(targets)), replies_(targets_.size()), r_(r), pr_(pr) {}
 
-  const std::vector<Target>& targets() const { return targets_; }
   /// As PutFsm::check.
   void check() { evaluate(); }
   /// Replica `i` answered: its object, or nullopt when it has none.
   void reply(std::size_t i, std::optional<Object> object) {
-    if (i >= state_.size() || state_[i] != kOut) return;
-    state_[i] = kReplied;
+    if (!settle(i, kReplied)) return;
     if (object) merged_ = Object::sync(merged_, *object);
     replies_[i] = std::move(object);
     evaluate();
   }
   void fail(std::size_t i) {
-    if (i >= state_.size() || state_[i] != kOut) return;
-    state_[i] = kFailed;
-    evaluate();
-  }
-  void expire() {
-    if (outcome_ == Outcome::kPending) outcome_ = Outcome::kTimeout;
+    if (settle(i, kFailed)) evaluate();
   }
 
-  Outcome outcome() const { return outcome_; }
-  std::uint32_t needed() const { return r_; }
-  std::uint32_t got() const { return got_; }
-  bool all_answered() const {
-    for (auto s : state_) {
-      if (s == kOut) return false;
-    }
-    return true;
-  }
   /// The merge of every reply so far (empty when none had the key).
   const Object& merged() const { return merged_; }
   /// The replicas that replied with less than the merge (older, or nothing while the merge
@@ -168,29 +196,32 @@ class GetFsm {
   }
 
  private:
-  enum State : std::uint8_t { kOut, kReplied, kFailed };
+  static constexpr std::uint8_t kReplied = 2;
+
   void evaluate() {
     if (outcome_ != Outcome::kPending) return;
-    std::uint32_t replied = 0, out = 0;
-    for (auto s : state_) {
-      if (s == kReplied) ++replied;
-      if (s == kOut) ++out;
+    std::uint32_t replied = 0, primary = 0, out_primary = 0;
+    for (std::size_t i = 0; i < state_.size(); ++i) {
+      const bool p = targets_[i].primary;
+      if (state_[i] == kReplied) {
+        ++replied;
+        if (p) ++primary;
+      } else if (state_[i] == kOut && p) {
+        ++out_primary;
+      }
     }
-    got_ = replied;
-    if (replied >= r_) {
+    if (replied >= r_ && primary >= pr_) {
       outcome_ = Outcome::kOk;
-    } else if (replied + out < r_) {
-      outcome_ = Outcome::kNoQuorum;
+    } else if (replied + out_ < r_) {
+      fail_with(Quorum::kR, r_, replied);
+    } else if (primary + out_primary < pr_) {
+      fail_with(Quorum::kPr, pr_, primary);
     }
   }
 
-  std::vector<Target> targets_;
   std::vector<std::optional<Object>> replies_;
-  std::vector<State> state_;
-  std::uint32_t r_;
+  std::uint32_t r_, pr_;
   Object merged_;
-  Outcome outcome_ = Outcome::kPending;
-  std::uint32_t got_ = 0;
 };
 
 }  // namespace nodus::kv

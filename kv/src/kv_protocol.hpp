@@ -36,18 +36,21 @@ struct KvRequest {
   std::string context;
   std::uint32_t r = 0, w = 0, pw = 0, dw = 0;
   std::uint32_t timeout_ms = 0;
-  NODUS_MESSAGE(KvRequest, 500, op, key, value, context, r, w, pw, dw, timeout_ms);
+  std::uint32_t pr = 0;
+  NODUS_MESSAGE(KvRequest, 500, op, key, value, context, r, w, pw, dw, timeout_ms, pr);
 };
 
-/// The answer to a KvRequest. code: an ErrorCode number (0 ok); for no_quorum, needed and got.
-/// A get that found the key: values (the siblings, tombstones left out) and context.
+/// The answer to a KvRequest. code: an ErrorCode number (0 ok); for no_quorum, which quorum
+/// ("r", "pr", "w", "pw" or "dw"), how many it needed and how many counted toward it. A get
+/// that found the key: values (the siblings, tombstones left out) and context.
 struct KvReply {
   std::uint16_t code = 0;
   std::string message;
   std::vector<std::string> values;
   std::string context;
   std::uint32_t needed = 0, got = 0;
-  NODUS_MESSAGE(KvReply, 501, code, message, values, context, needed, got);
+  std::string quorum;
+  NODUS_MESSAGE(KvReply, 501, code, message, values, context, needed, got, quorum);
 };
 
 /// A request handed to a primary on another node, which answers the caller directly.

@@ -108,7 +108,7 @@ std::vector<Target> View::targets(std::uint32_t p, std::uint32_t n) const {
   std::vector<std::uint32_t> down;
   for (std::uint32_t m : prim) {
     if (up[m]) {
-      out.push_back(Target{m, true, m});
+      out.push_back(Target{m, true, m, names[m]});
     } else {
       down.push_back(m);
     }
@@ -122,7 +122,7 @@ std::vector<Target> View::targets(std::uint32_t p, std::uint32_t n) const {
     const std::uint32_t o = ring->owner((p + i) % q);
     if (used[o] || !up[o]) continue;
     used[o] = true;
-    out.push_back(Target{o, false, down[next++]});
+    out.push_back(Target{o, false, down[next++], names[o]});
   }
   return out;
 }
@@ -149,7 +149,7 @@ Term reply_term(Op op, KvReply r) {
   }
   switch (code) {
     case ErrorCode::kNoQuorum:
-      return tuple("error", tuple("no_quorum", u(r.needed), u(r.got)));
+      return tuple("error", tuple("no_quorum", atom(r.quorum), u(r.needed), u(r.got)));
     case ErrorCode::kNotFound:
     case ErrorCode::kTimeout:
     case ErrorCode::kOverloaded:
@@ -205,6 +205,7 @@ Status check_request(const KvRequest& r, const Options& o) {
                                           " is above N = " + std::to_string(o.replicas));
   };
   if (r.r > o.replicas) return above_n("r", r.r);
+  if (r.pr > o.replicas) return above_n("pr", r.pr);
   if (r.w > o.replicas) return above_n("w", r.w);
   if (r.pw > o.replicas) return above_n("pw", r.pw);
   if (r.dw > o.replicas) return above_n("dw", r.dw);
@@ -224,6 +225,7 @@ Status parse_opts(const Term& opts, KvRequest& r) {
       continue;
     }
     std::uint32_t* field = name == "r"         ? &r.r
+                           : name == "pr"      ? &r.pr
                            : name == "w"       ? &r.w
                            : name == "pw"      ? &r.pw
                            : name == "dw"      ? &r.dw
@@ -513,8 +515,11 @@ Status check_options(const Options& o) {
   if (o.read_quorum < 1 || o.read_quorum > o.replicas) {
     return bad("kv.read_quorum must be in 1..kv.replicas (" + std::to_string(o.replicas) + ")");
   }
-  if (o.primary_write_quorum > o.replicas || o.durable_write_quorum > o.replicas) {
-    return bad("kv.primary_write_quorum and kv.durable_write_quorum must be at most kv.replicas");
+  if (o.primary_write_quorum > o.replicas || o.durable_write_quorum > o.replicas ||
+      o.primary_read_quorum > o.replicas) {
+    return bad(
+        "kv.primary_write_quorum, kv.durable_write_quorum and kv.primary_read_quorum must be at "
+        "most kv.replicas");
   }
   if (o.initial_members.size() > Ring::kMaxMembers) {
     return bad("kv.initial_members holds more than " + std::to_string(Ring::kMaxMembers));

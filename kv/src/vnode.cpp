@@ -131,7 +131,10 @@ class Vnode : public GenServer {
       // Coordinating as a fallback (no primary was up): this node stands in for the first
       // primary that has a fallback.
       auto fb = std::find_if(t.begin(), t.end(), [](const Target& x) { return !x.primary; });
-      if (fb != t.end()) fb->member = static_cast<std::uint32_t>(v.self);
+      if (fb != t.end()) {
+        fb->member = static_cast<std::uint32_t>(v.self);
+        fb->node = v.names[fb->member];
+      }
     }
     // This node first, so its own reply is target 0.
     std::stable_partition(t.begin(), t.end(),
@@ -248,6 +251,14 @@ class Vnode : public GenServer {
     arm_tick();
   }
 
+  static KvReply no_quorum_reply(const detail::QuorumState& fsm) {
+    KvReply r = error_reply(ErrorCode::kNoQuorum);
+    r.quorum = quorum_name(fsm.which());
+    r.needed = fsm.needed();
+    r.got = fsm.got();
+    return r;
+  }
+
   void finish_put(PendingPut& pp) {
     auto& lat = pp.op == Op::kDelete ? st_->delete_latency : st_->put_latency;
     lat.record(Clock::now() - pp.start);
@@ -257,9 +268,7 @@ class Vnode : public GenServer {
         r.context = std::move(pp.context);
         break;
       case Outcome::kNoQuorum:
-        r = error_reply(ErrorCode::kNoQuorum);
-        r.needed = pp.fsm.needed();
-        r.got = pp.fsm.got();
+        r = no_quorum_reply(pp.fsm);
         break;
       default:
         r = error_reply(ErrorCode::kTimeout);
@@ -277,9 +286,10 @@ class Vnode : public GenServer {
     st_->counters.gets.fetch_add(1, std::memory_order_relaxed);
     std::vector<Target> targets = targets_for(view);
     const std::uint32_t r = req.r ? req.r : st_->options.read_quorum;
+    const std::uint32_t pr = req.pr ? req.pr : st_->options.primary_read_quorum;
     const std::uint64_t id = next_req_++;
     const Clock::time_point deadline = deadline_of(req, now);
-    PendingGet pg{GetFsm(targets, r), cr.origin, std::move(req.key), false, now, deadline};
+    PendingGet pg{GetFsm(targets, r, pr), cr.origin, std::move(req.key), false, now, deadline};
     const std::uint64_t dl = wall_deadline(deadline);
     for (std::size_t i = 0; i < targets.size(); ++i) {
       const Target& t = targets[i];
@@ -329,9 +339,7 @@ class Vnode : public GenServer {
         r.context = st_->signer.encode(pg.key, o.join());
       }
     } else if (pg.fsm.outcome() == Outcome::kNoQuorum) {
-      r = error_reply(ErrorCode::kNoQuorum);
-      r.needed = pg.fsm.needed();
-      r.got = pg.fsm.got();
+      r = no_quorum_reply(pg.fsm);
       st_->counters.errors.fetch_add(1, std::memory_order_relaxed);
     } else {
       r = error_reply(ErrorCode::kTimeout);
@@ -388,7 +396,7 @@ class Vnode : public GenServer {
     std::vector<Target> targets;
     for (std::uint32_t m : prim) {
       if (!view->up[m]) return;  // a primary away: keep the tombstone
-      targets.push_back(Target{m, true, m});
+      targets.push_back(Target{m, true, m, view->names[m]});
     }
     std::stable_partition(targets.begin(), targets.end(), [&](const Target& t) {
       return static_cast<int>(t.member) == view->self;

@@ -180,12 +180,24 @@ TEST_F(ClusterTest, NoQuorumNamesWhatWasMissing) {
   auto r = client(1).put("lonely", "v");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum);
-  EXPECT_EQ(r.error().message(), "needed 2, got 1");
+  EXPECT_EQ(r.error().message(), "w: needed 2, got 1");
+  {  // the same as a term: {error, {no_quorum, w, 2, 1}}
+    Inbox in(node(1));
+    auto t = call(named("nodus_kv"), tuple("put", bin("lonely"), bin("v")));
+    ASSERT_OK(t);
+    EXPECT_EQ(*t, tuple("error", tuple("no_quorum", "w", 2, 1)));
+  }
   RequestOptions one;
   one.w = 1;
   ASSERT_OK(client(1).put("lonely", "v", one));
   auto g = client(1).get("lonely");
   EXPECT_EQ(g.error().code(), ErrorCode::kNoQuorum);
+  EXPECT_EQ(g.error().message(), "r: needed 2, got 1");
+  RequestOptions r1;
+  r1.r = 1;
+  EXPECT_OK(client(1).get("lonely", r1));
+  r1.pr = 2;  // PR counts primaries: only n1 answers
+  EXPECT_EQ(client(1).get("lonely", r1).error().message(), "pr: needed 2, got 1");
   cut(1, 2, false);
   cut(1, 3, false);
 }

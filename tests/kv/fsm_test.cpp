@@ -8,7 +8,8 @@ namespace nodus::kv {
 namespace {
 
 std::vector<Target> three(bool third_primary = true) {
-  return {Target{0, true, 0}, Target{1, true, 1}, Target{2, third_primary, 2}};
+  return {Target{0, true, 0, Atom()}, Target{1, true, 1, Atom()},
+          Target{2, third_primary, 2, Atom()}};
 }
 
 TEST(PutFsmTest, AnswersOnceWAcksArrived) {
@@ -29,12 +30,13 @@ TEST(PutFsmTest, NoQuorumAsSoonAsTheRestCannotMakeItUp) {
   f.ack(0, true);
   f.fail(2);
   EXPECT_EQ(f.outcome(), Outcome::kNoQuorum);
+  EXPECT_EQ(f.which(), Quorum::kW);
   EXPECT_EQ(f.needed(), 3u);
   EXPECT_EQ(f.got(), 1u);
 }
 
 TEST(PutFsmTest, FewerTargetsThanWFailsAtOnce) {
-  PutFsm f({Target{0, true, 0}}, 2, 0, 0);
+  PutFsm f({Target{0, true, 0, Atom()}}, 2, 0, 0);
   f.check();
   EXPECT_EQ(f.outcome(), Outcome::kNoQuorum);
   EXPECT_EQ(f.needed(), 2u);
@@ -48,6 +50,8 @@ TEST(PutFsmTest, FallbackAcksDoNotCountForPw) {
   EXPECT_EQ(f.outcome(), Outcome::kPending);
   f.fail(1);
   EXPECT_EQ(f.outcome(), Outcome::kNoQuorum);
+  EXPECT_EQ(f.which(), Quorum::kPw);
+  EXPECT_STREQ(quorum_name(f.which()), "pw");
   EXPECT_EQ(f.needed(), 2u);
   EXPECT_EQ(f.got(), 1u);
 }
@@ -59,6 +63,12 @@ TEST(PutFsmTest, DwCountsDurableAcksOnly) {
   EXPECT_EQ(f.outcome(), Outcome::kPending);
   f.ack(2, true);
   EXPECT_EQ(f.outcome(), Outcome::kOk);
+  PutFsm g(three(), 1, 0, 2);
+  g.ack(0, false);
+  g.ack(1, false);
+  EXPECT_EQ(g.outcome(), Outcome::kNoQuorum) << "one out: DW = 2 cannot be met";
+  EXPECT_EQ(g.which(), Quorum::kDw);
+  EXPECT_EQ(g.got(), 0u);
 }
 
 TEST(PutFsmTest, TheDeadlineTimesOutAPendingPutOnly) {
@@ -102,7 +112,7 @@ TEST(GetFsmTest, NotFoundRepliesCountTowardR) {
 }
 
 TEST(GetFsmTest, FewerTargetsThanRFailsOnceTheCoordinatorReplied) {
-  GetFsm f({Target{0, true, 0}}, 2);
+  GetFsm f({Target{0, true, 0, Atom()}}, 2);
   f.reply(0, std::nullopt);
   f.check();
   EXPECT_EQ(f.outcome(), Outcome::kNoQuorum);
@@ -116,8 +126,25 @@ TEST(GetFsmTest, CrashedReplicasMakeNoQuorum) {
   EXPECT_EQ(f.outcome(), Outcome::kPending);
   f.fail(2);
   EXPECT_EQ(f.outcome(), Outcome::kNoQuorum);
+  EXPECT_EQ(f.which(), Quorum::kR);
   EXPECT_EQ(f.needed(), 2u);
   EXPECT_EQ(f.got(), 1u);
+}
+
+TEST(GetFsmTest, PrCountsPrimariesOnly) {
+  GetFsm f(three(/*third_primary=*/false), 2, /*pr=*/2);
+  f.reply(0, std::nullopt);
+  f.reply(2, std::nullopt);  // a fallback: R met, PR not
+  EXPECT_EQ(f.outcome(), Outcome::kPending);
+  f.reply(1, write("v", 1));
+  EXPECT_EQ(f.outcome(), Outcome::kOk);
+  GetFsm g(three(false), 1, 2);
+  g.reply(2, std::nullopt);
+  g.fail(0);
+  EXPECT_EQ(g.outcome(), Outcome::kNoQuorum);
+  EXPECT_EQ(g.which(), Quorum::kPr);
+  EXPECT_EQ(g.needed(), 2u);
+  EXPECT_EQ(g.got(), 0u);
 }
 
 TEST(GetFsmTest, ConcurrentRepliesMergeIntoSiblings) {

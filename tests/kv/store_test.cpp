@@ -161,6 +161,7 @@ TEST_F(StoreTest, BadTermRequestsGetClearErrorsAndTheNodeKeepsServing) {
   EXPECT_EQ(error_text(tuple("get", "k")), "badarg: the key must be a binary");
   EXPECT_EQ(error_text(tuple("put", bin("k"), 42)), "badarg: the value must be a binary");
   EXPECT_EQ(error_text(tuple("get", bin("k"), map({{"r", 5}}))), "badarg: r = 5 is above N = 1");
+  EXPECT_EQ(error_text(tuple("get", bin("k"), map({{"pr", 2}}))), "badarg: pr = 2 is above N = 1");
   EXPECT_EQ(error_text(tuple("get", bin("k"), map({{"r", -1}}))),
             "badarg: option r must be an integer >= 1");
   EXPECT_EQ(error_text(tuple("put", bin("k"), bin("v"), map({{"context", bin("x")}}))),

@@ -10,10 +10,10 @@
 //     auto got = kv.get("user:1");                           // values (siblings) + context
 //     kv.put("user:1", "alice2", {.context = got->context}); // supersedes what get saw
 //
-// Errors (Status codes): not_found (get of a missing or deleted key), no_quorum ("needed W,
-// got G"), timeout, overloaded, unavailable (no ring yet, or no replica up), value_too_large,
-// too_many_siblings, badarg (a bad or forged context, a quorum above N), nodedown / noproc
-// (the node or its store is not there).
+// Errors (Status codes): not_found (get of a missing or deleted key), no_quorum (the message
+// names the quorum, as "w: needed 2, got 1"; r, pr, w, pw or dw), timeout, overloaded, unavailable
+// (no ring yet, or no replica up), value_too_large, too_many_siblings, badarg (a bad or forged
+// context, a quorum above N), nodedown / noproc (the node or its store is not there).
 //
 // Thread-safety: a Client may be used from several threads or processes at once.
 #pragma once
@@ -32,7 +32,8 @@ namespace nodus::kv {
 /// Per-request options; 0 means the node's configured default.
 struct RequestOptions {
   std::string context;  ///< the causal context of an earlier get/put (puts and deletes)
-  std::uint32_t r = 0;  ///< replies a get waits for (R)
+  std::uint32_t r = 0;  ///< replies a get waits for (R), PR of them from primaries
+  std::uint32_t pr = 0;
   std::uint32_t w = 0;  ///< acks a put waits for (W), PW of them primaries, DW durable
   std::uint32_t pw = 0;
   std::uint32_t dw = 0;

@@ -42,12 +42,18 @@ struct Options {
   /// N (kv.replicas): copies of each key.
   std::uint32_t replicas = 3;
   /// W and R (kv.write_quorum, kv.read_quorum): replicas that must answer a put or get.
-  /// W + R > N reads your writes while no more than N - W replicas fail.
+  /// W + R > N makes a read meet a write on some replica only while both reach primaries: a
+  /// fallback stands in for a primary that is away and answers a read with what it holds (often
+  /// nothing, which counts toward R, as Riak's notfound_ok), so under sloppy quorum a read may
+  /// miss an acknowledged write. PW + PR > N (below) makes it so at the price of availability.
   std::uint32_t write_quorum = 2;
   std::uint32_t read_quorum = 2;
-  /// PW and DW defaults: of W, how many must be primaries / have stored durably. 0: no demand.
+  /// PW, DW and PR defaults (kv.primary_write_quorum, kv.durable_write_quorum,
+  /// kv.primary_read_quorum): of W, how many must be primaries / have stored durably; of R, how
+  /// many must be primaries. 0: no demand.
   std::uint32_t primary_write_quorum = 0;
   std::uint32_t durable_write_quorum = 0;
+  std::uint32_t primary_read_quorum = 0;
   /// Who forms the ring of a new cluster (kv.initial_members); the ring forms, with no manual
   /// step, once they are all connected. Empty: this node alone.
   std::vector<std::string> initial_members;
