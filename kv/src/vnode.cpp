@@ -209,15 +209,22 @@ class Vnode : public GenServer {
                                   " siblings (limit " + std::to_string(st_->options.max_siblings) +
                                   "): write with the context of a get to resolve them"));
     }
-    st_->note_siblings(next.value_count());
-    if (Status s = write_local(req.key, next); !s.ok()) {
-      return fail(error_reply(ErrorCode::kInternal, s.to_string()));
-    }
-    const std::uint32_t n = st_->options.replicas;
     std::vector<Target> targets = targets_for(view);
     const std::uint32_t w = req.w ? req.w : st_->options.write_quorum;
     const std::uint32_t pw = req.pw ? req.pw : st_->options.primary_write_quorum;
     const std::uint32_t dw = req.dw ? req.dw : st_->options.durable_write_quorum;
+    // A put that cannot meet W or PW with the replicas up now is refused before anything is
+    // stored (Riak's put FSM: insufficient_vnodes, pw_val_unsatisfied).
+    const auto primaries_up = static_cast<std::uint32_t>(
+        std::count_if(targets.begin(), targets.end(), [](const Target& t) { return t.primary; }));
+    if (targets.size() < w) {
+      return fail(no_quorum_reply(Quorum::kW, w, static_cast<std::uint32_t>(targets.size())));
+    }
+    if (primaries_up < pw) return fail(no_quorum_reply(Quorum::kPw, pw, primaries_up));
+    st_->note_siblings(next.value_count());
+    if (Status s = write_local(req.key, next); !s.ok()) {
+      return fail(error_reply(ErrorCode::kInternal, s.to_string()));
+    }
     const std::uint64_t id = next_req_++;
     const Clock::time_point deadline = deadline_of(req, now);
     PendingPut pp{PutFsm(targets, w, pw, dw),
@@ -241,7 +248,6 @@ class Vnode : public GenServer {
                       t.primary ? std::string() : std::string(view.names[t.hint_for].name()), true,
                       req.key, bytes});
     }
-    (void)n;
     pp.fsm.check();
     if (pp.fsm.outcome() != Outcome::kPending) {
       finish_put(pp);
@@ -251,12 +257,15 @@ class Vnode : public GenServer {
     arm_tick();
   }
 
-  static KvReply no_quorum_reply(const detail::QuorumState& fsm) {
+  static KvReply no_quorum_reply(Quorum which, std::uint32_t needed, std::uint32_t got) {
     KvReply r = error_reply(ErrorCode::kNoQuorum);
-    r.quorum = quorum_name(fsm.which());
-    r.needed = fsm.needed();
-    r.got = fsm.got();
+    r.quorum = quorum_name(which);
+    r.needed = needed;
+    r.got = got;
     return r;
+  }
+  static KvReply no_quorum_reply(const detail::QuorumState& fsm) {
+    return no_quorum_reply(fsm.which(), fsm.needed(), fsm.got());
   }
 
   void finish_put(PendingPut& pp) {
