@@ -37,7 +37,7 @@ struct Actor {
 };
 
 /// The largest counter an actor reaches on one key (2^62): an actor at it starts a new epoch,
-/// so a counter never wraps.
+/// and contexts and objects that claim more are refused, so a counter never wraps.
 inline constexpr std::uint64_t kMaxCounter = std::uint64_t{1} << 62;
 
 /// A version vector: {actor, counter} pairs sorted by actor, counters > 0.

@@ -83,7 +83,7 @@ Result<Object> decode_object(std::string_view bytes) {
         return bad;
       }
       const msgpack::object_array& vs = eo.via.array.ptr[3].via.array;
-      if (e.counter == 0 || vs.size > e.counter) return bad;
+      if (e.counter == 0 || e.counter > kMaxCounter || vs.size > e.counter) return bad;
       if (!entries.empty() && entries.back().id >= e.id) return bad;
       for (std::uint32_t j = 0; j < vs.size; ++j) {
         const msgpack::object& vo = vs.ptr[j];
@@ -119,8 +119,11 @@ bool all_tombstones(const Object& o) {
 ContextSigner::ContextSigner(std::string_view secret) {
   static const bool ready = sodium_init() >= 0;
   (void)ready;
+  // The signing key is a keyed hash of the secret (often the cluster cookie), so the key is
+  // the store's own and the secret never signs anything itself.
+  static constexpr unsigned char kDomain[] = "nodus kv causal context v2";
   crypto_generichash(key_, sizeof(key_), reinterpret_cast<const unsigned char*>(secret.data()),
-                     secret.size(), nullptr, 0);
+                     secret.size(), kDomain, sizeof(kDomain) - 1);
 }
 
 namespace {
@@ -167,6 +170,11 @@ Result<VersionVector> ContextSigner::decode(std::string_view key, std::string_vi
     msgpack::object_handle oh = unpack_limited(body);
     const msgpack::object& root = oh.get();
     if (root.type != msgpack::type::ARRAY) return malformed;
+    if (root.via.array.size > kMaxContextActors) {
+      return Status(ErrorCode::kBadArg,
+                    "causal context names " + std::to_string(root.via.array.size) +
+                        " actors, the limit is " + std::to_string(kMaxContextActors));
+    }
     VersionVector vv;
     vv.reserve(root.via.array.size);
     for (std::uint32_t i = 0; i < root.via.array.size; ++i) {
@@ -177,6 +185,9 @@ Result<VersionVector> ContextSigner::decode(std::string_view key, std::string_vi
           !read_u64(p.via.array.ptr[0], &a.vnode) || !read_u64(p.via.array.ptr[1], &a.epoch) ||
           !read_u64(p.via.array.ptr[2], &n) || n == 0) {
         return malformed;
+      }
+      if (n > kMaxCounter) {
+        return Status(ErrorCode::kBadArg, "causal context counter above 2^62");
       }
       if (!vv.empty() && !(vv.back().first < a)) return malformed;
       vv.emplace_back(a, n);

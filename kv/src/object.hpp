@@ -33,17 +33,22 @@ Result<Object> decode_object(std::string_view bytes);
 /// True when every sibling is a tombstone (or there are none): the key reads as not found.
 bool all_tombstones(const Object& o);
 
+/// The most actors a causal context may name. A key gains an actor per vnode that writes it and
+/// per lost copy (ActorSource), so legitimate contexts stay far below; one naming more is
+/// refused (badarg).
+inline constexpr std::size_t kMaxContextActors = 1024;
+
 /// Signs causal contexts, so a client cannot forge one or use one key's on another: a context
 /// is [2][MessagePack array of [vnode, epoch, counter]][16-byte keyed BLAKE2b of key + array].
 class ContextSigner {
  public:
-  /// `secret`: any bytes shared by the cluster (the cookie); empty works but then anyone can
-  /// sign.
+  /// `secret`: bytes shared by the cluster (nodusd uses the cookie). REQUIRES: not empty
+  /// (kv::start refuses an empty one: anyone could sign).
   explicit ContextSigner(std::string_view secret);
   std::string encode(std::string_view key, const VersionVector& vv) const;
   /// The version vector of a context. Empty bytes are the empty context (a blind write).
-  /// Errors: kBadArg "malformed causal context" or "causal context forged, altered, or of
-  /// another key".
+  /// Errors: kBadArg "malformed causal context", "causal context forged, altered, or of
+  /// another key", or naming more than kMaxContextActors actors or a counter above kMaxCounter.
   Result<VersionVector> decode(std::string_view key, std::string_view context) const;
 
  private:

@@ -524,6 +524,11 @@ Status check_options(const Options& o) {
   if (o.initial_members.size() > Ring::kMaxMembers) {
     return bad("kv.initial_members holds more than " + std::to_string(Ring::kMaxMembers));
   }
+  if (o.context_secret.empty()) {
+    return bad(
+        "kv.context_secret must not be empty: it signs causal contexts (nodusd uses the cluster "
+        "cookie)");
+  }
   if (o.max_siblings < 1) return bad("kv.max_siblings must be at least 1");
   if (o.vnode_queue < 1) return bad("kv.vnode_queue must be at least 1");
   return Status();

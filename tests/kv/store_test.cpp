@@ -182,7 +182,48 @@ TEST_F(StoreTest, OptionsAreChecked) {
   o.partitions = 8;
   o.read_quorum = 4;
   EXPECT_EQ(start(n, o).code(), ErrorCode::kBadConfig);
-  EXPECT_EQ(start(*node_, Options{}).code(), ErrorCode::kAlreadyStarted);
+  o.read_quorum = 2;
+  const Status no_secret = start(n, o);  // the default: no context_secret
+  EXPECT_EQ(no_secret.code(), ErrorCode::kBadConfig);
+  EXPECT_NE(no_secret.message().find("kv.context_secret"), std::string::npos) << no_secret.to_string();
+  Options fine;
+  fine.context_secret = "s";
+  EXPECT_EQ(start(*node_, fine).code(), ErrorCode::kAlreadyStarted);
+}
+
+// Contexts are signed with the cluster's secret, so a client cannot forge one. Should the secret
+// leak, a forged context still cannot brick a key (a counter at the top of the range used to
+// wrap to 0 and leave an object nobody could decode) nor blow one up (100,000 actors made a
+// one-value key 670 KB): counters above 2^62 and contexts of more than 1,024 actors are refused,
+// and a context that claims more of this vnode's writes than its copy holds only costs the
+// write a new epoch.
+TEST_F(StoreTest, AForgedContextCannotBrickOrBloatAKey) {
+  ASSERT_OK(client_->put("k", "v"));
+  auto got = client_->get("k");
+  ASSERT_OK(got);
+  const ContextSigner leaked("secret");  // what start_store configured
+  VersionVector vv = *leaked.decode("k", got->context);
+  ASSERT_EQ(vv.size(), 1u);
+  vv[0].second = ~std::uint64_t{0};
+  auto wrapped = client_->put("k", "x", {.context = leaked.encode("k", vv)});
+  EXPECT_EQ(wrapped.error().code(), ErrorCode::kBadArg);
+  EXPECT_EQ(wrapped.error().message(), "causal context counter above 2^62");
+  vv[0].second = kMaxCounter;  // the top of the range is accepted, and the key lives on
+  ASSERT_OK(client_->put("k", "x", {.context = leaked.encode("k", vv)}));
+  EXPECT_EQ(value("k"), "x");
+  ASSERT_OK(client_->put("k", "y", {.context = client_->get("k")->context}));
+  EXPECT_EQ(value("k"), "y");
+  ASSERT_OK(client_->del("k"));
+  EXPECT_EQ(client_->get("k").error().code(), ErrorCode::kNotFound);
+
+  VersionVector many;
+  for (std::uint64_t i = 1; i <= 100000; ++i) many.emplace_back(Actor{i, 1}, 1);
+  auto bloat = client_->put("g", "v", {.context = leaked.encode("g", many)});
+  EXPECT_EQ(bloat.error().code(), ErrorCode::kBadArg);
+  EXPECT_EQ(bloat.error().message(), "causal context names 100000 actors, the limit is 1024");
+  EXPECT_EQ(client_->get("g").error().code(), ErrorCode::kNotFound);
+  many.resize(kMaxContextActors);
+  ASSERT_OK(client_->put("g", "v", {.context = leaked.encode("g", many)}));
 }
 
 TEST_F(StoreTest, ABusyVnodeAnswersOverloadedBeyondItsQueue) {

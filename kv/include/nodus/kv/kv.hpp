@@ -76,8 +76,10 @@ struct Options {
   std::chrono::milliseconds tombstone_ttl{60000};
   /// How often a fallback offers its hints to primaries that are up (kv.handoff_interval_ms).
   std::chrono::milliseconds handoff_interval{1000};
-  /// Signs causal contexts so clients cannot forge them; the same on every node (nodusd will
-  /// use the cluster cookie). Empty: still checked for form and key, but anyone can sign.
+  /// Signs causal contexts so clients cannot forge them (kv.context_secret); the same on every
+  /// node. Required: start refuses an empty one, since then anyone could sign a context that
+  /// claims any history. nodusd passes the cluster cookie when the key is not set (the signing
+  /// key is a keyed hash of it, so the cookie itself signs nothing).
   std::string context_secret;
   /// Makes the node's engine for `partitions` partitions. Default: new_memory_engine.
   std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
