@@ -74,7 +74,11 @@ Result<GetResult> Client::get(std::string_view key, const RequestOptions& opts) 
   auto r = send_request(*node_, via_, make(Op::kGet, key, opts), opts.timeout);
   if (!r) return r.error();
   if (r->code != 0) return status_of(*r);
-  return GetResult{std::move(r->values), std::move(r->context)};
+  GetResult g;
+  g.values.reserve(r->values.size());
+  for (Bin& v : r->values) g.values.push_back(std::move(v));
+  g.context = std::move(r->context);
+  return g;
 }
 
 Result<std::string> Client::put(std::string_view key, std::string_view value,

@@ -12,6 +12,48 @@
 
 namespace nodus::kv {
 
+/// Bytes that travel as a MessagePack bin, not str: decoders bound a str at 1 MiB, and values
+/// and objects may be larger (kv.max_value_bytes, kv.max_object_bytes). A std::string otherwise.
+struct Bin : std::string {
+  Bin() = default;
+  Bin(std::string s) : std::string(std::move(s)) {}  // NOLINT: implicit on purpose
+  Bin(std::string_view s) : std::string(s) {}        // NOLINT
+  Bin(const char* s) : std::string(s) {}             // NOLINT
+};
+
+}  // namespace nodus::kv
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+  namespace adaptor {
+  template <>
+  struct convert<nodus::kv::Bin> {
+    const msgpack::object& operator()(const msgpack::object& o, nodus::kv::Bin& v) const {
+      if (o.type == msgpack::type::BIN) {
+        v.assign(o.via.bin.ptr, o.via.bin.size);
+      } else if (o.type == msgpack::type::STR) {
+        v.assign(o.via.str.ptr, o.via.str.size);
+      } else {
+        throw msgpack::type_error();
+      }
+      return o;
+    }
+  };
+  template <>
+  struct pack<nodus::kv::Bin> {
+    template <typename Stream>
+    msgpack::packer<Stream>& operator()(msgpack::packer<Stream>& o, const nodus::kv::Bin& v) const {
+      o.pack_bin(static_cast<std::uint32_t>(v.size()));
+      o.pack_bin_body(v.data(), static_cast<std::uint32_t>(v.size()));
+      return o;
+    }
+  };
+  }  // namespace adaptor
+}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
+}  // namespace msgpack
+
+namespace nodus::kv {
+
 /// A pid or ref on the wire (node name, creation, id).
 struct WireId {
   std::string node;
@@ -32,7 +74,7 @@ enum class Op : std::uint8_t { kGet = 1, kPut = 2, kDelete = 3 };
 struct KvRequest {
   std::uint8_t op = 0;
   std::string key;
-  std::string value;
+  Bin value;
   std::string context;
   std::uint32_t r = 0, w = 0, pw = 0, dw = 0;
   std::uint32_t timeout_ms = 0;
@@ -46,7 +88,7 @@ struct KvRequest {
 struct KvReply {
   std::uint16_t code = 0;
   std::string message;
-  std::vector<std::string> values;
+  std::vector<Bin> values;
   std::string context;
   std::uint32_t needed = 0, got = 0;
   std::string quorum;
@@ -75,7 +117,7 @@ struct ReplicaPut {
   std::string hint;
   bool want_ack = false;
   std::string key;
-  std::string object;
+  Bin object;
   NODUS_MESSAGE(ReplicaPut, 503, partition, req_id, target, coordinator, deadline_ms, hint,
                 want_ack, key, object);
 };
@@ -105,7 +147,7 @@ struct ReplicaGetReply {
   std::uint64_t req_id = 0;
   std::uint8_t target = 0;
   std::uint16_t code = 0;
-  std::string object;
+  Bin object;
   NODUS_MESSAGE(ReplicaGetReply, 506, partition, req_id, target, code, object);
 };
 
@@ -126,14 +168,14 @@ struct HandoffPut {
   std::uint32_t partition = 0;
   std::string from;
   std::string key;
-  std::string object;
+  Bin object;
   NODUS_MESSAGE(HandoffPut, 508, partition, from, key, object);
 };
 struct HandoffAck {
   std::uint32_t partition = 0;
   std::string from;  // the primary that stored it
   std::string key;
-  std::string object;  // what was acknowledged, so a newer local write is not dropped
+  Bin object;  // what was acknowledged, so a newer local write is not dropped
   NODUS_MESSAGE(HandoffAck, 509, partition, from, key, object);
 };
 
@@ -142,7 +184,7 @@ struct HandoffAck {
 struct ReapTombstone {
   std::uint32_t partition = 0;
   std::string key;
-  std::string object;
+  Bin object;
   NODUS_MESSAGE(ReapTombstone, 510, partition, key, object);
 };
 

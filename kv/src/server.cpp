@@ -28,8 +28,18 @@ Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 
 KvState* state_of(Node& node) { return static_cast<KvState*>(node.service(state_slot())); }
 
+namespace {
+std::size_t max_object_bytes_for(const Options& o) {
+  if (o.max_object_bytes) return o.max_object_bytes;
+  return std::min<std::size_t>(kDefaultMaxObjectBytes, kGetReplyBytes / std::max(1u, o.replicas));
+}
+}  // namespace
+
 KvState::KvState(Node& n, Options o)
-    : node(n), options(std::move(o)), signer(options.context_secret) {
+    : node(n),
+      options(std::move(o)),
+      max_object_bytes(max_object_bytes_for(options)),
+      signer(options.context_secret) {
   engine =
       options.engine ? options.engine(options.partitions) : new_memory_engine(options.partitions);
   // Each partition's vnode id: random, so no two incarnations of the store (a node restarted,
@@ -530,6 +540,16 @@ Status check_options(const Options& o) {
         "cookie)");
   }
   if (o.max_siblings < 1) return bad("kv.max_siblings must be at least 1");
+  const std::size_t object = max_object_bytes_for(o);
+  if (object < o.max_value_bytes + 1024) {
+    return bad("kv.max_object_bytes (" + std::to_string(object) +
+               ") must exceed kv.max_value_bytes by at least 1024 (the object's own bytes)");
+  }
+  if (object * o.replicas > kGetReplyBytes) {
+    return bad("kv.max_object_bytes x kv.replicas must be at most " +
+               std::to_string(kGetReplyBytes) +
+               " bytes: a get's answer merges up to N objects and must fit one message");
+  }
   if (o.vnode_queue < 1) return bad("kv.vnode_queue must be at least 1");
   return Status();
 }

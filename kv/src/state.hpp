@@ -62,6 +62,7 @@ struct KvState {
 
   Node& node;
   const Options options;
+  const std::size_t max_object_bytes;  // options.max_object_bytes, or its default for N
   std::unique_ptr<Engine> engine;
   ContextSigner signer;
   HybridClock clock;
@@ -111,6 +112,10 @@ struct KvState {
 
 /// The store on `node`, or nullptr.
 KvState* state_of(Node& node);
+
+/// The default of kv.max_object_bytes, and what N of them (a get's merged answer) may take.
+inline constexpr std::size_t kDefaultMaxObjectBytes = 8 << 20;
+inline constexpr std::size_t kGetReplyBytes = 48 << 20;
 
 /// Local names.
 inline constexpr const char* kServerName = "nodus_kv";

@@ -105,10 +105,19 @@ class Vnode : public GenServer {
     if (!s.ok()) return s;
     return decode_object(bytes);
   }
+  // Encodes `o` into scratch_ and stores it, unless it is larger than kv.max_object_bytes: an
+  // object must always fit a replica message (kValueTooLarge, nothing stored).
   Status write_local(std::string_view key, const Object& o) {
     scratch_.clear();
     encode_object(o, scratch_);
+    if (scratch_.size() > st_->max_object_bytes) return object_too_large(o, scratch_.size());
     return st_->engine->put(p_, key, scratch_);
+  }
+  Status object_too_large(const Object& o, std::size_t bytes) const {
+    return Status(ErrorCode::kValueTooLarge, "the key's object would be " + std::to_string(bytes) +
+                                                 " bytes with " + std::to_string(o.value_count()) +
+                                                 " values, the limit (kv.max_object_bytes) is " +
+                                                 std::to_string(st_->max_object_bytes));
   }
 
   void resolve_conflicts(Object& o) {
@@ -221,10 +230,17 @@ class Vnode : public GenServer {
       return fail(no_quorum_reply(Quorum::kW, w, static_cast<std::uint32_t>(targets.size())));
     }
     if (primaries_up < pw) return fail(no_quorum_reply(Quorum::kPw, pw, primaries_up));
-    st_->note_siblings(next.value_count());
     if (Status s = write_local(req.key, next); !s.ok()) {
-      return fail(error_reply(ErrorCode::kInternal, s.to_string()));
+      if (s.code() != ErrorCode::kValueTooLarge) {
+        return fail(error_reply(ErrorCode::kInternal, s.to_string()));
+      }
+      // Too large with siblings: resolving them is the way out; one value alone: too large.
+      const bool siblings = next.value_count() > 1;
+      return fail(error_reply(
+          siblings ? ErrorCode::kTooManySiblings : ErrorCode::kValueTooLarge,
+          s.message() + (siblings ? ": write with the context of a get to resolve them" : "")));
     }
+    st_->note_siblings(next.value_count());
     const std::uint64_t id = next_req_++;
     const Clock::time_point deadline = deadline_of(req, now);
     PendingPut pp{PutFsm(targets, w, pw, dw),
@@ -343,7 +359,10 @@ class Vnode : public GenServer {
       } else {
         st_->counters.hits.fetch_add(1, std::memory_order_relaxed);
         if (r.values.size() > 1 && st_->has_merges()) {
-          if (auto fn = st_->merge_for(pg.key)) r.values = {(*fn)(pg.key, r.values)};
+          if (auto fn = st_->merge_for(pg.key)) {
+            const std::vector<std::string> siblings(r.values.begin(), r.values.end());
+            r.values = {Bin((*fn)(pg.key, siblings))};
+          }
         }
         r.context = st_->signer.encode(pg.key, o.join());
       }

@@ -225,6 +225,39 @@ TEST_F(ClusterTest, APutThatCannotMeetWIsNotStored) {
             "not_found");
 }
 
+// Every object the API lets a client make fits the messages between nodes: blind writes of
+// 1 MiB values (the default max_value_bytes) pile up as siblings until the object would pass
+// kv.max_object_bytes (8 MiB by default), then are refused; the link between the replicas
+// survives, and each accepted version reached the other replica. (max_siblings 100 x 1 MiB
+// once made a 100 MiB object that reset the link: frames are at most 64 MiB.)
+TEST_F(ClusterTest, EveryObjectTheApiAllowsFitsAReplicaMessage) {
+  start_cluster(2, /*replicas=*/2);
+  const std::string big(1 << 20, 'x');
+  RequestOptions w2;
+  w2.w = 2;
+  int accepted = 0;
+  Status refused;
+  for (int i = 0; i < 20 && refused.ok(); ++i) {
+    auto r = client(1).put("big", big, w2);
+    if (r.ok()) {
+      ++accepted;
+    } else {
+      refused = r.error();
+    }
+  }
+  EXPECT_EQ(accepted, 7) << "8 values of 1 MiB and their versions pass 8 MiB";
+  EXPECT_EQ(refused.code(), ErrorCode::kTooManySiblings) << refused.to_string();
+  EXPECT_NE(refused.message().find("kv.max_object_bytes"), std::string::npos);
+  EXPECT_EQ(replica_values(2, "big").size(), 7u);
+  EXPECT_TRUE(sees(1, 2) && sees(2, 1));
+  Options too_big;
+  too_big.context_secret = "s";
+  too_big.replicas = 3;
+  too_big.max_object_bytes = 20 << 20;
+  Node other;
+  EXPECT_EQ(start(other, too_big).code(), ErrorCode::kBadConfig) << "3 x 20 MiB > 48 MiB";
+}
+
 TEST_F(ClusterTest, AReadRepairsAStaleReplica) {
   start_cluster(3);
   cut(3, 1);

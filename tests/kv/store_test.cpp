@@ -185,7 +185,8 @@ TEST_F(StoreTest, OptionsAreChecked) {
   o.read_quorum = 2;
   const Status no_secret = start(n, o);  // the default: no context_secret
   EXPECT_EQ(no_secret.code(), ErrorCode::kBadConfig);
-  EXPECT_NE(no_secret.message().find("kv.context_secret"), std::string::npos) << no_secret.to_string();
+  EXPECT_NE(no_secret.message().find("kv.context_secret"), std::string::npos)
+      << no_secret.to_string();
   Options fine;
   fine.context_secret = "s";
   EXPECT_EQ(start(*node_, fine).code(), ErrorCode::kAlreadyStarted);
@@ -280,6 +281,25 @@ TEST_F(StoreTest, AReplicaSkipsWorkWhoseCallerGaveUp) {
   ASSERT_TRUE(testing::eventually([&] { return stats(*node_)->replica_writes == 1; }));
   EXPECT_EQ(stats(*node_)->expired_skipped, 1u);
   EXPECT_EQ(client_->get("late").error().code(), ErrorCode::kNotFound);
+}
+
+// A replica refuses a merge that would make an object larger than kv.max_object_bytes (from a
+// coordinator with other limits, or siblings written through several coordinators).
+TEST_F(StoreTest, AReplicaRefusesAnObjectOverTheLimit) {
+  ASSERT_OK(register_protocol());
+  Object o = Object().update({}, Sibling{std::string(100, 'v'), 1, false}, Actor{42, 1});
+  for (int i = 0; i < 9; ++i) {
+    const auto a = Actor{43 + static_cast<std::uint64_t>(i), 1};
+    o = Object::sync(o, Object().update({}, Sibling{std::string(1 << 20, 'w'), 1, false}, a));
+  }
+  const std::uint32_t p = partition_of("{t}huge", 16);
+  send(named(vnode_name(p)),
+       ReplicaPut{p, 1, 0, "solo", 0, "", false, "{t}huge", encode_object(o)});
+  send(named(vnode_name(p)),
+       ReplicaPut{p, 2, 0, "solo", 0, "", false, "{t}small",
+                  encode_object(Object().update({}, Sibling{"s", 1, false}, Actor{42, 1}))});
+  ASSERT_TRUE(testing::eventually([&] { return client_->get("{t}small").ok(); }));
+  EXPECT_EQ(client_->get("{t}huge").error().code(), ErrorCode::kNotFound);
 }
 
 class SiblingLimitTest : public StoreTest {

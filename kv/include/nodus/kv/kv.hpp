@@ -64,6 +64,14 @@ struct Options {
   /// A write that would leave more siblings than this on a key is refused
   /// (too_many_siblings); a write with the context of a read always resolves them.
   std::size_t max_siblings = 100;
+  /// Largest stored object in bytes, all its siblings and their versions together
+  /// (kv.max_object_bytes; Riak's max_object_size). A write that would make a larger one is
+  /// refused (too_many_siblings when it has siblings to resolve, else value_too_large), and a
+  /// replica refuses a merge that would, so every object fits the messages between nodes (64 MiB
+  /// frames). 0: 8 MiB, or 48 MiB / N when that is less (a get's answer merges up to N
+  /// objects). start checks that it exceeds max_value_bytes + 1 KiB and that N times it is at
+  /// most 48 MiB.
+  std::size_t max_object_bytes = 0;
   /// A request's deadline when it names none (kv.request_timeout_ms).
   std::chrono::milliseconds request_timeout{5000};
   /// Requests queued per vnode before it answers `overloaded` (kv.vnode_queue).
