@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,8 +64,18 @@ struct WireId {
 
   static WireId of(const Pid& p) { return {std::string(p.node.name()), p.creation, p.id}; }
   static WireId of(const Ref& r) { return {std::string(r.node.name()), r.creation, r.id}; }
-  Pid pid() const { return Pid{atom(node), creation, id}; }
-  Ref ref() const { return Ref{atom(node), creation, id}; }
+  /// As a pid or ref of a node this one has heard of; nullopt for any other node name, which
+  /// is never interned (atoms are never freed: a peer could grow the table without bound).
+  std::optional<Pid> pid() const {
+    const std::optional<Atom> n = Atom::existing(node);
+    if (!n) return std::nullopt;
+    return Pid{*n, creation, id};
+  }
+  std::optional<Ref> ref() const {
+    const std::optional<Atom> n = Atom::existing(node);
+    if (!n) return std::nullopt;
+    return Ref{*n, creation, id};
+  }
 };
 
 enum class Op : std::uint8_t { kGet = 1, kPut = 2, kDelete = 3 };
@@ -95,7 +106,8 @@ struct KvReply {
   NODUS_MESSAGE(KvReply, 501, code, message, values, context, needed, got, quorum);
 };
 
-/// A request handed to a primary on another node, which answers the caller directly.
+/// A request handed to a primary on another node, which answers the caller directly. Taken
+/// from ring members only.
 struct KvForward {
   KvRequest request;
   WireId reply_pid;
@@ -104,22 +116,25 @@ struct KvForward {
   NODUS_MESSAGE(KvForward, 502, request, reply_pid, reply_ref, term_reply);
 };
 
+// Between vnodes: replies go to the pid that sent the request (its node is the one the link
+// authenticated, see nodus::sender), never to a node named in a field. A vnode takes these
+// from ring members only, for its own partition only.
+
 /// A coordinator's write to one replica (also read repair and hand-off, without an ack).
 /// deadline_ms: when the caller gives up, wall-clock ms since the epoch (0: never); a replica
 /// skips work past it (a clock skew between nodes beyond the request timeout defeats this).
-/// hint: the primary a fallback keeps this for (empty on a primary).
+/// hint: the primary a fallback keeps this for (empty on a primary), a ring member's name.
 struct ReplicaPut {
   std::uint32_t partition = 0;
   std::uint64_t req_id = 0;
   std::uint8_t target = 0;
-  std::string coordinator;
   std::uint64_t deadline_ms = 0;
   std::string hint;
   bool want_ack = false;
   std::string key;
   Bin object;
-  NODUS_MESSAGE(ReplicaPut, 503, partition, req_id, target, coordinator, deadline_ms, hint,
-                want_ack, key, object);
+  NODUS_MESSAGE(ReplicaPut, 503, partition, req_id, target, deadline_ms, hint, want_ack, key,
+                object);
 };
 
 struct ReplicaPutAck {
@@ -135,10 +150,9 @@ struct ReplicaGet {
   std::uint32_t partition = 0;
   std::uint64_t req_id = 0;
   std::uint8_t target = 0;
-  std::string coordinator;
   std::uint64_t deadline_ms = 0;
   std::string key;
-  NODUS_MESSAGE(ReplicaGet, 505, partition, req_id, target, coordinator, deadline_ms, key);
+  NODUS_MESSAGE(ReplicaGet, 505, partition, req_id, target, deadline_ms, key);
 };
 
 /// object: the replica's encoded object, empty when it has none.
@@ -151,32 +165,30 @@ struct ReplicaGetReply {
   NODUS_MESSAGE(ReplicaGetReply, 506, partition, req_id, target, code, object);
 };
 
-/// A node's ring (epoch 0: "send me yours").
+/// A node's ring (epoch 0: "send me yours"), to `nodus_kv`; the answer goes to the sender's
+/// node.
 struct RingGossip {
-  std::string from;
   std::uint64_t epoch = 0;
   std::uint32_t partitions = 0;
   std::uint32_t replicas = 0;
   std::vector<std::string> members;
   std::vector<std::uint16_t> owners;
-  NODUS_MESSAGE(RingGossip, 507, from, epoch, partitions, replicas, members, owners);
+  NODUS_MESSAGE(RingGossip, 507, epoch, partitions, replicas, members, owners);
 };
 
 /// A fallback hands a hinted object back to the primary it kept it for (hinted hand-off);
-/// the primary answers with HandoffAck once stored.
+/// the primary answers the sender with HandoffAck once stored.
 struct HandoffPut {
   std::uint32_t partition = 0;
-  std::string from;
   std::string key;
   Bin object;
-  NODUS_MESSAGE(HandoffPut, 508, partition, from, key, object);
+  NODUS_MESSAGE(HandoffPut, 508, partition, key, object);
 };
 struct HandoffAck {
   std::uint32_t partition = 0;
-  std::string from;  // the primary that stored it
   std::string key;
   Bin object;  // what was acknowledged, so a newer local write is not dropped
-  NODUS_MESSAGE(HandoffAck, 509, partition, from, key, object);
+  NODUS_MESSAGE(HandoffAck, 509, partition, key, object);
 };
 
 /// Every primary holds this tombstone and its time to live has passed: drop it if the stored

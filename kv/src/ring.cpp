@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "nodus/kv/partition.hpp"
+#include "nodus/node/term.hpp"
 
 namespace nodus::kv {
 
@@ -186,6 +187,10 @@ Status check(std::uint32_t partitions, std::uint32_t replicas,
   }
   for (const auto& name : members) {
     if (name.empty()) return Status(ErrorCode::kBadConfig, "a member name is empty");
+    if (name.size() > kMaxAtomLength) {
+      return Status(ErrorCode::kBadConfig,
+                    "a member name is longer than " + std::to_string(kMaxAtomLength) + " bytes");
+    }
   }
   return Status();
 }

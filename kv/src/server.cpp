@@ -9,6 +9,7 @@
 
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
+#include "nodus/node/supervisor.hpp"
 #include "state.hpp"
 
 namespace nodus::kv {
@@ -300,6 +301,10 @@ Term ring_term(const View& v) {
 
 // -- the server --------------------------------------------------------------------------------
 
+// nodus_kv's ring gossip timer, sent to itself: a local type that is no wire message, so no peer
+// can send one (a forged periodic timer would re-arm itself and multiply).
+struct GossipTimer {};
+
 class KvServer : public GenServer {
  public:
   Action init(Node* node, KvState* st) {
@@ -309,17 +314,19 @@ class KvServer : public GenServer {
     monitor_nodes(true);
     for (Atom peer : node->nodes()) up_.insert(std::string(peer.name()));
     const auto& init = st_->options.initial_members;
-    if (init.empty() || (init.size() == 1 && init[0] == me_)) {
+    if (auto v = st_->view(); v && v->ready()) {  // restarted: carry on with the ring we had
+      ring_ = v->ring;
+      publish();
+      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{0, 0, 0, {}, {}});
+    } else if (init.empty() || (init.size() == 1 && init[0] == me_)) {
       adopt(Ring::create(st_->options.partitions, st_->options.replicas, {me_}).value());
     } else {
       publish();
       maybe_form();
       // Ask the nodes already linked for their ring (a restarted member learns it here).
-      for (const auto& peer : up_) {
-        send(named(kServerName, peer), RingGossip{me_, 0, 0, 0, {}, {}});
-      }
+      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{0, 0, 0, {}, {}});
     }
-    send_after(self(), Term("gossip"), std::chrono::milliseconds(1000));
+    send_after(self(), GossipTimer{}, std::chrono::milliseconds(1000));
     return ok();
   }
 
@@ -350,34 +357,59 @@ class KvServer : public GenServer {
 
   Action handle_info(Message& msg) override {
     if (KvForward* f = msg.get<KvForward>()) {
-      const Op op = static_cast<Op>(f->request.op);
-      route(std::move(f->request),
-            Origin{From{f->reply_pid.pid(), f->reply_ref.ref()}, f->term_reply, op}, true);
+      forward_in(*f);
     } else if (const RingGossip* g = msg.get<RingGossip>()) {
-      gossip_in(*g);
+      const Pid from = sender();
+      if (!from.valid()) return refuse();
+      gossip_in(*g, from.node);
     } else if (const NodeUp* nu = msg.get<NodeUp>()) {
       up_.insert(std::string(nu->node.name()));
       publish();
       maybe_form();
       auto v = st_->view();
-      if (v->ready()) send_ring(std::string(nu->node.name()));
+      if (v->ready()) send_ring(nu->node);
     } else if (const NodeDown* nd = msg.get<NodeDown>()) {
       up_.erase(std::string(nd->node.name()));
       publish();
-    } else if (msg == "gossip") {
+    } else if (msg.is<GossipTimer>()) {
       // Anti-entropy for the ring: one random up member a second gets ours.
       auto v = st_->view();
       if (v->ready() && !up_.empty()) {
         auto it = up_.begin();
         std::advance(it, static_cast<long>(rng_() % up_.size()));
-        send_ring(*it);
+        send_ring(atom(*it));
       }
-      send_after(self(), Term("gossip"), std::chrono::milliseconds(1000));
+      send_after(self(), GossipTimer{}, std::chrono::milliseconds(1000));
+    } else {
+      return refuse();
     }
     return noreply();
   }
 
+  // nodus_kv takes no casts (the default would stop it).
+  Action handle_cast(Message&) override { return refuse(); }
+
  private:
+  Action refuse() {
+    st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    return noreply();
+  }
+
+  // A request a member handed on. Taken only from ring members; the caller it names must be on
+  // a node this one knows (its atom exists), else the answer could not reach it anyway.
+  void forward_in(KvForward& f) {
+    const Pid from = sender();
+    auto v = st_->view();
+    const std::optional<Pid> pid = f.reply_pid.pid();
+    const std::optional<Ref> ref = f.reply_ref.ref();
+    if (!from.valid() || !v->ready() || v->index_of(from.node) < 0 || !pid || !ref) {
+      (void)refuse();
+      return;
+    }
+    const Op op = static_cast<Op>(f.request.op);
+    route(std::move(f.request), Origin{From{*pid, *ref}, f.term_reply, op}, true);
+  }
+
   void route(KvRequest req, Origin origin, bool forwarded) {
     if (Status s = check_request(req, st_->options); !s.ok()) {
       answer(origin, error_reply(s.code(), s.message()));
@@ -412,7 +444,7 @@ class KvServer : public GenServer {
       return;
     }
     st_->queued[p].fetch_add(1, std::memory_order_relaxed);
-    send(st_->vnodes[p], CoordRequest{std::move(req), origin});
+    send(st_->vnode(p), CoordRequest{std::move(req), origin});
   }
 
   // -- ring ----------------------------------------------------------------------------------
@@ -451,30 +483,36 @@ class KvServer : public GenServer {
     if (!r) return;  // checked in start()
     adopt(std::move(*r));
     for (const auto& m : ring_->members()) {
-      if (m != me_) send_ring(m);
+      if (m != me_) send_ring(atom(m));
     }
   }
 
-  void send_ring(const std::string& to) {
+  void send_ring(Atom to) {
     if (!ring_) return;
-    send(named(kServerName, to), RingGossip{me_, ring_->epoch(), ring_->partitions(),
-                                            ring_->replicas(), ring_->members(), ring_->owners()});
+    send(named(kServerName, to.name()),
+         RingGossip{ring_->epoch(), ring_->partitions(), ring_->replicas(), ring_->members(),
+                    ring_->owners()});
   }
 
-  void gossip_in(const RingGossip& g) {
+  // A ring (or a request for ours) from node `from`, the sender the link authenticated.
+  void gossip_in(const RingGossip& g, Atom from) {
     if (g.epoch == 0) {  // a request for our ring
-      send_ring(g.from);
+      send_ring(from);
       return;
     }
     if (g.partitions != st_->options.partitions || g.replicas != st_->options.replicas) {
-      return;  // another cluster's shape: not ours to adopt (logged by nodusd later)
+      (void)refuse();  // another cluster's shape: not ours to adopt
+      return;
     }
     Result<Ring> r = Ring::from_parts(g.epoch, g.partitions, g.replicas, g.members, g.owners);
-    if (!r) return;
+    if (!r) {
+      (void)refuse();
+      return;
+    }
     if (!ring_ || r->epoch() > ring_->epoch()) {
       adopt(std::move(*r));
     } else if (r->epoch() < ring_->epoch()) {
-      send_ring(g.from);
+      send_ring(from);
     }
   }
 
@@ -500,6 +538,8 @@ class KvServer : public GenServer {
                 {"hints_pending", u(x.hints_pending)},
                 {"handoffs", u(x.handoffs)},
                 {"siblings_max", u(x.siblings_max)},
+                {"bad_messages", u(x.bad_messages)},
+                {"merge_errors", u(x.merge_errors)},
                 {"ring_epoch", u(x.ring_epoch)},
                 {"partitions", Term(std::move(parts))}});
   }
@@ -563,19 +603,29 @@ Status start(Node& node, Options options) {
   auto owned = std::make_shared<KvState>(node, std::move(options));
   KvState* st = static_cast<KvState*>(node.set_service(state_slot(), owned));
   if (st != owned.get()) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
-  st->vnodes.resize(st->options.partitions);
+  // One supervisor per node (OTP style): a vnode or nodus_kv that crashes is restarted with
+  // the state it keeps in KvState (its partition's epochs and hints, the ring).
+  std::vector<ChildSpec> children;
+  Node* n = &node;
   for (std::uint32_t p = 0; p < st->options.partitions; ++p) {
-    auto pid = start_vnode(node, st, p);
-    if (!pid)
-      return Status(ErrorCode::kInternal,
-                    "vnode " + std::to_string(p) + ": " + pid.error().to_string());
-    st->vnodes[p] = *pid;
+    ChildSpec c;
+    c.id = vnode_name(p);
+    c.start = [n, st, p] { return start_vnode(*n, st, p); };
+    c.shutdown = std::chrono::milliseconds(1000);
+    children.push_back(std::move(c));
   }
+  SpawnOptions server_opts;
+  server_opts.name = kServerName;
+  children.push_back(child<KvServer>(node, kServerName, server_opts, n, st));
+  SupervisorFlags flags;
+  flags.intensity = static_cast<int>(std::max<std::uint32_t>(10, st->options.partitions));
+  flags.period = std::chrono::seconds(10);
   SpawnOptions so;
-  so.name = kServerName;
-  auto server = nodus::start<KvServer>(node, so, &node, st);
-  if (!server) return Status(ErrorCode::kInternal, "nodus_kv: " + server.error().to_string());
-  st->server = *server;
+  so.name = kSupervisorName;
+  auto sup = start_supervisor(node, flags, std::move(children), so);
+  if (!sup) return Status(ErrorCode::kInternal, "nodus_kv_sup: " + sup.error().to_string());
+  // The store lives as long as the node, not as long as whoever called start.
+  if (has_self()) unlink(*sup);
   return Status();
 }
 
@@ -619,6 +669,8 @@ Result<Stats> stats(Node& node) {
   s.handoffs = c.handoffs;
   s.tombstones_reaped = c.tombstones_reaped;
   s.siblings_max = c.siblings_max;
+  s.bad_messages = c.bad_messages;
+  s.merge_errors = c.merge_errors;
   s.partitions = st->options.partitions;
   s.replicas = st->options.replicas;
   auto v = st->view();

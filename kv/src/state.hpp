@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,10 +27,17 @@ struct View {
   std::vector<Atom> names;  // per ring member, as atoms
   int self = -1;            // this node's member index, -1 when not a member
   bool ready() const { return ring && !ring->empty(); }
+  /// The member index of node `n`, or -1.
+  int index_of(Atom n) const {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == n) return static_cast<int>(i);
+    }
+    return -1;
+  }
 
   /// The replicas a request for partition `p` goes to, N at most: the primaries that are up,
   /// and for each primary that is down the next up node clockwise that is not already listed
-  /// (a fallback holding a hint). With `self_first`, this node's slot comes first.
+  /// (a fallback holding a hint).
   std::vector<Target> targets(std::uint32_t p, std::uint32_t n) const;
   /// The primaries of `p` (member indexes).
   std::vector<std::uint32_t> primaries(std::uint32_t p, std::uint32_t n) const {
@@ -40,7 +48,8 @@ struct View {
 struct Counters {
   std::atomic<std::uint64_t> gets{0}, puts{0}, deletes{0}, hits{0}, misses{0}, errors{0},
       overloaded{0}, forwarded{0}, replica_writes{0}, expired_skipped{0}, read_repairs{0},
-      read_repairs_skipped{0}, hints{0}, handoffs{0}, tombstones_reaped{0}, siblings_max{0};
+      read_repairs_skipped{0}, hints{0}, handoffs{0}, tombstones_reaped{0}, siblings_max{0},
+      bad_messages{0}, merge_errors{0};
 };
 
 struct AtomicLatency {
@@ -54,7 +63,12 @@ struct AtomicLatency {
 /// Only the partition's vnode touches it, one vnode at a time.
 struct PartitionState {
   explicit PartitionState(std::uint64_t vnode_id) : actors(vnode_id) {}
+  PartitionState(PartitionState&& o) noexcept
+      : actors(std::move(o.actors)), hints(std::move(o.hints)), pid_id(o.pid_id.load()) {}
+
   ActorSource actors;  // the actors of this node's writes in this partition
+  std::map<std::string, std::vector<Atom>> hints;  // keys kept for down primaries, and for whom
+  std::atomic<std::uint64_t> pid_id{0};            // the running vnode's Pid::id (routers read it)
 };
 
 struct KvState {
@@ -68,9 +82,12 @@ struct KvState {
   HybridClock clock;
   Counters counters;
   AtomicLatency get_latency, put_latency, delete_latency;
-  Pid server;
-  std::vector<Pid> vnodes;            // by partition; written before the first request is routed
   std::vector<PartitionState> parts;  // by partition
+  /// The vnode of partition `p` now (a restarted one has a new pid; between its crash and its
+  /// restart, the old pid, to which a send is dropped).
+  Pid vnode(std::uint32_t p) const {
+    return Pid{node.name(), node.creation(), parts[p].pid_id.load(std::memory_order_acquire)};
+  }
   std::unique_ptr<std::atomic<std::uint32_t>[]> queued;  // requests sent to each vnode, not taken
   std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
 
@@ -81,7 +98,10 @@ struct KvState {
   void set_view(std::shared_ptr<const View> v) {
     std::lock_guard lock(view_mu_);
     view_ = std::move(v);
+    view_gen_.fetch_add(1, std::memory_order_release);
   }
+  /// Changes each time set_view runs: a vnode keeps its copy of the view until it moves.
+  std::uint64_t view_generation() const { return view_gen_.load(std::memory_order_acquire); }
 
   /// The merge function for `key`, or nullptr.
   std::shared_ptr<const MergeFn> merge_for(std::string_view key) const;
@@ -100,6 +120,7 @@ struct KvState {
   // Guards view_: nodus_kv replaces it, every router and vnode reads it per request.
   mutable std::mutex view_mu_;
   std::shared_ptr<const View> view_;
+  std::atomic<std::uint64_t> view_gen_{0};
   // Guards merges_ (registered rarely, read per request when any exist).
   mutable std::mutex merge_mu_;
   std::vector<std::pair<std::string, std::shared_ptr<const MergeFn>>> merges_;
@@ -119,9 +140,10 @@ inline constexpr std::size_t kGetReplyBytes = 48 << 20;
 
 /// Local names.
 inline constexpr const char* kServerName = "nodus_kv";
+inline constexpr const char* kSupervisorName = "nodus_kv_sup";
 std::string vnode_name(std::uint32_t partition);
 
-/// Starts the vnode of `partition` (vnode.cpp).
+/// Starts the vnode of `partition` linked to the caller (its supervisor) (vnode.cpp).
 Result<Pid, Reason> start_vnode(Node& node, KvState* st, std::uint32_t partition);
 
 /// A request as the vnode gets it from a router on its own node (never crosses the wire).

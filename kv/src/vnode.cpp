@@ -19,11 +19,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kTick = std::chrono::milliseconds(10);
 
-// Sent to itself by a vnode tombstone_ttl after it coordinated a delete: time to see whether
-// every primary holds the tombstone, and reap it.
+// The vnode's timers, sent to itself. Local types that are no wire messages, so no peer can
+// send one (a forged periodic timer would re-arm itself and multiply).
+// tombstone_ttl after it coordinated a delete: time to see whether every primary holds the
+// tombstone, and reap it.
 struct ReapCheck {
   std::string key;
 };
+struct Tick {};          // expire requests whose deadline passed
+struct HandoffTimer {};  // offer hints to primaries that are up
 
 std::uint64_t wall_ms() { return HybridClock::system_ms(); }
 
@@ -33,49 +37,92 @@ class Vnode : public GenServer {
     st_ = st;
     p_ = partition;
     ps_ = &st_->parts[partition];
-    me_ = std::string(st_->node.name().name());
     std::random_device rd;
     next_req_ = (std::uint64_t{rd()} << 32) | rd();
     dest_name_ = vnode_name(partition);
-    send_after(self(), Term("handoff"), st_->options.handoff_interval);
+    ps_->pid_id.store(self().id, std::memory_order_release);
+    st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
+    refresh_view();
+    send_after(self(), HandoffTimer{}, st_->options.handoff_interval);
     return ok();
   }
 
   Action handle_info(Message& msg) override {
+    refresh_view();
     if (CoordRequest* cr = msg.get<CoordRequest>()) {
       st_->queued[p_].fetch_sub(1, std::memory_order_relaxed);
       coordinate(*cr);
-    } else if (const ReplicaPut* rp = msg.get<ReplicaPut>()) {
-      replica_put(*rp);
-    } else if (const ReplicaPutAck* ra = msg.get<ReplicaPutAck>()) {
-      put_ack(*ra);
-    } else if (const ReplicaGet* rg = msg.get<ReplicaGet>()) {
-      replica_get(*rg);
-    } else if (const ReplicaGetReply* rr = msg.get<ReplicaGetReply>()) {
-      get_reply(*rr);
-    } else if (const HandoffPut* hp = msg.get<HandoffPut>()) {
-      handoff_put(*hp);
-    } else if (const HandoffAck* ha = msg.get<HandoffAck>()) {
-      handoff_ack(*ha);
-    } else if (const ReapCheck* rc = msg.get<ReapCheck>()) {
-      reap_check(rc->key);
-    } else if (const ReapTombstone* rt = msg.get<ReapTombstone>()) {
-      reap(rt->key, rt->object);
-    } else if (msg == "tick") {
+      return noreply();
+    }
+    if (msg.is<Tick>()) {
       tick_armed_ = false;
       expire();
-    } else if (msg == "handoff") {
+      return noreply();
+    }
+    if (msg.is<HandoffTimer>()) {
       offer_hints();
-      send_after(self(), Term("handoff"), st_->options.handoff_interval);
+      send_after(self(), HandoffTimer{}, st_->options.handoff_interval);
+      return noreply();
+    }
+    if (const ReapCheck* rc = msg.get<ReapCheck>()) {
+      reap_check(rc->key);
+      return noreply();
+    }
+    // Everything else comes from vnodes on ring members (this node included), for this
+    // partition; anything else is refused and counted, never trusted.
+    const View& v = view();
+    const Pid from = sender();
+    if (!from.valid() || v.index_of(from.node) < 0) return refuse();
+    if (const ReplicaPut* rp = msg.get<ReplicaPut>()) {
+      if (rp->partition != p_) return refuse();
+      replica_put(*rp, from, v);
+    } else if (const ReplicaPutAck* ra = msg.get<ReplicaPutAck>()) {
+      if (ra->partition != p_) return refuse();
+      put_ack(*ra, from);
+    } else if (const ReplicaGet* rg = msg.get<ReplicaGet>()) {
+      if (rg->partition != p_ || rg->key.size() > kMaxKeyBytes) return refuse();
+      replica_get(*rg, from);
+    } else if (const ReplicaGetReply* rr = msg.get<ReplicaGetReply>()) {
+      if (rr->partition != p_) return refuse();
+      get_reply(*rr, from);
+    } else if (const HandoffPut* hp = msg.get<HandoffPut>()) {
+      if (hp->partition != p_ || hp->key.size() > kMaxKeyBytes) return refuse();
+      handoff_put(*hp, from);
+    } else if (const HandoffAck* ha = msg.get<HandoffAck>()) {
+      if (ha->partition != p_) return refuse();
+      handoff_ack(*ha, from.node);
+    } else if (const ReapTombstone* rt = msg.get<ReapTombstone>()) {
+      if (rt->partition != p_) return refuse();
+      reap(rt->key, rt->object);
+    } else {
+      return refuse();
     }
     return noreply();
+  }
+
+  // Vnodes take no calls or casts (the default would stop the vnode).
+  Action handle_call(Message&, From) override {
+    st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    return reply(tuple("error", tuple("badarg", bin("a vnode takes no calls"))));
+  }
+  Action handle_cast(Message&) override { return refuse(); }
+
+  // A vnode that crashed (a bug: peer input and merge functions cannot throw out of a
+  // handler) answers what it coordinated before its supervisor restarts it.
+  void terminate(const Reason& reason) override {
+    if (reasons::is_clean(reason)) return;
+    const std::string why = "the partition's vnode stopped: " + reason.to_string();
+    for (auto& [id, pp] : puts_) answer(pp.origin, error_reply(ErrorCode::kInternal, why));
+    for (auto& [id, pg] : gets_) {
+      if (!pg.answered && !pg.reap) answer(pg.origin, error_reply(ErrorCode::kInternal, why));
+    }
   }
 
   Term format_status() override {
     return map({{"partition", Term(p_)},
                 {"puts_in_flight", Term(puts_.size())},
                 {"gets_in_flight", Term(gets_.size())},
-                {"hinted_keys", Term(hints_.size())}});
+                {"hinted_keys", Term(ps_->hints.size())}});
   }
 
  private:
@@ -95,6 +142,32 @@ class Vnode : public GenServer {
     Clock::time_point start, deadline;
     bool reap = false;  // a reap check: nobody to answer
   };
+
+  Action refuse() {
+    st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    return noreply();
+  }
+
+  // Takes the view nodus_kv published last, when it moved (one atomic load per message). Only
+  // here, at the start of a message, so a View& held while handling it stays valid.
+  void refresh_view() {
+    const std::uint64_t g = st_->view_generation();
+    if (!view_ || g != view_gen_) {
+      view_ = st_->view();
+      view_gen_ = g;
+      if (!view_) view_ = std::make_shared<const View>();  // before nodus_kv published one
+    }
+  }
+  const View& view() const { return *view_; }
+
+  // Where the vnode of this partition runs on `node`.
+  Dest peer(Atom node) const { return named(dest_name_, node.name()); }
+
+  // The name of the primary a fallback target stands in for.
+  static std::string hint_of(const View& v, const Target& t) {
+    return t.primary || t.hint_for >= v.names.size() ? std::string()
+                                                     : std::string(v.names[t.hint_for].name());
+  }
 
   // -- storage -----------------------------------------------------------------------------
 
@@ -118,6 +191,18 @@ class Vnode : public GenServer {
                                                  " bytes with " + std::to_string(o.value_count()) +
                                                  " values, the limit (kv.max_object_bytes) is " +
                                                  std::to_string(st_->max_object_bytes));
+  }
+
+  // A user's merge function: what it returns, or nullopt (counted) when it throws, so that the
+  // siblings are kept as they are rather than the vnode crashing.
+  std::optional<std::string> run_merge(const MergeFn& fn, std::string_view key,
+                                       const std::vector<std::string>& siblings) {
+    try {
+      return fn(key, siblings);
+    } catch (...) {
+      st_->counters.merge_errors.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
   }
 
   void resolve_conflicts(Object& o) {
@@ -164,15 +249,15 @@ class Vnode : public GenServer {
 
   void coordinate(CoordRequest& cr) {
     const Clock::time_point now = Clock::now();
-    std::shared_ptr<const View> view = st_->view();
-    if (!view || !view->ready()) {
+    const View& v = view();
+    if (!v.ready()) {
       answer(cr.origin, error_reply(ErrorCode::kUnavailable, "the ring has not formed yet"));
       return;
     }
     if (cr.request.op == static_cast<std::uint8_t>(Op::kGet)) {
-      coordinate_get(cr, *view, now);
+      coordinate_get(cr, v, now);
     } else {
-      coordinate_put(cr, *view, now);
+      coordinate_put(cr, v, now);
     }
   }
 
@@ -209,7 +294,11 @@ class Vnode : public GenServer {
             vals.push_back(s.value);
           }
         }
-        if (!any_tomb) next.resolve(Sibling{(*fn)(req.key, vals), st_->clock.now(), false}, actor);
+        if (!any_tomb) {
+          if (std::optional<std::string> merged = run_merge(*fn, req.key, vals)) {
+            next.resolve(Sibling{std::move(*merged), st_->clock.now(), false}, actor);
+          }
+        }
       }
     }
     if (next.value_count() > st_->options.max_siblings) {
@@ -259,10 +348,8 @@ class Vnode : public GenServer {
         if (!t.primary) add_hint(req.key, view.names[t.hint_for]);
         continue;
       }
-      send(named(dest_name_, view.names[t.member].name()),
-           ReplicaPut{p_, id, static_cast<std::uint8_t>(i), me_, dl,
-                      t.primary ? std::string() : std::string(view.names[t.hint_for].name()), true,
-                      req.key, bytes});
+      send(peer(t.node), ReplicaPut{p_, id, static_cast<std::uint8_t>(i), dl, hint_of(view, t),
+                                    true, req.key, bytes});
     }
     pp.fsm.check();
     if (pp.fsm.outcome() != Outcome::kPending) {
@@ -329,8 +416,7 @@ class Vnode : public GenServer {
         }
         continue;
       }
-      send(named(dest_name_, view.names[t.member].name()),
-           ReplicaGet{p_, id, static_cast<std::uint8_t>(i), me_, dl, pg.key});
+      send(peer(t.node), ReplicaGet{p_, id, static_cast<std::uint8_t>(i), dl, pg.key});
     }
     pg.fsm.check();
     if (pg.fsm.outcome() != Outcome::kPending) answer_get(pg);
@@ -361,7 +447,9 @@ class Vnode : public GenServer {
         if (r.values.size() > 1 && st_->has_merges()) {
           if (auto fn = st_->merge_for(pg.key)) {
             const std::vector<std::string> siblings(r.values.begin(), r.values.end());
-            r.values = {Bin((*fn)(pg.key, siblings))};
+            if (std::optional<std::string> merged = run_merge(*fn, pg.key, siblings)) {
+              r.values = {Bin(std::move(*merged))};
+            }
           }
         }
         r.context = st_->signer.encode(pg.key, o.join());
@@ -381,7 +469,7 @@ class Vnode : public GenServer {
   void read_repair(PendingGet& pg) {
     const std::vector<std::size_t> stale = pg.fsm.stale();
     if (stale.empty()) return;
-    std::shared_ptr<const View> view = st_->view();
+    const View& v = view();
     std::string bytes;
     for (std::size_t i : stale) {
       if (!st_->take_repair_token()) {
@@ -390,15 +478,13 @@ class Vnode : public GenServer {
       }
       st_->counters.read_repairs.fetch_add(1, std::memory_order_relaxed);
       const Target& t = pg.fsm.targets()[i];
-      if (static_cast<int>(t.member) == view->self) {
-        (void)apply(pg.key, pg.fsm.merged(), std::string());
+      if (t.node == st_->node.name()) {
+        (void)apply(pg.key, pg.fsm.merged(), Atom());
         continue;
       }
       if (bytes.empty()) encode_object(pg.fsm.merged(), bytes);
-      send(named(dest_name_, view->names[t.member].name()),
-           ReplicaPut{p_, 0, static_cast<std::uint8_t>(i), me_, 0,
-                      t.primary ? std::string() : std::string(view->names[t.hint_for].name()),
-                      false, pg.key, bytes});
+      send(peer(t.node),
+           ReplicaPut{p_, 0, static_cast<std::uint8_t>(i), 0, hint_of(v, t), false, pg.key, bytes});
     }
   }
 
@@ -418,18 +504,17 @@ class Vnode : public GenServer {
   // tombstone on every primary.
 
   void reap_check(const std::string& key) {
-    std::shared_ptr<const View> view = st_->view();
-    if (!view || !view->ready() || view->self < 0) return;
-    const auto prim = view->primaries(p_, st_->options.replicas);
+    const View& v = view();
+    if (!v.ready() || v.self < 0) return;
+    const auto prim = v.primaries(p_, st_->options.replicas);
     std::vector<Target> targets;
     for (std::uint32_t m : prim) {
-      if (!view->up[m]) return;  // a primary away: keep the tombstone
-      targets.push_back(Target{m, true, m, view->names[m]});
+      if (!v.up[m]) return;  // a primary away: keep the tombstone
+      targets.push_back(Target{m, true, m, v.names[m]});
     }
-    std::stable_partition(targets.begin(), targets.end(), [&](const Target& t) {
-      return static_cast<int>(t.member) == view->self;
-    });
-    if (targets.empty() || static_cast<int>(targets[0].member) != view->self) return;
+    std::stable_partition(targets.begin(), targets.end(),
+                          [&](const Target& t) { return static_cast<int>(t.member) == v.self; });
+    if (targets.empty() || static_cast<int>(targets[0].member) != v.self) return;
     const Clock::time_point now = Clock::now();
     const std::uint64_t id = next_req_++;
     PendingGet pg{GetFsm(targets, static_cast<std::uint32_t>(targets.size())),
@@ -444,8 +529,7 @@ class Vnode : public GenServer {
     pg.fsm.reply(0, std::move(*local));
     const std::uint64_t dl = wall_deadline(pg.deadline);
     for (std::size_t i = 1; i < targets.size(); ++i) {
-      send(named(dest_name_, view->names[targets[i].member].name()),
-           ReplicaGet{p_, id, static_cast<std::uint8_t>(i), me_, dl, key});
+      send(peer(targets[i].node), ReplicaGet{p_, id, static_cast<std::uint8_t>(i), dl, key});
     }
     pg.fsm.check();
     if (pg.fsm.all_answered()) {
@@ -460,8 +544,8 @@ class Vnode : public GenServer {
     if (pg.fsm.outcome() != Outcome::kOk || !pg.fsm.all_answered()) return;
     const Object& merged = pg.fsm.merged();
     if (merged.empty() || !all_tombstones(merged) || !pg.fsm.stale().empty()) return;
-    std::shared_ptr<const View> view = st_->view();
-    const auto prim = view->primaries(p_, st_->options.replicas);
+    const View& v = view();
+    const auto prim = v.primaries(p_, st_->options.replicas);
     const auto& targets = pg.fsm.targets();
     if (targets.size() != prim.size()) return;
     for (const Target& t : targets) {
@@ -474,10 +558,10 @@ class Vnode : public GenServer {
     if (HybridClock::millis(newest) + ttl > wall_ms()) return;
     const std::string bytes = encode_object(merged);
     for (const Target& t : targets) {
-      if (static_cast<int>(t.member) == view->self) {
+      if (t.node == st_->node.name()) {
         reap(pg.key, bytes);
       } else {
-        send(named(dest_name_, view->names[t.member].name()), ReapTombstone{p_, pg.key, bytes});
+        send(peer(t.node), ReapTombstone{p_, pg.key, bytes});
       }
     }
   }
@@ -494,8 +578,8 @@ class Vnode : public GenServer {
 
   // -- replica side ---------------------------------------------------------------------------
 
-  // Merges `incoming` into the stored object; records a hint when kept for another node.
-  Status apply(const std::string& key, const Object& incoming, const std::string& hint) {
+  // Merges `incoming` into the stored object; records a hint when kept for `hint` (a member).
+  Status apply(const std::string& key, const Object& incoming, Atom hint) {
     Result<Object> local = read_local(key);
     if (!local) return local.error();
     ps_->actors.on_merge(key, *local, incoming);
@@ -504,32 +588,49 @@ class Vnode : public GenServer {
     if (!(merged == *local)) {
       if (Status s = write_local(key, merged); !s.ok()) return s;
     }
-    if (!hint.empty()) add_hint(key, atom(hint));
+    if (hint != Atom()) add_hint(key, hint);
     return Status();
   }
 
-  void replica_put(const ReplicaPut& m) {
+  void replica_put(const ReplicaPut& m, const Pid& from, const View& v) {
     if (m.deadline_ms && wall_ms() > m.deadline_ms) {
       st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     Status s;
-    Result<Object> incoming = decode_object(m.object);
+    Atom hint;
+    if (!m.hint.empty()) {
+      const std::optional<Atom> h = Atom::existing(m.hint);
+      if (h) hint = *h;
+      if (!h || v.index_of(hint) < 0) s = Status(ErrorCode::kBadArg, "the hint names no member");
+    }
+    if (m.key.empty() || m.key.size() > kMaxKeyBytes) s = Status(ErrorCode::kBadArg, "bad key");
+    Result<Object> incoming = s.ok() ? decode_object(m.object) : Result<Object>(s);
     if (!incoming) {
       s = incoming.error();
+      st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
     } else {
-      s = apply(m.key, *incoming, m.hint);
+      s = apply(m.key, *incoming, hint);
       st_->counters.replica_writes.fetch_add(1, std::memory_order_relaxed);
     }
     if (m.want_ack) {
-      send(named(dest_name_, m.coordinator),
+      send(from,
            ReplicaPutAck{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()), s.ok()});
     }
   }
 
-  void put_ack(const ReplicaPutAck& m) {
+  // Is the reply to target `i` of a request from the node that target is? (Acks and replies
+  // are matched by request id and target index; a node may answer only for itself.)
+  template <class Fsm>
+  bool from_target(const Fsm& fsm, std::size_t i, const Pid& from) {
+    if (i < fsm.targets().size() && fsm.targets()[i].node == from.node) return true;
+    st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+
+  void put_ack(const ReplicaPutAck& m, const Pid& from) {
     auto it = puts_.find(m.req_id);
-    if (it == puts_.end()) return;
+    if (it == puts_.end() || !from_target(it->second.fsm, m.target, from)) return;
     if (m.code == 0) {
       it->second.fsm.ack(m.target, m.durable);
     } else {
@@ -541,7 +642,7 @@ class Vnode : public GenServer {
     }
   }
 
-  void replica_get(const ReplicaGet& m) {
+  void replica_get(const ReplicaGet& m, const Pid& from) {
     if (m.deadline_ms && wall_ms() > m.deadline_ms) {
       st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -549,12 +650,12 @@ class Vnode : public GenServer {
     ReplicaGetReply r{p_, m.req_id, m.target, 0, {}};
     Status s = st_->engine->get(p_, m.key, &r.object);
     if (!s.ok() && s.code() != ErrorCode::kNotFound) r.code = static_cast<std::uint16_t>(s.code());
-    send(named(dest_name_, m.coordinator), std::move(r));
+    send(from, std::move(r));
   }
 
-  void get_reply(const ReplicaGetReply& m) {
+  void get_reply(const ReplicaGetReply& m, const Pid& from) {
     auto it = gets_.find(m.req_id);
-    if (it == gets_.end()) return;
+    if (it == gets_.end() || !from_target(it->second.fsm, m.target, from)) return;
     PendingGet& pg = it->second;
     if (m.code != 0) {
       pg.fsm.fail(m.target);
@@ -563,6 +664,7 @@ class Vnode : public GenServer {
     } else if (Result<Object> o = decode_object(m.object); o) {
       pg.fsm.reply(m.target, std::move(*o));
     } else {
+      st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
       pg.fsm.fail(m.target);
     }
     if (pg.fsm.outcome() != Outcome::kPending) answer_get(pg);
@@ -577,7 +679,7 @@ class Vnode : public GenServer {
   void arm_tick() {
     if (tick_armed_) return;
     tick_armed_ = true;
-    send_after(self(), Term("tick"), kTick);
+    send_after(self(), Tick{}, kTick);
   }
 
   void expire() {
@@ -607,8 +709,8 @@ class Vnode : public GenServer {
   // -- hinted hand-off -------------------------------------------------------------------------
 
   void add_hint(const std::string& key, Atom primary) {
-    auto& owners = hints_[key];
-    if (owners.empty()) st_->hinted[p_].store(static_cast<std::uint32_t>(hints_.size()));
+    auto& owners = ps_->hints[key];
+    if (owners.empty()) st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
     if (std::find(owners.begin(), owners.end(), primary) == owners.end()) {
       owners.push_back(primary);
       st_->counters.hints.fetch_add(1, std::memory_order_relaxed);
@@ -618,45 +720,48 @@ class Vnode : public GenServer {
   // Sends every hinted object whose primary is up back to it; the hint stays until the
   // primary acknowledged (HandoffAck).
   void offer_hints() {
-    if (hints_.empty()) return;
-    std::shared_ptr<const View> view = st_->view();
-    if (!view || !view->ready()) return;
+    if (ps_->hints.empty()) return;
+    const View& v = view();
+    if (!v.ready()) return;
     std::size_t sent = 0;
-    for (const auto& [key, primaries] : hints_) {
+    for (const auto& [key, primaries] : ps_->hints) {
       for (Atom primary : primaries) {
-        const int idx = view->ring->member_index(primary.name());
-        if (idx < 0 || !view->up[idx]) continue;
+        const int idx = v.index_of(primary);
+        if (idx < 0 || !v.up[idx]) continue;
         std::string bytes;
         if (!st_->engine->get(p_, key, &bytes).ok()) continue;
-        send(named(dest_name_, primary.name()), HandoffPut{p_, me_, key, std::move(bytes)});
+        send(peer(primary), HandoffPut{p_, key, std::move(bytes)});
         if (++sent >= 1000) return;  // a bounded batch per interval
       }
     }
   }
 
-  void handoff_put(const HandoffPut& m) {
+  void handoff_put(const HandoffPut& m, const Pid& from) {
     Result<Object> incoming = decode_object(m.object);
-    if (!incoming) return;
-    if (!apply(m.key, *incoming, std::string()).ok()) return;
-    send(named(dest_name_, m.from), HandoffAck{p_, me_, m.key, m.object});
+    if (!incoming) {
+      st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (!apply(m.key, *incoming, Atom()).ok()) return;
+    send(from, HandoffAck{p_, m.key, m.object});
   }
 
-  void handoff_ack(const HandoffAck& m) {
-    auto it = hints_.find(m.key);
-    if (it == hints_.end()) return;
-    std::shared_ptr<const View> view = st_->view();
+  // `primary` (the node that sent the ack) stored what this vnode offered it.
+  void handoff_ack(const HandoffAck& m, Atom primary) {
+    auto it = ps_->hints.find(m.key);
+    if (it == ps_->hints.end()) return;
+    const View& v = view();
     auto& owners = it->second;
-    const Atom from = atom(m.from);
-    owners.erase(std::remove(owners.begin(), owners.end(), from), owners.end());
+    owners.erase(std::remove(owners.begin(), owners.end(), primary), owners.end());
     st_->counters.handoffs.fetch_add(1, std::memory_order_relaxed);
     if (!owners.empty()) return;
-    hints_.erase(it);
-    st_->hinted[p_].store(static_cast<std::uint32_t>(hints_.size()));
+    ps_->hints.erase(it);
+    st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
     // Not a primary here: drop the copy, unless a newer write arrived since the offer.
-    const auto prim = view->primaries(p_, st_->options.replicas);
+    const auto prim = v.primaries(p_, st_->options.replicas);
     const bool primary_here =
-        view->self >= 0 &&
-        std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(view->self)) != prim.end();
+        v.self >= 0 &&
+        std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end();
     std::string bytes;
     if (!primary_here && st_->engine->get(p_, m.key, &bytes).ok() && bytes == m.object) {
       (void)st_->engine->erase(p_, m.key);
@@ -666,14 +771,14 @@ class Vnode : public GenServer {
   KvState* st_ = nullptr;
   PartitionState* ps_ = nullptr;
   std::uint32_t p_ = 0;
-  std::string me_;
   std::string dest_name_;
+  std::shared_ptr<const View> view_;
+  std::uint64_t view_gen_ = 0;
   std::uint64_t next_req_ = 1;
   bool tick_armed_ = false;
   std::string scratch_;
   std::unordered_map<std::uint64_t, PendingPut> puts_;
   std::unordered_map<std::uint64_t, PendingGet> gets_;
-  std::map<std::string, std::vector<Atom>> hints_;
 };
 
 }  // namespace
@@ -687,7 +792,7 @@ Result<Pid, Reason> start_vnode(Node& node, KvState* st, std::uint32_t partition
   o.name = vnode_name(partition);
   o.max_mailbox = st->options.vnode_queue * 4;
   o.overflow = Overflow::kReject;
-  return start<Vnode>(node, o, st, partition);
+  return start_link<Vnode>(node, o, st, partition);
 }
 
 }  // namespace nodus::kv

@@ -324,6 +324,24 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
   std::uint64_t pending = 0;
   for (int i = 1; i <= 3; ++i) pending += stats(node(i))->hints_pending;
   EXPECT_EQ(pending, keys.size());
+  // A fallback's vnode that crashes keeps its hints: its restart carries on with them.
+  const auto p0 = primaries(keys[0]);
+  int restarted = 0;
+  for (int i = 1; i <= 3; ++i) {
+    if (std::find(p0.begin(), p0.end(), i) != p0.end() || !holds(i, keys[0])) continue;
+    const std::string name = vnode_name(partition_of(keys[0], 16));
+    const Pid old = node(i).whereis(name);
+    exit(old, reasons::kill());
+    ASSERT_TRUE(eventually([&] {
+      const Pid now = node(i).whereis(name);
+      return now.valid() && now != old;
+    }));
+    ++restarted;
+  }
+  EXPECT_EQ(restarted, 1) << "one fallback holds keys[0]";
+  pending = 0;
+  for (int i = 1; i <= 3; ++i) pending += stats(node(i))->hints_pending;
+  EXPECT_EQ(pending, keys.size());
   // PW counts primaries only: with n4 down, PW = 3 cannot be met, and the put is refused
   // before anything is stored.
   RequestOptions pw3;

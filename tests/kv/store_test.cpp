@@ -48,6 +48,17 @@ class StoreTest : public ::testing::Test {
     auto r = call(named("nodus_kv"), std::move(request));
     return r.ok() ? r.value() : tuple("call_failed", r.error().term());
   }
+  // True when the current process's next message is a T with code `code`.
+  template <class T>
+  static ::testing::AssertionResult next_message_is(ErrorCode code) {
+    const Message m = testing::next_message();
+    const T* t = m.get<T>();
+    if (!t) return ::testing::AssertionFailure() << "got " << m.to_string();
+    if (t->code != static_cast<std::uint16_t>(code)) {
+      return ::testing::AssertionFailure() << "code " << t->code;
+    }
+    return ::testing::AssertionSuccess();
+  }
 
   std::unique_ptr<Node> node_;
   std::unique_ptr<Client> client_;
@@ -271,13 +282,13 @@ TEST_F(StoreTest, AReplicaSkipsWorkWhoseCallerGaveUp) {
   // A replica write whose deadline passed (its coordinator answered timeout already) is
   // dropped unread; one within its deadline is stored.
   ASSERT_OK(register_protocol());
+  Inbox me(*node_);  // replica traffic is taken from vnodes of ring members: a sender on "solo"
   Object o = Object().update({}, Sibling{"late", 1, false}, Actor{42, 1});
   const std::uint32_t p = partition_of("late", 16);
   const std::uint64_t past = HybridClock::system_ms() - 1000;
+  send(named(vnode_name(p)), ReplicaPut{p, 1, 0, past, "", false, "late", encode_object(o)});
   send(named(vnode_name(p)),
-       ReplicaPut{p, 1, 0, "solo", past, "", false, "late", encode_object(o)});
-  send(named(vnode_name(p)),
-       ReplicaPut{p, 2, 0, "solo", past + 60000, "", false, "ontime", encode_object(o)});
+       ReplicaPut{p, 2, 0, past + 60000, "", false, "ontime", encode_object(o)});
   ASSERT_TRUE(testing::eventually([&] { return stats(*node_)->replica_writes == 1; }));
   EXPECT_EQ(stats(*node_)->expired_skipped, 1u);
   EXPECT_EQ(client_->get("late").error().code(), ErrorCode::kNotFound);
@@ -287,19 +298,111 @@ TEST_F(StoreTest, AReplicaSkipsWorkWhoseCallerGaveUp) {
 // coordinator with other limits, or siblings written through several coordinators).
 TEST_F(StoreTest, AReplicaRefusesAnObjectOverTheLimit) {
   ASSERT_OK(register_protocol());
+  Inbox me(*node_);
   Object o = Object().update({}, Sibling{std::string(100, 'v'), 1, false}, Actor{42, 1});
   for (int i = 0; i < 9; ++i) {
     const auto a = Actor{43 + static_cast<std::uint64_t>(i), 1};
     o = Object::sync(o, Object().update({}, Sibling{std::string(1 << 20, 'w'), 1, false}, a));
   }
   const std::uint32_t p = partition_of("{t}huge", 16);
+  send(named(vnode_name(p)), ReplicaPut{p, 1, 0, 0, "", true, "{t}huge", encode_object(o)});
+  const Message ack = testing::next_message();
+  ASSERT_TRUE(ack.is<ReplicaPutAck>()) << ack.to_string();
+  EXPECT_EQ(ack.get<ReplicaPutAck>()->code, static_cast<std::uint16_t>(ErrorCode::kValueTooLarge));
   send(named(vnode_name(p)),
-       ReplicaPut{p, 1, 0, "solo", 0, "", false, "{t}huge", encode_object(o)});
-  send(named(vnode_name(p)),
-       ReplicaPut{p, 2, 0, "solo", 0, "", false, "{t}small",
+       ReplicaPut{p, 2, 0, 0, "", false, "{t}small",
                   encode_object(Object().update({}, Sibling{"s", 1, false}, Actor{42, 1}))});
   ASSERT_TRUE(testing::eventually([&] { return client_->get("{t}small").ok(); }));
   EXPECT_EQ(client_->get("{t}huge").error().code(), ErrorCode::kNotFound);
+}
+
+// Peer messages are input from the network: none may crash a vnode or nodus_kv (an atom made
+// from a 300-byte name used to throw in their handlers), make the node intern a name it does
+// not know, or be taken from a node outside the ring or for another partition. Each is refused,
+// counted, and the store keeps serving with the same processes.
+TEST_F(StoreTest, MalformedPeerMessagesAreRefusedAndCountedAndNothingCrashes) {
+  ASSERT_OK(register_protocol());
+  ASSERT_OK(client_->put("{t}k", "v"));
+  const std::uint32_t p = partition_of("{t}k", 16);
+  const Pid vnode = node_->whereis(vnode_name(p));
+  const Pid server = node_->whereis("nodus_kv");
+  const std::string obj = encode_object(Object().update({}, Sibling{"x", 1, false}, Actor{9, 1}));
+  const std::string long_name(300, 'n');
+  const std::uint64_t bad_before = stats(*node_)->bad_messages;
+  {
+    Inbox me(*node_);
+    const Dest to = named(vnode_name(p));
+    send(to, ReplicaPut{p, 1, 0, 0, long_name, true, "{t}k", obj});  // hint: no member
+    ASSERT_TRUE(next_message_is<ReplicaPutAck>(ErrorCode::kBadArg));
+    send(to, ReplicaPut{p, 2, 0, 0, "", true, "{t}k", "garbage"});  // undecodable object
+    ASSERT_TRUE(next_message_is<ReplicaPutAck>(ErrorCode::kProtocol));
+    send(to, ReplicaPut{p + 1, 3, 0, 0, "", true, "{t}k", obj});  // another partition
+    send(to, ReplicaGet{p, 4, 0, 0, std::string(kMaxKeyBytes + 1, 'k')});
+    send(to, HandoffPut{p, "{t}k", "garbage"});
+    send(to, ReapTombstone{p + 1, "{t}k", obj});
+    send(to, ReplicaPutAck{p, 99, 7, 0, true});  // an ack for nothing: ignored, not counted
+    send(to, Term("tick"));                      // timers are local types no peer can send
+    send(named("nodus_kv"), Term("gossip"));
+    cast(to, Term("hello"));  // casts and calls: the defaults would stop the process
+    cast(named("nodus_kv"), Term("hello"));
+    auto answer = call(to, Term("hello"), 2s);
+    ASSERT_TRUE(answer.ok()) << answer.error().to_string();
+    EXPECT_EQ(*answer, tuple("error", tuple("badarg", bin("a vnode takes no calls"))));
+    send(named("nodus_kv"), KvForward{KvRequest{1, "{t}k", {}, {}, 0, 0, 0, 0, 0, 0},
+                                      WireId{long_name, 1, 1}, WireId{"solo", 1, 1}, false});
+    send(named("nodus_kv"), RingGossip{99, 16, 1, {long_name}, std::vector<std::uint16_t>(16, 0)});
+  }
+  send(named(vnode_name(p)), ReplicaPut{p, 5, 0, 0, "", false, "{t}k", obj});  // no sender
+  ASSERT_TRUE(testing::eventually([&] { return stats(*node_)->bad_messages == bad_before + 14; }))
+      << stats(*node_)->bad_messages - bad_before;
+  EXPECT_EQ(node_->whereis(vnode_name(p)), vnode) << "the vnode was restarted";
+  EXPECT_EQ(node_->whereis("nodus_kv"), server) << "nodus_kv was restarted";
+  EXPECT_FALSE(Atom::existing(long_name).has_value()) << "a peer's name was interned";
+  EXPECT_EQ(ring(*node_)->epoch(), 1u);
+  EXPECT_EQ(value("{t}k"), "v") << "nothing refused was stored";
+}
+
+// The vnodes and nodus_kv run under a supervisor: one that dies is restarted, keeps what its
+// partition holds (and nodus_kv its ring), and the store serves again.
+TEST_F(StoreTest, ACrashedVnodeOrNodusKvIsRestartedAndTheStoreServesAgain) {
+  ASSERT_OK(client_->put("{t}k", "v"));
+  const std::uint32_t p = partition_of("{t}k", 16);
+  const Pid vnode = node_->whereis(vnode_name(p));
+  exit(vnode, reasons::kill());
+  ASSERT_TRUE(testing::eventually([&] {
+    const Pid now = node_->whereis(vnode_name(p));
+    return now.valid() && now != vnode;
+  })) << "the vnode was not restarted";
+  ASSERT_TRUE(testing::eventually([&] { return client_->get("{t}k").ok(); }));
+  EXPECT_EQ(value("{t}k"), "v");
+  ASSERT_OK(client_->put("{t}k", "w", {.context = client_->get("{t}k")->context}));
+  EXPECT_EQ(value("{t}k"), "w");
+  const Pid server = node_->whereis("nodus_kv");
+  exit(server, reasons::kill());
+  ASSERT_TRUE(testing::eventually([&] {
+    const Pid now = node_->whereis("nodus_kv");
+    return now.valid() && now != server;
+  })) << "nodus_kv was not restarted";
+  EXPECT_EQ(ring(*node_)->epoch(), 1u);
+  EXPECT_EQ(value("{t}k"), "w");
+  EXPECT_TRUE(node_->whereis("nodus_kv_sup").valid());
+}
+
+// A merge function that throws does not take its partition down: the siblings stay, a get
+// returns them all, and the error is counted.
+TEST_F(StoreTest, AMergeFunctionThatThrowsKeepsTheSiblings) {
+  ASSERT_OK(register_merge(
+      *node_, "bad:", [](std::string_view, const std::vector<std::string>&) -> std::string {
+        throw std::runtime_error("no");
+      }));
+  const Pid vnode = node_->whereis(vnode_name(partition_of("bad:x", 16)));
+  ASSERT_OK(client_->put("bad:x", "a"));
+  ASSERT_OK(client_->put("bad:x", "b"));  // a sibling: the merge runs, and throws
+  auto got = client_->get("bad:x");       // and again
+  ASSERT_OK(got);
+  EXPECT_EQ(got->values.size(), 2u);
+  EXPECT_EQ(stats(*node_)->merge_errors, 2u);
+  EXPECT_EQ(node_->whereis(vnode_name(partition_of("bad:x", 16))), vnode);
 }
 
 class SiblingLimitTest : public StoreTest {

@@ -94,14 +94,20 @@ struct Options {
 };
 
 /// Starts the store on `node`: the `nodus_kv` server and one vnode per partition, registered
-/// locally as `nodus_kv` and `nodus_kv_vnode_<P>`. Returns at once; requests are answered
-/// `unavailable` until the ring has formed. Errors: kBadConfig naming the option (partitions
-/// not a power of two, R or W above N, ...); kAlreadyStarted when the store runs there.
+/// locally as `nodus_kv` and `nodus_kv_vnode_<P>`, under a supervisor `nodus_kv_sup`
+/// (one_for_one) that restarts any that crashes; a restarted vnode keeps its partition's data,
+/// hints and epochs, a restarted nodus_kv its ring. The store lives as long as the node: it is
+/// not linked to the caller. Returns at once; requests are answered `unavailable` until the
+/// ring has formed. Errors: kBadConfig naming the option (partitions not a power of two, R or
+/// W above N, no context_secret, ...); kAlreadyStarted when the store runs there.
 Status start(Node& node, Options options);
 
 /// Merges siblings of keys that start with `prefix`, instead of returning them: a get gets
 /// fn(key, values) as its one value, and a put coordinated here replaces them by it. Register
-/// the same function on every node. Longest prefix wins. Errors: kNotFound when the store
+/// the same function on every node. Longest prefix wins. `fn` runs on the vnodes' processes,
+/// several at once (one per partition), so it must be thread-safe; it should be quick, since
+/// its partition waits meanwhile. One that throws is caught: the siblings are kept as they are
+/// (a get returns them all) and Stats::merge_errors counts it. Errors: kNotFound when the store
 /// does not run on `node`.
 using MergeFn =
     std::function<std::string(std::string_view key, const std::vector<std::string>& siblings)>;
@@ -139,6 +145,10 @@ struct Stats {
   std::uint64_t hints_pending = 0;                ///< keys with hints not yet handed back
   std::uint64_t tombstones_reaped = 0;
   std::uint64_t siblings_max = 0;  ///< most siblings seen on one key
+  std::uint64_t bad_messages = 0;  ///< messages from peers refused: malformed, from a node
+                                   ///< outside the ring, for another partition, naming an
+                                   ///< unknown node, or answering for another replica
+  std::uint64_t merge_errors = 0;  ///< merge functions that threw (the siblings were kept)
   std::uint32_t partitions = 0;    ///< Q
   std::uint32_t replicas = 0;      ///< N
   std::uint64_t ring_epoch = 0;

@@ -36,7 +36,8 @@ class Ring {
   /// A fresh ring of `partitions` partitions over `members` (epoch 1), claimed for
   /// `replicas` (N) distinct owners per preference list. Members are sorted and deduplicated.
   /// Errors: kBadConfig when partitions is not a power of two in 1..65536, when there are no
-  /// members or more than kMaxMembers, or when replicas is 0.
+  /// members or more than kMaxMembers, when a name is empty or longer than a node name may be
+  /// (255 bytes), or when replicas is 0.
   static Result<Ring> create(std::uint32_t partitions, std::uint32_t replicas,
                              std::vector<std::string> members);
 
