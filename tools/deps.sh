@@ -6,7 +6,6 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config      # toolchain
   libboost-context-dev                 # fibers: a blocked call parks a process, not a thread
-  libboost-program-options-dev         # nodusd's config files and flags
   libspdlog-dev                        # nodusd's logs, text or JSON lines (uses libfmt-dev)
   nlohmann-json3-dev                   # nodusctl --json, and JSON requests for call/cast
   libcpp-httplib-dev                   # nodusd's /metrics and /health (admin.http)

@@ -17,17 +17,13 @@ namespace nodus::ctl {
 namespace {
 
 std::string read_cookie(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw CtlError(kExitUsage, "cannot read the cookie file " + path +
+  std::vector<std::string> warnings;  // the node that owns the file warns of its mode
+  auto cookie = tools::read_secret_file(path, warnings);
+  if (!cookie.ok()) {
+    throw CtlError(kExitUsage, "the cookie file " + cookie.error().message() +
                                    "; give the cluster's cookie file with --cookie-file");
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  if (s.empty()) throw CtlError(kExitUsage, "the cookie file " + path + " is empty");
-  return s;
+  return cookie.value();
 }
 
 // A node listening on every interface is reached on loopback.
@@ -55,9 +51,8 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
     if (const char* env = std::getenv("NODUS_NODE")) endpoint = env;
   }
   if (!o.config.empty()) {
-    tools::ConfigError err;
-    auto cfg = tools::load_config_file(o.config, err);
-    if (!cfg) throw CtlError(kExitUsage, err.message);
+    auto cfg = tools::load_config_file(o.config);
+    if (!cfg.ok()) throw CtlError(kExitUsage, cfg.error().message());
     opts.cookie = cfg->node.cookie;
     opts.curve = cfg->node.curve;
     opts.curve_allowed = cfg->node.curve_allowed;

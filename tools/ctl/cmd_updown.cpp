@@ -51,9 +51,8 @@ std::vector<Member> members(const std::string& dir_arg) {
   if (confs.empty()) throw CtlError(kExitUsage, dir_arg + " holds no *.conf node configs");
   std::vector<Member> out;
   for (const std::string& c : confs) {
-    tools::ConfigError err;
-    auto cfg = tools::load_config_file(c, err);
-    if (!cfg) throw CtlError(kExitUsage, err.message);
+    auto cfg = tools::load_config_file(c);
+    if (!cfg.ok()) throw CtlError(kExitUsage, cfg.error().message());
     Member m{c, *cfg, (dir / "run" / (cfg->node.name + ".pid")).string(),
              (dir / "run" / (cfg->node.name + ".log")).string()};
     out.push_back(std::move(m));

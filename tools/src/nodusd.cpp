@@ -82,14 +82,14 @@ std::pair<std::string, std::string> host_port(std::string ep) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CommandLine cmd;
-  ConfigError error;
-  auto config = load_config(argc, argv, cmd, error);
-  if (cmd.help) {
+  auto cmd = parse_command_line(argc, argv);
+  if (!cmd.ok()) return refuse(cmd.error().message());
+  if (cmd->help) {
     std::cout << config_help();
     return 0;
   }
-  if (!config) return refuse(error.message);
+  auto config = load_config(*cmd, process_environment());
+  if (!config.ok()) return refuse(config.error().message());
   const std::string in_file =
       config->config_file.empty() ? std::string() : " in " + config->config_file;
 
@@ -111,16 +111,19 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (cmd.check) {
+  if (cmd->check) {
+    for (const std::string& w : config->warnings)
+      std::fprintf(stderr, "nodusd: warning: %s\n", w.c_str());
     std::cout << describe(*config) << "# ok: " << config->node.name << " would start\n";
     return 0;
   }
 
   std::string why;
-  if (!setup_logging(config->node.name, config->log_level, config->log_format, config->log_file,
+  if (!setup_logging(config->node.name, config->log.level, config->log.format, config->log.file,
                      why)) {
     return refuse("bad config: log.file" + in_file + ": " + why);
   }
+  for (const std::string& w : config->warnings) spdlog::warn("{}", w);
 
   // Signals go to one thread, which wakes main for the first and forces the exit on the second.
   sigset_t signals;
@@ -173,8 +176,8 @@ int main(int argc, char** argv) {
   AdminOptions admin;
   admin.node = node.get();
   admin.cluster = config->cluster_name;
-  admin.kv_partitions = config->kv_partitions;
-  admin.kv_replicas = config->kv_replicas;
+  admin.kv_partitions = config->kv.partitions;
+  admin.kv_replicas = config->kv.replicas;
   // The built-in services under a supervisor of their own: a request that crashes the admin
   // server costs that request only.
   ChildSpec admin_child;
