@@ -42,16 +42,9 @@ Term target_of(Client& c, const std::string& name) {
 }
 
 Term request_of(const std::string& text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) {
-    throw CtlError(kExitUsage, "REQUEST is not JSON: " + text +
-                                   " (an atom is a JSON string, e.g. '\"increment\"'; a tuple an "
-                                   "array, e.g. '[\"push\", 1]')");
-  }
-  std::string why;
-  auto t = tools::json_to_term(j, why);
-  if (!t) throw CtlError(kExitUsage, "REQUEST: " + why);
-  return *t;
+  auto t = tools::json_text_to_term(text);
+  if (!t.ok()) throw CtlError(kExitUsage, "REQUEST: " + t.error().message());
+  return t.value();
 }
 
 int run(Context& ctx, const std::vector<std::string>& args, bool is_call) {

@@ -14,7 +14,8 @@ using nlohmann::json;
 
 int run_procs(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 1, 1, "procs NODE");
-  json procs = tools::term_to_plain_json(ctx.client().ask_node(args[0], "procs"));
+  json procs =
+      tools::term_to_json(ctx.client().ask_node(args[0], "procs"), tools::JsonStyle::kPlain);
   std::vector<json> rows(procs.begin(), procs.end());
   // The busiest first: the longest mailbox, then the most messages handled.
   std::stable_sort(rows.begin(), rows.end(), [](const json& a, const json& b) {
@@ -48,7 +49,7 @@ int run_info(Context& ctx, const std::vector<std::string>& args) {
     throw CtlError(kExitFailed,
                    std::string(e.what()) + "; nodusctl procs " + args[0] + " lists the live ones");
   }
-  json j = tools::term_to_plain_json(info);
+  json j = tools::term_to_json(info, tools::JsonStyle::kPlain);
   const Term* status = info.find(Term("status"));
   if (ctx.json()) {
     if (status) j["status"] = tools::term_to_json(*status);

@@ -155,7 +155,7 @@ json await_mesh(const std::vector<Member>& ms, const GlobalOptions& o, Clock::ti
     }
     try {
       if (!client) client = Client::connect(conn);
-      json s = tools::term_to_plain_json(client->ask("status"));
+      json s = tools::term_to_json(client->ask("status"), tools::JsonStyle::kPlain);
       std::size_t meshed = 0;
       for (const Member& m : ms) {
         for (const auto& n : s["nodes"]) {
