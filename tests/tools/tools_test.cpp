@@ -448,6 +448,30 @@ TEST_F(ToolsTest, FailuresExitOneAndBadUsageExitsTwo) {
   EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << r.err;
 }
 
+// Issue 10: malformed pids and integers beyond 64 bits are refused by nodusctl itself (exit 2,
+// one line), before it connects: here no node listens at all.
+TEST_F(ToolsTest, MalformedPidsAndHugeIntegersAreRefusedLocallyWithExitTwo) {
+  const std::string nowhere = "tcp://127.0.0.1:" + std::to_string(free_port());
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"call", "<n1.x.y>", "\"x\""}, "is not a pid"},
+      {{"cast", "<n1.4.0", "\"x\""}, "is not a pid"},
+      {{"info", "n1", "garbage"}, "is not a pid"},
+      {{"info", "n1", "<n1.4>"}, "is not a pid"},
+      {{"info", "n1", "<n2.4.0>"}, "is a process of n2"},
+      {{"call", "local:stack@n1", R"(["push", 12345678901234567890123])"}, "64 signed bits"},
+      {{"cast", "global:hits", "-99999999999999999999"}, "64 signed bits"},
+  };
+  for (const auto& [args, says] : cases) {
+    std::vector<std::string> argv = {
+        kCtl, "--node", nowhere, "--cookie-file", (dir_ / "cookie").string(), "--timeout", "0.5"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Outcome r = run(argv);
+    EXPECT_EQ(2, r.code) << args[1] << ": " << r.err;
+    EXPECT_NE(std::string::npos, r.err.find(says)) << args[1] << ": " << r.err;
+    EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << "one line: " << r.err;
+  }
+}
+
 TEST_F(ToolsTest, WrongCookieIsRefusedWithExitTwo) {
   up();
   spit(dir_ / "wrong", "not-the-cookie\n");

@@ -40,7 +40,7 @@ int run_names(Context& ctx, const std::vector<std::string>& args) {
       if (n["state"] == "up") nodes.push_back(n["name"].get<std::string>());
     }
   } else {
-    throw CtlError(kExitUsage, std::string("usage: nodusctl ") + kUsage);
+    throw CtlError(ErrorCode::kBadArg, std::string("usage: nodusctl ") + kUsage);
   }
   json out = json::array();
   for (const std::string& node : nodes) {

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <iostream>
 
+#include "admin.hpp"
 #include "client.hpp"
 #include "ctl.hpp"
 #include "json_term.hpp"
@@ -41,12 +42,19 @@ int run_procs(Context& ctx, const std::vector<std::string>& args) {
 
 int run_info(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 2, 2, "info NODE PID");
+  auto pid = tools::parse_pid_text(args[1]);  // refused here, not by a node that has no such pid
+  if (!pid.ok()) throw CtlError(pid.error().code(), "PID: " + pid.error().message());
+  if (pid->node != args[0]) {
+    throw CtlError(ErrorCode::kBadArg, args[1] + " is a process of " + pid->node + ", not of " +
+                                           args[0] + "; try nodusctl info " + pid->node + " " +
+                                           args[1]);
+  }
   Term info;
   try {
     info = ctx.client().ask_node(args[0], tuple("info", bin(args[1])));
   } catch (const CtlError& e) {
-    if (std::string(e.what()).rfind("noproc", 0) != 0) throw;
-    throw CtlError(kExitFailed,
+    if (e.code != ErrorCode::kNoProc) throw;
+    throw CtlError(e.code,
                    std::string(e.what()) + "; nodusctl procs " + args[0] + " lists the live ones");
   }
   json j = tools::term_to_json(info, tools::JsonStyle::kPlain);

@@ -34,7 +34,7 @@ struct ProcRow {
 int run_top(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 0, 0, "top");
   if (!::isatty(STDOUT_FILENO) || !::isatty(STDIN_FILENO)) {
-    throw CtlError(kExitUsage,
+    throw CtlError(ErrorCode::kBadArg,
                    "top needs a terminal; for scripts use status --json and procs "
                    "NODE --json");
   }
