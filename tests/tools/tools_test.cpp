@@ -12,6 +12,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -538,6 +539,52 @@ TEST_F(ToolsTest, SigtermStopsGracefullyAndPeersAreTold) {
   ASSERT_EQ(pids[1], ::waitpid(pids[1], &status, 0));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   fs::remove(dir_ / "run" / "direct-n2.pid");
+}
+
+// Issue 10: nodusd logs one line per link event and per refused peer, and warns of a secret
+// file that others may read (as ssh does).
+TEST_F(ToolsTest, LinkEventsRefusalsAndOpenSecretsAreLogged) {
+  const std::string cookie = (dir_ / "cookie").string();
+  ASSERT_EQ(0, ::chmod(cookie.c_str(), 0644));
+  std::vector<pid_t> pids = {start_direct(1, {}), start_direct(2, {})};
+  auto log_of = [&](int i) { return slurp(dir_ / node_file("direct-n", i, ".log")); };
+  auto logged = [&](int i, const std::string& what) {
+    return eventually([&] { return log_of(i).find(what) != std::string::npos; }, 10s);
+  };
+  EXPECT_TRUE(logged(1, "node n2 up at " + endpoint(2))) << log_of(1);
+  EXPECT_TRUE(logged(2, "node n1 up at " + endpoint(1))) << log_of(2);
+  EXPECT_TRUE(logged(1, cookie + " holds a secret but others than its owner may read it (mode "
+                                 "0644); chmod 600"))
+      << log_of(1);
+
+  spit(dir_ / "wrong", "not-the-cookie\n");
+  Outcome r = run({kCtl, "--node", endpoint(1), "--cookie-file", (dir_ / "wrong").string(),
+                   "--timeout", "2", "status"});
+  EXPECT_EQ(2, r.code) << r.err;
+  EXPECT_TRUE(logged(1, "authentication failed")) << log_of(1);
+
+  ASSERT_EQ(0, ::kill(pids[1], SIGTERM));
+  int status = 0;
+  ASSERT_EQ(pids[1], ::waitpid(pids[1], &status, 0));
+  fs::remove(dir_ / "run" / "direct-n2.pid");
+  EXPECT_TRUE(logged(1, "node n2 down (")) << log_of(1);
+  // A link event is one line each: n2 came up once and went down once.
+  const std::string log = log_of(1);
+  std::size_t ups = 0;
+  for (auto at = log.find("node n2 up "); at != std::string::npos;
+       at = log.find("node n2 up ", at + 1)) {
+    ++ups;
+  }
+  EXPECT_EQ(1u, ups) << log;
+
+  // Owner-only, no warning.
+  ASSERT_EQ(0, ::chmod(cookie.c_str(), 0600));
+  Outcome check = run({kNodusd, "--config", conf(3), "--check"});
+  EXPECT_EQ(0, check.code) << check.err;
+  EXPECT_EQ(std::string::npos, check.err.find("warning")) << check.err;
+  ASSERT_EQ(0, ::chmod(cookie.c_str(), 0640));
+  check = run({kNodusd, "--config", conf(3), "--check"});
+  EXPECT_NE(std::string::npos, check.err.find("warning: " + cookie)) << check.err;
 }
 
 TEST_F(ToolsTest, AppsStartUnderLocalGlobalAndViaNames) {
