@@ -19,6 +19,9 @@ packages=(
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI
 fi
+if [[ "${NODUS_WITH_TIDY:-0}" == 1 ]]; then
+  packages+=(clang-tidy)                # the naming check of .clang-tidy, run by hand
+fi
 
 missing=()
 for p in "${packages[@]}"; do

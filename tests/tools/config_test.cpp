@@ -24,24 +24,24 @@ class ConfigTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    Write("cookie", "secret\n", 0600);
+    write("cookie", "secret\n", 0600);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  std::string Write(const std::string& name, const std::string& text, mode_t mode = 0600) {
+  std::string write(const std::string& name, const std::string& text, mode_t mode = 0600) {
     const std::string p = (dir_ / name).string();
     std::ofstream(p) << text;
     ::chmod(p.c_str(), mode);
     return p;
   }
   // n1.conf: the minimal node, plus `extra` lines.
-  std::string Conf(const std::string& extra = "") {
-    return Write("n1.conf",
+  std::string conf(const std::string& extra = "") {
+    return write("n1.conf",
                  "[node]\nname = n1\nlisten = tcp://127.0.0.1:7101\n[cluster]\n"
                  "cookie_file = cookie\n" +
                      extra);
   }
-  Result<NodeConfig> Load(const std::string& file, std::vector<std::string> flags = {},
+  Result<NodeConfig> load(const std::string& file, std::vector<std::string> flags = {},
                           Environment env = {}) {
     std::vector<const char*> argv = {"nodusd", "--config", file.c_str()};
     for (const auto& f : flags) argv.push_back(f.c_str());
@@ -50,7 +50,7 @@ class ConfigTest : public ::testing::Test {
     return load_config(*cmd, env);
   }
   // The refusal's message; fails the test when the load succeeded or the code is not kBadConfig.
-  std::string Refusal(const Result<NodeConfig>& r) {
+  std::string refusal(const Result<NodeConfig>& r) {
     EXPECT_FALSE(r.ok());
     if (r.ok()) return "";
     EXPECT_EQ(ErrorCode::kBadConfig, r.error().code()) << r.error().to_string();
@@ -60,12 +60,12 @@ class ConfigTest : public ::testing::Test {
   fs::path dir_;
 };
 
-bool Has(const std::string& text, const std::string& part) {
+bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
 TEST_F(ConfigTest, DefaultsAreTheOptionsStructs) {
-  auto c = Load(Conf());
+  auto c = load(conf());
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   const NodeOptions node_defaults;
   EXPECT_EQ("n1", c->node.name);
@@ -84,117 +84,117 @@ TEST_F(ConfigTest, DefaultsAreTheOptionsStructs) {
 
 TEST_F(ConfigTest, HelpShowsEachDefaultFromTheOptionsStructs) {
   const std::string help = config_help();
-  EXPECT_TRUE(Has(help, "node.heartbeat_ms")) << help;
+  EXPECT_TRUE(has(help, "node.heartbeat_ms")) << help;
   // (appended, not "[" + string: GCC 12 warns falsely on that)
   std::string down_after("[");
   down_after.append(std::to_string(NodeOptions{}.down_after.count())).append("]");
-  EXPECT_TRUE(Has(help, down_after)) << help;
+  EXPECT_TRUE(has(help, down_after)) << help;
   std::string partitions("[");
   partitions.append(std::to_string(KvSettings{}.partitions)).append("]");
-  EXPECT_TRUE(Has(help, partitions)) << help;
-  for (const AppKind& k : app_kinds()) EXPECT_TRUE(Has(help, k.name)) << k.name;
+  EXPECT_TRUE(has(help, partitions)) << help;
+  for (const AppKind& k : app_kinds()) EXPECT_TRUE(has(help, k.name)) << k.name;
 }
 
 TEST_F(ConfigTest, AFlagBeatsTheEnvironmentWhichBeatsTheFile) {
-  const std::string file = Conf("[log]\nlevel = warn\nformat = json\n");
-  auto c = Load(file, {"--log.level=debug"},
+  const std::string file = conf("[log]\nlevel = warn\nformat = json\n");
+  auto c = load(file, {"--log.level=debug"},
                 {{"NODUS_LOG_LEVEL", "error"}, {"NODUS_LOG_FORMAT", "text"}});
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_EQ("debug", c->log.level);
   EXPECT_EQ(Source::kFlag, c->effective.at("log.level").second);
   EXPECT_EQ("text", c->log.format);
   EXPECT_EQ(Source::kEnv, c->effective.at("log.format").second);
-  c = Load(file);
+  c = load(file);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ("warn", c->log.level);
   EXPECT_EQ(Source::kFile, c->effective.at("log.level").second);
 }
 
 TEST_F(ConfigTest, ARepeatableKeyTakesEveryValueOfTheStrongestSource) {
-  const std::string file = Conf("seed = tcp://127.0.0.1:7102\nseed = tcp://127.0.0.1:7103\n");
-  auto c = Load(file);
+  const std::string file = conf("seed = tcp://127.0.0.1:7102\nseed = tcp://127.0.0.1:7103\n");
+  auto c = load(file);
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_EQ((std::vector<std::string>{"tcp://127.0.0.1:7102", "tcp://127.0.0.1:7103"}),
             c->node.seeds);
-  c = Load(file, {"--cluster.seed", "tcp://127.0.0.1:7200"});
+  c = load(file, {"--cluster.seed", "tcp://127.0.0.1:7200"});
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_EQ(std::vector<std::string>{"tcp://127.0.0.1:7200"}, c->node.seeds);
 }
 
 TEST_F(ConfigTest, AnEmptyNameNamesTheKeyTheFileAndTheLine) {
-  const std::string file = Write("n1.conf",
+  const std::string file = write("n1.conf",
                                  "[node]\nname =\nlisten = tcp://127.0.0.1:7101\n[cluster]\n"
                                  "cookie_file = cookie\n");
-  const std::string why = Refusal(Load(file));
-  EXPECT_TRUE(Has(why, "node.name")) << why;
-  EXPECT_TRUE(Has(why, file + " (line 2)")) << why;
-  EXPECT_TRUE(Has(why, "empty")) << why;
-  EXPECT_FALSE(Has(why, "--")) << "names no flag: " << why;
+  const std::string why = refusal(load(file));
+  EXPECT_TRUE(has(why, "node.name")) << why;
+  EXPECT_TRUE(has(why, file + " (line 2)")) << why;
+  EXPECT_TRUE(has(why, "empty")) << why;
+  EXPECT_FALSE(has(why, "--")) << "names no flag: " << why;
 }
 
 TEST_F(ConfigTest, AMissingRequiredKeyNamesTheFile) {
-  const std::string file = Write("n1.conf", "[node]\nname = n1\n[cluster]\ncookie_file = cookie\n");
-  const std::string why = Refusal(Load(file));
-  EXPECT_TRUE(Has(why, "node.listen in " + file + ": missing")) << why;
+  const std::string file = write("n1.conf", "[node]\nname = n1\n[cluster]\ncookie_file = cookie\n");
+  const std::string why = refusal(load(file));
+  EXPECT_TRUE(has(why, "node.listen in " + file + ": missing")) << why;
 }
 
 TEST_F(ConfigTest, ACookiePathThatIsADirectorySaysSo) {
   fs::create_directories(dir_ / "cookies");
-  const std::string why = Refusal(Load(Conf(), {"--cluster.cookie_file=cookies"}));
-  EXPECT_TRUE(Has(why, "cluster.cookie_file (flag --cluster.cookie_file)")) << why;
-  EXPECT_TRUE(Has(why, (dir_ / "cookies").string() + " is a directory")) << why;
-  EXPECT_FALSE(Has(why, "empty")) << why;
+  const std::string why = refusal(load(conf(), {"--cluster.cookie_file=cookies"}));
+  EXPECT_TRUE(has(why, "cluster.cookie_file (flag --cluster.cookie_file)")) << why;
+  EXPECT_TRUE(has(why, (dir_ / "cookies").string() + " is a directory")) << why;
+  EXPECT_FALSE(has(why, "empty")) << why;
 }
 
 TEST_F(ConfigTest, AMissingOrBlankCookieFileIsRefused) {
-  std::string why = Refusal(Load(Conf(), {"--cluster.cookie_file=nope"}));
-  EXPECT_TRUE(Has(why, "does not exist")) << why;
-  Write("blank", " \n\t\n");
-  why = Refusal(Load(Conf(), {"--cluster.cookie_file=blank"}));
-  EXPECT_TRUE(Has(why, "is empty")) << why;
+  std::string why = refusal(load(conf(), {"--cluster.cookie_file=nope"}));
+  EXPECT_TRUE(has(why, "does not exist")) << why;
+  write("blank", " \n\t\n");
+  why = refusal(load(conf(), {"--cluster.cookie_file=blank"}));
+  EXPECT_TRUE(has(why, "is empty")) << why;
 }
 
 TEST_F(ConfigTest, TrailingWhiteSpaceIsNotPartOfASecret) {
-  Write("cookie", "  two words \t\r\n\n", 0600);
-  auto c = Load(Conf());
+  write("cookie", "  two words \t\r\n\n", 0600);
+  auto c = load(conf());
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_EQ("  two words", c->node.cookie);
 }
 
 TEST_F(ConfigTest, ASecretFileOthersMayReadIsAWarning) {
-  Write("cookie", "secret\n", 0644);
-  auto c = Load(Conf());
+  write("cookie", "secret\n", 0644);
+  auto c = load(conf());
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   ASSERT_EQ(1u, c->warnings.size());
-  EXPECT_TRUE(Has(c->warnings[0], (dir_ / "cookie").string())) << c->warnings[0];
-  EXPECT_TRUE(Has(c->warnings[0], "0644")) << c->warnings[0];
-  EXPECT_TRUE(Has(c->warnings[0], "chmod 600")) << c->warnings[0];
+  EXPECT_TRUE(has(c->warnings[0], (dir_ / "cookie").string())) << c->warnings[0];
+  EXPECT_TRUE(has(c->warnings[0], "0644")) << c->warnings[0];
+  EXPECT_TRUE(has(c->warnings[0], "chmod 600")) << c->warnings[0];
 }
 
 TEST_F(ConfigTest, ValuesOutOfRangeNameTheRange) {
-  std::string why = Refusal(Load(Conf(), {"--node.heartbeat_ms=5"}));
-  EXPECT_TRUE(Has(why, "node.heartbeat_ms (flag --node.heartbeat_ms)")) << why;
-  EXPECT_TRUE(Has(why, "from 10 to 60000 (ms)")) << why;
-  why = Refusal(Load(Conf("[kv]\nreplicas = 2\nwrite_quorum = 3\n")));
-  EXPECT_TRUE(Has(why, "kv.write_quorum in " + (dir_ / "n1.conf").string() + " (line 8)")) << why;
-  why = Refusal(Load(Conf(), {"--kv.partitions=many"}));
-  EXPECT_TRUE(Has(why, "kv.partitions")) << why;
-  why = Refusal(Load(Conf(), {"--log.level=loud"}));
-  EXPECT_TRUE(Has(why, "\"loud\" is not one of trace")) << why;
+  std::string why = refusal(load(conf(), {"--node.heartbeat_ms=5"}));
+  EXPECT_TRUE(has(why, "node.heartbeat_ms (flag --node.heartbeat_ms)")) << why;
+  EXPECT_TRUE(has(why, "from 10 to 60000 (ms)")) << why;
+  why = refusal(load(conf("[kv]\nreplicas = 2\nwrite_quorum = 3\n")));
+  EXPECT_TRUE(has(why, "kv.write_quorum in " + (dir_ / "n1.conf").string() + " (line 8)")) << why;
+  why = refusal(load(conf(), {"--kv.partitions=many"}));
+  EXPECT_TRUE(has(why, "kv.partitions")) << why;
+  why = refusal(load(conf(), {"--log.level=loud"}));
+  EXPECT_TRUE(has(why, "\"loud\" is not one of trace")) << why;
 }
 
 TEST_F(ConfigTest, UnknownKeysSectionsAndVariablesAreRefused) {
-  std::string why = Refusal(Load(Conf("[node]\nnmae = typo\n")));
-  EXPECT_TRUE(Has(why, "unknown key 'node.nmae'")) << why;
-  EXPECT_TRUE(Has(why, "n1.conf:7")) << why;
-  why = Refusal(Load(Conf("[nodes]\n")));
-  EXPECT_TRUE(Has(why, "unknown section [nodes]")) << why;
-  why = Refusal(Load(Conf(), {}, {{"NODUS_NODE_NAEM", "x"}}));
-  EXPECT_TRUE(Has(why, "NODUS_NODE_NAEM")) << why;
-  why = Refusal(Load(Conf("[node]\nname = again\n")));
-  EXPECT_TRUE(Has(why, "given more than once")) << why;
+  std::string why = refusal(load(conf("[node]\nnmae = typo\n")));
+  EXPECT_TRUE(has(why, "unknown key 'node.nmae'")) << why;
+  EXPECT_TRUE(has(why, "n1.conf:7")) << why;
+  why = refusal(load(conf("[nodes]\n")));
+  EXPECT_TRUE(has(why, "unknown section [nodes]")) << why;
+  why = refusal(load(conf(), {}, {{"NODUS_NODE_NAEM", "x"}}));
+  EXPECT_TRUE(has(why, "NODUS_NODE_NAEM")) << why;
+  why = refusal(load(conf("[node]\nname = again\n")));
+  EXPECT_TRUE(has(why, "given more than once")) << why;
   // nodusctl's own variables are no config keys, and no typos either.
-  auto c = Load(Conf(), {}, {{"NODUS_NODE", "tcp://127.0.0.1:1"}, {"NODUS_COOKIE_FILE", "x"}});
+  auto c = load(conf(), {}, {{"NODUS_NODE", "tcp://127.0.0.1:1"}, {"NODUS_COOKIE_FILE", "x"}});
   EXPECT_TRUE(c.ok()) << c.error().to_string();
 }
 
@@ -203,11 +203,11 @@ TEST_F(ConfigTest, TheCommandLineRefusesUnknownFlagsAndFlagsWithoutValues) {
   auto cmd = parse_command_line(2, unknown);
   ASSERT_FALSE(cmd.ok());
   EXPECT_EQ(ErrorCode::kBadArg, cmd.error().code());
-  EXPECT_TRUE(Has(cmd.error().message(), "--no-such-flag")) << cmd.error().message();
+  EXPECT_TRUE(has(cmd.error().message(), "--no-such-flag")) << cmd.error().message();
   const char* dangling[] = {"nodusd", "--node.name"};
   cmd = parse_command_line(2, dangling);
   ASSERT_FALSE(cmd.ok());
-  EXPECT_TRUE(Has(cmd.error().message(), "--node.name needs a value"));
+  EXPECT_TRUE(has(cmd.error().message(), "--node.name needs a value"));
   const char* both[] = {"nodusd", "--check", "--node.name", "a", "--node.listen=tcp://h:1"};
   cmd = parse_command_line(5, both);
   ASSERT_TRUE(cmd.ok());
@@ -218,11 +218,11 @@ TEST_F(ConfigTest, TheCommandLineRefusesUnknownFlagsAndFlagsWithoutValues) {
 }
 
 TEST_F(ConfigTest, CurveNeedsBothKeysAndKeyedSeeds) {
-  Write("n1.key", "not a key\n");
-  std::string why = Refusal(Load(Conf("[node]\ncurve_secret_file = n1.key\n")));
-  EXPECT_TRUE(Has(why, "node.curve_public_key")) << why;
-  why = Refusal(Load(Conf("curve_allowed = x\n")));
-  EXPECT_TRUE(Has(why, "cluster.curve_allowed")) << why;
+  write("n1.key", "not a key\n");
+  std::string why = refusal(load(conf("[node]\ncurve_secret_file = n1.key\n")));
+  EXPECT_TRUE(has(why, "node.curve_public_key")) << why;
+  why = refusal(load(conf("curve_allowed = x\n")));
+  EXPECT_TRUE(has(why, "cluster.curve_allowed")) << why;
 }
 
 TEST_F(ConfigTest, AppsAreKindAndNameAndTheKindsComeFromTheFactoryTable) {
@@ -233,12 +233,12 @@ TEST_F(ConfigTest, AppsAreKindAndNameAndTheKindsComeFromTheFactoryTable) {
   EXPECT_EQ("hits", app->name);
   auto bad = parse_app("juggler local:x");
   ASSERT_FALSE(bad.ok());
-  for (const AppKind& k : app_kinds()) EXPECT_TRUE(Has(bad.error().message(), k.name));
+  for (const AppKind& k : app_kinds()) EXPECT_TRUE(has(bad.error().message(), k.name));
   EXPECT_FALSE(parse_app("counter hits").ok());
   EXPECT_FALSE(parse_app("stack via:noslash").ok());
   EXPECT_FALSE(parse_app("stack local:x extra").ok());
-  std::string why = Refusal(Load(Conf("[apps]\nstart = stack local:s\nstart = pool local:s\n")));
-  EXPECT_TRUE(Has(why, "used twice")) << why;
+  std::string why = refusal(load(conf("[apps]\nstart = stack local:s\nstart = pool local:s\n")));
+  EXPECT_TRUE(has(why, "used twice")) << why;
 }
 
 }  // namespace

@@ -10,14 +10,14 @@ namespace {
 
 using nlohmann::json;
 
-Term Read(const std::string& text) {
+Term read(const std::string& text) {
   auto t = json_text_to_term(text);
   EXPECT_TRUE(t.ok()) << text << ": " << t.error().to_string();
   return t.ok() ? t.value() : Term();
 }
 
 // Why `text` is refused (kBadArg); "" when it was not.
-std::string Refusal(const std::string& text) {
+std::string refusal(const std::string& text) {
   auto t = json_text_to_term(text);
   if (t.ok()) return "";
   EXPECT_EQ(ErrorCode::kBadArg, t.error().code());
@@ -25,14 +25,14 @@ std::string Refusal(const std::string& text) {
 }
 
 TEST(JsonTermTest, StringsAreAtomsArraysTuplesObjectsMaps) {
-  EXPECT_EQ(Term("increment"), Read(R"("increment")"));
-  EXPECT_EQ(tuple("push", 1), Read(R"(["push", 1])"));
-  EXPECT_EQ(Term(Map{{{Term("a"), Term(1)}}}), Read(R"({"a": 1})"));
-  EXPECT_EQ(Term(true), Read("true"));
-  EXPECT_EQ(Term(), Read("null"));
-  EXPECT_EQ(Term(1.5), Read("1.5"));
-  EXPECT_EQ(Term(bin("x")), Read(R"({"$bin": "x"})"));
-  EXPECT_EQ(Term(List{Term(1), Term(2)}), Read(R"({"$list": [1, 2]})"));
+  EXPECT_EQ(Term("increment"), read(R"("increment")"));
+  EXPECT_EQ(tuple("push", 1), read(R"(["push", 1])"));
+  EXPECT_EQ(Term(Map{{{Term("a"), Term(1)}}}), read(R"({"a": 1})"));
+  EXPECT_EQ(Term(true), read("true"));
+  EXPECT_EQ(Term(), read("null"));
+  EXPECT_EQ(Term(1.5), read("1.5"));
+  EXPECT_EQ(Term(bin("x")), read(R"({"$bin": "x"})"));
+  EXPECT_EQ(Term(List{Term(1), Term(2)}), read(R"({"$list": [1, 2]})"));
 }
 
 TEST(JsonTermTest, TheExactFormReadsBackAsTheSameTerm) {
@@ -61,31 +61,31 @@ TEST(JsonTermTest, ThePlainFormIsForPeople) {
 }
 
 TEST(JsonTermTest, IntegersAreSigned64Bit) {
-  EXPECT_EQ(Term(std::int64_t{INT64_MAX}), Read("9223372036854775807"));
-  EXPECT_EQ(Term(std::int64_t{INT64_MIN}), Read("-9223372036854775808"));
+  EXPECT_EQ(Term(std::int64_t{INT64_MAX}), read("9223372036854775807"));
+  EXPECT_EQ(Term(std::int64_t{INT64_MIN}), read("-9223372036854775808"));
   for (const char* big :
        {"9223372036854775808", "18446744073709551615", "-9223372036854775809",
         R"(["push", 12345678901234567890123])", R"({"a": [-99999999999999999999]})"}) {
-    const std::string why = Refusal(big);
+    const std::string why = refusal(big);
     EXPECT_NE(std::string::npos, why.find("does not fit in 64 signed bits")) << big << ": " << why;
     EXPECT_EQ(std::string::npos, why.find('\n')) << "one line: " << why;
   }
   // Digits inside strings and written as floats are no integers.
-  EXPECT_EQ(Term("12345678901234567890123"), Read(R"("12345678901234567890123")"));
-  EXPECT_EQ(Term(bin("\"99999999999999999999\"")), Read(R"({"$bin": "\"99999999999999999999\""})"));
-  EXPECT_EQ(Term(1.2345678901234567e22), Read("1.2345678901234567e22"));
+  EXPECT_EQ(Term("12345678901234567890123"), read(R"("12345678901234567890123")"));
+  EXPECT_EQ(Term(bin("\"99999999999999999999\"")), read(R"({"$bin": "\"99999999999999999999\""})"));
+  EXPECT_EQ(Term(1.2345678901234567e22), read("1.2345678901234567e22"));
 }
 
 TEST(JsonTermTest, MalformedRequestsSayWhatIsWrong) {
-  EXPECT_NE(std::string::npos, Refusal("{not json").find("not JSON"));
-  EXPECT_NE(std::string::npos, Refusal(R"({"$bin": 1})").find("\"$bin\" takes a string"));
-  EXPECT_NE(std::string::npos, Refusal(R"({"$pid": "<n1.1.0>"})").find("cannot be written"));
-  EXPECT_NE(std::string::npos, Refusal(R"({"$map": [[1]]})").find("[key, value] pairs"));
+  EXPECT_NE(std::string::npos, refusal("{not json").find("not JSON"));
+  EXPECT_NE(std::string::npos, refusal(R"({"$bin": 1})").find("\"$bin\" takes a string"));
+  EXPECT_NE(std::string::npos, refusal(R"({"$pid": "<n1.1.0>"})").find("cannot be written"));
+  EXPECT_NE(std::string::npos, refusal(R"({"$map": [[1]]})").find("[key, value] pairs"));
   std::string long_atom(302, 'a');  // (not "\"" + string: GCC 12 warns falsely on that)
   long_atom.front() = long_atom.back() = '"';
-  EXPECT_NE(std::string::npos, Refusal(long_atom).find("longer than an atom"));
+  EXPECT_NE(std::string::npos, refusal(long_atom).find("longer than an atom"));
   EXPECT_NE(std::string::npos,
-            Refusal(std::string(100, '[') + std::string(100, ']')).find("nested"));
+            refusal(std::string(100, '[') + std::string(100, ']')).find("nested"));
 }
 
 }  // namespace

@@ -81,16 +81,16 @@ int run(Context& ctx, const std::vector<std::string>& args, bool is_call) {
   return kExitOk;
 }
 
-const Registrar call_cmd({"call", "call NAME REQUEST",
-                          "calls a server (NAME: local:X@NODE, global:X or a pid) with a JSON "
-                          "request; prints the reply as JSON",
-                          [](Context& ctx, const std::vector<std::string>& a) {
-                            return run(ctx, a, true);
-                          }});
-const Registrar cast_cmd({"cast", "cast NAME REQUEST", "casts a JSON request to a server",
-                          [](Context& ctx, const std::vector<std::string>& a) {
-                            return run(ctx, a, false);
-                          }});
+const Registrar kCallCommand({"call", "call NAME REQUEST",
+                              "calls a server (NAME: local:X@NODE, global:X or a pid) with a JSON "
+                              "request; prints the reply as JSON",
+                              [](Context& ctx, const std::vector<std::string>& a) {
+                                return run(ctx, a, true);
+                              }});
+const Registrar kCastCommand({"cast", "cast NAME REQUEST", "casts a JSON request to a server",
+                              [](Context& ctx, const std::vector<std::string>& a) {
+                                return run(ctx, a, false);
+                              }});
 
 }  // namespace
 

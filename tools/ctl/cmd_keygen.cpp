@@ -61,8 +61,8 @@ int run_keygen(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar keygen_cmd({"keygen", "keygen [--secret-file FILE]",
-                            "a new CURVE key pair for one node", run_keygen});
+const Registrar kKeygenCommand({"keygen", "keygen [--secret-file FILE]",
+                                "a new CURVE key pair for one node", run_keygen});
 
 }  // namespace
 

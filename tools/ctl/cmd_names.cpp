@@ -61,8 +61,9 @@ int run_names(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar names_cmd({"names", kUsage,
-                           "registered names: of every node, of one node, or global", run_names});
+const Registrar kNamesCommand({"names", kUsage,
+                               "registered names: of every node, of one node, or global",
+                               run_names});
 
 }  // namespace
 

@@ -77,11 +77,11 @@ int run_info(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar procs_cmd({"procs", "procs NODE",
-                           "NODE's processes, the longest mailbox first, then the busiest",
-                           run_procs});
-const Registrar info_cmd({"info", "info NODE PID",
-                          "one process: counters, links, and its format_status", run_info});
+const Registrar kProcsCommand({"procs", "procs NODE",
+                               "NODE's processes, the longest mailbox first, then the busiest",
+                               run_procs});
+const Registrar kInfoCommand({"info", "info NODE PID",
+                              "one process: counters, links, and its format_status", run_info});
 
 }  // namespace
 

@@ -78,10 +78,11 @@ int run_ping(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar status_cmd({"status", "status", "the cluster: every node, its state and load",
-                            run_status});
-const Registrar nodes_cmd({"nodes", "nodes", "the nodes and whether each is up", run_nodes});
-const Registrar ping_cmd({"ping", "ping NODE", "checks that NODE answers, and how fast", run_ping});
+const Registrar kStatusCommand({"status", "status", "the cluster: every node, its state and load",
+                                run_status});
+const Registrar kNodesCommand({"nodes", "nodes", "the nodes and whether each is up", run_nodes});
+const Registrar kPingCommand({"ping", "ping NODE", "checks that NODE answers, and how fast",
+                              run_ping});
 
 }  // namespace
 

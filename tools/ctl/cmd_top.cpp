@@ -148,10 +148,10 @@ int run_top(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar top_cmd({"top", "top",
-                         "a live view of the nodes' message rates and the busiest processes "
-                         "(q quits)",
-                         run_top});
+const Registrar kTopCommand({"top", "top",
+                             "a live view of the nodes' message rates and the busiest processes "
+                             "(q quits)",
+                             run_top});
 
 }  // namespace
 

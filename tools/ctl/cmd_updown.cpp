@@ -276,14 +276,15 @@ int run_down(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar up_cmd({"up", "up DIR",
-                        "starts every DIR/*.conf as a background nodusd (logs in DIR/run/), "
-                        "waits until meshed, shows the cluster",
-                        run_up});
-const Registrar down_cmd({"down", "down DIR [--grace SECONDS]",
-                          "stops the nodes of DIR: SIGTERM, then SIGKILL after the grace period "
-                          "(10 s)",
-                          run_down});
+const Registrar kUpCommand({"up", "up DIR",
+                            "starts every DIR/*.conf as a background nodusd (logs in DIR/run/), "
+                            "waits until meshed, shows the cluster",
+                            run_up});
+const Registrar kDownCommand(
+    {"down", "down DIR [--grace SECONDS]",
+     "stops the nodes of DIR: SIGTERM, then SIGKILL after the grace period "
+     "(10 s)",
+     run_down});
 
 }  // namespace
 

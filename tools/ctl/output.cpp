@@ -30,8 +30,8 @@ Client& Context::client() {
 }
 
 bool use_colour() {
-  static const bool on = ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
-  return on;
+  static const bool kOn = ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
+  return kOn;
 }
 
 std::string colour(const std::string& text, const char* code) {

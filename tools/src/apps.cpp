@@ -111,12 +111,12 @@ const std::pair<AppKind, Factory> kKinds[] = {
 }  // namespace
 
 const std::vector<AppKind>& app_kinds() {
-  static const std::vector<AppKind> kinds = [] {
+  static const std::vector<AppKind> kList = [] {
     std::vector<AppKind> out;
     for (const auto& [kind, make] : kKinds) out.push_back(kind);
     return out;
   }();
-  return kinds;
+  return kList;
 }
 
 Result<Pid, Reason> start_apps(Node& node, const std::vector<AppSpec>& apps) {

@@ -260,7 +260,7 @@ Key required(Key k, std::string what_to_do) {
 }
 
 const std::vector<Key>& keys() {
-  static const std::vector<Key> table = [] {
+  static const std::vector<Key> kTable = [] {
     std::vector<Key> k;
     // [node]
     k.push_back(required(text("node.name", field(&NodeConfig::node, &NodeOptions::name),
@@ -328,7 +328,7 @@ const std::vector<Key>& keys() {
                      check_host_port));
     return k;
   }();
-  return table;
+  return kTable;
 }
 
 const Key* find_key(const std::string& name) {
