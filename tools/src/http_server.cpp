@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -133,6 +134,11 @@ class HttpServer::Impl {
       (void)process_request(strm, /*close_connection=*/true, closed, nullptr);
     }
 
+    // cpp-httplib 0.11 listens with a backlog of 5: a burst of connections (probes, scrapes,
+    // idle clients) overflows it and each dropped SYN costs its client a 1 s retransmit. Linux
+    // takes a second listen() on a listening socket as a new backlog.
+    bool widen_backlog() { return ::listen(svr_sock_.load(), SOMAXCONN) == 0; }
+
    private:
     // Overrides cpp-httplib's per-connection entry (a virtual it calls for each accepted socket).
     bool process_and_close_socket(socket_t sock) override {
@@ -160,7 +166,9 @@ class HttpServer::Impl {
       });
     }
     wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_ < 0 || !server_.bind_to_port(host.c_str(), port)) return false;
+    if (wake_ < 0 || !server_.bind_to_port(host.c_str(), port) || !server_.widen_backlog()) {
+      return false;
+    }
     reader_ = std::thread([this] { read_heads(); });
     for (std::size_t i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { answer(); });
     listener_ = std::thread([this] { server_.listen_after_bind(); });
@@ -225,6 +233,27 @@ class HttpServer::Impl {
     return s.find("\r\n\r\n") != std::string::npos || s.find("\n\n") != std::string::npos;
   }
 
+  // True when the request announces a body (Content-Length other than 0, or Transfer-Encoding).
+  // /metrics and /health take none, and a worker must never wait for one.
+  static bool announces_body(const std::string& head) {
+    std::string h = head;
+    std::transform(h.begin(), h.end(), h.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (h.find("\ntransfer-encoding:") != std::string::npos) return true;
+    const auto at = h.find("\ncontent-length:");
+    if (at == std::string::npos) return false;
+    const auto value = h.find_first_not_of(" \t", at + 16);
+    return value != std::string::npos && h[value] != '0';
+  }
+
+  // Answers 400 without waiting (the answer fits any socket buffer) and closes.
+  static void refuse(int fd) {
+    static constexpr char kBadRequest[] =
+        "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    (void)!::send(fd, kBadRequest, sizeof(kBadRequest) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close_fd(fd);
+  }
+
   // The reader thread: collects request heads without blocking on any one connection.
   void read_heads() {
     std::vector<pollfd> fds;
@@ -266,7 +295,11 @@ class HttpServer::Impl {
           if (n > 0) {
             w.head.append(buf, static_cast<std::size_t>(n));
             if (head_complete(w.head)) {
-              hand_on(Ready{w.fd, std::move(w.head)});
+              if (announces_body(w.head)) {
+                refuse(w.fd);
+              } else {
+                hand_on(Ready{w.fd, std::move(w.head)});
+              }
               done = true;
             } else if (w.head.size() >= kMaxHead) {
               close_fd(w.fd);  // a head too large for /metrics or /health

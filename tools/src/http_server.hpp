@@ -10,13 +10,17 @@
 //     connection gets kHeadDeadline for its head and at most kMaxHead bytes of it, and at most
 //     kMaxWaiting connections wait at once (beyond that the oldest is closed);
 //   - kWorkers threads answer the connections whose head is complete, each within
-//     kRequestDeadline for the rest (a body, writing the answer), one request per connection.
+//     kRequestDeadline, one request per connection. A request that announces a body
+//     (Content-Length, Transfer-Encoding) gets 400 from the reader at once: /metrics and /health
+//     take none, so a worker never waits for one.
 // So idle or half-sent connections cost a descriptor and a few KiB each, never a worker, and a
 // probe is answered at once whatever they do. Like nginx, not like a thread per connection.
 //
-// The listener sets SO_REUSEADDR (and, unlike cpp-httplib's default, not SO_REUSEPORT): a
-// restarted node binds its port at once although the connections of its previous run linger
-// in TIME_WAIT, and a second process on the same port is still refused.
+// The listener's backlog is SOMAXCONN (cpp-httplib 0.11 asks for 5, and a burst of connections
+// then costs each dropped client a 1 s SYN retransmit). It sets SO_REUSEADDR (and, unlike
+// cpp-httplib's default, not SO_REUSEPORT): a restarted node binds its port at once although
+// the connections of its previous run linger in TIME_WAIT, and a second process on the same port
+// is still refused.
 //
 // Thread-safety: start() and close() from one thread; handlers run on the worker threads.
 #pragma once
@@ -41,7 +45,7 @@ class HttpServer {
   };
 
   static constexpr std::chrono::milliseconds kHeadDeadline{5000};
-  static constexpr std::chrono::milliseconds kRequestDeadline{5000};
+  static constexpr std::chrono::milliseconds kRequestDeadline{2000};
   static constexpr std::size_t kMaxHead = 16 * 1024;  ///< bytes of request line + headers
   static constexpr std::size_t kMaxWaiting = 1024;    ///< connections still sending their head
   static constexpr std::size_t kWorkers = 2;
