@@ -46,8 +46,6 @@ MessageDecoder message_decoder(std::uint32_t tag) {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // The wire numbers of envelope kinds (docs/protocol.md section 4); local-only kinds have none.
 constexpr std::pair<Kind, std::uint8_t> kWireKinds[] = {
     {Kind::kInfo, 0},       {Kind::kCast, 1},    {Kind::kCall, 2},       {Kind::kReply, 3},
@@ -99,8 +97,8 @@ transport::WireIdRef wire_ref(const Pid& p) { return {p.node.name(), p.creation,
 transport::WireIdRef wire_ref(const Ref& r) { return {r.node.name(), r.creation, r.id}; }
 
 // Appends e's DATA frame to `out`, or says why it cannot cross the wire (`out` untouched).
-std::optional<Reason> encode_envelope(const Envelope& e, const std::variant<Pid, std::string>& to,
-                                      std::string& out) {
+std::optional<Reason> encode_envelope(const Runtime& rt, const Envelope& e,
+                                      const std::variant<Pid, std::string>& to, std::string& out) {
   auto kind = wire_kind(e.kind);
   if (!kind) return Reason(tuple(atom("badarg"), bin("a local-only signal")));
   thread_local std::string payload;  // reused: no allocation per message
@@ -119,8 +117,8 @@ std::optional<Reason> encode_envelope(const Envelope& e, const std::variant<Pid,
     d.to = std::string_view(std::get<std::string>(to));
   }
   if (e.ref) d.ref = wire_ref(e.ref);
-  if (e.deadline != Clock::time_point::max()) {
-    auto left = std::chrono::duration_cast<std::chrono::microseconds>(e.deadline - Clock::now());
+  if (e.deadline != Runtime::Clock::time_point::max()) {
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(e.deadline - rt.now());
     d.budget_us = left.count() > 0 ? static_cast<std::uint64_t>(left.count()) : 1;
   }
   d.tag = e.msg.wire_tag();
@@ -193,7 +191,7 @@ Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope
   if (!tls_batches.open) {
     thread_local std::string frame;
     frame.clear();
-    if ((bad = encode_envelope(e, to, frame))) return Status::Ok();
+    if ((bad = encode_envelope(*this, e, to, frame))) return Status::Ok();
     return t.send_frames(std::string(node.name()), frame, 1);
   }
   PeerBatch& b = batch_for(t, node);
@@ -205,7 +203,7 @@ Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope
     b.checked = true;
   }
   const std::size_t before = b.frames.size();
-  if ((bad = encode_envelope(e, to, b.frames))) return Status::Ok();
+  if ((bad = encode_envelope(*this, e, to, b.frames))) return Status::Ok();
   if (b.frames.size() > t.batch_bytes() && b.count > 0) {
     // Full: what came before this frame leaves now.
     (void)t.send_frames(b.peer, std::string_view(b.frames).substr(0, before), b.count);
@@ -289,7 +287,7 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
     msg = std::move(m.value());
   }
   auto* e = new Envelope(*kind, from, ref, std::move(msg));
-  if (d.budget_us) e->deadline = Clock::now() + std::chrono::microseconds(d.budget_us);
+  if (d.budget_us) e->deadline = now() + std::chrono::microseconds(d.budget_us);
   if (const auto* pid = std::get_if<transport::WireId>(&d.to)) {
     Pid to = pid_of(*pid);
     if (to.node != name_) {  // not for this node: no forwarding
@@ -360,7 +358,8 @@ Status Runtime::start_transport(const NodeOptions& o) {
   cb.on_peer_down = [this](const std::string& peer, const std::string&) {
     on_peer_change(peer, false, false);
   };
-  auto started = transport::Transport::start(std::move(t), std::move(cb));
+  auto started = o.transport_factory ? o.transport_factory(std::move(t), std::move(cb))
+                                     : transport::Transport::start(std::move(t), std::move(cb));
   if (!started.ok()) return started.error();
   transport_owner_ = std::move(started.value());
   transport_.store(transport_owner_.get(), std::memory_order_release);
