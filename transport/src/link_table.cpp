@@ -7,6 +7,31 @@
 
 namespace nodus::transport {
 
+Result<LinkConfig> make_link_config(const TransportOptions& o, const std::string& bound) {
+  if (o.cookie.empty()) return Status(ErrorCode::kBadConfig, "the cookie is empty");
+  LinkConfig c;
+  c.me = HandshakeIdentity{o.name, o.creation, bound, o.cookie, o.hidden};
+  c.listen = o.listen;
+  c.heartbeat_interval = o.heartbeat_interval;
+  c.down_after = o.down_after;
+  c.limits = o.limits;
+  if (!o.curve) {
+    if (o.curve_allowed.empty()) return c;
+    return Status(ErrorCode::kBadConfig, "curve_allowed is set but this node has no CURVE keys");
+  }
+  if (Status s = check_curve_keys(*o.curve); !s.ok()) return s;
+  for (const std::string& key : o.curve_allowed) {
+    if (!is_curve_key(key)) {
+      return Status(ErrorCode::kBadConfig,
+                    "curve_allowed: \"" + key + "\" is not 40 characters of Z85");
+    }
+    c.allowed.insert(key);
+  }
+  c.allowed.insert(o.curve->public_key);  // this node's own key is always admitted
+  c.curve = true;
+  return c;
+}
+
 LinkTable::LinkTable(LinkConfig config, LinkIo& io) : cfg_(std::move(config)), io_(io) {}
 
 // -- inputs ----------------------------------------------------------------------------------

@@ -82,6 +82,11 @@ struct LinkConfig {
   std::unordered_set<std::string> allowed;
 };
 
+/// The link table's settings from a transport's options, for a node listening on `bound`.
+/// Errors: kBadConfig for an empty cookie, curve_allowed without curve, an invalid CURVE key
+/// pair or allowed key.
+Result<LinkConfig> make_link_config(const TransportOptions& options, const std::string& bound);
+
 class LinkTable {
  public:
   /// The first and the largest pause between attempts to reach a node.

@@ -5,8 +5,6 @@
 #include <cstring>
 #include <utility>
 
-#include "nodus/transport/transport.hpp"
-
 namespace nodus::transport {
 
 namespace {
@@ -20,24 +18,6 @@ constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
 constexpr std::size_t kCurveKeyBytes = 32;
 
 }  // namespace
-
-Result<std::unordered_set<std::string>> curve_allowed_keys(const TransportOptions& o) {
-  std::unordered_set<std::string> allowed;
-  if (!o.curve) {
-    if (o.curve_allowed.empty()) return allowed;
-    return Status(ErrorCode::kBadConfig, "curve_allowed is set but this node has no CURVE keys");
-  }
-  if (Status s = check_curve_keys(*o.curve); !s.ok()) return s;
-  for (const std::string& key : o.curve_allowed) {
-    if (!is_curve_key(key)) {
-      return Status(ErrorCode::kBadConfig,
-                    "curve_allowed: \"" + key + "\" is not 40 characters of Z85");
-    }
-    allowed.insert(key);
-  }
-  allowed.insert(o.curve->public_key);
-  return allowed;
-}
 
 ZapVerdict zap_verdict(const std::vector<std::string>& req,
                        const std::unordered_set<std::string>& allowed) {

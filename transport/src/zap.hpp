@@ -20,12 +20,6 @@
 
 namespace nodus::transport {
 
-struct TransportOptions;
-
-/// The public keys (Z85) a node admits: `curve_allowed` and its own. Empty without CURVE.
-/// Errors: kBadConfig for curve_allowed without curve, an invalid key pair or allowed key.
-Result<std::unordered_set<std::string>> curve_allowed_keys(const TransportOptions& options);
-
 /// libzmq's answer to one ZAP request (RFC 27).
 struct ZapVerdict {
   bool admit = false;

@@ -61,12 +61,11 @@ class ZmqTransport final : public Transport, private LinkIo {
   ~ZmqTransport() override { close(); }
 
   Status bind() {
-    if (opt_.cookie.empty()) return Status(ErrorCode::kBadConfig, "the cookie is empty");
     if (sodium_init() < 0) return Status(ErrorCode::kInternal, "libsodium failed to initialise");
-    auto allowed = curve_allowed_keys(opt_);
-    if (!allowed.ok()) return allowed.error();
+    auto cfg = make_link_config(opt_, "");
+    if (!cfg.ok()) return cfg.error();
     zap_ = std::make_unique<ZapHandler>(
-        ctx_, allowed.value(),
+        ctx_, cfg->allowed,
         [this](const std::string& source, const std::string& line) { log_limited(source, line); });
     try {
       if (opt_.curve) zap_->listen(router_, *opt_.curve);
@@ -79,15 +78,8 @@ class ZmqTransport final : public Transport, private LinkIo {
     } catch (const zmq::error_t& e) {
       return Status(ErrorCode::kBadConfig, "cannot listen on " + opt_.listen + ": " + e.what());
     }
-    LinkConfig cfg;
-    cfg.me = HandshakeIdentity{opt_.name, opt_.creation, endpoint_, opt_.cookie, opt_.hidden};
-    cfg.listen = opt_.listen;
-    cfg.heartbeat_interval = opt_.heartbeat_interval;
-    cfg.down_after = opt_.down_after;
-    cfg.limits = opt_.limits;
-    cfg.curve = opt_.curve.has_value();
-    cfg.allowed = std::move(allowed.value());
-    table_ = std::make_unique<LinkTable>(std::move(cfg), static_cast<LinkIo&>(*this));
+    cfg->me.listen = endpoint_;
+    table_ = std::make_unique<LinkTable>(std::move(cfg.value()), static_cast<LinkIo&>(*this));
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     closing_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0 || closing_fd_ < 0) return Status(ErrorCode::kInternal, "eventfd failed");
