@@ -122,6 +122,14 @@ AcceptorStep acceptor_on_frame(const HandshakeIdentity& me, AcceptorState& st, F
       if (!h) {
         out.event = Event::kNotAuthenticated;
         out.detail = "a frame before the handshake";
+        // A peer's frame: its sender believes its link is up, and it is not, here (we dropped
+        // it, or ZeroMQ re-established the connection behind the sender's back). Say so, or
+        // the sender never learns and its frames are dropped for ever (issue 10). Not for BYE
+        // (it is leaving) nor handshake frames out of place (nothing to repair).
+        if (std::holds_alternative<Data>(frame) || std::holds_alternative<Heartbeat>(frame) ||
+            std::holds_alternative<Peers>(frame)) {
+          out.reply = Frame(Refuse{std::string(kNotAuthenticatedReason)});
+        }
         return out;
       }
       if (h->version != kProtocolVersion) {

@@ -96,7 +96,8 @@ struct AcceptorStep {
     kAuthenticated,     ///< a good PROOF; `reply` is WELCOME: the connector is `st.hello.name`
     kVersionRefused,    ///< a HELLO of another protocol version; `reply` is a REFUSE; forget it
     kAuthFailed,        ///< a wrong PROOF (or anything else after CHALLENGE); forget it
-    kNotAuthenticated,  ///< a frame before the handshake; `reply` (if any) tells the sender
+    kNotAuthenticated,  ///< a frame before the handshake; for a peer's frame (DATA,
+                        ///< HEARTBEAT, PEERS) `reply` is REFUSE kNotAuthenticatedReason
     kPeerFrame,         ///< authenticated: DATA, HEARTBEAT, PEERS or BYE for the link to handle
     kUnexpected,        ///< authenticated: a handshake frame again (`detail`); ignore it
   };

@@ -114,6 +114,15 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
       link_up(*o);
       return;
     case Event::kRefused:
+      if (o->state == Outgoing::State::kUp) {
+        // The peer holds no handshake for this connection: it dropped our link (it declared
+        // us down), or ZeroMQ re-established the connection behind our back. What we sent
+        // since is lost: the peer is down until our direction is authenticated again.
+        log_limited(o->hs.peer, "node " + o->hs.peer + " at " + o->endpoint +
+                                    " refused our link (" + step.detail + "): reconnecting");
+        outgoing_lost(*o, "refused");
+        return;
+      }
       auth_failures_.fetch_add(1, std::memory_order_relaxed);
       log_limited(o->endpoint, "node at " + o->endpoint + " refused us: " + step.detail);
       reset(*o, /*backoff=*/true);
@@ -370,6 +379,7 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
   using Event = AcceptorStep::Event;
   switch (step.event) {
     case Event::kNotAuthenticated:
+      if (step.reply) io_.reply(id, encode_frame(*step.reply));
       reject("connection", step.detail);
       incoming_.erase(id);
       return;
@@ -397,6 +407,16 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
         peer_down(h.name, "restarted", &id);  // this connection is the new one's: it stays
       }
       io_.reply(id, encode_frame(*step.reply));
+      // A peer has one connection to us at a time: this one supersedes any older one (its
+      // connector reconnected), which would otherwise be kept until the peer went down.
+      for (auto it = incoming_.begin(); it != incoming_.end();) {
+        if (it->first != id && it->second.hs.phase == Phase::kAuthenticated &&
+            it->second.hs.hello.name == h.name) {
+          it = incoming_.erase(it);
+        } else {
+          ++it;
+        }
+      }
       last_heard_[h.name] = now_;
       incoming_creation_[h.name] = h.creation;
       if (is_hidden(h)) {
@@ -449,6 +469,14 @@ void LinkTable::peer_down(const std::string& peer, const std::string& reason,
     }
   }
   io_.peer_down(peer, reason, was_up, was_hidden);
+}
+
+void LinkTable::outgoing_lost(Outgoing& o, const std::string& reason) {
+  const std::string peer = o.hs.peer;
+  reset(o, /*backoff=*/true);
+  // Our direction is gone; the peer's direction to us may be fine, and stays: the peer is up
+  // again as soon as ours is authenticated again (maybe_up).
+  if (announced_.erase(peer) > 0) io_.peer_down(peer, reason, true, hidden_.count(peer) > 0);
 }
 
 void LinkTable::reject(const std::string& source, const std::string& why) {

@@ -167,6 +167,9 @@ class LinkTable {
   void handle_incoming(const std::string& id, Incoming& in, Frame frame);
   /// `keep`: an incoming connection of the peer's that survives (its new incarnation's).
   void peer_down(const std::string& peer, const std::string& reason, const std::string* keep);
+  /// Our up link `o` turned out dead (the peer refused it): reconnect, and report the peer
+  /// down if it was up.
+  void outgoing_lost(Outgoing& o, const std::string& reason);
   void reject(const std::string& source, const std::string& why);
   void log_limited(const std::string& source, const std::string& line);
   Outgoing* up_link(const std::string& peer);

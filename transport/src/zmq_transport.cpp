@@ -43,6 +43,10 @@ constexpr int kMaxZmqQueued = 1024;
 constexpr std::uint64_t kReadBudget = 2048;
 // How often the I/O thread looks at the ROUTER while a thread waits in receive() for it.
 constexpr auto kReceiverCheck = std::chrono::milliseconds(5);
+// How often the I/O thread reads the DEALERs of links that are up (only a REFUSE comes back on
+// them), and how many messages it takes from one at a time.
+constexpr auto kUpLinkRead = std::chrono::milliseconds(50);
+constexpr std::size_t kDealerReadBudget = 64;
 
 // The CURVE client key a message arrived under: the ZAP handler's user id ("" if none). Valid
 // while `msg` lives.
@@ -207,8 +211,8 @@ class ZmqTransport final : public Transport, private LinkIo {
   /// peer is up the link is published (links_) and senders use the socket directly, on their
   /// own thread: no hand-off to the I/O thread on the way out. Every use of the socket, by
   /// anyone, is under `mu` (a ZeroMQ socket may change threads behind a full memory barrier),
-  /// and the I/O thread polls a published socket only while `pending` is not empty, when
-  /// senders only append to `pending`: so the socket is never used by two threads at once.
+  /// and the I/O thread polls its descriptor, never the socket: so the socket is never used by
+  /// two threads at once.
   struct Link {
     std::mutex mu;
     zmq::socket_t* dealer = nullptr;  // null once the link is gone
@@ -223,8 +227,9 @@ class ZmqTransport final : public Transport, private LinkIo {
   struct Conn {
     std::unique_ptr<zmq::socket_t> dealer;
     std::shared_ptr<Link> link;
+    int fd = -1;       // the DEALER's ZMQ_FD: polled instead of the socket (see run())
     std::string peer;  // once it proved who it is
-    bool up = false;   // reported up: polled only to drain what ZeroMQ would not take
+    bool up = false;   // reported up: read now and then, for a REFUSE (see run())
   };
 
   // -- LinkIo: what the link table does, done with sockets (under io_mu_) -----------------------
@@ -248,6 +253,7 @@ class ZmqTransport final : public Transport, private LinkIo {
         c.dealer->set(zmq::sockopt::curve_secretkey, opt_.curve->secret_key);
       }
       c.dealer->connect(endpoint);
+      c.fd = c.dealer->get(zmq::sockopt::fd);
     } catch (const zmq::error_t& e) {
       why = e.what();
       graveyard_.push_back(std::move(c.dealer));
@@ -393,19 +399,18 @@ class ZmqTransport final : public Transport, private LinkIo {
         items.push_back({zap_->zap_handle(), 0, ZMQ_POLLIN, 0});
         items.push_back({zap_->monitor_handle(), 0, ZMQ_POLLIN, 0});
       }
-      const std::size_t first_dealer = items.size();
-      std::vector<ConnId> polled;
+      // DEALERs by their descriptors too: a socket may be used only under its link's mutex,
+      // and polling a socket uses it (a sender may be sending on a link that is published
+      // while its handshake finishes). The descriptor only says that something may have
+      // changed; service() then drains and reads under the mutex.
       for (auto& [id, c] : conns_) {
-        // Only handshake frames come back on a DEALER; a link that is up is polled only to
-        // drain what ZeroMQ would not take (see Link).
-        short events = c.up ? 0 : ZMQ_POLLIN;
+        bool pending;
         {
           std::lock_guard<std::mutex> lock(c.link->mu);
-          if (!c.link->pending.empty()) events |= ZMQ_POLLOUT;
+          pending = !c.link->pending.empty();
         }
-        if (events == 0) continue;
-        items.push_back({c.dealer->handle(), 0, events, 0});
-        polled.push_back(id);
+        if (c.up && !pending) continue;  // read now and then below, for a REFUSE
+        items.push_back({nullptr, c.fd, ZMQ_POLLIN, 0});
       }
       io.unlock();
       auto relock = [&] {
@@ -439,10 +444,20 @@ class ZmqTransport final : public Transport, private LinkIo {
       // nothing more, or notes a backlog when it stops for the rest of the loop (heartbeats
       // must not starve behind a peer that sends without pause).
       if ((items[0].revents & ZMQ_POLLIN) || receiver_waiting || backlog) read_router();
-      for (std::size_t i = 0; i < polled.size(); ++i) {
-        if (items[first_dealer + i].revents & ZMQ_POLLIN) read_dealer(polled[i]);
-        if (items[first_dealer + i].revents & ZMQ_POLLOUT) flush(polled[i]);
+      // Every DEALER in a handshake or with frames waiting is serviced on every round (its
+      // descriptor is edge-triggered: a sender's own use of the socket may have taken the
+      // signal); one that is up only every kUpLinkRead, for a REFUSE telling us that its peer
+      // forgot the link (docs/protocol.md section 7).
+      const Clock::time_point now = Clock::now();
+      const bool read_up = now >= next_up_read_;
+      if (read_up) next_up_read_ = now + kUpLinkRead;
+      std::vector<ConnId> ids;
+      for (const auto& [id, c] : conns_) {
+        if (!c.up || read_up || total_pending_.load(std::memory_order_relaxed) > 0) {
+          ids.push_back(id);
+        }
       }
+      for (ConnId id : ids) service(id);
       table_->tick(Clock::now());
     }
     // Leaving: tell the peers, then let the sockets go.
@@ -513,31 +528,47 @@ class ZmqTransport final : public Transport, private LinkIo {
     total_pending_.fetch_add(count, std::memory_order_relaxed);
   }
 
-  // Drains what ZeroMQ would not take earlier, as far as it takes it now.
-  void flush(ConnId id) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Link& link = *it->second.link;
-    std::lock_guard<std::mutex> lock(link.mu);
-    while (!link.pending.empty() && link.dealer) {
-      auto& [bytes, count] = link.pending.front();
-      zmq::message_t msg(bytes.data(), bytes.size());
-      if (!link.dealer->send(msg, zmq::send_flags::dontwait)) return;
-      link.pending_frames -= count;
-      total_pending_.fetch_sub(count, std::memory_order_relaxed);
-      link.pending.pop_front();
-      link.last_sent = Clock::now();
-    }
-  }
-
-  void read_dealer(ConnId id) {
-    for (;;) {
-      auto it = conns_.find(id);  // the link table may close it while handling a frame
+  // Drains what ZeroMQ would not take earlier, as far as it takes it now, and hands what came
+  // back on the DEALER (handshake frames, a REFUSE) to the link table. Every use of the socket
+  // is under the link's mutex.
+  void service(ConnId id) {
+    std::vector<zmq::message_t> in;
+    {
+      auto it = conns_.find(id);
       if (it == conns_.end()) return;
-      zmq::message_t msg;
-      if (!it->second.dealer->recv(msg, zmq::recv_flags::dontwait)) return;
-      table_->on_outgoing(id, msg.to_string_view(), Clock::now());
+      Link& link = *it->second.link;
+      std::lock_guard<std::mutex> lock(link.mu);
+      if (!link.dealer) return;
+      try {
+        // ZMQ_EVENTS processes the socket's pending commands: after it, the descriptor signals
+        // the next change (a send or recv alone may leave commands unprocessed, and a poll on
+        // the descriptor would then sleep through a socket that became writable).
+        for (int round = 0; round < 4; ++round) {
+          while (!link.pending.empty()) {
+            auto& [bytes, count] = link.pending.front();
+            zmq::message_t msg(bytes.data(), bytes.size());
+            if (!link.dealer->send(msg, zmq::send_flags::dontwait)) break;
+            link.pending_frames -= count;
+            total_pending_.fetch_sub(count, std::memory_order_relaxed);
+            link.pending.pop_front();
+            link.last_sent = Clock::now();
+          }
+          while (in.size() < kDealerReadBudget) {
+            zmq::message_t msg;
+            if (!link.dealer->recv(msg, zmq::recv_flags::dontwait)) break;
+            in.push_back(std::move(msg));
+          }
+          const int events = link.dealer->get(zmq::sockopt::events);
+          const bool can_send = (events & ZMQ_POLLOUT) && !link.pending.empty();
+          const bool can_read = (events & ZMQ_POLLIN) && in.size() < kDealerReadBudget;
+          if (!can_send && !can_read) break;
+        }
+      } catch (const zmq::error_t& e) {
+        log_limited("dealer", std::string("a link's socket failed: ") + e.what());
+      }
     }
+    // Outside the mutex: the link table may close this connection meanwhile.
+    for (zmq::message_t& msg : in) table_->on_outgoing(id, msg.to_string_view(), Clock::now());
   }
 
   // Reads and handles up to kReadBudget frames; sets router_backlog_ when it stopped before
@@ -624,7 +655,8 @@ class ZmqTransport final : public Transport, private LinkIo {
   // The I/O thread's own (and receive()'s, under io_mu_).
   std::unordered_map<ConnId, Conn> conns_;
   std::vector<std::unique_ptr<zmq::socket_t>> graveyard_;  // retired DEALERs, closed in run()
-  bool io_wake_needed_ = false;  // receive() made a socket the I/O thread must start polling
+  bool io_wake_needed_ = false;       // receive() made a socket the I/O thread must start polling
+  Clock::time_point next_up_read_{};  // when run() next reads the DEALERs of up links
   std::unordered_map<std::string, std::uint64_t> data_in_;  // DATA frames since the last flush
   std::unordered_map<std::string, Clock::time_point> last_logged_;
 
