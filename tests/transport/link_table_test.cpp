@@ -282,6 +282,45 @@ TEST_F(LinkTableTest, ANewIncarnationTakesTheOldOneDownFirst) {
   EXPECT_EQ(io_.ups[1].creation, 6u);
 }
 
+// The peer's connector dropped its connection and made a new one (it heard REFUSE, or timed us
+// out): what it sent may have been lost, so the peer is down here too -- and up again at once,
+// since our own direction stands (resetting it would make the peer see a reconnect in turn).
+TEST_F(LinkTableTest, APeerThatReconnectsIsDownAndUpAgainAndOurDirectionStays) {
+  const ConnId conn = link_with(b_);
+  b_.out = ConnectorState{};
+  link_to_us(b_, "in-b-again");
+  ASSERT_EQ(io_.downs.size(), 1u);
+  EXPECT_EQ(io_.downs[0], std::make_pair(std::string("b"), std::string("reconnected")));
+  ASSERT_EQ(io_.ups.size(), 2u);
+  EXPECT_EQ(io_.open_conns.count(conn), 1u);  // not reset
+  EXPECT_EQ(io_.published.at("b"), conn);
+  // The old connection is forgotten: a frame on it is refused, so its sender would learn.
+  io_.replies.clear();
+  table_.on_incoming("in-b", encode_frame(Frame(Heartbeat{9})), {}, io_.now);
+  ASSERT_EQ(io_.replies.size(), 1u);
+  EXPECT_EQ(std::get<Refuse>(io_.replies[0].second).reason, "not authenticated");
+}
+
+// A node reached under two endpoints: the second connection leaves before it proves anything,
+// so the peer never takes it for a reconnect.
+TEST_F(LinkTableTest, ASecondLinkToAnUpPeerLeavesBeforeItsProof) {
+  const ConnId first = link_with(b_);
+  table_.connect("sim://b-alias", "", io_.now);
+  const ConnId second = io_.open_conns.rbegin()->first;
+  ASSERT_NE(second, first);
+  ScriptedPeer alias(b_.me);  // the same node behind the other endpoint
+  auto hellos = io_.sent_on<Hello>(second);
+  ASSERT_EQ(hellos.size(), 1u);
+  Frame hello(hellos[0]);
+  std::function<std::string()> nonce = [] { return std::string(kNonceBytes, 'p'); };
+  AcceptorStep c = acceptor_on_frame(alias.me, alias.in, hello, nonce);
+  table_.on_outgoing(second, encode_frame(*c.reply), io_.now);
+  EXPECT_TRUE(io_.sent_on<Proof>(second).empty());
+  EXPECT_EQ(io_.open_conns.count(second), 0u);
+  EXPECT_EQ(io_.open_conns.count(first), 1u);
+  EXPECT_TRUE(io_.downs.empty());
+}
+
 TEST_F(LinkTableTest, UpPeersLearnOfEachOther) {
   const ConnId to_b = link_with(b_);
   ScriptedPeer c{HandshakeIdentity{"c", 3, "sim://c", "secret", false}};

@@ -299,6 +299,26 @@ TEST(SimLinkConvergenceTest, LinksAgreeSoonAfterAnyScheduleOfFaults) {
   }
 }
 
+// A partition shorter than down_after: both ends still count the link up when it heals, and
+// both find their connections broken at once. Each is down once and up again, and it stays so
+// (each end's reconnect must not make the other reconnect in turn, for ever).
+TEST_F(SimNetworkTest, APartitionShorterThanDownAfterHealsWithOneDownEachAndNoFlapping) {
+  SimPeer& a = make("a");
+  SimPeer& b = make("b");
+  a.t->connect("sim://b");
+  ASSERT_TRUE(run_until([&] { return a.up("b") && b.up("a"); }));
+  net_->partition({"a"}, {"b"});
+  run_for(1s);
+  net_->heal();
+  run_for(5s);
+  EXPECT_TRUE(a.up("b") && b.up("a"));
+  EXPECT_LE(a.downs.size(), 1u);
+  EXPECT_LE(b.downs.size(), 1u);
+  const std::size_t ups = a.ups.size() + b.ups.size();
+  run_for(10s);
+  EXPECT_EQ(a.ups.size() + b.ups.size(), ups);
+}
+
 TEST_F(SimNetworkTest, CurveNodesWithEachOthersKeysLinkAndAStrangerIsRefused) {
   auto key = [] { return generate_curve_keys().value(); };
   const CurveKeys ka = key(), kb = key(), kx = key();

@@ -104,6 +104,18 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
       reset(*o, /*backoff=*/true);
       return;
     case Event::kAuthenticated:
+      // Another link to the same node is up or proving itself (it was reached under two
+      // endpoints): keep that one, and leave this one before it proves anything, so the peer
+      // never takes a second connection of ours for a reconnect (see handle_incoming).
+      for (auto& other : outgoing_) {
+        if (other.get() != o && other->hs.peer == o->hs.peer &&
+            (other->state == Outgoing::State::kUp ||
+             other->hs.phase == ConnectorState::Phase::kProofSent)) {
+          reset(*o, false);
+          o->next_attempt = TimePoint::max();
+          return;
+        }
+      }
       send_on(*o, encode_frame(*step.reply));
       // The peer proved it holds the cookie, and what we send now follows the PROOF that
       // authenticates us: senders may use this link already. The peer may count us up (and
@@ -405,6 +417,14 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
       // silently to the new incarnation, which drops our frames as unauthenticated.
       if (Outgoing* o = up_link(h.name); o && o->hs.peer_creation != h.creation) {
         peer_down(h.name, "restarted", &id);  // this connection is the new one's: it stays
+      } else if (announced_.erase(h.name) > 0) {
+        // The same incarnation, up, authenticating a new connection: its connector dropped
+        // the one before (it heard REFUSE, timed us out, or lost the connection), so frames of
+        // its may have been lost. Down here too, before anything of the new connection is
+        // taken, as a lost Erlang connection is down at both ends. Our own direction stands
+        // (resetting it too would make the peer see our reconnect in turn, and so on for
+        // ever): maybe_up below reports the peer up again at once.
+        io_.peer_down(h.name, "reconnected", true, hidden_.count(h.name) > 0);
       }
       io_.reply(id, encode_frame(*step.reply));
       // A peer has one connection to us at a time: this one supersedes any older one (its
