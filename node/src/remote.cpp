@@ -137,6 +137,7 @@ struct PeerBatch {
   std::string frames;     // encoded back to back
   std::size_t count = 0;  // frames in `frames`
   bool checked = false;   // the link was up when this slice first sent to it
+  bool used = false;      // sent to in this slice (listed in SliceBatches::used)
 };
 
 // While a process runs on a scheduler thread, its remote sends are gathered here and leave
@@ -144,8 +145,11 @@ struct PeerBatch {
 // and no wake-up of another thread. Entries are reused from slice to slice.
 struct SliceBatches {
   bool open = false;
-  std::vector<PeerBatch> peers;  // the few peers a slice sends to
+  std::vector<PeerBatch> peers;   // the few peers a slice sends to
+  std::vector<std::size_t> used;  // this slice's, in order of its first send to each
 };
+// Entries kept for reuse beyond a slice (hidden peers come and go under fresh names).
+constexpr std::size_t kKeptBatches = 16;
 thread_local SliceBatches tls_batches;
 
 void send_batch(PeerBatch& b) {
@@ -159,13 +163,20 @@ void send_batch(PeerBatch& b) {
 }
 
 PeerBatch& batch_for(transport::Transport& t, Atom node) {
-  for (PeerBatch& b : tls_batches.peers) {
-    if (b.transport == &t && b.node == node) return b;
+  std::vector<PeerBatch>& peers = tls_batches.peers;
+  std::size_t i = 0;
+  while (i < peers.size() && !(peers[i].transport == &t && peers[i].node == node)) ++i;
+  if (i == peers.size()) {
+    PeerBatch& b = peers.emplace_back();
+    b.transport = &t;
+    b.node = node;
+    b.peer = std::string(node.name());
   }
-  PeerBatch& b = tls_batches.peers.emplace_back();
-  b.transport = &t;
-  b.node = node;
-  b.peer = std::string(node.name());
+  PeerBatch& b = peers[i];
+  if (!b.used) {
+    b.used = true;
+    tls_batches.used.push_back(i);
+  }
   return b;
 }
 
@@ -179,10 +190,16 @@ RemoteBatchScope::~RemoteBatchScope() {
 }
 
 void RemoteBatchScope::flush() {
-  for (PeerBatch& b : tls_batches.peers) {
+  // In the order this slice first sent to each peer: what leaves when does not depend on what
+  // earlier slices did (a simulation replays from its seed).
+  for (std::size_t i : tls_batches.used) {
+    PeerBatch& b = tls_batches.peers[i];
     send_batch(b);
     b.checked = false;
+    b.used = false;
   }
+  tls_batches.used.clear();
+  if (tls_batches.peers.size() > kKeptBatches) tls_batches.peers.resize(kKeptBatches);
 }
 
 Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope& e,

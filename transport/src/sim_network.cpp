@@ -93,7 +93,7 @@ class SimTransport final : public Transport, private LinkIo {
 
   Status send_frames(const std::string& peer, std::string_view frames, std::size_t count) override {
     auto it = published_.find(peer);
-    if (it == published_.end()) return Status(ErrorCode::kNodeDown, peer);
+    if (closed_ || it == published_.end()) return Status(ErrorCode::kNodeDown, peer);
     if (table_.blocked(peer)) return Status::Ok();  // a cut link: lost
     Conn& c = conns_.at(it->second);
     c.last_sent = net_.now();
@@ -147,6 +147,14 @@ class SimTransport final : public Transport, private LinkIo {
   }
 
   void count_curve_refused() { ++curve_refused_; }
+
+  /// As a crashed process: silent at once, no BYE.
+  void crash() {
+    if (closed_) return;
+    closed_ = true;
+    published_.clear();
+    net_.detach(this);
+  }
 
  private:
   struct Conn {
@@ -451,6 +459,14 @@ void SimNetwork::deliver(Event& e) {
   if (it == pipes_.end()) return;
   Pipe& p = it->second;
   const std::string from = e.to_acceptor ? p.from_name : node_at(p.endpoint);
+  if (trace_) {
+    std::string_view rest = e.bytes;
+    auto f = decode_next_frame(rest);
+    static const char* const kNames[] = {"HELLO", "CHALLENGE", "PROOF", "WELCOME", "REFUSE",
+                                         "DATA",  "HEARTBEAT", "BYE",   "PEERS"};
+    trace("deliver p" + std::to_string(e.pipe) + "." + std::to_string(e.incarnation) + " " + from +
+          " -> " + e.to + " " + (f.ok() ? kNames[f->index()] : "?") + (rest.empty() ? "" : " ..."));
+  }
   if (paused(e.to)) {
     ++stats_.held;
     held_[e.to].push_back(std::move(e));
@@ -537,6 +553,16 @@ void SimNetwork::resume(const std::string& node) {
 void SimNetwork::break_connections(const std::string& node) {
   for (auto& [id, p] : pipes_) {
     if (p.from_name == node || node_at(p.endpoint) == node) break_pipe(p, id, "blip");
+  }
+}
+
+void SimNetwork::crash(const std::string& node) {
+  for (const auto& [endpoint, t] : listeners_) {
+    if (t->name() == node) {
+      trace("crash " + node);
+      t->crash();  // detaches: listeners_ changes, so stop here
+      return;
+    }
   }
 }
 

@@ -146,6 +146,10 @@ class SimNetwork {
   bool paused(const std::string& node) const { return paused_.count(node) > 0; }
   /// Breaks every connection from or to `node` now (a network blip).
   void break_connections(const std::string& node);
+  /// `node`'s transport stops as its process would crash: it sends nothing more (no BYE) and
+  /// takes nothing in; its peers find out by down_after. The transport stays the node's to
+  /// destroy (its close() is then a no-op).
+  void crash(const std::string& node);
 
   const SimStats& stats() const { return stats_; }
   /// Called with a line per event (sends, deliveries, faults) when set: a failing seed's story.
