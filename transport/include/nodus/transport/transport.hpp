@@ -173,8 +173,9 @@ class Transport {
   /// Cuts traffic with `peer` (by node name) as a network partition would: nothing is sent to
   /// it or taken from it, heartbeats and handshakes included, so both sides declare the other
   /// down within down_after. unblock_peer restores it; the link comes back with the reconnect
-  /// backoff. An operator's quarantine of a node, and the partition of multi-process tests
-  /// (in-process tests use the simulation's partitions instead).
+  /// backoff. An operator's quarantine of a node, and how multi-process tests partition real
+  /// node processes (in-process tests may partition the simulated network instead:
+  /// SimNetwork::partition).
   virtual void block_peer(const std::string& peer) = 0;
   virtual void unblock_peer(const std::string& peer) = 0;
   /// Tells the peers that are up (BYE), stops the transport's threads and closes its
