@@ -208,7 +208,7 @@ class GenServerProcess final : public Process {
     switch (e->kind) {
       case Kind::kCall: {
         // The caller has given up already: nobody would read the answer.
-        if (e->deadline != Clock::time_point::max() && Clock::now() >= e->deadline) break;
+        if (e->deadline != Clock::time_point::max() && rt().now() >= e->deadline) break;
         From from{e->from, e->ref};
         set_current_call(from);
         set_current_deadline(e->deadline);
@@ -282,7 +282,7 @@ class GenServerProcess final : public Process {
     if (auto& c = ActionAccess::continue_arg(a)) continue_ = std::make_unique<Term>(std::move(*c));
     if (auto idle = ActionAccess::idle(a)) {
       idle_ref_ = rt().make_ref();
-      rt().timers().add(Clock::now() + *idle, pid(), Kind::kIdleTimeout, idle_ref_);
+      rt().timers().add(rt().now() + *idle, pid(), Kind::kIdleTimeout, idle_ref_);
     }
   }
 

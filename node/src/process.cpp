@@ -164,6 +164,8 @@ void Process::after_run(bool suspended) {
   }
 }
 
+Process::Clock::time_point Process::now() const { return rt_.now(); }
+
 void Process::park(Clock::time_point deadline) {
   waiting_.store(true, std::memory_order_relaxed);
   if (thread_bound_) {
@@ -636,8 +638,11 @@ class InboxProcess final : public Process {
           if (woken_) break;
         }
         if (rt().scheduler().step()) continue;
+        if (rt().now() >= deadline) break;
+        // Under virtual time the simulation moves on meanwhile (other nodes, the network, time).
+        if (rt().advance_time()) continue;
         std::unique_lock<std::mutex> lock(mu_);
-        if (woken_ || Clock::now() >= deadline) break;
+        if (woken_ || rt().now() >= deadline) break;
         // Idle: wait briefly for a timer (timers fire on their own thread).
         cv_.wait_for(lock, std::chrono::milliseconds(1));
       }
@@ -739,7 +744,7 @@ Result<Message, Reason> call_message(const Dest& dest, Message request, Timeout 
   Ref ref = rt.make_ref();
   me->await_ref(ref, target);
   // A call made while handling a call gets no more time than that call has left.
-  const auto deadline = std::min(timeout.deadline_from_now(), me->current_deadline());
+  const auto deadline = std::min(rt.deadline(timeout), me->current_deadline());
   auto* e = new Envelope(kind, me->pid(), ref, std::move(request));
   e->deadline = deadline;
   // Only calls to other nodes are timed (CallLatency): a local call is too cheap to time.
@@ -812,7 +817,7 @@ void sleep_for(std::chrono::milliseconds d) {
     std::this_thread::sleep_for(d);
     return;
   }
-  (void)me->wait_until([] { return false; }, Process::Clock::now() + d);
+  (void)me->wait_until([] { return false; }, me->rt().now() + d);
 }
 
 Message receive() {
@@ -824,7 +829,7 @@ Message receive() {
 
 std::optional<Message> receive(Timeout t) {
   Process* me = detail::require_self("receive()");
-  std::unique_ptr<Envelope> e(me->receive_until(t.deadline_from_now()));
+  std::unique_ptr<Envelope> e(me->receive_until(me->rt().deadline(t)));
   if (!e) return std::nullopt;
   me->count_handled();
   return std::move(e->msg);
@@ -882,7 +887,7 @@ RequestId send_request(const Dest& to, Message request) {
 
 CallResult wait_response(const RequestId& id, Timeout timeout) {
   Process* me = detail::require_self("wait_response");
-  bool got = me->wait_until([&] { return me->has_reply(id.ref); }, timeout.deadline_from_now());
+  bool got = me->wait_until([&] { return me->has_reply(id.ref); }, me->rt().deadline(timeout));
   if (!got) return reasons::timeout();  // still outstanding: may be waited for again
   std::unique_ptr<Envelope> r(me->take_reply(id.ref));
   if (r->kind == Kind::kReplyError) return Reason(r->msg.is_term() ? r->msg.term() : Term());
@@ -893,7 +898,7 @@ CallResult wait_response(const RequestId& id, Timeout timeout) {
 Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
   Runtime& rt = detail::runtime_for_call(to);
   Ref ref = rt.make_ref();
-  rt.timers().add(std::chrono::steady_clock::now() + delay, to, Kind::kInfo, ref, std::move(msg));
+  rt.timers().add(rt.now() + delay, to, Kind::kInfo, ref, std::move(msg));
   return ref;
 }
 
@@ -1030,7 +1035,7 @@ bool demonitor(const Ref& ref) {
 std::optional<Reason> await_down(const Ref& ref, Timeout timeout) {
   Process* me = detail::require_self("await_down");
   // The Down ends the monitor as it is fetched; then it is taken out of the queue.
-  bool got = me->wait_until([&] { return !me->has_monitor(ref); }, timeout.deadline_from_now());
+  bool got = me->wait_until([&] { return !me->has_monitor(ref); }, me->rt().deadline(timeout));
   if (!got) return std::nullopt;
   return me->take_down(ref);
 }

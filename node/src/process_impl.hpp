@@ -49,6 +49,8 @@ class Process {
   const Pid& pid() const { return pid_; }
   void set_pid(const Pid& p) { pid_ = p; }
   Runtime& rt() const { return rt_; }
+  /// The node's time (Runtime::now): its virtual clock's under simulation.
+  Clock::time_point now() const;
   const Pid& parent() const { return parent_; }
   void set_parent(const Pid& p) { parent_ = p; }
 
@@ -283,7 +285,7 @@ bool Process::wait_until(Pred pred, Clock::time_point deadline) {
     // pred may have fetched too (receive does): a signal it took must not be slept on.
     if (exit_pending_) throw ProcessExit{x().pending_reason, false};
     if (woke_) return false;
-    if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return false;
+    if (deadline != Clock::time_point::max() && now() >= deadline) return false;
     park(deadline);
   }
 }

@@ -28,10 +28,14 @@ std::uint32_t default_creation() {
 }  // namespace
 
 Runtime::Runtime(const NodeOptions& options)
-    : name_(options.name),
+    : clock_owner_(options.clock),
+      clock_(options.clock.get()),
+      name_(options.name),
       creation_(options.creation ? options.creation : default_creation()),
-      timers_(*this),
+      timers_(*this, options.clock.get()),
       scheduler_(*this, options.schedulers, options.fiber_stack_size, options.manual_scheduling) {
+  // Timers of a virtual clock fire inside step(): only a manual scheduler has one.
+  NODUS_CHECK(!clock_ || options.manual_scheduling);
   {
     std::lock_guard<std::mutex> lock(g_runtimes_mu);
     g_runtimes.push_back(this);
@@ -245,7 +249,6 @@ void* Runtime::set_service(std::size_t slot, std::shared_ptr<void> owner) {
 void Runtime::shutdown(Timeout grace) {
   if (stopped_.exchange(true)) return;
   shutting_down_.store(true);
-  using Clock = std::chrono::steady_clock;
   // Inboxes belong to plain threads and leave when those close them: not waited for.
   auto live = [&] {
     std::size_t n = 0;
@@ -254,9 +257,12 @@ void Runtime::shutdown(Timeout grace) {
     });
     return n;
   };
+  // On the node's clock: under virtual time a simulation runs meanwhile (the processes may
+  // wait for other nodes) and the grace is virtual too.
   auto wait_until_empty = [&](Clock::time_point deadline) {
-    while (live() > 0 && Clock::now() < deadline) {
+    while (live() > 0 && now() < deadline) {
       if (scheduler_.manual() && scheduler_.step()) continue;
+      if (advance_time()) continue;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     return live() == 0;
@@ -275,15 +281,15 @@ void Runtime::shutdown(Timeout grace) {
     });
     for (const Pid& pid : targets) deliver(pid, new Envelope(kind, Pid{}, Ref{}, reason));
   };
-  const auto deadline = grace.deadline_from_now();
+  const auto deadline = this->deadline(grace);
   // Top-level processes first: supervisors stop their children in order.
   signal_all(true, Kind::kShutdown, reasons::shutdown());
-  auto roots_deadline = std::min(deadline, Clock::now() + (deadline - Clock::now()) / 2);
+  auto roots_deadline = std::min(deadline, now() + (deadline - now()) / 2);
   if (!wait_until_empty(roots_deadline)) {
     signal_all(false, Kind::kShutdown, reasons::shutdown());
     if (!wait_until_empty(deadline)) {
       signal_all(false, Kind::kExitSignal, reasons::kill());
-      wait_until_empty(Clock::now() + std::chrono::seconds(1));
+      wait_until_empty(now() + std::chrono::seconds(1));
     }
   }
   if (transport::Transport* t = transport()) t->close();  // peers hear BYE

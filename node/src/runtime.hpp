@@ -16,6 +16,7 @@
 #include <vector>
 #include "envelope.hpp"
 #include "nodus/node/node.hpp"
+#include "nodus/transport/clock.hpp"
 #include "nodus/transport/transport.hpp"
 #include "process_table.hpp"
 #include "scheduler.hpp"
@@ -56,6 +57,20 @@ class Runtime {
   void set_node(Node* n) { node_ = n; }
   std::uint32_t creation() const { return creation_; }
   bool is_local(const Pid& p) const { return p.node == name_ && p.creation == creation_; }
+
+  // -- time: the system's steady clock, or a simulation's virtual one (NodeOptions::clock) --
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point now() const { return clock_ ? clock_->now() : Clock::now(); }
+  /// now + t, or time_point::max() for infinity.
+  Clock::time_point deadline(Timeout t) const {
+    return t.is_infinite() ? Clock::time_point::max() : now() + t.duration();
+  }
+  /// True when time is virtual: timers fire inside Scheduler::step(), not on a thread.
+  bool virtual_time() const { return clock_ != nullptr; }
+  /// For a plain thread that waits with nothing of this node's to run, under virtual time:
+  /// lets the simulation move on by one event. False without virtual time, or when nothing can
+  /// happen any more.
+  bool advance_time() { return clock_ && clock_->advance(); }
 
   Ref make_ref() {
     return Ref{name_, creation_, next_ref_.fetch_add(1, std::memory_order_relaxed)};
@@ -135,6 +150,9 @@ class Runtime {
 
  private:
   Node* node_ = nullptr;
+  // The virtual clock, or null for the system's; set at construction, never changed.
+  std::shared_ptr<transport::Clock> clock_owner_;
+  transport::Clock* clock_ = nullptr;
   Atom name_;
   std::uint32_t creation_;
   std::atomic<std::uint64_t> next_ref_{1};
@@ -145,8 +163,8 @@ class Runtime {
   void deliver_remote_to(Atom node, std::variant<Pid, std::string> address, Envelope* e);
   /// Sends e's frame to `node`, or, inside a RemoteBatchScope, adds it to the batch for that
   /// node. Sets `bad` (and sends nothing) when e cannot cross the wire.
-  static Status send_envelope(transport::Transport& t, Atom node, const Envelope& e,
-                              const std::variant<Pid, std::string>& to, std::optional<Reason>& bad);
+  Status send_envelope(transport::Transport& t, Atom node, const Envelope& e,
+                       const std::variant<Pid, std::string>& to, std::optional<Reason>& bad);
   void on_remote_data(const std::string& peer, transport::Data&& d);
   void on_peer_change(const std::string& peer, bool up, bool hidden);
 

@@ -68,6 +68,10 @@ class GlobalServer : public GenServer {
     node_ = node;
     st_ = std::move(st);
     me_ = node_->name();
+    // From the node's name and incarnation, not std::random_device: a simulated cluster
+    // replays from its seed. (A real node's incarnation comes from the clock.)
+    rng_.seed(static_cast<std::uint32_t>(std::hash<std::string_view>()(me_.name()) ^
+                                         node_->creation()));
     monitor_nodes(true);
     // Nodes already linked: introduce ourselves (those running the service answer).
     for (Atom peer : node_->nodes()) send_hello(peer, true);
@@ -620,7 +624,7 @@ class GlobalServer : public GenServer {
   std::set<Pid> monitored_;
   std::map<Pid, Atom> peer_servers_;  // the peers' global servers we monitor, and their nodes
   bool sweep_armed_ = false;
-  std::mt19937 rng_{std::random_device{}()};
+  std::mt19937 rng_;  // retry pauses; seeded in init
 };
 
 // The NameResolver behind global(name).

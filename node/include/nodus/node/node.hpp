@@ -21,7 +21,9 @@
 #include "nodus/node/process.hpp"
 #include "nodus/node/term.hpp"
 #include "nodus/node/timeout.hpp"
+#include "nodus/transport/clock.hpp"
 #include "nodus/transport/curve.hpp"
+#include "nodus/transport/transport.hpp"
 
 namespace nodus {
 
@@ -44,7 +46,7 @@ struct NodeOptions {
   /// No scheduler threads: processes run only when the owner calls step() or
   /// run_until_idle(), one at a time on the caller's thread, in a deterministic order. A plain
   /// thread that waits (call, receive, start) runs the processes itself meanwhile. For tests
-  /// that step message by message; timers still fire on their own thread.
+  /// that step message by message; timers fire on their own thread (inside step() with `clock`).
   bool manual_scheduling = false;
 
   // -- networking (node.listen, cluster.seed, cluster.cookie_file) --------------------------
@@ -75,6 +77,16 @@ struct NodeOptions {
   /// Where the transport's log lines go (refused peers, failed handshakes ...). Default:
   /// stderr. Called on the transport's thread; must not block.
   std::function<void(const std::string& line)> log{};
+
+  // -- deterministic simulation, for tests (nodus/transport/sim.hpp) -------------------------
+  /// Makes this node's transport in place of ZeroMQ's (Transport::start), given the options
+  /// above as TransportOptions: the simulation's in-memory network, where `listen` names the
+  /// node ("sim://n1"). Default: ZeroMQ.
+  transport::TransportFactory transport_factory{};
+  /// The time source of every timer, timeout and deadline of this node. Default (null): the
+  /// system's steady clock. A simulation's virtual clock makes timers fire inside step() and
+  /// never on a thread of their own. REQUIRES: manual_scheduling when set.
+  std::shared_ptr<transport::Clock> clock{};
 };
 
 /// One peer node as the transport sees it.
