@@ -11,14 +11,23 @@
 #include <shared_mutex>
 #include <unordered_map>
 
+#include "global_protocol.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
 
 namespace {
 
+namespace proto = global_protocol;
 using Clock = std::chrono::steady_clock;
-constexpr const char* kServerName = "nodus_global";
+using proto::kServerName;
+
+// To itself: look for rounds that outlasted lock_timeout.
+struct SweepRounds {};
+// To itself: start the lost round kept under `id` again.
+struct RetryRound {
+  std::uint64_t id;
+};
 
 struct StringHash {
   using is_transparent = void;
@@ -52,14 +61,6 @@ GlobalEntry entry_of(const std::string& name, const Claim& c) {
   return GlobalEntry{name, c.pid, c.pid.node, c.epoch, c.clock};
 }
 
-Term claim_term(const std::string& name, const Claim& c) {
-  return tuple(bin(name), c.pid, static_cast<std::int64_t>(c.epoch),
-               static_cast<std::int64_t>(c.clock));
-}
-
-std::uint64_t as_u64(const Term& t) { return static_cast<std::uint64_t>(t.as_int()); }
-Term u64(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
-
 // -- the server ---------------------------------------------------------------------------
 
 class GlobalServer : public GenServer {
@@ -75,77 +76,37 @@ class GlobalServer : public GenServer {
   }
 
   Action handle_call(Message& msg, From from) override {
-    if (auto m = msg.match({"register", _bin, _pid, _int})) {
-      start_registration(m[0].as_bin(), m[1].as_pid(), m[2].as_int() != 0, from, 0);
-      return noreply();
-    }
-    if (auto m = msg.match({"unregister", _bin})) {
-      start_unregistration(m[0].as_bin(), from, 0);
-      return noreply();
-    }
-    return GenServer::handle_call(msg, from);
+    return msg.visit(
+        [&](const proto::RegisterRequest& r) {
+          start_registration(r.name, r.pid, r.re_register, from, 0);
+          return noreply();
+        },
+        [&](const proto::UnregisterRequest& r) {
+          start_unregistration(r.name, from, 0);
+          return noreply();
+        },
+        [&](Message& other) { return GenServer::handle_call(other, from); });
   }
 
   Action handle_info(Message& msg) override {
-    if (const NodeUp* up = msg.get<NodeUp>()) {
-      send_hello(up->node, true);
-      return noreply();
-    }
-    if (const NodeDown* down = msg.get<NodeDown>()) {
-      peer_gone(down->node, /*node_down=*/true);
-      return noreply();
-    }
-    if (const Down* d = msg.get<Down>()) {
-      if (auto it = peer_servers_.find(d->pid); it != peer_servers_.end()) {
-        const Atom peer = it->second;
-        peer_servers_.erase(it);
-        peer_gone(peer, /*node_down=*/false);
-      } else {
-        process_down(d->pid);
-      }
-      return noreply();
-    }
-    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom, _pid, _list})) {
-      tick(as_u64(m[2]));
-      hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"), m[4].as_pid());
-      raise_stale_epochs(m[5].as_list());
-      return noreply();
-    }
-    if (auto m = msg.match({"g_lock", _bin, _int, _atom})) {
-      lock_request(m[0].as_bin(), as_u64(m[1]), m[2].as_atom());
-      return noreply();
-    }
-    if (auto m = msg.match({"g_lock_reply", _bin, _int, _atom, _atom, _, _int})) {
-      lock_reply(as_u64(m[1]), m[2].as_atom(), m[3].is_atom("ok"), m[4], as_u64(m[5]));
-      return noreply();
-    }
-    if (auto m = msg.match({"g_commit", _bin, _pid, _int, _int, _int, _atom})) {
-      tick(as_u64(m[3]));
-      commit_from(m[5].as_atom(), m[0].as_bin(), Claim{m[1].as_pid(), as_u64(m[2]), as_u64(m[3])},
-                  as_u64(m[4]));
-      return noreply();
-    }
-    if (auto m = msg.match({"g_release", _bin, _int, _atom})) {
-      release(m[0].as_bin(), m[2].as_atom(), as_u64(m[1]));
-      return noreply();
-    }
-    if (auto m = msg.match({"g_unreg", _bin, _pid, _int, _int, _atom})) {
-      const std::string& name = m[0].as_bin();
-      const Pid pid = m[1].as_pid();
-      const std::uint64_t epoch = as_u64(m[2]);
-      auto c = find(name);
-      if (c && c->pid == pid && c->epoch <= epoch) erase(name);
-      mark_gone(name, pid, epoch);
-      release(name, m[4].as_atom(), as_u64(m[3]));
-      return noreply();
-    }
-    if (msg == "g_sweep") {
-      sweep();
-      return noreply();
-    }
-    if (auto m = msg.match({"g_retry", _int})) {
-      retry(as_u64(m[0]));
-    }
+    msg.visit([&](const NodeUp& up) { send_hello(up.node, true); },
+              [&](const NodeDown& down) { peer_gone(down.node, /*node_down=*/true); },
+              [&](const Down& d) { down(d); },
+              [&](const proto::Hello& m) {
+                tick(m.clock);
+                hello(m);
+                raise_stale_epochs(m.seen);
+              },
+              [&](const proto::Lock& m) { lock_request(m); },
+              [&](const proto::LockReply& m) { lock_reply(m); },
+              [&](const proto::Commit& m) {
+                tick(m.clock);
+                commit_from(m);
+              },
+              [&](const proto::Release& m) { release(m.name, m.node, m.req); },
+              [&](const proto::Unregister& m) { unregister_from(m); },
+              [&](const SweepRounds&) { sweep(); }, [&](const RetryRound& r) { retry(r.id); },
+              [&](const Message&) {});  // anything else: not ours, ignored
     return noreply();
   }
 
@@ -230,33 +191,37 @@ class GlobalServer : public GenServer {
     return c.epoch == seen.epoch && !(seen.gone && seen.pid == c.pid);
   }
 
-  void peer_send(Atom peer, Term t) { send(named(kServerName, peer.name()), std::move(t)); }
+  void peer_send(Atom peer, Message m) { send(named(kServerName, peer.name()), std::move(m)); }
 
   // -- membership -------------------------------------------------------------------------
 
   void send_hello(Atom peer, bool want_answer) {
-    List claims;
+    proto::Hello h;
+    h.node = me_;
     {
       std::shared_lock lock(st_->mu);
-      for (const auto& [name, c] : st_->names) claims.push_back(claim_term(name, c));
+      h.claims.reserve(st_->names.size());
+      for (const auto& [name, c] : st_->names) {
+        h.claims.push_back(proto::Claim{name, c.pid, c.epoch, c.clock});
+      }
     }
-    List seen;
-    for (const auto& [name, s] : epochs_) seen.push_back(tuple(bin(name), u64(s.epoch), s.pid));
-    ++clock_;
-    peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer),
-                          self(), Term(std::move(seen))));
+    h.seen.reserve(epochs_.size());
+    for (const auto& [name, s] : epochs_) h.seen.push_back(proto::Seen{name, s.epoch, s.pid});
+    h.clock = ++clock_;
+    h.want_answer = want_answer;
+    h.server = self();
+    peer_send(peer, std::move(h));
   }
 
   // A peer's highest epochs (after its claims were merged). A name this node holds at an epoch
   // that another holder already had somewhere (registered while the two were apart, or while
   // this node was down) is raised above it, and everyone is told: a fencing epoch never comes
   // round again.
-  void raise_stale_epochs(const List& seen) {
+  void raise_stale_epochs(const std::vector<proto::Seen>& seen) {
     bool raised = false;
-    for (const Term& t : seen) {
-      if (!t.match({_bin, _int, _pid})) continue;
-      const std::string& name = t[0].as_bin();
-      const Seen theirs{as_u64(t[1]), t[2].as_pid()};
+    for (const proto::Seen& s : seen) {
+      const std::string& name = s.name;
+      const Seen theirs{s.epoch, s.pid};
       Seen& mine_seen = epochs_[name];
       if (theirs.epoch > mine_seen.epoch) mine_seen = theirs;
       auto held = find(name);
@@ -270,7 +235,9 @@ class GlobalServer : public GenServer {
     }
   }
 
-  void hello(Atom peer, const List& claims, bool want_answer, const Pid& server) {
+  void hello(const proto::Hello& m) {
+    const Atom peer = m.node;
+    const Pid& server = m.server;
     bool fresh;
     {
       std::unique_lock lock(st_->mu);
@@ -282,13 +249,12 @@ class GlobalServer : public GenServer {
       peer_servers_[server] = peer;
       monitor(server);
     }
-    if (fresh || want_answer) send_hello(peer, false);  // our table may have changed since
+    if (fresh || m.want_answer) send_hello(peer, false);  // our table may have changed since
     std::set<Atom> connected;
     for (Atom a : node_->nodes()) connected.insert(a);
-    for (const Term& t : claims) {
-      if (!t.match({_bin, _pid, _int, _int})) continue;
-      const std::string& name = t[0].as_bin();
-      Claim theirs{t[1].as_pid(), as_u64(t[2]), as_u64(t[3])};
+    for (const proto::Claim& c : m.claims) {
+      const std::string& name = c.name;
+      const Claim theirs{c.pid, c.epoch, c.clock};
       if (theirs.pid.node != me_ && !connected.count(theirs.pid.node)) continue;  // stale
       if (is_gone(name, theirs)) continue;  // unregistered, and the sender has not heard yet
       merge(name, theirs);
@@ -345,6 +311,16 @@ class GlobalServer : public GenServer {
     for (std::uint64_t req : ready) decide(req);
   }
 
+  void down(const Down& d) {
+    if (auto it = peer_servers_.find(d.pid); it != peer_servers_.end()) {
+      const Atom peer = it->second;
+      peer_servers_.erase(it);
+      peer_gone(peer, /*node_down=*/false);
+    } else {
+      process_down(d.pid);
+    }
+  }
+
   void process_down(const Pid& pid) {
     monitored_.erase(pid);
     std::vector<std::pair<std::string, Claim>> gone;
@@ -361,9 +337,7 @@ class GlobalServer : public GenServer {
     }
     for (const auto& [name, c] : gone) {
       mark_gone(name, c.pid, c.epoch);
-      for (Atom peer : peers()) {
-        peer_send(peer, tuple("g_unreg", bin(name), pid, u64(c.epoch), u64(0), me_));
-      }
+      for (Atom peer : peers()) peer_send(peer, proto::Unregister{name, pid, c.epoch, 0, me_});
     }
   }
 
@@ -380,12 +354,12 @@ class GlobalServer : public GenServer {
     return false;
   }
 
-  void lock_request(const std::string& name, std::uint64_t req, Atom from) {
-    const bool granted = lock_free_for(name, from, req);
-    if (granted) locks_[name] = Lock{from, req, Clock::now()};
-    auto c = find(name);
-    peer_send(from, tuple("g_lock_reply", bin(name), u64(req), me_, granted ? "ok" : "locked",
-                          c ? Term(c->pid) : Term(), u64(known_epoch(name))));
+  void lock_request(const proto::Lock& m) {
+    const bool granted = lock_free_for(m.name, m.node, m.req);
+    if (granted) locks_[m.name] = Lock{m.node, m.req, Clock::now()};
+    auto c = find(m.name);
+    peer_send(m.node, proto::LockReply{m.name, m.req, me_, granted, c ? c->pid : Pid{},
+                                       known_epoch(m.name)});
   }
 
   void release(const std::string& name, Atom node, std::uint64_t req) {
@@ -401,9 +375,9 @@ class GlobalServer : public GenServer {
     if (!re_register && lock_free_for(name, me_, 0)) {
       if (auto c = find(name)) {
         if (c->pid == pid) {
-          reply(from, tuple("ok", u64(c->epoch)));
+          reply(from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
         } else {
-          reply(from, tuple("error", "already_started", c->pid));
+          reply(from, taken(c->pid));
         }
         return;
       }
@@ -433,7 +407,7 @@ class GlobalServer : public GenServer {
     for (Atom peer : peers()) {
       p.asked.insert(peer);
       p.waiting.insert(peer);
-      peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
+      peer_send(peer, proto::Lock{name, req, me_});
     }
     const bool ready = settled(p);  // at once for a node alone
     p.started = Clock::now();
@@ -450,7 +424,7 @@ class GlobalServer : public GenServer {
   void start_unregistration(const std::string& name, From from, int attempt) {
     auto c = find(name);
     if (!c) {
-      reply(from, tuple("error", "not_found"));
+      reply(from, failed(Status(ErrorCode::kNotFound, name)));
       return;
     }
     const std::uint64_t req = ++next_req_;
@@ -463,22 +437,19 @@ class GlobalServer : public GenServer {
     lock_round(req, std::move(p));
   }
 
-  void lock_reply(std::uint64_t req, Atom peer, bool granted, const Term& holder,
-                  std::uint64_t epoch) {
-    auto it = pending_.find(req);
-    if (it == pending_.end()) {
-      return;
-    }
+  void lock_reply(const proto::LockReply& m) {
+    auto it = pending_.find(m.req);
+    if (it == pending_.end()) return;
     Pending& p = it->second;
-    if (!p.waiting.erase(peer)) return;
-    if (granted) {
-      p.granted.insert(peer);
+    if (!p.waiting.erase(m.node)) return;
+    if (m.granted) {
+      p.granted.insert(m.node);
     } else {
       p.denied = true;
     }
-    if (holder.is_pid() && holder.as_pid() != p.pid) p.holder = holder.as_pid();
-    p.max_epoch = std::max(p.max_epoch, epoch);
-    if (settled(p)) decide(req);
+    if (m.holder && m.holder != p.pid) p.holder = m.holder;
+    p.max_epoch = std::max(p.max_epoch, m.epoch);
+    if (settled(p)) decide(m.req);
   }
 
   // A round is settled once a majority of its voters (this node and the peers asked, less
@@ -500,7 +471,7 @@ class GlobalServer : public GenServer {
     auto give_back = [&] {
       // Those still waiting may grant it yet: the release reaches them after the request.
       for (const std::set<Atom>* peers : {&p.granted, &p.waiting}) {
-        for (Atom peer : *peers) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
+        for (Atom peer : *peers) peer_send(peer, proto::Release{p.name, req, me_});
       }
       release(p.name, me_, req);
     };
@@ -509,7 +480,7 @@ class GlobalServer : public GenServer {
       // Someone else holds a lock on the name: try again after a random pause that grows
       // with each attempt, so racing registrars fall out of step.
       if (p.attempt >= 60) {
-        reply(p.from, tuple("error", "timeout"));
+        reply(p.from, failed(Status(ErrorCode::kTimeout, "the name stayed locked")));
         return;
       }
       const std::uint64_t retry_id = ++next_req_;
@@ -520,7 +491,7 @@ class GlobalServer : public GenServer {
       if (ms == 0) {
         retry(retry_id);
       } else {
-        send_after(self(), tuple("g_retry", u64(retry_id)), std::chrono::milliseconds(ms));
+        send_after(self(), RetryRound{retry_id}, std::chrono::milliseconds(ms));
       }
       return;
     }
@@ -528,16 +499,15 @@ class GlobalServer : public GenServer {
       auto c = find(p.name);
       if (!c) {
         give_back();
-        reply(p.from, tuple("error", "not_found"));
+        reply(p.from, failed(Status(ErrorCode::kNotFound, p.name)));
         return;
       }
       erase(p.name);
       mark_gone(p.name, c->pid, c->epoch);
       release(p.name, me_, req);
-      reply(p.from, "ok");
-      for (Atom peer : peers()) {
-        peer_send(peer, tuple("g_unreg", bin(p.name), c->pid, u64(c->epoch), u64(req), me_));
-      }
+      reply(p.from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
+      for (Atom peer : peers())
+        peer_send(peer, proto::Unregister{p.name, c->pid, c->epoch, req, me_});
       return;
     }
     if (auto c = find(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
@@ -545,7 +515,7 @@ class GlobalServer : public GenServer {
     }
     if (p.holder && !p.re_register) {
       give_back();
-      reply(p.from, tuple("error", "already_started", p.holder));
+      reply(p.from, taken(p.holder));
       return;
     }
     tick(0);
@@ -555,10 +525,9 @@ class GlobalServer : public GenServer {
     release(p.name, me_, req);
     // The caller first (this node's table has it already); every peer hears of it next, also
     // one that synchronised with us during the lock round.
-    reply(p.from, tuple("ok", u64(c.epoch)));
+    reply(p.from, proto::Reply{Status::Ok(), c.epoch, Pid{}});
     for (Atom peer : peers()) {
-      peer_send(peer,
-                tuple("g_commit", bin(p.name), c.pid, u64(c.epoch), u64(c.clock), u64(req), me_));
+      peer_send(peer, proto::Commit{p.name, c.pid, c.epoch, c.clock, req, me_});
     }
   }
 
@@ -566,7 +535,7 @@ class GlobalServer : public GenServer {
   void arm_sweep() {
     if (sweep_armed_) return;
     sweep_armed_ = true;
-    send_after(self(), "g_sweep", st_->options.lock_timeout / 2);
+    send_after(self(), SweepRounds{}, st_->options.lock_timeout / 2);
   }
 
   void sweep() {
@@ -584,10 +553,23 @@ class GlobalServer : public GenServer {
     if (!pending_.empty()) arm_sweep();
   }
 
-  void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {
-    if (supersedes(name, c)) put(name, c);
-    release(name, node, req);
+  void commit_from(const proto::Commit& m) {
+    const Claim c{m.pid, m.epoch, m.clock};
+    if (supersedes(m.name, c)) put(m.name, c);
+    release(m.name, m.node, m.req);
   }
+
+  void unregister_from(const proto::Unregister& m) {
+    auto c = find(m.name);
+    if (c && c->pid == m.pid && c->epoch <= m.epoch) erase(m.name);
+    mark_gone(m.name, m.pid, m.epoch);
+    release(m.name, m.node, m.req);
+  }
+
+  static proto::Reply taken(const Pid& holder) {
+    return proto::Reply{Status(ErrorCode::kAlreadyStarted, holder.to_string()), 0, holder};
+  }
+  static proto::Reply failed(Status s) { return proto::Reply{std::move(s), 0, Pid{}}; }
 
   void retry(std::uint64_t retry_id) {
     auto it = retries_.find(retry_id);
@@ -651,19 +633,23 @@ const std::shared_ptr<const GlobalNames>& global_names_resolver() {
   return r;
 }
 
+// Asks `node`'s global name server. Errors: kNotFound when the service does not run there;
+// the call's failure.
+Result<proto::Reply> ask(Node& node, Message request) {
+  GlobalState* st = state_of(node);
+  if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
+  auto r = call_as<proto::Reply>(st->server, std::move(request), std::chrono::seconds(10));
+  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
+  return std::move(*r);
+}
+
 Result<std::uint64_t> registration(Node& node, std::string_view name, Pid pid, bool re) {
   if (name.empty()) return Status(ErrorCode::kBadArg, "an empty global name");
   if (!pid) return Status(ErrorCode::kBadArg, "an invalid pid");
-  GlobalState* st = state_of(node);
-  if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
-  auto r =
-      call(st->server, tuple("register", bin(name), pid, re ? 1 : 0), std::chrono::seconds(10));
-  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
-  if (auto m = r->match({"ok", _int})) return static_cast<std::uint64_t>(m[0].as_int());
-  if (auto m = r->match({"error", "already_started", _pid})) {
-    return Status(ErrorCode::kAlreadyStarted, m[0].as_pid().to_string());
-  }
-  return Status(ErrorCode::kTimeout, r->to_string());
+  auto r = ask(node, proto::RegisterRequest{name, pid, re});
+  if (!r) return r.error();
+  if (!r->status.ok()) return r->status;
+  return r->epoch;
 }
 
 }  // namespace
@@ -676,6 +662,7 @@ Pid resolve_earliest(const std::string&, const GlobalEntry& a, const GlobalEntry
 
 Status start_global(Node& node, GlobalOptions options) {
   if (state_of(node)) return Status::Ok();
+  if (Status s = proto::register_messages(); !s.ok()) return s;
   auto st = std::make_shared<GlobalState>();
   st->options = std::move(options);
   if (!st->options.resolver) st->options.resolver = resolve_earliest;
@@ -701,12 +688,9 @@ Result<std::uint64_t> re_register_global(Node& node, std::string_view name, Pid 
 }
 
 Status unregister_global(Node& node, std::string_view name) {
-  GlobalState* st = state_of(node);
-  if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
-  auto r = call(st->server, tuple("unregister", bin(name)), std::chrono::seconds(10));
-  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
-  if (*r == Term("ok")) return Status::Ok();
-  return Status(ErrorCode::kNotFound, std::string(name));
+  auto r = ask(node, proto::UnregisterRequest{name});
+  if (!r) return r.error();
+  return r->status;
 }
 
 std::optional<Pid> whereis_global(Node& node, std::string_view name) {

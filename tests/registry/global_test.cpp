@@ -14,7 +14,9 @@
 #include <thread>
 #include <vector>
 
+#include "global_protocol.hpp"
 #include "node/test_util.hpp"
+#include "nodus/node/codec.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
@@ -224,15 +226,41 @@ TEST_F(GlobalTest, ACommitOlderThanWhatANodeHasSeenIsIgnored) {
   const Pid server = node(0).whereis("nodus_global");
   ASSERT_TRUE(server);
   const Pid p1 = idle(1), p2 = idle(2);
-  send(server, tuple("g_commit", bin("late"), p2, 7, 1, 0, Atom("g3")));
-  send(server, tuple("g_commit", bin("late"), p1, 5, 1, 0, Atom("g2")));
-  send(server, tuple("g_unreg", bin("gone"), p1, 4, 0, Atom("g2")));
-  send(server, tuple("g_commit", bin("gone"), p1, 4, 1, 0, Atom("g2")));
+  namespace proto = global_protocol;
+  send(server, proto::Commit{"late", p2, 7, 1, 0, Atom("g3")});
+  send(server, proto::Commit{"late", p1, 5, 1, 0, Atom("g2")});
+  send(server, proto::Unregister{"gone", p1, 4, 0, Atom("g2")});
+  send(server, proto::Commit{"gone", p1, 4, 1, 0, Atom("g2")});
   // A call from this thread to the same server is handled after the messages above.
   ASSERT_OK(register_global(node(0), "sync", idle(0)));
   EXPECT_EQ(whereis_global(node(0), "late"), p2);
   EXPECT_EQ(global_epoch(node(0), "late"), 7u);
   EXPECT_FALSE(whereis_global(node(0), "gone").has_value());
+}
+
+// What docs/protocol.md section 9 says a client in another language sends and receives: the
+// tag, and the fields as one MessagePack array in the order listed there.
+TEST(GlobalProtocolTest, MessagesAreTheFieldListsOfTheProtocolDocument) {
+  namespace proto = global_protocol;
+  auto wire = [](const Message& m) {
+    std::string bytes;
+    EXPECT_TRUE(m.encode(bytes));
+    return decode_term(bytes).value_or(Term("undecodable"));
+  };
+  const Pid p{Atom("n2"), 3, 9};
+  Message lock = proto::Lock{"db", 7, Atom("n1")};
+  EXPECT_EQ(lock.wire_tag(), 101u);
+  EXPECT_EQ(wire(lock), tuple(bin("db"), 7, "n1"));
+  Message reply = proto::LockReply{"db", 7, Atom("n2"), true, p, 4};
+  EXPECT_EQ(reply.wire_tag(), 102u);
+  EXPECT_EQ(wire(reply), tuple(bin("db"), 7, "n2", true, p, 4));
+  Message hello = proto::Hello{Atom("n1"), {{"db", p, 4, 11}}, 12, true, p, {{"db", 4, p}}};
+  EXPECT_EQ(hello.wire_tag(), 100u);
+  EXPECT_EQ(wire(hello), tuple("n1", tuple(tuple(bin("db"), p, 4, 11)), 12, true, p,
+                               tuple(tuple(bin("db"), 4, p))));
+  Message taken = proto::Reply{Status(ErrorCode::kAlreadyStarted, "x"), 0, p};
+  EXPECT_EQ(taken.wire_tag(), 112u);
+  EXPECT_EQ(wire(taken), tuple(tuple(1006, "x"), 0, p));
 }
 
 TEST_F(GlobalTest, DefaultResolverPrefersTheEarlierRegistrationThenTheNodeName) {
@@ -265,7 +293,7 @@ TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
   ASSERT_TRUE(eventually([&] { return meshed(nodes); }, 10s));
   // m3 grants its lock on "held" to a request that m2 never made (m2 ignores the answer). The
   // call after it, from this thread to the same server, is handled after it.
-  send(nodes[2]->whereis("nodus_global"), tuple("g_lock", bin("held"), 999999, Atom("m2")));
+  send(nodes[2]->whereis("nodus_global"), global_protocol::Lock{"held", 999999, Atom("m2")});
   ASSERT_OK(register_global(*nodes[2], "sync", spawn(*nodes[2], [] { (void)receive(); })));
   Pid holder = spawn(*nodes[0], [] { (void)receive(); });
   auto epoch = register_global(*nodes[0], "held", holder);

@@ -9,6 +9,14 @@
 //     if (msg == "pop") ...                                 // an atom
 //     if (auto m = msg.match({"push", _})) ...              // a term's shape (see term.hpp)
 //
+// Which to use: a protocol the project owns (between its servers on different nodes, and from
+// an API to its own server) is typed messages, each a struct with named fields declared with
+// NODUS_MESSAGE (wire.hpp), dispatched with visit: the compiler checks every field, the wire
+// form is one field list, and docs/protocol.md documents it field by field (registry/src's
+// global_protocol.hpp and pg_protocol.hpp are the models). Terms are for data whose shape is
+// only known at run time: what users send their own processes, requests typed by people
+// (nodusctl call), notifications whose receiver matches them (`{pg_join, Scope, Group, Pids}`).
+//
 // Thread-safety: a value; one thread at a time.
 #pragma once
 
