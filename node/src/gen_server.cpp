@@ -162,7 +162,7 @@ class GenServerProcess final : public Process {
         after_callback(a);
         break;
       case Action::Kind::kIgnore:
-        init_failed(starter, Term(atom("ignore")), reasons::normal());
+        init_failed(starter, reasons::of(ErrorCode::kIgnored), reasons::normal());
         break;
       case Action::Kind::kStop:
         init_failed(starter, ActionAccess::reason(a));
@@ -199,7 +199,7 @@ class GenServerProcess final : public Process {
       (void)rt().timers().cancel(idle_ref_.id);
       if (e->kind == Kind::kIdleTimeout && e->ref == idle_ref_) {
         idle_ref_ = Ref{};
-        Message timeout(atom("timeout"));
+        Message timeout(atom("timeout"));  // gen_server's idle timeout message, not an error
         apply(guarded([&] { return server_->handle_info(timeout); }), nullptr);
         return;
       }
@@ -347,13 +347,13 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
   Pid pid = rt.adopt(p);
   if (!opts.name.empty()) {
     // Registered before init runs, as gen_server does; a taken name starts nothing.
-    Status s = register_start_name(rt, opts.name, pid);
+    NameStatus s = register_start_name(rt, opts.name, pid);
     if (!s.ok()) {
-      Pid holder = whereis_start_name(rt, opts.name);
       p->finish(reasons::normal());
       rt.retire(pid);
-      if (s.code() == ErrorCode::kAlreadyStarted)
-        return Reason(tuple(atom("already_started"), holder));
+      if (s.code() == ErrorCode::kAlreadyStarted) {
+        return reasons::of(ErrorCode::kAlreadyStarted, s.holder());
+      }
       return reasons::from_status(s);
     }
   }

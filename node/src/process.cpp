@@ -24,12 +24,29 @@ Reason normal() { return Term(atom("normal")); }
 Reason shutdown() { return Term(atom("shutdown")); }
 Reason kill() { return Term(atom("kill")); }
 Reason killed() { return Term(atom("killed")); }
-Reason noproc() { return Term(atom("noproc")); }
-Reason timeout() { return Term(atom("timeout")); }
+Reason noproc() { return of(ErrorCode::kNoProc); }
+Reason timeout() { return of(ErrorCode::kTimeout); }
+Reason of(ErrorCode code) { return Term(atom(error_name(code))); }
+Reason of(ErrorCode code, Term detail) { return tuple(atom(error_name(code)), std::move(detail)); }
 Reason from_status(const Status& s) {
-  Term name = atom(error_name(s.code()));
-  if (s.message().empty()) return name;
-  return tuple(name, bin(s.message()));
+  if (s.message().empty()) return of(s.code());
+  return of(s.code(), bin(s.message()));
+}
+Status to_status(const Reason& r) {
+  const Term& t = r.term();
+  const Term* name = &t;
+  const Term* detail = nullptr;
+  if (t.is_tuple() && t.size() == 2) {
+    name = &t[0];
+    detail = &t[1];
+  }
+  if (name->is_atom()) {
+    if (auto code = error_from_name(name->as_atom().name()); code && *code != ErrorCode::kOk) {
+      if (!detail) return Status(*code);
+      return Status(*code, detail->is_bin() ? detail->as_bin() : detail->to_string());
+    }
+  }
+  return Status(ErrorCode::kExited, t.to_string());
 }
 bool is_clean(const Reason& r) {
   if (r.is_atom("normal") || r.is_atom("shutdown")) return true;
@@ -257,7 +274,7 @@ void Process::drop_oldest_over_bound() {
     e->next = nullptr;
     count_dequeued();
     dropped_.fetch_add(1, std::memory_order_relaxed);
-    rt_.bounce(e, Term(atom("overloaded")), pid_);
+    rt_.bounce(e, reasons::of(ErrorCode::kOverloaded), pid_);
     e = n;
   }
 }
@@ -438,7 +455,8 @@ void Process::node_down(Atom node, bool hidden) {
                     [&](const Envelope* r) { return r->ref == ref; })) {
       continue;
     }
-    x.replies.push_back(new Envelope(Kind::kReplyError, target, ref, Term(atom("nodedown"))));
+    x.replies.push_back(
+        new Envelope(Kind::kReplyError, target, ref, reasons::of(ErrorCode::kNodeDown)));
   }
   // Links to processes there break with noconnection, as an exit signal from each.
   std::vector<Pid> broken;
@@ -735,7 +753,7 @@ Result<Message, Reason> call_message(const Dest& dest, Message request, Timeout 
     if (!target) return reasons::noproc();
   }
   const Dest to = target.id ? Dest(target) : dest;
-  if (target == me->pid()) return Reason(atom("calling_self"));
+  if (target == me->pid()) return reasons::of(ErrorCode::kCallingSelf);
   Ref ref = rt.make_ref();
   me->await_ref(ref, target);
   // A call made while handling a call gets no more time than that call has left.
@@ -858,8 +876,8 @@ CallResult call(const Dest& to, Message request, Timeout timeout) {
   if (!r) return std::move(r).error();
   Message& m = r.value();
   if (m.is_term()) return std::move(m.term());
-  return Reason(tuple(atom("badarg"), bin(std::string("typed reply ") + m.type_name() +
-                                          " to an untyped call: use call_as<T>")));
+  return reasons::of(ErrorCode::kBadArg, bin(std::string("typed reply ") + m.type_name() +
+                                             " to an untyped call: use call_as<T>"));
 }
 
 void reply(const From& from, Message value) {
@@ -887,7 +905,8 @@ CallResult wait_response(const RequestId& id, Timeout timeout) {
   std::unique_ptr<Envelope> r(me->take_reply(id.ref));
   if (r->kind == Kind::kReplyError) return Reason(r->msg.is_term() ? r->msg.term() : Term());
   if (r->msg.is_term()) return std::move(r->msg.term());
-  return Reason(atom("badarg"));
+  return reasons::of(ErrorCode::kBadArg, bin(std::string("typed reply ") + r->msg.type_name() +
+                                             " to an untyped request: use call_as<T>"));
 }
 
 Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
@@ -990,24 +1009,16 @@ const std::string& Name::local() const {
 }
 
 namespace detail {
-Status register_start_name(Runtime& rt, const Name& name, const Pid& pid) {
+NameStatus register_start_name(Runtime& rt, const Name& name, const Pid& pid) {
   if (name.is_via()) {
     const Dest& d = name.dest();
     return d.resolver().register_name(*rt.node(), d.via_key(), pid);
   }
   return rt.register_name(name.local(), pid);
 }
-
-Pid whereis_start_name(Runtime& rt, const Name& name) {
-  if (name.is_via()) {
-    const Dest& d = name.dest();
-    return d.resolver().whereis_name(*rt.node(), d.via_key());
-  }
-  return rt.whereis(name.local());
-}
 }  // namespace detail
 
-Status register_name(std::string_view name, const Pid& pid) {
+NameStatus register_name(std::string_view name, const Pid& pid) {
   Runtime* rt = Runtime::owning(pid.node, pid.creation);
   if (!rt) return Status(ErrorCode::kBadArg, pid.to_string() + " is not on a node of this process");
   return rt->register_name(name, pid);

@@ -108,7 +108,7 @@ void Runtime::deliver(const Pid& to, Envelope* e) {
       bounce(e, reasons::noproc(), to);
       return;
     case Process::PushResult::kRejected:
-      bounce(e, Term(atom("overloaded")), to);
+      bounce(e, reasons::of(ErrorCode::kOverloaded), to);
       return;
   }
 }
@@ -155,13 +155,13 @@ void Runtime::forget_name(const Pid& pid) {
   named_.fetch_sub(1);
 }
 
-Status Runtime::register_name(std::string_view name, const Pid& pid) {
+NameStatus Runtime::register_name(std::string_view name, const Pid& pid) {
   if (name.empty()) return Status(ErrorCode::kBadArg, "an empty name");
   if (!is_local(pid)) return Status(ErrorCode::kBadArg, pid.to_string() + " is not on this node");
   std::lock_guard<std::mutex> lock(names_mu_);
   auto held = by_name_.find(std::string(name));
   if (held != by_name_.end()) {
-    return Status(ErrorCode::kAlreadyStarted, held->second.to_string());
+    return NameStatus::taken(held->second);
   }
   if (!table_.lookup(pid.id)) return Status(ErrorCode::kBadArg, pid.to_string() + " is not alive");
   if (auto it = name_of_.find(pid.id); it != name_of_.end()) {
@@ -325,7 +325,7 @@ std::string Node::endpoint() const {
 }
 void Node::connect(const std::string& endpoint) { rt_->connect(endpoint); }
 std::vector<Atom> Node::nodes() const { return rt_->nodes(); }
-Status Node::register_name(std::string_view name, const Pid& pid) {
+NameStatus Node::register_name(std::string_view name, const Pid& pid) {
   return rt_->register_name(name, pid);
 }
 bool Node::unregister_name(std::string_view name) { return rt_->unregister_name(name); }

@@ -27,9 +27,7 @@ class Process;
 class Runtime;
 
 /// Registers a starting process under its SpawnOptions name (local, or through its resolver).
-Status register_start_name(Runtime& rt, const Name& name, const Pid& pid);
-/// Who holds a start name now (for {already_started, Pid}).
-Pid whereis_start_name(Runtime& rt, const Name& name);
+NameStatus register_start_name(Runtime& rt, const Name& name, const Pid& pid);
 
 /// Remote sends made on this thread while a scope is open are gathered per peer and sent as
 /// one ZeroMQ message each when the scope flushes or closes. The scheduler opens one around
@@ -117,7 +115,7 @@ class Runtime {
   void* set_service(std::size_t slot, std::shared_ptr<void> owner);
 
   // -- local names ------------------------------------------------------------------
-  Status register_name(std::string_view name, const Pid& pid);
+  NameStatus register_name(std::string_view name, const Pid& pid);
   bool unregister_name(std::string_view name);
   Pid whereis(std::string_view name) const;
   std::vector<std::string> registered() const;

@@ -187,7 +187,7 @@ class SupervisorServer final : public GenServer {
       r = detail::current_exception_reason();
     }
     if (!r) {
-      if (r.error() == "ignore") {
+      if (r.error() == reasons::of(ErrorCode::kIgnored)) {
         c.pid = Pid{};
         c.restarting = false;
         return Pid{};
@@ -346,7 +346,7 @@ class SupervisorServer final : public GenServer {
       }
     } else if (Child* existing = by_id(spec.id)) {
       if (existing->pid.valid())
-        return {Pid{}, Reason(tuple(atom("already_started"), existing->pid))};
+        return {Pid{}, reasons::of(ErrorCode::kAlreadyStarted, existing->pid)};
       return {Pid{}, Reason(atom("already_present"))};
     }
     children_.push_back(Child{std::move(spec), Pid{}, next_key_++, false});
@@ -365,7 +365,7 @@ class SupervisorServer final : public GenServer {
   AckReply terminate_child_by_id(const std::string& id) {
     if (config_.dynamic) return {Reason(atom("not_supported"))};
     Child* c = by_id(id);
-    if (!c) return {Reason(atom("not_found"))};
+    if (!c) return {reasons::of(ErrorCode::kNotFound)};
     terminate_and_forget(*c);
     return {};
   }
@@ -373,7 +373,7 @@ class SupervisorServer final : public GenServer {
   AckReply terminate_child_by_pid(const Pid& pid) {
     auto it = std::find_if(children_.begin(), children_.end(),
                            [&](const Child& c) { return c.pid.valid() && c.pid == pid; });
-    if (it == children_.end()) return {Reason(atom("not_found"))};
+    if (it == children_.end()) return {reasons::of(ErrorCode::kNotFound)};
     terminate_and_forget(*it);
     return {};
   }
@@ -390,7 +390,7 @@ class SupervisorServer final : public GenServer {
   PidReply restart_child(const std::string& id) {
     if (config_.dynamic) return {Pid{}, Reason(atom("not_supported"))};
     Child* c = by_id(id);
-    if (!c) return {Pid{}, Reason(atom("not_found"))};
+    if (!c) return {Pid{}, reasons::of(ErrorCode::kNotFound)};
     if (c->pid.valid()) return {Pid{}, Reason(atom("running"))};
     if (c->restarting) return {Pid{}, Reason(atom("restarting"))};
     auto started = start_one(*c);
@@ -401,7 +401,7 @@ class SupervisorServer final : public GenServer {
   AckReply delete_child(const std::string& id) {
     if (config_.dynamic) return {Reason(atom("not_supported"))};
     Child* c = by_id(id);
-    if (!c) return {Reason(atom("not_found"))};
+    if (!c) return {reasons::of(ErrorCode::kNotFound)};
     if (c->pid.valid()) return {Reason(atom("running"))};
     if (c->restarting) return {Reason(atom("restarting"))};
     children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index_of(c->key)));

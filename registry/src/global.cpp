@@ -3,6 +3,7 @@
 #include "nodus/registry/global.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,6 +22,11 @@ namespace {
 namespace proto = global_protocol;
 using Clock = std::chrono::steady_clock;
 using proto::kServerName;
+
+// Lost rounds a registration retries before it gives up with no_quorum (about 1.5 s of
+// pauses), and how long the API waits for its node's server.
+constexpr int kMaxAttempts = 60;
+constexpr std::chrono::seconds kRequestTimeout{10};
 
 // To itself: look for rounds that outlasted lock_timeout.
 struct SweepRounds {};
@@ -48,6 +54,10 @@ struct GlobalState {
   mutable std::shared_mutex mu;
   std::unordered_map<std::string, Claim, StringHash, std::equal_to<>> names;
   std::set<Atom> peers;
+  // Counters for global_stats: written by the server, read by anyone.
+  std::atomic<std::uint64_t> rounds{0};
+  std::atomic<std::uint64_t> rounds_lost{0};
+  std::atomic<std::uint64_t> ignored{0};
 };
 
 std::size_t state_slot() {
@@ -420,11 +430,12 @@ class GlobalServer : public GenServer {
   }
 
   // Unregistering takes the same locks, and the removal releases them: a registration that
-  // follows on any node finds the name gone everywhere it asks.
+  // follows on any node finds the name gone everywhere it asks. not_found only for a name
+  // nobody held when asked: one that goes while the rounds are lost and retried is removed.
   void start_unregistration(const std::string& name, From from, int attempt) {
     auto c = find(name);
     if (!c) {
-      reply(from, failed(Status(ErrorCode::kNotFound, name)));
+      reply(from, attempt == 0 ? failed(Status(ErrorCode::kNotFound, name)) : proto::Reply{});
       return;
     }
     const std::uint64_t req = ++next_req_;
@@ -468,6 +479,8 @@ class GlobalServer : public GenServer {
     if (it == pending_.end()) return;
     Pending p = std::move(it->second);
     pending_.erase(it);
+    st_->rounds.fetch_add(1, std::memory_order_relaxed);
+    if (!won(p)) st_->rounds_lost.fetch_add(1, std::memory_order_relaxed);
     auto give_back = [&] {
       // Those still waiting may grant it yet: the release reaches them after the request.
       for (const std::set<Atom>* peers : {&p.granted, &p.waiting}) {
@@ -479,8 +492,10 @@ class GlobalServer : public GenServer {
       give_back();
       // Someone else holds a lock on the name: try again after a random pause that grows
       // with each attempt, so racing registrars fall out of step.
-      if (p.attempt >= 60) {
-        reply(p.from, failed(Status(ErrorCode::kTimeout, "the name stayed locked")));
+      if (p.attempt >= kMaxAttempts) {
+        reply(p.from, failed(Status(ErrorCode::kNoQuorum,
+                                    "no majority of the nodes granted the lock on " + p.name +
+                                        " in " + std::to_string(p.attempt + 1) + " rounds")));
         return;
       }
       const std::uint64_t retry_id = ++next_req_;
@@ -497,9 +512,9 @@ class GlobalServer : public GenServer {
     }
     if (p.unregister) {
       auto c = find(p.name);
-      if (!c) {
+      if (!c) {  // it was there when asked, and went meanwhile (its holder exited ...): done
         give_back();
-        reply(p.from, failed(Status(ErrorCode::kNotFound, p.name)));
+        reply(p.from, proto::Reply{});
         return;
       }
       erase(p.name);
@@ -612,10 +627,10 @@ class GlobalNames final : public NameResolver {
     if (!key.is_bin()) return Pid{};
     return whereis_global(node, key.as_bin()).value_or(Pid{});
   }
-  Status register_name(Node& node, const Term& key, const Pid& pid) const override {
+  NameStatus register_name(Node& node, const Term& key, const Pid& pid) const override {
     if (!key.is_bin()) return Status(ErrorCode::kBadArg, "a global name is a binary");
     auto r = register_global(node, key.as_bin(), pid);
-    return r.ok() ? Status::Ok() : r.error();
+    return r.ok() ? NameStatus() : r.error();
   }
   bool unregister_name(Node& node, const Term& key) const override {
     return key.is_bin() && unregister_global(node, key.as_bin()).ok();
@@ -634,21 +649,24 @@ const std::shared_ptr<const GlobalNames>& global_names_resolver() {
 }
 
 // Asks `node`'s global name server. Errors: kNotFound when the service does not run there;
-// the call's failure.
+// the call's failure as its code (timeout, noproc when the server is gone, protocol_error for
+// an answer that is no Reply).
 Result<proto::Reply> ask(Node& node, Message request) {
   GlobalState* st = state_of(node);
   if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
-  auto r = call_as<proto::Reply>(st->server, std::move(request), std::chrono::seconds(10));
-  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
+  auto r = call_as<proto::Reply>(st->server, std::move(request), kRequestTimeout);
+  if (!r) return reasons::to_status(r.error());
   return std::move(*r);
 }
 
-Result<std::uint64_t> registration(Node& node, std::string_view name, Pid pid, bool re) {
-  if (name.empty()) return Status(ErrorCode::kBadArg, "an empty global name");
-  if (!pid) return Status(ErrorCode::kBadArg, "an invalid pid");
+Result<std::uint64_t, NameStatus> registration(Node& node, std::string_view name, Pid pid,
+                                               bool re) {
+  if (name.empty()) return NameStatus(Status(ErrorCode::kBadArg, "an empty global name"));
+  if (!pid) return NameStatus(Status(ErrorCode::kBadArg, "an invalid pid"));
   auto r = ask(node, proto::RegisterRequest{name, pid, re});
-  if (!r) return r.error();
-  if (!r->status.ok()) return r->status;
+  if (!r) return NameStatus(r.error());
+  if (r->status.code() == ErrorCode::kAlreadyStarted) return NameStatus::taken(r->holder);
+  if (!r->status.ok()) return NameStatus(r->status);
   return r->epoch;
 }
 
@@ -679,11 +697,11 @@ Status start_global(Node& node, GlobalOptions options) {
 
 Dest global(std::string_view name) { return via_name(global_names_resolver(), bin(name)); }
 
-Result<std::uint64_t> register_global(Node& node, std::string_view name, Pid pid) {
+Result<std::uint64_t, NameStatus> register_global(Node& node, std::string_view name, Pid pid) {
   return registration(node, name, pid, false);
 }
 
-Result<std::uint64_t> re_register_global(Node& node, std::string_view name, Pid pid) {
+Result<std::uint64_t, NameStatus> re_register_global(Node& node, std::string_view name, Pid pid) {
   return registration(node, name, pid, true);
 }
 
@@ -721,6 +739,16 @@ std::vector<GlobalEntry> global_names(Node& node) {
   }
   std::sort(out.begin(), out.end(),
             [](const GlobalEntry& a, const GlobalEntry& b) { return a.name < b.name; });
+  return out;
+}
+
+GlobalStats global_stats(Node& node) {
+  GlobalStats out;
+  GlobalState* st = state_of(node);
+  if (!st) return out;
+  out.rounds = st->rounds.load(std::memory_order_relaxed);
+  out.rounds_lost = st->rounds_lost.load(std::memory_order_relaxed);
+  out.ignored = st->ignored.load(std::memory_order_relaxed);
   return out;
 }
 

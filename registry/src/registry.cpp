@@ -116,7 +116,7 @@ Registry::Partition& Registry::partition_of(const Term& key) const {
   return *parts_[key.hash() % parts_.size()];
 }
 
-Status Registry::add(const Term& key, const Pid& pid, Term value) const {
+NameStatus Registry::add(const Term& key, const Pid& pid, Term value) const {
   if (!pid) return Status(ErrorCode::kBadArg, "register needs a process");
   Partition& p = partition_of(key);
   bool watch = false;
@@ -124,7 +124,7 @@ Status Registry::add(const Term& key, const Pid& pid, Term value) const {
     std::unique_lock lock(p.mu);
     auto& v = p.table[key];
     if (options_.keys == RegistryKeys::kUnique && !v.empty()) {
-      return Status(ErrorCode::kAlreadyStarted, v.front().pid.to_string());
+      return NameStatus::taken(v.front().pid);
     }
     v.push_back(RegistryEntry{pid, value});
     p.by_pid[pid].push_back(key);
@@ -161,7 +161,7 @@ std::size_t Registry::remove_if(const Term& key, const Pid& pid,
   return n;
 }
 
-Status Registry::register_key(const Term& key, Term value) {
+NameStatus Registry::register_key(const Term& key, Term value) {
   return add(key, current_pid(), std::move(value));
 }
 
@@ -259,7 +259,7 @@ Pid Registry::whereis_name(Node&, const Term& key) const {
   return t->second.front().pid;
 }
 
-Status Registry::register_name(Node&, const Term& key, const Pid& pid) const {
+NameStatus Registry::register_name(Node&, const Term& key, const Pid& pid) const {
   if (options_.keys != RegistryKeys::kUnique) {
     return Status(ErrorCode::kBadArg, "via names need a registry with unique keys");
   }

@@ -324,6 +324,10 @@ TEST_F(GenServerTest, TypedMessagesDispatchByType) {
   EXPECT_EQ(call(p, "what").value(), tuple("error", tuple("unknown", "what")));
   // A typed reply read as a term is a clear error, not a crash.
   EXPECT_TRUE(call(p, Deposit{1}).error()[0].is_atom("badarg"));
+  // A reply of another type than the one asked for is the callee's protocol's fault.
+  auto other = call_as<Balance>(p, "what");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(reasons::to_status(other.error()).code(), ErrorCode::kProtocol);
 }
 
 class SlowToStop : public GenServer {

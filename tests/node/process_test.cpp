@@ -305,5 +305,36 @@ TEST_F(ProcessTest, PidsPrintWithNodeName) {
   EXPECT_EQ(p.to_string().rfind("<t1.", 0), 0u) << p.to_string();
 }
 
+// The words a caller matches are the error table's: a reason made from a code gives that code
+// back, and any other reason (a callee's exit) reads as exited.
+TEST(ReasonsTest, ReasonsForErrorCodesAreTheTablesNames) {
+  EXPECT_EQ(reasons::of(ErrorCode::kNodeDown), Reason("nodedown"));
+  EXPECT_EQ(reasons::noproc(), Reason("noproc"));
+  EXPECT_EQ(reasons::of(ErrorCode::kAlreadyStarted, Pid{Atom("n1"), 1, 2}),
+            Reason(tuple("already_started", Pid{Atom("n1"), 1, 2})));
+  EXPECT_EQ(reasons::to_status(reasons::of(ErrorCode::kOverloaded)).code(), ErrorCode::kOverloaded);
+  Status timeout = reasons::to_status(reasons::from_status(Status(ErrorCode::kTimeout, "5 s")));
+  EXPECT_EQ(timeout.code(), ErrorCode::kTimeout);
+  EXPECT_EQ(timeout.message(), "5 s");
+  Status crashed = reasons::to_status(Reason(tuple("exception", bin("boom"))));
+  EXPECT_EQ(crashed.code(), ErrorCode::kExited);
+  EXPECT_EQ(reasons::to_status(reasons::normal()).code(), ErrorCode::kExited);
+}
+
+TEST_F(ProcessTest, CallingYourselfAndAFullMailboxAreTheTablesWords) {
+  auto self_call = call(me.pid(), "ping", 100ms);
+  ASSERT_FALSE(self_call.ok());
+  EXPECT_EQ(reasons::to_status(self_call.error()).code(), ErrorCode::kCallingSelf);
+  SpawnOptions o;
+  o.max_mailbox = 1;
+  Pid full = spawn(
+      node, [] { sleep_for(30s); }, o);  // takes no message
+  send(full, "first");
+  auto r = call(full, "one more", 1s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(reasons::to_status(r.error()).code(), ErrorCode::kOverloaded);
+  exit(full, reasons::kill());
+}
+
 }  // namespace
 }  // namespace nodus

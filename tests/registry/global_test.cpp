@@ -187,7 +187,8 @@ TEST_F(GlobalTest, RacingRegistrationsHaveExactlyOneWinner) {
   for (int round = 0; round < 20; ++round) {
     const std::string name = "race" + std::to_string(round);
     std::vector<Pid> pids = {idle(0), idle(1), idle(2)};
-    std::vector<Result<std::uint64_t>> results(3, Status(ErrorCode::kInternal));
+    std::vector<Result<std::uint64_t, NameStatus>> results(
+        3, NameStatus(Status(ErrorCode::kInternal)));
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < 3; ++i) {
       threads.emplace_back([&, i] { results[i] = register_global(node(i), name, pids[i]); });
@@ -303,6 +304,68 @@ TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
   ASSERT_OK(unregister_global(*nodes[0], "held"));
   EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "held", std::nullopt); }));
   for (auto& n : nodes) n->shutdown();
+}
+
+// Rounds that cannot win (both peers' locks held by a registrar that never commits) end in
+// no_quorum, not in a timeout; an unregistration whose name goes while its rounds are lost and
+// retried is done, not not_found.
+class GlobalContendedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    nodes_ = testing::start_loopback_star({"c1", "c2", "c3"}, "contended-cookie", 1000ms);
+    ASSERT_EQ(nodes_.size(), 3u);
+    GlobalOptions o;
+    o.lock_timeout = 60s;  // the held locks outlive the test
+    for (auto& n : nodes_) ASSERT_OK(start_global(*n, o));
+    ASSERT_TRUE(eventually([&] { return meshed(nodes_); }, 10s));
+  }
+  void TearDown() override {
+    for (auto& n : nodes_) n->shutdown();
+  }
+  // c2 and c3 grant their locks on `name` to a round of c1's that c1 never ran.
+  void hold_peer_locks(const std::string& name) {
+    for (std::size_t i : {1, 2}) {
+      send(nodes_[i]->whereis("nodus_global"), global_protocol::Lock{name, 999999, Atom("c1")});
+      // A call from this thread to the same server is handled after the message above.
+      ASSERT_OK(register_global(*nodes_[i], "sync" + std::to_string(i),
+                                spawn(*nodes_[i], [] { (void)receive(); })));
+    }
+  }
+  Nodes nodes_;
+};
+
+TEST_F(GlobalContendedTest, ARoundThatCannotWinIsNoQuorum) {
+  hold_peer_locks("stuck");
+  auto r = register_global(*nodes_[0], "stuck", spawn(*nodes_[0], [] { (void)receive(); }));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum) << r.error().to_string();
+  EXPECT_GE(global_stats(*nodes_[0]).rounds_lost, 2u);
+  EXPECT_FALSE(whereis_global(*nodes_[0], "stuck").has_value());
+}
+
+TEST_F(GlobalContendedTest, UnregisterOfANameThatWentDuringLostRoundsIsDone) {
+  Pid p = spawn(*nodes_[0], [] { (void)receive(); });
+  ASSERT_OK(register_global(*nodes_[0], "going", p));
+  // Its commit (which frees the peers' locks of that round) has reached them.
+  ASSERT_TRUE(eventually([&] { return held_everywhere(nodes_, "going", p); }));
+  hold_peer_locks("going");
+  const std::uint64_t lost_before = global_stats(*nodes_[0]).rounds_lost;
+  Status unregistered(ErrorCode::kInternal);
+  std::thread t([&] { unregistered = unregister_global(*nodes_[0], "going"); });
+  // Once a round of it was lost, the holder exits: the retry finds the name gone.
+  EXPECT_TRUE(eventually([&] { return global_stats(*nodes_[0]).rounds_lost > lost_before; }));
+  exit(p, reasons::kill());
+  t.join();
+  EXPECT_OK(unregistered);
+  EXPECT_FALSE(whereis_global(*nodes_[0], "going").has_value());
+}
+
+TEST_F(GlobalTest, TakenNameCarriesItsHolderAsAPid) {
+  Pid p = idle(0);
+  ASSERT_OK(register_global(node(0), "db", p));
+  auto again = register_global(node(1), "db", idle(1));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().holder(), p);
 }
 
 // A partition inside this process (Node::block_peer), with a resolver of our own and losers

@@ -200,10 +200,10 @@ class MapNames : public NameResolver {
     auto it = names_.find(key);
     return it == names_.end() ? Pid{} : it->second;
   }
-  Status register_name(Node&, const Term& key, const Pid& pid) const override {
+  NameStatus register_name(Node&, const Term& key, const Pid& pid) const override {
     std::lock_guard<std::mutex> lock(mu_);
     auto [it, fresh] = names_.emplace(key, pid);
-    return fresh ? Status::Ok() : Status(ErrorCode::kAlreadyStarted, it->second.to_string());
+    return fresh ? NameStatus() : NameStatus::taken(it->second);
   }
   bool unregister_name(Node&, const Term& key) const override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -246,6 +246,31 @@ TEST_F(RegistryTest, LocalNamesStayInTheRuntime) {
   EXPECT_EQ(call(named("local_echo"), "x").value(), tuple("echo", "x"));
   ASSERT_OK(stop(*echo));
   EXPECT_FALSE(node.whereis("local_echo"));
+}
+
+// start answers {already_started, Holder} with the holder the naming service reported, without
+// asking the service again (here it would say nobody: the name is held elsewhere, unseen).
+class TakenElsewhere : public NameResolver {
+ public:
+  explicit TakenElsewhere(Pid holder) : holder_(holder) {}
+  Pid whereis_name(Node&, const Term&) const override { return Pid{}; }
+  NameStatus register_name(Node&, const Term&, const Pid&) const override {
+    return NameStatus::taken(holder_);
+  }
+  bool unregister_name(Node&, const Term&) const override { return false; }
+
+ private:
+  Pid holder_;
+};
+
+TEST(ViaTest, StartNamesTheHolderTheNamingServiceReported) {
+  Node node(NodeOptions{.name = "via-holder", .schedulers = 1});
+  const Pid elsewhere{Atom("other"), 1, 77};
+  SpawnOptions o;
+  o.name = via(std::make_shared<TakenElsewhere>(elsewhere), "x");
+  auto started = start<Echo>(node, o);
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.error(), tuple("already_started", elsewhere));
 }
 
 }  // namespace

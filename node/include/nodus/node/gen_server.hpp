@@ -216,7 +216,8 @@ Result<Pid, Reason> start_link(Node& node, Args&&... args) {
   }
 }
 
-/// A call whose reply is a typed message R (or a Term when R is Term).
+/// A call whose reply is a typed message R (or a Term when R is Term). Errors: as call(), and
+/// {protocol_error, "unexpected reply type X"} when the callee answered with another type.
 template <class R>
 Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout = kDefaultCallTimeout);
 
@@ -233,7 +234,9 @@ Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout) {
   } else {
     if (R* v = r->template get<R>()) return std::move(*v);
   }
-  return Reason(tuple(atom("badarg"), bin(std::string("unexpected reply type ") + r->type_name())));
+  // The callee answered, with something the caller's protocol does not have.
+  return reasons::of(ErrorCode::kProtocol,
+                     bin(std::string("unexpected reply type ") + r->type_name()));
 }
 
 /// Stops a server (or any process) with `reason` and waits until it is gone: its terminate

@@ -157,7 +157,7 @@ class Node {
   CallLatency call_latency() const;
 
   /// Local names (see register_name in process.hpp): register, look up, list.
-  Status register_name(std::string_view name, const Pid& pid);
+  NameStatus register_name(std::string_view name, const Pid& pid);
   bool unregister_name(std::string_view name);
   /// The process holding `name` here, or an invalid Pid.
   Pid whereis(std::string_view name) const;

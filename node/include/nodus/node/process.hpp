@@ -71,17 +71,28 @@ class Reason {
 /// `calling_self`, `overloaded`, or the callee's exit reason if it died before replying).
 using CallResult = Result<Term, Reason>;
 
-/// Well-known reasons.
+/// Well-known reasons. Every reason the runtime gives for an error with a code in the table
+/// (transport/include/nodus/transport/error_definitions.hpp) is made by of(): the words a
+/// caller matches (noproc, nodedown, overloaded, calling_self, timeout, already_started ...) are
+/// the table's short names, never spelled anywhere else.
 namespace reasons {
 Reason normal();    ///< normal
 Reason shutdown();  ///< shutdown
 Reason kill();      ///< kill: the untrappable exit signal
 Reason killed();    ///< killed: what the victim of `kill` exits with
-Reason noproc();
-Reason timeout();
-/// The reason for a Status error: its short name as an atom, e.g. timeout, or
-/// {name, "message"} when the status carries a message.
+Reason noproc();    ///< of(ErrorCode::kNoProc)
+Reason timeout();   ///< of(ErrorCode::kTimeout)
+/// The reason for an error code: its short name as an atom (noproc, nodedown ...).
+Reason of(ErrorCode code);
+/// {Name, Detail}: the code's short name and a term saying more ({already_started, Pid},
+/// {badarg, "why"}).
+Reason of(ErrorCode code, Term detail);
+/// The reason for a Status error: of(code), or {name, "message"} when it carries a message.
 Reason from_status(const Status& s);
+/// The Status for a reason: a reason made by of() or from_status() gives its code back (with
+/// the detail as the message); any other (an exit reason of the callee) is kExited with the
+/// reason as its message.
+Status to_status(const Reason& r);
 /// True for normal, shutdown and {shutdown, _}: the exits a supervisor calls clean.
 bool is_clean(const Reason& r);
 }  // namespace reasons
@@ -124,6 +135,38 @@ enum class Overflow : std::uint8_t {
                 ///< takes its next message: while it is busy the queue may exceed the bound)
 };
 
+/// What registering a name returns: ok, or the error; when the name is taken
+/// (kAlreadyStarted) also the process that holds it, as a Pid (Erlang's
+/// {error, {already_started, Pid}}). The holder travels as a Pid, not as text in the message,
+/// so that start answers {already_started, Holder} without asking again, which could find the
+/// name free or held by another process by then. Converts to its Status.
+class [[nodiscard]] NameStatus {
+ public:
+  /// Ok.
+  NameStatus() = default;
+  /// Any outcome but a taken name (which has a holder: taken()).
+  NameStatus(Status status) : status_(std::move(status)) {}  // NOLINT: implicit on purpose
+  /// kAlreadyStarted: `holder` holds the name (the message names it too, for people).
+  static NameStatus taken(const Pid& holder) {
+    NameStatus s(Status(ErrorCode::kAlreadyStarted, holder.to_string()));
+    s.holder_ = holder;
+    return s;
+  }
+
+  bool ok() const { return status_.ok(); }
+  ErrorCode code() const { return status_.code(); }
+  const std::string& message() const { return status_.message(); }
+  std::string to_string() const { return status_.to_string(); }
+  const Status& status() const { return status_; }
+  operator const Status&() const { return status_; }  // NOLINT: implicit on purpose
+  /// Who holds the name; an invalid Pid unless code() is kAlreadyStarted.
+  const Pid& holder() const { return holder_; }
+
+ private:
+  Status status_;
+  Pid holder_;
+};
+
 /// A naming service other than the node's local names: the hook behind `via` names and global
 /// names. node/ only calls it; registry/ implements it (the Registry, global names) and so can
 /// any user type (see registry/include/nodus/registry/via.hpp). It lives here, and not in
@@ -137,8 +180,8 @@ class NameResolver {
   /// (or a call or monitor made) from `node`; should be a local read, without messages.
   virtual Pid whereis_name(Node& node, const Term& key) const = 0;
   /// Registers `pid` under `key` (start with a via or global name calls this before init).
-  /// Errors: kAlreadyStarted (the message holds the holder's pid), or the service's own.
-  virtual Status register_name(Node& node, const Term& key, const Pid& pid) const = 0;
+  /// Errors: kAlreadyStarted with the holder (NameStatus::taken), or the service's own.
+  virtual NameStatus register_name(Node& node, const Term& key, const Pid& pid) const = 0;
   /// Removes `key`; false when nobody held it.
   virtual bool unregister_name(Node& node, const Term& key) const = 0;
   /// A plain message (send) to the process under `key`, Erlang's Mod:send/2. Default:
@@ -381,7 +424,7 @@ void exit(const Pid& pid, Reason reason);
 /// Registers `pid` under `name` on the pid's node (which must be in this OS process). The name
 /// goes when the process exits. Errors: kAlreadyStarted naming the holder when the name is
 /// taken; kBadArg when the process is dead, not local, or already has a name.
-Status register_name(std::string_view name, const Pid& pid);
+NameStatus register_name(std::string_view name, const Pid& pid);
 /// Removes a name of the current process's node; false if nobody held it.
 bool unregister_name(std::string_view name);
 /// The process holding `name` on the current process's node (an invalid Pid if none). A local

@@ -61,9 +61,9 @@ class Registry final : public NameResolver {
   ~Registry() override;
 
   // -- writes, for the current process ------------------------------------------------------
-  /// Registers the current process under `key` with `value`. Errors: kAlreadyStarted (message:
-  /// the holder's pid) when the keys are unique and another process holds `key`.
-  Status register_key(const Term& key, Term value = Term());
+  /// Registers the current process under `key` with `value`. Errors: kAlreadyStarted with the
+  /// holder when the keys are unique and another live process holds `key`.
+  NameStatus register_key(const Term& key, Term value = Term());
   /// Removes the current process's entries under `key`; how many went.
   std::size_t unregister(const Term& key);
   /// Removes the current process's entries under `key` whose value matches `pattern`.
@@ -98,7 +98,7 @@ class Registry final : public NameResolver {
   // -- the via module (unique keys only) ------------------------------------------------------
   Pid whereis_name(Node& node, const Term& key) const override;
   /// Registers `pid` (any local or remote process) under `key` with the value `undefined`.
-  Status register_name(Node& node, const Term& key, const Pid& pid) const override;
+  NameStatus register_name(Node& node, const Term& key, const Pid& pid) const override;
   bool unregister_name(Node& node, const Term& key) const override;
   std::string describe(const Term& key) const override;
 
@@ -107,7 +107,7 @@ class Registry final : public NameResolver {
  private:
   explicit Registry(RegistryOptions options);
   Partition& partition_of(const Term& key) const;
-  Status add(const Term& key, const Pid& pid, Term value) const;
+  NameStatus add(const Term& key, const Pid& pid, Term value) const;
   std::size_t remove_if(const Term& key, const Pid& pid,
                         const std::function<bool(const Term&)>& which) const;
 
