@@ -51,6 +51,15 @@ Action GenServer::reply(Message value) {
 
 namespace detail {
 
+// Reads what a callback returned (Action's fields are private to the behaviour).
+struct ActionAccess {
+  static Action::Kind kind(const Action& a) { return a.kind_; }
+  static std::optional<Message>& reply(Action& a) { return a.reply_; }
+  static Reason& reason(Action& a) { return a.reason_; }
+  static std::optional<Term>& continue_arg(Action& a) { return a.continue_; }
+  static std::optional<std::chrono::milliseconds> idle(const Action& a) { return a.idle_; }
+};
+
 std::string demangle(const char* mangled) {
   int status = 0;
   char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
@@ -335,7 +344,7 @@ class GenServerProcess final : public Process {
 Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFactory make,
                                  const std::string* type_name, std::size_t state_size,
                                  const char* behaviour) {
-  Runtime& rt = node.runtime();
+  Runtime& rt = NodeAccess::runtime(node);
   Waiter waiter(rt, /*same_runtime=*/true);
   Process* me = waiter.is_current() ? waiter.get() : nullptr;
 

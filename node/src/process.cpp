@@ -7,6 +7,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <ostream>
 #include <thread>
 #include <typeinfo>
 #include <vector>
@@ -18,6 +19,9 @@
 namespace nodus {
 
 // -- reasons ------------------------------------------------------------------
+
+std::ostream& operator<<(std::ostream& os, const Reason& r) { return os << r.term(); }
+std::ostream& operator<<(std::ostream& os, const Message& m) { return os << m.to_string(); }
 
 namespace reasons {
 Reason normal() { return Term(atom("normal")); }
@@ -789,7 +793,7 @@ Pid self() { return detail::require_self("self()")->pid(); }
 bool has_self() { return detail::current_process() != nullptr; }
 
 Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
-  Runtime& rt = node.runtime();
+  Runtime& rt = detail::NodeAccess::runtime(node);
   auto* p = new detail::FunProcess(rt, std::move(body), opts);
   Process* me = detail::current_process();
   if (me && &me->rt() == &rt) p->set_parent(me->pid());
@@ -952,41 +956,31 @@ Ref monitor(const Dest& target) {
 
 std::string Dest::to_string() const {
   if (is_pid()) return pid_.to_string();
-  if (kind_ == Kind::kVia) return u_.via->resolver->describe(u_.via->key);
-  if (node_ == Atom()) return u_.name;
+  if (is_via()) return resolver().describe(via_key());
+  if (node() == Atom()) return name_.name();
   std::string out = "{";
-  out += u_.name;
+  out += name_.name();
   out += ",";
-  out += node_.name();
+  out += node().name();
   out += "}";
   return out;
 }
 
 const std::string& Dest::name() const {
   static const std::string kNone;
-  return kind_ == Kind::kName ? u_.name : kNone;
+  return name_.kind() == detail::DestName::Kind::kName ? name_.name() : kNone;
 }
 
-Dest named(std::string_view name) {
-  Dest d;
-  new (&d.u_.name) std::string(name);
-  d.kind_ = Dest::Kind::kName;
-  return d;
-}
+Dest named(std::string_view name) { return Dest(detail::DestName(std::string(name), Atom())); }
 
 Dest named(std::string_view name, std::string_view node) {
-  Dest d = named(name);
-  d.node_ = Atom(node);
-  return d;
+  return Dest(detail::DestName(std::string(name), Atom(node)));
 }
 
 Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key) {
   NODUS_CHECK(resolver != nullptr);
-  Dest d;
-  new (&d.u_.via) std::shared_ptr<const detail::ViaKey>(
-      std::make_shared<const detail::ViaKey>(detail::ViaKey{std::move(resolver), std::move(key)}));
-  d.kind_ = Dest::Kind::kVia;
-  return d;
+  return Dest(detail::DestName(
+      std::make_shared<const detail::ViaKey>(detail::ViaKey{std::move(resolver), std::move(key)})));
 }
 
 bool NameResolver::send(Node& node, const Term& key, Message msg) const {
@@ -1082,7 +1076,7 @@ void exit_self(Reason reason) {
 // -- Inbox ------------------------------------------------------------------------
 
 Inbox::Inbox(Node& node) {
-  process_ = detail::make_inbox(node.runtime());
+  process_ = detail::make_inbox(detail::NodeAccess::runtime(node));
   process_->set_trap_exit(true);  // a test thread wants Exit messages, not to be torn down
   pid_ = process_->pid();
   detail::push_thread_inbox(process_);

@@ -303,12 +303,11 @@ Node::Node(NodeOptions options, NoStart) : rt_(std::make_unique<detail::Runtime>
 
 Node::Node(NodeOptions options) : Node(options, NoStart{}) {
   if (options.listen.empty()) return;
-  Status s = rt_->start_transport(options);
-  if (!s.ok()) {
-    std::fprintf(stderr, "nodus: node %s cannot start: %s\n", options.name.c_str(),
-                 s.to_string().c_str());
-    std::abort();
-  }
+  std::fprintf(stderr,
+               "nodus: node %s has a listen endpoint: start it with Node::start, which says why "
+               "it could not\n",
+               options.name.c_str());
+  std::abort();
 }
 
 Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
@@ -324,6 +323,38 @@ std::string Node::endpoint() const {
   return rt_->transport() ? rt_->transport()->endpoint() : std::string();
 }
 void Node::connect(const std::string& endpoint) { rt_->connect(endpoint); }
+
+Status Node::connect(const std::string& endpoint, Timeout timeout) {
+  transport::Transport* t = rt_->transport();
+  if (!t)
+    return Status(ErrorCode::kBadConfig,
+                  "node " + std::string(name().name()) + " has no networking (no listen endpoint)");
+  const std::string ep = transport::parse_peer_address(endpoint).endpoint;
+  if (ep == t->endpoint()) return Status::Ok();
+  auto linked = [&] {
+    for (const transport::PeerInfo& p : t->peers()) {
+      if (p.endpoint == ep) return true;
+    }
+    return false;
+  };
+  if (linked()) return Status::Ok();
+  rt_->connect(endpoint);
+  // The transport tells no one of a link by endpoint: look, with a pause that grows to 10 ms
+  // (a process's pause parks only that process).
+  const auto deadline = timeout.deadline_from_now();
+  auto pause = std::chrono::milliseconds(1);
+  while (!linked()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status(ErrorCode::kTimeout, "no link to " + ep + " within the timeout");
+    }
+    sleep_for(std::min<std::chrono::milliseconds>(
+        pause, std::chrono::duration_cast<std::chrono::milliseconds>(
+                   deadline - std::chrono::steady_clock::now()) +
+                   std::chrono::milliseconds(1)));
+    pause = std::min(pause * 2, std::chrono::milliseconds(10));
+  }
+  return Status::Ok();
+}
 std::vector<Atom> Node::nodes() const { return rt_->nodes(); }
 NameStatus Node::register_name(std::string_view name, const Pid& pid) {
   return rt_->register_name(name, pid);
@@ -331,14 +362,14 @@ NameStatus Node::register_name(std::string_view name, const Pid& pid) {
 bool Node::unregister_name(std::string_view name) { return rt_->unregister_name(name); }
 Pid Node::whereis(std::string_view name) const { return rt_->whereis(name); }
 std::vector<std::string> Node::registered() const { return rt_->registered(); }
-std::size_t Node::new_service_slot() {
+std::size_t detail::new_service_slot() {
   static std::atomic<std::size_t> next{0};
   std::size_t slot = next.fetch_add(1);
   NODUS_CHECK(slot < detail::Runtime::kServiceSlots);
   return slot;
 }
-void* Node::service(std::size_t slot) const { return rt_->service(slot); }
-void* Node::set_service(std::size_t slot, std::shared_ptr<void> owner) {
+void* Node::service_slot(std::size_t slot) const { return rt_->service(slot); }
+void* Node::set_service_slot(std::size_t slot, std::shared_ptr<void> owner) {
   return rt_->set_service(slot, std::move(owner));
 }
 void Node::block_peer(std::string_view node) {

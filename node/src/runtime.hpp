@@ -26,6 +26,11 @@ namespace nodus::detail {
 class Process;
 class Runtime;
 
+/// The runtime behind a Node, for the runtime's own sources.
+struct NodeAccess {
+  static Runtime& runtime(Node& node) { return *node.rt_; }
+};
+
 /// Registers a starting process under its SpawnOptions name (local, or through its resolver).
 NameStatus register_start_name(Runtime& rt, const Name& name, const Pid& pid);
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <limits>
 #include <mutex>
+#include <ostream>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
@@ -280,6 +281,11 @@ std::strong_ordering operator<=>(Atom a, Atom b) {
 }
 
 // -- Pid and Ref --------------------------------------------------------------------
+
+std::ostream& operator<<(std::ostream& os, Atom a) { return os << a.name(); }
+std::ostream& operator<<(std::ostream& os, const Pid& p) { return os << p.to_string(); }
+std::ostream& operator<<(std::ostream& os, const Ref& r) { return os << r.to_string(); }
+std::ostream& operator<<(std::ostream& os, const Term& t) { return os << t.to_string(); }
 
 std::string Pid::to_string() const {
   // <node.index.serial>: the process table slot and its reuse count (the creation is left

@@ -60,12 +60,7 @@ struct GlobalState {
   std::atomic<std::uint64_t> ignored{0};
 };
 
-std::size_t state_slot() {
-  static const std::size_t slot = Node::new_service_slot();
-  return slot;
-}
-
-GlobalState* state_of(Node& node) { return static_cast<GlobalState*>(node.service(state_slot())); }
+GlobalState* state_of(Node& node) { return node.service<GlobalState>(); }
 
 GlobalEntry entry_of(const std::string& name, const Claim& c) {
   return GlobalEntry{name, c.pid, c.pid.node, c.epoch, c.clock};
@@ -684,8 +679,7 @@ Status start_global(Node& node, GlobalOptions options) {
   auto st = std::make_shared<GlobalState>();
   st->options = std::move(options);
   if (!st->options.resolver) st->options.resolver = resolve_earliest;
-  void* held = node.set_service(state_slot(), st);
-  if (held != st.get()) return Status::Ok();  // another thread started it first
+  if (node.set_service(st) != st.get()) return Status::Ok();  // another thread started it first
   SpawnOptions o;
   o.name = kServerName;
   auto server = start<GlobalServer>(node, o, &node, st);

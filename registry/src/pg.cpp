@@ -32,15 +32,10 @@ struct Scopes {
   std::map<std::string, std::shared_ptr<ScopeState>, std::less<>> by_name;
 };
 
-std::size_t scopes_slot() {
-  static const std::size_t slot = Node::new_service_slot();
-  return slot;
-}
-
 Scopes& scopes_of(Node& node) {
-  void* s = node.service(scopes_slot());
-  if (!s) s = node.set_service(scopes_slot(), std::make_shared<Scopes>());
-  return *static_cast<Scopes*>(s);
+  Scopes* s = node.service<Scopes>();
+  if (!s) s = node.set_service(std::make_shared<Scopes>());
+  return *s;
 }
 
 std::shared_ptr<ScopeState> scope_of(Node& node, std::string_view scope) {

@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <mutex>
+#include <ostream>
 
 namespace nodus {
 namespace {
@@ -117,6 +118,8 @@ Status register_error_range(std::uint16_t first, std::uint16_t last,
   g_ranges_used.store(used + 1, std::memory_order_release);
   return Status::Ok();
 }
+
+std::ostream& operator<<(std::ostream& os, const Status& s) { return os << s.to_string(); }
 
 std::string Status::to_string() const {
   std::string out(error_name(code_));

@@ -10,11 +10,21 @@
 // running, or, on a plain thread, the Inbox that thread created (see Inbox). send, cast and
 // call also work from a plain thread with no Inbox (call then waits on that thread only).
 //
-// Delivery guarantees (local and, later, remote alike):
-//   send / cast: at most once; ordered per pair of processes; never blocks the sender. A send
-//     to a dead pid is dropped silently, like Erlang's `!`.
+// Delivery guarantees, for local and remote processes alike:
+//   send / cast: at most once; ordered per pair of processes; never blocks the sender (but for
+//     back-pressure towards a peer node whose queue is nearly full). A send to a dead pid is
+//     dropped silently, like Erlang's `!`.
 //   call: see call() below.
 //   exit signals, monitors, links: as Erlang's.
+//
+// Every wait may end the process. call, receive, sleep_for, await_down, wait_response, start
+// and stop wait, and a process that waits still receives exit signals: one that ends it (a
+// linked process's crash when not trapping exits, exit(pid, kill), the node's shutdown)
+// unwinds the waiting handler's stack by throwing an internal exception that derives from
+// nothing (not std::exception), so that the runtime can finish the process with that reason.
+// Destructors run as it unwinds. A handler that catches with `catch (...)` around a wait
+// swallows its own process's death: it must rethrow (`throw;`) whatever it does not know.
+// `catch (const std::exception&)` is safe.
 //
 // Thread-safety: every function here may be called from any thread.
 #pragma once
@@ -30,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "nodus/node/detail/dest_name.hpp"
 #include "nodus/node/message.hpp"
 #include "nodus/node/term.hpp"
 #include "nodus/node/timeout.hpp"
@@ -66,6 +77,9 @@ class Reason {
  private:
   Term t_;
 };
+
+/// Writes r.to_string(), like a Term.
+std::ostream& operator<<(std::ostream& os, const Reason& r);
 
 /// The result of a call: the reply, or why there is none (`timeout`, `noproc`, `nodedown`,
 /// `calling_self`, `overloaded`, or the callee's exit reason if it died before replying).
@@ -192,13 +206,6 @@ class NameResolver {
   virtual std::string describe(const Term& key) const;
 };
 
-namespace detail {
-struct ViaKey {
-  std::shared_ptr<const NameResolver> resolver;
-  Term key;
-};
-}  // namespace detail
-
 /// Where a message goes: a pid, a name registered on the sender's node (`named("stack")`),
 /// a name registered on another node (`named("stack", "n2")`, Erlang's {stack, n2}), or a key
 /// of a naming service (`via(registry, key)`, `global("name")`, see registry/). A name is
@@ -209,32 +216,19 @@ struct ViaKey {
 class Dest {
  public:
   Dest(const Pid& pid) : pid_(pid) {}  // NOLINT: implicit on purpose
-  Dest(const Dest& o) : pid_(o.pid_), node_(o.node_) { copy_name(o); }
-  Dest& operator=(const Dest& o) {
-    if (this != &o) {
-      reset();
-      pid_ = o.pid_;
-      node_ = o.node_;
-      copy_name(o);
-    }
-    return *this;
-  }
-  ~Dest() {
-    if (kind_ != Kind::kPid) reset();
-  }
 
-  bool is_pid() const { return kind_ == Kind::kPid; }
+  bool is_pid() const { return name_.kind() == detail::DestName::Kind::kNone; }
   /// A key of a naming service (via or global).
-  bool is_via() const { return kind_ == Kind::kVia; }
+  bool is_via() const { return name_.kind() == detail::DestName::Kind::kVia; }
   const Pid& pid() const { return pid_; }
   /// The registered name; empty for a pid or a via key.
   const std::string& name() const;
   /// The node of a remote name; the atom `undefined` for a local name.
-  Atom node() const { return node_; }
+  Atom node() const { return name_.node(); }
   /// The naming service of a via key. REQUIRES: is_via().
-  const NameResolver& resolver() const { return *u_.via->resolver; }
+  const NameResolver& resolver() const { return *name_.via().resolver; }
   /// The key of a via name. REQUIRES: is_via().
-  const Term& via_key() const { return u_.via->key; }
+  const Term& via_key() const { return name_.via().key; }
   /// "<n1.4.0>", "stack", "{stack,n2}" or the resolver's description.
   std::string to_string() const;
 
@@ -242,36 +236,10 @@ class Dest {
   friend Dest named(std::string_view name);
   friend Dest named(std::string_view name, std::string_view node);
   friend Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key);
-  // A tagged union rather than a member per form: a pid Dest, built for every send, then
-  // costs what the pid costs to copy, and its destructor one test.
-  enum class Kind : std::uint8_t { kPid, kName, kVia };
-  Dest() = default;
-  void copy_name(const Dest& o) {
-    if (o.kind_ == Kind::kName) {
-      new (&u_.name) std::string(o.u_.name);
-    } else if (o.kind_ == Kind::kVia) {
-      new (&u_.via) std::shared_ptr<const detail::ViaKey>(o.u_.via);
-    }
-    kind_ = o.kind_;
-  }
-  void reset() {
-    if (kind_ == Kind::kName) {
-      u_.name.~basic_string();
-    } else if (kind_ == Kind::kVia) {
-      u_.via.~shared_ptr();
-    }
-    kind_ = Kind::kPid;
-  }
-  union Storage {
-    Storage() {}   // NOLINT: members are constructed by named() / via_name()
-    ~Storage() {}  // NOLINT: destroyed by reset()
-    std::string name;
-    std::shared_ptr<const detail::ViaKey> via;
-  };
+  explicit Dest(detail::DestName name) : name_(std::move(name)) {}
+
   Pid pid_;
-  Atom node_;
-  Kind kind_ = Kind::kPid;
-  Storage u_;
+  detail::DestName name_;
 };
 
 /// A name registered on the sender's node.
@@ -346,7 +314,7 @@ void sleep_for(std::chrono::milliseconds d);
 
 /// Waits for the next message of the current process. REQUIRES: has_self().
 Message receive();
-/// Waits at most `t`; nullopt on timeout.
+/// Waits at most `t`; nullopt on timeout. REQUIRES: has_self().
 std::optional<Message> receive(Timeout t);
 
 // -- messaging -----------------------------------------------------------------------
@@ -354,7 +322,8 @@ std::optional<Message> receive(Timeout t);
 /// Sends a plain message (handle_info in a GenServer). At most once, ordered per pair.
 void send(const Dest& to, Message msg);
 
-/// Sends a cast (handle_cast in a GenServer). At most once, ordered per pair; returns at once.
+/// Sends a cast (handle_cast in a GenServer). At most once, ordered per pair; returns at once
+/// (but for back-pressure, as send).
 void cast(const Dest& to, Message request);
 
 /// Sends `request` to `to` and waits for the reply, at most `timeout` (default 5 s;
@@ -404,6 +373,9 @@ std::optional<Reason> await_down(const Ref& ref, Timeout timeout);
 /// signal (an Exit message when it traps exits; else it exits too). Linking to a dead pid
 /// sends the current process an exit signal with reason noproc. REQUIRES: has_self().
 void link(const Pid& pid);
+/// Removes the link between the current process and `pid` (if any), on both sides: neither
+/// gets an exit signal through it any more, and one from `pid` already on its way is ignored.
+/// REQUIRES: has_self().
 void unlink(const Pid& pid);
 /// Asks for NodeUp / NodeDown messages about `node` (on = false stops them), like Erlang's
 /// monitor_node. REQUIRES: has_self().
@@ -411,7 +383,8 @@ void monitor_node(Atom node, bool on = true);
 /// Asks for NodeUp / NodeDown messages about every node (on = false stops them), like
 /// Erlang's net_kernel:monitor_nodes. REQUIRES: has_self().
 void monitor_nodes(bool on = true);
-/// Turns exit signals into Exit messages for the current process; returns the old setting.
+/// Turns exit signals into Exit messages for the current process (`kill` excepted); returns
+/// the old setting. REQUIRES: has_self().
 bool trap_exit(bool on);
 /// Sends an exit signal to `pid` from the current process (or from no process on a plain
 /// thread). `kill` cannot be trapped.
@@ -426,6 +399,7 @@ void exit(const Pid& pid, Reason reason);
 /// taken; kBadArg when the process is dead, not local, or already has a name.
 NameStatus register_name(std::string_view name, const Pid& pid);
 /// Removes a name of the current process's node; false if nobody held it.
+/// REQUIRES: has_self() (or use Node::unregister_name).
 bool unregister_name(std::string_view name);
 /// The process holding `name` on the current process's node (an invalid Pid if none). A local
 /// lookup: no messages. REQUIRES: has_self() (or use Node::whereis).

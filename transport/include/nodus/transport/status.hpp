@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <span>
 #include <string>
@@ -79,6 +80,9 @@ class [[nodiscard]] Status {
   ErrorCode code_ = ErrorCode::kOk;
   std::string message_;
 };
+
+/// Writes s.to_string().
+std::ostream& operator<<(std::ostream& os, const Status& s);
 
 /// Adds a layer's codes, numbered within [first, last], to what error_name, error_message,
 /// error_from_name and error_from_number know. `codes` must outlive every lookup (a static
