@@ -11,12 +11,6 @@
 
 namespace nodus {
 
-namespace detail {
-Reason current_exception_reason();
-Process* make_inbox(Runtime& rt);
-Result<Message, Reason> call_message(const Dest& to, Message request, Timeout timeout, Kind kind);
-}  // namespace detail
-
 // -- default callbacks -------------------------------------------------------------
 
 Action GenServer::handle_call(Message& request, From) {

@@ -20,10 +20,6 @@
 
 namespace nodus {
 
-namespace detail {
-Reason current_exception_reason();  // process.cpp
-}  // namespace detail
-
 namespace {
 
 using Clock = std::chrono::steady_clock;

@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "nodus/node/process.hpp"
 #include "test_util.hpp"
@@ -100,6 +102,23 @@ TEST(NodeTest, ServicesAreKeptPerTypeAndTheFirstOneStays) {
   EXPECT_EQ(node.service<Other>()->text, "x");
   Node another(NodeOptions{.name = "svc2", .schedulers = 1});
   EXPECT_EQ(another.service<Counter>(), nullptr);  // per node
+}
+
+// -- introspection ------------------------------------------------------------------------
+
+TEST(IntrospectionTest, ANewProcessIsListedWithItsPid) {
+  Node node{NodeOptions{.name = "r5", .schedulers = 2}};
+  std::atomic<bool> done{false};
+  std::thread spawner([&] {
+    for (int i = 0; i < 2000; ++i) spawn(node, [] {});
+    done = true;
+  });
+  bool all_valid = true;
+  while (!done.load()) {
+    for (const ProcessInfo& info : node.processes()) all_valid = all_valid && info.pid.valid();
+  }
+  spawner.join();
+  EXPECT_TRUE(all_valid);
 }
 
 }  // namespace

@@ -336,5 +336,29 @@ TEST_F(ProcessTest, CallingYourselfAndAFullMailboxAreTheTablesWords) {
   exit(full, reasons::kill());
 }
 
+// -- Inbox ----------------------------------------------------------------------------------
+
+TEST(InboxTest, ClosingInboxesOutOfOrderLeavesNoCurrentProcess) {
+  Node node{NodeOptions{.name = "r6", .schedulers = 1}};
+  auto first = std::make_unique<Inbox>(node);
+  auto second = std::make_unique<Inbox>(node);
+  EXPECT_EQ(self(), second->pid());
+  first.reset();
+  EXPECT_EQ(self(), second->pid());
+  second.reset();
+  EXPECT_FALSE(has_self());  // not the first Inbox, which is gone
+}
+
+TEST(InboxTest, KillArrivesAsAnExitMessageOnAPlainThread) {
+  Node node(NodeOptions{.name = "killinbox", .schedulers = 1});
+  Inbox me(node);
+  exit(me.pid(), "kill");
+  auto m = receive(2s);
+  ASSERT_TRUE(m.has_value());
+  ASSERT_NE(m->get<Exit>(), nullptr);
+  EXPECT_EQ(m->get<Exit>()->reason, "kill");
+  EXPECT_TRUE(has_self());
+}
+
 }  // namespace
 }  // namespace nodus
