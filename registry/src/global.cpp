@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "global_protocol.hpp"
+#include "lock_round.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
@@ -128,11 +129,7 @@ class GlobalServer : public GenServer {
     bool unregister = false;
     From from;
     int attempt = 0;
-    std::set<Atom> asked;    // the peers that vote in this round, with this node
-    std::set<Atom> waiting;  // asked, and not answered yet
-    std::set<Atom> granted;
-    bool denied = false;  // lost whatever the peers answer: this node's lock is taken, or the
-                          // round outlasted lock_timeout
+    proto::LockRound round{{}, false};  // the vote of the round under way
     Pid holder;
     std::uint64_t max_epoch = 0;
     Clock::time_point started;  // a peer that never answers (its server gone, its node up)
@@ -308,10 +305,8 @@ class GlobalServer : public GenServer {
     std::erase_if(locks_, [&](const auto& kv) { return kv.second.node == node; });
     std::vector<std::uint64_t> ready;
     for (auto& [req, p] : pending_) {
-      if (!p.asked.erase(node)) continue;  // a voter less: the majority is counted anew
-      p.waiting.erase(node);
-      p.granted.erase(node);
-      if (settled(p)) ready.push_back(req);
+      if (!p.round.drop(node)) continue;  // a voter less: the majority is counted anew
+      if (p.round.settled()) ready.push_back(req);
     }
     for (std::uint64_t req : ready) decide(req);
   }
@@ -398,23 +393,22 @@ class GlobalServer : public GenServer {
     lock_round(req, std::move(p));
   }
 
-  // Takes this node's lock on p.name and asks every global peer for theirs; decide() settles
-  // the round once all have answered (at once when the own lock is taken or there are none).
+  // Takes this node's lock on p.name and asks every global peer for theirs; decide() ends the
+  // round as soon as its vote is settled (lock_round.hpp): at once when this node's own lock
+  // is taken or it has no peers, else when a majority granted it or can no longer.
   void lock_round(std::uint64_t req, Pending p) {
     const std::string name = p.name;
     if (!lock_free_for(name, me_, req)) {
-      p.denied = true;
+      p.round = proto::LockRound({}, false);  // lost: another round holds this node's lock
       pending_.emplace(req, std::move(p));
       decide(req);
       return;
     }
     locks_[name] = Lock{me_, req, Clock::now()};
-    for (Atom peer : peers()) {
-      p.asked.insert(peer);
-      p.waiting.insert(peer);
-      peer_send(peer, proto::Lock{name, req, me_});
-    }
-    const bool ready = settled(p);  // at once for a node alone
+    const std::vector<Atom> asked = peers();
+    p.round = proto::LockRound({asked.begin(), asked.end()}, true);
+    for (Atom peer : asked) peer_send(peer, proto::Lock{name, req, me_});
+    const bool ready = p.round.settled();  // at once for a node alone
     p.started = Clock::now();
     pending_.emplace(req, std::move(p));
     if (ready) {
@@ -447,26 +441,10 @@ class GlobalServer : public GenServer {
     auto it = pending_.find(m.req);
     if (it == pending_.end()) return;
     Pending& p = it->second;
-    if (!p.waiting.erase(m.node)) return;
-    if (m.granted) {
-      p.granted.insert(m.node);
-    } else {
-      p.denied = true;
-    }
+    if (!p.round.answer(m.node, m.granted)) return;  // late, or from a peer gone since
     if (m.holder && m.holder != p.pid) p.holder = m.holder;
     p.max_epoch = std::max(p.max_epoch, m.epoch);
-    if (settled(p)) decide(m.req);
-  }
-
-  // A round is settled once a majority of its voters (this node and the peers asked, less
-  // those gone since) granted the lock, or can no longer grant it. Two rounds on one name
-  // cannot both win: any two majorities share a node, and a node grants one lock at a time.
-  static bool won(const Pending& p) {
-    return !p.denied && 2 * (1 + p.granted.size()) > 1 + p.asked.size();
-  }
-  static bool settled(const Pending& p) {
-    return p.denied || won(p) ||
-           2 * (1 + p.granted.size() + p.waiting.size()) <= 1 + p.asked.size();
+    if (p.round.settled()) decide(m.req);
   }
 
   void decide(std::uint64_t req) {
@@ -474,16 +452,17 @@ class GlobalServer : public GenServer {
     if (it == pending_.end()) return;
     Pending p = std::move(it->second);
     pending_.erase(it);
+    const bool won = p.round.outcome() == proto::LockRound::Outcome::kWon;
     st_->rounds.fetch_add(1, std::memory_order_relaxed);
-    if (!won(p)) st_->rounds_lost.fetch_add(1, std::memory_order_relaxed);
+    if (!won) st_->rounds_lost.fetch_add(1, std::memory_order_relaxed);
     auto give_back = [&] {
       // Those still waiting may grant it yet: the release reaches them after the request.
-      for (const std::set<Atom>* peers : {&p.granted, &p.waiting}) {
+      for (const std::set<Atom>* peers : {&p.round.granted(), &p.round.waiting()}) {
         for (Atom peer : *peers) peer_send(peer, proto::Release{p.name, req, me_});
       }
       release(p.name, me_, req);
     };
-    if (!won(p)) {
+    if (!won) {
       give_back();
       // Someone else holds a lock on the name: try again after a random pause that grows
       // with each attempt, so racing registrars fall out of step.
@@ -553,11 +532,10 @@ class GlobalServer : public GenServer {
     const auto now = Clock::now();
     std::vector<std::uint64_t> expired;
     for (auto& [req, p] : pending_) {
-      if (!p.waiting.empty() && now - p.started > st_->options.lock_timeout) expired.push_back(req);
+      if (!p.round.settled() && now - p.started > st_->options.lock_timeout) expired.push_back(req);
     }
     for (std::uint64_t req : expired) {
-      Pending& p = pending_.at(req);
-      p.denied = true;  // released and retried; a silent peer is asked again
+      pending_.at(req).round.expire();  // released and retried; a silent peer is asked again
       decide(req);
     }
     if (!pending_.empty()) arm_sweep();
