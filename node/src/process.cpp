@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "nodus/node/detail/mutex.hpp"
 #include "process_impl.hpp"
 #include "runtime.hpp"
 
@@ -616,24 +617,24 @@ class InboxProcess final : public Process {
       // Nobody else runs the processes: this thread does, until something wakes it.
       for (;;) {
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(mu_);
           if (woken_) break;
         }
         if (rt().scheduler().step()) continue;
-        std::unique_lock<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         if (woken_ || Clock::now() >= deadline) break;
         // Idle: wait briefly for a timer (timers fire on their own thread).
-        cv_.wait_for(lock, std::chrono::milliseconds(1));
+        cv_.wait_for(std::chrono::milliseconds(1));
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       woken_ = false;
       return;
     }
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (!woken_) {
       if (deadline == Clock::time_point::max()) {
-        cv_.wait(lock);
-      } else if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        cv_.wait();
+      } else if (!cv_.wait_until(deadline)) {
         break;
       }
     }
@@ -641,7 +642,7 @@ class InboxProcess final : public Process {
   }
   void wake_thread() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       woken_ = true;
     }
     cv_.notify_one();
@@ -649,9 +650,9 @@ class InboxProcess final : public Process {
 
  private:
   // Guards woken_: the owner thread sleeps on cv_ until a push wakes it.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool woken_ = false;
+  Mutex mu_;
+  CondVar cv_{mu_};
+  bool woken_ NODUS_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -31,7 +31,7 @@ ProcessTable::Slot* ProcessTable::slot(std::uint32_t index) const {
 std::uint64_t ProcessTable::insert(Process* p, const std::function<void(std::uint64_t)>& named) {
   std::uint32_t index;
   {
-    std::lock_guard<std::mutex> lock(free_mu_);
+    MutexLock lock(free_mu_);
     if (!free_.empty()) {
       index = free_.back();
       free_.pop_back();
@@ -80,7 +80,7 @@ void ProcessTable::release(std::uint32_t index) {
   if (gen > 0xffffffffull) gen = 1;
   s->word.store(gen << 32, std::memory_order_release);
   delete p;
-  std::lock_guard<std::mutex> lock(free_mu_);
+  MutexLock lock(free_mu_);
   free_.push_back(index);
 }
 
@@ -104,7 +104,7 @@ void ProcessTable::Handle::reset() {
 void ProcessTable::for_each(const std::function<void(Process&)>& f) {
   std::uint32_t end;
   {
-    std::lock_guard<std::mutex> lock(free_mu_);
+    MutexLock lock(free_mu_);
     end = next_;
   }
   for (std::uint32_t i = 0; i < end; ++i) {

@@ -16,6 +16,8 @@
 #include <mutex>
 #include <vector>
 
+#include "nodus/node/detail/mutex.hpp"
+
 namespace nodus::detail {
 
 class Process;
@@ -88,9 +90,9 @@ class ProcessTable {
   std::unique_ptr<std::atomic<Slot*>[]> segments_;
   // Guards the free list and the slot allocation cursor; held only to take or return a slot,
   // never on the lookup path.
-  std::mutex free_mu_;
-  std::vector<std::uint32_t> free_;
-  std::uint32_t next_ = 0;
+  Mutex free_mu_;
+  std::vector<std::uint32_t> free_ NODUS_GUARDED_BY(free_mu_);
+  std::uint32_t next_ NODUS_GUARDED_BY(free_mu_) = 0;
   std::atomic<std::size_t> size_{0};
 };
 

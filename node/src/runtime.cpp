@@ -16,8 +16,8 @@ namespace nodus::detail {
 
 namespace {
 // Guards g_runtimes: the nodes alive in this OS process, for plain-thread calls.
-std::mutex g_runtimes_mu;
-std::vector<Runtime*> g_runtimes;
+Mutex g_runtimes_mu;
+std::vector<Runtime*> g_runtimes NODUS_GUARDED_BY(g_runtimes_mu);
 
 std::uint32_t default_creation() {
   auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -33,7 +33,7 @@ Runtime::Runtime(const NodeOptions& options)
       timers_(*this),
       scheduler_(*this, options.schedulers, options.fiber_stack_size, options.manual_scheduling) {
   {
-    std::lock_guard<std::mutex> lock(g_runtimes_mu);
+    MutexLock lock(g_runtimes_mu);
     g_runtimes.push_back(this);
   }
   timers_.start();
@@ -42,13 +42,13 @@ Runtime::Runtime(const NodeOptions& options)
 
 Runtime::~Runtime() {
   shutdown(std::chrono::seconds(5));
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   g_runtimes.erase(std::remove(g_runtimes.begin(), g_runtimes.end(), this), g_runtimes.end());
 }
 
 Runtime* Runtime::for_pid(const Pid& pid) {
   if (Process* p = current_process()) return &p->rt();
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   for (Runtime* rt : g_runtimes) {
     if (rt->is_local(pid)) return rt;
   }
@@ -56,7 +56,7 @@ Runtime* Runtime::for_pid(const Pid& pid) {
 }
 
 Runtime* Runtime::owning(Atom node, std::uint32_t creation) {
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   for (Runtime* rt : g_runtimes) {
     if (rt->name_ == node && rt->creation_ == creation) return rt;
   }
@@ -64,7 +64,7 @@ Runtime* Runtime::owning(Atom node, std::uint32_t creation) {
 }
 
 Runtime* Runtime::any() {
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   return g_runtimes.empty() ? nullptr : g_runtimes.front();
 }
 
@@ -147,7 +147,7 @@ void Runtime::retire(Pid pid) {
 
 void Runtime::forget_name(const Pid& pid) {
   if (named_.load() == 0) return;
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = name_of_.find(pid.id);
   if (it == name_of_.end()) return;
   by_name_.erase(it->second);
@@ -158,7 +158,7 @@ void Runtime::forget_name(const Pid& pid) {
 NameStatus Runtime::register_name(std::string_view name, const Pid& pid) {
   if (name.empty()) return Status(ErrorCode::kBadArg, "an empty name");
   if (!is_local(pid)) return Status(ErrorCode::kBadArg, pid.to_string() + " is not on this node");
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto held = by_name_.find(std::string(name));
   if (held != by_name_.end()) {
     return NameStatus::taken(held->second);
@@ -174,7 +174,7 @@ NameStatus Runtime::register_name(std::string_view name, const Pid& pid) {
 }
 
 bool Runtime::unregister_name(std::string_view name) {
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = by_name_.find(std::string(name));
   if (it == by_name_.end()) return false;
   name_of_.erase(it->second.id);
@@ -184,7 +184,7 @@ bool Runtime::unregister_name(std::string_view name) {
 }
 
 Pid Runtime::whereis(std::string_view name) const {
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = by_name_.find(std::string(name));
   return it == by_name_.end() ? Pid{} : it->second;
 }
@@ -192,7 +192,7 @@ Pid Runtime::whereis(std::string_view name) const {
 std::vector<std::string> Runtime::registered() const {
   std::vector<std::string> out;
   {
-    std::lock_guard<std::mutex> lock(names_mu_);
+    MutexLock lock(names_mu_);
     for (const auto& [name, pid] : by_name_) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
@@ -201,7 +201,7 @@ std::vector<std::string> Runtime::registered() const {
 
 std::string Runtime::registered_name(const Pid& pid) const {
   if (named_.load() == 0) return {};
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = name_of_.find(pid.id);
   return it == name_of_.end() ? std::string() : it->second;
 }
@@ -234,7 +234,7 @@ void Runtime::deliver(const Dest& to, Envelope* e) {
 
 void* Runtime::set_service(std::size_t slot, std::shared_ptr<void> owner) {
   NODUS_CHECK(slot < kServiceSlots);
-  std::lock_guard<std::mutex> lock(services_mu_);
+  MutexLock lock(services_mu_);
   if (void* held = services_[slot].load()) return held;
   void* raw = owner.get();
   service_owners_.push_back(std::move(owner));

@@ -15,6 +15,7 @@
 #include <variant>
 #include <vector>
 #include "envelope.hpp"
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/transport/transport.hpp"
 #include "process_table.hpp"
@@ -168,14 +169,15 @@ class Runtime {
 
   // Guards by_name_ and name_of_: written on (un)registration and exits of named processes,
   // read by name lookups. named_ lets exits of unnamed processes skip the lock.
-  mutable std::mutex names_mu_;
-  std::unordered_map<std::string, Pid> by_name_;
-  std::unordered_map<std::uint64_t, std::string> name_of_;
+  mutable Mutex names_mu_;
+  std::unordered_map<std::string, Pid> by_name_ NODUS_GUARDED_BY(names_mu_);
+  std::unordered_map<std::uint64_t, std::string> name_of_ NODUS_GUARDED_BY(names_mu_);
   std::atomic<std::size_t> named_{0};
-  // Guards service_owners_ (set_service); readers use the atomic slots without it.
-  std::mutex services_mu_;
+  // Guards service_owners_ and the writes to services_ (set_service); readers use the atomic
+  // slots without it.
+  Mutex services_mu_;
   std::array<std::atomic<void*>, kServiceSlots> services_{};
-  std::vector<std::shared_ptr<void>> service_owners_;
+  std::vector<std::shared_ptr<void>> service_owners_ NODUS_GUARDED_BY(services_mu_);
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;

@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <variant>
 
+#include "nodus/node/detail/mutex.hpp"
+
 namespace nodus {
 namespace {
 
@@ -43,11 +45,11 @@ class AtomTable {
 
   std::uint32_t intern(std::string_view name) {
     {
-      std::shared_lock lock(mu_);
+      detail::ReaderLock lock(mu_);
       auto it = by_name_.find(name);
       if (it != by_name_.end()) return it->second;
     }
-    std::unique_lock lock(mu_);
+    detail::WriterLock lock(mu_);
     auto it = by_name_.find(name);
     if (it != by_name_.end()) return it->second;
     const std::uint32_t id = count_.load(std::memory_order_relaxed);
@@ -92,8 +94,9 @@ class AtomTable {
   std::atomic<std::uint32_t> count_{0};
   // Serialises interning (by_name_, new segments, count_); lookups by name share it.
   // Lookups by id never take it.
-  mutable std::shared_mutex mu_;
-  std::unordered_map<std::string_view, std::uint32_t> by_name_;  // views of the stored names
+  mutable detail::SharedMutex mu_;
+  // Views of the stored names.
+  std::unordered_map<std::string_view, std::uint32_t> by_name_ NODUS_GUARDED_BY(mu_);
 };
 
 AtomTable& atom_table() {

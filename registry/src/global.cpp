@@ -9,11 +9,11 @@
 #include <mutex>
 #include <random>
 #include <set>
-#include <shared_mutex>
 #include <unordered_map>
 
 #include "global_protocol.hpp"
 #include "lock_round.hpp"
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
@@ -52,9 +52,9 @@ struct GlobalState {
   GlobalOptions options;
   Pid server;
   // Guards names and peers: the server writes, whereis_global and friends read.
-  mutable std::shared_mutex mu;
-  std::unordered_map<std::string, Claim, StringHash, std::equal_to<>> names;
-  std::set<Atom> peers;
+  mutable detail::SharedMutex mu;
+  std::unordered_map<std::string, Claim, StringHash, std::equal_to<>> names NODUS_GUARDED_BY(mu);
+  std::set<Atom> peers NODUS_GUARDED_BY(mu);
   // Counters for global_stats: written by the server, read by anyone.
   std::atomic<std::uint64_t> rounds{0};
   std::atomic<std::uint64_t> rounds_lost{0};
@@ -139,7 +139,7 @@ class GlobalServer : public GenServer {
   // -- table ----------------------------------------------------------------------------
 
   std::optional<Claim> find(const std::string& name) const {
-    std::shared_lock lock(st_->mu);
+    detail::ReaderLock lock(st_->mu);
     auto it = st_->names.find(name);
     if (it == st_->names.end()) return std::nullopt;
     return it->second;
@@ -148,7 +148,7 @@ class GlobalServer : public GenServer {
     Seen& seen = epochs_[name];
     if (c.epoch > seen.epoch) seen = Seen{c.epoch, c.pid, false};
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       st_->names[name] = c;
     }
     if (c.pid.node == me_ && !monitored_.count(c.pid)) {
@@ -157,11 +157,11 @@ class GlobalServer : public GenServer {
     }
   }
   void erase(const std::string& name) {
-    std::unique_lock lock(st_->mu);
+    detail::WriterLock lock(st_->mu);
     st_->names.erase(name);
   }
   std::vector<Atom> peers() const {
-    std::shared_lock lock(st_->mu);
+    detail::ReaderLock lock(st_->mu);
     return {st_->peers.begin(), st_->peers.end()};
   }
   std::uint64_t known_epoch(const std::string& name) const {
@@ -201,7 +201,7 @@ class GlobalServer : public GenServer {
     proto::Hello h;
     h.node = me_;
     {
-      std::shared_lock lock(st_->mu);
+      detail::ReaderLock lock(st_->mu);
       h.claims.reserve(st_->names.size());
       for (const auto& [name, c] : st_->names) {
         h.claims.push_back(proto::Claim{name, c.pid, c.epoch, c.clock});
@@ -242,7 +242,7 @@ class GlobalServer : public GenServer {
     const Pid& server = m.server;
     bool fresh;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       fresh = st_->peers.insert(peer).second;
     }
     // Its server may exit while its node stays up: then it is no peer any more (we would wait
@@ -295,7 +295,7 @@ class GlobalServer : public GenServer {
   // A node went down (its names go), or only its server exited (its processes may live on).
   void peer_gone(Atom node, bool node_down) {
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       st_->peers.erase(node);
       if (node_down) {
         std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
@@ -325,7 +325,7 @@ class GlobalServer : public GenServer {
     monitored_.erase(pid);
     std::vector<std::pair<std::string, Claim>> gone;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       for (auto it = st_->names.begin(); it != st_->names.end();) {
         if (it->second.pid == pid) {
           gone.emplace_back(it->first, it->second);
@@ -662,7 +662,7 @@ Status start_global(Node& node, GlobalOptions options) {
   o.name = kServerName;
   auto server = start<GlobalServer>(node, o, &node, st);
   if (!server) return Status(ErrorCode::kInternal, server.error().to_string());
-  std::unique_lock lock(st->mu);
+  detail::WriterLock lock(st->mu);
   st->server = *server;
   return Status::Ok();
 }
@@ -686,7 +686,7 @@ Status unregister_global(Node& node, std::string_view name) {
 std::optional<Pid> whereis_global(Node& node, std::string_view name) {
   GlobalState* st = state_of(node);
   if (!st) return std::nullopt;
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   auto it = st->names.find(name);
   if (it == st->names.end()) return std::nullopt;
   return it->second.pid;
@@ -695,7 +695,7 @@ std::optional<Pid> whereis_global(Node& node, std::string_view name) {
 std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name) {
   GlobalState* st = state_of(node);
   if (!st) return std::nullopt;
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   auto it = st->names.find(name);
   if (it == st->names.end()) return std::nullopt;
   return it->second.epoch;
@@ -706,7 +706,7 @@ std::vector<GlobalEntry> global_names(Node& node) {
   GlobalState* st = state_of(node);
   if (!st) return out;
   {
-    std::shared_lock lock(st->mu);
+    detail::ReaderLock lock(st->mu);
     for (const auto& [name, c] : st->names) out.push_back(entry_of(name, c));
   }
   std::sort(out.begin(), out.end(),
@@ -727,7 +727,7 @@ GlobalStats global_stats(Node& node) {
 std::vector<Atom> global_nodes(Node& node) {
   GlobalState* st = state_of(node);
   if (!st) return {};
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   return {st->peers.begin(), st->peers.end()};
 }
 

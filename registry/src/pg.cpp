@@ -7,9 +7,9 @@
 #include <memory>
 #include <mutex>
 #include <set>
-#include <shared_mutex>
 #include <string>
 
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "pg_protocol.hpp"
 
@@ -22,14 +22,14 @@ namespace proto = pg_protocol;
 struct ScopeState {
   Pid server;
   // Guards groups: the scope's server writes, readers read.
-  mutable std::shared_mutex mu;
-  std::map<Term, std::vector<Pid>> groups;
+  mutable detail::SharedMutex mu;
+  std::map<Term, std::vector<Pid>> groups NODUS_GUARDED_BY(mu);
 };
 
 struct Scopes {
   // Guards by_name: scopes are added at start and never removed.
-  std::mutex mu;
-  std::map<std::string, std::shared_ptr<ScopeState>, std::less<>> by_name;
+  detail::Mutex mu;
+  std::map<std::string, std::shared_ptr<ScopeState>, std::less<>> by_name NODUS_GUARDED_BY(mu);
 };
 
 Scopes& scopes_of(Node& node) {
@@ -40,7 +40,7 @@ Scopes& scopes_of(Node& node) {
 
 std::shared_ptr<ScopeState> scope_of(Node& node, std::string_view scope) {
   Scopes& s = scopes_of(node);
-  std::lock_guard<std::mutex> lock(s.mu);
+  detail::MutexLock lock(s.mu);
   auto it = s.by_name.find(scope);
   return it == s.by_name.end() ? nullptr : it->second;
 }
@@ -70,7 +70,7 @@ class ScopeServer : public GenServer {
         [&](const proto::LeaveRequest& r) { return reply(leave(r.group, r.pid)); },
         [&](const proto::MonitorRequest& r) {
           watchers_[r.group].insert(r.watcher);
-          std::shared_lock lock(st_->mu);
+          detail::ReaderLock lock(st_->mu);
           auto it = st_->groups.find(r.group);
           return reply(proto::Reply{Status::Ok(),
                                     it == st_->groups.end() ? std::vector<Pid>{} : it->second});
@@ -182,7 +182,7 @@ class ScopeServer : public GenServer {
 
   void add(const Term& group, const std::vector<Pid>& pids) {
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       auto& v = st_->groups[group];
       v.insert(v.end(), pids.begin(), pids.end());
     }
@@ -192,7 +192,7 @@ class ScopeServer : public GenServer {
   void remove(const Term& group, const std::vector<Pid>& pids) {
     std::vector<Pid> gone;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       auto it = st_->groups.find(group);
       if (it == st_->groups.end()) return;
       for (const Pid& p : pids) {
@@ -209,7 +209,7 @@ class ScopeServer : public GenServer {
   void drop_node(Atom node) {
     std::vector<std::pair<Term, std::vector<Pid>>> gone;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       for (auto it = st_->groups.begin(); it != st_->groups.end();) {
         std::vector<Pid> out;
         std::erase_if(it->second, [&](const Pid& p) {
@@ -254,7 +254,7 @@ Status start(Node& node, std::string_view scope) {
   Scopes& s = scopes_of(node);
   std::shared_ptr<ScopeState> st;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    detail::MutexLock lock(s.mu);
     auto it = s.by_name.find(scope);
     // Running already; or its server exited: a new one starts afresh (members join again).
     if (it != s.by_name.end() && node.whereis(proto::server_name(scope))) return Status::Ok();
@@ -286,7 +286,7 @@ Status leave(Node& node, std::string_view scope, const Term& group, const Pid& p
 std::vector<Pid> members(Node& node, std::string_view scope, const Term& group) {
   auto st = scope_of(node, scope);
   if (!st) return {};
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   auto it = st->groups.find(group);
   if (it == st->groups.end()) return {};
   std::vector<Pid> out = it->second;
@@ -304,7 +304,7 @@ std::vector<Pid> local_members(Node& node, std::string_view scope, const Term& g
 std::vector<Term> which_groups(Node& node, std::string_view scope) {
   auto st = scope_of(node, scope);
   if (!st) return {};
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   std::vector<Term> out;
   for (const auto& [g, pids] : st->groups) out.push_back(g);
   return out;

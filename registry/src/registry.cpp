@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <mutex>
-#include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
@@ -16,17 +16,18 @@ struct Registry::Partition {
   Pid watcher;
   // Guards table, by_pid, monitored and size: callers write and read it directly; the watcher
   // removes the entries of processes that exit.
-  mutable std::shared_mutex mu;
-  std::unordered_map<Term, std::vector<RegistryEntry>> table;
-  std::unordered_map<Pid, std::vector<Term>> by_pid;  // a key per entry of the pid
-  std::unordered_set<Pid> monitored;
-  std::size_t size = 0;
+  mutable detail::SharedMutex mu;
+  std::unordered_map<Term, std::vector<RegistryEntry>> table NODUS_GUARDED_BY(mu);
+  // A key per entry of the pid.
+  std::unordered_map<Pid, std::vector<Term>> by_pid NODUS_GUARDED_BY(mu);
+  std::unordered_set<Pid> monitored NODUS_GUARDED_BY(mu);
+  std::size_t size NODUS_GUARDED_BY(mu) = 0;
 
   void tell(const Term& msg) const {
     for (const Pid& l : listeners) nodus::send(l, msg);
   }
-  // REQUIRES: mu held exclusively. Removes entry `i` under `key`; the key's vector may go.
-  void drop_key_of(const Pid& pid, const Term& key) {
+  // Forgets one of `pid`'s keys `key` (its entry was removed from table).
+  void drop_key_of(const Pid& pid, const Term& key) NODUS_REQUIRES(mu) {
     auto it = by_pid.find(pid);
     if (it == by_pid.end()) return;
     auto k = std::find(it->second.begin(), it->second.end(), key);
@@ -53,7 +54,7 @@ class PartitionWatcher : public GenServer {
     if (!d) return noreply();
     std::vector<Term> gone;
     {
-      std::unique_lock lock(part_->mu);
+      detail::WriterLock lock(part_->mu);
       part_->monitored.erase(d->pid);
       auto it = part_->by_pid.find(d->pid);
       if (it != part_->by_pid.end()) {
@@ -121,7 +122,7 @@ NameStatus Registry::add(const Term& key, const Pid& pid, Term value) const {
   Partition& p = partition_of(key);
   bool watch = false;
   {
-    std::unique_lock lock(p.mu);
+    detail::WriterLock lock(p.mu);
     auto& v = p.table[key];
     if (options_.keys == RegistryKeys::kUnique && !v.empty()) {
       return NameStatus::taken(v.front().pid);
@@ -141,7 +142,7 @@ std::size_t Registry::remove_if(const Term& key, const Pid& pid,
   Partition& p = partition_of(key);
   std::size_t n = 0;
   {
-    std::unique_lock lock(p.mu);
+    detail::WriterLock lock(p.mu);
     auto t = p.table.find(key);
     if (t == p.table.end()) return 0;
     auto& v = t->second;
@@ -177,7 +178,7 @@ std::size_t Registry::unregister_match(const Term& key, const Pattern& pattern) 
 Result<Term> Registry::update_value(const Term& key, const std::function<Term(const Term&)>& fn) {
   const Pid me = current_pid();
   Partition& p = partition_of(key);
-  std::unique_lock lock(p.mu);
+  detail::WriterLock lock(p.mu);
   auto t = p.table.find(key);
   if (t != p.table.end()) {
     for (RegistryEntry& e : t->second) {
@@ -191,7 +192,7 @@ Result<Term> Registry::update_value(const Term& key, const std::function<Term(co
 
 std::vector<RegistryEntry> Registry::lookup(const Term& key) const {
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   return t == p.table.end() ? std::vector<RegistryEntry>{} : t->second;
 }
@@ -199,7 +200,7 @@ std::vector<RegistryEntry> Registry::lookup(const Term& key) const {
 std::vector<RegistryEntry> Registry::match(const Term& key, const Pattern& pattern) const {
   std::vector<RegistryEntry> out;
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   if (t == p.table.end()) return out;
   for (const RegistryEntry& e : t->second) {
@@ -211,7 +212,7 @@ std::vector<RegistryEntry> Registry::match(const Term& key, const Pattern& patte
 std::size_t Registry::count() const {
   std::size_t n = 0;
   for (const auto& p : parts_) {
-    std::shared_lock lock(p->mu);
+    detail::ReaderLock lock(p->mu);
     n += p->size;
   }
   return n;
@@ -219,7 +220,7 @@ std::size_t Registry::count() const {
 
 std::size_t Registry::count_match(const Term& key, const Pattern& pattern) const {
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   if (t == p.table.end()) return 0;
   return static_cast<std::size_t>(std::count_if(
@@ -238,7 +239,7 @@ bool Registry::dispatch(const Term& key,
 std::vector<Term> Registry::keys(const Pid& pid) const {
   std::vector<Term> out;
   for (const auto& p : parts_) {
-    std::shared_lock lock(p->mu);
+    detail::ReaderLock lock(p->mu);
     auto it = p->by_pid.find(pid);
     if (it != p->by_pid.end()) out.insert(out.end(), it->second.begin(), it->second.end());
   }
@@ -253,7 +254,7 @@ std::vector<Pid> Registry::partitions() const {
 
 Pid Registry::whereis_name(Node&, const Term& key) const {
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   if (t == p.table.end() || t->second.size() != 1) return Pid{};
   return t->second.front().pid;
@@ -269,7 +270,7 @@ NameStatus Registry::register_name(Node&, const Term& key, const Pid& pid) const
 bool Registry::unregister_name(Node&, const Term& key) const {
   const Pid holder = [&] {
     const Partition& p = partition_of(key);
-    std::shared_lock lock(p.mu);
+    detail::ReaderLock lock(p.mu);
     auto t = p.table.find(key);
     return t == p.table.end() || t->second.empty() ? Pid{} : t->second.front().pid;
   }();
