@@ -260,16 +260,13 @@ CallResult wait_response(const RequestId& id, Timeout timeout) {
 }
 
 Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
-  Runtime& rt = detail::runtime_for_call(to);
-  Ref ref = rt.make_ref();
-  rt.timers().add(std::chrono::steady_clock::now() + delay, to, Kind::kInfo, ref, std::move(msg));
-  return ref;
+  return detail::runtime_for_call(to).send_after(to, std::move(msg), delay);
 }
 
 std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer) {
   Runtime* rt = Runtime::owning(timer.node, timer.creation);  // the node that made the timer
   if (!rt) return std::nullopt;
-  return rt->timers().cancel(timer.id);
+  return rt->cancel_timer(timer);
 }
 
 Ref monitor(const Dest& target) {

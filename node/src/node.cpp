@@ -74,6 +74,10 @@ Status Node::connect(const std::string& endpoint, Timeout timeout) {
   return Status::Ok();
 }
 std::vector<Atom> Node::nodes() const { return rt_->nodes(); }
+bool Node::is_hidden(Atom node) const { return rt_->is_hidden_peer(node); }
+bool Node::is_process_alive(const Pid& pid) const {
+  return rt_->is_local(pid) && rt_->table().alive(pid.id);
+}
 NameStatus Node::register_name(std::string_view name, const Pid& pid) {
   return rt_->register_name(name, pid);
 }

@@ -194,6 +194,13 @@ void Process::fetch() {
         if (extras().wake_token && e->ref == extras().wake_token) woke_ = true;
         delete e;
         break;
+      case Kind::kInfo:
+        // A timer's message (send_after: no sender, the timer's ref) is the timer's end.
+        if (e->ref && !e->from && has_timers_.load(std::memory_order_relaxed)) {
+          rt_.timer_fired(e->ref);
+        }
+        queue_user(e);
+        break;
       case Kind::kIdleTimeout:  // the behaviour checks whether it is still current
         queue_user(e);
         queued_.fetch_add(1, std::memory_order_relaxed);
@@ -502,7 +509,11 @@ bool Process::remove_link(const Pid& p) {
 void Process::finish(const Reason& reason) {
   if (dead_) return;
   dead_ = true;
-  rt_.forget_name(pid_);  // gone before anyone hears of the exit
+  // Dead from here on for every name service (Node::is_process_alive), and its name and timers
+  // gone, before anyone hears of the exit.
+  rt_.table().mark_exiting(pid_.id);
+  rt_.forget_name(pid_);
+  if (has_timers_.load(std::memory_order_seq_cst)) rt_.cancel_timers_of(pid_);
   // Close the mailbox: from now on senders bounce at once (noproc).
   Envelope* h = head_.exchange(kClosed, std::memory_order_acq_rel);
   if (h != kBlocked) {

@@ -121,6 +121,8 @@ class Process {
   bool remove_link(const Pid& p);
   bool trap_exit() const { return trap_exit_.load(std::memory_order_relaxed); }
   bool set_trap_exit(bool on) { return trap_exit_.exchange(on, std::memory_order_relaxed); }
+  /// A timer is aimed at this process (see has_timers_). REQUIRES: the runtime's timer lock.
+  void note_timer() { has_timers_.store(true, std::memory_order_seq_cst); }
   /// An exit signal ended the process while it was busy: the behaviour should stop now.
   bool exit_pending() const { return exit_pending_; }
   const Reason& pending_reason() const { return extras().pending_reason; }
@@ -185,6 +187,9 @@ class Process {
   bool dead_ = false;
   std::atomic<bool> trap_exit_{false};
   std::atomic<bool> waiting_{false};
+  // Set (seq_cst, by any thread) once a timer was aimed at this process (Runtime::send_after):
+  // its exit then cancels them, and fired ones are forgotten as they arrive.
+  std::atomic<bool> has_timers_{false};
 
   // Written by any thread.
   std::atomic<Envelope*> head_{nullptr};

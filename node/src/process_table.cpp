@@ -69,6 +69,20 @@ ProcessTable::Handle ProcessTable::lookup(std::uint64_t id) {
   }
 }
 
+bool ProcessTable::alive(std::uint64_t id) const {
+  const Slot* s = slot(static_cast<std::uint32_t>(id));
+  if (!s) return false;
+  // seq_cst (a plain load on x86): Runtime::send_after pairs it with Process::finish.
+  const std::uint64_t w = s->word.load(std::memory_order_seq_cst);
+  return (w >> 32) == (id >> 32) && (w & kAlive) && !(w & kExiting);
+}
+
+void ProcessTable::mark_exiting(std::uint64_t id) {
+  Slot* s = slot(static_cast<std::uint32_t>(id));
+  NODUS_CHECK(s != nullptr);
+  s->word.fetch_or(kExiting, std::memory_order_seq_cst);
+}
+
 void ProcessTable::release(std::uint32_t index) {
   Slot* s = slot(index);
   std::uint64_t w = s->word.fetch_sub(1, std::memory_order_acq_rel);

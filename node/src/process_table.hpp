@@ -1,10 +1,10 @@
 // ProcessTable: maps a local pid's id to its Process, lock-free on the lookup path.
 //
 // The id of a pid is (generation << 32 | slot). Each slot has one atomic word
-// [generation:32 | alive:1 | count:31]: a lookup succeeds only while the slot's generation
-// matches and the process is alive, and it takes a counted reference (one CAS) so the process
-// cannot be freed under the caller. The table itself holds one reference while the process is
-// alive; the last reference to go deletes the process and frees the slot for reuse under the
+// [generation:32 | alive:1 | exiting:1 | count:30]: a lookup succeeds only while the slot's
+// generation matches and the process is alive, and it takes a counted reference (one CAS) so the
+// process cannot be freed under the caller. The table itself holds one reference while the process
+// is alive; the last reference to go deletes the process and frees the slot for reuse under the
 // next generation, so stale pids never reach a new process.
 #pragma once
 
@@ -64,6 +64,12 @@ class ProcessTable {
   std::uint64_t insert(Process* p, const std::function<void(std::uint64_t)>& named);
   /// The process with `id` if it is alive.
   Handle lookup(std::uint64_t id);
+  /// Whether the process with `id` is alive and not exiting (mark_exiting): one load, no
+  /// reference taken, so concurrent readers share the slot's cache line.
+  bool alive(std::uint64_t id) const;
+  /// The process with `id` has begun to exit: alive() is false from now on, while lookups
+  /// still find it until remove(). REQUIRES: called by the process itself, before remove().
+  void mark_exiting(std::uint64_t id);
   /// Marks the process dead and drops the table's reference: lookups fail from now on and the
   /// process is deleted when the last Handle goes. REQUIRES: called once per inserted id.
   void remove(std::uint64_t id);
@@ -77,7 +83,8 @@ class ProcessTable {
   static constexpr std::uint32_t kSegmentSize = 1u << kSegmentBits;
   static constexpr std::uint32_t kMaxSegments = 1u << 14;  // 2^30 slots
   static constexpr std::uint64_t kAlive = 1ull << 31;
-  static constexpr std::uint64_t kCountMask = kAlive - 1;
+  static constexpr std::uint64_t kExiting = 1ull << 30;
+  static constexpr std::uint64_t kCountMask = kExiting - 1;
 
   struct Slot {
     std::atomic<std::uint64_t> word{1ull << 32};  // generation 1, dead, count 0

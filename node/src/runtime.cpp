@@ -140,6 +140,56 @@ void Runtime::send_error_reply(const Pid& to, const Ref& ref, const Reason& reas
   deliver(to, new Envelope(Kind::kReplyError, Pid{}, ref, reason));
 }
 
+Ref Runtime::send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
+  const Ref ref = make_ref();
+  const auto when = std::chrono::steady_clock::now() + delay;
+  if (!is_local(to)) {  // another node's process: the timer is this node's to keep
+    timers_.add(when, to, Kind::kInfo, ref, std::move(msg));
+    return ref;
+  }
+  ProcessTable::Handle target = table_.lookup(to.id);
+  if (!target) return ref;  // gone: no timer
+  MutexLock lock(user_timers_mu_);
+  // The flag first, then the liveness: with Process::finish marking the exit first, then
+  // reading the flag (all seq_cst), either the exit sees the flag and cancels this timer
+  // (under this lock, so after it is recorded), or this sees the exit and sets none.
+  target->note_timer();
+  if (!table_.alive(to.id)) return ref;
+  timer_target_.emplace(ref.id, to.id);
+  timers_of_[to.id].push_back(ref.id);
+  timers_.add(when, to, Kind::kInfo, ref, std::move(msg));
+  return ref;
+}
+
+std::optional<std::chrono::milliseconds> Runtime::cancel_timer(const Ref& timer) {
+  std::optional<std::chrono::milliseconds> left = timers_.cancel(timer.id);
+  timer_fired(timer);  // forgotten either way
+  return left;
+}
+
+void Runtime::timer_fired(const Ref& timer) {
+  MutexLock lock(user_timers_mu_);
+  auto it = timer_target_.find(timer.id);
+  if (it == timer_target_.end()) return;
+  auto of = timers_of_.find(it->second);
+  if (of != timers_of_.end()) {
+    std::erase(of->second, timer.id);
+    if (of->second.empty()) timers_of_.erase(of);
+  }
+  timer_target_.erase(it);
+}
+
+void Runtime::cancel_timers_of(const Pid& pid) {
+  MutexLock lock(user_timers_mu_);
+  auto of = timers_of_.find(pid.id);
+  if (of == timers_of_.end()) return;
+  for (std::uint64_t id : of->second) {
+    (void)timers_.cancel(id);
+    timer_target_.erase(id);
+  }
+  timers_of_.erase(of);
+}
+
 void Runtime::retire(Pid pid) {
   table_.remove(pid.id);  // first: a registration racing with this exit then fails its lookup
   forget_name(pid);

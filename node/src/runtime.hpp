@@ -100,6 +100,18 @@ class Runtime {
   void await_room(Atom node);
   void send_error_reply(const Pid& to, const Ref& ref, const Reason& reason);
 
+  // -- timers aimed at processes (send_after, cancel_timer) ------------------------------
+  /// Sends `msg` to `to` after `delay`: a timer aimed at a process of this node goes with that
+  /// process (Erlang's erlang:send_after to a pid), so none is set for one that has exited.
+  Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay);
+  /// The time `timer` had left, or nullopt if it fired, was cancelled, went with its process
+  /// or never was.
+  std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer);
+  /// A timer's message reached its process: forgets the timer.
+  void timer_fired(const Ref& timer);
+  /// `pid` is exiting (REQUIRES: marked so in the table): cancels its timers.
+  void cancel_timers_of(const Pid& pid);
+
   ProcessTable& table() { return table_; }
   Scheduler& scheduler() { return scheduler_; }
   TimerService& timers() { return timers_; }
@@ -178,6 +190,14 @@ class Runtime {
   Mutex services_mu_;
   std::array<std::atomic<void*>, kServiceSlots> services_{};
   std::vector<std::shared_ptr<void>> service_owners_ NODUS_GUARDED_BY(services_mu_);
+  // Guards the timers aimed at this node's processes: which process each one is aimed at, and
+  // each such process's timers, so that its exit cancels them. send_after and the exit take it
+  // in turn (see send_after for why that is enough).
+  Mutex user_timers_mu_;
+  std::unordered_map<std::uint64_t, std::uint64_t> timer_target_
+      NODUS_GUARDED_BY(user_timers_mu_);  // timer id -> pid id
+  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> timers_of_
+      NODUS_GUARDED_BY(user_timers_mu_);  // pid id -> timer ids
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;

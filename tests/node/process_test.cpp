@@ -360,5 +360,32 @@ TEST(InboxTest, KillArrivesAsAnExitMessageOnAPlainThread) {
   EXPECT_TRUE(has_self());
 }
 
+// Erlang's erlang:send_after to a pid: a timer aimed at a dead process is no timer, and a
+// process's timers go with it; cancel_timer then says there was nothing left to cancel.
+TEST_F(ProcessTest, SendAfterToADeadProcessSetsNoTimer) {
+  Pid p = spawn(node, [] {});
+  Ref watch = monitor(p);
+  ASSERT_TRUE(await_down(watch, 5s).has_value());
+  Ref timer = send_after(p, "late", 10s);
+  EXPECT_FALSE(cancel_timer(timer).has_value());
+}
+
+TEST_F(ProcessTest, AProcesssTimersAreCancelledWhenItExits) {
+  Pid p = spawn(node, [] { (void)receive(); });
+  Ref timer = send_after(p, "later", 10s);
+  Ref other = send_after(me.pid(), "mine", 10s);
+  Ref watch = monitor(p);
+  exit(p, reasons::kill());
+  ASSERT_TRUE(await_down(watch, 5s).has_value());  // its timers went before the Down was sent
+  EXPECT_FALSE(cancel_timer(timer).has_value());
+  EXPECT_TRUE(cancel_timer(other).has_value());  // another process's timer stays
+}
+
+TEST_F(ProcessTest, AFiredTimerIsForgotten) {
+  Ref timer = send_after(me.pid(), "ring", 1ms);
+  EXPECT_EQ(next(), "ring");
+  EXPECT_FALSE(cancel_timer(timer).has_value());
+}
+
 }  // namespace
 }  // namespace nodus

@@ -169,8 +169,11 @@ class Node {
   /// the transport keeps trying, as connect(endpoint) does); kBadConfig when this node has no
   /// networking.
   Status connect(const std::string& endpoint, Timeout timeout);
-  /// The nodes this one is linked to.
+  /// The nodes this one is linked to (hidden ones excepted).
   std::vector<Atom> nodes() const;
+  /// True while `node` is linked to this one as a hidden node (NodeOptions::hidden): no
+  /// cluster member, so the cluster's protocols (global names, pg) ignore what it sends.
+  bool is_hidden(Atom node) const;
   NetworkStats network_stats() const;
   /// Every peer linked since start, hidden ones included, sorted by name.
   std::vector<PeerStats> peers() const;
@@ -219,6 +222,12 @@ class Node {
   /// Manual scheduling: steps until nothing is runnable (or `max_steps`); the steps taken.
   std::size_t run_until_idle(std::size_t max_steps = 1000000);
 
+  /// True while `pid` is a process of this node that has not exited, Erlang's
+  /// is_process_alive: false from the moment its exit begins (its mailbox closes, its name is
+  /// gone, before its links and monitors hear of it), and for a pid of an earlier incarnation
+  /// of this node. A lock-free read. REQUIRES: pid.node == name() (a pid of another node can
+  /// only be asked of that node; nodus answers false).
+  bool is_process_alive(const Pid& pid) const;
   /// Live processes (Inboxes included).
   std::size_t process_count() const;
   /// A snapshot of every live process, without format_status (cheap: reads counters).

@@ -351,10 +351,12 @@ CallResult wait_response(const RequestId& id, Timeout timeout = kDefaultCallTime
 
 // -- timers ---------------------------------------------------------------------------
 
-/// Sends `msg` to `to` (as a plain message) after `delay`. Returns the timer's ref.
+/// Sends `msg` to `to` (as a plain message) after `delay`. Returns the timer's ref. As
+/// Erlang's erlang:send_after to a pid, a timer aimed at a process of the caller's node is
+/// cancelled when that process exits, and none is set for a process that has exited already.
 Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay);
-/// Cancels a timer. Returns the time that was left, or nullopt if it already fired or is
-/// unknown.
+/// Cancels a timer. Returns the time that was left, or nullopt if it already fired, was
+/// cancelled with its process, or is unknown.
 std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer);
 
 // -- monitors, links, exits ---------------------------------------------------------
