@@ -269,9 +269,16 @@ class SupervisorServer final : public GenServer {
     for (std::size_t i = group.first; i < group.second; ++i) {
       Child& c = children_[i];
       if (c.pid.valid()) continue;
-      if (!start_one(c)) {
+      auto started = start_one(c);
+      if (!started) {
         c.restarting = true;
         send(self(), RetryRestart{c.key});
+        return;
+      }
+      // A DynamicSupervisor drops a child whose restart was ignored, freeing its slot, as
+      // Elixir's does; a static one keeps its spec, not running, as OTP's does.
+      if (!started->valid() && config_.dynamic) {
+        children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
         return;
       }
     }
