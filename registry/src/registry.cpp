@@ -93,6 +93,7 @@ Registry::~Registry() = default;
 Result<std::shared_ptr<Registry>> Registry::start(Node& node, RegistryOptions options) {
   if (options.partitions == 0) return Status(ErrorCode::kBadArg, "a registry needs a partition");
   std::shared_ptr<Registry> r(new Registry(std::move(options)));
+  r->node_ = &node;
   for (std::size_t i = 0; i < r->options_.partitions; ++i) {
     auto part = std::make_shared<Partition>();
     part->registry = r->name_;
@@ -117,15 +118,24 @@ Registry::Partition& Registry::partition_of(const Term& key) const {
   return *parts_[key.hash() % parts_.size()];
 }
 
+bool Registry::known_dead(const Pid& pid) const {
+  return pid.node == node_->name() && !node_->is_process_alive(pid);
+}
+
 NameStatus Registry::add(const Term& key, const Pid& pid, Term value) const {
   if (!pid) return Status(ErrorCode::kBadArg, "register needs a process");
   Partition& p = partition_of(key);
   bool watch = false;
+  Pid replaced;  // a holder that had exited, whose watcher had not removed it yet
   {
     detail::WriterLock lock(p.mu);
     auto& v = p.table[key];
     if (options_.keys == RegistryKeys::kUnique && !v.empty()) {
-      return NameStatus::taken(v.front().pid);
+      if (!known_dead(v.front().pid)) return NameStatus::taken(v.front().pid);
+      replaced = v.front().pid;
+      p.drop_key_of(replaced, key);
+      v.clear();
+      --p.size;
     }
     v.push_back(RegistryEntry{pid, value});
     p.by_pid[pid].push_back(key);
@@ -133,6 +143,7 @@ NameStatus Registry::add(const Term& key, const Pid& pid, Term value) const {
     watch = p.monitored.insert(pid).second;
   }
   if (watch) cast(p.watcher, tuple("monitor", pid));
+  if (replaced) p.tell(tuple("unregister", name_, key, replaced));
   p.tell(tuple("register", name_, key, pid, std::move(value)));
   return Status::Ok();
 }
@@ -191,10 +202,15 @@ Result<Term> Registry::update_value(const Term& key, const std::function<Term(co
 }
 
 std::vector<RegistryEntry> Registry::lookup(const Term& key) const {
+  std::vector<RegistryEntry> out;
   const Partition& p = partition_of(key);
   detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
-  return t == p.table.end() ? std::vector<RegistryEntry>{} : t->second;
+  if (t == p.table.end()) return out;
+  for (const RegistryEntry& e : t->second) {
+    if (!known_dead(e.pid)) out.push_back(e);
+  }
+  return out;
 }
 
 std::vector<RegistryEntry> Registry::match(const Term& key, const Pattern& pattern) const {
@@ -204,7 +220,7 @@ std::vector<RegistryEntry> Registry::match(const Term& key, const Pattern& patte
   auto t = p.table.find(key);
   if (t == p.table.end()) return out;
   for (const RegistryEntry& e : t->second) {
-    if (e.value.match(pattern)) out.push_back(e);
+    if (e.value.match(pattern) && !known_dead(e.pid)) out.push_back(e);
   }
   return out;
 }
@@ -257,7 +273,8 @@ Pid Registry::whereis_name(Node&, const Term& key) const {
   detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   if (t == p.table.end() || t->second.size() != 1) return Pid{};
-  return t->second.front().pid;
+  const Pid& holder = t->second.front().pid;
+  return known_dead(holder) ? Pid{} : holder;
 }
 
 NameStatus Registry::register_name(Node&, const Term& key, const Pid& pid) const {

@@ -273,5 +273,28 @@ TEST(ViaTest, StartNamesTheHolderTheNamingServiceReported) {
   EXPECT_EQ(started.error(), tuple("already_started", elsewhere));
 }
 
+// Elixir's Registry checks liveness: a unique key whose holder has exited is free, and no read
+// names the dead holder, even before the partition has handled the exit. Manual scheduling
+// keeps the partition's watcher from running meanwhile.
+TEST(RegistryLivenessTest, AKeyOfAnExitedHolderIsFreeBeforeTheRegistryHearsOfTheExit) {
+  Node node(NodeOptions{.name = "live", .manual_scheduling = true});
+  auto reg = Registry::start(node, {.keys = RegistryKeys::kUnique});
+  ASSERT_OK(reg);
+  {
+    Inbox holder(node);
+    ASSERT_OK((*reg)->register_key("k", 1));
+  }  // the holder exits; the watcher has not run
+  EXPECT_TRUE((*reg)->lookup("k").empty());
+  EXPECT_FALSE((*reg)->whereis_name(node, "k").valid());
+  EXPECT_FALSE((*reg)->dispatch("k", [](const std::vector<RegistryEntry>&) {}));
+  Inbox next(node);
+  EXPECT_OK((*reg)->register_key("k", 2));
+  EXPECT_EQ((*reg)->lookup("k"), (std::vector<RegistryEntry>{{next.pid(), Term(2)}}));
+  EXPECT_EQ((*reg)->whereis_name(node, "k"), next.pid());
+  node.run_until_idle();  // the watcher hears of the old holder's exit: the new one stays
+  EXPECT_EQ((*reg)->whereis_name(node, "k"), next.pid());
+  EXPECT_EQ((*reg)->count(), 1u);
+}
+
 }  // namespace
 }  // namespace nodus
