@@ -63,6 +63,12 @@ struct GlobalState {
 
 GlobalState* state_of(Node& node) { return node.service<GlobalState>(); }
 
+// A holder on this node that has exited (or begun to): no answer names it, even before the
+// server has handled its exit (which then removes the name everywhere).
+bool known_dead(Node& node, const Pid& pid) {
+  return pid.node == node.name() && !node.is_process_alive(pid);
+}
+
 GlobalEntry entry_of(const std::string& name, const Claim& c) {
   return GlobalEntry{name, c.pid, c.pid.node, c.epoch, c.clock};
 }
@@ -99,19 +105,30 @@ class GlobalServer : public GenServer {
               [&](const NodeDown& down) { peer_gone(down.node, /*node_down=*/true); },
               [&](const Down& d) { down(d); },
               [&](const proto::Hello& m) {
+                if (!linked_member(m.node)) return;
                 tick(m.clock);
                 hello(m);
                 raise_stale_epochs(m.seen);
               },
-              [&](const proto::Lock& m) { lock_request(m); },
-              [&](const proto::LockReply& m) { lock_reply(m); },
+              [&](const proto::Lock& m) {
+                if (member(m.node)) lock_request(m);
+              },
+              [&](const proto::LockReply& m) {
+                if (member(m.node)) lock_reply(m);
+              },
               [&](const proto::Commit& m) {
+                if (!member(m.node)) return;
                 tick(m.clock);
                 commit_from(m);
               },
-              [&](const proto::Release& m) { release(m.name, m.node, m.req); },
-              [&](const proto::Unregister& m) { unregister_from(m); },
-              [&](const SweepRounds&) { sweep(); }, [&](const RetryRound& r) { retry(r.id); },
+              [&](const proto::Release& m) {
+                if (member(m.node)) release(m.name, m.node, m.req);
+              },
+              [&](const proto::Unregister& m) {
+                if (member(m.node)) unregister_from(m);
+              },
+              [&](const SweepRounds&) { sweep(); },  //
+              [&](const RetryRound& r) { retry(r.id); },
               [&](const Message&) {});  // anything else: not ours, ignored
     return noreply();
   }
@@ -143,6 +160,12 @@ class GlobalServer : public GenServer {
     auto it = st_->names.find(name);
     if (it == st_->names.end()) return std::nullopt;
     return it->second;
+  }
+  // The holder of `name`, unless it is a process of this node known to be dead.
+  std::optional<Claim> find_live(const std::string& name) const {
+    auto c = find(name);
+    if (c && known_dead(*node_, c->pid)) return std::nullopt;
+    return c;
   }
   void put(const std::string& name, const Claim& c) {
     Seen& seen = epochs_[name];
@@ -191,6 +214,24 @@ class GlobalServer : public GenServer {
     if (it == epochs_.end() || c.epoch > it->second.epoch) return true;
     const Seen& seen = it->second;
     return c.epoch == seen.epoch && !(seen.gone && seen.pid == c.pid);
+  }
+
+  // Whether a message from `node` may change this node's names or locks: not when `node` is a
+  // hidden node, which is no member (docs/protocol.md section 11). Counted when not.
+  bool member(Atom node) {
+    if (node == me_ || !node_->is_hidden(node)) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // For a Hello, which makes its sender a peer: the sender must be a member whose link this
+  // node counts as up. A hidden node never is; a Hello that overtook its sender's link coming
+  // up here is ignored too, and its state comes again in the answer to the Hello this node
+  // sends when it sees the link up. Counted when not.
+  bool linked_member(Atom node) {
+    const std::vector<Atom> up = node_->nodes();  // hidden nodes excepted
+    if (std::find(up.begin(), up.end(), node) != up.end()) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
   }
 
   void peer_send(Atom peer, Message m) { send(named(kServerName, peer.name()), std::move(m)); }
@@ -357,7 +398,7 @@ class GlobalServer : public GenServer {
   void lock_request(const proto::Lock& m) {
     const bool granted = lock_free_for(m.name, m.node, m.req);
     if (granted) locks_[m.name] = Lock{m.node, m.req, Clock::now()};
-    auto c = find(m.name);
+    auto c = find_live(m.name);
     peer_send(m.node, proto::LockReply{m.name, m.req, me_, granted, c ? c->pid : Pid{},
                                        known_epoch(m.name)});
   }
@@ -373,7 +414,7 @@ class GlobalServer : public GenServer {
                           int attempt) {
     // A name locked by another registrar may be about to change: ask again later.
     if (!re_register && lock_free_for(name, me_, 0)) {
-      if (auto c = find(name)) {
+      if (auto c = find_live(name)) {
         if (c->pid == pid) {
           reply(from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
         } else {
@@ -499,7 +540,7 @@ class GlobalServer : public GenServer {
         peer_send(peer, proto::Unregister{p.name, c->pid, c->epoch, req, me_});
       return;
     }
-    if (auto c = find(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
+    if (auto c = find_live(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
       p.holder = c->pid;
     }
     if (p.holder && !p.re_register) {
@@ -688,7 +729,7 @@ std::optional<Pid> whereis_global(Node& node, std::string_view name) {
   if (!st) return std::nullopt;
   detail::ReaderLock lock(st->mu);
   auto it = st->names.find(name);
-  if (it == st->names.end()) return std::nullopt;
+  if (it == st->names.end() || known_dead(node, it->second.pid)) return std::nullopt;
   return it->second.pid;
 }
 
@@ -697,7 +738,7 @@ std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name) {
   if (!st) return std::nullopt;
   detail::ReaderLock lock(st->mu);
   auto it = st->names.find(name);
-  if (it == st->names.end()) return std::nullopt;
+  if (it == st->names.end() || known_dead(node, it->second.pid)) return std::nullopt;
   return it->second.epoch;
 }
 
@@ -707,7 +748,9 @@ std::vector<GlobalEntry> global_names(Node& node) {
   if (!st) return out;
   {
     detail::ReaderLock lock(st->mu);
-    for (const auto& [name, c] : st->names) out.push_back(entry_of(name, c));
+    for (const auto& [name, c] : st->names) {
+      if (!known_dead(node, c.pid)) out.push_back(entry_of(name, c));
+    }
   }
   std::sort(out.begin(), out.end(),
             [](const GlobalEntry& a, const GlobalEntry& b) { return a.name < b.name; });

@@ -3,6 +3,8 @@
 #include "nodus/registry/pg.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +26,9 @@ struct ScopeState {
   // Guards groups: the scope's server writes, readers read.
   mutable detail::SharedMutex mu;
   std::map<Term, std::vector<Pid>> groups NODUS_GUARDED_BY(mu);
+  // Counters for pg::stats: written by the server, read by anyone.
+  std::atomic<std::uint64_t> discovers{0};
+  std::atomic<std::uint64_t> ignored{0};
 };
 
 struct Scopes {
@@ -89,12 +94,14 @@ class ScopeServer : public GenServer {
                 drop_node(down.node);
               },
               [&](const Down& d) { this->down(d); },
-              [&](const proto::Discover& m) { discovered(m); },
+              [&](const proto::Discover& m) {
+                if (linked_member(m.node)) discovered(m);
+              },
               [&](const proto::Join& m) {
-                if (peers_.count(m.node)) add(m.group, m.pids);
+                if (member(m.node) && peers_.count(m.node)) add(m.group, m.pids);
               },
               [&](const proto::Leave& m) {
-                if (peers_.count(m.node)) remove(m.group, m.pids);
+                if (member(m.node) && peers_.count(m.node)) remove(m.group, m.pids);
               },
               [&](const Message&) {});  // anything else: not ours, ignored
     return noreply();
@@ -154,8 +161,76 @@ class ScopeServer : public GenServer {
       nodus::monitor(m.server);
     }
     if (fresh || m.want_answer) discover(peer, false);  // ours may have changed since
-    drop_node(peer);  // its members anew: what it had before a partition may have changed
-    for (const proto::Members& gm : m.groups) add(gm.group, gm.pids);
+    // Its members anew (what it had before a partition may have changed), only its own.
+    std::map<Term, std::vector<Pid>> theirs;
+    for (const proto::Members& gm : m.groups) {
+      for (const Pid& p : gm.pids) {
+        if (p.node == peer) theirs[gm.group].push_back(p);
+      }
+    }
+    sync_node(peer, std::move(theirs));
+    st_->discovers.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Makes `node`'s members equal to `theirs` (a pid once per join) as a difference from what
+  // this node had of it, in one step under the lock: a Discover that changes nothing (the
+  // answer to ours, after its own) tells watchers nothing, and members() never reads a member
+  // that stays as gone in between. OTP's pg applies a peer's state the same way.
+  void sync_node(Atom node, std::map<Term, std::vector<Pid>> theirs) {
+    std::vector<std::pair<Term, std::vector<Pid>>> joined, left;
+    {
+      detail::WriterLock lock(st_->mu);
+      for (auto it = st_->groups.begin(); it != st_->groups.end();) {
+        std::vector<Pid>& all = it->second;
+        std::vector<Pid> had;
+        for (const Pid& p : all) {
+          if (p.node == node) had.push_back(p);
+        }
+        std::vector<Pid> now;
+        if (auto t = theirs.find(it->first); t != theirs.end()) {
+          now = std::move(t->second);
+          theirs.erase(t);
+        }
+        std::sort(had.begin(), had.end());
+        std::sort(now.begin(), now.end());
+        std::vector<Pid> gone, fresh;
+        std::set_difference(had.begin(), had.end(), now.begin(), now.end(),
+                            std::back_inserter(gone));
+        std::set_difference(now.begin(), now.end(), had.begin(), had.end(),
+                            std::back_inserter(fresh));
+        for (const Pid& p : gone) all.erase(std::find(all.begin(), all.end(), p));
+        all.insert(all.end(), fresh.begin(), fresh.end());
+        if (!gone.empty()) left.emplace_back(it->first, std::move(gone));
+        if (!fresh.empty()) joined.emplace_back(it->first, std::move(fresh));
+        it = all.empty() ? st_->groups.erase(it) : std::next(it);
+      }
+      for (auto& [group, pids] : theirs) {  // groups this node did not have yet
+        if (pids.empty()) continue;
+        auto& all = st_->groups[group];
+        all.insert(all.end(), pids.begin(), pids.end());
+        joined.emplace_back(group, std::move(pids));
+      }
+    }
+    for (const auto& [g, pids] : left) notify("pg_leave", g, pids);
+    for (const auto& [g, pids] : joined) notify("pg_join", g, pids);
+  }
+
+  // Whether a message from `node` may change this node's groups: not when `node` is a hidden
+  // node, which is no member (docs/protocol.md section 11). Counted when not.
+  bool member(Atom node) {
+    if (!node_->is_hidden(node)) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // For a Discover, which makes its sender a peer: the sender must be a member whose link this
+  // node counts as up. A hidden node never is; a Discover that overtook its sender's link
+  // coming up here is ignored too, and its state comes again in the answer to the Discover
+  // this node sends when it sees the link up. Counted when not.
+  bool linked_member(Atom node) {
+    const std::vector<Atom> up = node_->nodes();  // hidden nodes excepted
+    if (std::find(up.begin(), up.end(), node) != up.end()) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
   }
 
   template <class M>
@@ -286,10 +361,16 @@ Status leave(Node& node, std::string_view scope, const Term& group, const Pid& p
 std::vector<Pid> members(Node& node, std::string_view scope, const Term& group) {
   auto st = scope_of(node, scope);
   if (!st) return {};
-  detail::ReaderLock lock(st->mu);
-  auto it = st->groups.find(group);
-  if (it == st->groups.end()) return {};
-  std::vector<Pid> out = it->second;
+  std::vector<Pid> out;
+  {
+    detail::ReaderLock lock(st->mu);
+    auto it = st->groups.find(group);
+    if (it == st->groups.end()) return {};
+    out = it->second;
+  }
+  // A member of this node that has exited is none, even before the server handled its exit.
+  std::erase_if(out,
+                [&](const Pid& p) { return p.node == node.name() && !node.is_process_alive(p); });
   std::stable_sort(out.begin(), out.end(),
                    [](const Pid& a, const Pid& b) { return a.node < b.node; });
   return out;
@@ -312,6 +393,15 @@ std::vector<Term> which_groups(Node& node, std::string_view scope) {
 
 Result<std::vector<Pid>> monitor(Node& node, std::string_view scope, const Term& group) {
   return ask(node, scope, proto::MonitorRequest{group, self()});
+}
+
+Stats stats(Node& node, std::string_view scope) {
+  Stats out;
+  auto st = scope_of(node, scope);
+  if (!st) return out;
+  out.discovers = st->discovers.load(std::memory_order_relaxed);
+  out.ignored = st->ignored.load(std::memory_order_relaxed);
+  return out;
 }
 
 void demonitor(Node& node, std::string_view scope, const Term& group) {

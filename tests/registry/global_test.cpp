@@ -449,5 +449,42 @@ TEST(GlobalPartitionTest, AnEpochSeenElsewhereIsNeverHandedOutAgain) {
   for (auto& n : nodes) n->shutdown();
 }
 
+// A global name whose holder (on this node) has exited is answered by nobody, even before the
+// global server has handled the exit (manual scheduling holds it still).
+TEST(GlobalLivenessTest, ANameOfAnExitedHolderIsNotAnswered) {
+  Node node(NodeOptions{.name = "gl", .manual_scheduling = true});
+  ASSERT_OK(start_global(node));
+  Pid gone;
+  {
+    Inbox holder(node);
+    gone = holder.pid();
+    ASSERT_OK(register_global(node, "x", gone));
+    ASSERT_EQ(whereis_global(node, "x"), gone);
+  }
+  EXPECT_FALSE(whereis_global(node, "x").has_value());
+  EXPECT_TRUE(global_names(node).empty());
+  EXPECT_FALSE(global_epoch(node, "x").has_value());
+}
+
+// A hidden node is no member (docs/protocol.md section 11): its global server's Hello is
+// ignored and counted, so it never becomes a peer that votes in name locking.
+TEST(GlobalHiddenTest, AHiddenNodesHelloIsIgnoredAndCounted) {
+  auto member = testing::start_loopback_node("gm");
+  NodeOptions o = testing::loopback_options("gh");
+  o.hidden = true;
+  auto hidden = Node::start(o);
+  ASSERT_TRUE(member && hidden.ok());
+  ASSERT_OK(start_global(*member));
+  ASSERT_OK(start_global(**hidden));  // its server says Hello to the member when linked
+  ASSERT_OK((*hidden)->connect(member->endpoint(), 10s));
+  ASSERT_TRUE(eventually([&] { return global_stats(*member).ignored >= 1; }));
+  EXPECT_TRUE(global_nodes(*member).empty());
+  // And a registration on the member asks nobody: it wins alone.
+  ASSERT_OK(register_global(*member, "solo", spawn(*member, [] { (void)receive(); })));
+  EXPECT_EQ(global_stats(*member).rounds_lost, 0u);
+  (*hidden)->shutdown();
+  member->shutdown();
+}
+
 }  // namespace
 }  // namespace nodus

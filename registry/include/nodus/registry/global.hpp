@@ -10,6 +10,7 @@
 //
 // A name goes when its process exits (its node tells the others) and when its node goes down
 // (each node drops the names of a node it declared down, within the failure-detection window).
+// A hidden node (nodusctl) is no member: what its own service sends is ignored and counted.
 // After a partition heals, the sides exchange their tables; a name held by two processes is
 // settled by the resolver (GlobalOptions::resolver), the same on every node, and the loser is
 // told ({global_name_conflict, Name, Winner}) or exits, as configured.
@@ -103,7 +104,8 @@ Result<std::uint64_t, NameStatus> re_register_global(Node& node, std::string_vie
 /// service does not run on `node`); kNoQuorum, kTimeout, kProtocol as register_global. A name
 /// that goes meanwhile (its holder exits while the rounds are retried) is removed: ok.
 Status unregister_global(Node& node, std::string_view name);
-/// Who holds `name`, from `node`'s copy of the table: no messages.
+/// Who holds `name`, from `node`'s copy of the table: no messages. A holder on `node` that has
+/// exited is no answer, even before the service has handled its exit.
 std::optional<Pid> whereis_global(Node& node, std::string_view name);
 /// The fencing epoch of `name`'s current registration, or nullopt when nobody holds it.
 std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name);
@@ -119,7 +121,8 @@ struct GlobalStats {
   /// Of those, lost: another registrar held a lock, or peers did not answer in lock_timeout.
   std::uint64_t rounds_lost = 0;
   /// Messages ignored because they came from a hidden node, which is no member
-  /// (docs/protocol.md section 11): it neither votes in rounds nor changes the table.
+  /// (docs/protocol.md section 11): it neither votes in rounds nor changes the table. Also a
+  /// member's Hello that arrived before its link counted as up here (its state comes again).
   std::uint64_t ignored = 0;
 };
 GlobalStats global_stats(Node& node);
