@@ -21,13 +21,6 @@ ProcessTable::~ProcessTable() {
   }
 }
 
-ProcessTable::Slot* ProcessTable::slot(std::uint32_t index) const {
-  std::uint32_t seg = index >> kSegmentBits;
-  if (seg >= kMaxSegments) return nullptr;
-  Slot* s = segments_[seg].load(std::memory_order_acquire);
-  return s ? &s[index & (kSegmentSize - 1)] : nullptr;
-}
-
 std::uint64_t ProcessTable::insert(Process* p, const std::function<void(std::uint64_t)>& named) {
   std::uint32_t index;
   {
@@ -67,14 +60,6 @@ ProcessTable::Handle ProcessTable::lookup(std::uint64_t id) {
       return Handle(this, index, s->process);
     }
   }
-}
-
-bool ProcessTable::alive(std::uint64_t id) const {
-  const Slot* s = slot(static_cast<std::uint32_t>(id));
-  if (!s) return false;
-  // seq_cst (a plain load on x86): Runtime::send_after pairs it with Process::finish.
-  const std::uint64_t w = s->word.load(std::memory_order_seq_cst);
-  return (w >> 32) == (id >> 32) && (w & kAlive) && !(w & kExiting);
 }
 
 void ProcessTable::mark_exiting(std::uint64_t id) {

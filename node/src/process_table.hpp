@@ -65,8 +65,15 @@ class ProcessTable {
   /// The process with `id` if it is alive.
   Handle lookup(std::uint64_t id);
   /// Whether the process with `id` is alive and not exiting (mark_exiting): one load, no
-  /// reference taken, so concurrent readers share the slot's cache line.
-  bool alive(std::uint64_t id) const;
+  /// reference taken, so concurrent readers share the slot's cache line. Inline: the name
+  /// services ask it on every lookup.
+  bool alive(std::uint64_t id) const {
+    const Slot* s = slot(static_cast<std::uint32_t>(id));
+    if (!s) return false;
+    // seq_cst (a plain load on x86): Runtime::send_after pairs it with Process::finish.
+    const std::uint64_t w = s->word.load(std::memory_order_seq_cst);
+    return (w >> 32) == (id >> 32) && (w & kAlive) && !(w & kExiting);
+  }
   /// The process with `id` has begun to exit: alive() is false from now on, while lookups
   /// still find it until remove(). REQUIRES: called by the process itself, before remove().
   void mark_exiting(std::uint64_t id);
@@ -75,6 +82,7 @@ class ProcessTable {
   void remove(std::uint64_t id);
 
   std::size_t size() const { return size_.load(std::memory_order_relaxed); }
+
   /// Calls f on every live process (holding a reference during the call).
   void for_each(const std::function<void(Process&)>& f);
 
@@ -91,7 +99,12 @@ class ProcessTable {
     Process* process = nullptr;
   };
 
-  Slot* slot(std::uint32_t index) const;
+  Slot* slot(std::uint32_t index) const {
+    std::uint32_t seg = index >> kSegmentBits;
+    if (seg >= kMaxSegments) return nullptr;
+    Slot* s = segments_[seg].load(std::memory_order_acquire);
+    return s ? &s[index & (kSegmentSize - 1)] : nullptr;
+  }
   void release(std::uint32_t index);
 
   std::unique_ptr<std::atomic<Slot*>[]> segments_;

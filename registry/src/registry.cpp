@@ -94,6 +94,7 @@ Result<std::shared_ptr<Registry>> Registry::start(Node& node, RegistryOptions op
   if (options.partitions == 0) return Status(ErrorCode::kBadArg, "a registry needs a partition");
   std::shared_ptr<Registry> r(new Registry(std::move(options)));
   r->node_ = &node;
+  r->node_name_ = node.name();
   for (std::size_t i = 0; i < r->options_.partitions; ++i) {
     auto part = std::make_shared<Partition>();
     part->registry = r->name_;
@@ -119,7 +120,7 @@ Registry::Partition& Registry::partition_of(const Term& key) const {
 }
 
 bool Registry::known_dead(const Pid& pid) const {
-  return pid.node == node_->name() && !node_->is_process_alive(pid);
+  return pid.node == node_name_ && !node_->is_process_alive(pid);
 }
 
 NameStatus Registry::add(const Term& key, const Pid& pid, Term value) const {

@@ -122,6 +122,7 @@ class Registry final : public NameResolver {
   RegistryOptions options_;
   Atom name_;
   Node* node_ = nullptr;
+  Atom node_name_;
   std::vector<std::shared_ptr<Partition>> parts_;  // shared with the watcher processes
 };
 
