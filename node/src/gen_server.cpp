@@ -392,7 +392,7 @@ Status stop(const Pid& pid, Reason reason, Timeout timeout) {
     demonitor(ref);
     return Status(ErrorCode::kTimeout, "stop " + pid.to_string());
   }
-  if (down->is_atom("noproc")) return Status(ErrorCode::kNoProc, pid.to_string());
+  if (*down == reasons::noproc()) return Status(ErrorCode::kNoProc, pid.to_string());
   return Status::Ok();
 }
 

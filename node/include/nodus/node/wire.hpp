@@ -39,8 +39,8 @@
 namespace nodus {
 
 /// A field that holds bytes rather than text: packed as MessagePack bin, where std::string is
-/// str (which other languages' decoders read as UTF-8 text). Global names, group keys and the
-/// store's keys and values are Bytes. Decodes from bin or str.
+/// str (which other languages' decoders read as UTF-8 text). Global names are Bytes (and so
+/// will the store's keys and values be). Decodes from bin or str.
 struct Bytes : std::string {
   using std::string::string;
   Bytes() = default;
