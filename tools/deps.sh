@@ -6,7 +6,6 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config      # toolchain
   libboost-context-dev                 # fibers: a blocked call parks a process, not a thread
-  libboost-program-options-dev         # nodusd's config files and flags
   libspdlog-dev                        # nodusd's logs, text or JSON lines (uses libfmt-dev)
   nlohmann-json3-dev                   # nodusctl --json, and JSON requests for call/cast
   libcpp-httplib-dev                   # nodusd's /metrics and /health (admin.http)
@@ -20,6 +19,9 @@ packages=(
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI
+fi
+if [[ "${NODUS_WITH_TIDY:-0}" == 1 ]]; then
+  packages+=(clang-tidy)                # the naming check of .clang-tidy, run by hand
 fi
 
 missing=()

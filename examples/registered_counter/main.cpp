@@ -2,7 +2,6 @@
 // second node linked over loopback.
 #include <chrono>
 #include <cstdio>
-#include <thread>
 
 #include "registered_counter.hpp"
 
@@ -18,15 +17,15 @@ int main() {
   };
   auto n1 = make("n1");
   auto n2 = make("n2");
-  n2->connect(n1->endpoint());
   {
     nodus::Inbox me(*n1);
     RegisteredCounter::start_link(*n1).value();
     std::printf("on n1: increment() -> %s\n", RegisteredCounter::increment()->to_string().c_str());
     std::printf("on n1: increment() -> %s\n", RegisteredCounter::increment()->to_string().c_str());
   }
-  for (int i = 0; i < 5000 && n2->nodes().empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (nodus::Status linked = n2->connect(n1->endpoint(), std::chrono::seconds(5)); !linked.ok()) {
+    std::fprintf(stderr, "n2 cannot link to n1: %s\n", linked.to_string().c_str());
+    return 1;
   }
   nodus::Inbox me(*n2);
   auto r = RegisteredCounter::increment("n1");

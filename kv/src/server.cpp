@@ -18,16 +18,11 @@ namespace nodus::kv {
 
 namespace {
 
-std::size_t state_slot() {
-  static const std::size_t slot = Node::new_service_slot();
-  return slot;
-}
-
 Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 
 }  // namespace
 
-KvState* state_of(Node& node) { return static_cast<KvState*>(node.service(state_slot())); }
+KvState* state_of(Node& node) { return node.service<KvState>(); }
 
 namespace {
 std::size_t max_object_bytes_for(const Options& o) {
@@ -601,7 +596,7 @@ Status start(Node& node, Options options) {
   if (state_of(node)) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   if (Status s = register_protocol(); !s.ok()) return s;
   auto owned = std::make_shared<KvState>(node, std::move(options));
-  KvState* st = static_cast<KvState*>(node.set_service(state_slot(), owned));
+  KvState* st = node.set_service(owned);
   if (st != owned.get()) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   // One supervisor per node (OTP style): a vnode or nodus_kv that crashes is restarted with
   // the state it keeps in KvState (its partition's epochs and hints, the ring).

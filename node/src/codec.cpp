@@ -167,6 +167,11 @@ class Decoder {
     return convert(o, depth, out);
   }
 
+  // The term an unpacked object holds (a typed message's Term field).
+  bool from_object(const msgpack::object& o, Term& out) {
+    return convert(o, limits_.max_depth, out);
+  }
+
  private:
   bool fail(std::string message) {
     error_ = std::move(message);
@@ -410,6 +415,35 @@ namespace detail {
 
 void encode_term_payload(const void* p, std::string& out) {
   encode_term(*static_cast<const Term*>(p), out);
+}
+
+Result<Term> term_from_object(const msgpack::object& o) {
+  const DecodeLimits limits;
+  try {
+    Decoder decoder(limits);
+    Term t;
+    if (!decoder.from_object(o, t)) return Status(ErrorCode::kProtocol, decoder.error());
+    return t;
+  } catch (const std::exception& e) {
+    return Status(ErrorCode::kProtocol, std::string("cannot decode: ") + e.what());
+  }
+}
+
+std::string id_payload(Atom node, std::uint32_t creation, std::uint64_t id) {
+  std::string out;
+  transport::append_wire_id(transport::WireIdRef{node.name(), creation, id}, out);
+  return out;
+}
+
+void parse_id_payload(const msgpack::object& o, std::int8_t type, Atom& node,
+                      std::uint32_t& creation, std::uint64_t& id) {
+  if (o.type != msgpack::type::EXT || o.via.ext.type() != type) throw msgpack::type_error();
+  Result<transport::WireId> w =
+      transport::parse_wire_id(bytes_of(o.via.ext.data(), o.via.ext.size));
+  if (!w) throw msgpack::type_error();
+  node = Atom(w->node);
+  creation = w->creation;
+  id = w->id;
 }
 
 }  // namespace detail

@@ -12,6 +12,8 @@
 #include <pty.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,17 +159,28 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-// A minimal HTTP/1.0 GET on loopback: the body, or "" on failure.
-std::string http_get(int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+// A TCP connection to a loopback port, or -1.
+int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(static_cast<std::uint16_t>(port));
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
     ::close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+// A minimal HTTP/1.0 GET on loopback: the body, or "" on failure or after `limit`.
+std::string http_get(int port, const std::string& path, std::chrono::milliseconds limit = 10s) {
+  int fd = connect_to(port);
+  if (fd < 0) return "";
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(limit.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((limit.count() % 1000) * 1000);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   (void)!::write(fd, req.data(), req.size());
   std::string resp;
@@ -176,6 +189,23 @@ std::string http_get(int port, const std::string& path) {
   ::close(fd);
   auto body = resp.find("\r\n\r\n");
   return body == std::string::npos ? "" : resp.substr(body + 4);
+}
+
+// How many TCP sockets in TIME_WAIT have `port` as their local port (from /proc/net/tcp).
+int time_wait_on(int port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // the header
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string slot, local, remote, state;
+    f >> slot >> local >> remote >> state;
+    auto colon = local.find(':');
+    if (colon == std::string::npos) continue;
+    if (std::stoi(local.substr(colon + 1), nullptr, 16) == port && state == "06") ++n;
+  }
+  return n;
 }
 
 class ToolsTest : public ::testing::Test {
@@ -419,6 +449,30 @@ TEST_F(ToolsTest, FailuresExitOneAndBadUsageExitsTwo) {
   EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << r.err;
 }
 
+// Issue 10: malformed pids and integers beyond 64 bits are refused by nodusctl itself (exit 2,
+// one line), before it connects: here no node listens at all.
+TEST_F(ToolsTest, MalformedPidsAndHugeIntegersAreRefusedLocallyWithExitTwo) {
+  const std::string nowhere = "tcp://127.0.0.1:" + std::to_string(free_port());
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"call", "<n1.x.y>", "\"x\""}, "is not a pid"},
+      {{"cast", "<n1.4.0", "\"x\""}, "is not a pid"},
+      {{"info", "n1", "garbage"}, "is not a pid"},
+      {{"info", "n1", "<n1.4>"}, "is not a pid"},
+      {{"info", "n1", "<n2.4.0>"}, "is a process of n2"},
+      {{"call", "local:stack@n1", R"(["push", 12345678901234567890123])"}, "64 signed bits"},
+      {{"cast", "global:hits", "-99999999999999999999"}, "64 signed bits"},
+  };
+  for (const auto& [args, says] : cases) {
+    std::vector<std::string> argv = {
+        kCtl, "--node", nowhere, "--cookie-file", (dir_ / "cookie").string(), "--timeout", "0.5"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Outcome r = run(argv);
+    EXPECT_EQ(2, r.code) << args[1] << ": " << r.err;
+    EXPECT_NE(std::string::npos, r.err.find(says)) << args[1] << ": " << r.err;
+    EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << "one line: " << r.err;
+  }
+}
+
 TEST_F(ToolsTest, WrongCookieIsRefusedWithExitTwo) {
   up();
   spit(dir_ / "wrong", "not-the-cookie\n");
@@ -487,6 +541,52 @@ TEST_F(ToolsTest, SigtermStopsGracefullyAndPeersAreTold) {
   fs::remove(dir_ / "run" / "direct-n2.pid");
 }
 
+// Issue 10: nodusd logs one line per link event and per refused peer, and warns of a secret
+// file that others may read (as ssh does).
+TEST_F(ToolsTest, LinkEventsRefusalsAndOpenSecretsAreLogged) {
+  const std::string cookie = (dir_ / "cookie").string();
+  ASSERT_EQ(0, ::chmod(cookie.c_str(), 0644));
+  std::vector<pid_t> pids = {start_direct(1, {}), start_direct(2, {})};
+  auto log_of = [&](int i) { return slurp(dir_ / node_file("direct-n", i, ".log")); };
+  auto logged = [&](int i, const std::string& what) {
+    return eventually([&] { return log_of(i).find(what) != std::string::npos; }, 10s);
+  };
+  EXPECT_TRUE(logged(1, "node n2 up at " + endpoint(2))) << log_of(1);
+  EXPECT_TRUE(logged(2, "node n1 up at " + endpoint(1))) << log_of(2);
+  EXPECT_TRUE(logged(1, cookie + " holds a secret but others than its owner may read it (mode "
+                                 "0644); chmod 600"))
+      << log_of(1);
+
+  spit(dir_ / "wrong", "not-the-cookie\n");
+  Outcome r = run({kCtl, "--node", endpoint(1), "--cookie-file", (dir_ / "wrong").string(),
+                   "--timeout", "2", "status"});
+  EXPECT_EQ(2, r.code) << r.err;
+  EXPECT_TRUE(logged(1, "authentication failed")) << log_of(1);
+
+  ASSERT_EQ(0, ::kill(pids[1], SIGTERM));
+  int status = 0;
+  ASSERT_EQ(pids[1], ::waitpid(pids[1], &status, 0));
+  fs::remove(dir_ / "run" / "direct-n2.pid");
+  EXPECT_TRUE(logged(1, "node n2 down (")) << log_of(1);
+  // A link event is one line each: n2 came up once and went down once.
+  const std::string log = log_of(1);
+  std::size_t ups = 0;
+  for (auto at = log.find("node n2 up "); at != std::string::npos;
+       at = log.find("node n2 up ", at + 1)) {
+    ++ups;
+  }
+  EXPECT_EQ(1u, ups) << log;
+
+  // Owner-only, no warning.
+  ASSERT_EQ(0, ::chmod(cookie.c_str(), 0600));
+  Outcome check = run({kNodusd, "--config", conf(3), "--check"});
+  EXPECT_EQ(0, check.code) << check.err;
+  EXPECT_EQ(std::string::npos, check.err.find("warning")) << check.err;
+  ASSERT_EQ(0, ::chmod(cookie.c_str(), 0640));
+  check = run({kNodusd, "--config", conf(3), "--check"});
+  EXPECT_NE(std::string::npos, check.err.find("warning: " + cookie)) << check.err;
+}
+
 TEST_F(ToolsTest, AppsStartUnderLocalGlobalAndViaNames) {
   pid_t p = start_direct(1, {"--apps.start=pool local:db", "--apps.start=counter global:visits",
                              "--apps.start=stack via:reg/s1"});
@@ -553,6 +653,101 @@ TEST_F(ToolsTest, MetricsEndpointServesPrometheusText) {
     if (labels.find("registry=\"global\"") != std::string::npos) global_counted = v >= 1;
   }
   EXPECT_TRUE(global_counted) << text;
+}
+
+// Issue 10: clients that connect to admin.http and send half a request, nothing, or a head whose
+// body never comes, and wait, must not keep /health and /metrics from answering, and the server
+// drops them in bounded time.
+TEST_F(ToolsTest, HealthAnswersWhileHalfSentRequestsAreHeldOpen) {
+  start_direct(1, {});
+  ASSERT_TRUE(eventually([&] { return !http_get(http_[1], "/health", 1s).empty(); }, 10s));
+  for (int held : {10, 200}) {
+    SCOPED_TRACE(std::to_string(held) + " connections held");
+    std::vector<int> fds;
+    for (int i = 0; i < held; ++i) {
+      int fd = connect_to(http_[1]);
+      ASSERT_GE(fd, 0);
+      // A third sends the start of a request, a third nothing at all, and a third a whole
+      // request head that announces a body it never sends.
+      std::string part;
+      if (i % 3 == 0) part = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+      if (i % 3 == 2) part = "GET /health HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
+      if (!part.empty()) {
+        ASSERT_EQ(static_cast<ssize_t>(part.size()), ::write(fd, part.data(), part.size()));
+      }
+      fds.push_back(fd);
+    }
+    const auto t0 = Clock::now();
+    EXPECT_NE(std::string::npos, http_get(http_[1], "/health", 5s).find("\"ok\""));
+    EXPECT_NE(std::string::npos, http_get(http_[1], "/metrics", 5s).find("nodus_processes"));
+    // cpp-httplib's own pool took 10 s for ten such clients, and never answered with 200.
+    EXPECT_LT(Clock::now() - t0, 2s) << "health and metrics waited for the idle clients";
+    // Each held connection is closed by the server within its head deadline (5 s) + slack.
+    std::vector<pollfd> polls;
+    for (int fd : fds) polls.push_back(pollfd{fd, POLLIN, 0});
+    std::size_t closed = 0;
+    const auto deadline = Clock::now() + 15s;
+    while (closed < fds.size() && Clock::now() < deadline) {
+      if (::poll(polls.data(), polls.size(), 100) <= 0) continue;
+      for (pollfd& p : polls) {
+        if (p.fd < 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        char c;
+        if (::read(p.fd, &c, 1) <= 0) {
+          ::close(p.fd);
+          p.fd = -1;
+          ++closed;
+        }
+      }
+    }
+    EXPECT_EQ(fds.size(), closed) << "the server kept idle connections open past its deadline";
+    for (const pollfd& p : polls) {
+      if (p.fd >= 0) ::close(p.fd);
+    }
+  }
+}
+
+// Issue 10: after a scrape (and with peers and clients connected) the node's ports hold
+// connections in TIME_WAIT once it stops; up again must bind them at once, not ~60 s later.
+// admin.http's port always has them here (the node closes the held connections first); which
+// node.listen ports get one depends on which side of each ZeroMQ link closes first, so the
+// rounds go on until one did (in practice the first).
+TEST_F(ToolsTest, PortsAreReusableAtOnceAfterDownEvenAfterAScrape) {
+  up();
+  int node_port_waits = 0;
+  for (int round = 0; round < 5 && node_port_waits == 0; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    // Idle connections the nodes will close first when they stop: their side of each goes to
+    // TIME_WAIT on the node's own port, as after a Prometheus scrape.
+    std::vector<int> fds;
+    for (int i = 1; i <= 3; ++i) {
+      ASSERT_NE(std::string::npos, http_get(http_[i], "/metrics").find("nodus_processes"));
+      fds.push_back(connect_to(http_[i]));
+      fds.push_back(connect_to(ports_[i]));
+    }
+    for (int fd : fds) ASSERT_GE(fd, 0);
+    Outcome down = run({kCtl, "down", dir_.string()});
+    ASSERT_EQ(0, down.code) << down.err;
+    for (int fd : fds) {  // the nodes closed them: read the end, then close ours
+      char c;
+      pollfd p{fd, POLLIN, 0};
+      ::poll(&p, 1, 5000);
+      (void)!::read(fd, &c, 1);
+      ::close(fd);
+    }
+    for (int i = 1; i <= 3; ++i) {
+      EXPECT_TRUE(eventually([&] { return time_wait_on(http_[i]) > 0; }, 5s))
+          << "no TIME_WAIT on admin.http port " << http_[i] << ": the test would prove nothing";
+      node_port_waits += time_wait_on(ports_[i]);
+    }
+    const auto t0 = Clock::now();
+    Outcome again = run({kCtl, "up", dir_.string()});
+    ASSERT_EQ(0, again.code) << again.out << again.err;
+    EXPECT_LT(Clock::now() - t0, 15s);
+    for (int i = 1; i <= 3; ++i) {
+      EXPECT_NE(std::string::npos, http_get(http_[i], "/health").find("\"ok\"")) << i;
+    }
+  }
+  EXPECT_GT(node_port_waits, 0) << "no node.listen port was in TIME_WAIT in five rounds";
 }
 
 // -- CURVE: nodusctl uses the keys of the node whose config it is given ----------------------

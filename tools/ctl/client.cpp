@@ -17,17 +17,13 @@ namespace nodus::ctl {
 namespace {
 
 std::string read_cookie(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw CtlError(kExitUsage, "cannot read the cookie file " + path +
-                                   "; give the cluster's cookie file with --cookie-file");
+  std::vector<std::string> warnings;  // the node that owns the file warns of its mode
+  auto cookie = tools::read_secret_file(path, warnings);
+  if (!cookie.ok()) {
+    throw CtlError(ErrorCode::kBadArg, "the cookie file " + cookie.error().message() +
+                                           "; give the cluster's cookie file with --cookie-file");
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  if (s.empty()) throw CtlError(kExitUsage, "the cookie file " + path + " is empty");
-  return s;
+  return cookie.value();
 }
 
 // A node listening on every interface is reached on loopback.
@@ -40,14 +36,6 @@ std::string reachable(std::string ep) {
 
 }  // namespace
 
-std::string reason_text(const Term& reason) {
-  if (auto m = reason.match({_atom, _bin})) {
-    return std::string(m[0].as_atom().name()) + ": " + m[1].as_bin();
-  }
-  if (reason.is_atom()) return std::string(reason.as_atom().name());
-  return reason.to_string();
-}
-
 std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
   NodeOptions opts;
   std::string endpoint = o.node;
@@ -55,9 +43,8 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
     if (const char* env = std::getenv("NODUS_NODE")) endpoint = env;
   }
   if (!o.config.empty()) {
-    tools::ConfigError err;
-    auto cfg = tools::load_config_file(o.config, err);
-    if (!cfg) throw CtlError(kExitUsage, err.message);
+    auto cfg = tools::load_config_file(o.config);
+    if (!cfg.ok()) throw CtlError(ErrorCode::kBadArg, cfg.error().message());
     opts.cookie = cfg->node.cookie;
     opts.curve = cfg->node.curve;
     opts.curve_allowed = cfg->node.curve_allowed;
@@ -68,7 +55,7 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
   }
   if (endpoint.empty()) {
     throw CtlError(
-        kExitUsage,
+        ErrorCode::kBadArg,
         "which node? give --node tcp://HOST:PORT, --config NODE.conf, or set NODUS_NODE");
   }
   std::string cookie_file = o.cookie_file;
@@ -78,12 +65,12 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
   if (!cookie_file.empty()) opts.cookie = read_cookie(cookie_file);
   if (opts.cookie.empty()) {
     throw CtlError(
-        kExitUsage,
+        ErrorCode::kBadArg,
         "no cookie: give --cookie-file FILE (the cluster's cookie) or --config NODE.conf");
   }
   auto addr = transport::parse_peer_address(endpoint);
   if (opts.curve && addr.public_key.empty()) {
-    throw CtlError(kExitUsage,
+    throw CtlError(ErrorCode::kBadArg,
                    "the cluster uses CURVE: give the node as tcp://HOST:PORT#PUBLICKEY");
   }
 
@@ -96,7 +83,8 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
   opts.log = [](const std::string&) {};  // refusals are reported below, in one line
   auto started = Node::start(opts);
   if (!started.ok()) {
-    throw CtlError(kExitUsage, "cannot start nodusctl's own node: " + started.error().to_string());
+    throw CtlError(started.error().code(),
+                   "cannot start nodusctl's own node: " + started.error().to_string(), kExitUsage);
   }
   std::unique_ptr<Client> c(new Client());
   c->node_ = std::move(started.value());
@@ -110,15 +98,16 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
       return c;
     }
     if (c->node_->network_stats().auth_failures > 0) {
-      throw CtlError(kExitUsage, "authentication refused by the node at " + addr.endpoint +
-                                     ": is the cookie right? (--cookie-file or --config)");
+      throw CtlError(ErrorCode::kAuth, "authentication refused by the node at " + addr.endpoint +
+                                           ": is the cookie right? (--cookie-file or --config)");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  throw CtlError(kExitUsage, "no answer from a node at " + addr.endpoint + " within " +
-                                 std::to_string(o.timeout.count() / 1000) +
-                                 " s: is it running (nodusctl up DIR)? right port? with CURVE, "
-                                 "the right keys?");
+  throw CtlError(ErrorCode::kNodeDown,
+                 "no answer from a node at " + addr.endpoint + " within " +
+                     std::to_string(o.timeout.count() / 1000) +
+                     " s: is it running (nodusctl up DIR)? right port? with CURVE, the right keys?",
+                 kExitUsage);
 }
 
 Client::~Client() {
@@ -128,19 +117,20 @@ Client::~Client() {
 Term Client::ask(const Term& request, std::chrono::milliseconds timeout) {
   auto r = call(named(tools::kAdminName, target_), request, timeout);
   if (!r.ok()) {
-    const std::string why = r.error().to_string();
-    if (r.error().is_atom("timeout")) {
-      throw CtlError(kExitFailed, "node " + target_ + " did not answer within " +
-                                      std::to_string(timeout.count()) +
-                                      " ms; try again, or a "
-                                      "longer --timeout");
+    const ErrorCode code = tools::code_of(r.error());
+    if (code == ErrorCode::kTimeout) {
+      throw CtlError(code, "node " + target_ + " did not answer within " +
+                               std::to_string(timeout.count()) +
+                               " ms; try again, or a longer --timeout");
     }
-    throw CtlError(kExitUsage, "node " + target_ + " (" + endpoint_ + ") did not answer: " + why +
-                                   "; is it still running?");
+    throw CtlError(code,
+                   "node " + target_ + " (" + endpoint_ +
+                       ") did not answer: " + r.error().to_string() + "; is it still running?",
+                   kExitUsage);
   }
   if (auto m = r->match({"ok", _})) return m[0];
-  if (auto m = r->match({"error", _})) throw CtlError(kExitFailed, reason_text(m[0]));
-  throw CtlError(kExitFailed, "unexpected answer from " + target_ + ": " + r->to_string());
+  if (auto e = tools::admin_error(*r)) throw CtlError(e->code, e->name + ": " + e->message);
+  throw CtlError(ErrorCode::kProtocol, "unexpected answer from " + target_ + ": " + r->to_string());
 }
 
 Term Client::ask_node(const std::string& node, const Term& request) {
@@ -148,12 +138,9 @@ Term Client::ask_node(const std::string& node, const Term& request) {
   try {
     return ask(tuple("relay", Atom(node), request));
   } catch (const CtlError& e) {
-    std::string what = e.what();
-    if (what.rfind("unreachable: ", 0) == 0) {
-      throw CtlError(kExitFailed, what.substr(13) + " when asked through " + target_ +
-                                      "; nodusctl nodes lists the cluster and its state");
-    }
-    throw;
+    if (e.code != ErrorCode::kNodeDown) throw;
+    throw CtlError(e.code, std::string(e.what()) + " when asked through " + target_ +
+                               "; nodusctl nodes lists the cluster and its state");
   }
 }
 

@@ -16,14 +16,15 @@ namespace nodus::ctl {
 class Client {
  public:
   /// Links to the node (--node or --config) and waits until the link is up. Throws
-  /// CtlError(2): no cookie, a bad config, authentication refused, no answer in time.
+  /// CtlError, exit status 2: no cookie, a bad config, authentication refused, no answer in time.
   static std::unique_ptr<Client> connect(const GlobalOptions& o);
   ~Client();
 
   /// The name of the node we are linked to.
   const std::string& target() const { return target_; }
-  /// Asks the target's admin server; the value of its {ok, Value}. Throws CtlError(1) with
-  /// the reason on {error, Reason}, CtlError(2) when the node does not answer.
+  /// Asks the target's admin server; the value of its {ok, Value}. Throws CtlError with the
+  /// code of its {error, Code, Name, Message}; with the call's code when the node does not
+  /// answer (exit status 2, but 1 for a timeout).
   Term ask(const Term& request, std::chrono::milliseconds timeout);
   Term ask(const Term& request) { return ask(request, timeout_); }
   /// Asks `node`'s admin server (relayed by the target when it is another node).
@@ -36,8 +37,5 @@ class Client {
   std::string endpoint_;
   std::chrono::milliseconds timeout_{5000};
 };
-
-/// The node's name from the admin server reply {error, Reason} text: "noproc: no process ...".
-std::string reason_text(const Term& reason);
 
 }  // namespace nodus::ctl

@@ -2,6 +2,7 @@
 // (tools/src/json_term.hpp has the mapping).
 #include <iostream>
 
+#include "admin.hpp"
 #include "client.hpp"
 #include "ctl.hpp"
 #include "json_term.hpp"
@@ -12,53 +13,51 @@ namespace {
 
 using nlohmann::json;
 
-// NAME is local:X@NODE, local:X (on the connected node), global:X or a pid <n1.4.0>.
-Term target_of(Client& c, const std::string& name) {
+// NAME is local:X@NODE, local:X (on the connected node), global:X or a pid <n1.4.0>. Checked
+// before nodusctl connects: a malformed NAME is bad usage whether or not a node answers.
+Term target_of(Context& ctx, const std::string& name) {
   if (name.rfind("local:", 0) == 0) {
     std::string rest = name.substr(6);
-    std::string node = c.target();
+    std::string node;
     if (auto at = rest.rfind('@'); at != std::string::npos) {
       node = rest.substr(at + 1);
       rest = rest.substr(0, at);
+    } else if (!rest.empty()) {
+      node = ctx.client().target();
     }
     if (rest.empty() || node.empty() || rest.size() > 255 || node.size() > 255) {
-      throw CtlError(kExitUsage, "\"" + name + "\" is not local:NAME@NODE");
+      throw CtlError(ErrorCode::kBadArg, "\"" + name + "\" is not local:NAME@NODE");
     }
     return tuple("local", bin(rest), Atom(node));
   }
   if (name.rfind("global:", 0) == 0) {
     std::string rest = name.substr(7);
     if (rest.empty() || rest.size() > 255) {
-      throw CtlError(kExitUsage, "\"" + name + "\" is not global:NAME");
+      throw CtlError(ErrorCode::kBadArg, "\"" + name + "\" is not global:NAME");
     }
     return tuple("global", bin(rest));
   }
-  if (name.size() > 2 && name.front() == '<' && name.back() == '>') {
+  if (!name.empty() && name.front() == '<') {
+    auto pid = tools::parse_pid_text(name);  // refused here, not by a node that knows no such pid
+    if (!pid.ok()) throw CtlError(pid.error().code(), "NAME: " + pid.error().message());
     return tuple("pid", bin(name));
   }
-  throw CtlError(kExitUsage, "\"" + name +
-                                 "\" is not local:NAME@NODE, global:NAME or a pid like "
-                                 "<n1.4.0>");
+  throw CtlError(ErrorCode::kBadArg, "\"" + name +
+                                         "\" is not local:NAME@NODE, global:NAME or a pid like "
+                                         "<n1.4.0>");
 }
 
 Term request_of(const std::string& text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) {
-    throw CtlError(kExitUsage, "REQUEST is not JSON: " + text +
-                                   " (an atom is a JSON string, e.g. '\"increment\"'; a tuple an "
-                                   "array, e.g. '[\"push\", 1]')");
-  }
-  std::string why;
-  auto t = tools::json_to_term(j, why);
-  if (!t) throw CtlError(kExitUsage, "REQUEST: " + why);
-  return *t;
+  auto t = tools::json_text_to_term(text);
+  if (!t.ok()) throw CtlError(ErrorCode::kBadArg, "REQUEST: " + t.error().message());
+  return t.value();
 }
 
 int run(Context& ctx, const std::vector<std::string>& args, bool is_call) {
   expect_args(args, 2, 2, is_call ? "call NAME REQUEST" : "cast NAME REQUEST");
   Term request = request_of(args[1]);
+  Term target = target_of(ctx, args[0]);
   Client& c = ctx.client();
-  Term target = target_of(c, args[0]);
   const auto timeout = ctx.options().timeout;
   Term reply;
   try {
@@ -69,11 +68,9 @@ int run(Context& ctx, const std::vector<std::string>& args, bool is_call) {
       reply = c.ask(tuple("cast", target, request));
     }
   } catch (const CtlError& e) {
-    if (e.code != kExitFailed) throw;
-    std::string what = e.what();
-    if (what.rfind("unreachable: ", 0) == 0) what = what.substr(13);
-    throw CtlError(kExitFailed,
-                   std::string(is_call ? "call" : "cast") + " to " + args[0] + " failed: " + what);
+    if (e.status != kExitFailed) throw;  // nodusctl's own failures say what they are
+    throw CtlError(
+        e.code, std::string(is_call ? "call" : "cast") + " to " + args[0] + " failed: " + e.what());
   }
   json out = tools::term_to_json(reply);
   if (ctx.json()) {
@@ -84,16 +81,16 @@ int run(Context& ctx, const std::vector<std::string>& args, bool is_call) {
   return kExitOk;
 }
 
-const Registrar call_cmd({"call", "call NAME REQUEST",
-                          "calls a server (NAME: local:X@NODE, global:X or a pid) with a JSON "
-                          "request; prints the reply as JSON",
-                          [](Context& ctx, const std::vector<std::string>& a) {
-                            return run(ctx, a, true);
-                          }});
-const Registrar cast_cmd({"cast", "cast NAME REQUEST", "casts a JSON request to a server",
-                          [](Context& ctx, const std::vector<std::string>& a) {
-                            return run(ctx, a, false);
-                          }});
+const Registrar kCallCommand({"call", "call NAME REQUEST",
+                              "calls a server (NAME: local:X@NODE, global:X or a pid) with a JSON "
+                              "request; prints the reply as JSON",
+                              [](Context& ctx, const std::vector<std::string>& a) {
+                                return run(ctx, a, true);
+                              }});
+const Registrar kCastCommand({"cast", "cast NAME REQUEST", "casts a JSON request to a server",
+                              [](Context& ctx, const std::vector<std::string>& a) {
+                                return run(ctx, a, false);
+                              }});
 
 }  // namespace
 

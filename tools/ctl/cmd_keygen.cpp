@@ -16,14 +16,15 @@ int run_keygen(Context& ctx, const std::vector<std::string>& args) {
   if (args.size() == 2 && args[0] == "--secret-file") {
     secret_file = args[1];
   } else if (!args.empty()) {
-    throw CtlError(kExitUsage, "usage: nodusctl keygen [--secret-file FILE]");
+    throw CtlError(ErrorCode::kBadArg, "usage: nodusctl keygen [--secret-file FILE]");
   }
   // Keys without '#', so that they survive every config syntax (a '#' after a space starts a
   // comment, and "ENDPOINT#KEY" splits at the first '#').
   transport::CurveKeys keys;
   for (int i = 0; i < 1000; ++i) {
     auto k = transport::generate_curve_keys();
-    if (!k.ok()) throw CtlError(kExitFailed, "cannot make CURVE keys: " + k.error().to_string());
+    if (!k.ok())
+      throw CtlError(ErrorCode::kInternal, "cannot make CURVE keys: " + k.error().to_string());
     keys = *k;
     if (keys.public_key.find('#') == std::string::npos &&
         keys.secret_key.find('#') == std::string::npos) {
@@ -32,7 +33,7 @@ int run_keygen(Context& ctx, const std::vector<std::string>& args) {
   }
   if (!secret_file.empty()) {
     std::ofstream out(secret_file, std::ios::trunc);
-    if (!out) throw CtlError(kExitFailed, "cannot write " + secret_file);
+    if (!out) throw CtlError(ErrorCode::kInternal, "cannot write " + secret_file);
     out << keys.secret_key << "\n";
     out.close();
     ::chmod(secret_file.c_str(), 0600);
@@ -60,8 +61,8 @@ int run_keygen(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar keygen_cmd({"keygen", "keygen [--secret-file FILE]",
-                            "a new CURVE key pair for one node", run_keygen});
+const Registrar kKeygenCommand({"keygen", "keygen [--secret-file FILE]",
+                                "a new CURVE key pair for one node", run_keygen});
 
 }  // namespace
 

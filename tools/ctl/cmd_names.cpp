@@ -20,7 +20,7 @@ int run_names(Context& ctx, const std::vector<std::string>& args) {
     nodes.push_back(args[1]);
   } else if (args.size() == 1 && args[0] == "--global") {
     json out = json::array();
-    for (auto& e : tools::term_to_plain_json(c.ask("global_names"))) {
+    for (auto& e : tools::term_to_json(c.ask("global_names"), tools::JsonStyle::kPlain)) {
       out.push_back(
           json{{"name", e["name"]}, {"pid", e["pid"]}, {"node", e["node"]}, {"epoch", e["epoch"]}});
     }
@@ -36,15 +36,15 @@ int run_names(Context& ctx, const std::vector<std::string>& args) {
     t.print({3});
     return kExitOk;
   } else if (args.empty()) {
-    for (const auto& n : tools::term_to_plain_json(c.ask("nodes"))) {
+    for (const auto& n : tools::term_to_json(c.ask("nodes"), tools::JsonStyle::kPlain)) {
       if (n["state"] == "up") nodes.push_back(n["name"].get<std::string>());
     }
   } else {
-    throw CtlError(kExitUsage, std::string("usage: nodusctl ") + kUsage);
+    throw CtlError(ErrorCode::kBadArg, std::string("usage: nodusctl ") + kUsage);
   }
   json out = json::array();
   for (const std::string& node : nodes) {
-    for (auto& e : tools::term_to_plain_json(c.ask_node(node, "names"))) {
+    for (auto& e : tools::term_to_json(c.ask_node(node, "names"), tools::JsonStyle::kPlain)) {
       out.push_back(json{{"name", e["name"]}, {"pid", e["pid"]}, {"node", node}});
     }
   }
@@ -61,8 +61,9 @@ int run_names(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar names_cmd({"names", kUsage,
-                           "registered names: of every node, of one node, or global", run_names});
+const Registrar kNamesCommand({"names", kUsage,
+                               "registered names: of every node, of one node, or global",
+                               run_names});
 
 }  // namespace
 

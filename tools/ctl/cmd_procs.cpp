@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <iostream>
 
+#include "admin.hpp"
 #include "client.hpp"
 #include "ctl.hpp"
 #include "json_term.hpp"
@@ -14,7 +15,8 @@ using nlohmann::json;
 
 int run_procs(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 1, 1, "procs NODE");
-  json procs = tools::term_to_plain_json(ctx.client().ask_node(args[0], "procs"));
+  json procs =
+      tools::term_to_json(ctx.client().ask_node(args[0], "procs"), tools::JsonStyle::kPlain);
   std::vector<json> rows(procs.begin(), procs.end());
   // The busiest first: the longest mailbox, then the most messages handled.
   std::stable_sort(rows.begin(), rows.end(), [](const json& a, const json& b) {
@@ -40,15 +42,22 @@ int run_procs(Context& ctx, const std::vector<std::string>& args) {
 
 int run_info(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 2, 2, "info NODE PID");
+  auto pid = tools::parse_pid_text(args[1]);  // refused here, not by a node that has no such pid
+  if (!pid.ok()) throw CtlError(pid.error().code(), "PID: " + pid.error().message());
+  if (pid->node != args[0]) {
+    throw CtlError(ErrorCode::kBadArg, args[1] + " is a process of " + pid->node + ", not of " +
+                                           args[0] + "; try nodusctl info " + pid->node + " " +
+                                           args[1]);
+  }
   Term info;
   try {
     info = ctx.client().ask_node(args[0], tuple("info", bin(args[1])));
   } catch (const CtlError& e) {
-    if (std::string(e.what()).rfind("noproc", 0) != 0) throw;
-    throw CtlError(kExitFailed,
+    if (e.code != ErrorCode::kNoProc) throw;
+    throw CtlError(e.code,
                    std::string(e.what()) + "; nodusctl procs " + args[0] + " lists the live ones");
   }
-  json j = tools::term_to_plain_json(info);
+  json j = tools::term_to_json(info, tools::JsonStyle::kPlain);
   const Term* status = info.find(Term("status"));
   if (ctx.json()) {
     if (status) j["status"] = tools::term_to_json(*status);
@@ -68,11 +77,11 @@ int run_info(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar procs_cmd({"procs", "procs NODE",
-                           "NODE's processes, the longest mailbox first, then the busiest",
-                           run_procs});
-const Registrar info_cmd({"info", "info NODE PID",
-                          "one process: counters, links, and its format_status", run_info});
+const Registrar kProcsCommand({"procs", "procs NODE",
+                               "NODE's processes, the longest mailbox first, then the busiest",
+                               run_procs});
+const Registrar kInfoCommand({"info", "info NODE PID",
+                              "one process: counters, links, and its format_status", run_info});
 
 }  // namespace
 

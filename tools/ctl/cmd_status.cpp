@@ -18,7 +18,7 @@ std::string num(const json& v) {
 
 int run_status(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 0, 0, "status");
-  json s = tools::term_to_plain_json(ctx.client().ask("status"));
+  json s = tools::term_to_json(ctx.client().ask("status"), tools::JsonStyle::kPlain);
   if (ctx.json()) {
     json out;
     out["cluster"] = s["cluster"];
@@ -47,7 +47,7 @@ int run_status(Context& ctx, const std::vector<std::string>& args) {
 
 int run_nodes(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 0, 0, "nodes");
-  json nodes = tools::term_to_plain_json(ctx.client().ask("nodes"));
+  json nodes = tools::term_to_json(ctx.client().ask("nodes"), tools::JsonStyle::kPlain);
   if (ctx.json()) {
     print_json(nodes);
     return kExitOk;
@@ -78,10 +78,11 @@ int run_ping(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar status_cmd({"status", "status", "the cluster: every node, its state and load",
-                            run_status});
-const Registrar nodes_cmd({"nodes", "nodes", "the nodes and whether each is up", run_nodes});
-const Registrar ping_cmd({"ping", "ping NODE", "checks that NODE answers, and how fast", run_ping});
+const Registrar kStatusCommand({"status", "status", "the cluster: every node, its state and load",
+                                run_status});
+const Registrar kNodesCommand({"nodes", "nodes", "the nodes and whether each is up", run_nodes});
+const Registrar kPingCommand({"ping", "ping NODE", "checks that NODE answers, and how fast",
+                              run_ping});
 
 }  // namespace
 

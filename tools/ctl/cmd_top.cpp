@@ -34,7 +34,7 @@ struct ProcRow {
 int run_top(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 0, 0, "top");
   if (!::isatty(STDOUT_FILENO) || !::isatty(STDIN_FILENO)) {
-    throw CtlError(kExitUsage,
+    throw CtlError(ErrorCode::kBadArg,
                    "top needs a terminal; for scripts use status --json and procs "
                    "NODE --json");
   }
@@ -59,7 +59,7 @@ int run_top(Context& ctx, const std::vector<std::string>& args) {
     json status;
     std::vector<ProcRow> procs;
     try {
-      status = tools::term_to_plain_json(c.ask("status"));
+      status = tools::term_to_json(c.ask("status"), tools::JsonStyle::kPlain);
       for (const auto& n : status["nodes"]) {
         const std::string name = n["name"].get<std::string>();
         if (n["state"] != "up") continue;
@@ -67,7 +67,8 @@ int run_top(Context& ctx, const std::vector<std::string>& args) {
           now.node_msgs[name] = {n["messages_in"].get<std::int64_t>(),
                                  n["messages_out"].get<std::int64_t>()};
         }
-        for (const auto& p : tools::term_to_plain_json(c.ask_node(name, "procs"))) {
+        for (const auto& p :
+             tools::term_to_json(c.ask_node(name, "procs"), tools::JsonStyle::kPlain)) {
           ProcRow r{name,
                     p["pid"].get<std::string>(),
                     p["name"].get<std::string>(),
@@ -147,10 +148,10 @@ int run_top(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar top_cmd({"top", "top",
-                         "a live view of the nodes' message rates and the busiest processes "
-                         "(q quits)",
-                         run_top});
+const Registrar kTopCommand({"top", "top",
+                             "a live view of the nodes' message rates and the busiest processes "
+                             "(q quits)",
+                             run_top});
 
 }  // namespace
 

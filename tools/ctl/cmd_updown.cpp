@@ -39,21 +39,20 @@ std::vector<Member> members(const std::string& dir_arg) {
   fs::path dir = fs::absolute(dir_arg);
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    throw CtlError(kExitUsage, dir_arg +
-                                   " is not a folder of node configs (*.conf); try "
-                                   "cluster-configs/local-3");
+    throw CtlError(ErrorCode::kBadArg, dir_arg +
+                                           " is not a folder of node configs (*.conf); try "
+                                           "cluster-configs/local-3");
   }
   std::vector<std::string> confs;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().extension() == ".conf") confs.push_back(e.path().string());
   }
   std::sort(confs.begin(), confs.end());
-  if (confs.empty()) throw CtlError(kExitUsage, dir_arg + " holds no *.conf node configs");
+  if (confs.empty()) throw CtlError(ErrorCode::kBadArg, dir_arg + " holds no *.conf node configs");
   std::vector<Member> out;
   for (const std::string& c : confs) {
-    tools::ConfigError err;
-    auto cfg = tools::load_config_file(c, err);
-    if (!cfg) throw CtlError(kExitUsage, err.message);
+    auto cfg = tools::load_config_file(c);
+    if (!cfg.ok()) throw CtlError(ErrorCode::kBadArg, cfg.error().message());
     Member m{c, *cfg, (dir / "run" / (cfg->node.name + ".pid")).string(),
              (dir / "run" / (cfg->node.name + ".log")).string()};
     out.push_back(std::move(m));
@@ -92,10 +91,11 @@ std::string nodusd_path() {
 pid_t launch(const Member& m, const std::string& nodusd) {
   int gate[2];
   if (::pipe2(gate, O_CLOEXEC) != 0) {
-    throw CtlError(kExitFailed, std::string("pipe failed: ") + std::strerror(errno));
+    throw CtlError(ErrorCode::kInternal, std::string("pipe failed: ") + std::strerror(errno));
   }
   pid_t pid = ::fork();
-  if (pid < 0) throw CtlError(kExitFailed, std::string("fork failed: ") + std::strerror(errno));
+  if (pid < 0)
+    throw CtlError(ErrorCode::kInternal, std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
     ::close(gate[0]);
     ::setsid();  // its own session: it outlives nodusctl and the terminal
@@ -120,8 +120,9 @@ pid_t launch(const Member& m, const std::string& nodusd) {
   ::close(gate[0]);
   if (n == static_cast<ssize_t>(sizeof(err))) {
     ::waitpid(pid, nullptr, 0);
-    throw CtlError(kExitFailed, "cannot run " + nodusd + ": " + std::strerror(err) +
-                                    " (is nodusd built? it belongs beside nodusctl or on PATH)");
+    throw CtlError(ErrorCode::kInternal,
+                   "cannot run " + nodusd + ": " + std::strerror(err) +
+                       " (is nodusd built? it belongs beside nodusctl or on PATH)");
   }
   return pid;
 }
@@ -148,15 +149,15 @@ json await_mesh(const std::vector<Member>& ms, const GlobalOptions& o, Clock::ti
   while (Clock::now() < deadline) {
     for (const Member& m : ms) {
       if (!running_pid(m.pid_file)) {
-        throw CtlError(kExitFailed, "node " + m.config.node.name +
-                                        " exited while starting; the "
-                                        "end of " +
-                                        m.log_file + ":\n" + tail(m.log_file, 5));
+        throw CtlError(ErrorCode::kExited, "node " + m.config.node.name +
+                                               " exited while starting; the "
+                                               "end of " +
+                                               m.log_file + ":\n" + tail(m.log_file, 5));
       }
     }
     try {
       if (!client) client = Client::connect(conn);
-      json s = tools::term_to_plain_json(client->ask("status"));
+      json s = tools::term_to_json(client->ask("status"), tools::JsonStyle::kPlain);
       std::size_t meshed = 0;
       for (const Member& m : ms) {
         for (const auto& n : s["nodes"]) {
@@ -174,8 +175,9 @@ json await_mesh(const std::vector<Member>& ms, const GlobalOptions& o, Clock::ti
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  throw CtlError(kExitFailed, "the cluster did not mesh in time (" + last + "); see the logs in " +
-                                  fs::path(ms.front().log_file).parent_path().string());
+  throw CtlError(ErrorCode::kTimeout, "the cluster did not mesh in time (" + last +
+                                          "); see the logs in " +
+                                          fs::path(ms.front().log_file).parent_path().string());
 }
 
 int run_up(Context& ctx, const std::vector<std::string>& args) {
@@ -274,14 +276,15 @@ int run_down(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-const Registrar up_cmd({"up", "up DIR",
-                        "starts every DIR/*.conf as a background nodusd (logs in DIR/run/), "
-                        "waits until meshed, shows the cluster",
-                        run_up});
-const Registrar down_cmd({"down", "down DIR [--grace SECONDS]",
-                          "stops the nodes of DIR: SIGTERM, then SIGKILL after the grace period "
-                          "(10 s)",
-                          run_down});
+const Registrar kUpCommand({"up", "up DIR",
+                            "starts every DIR/*.conf as a background nodusd (logs in DIR/run/), "
+                            "waits until meshed, shows the cluster",
+                            run_up});
+const Registrar kDownCommand(
+    {"down", "down DIR [--grace SECONDS]",
+     "stops the nodes of DIR: SIGTERM, then SIGKILL after the grace period "
+     "(10 s)",
+     run_down});
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "nodus/node/term.hpp"
+#include "nodus/transport/status.hpp"
 
 namespace nodus::ctl {
 
@@ -22,10 +23,22 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
 
-/// A failure that ends nodusctl: one stderr line ("what failed; what to do") and a status.
+/// The exit status for a failure with `code` (error_definitions.hpp): caller misuse (2000-2999:
+/// badarg, bad_config ...) and auth_failed are 2, every other failure 1. A code this build does
+/// not know (a newer node's) is a failure: 1.
+int exit_status(ErrorCode code);
+
+/// A failure that ends nodusctl: one stderr line ("what failed; what to do") and the exit
+/// status its code gives (exit_status), never one read from the message.
 struct CtlError : std::runtime_error {
-  CtlError(int status, const std::string& message) : std::runtime_error(message), code(status) {}
-  int code;
+  CtlError(ErrorCode c, const std::string& message)
+      : std::runtime_error(message), code(c), status(exit_status(c)) {}
+  /// The one exception to the codes: the node nodusctl itself talks to cannot be reached
+  /// (nodedown, timeout) is bad usage, status 2, as a wrong address is.
+  CtlError(ErrorCode c, const std::string& message, int exit)
+      : std::runtime_error(message), code(c), status(exit) {}
+  ErrorCode code;
+  int status;
 };
 
 struct GlobalOptions {
@@ -46,7 +59,7 @@ class Context {
   const GlobalOptions& options() const { return opt_; }
   bool json() const { return opt_.json; }
   /// The connection to the node named by --node / --config, made on first use. Throws
-  /// CtlError(2) when it cannot be made.
+  /// CtlError (exit status 2) when it cannot be made.
   Client& client();
 
  private:
@@ -97,7 +110,7 @@ std::string duration_text(std::int64_t ms);
 /// An up/down state, coloured on a terminal.
 std::string state_text(const std::string& state);
 
-/// Throws CtlError(2) unless args.size() is within [min, max].
+/// Throws CtlError(kBadArg) unless args.size() is within [min, max].
 void expect_args(const std::vector<std::string>& args, std::size_t min, std::size_t max,
                  const char* usage);
 

@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto value = [&](const char* flag) {
-        if (i + 1 >= argc) throw CtlError(kExitUsage, std::string(flag) + " needs a value");
+        if (i + 1 >= argc)
+          throw CtlError(nodus::ErrorCode::kBadArg, std::string(flag) + " needs a value");
         return std::string(argv[++i]);
       };
       if (a == "--json") {
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
         char* end = nullptr;
         double s = std::strtod(v.c_str(), &end);
         if (!end || *end || s <= 0 || s > 3600) {
-          throw CtlError(kExitUsage, "--timeout takes seconds, e.g. --timeout 10");
+          throw CtlError(nodus::ErrorCode::kBadArg, "--timeout takes seconds, e.g. --timeout 10");
         }
         o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
       } else if (rest.empty() && (a == "--help" || a == "-h" || a == "help")) {
@@ -93,7 +94,7 @@ int main(int argc, char** argv) {
     }
     return fail(kExitUsage, "unknown command '" + name + "'; nodusctl --help lists them");
   } catch (const CtlError& e) {
-    return fail(e.code, e.what());
+    return fail(e.status, e.what());
   } catch (const std::exception& e) {
     return fail(kExitFailed, std::string("unexpected error: ") + e.what());
   }

@@ -9,6 +9,13 @@
 
 namespace nodus::ctl {
 
+int exit_status(ErrorCode code) {
+  const auto n = static_cast<unsigned>(code);
+  if (code == ErrorCode::kOk) return kExitOk;
+  if ((n >= 2000 && n <= 2999) || code == ErrorCode::kAuth) return kExitUsage;
+  return kExitFailed;
+}
+
 std::vector<Command>& commands() {
   static std::vector<Command> table;
   return table;
@@ -23,8 +30,8 @@ Client& Context::client() {
 }
 
 bool use_colour() {
-  static const bool on = ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
-  return on;
+  static const bool kOn = ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
+  return kOn;
 }
 
 std::string colour(const std::string& text, const char* code) {
@@ -114,7 +121,7 @@ std::string state_text(const std::string& state) {
 void expect_args(const std::vector<std::string>& args, std::size_t min, std::size_t max,
                  const char* usage) {
   if (args.size() < min || args.size() > max) {
-    throw CtlError(kExitUsage, std::string("usage: nodusctl ") + usage);
+    throw CtlError(ErrorCode::kBadArg, std::string("usage: nodusctl ") + usage);
   }
 }
 

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 
 #include "nodus/registry/global.hpp"
 
@@ -16,7 +18,21 @@ constexpr auto kRelayTimeout = 3s;
 constexpr auto kRefreshEvery = 500ms;
 
 Term ok_term(Term v) { return tuple("ok", std::move(v)); }
-Term error_term(Term why) { return tuple("error", std::move(why)); }
+
+Term error_term(ErrorCode code, std::string message) {
+  return error_reply(Status(code, std::move(message)));
+}
+
+// A failure reason as one line: the text of {Name, "text"}, else the reason itself.
+std::string reason_message(const Reason& r) {
+  if (auto m = r.term().match({_atom, _bin})) return m[1].as_bin();
+  return r.to_string();
+}
+
+// A failed call or process_info as an error reply.
+Term failure_term(const Reason& r, const std::string& context) {
+  return error_term(code_of(r), context + reason_message(r));
+}
 
 // The example servers of apps.start run wrapped (apps.cpp); show the server's own type.
 std::string clean_type(const std::string& type) {
@@ -40,18 +56,6 @@ Term proc_term(const ProcessInfo& p) {
               {"monitors", static_cast<std::int64_t>(p.monitors)}});
 }
 
-// The node part of a pid's text "<n1.4.0>"; "" if malformed.
-std::string node_of_pid_text(const std::string& text) {
-  if (text.size() < 3 || text.front() != '<' || text.back() != '>') return "";
-  std::string inner = text.substr(1, text.size() - 2);
-  // node names may hold dots: the last two dot-separated fields are slot and reuse count
-  auto last = inner.rfind('.');
-  if (last == std::string::npos || last == 0) return "";
-  auto prev = inner.rfind('.', last - 1);
-  if (prev == std::string::npos || prev == 0) return "";
-  return inner.substr(0, prev);
-}
-
 std::optional<Pid> find_pid(const Node& node, const std::string& text) {
   for (const ProcessInfo& p : node.processes()) {
     if (p.pid.to_string() == text) return p.pid;
@@ -63,7 +67,7 @@ std::optional<Pid> find_pid(const Node& node, const std::string& text) {
 struct Resolved {
   std::optional<Dest> dest;  // set when the target is on this node
   std::string other_node;    // set when it is elsewhere
-  Term error;                // else why not
+  Status error;              // else why not
 };
 
 Resolved resolve_target(Node& node, const Term& target) {
@@ -78,46 +82,102 @@ Resolved resolve_target(Node& node, const Term& target) {
     } else if (Pid p = node.whereis(name)) {
       r.dest = Dest(p);
     } else {
-      r.error = tuple("noproc", bin("no process is registered as " + name + " on " + self));
+      r.error = Status(ErrorCode::kNoProc, "no process is registered as " + name + " on " + self);
     }
   } else if (auto g = target.match({"global", _bin})) {
     if (whereis_global(node, g[0].as_bin())) {
       r.dest = global(g[0].as_bin());
     } else {
-      r.error = tuple("noproc", bin("nobody holds the global name " + g[0].as_bin()));
+      r.error = Status(ErrorCode::kNoProc, "nobody holds the global name " + g[0].as_bin());
     }
   } else if (auto m2 = target.match({"pid", _bin})) {
     const std::string& text = m2[0].as_bin();
-    const std::string on = node_of_pid_text(text);
-    if (on.empty()) {
-      r.error = tuple("badarg", bin("\"" + text + "\" is not a pid like <n1.4.0>"));
-    } else if (on != self) {
-      r.other_node = on;
+    auto pid = parse_pid_text(text);
+    if (!pid.ok()) {
+      r.error = pid.error();
+    } else if (pid->node != self) {
+      r.other_node = pid->node;
     } else if (auto p = find_pid(node, text)) {
       r.dest = Dest(*p);
     } else {
-      r.error = tuple("noproc", bin("no process " + text + " on " + self));
+      r.error = Status(ErrorCode::kNoProc, "no process " + text + " on " + self);
     }
   } else {
-    r.error =
-        tuple("badarg", bin("a target is {local, Name, Node}, {global, Name} or {pid, Text}"));
+    r.error = Status(ErrorCode::kBadArg,
+                     "a target is {local, Name, Node}, {global, Name} or {pid, Text}");
   }
   return r;
 }
 
-// Asks node `on`'s admin server; the result as the admin replies it, or
-// {error, {unreachable, "why"}} when it did not answer.
+// Asks node `on`'s admin server; the result as the admin replies it, or the error of the call
+// when it did not answer (nodedown, timeout ...).
 Term relay(const std::string& on, const Term& request, std::chrono::milliseconds timeout) {
   auto r = call(named(kAdminName, on), request, timeout);
-  if (!r.ok()) {
-    std::string why = "node " + on + " did not answer (";
-    why.append(r.error().to_string()).append(")");
-    return error_term(tuple("unreachable", bin(why)));
+  if (r.ok()) return *r;
+  const ErrorCode code = code_of(r.error());
+  std::string why = "node " + on + " did not answer";
+  if (const std::string text = reason_message(r.error()); text != error_name(code)) {
+    why += " (" + text + ")";
   }
-  return *r;
+  return error_term(code, std::move(why));
 }
 
 }  // namespace
+
+Result<PidText> parse_pid_text(std::string_view text) {
+  auto not_a_pid = [&] {
+    std::string why(1, '"');  // appended, not "\"" + string: GCC 12 warns falsely on that
+    why.append(text.substr(0, 80)).append("\" is not a pid like <n1.4.0>");
+    return Status(ErrorCode::kBadArg, std::move(why));
+  };
+  if (text.size() < 7 || text.front() != '<' || text.back() != '>') return not_a_pid();
+  const std::string_view inner = text.substr(1, text.size() - 2);
+  const auto last = inner.rfind('.');
+  if (last == std::string_view::npos || last == 0) return not_a_pid();
+  const auto prev = inner.rfind('.', last - 1);
+  if (prev == std::string_view::npos || prev == 0) return not_a_pid();
+  PidText p;
+  p.node = std::string(inner.substr(0, prev));
+  auto number = [](std::string_view digits, std::uint32_t& out) {
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
+    return !digits.empty() && ec == std::errc() && end == digits.data() + digits.size();
+  };
+  const bool node_ok =
+      p.node.size() <= kMaxAtomLength && std::all_of(p.node.begin(), p.node.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      });
+  if (!node_ok || !number(inner.substr(prev + 1, last - prev - 1), p.slot) ||
+      !number(inner.substr(last + 1), p.serial)) {
+    return not_a_pid();
+  }
+  return p;
+}
+
+ErrorCode code_of(const Reason& reason) {
+  const Term& t = reason.term();
+  const Term* head = t.is_atom() ? &t : nullptr;
+  if (t.is_tuple() && t.size() > 0 && t[0].is_atom()) head = &t[0];
+  if (head) {
+    if (auto code = error_from_name(head->as_atom().name()); code && *code != ErrorCode::kOk) {
+      return *code;
+    }
+  }
+  return ErrorCode::kExited;
+}
+
+Term error_reply(const Status& status) {
+  return tuple(
+      "error", static_cast<std::int64_t>(status.code()),
+      Atom(std::string(error_name(status.code()))),
+      bin(status.message().empty() ? std::string(error_message(status.code())) : status.message()));
+}
+
+std::optional<AdminError> admin_error(const Term& reply) {
+  auto m = reply.match({"error", _int, _atom, _bin});
+  if (!m || m[0].as_int() < 0 || m[0].as_int() > 0xffff) return std::nullopt;
+  return AdminError{static_cast<ErrorCode>(m[0].as_int()), std::string(m[1].as_atom().name()),
+                    m[2].as_bin()};
+}
 
 MailboxFigures mailbox_figures(const Node& node) {
   MailboxFigures f;
@@ -203,7 +263,7 @@ Term AdminServer::nodes_view() {
 
 Action AdminServer::handle_call(Message& msg, From from) {
   Node& n = *opt_.node;
-  if (!msg.is_term()) return reply(error_term("badarg"));
+  if (!msg.is_term()) return reply(error_term(ErrorCode::kBadArg, "not an admin request"));
   const Term& req = msg.term();
   if (req == "ping") return reply(ok_term("pong"));
   if (req == "self") return reply(ok_term(self_info()));
@@ -238,15 +298,21 @@ Action AdminServer::handle_call(Message& msg, From from) {
     return reply(ok_term(Term(std::move(out))));
   }
   if (auto m = req.match({"info", _bin})) {
+    if (auto text = parse_pid_text(m[0].as_bin()); !text.ok()) {
+      return reply(error_reply(text.error()));
+    }
     auto pid = find_pid(n, m[0].as_bin());
-    if (!pid) return reply(error_term(tuple("noproc", bin("no process " + m[0].as_bin()))));
+    if (!pid) {
+      return reply(error_term(ErrorCode::kNoProc, "no process " + m[0].as_bin() + " on " +
+                                                      std::string(n.name().name())));
+    }
     Node* node = &n;
     Pid target = *pid;
     // process_info waits for the process: a helper waits instead of the admin server.
     spawn(n, [node, target, from] {
       auto info = node->process_info(target, std::chrono::seconds(2));
       if (!info.ok()) {
-        nodus::reply(from, error_term(info.error().term()));
+        nodus::reply(from, failure_term(info.error(), ""));
         return;
       }
       Term t = proc_term(*info);
@@ -336,7 +402,7 @@ Action AdminServer::handle_call(Message& msg, From from) {
       });
       return noreply();
     }
-    if (!r.dest) return reply(error_term(r.error));
+    if (!r.dest) return reply(error_reply(r.error));
     if (is_cast) {
       cast(*r.dest, req[2]);
       return reply(ok_term("ok"));
@@ -346,11 +412,11 @@ Action AdminServer::handle_call(Message& msg, From from) {
     const auto ms = std::chrono::milliseconds(std::max<std::int64_t>(1, req[3].as_int()));
     spawn(n, [to, request, ms, from] {
       auto res = call(to, request, ms);
-      nodus::reply(from, res.ok() ? ok_term(*res) : error_term(res.error().term()));
+      nodus::reply(from, res.ok() ? ok_term(*res) : failure_term(res.error(), ""));
     });
     return noreply();
   }
-  return reply(error_term(tuple("badarg", bin("unknown admin request " + req.to_string()))));
+  return reply(error_term(ErrorCode::kBadArg, "unknown admin request " + req.to_string()));
 }
 
 }  // namespace nodus::tools

@@ -2,7 +2,9 @@
 // node and nodusctl talks to (the requests are listed below). nodusctl links to one node
 // as a hidden node and asks it; requests about other nodes are relayed to their admin servers.
 //
-// Requests (terms) and replies, each {ok, Value} or {error, Reason}:
+// Requests (terms) and replies, each {ok, Value} or {error, Code, Name, Message}: Code the
+// number of an error_definitions.hpp code, Name its short name (an atom) and Message one line
+// (a binary) for people. nodusctl picks its exit status from Code.
 //   ping                       -> pong
 //   self                       -> #{name, endpoint, creation, processes, peers, uptime_ms, ...}
 //   nodes                      -> [#{name, endpoint, state}] (this node included)
@@ -15,6 +17,7 @@
 //   {call, Target, Req, Ms}    -> the reply of a call; Target is {local, Name, Node} or
 //                                 {global, Name} or {pid, PidText}
 //   {cast, Target, Req}        -> ok
+// A PidText is a pid as Pid::to_string writes it, "<n1.4.0>" (parse_pid_text).
 // Anything that waits on another process runs in a helper process, so the admin server stays
 // responsive.
 //
@@ -22,8 +25,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/node.hpp"
@@ -55,6 +61,36 @@ class AdminServer : public GenServer {
   std::chrono::steady_clock::time_point started_;
   std::map<std::string, std::string> known_;  // every non-hidden peer seen: name -> endpoint
 };
+
+// -- the admin protocol's parts, shared by the server and nodusctl -----------------------------
+
+/// A pid's text, "<n1.4.0>": node name, process table slot, slot reuse count.
+struct PidText {
+  std::string node;
+  std::uint32_t slot = 0;
+  std::uint32_t serial = 0;
+};
+/// Parses a pid's text as Pid::to_string writes it (a node name may hold dots: the last two
+/// dot-separated fields are the numbers). Errors: kBadArg saying it is not a pid.
+Result<PidText> parse_pid_text(std::string_view text);
+
+/// The error-definitions code of a failure reason: a reason that is a code's short name, or a
+/// tuple starting with one (timeout, noproc, nodedown, overloaded, calling_self,
+/// {already_started, Pid} ...) has that code; any other reason (a process's exit) is kExited.
+ErrorCode code_of(const Reason& reason);
+
+/// The admin server's error reply {error, Code, Name, Message} for `status` (not ok).
+Term error_reply(const Status& status);
+
+/// An error reply, taken apart. `name` is the reply's own (a code this build does not know
+/// still has one).
+struct AdminError {
+  ErrorCode code;
+  std::string name;
+  std::string message;
+};
+/// The error in `reply`, or nullopt when it is not an error reply.
+std::optional<AdminError> admin_error(const Term& reply);
 
 /// Per-process figures summed over a node: for /metrics and `self`.
 struct MailboxFigures {

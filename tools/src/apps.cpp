@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -75,25 +76,60 @@ ChildSpec app_child(Node& node, const AppSpec& app, Registries& registries, Args
   return spec;
 }
 
-ChildSpec child_for(Node& node, const AppSpec& app, Registries& r) {
-  if (app.kind == "counter") return app_child<registered_counter::RegisteredCounter>(node, app, r);
-  if (app.kind == "stack") return app_child<stack::Stack>(node, app, r, List{});
-  if (app.kind == "logger") return app_child<logger::Logger>(node, app, r);
-  if (app.kind == "cache")
-    return app_child<cache_server::CacheServer>(node, app, r, cache_server::CacheOptions{});
-  if (app.kind == "pool") return app_child<database_pool::DatabasePool>(node, app, r, 3);
-  if (app.kind == "ratelimiter") {
-    return app_child<rate_limiter::RateLimiter>(node, app, r, rate_limiter::Bucket{10, 2});
-  }
-  return app_child<slow_server::SlowServer>(node, app, r);  // "slow": config.cpp checked the kind
-}
+using Factory = ChildSpec (*)(Node&, const AppSpec&, Registries&);
+
+// The kinds apps.start knows, each once: its name, its help and how to start it. Sorted by name.
+const std::pair<AppKind, Factory> kKinds[] = {
+    {{"cache", "CacheServer: {put, K, V, TtlMs}, {get, K}"},
+     [](Node& n, const AppSpec& a, Registries& r) {
+       return app_child<cache_server::CacheServer>(n, a, r, cache_server::CacheOptions{});
+     }},
+    {{"counter", "RegisteredCounter: increment -> the new count"},
+     [](Node& n, const AppSpec& a, Registries& r) {
+       return app_child<registered_counter::RegisteredCounter>(n, a, r);
+     }},
+    {{"logger", "Logger: {log, Level, Text, Ms} (cast), {get_logs, Level}, clear"},
+     [](Node& n, const AppSpec& a, Registries& r) { return app_child<logger::Logger>(n, a, r); }},
+    {{"pool", "DatabasePool with 3 connections: checkout, {checkin, C} (cast), status"},
+     [](Node& n, const AppSpec& a, Registries& r) {
+       return app_child<database_pool::DatabasePool>(n, a, r, 3);
+     }},
+    {{"ratelimiter", "RateLimiter, 10 tokens, 2 a second: {allow, Cost}, status"},
+     [](Node& n, const AppSpec& a, Registries& r) {
+       return app_child<rate_limiter::RateLimiter>(n, a, r, rate_limiter::Bucket{10, 2});
+     }},
+    {{"slow", "SlowServer: fast, {slow, Ms}"},
+     [](Node& n, const AppSpec& a, Registries& r) {
+       return app_child<slow_server::SlowServer>(n, a, r);
+     }},
+    {{"stack", "Stack: {push, X} (cast), pop, peek"},
+     [](Node& n, const AppSpec& a, Registries& r) {
+       return app_child<stack::Stack>(n, a, r, List{});
+     }},
+};
 
 }  // namespace
+
+const std::vector<AppKind>& app_kinds() {
+  static const std::vector<AppKind> kList = [] {
+    std::vector<AppKind> out;
+    for (const auto& [kind, make] : kKinds) out.push_back(kind);
+    return out;
+  }();
+  return kList;
+}
 
 Result<Pid, Reason> start_apps(Node& node, const std::vector<AppSpec>& apps) {
   std::vector<ChildSpec> children;
   Registries registries;
-  for (const AppSpec& app : apps) children.push_back(child_for(node, app, registries));
+  for (const AppSpec& app : apps) {
+    auto it = std::find_if(std::begin(kKinds), std::end(kKinds),
+                           [&](const auto& k) { return app.kind == k.first.name; });
+    if (it == std::end(kKinds)) {  // parse_app checked the kind: only a caller of our own
+      return reasons::from_status(Status(ErrorCode::kBadArg, "unknown app kind " + app.kind));
+    }
+    children.push_back(it->second(node, app, registries));
+  }
   return start_supervisor(node, SupervisorFlags{.strategy = Strategy::kOneForOne},
                           std::move(children), SpawnOptions{.name = "nodus_apps"});
 }

@@ -1,12 +1,8 @@
 // Applications: the servers named by `apps.start`, started under the node's application
-// supervisor (one_for_one) with their names. KIND is one of the classic examples (examples/):
-//   counter      RegisteredCounter: increment -> the new count
-//   stack        Stack: {push, X} (cast), pop, peek
-//   logger       Logger: {log, Level, Text, Ms} (cast), {get_logs, Level}, clear
-//   cache        CacheServer: {put, K, V, TtlMs}, {get, K}
-//   pool         DatabasePool with 3 connections: checkout, {checkin, C} (cast), status
-//   ratelimiter  RateLimiter, 10 tokens, 2 a second: {allow, Cost}, status
-//   slow         SlowServer: fast, {slow, Ms}
+// supervisor (one_for_one) with their names. KIND is one of the classic examples (examples/),
+// listed once, in apps.cpp's factory table; app_kinds() and nodusd --help show it.
+//
+// Thread-safety: free functions; start_apps from one thread.
 #pragma once
 
 #include <vector>
@@ -16,6 +12,15 @@
 #include "nodus/node/supervisor.hpp"
 
 namespace nodus::tools {
+
+/// One kind of server apps.start can run.
+struct AppKind {
+  const char* name;  ///< "counter"
+  const char* help;  ///< what it is and the requests it answers
+};
+
+/// Every kind, from the factory table, sorted by name.
+const std::vector<AppKind>& app_kinds();
 
 /// Starts the application supervisor and its children. Errors: the supervisor's (a child
 /// that failed to start, a name already taken), as a reason.

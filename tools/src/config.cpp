@@ -1,191 +1,41 @@
 #include "config.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/program_options.hpp>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
-#include <cstdlib>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
+#include "apps.hpp"
 #include "nodus/transport/curve.hpp"
 
 extern char** environ;
 
 namespace nodus::tools {
 
-namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace {
 
-// -- the keys: one table, documented once ------------------------------------------------
-
-struct Key {
-  const char* name;
-  const char* default_text;  // "" = none
-  bool repeatable;
-  const char* help;
-};
-
-const Key kKeys[] = {
-    {"node.name", "", false, "the node's name, unique in the cluster (required)"},
-    {"node.listen", "", false,
-     "where peers and nodusctl connect, tcp://HOST:PORT (required; loopback for one machine)"},
-    {"node.schedulers", "0", false, "scheduler threads; 0 = one per core"},
-    {"node.heartbeat_ms", "300", false,
-     "heartbeat period of idle links; shorter notices failures sooner, at a little traffic"},
-    {"node.down_after_ms", "2000", false,
-     "a peer silent this long is declared down (its names go, monitors fire)"},
-    {"node.curve_secret_file", "", false,
-     "file holding this node's CURVE secret key (Z85; nodusctl keygen); set, links are "
-     "encrypted and only cluster.curve_allowed keys get in"},
-    {"node.curve_public_key", "", false,
-     "this node's CURVE public key (Z85); checked against the secret key"},
-    {"cluster.name", "", false, "the cluster's name, shown by nodusctl status"},
-    {"cluster.seed", "", true,
-     "a node to join through, tcp://HOST:PORT (with CURVE: tcp://HOST:PORT#PUBLICKEY); "
-     "repeatable, any that answers will do"},
-    {"cluster.cookie_file", "", false,
-     "file holding the cluster's shared secret (required); relative to the config file"},
-    {"cluster.curve_allowed", "", true,
-     "a public key (Z85) admitted to this node under CURVE; repeatable: every other node's"},
-    {"kv.partitions", "64", false, "ring size, fixed at cluster creation (the store comes later)"},
-    {"kv.replicas", "3", false, "copies of each key (N)"},
-    {"kv.write_quorum", "2", false, "replicas that must acknowledge a write (W <= N)"},
-    {"kv.read_quorum", "2", false, "replicas that must answer a read (R <= N)"},
-    {"kv.data_dir", "", false, "the durable backend's home; absent = memory only"},
-    {"log.level", "info", false, "trace, debug, info, warn, error, critical or off"},
-    {"log.format", "text", false, "text (lines for people) or json (one JSON object a line)"},
-    {"log.file", "", false, "where logs go; absent = stderr; relative to the config file"},
-    {"apps.start", "", true,
-     "KIND NAME: a server to start under the node's application supervisor; NAME is "
-     "local:X, global:X or via:REG/X; repeatable"},
-    {"admin.http", "", false,
-     "HOST:PORT serving /metrics (Prometheus text) and /health; absent = no HTTP"},
-};
-
-const Key* find_key(const std::string& name) {
-  for (const Key& k : kKeys) {
-    if (name == k.name) return &k;
-  }
-  return nullptr;
-}
-
-// NODUS_CLUSTER_COOKIE_FILE -> cluster.cookie_file
-std::string env_name(const std::string& key) {
-  std::string out = "NODUS_";
-  for (char c : key) {
-    out.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-  }
-  return out;
-}
-
-const char* const kSections[] = {"node", "cluster", "kv", "log", "apps", "admin"};
-
-po::options_description key_options() {
-  po::options_description d("config keys");
-  for (const Key& k : kKeys) {
-    if (k.repeatable) {
-      d.add_options()(k.name, po::value<std::vector<std::string>>(), k.help);
-    } else {
-      d.add_options()(k.name, po::value<std::string>(), k.help);
-    }
-  }
-  return d;
-}
+// -- checks and conversions shared by the keys ------------------------------------------------
 
 std::string trim(std::string s) {
-  auto ws = [](unsigned char c) { return std::isspace(c) != 0; };
-  while (!s.empty() && ws(static_cast<unsigned char>(s.back()))) s.pop_back();
+  auto ws = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!s.empty() && ws(s.back())) s.pop_back();
   std::size_t i = 0;
-  while (i < s.size() && ws(static_cast<unsigned char>(s[i]))) ++i;
+  while (i < s.size() && ws(s[i])) ++i;
   return s.substr(i);
-}
-
-// Reads the INI file into --section.key=value arguments for Boost.Program_options' parser.
-// Comments start with # or ; at the start of a line or after whitespace, so that a '#' inside
-// a value (CURVE keys are Z85, whose alphabet has one) survives. Keys are checked here, where
-// the line number is known.
-bool read_ini(const std::string& path, std::vector<std::string>& args, std::string& why) {
-  std::ifstream in(path);
-  if (!in) {
-    why = path + ": cannot read the config file (" + std::strerror(errno) +
-          "); check the path given to --config";
-    return false;
-  }
-  std::string line, section;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    for (std::size_t i = 0; i < line.size(); ++i) {
-      if ((line[i] == '#' || line[i] == ';') &&
-          (i == 0 || std::isspace(static_cast<unsigned char>(line[i - 1])))) {
-        line.resize(i);
-        break;
-      }
-    }
-    line = trim(line);
-    if (line.empty()) continue;
-    const std::string where = path + ":" + std::to_string(n);
-    if (line.front() == '[') {
-      if (line.back() != ']') {
-        why = where + ": a section header must look like [node]";
-        return false;
-      }
-      section = trim(line.substr(1, line.size() - 2));
-      if (std::find(std::begin(kSections), std::end(kSections), section) == std::end(kSections)) {
-        why = where + ": unknown section [" + section +
-              "]; sections are [node] [cluster] [kv] [log] [apps] [admin] (see nodusd --help)";
-        return false;
-      }
-      continue;
-    }
-    auto eq = line.find('=');
-    if (eq == std::string::npos) {
-      why = where + ": expected KEY = VALUE, got \"" + line + "\"";
-      return false;
-    }
-    std::string key = trim(line.substr(0, eq));
-    std::string value = trim(line.substr(eq + 1));
-    if (section.empty()) {
-      why = where + ": key '" + key + "' is outside a section; put it under [node], [cluster] ...";
-      return false;
-    }
-    const std::string full = section + "." + key;
-    if (!find_key(full)) {
-      why = where + ": unknown key '" + full + "'; nodusd --help lists the keys";
-      return false;
-    }
-    args.push_back("--" + full + "=" + value);
-  }
-  return true;
-}
-
-std::string resolve(const std::string& dir, const std::string& path) {
-  if (path.empty() || fs::path(path).is_absolute() || dir.empty()) return path;
-  return (fs::path(dir) / path).lexically_normal().string();
-}
-
-bool read_secret_file(const std::string& path, std::string& out, std::string& why) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    why = std::string("cannot read ") + path + " (" + std::strerror(errno) + ")";
-    return false;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) {
-    out.pop_back();
-  }
-  return true;
 }
 
 bool parse_int(const std::string& s, long long lo, long long hi, long long& out) {
@@ -205,11 +55,306 @@ bool valid_tcp_endpoint(const std::string& ep, bool allow_wildcard_port) {
   return parse_int(port, 1, 65535, p);
 }
 
-bool valid_node_name(const std::string& n) {
-  if (n.empty() || n.size() > 255) return false;
-  return std::all_of(n.begin(), n.end(), [](char c) {
+std::string in_quotes(const std::string& s) { return "\"" + s + "\""; }
+
+std::string check_node_name(const std::string& n) {
+  const bool ok = !n.empty() && n.size() <= 255 && std::all_of(n.begin(), n.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
   });
+  return ok ? "" : in_quotes(n) + " is not a name: use letters, digits, - _ . (at most 255)";
+}
+
+std::string check_listen(const std::string& ep) {
+  return valid_tcp_endpoint(ep, true) ? "" : in_quotes(ep) + " is not tcp://HOST:PORT";
+}
+
+std::string check_host_port(const std::string& hp) {
+  auto colon = hp.rfind(':');
+  long long port;
+  if (colon == std::string::npos || colon == 0 ||
+      !parse_int(hp.substr(colon + 1), 1, 65535, port)) {
+    return in_quotes(hp) + " is not HOST:PORT (e.g. 127.0.0.1:9101)";
+  }
+  return "";
+}
+
+// A seed as the node takes it: "tcp://HOST:PORT" or "tcp://HOST:PORT#KEY"; in a file also
+// "ENDPOINT KEY".
+std::string convert_seed(const std::string& text, std::string& out) {
+  std::string s = text;
+  if (auto sp = s.find(' '); sp != std::string::npos) {
+    s = s.substr(0, sp) + "#" + trim(s.substr(sp + 1));
+  }
+  auto a = transport::parse_peer_address(s);
+  if (!valid_tcp_endpoint(a.endpoint, false)) return in_quotes(text) + " is not tcp://HOST:PORT";
+  if (!a.public_key.empty() && !transport::is_curve_key(a.public_key)) {
+    return "the key of " + in_quotes(text) + " is not 40 characters of Z85";
+  }
+  out = s;
+  return "";
+}
+
+std::string convert_allowed(const std::string& text, std::string& out) {
+  if (!transport::is_curve_key(text)) {
+    return in_quotes(text) + " is not a public key (40 characters of Z85; nodusctl keygen)";
+  }
+  out = text;
+  return "";
+}
+
+std::string convert_app(const std::string& text, AppSpec& out) {
+  auto app = parse_app(text);
+  if (!app.ok()) return app.error().message();
+  out = std::move(app.value());
+  return "";
+}
+
+std::string resolve(const std::string& dir, const std::string& path) {
+  if (path.empty() || fs::path(path).is_absolute() || dir.empty()) return path;
+  return (fs::path(dir) / path).lexically_normal().string();
+}
+
+// -- the keys: one table, each key declared once ----------------------------------------------
+
+// Sets a key's field from one value as given: "" when done, else why not (one clause; the
+// caller adds the key and where the value came from). A repeatable key's setter runs once per
+// value, in order.
+using Setter = std::function<std::string(NodeConfig&, const std::string&)>;
+// The key's field as text: the default (in a default NodeConfig) or the effective value.
+using Shower = std::function<std::string(const NodeConfig&)>;
+
+struct Key {
+  std::string name;  // section.key
+  std::string help;
+  Setter set;
+  Shower show;
+  bool repeatable = false;
+  std::string required;  // "" = optional; else what to do when it is missing
+};
+
+Key named(std::string name, std::string help) {
+  Key k;
+  k.name = std::move(name);
+  k.help = std::move(help);
+  return k;
+}
+
+// The field reached from a config through a chain of members: field(&NodeConfig::node,
+// &NodeOptions::name) is config.node.name.
+template <class T>
+T& walk(T& x) {
+  return x;
+}
+template <class T, class M, class... Ms>
+auto& walk(T& x, M member, Ms... rest) {
+  return walk(x.*member, rest...);
+}
+template <class... M>
+auto field(M... members) {
+  return [=](auto& config) -> auto& { return walk(config, members...); };
+}
+
+template <class T>
+constexpr bool kIsDuration = false;
+template <class R, class P>
+constexpr bool kIsDuration<std::chrono::duration<R, P>> = true;
+
+// A whole number (or milliseconds, for a duration field) from lo to hi.
+template <class F>
+Key number(std::string name, F f, long long lo, long long hi, std::string help) {
+  using T = std::remove_cvref_t<decltype(f(std::declval<NodeConfig&>()))>;
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f, lo, hi](NodeConfig& c, const std::string& v) -> std::string {
+    long long n;
+    if (!parse_int(v, lo, hi, n)) {
+      return "expected a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+             (kIsDuration<T> ? " (ms)" : "") + ", got " + in_quotes(v);
+    }
+    if constexpr (kIsDuration<T>) {
+      f(c) = std::chrono::duration_cast<T>(std::chrono::milliseconds(n));
+    } else {
+      f(c) = static_cast<T>(n);
+    }
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) {
+    if constexpr (kIsDuration<T>) {
+      return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(f(c)).count());
+    } else {
+      return std::to_string(f(c));
+    }
+  };
+  return k;
+}
+
+// Text, with an optional check that returns why a value is wrong.
+template <class F>
+Key text(std::string name, F f, std::string help,
+         std::string (*check)(const std::string&) = nullptr) {
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f, check](NodeConfig& c, const std::string& v) -> std::string {
+    if (check) {
+      if (std::string why = check(v); !why.empty()) return why;
+    }
+    f(c) = v;
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) { return f(c); };
+  return k;
+}
+
+// One of a few words.
+template <class F>
+Key word(std::string name, F f, std::vector<std::string> choices, std::string help) {
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f, choices](NodeConfig& c, const std::string& v) -> std::string {
+    if (std::find(choices.begin(), choices.end(), v) == choices.end()) {
+      std::string list;
+      for (const auto& w : choices) list += (list.empty() ? "" : ", ") + w;
+      return in_quotes(v) + " is not one of " + list;
+    }
+    f(c) = v;
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) { return f(c); };
+  return k;
+}
+
+// A path, relative to the config file's folder unless absolute.
+template <class F>
+Key path(std::string name, F f, std::string help) {
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f](NodeConfig& c, const std::string& v) -> std::string {
+    f(c) = resolve(c.config_dir, v);
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) { return f(c); };
+  return k;
+}
+
+std::string item_text(const std::string& s) { return s; }
+std::string item_text(const AppSpec& a) { return a.text; }
+
+// A repeatable key: each value converted (and checked) into one item of a list.
+template <class F, class T>
+Key list(std::string name, F f, std::string (*convert)(const std::string&, T&), std::string help) {
+  Key k = named(std::move(name), std::move(help));
+  k.repeatable = true;
+  k.set = [f, convert](NodeConfig& c, const std::string& v) -> std::string {
+    T item;
+    if (std::string why = convert(v, item); !why.empty()) return why;
+    f(c).push_back(std::move(item));
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) {
+    std::string out;
+    for (const auto& item : f(c)) out += (out.empty() ? "" : ", ") + item_text(item);
+    return out;
+  };
+  return k;
+}
+
+Key required(Key k, std::string what_to_do) {
+  k.required = std::move(what_to_do);
+  return k;
+}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> kTable = [] {
+    std::vector<Key> k;
+    // [node]
+    k.push_back(required(text("node.name", field(&NodeConfig::node, &NodeOptions::name),
+                              "the node's name, unique in the cluster", check_node_name),
+                         "give every node a name unique in the cluster"));
+    k.push_back(required(
+        text("node.listen", field(&NodeConfig::node, &NodeOptions::listen),
+             "where peers and nodusctl connect, tcp://HOST:PORT (loopback for one machine)",
+             check_listen),
+        "set it to tcp://127.0.0.1:PORT (a free port)"));
+    k.push_back(number("node.schedulers", field(&NodeConfig::node, &NodeOptions::schedulers), 0,
+                       1024, "scheduler threads; 0 = one per core"));
+    k.push_back(number("node.heartbeat_ms",
+                       field(&NodeConfig::node, &NodeOptions::heartbeat_interval), 10, 60000,
+                       "heartbeat period of idle links; shorter notices failures sooner, at a "
+                       "little traffic"));
+    k.push_back(number("node.down_after_ms", field(&NodeConfig::node, &NodeOptions::down_after), 50,
+                       600000,
+                       "a peer silent this long is declared down (its names go, monitors fire); "
+                       "longer than node.heartbeat_ms"));
+    k.push_back(path("node.curve_secret_file", field(&NodeConfig::curve_secret_file),
+                     "file holding this node's CURVE secret key (Z85; nodusctl keygen); set, "
+                     "links are encrypted and only cluster.curve_allowed keys get in"));
+    k.push_back(text("node.curve_public_key", field(&NodeConfig::curve_public_key),
+                     "this node's CURVE public key (Z85); checked against the secret key"));
+    // [cluster]
+    k.push_back(text("cluster.name", field(&NodeConfig::cluster_name),
+                     "the cluster's name, shown by nodusctl status"));
+    k.push_back(list("cluster.seed", field(&NodeConfig::node, &NodeOptions::seeds), convert_seed,
+                     "a node to join through, tcp://HOST:PORT (with CURVE: "
+                     "tcp://HOST:PORT#PUBLICKEY); any that answers will do"));
+    k.push_back(required(path("cluster.cookie_file", field(&NodeConfig::cookie_file),
+                              "file holding the cluster's shared secret; trailing white space "
+                              "is not part of it"),
+                         "point it at a file holding the cluster's shared secret"));
+    k.push_back(list("cluster.curve_allowed", field(&NodeConfig::node, &NodeOptions::curve_allowed),
+                     convert_allowed,
+                     "a public key (Z85) admitted under CURVE: every other node's"));
+    // [kv]
+    k.push_back(number("kv.partitions", field(&NodeConfig::kv, &KvSettings::partitions), 1, 65536,
+                       "ring size, fixed at cluster creation"));
+    k.push_back(number("kv.replicas", field(&NodeConfig::kv, &KvSettings::replicas), 1, 16,
+                       "copies of each key (N)"));
+    k.push_back(number("kv.write_quorum", field(&NodeConfig::kv, &KvSettings::write_quorum), 1, 16,
+                       "replicas that must acknowledge a write (W <= N)"));
+    k.push_back(number("kv.read_quorum", field(&NodeConfig::kv, &KvSettings::read_quorum), 1, 16,
+                       "replicas that must answer a read (R <= N)"));
+    k.push_back(path("kv.data_dir", field(&NodeConfig::kv, &KvSettings::data_dir),
+                     "the durable backend's home; absent = memory only"));
+    // [log]
+    k.push_back(word("log.level", field(&NodeConfig::log, &LogSettings::level),
+                     {"trace", "debug", "info", "warn", "error", "critical", "off"},
+                     "trace, debug, info, warn, error, critical or off"));
+    k.push_back(word("log.format", field(&NodeConfig::log, &LogSettings::format), {"text", "json"},
+                     "text (lines for people) or json (one JSON object a line)"));
+    k.push_back(path("log.file", field(&NodeConfig::log, &LogSettings::file),
+                     "where logs go; absent = stderr"));
+    // [apps]
+    k.push_back(list("apps.start", field(&NodeConfig::apps), convert_app,
+                     "KIND NAME: a server to start under the node's application supervisor; "
+                     "NAME is local:X, global:X or via:REG/X"));
+    // [admin]
+    k.push_back(text("admin.http", field(&NodeConfig::admin_http),
+                     "HOST:PORT serving /metrics (Prometheus text) and /health; absent = no HTTP",
+                     check_host_port));
+    return k;
+  }();
+  return kTable;
+}
+
+const Key* find_key(const std::string& name) {
+  for (const Key& k : keys()) {
+    if (name == k.name) return &k;
+  }
+  return nullptr;
+}
+
+// The sections, in the table's order.
+std::vector<std::string> sections() {
+  std::vector<std::string> out;
+  for (const Key& k : keys()) {
+    std::string s = k.name.substr(0, k.name.find('.'));
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
+// NODUS_CLUSTER_COOKIE_FILE <- cluster.cookie_file
+std::string env_name(const std::string& key) {
+  std::string out = "NODUS_";
+  for (char c : key) {
+    out.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  }
+  return out;
 }
 
 const char* source_name(Source s) {
@@ -226,151 +371,169 @@ const char* source_name(Source s) {
   return "?";
 }
 
-struct Sources {
-  po::variables_map vm;                 // flag > env > file: the first store wins
-  std::map<std::string, Source> where;  // key -> source of its effective value
+// -- where values come from -----------------------------------------------------------------
+
+// A value as given, and where, for messages: " in /x/n1.conf (line 3)", " (flag --node.name)",
+// " (from NODUS_NODE_NAME)".
+struct Given {
+  std::string value;
+  Source source;
+  std::string where;
 };
+using Givens = std::map<std::string, std::vector<Given>>;  // key -> values of one source
 
-// Converts and checks every value. `file` names the config file in messages.
-std::optional<NodeConfig> build(Sources& src, const std::string& file, ConfigError& error) {
-  NodeConfig c;
-  c.config_file = file;
-  c.config_dir = file.empty() ? std::string() : fs::path(file).parent_path().string();
-  const std::string in_file = file.empty() ? std::string(" (no config file)") : " in " + file;
+Status bad(std::string message) { return Status(ErrorCode::kBadConfig, std::move(message)); }
 
-  auto fail = [&](const std::string& key, const std::string& what) {
-    auto it = src.where.find(key);
-    std::string from = in_file;
-    if (it != src.where.end() && it->second == Source::kFlag) from = " (flag --" + key + ")";
-    if (it != src.where.end() && it->second == Source::kEnv) from = " (from " + env_name(key) + ")";
-    error.message = "bad config: " + key + from + ": " + what;
-    return std::nullopt;
-  };
-  auto has = [&](const std::string& key) { return src.vm.count(key) > 0; };
-  auto str = [&](const std::string& key, const std::string& dflt) {
-    return has(key) ? src.vm[key].as<std::string>() : dflt;
-  };
-  auto list = [&](const std::string& key) {
-    return has(key) ? src.vm[key].as<std::vector<std::string>>() : std::vector<std::string>{};
-  };
-  auto integer = [&](const std::string& key, long long dflt, long long lo, long long hi,
-                     long long& out) {
-    if (!has(key)) {
-      out = dflt;
-      return true;
-    }
-    return parse_int(src.vm[key].as<std::string>(), lo, hi, out);
-  };
-
-  for (const Key& k : kKeys) {
-    std::string text;
-    if (has(k.name)) {
-      if (k.repeatable) {
-        for (const auto& v : list(k.name)) text += (text.empty() ? "" : ", ") + v;
-      } else {
-        text = str(k.name, "");
+// Reads the INI file. Comments start with # or ; at the start of a line or after white space,
+// so that a '#' inside a value (CURVE keys are Z85, whose alphabet has one) survives.
+Status read_ini(const std::string& file, Givens& out) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) {
+    return bad("bad config: " + file + " is a directory; give --config a node's .conf file");
+  }
+  std::ifstream in(file);
+  if (!in) {
+    return bad("bad config: " + file + ": cannot read the config file (" + std::strerror(errno) +
+               "); check the path given to --config");
+  }
+  const std::vector<std::string> known = sections();
+  std::string line, section;
+  for (int n = 1; std::getline(in, line); ++n) {
+    for (std::size_t i = 0; i < line.size(); ++i) {
+      if ((line[i] == '#' || line[i] == ';') &&
+          (i == 0 || std::isspace(static_cast<unsigned char>(line[i - 1])))) {
+        line.resize(i);
+        break;
       }
-    } else {
-      text = k.default_text;
     }
-    auto it = src.where.find(k.name);
-    c.effective[k.name] = {text, it == src.where.end() ? Source::kDefault : it->second};
+    line = trim(line);
+    if (line.empty()) continue;
+    const std::string at = file + ":" + std::to_string(n);
+    if (line.front() == '[') {
+      if (line.back() != ']') return bad("bad config: " + at + ": a section header is [name]");
+      section = trim(line.substr(1, line.size() - 2));
+      if (std::find(known.begin(), known.end(), section) == known.end()) {
+        std::string list;
+        for (const auto& s : known) list += (list.empty() ? "[" : " [") + s + "]";
+        return bad("bad config: " + at + ": unknown section [" + section + "]; sections are " +
+                   list + " (see nodusd --help)");
+      }
+      continue;
+    }
+    auto eq = line.find('=');
+    if (eq == std::string::npos) {
+      return bad("bad config: " + at + ": expected KEY = VALUE, got " + in_quotes(line));
+    }
+    const std::string key = trim(line.substr(0, eq));
+    if (section.empty()) {
+      return bad("bad config: " + at + ": key '" + key +
+                 "' is outside a section; put it under [node], [cluster] ...");
+    }
+    const std::string full = section + "." + key;
+    const Key* k = find_key(full);
+    if (!k)
+      return bad("bad config: " + at + ": unknown key '" + full +
+                 "'; nodusd --help lists the keys");
+    const std::string where = " in " + file + " (line " + std::to_string(n) + ")";
+    auto& values = out[full];
+    if (!k->repeatable && !values.empty()) {
+      return bad("bad config: " + full + where + ": given more than once (first" +
+                 values.front().where + "); keep one");
+    }
+    values.push_back({trim(line.substr(eq + 1)), Source::kFile, where});
   }
+  return Status::Ok();
+}
 
-  // [node]
-  c.node.name = str("node.name", "");
-  if (c.node.name.empty()) return fail("node.name", "missing; give every node a unique name");
-  if (!valid_node_name(c.node.name)) {
-    return fail("node.name", "\"" + c.node.name + "\" is not a name: use letters, digits, - _ .");
+// The NODUS_<SECTION>_<KEY> variables. A variable that starts like a section but names no
+// key is refused (a typo would otherwise be ignored silently).
+Status read_env(const Environment& env, Givens& out) {
+  std::map<std::string, const Key*> by_env;
+  for (const Key& k : keys()) by_env[env_name(k.name)] = &k;
+  const std::vector<std::string> known = sections();
+  for (const auto& [name, value] : env) {
+    auto it = by_env.find(name);
+    if (it != by_env.end()) {
+      out[it->second->name].push_back({value, Source::kEnv, " (from " + name + ")"});
+      continue;
+    }
+    for (const std::string& s : known) {
+      if (name.rfind(env_name(s) + "_", 0) == 0) {
+        return bad("bad config: environment variable " + name +
+                   " names no key; unset it or see nodusd --help for the keys");
+      }
+    }
   }
-  c.node.listen = str("node.listen", "");
-  if (c.node.listen.empty()) {
-    return fail("node.listen", "missing; set it to tcp://127.0.0.1:PORT (a free port)");
+  return Status::Ok();
+}
+
+Status read_flags(const CommandLine& cmd, Givens& out) {
+  for (const auto& [key, value] : cmd.flags) {
+    const Key* k = find_key(key);
+    if (!k) {
+      return Status(ErrorCode::kBadArg,
+                    "bad usage: unknown option --" + key + "; nodusd --help lists them");
+    }
+    auto& values = out[key];
+    if (!k->repeatable && !values.empty()) {
+      return bad("bad config: --" + key + " given more than once; keep one");
+    }
+    values.push_back({value, Source::kFlag, " (flag --" + key + ")"});
   }
-  if (!valid_tcp_endpoint(c.node.listen, true)) {
-    return fail("node.listen", "\"" + c.node.listen + "\" is not tcp://HOST:PORT");
-  }
-  long long v;
-  if (!integer("node.schedulers", 0, 0, 1024, v)) {
-    return fail("node.schedulers", "expected a number of threads from 0 to 1024");
-  }
-  c.node.schedulers = static_cast<unsigned>(v);
-  if (!integer("node.heartbeat_ms", 300, 10, 60000, v)) {
-    return fail("node.heartbeat_ms", "expected milliseconds from 10 to 60000");
-  }
-  c.node.heartbeat_interval = std::chrono::milliseconds(v);
-  if (!integer("node.down_after_ms", 2000, 50, 600000, v)) {
-    return fail("node.down_after_ms", "expected milliseconds from 50 to 600000");
-  }
-  c.node.down_after = std::chrono::milliseconds(v);
+  return Status::Ok();
+}
+
+// The checks that span keys, and reading the files the keys name. `where` gives a key's origin.
+Status finish(NodeConfig& c, const std::function<std::string(const std::string&)>& where) {
+  auto fail = [&](const std::string& key, const std::string& why) {
+    return bad("bad config: " + key + where(key) + ": " + why);
+  };
   if (c.node.down_after <= c.node.heartbeat_interval) {
-    return fail("node.down_after_ms", "must be longer than node.heartbeat_ms");
+    return fail("node.down_after_ms", "must be longer than node.heartbeat_ms (" +
+                                          std::to_string(c.node.heartbeat_interval.count()) +
+                                          " ms)");
+  }
+  for (const char* key : {"kv.write_quorum", "kv.read_quorum"}) {
+    const int q = std::string(key) == "kv.write_quorum" ? c.kv.write_quorum : c.kv.read_quorum;
+    if (q > c.kv.replicas) {
+      return fail(key, "expected 1 to kv.replicas (" + std::to_string(c.kv.replicas) + "), got " +
+                           std::to_string(q));
+    }
   }
 
-  // [cluster]
-  c.cluster_name = str("cluster.name", "");
-  c.cookie_file = resolve(c.config_dir, str("cluster.cookie_file", ""));
-  if (c.cookie_file.empty()) {
-    return fail("cluster.cookie_file",
-                "missing; point it at a file holding the cluster's shared secret");
+  auto cookie = read_secret_file(c.cookie_file, c.warnings);
+  if (!cookie.ok()) {
+    return fail("cluster.cookie_file", cookie.error().message() +
+                                           "; point it at the file holding the cluster's shared "
+                                           "secret (a relative path is relative to the config "
+                                           "file)");
   }
-  std::string why;
-  if (!read_secret_file(c.cookie_file, c.node.cookie, why)) {
-    return fail("cluster.cookie_file", why +
-                                           "; create it or fix the path (relative paths are "
-                                           "relative to the config file)");
-  }
-  if (c.node.cookie.empty()) {
-    return fail("cluster.cookie_file", c.cookie_file + " is empty; put the shared secret in it");
-  }
-  for (const std::string& seed : list("cluster.seed")) {
-    // In a file a seed may also be "ENDPOINT PUBLICKEY".
-    std::string s = seed;
-    if (auto sp = s.find(' '); sp != std::string::npos) {
-      s = s.substr(0, sp) + "#" + trim(s.substr(sp + 1));
-    }
-    auto a = transport::parse_peer_address(s);
-    if (!valid_tcp_endpoint(a.endpoint, false)) {
-      return fail("cluster.seed", "\"" + seed + "\" is not tcp://HOST:PORT");
-    }
-    if (!a.public_key.empty() && !transport::is_curve_key(a.public_key)) {
-      return fail("cluster.seed", "the key of \"" + seed + "\" is not 40 characters of Z85");
-    }
-    c.node.seeds.push_back(s);
-  }
-  for (const std::string& key : list("cluster.curve_allowed")) {
-    if (!transport::is_curve_key(key)) {
-      return fail("cluster.curve_allowed",
-                  "\"" + key + "\" is not a public key (40 characters of Z85; nodusctl keygen)");
-    }
-    c.node.curve_allowed.push_back(key);
-  }
+  c.node.cookie = std::move(cookie.value());
 
-  // CURVE
-  const std::string secret_file = resolve(c.config_dir, str("node.curve_secret_file", ""));
-  const std::string public_key = str("node.curve_public_key", "");
-  if (!secret_file.empty()) {
-    transport::CurveKeys keys;
-    if (!read_secret_file(secret_file, keys.secret_key, why)) {
-      return fail("node.curve_secret_file", why + "; make a key pair with nodusctl keygen");
+  if (!c.curve_secret_file.empty()) {
+    auto secret = read_secret_file(c.curve_secret_file, c.warnings);
+    if (!secret.ok()) {
+      return fail("node.curve_secret_file",
+                  secret.error().message() + "; make a key pair with nodusctl keygen");
     }
-    if (public_key.empty()) {
+    if (c.curve_public_key.empty()) {
       return fail("node.curve_public_key", "missing: CURVE needs this node's public key too");
     }
-    keys.public_key = public_key;
+    transport::CurveKeys keys{c.curve_public_key, std::move(secret.value())};
     if (Status s = transport::check_curve_keys(keys); !s.ok()) {
-      return fail("node.curve_public_key", s.message() + " (secret key in " + secret_file + ")");
+      return fail("node.curve_public_key",
+                  s.message() + " (secret key in " + c.curve_secret_file + ")");
     }
-    c.node.curve = keys;
+    c.node.curve = std::move(keys);
     for (const std::string& seed : c.node.seeds) {
       if (transport::parse_peer_address(seed).public_key.empty()) {
-        return fail("cluster.seed", "\"" + seed +
-                                        "\" has no public key; with CURVE on write "
+        return fail("cluster.seed", in_quotes(seed) +
+                                        " has no public key; with CURVE on write "
                                         "ENDPOINT#PUBLICKEY (or ENDPOINT PUBLICKEY in a file)");
       }
     }
   } else {
-    if (!public_key.empty()) {
+    if (!c.curve_public_key.empty()) {
       return fail("node.curve_secret_file", "missing: node.curve_public_key is set without it");
     }
     if (!c.node.curve_allowed.empty()) {
@@ -378,180 +541,156 @@ std::optional<NodeConfig> build(Sources& src, const std::string& file, ConfigErr
     }
   }
 
-  // [kv]
-  if (!integer("kv.partitions", 64, 1, 65536, v)) {
-    return fail("kv.partitions", "expected a ring size from 1 to 65536");
-  }
-  c.kv_partitions = static_cast<int>(v);
-  if (!integer("kv.replicas", 3, 1, 16, v)) return fail("kv.replicas", "expected 1 to 16");
-  c.kv_replicas = static_cast<int>(v);
-  if (!integer("kv.write_quorum", 2, 1, 16, v) || v > c.kv_replicas) {
-    return fail("kv.write_quorum",
-                "expected 1 to kv.replicas (" + std::to_string(c.kv_replicas) + ")");
-  }
-  c.kv_write_quorum = static_cast<int>(v);
-  if (!integer("kv.read_quorum", 2, 1, 16, v) || v > c.kv_replicas) {
-    return fail("kv.read_quorum",
-                "expected 1 to kv.replicas (" + std::to_string(c.kv_replicas) + ")");
-  }
-  c.kv_read_quorum = static_cast<int>(v);
-  c.kv_data_dir = resolve(c.config_dir, str("kv.data_dir", ""));
-
-  // [log]
-  c.log_level = str("log.level", "info");
-  static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
-                                                "error", "critical", "off"};
-  if (!kLevels.count(c.log_level)) {
-    return fail("log.level", "\"" + c.log_level +
-                                 "\" is not one of trace, debug, info, warn, error, critical, off");
-  }
-  c.log_format = str("log.format", "text");
-  if (c.log_format != "text" && c.log_format != "json") {
-    return fail("log.format", "\"" + c.log_format + "\" is not text or json");
-  }
-  c.log_file = resolve(c.config_dir, str("log.file", ""));
-  if (!c.log_file.empty()) {
-    std::ofstream probe(c.log_file, std::ios::app);
+  if (!c.log.file.empty()) {
+    std::error_code ec;
+    if (fs::is_directory(c.log.file, ec)) {
+      return fail("log.file", c.log.file + " is a directory; name a file in it");
+    }
+    std::ofstream probe(c.log.file, std::ios::app);
     if (!probe) {
-      return fail("log.file", "cannot open " + c.log_file + " for writing (" +
+      return fail("log.file", "cannot open " + c.log.file + " for writing (" +
                                   std::strerror(errno) + "); fix the path or its permissions");
     }
   }
 
-  // [apps]
   std::set<std::string> names;
-  for (const std::string& text : list("apps.start")) {
-    AppSpec app;
-    if (!parse_app(text, app, why)) return fail("apps.start", why);
+  for (const AppSpec& app : c.apps) {
     if (!names.insert(app.scope + ":" + app.name).second) {
       return fail("apps.start", "the name " + app.scope + ":" + app.name + " is used twice");
     }
-    c.apps.push_back(app);
   }
+  return Status::Ok();
+}
 
-  // [admin]
-  c.admin_http = str("admin.http", "");
-  if (!c.admin_http.empty()) {
-    auto colon = c.admin_http.rfind(':');
-    long long port;
-    if (colon == std::string::npos || colon == 0 ||
-        !parse_int(c.admin_http.substr(colon + 1), 1, 65535, port)) {
-      return fail("admin.http", "\"" + c.admin_http + "\" is not HOST:PORT (e.g. 127.0.0.1:9101)");
-    }
+Result<NodeConfig> load(const CommandLine& cmd, const Environment& env) {
+  // One source per key, the strongest that gives it: flag > env > file.
+  Givens flags, vars, file;
+  if (Status s = read_flags(cmd, flags); !s.ok()) return s;
+  if (Status s = read_env(env, vars); !s.ok()) return s;
+  NodeConfig c;
+  if (!cmd.config_file.empty()) {
+    c.config_file = fs::absolute(cmd.config_file).lexically_normal().string();
+    c.config_dir = fs::path(c.config_file).parent_path().string();
+    if (Status s = read_ini(c.config_file, file); !s.ok()) return s;
   }
+  const std::string in_file =
+      c.config_file.empty() ? std::string(" (no config file)") : " in " + c.config_file;
+  std::map<std::string, std::string> where;  // key -> where its value came from
+  const NodeConfig defaults;
+  for (const Key& k : keys()) {
+    const std::vector<Given>* values = nullptr;
+    for (const Givens* g : {&flags, &vars, &file}) {
+      auto it = g->find(k.name);
+      if (it != g->end() && !it->second.empty()) {
+        values = &it->second;
+        break;
+      }
+    }
+    if (!values) {
+      if (!k.required.empty()) {
+        return bad("bad config: " + k.name + in_file + ": missing; " + k.required);
+      }
+      c.effective[k.name] = {k.show(defaults), Source::kDefault};
+      continue;
+    }
+    where[k.name] = values->front().where;
+    for (const Given& g : *values) {
+      if (!k.required.empty() && trim(g.value).empty()) {
+        return bad("bad config: " + k.name + g.where + ": is empty; " + k.required);
+      }
+      if (std::string why = k.set(c, g.value); !why.empty()) {
+        return bad("bad config: " + k.name + g.where + ": " + why);
+      }
+    }
+    c.effective[k.name] = {k.show(c), values->front().source};
+  }
+  auto where_of = [&](const std::string& key) {
+    auto it = where.find(key);
+    return it == where.end() ? in_file : it->second;
+  };
+  if (Status s = finish(c, where_of); !s.ok()) return s;
   return c;
-}
-
-// Stores `parsed` under the keys not already set, and notes their source.
-void store(Sources& src, const po::parsed_options& parsed, Source from) {
-  for (const auto& o : parsed.options) {
-    if (find_key(o.string_key) && !src.where.count(o.string_key)) {
-      src.where[o.string_key] = from;
-    }
-  }
-  po::store(parsed, src.vm);
-}
-
-// The NODUS_<SECTION>_<KEY> variables. A variable that starts like a section but names no
-// key is refused (a typo would otherwise be ignored silently).
-bool parse_env(Sources& src, const po::options_description& desc, ConfigError& error) {
-  std::map<std::string, std::string> by_env;
-  for (const Key& k : kKeys) by_env[env_name(k.name)] = k.name;
-  for (char** e = environ; e && *e; ++e) {
-    std::string var(*e);
-    std::string name = var.substr(0, var.find('='));
-    if (by_env.count(name)) continue;
-    for (const char* s : kSections) {
-      std::string prefix = env_name(s) + "_";
-      if (name.rfind(prefix, 0) == 0) {
-        error.message = "bad config: environment variable " + name +
-                        " names no key; unset it or see nodusd --help for the keys";
-        return false;
-      }
-    }
-  }
-  po::parsed_options parsed = po::parse_environment(desc, [&](const std::string& var) {
-    auto it = by_env.find(var);
-    return it == by_env.end() ? std::string() : it->second;
-  });
-  store(src, parsed, Source::kEnv);
-  return true;
-}
-
-std::optional<NodeConfig> load(const std::vector<std::string>& flags, const std::string& file,
-                               ConfigError& error) {
-  po::options_description desc = key_options();
-  Sources src;
-  try {
-    if (!flags.empty()) {
-      store(src,
-            po::command_line_parser(flags)
-                .options(desc)
-                .style(po::command_line_style::unix_style)
-                .run(),
-            Source::kFlag);
-    }
-    if (!parse_env(src, desc, error)) return std::nullopt;
-    std::string abs_file;
-    if (!file.empty()) {
-      abs_file = fs::absolute(file).lexically_normal().string();
-      std::vector<std::string> args;
-      std::string why;
-      if (!read_ini(abs_file, args, why)) {
-        error.message = "bad config: " + why;
-        return std::nullopt;
-      }
-      try {
-        store(src, po::command_line_parser(args).options(desc).run(), Source::kFile);
-      } catch (const po::multiple_occurrences& e) {
-        error.message = "bad config: " + e.get_option_name().substr(2) + " in " + abs_file +
-                        ": given more than once; keep one";
-        return std::nullopt;
-      }
-    }
-    po::notify(src.vm);
-    return build(src, abs_file, error);
-  } catch (const po::multiple_occurrences& e) {
-    error.message = "bad config: " + e.get_option_name() + ": given more than once; keep one";
-  } catch (const po::unknown_option& e) {
-    error.message =
-        "bad usage: unknown option " + e.get_option_name() + "; nodusd --help lists them";
-  } catch (const po::error& e) {
-    error.message = std::string("bad usage: ") + e.what() + "; see nodusd --help";
-  }
-  return std::nullopt;
 }
 
 }  // namespace
 
-std::optional<NodeConfig> load_config(int argc, const char* const* argv, CommandLine& cmd,
-                                      ConfigError& error) {
-  std::vector<std::string> flags;
-  std::string file;
+Environment process_environment() {
+  Environment env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string var(*e);
+    auto eq = var.find('=');
+    if (eq != std::string::npos) env[var.substr(0, eq)] = var.substr(eq + 1);
+  }
+  return env;
+}
+
+Result<CommandLine> parse_command_line(int argc, const char* const* argv) {
+  CommandLine cmd;
   for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
+    const std::string a = argv[i];
     if (a == "--check") {
       cmd.check = true;
     } else if (a == "--help" || a == "-h") {
       cmd.help = true;
     } else if (a == "--config" || a == "-c") {
-      if (i + 1 >= argc) {
-        error.message = "bad usage: --config needs a FILE";
-        return std::nullopt;
-      }
-      file = argv[++i];
+      if (i + 1 >= argc) return Status(ErrorCode::kBadArg, "bad usage: --config needs a FILE");
+      cmd.config_file = argv[++i];
     } else if (a.rfind("--config=", 0) == 0) {
-      file = a.substr(9);
+      cmd.config_file = a.substr(9);
+    } else if (a.rfind("--", 0) == 0 && a.size() > 2) {
+      const auto eq = a.find('=');
+      const std::string key = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+      if (!find_key(key)) {
+        return Status(ErrorCode::kBadArg,
+                      "bad usage: unknown option --" + key + "; nodusd --help lists them");
+      }
+      if (eq != std::string::npos) {
+        cmd.flags.emplace_back(key, a.substr(eq + 1));
+      } else if (i + 1 < argc) {
+        cmd.flags.emplace_back(key, argv[++i]);
+      } else {
+        return Status(ErrorCode::kBadArg, "bad usage: --" + key + " needs a value");
+      }
     } else {
-      flags.push_back(a);
+      return Status(ErrorCode::kBadArg, "bad usage: unexpected argument " + in_quotes(a) +
+                                            "; nodusd --config FILE [--section.key=VALUE ...]");
     }
   }
-  if (cmd.help) return std::nullopt;
-  return load(flags, file, error);
+  return cmd;
 }
 
-std::optional<NodeConfig> load_config_file(const std::string& path, ConfigError& error) {
-  return load({}, path, error);
+Result<NodeConfig> load_config(const CommandLine& cmd, const Environment& env) {
+  return load(cmd, env);
+}
+
+Result<NodeConfig> load_config_file(const std::string& path) {
+  CommandLine cmd;
+  cmd.config_file = path;
+  return load(cmd, process_environment());
+}
+
+Result<std::string> read_secret_file(const std::string& path, std::vector<std::string>& warnings) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return bad(path + (errno == ENOENT
+                           ? std::string(" does not exist")
+                           : " cannot be read (" + std::string(std::strerror(errno)) + ")"));
+  }
+  if (S_ISDIR(st.st_mode)) return bad(path + " is a directory, not a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return bad(path + " cannot be read (" + std::strerror(errno) + ")");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string out = ss.str();
+  while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
+  if (out.empty()) return bad(path + " is empty (or white space only)");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    warnings.push_back(path + " holds a secret but others than its owner may read it (mode " +
+                       mode + "); chmod 600 " + path);
+  }
+  return out;
 }
 
 std::string config_help() {
@@ -562,14 +701,22 @@ std::string config_help() {
          "a flag wins over the environment, which wins over the file.\n"
          "  --check    validate, print the effective configuration and where each value came\n"
          "             from, and exit\n\nkeys (default in brackets):\n";
-  for (const Key& k : kKeys) {
+  const NodeConfig defaults;
+  for (const Key& k : keys()) {
     std::string name = k.name;
     if (k.repeatable) name += " (repeatable)";
     out << "  " << name;
-    for (std::size_t i = name.size(); i < 34; ++i) out << ' ';
+    for (std::size_t i = name.size(); i < 36; ++i) out << ' ';
     out << k.help;
-    if (*k.default_text) out << " [" << k.default_text << "]";
+    const std::string d = k.required.empty() ? k.show(defaults) : "required";
+    if (!d.empty()) out << " [" << d << "]";
     out << "\n";
+  }
+  out << "\napp kinds (apps.start = KIND NAME):\n";
+  for (const AppKind& kind : app_kinds()) {
+    std::string name = kind.name;
+    name.resize(std::max<std::size_t>(name.size(), 14), ' ');
+    out << "  " << name << kind.help << "\n";
   }
   out << "\nexit status: 0 stopped cleanly, 2 bad configuration or the node could not start\n";
   return out.str();
@@ -581,9 +728,11 @@ std::string describe(const NodeConfig& config) {
       << (config.config_file.empty() ? std::string() : " of " + config.config_file) << "\n";
   std::size_t w = 0;
   for (const auto& [key, vs] : config.effective) w = std::max(w, key.size());
-  for (const Key& k : kKeys) {
-    const auto& [value, source] = config.effective.at(k.name);
-    std::string line = std::string(k.name);
+  for (const Key& k : keys()) {
+    auto it = config.effective.find(k.name);
+    if (it == config.effective.end()) continue;
+    const auto& [value, source] = it->second;
+    std::string line = k.name;
     line.resize(w + 1, ' ');
     line += "= " + value;
     if (line.size() < w + 40) line.resize(w + 40, ' ');
@@ -594,47 +743,36 @@ std::string describe(const NodeConfig& config) {
   return out.str();
 }
 
-std::vector<std::string> app_kinds() {
-  return {"cache", "counter", "logger", "pool", "ratelimiter", "slow", "stack"};
-}
-
-bool parse_app(const std::string& text, AppSpec& out, std::string& why) {
+Result<AppSpec> parse_app(const std::string& text) {
   std::istringstream in(text);
   std::string kind, name, extra;
   in >> kind >> name;
   if (kind.empty() || name.empty() || (in >> extra)) {
-    why = "\"" + text + "\" is not KIND NAME (e.g. counter global:hits)";
-    return false;
+    return bad(in_quotes(text) + " is not KIND NAME (e.g. counter global:hits)");
   }
-  auto kinds = app_kinds();
-  if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+  const auto& kinds = app_kinds();
+  if (std::none_of(kinds.begin(), kinds.end(), [&](const AppKind& k) { return kind == k.name; })) {
     std::string list;
-    for (const auto& k : kinds) list += (list.empty() ? "" : ", ") + k;
-    why = "unknown kind \"" + kind + "\" in \"" + text + "\"; kinds: " + list;
-    return false;
+    for (const AppKind& k : kinds) list += (list.empty() ? "" : ", ") + std::string(k.name);
+    return bad("unknown kind " + in_quotes(kind) + " in " + in_quotes(text) + "; kinds: " + list);
   }
   auto colon = name.find(':');
   if (colon == std::string::npos) {
-    why = "\"" + name + "\" in \"" + text + "\" is not local:X, global:X or via:REG/X";
-    return false;
+    return bad(in_quotes(name) + " in " + in_quotes(text) +
+               " is not local:X, global:X or via:REG/X");
   }
-  out.kind = kind;
-  out.scope = name.substr(0, colon);
-  out.name = name.substr(colon + 1);
-  out.text = text;
+  AppSpec out{kind, name.substr(0, colon), name.substr(colon + 1), text};
   if (out.scope != "local" && out.scope != "global" && out.scope != "via") {
-    why = "\"" + name + "\" in \"" + text + "\": the scope must be local, global or via";
-    return false;
+    return bad(in_quotes(name) + " in " + in_quotes(text) +
+               ": the scope must be local, global or via");
   }
   if (out.name.empty() || out.name.size() > 255) {
-    why = "\"" + name + "\" in \"" + text + "\": the name is empty or too long";
-    return false;
+    return bad(in_quotes(name) + " in " + in_quotes(text) + ": the name is empty or too long");
   }
   if (out.scope == "via" && out.name.find('/') == std::string::npos) {
-    why = "\"" + name + "\" in \"" + text + "\": a via name is via:REGISTRY/KEY";
-    return false;
+    return bad(in_quotes(name) + " in " + in_quotes(text) + ": a via name is via:REGISTRY/KEY");
   }
-  return true;
+  return out;
 }
 
 }  // namespace nodus::tools

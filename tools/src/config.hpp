@@ -1,18 +1,23 @@
 // NodeConfig: a node's configuration as nodusd reads it (DESIGN.md "Node configuration"), from
 // an INI file, NODUS_<SECTION>_<KEY> variables and --section.key flags (flag > env > file).
 //
-// Every key, its default and its trade-off is listed once, in config.cpp's key table; nodusd
-// --help prints it. Loading validates everything before anything starts: an unknown key, a bad
-// value or an unreadable file is one line naming the key and the file, and nodusd exits 2.
+// Every key is declared once, in config.cpp's key table: its name, its help, the field it sets
+// and how (a range for numbers, the choices for words, a check for the rest). Its default is
+// the value that field holds in a default NodeConfig, that is the options structs' own
+// (NodeOptions for [node] and [cluster], KvSettings, LogSettings): nodusd --help and --check
+// print it from there. Adding a key is one line in the table, plus a field here when the
+// options structs do not have one yet.
+//
+// Loading validates everything before anything starts: an unknown key, a bad value or an
+// unreadable file is a kBadConfig Status whose message is one line naming the key, where it
+// came from (the file and line, the flag or the variable) and what to do; nodusd exits 2.
 //
 // Thread-safety: plain values and free functions.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nodus/node/node.hpp"
@@ -21,10 +26,27 @@ namespace nodus::tools {
 
 /// One `apps.start = KIND NAME` entry.
 struct AppSpec {
-  std::string kind;   ///< counter, stack, logger, cache, pool, ratelimiter, slow, todo
+  std::string kind;   ///< one of app_kinds() (apps.hpp)
   std::string scope;  ///< local, global or via
   std::string name;   ///< the name within its scope (for via: "REG/X")
   std::string text;   ///< as written: "counter global:hits"
+};
+
+/// [kv]: the store's settings. The store's own options struct will take their place; until
+/// then the defaults are DESIGN.md's. REQUIRES (checked at load): quorums <= replicas.
+struct KvSettings {
+  int partitions = 64;   ///< ring size Q, fixed at cluster creation
+  int replicas = 3;      ///< N
+  int write_quorum = 2;  ///< W
+  int read_quorum = 2;   ///< R
+  std::string data_dir;  ///< absolute; "" = memory only
+};
+
+/// [log]
+struct LogSettings {
+  std::string level = "info";
+  std::string format = "text";  ///< text | json
+  std::string file;             ///< absolute; "" = stderr
 };
 
 /// Where one key's value came from.
@@ -36,57 +58,58 @@ struct NodeConfig {
 
   NodeOptions node;  ///< name, listen, cookie, seeds, heartbeat, CURVE (hidden stays off)
   std::string cluster_name;
-  std::string cookie_file;  ///< absolute
-
-  // kv.* (validated now, used by the store later)
-  int kv_partitions = 64;
-  int kv_replicas = 3;
-  int kv_write_quorum = 2;
-  int kv_read_quorum = 2;
-  std::string kv_data_dir;
-
-  std::string log_level = "info";
-  std::string log_format = "text";  ///< text | json
-  std::string log_file;             ///< absolute; "" = stderr
-
+  std::string cookie_file;        ///< absolute
+  std::string curve_secret_file;  ///< absolute; "" = no CURVE
+  std::string curve_public_key;   ///< Z85, checked against the secret key
+  KvSettings kv;
+  LogSettings log;
   std::vector<AppSpec> apps;
   std::string admin_http;  ///< "host:port" or ""
 
+  /// What is allowed but unwise (a secret file others may read), one line each, for the log.
+  std::vector<std::string> warnings;
   /// Each key's effective value as text, and where it came from, for --check.
   std::map<std::string, std::pair<std::string, Source>> effective;
 };
 
-/// What went wrong, as one line for the operator: names the key and the file, says what to do.
-struct ConfigError {
-  std::string message;
-};
-
-/// What load_config was asked to do besides loading.
+/// nodusd's command line: --config FILE, --check, --help and --section.key=VALUE flags (also
+/// --section.key VALUE).
 struct CommandLine {
-  bool check = false;  ///< --check
-  bool help = false;   ///< --help
+  std::string config_file;                                 ///< as given; "" = none
+  bool check = false;                                      ///< --check
+  bool help = false;                                       ///< --help
+  std::vector<std::pair<std::string, std::string>> flags;  ///< key -> value, in order
 };
 
-/// Reads argv (nodusd's flags: --config FILE, --check, --help and every --section.key), the
-/// environment and the config file; validates every value; reads the cookie file and the
-/// CURVE secret file. The ports are not probed here (nodusd does that by listening).
-/// Returns the config, or the one-line error.
-std::optional<NodeConfig> load_config(int argc, const char* const* argv, CommandLine& cmd,
-                                      ConfigError& error);
+/// The environment's variables, name -> value.
+using Environment = std::map<std::string, std::string>;
+/// This process's environment.
+Environment process_environment();
 
-/// Loads a node's config file as nodusctl does (file and environment, no flags).
-std::optional<NodeConfig> load_config_file(const std::string& path, ConfigError& error);
+/// Parses nodusd's arguments. Errors: kBadArg for an unknown flag or one without its value.
+Result<CommandLine> parse_command_line(int argc, const char* const* argv);
 
-/// The --help text: usage and every key with its default and meaning.
+/// Reads the flags, the NODUS_* variables of `env` and the config file; validates every value;
+/// reads the cookie file and the CURVE secret file. The ports are not probed here (nodusd
+/// does that by listening). Errors: kBadConfig, one line naming the key and where it came from.
+Result<NodeConfig> load_config(const CommandLine& cmd, const Environment& env);
+
+/// Loads a node's config file as nodusctl does (the file and this process's environment).
+Result<NodeConfig> load_config_file(const std::string& path);
+
+/// The contents of a file holding a secret (cookie, CURVE secret key), without trailing
+/// white space (a newline is not part of the key). Errors: kBadConfig saying whether the file
+/// is missing, unreadable, a directory or empty. `warnings` gets a line when others than its
+/// owner may read it (mode & 077), as ssh warns of an open private key.
+Result<std::string> read_secret_file(const std::string& path, std::vector<std::string>& warnings);
+
+/// The --help text: usage, every key with its default and meaning, and the app kinds.
 std::string config_help();
 
 /// The --check text: every key's effective value and its source, one per line.
 std::string describe(const NodeConfig& config);
 
-/// Parses "counter global:hits". Returns false and sets `why` when malformed.
-bool parse_app(const std::string& text, AppSpec& out, std::string& why);
-
-/// The example server kinds apps.start knows, sorted.
-std::vector<std::string> app_kinds();
+/// Parses "counter global:hits". Errors: kBadConfig saying what is wrong with it.
+Result<AppSpec> parse_app(const std::string& text);
 
 }  // namespace nodus::tools

@@ -1,10 +1,9 @@
 #include "metrics.hpp"
 
-#include <httplib.h>
-
 #include <sstream>
 
 #include "admin.hpp"
+#include "http_server.hpp"
 #include "nodus/registry/global.hpp"
 
 namespace nodus::tools {
@@ -107,33 +106,29 @@ std::string render_metrics(Node& node) {
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::start(Node& node,
                                                             const std::string& host_port) {
-  auto colon = host_port.rfind(':');
-  const std::string host = host_port.substr(0, colon);
-  const int port = std::stoi(host_port.substr(colon + 1));  // config.cpp checked it
-  std::unique_ptr<MetricsServer> m(new MetricsServer());
-  m->server_ = std::make_unique<httplib::Server>();
   Node* n = &node;
-  m->server_->Get("/metrics", [n](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render_metrics(*n), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  m->server_->Get("/health", [n](const httplib::Request&, httplib::Response& res) {
-    res.set_content("{\"status\":\"ok\",\"node\":\"" + label(n->name().name()) + "\"}\n",
-                    "application/json");
-  });
-  if (!m->server_->bind_to_port(host.c_str(), port)) {
-    return Status(ErrorCode::kBadConfig,
-                  "cannot listen on " + host_port + " (in use, or not an address of this machine)");
-  }
-  httplib::Server* s = m->server_.get();
-  m->thread_ = std::thread([s] { s->listen_after_bind(); });
+  std::vector<HttpServer::Route> routes;
+  routes.push_back({"/metrics", [n] {
+                      return std::make_pair(
+                          render_metrics(*n),
+                          std::string("text/plain; version=0.0.4; charset=utf-8"));
+                    }});
+  routes.push_back({"/health", [n] {
+                      return std::make_pair(
+                          "{\"status\":\"ok\",\"node\":\"" + label(n->name().name()) + "\"}\n",
+                          std::string("application/json"));
+                    }});
+  auto http = HttpServer::start(host_port, std::move(routes));
+  if (!http.ok()) return http.error();
+  std::unique_ptr<MetricsServer> m(new MetricsServer());
+  m->http_ = std::move(http.value());
   return m;
 }
 
 MetricsServer::~MetricsServer() { close(); }
 
 void MetricsServer::close() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (http_) http_->close();
 }
 
 }  // namespace nodus::tools

@@ -3,8 +3,9 @@
 //   nodusd --config FILE [--check] [--section.key=VALUE ...]
 //
 // Validates everything first (bad config: one line on stderr naming the key and the file,
-// exit 2), then starts the node, the global name service, its admin server (for nodusctl), the
-// servers of apps.start under the application supervisor, and the metrics endpoint of admin.http.
+// exit 2), then starts the node, the global name service, its admin server (for nodusctl), a
+// process that logs each peer node coming up or going down, the servers of apps.start under the
+// application supervisor, and the metrics endpoint of admin.http.
 // SIGTERM or SIGINT stops it gracefully (terminate callbacks run, peers are told) and it exits 0; a
 // second signal during the stop ends it at once (exit 1).
 #include <arpa/inet.h>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "admin.hpp"
@@ -72,6 +74,41 @@ bool port_free(const std::string& host, const std::string& port, std::string& wh
   return ok;
 }
 
+// Logs one line per link event: a peer node up (with its endpoint) or down (with the reason the
+// runtime gives), and how many peers are up after it. Hidden nodes (nodusctl) are not told of,
+// as monitor_nodes leaves them out. Refused peers are logged by the transport (NodeOptions::log).
+class LinkLogger : public GenServer {
+ public:
+  Action init(Node* node) {
+    node_ = node;
+    monitor_nodes(true);
+    for (Atom peer : node_->nodes()) note_up(peer);  // linked before this process started
+    return ok();
+  }
+  Action handle_info(Message& msg) override {
+    if (const NodeUp* up = msg.get<NodeUp>()) note_up(up->node);
+    if (const NodeDown* down = msg.get<NodeDown>()) {
+      up_.erase(down->node);
+      spdlog::warn("node {} down ({}): {} peer(s) up", down->node.name(), down->reason.to_string(),
+                   up_.size());
+    }
+    return noreply();
+  }
+
+ private:
+  void note_up(Atom peer) {
+    if (!up_.insert(peer).second) return;
+    std::string endpoint;
+    for (const PeerStats& p : node_->peers()) {
+      if (p.name == peer) endpoint = p.endpoint;
+    }
+    spdlog::info("node {} up at {}: {} peer(s) up", peer.name(), endpoint, up_.size());
+  }
+
+  Node* node_ = nullptr;
+  std::set<Atom> up_;
+};
+
 // Splits "tcp://host:port" or "host:port".
 std::pair<std::string, std::string> host_port(std::string ep) {
   if (ep.rfind("tcp://", 0) == 0) ep = ep.substr(6);
@@ -82,14 +119,14 @@ std::pair<std::string, std::string> host_port(std::string ep) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CommandLine cmd;
-  ConfigError error;
-  auto config = load_config(argc, argv, cmd, error);
-  if (cmd.help) {
+  auto cmd = parse_command_line(argc, argv);
+  if (!cmd.ok()) return refuse(cmd.error().message());
+  if (cmd->help) {
     std::cout << config_help();
     return 0;
   }
-  if (!config) return refuse(error.message);
+  auto config = load_config(*cmd, process_environment());
+  if (!config.ok()) return refuse(config.error().message());
   const std::string in_file =
       config->config_file.empty() ? std::string() : " in " + config->config_file;
 
@@ -111,16 +148,19 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (cmd.check) {
+  if (cmd->check) {
+    for (const std::string& w : config->warnings)
+      std::fprintf(stderr, "nodusd: warning: %s\n", w.c_str());
     std::cout << describe(*config) << "# ok: " << config->node.name << " would start\n";
     return 0;
   }
 
   std::string why;
-  if (!setup_logging(config->node.name, config->log_level, config->log_format, config->log_file,
+  if (!setup_logging(config->node.name, config->log.level, config->log.format, config->log.file,
                      why)) {
     return refuse("bad config: log.file" + in_file + ": " + why);
   }
+  for (const std::string& w : config->warnings) spdlog::warn("{}", w);
 
   // Signals go to one thread, which wakes main for the first and forces the exit on the second.
   sigset_t signals;
@@ -173,8 +213,8 @@ int main(int argc, char** argv) {
   AdminOptions admin;
   admin.node = node.get();
   admin.cluster = config->cluster_name;
-  admin.kv_partitions = config->kv_partitions;
-  admin.kv_replicas = config->kv_replicas;
+  admin.kv_partitions = config->kv.partitions;
+  admin.kv_replicas = config->kv.replicas;
   // The built-in services under a supervisor of their own: a request that crashes the admin
   // server costs that request only.
   ChildSpec admin_child;
@@ -183,9 +223,16 @@ int main(int argc, char** argv) {
   admin_child.start = [n, admin]() -> Result<Pid, Reason> {
     return start_link<AdminServer>(*n, SpawnOptions{.name = kAdminName}, admin);
   };
-  auto services =
-      start_supervisor(*node, SupervisorFlags{.intensity = 10}, {std::move(admin_child)},
-                       SpawnOptions{.name = "nodus_services"});
+  ChildSpec link_child;
+  link_child.id = "nodus_link_log";
+  link_child.start = [n]() -> Result<Pid, Reason> {
+    return start_link<LinkLogger>(*n, SpawnOptions{.name = "nodus_link_log"}, n);
+  };
+  std::vector<ChildSpec> children;
+  children.push_back(std::move(link_child));
+  children.push_back(std::move(admin_child));
+  auto services = start_supervisor(*node, SupervisorFlags{.intensity = 10}, std::move(children),
+                                   SpawnOptions{.name = "nodus_services"});
   if (!services.ok()) {
     spdlog::error("the admin server did not start: {}", services.error().to_string());
     node->shutdown();

@@ -9,6 +9,13 @@
 //   6000-6999  the store's own (kv/)
 // Add a code only when some caller would react to it differently from the existing ones.
 //
+// Codes 5000-9999 belong to the layers above transport, a thousand each, so that a layer adds
+// its own without editing this file: 5000-5999 registry, 6000-6999 kv, 7000-7999 tools,
+// 9000-9999 applications (8000-8999 reserved). A layer declares its codes in its own table of
+// the same form and registers the range once (status.hpp: NODUS_DECLARE_ERRORS,
+// NODUS_DEFINE_ERRORS); error_name, error_message, error_from_name and error_from_number then
+// know them like these, and they cross the wire by number like these.
+//
 // NODUS_ERROR(Enumerator, number, name, message)
 #ifndef NODUS_ERROR
 #error "define NODUS_ERROR(Enumerator, number, name, message) before including this table"
