@@ -438,8 +438,15 @@ class KvServer : public GenServer {
       answer(origin, error_reply(ErrorCode::kOverloaded));
       return;
     }
-    st_->queued[p].fetch_add(1, std::memory_order_relaxed);
-    send(st_->vnode(p), CoordRequest{std::move(req), origin});
+    st_->queued[p].fetch_add(1, std::memory_order_seq_cst);  // before the pid: see queued
+    const Pid vnode = st_->vnode(p);
+    if (!node_->is_process_alive(vnode)) {  // crashed, its supervisor restarts it
+      st_->unqueue(p);
+      answer(origin, error_reply(ErrorCode::kUnavailable,
+                                 "the vnode of partition " + std::to_string(p) + " is restarting"));
+      return;
+    }
+    send(vnode, CoordRequest{std::move(req), origin});
   }
 
   // -- ring ----------------------------------------------------------------------------------

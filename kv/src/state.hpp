@@ -86,9 +86,19 @@ struct KvState {
   /// The vnode of partition `p` now (a restarted one has a new pid; between its crash and its
   /// restart, the old pid, to which a send is dropped).
   Pid vnode(std::uint32_t p) const {
-    return Pid{node.name(), node.creation(), parts[p].pid_id.load(std::memory_order_acquire)};
+    return Pid{node.name(), node.creation(), parts[p].pid_id.load(std::memory_order_seq_cst)};
   }
-  std::unique_ptr<std::atomic<std::uint32_t>[]> queued;  // requests sent to each vnode, not taken
+  /// Requests routed to each vnode and not yet taken (nodus_kv answers `overloaded` beyond
+  /// kv.vnode_queue). A router adds first and then reads the vnode's pid; a vnode publishes
+  /// its pid and then resets the count: so a restart never leaves requests counted that its
+  /// predecessor's mailbox took to the grave, at worst one uncounted (hence unqueue's floor).
+  std::unique_ptr<std::atomic<std::uint32_t>[]> queued;
+  /// One request of partition `p` left the count (taken, or never sent); never below zero.
+  void unqueue(std::uint32_t p) {
+    std::uint32_t cur = queued[p].load(std::memory_order_relaxed);
+    while (cur > 0 && !queued[p].compare_exchange_weak(cur, cur - 1, std::memory_order_relaxed)) {
+    }
+  }
   std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
 
   std::shared_ptr<const View> view() const {

@@ -40,7 +40,10 @@ class Vnode : public GenServer {
     std::random_device rd;
     next_req_ = (std::uint64_t{rd()} << 32) | rd();
     dest_name_ = vnode_name(partition);
-    ps_->pid_id.store(self().id, std::memory_order_release);
+    // Routers now send here; what they counted for a predecessor that crashed is lost with its
+    // mailbox, so the count starts again (after the pid is published: see KvState::queued).
+    ps_->pid_id.store(self().id, std::memory_order_seq_cst);
+    st_->queued[p_].store(0, std::memory_order_seq_cst);
     st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
     refresh_view();
     send_after(self(), HandoffTimer{}, st_->options.handoff_interval);
@@ -50,7 +53,7 @@ class Vnode : public GenServer {
   Action handle_info(Message& msg) override {
     refresh_view();
     if (CoordRequest* cr = msg.get<CoordRequest>()) {
-      st_->queued[p_].fetch_sub(1, std::memory_order_relaxed);
+      st_->unqueue(p_);
       coordinate(*cr);
       return noreply();
     }
@@ -252,6 +255,13 @@ class Vnode : public GenServer {
     const View& v = view();
     if (!v.ready()) {
       answer(cr.origin, error_reply(ErrorCode::kUnavailable, "the ring has not formed yet"));
+      return;
+    }
+    // As many in flight as may wait (kv.vnode_queue): this bounds the replica traffic a
+    // coordinator causes, and so every replica's mailbox.
+    if (puts_.size() + gets_.size() >= st_->options.vnode_queue) {
+      st_->counters.overloaded.fetch_add(1, std::memory_order_relaxed);
+      answer(cr.origin, error_reply(ErrorCode::kOverloaded));
       return;
     }
     if (cr.request.op == static_cast<std::uint8_t>(Op::kGet)) {
@@ -790,8 +800,12 @@ std::string vnode_name(std::uint32_t partition) {
 Result<Pid, Reason> start_vnode(Node& node, KvState* st, std::uint32_t partition) {
   SpawnOptions o;
   o.name = vnode_name(partition);
-  o.max_mailbox = st->options.vnode_queue * 4;
-  o.overflow = Overflow::kReject;
+  // No bound in the runtime: a full mailbox refuses plain messages silently, and a vnode must
+  // lose none (a request counted as queued and never taken left its partition `overloaded`
+  // for good; a timer lost left its requests pending for good). The store bounds what it
+  // sends instead: requests wait and run up to kv.vnode_queue per vnode, which bounds the
+  // replica traffic every coordinator causes (see KvState::queued and Vnode::coordinate).
+  o.max_mailbox = 0;
   return start_link<Vnode>(node, o, st, partition);
 }
 

@@ -60,6 +60,26 @@ class StoreTest : public ::testing::Test {
     return ::testing::AssertionSuccess();
   }
 
+  // Registers a merge function for "slow:" keys that holds the vnode running it until
+  // `released` reaches the number of the call (the first call waits for released >= 1 ...),
+  // at most 5 s.
+  struct Gate {
+    std::atomic<int> entered{0};
+    std::atomic<int> released{0};
+  };
+  void block_with_merge(Gate& g) {
+    ASSERT_OK(
+        register_merge(*node_, "slow:", [&g](std::string_view, const std::vector<std::string>& v) {
+          const int me = ++g.entered;
+          for (int i = 0; i < 5000 && g.released < me; ++i) {
+            std::this_thread::sleep_for(1ms);
+          }
+          return v.front();
+        }));
+  }
+  // Requests waiting for partition p's vnode, as nodus_kv counts them.
+  std::uint32_t waiting(std::uint32_t p) { return stats(*node_)->vnode_queue[p]; }
+
   std::unique_ptr<Node> node_;
   std::unique_ptr<Client> client_;
 };
@@ -276,6 +296,72 @@ TEST_F(StoreTest, ABusyVnodeAnswersOverloadedBeyondItsQueue) {
   EXPECT_EQ(stats(*node_)->overloaded, 4u);
   for (const RequestId& id : waiting) EXPECT_OK(wait_response(id, 5s));
   EXPECT_OK(client_->get("slow:k"));
+}
+
+// A vnode's mailbox takes everything sent to it. Replica traffic that floods it while it is
+// busy pushes no request out (a bounded mailbox used to refuse them silently: each stayed
+// counted as waiting, and after kv.vnode_queue of them the partition answered overloaded for
+// good), and every request nodus_kv accepted is answered.
+TEST_F(StoreTest, AFloodedVnodeAnswersEveryRequestItAcceptedAndServesAfter) {
+  ASSERT_OK(register_protocol());
+  Gate g;
+  block_with_merge(g);
+  const std::string key = "slow:{t}k";
+  const std::uint32_t p = partition_of(key, 16);
+  ASSERT_OK(client_->put(key, "a"));
+  Inbox me(*node_);
+  const RequestId blocked = send_request(named("nodus_kv"), tuple("put", bin(key), bin("b")));
+  ASSERT_TRUE(testing::eventually([&] { return g.entered == 1; }));
+  for (std::uint64_t i = 0; i < 50; ++i) {
+    send(named(vnode_name(p)), ReplicaGet{p, 1000 + i, 0, 0, key});
+  }
+  std::vector<RequestId> accepted;
+  for (int i = 0; i < 2; ++i) {
+    accepted.push_back(send_request(named("nodus_kv"), tuple("get", bin(key))));
+  }
+  ASSERT_TRUE(testing::eventually([&] { return waiting(p) == 2; }));
+  // vnode_queue (2) wait already: the next is refused at once.
+  auto third = wait_response(send_request(named("nodus_kv"), tuple("get", bin(key))), 5s);
+  ASSERT_OK(third);
+  EXPECT_EQ(*third, tuple("error", "overloaded"));
+  g.released = 1;
+  EXPECT_OK(wait_response(blocked, 5s));
+  for (const RequestId& id : accepted) {
+    auto r = wait_response(id, 5s);
+    ASSERT_OK(r);
+    EXPECT_EQ((*r)[0], Term("ok")) << r->to_string();
+  }
+  EXPECT_TRUE(testing::eventually([&] { return waiting(p) == 0; }));
+  EXPECT_OK(client_->get(key));
+  auto info = node_->process_info(node_->whereis(vnode_name(p)));
+  ASSERT_OK(info);
+  EXPECT_EQ(info->dropped, 0u);
+}
+
+// A vnode that crashes with requests waiting loses them with its mailbox; its successor starts
+// the count of waiting requests again, so the partition does not answer overloaded for
+// requests that are gone.
+TEST_F(StoreTest, AVnodeRestartedWithRequestsWaitingServesAgain) {
+  Gate g;
+  block_with_merge(g);
+  const std::string key = "slow:{t}k";
+  const std::uint32_t p = partition_of(key, 16);
+  ASSERT_OK(client_->put(key, "a"));
+  Inbox me(*node_);
+  const RequestId blocked = send_request(named("nodus_kv"), tuple("put", bin(key), bin("b")));
+  ASSERT_TRUE(testing::eventually([&] { return g.entered == 1; }));
+  for (int i = 0; i < 2; ++i) (void)send_request(named("nodus_kv"), tuple("get", bin(key)));
+  ASSERT_TRUE(testing::eventually([&] { return waiting(p) == 2; }));
+  const Pid old = node_->whereis(vnode_name(p));
+  exit(old, reasons::kill());  // taken when the merge returns
+  g.released = 1;
+  EXPECT_OK(wait_response(blocked, 5s));
+  ASSERT_TRUE(testing::eventually([&] {
+    const Pid now = node_->whereis(vnode_name(p));
+    return now.valid() && now != old;
+  }));
+  EXPECT_TRUE(testing::eventually([&] { return waiting(p) == 0; })) << waiting(p);
+  EXPECT_EQ(value(key), "b");
 }
 
 TEST_F(StoreTest, AReplicaSkipsWorkWhoseCallerGaveUp) {

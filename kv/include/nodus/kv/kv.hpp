@@ -74,7 +74,10 @@ struct Options {
   std::size_t max_object_bytes = 0;
   /// A request's deadline when it names none (kv.request_timeout_ms).
   std::chrono::milliseconds request_timeout{5000};
-  /// Requests queued per vnode before it answers `overloaded` (kv.vnode_queue).
+  /// Requests waiting per vnode, and as many coordinated by it at once, before further ones
+  /// are answered `overloaded` (kv.vnode_queue). This bounds what reaches any vnode's mailbox
+  /// (which the runtime does not bound: a vnode loses no message), including the replica
+  /// traffic of other nodes' coordinators.
   std::size_t vnode_queue = 5000;
   /// Read repairs a node starts per second at most (kv.read_repair_per_s): repair under
   /// overload would add load, so beyond this they are skipped (and counted).
