@@ -35,7 +35,8 @@ KvState::KvState(Node& n, Options o)
     : node(n),
       options(std::move(o)),
       max_object_bytes(max_object_bytes_for(options)),
-      signer(options.context_secret) {
+      signer(options.context_secret),
+      clock([this] { return wall_ms(); }) {
   engine =
       options.engine ? options.engine(options.partitions) : new_memory_engine(options.partitions);
   // Each partition's vnode id: random, so no two incarnations of the store (a node restarted,
@@ -80,7 +81,7 @@ void KvState::add_merge(std::string prefix, MergeFn fn) {
 
 bool KvState::take_repair_token() {
   std::lock_guard lock(repair_mu_);
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = this->now();
   if (now - repair_window_ >= std::chrono::seconds(1)) {
     repair_window_ = now;
     repairs_in_window_ = 0;

@@ -74,6 +74,21 @@ struct PartitionState {
 struct KvState {
   KvState(Node& n, Options o);
 
+  /// The time deadlines are measured in: the steady clock, or Options::clock.
+  std::chrono::steady_clock::time_point now() const {
+    return options.clock ? options.clock->now() : std::chrono::steady_clock::now();
+  }
+  /// Wall-clock ms since 1970 (deadlines between nodes, timestamps): the system's, or with
+  /// Options::clock a fixed date plus its time, the same on every node of a simulation.
+  std::uint64_t wall_ms() const {
+    if (!options.clock) return HybridClock::system_ms();
+    return kSimulatedEpochMs +
+           static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          options.clock->now().time_since_epoch())
+                                          .count());
+  }
+  static constexpr std::uint64_t kSimulatedEpochMs = 1'700'000'000'000;
+
   Node& node;
   const Options options;
   const std::size_t max_object_bytes;  // options.max_object_bytes, or its default for N

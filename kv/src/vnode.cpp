@@ -29,8 +29,6 @@ struct ReapCheck {
 struct Tick {};          // expire requests whose deadline passed
 struct HandoffTimer {};  // offer hints to primaries that are up
 
-std::uint64_t wall_ms() { return HybridClock::system_ms(); }
-
 class Vnode : public GenServer {
  public:
   Action init(KvState* st, std::uint32_t partition) {
@@ -244,14 +242,14 @@ class Vnode : public GenServer {
         r.timeout_ms ? std::chrono::milliseconds(r.timeout_ms) : st_->options.request_timeout;
     return now + ms;
   }
-  static std::uint64_t wall_deadline(Clock::time_point deadline) {
+  std::uint64_t wall_deadline(Clock::time_point deadline) const {
     const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return wall_ms() + static_cast<std::uint64_t>(std::max<std::int64_t>(left, 0));
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - st_->now()).count();
+    return st_->wall_ms() + static_cast<std::uint64_t>(std::max<std::int64_t>(left, 0));
   }
 
   void coordinate(CoordRequest& cr) {
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = st_->now();
     const View& v = view();
     if (!v.ready()) {
       answer(cr.origin, error_reply(ErrorCode::kUnavailable, "the ring has not formed yet"));
@@ -383,7 +381,7 @@ class Vnode : public GenServer {
 
   void finish_put(PendingPut& pp) {
     auto& lat = pp.op == Op::kDelete ? st_->delete_latency : st_->put_latency;
-    lat.record(Clock::now() - pp.start);
+    lat.record(st_->now() - pp.start);
     KvReply r;
     switch (pp.fsm.outcome()) {
       case Outcome::kOk:
@@ -442,7 +440,7 @@ class Vnode : public GenServer {
     if (pg.answered) return;
     pg.answered = true;
     if (pg.reap) return;
-    st_->get_latency.record(Clock::now() - pg.start);
+    st_->get_latency.record(st_->now() - pg.start);
     KvReply r;
     if (pg.fsm.outcome() == Outcome::kOk) {
       const Object& o = pg.fsm.merged();
@@ -525,7 +523,7 @@ class Vnode : public GenServer {
     std::stable_partition(targets.begin(), targets.end(),
                           [&](const Target& t) { return static_cast<int>(t.member) == v.self; });
     if (targets.empty() || static_cast<int>(targets[0].member) != v.self) return;
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = st_->now();
     const std::uint64_t id = next_req_++;
     PendingGet pg{GetFsm(targets, static_cast<std::uint32_t>(targets.size())),
                   Origin{},
@@ -565,7 +563,7 @@ class Vnode : public GenServer {
     for (const Sibling& s : merged.values()) newest = std::max(newest, s.timestamp);
     const auto ttl = static_cast<std::uint64_t>(st_->options.tombstone_ttl.count());
     // Too young: the delete's own check comes later.
-    if (HybridClock::millis(newest) + ttl > wall_ms()) return;
+    if (HybridClock::millis(newest) + ttl > st_->wall_ms()) return;
     const std::string bytes = encode_object(merged);
     for (const Target& t : targets) {
       if (t.node == st_->node.name()) {
@@ -603,7 +601,7 @@ class Vnode : public GenServer {
   }
 
   void replica_put(const ReplicaPut& m, const Pid& from, const View& v) {
-    if (m.deadline_ms && wall_ms() > m.deadline_ms) {
+    if (m.deadline_ms && st_->wall_ms() > m.deadline_ms) {
       st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -653,7 +651,7 @@ class Vnode : public GenServer {
   }
 
   void replica_get(const ReplicaGet& m, const Pid& from) {
-    if (m.deadline_ms && wall_ms() > m.deadline_ms) {
+    if (m.deadline_ms && st_->wall_ms() > m.deadline_ms) {
       st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -693,7 +691,7 @@ class Vnode : public GenServer {
   }
 
   void expire() {
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = st_->now();
     for (auto it = puts_.begin(); it != puts_.end();) {
       if (it->second.deadline <= now) {
         it->second.fsm.expire();

@@ -94,6 +94,10 @@ struct Options {
   std::string context_secret;
   /// Makes the node's engine for `partitions` partitions. Default: new_memory_engine.
   std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
+  /// For deterministic tests: the clock the node runs on (its NodeOptions::clock, a
+  /// simulation's virtual time), which the store's deadlines, timestamps and tombstone ages
+  /// then follow too. Default (null): the system's steady and wall clocks.
+  std::shared_ptr<transport::Clock> clock;
 };
 
 /// Starts the store on `node`: the `nodus_kv` server and one vnode per partition, registered
