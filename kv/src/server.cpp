@@ -211,6 +211,11 @@ Status check_request(const KvRequest& r, const Options& o) {
     return Status(ErrorCode::kBadArg, std::string(name) + " = " + std::to_string(v) +
                                           " is above N = " + std::to_string(o.replicas));
   };
+  if (r.timeout_ms > kMaxRequestTimeout.count()) {
+    return Status(ErrorCode::kBadArg, "timeout = " + std::to_string(r.timeout_ms) +
+                                          " ms is above the limit of " +
+                                          std::to_string(kMaxRequestTimeout.count()) + " ms");
+  }
   if (r.r > o.replicas) return above_n("r", r.r);
   if (r.pr > o.replicas) return above_n("pr", r.pr);
   if (r.w > o.replicas) return above_n("w", r.w);
@@ -594,6 +599,9 @@ Status check_options(const Options& o) {
                " bytes: a get's answer merges up to N objects and must fit one message");
   }
   if (o.vnode_queue < 1) return bad("kv.vnode_queue must be at least 1");
+  if (o.request_timeout.count() < 1 || o.request_timeout > kMaxRequestTimeout) {
+    return bad("kv.request_timeout_ms must be in 1.." + std::to_string(kMaxRequestTimeout.count()));
+  }
   return Status();
 }
 

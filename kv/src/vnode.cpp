@@ -44,6 +44,7 @@ class Vnode : public GenServer {
     st_->queued[p_].store(0, std::memory_order_seq_cst);
     st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
     refresh_view();
+    monitor_nodes(true);  // a replica whose node goes down fails the requests waiting for it
     send_after(self(), HandoffTimer{}, st_->options.handoff_interval);
     return ok();
   }
@@ -69,6 +70,11 @@ class Vnode : public GenServer {
       reap_check(rc->key);
       return noreply();
     }
+    if (const NodeDown* nd = msg.get<NodeDown>()) {
+      node_down(nd->node);
+      return noreply();
+    }
+    if (msg.is<NodeUp>()) return noreply();
     // Everything else comes from vnodes on ring members (this node included), for this
     // partition; anything else is refused and counted, never trusted.
     const View& v = view();
@@ -679,6 +685,39 @@ class Vnode : public GenServer {
     if (pg.fsm.all_answered()) {
       done_get(pg);
       gets_.erase(it);
+    }
+  }
+
+  // -- failures --------------------------------------------------------------------------------
+
+  // Node `n` went down: every request still waiting for a replica there counts it as failed
+  // now (Riak's FSMs hear of a dead vnode the same way), so a quorum that can no longer be met
+  // is answered no_quorum at once rather than timeout at its deadline.
+  void node_down(Atom n) {
+    for (auto it = puts_.begin(); it != puts_.end();) {
+      PutFsm& fsm = it->second.fsm;
+      for (std::size_t i = 0; i < fsm.targets().size(); ++i) {
+        if (fsm.targets()[i].node == n) fsm.fail(i);
+      }
+      if (fsm.outcome() != Outcome::kPending) {
+        finish_put(it->second);
+        it = puts_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = gets_.begin(); it != gets_.end();) {
+      PendingGet& pg = it->second;
+      for (std::size_t i = 0; i < pg.fsm.targets().size(); ++i) {
+        if (pg.fsm.targets()[i].node == n) pg.fsm.fail(i);
+      }
+      if (pg.fsm.outcome() != Outcome::kPending) answer_get(pg);
+      if (pg.fsm.all_answered()) {
+        done_get(pg);
+        it = gets_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
 

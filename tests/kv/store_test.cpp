@@ -218,6 +218,12 @@ TEST_F(StoreTest, OptionsAreChecked) {
   EXPECT_EQ(no_secret.code(), ErrorCode::kBadConfig);
   EXPECT_NE(no_secret.message().find("kv.context_secret"), std::string::npos)
       << no_secret.to_string();
+  o.context_secret = "s";
+  o.request_timeout = kMaxRequestTimeout + 1ms;
+  const Status too_long = start(n, o);
+  EXPECT_EQ(too_long.code(), ErrorCode::kBadConfig);
+  EXPECT_NE(too_long.message().find("kv.request_timeout_ms"), std::string::npos)
+      << too_long.to_string();
   Options fine;
   fine.context_secret = "s";
   EXPECT_EQ(start(*node_, fine).code(), ErrorCode::kAlreadyStarted);

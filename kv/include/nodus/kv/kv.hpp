@@ -34,6 +34,10 @@ enum class Conflicts : std::uint8_t {
   kLww,       ///< last writer wins by hybrid-logical-clock timestamp: LOSES concurrent writes
 };
 
+/// The longest a request may wait (its timeout, or kv.request_timeout): a request in flight
+/// holds its object until then. Riak's default request timeout.
+inline constexpr std::chrono::milliseconds kMaxRequestTimeout{60000};
+
 /// The store's options; the fields are the config keys of the [kv] section.
 struct Options {
   /// Q, the ring size (kv.partitions): a power of two, fixed when the cluster is created.
@@ -72,7 +76,8 @@ struct Options {
   /// objects). start checks that it exceeds max_value_bytes + 1 KiB and that N times it is at
   /// most 48 MiB.
   std::size_t max_object_bytes = 0;
-  /// A request's deadline when it names none (kv.request_timeout_ms).
+  /// A request's deadline when it names none (kv.request_timeout_ms), at most
+  /// kMaxRequestTimeout, as is a request's own.
   std::chrono::milliseconds request_timeout{5000};
   /// Requests waiting per vnode, and as many coordinated by it at once, before further ones
   /// are answered `overloaded` (kv.vnode_queue). This bounds what reaches any vnode's mailbox

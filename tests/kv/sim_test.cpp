@@ -1,0 +1,149 @@
+// The store on the simulated network (tests/sim/sim_cluster.hpp): several nodes in one thread
+// on virtual time, so a request can be left waiting for a replica while the test cuts, pauses
+// or floods a node, and the outcome does not depend on the machine's speed. The quorum paths
+// that need a failing replica live here: a replica's node going down, a deadline passing.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../test_support.hpp"
+#include "nodus/kv/client.hpp"
+#include "nodus/kv/kv.hpp"
+#include "nodus/kv/partition.hpp"
+#include "sim/sim_cluster.hpp"
+#include "state.hpp"
+
+namespace nodus::kv {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::SimCluster;
+
+std::string numbered(const char* prefix, int i) {
+  std::string s = prefix;
+  s += std::to_string(i);
+  return s;
+}
+
+class KvSimTest : public ::testing::Test {
+ protected:
+  // Nodes n1..nCount on the simulated network, meshed, the store on each with them all as
+  // initial members; waits for the ring everywhere.
+  void start_cluster(int count, const std::function<void(NodeOptions&)>& node_tweak = {},
+                     const std::function<void(Options&)>& tweak = {}) {
+    sim_ = std::make_unique<SimCluster>(seed_);
+    std::vector<std::string> names;
+    for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
+    for (const auto& name : names) {
+      sim_->add(name, name == "n1" ? std::vector<std::string>{} : std::vector<std::string>{"n1"},
+                node_tweak);
+    }
+    ASSERT_TRUE(sim_->run_until([&] { return sim_->meshed(); }, 10s));
+    for (const auto& name : names) {
+      Options o;
+      o.partitions = 16;
+      o.replicas = 3;
+      o.initial_members = names;
+      o.context_secret = "sim";
+      o.request_timeout = 2000ms;
+      o.handoff_interval = 100ms;
+      o.clock = sim_->net().clock();
+      if (tweak) tweak(o);
+      ASSERT_OK(start(node(name), o));
+    }
+    ASSERT_TRUE(sim_->run_until(
+        [&] {
+          for (const auto& name : names) {
+            auto r = ring(node(name));
+            if (!r || r->members().size() != names.size()) return false;
+          }
+          return true;
+        },
+        10s))
+        << "the ring did not form";
+  }
+  Node& node(const std::string& name) { return sim_->node(name); }
+
+  // A put started as a process on node `at`; its outcome lands in the returned slot.
+  using Outcome = std::shared_ptr<std::optional<Status>>;
+  Outcome put_async(const std::string& at, const std::string& key, const std::string& value,
+                    RequestOptions o = {}) {
+    auto out = std::make_shared<std::optional<Status>>();
+    const Client c(node(at));
+    sim_->spawn(at, [c, key, value, o, out] {
+      auto r = c.put(key, value, o);
+      *out = r.ok() ? Status() : r.error();
+    });
+    return out;
+  }
+  // Runs the simulation until `o` is known, at most `limit` of virtual time.
+  bool settle(const Outcome& o, std::chrono::milliseconds limit) {
+    return sim_->run_until([&] { return o->has_value(); }, limit);
+  }
+  // The requests node `at`'s vnode of `key` coordinates now.
+  std::size_t in_flight(const std::string& at, const std::string& key) {
+    auto info = node(at).process_info(node(at).whereis(vnode_name(partition_of(key, 16))));
+    if (!info.ok() || !info->status) return 0;
+    const Term* puts = info->status->find(Term("puts_in_flight"));
+    const Term* gets = info->status->find(Term("gets_in_flight"));
+    return static_cast<std::size_t>((puts ? puts->as_int() : 0) + (gets ? gets->as_int() : 0));
+  }
+
+  std::uint64_t seed_ = 1;
+  std::unique_ptr<SimCluster> sim_;
+};
+
+// A put waiting for a replica whose node goes down ends when the coordinator sees the node
+// down: W can no longer be met, so no_quorum then, not timeout at the deadline (8 s here).
+TEST_F(KvSimTest, APutWhoseReplicaNodeGoesDownFailsWhenTheNodeIsSeenDown) {
+  start_cluster(3);
+  sim_->partition({"n1"}, {"n3"});  // n1 sees n3 down after down_after (2 s)
+  const auto t0 = sim_->now();
+  RequestOptions w3;
+  w3.w = 3;
+  w3.timeout = 8000ms;
+  Outcome r = put_async("n1", "k", "v", w3);
+  ASSERT_TRUE(settle(r, 20s));
+  EXPECT_EQ((*r)->code(), ErrorCode::kNoQuorum) << (*r)->to_string();
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0);
+  EXPECT_LT(took, 3500ms) << "answered after " << took.count() << " ms";
+  EXPECT_EQ(in_flight("n1", "k"), 0u);
+}
+
+// Likewise a get: R = 3 cannot be met once a replica's node is down.
+TEST_F(KvSimTest, AGetWhoseReplicaNodeGoesDownFailsWhenTheNodeIsSeenDown) {
+  start_cluster(3);
+  ASSERT_TRUE(settle(put_async("n1", "k", "v"), 5s));
+  sim_->partition({"n1"}, {"n3"});
+  const auto t0 = sim_->now();
+  auto out = std::make_shared<std::optional<Status>>();
+  const Client c(node("n1"));
+  sim_->spawn("n1", [c, out] {
+    RequestOptions r3;
+    r3.r = 3;
+    r3.timeout = 8000ms;
+    auto r = c.get("k", r3);
+    *out = r.ok() ? Status() : r.error();
+  });
+  ASSERT_TRUE(settle(out, 20s));
+  EXPECT_EQ((*out)->code(), ErrorCode::kNoQuorum) << (*out)->to_string();
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0), 3500ms);
+}
+
+// A timeout above the limit is refused (a request in flight holds its object until then).
+TEST_F(KvSimTest, ATimeoutAboveTheLimitIsRefused) {
+  start_cluster(1);
+  RequestOptions o;
+  o.timeout = kMaxRequestTimeout + 1ms;
+  Outcome r = put_async("n1", "k", "v", o);
+  ASSERT_TRUE(settle(r, 5s));
+  EXPECT_EQ((*r)->code(), ErrorCode::kBadArg) << (*r)->to_string();
+}
+
+}  // namespace
+}  // namespace nodus::kv
