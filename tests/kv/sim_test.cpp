@@ -1,7 +1,8 @@
 // The store on the simulated network (tests/sim/sim_cluster.hpp): several nodes in one thread
 // on virtual time, so a request can be left waiting for a replica while the test cuts, pauses
 // or floods a node, and the outcome does not depend on the machine's speed. The quorum paths
-// that need a failing replica live here: a replica's node going down, a deadline passing.
+// that need a failing replica live here: a replica's node going down, a deadline passing, a
+// vnode's mailbox flooded while its timers fall due.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -133,6 +134,36 @@ TEST_F(KvSimTest, AGetWhoseReplicaNodeGoesDownFailsWhenTheNodeIsSeenDown) {
   ASSERT_TRUE(settle(out, 20s));
   EXPECT_EQ((*out)->code(), ErrorCode::kNoQuorum) << (*out)->to_string();
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0), 3500ms);
+}
+
+// A vnode whose mailbox is flooded while its timers fall due keeps expiring its requests:
+// a put left waiting for a cut replica (never seen down here) is answered timeout at its
+// deadline. (A bounded mailbox used to refuse the vnode's own tick; the request then waited
+// forever.)
+TEST_F(KvSimTest, AVnodeKeepsExpiringRequestsAfterItsMailboxWasFlooded) {
+  start_cluster(
+      3, [](NodeOptions& o) { o.down_after = 60s; }, [](Options& o) { o.vnode_queue = 2; });
+  ASSERT_OK(register_protocol());
+  sim_->partition({"n1"}, {"n3"});
+  RequestOptions w3;
+  w3.w = 3;
+  w3.timeout = 1000ms;
+  const auto t0 = sim_->now();
+  Outcome r = put_async("n1", "k", "v", w3);
+  ASSERT_TRUE(sim_->run_until([&] { return in_flight("n1", "k") == 1; }, 5s));
+  // n1 stands still while its vnode's mailbox fills and its next tick falls due.
+  sim_->pause("n1");
+  const std::uint32_t p = partition_of("k", 16);
+  for (std::uint64_t i = 0; i < 50; ++i) {
+    send(Pid(node("n1").whereis(vnode_name(p))), ReplicaGet{p, 5000 + i, 0, 0, "k"});
+  }
+  sim_->run_for(50ms);
+  sim_->resume("n1");
+  ASSERT_TRUE(settle(r, 5s)) << "the put was never answered";
+  EXPECT_EQ((*r)->code(), ErrorCode::kTimeout) << (*r)->to_string();
+  // By the store at the deadline, not by the client's call giving up 500 ms later.
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0), 1100ms);
+  EXPECT_EQ(in_flight("n1", "k"), 0u);
 }
 
 // A timeout above the limit is refused (a request in flight holds its object until then).
