@@ -107,13 +107,15 @@ struct KvReply {
 };
 
 /// A request handed to a primary on another node, which answers the caller directly. Taken
-/// from ring members only.
+/// from ring members only. deadline_ms: when the caller gives up, as in ReplicaPut (the node
+/// that took the request first fixed it); past it, the request is dropped (and counted).
 struct KvForward {
   KvRequest request;
   WireId reply_pid;
   WireId reply_ref;
   bool term_reply = false;
-  NODUS_MESSAGE(KvForward, 502, request, reply_pid, reply_ref, term_reply);
+  std::uint64_t deadline_ms = 0;
+  NODUS_MESSAGE(KvForward, 502, request, reply_pid, reply_ref, term_reply, deadline_ms);
 };
 
 // Between vnodes: replies go to the pid that sent the request (its node is the one the link

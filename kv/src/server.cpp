@@ -333,7 +333,7 @@ class KvServer : public GenServer {
 
   Action handle_call(Message& msg, From from) override {
     if (KvRequest* r = msg.get<KvRequest>()) {
-      route(std::move(*r), Origin{from, false, static_cast<Op>(r->op)}, false);
+      route(std::move(*r), Origin{from, false, static_cast<Op>(r->op)}, std::nullopt);
       return noreply();
     }
     if (msg.is_term()) {
@@ -350,7 +350,7 @@ class KvServer : public GenServer {
             tuple("error", tuple(atom(error_name(r.error().code())), bin(r.error().message()))));
       }
       const Op op = static_cast<Op>(r->op);
-      route(std::move(*r), Origin{from, true, op}, false);
+      route(std::move(*r), Origin{from, true, op}, std::nullopt);
       return noreply();
     }
     return reply(tuple("error", tuple("badarg", bin("not a store request"))));
@@ -408,12 +408,27 @@ class KvServer : public GenServer {
       return;
     }
     const Op op = static_cast<Op>(f.request.op);
-    route(std::move(f.request), Origin{From{*pid, *ref}, f.term_reply, op}, true);
+    route(std::move(f.request), Origin{From{*pid, *ref}, f.term_reply, op}, f.deadline_ms);
   }
 
-  void route(KvRequest req, Origin origin, bool forwarded) {
+  // Sends a request to the vnode that coordinates it, here or on the first up primary's node.
+  // Its deadline is fixed here when it comes from a caller (its timeout from now), else it is
+  // the one the member that forwarded it fixed (`forwarded_deadline_ms`): a request whose
+  // caller gave up is dropped wherever it waits (counted in expired_skipped).
+  void route(KvRequest req, Origin origin, std::optional<std::uint64_t> forwarded_deadline_ms) {
     if (Status s = check_request(req, st_->options); !s.ok()) {
       answer(origin, error_reply(s.code(), s.message()));
+      return;
+    }
+    const bool forwarded = forwarded_deadline_ms.has_value();
+    const auto now = st_->now();
+    const auto deadline = forwarded
+                              ? st_->local_deadline(*forwarded_deadline_ms)
+                              : now + (req.timeout_ms ? std::chrono::milliseconds(req.timeout_ms)
+                                                      : st_->options.request_timeout);
+    if (deadline <= now) {
+      st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
+      answer(origin, error_reply(ErrorCode::kTimeout));
       return;
     }
     std::shared_ptr<const View> view = st_->view();
@@ -433,7 +448,7 @@ class KvServer : public GenServer {
           st_->counters.forwarded.fetch_add(1, std::memory_order_relaxed);
           send(named(kServerName, view->names[m].name()),
                KvForward{std::move(req), WireId::of(origin.from.pid), WireId::of(origin.from.ref),
-                         origin.term});
+                         origin.term, st_->wall_deadline(deadline)});
           return;
         }
         // No primary is up: coordinate here, as a fallback.
@@ -452,7 +467,7 @@ class KvServer : public GenServer {
                                  "the vnode of partition " + std::to_string(p) + " is restarting"));
       return;
     }
-    send(vnode, CoordRequest{std::move(req), origin});
+    send(vnode, CoordRequest{std::move(req), origin, deadline});
   }
 
   // -- ring ----------------------------------------------------------------------------------

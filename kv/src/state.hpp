@@ -88,6 +88,17 @@ struct KvState {
                                           .count());
   }
   static constexpr std::uint64_t kSimulatedEpochMs = 1'700'000'000'000;
+  /// A deadline as wall-clock ms, for messages to other nodes, and back (0: none, which a
+  /// request never has: nodus_kv gives each one when it takes it).
+  std::uint64_t wall_deadline(std::chrono::steady_clock::time_point deadline) const {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now()).count();
+    return wall_ms() + static_cast<std::uint64_t>(std::max<std::int64_t>(left, 0));
+  }
+  std::chrono::steady_clock::time_point local_deadline(std::uint64_t deadline_ms) const {
+    const std::uint64_t wall = wall_ms();
+    return now() + std::chrono::milliseconds(deadline_ms > wall ? deadline_ms - wall : 0);
+  }
 
   Node& node;
   const Options options;
@@ -171,15 +182,18 @@ std::string vnode_name(std::uint32_t partition);
 /// Starts the vnode of `partition` linked to the caller (its supervisor) (vnode.cpp).
 Result<Pid, Reason> start_vnode(Node& node, KvState* st, std::uint32_t partition);
 
-/// A request as the vnode gets it from a router on its own node (never crosses the wire).
+/// Who asked for a request, and how to answer.
 struct Origin {
   From from;
   bool term = false;  // answer with a term (the caller sent one), else a KvReply
   Op op = Op::kGet;
 };
+/// A request as the vnode gets it from a router on its own node (never crosses the wire).
+/// `deadline`: when its caller gives up, fixed by the first nodus_kv that took it.
 struct CoordRequest {
   KvRequest request;
   Origin origin;
+  std::chrono::steady_clock::time_point deadline;
 };
 
 /// Answers a request's caller with `reply`, as a term or a KvReply as the caller asked.

@@ -243,15 +243,8 @@ class Vnode : public GenServer {
     return t;
   }
 
-  Clock::time_point deadline_of(const KvRequest& r, Clock::time_point now) const {
-    const auto ms =
-        r.timeout_ms ? std::chrono::milliseconds(r.timeout_ms) : st_->options.request_timeout;
-    return now + ms;
-  }
   std::uint64_t wall_deadline(Clock::time_point deadline) const {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - st_->now()).count();
-    return st_->wall_ms() + static_cast<std::uint64_t>(std::max<std::int64_t>(left, 0));
+    return st_->wall_deadline(deadline);
   }
 
   void coordinate(CoordRequest& cr) {
@@ -259,6 +252,12 @@ class Vnode : public GenServer {
     const View& v = view();
     if (!v.ready()) {
       answer(cr.origin, error_reply(ErrorCode::kUnavailable, "the ring has not formed yet"));
+      return;
+    }
+    // Its caller gave up while it waited here: nothing is read or stored for it.
+    if (cr.deadline <= now) {
+      st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
+      answer(cr.origin, error_reply(ErrorCode::kTimeout));
       return;
     }
     // As many in flight as may wait (kv.vnode_queue): this bounds the replica traffic a
@@ -345,7 +344,7 @@ class Vnode : public GenServer {
     }
     st_->note_siblings(next.value_count());
     const std::uint64_t id = next_req_++;
-    const Clock::time_point deadline = deadline_of(req, now);
+    const Clock::time_point deadline = cr.deadline;
     PendingPut pp{PutFsm(targets, w, pw, dw),
                   cr.origin,
                   del ? Op::kDelete : Op::kPut,
@@ -414,7 +413,7 @@ class Vnode : public GenServer {
     const std::uint32_t r = req.r ? req.r : st_->options.read_quorum;
     const std::uint32_t pr = req.pr ? req.pr : st_->options.primary_read_quorum;
     const std::uint64_t id = next_req_++;
-    const Clock::time_point deadline = deadline_of(req, now);
+    const Clock::time_point deadline = cr.deadline;
     PendingGet pg{GetFsm(targets, r, pr), cr.origin, std::move(req.key), false, now, deadline};
     const std::uint64_t dl = wall_deadline(deadline);
     for (std::size_t i = 0; i < targets.size(); ++i) {

@@ -370,6 +370,42 @@ TEST_F(StoreTest, AVnodeRestartedWithRequestsWaitingServesAgain) {
   EXPECT_EQ(value(key), "b");
 }
 
+// A request's deadline is fixed when nodus_kv takes it: a put that waited in its vnode's queue
+// until after its caller was told timeout is dropped unread, not stored late.
+TEST_F(StoreTest, APutWhoseCallerGaveUpWhileItWaitedIsNotStored) {
+  Gate g;
+  block_with_merge(g);
+  ASSERT_OK(client_->put("slow:{t}k", "a"));
+  Inbox me(*node_);
+  const RequestId blocked =
+      send_request(named("nodus_kv"), tuple("put", bin("slow:{t}k"), bin("b")));
+  ASSERT_TRUE(testing::eventually([&] { return g.entered == 1; }));
+  const std::uint64_t skipped = stats(*node_)->expired_skipped;
+  RequestOptions short_timeout;
+  short_timeout.timeout = 100ms;
+  auto late = client_->put("{t}late", "late", short_timeout);  // waits behind the blocked put
+  EXPECT_EQ(late.error().code(), ErrorCode::kTimeout) << late.error().to_string();
+  g.released = 1;
+  EXPECT_OK(wait_response(blocked, 5s));
+  ASSERT_TRUE(testing::eventually([&] { return stats(*node_)->expired_skipped == skipped + 1; }));
+  EXPECT_EQ(client_->get("{t}late").error().code(), ErrorCode::kNotFound);
+}
+
+// The deadline travels with a request handed to another member: one that arrives past it is
+// dropped, not coordinated.
+TEST_F(StoreTest, AForwardedRequestPastItsDeadlineIsDropped) {
+  ASSERT_OK(register_protocol());
+  const std::uint64_t skipped = stats(*node_)->expired_skipped;
+  {
+    Inbox me(*node_);
+    KvRequest put{static_cast<std::uint8_t>(Op::kPut), "{t}fwd", "v", {}, 0, 0, 0, 0, 0, 0};
+    send(named("nodus_kv"), KvForward{put, WireId::of(self()), WireId::of(node_->make_ref()), false,
+                                      HybridClock::system_ms() - 1000});
+    ASSERT_TRUE(testing::eventually([&] { return stats(*node_)->expired_skipped == skipped + 1; }));
+  }
+  EXPECT_EQ(client_->get("{t}fwd").error().code(), ErrorCode::kNotFound);
+}
+
 TEST_F(StoreTest, AReplicaSkipsWorkWhoseCallerGaveUp) {
   // A replica write whose deadline passed (its coordinator answered timeout already) is
   // dropped unread; one within its deadline is stored.
@@ -440,8 +476,9 @@ TEST_F(StoreTest, MalformedPeerMessagesAreRefusedAndCountedAndNothingCrashes) {
     auto answer = call(to, Term("hello"), 2s);
     ASSERT_TRUE(answer.ok()) << answer.error().to_string();
     EXPECT_EQ(*answer, tuple("error", tuple("badarg", bin("a vnode takes no calls"))));
-    send(named("nodus_kv"), KvForward{KvRequest{1, "{t}k", {}, {}, 0, 0, 0, 0, 0, 0},
-                                      WireId{long_name, 1, 1}, WireId{"solo", 1, 1}, false});
+    send(named("nodus_kv"),
+         KvForward{KvRequest{1, "{t}k", {}, {}, 0, 0, 0, 0, 0, 0}, WireId{long_name, 1, 1},
+                   WireId{"solo", 1, 1}, false, HybridClock::system_ms() + 5000});
     send(named("nodus_kv"), RingGossip{99, 16, 1, {long_name}, std::vector<std::uint16_t>(16, 0)});
   }
   send(named(vnode_name(p)), ReplicaPut{p, 5, 0, 0, "", false, "{t}k", obj});  // no sender
