@@ -517,10 +517,25 @@ class KvServer : public GenServer {
                     ring_->owners()});
   }
 
-  // A ring (or a request for ours) from node `from`, the sender the link authenticated.
+  // A ring (or a request for ours) from node `from`, the sender the link authenticated. Any
+  // node may ask for ours; a ring is taken only from a member: of our ring when we have one
+  // (any other linked node, a client's hidden node included, could otherwise replace the
+  // cluster's ring), else from an initial member named in the ring it sends (the claimant, or
+  // a member telling a restarted one). Rings are versioned: only a higher epoch replaces ours.
   void gossip_in(const RingGossip& g, Atom from) {
     if (g.epoch == 0) {  // a request for our ring
       send_ring(from);
+      return;
+    }
+    const std::string_view sender = from.name();
+    const auto& init = st_->options.initial_members;
+    const bool trusted =
+        !node_->is_hidden(from) &&
+        (ring_ ? ring_->member_index(sender) >= 0
+               : std::find(init.begin(), init.end(), sender) != init.end() &&
+                     std::find(g.members.begin(), g.members.end(), sender) != g.members.end());
+    if (!trusted) {
+      (void)refuse();
       return;
     }
     if (g.partitions != st_->options.partitions || g.replicas != st_->options.replicas) {

@@ -5,6 +5,7 @@
 // vnode's mailbox flooded while its timers fall due.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -164,6 +165,56 @@ TEST_F(KvSimTest, AVnodeKeepsExpiringRequestsAfterItsMailboxWasFlooded) {
   // By the store at the deadline, not by the client's call giving up 500 ms later.
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0), 1100ms);
   EXPECT_EQ(in_flight("n1", "k"), 0u);
+}
+
+// Only members change the ring: a linked node outside it (a client's node, or a hidden one)
+// that sends a ring of a higher epoch is refused and counted (every member used to adopt it,
+// and the store stopped serving); a member's newer ring is taken and spreads.
+TEST_F(KvSimTest, OnlyMembersChangeTheRing) {
+  start_cluster(3);
+  ASSERT_TRUE(settle(put_async("n1", "before", "v"), 5s));
+  sim_->add("outsider", {"n1"});
+  sim_->add("hidden", {"n1"}, [](NodeOptions& o) { o.hidden = true; });
+  ASSERT_TRUE(sim_->run_until(
+      [&] {
+        const auto ns = node("n1").nodes();
+        return std::find(ns.begin(), ns.end(), Atom("outsider")) != ns.end() &&
+               node("n1").is_hidden(Atom("hidden"));
+      },
+      10s));
+  const std::uint64_t bad = stats(node("n1"))->bad_messages;
+  for (const char* from : {"outsider", "hidden"}) {
+    sim_->spawn(from, [] {
+      send(named("nodus_kv", "n1"),
+           RingGossip{1000, 16, 3, {"mallory"}, std::vector<std::uint16_t>(16, 0)});
+    });
+  }
+  sim_->run_for(3s);
+  for (const char* n : {"n1", "n2", "n3"}) EXPECT_EQ(ring(node(n))->epoch(), 1u) << n;
+  EXPECT_EQ(stats(node("n1"))->bad_messages, bad + 2);
+  auto got = std::make_shared<std::optional<Status>>();
+  const Client c2(node("n2"));
+  sim_->spawn("n2", [c2, got] {
+    auto r = c2.get("before");
+    *got = r.ok() ? Status() : r.error();
+  });
+  ASSERT_TRUE(settle(got, 5s));
+  EXPECT_OK(**got);
+  // A member's ring of a higher epoch is taken, and gossip brings it to every member.
+  const Ring next = *ring(node("n2"))->with_members(ring(node("n2"))->members());
+  ASSERT_EQ(next.epoch(), 2u);
+  sim_->spawn("n2", [next] {
+    send(named("nodus_kv", "n1"), RingGossip{next.epoch(), next.partitions(), next.replicas(),
+                                             next.members(), next.owners()});
+  });
+  EXPECT_TRUE(sim_->run_until(
+      [&] {
+        for (const char* n : {"n1", "n2", "n3"}) {
+          if (ring(node(n))->epoch() != 2u) return false;
+        }
+        return true;
+      },
+      10s));
 }
 
 // A timeout above the limit is refused (a request in flight holds its object until then).
