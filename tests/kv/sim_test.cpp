@@ -83,9 +83,33 @@ class KvSimTest : public ::testing::Test {
     });
     return out;
   }
+  // A get started as a process on node `at`.
+  using GetOutcome = std::shared_ptr<std::optional<Result<GetResult>>>;
+  GetOutcome get_async(const std::string& at, const std::string& key, RequestOptions o = {}) {
+    auto out = std::make_shared<std::optional<Result<GetResult>>>();
+    const Client c(node(at));
+    sim_->spawn(at, [c, key, o, out] { *out = c.get(key, o); });
+    return out;
+  }
   // Runs the simulation until `o` is known, at most `limit` of virtual time.
-  bool settle(const Outcome& o, std::chrono::milliseconds limit) {
+  template <class T>
+  bool settle(const std::shared_ptr<std::optional<T>>& o, std::chrono::milliseconds limit) {
     return sim_->run_until([&] { return o->has_value(); }, limit);
+  }
+  // True when node `at`'s store sees node `other` up (or down, with up = false).
+  bool sees(const std::string& at, const std::string& other, bool up = true) {
+    auto v = state_of(node(at))->view();
+    const int i = v->ring ? v->ring->member_index(other) : -1;
+    return i >= 0 && v->up[i] == up;
+  }
+  // The primaries of `key`, as node names, in preference order.
+  std::vector<std::string> primaries(const std::string& key) {
+    const Ring r = *ring(node("n1"));
+    std::vector<std::string> out;
+    for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
+      out.push_back(r.members()[m]);
+    }
+    return out;
   }
   // The requests node `at`'s vnode of `key` coordinates now.
   std::size_t in_flight(const std::string& at, const std::string& key) {
@@ -215,6 +239,49 @@ TEST_F(KvSimTest, OnlyMembersChangeTheRing) {
         return true;
       },
       10s));
+}
+
+// W + R > N reads an acknowledged write only while both reach primaries: under sloppy quorum a
+// fallback that never saw the write answers not_found, which counts toward R (Riak's
+// notfound_ok), so a read can miss the write. PR counts primaries only: with PW + PR > N such a
+// read fails no_quorum instead. (kv.hpp says so at read_quorum.)
+TEST_F(KvSimTest, AFallbacksNotFoundCountsTowardRButNotTowardPr) {
+  start_cluster(4);
+  const std::string key = "k";
+  const std::vector<std::string> p = primaries(key);
+  ASSERT_EQ(p.size(), 3u);
+  std::string other;
+  for (const char* n : {"n1", "n2", "n3", "n4"}) {
+    if (std::find(p.begin(), p.end(), n) == p.end()) other = n;
+  }
+  // p[2] misses the write: cut off, not yet seen down; W = PW = 2 are p[0] and p[1].
+  sim_->partition({p[2]}, {p[0], p[1], other});
+  RequestOptions w2;
+  w2.w = 2;
+  w2.pw = 2;
+  Outcome put = put_async(p[0], key, "v", w2);
+  ASSERT_TRUE(settle(put, 5s));
+  ASSERT_OK(**put);
+  // Now only p[2] and `other` are up: a read finds the primary p[2] and the fallback `other`.
+  sim_->heal();
+  sim_->pause(p[0]);
+  sim_->pause(p[1]);
+  ASSERT_TRUE(sim_->run_until(
+      [&] {
+        return sees(p[2], p[0], false) && sees(p[2], p[1], false) && sees(p[2], other) &&
+               sees(other, p[2]);
+      },
+      20s));
+  RequestOptions r2;
+  r2.r = 2;
+  GetOutcome missed = get_async(p[2], key, r2);
+  ASSERT_TRUE(settle(missed, 5s));
+  EXPECT_EQ((*missed)->error().code(), ErrorCode::kNotFound) << "R = 2 met by not_founds";
+  r2.pr = 2;
+  GetOutcome refused = get_async(p[2], key, r2);
+  ASSERT_TRUE(settle(refused, 5s));
+  EXPECT_EQ((*refused)->error().code(), ErrorCode::kNoQuorum);
+  EXPECT_EQ((*refused)->error().message(), "pr: needed 2, got 1");
 }
 
 // A timeout above the limit is refused (a request in flight holds its object until then).
