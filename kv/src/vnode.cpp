@@ -324,14 +324,20 @@ class Vnode : public GenServer {
     const std::uint32_t w = req.w ? req.w : st_->options.write_quorum;
     const std::uint32_t pw = req.pw ? req.pw : st_->options.primary_write_quorum;
     const std::uint32_t dw = req.dw ? req.dw : st_->options.durable_write_quorum;
-    // A put that cannot meet W or PW with the replicas up now is refused before anything is
-    // stored (Riak's put FSM: insufficient_vnodes, pw_val_unsatisfied).
+    // A put that cannot meet W, PW or DW with the replicas up now is refused before anything is
+    // stored (Riak's put FSM: insufficient_vnodes, pw_val_unsatisfied). For DW this node knows
+    // only its own engine: the others' may be durable.
     const auto primaries_up = static_cast<std::uint32_t>(
         std::count_if(targets.begin(), targets.end(), [](const Target& t) { return t.primary; }));
     if (targets.size() < w) {
       return fail(no_quorum_reply(Quorum::kW, w, static_cast<std::uint32_t>(targets.size())));
     }
     if (primaries_up < pw) return fail(no_quorum_reply(Quorum::kPw, pw, primaries_up));
+    const bool durable = st_->engine->durable();
+    const bool self_target = !targets.empty() && static_cast<int>(targets[0].member) == view.self;
+    const auto may_be_durable =
+        static_cast<std::uint32_t>(targets.size()) - (self_target && !durable ? 1 : 0);
+    if (may_be_durable < dw) return fail(no_quorum_reply(Quorum::kDw, dw, may_be_durable));
     if (Status s = write_local(req.key, next); !s.ok()) {
       if (s.code() != ErrorCode::kValueTooLarge) {
         return fail(error_reply(ErrorCode::kInternal, s.to_string()));
@@ -357,7 +363,7 @@ class Vnode : public GenServer {
     for (std::size_t i = 0; i < targets.size(); ++i) {
       const Target& t = targets[i];
       if (static_cast<int>(t.member) == view.self) {
-        pp.fsm.ack(i, true);  // stored above; the engine's put returns once it holds it
+        pp.fsm.ack(i, durable);  // stored above; the engine's put returns once it holds it
         if (!t.primary) add_hint(req.key, view.names[t.hint_for]);
         continue;
       }
@@ -627,8 +633,8 @@ class Vnode : public GenServer {
       st_->counters.replica_writes.fetch_add(1, std::memory_order_relaxed);
     }
     if (m.want_ack) {
-      send(from,
-           ReplicaPutAck{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()), s.ok()});
+      send(from, ReplicaPutAck{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),
+                               s.ok() && st_->engine->durable()});
     }
   }
 

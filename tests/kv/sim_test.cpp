@@ -19,6 +19,7 @@
 #include "nodus/kv/partition.hpp"
 #include "sim/sim_cluster.hpp"
 #include "state.hpp"
+#include "test_engines.hpp"
 
 namespace nodus::kv {
 namespace {
@@ -121,6 +122,7 @@ class KvSimTest : public ::testing::Test {
   }
 
   std::uint64_t seed_ = 1;
+  bool next_durable_ = true;
   std::unique_ptr<SimCluster> sim_;
 };
 
@@ -282,6 +284,31 @@ TEST_F(KvSimTest, AFallbacksNotFoundCountsTowardRButNotTowardPr) {
   ASSERT_TRUE(settle(refused, 5s));
   EXPECT_EQ((*refused)->error().code(), ErrorCode::kNoQuorum);
   EXPECT_EQ((*refused)->error().message(), "pr: needed 2, got 1");
+}
+
+// DW counts replicas whose engine is durable (Engine::durable): here only n1's. (The
+// coordinator used to count its own write durable whatever its engine, and replicas too.)
+TEST_F(KvSimTest, ADurableWriteQuorumCountsOnlyDurableEngines) {
+  start_cluster(3, {}, [this](Options& o) {
+    if (next_durable_) {
+      o.engine = [](std::uint32_t q) { return std::make_unique<DurableMemoryEngine>(q); };
+    }
+    next_durable_ = false;  // n1 (started first) only
+  });
+  for (const char* at : {"n1", "n2"}) {
+    RequestOptions dw1;
+    dw1.dw = 1;
+    Outcome ok = put_async(at, "k", at, dw1);
+    ASSERT_TRUE(settle(ok, 5s));
+    EXPECT_OK(**ok) << "coordinated by " << at;
+    RequestOptions dw2;
+    dw2.dw = 2;
+    Outcome refused = put_async(at, "k", at, dw2);
+    ASSERT_TRUE(settle(refused, 5s));
+    EXPECT_EQ((*refused)->code(), ErrorCode::kNoQuorum) << "coordinated by " << at;
+    // (got: the durable acks when it could no longer be met, 0 or 1 by arrival order)
+    EXPECT_EQ((*refused)->message().rfind("dw: needed 2, got ", 0), 0u) << (*refused)->message();
+  }
 }
 
 // A timeout above the limit is refused (a request in flight holds its object until then).

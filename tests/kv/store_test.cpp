@@ -13,6 +13,7 @@
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
+#include "test_engines.hpp"
 
 namespace nodus::kv {
 namespace {
@@ -532,6 +533,23 @@ TEST_F(StoreTest, AMergeFunctionThatThrowsKeepsTheSiblings) {
   EXPECT_EQ(got->values.size(), 2u);
   EXPECT_EQ(stats(*node_)->merge_errors, 2u);
   EXPECT_EQ(node_->whereis(vnode_name(partition_of("bad:x", 16))), vnode);
+}
+
+// DW counts durable replicas only: on a memory engine a put asking DW = 1 of one replica
+// cannot be met, and is refused before anything is stored; on a durable engine it is met.
+TEST_F(StoreTest, ADurableWriteQuorumIsRefusedUpFrontWhenNoReplicaCanMeetIt) {
+  RequestOptions dw1;
+  dw1.dw = 1;
+  auto r = client_->put("k", "v", dw1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum);
+  EXPECT_EQ(r.error().message(), "dw: needed 1, got 0");
+  EXPECT_EQ(client_->get("k").error().code(), ErrorCode::kNotFound);
+  node_.reset();
+  Options o;
+  o.engine = [](std::uint32_t q) { return std::make_unique<DurableMemoryEngine>(q); };
+  start_store(o);
+  EXPECT_OK(client_->put("k", "v", dw1));
 }
 
 class SiblingLimitTest : public StoreTest {

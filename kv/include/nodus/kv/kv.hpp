@@ -53,8 +53,9 @@ struct Options {
   std::uint32_t write_quorum = 2;
   std::uint32_t read_quorum = 2;
   /// PW, DW and PR defaults (kv.primary_write_quorum, kv.durable_write_quorum,
-  /// kv.primary_read_quorum): of W, how many must be primaries / have stored durably; of R, how
-  /// many must be primaries. 0: no demand.
+  /// kv.primary_read_quorum): of W, how many must be primaries / have stored durably (on an
+  /// engine whose durable() is true: never the memory engine); of R, how many must be
+  /// primaries. 0: no demand.
   std::uint32_t primary_write_quorum = 0;
   std::uint32_t durable_write_quorum = 0;
   std::uint32_t primary_read_quorum = 0;
