@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,7 @@ struct Counters {
   std::atomic<std::uint64_t> gets{0}, puts{0}, deletes{0}, hits{0}, misses{0}, errors{0},
       overloaded{0}, forwarded{0}, replica_writes{0}, expired_skipped{0}, read_repairs{0},
       read_repairs_skipped{0}, hints{0}, handoffs{0}, tombstones_reaped{0}, siblings_max{0},
-      bad_messages{0}, merge_errors{0};
+      bad_messages{0}, merge_errors{0}, reap_checks{0};
 };
 
 struct AtomicLatency {
@@ -64,11 +65,19 @@ struct AtomicLatency {
 struct PartitionState {
   explicit PartitionState(std::uint64_t vnode_id) : actors(vnode_id) {}
   PartitionState(PartitionState&& o) noexcept
-      : actors(std::move(o.actors)), hints(std::move(o.hints)), pid_id(o.pid_id.load()) {}
+      : actors(std::move(o.actors)),
+        hints(std::move(o.hints)),
+        reap_due(std::move(o.reap_due)),
+        reap_queue(std::move(o.reap_queue)),
+        pid_id(o.pid_id.load()) {}
 
   ActorSource actors;  // the actors of this node's writes in this partition
   std::map<std::string, std::vector<Atom>> hints;  // keys kept for down primaries, and for whom
-  std::atomic<std::uint64_t> pid_id{0};            // the running vnode's Pid::id (routers read it)
+  // Tombstones to check for reaping, and when: one entry per key (reap_queue views the keys
+  // of reap_due, whose nodes do not move).
+  std::map<std::string, std::chrono::steady_clock::time_point> reap_due;
+  std::set<std::pair<std::chrono::steady_clock::time_point, std::string_view>> reap_queue;
+  std::atomic<std::uint64_t> pid_id{0};  // the running vnode's Pid::id (routers read it)
 };
 
 struct KvState {

@@ -21,13 +21,11 @@ constexpr auto kTick = std::chrono::milliseconds(10);
 
 // The vnode's timers, sent to itself. Local types that are no wire messages, so no peer can
 // send one (a forged periodic timer would re-arm itself and multiply).
-// tombstone_ttl after it coordinated a delete: time to see whether every primary holds the
-// tombstone, and reap it.
-struct ReapCheck {
-  std::string key;
-};
-struct Tick {};          // expire requests whose deadline passed
-struct HandoffTimer {};  // offer hints to primaries that are up
+struct Tick {};           // expire requests whose deadline passed
+struct PeriodicTimer {};  // every handoff_interval: offer hints, run the reap checks due
+
+// Reap checks started per PeriodicTimer at most (the rest wait for the next).
+constexpr std::size_t kReapChecksPerRound = 100;
 
 class Vnode : public GenServer {
  public:
@@ -45,7 +43,7 @@ class Vnode : public GenServer {
     st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
     refresh_view();
     monitor_nodes(true);  // a replica whose node goes down fails the requests waiting for it
-    send_after(self(), HandoffTimer{}, st_->options.handoff_interval);
+    send_after(self(), PeriodicTimer{}, st_->options.handoff_interval);
     return ok();
   }
 
@@ -61,13 +59,10 @@ class Vnode : public GenServer {
       expire();
       return noreply();
     }
-    if (msg.is<HandoffTimer>()) {
+    if (msg.is<PeriodicTimer>()) {
       offer_hints();
-      send_after(self(), HandoffTimer{}, st_->options.handoff_interval);
-      return noreply();
-    }
-    if (const ReapCheck* rc = msg.get<ReapCheck>()) {
-      reap_check(rc->key);
+      run_reap_checks();
+      send_after(self(), PeriodicTimer{}, st_->options.handoff_interval);
       return noreply();
     }
     if (const NodeDown* nd = msg.get<NodeDown>()) {
@@ -408,7 +403,7 @@ class Vnode : public GenServer {
     if (r.code != 0) st_->counters.errors.fetch_add(1, std::memory_order_relaxed);
     answer(pp.origin, std::move(r));
     if (pp.op == Op::kDelete && pp.fsm.outcome() == Outcome::kOk) {
-      send_after(self(), ReapCheck{std::move(pp.key)}, st_->options.tombstone_ttl);
+      schedule_reap(pp.key, st_->now() + st_->options.tombstone_ttl);
     }
   }
 
@@ -507,33 +502,68 @@ class Vnode : public GenServer {
     }
   }
 
-  // Every replica answered: repair the stale ones, and reap a tombstone that all primaries
-  // hold once its time to live has passed.
+  // Every replica answered: repair the stale ones (a reap check's too: a primary that missed
+  // the delete gets the tombstone), and reap a tombstone that all primaries hold once its time
+  // to live has passed; a reap check that could not reap tries again later.
   void done_get(PendingGet& pg) {
-    if (!pg.reap) read_repair(pg);
-    maybe_reap(pg);
+    read_repair(pg);
+    if (!maybe_reap(pg) && pg.reap) retry_reap(pg.key);
   }
 
   // -- tombstones --------------------------------------------------------------------------
   //
   // A tombstone is dropped only when every primary of its key holds exactly it (so no primary
   // can bring an older value back through read repair or hand-off) and tombstone_ttl has
-  // passed since the delete (its hybrid-clock timestamp). The check is a read of all primaries:
-  // tombstone_ttl after a delete this vnode coordinated, and after any read that found a
-  // tombstone on every primary.
+  // passed since the delete (its hybrid-clock timestamp). The check is a read of all primaries,
+  // run by a primary: tombstone_ttl after a delete it coordinated or a tombstone handed back
+  // to it, and again while a primary is away or missed the delete (the check repairs it), until
+  // the tombstone is reaped or superseded; also after any read that found a tombstone on every
+  // primary. Checks wait in PartitionState::reap_queue (one per key, kept across restarts of
+  // the vnode) and run from the periodic timer, a bounded number per round.
+
+  void schedule_reap(const std::string& key, Clock::time_point due) {
+    auto [it, fresh] = ps_->reap_due.emplace(key, due);
+    if (fresh) ps_->reap_queue.emplace(due, std::string_view(it->first));
+  }
+  // Checks again later: tombstone_ttl from now, at least handoff_interval, at most 60 s.
+  void retry_reap(const std::string& key) {
+    const auto wait = std::clamp(st_->options.tombstone_ttl, st_->options.handoff_interval,
+                                 std::chrono::milliseconds(60000));
+    schedule_reap(key, st_->now() + wait);
+  }
+  void run_reap_checks() {
+    const Clock::time_point now = st_->now();
+    for (std::size_t n = 0; n < kReapChecksPerRound && !ps_->reap_queue.empty(); ++n) {
+      auto first = ps_->reap_queue.begin();
+      if (first->first > now) break;
+      auto due = ps_->reap_due.find(std::string(first->second));
+      std::string key = due->first;
+      ps_->reap_queue.erase(first);
+      ps_->reap_due.erase(due);
+      st_->counters.reap_checks.fetch_add(1, std::memory_order_relaxed);
+      reap_check(key);
+    }
+  }
 
   void reap_check(const std::string& key) {
     const View& v = view();
     if (!v.ready() || v.self < 0) return;
+    Result<Object> local = read_local(key);
+    if (!local || local->empty() || !all_tombstones(*local)) return;  // reaped or superseded
     const auto prim = v.primaries(p_, st_->options.replicas);
+    if (std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) == prim.end()) {
+      return;  // no primary here: a fallback hands its copy back instead
+    }
     std::vector<Target> targets;
     for (std::uint32_t m : prim) {
-      if (!v.up[m]) return;  // a primary away: keep the tombstone
+      if (!v.up[m]) {  // a primary away: keep the tombstone, and look again later
+        retry_reap(key);
+        return;
+      }
       targets.push_back(Target{m, true, m, v.names[m]});
     }
     std::stable_partition(targets.begin(), targets.end(),
                           [&](const Target& t) { return static_cast<int>(t.member) == v.self; });
-    if (targets.empty() || static_cast<int>(targets[0].member) != v.self) return;
     const Clock::time_point now = st_->now();
     const std::uint64_t id = next_req_++;
     PendingGet pg{GetFsm(targets, static_cast<std::uint32_t>(targets.size())),
@@ -543,8 +573,6 @@ class Vnode : public GenServer {
                   now,
                   now + st_->options.request_timeout,
                   true};
-    Result<Object> local = read_local(key);
-    if (!local || local->empty() || !all_tombstones(*local)) return;
     pg.fsm.reply(0, std::move(*local));
     const std::uint64_t dl = wall_deadline(pg.deadline);
     for (std::size_t i = 1; i < targets.size(); ++i) {
@@ -559,22 +587,23 @@ class Vnode : public GenServer {
     arm_tick();
   }
 
-  void maybe_reap(PendingGet& pg) {
-    if (pg.fsm.outcome() != Outcome::kOk || !pg.fsm.all_answered()) return;
+  // Reaps the tombstone `pg` read on every primary, if its time to live passed; true if so.
+  bool maybe_reap(PendingGet& pg) {
+    if (pg.fsm.outcome() != Outcome::kOk || !pg.fsm.all_answered()) return false;
     const Object& merged = pg.fsm.merged();
-    if (merged.empty() || !all_tombstones(merged) || !pg.fsm.stale().empty()) return;
+    if (merged.empty() || !all_tombstones(merged) || !pg.fsm.stale().empty()) return false;
     const View& v = view();
     const auto prim = v.primaries(p_, st_->options.replicas);
     const auto& targets = pg.fsm.targets();
-    if (targets.size() != prim.size()) return;
+    if (targets.size() != prim.size()) return false;
     for (const Target& t : targets) {
-      if (!t.primary) return;
+      if (!t.primary) return false;
     }
     std::uint64_t newest = 0;
     for (const Sibling& s : merged.values()) newest = std::max(newest, s.timestamp);
     const auto ttl = static_cast<std::uint64_t>(st_->options.tombstone_ttl.count());
-    // Too young: the delete's own check comes later.
-    if (HybridClock::millis(newest) + ttl > st_->wall_ms()) return;
+    // Too young: a check comes later.
+    if (HybridClock::millis(newest) + ttl > st_->wall_ms()) return false;
     const std::string bytes = encode_object(merged);
     for (const Target& t : targets) {
       if (t.node == st_->node.name()) {
@@ -583,6 +612,7 @@ class Vnode : public GenServer {
         send(peer(t.node), ReapTombstone{p_, pg.key, bytes});
       }
     }
+    return true;
   }
 
   void reap(const std::string& key, const std::string& object) {
@@ -749,7 +779,8 @@ class Vnode : public GenServer {
       if (it->second.deadline <= now) {
         it->second.fsm.expire();
         answer_get(it->second);
-        if (!it->second.reap) read_repair(it->second);
+        read_repair(it->second);
+        if (it->second.reap) retry_reap(it->second.key);
         it = gets_.erase(it);
       } else {
         ++it;
@@ -796,6 +827,8 @@ class Vnode : public GenServer {
     }
     if (!apply(m.key, *incoming, Atom()).ok()) return;
     send(from, HandoffAck{p_, m.key, m.object});
+    // A delete this primary missed: it sees to the reaping (reap_check looks again).
+    if (all_tombstones(*incoming)) schedule_reap(m.key, st_->now() + st_->options.tombstone_ttl);
   }
 
   // `primary` (the node that sent the ack) stored what this vnode offered it.

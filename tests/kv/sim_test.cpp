@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -91,6 +92,21 @@ class KvSimTest : public ::testing::Test {
     const Client c(node(at));
     sim_->spawn(at, [c, key, o, out] { *out = c.get(key, o); });
     return out;
+  }
+  // What node `at`'s engine holds for `key`, decoded ("<tombstone>" for one); empty: nothing.
+  std::vector<std::string> replica_values(const std::string& at, const std::string& key) {
+    std::string bytes;
+    if (!state_of(node(at))->engine->get(partition_of(key, 16), key, &bytes).ok()) return {};
+    std::vector<std::string> out;
+    for (const Sibling& s : decode_object(bytes)->values()) {
+      out.push_back(s.tombstone ? "<tombstone>" : s.value);
+    }
+    return out;
+  }
+  std::uint64_t counter(std::atomic<std::uint64_t> Counters::*c) {
+    std::uint64_t sum = 0;
+    for (const char* n : {"n1", "n2", "n3"}) sum += (state_of(node(n))->counters.*c).load();
+    return sum;
   }
   // Runs the simulation until `o` is known, at most `limit` of virtual time.
   template <class T>
@@ -309,6 +325,48 @@ TEST_F(KvSimTest, ADurableWriteQuorumCountsOnlyDurableEngines) {
     // (got: the durable acks when it could no longer be met, 0 or 1 by arrival order)
     EXPECT_EQ((*refused)->message().rfind("dw: needed 2, got ", 0), 0u) << (*refused)->message();
   }
+}
+
+// A delete made while a primary is away keeps its tombstones while that primary could bring
+// the value back, then, once it returns, they are reaped without any read: the reap check runs
+// again while a primary is away, repairs the primary that missed the delete, and reaps once
+// every primary holds the tombstone. (It ran once; the tombstones stayed until a read.)
+TEST_F(KvSimTest, ATombstoneIsReapedWithoutAReadOnceAPrimaryThatMissedTheDeleteReturns) {
+  start_cluster(3, {}, [](Options& o) { o.tombstone_ttl = 200ms; });
+  ASSERT_TRUE(settle(put_async("n1", "kept", "v"), 5s));
+  ASSERT_TRUE(sim_->run_until([&] { return !replica_values("n3", "kept").empty(); }, 5s));
+  sim_->partition({"n3"}, {"n1", "n2"});
+  ASSERT_TRUE(
+      sim_->run_until([&] { return sees("n1", "n3", false) && sees("n2", "n3", false); }, 10s));
+  auto del = std::make_shared<std::optional<Status>>();
+  const Client c1(node("n1"));
+  sim_->spawn("n1", [c1, del] {
+    auto r = c1.del("kept");
+    *del = r.ok() ? Status() : r.error();
+  });
+  ASSERT_TRUE(settle(del, 5s));
+  ASSERT_OK(**del);
+  // Checks come and go, well past the ttl; the tombstones stay, as n3 still holds the value.
+  const std::uint64_t checks = counter(&Counters::reap_checks);
+  ASSERT_TRUE(sim_->run_until([&] { return counter(&Counters::reap_checks) >= checks + 3; }, 10s));
+  EXPECT_EQ(replica_values("n1", "kept"), std::vector<std::string>{"<tombstone>"});
+  EXPECT_EQ(replica_values("n2", "kept"), std::vector<std::string>{"<tombstone>"});
+  EXPECT_EQ(replica_values("n3", "kept"), std::vector<std::string>{"v"});
+  EXPECT_EQ(counter(&Counters::tombstones_reaped), 0u);
+  sim_->heal();
+  EXPECT_TRUE(sim_->run_until(
+      [&] {
+        for (const char* n : {"n1", "n2", "n3"}) {
+          if (!replica_values(n, "kept").empty()) return false;
+        }
+        return true;
+      },
+      20s))
+      << "n3: " << replica_values("n3", "kept").size();
+  EXPECT_EQ(counter(&Counters::tombstones_reaped), 3u);
+  GetOutcome got = get_async("n2", "kept");
+  ASSERT_TRUE(settle(got, 5s));
+  EXPECT_EQ((*got)->error().code(), ErrorCode::kNotFound);
 }
 
 // A timeout above the limit is refused (a request in flight holds its object until then).
