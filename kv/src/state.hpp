@@ -50,7 +50,7 @@ struct Counters {
   std::atomic<std::uint64_t> gets{0}, puts{0}, deletes{0}, hits{0}, misses{0}, errors{0},
       overloaded{0}, forwarded{0}, replica_writes{0}, expired_skipped{0}, read_repairs{0},
       read_repairs_skipped{0}, hints{0}, handoffs{0}, tombstones_reaped{0}, siblings_max{0},
-      bad_messages{0}, merge_errors{0}, reap_checks{0};
+      bad_messages{0}, merge_errors{0}, reap_checks{0}, handoff_offers{0};
 };
 
 struct AtomicLatency {
@@ -67,12 +67,16 @@ struct PartitionState {
   PartitionState(PartitionState&& o) noexcept
       : actors(std::move(o.actors)),
         hints(std::move(o.hints)),
+        offered(std::move(o.offered)),
+        handoff_cursor(std::move(o.handoff_cursor)),
         reap_due(std::move(o.reap_due)),
         reap_queue(std::move(o.reap_queue)),
         pid_id(o.pid_id.load()) {}
 
   ActorSource actors;  // the actors of this node's writes in this partition
   std::map<std::string, std::vector<Atom>> hints;  // keys kept for down primaries, and for whom
+  std::map<std::string, std::chrono::steady_clock::time_point> offered;  // handed back, unacked
+  std::string handoff_cursor;  // the last hinted key offered: the next round goes on after it
   // Tombstones to check for reaping, and when: one entry per key (reap_queue views the keys
   // of reap_due, whose nodes do not move).
   std::map<std::string, std::chrono::steady_clock::time_point> reap_due;

@@ -26,6 +26,10 @@ struct PeriodicTimer {};  // every handoff_interval: offer hints, run the reap c
 
 // Reap checks started per PeriodicTimer at most (the rest wait for the next).
 constexpr std::size_t kReapChecksPerRound = 100;
+// Hinted keys a vnode has offered to their primaries and not heard back about, at most; and
+// hinted keys it looks at per round (when most are offered already or their primary is down).
+constexpr std::size_t kHandoffWindow = 100;
+constexpr std::size_t kHandoffScan = 10 * kHandoffWindow;
 
 class Vnode : public GenServer {
  public:
@@ -800,21 +804,35 @@ class Vnode : public GenServer {
     }
   }
 
-  // Sends every hinted object whose primary is up back to it; the hint stays until the
-  // primary acknowledged (HandoffAck).
+  // Offers hinted objects back to their primaries that are up; a hint stays until its primary
+  // acknowledged (HandoffAck). At most kHandoffWindow keys are offered and unanswered at once;
+  // an offer unanswered for a request timeout is made again. Each round goes on from the key
+  // after the last one offered, so keys whose hand-off keeps failing do not starve the rest.
   void offer_hints() {
     if (ps_->hints.empty()) return;
     const View& v = view();
     if (!v.ready()) return;
-    std::size_t sent = 0;
-    for (const auto& [key, primaries] : ps_->hints) {
-      for (Atom primary : primaries) {
+    const Clock::time_point now = st_->now();
+    const auto resend = std::max(st_->options.request_timeout, st_->options.handoff_interval);
+    for (auto it = ps_->offered.begin(); it != ps_->offered.end();) {
+      it = it->second + resend <= now ? ps_->offered.erase(it) : std::next(it);
+    }
+    auto it = ps_->hints.upper_bound(ps_->handoff_cursor);
+    for (std::size_t seen = 0;
+         seen < std::min(ps_->hints.size(), kHandoffScan) && ps_->offered.size() < kHandoffWindow;
+         ++seen, ++it) {
+      if (it == ps_->hints.end()) it = ps_->hints.begin();
+      const std::string& key = it->first;
+      ps_->handoff_cursor = key;
+      if (ps_->offered.count(key)) continue;
+      std::string bytes;
+      for (Atom primary : it->second) {
         const int idx = v.index_of(primary);
         if (idx < 0 || !v.up[idx]) continue;
-        std::string bytes;
-        if (!st_->engine->get(p_, key, &bytes).ok()) continue;
-        send(peer(primary), HandoffPut{p_, key, std::move(bytes)});
-        if (++sent >= 1000) return;  // a bounded batch per interval
+        if (bytes.empty() && !st_->engine->get(p_, key, &bytes).ok()) break;
+        send(peer(primary), HandoffPut{p_, key, bytes});
+        st_->counters.handoff_offers.fetch_add(1, std::memory_order_relaxed);
+        ps_->offered.emplace(key, now);
       }
     }
   }
@@ -835,22 +853,26 @@ class Vnode : public GenServer {
   void handoff_ack(const HandoffAck& m, Atom primary) {
     auto it = ps_->hints.find(m.key);
     if (it == ps_->hints.end()) return;
-    const View& v = view();
+    std::string bytes;
+    const bool unchanged = st_->engine->get(p_, m.key, &bytes).ok() && bytes == m.object;
+    if (!unchanged) {  // a newer write came since the offer: the hint stays, offered again
+      ps_->offered.erase(m.key);
+      return;
+    }
     auto& owners = it->second;
     owners.erase(std::remove(owners.begin(), owners.end(), primary), owners.end());
     st_->counters.handoffs.fetch_add(1, std::memory_order_relaxed);
     if (!owners.empty()) return;
     ps_->hints.erase(it);
+    ps_->offered.erase(m.key);
     st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
-    // Not a primary here: drop the copy, unless a newer write arrived since the offer.
+    // Not a primary here: drop the copy.
+    const View& v = view();
     const auto prim = v.primaries(p_, st_->options.replicas);
     const bool primary_here =
         v.self >= 0 &&
         std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end();
-    std::string bytes;
-    if (!primary_here && st_->engine->get(p_, m.key, &bytes).ok() && bytes == m.object) {
-      (void)st_->engine->erase(p_, m.key);
-    }
+    if (!primary_here) (void)st_->engine->erase(p_, m.key);
   }
 
   KvState* st_ = nullptr;

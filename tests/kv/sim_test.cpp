@@ -108,6 +108,11 @@ class KvSimTest : public ::testing::Test {
     for (const char* n : {"n1", "n2", "n3"}) sum += (state_of(node(n))->counters.*c).load();
     return sum;
   }
+  std::uint64_t hints_pending() {
+    std::uint64_t sum = 0;
+    for (const char* n : {"n1", "n2", "n3"}) sum += stats(node(n))->hints_pending;
+    return sum;
+  }
   // Runs the simulation until `o` is known, at most `limit` of virtual time.
   template <class T>
   bool settle(const std::shared_ptr<std::optional<T>>& o, std::chrono::milliseconds limit) {
@@ -368,6 +373,75 @@ TEST_F(KvSimTest, ATombstoneIsReapedWithoutAReadOnceAPrimaryThatMissedTheDeleteR
   ASSERT_TRUE(settle(got, 5s));
   EXPECT_EQ((*got)->error().code(), ErrorCode::kNotFound);
 }
+
+// Puts `count` keys prefix0.. with `value` through n1 (W = 2), each checked.
+#define PUT_KEYS(prefix, count, value)                         \
+  for (int i = 0; i < (count); ++i) {                          \
+    Outcome put = put_async("n1", numbered(prefix, i), value); \
+    ASSERT_TRUE(settle(put, 5s));                              \
+    ASSERT_OK(**put) << numbered(prefix, i);                   \
+  }
+
+// A fallback offers a hinted key to its primary once and waits for the answer (up to a request
+// timeout) rather than offering it again every hand-off round (100 ms here) while the primary
+// is slow to answer.
+TEST_F(KvSimTest, AHintIsNotOfferedAgainWhileItsOfferIsUnanswered) {
+  start_cluster(3, {}, [](Options& o) { o.replicas = 2; });
+  sim_->partition({"n3"}, {"n1", "n2"});
+  ASSERT_TRUE(
+      sim_->run_until([&] { return sees("n1", "n3", false) && sees("n2", "n3", false); }, 10s));
+  PUT_KEYS("h", 60, "v");
+  const std::uint64_t hinted = hints_pending();
+  ASSERT_GT(hinted, 10u);
+  sim_->heal();
+  ASSERT_TRUE(sim_->run_until([&] { return sees("n1", "n3") && sees("n2", "n3"); }, 10s));
+  // n3 stands still (not yet seen down: that takes 2 s): the offers go unanswered.
+  sim_->pause("n3");
+  const std::uint64_t offers = counter(&Counters::handoff_offers);
+  sim_->run_for(1800ms);
+  ASSERT_TRUE(sees("n1", "n3") && sees("n2", "n3"));
+  EXPECT_LE(counter(&Counters::handoff_offers) - offers, hinted) << "offered over and over";
+  sim_->resume("n3");
+  EXPECT_TRUE(sim_->run_until([&] { return hints_pending() == 0; }, 30s)) << hints_pending();
+}
+
+// Hinted keys whose hand-off keeps failing (too large for the primary, here) do not starve the
+// others: each round goes on after the last key offered. (Every round used to start from the
+// first key and stop after 1,000 offers.)
+TEST_F(KvSimTest, FailingHandOffsDoNotStarveTheRest) {
+  int started = 0;
+  start_cluster(3, {}, [&](Options& o) {
+    o.replicas = 2;
+    if (++started == 3) {  // n3 stores objects of 4 KiB at most
+      o.max_value_bytes = 1024;
+      o.max_object_bytes = 4096;
+    }
+  });
+  // A hash tag whose partition has n3 as a primary: its keys share one vnode, in key order.
+  std::string tag;
+  for (int i = 0; tag.empty(); ++i) {
+    const std::string t = "{" + numbered("t", i) + "}";
+    const auto p = primaries(t);
+    if (std::find(p.begin(), p.end(), "n3") != p.end()) tag = t;
+  }
+  sim_->partition({"n3"}, {"n1", "n2"});
+  ASSERT_TRUE(
+      sim_->run_until([&] { return sees("n1", "n3", false) && sees("n2", "n3", false); }, 10s));
+  PUT_KEYS((tag + "a").c_str(), 1100, std::string(8192, 'x'));  // n3 refuses these
+  PUT_KEYS((tag + "z").c_str(), 10, "small");
+  sim_->heal();
+  EXPECT_TRUE(sim_->run_until(
+      [&] {
+        for (int i = 0; i < 10; ++i) {
+          if (replica_values("n3", numbered((tag + "z").c_str(), i)).empty()) return false;
+        }
+        return true;
+      },
+      60s))
+      << "the small keys were never handed back";
+  EXPECT_TRUE(replica_values("n3", numbered((tag + "a").c_str(), 0)).empty());
+}
+#undef PUT_KEYS
 
 // A timeout above the limit is refused (a request in flight holds its object until then).
 TEST_F(KvSimTest, ATimeoutAboveTheLimitIsRefused) {
