@@ -18,6 +18,8 @@
 #include "nodus/kv/client.hpp"
 #include "nodus/kv/kv.hpp"
 #include "nodus/kv/partition.hpp"
+#include "nodus/node/gen_server.hpp"
+#include "nodus/node/supervisor.hpp"
 #include "sim/sim_cluster.hpp"
 #include "state.hpp"
 #include "test_engines.hpp"
@@ -442,6 +444,42 @@ TEST_F(KvSimTest, FailingHandOffsDoNotStarveTheRest) {
   EXPECT_TRUE(replica_values("n3", numbered((tag + "a").c_str(), 0)).empty());
 }
 #undef PUT_KEYS
+
+// A replica stand-in that acks every write twice: for itself, and for another replica of the
+// same request (target 1 or 2).
+class ForgingReplica : public GenServer {
+ public:
+  Action handle_info(Message& m) override {
+    if (const ReplicaPut* rp = m.get<ReplicaPut>()) {
+      const std::uint8_t other = rp->target == 1 ? 2 : 1;
+      send(sender(), ReplicaPutAck{rp->partition, rp->req_id, rp->target, 0, false});
+      send(sender(), ReplicaPutAck{rp->partition, rp->req_id, other, 0, false});
+    }
+    return noreply();
+  }
+};
+
+// A replica answers only for itself: an ack that names another replica's slot of the request
+// is refused (and counted), so it cannot make up a quorum. (Acks were matched by request id and
+// slot alone.) Here n3's vnode is a stand-in that forges n2's ack while n2 stands still: W = 3
+// fails when n2 is seen down instead of succeeding.
+TEST_F(KvSimTest, AReplicaAnswersOnlyForItself) {
+  start_cluster(3);
+  const std::uint32_t p = partition_of("k", 16);
+  ASSERT_OK(terminate_child(node("n3").whereis("nodus_kv_sup"), vnode_name(p)));
+  SpawnOptions as_vnode;
+  as_vnode.name = vnode_name(p);
+  ASSERT_OK(nodus::start<ForgingReplica>(node("n3"), as_vnode));
+  const std::uint64_t bad = stats(node("n1"))->bad_messages;
+  sim_->pause("n2");
+  RequestOptions w3;
+  w3.w = 3;
+  w3.timeout = 8000ms;
+  Outcome r = put_async("n1", "k", "v", w3);
+  ASSERT_TRUE(settle(r, 20s));
+  EXPECT_EQ((*r)->code(), ErrorCode::kNoQuorum) << (*r)->to_string();
+  EXPECT_EQ(stats(node("n1"))->bad_messages, bad + 1);
+}
 
 // A timeout above the limit is refused (a request in flight holds its object until then).
 TEST_F(KvSimTest, ATimeoutAboveTheLimitIsRefused) {

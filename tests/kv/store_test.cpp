@@ -571,6 +571,30 @@ TEST_F(SiblingLimitTest, TooManySiblingsRefuseBlindWritesButNotResolvingOnes) {
   EXPECT_EQ(value("k"), "resolved");
 }
 
+// A replica keeps what a merge of replicas' writes holds even beyond max_siblings (each
+// coordinator checked its own write; refusing the merge would lose acknowledged writes, as it
+// would in Riak), bounded by kv.max_object_bytes; the next blind write is then refused and one
+// with the merged context resolves them. (Review suspicion B6, dismissed for sibling counts.)
+TEST_F(SiblingLimitTest, AReplicaKeepsAMergeBeyondTheSiblingLimit) {
+  ASSERT_OK(register_protocol());
+  Object o;
+  for (std::uint64_t a = 1; a <= 5; ++a) {
+    o = Object::sync(o, Object().update({}, Sibling{std::to_string(a), a, false}, Actor{a, 1}));
+  }
+  const std::uint32_t p = partition_of("k", 16);
+  {
+    Inbox me(*node_);
+    send(named(vnode_name(p)), ReplicaPut{p, 1, 0, 0, "", true, "k", encode_object(o)});
+    ASSERT_TRUE(next_message_is<ReplicaPutAck>(ErrorCode::kOk));
+  }
+  auto got = client_->get("k");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->values.size(), 5u);
+  EXPECT_EQ(client_->put("k", "blind").error().code(), ErrorCode::kTooManySiblings);
+  ASSERT_OK(client_->put("k", "resolved", {.context = got->context}));
+  EXPECT_EQ(value("k"), "resolved");
+}
+
 class LwwTest : public StoreTest {
  protected:
   void SetUp() override {
