@@ -43,8 +43,10 @@ Result<KvReply> send_request(Node& node, const std::string& via, KvRequest req,
                              std::chrono::milliseconds timeout) {
   std::chrono::milliseconds wait = timeout;
   if (wait.count() == 0) {
+    // The request's deadline is then the kv.request_timeout of the node it goes to: known for
+    // this node; for another, wait as long as any request may (that store answers by then).
     KvState* st = via.empty() ? state_of(node) : nullptr;
-    wait = st ? st->options.request_timeout : std::chrono::milliseconds(5000);
+    wait = st ? st->options.request_timeout : kMaxRequestTimeout;
   }
   const Dest to = via.empty() ? Dest(node.whereis(kServerName)) : named(kServerName, via);
   if (via.empty() && !to.pid().valid()) {

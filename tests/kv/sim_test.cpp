@@ -481,6 +481,30 @@ TEST_F(KvSimTest, AReplicaAnswersOnlyForItself) {
   EXPECT_EQ(stats(node("n1"))->bad_messages, bad + 1);
 }
 
+// A Client that sends through another node's store and names no timeout waits for that
+// store's answer, whatever that node's kv.request_timeout (8 s here): a put acknowledged after
+// 6 s is ok, not a timeout of the client's own. (It gave up after 5.5 s.)
+TEST_F(KvSimTest, AClientThroughAnotherNodeWaitsForThatNodesTimeout) {
+  start_cluster(
+      3, [](NodeOptions& o) { o.down_after = 60s; },
+      [](Options& o) { o.request_timeout = 8000ms; });
+  sim_->pause("n3");  // its ack waits until it resumes
+  auto out = std::make_shared<std::optional<Status>>();
+  const Client via_n2(node("n1"), "n2");
+  const auto t0 = sim_->now();
+  sim_->spawn("n1", [via_n2, out] {
+    RequestOptions w3;
+    w3.w = 3;
+    auto r = via_n2.put("k", "v", w3);
+    *out = r.ok() ? Status() : r.error();
+  });
+  sim_->run_for(6000ms);
+  sim_->resume("n3");
+  ASSERT_TRUE(settle(out, 10s));
+  EXPECT_OK(**out);
+  EXPECT_GE(std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0), 6000ms);
+}
+
 // A timeout above the limit is refused (a request in flight holds its object until then).
 TEST_F(KvSimTest, ATimeoutAboveTheLimitIsRefused) {
   start_cluster(1);

@@ -3,7 +3,8 @@
 // A Client sends each request to the `nodus_kv` server of one node (its own node by default,
 // or a named one: a hidden client node talks to a member), which routes it to a primary of the
 // key; the answer comes from the coordinating vnode. Every call waits at most the request's
-// timeout plus a short margin.
+// timeout plus a short margin (a request without one through another node: kMaxRequestTimeout,
+// since that node's kv.request_timeout is not known here; its store answers by its deadline).
 //
 //     kv::Client kv(node);
 //     auto ctx = kv.put("user:1", "alice");                  // the new causal context
