@@ -3,6 +3,7 @@
 // store aims at 10 M keys per node (issue 13: <= 128 bytes per key replica beside its bytes),
 // which a std::unordered_map<std::string, std::string> (~100 bytes of overhead) would not meet.
 // Deletion shifts later entries back (no tombstones), so probes stay short.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,9 @@ std::uint32_t load32(const char* p) {
 std::string_view key_of(const char* e) { return {e + kHeader, load32(e)}; }
 std::string_view value_of(const char* e) { return {e + kHeader + load32(e), load32(e + 4)}; }
 std::size_t entry_size(const char* e) { return kHeader + load32(e) + load32(e + 4); }
+// What malloc takes for a block of `n` bytes: glibc rounds n plus its size word up to 16, at
+// least 32 (jemalloc's size classes come close).
+std::size_t chunk_bytes(std::size_t n) { return std::max<std::size_t>(32, (n + 8 + 15) & ~15ULL); }
 
 char* make_entry(std::string_view key, std::string_view value) {
   char* e = static_cast<char*>(std::malloc(kHeader + key.size() + value.size()));
@@ -63,13 +67,16 @@ class Table {
       char*& e = slots_[i];
       if (!e) {
         e = make_entry(key, value);
+        allocated_ += chunk_bytes(entry_size(e));
         ++size_;
         return static_cast<std::int64_t>(key.size() + value.size());
       }
       if (key_of(e) == key) {
         const auto old = static_cast<std::int64_t>(load32(e + 4));
+        allocated_ -= chunk_bytes(entry_size(e));
         std::free(e);
         e = make_entry(key, value);
+        allocated_ += chunk_bytes(entry_size(e));
         return static_cast<std::int64_t>(value.size()) - old;
       }
     }
@@ -84,6 +91,7 @@ class Table {
       if (key_of(slots_[i]) == key) break;
     }
     const auto freed = static_cast<std::int64_t>(entry_size(slots_[i]) - kHeader);
+    allocated_ -= chunk_bytes(entry_size(slots_[i]));
     std::free(slots_[i]);
     slots_[i] = nullptr;
     --size_;
@@ -110,6 +118,8 @@ class Table {
 
   std::size_t size() const { return size_; }
   std::size_t slot_bytes() const { return slots_.capacity() * sizeof(char*); }
+  /// What the entries take from malloc, by its rounding (chunk_bytes).
+  std::size_t entry_bytes() const { return allocated_; }
 
  private:
   std::size_t mask() const { return slots_.size() - 1; }
@@ -129,6 +139,7 @@ class Table {
 
   std::vector<char*> slots_;
   std::size_t size_ = 0;
+  std::size_t allocated_ = 0;
 };
 
 struct Partition {
@@ -185,9 +196,7 @@ class MemoryEngine final : public Engine {
       std::lock_guard lock(p.mu);
       s.keys += p.table.size();
       s.data_bytes += p.bytes.load(std::memory_order_relaxed);
-      // Per entry: its header and malloc's own word (~8 bytes on glibc and jemalloc).
-      s.memory_bytes += p.table.slot_bytes() + p.table.size() * (kHeader + 8) +
-                        p.bytes.load(std::memory_order_relaxed);
+      s.memory_bytes += p.table.slot_bytes() + p.table.entry_bytes();
     }
     s.memory_bytes += parts_.size() * sizeof(Partition);
     return s;
