@@ -454,7 +454,16 @@ class Vnode : public GenServer {
     KvReply r;
     if (pg.fsm.outcome() == Outcome::kOk) {
       const Object& o = pg.fsm.merged();
-      for (const Sibling& s : o.values()) {
+      // Replicas that each kept one value of concurrent writes merge into siblings: under
+      // lww the answer is the latest of them, as the replicas keep once repaired.
+      Object latest;
+      const Object* answer = &o;
+      if (st_->options.conflicts == Conflicts::kLww && o.value_count() > 1) {
+        latest = o;
+        resolve_conflicts(latest);
+        answer = &latest;
+      }
+      for (const Sibling& s : answer->values()) {
         if (!s.tombstone) r.values.push_back(s.value);
       }
       if (r.values.empty()) {

@@ -42,6 +42,7 @@ class KvSimTest : public ::testing::Test {
   // initial members; waits for the ring everywhere.
   void start_cluster(int count, const std::function<void(NodeOptions&)>& node_tweak = {},
                      const std::function<void(Options&)>& tweak = {}) {
+    sim_.reset();
     sim_ = std::make_unique<SimCluster>(seed_);
     std::vector<std::string> names;
     for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
@@ -503,6 +504,51 @@ TEST_F(KvSimTest, AClientThroughAnotherNodeWaitsForThatNodesTimeout) {
   ASSERT_TRUE(settle(out, 10s));
   EXPECT_OK(**out);
   EXPECT_GE(std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0), 6000ms);
+}
+
+// conflicts = lww: writes made at the same time on both sides of a partition are concurrent;
+// once the partition heals, every read answers the later one (by hybrid-logical-clock time),
+// the other is lost (by design), and reads repair the replicas to it. With siblings, both stay.
+TEST_F(KvSimTest, UnderLwwConcurrentWritesOnTwoSidesKeepTheLaterOne) {
+  for (Conflicts mode : {Conflicts::kLww, Conflicts::kSiblings}) {
+    SCOPED_TRACE(mode == Conflicts::kLww ? "lww" : "siblings");
+    start_cluster(2, {}, [mode](Options& o) {
+      o.replicas = 2;
+      o.write_quorum = 1;
+      o.read_quorum = 2;
+      o.conflicts = mode;
+    });
+    sim_->partition({"n1"}, {"n2"});
+    ASSERT_TRUE(
+        sim_->run_until([&] { return sees("n1", "n2", false) && sees("n2", "n1", false); }, 10s));
+    Outcome first = put_async("n1", "k", "first");
+    ASSERT_TRUE(settle(first, 5s));
+    ASSERT_OK(**first);
+    sim_->run_for(10ms);
+    Outcome second = put_async("n2", "k", "second");
+    ASSERT_TRUE(settle(second, 5s));
+    ASSERT_OK(**second);
+    EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{"first"});
+    EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{"second"});
+    sim_->heal();
+    ASSERT_TRUE(sim_->run_until([&] { return sees("n1", "n2") && sees("n2", "n1"); }, 10s));
+    GetOutcome got = get_async("n1", "k");
+    ASSERT_TRUE(settle(got, 5s));
+    ASSERT_OK(**got);
+    std::vector<std::string> values = (**got)->values;
+    std::sort(values.begin(), values.end());
+    if (mode == Conflicts::kLww) {
+      EXPECT_EQ(values, std::vector<std::string>{"second"});
+      EXPECT_TRUE(sim_->run_until(
+          [&] {
+            return replica_values("n1", "k") == std::vector<std::string>{"second"} &&
+                   replica_values("n2", "k") == std::vector<std::string>{"second"};
+          },
+          5s));
+    } else {
+      EXPECT_EQ(values, (std::vector<std::string>{"first", "second"}));
+    }
+  }
 }
 
 // A timeout above the limit is refused (a request in flight holds its object until then).
