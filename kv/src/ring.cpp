@@ -195,8 +195,9 @@ Status check(std::uint32_t partitions, std::uint32_t replicas,
   return Status();
 }
 
-}  // namespace
-
+// The claim: assigns every partition to one of `members` members. `owners[p]` is the current
+// owner's index, or -1 for a partition to assign (a fresh ring, or one whose owner left).
+// Returns the new owners. REQUIRES: members >= 1, owners.size() a power of two.
 std::vector<std::uint16_t> claim(std::vector<int> owners, std::uint32_t members,
                                  std::uint32_t replicas) {
   const std::vector<int> old = owners;
@@ -207,6 +208,8 @@ std::vector<std::uint16_t> claim(std::vector<int> owners, std::uint32_t members,
       striped.violations() < kept.violations() ? striped.owners() : kept.owners();
   return std::vector<std::uint16_t>(chosen.begin(), chosen.end());
 }
+
+}  // namespace
 
 Result<Ring> Ring::create(std::uint32_t partitions, std::uint32_t replicas,
                           std::vector<std::string> members) {

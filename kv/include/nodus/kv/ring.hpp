@@ -87,11 +87,4 @@ class Ring {
   std::vector<std::uint16_t> owners_;
 };
 
-/// The claim itself, exposed for tests: assigns every partition to one of `members` members.
-/// `owners[p]` is the current owner's index, or -1 for a partition to assign (a fresh ring,
-/// or one whose owner left). Returns the new owners. REQUIRES: members >= 1, owners.size() a
-/// power of two.
-std::vector<std::uint16_t> claim(std::vector<int> owners, std::uint32_t members,
-                                 std::uint32_t replicas);
-
 }  // namespace nodus::kv
