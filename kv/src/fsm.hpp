@@ -52,6 +52,8 @@ namespace detail {
 
 /// What both machines share: one state per target, the outcome, and for no_quorum which quorum
 /// failed with how many counted toward it.
+/// (CRTP: Derived::evaluate decides the outcome from the replicas' states.)
+template <class Derived>
 class QuorumState {
  public:
   const std::vector<Target>& targets() const { return targets_; }
@@ -62,6 +64,14 @@ class QuorumState {
   std::uint32_t got() const { return got_; }
   /// True once every replica answered (or failed).
   bool all_answered() const { return out_ == 0; }
+  /// Decides what can be decided before any reply (too few targets): call once the
+  /// coordinator has fed in its own reply. Events decide by themselves.
+  void check() { self().evaluate(); }
+  /// Replica `i` (index into targets) refused or failed (overloaded, crashed, its node went
+  /// down); a duplicate or an index out of range is ignored.
+  void fail(std::size_t i) {
+    if (settle(i, kFailed)) self().evaluate();
+  }
   /// The deadline passed: a request still pending times out.
   void expire() {
     if (outcome_ == Outcome::kPending) outcome_ = Outcome::kTimeout;
@@ -75,6 +85,7 @@ class QuorumState {
       : targets_(std::move(targets)),
         state_(targets_.size(), kOut),
         out_(static_cast<std::uint32_t>(targets_.size())) {}
+  Derived& self() { return static_cast<Derived&>(*this); }
 
   // Moves target i out of kOut; false when it was not out (a duplicate or a bad index).
   bool settle(std::size_t i, std::uint8_t to) {
@@ -102,27 +113,21 @@ class QuorumState {
 
 /// A put: answered once W replicas stored it, PW of them primaries and DW of them durable;
 /// no_quorum as soon as the replicas still out cannot make that up.
-class PutFsm : public detail::QuorumState {
+class PutFsm : public detail::QuorumState<PutFsm> {
  public:
   PutFsm(std::vector<Target> targets, std::uint32_t w, std::uint32_t pw, std::uint32_t dw)
       : QuorumState(std::move(targets)), w_(w), pw_(pw), dw_(dw) {}
 
-  /// Decides what can be decided before any reply (too few targets): call once the
-  /// coordinator has fed in its own reply. Events decide by themselves.
-  void check() { evaluate(); }
   /// Replica `i` (index into targets) stored the write; `durable` when its engine is.
   void ack(std::size_t i, bool durable) {
     if (settle(i, durable ? kDurable : kStored)) evaluate();
-  }
-  /// Replica `i` refused or failed (overloaded, crashed, its node went down).
-  void fail(std::size_t i) {
-    if (settle(i, kFailed)) evaluate();
   }
 
  private:
   static constexpr std::uint8_t kStored = 2;
   static constexpr std::uint8_t kDurable = 3;
 
+  friend class detail::QuorumState<PutFsm>;
   void evaluate() {
     if (outcome_ != Outcome::kPending) return;
     std::uint32_t acks = 0, primary = 0, durable = 0, out_primary = 0;
@@ -162,22 +167,17 @@ class PutFsm : public detail::QuorumState {
 /// toward R; PR counts primaries only), with the merge of what they hold; no_quorum when too
 /// few can still reply. Kept until every replica answered or the deadline, so read repair can
 /// see who is stale.
-class GetFsm : public detail::QuorumState {
+class GetFsm : public detail::QuorumState<GetFsm> {
  public:
   GetFsm(std::vector<Target> targets, std::uint32_t r, std::uint32_t pr = 0)
       : QuorumState(std::move(targets)), replies_(targets_.size()), r_(r), pr_(pr) {}
 
-  /// As PutFsm::check.
-  void check() { evaluate(); }
   /// Replica `i` answered: its object, or nullopt when it has none.
   void reply(std::size_t i, std::optional<Object> object) {
     if (!settle(i, kReplied)) return;
     if (object) merged_ = Object::sync(merged_, *object);
     replies_[i] = std::move(object);
     evaluate();
-  }
-  void fail(std::size_t i) {
-    if (settle(i, kFailed)) evaluate();
   }
 
   /// The merge of every reply so far (empty when none had the key).
@@ -198,6 +198,7 @@ class GetFsm : public detail::QuorumState {
  private:
   static constexpr std::uint8_t kReplied = 2;
 
+  friend class detail::QuorumState<GetFsm>;
   void evaluate() {
     if (outcome_ != Outcome::kPending) return;
     std::uint32_t replied = 0, primary = 0, out_primary = 0;

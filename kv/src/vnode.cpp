@@ -385,7 +385,8 @@ class Vnode : public GenServer {
     r.got = got;
     return r;
   }
-  static KvReply no_quorum_reply(const detail::QuorumState& fsm) {
+  template <class Fsm>
+  static KvReply no_quorum_reply(const Fsm& fsm) {
     return no_quorum_reply(fsm.which(), fsm.needed(), fsm.got());
   }
 
@@ -414,13 +415,19 @@ class Vnode : public GenServer {
   void coordinate_get(CoordRequest& cr, const View& view, Clock::time_point now) {
     KvRequest& req = cr.request;
     st_->counters.gets.fetch_add(1, std::memory_order_relaxed);
-    std::vector<Target> targets = targets_for(view);
     const std::uint32_t r = req.r ? req.r : st_->options.read_quorum;
     const std::uint32_t pr = req.pr ? req.pr : st_->options.primary_read_quorum;
+    fan_out_get(PendingGet{GetFsm(targets_for(view), r, pr), cr.origin, std::move(req.key), false,
+                           now, cr.deadline},
+                view);
+  }
+
+  // Asks a get's targets (this node's replica is read here, the others get a ReplicaGet) and
+  // keeps it until every replica answered or its deadline passed.
+  void fan_out_get(PendingGet pg, const View& view) {
     const std::uint64_t id = next_req_++;
-    const Clock::time_point deadline = cr.deadline;
-    PendingGet pg{GetFsm(targets, r, pr), cr.origin, std::move(req.key), false, now, deadline};
-    const std::uint64_t dl = wall_deadline(deadline);
+    const std::uint64_t dl = wall_deadline(pg.deadline);
+    const std::vector<Target>& targets = pg.fsm.targets();
     for (std::size_t i = 0; i < targets.size(); ++i) {
       const Target& t = targets[i];
       if (static_cast<int>(t.member) == view.self) {
@@ -575,29 +582,11 @@ class Vnode : public GenServer {
       }
       targets.push_back(Target{m, true, m, v.names[m]});
     }
-    std::stable_partition(targets.begin(), targets.end(),
-                          [&](const Target& t) { return static_cast<int>(t.member) == v.self; });
     const Clock::time_point now = st_->now();
-    const std::uint64_t id = next_req_++;
-    PendingGet pg{GetFsm(targets, static_cast<std::uint32_t>(targets.size())),
-                  Origin{},
-                  key,
-                  false,
-                  now,
-                  now + st_->options.request_timeout,
-                  true};
-    pg.fsm.reply(0, std::move(*local));
-    const std::uint64_t dl = wall_deadline(pg.deadline);
-    for (std::size_t i = 1; i < targets.size(); ++i) {
-      send(peer(targets[i].node), ReplicaGet{p_, id, static_cast<std::uint8_t>(i), dl, key});
-    }
-    pg.fsm.check();
-    if (pg.fsm.all_answered()) {
-      done_get(pg);
-      return;
-    }
-    gets_.emplace(id, std::move(pg));
-    arm_tick();
+    const auto all = static_cast<std::uint32_t>(targets.size());
+    fan_out_get(PendingGet{GetFsm(std::move(targets), all), Origin{}, key, false, now,
+                           now + st_->options.request_timeout, true},
+                v);
   }
 
   // Reaps the tombstone `pg` read on every primary, if its time to live passed; true if so.
