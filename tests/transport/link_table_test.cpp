@@ -139,6 +139,13 @@ class LinkTableTest : public ::testing::Test {
     table_.on_outgoing(conn, encode_frame(*w.reply), io_.now);
   }
 
+  // Log lines that contain `text`.
+  std::size_t logged(const std::string& text) const {
+    std::size_t n = 0;
+    for (const std::string& l : io_.logs) n += l.find(text) != std::string::npos;
+    return n;
+  }
+
   // `peer` opens its own direction to us on incoming connection `in_id`.
   void link_to_us(ScriptedPeer& peer, const std::string& in_id) {
     table_.on_incoming(
@@ -379,6 +386,64 @@ TEST_F(LinkTableTest, GarbageIsCountedAndForgotten) {
   table_.on_incoming("early", encode_frame(Frame(Heartbeat{1})), {}, io_.now);
   EXPECT_EQ(table_.frames_rejected(), 2u);
   EXPECT_EQ(table_.incoming_count(), 0u);
+}
+
+// -- hidden nodes are not members (docs/protocol.md section 11) -------------------------------
+
+TEST_F(LinkTableTest, APeersFrameFromAHiddenPeerIsIgnoredAndCounted) {
+  link_with(b_);
+  ScriptedPeer ctl{HandshakeIdentity{"ctl", 3, "sim://ctl", "secret", true}};
+  link_with(ctl);
+  const std::size_t conns = io_.open_conns.size();
+  const auto rejected = table_.frames_rejected();
+  std::string in_id = "in-";
+  in_id += "ctl";
+  table_.on_incoming(in_id,
+                     encode_frame(Frame(Peers{
+                         {{"x", "sim://unreachable-1", ""}, {"y", "sim://unreachable-2", ""}}})),
+                     {}, io_.now);
+  EXPECT_EQ(io_.open_conns.size(), conns);  // nothing dialled, now ...
+  EXPECT_EQ(table_.frames_rejected(), rejected + 1);
+  EXPECT_EQ(logged("ignored PEERS from hidden node ctl"), 1u);
+  for (int i = 0; i < 100; ++i) advance(100ms);  // ... or later
+  for (const auto& [id, endpoint] : io_.open_conns) {
+    EXPECT_EQ(endpoint.find("unreachable"), std::string::npos) << endpoint;
+  }
+  EXPECT_EQ(table_.outgoing_count(), 2u);  // b and ctl
+}
+
+TEST_F(LinkTableTest, AHiddenPeerThatSaidByeIsForgottenNotRedialled) {
+  link_with(b_);
+  for (int run = 0; run < 50; ++run) {  // nodusctl run after run, each under a fresh name
+    const std::string name = "ctl-" + std::to_string(run);
+    ScriptedPeer ctl{HandshakeIdentity{name, 3, "sim://" + name, "secret", true}};
+    link_to_us(ctl, "in-" + name);  // it links to us; we link back
+    accept_our_link(ctl, io_.open_conns.rbegin()->first);
+    ASSERT_EQ(io_.ups.back().name, name);
+    table_.on_incoming("in-" + name, encode_frame(Frame(Bye{"leaving"})), {}, io_.now);
+  }
+  EXPECT_EQ(table_.outgoing_count(), 1u);  // b's link alone
+  const std::size_t before = io_.open_conns.size();
+  for (int i = 0; i < 200; ++i) {  // 20 s: every backoff many times over
+    table_.on_incoming("in-b", encode_frame(Frame(Heartbeat{1})), {}, io_.now);
+    advance(100ms);
+  }
+  EXPECT_EQ(io_.open_conns.size(), before);
+  for (const auto& [id, endpoint] : io_.open_conns) EXPECT_EQ(endpoint, "sim://b");
+  EXPECT_EQ(table_.up_peers(), std::vector<std::string>{"b"});
+}
+
+TEST_F(LinkTableTest, AHiddenPeerThatFellSilentIsForgottenToo) {
+  ScriptedPeer ctl{HandshakeIdentity{"ctl", 3, "sim://ctl", "secret", true}};
+  // It links to us, and dies before our own direction is authenticated (killed -9).
+  link_to_us(ctl, "in-ctl");
+  ASSERT_EQ(io_.open_conns.size(), 1u);
+  for (int i = 0; i < 30; ++i) advance(100ms);  // past down_after: declared down
+  EXPECT_EQ(table_.outgoing_count(), 0u);
+  EXPECT_TRUE(io_.open_conns.empty());
+  const std::size_t attempts = io_.sent.size();
+  for (int i = 0; i < 100; ++i) advance(100ms);
+  EXPECT_EQ(io_.sent.size(), attempts);  // not one HELLO more
 }
 
 }  // namespace

@@ -259,19 +259,20 @@ LinkTable::Outgoing* LinkTable::by_conn(ConnId id) {
   return nullptr;
 }
 
-void LinkTable::start_outgoing(const std::string& ep, const std::string& server_key) {
-  if (ep == cfg_.me.listen || ep == cfg_.listen) return;  // ourselves
+LinkTable::Outgoing* LinkTable::start_outgoing(const std::string& ep, const std::string& server_key,
+                                               bool forget_when_down) {
+  if (ep == cfg_.me.listen || ep == cfg_.listen) return nullptr;  // ourselves
   if (cfg_.curve) {
     // Link only to nodes that prove they hold a cluster key: gossip cannot steer us elsewhere.
     if (server_key.empty()) {
       log_limited(ep, "not linking to " + ep +
                           ": CURVE is on and its public key is unknown (give it as endpoint#KEY)");
-      return;
+      return nullptr;
     }
     if (!cfg_.allowed.count(server_key)) {
       log_limited(server_key, "not linking to " + ep + ": its public key " + server_key +
                                   " is not in curve_allowed");
-      return;
+      return nullptr;
     }
   }
   Outgoing* o = by_endpoint(ep);
@@ -279,9 +280,11 @@ void LinkTable::start_outgoing(const std::string& ep, const std::string& server_
     outgoing_.push_back(std::make_unique<Outgoing>());
     o = outgoing_.back().get();
     o->endpoint = ep;
+    o->forget_when_down = forget_when_down;
   }
   if (cfg_.curve) o->server_key = server_key;  // a node re-keyed: the next attempt uses it
   if (o->state == Outgoing::State::kIdle) attempt(*o);
+  return o;
 }
 
 void LinkTable::attempt(Outgoing& o) {
@@ -439,15 +442,17 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
       }
       last_heard_[h.name] = now_;
       incoming_creation_[h.name] = h.creation;
-      if (is_hidden(h)) {
-        hidden_.insert(h.name);
+      const bool hidden = is_hidden(h);
+      if (hidden) {
+        hidden_[h.name] = h.listen;
       } else {
         hidden_.erase(h.name);
       }
       // Open our own direction to it, unless we have one already. Under CURVE its key is the
-      // one it was admitted with: one pair per node.
-      if (!up_link(h.name)) start_outgoing(h.listen, in.client_key);
-      maybe_up(h.name);
+      // one it was admitted with: one pair per node. `h` lives in `in`, which may go meanwhile.
+      const std::string name = h.name;
+      if (!up_link(name)) start_outgoing(h.listen, in.client_key, /*forget_when_down=*/hidden);
+      maybe_up(name);
       return;
     }
     case Event::kPeerFrame: {
@@ -456,7 +461,15 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
       if (auto* d = std::get_if<Data>(&frame)) {  // (on_incoming passes these on itself)
         io_.deliver(peer, std::move(*d));
       } else if (auto* p = std::get_if<Peers>(&frame)) {
-        learn(*p);
+        if (hidden_.count(peer)) {
+          // A hidden node is no member (docs/protocol.md section 11): it may not steer whom we
+          // link to, nor have us dial endpoints for ever.
+          frames_rejected_.fetch_add(1, std::memory_order_relaxed);
+          log_limited(peer, "ignored PEERS from hidden node " + peer +
+                                ": a hidden node is not a cluster member");
+        } else {
+          learn(*p);
+        }
       } else if (std::holds_alternative<Bye>(frame)) {
         peer_down(peer, "bye", nullptr);  // forgets this connection too
       }
@@ -473,7 +486,13 @@ void LinkTable::peer_down(const std::string& peer, const std::string& reason,
   const bool was_up = announced_.erase(peer) > 0;
   last_heard_.erase(peer);
   incoming_creation_.erase(peer);
-  const bool was_hidden = hidden_.erase(peer) > 0;
+  std::string hidden_listen;  // a hidden node's endpoint, for the link back to it
+  bool was_hidden = false;
+  if (auto h = hidden_.find(peer); h != hidden_.end()) {
+    was_hidden = true;
+    hidden_listen = std::move(h->second);
+    hidden_.erase(h);
+  }
   for (auto it = incoming_.begin(); it != incoming_.end();) {
     if (it->second.hs.phase == AcceptorState::Phase::kAuthenticated &&
         it->second.hs.hello.name == peer && !(keep && it->first == *keep)) {
@@ -487,6 +506,15 @@ void LinkTable::peer_down(const std::string& peer, const std::string& reason,
       reset(*o, /*backoff=*/true);
       o->hs.peer.clear();
     }
+  }
+  if (was_hidden) {
+    // A hidden node that left is forgotten, the link back to it included (whether or not it
+    // got as far as naming the node): nodusctl's every run would be redialled for ever.
+    std::erase_if(outgoing_, [&](const std::unique_ptr<Outgoing>& o) {
+      if (!o->forget_when_down || o->endpoint != hidden_listen) return false;
+      retire(*o);
+      return true;
+    });
   }
   io_.peer_down(peer, reason, was_up, was_hidden);
 }

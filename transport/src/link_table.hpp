@@ -132,6 +132,8 @@ class LinkTable {
   std::vector<std::string> up_peers() const;
   /// Incoming connections we hold state for (the driving thread).
   std::size_t incoming_count() const { return incoming_.size(); }
+  /// Outgoing links we keep (open, or waiting to be redialled) (the driving thread).
+  std::size_t outgoing_count() const { return outgoing_.size(); }
   const LinkConfig& config() const { return cfg_; }
 
  private:
@@ -146,6 +148,9 @@ class LinkTable {
     TimePoint up_since{};
     TimePoint next_attempt{};
     std::chrono::milliseconds backoff = kFirstBackoff;
+    /// Opened only to link back to a hidden node: forgotten when that node goes down, since
+    /// hidden nodes (nodusctl) come and go under fresh names and endpoints.
+    bool forget_when_down = false;
   };
 
   struct Incoming {
@@ -154,7 +159,10 @@ class LinkTable {
     std::string client_key;  // CURVE: the key this connection was admitted with
   };
 
-  void start_outgoing(const std::string& endpoint, const std::string& server_key);
+  /// The link to `endpoint` (made if new, and `forget_when_down` then), attempted now if
+  /// idle; nullptr if it may not be linked to (ourselves, CURVE without an allowed key).
+  Outgoing* start_outgoing(const std::string& endpoint, const std::string& server_key,
+                           bool forget_when_down = false);
   void attempt(Outgoing& o);
   /// Drops o's connection; with `backoff`, the next attempt waits.
   void reset(Outgoing& o, bool backoff);
@@ -187,7 +195,8 @@ class LinkTable {
   std::unordered_map<std::string, TimePoint> last_heard_;
   std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
   std::unordered_set<std::string> announced_;                         // reported up
-  std::unordered_set<std::string> hidden_;  // authenticated to us as hidden nodes
+  // Authenticated to us as hidden nodes, with the endpoint they listen on.
+  std::unordered_map<std::string, std::string> hidden_;
   std::unordered_map<std::string, TimePoint> last_logged_;
 
   // Guards blocked_: written by block() (tests, operators), read wherever frames pass while
