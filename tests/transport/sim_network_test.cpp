@@ -328,6 +328,48 @@ TEST_F(SimNetworkTest, APartitionShorterThanDownAfterHealsWithOneDownEachAndNoFl
   EXPECT_EQ(a.ups.size() + b.ups.size(), ups);
 }
 
+// Issue 10: a careless copy of n1's config with another port. The copy is refused by every node
+// it reaches; the real node's links never go down (no flapping), nobody links to the copy, each
+// side logs why (once per interval), and when the copy stops the real node is still up everywhere.
+TEST_F(SimNetworkTest, ACopyOfANodeUnderItsNameIsRefusedAndTheRealOneIsUndisturbed) {
+  SimPeer& a = make("a");
+  SimPeer& b = make("b");
+  SimPeer& c = make("c");
+  b.t->connect("sim://a");
+  c.t->connect("sim://a");
+  auto meshed = [&] { return a.up("b") && a.up("c") && b.up("a") && b.up("c") && c.up("a"); };
+  ASSERT_TRUE(run_until(meshed));
+  SimPeer& copy = make_as("a-copy", "a", std::nullopt, {}, false, /*creation=*/7);
+  copy.t->connect("sim://b");
+  copy.t->connect("sim://c");
+  run_for(30s);
+  EXPECT_TRUE(meshed());
+  for (SimPeer* p : {&a, &b, &c}) EXPECT_TRUE(p->downs.empty());
+  EXPECT_EQ(b.ups.size(), 2u);  // a and c, once each
+  EXPECT_TRUE(copy.t->peers().empty());
+  for (const auto& p : b.t->peers()) {
+    if (p.name == "a") {
+      EXPECT_EQ(p.endpoint, "sim://a");
+    }
+  }
+  auto count = [](const SimPeer& p, const std::string& text) {
+    std::size_t n = 0;
+    for (const std::string& l : p.logs) n += l.find(text) != std::string::npos;
+    return n;
+  };
+  // About one line per 10 s on each side, saying what is wrong.
+  EXPECT_GE(count(b, "refused node a at sim://a-copy: the name a is in use by the node at sim://a"),
+            1u);
+  EXPECT_LE(count(b, "the name a is in use"), 4u);
+  EXPECT_GE(count(copy, "refused us: name in use: a is the node at sim://a"), 1u);
+  EXPECT_LE(count(copy, "name in use"), 8u);  // two nodes refuse it
+  // The copy stops; the real a stays up everywhere.
+  peers_.erase("a-copy");
+  run_for(30s);
+  EXPECT_TRUE(meshed());
+  for (SimPeer* p : {&a, &b, &c}) EXPECT_TRUE(p->downs.empty());
+}
+
 // Issue 10: nodusctl run after run (a hidden node under a fresh name and endpoint each time,
 // leaving with BYE, or killed): a node forgets each one that left, and redials none of them.
 TEST_F(SimNetworkTest, HiddenNodesThatLeftAreForgottenNotRedialled) {

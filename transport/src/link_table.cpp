@@ -104,6 +104,14 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
       reset(*o, /*backoff=*/true);
       return;
     case Event::kAuthenticated:
+      if (o->hs.peer == cfg_.me.name && o->hs.peer_creation == cfg_.me.creation) {
+        // This node itself, under another name for its endpoint (a seed list that names
+        // every node, this one included): never a peer.
+        log_limited(o->endpoint, "not linking to " + o->endpoint + ": it is this node itself");
+        reset(*o, false);
+        o->next_attempt = TimePoint::max();
+        return;
+      }
       // Another link to the same node is up or proving itself (it was reached under two
       // endpoints): keep that one, and leave this one before it proves anything, so the peer
       // never takes a second connection of ours for a reconnect (see handle_incoming).
@@ -136,7 +144,13 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
         return;
       }
       auth_failures_.fetch_add(1, std::memory_order_relaxed);
-      log_limited(o->endpoint, "node at " + o->endpoint + " refused us: " + step.detail);
+      if (std::string_view(step.detail).substr(0, kNameInUseReason.size()) == kNameInUseReason) {
+        log_limited(o->endpoint, "node at " + o->endpoint + " refused us: " + step.detail +
+                                     " (another node runs as " + cfg_.me.name +
+                                     ": names must be unique in a cluster)");
+      } else {
+        log_limited(o->endpoint, "node at " + o->endpoint + " refused us: " + step.detail);
+      }
       reset(*o, /*backoff=*/true);
       return;
     case Event::kNone:
@@ -379,6 +393,36 @@ void LinkTable::learn(const Peers& peers) {
 
 // -- incoming connections ----------------------------------------------------------------------
 
+bool LinkTable::name_in_use(const std::string& this_in, const Hello& h, std::string& holder) {
+  if (h.name == cfg_.me.name) {
+    holder = cfg_.me.listen + " (this node)";
+    return true;
+  }
+  if (!last_heard_.count(h.name)) return false;  // nobody we hear from holds it
+  // The incarnation we know: from its own connection to us, else from our link to it.
+  std::uint32_t creation = 0;
+  std::string listen;
+  for (const auto& [id, in] : incoming_) {
+    if (id != this_in && in.hs.phase == AcceptorState::Phase::kAuthenticated &&
+        in.hs.hello.name == h.name) {
+      creation = in.hs.hello.creation;
+      listen = in.hs.hello.listen;
+      break;
+    }
+  }
+  if (listen.empty()) {
+    if (const Outgoing* o = up_link(h.name)) {
+      creation = o->hs.peer_creation;
+      listen = o->endpoint;
+    }
+  }
+  // The same incarnation reconnecting, or a restart: its endpoint is its own, so a new
+  // incarnation on it means the old one is gone (it could not listen there otherwise).
+  if (listen.empty() || creation == h.creation || listen == h.listen) return false;
+  holder = listen;
+  return true;
+}
+
 void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame) {
   using Phase = AcceptorState::Phase;
   if (any_blocked_.load(std::memory_order_acquire)) {
@@ -415,6 +459,20 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
       return;
     case Event::kAuthenticated: {
       const Hello& h = in.hs.hello;
+      if (std::string holder; name_in_use(id, h, holder)) {
+        // A second node under a name in use here (a copy of a node's config with another
+        // port): refused, and the node that holds the name is left alone. Taking it for a
+        // restart would end the real one's link, and the two would take turns for ever.
+        auth_failures_.fetch_add(1, std::memory_order_relaxed);
+        io_.reply(id, encode_frame(Frame(Refuse{std::string(kNameInUseReason) + ": " + h.name +
+                                                " is the node at " + holder})));
+        log_limited("name " + h.name, "refused node " + h.name + " at " + h.listen + ": the name " +
+                                          h.name + " is in use by the node at " + holder +
+                                          " (two nodes run as " + h.name +
+                                          "? names must be unique in a cluster)");
+        incoming_.erase(id);
+        return;
+      }
       // A new incarnation of a peer we still think is up (it restarted within down_after):
       // the old one is gone, and our link to it is stale, because its socket reconnected
       // silently to the new incarnation, which drops our frames as unauthenticated.
@@ -533,9 +591,9 @@ void LinkTable::reject(const std::string& source, const std::string& why) {
 }
 
 void LinkTable::log_limited(const std::string& source, const std::string& line) {
-  auto& last = last_logged_[source];
-  if (last != TimePoint{} && now_ - last < kLogInterval) return;
-  last = now_;
+  auto [it, fresh] = last_logged_.try_emplace(source, now_);
+  if (!fresh && now_ - it->second < kLogInterval) return;
+  it->second = now_;
   io_.log(line);
 }
 

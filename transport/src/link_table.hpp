@@ -172,6 +172,10 @@ class LinkTable {
   void maybe_up(const std::string& peer);
   void gossip(Outgoing& fresh);
   void learn(const Peers& peers);
+  /// Whether the authenticated `hello` (of incoming connection `in`) claims a name in use here
+  /// by another node: ours, or a peer's that we hear from at another endpoint under another
+  /// creation (a restart comes back on its own endpoint). `holder`: where the name is in use.
+  bool name_in_use(const std::string& in, const Hello& hello, std::string& holder);
   void handle_incoming(const std::string& id, Incoming& in, Frame frame);
   /// `keep`: an incoming connection of the peer's that survives (its new incarnation's).
   void peer_down(const std::string& peer, const std::string& reason, const std::string* keep);
