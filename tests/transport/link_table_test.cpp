@@ -540,5 +540,46 @@ TEST_F(LinkTableTest, ALinkToThisNodeItselfIsLeftForGood) {
   EXPECT_TRUE(io_.open_conns.empty());
 }
 
+// -- what unauthenticated sources cost ------------------------------------------------------------
+
+// 30,000 connections each sending one bad byte: a line per interval with the count of the rest,
+// and nothing remembered per connection.
+TEST_F(LinkTableTest, BadBytesFromManySourcesAreLoggedRateLimitedWithACount) {
+  for (int i = 0; i < 30000; ++i) {
+    table_.on_incoming("junk-" + std::to_string(i), std::string(1, '\xc1'), {}, io_.now);
+    if (i % 3000 == 2999) io_.now += 1s;  // 10 s in all
+  }
+  EXPECT_EQ(table_.frames_rejected(), 30000u);
+  EXPECT_EQ(table_.incoming_count(), 0u);
+  EXPECT_LE(table_.log_sources(), 1u);
+  EXPECT_LE(io_.logs.size(), 3u);
+  advance(1s);  // the interval is over: the count of what was held back
+  ASSERT_FALSE(io_.logs.empty());
+  std::size_t counted = 0;
+  for (const std::string& l : io_.logs) {
+    if (l.find("more problems with unauthenticated connections") != std::string::npos) {
+      counted += std::stoul(l);
+    }
+  }
+  EXPECT_EQ(counted + logged("dropped a frame from a connection before its handshake"), 30000u);
+  // Wrong cookies under chosen names: the same.
+  for (int i = 0; i < 1000; ++i) {
+    ScriptedPeer liar{HandshakeIdentity{"liar-" + std::to_string(i), 1, "sim://x", "wrong", false}};
+    table_.on_incoming(
+        "liar-" + std::to_string(i),
+        encode_frame(Frame(connector_hello(liar.me, liar.out, std::string(kNonceBytes, 'q')))), {},
+        io_.now);
+    ConnectorStep p = connector_on_frame(liar.me, liar.out, io_.replies.back().second);
+    ASSERT_EQ(p.event, ConnectorStep::Event::kAuthFailed);
+    Proof forged{std::string(kMacBytes, 'f')};
+    table_.on_incoming("liar-" + std::to_string(i), encode_frame(Frame(forged)), {}, io_.now);
+  }
+  EXPECT_EQ(table_.auth_failures(), 1000u);
+  EXPECT_EQ(table_.incoming_count(), 0u);
+  EXPECT_LE(table_.log_sources(), 1u);
+  for (int i = 0; i < 30; ++i) advance(1s);
+  EXPECT_LE(table_.log_sources(), 0u);
+}
+
 }  // namespace
 }  // namespace nodus::transport

@@ -60,11 +60,12 @@ void LinkTable::on_incoming(const std::string& id, std::string_view message,
     const bool authenticated = in.hs.phase == AcceptorState::Phase::kAuthenticated;
     auto frame = decode_next_frame(rest, cfg_.limits);
     if (!frame.ok()) {
-      const std::string source = authenticated
-                                     ? in.hs.hello.name
-                                     : "connection " + std::to_string(std::hash<std::string>()(id));
-      reject(source, frame.error().to_string());
-      if (!authenticated) incoming_.erase(it);
+      if (authenticated) {
+        reject(in.hs.hello.name, frame.error().to_string());
+      } else {
+        reject_unauthenticated("a connection before its handshake", frame.error().to_string());
+        incoming_.erase(it);
+      }
       break;  // what follows cannot be resynchronised
     }
     if (Data* d = std::get_if<Data>(&*frame); d && authenticated) {
@@ -163,7 +164,7 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
 void LinkTable::reject_unframed(const std::string& source, const std::string& why, TimePoint now) {
   now_ = now;
   frames_in_.fetch_add(1, std::memory_order_relaxed);
-  reject(source, why);
+  reject_unauthenticated(source, why);
 }
 
 void LinkTable::tick(TimePoint now) {
@@ -173,6 +174,13 @@ void LinkTable::tick(TimePoint now) {
     if (now - heard > cfg_.down_after) silent.push_back(peer);
   }
   for (const std::string& peer : silent) peer_down(peer, "timeout", nullptr);
+  flush_unauthenticated_log();
+  if (now - last_prune_ >= kLogInterval) {
+    // Sources last logged about an interval ago are allowed a line again anyway: forgetting
+    // them keeps this map as small as the log is quiet.
+    last_prune_ = now;
+    std::erase_if(last_logged_, [&](const auto& e) { return now - e.second >= kLogInterval; });
+  }
   // Handshakes that never finished.
   for (auto it = incoming_.begin(); it != incoming_.end();) {
     if (it->second.hs.phase != AcceptorState::Phase::kAuthenticated &&
@@ -248,6 +256,11 @@ std::vector<std::string> LinkTable::up_peers() const {
   std::vector<std::string> out(announced_.begin(), announced_.end());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+bool LinkTable::authenticated(const std::string& in) const {
+  auto it = incoming_.find(in);
+  return it != incoming_.end() && it->second.hs.phase == AcceptorState::Phase::kAuthenticated;
 }
 
 // -- outgoing links ----------------------------------------------------------------------------
@@ -439,12 +452,13 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
   switch (step.event) {
     case Event::kNotAuthenticated:
       if (step.reply) io_.reply(id, encode_frame(*step.reply));
-      reject("connection", step.detail);
+      reject_unauthenticated("a connection", step.detail);
       incoming_.erase(id);
       return;
     case Event::kVersionRefused:
       io_.reply(id, encode_frame(*step.reply));
-      log_limited(in.hs.hello.name, "refused node " + in.hs.hello.name + ": " + step.detail);
+      log_unauthenticated("refused a node calling itself " + in.hs.hello.name + ": " + step.detail,
+                          now_);
       incoming_.erase(id);
       return;
     case Event::kChallenged:
@@ -453,8 +467,10 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
     case Event::kAuthFailed:
       auth_failures_.fetch_add(1, std::memory_order_relaxed);
       if (step.reply) io_.reply(id, encode_frame(*step.reply));
-      log_limited(in.hs.hello.name, "refused node " + in.hs.hello.name +
-                                        ": authentication failed (is its cookie the same?)");
+      log_unauthenticated("refused a node calling itself " + in.hs.hello.name + " at " +
+                              in.hs.hello.listen +
+                              ": authentication failed (is its cookie the same?)",
+                          now_);
       incoming_.erase(id);
       return;
     case Event::kAuthenticated: {
@@ -590,11 +606,40 @@ void LinkTable::reject(const std::string& source, const std::string& why) {
   log_limited(source, "dropped a frame from " + source + ": " + why);
 }
 
+void LinkTable::reject_unauthenticated(const std::string& source, const std::string& why) {
+  frames_rejected_.fetch_add(1, std::memory_order_relaxed);
+  log_unauthenticated("dropped a frame from " + source + ": " + why, now_);
+}
+
 void LinkTable::log_limited(const std::string& source, const std::string& line) {
   auto [it, fresh] = last_logged_.try_emplace(source, now_);
   if (!fresh && now_ - it->second < kLogInterval) return;
   it->second = now_;
   io_.log(line);
+}
+
+void LinkTable::log_unauthenticated(const std::string& line, TimePoint now) {
+  if (now > now_) now_ = now;
+  if (unauthenticated_logged_ && now_ - *unauthenticated_logged_ < kLogInterval) {
+    ++unauthenticated_held_;
+    return;
+  }
+  flush_unauthenticated_log();
+  unauthenticated_logged_ = now_;
+  io_.log(line);
+}
+
+void LinkTable::flush_unauthenticated_log() {
+  if (unauthenticated_held_ == 0 || now_ - *unauthenticated_logged_ < kLogInterval) return;
+  io_.log(std::to_string(unauthenticated_held_) + " more problem" +
+          (unauthenticated_held_ == 1 ? "" : "s") + " with " + std::string(kUnauthenticatedSource) +
+          " in the " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::seconds>(now_ - *unauthenticated_logged_)
+                  .count()) +
+          " s after the last one logged (not logged one by one)");
+  unauthenticated_held_ = 0;
+  unauthenticated_logged_ = now_;
 }
 
 }  // namespace nodus::transport

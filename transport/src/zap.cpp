@@ -97,7 +97,7 @@ void ZapHandler::answer() {
     }
     if (v.admit) continue;
     refused_.fetch_add(1, std::memory_order_relaxed);
-    log_("curve " + v.address, "refused a connection from " + v.address + ": " + v.why);
+    log_(std::string(), "refused a connection from " + v.address + ": " + v.why);
   }
 }
 
@@ -125,7 +125,7 @@ void ZapHandler::read_monitor(const std::string& endpoint) {
                                 ? "the peer does not use CURVE (a plaintext node?)"
                                 : "the handshake failed before CURVE authentication (a plaintext "
                                   "node, or one without our public key?)";
-    log_("curve handshake " + why, "refused a connection on " + endpoint + ": " + why + code);
+    log_(std::string(), "refused a connection on " + endpoint + ": " + why + code);
   }
 }
 

@@ -37,7 +37,9 @@ ZapVerdict zap_verdict(const std::vector<std::string>& request,
 
 class ZapHandler {
  public:
-  /// `log(source, line)` reports a refusal (rate-limited by the caller per source).
+  /// `log(source, line)` reports a problem, rate-limited by the caller per source; an empty
+  /// `source` is a client that has not authenticated (rate-limited with all of those, so that
+  /// nothing is kept per address).
   using Log = std::function<void(const std::string& source, const std::string& line)>;
 
   ZapHandler(zmq::context_t& ctx, std::unordered_set<std::string> allowed, Log log);

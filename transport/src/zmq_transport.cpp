@@ -69,8 +69,13 @@ class ZmqTransport final : public Transport, private LinkIo {
     auto cfg = make_link_config(opt_, "");
     if (!cfg.ok()) return cfg.error();
     zap_ = std::make_unique<ZapHandler>(
-        ctx_, cfg->allowed,
-        [this](const std::string& source, const std::string& line) { log_limited(source, line); });
+        ctx_, cfg->allowed, [this](const std::string& source, const std::string& line) {
+          if (source.empty()) {
+            table_->log_unauthenticated(line, Clock::now());  // one allowance for them all
+          } else {
+            log_limited(source, line);
+          }
+        });
     try {
       if (opt_.curve) zap_->listen(router_, *opt_.curve);
       router_.set(zmq::sockopt::linger, 0);
