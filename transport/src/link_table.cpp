@@ -167,6 +167,22 @@ void LinkTable::reject_unframed(const std::string& source, const std::string& wh
   reject_unauthenticated(source, why);
 }
 
+void LinkTable::reject_parts(const std::string& in, std::size_t bytes, TimePoint now) {
+  now_ = now;
+  frames_in_.fetch_add(1, std::memory_order_relaxed);
+  auto it = incoming_.find(in);
+  if (it != incoming_.end() && it->second.hs.phase == AcceptorState::Phase::kAuthenticated) {
+    reject(it->second.hs.hello.name,
+           "a message of " + std::to_string(bytes) + " bytes, over the frame limit");
+    return;
+  }
+  // Only a peer that counts its link up sends a message in parts: it is not, here (section 7).
+  io_.reply(in, encode_frame(Frame(Refuse{std::string(kNotAuthenticatedReason)})));
+  reject_unauthenticated("a connection before its handshake",
+                         "a message of " + std::to_string(bytes) + " bytes in parts");
+  if (it != incoming_.end()) incoming_.erase(it);
+}
+
 void LinkTable::tick(TimePoint now) {
   now_ = now;
   std::vector<std::string> silent;

@@ -116,6 +116,10 @@ class LinkTable {
   /// A message on an incoming connection that carried no frame we could look at (the shell's
   /// own framing failed: ZeroMQ parts missing or extra): dropped and counted.
   void reject_unframed(const std::string& source, const std::string& why, TimePoint now);
+  /// A message in parts on incoming connection `in`, `bytes` long, that is not taken: `in` has
+  /// not authenticated (answered with REFUSE, as a peer's frame would be), or it is over the
+  /// frame limit. Dropped and counted.
+  void reject_parts(const std::string& in, std::size_t bytes, TimePoint now);
   /// Liveness, heartbeats, handshake timeouts, reconnects: call every few tens of ms.
   void tick(TimePoint now);
   /// Leaving: BYE to every peer that is up, then every connection closed.

@@ -108,6 +108,9 @@ struct TransportStats {
   /// Connections refused by CURVE before any frame: a client key not in curve_allowed, a
   /// plaintext client, a failed CURVE handshake. Zero without `curve`.
   std::uint64_t curve_refused = 0;
+  /// Connections closed before they authenticated: not done within down_after of connecting,
+  /// or too many waiting at once (docs/protocol.md section 1).
+  std::uint64_t connections_closed = 0;
 };
 
 struct TransportCallbacks {
