@@ -56,6 +56,7 @@ Status Node::connect(const std::string& endpoint, Timeout timeout) {
     return false;
   };
   if (linked()) return Status::Ok();
+  const std::uint64_t auth_failures = t->stats().auth_failures;
   rt_->connect(endpoint);
   // The transport tells no one of a link by endpoint: look, with a pause that grows to 10 ms
   // (a process's pause parks only that process).
@@ -64,6 +65,10 @@ Status Node::connect(const std::string& endpoint, Timeout timeout) {
   while (!linked()) {
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(ErrorCode::kTimeout, "no link to " + ep + " within the timeout");
+    }
+    if (t->stats().auth_failures != auth_failures) {
+      return Status(ErrorCode::kAuth, "authentication with " + ep +
+                                          " failed: is the cookie (or the CURVE key) the same?");
     }
     sleep_for(std::min<std::chrono::milliseconds>(
         pause, std::chrono::duration_cast<std::chrono::milliseconds>(
