@@ -516,6 +516,10 @@ Status check_options(const Options& o) {
 }  // namespace
 
 Status start(Node& node, Options options) {
+  if (!detail::errors_registered()) {
+    return Status(ErrorCode::kInternal,
+                  "the store's error codes (6000-6999) could not be registered");
+  }
   if (Status s = check_options(options); !s.ok()) return s;
   if (state_of(node)) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   if (Status s = register_protocol(); !s.ok()) return s;
