@@ -100,13 +100,13 @@ transport::WireIdRef wire_ref(const Ref& r) { return {r.node.name(), r.creation,
 std::optional<Reason> encode_envelope(const Runtime& rt, const Envelope& e,
                                       const std::variant<Pid, std::string>& to, std::string& out) {
   auto kind = wire_kind(e.kind);
-  if (!kind) return Reason(tuple(atom("badarg"), bin("a local-only signal")));
+  if (!kind) return reasons::of(ErrorCode::kBadArg, bin("a local-only signal"));
   thread_local std::string payload;  // reused: no allocation per message
   payload.clear();
   if (!e.msg.encode(payload)) {
-    return Reason(tuple(atom("badarg"), bin(std::string("message type ") + e.msg.type_name() +
-                                            " cannot cross the wire: declare it with "
-                                            "NODUS_MESSAGE")));
+    return reasons::of(ErrorCode::kBadArg, bin(std::string("message type ") + e.msg.type_name() +
+                                               " cannot cross the wire: declare it with "
+                                               "NODUS_MESSAGE"));
   }
   transport::DataRef d;
   d.kind = *kind;
@@ -246,7 +246,7 @@ void Runtime::deliver_remote_to(Atom node, std::variant<Pid, std::string> addres
   auto unreachable = [&] {
     const bool asks =
         e->kind == Kind::kCall || e->kind == Kind::kGetStatus || e->kind == Kind::kStop;
-    bounce(owned.release(), Term(atom(asks ? "nodedown" : "noconnection")), to);
+    bounce(owned.release(), asks ? reasons::of(ErrorCode::kNodeDown) : Reason("noconnection"), to);
   };
   transport::Transport* t = transport();
   if (!t) {
@@ -271,7 +271,7 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
   auto refuse = [&](const std::string& why) {
     remote_rejected_.fetch_add(1, std::memory_order_relaxed);
     if (kind == Kind::kCall && from) {
-      send_error_reply(from, ref, Reason(tuple(atom("badarg"), bin(why))));
+      send_error_reply(from, ref, reasons::of(ErrorCode::kBadArg, bin(why)));
     }
   };
   if (!kind) {

@@ -125,7 +125,7 @@ std::string run_seed(std::uint64_t seed, Faults mix, bool trace) {
     rs[i].pid = sim.spawn(rs[i].node, [&rs, i, pause, &node] {
       sleep_for(pause);
       auto r = register_global(node, rs[i].name, self());
-      rs[i].result = r.ok() ? Status::Ok() : r.error();
+      rs[i].result = r.ok() ? Status::Ok() : r.error().status();
       if (!r.ok()) return;
       for (;;) (void)receive();  // hold the name until killed (a conflict's loser is)
     });
