@@ -273,7 +273,7 @@ TEST(GlobalSimTest, ACopyOfANodeUnderItsNameLeavesTheRealOneAndItsNamesAlone) {
   std::optional<Status> registered;
   const Pid holder = sim.spawn("a", [&] {
     auto r = register_global(sim["a"], "hits", self());
-    registered = r.ok() ? Status::Ok() : r.error();
+    registered = r.ok() ? Status::Ok() : r.error().status();
     for (;;) (void)receive();
   });
   auto answered_by_holder = [&] {
