@@ -9,6 +9,7 @@
 
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
+#include "query.hpp"
 #include "state.hpp"
 
 namespace nodus::kv {
@@ -318,6 +319,10 @@ class KvServer : public GenServer {
         return reply(tuple("ok", ring_term(*v)));
       }
       if (t == Term("stats")) return reply(tuple("ok", stats_term()));
+      if (is_query(t)) {  // keys, explain: query.cpp
+        start_query(*node_, st_, t, from);
+        return noreply();
+      }
       Result<KvRequest> r = parse_term(t);
       if (!r) {
         return reply(
@@ -535,6 +540,7 @@ Status start(Node& node, Options options) {
                     "vnode " + std::to_string(p) + ": " + pid.error().to_string());
     st->vnodes[p] = *pid;
   }
+  if (Status s = start_query_server(node, st); !s.ok()) return s;
   SpawnOptions so;
   so.name = kServerName;
   auto server = nodus::start<KvServer>(node, so, &node, st);
