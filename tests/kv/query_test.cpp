@@ -273,5 +273,38 @@ TEST_F(QueryTest, ExplainShowsEveryReplicaAndTheHintsAFallbackKeeps) {
       << e.to_string();
 }
 
+// A hidden node (nodusctl, a client in another language) is linked to the one member it was
+// pointed at: requests that member forwards to a primary elsewhere must still be answered.
+TEST_F(QueryTest, AHiddenClientLinkedToOneMemberIsAnsweredForEveryKey) {
+  start_cluster(3, 1);
+  NodeOptions o = testing::loopback_options("hidden", "kv-cookie", 1000ms, 1);
+  o.hidden = true;
+  o.seeds = {node(1).endpoint()};
+  auto hidden = Node::start(o);
+  ASSERT_OK(hidden);
+  ASSERT_TRUE(
+      eventually([&] { return (*hidden)->peers().size() == 1 && (*hidden)->peers()[0].up; }));
+  Client via1(**hidden, "n1");
+  int elsewhere = 0;
+  Inbox me(**hidden);  // this thread's calls leave from the hidden node
+  for (int i = 0; i < 30; ++i) {
+    const std::string k = numbered("h", i);
+    elsewhere += primaries(k) != std::vector<int>{1};
+    auto ctx = via1.put(k, "v");
+    ASSERT_OK(ctx) << k;
+    auto got = via1.get(k);
+    ASSERT_OK(got) << k;
+    EXPECT_EQ(got->values, std::vector<std::string>{"v"});
+    // The term requests of other languages take the same way.
+    auto t = call(named("nodus_kv", "n1"), tuple("get", bin(k)), 5s);
+    ASSERT_OK(t);
+    EXPECT_TRUE(t->match({"ok", _list, _bin})) << t->to_string();
+  }
+  EXPECT_GT(elsewhere, 10) << "too few keys had their primary on another node to show anything";
+  EXPECT_GT(stats(node(1))->forwarded, 0u);
+  me.close();
+  (*hidden)->shutdown(200ms);
+}
+
 }  // namespace
 }  // namespace nodus::kv
