@@ -133,6 +133,26 @@ Term Client::ask(const Term& request, std::chrono::milliseconds timeout) {
   throw CtlError(ErrorCode::kProtocol, "unexpected answer from " + target_ + ": " + r->to_string());
 }
 
+Term Client::kv(const Term& request, std::chrono::milliseconds timeout) {
+  auto r = call(named("nodus_kv", target_), request, timeout + std::chrono::seconds(1));
+  if (r.ok()) return *r;
+  const ErrorCode code = tools::code_of(r.error());
+  if (code == ErrorCode::kNoProc) {
+    throw CtlError(
+        code,
+        "node " + target_ + " runs no store: set kv.initial_members in its config (nodusd --help)",
+        kExitUsage);
+  }
+  if (code == ErrorCode::kTimeout) {
+    throw CtlError(code, "timeout: node " + target_ + "'s store did not answer within " +
+                             std::to_string(timeout.count()) + " ms; try a longer --timeout");
+  }
+  throw CtlError(code,
+                 "node " + target_ + " (" + endpoint_ +
+                     ") did not answer: " + r.error().to_string() + "; is it still running?",
+                 kExitUsage);
+}
+
 Term Client::ask_node(const std::string& node, const Term& request) {
   if (node == target_) return ask(request);
   try {
