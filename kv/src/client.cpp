@@ -34,6 +34,7 @@ Status status_of(const Reason& reason) {
 }  // namespace
 
 Client::Client(Node& node, std::string via) : node_(&node), via_(std::move(via)) {
+  (void)detail::errors_registered();
   (void)register_protocol();
 }
 

@@ -18,16 +18,11 @@ namespace nodus::kv {
 
 namespace {
 
-std::size_t state_slot() {
-  static const std::size_t slot = Node::new_service_slot();
-  return slot;
-}
-
 Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 
 }  // namespace
 
-KvState* state_of(Node& node) { return static_cast<KvState*>(node.service(state_slot())); }
+KvState* state_of(Node& node) { return node.service<KvState>(); }
 
 KvState::KvState(Node& n, Options o)
     : node(n), options(std::move(o)), signer(options.context_secret) {
@@ -558,11 +553,15 @@ Status check_options(const Options& o) {
 }  // namespace
 
 Status start(Node& node, Options options) {
+  if (!detail::errors_registered()) {
+    return Status(ErrorCode::kInternal,
+                  "the store's error codes (6000-6999) could not be registered");
+  }
   if (Status s = check_options(options); !s.ok()) return s;
   if (state_of(node)) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   if (Status s = register_protocol(); !s.ok()) return s;
   auto owned = std::make_shared<KvState>(node, std::move(options));
-  KvState* st = static_cast<KvState*>(node.set_service(state_slot(), owned));
+  KvState* st = node.set_service(owned);
   if (st != owned.get()) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   st->vnodes.resize(st->options.partitions);
   for (std::uint32_t p = 0; p < st->options.partitions; ++p) {

@@ -219,7 +219,7 @@ class Vnode : public GenServer {
       }
     }
     if (next.value_count() > st_->options.max_siblings) {
-      return fail(error_reply(ErrorCode::kTooManySiblings,
+      return fail(error_reply(kv::kTooManySiblings,
                               "key would hold " + std::to_string(next.value_count()) +
                                   " siblings (limit " + std::to_string(st_->options.max_siblings) +
                                   "): write with the context of a get to resolve them"));

@@ -44,6 +44,7 @@
 
 #include "nodus/node/message.hpp"
 #include "nodus/node/wire.hpp"
+#include "nodus/transport/bounded_unpack.hpp"
 #include "nodus/transport/frame.hpp"
 #include "nodus/transport/scratch_zone.hpp"
 
@@ -167,6 +168,11 @@ class Decoder {
     return convert(o, depth, out);
   }
 
+  // The term an unpacked object holds (a typed message's Term field).
+  bool from_object(const msgpack::object& o, Term& out) {
+    return convert(o, limits_.max_depth, out);
+  }
+
  private:
   bool fail(std::string message) {
     error_ = std::move(message);
@@ -174,41 +180,14 @@ class Decoder {
   }
 
   bool unpack(std::string_view bytes, std::size_t depth, msgpack::object& o) {
-    if (bytes.empty()) return fail("truncated: no bytes");
-    // An element takes at least one byte and a map pair two, so a header claiming more than
-    // that is truncated: refusing it early keeps msgpack-c from allocating for it.
-    const std::size_t max_array = std::min(limits_.max_array, bytes.size());
-    const std::size_t max_map = std::min(limits_.max_map, bytes.size() / 2);
-    const msgpack::unpack_limit limit(max_array, max_map, limits_.max_str, limits_.max_bin,
-                                      limits_.max_ext, depth);
+    const transport::UnpackBounds bounds{limits_.max_array,   limits_.max_map, limits_.max_str,
+                                         limits_.max_bin,     limits_.max_ext, depth,
+                                         /*name_limits=*/true};
     std::size_t off = 0;
-    try {
-      // v1's unpack throws a distinct exception for truncated and for malformed input; the
-      // default (v3) one returns an empty handle for both.
-      o = msgpack::v1::unpack(zone_.zone(), bytes.data(), bytes.size(), off, &reference_input,
-                              nullptr, limit);
-    } catch (const msgpack::insufficient_bytes&) {
-      return fail("truncated: input ends inside a term");
-    } catch (const msgpack::parse_error&) {
-      return fail("malformed: reserved byte 0xc1");
-    } catch (const msgpack::array_size_overflow&) {
-      if (max_array < limits_.max_array) {
-        return fail("truncated: array header claims more elements than the input holds");
-      }
-      return fail("array longer than max_array (" + std::to_string(limits_.max_array) + ")");
-    } catch (const msgpack::map_size_overflow&) {
-      if (max_map < limits_.max_map) {
-        return fail("truncated: map header claims more pairs than the input holds");
-      }
-      return fail("map larger than max_map (" + std::to_string(limits_.max_map) + ")");
-    } catch (const msgpack::depth_size_overflow&) {
-      return depth_exceeded();
-    } catch (const msgpack::unpack_error& e) {
-      return fail(std::string("malformed: ") + e.what());
-    } catch (const std::bad_alloc&) {
-      return fail("out of memory decoding the input");
-    } catch (const std::exception& e) {
-      return fail(std::string("cannot decode: ") + e.what());
+    if (auto e = transport::unpack_bounded(zone_.zone(), bytes, bounds, &reference_input, nullptr,
+                                           "term", o, off)) {
+      if (e->kind == transport::UnpackError::Kind::kDepth) return depth_exceeded();
+      return fail(std::move(e->message));
     }
     if (off != bytes.size()) {
       return fail(std::to_string(bytes.size() - off) + " trailing bytes after the term");
@@ -410,6 +389,35 @@ namespace detail {
 
 void encode_term_payload(const void* p, std::string& out) {
   encode_term(*static_cast<const Term*>(p), out);
+}
+
+Result<Term> term_from_object(const msgpack::object& o) {
+  const DecodeLimits limits;
+  try {
+    Decoder decoder(limits);
+    Term t;
+    if (!decoder.from_object(o, t)) return Status(ErrorCode::kProtocol, decoder.error());
+    return t;
+  } catch (const std::exception& e) {
+    return Status(ErrorCode::kProtocol, std::string("cannot decode: ") + e.what());
+  }
+}
+
+std::string id_payload(Atom node, std::uint32_t creation, std::uint64_t id) {
+  std::string out;
+  transport::append_wire_id(transport::WireIdRef{node.name(), creation, id}, out);
+  return out;
+}
+
+void parse_id_payload(const msgpack::object& o, std::int8_t type, Atom& node,
+                      std::uint32_t& creation, std::uint64_t& id) {
+  if (o.type != msgpack::type::EXT || o.via.ext.type() != type) throw msgpack::type_error();
+  Result<transport::WireId> w =
+      transport::parse_wire_id(bytes_of(o.via.ext.data(), o.via.ext.size));
+  if (!w) throw msgpack::type_error();
+  node = Atom(w->node);
+  creation = w->creation;
+  id = w->id;
 }
 
 }  // namespace detail

@@ -11,12 +11,6 @@
 
 namespace nodus {
 
-namespace detail {
-Reason current_exception_reason();
-Process* make_inbox(Runtime& rt);
-Result<Message, Reason> call_message(const Dest& to, Message request, Timeout timeout, Kind kind);
-}  // namespace detail
-
 // -- default callbacks -------------------------------------------------------------
 
 Action GenServer::handle_call(Message& request, From) {
@@ -50,6 +44,15 @@ Action GenServer::reply(Message value) {
 }
 
 namespace detail {
+
+// Reads what a callback returned (Action's fields are private to the behaviour).
+struct ActionAccess {
+  static Action::Kind kind(const Action& a) { return a.kind_; }
+  static std::optional<Message>& reply(Action& a) { return a.reply_; }
+  static Reason& reason(Action& a) { return a.reason_; }
+  static std::optional<Term>& continue_arg(Action& a) { return a.continue_; }
+  static std::optional<std::chrono::milliseconds> idle(const Action& a) { return a.idle_; }
+};
 
 std::string demangle(const char* mangled) {
   int status = 0;
@@ -162,7 +165,7 @@ class GenServerProcess final : public Process {
         after_callback(a);
         break;
       case Action::Kind::kIgnore:
-        init_failed(starter, Term(atom("ignore")), reasons::normal());
+        init_failed(starter, reasons::of(ErrorCode::kIgnored), reasons::normal());
         break;
       case Action::Kind::kStop:
         init_failed(starter, ActionAccess::reason(a));
@@ -199,7 +202,7 @@ class GenServerProcess final : public Process {
       (void)rt().timers().cancel(idle_ref_.id);
       if (e->kind == Kind::kIdleTimeout && e->ref == idle_ref_) {
         idle_ref_ = Ref{};
-        Message timeout(atom("timeout"));
+        Message timeout(atom("timeout"));  // gen_server's idle timeout message, not an error
         apply(guarded([&] { return server_->handle_info(timeout); }), nullptr);
         return;
       }
@@ -208,7 +211,7 @@ class GenServerProcess final : public Process {
     switch (e->kind) {
       case Kind::kCall: {
         // The caller has given up already: nobody would read the answer.
-        if (e->deadline != Clock::time_point::max() && Clock::now() >= e->deadline) break;
+        if (e->deadline != Clock::time_point::max() && rt().now() >= e->deadline) break;
         From from{e->from, e->ref};
         set_current_call(from);
         set_current_deadline(e->deadline);
@@ -282,7 +285,7 @@ class GenServerProcess final : public Process {
     if (auto& c = ActionAccess::continue_arg(a)) continue_ = std::make_unique<Term>(std::move(*c));
     if (auto idle = ActionAccess::idle(a)) {
       idle_ref_ = rt().make_ref();
-      rt().timers().add(Clock::now() + *idle, pid(), Kind::kIdleTimeout, idle_ref_);
+      rt().timers().add(rt().now() + *idle, pid(), Kind::kIdleTimeout, idle_ref_);
     }
   }
 
@@ -335,7 +338,7 @@ class GenServerProcess final : public Process {
 Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFactory make,
                                  const std::string* type_name, std::size_t state_size,
                                  const char* behaviour) {
-  Runtime& rt = node.runtime();
+  Runtime& rt = NodeAccess::runtime(node);
   Waiter waiter(rt, /*same_runtime=*/true);
   Process* me = waiter.is_current() ? waiter.get() : nullptr;
 
@@ -347,13 +350,13 @@ Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFac
   Pid pid = rt.adopt(p);
   if (!opts.name.empty()) {
     // Registered before init runs, as gen_server does; a taken name starts nothing.
-    Status s = register_start_name(rt, opts.name, pid);
+    NameStatus s = register_start_name(rt, opts.name, pid);
     if (!s.ok()) {
-      Pid holder = whereis_start_name(rt, opts.name);
       p->finish(reasons::normal());
       rt.retire(pid);
-      if (s.code() == ErrorCode::kAlreadyStarted)
-        return Reason(tuple(atom("already_started"), holder));
+      if (s.code() == ErrorCode::kAlreadyStarted) {
+        return reasons::of(ErrorCode::kAlreadyStarted, s.holder());
+      }
       return reasons::from_status(s);
     }
   }
@@ -389,7 +392,7 @@ Status stop(const Pid& pid, Reason reason, Timeout timeout) {
     demonitor(ref);
     return Status(ErrorCode::kTimeout, "stop " + pid.to_string());
   }
-  if (down->is_atom("noproc")) return Status(ErrorCode::kNoProc, pid.to_string());
+  if (*down == reasons::noproc()) return Status(ErrorCode::kNoProc, pid.to_string());
   return Status::Ok();
 }
 

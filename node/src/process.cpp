@@ -1,5 +1,6 @@
-#include "nodus/node/process.hpp"
-
+// Process: the runtime's side of a process (process_impl.hpp): its mailbox, signals, waits,
+// links, monitors and exit; and the two processes that are no GenServer: a spawned function
+// and a plain thread's Inbox.
 #include <cxxabi.h>
 
 #include <algorithm>
@@ -7,36 +8,15 @@
 #include <exception>
 #include <limits>
 #include <mutex>
-#include <thread>
 #include <typeinfo>
 #include <vector>
 
 #include "check.hpp"
+#include "nodus/node/detail/mutex.hpp"
 #include "process_impl.hpp"
 #include "runtime.hpp"
 
 namespace nodus {
-
-// -- reasons ------------------------------------------------------------------
-
-namespace reasons {
-Reason normal() { return Term(atom("normal")); }
-Reason shutdown() { return Term(atom("shutdown")); }
-Reason kill() { return Term(atom("kill")); }
-Reason killed() { return Term(atom("killed")); }
-Reason noproc() { return Term(atom("noproc")); }
-Reason timeout() { return Term(atom("timeout")); }
-Reason from_status(const Status& s) {
-  Term name = atom(error_name(s.code()));
-  if (s.message().empty()) return name;
-  return tuple(name, bin(s.message()));
-}
-bool is_clean(const Reason& r) {
-  if (r.is_atom("normal") || r.is_atom("shutdown")) return true;
-  return r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown");
-}
-}  // namespace reasons
-
 namespace detail {
 
 namespace {
@@ -98,8 +78,8 @@ Process::~Process() {
     delete e;
     e = n;
   }
-  if (x_) {
-    for (Envelope* e : x_->replies) delete e;
+  if (extras_) {
+    for (Envelope* e : extras_->replies) delete e;
   }
   Envelope* h = head_.load();
   if (h != kClosed && h != kBlocked) {
@@ -164,6 +144,8 @@ void Process::after_run(bool suspended) {
   }
 }
 
+Process::Clock::time_point Process::now() const { return rt_.now(); }
+
 void Process::park(Clock::time_point deadline) {
   waiting_.store(true, std::memory_order_relaxed);
   if (thread_bound_) {
@@ -172,9 +154,9 @@ void Process::park(Clock::time_point deadline) {
       park_thread(deadline);
     }
   } else {
-    if (deadline != Clock::time_point::max() && !x().wake_token) {
-      x().wake_token = rt_.make_ref();
-      rt_.timers().add(deadline, pid_, Kind::kWakeup, x().wake_token);
+    if (deadline != Clock::time_point::max() && !extras().wake_token) {
+      extras().wake_token = rt_.make_ref();
+      rt_.timers().add(deadline, pid_, Kind::kWakeup, extras().wake_token);
     }
     Scheduler::suspend();
   }
@@ -182,9 +164,9 @@ void Process::park(Clock::time_point deadline) {
 }
 
 void Process::end_wait() {
-  if (x().wake_token) {
-    (void)rt_.timers().cancel(x().wake_token.id);
-    x().wake_token = Ref{};
+  if (extras().wake_token) {
+    (void)rt_.timers().cancel(extras().wake_token.id);
+    extras().wake_token = Ref{};
   }
   woke_ = false;
 }
@@ -203,16 +185,23 @@ void Process::fetch() {
     switch (e->kind) {
       case Kind::kReply:
       case Kind::kReplyError:
-        if (std::any_of(x().awaiting.begin(), x().awaiting.end(),
+        if (std::any_of(extras().awaiting.begin(), extras().awaiting.end(),
                         [&](const auto& a) { return a.first == e->ref; })) {
-          x().replies.push_back(e);
+          extras().replies.push_back(e);
         } else {
           delete e;  // a late reply: the caller gave up
         }
         break;
       case Kind::kWakeup:
-        if (x().wake_token && e->ref == x().wake_token) woke_ = true;
+        if (extras().wake_token && e->ref == extras().wake_token) woke_ = true;
         delete e;
+        break;
+      case Kind::kInfo:
+        // A timer's message (send_after: no sender, the timer's ref) is the timer's end.
+        if (e->ref && !e->from && has_timers_.load(std::memory_order_relaxed)) {
+          rt_.timer_fired(e->ref);
+        }
+        queue_user(e);
         break;
       case Kind::kIdleTimeout:  // the behaviour checks whether it is still current
         queue_user(e);
@@ -257,7 +246,7 @@ void Process::drop_oldest_over_bound() {
     e->next = nullptr;
     count_dequeued();
     dropped_.fetch_add(1, std::memory_order_relaxed);
-    rt_.bounce(e, Term(atom("overloaded")), pid_);
+    rt_.bounce(e, reasons::of(ErrorCode::kOverloaded), pid_);
     e = n;
   }
 }
@@ -294,12 +283,12 @@ void Process::handle_signal(Envelope* e) {
       remove_link(e->from);
       break;
     case Kind::kMonitor:
-      x().monitored_by.emplace_back(e->ref, e->from);
+      extras().monitored_by.emplace_back(e->ref, e->from);
       break;
     case Kind::kDemonitor: {
-      auto it = std::find_if(x().monitored_by.begin(), x().monitored_by.end(),
+      auto it = std::find_if(extras().monitored_by.begin(), extras().monitored_by.end(),
                              [&](const auto& m) { return m.first == e->ref; });
-      if (it != x().monitored_by.end()) x().monitored_by.erase(it);
+      if (it != extras().monitored_by.end()) extras().monitored_by.erase(it);
       break;
     }
     case Kind::kDown: {
@@ -319,14 +308,14 @@ void Process::handle_signal(Envelope* e) {
       // A plain thread's Inbox cannot be unwound from outside: even `kill` arrives as a message.
       if (!from_link && reason.is_atom("kill") && !thread_bound_) {
         exit_pending_ = true;
-        x().pending_reason = reasons::killed();
+        extras().pending_reason = reasons::killed();
       } else if (trap_exit()) {
         queue_user(new Envelope(Kind::kInfo, e->from, Ref{}, Exit{e->from, std::move(reason)}));
         queued_.fetch_add(1, std::memory_order_relaxed);
       } else if (!reason.is_atom("normal") || (!from_link && e->from == pid_)) {
         if (!exit_pending_) {
           exit_pending_ = true;
-          x().pending_reason = std::move(reason);
+          extras().pending_reason = std::move(reason);
         }
       }
       break;
@@ -342,8 +331,9 @@ void Process::handle_signal(Envelope* e) {
     }
     case Kind::kNodeUp: {
       Atom node = e->msg.term().as_atom();
-      if (x_ && (x_->all_nodes || std::find(x_->node_monitors.begin(), x_->node_monitors.end(),
-                                            node) != x_->node_monitors.end())) {
+      if (extras_ && (extras_->all_nodes ||
+                      std::find(extras_->node_monitors.begin(), extras_->node_monitors.end(),
+                                node) != extras_->node_monitors.end())) {
         queue_user(new Envelope(Kind::kInfo, Pid{}, Ref{}, NodeUp{node}));
         queued_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -353,7 +343,7 @@ void Process::handle_signal(Envelope* e) {
       shutdown_requested_ = true;
       if (!exit_pending_) {
         exit_pending_ = true;
-        x().pending_reason = reasons::shutdown();
+        extras().pending_reason = reasons::shutdown();
       }
       break;
     case Kind::kIdleTimeout:
@@ -380,10 +370,10 @@ bool Process::handle_system(Envelope* e) {
 }
 
 Envelope* Process::take_reply(const Ref& ref) {
-  for (auto it = x().replies.begin(); it != x().replies.end(); ++it) {
+  for (auto it = extras().replies.begin(); it != extras().replies.end(); ++it) {
     if ((*it)->ref == ref) {
       Envelope* e = *it;
-      x().replies.erase(it);
+      extras().replies.erase(it);
       forget_ref(ref);
       return e;
     }
@@ -392,28 +382,28 @@ Envelope* Process::take_reply(const Ref& ref) {
 }
 
 bool Process::has_reply(const Ref& ref) const {
-  return std::any_of(x().replies.begin(), x().replies.end(),
+  return std::any_of(extras().replies.begin(), extras().replies.end(),
                      [&](const Envelope* e) { return e->ref == ref; });
 }
 
 void Process::forget_ref(const Ref& ref) {
-  auto it = std::find_if(x().awaiting.begin(), x().awaiting.end(),
+  auto it = std::find_if(extras().awaiting.begin(), extras().awaiting.end(),
                          [&](const auto& a) { return a.first == ref; });
-  if (it != x().awaiting.end()) x().awaiting.erase(it);
+  if (it != extras().awaiting.end()) extras().awaiting.erase(it);
 }
 
 void Process::monitor_node(Atom node, bool on) {
-  auto& v = x().node_monitors;
+  auto& v = extras().node_monitors;
   auto it = std::find(v.begin(), v.end(), node);
   if (on && it == v.end()) v.push_back(node);
   if (!on && it != v.end()) v.erase(it);
 }
 
-void Process::monitor_nodes(bool on) { x().all_nodes = on; }
+void Process::monitor_nodes(bool on) { extras().all_nodes = on; }
 
 void Process::node_down(Atom node, bool hidden) {
-  if (!x_) return;
-  Extras& x = *x_;
+  if (!extras_) return;
+  Extras& x = *extras_;
   const Reason noconnection(atom("noconnection"));
   // Monitors of processes there fire with noconnection.
   for (auto it = x.monitors.begin(); it != x.monitors.end();) {
@@ -438,7 +428,8 @@ void Process::node_down(Atom node, bool hidden) {
                     [&](const Envelope* r) { return r->ref == ref; })) {
       continue;
     }
-    x.replies.push_back(new Envelope(Kind::kReplyError, target, ref, Term(atom("nodedown"))));
+    x.replies.push_back(
+        new Envelope(Kind::kReplyError, target, ref, reasons::of(ErrorCode::kNodeDown)));
   }
   // Links to processes there break with noconnection, as an exit signal from each.
   std::vector<Pid> broken;
@@ -457,28 +448,30 @@ void Process::node_down(Atom node, bool hidden) {
 }
 
 void Process::add_monitor(const Ref& ref, const Pid& target) {
-  x().monitors.emplace_back(ref, target);
-  n_monitors_.store(static_cast<std::uint32_t>(x().monitors.size()), std::memory_order_relaxed);
+  extras().monitors.emplace_back(ref, target);
+  n_monitors_.store(static_cast<std::uint32_t>(extras().monitors.size()),
+                    std::memory_order_relaxed);
 }
 
 bool Process::remove_monitor(const Ref& ref, Pid* target) {
-  auto it = std::find_if(x().monitors.begin(), x().monitors.end(),
+  auto it = std::find_if(extras().monitors.begin(), extras().monitors.end(),
                          [&](const auto& m) { return m.first == ref; });
-  if (it == x().monitors.end()) return false;
+  if (it == extras().monitors.end()) return false;
   if (target) *target = it->second;
-  x().monitors.erase(it);
-  n_monitors_.store(static_cast<std::uint32_t>(x().monitors.size()), std::memory_order_relaxed);
+  extras().monitors.erase(it);
+  n_monitors_.store(static_cast<std::uint32_t>(extras().monitors.size()),
+                    std::memory_order_relaxed);
   return true;
 }
 
 void Process::resolve_deferred(const From& from) {
-  if (from == x().current_call) x().current_replied = true;
-  auto it = std::find(x().deferred.begin(), x().deferred.end(), from);
-  if (it != x().deferred.end()) x().deferred.erase(it);
+  if (from == extras().current_call) extras().current_replied = true;
+  auto it = std::find(extras().deferred.begin(), extras().deferred.end(), from);
+  if (it != extras().deferred.end()) extras().deferred.erase(it);
 }
 
 bool Process::has_monitor(const Ref& ref) const {
-  return std::any_of(x().monitors.begin(), x().monitors.end(),
+  return std::any_of(extras().monitors.begin(), extras().monitors.end(),
                      [&](const auto& m) { return m.first == ref; });
 }
 
@@ -502,22 +495,27 @@ Reason Process::take_down(const Ref& ref) {
 }
 
 void Process::add_link(const Pid& p) {
-  if (std::find(x().links.begin(), x().links.end(), p) == x().links.end()) x().links.push_back(p);
-  n_links_.store(static_cast<std::uint32_t>(x().links.size()), std::memory_order_relaxed);
+  if (std::find(extras().links.begin(), extras().links.end(), p) == extras().links.end())
+    extras().links.push_back(p);
+  n_links_.store(static_cast<std::uint32_t>(extras().links.size()), std::memory_order_relaxed);
 }
 
 bool Process::remove_link(const Pid& p) {
-  auto it = std::find(x().links.begin(), x().links.end(), p);
-  if (it == x().links.end()) return false;
-  x().links.erase(it);
-  n_links_.store(static_cast<std::uint32_t>(x().links.size()), std::memory_order_relaxed);
+  auto it = std::find(extras().links.begin(), extras().links.end(), p);
+  if (it == extras().links.end()) return false;
+  extras().links.erase(it);
+  n_links_.store(static_cast<std::uint32_t>(extras().links.size()), std::memory_order_relaxed);
   return true;
 }
 
 void Process::finish(const Reason& reason) {
   if (dead_) return;
   dead_ = true;
-  rt_.forget_name(pid_);  // gone before anyone hears of the exit
+  // Dead from here on for every name service (Node::is_process_alive), and its name and timers
+  // gone, before anyone hears of the exit.
+  rt_.table().mark_exiting(pid_.id);
+  rt_.forget_name(pid_);
+  if (has_timers_.load(std::memory_order_seq_cst)) rt_.cancel_timers_of(pid_);
   // Close the mailbox: from now on senders bounce at once (noproc).
   Envelope* h = head_.exchange(kClosed, std::memory_order_acq_rel);
   if (h != kBlocked) {
@@ -546,8 +544,8 @@ void Process::finish(const Reason& reason) {
     e = n;
   }
   fifo_head_ = fifo_tail_ = nullptr;
-  if (!x_) return;  // no links, monitors or waits: nothing more to tell
-  Extras& x = *x_;
+  if (!extras_) return;  // no links, monitors or waits: nothing more to tell
+  Extras& x = *extras_;
   for (Envelope* e : x.replies) delete e;
   x.replies.clear();
   x.awaiting.clear();
@@ -632,24 +630,27 @@ class InboxProcess final : public Process {
       // Nobody else runs the processes: this thread does, until something wakes it.
       for (;;) {
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(mu_);
           if (woken_) break;
         }
         if (rt().scheduler().step()) continue;
-        std::unique_lock<std::mutex> lock(mu_);
-        if (woken_ || Clock::now() >= deadline) break;
+        if (rt().now() >= deadline) break;
+        // Under virtual time the simulation moves on meanwhile (other nodes, the network, time).
+        if (rt().advance_time()) continue;
+        MutexLock lock(mu_);
+        if (woken_ || rt().now() >= deadline) break;
         // Idle: wait briefly for a timer (timers fire on their own thread).
-        cv_.wait_for(lock, std::chrono::milliseconds(1));
+        cv_.wait_for(std::chrono::milliseconds(1));
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       woken_ = false;
       return;
     }
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (!woken_) {
       if (deadline == Clock::time_point::max()) {
-        cv_.wait(lock);
-      } else if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        cv_.wait();
+      } else if (!cv_.wait_until(deadline)) {
         break;
       }
     }
@@ -657,7 +658,7 @@ class InboxProcess final : public Process {
   }
   void wake_thread() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       woken_ = true;
     }
     cv_.notify_one();
@@ -665,38 +666,15 @@ class InboxProcess final : public Process {
 
  private:
   // Guards woken_: the owner thread sleeps on cv_ until a push wakes it.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool woken_ = false;
+  Mutex mu_;
+  CondVar cv_{mu_};
+  bool woken_ NODUS_GUARDED_BY(mu_) = false;
 };
-
-Process* require_self(const char* what) {
-  Process* p = current_process();
-  if (!p) {
-    std::fprintf(stderr,
-                 "nodus: %s needs a current process (call it from a process or create an Inbox)\n",
-                 what);
-    NODUS_CHECK(p != nullptr);
-  }
-  return p;
-}
-
-Runtime& runtime_for_call(const Pid& to) {
-  Process* me = current_process();
-  if (me) return me->rt();
-  Runtime* rt = Runtime::for_pid(to);
-  NODUS_CHECK(rt != nullptr && "no nodus::Node exists in this process");
-  return *rt;
-}
 
 }  // namespace
 
-Runtime& runtime_for_dest(const Dest& to) {
-  if (to.is_pid()) return runtime_for_call(to.pid());
-  if (Process* me = current_process()) return me->rt();
-  Runtime* rt = Runtime::any();
-  NODUS_CHECK(rt != nullptr && "no nodus::Node exists in this process");
-  return *rt;
+Process* make_fun_process(Runtime& rt, std::function<void()> body, const SpawnOptions& opts) {
+  return new FunProcess(rt, std::move(body), opts);
 }
 
 Process* make_inbox(Runtime& rt) {
@@ -720,373 +698,5 @@ Waiter::~Waiter() {
   }
 }
 
-Result<Message, Reason> call_message(const Dest& dest, Message request, Timeout timeout,
-                                     Kind kind) {
-  Runtime& rt = runtime_for_dest(dest);
-  Waiter me(rt);
-  // A local name is resolved now; a remote one by its node. `target` says whose node going
-  // down ends the wait.
-  Pid target = dest.is_pid() ? dest.pid() : Pid{dest.node(), 0, 0};
-  if (dest.is_via()) {
-    target = dest.resolver().whereis_name(*rt.node(), dest.via_key());
-    if (!target) return reasons::noproc();
-  } else if (!dest.is_pid() && (dest.node() == Atom() || dest.node() == rt.name())) {
-    target = rt.whereis(dest.name());
-    if (!target) return reasons::noproc();
-  }
-  const Dest to = target.id ? Dest(target) : dest;
-  if (target == me->pid()) return Reason(atom("calling_self"));
-  Ref ref = rt.make_ref();
-  me->await_ref(ref, target);
-  // A call made while handling a call gets no more time than that call has left.
-  const auto deadline = std::min(timeout.deadline_from_now(), me->current_deadline());
-  auto* e = new Envelope(kind, me->pid(), ref, std::move(request));
-  e->deadline = deadline;
-  // Only calls to other nodes are timed (CallLatency): a local call is too cheap to time.
-  const bool remote = target.node != rt.name();
-  const auto sent =
-      remote ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  rt.deliver(to, e);
-  bool got = me->wait_until([&] { return me->has_reply(ref); }, deadline);
-  if (remote) rt.record_remote_call(std::chrono::steady_clock::now() - sent);
-  if (!got) {
-    me->forget_ref(ref);
-    return reasons::timeout();
-  }
-  std::unique_ptr<Envelope> r(me->take_reply(ref));
-  if (r->kind == Kind::kReplyError) return Reason(r->msg.is_term() ? r->msg.term() : Term());
-  return std::move(r->msg);
-}
-
 }  // namespace detail
-
-// -- the public API --------------------------------------------------------------
-
-using detail::Envelope;
-using detail::Kind;
-using detail::Process;
-using detail::Runtime;
-
-Pid self() { return detail::require_self("self()")->pid(); }
-bool has_self() { return detail::current_process() != nullptr; }
-
-Pid spawn(Node& node, std::function<void()> body, SpawnOptions opts) {
-  Runtime& rt = node.runtime();
-  auto* p = new detail::FunProcess(rt, std::move(body), opts);
-  Process* me = detail::current_process();
-  if (me && &me->rt() == &rt) p->set_parent(me->pid());
-  if (!opts.name.empty()) {
-    Pid pid = rt.adopt(p);
-    if (!detail::register_start_name(rt, opts.name, pid).ok()) {  // taken: nothing starts
-      p->finish(reasons::normal());
-      rt.retire(pid);
-      return Pid{};
-    }
-    if (opts.link) {
-      Process* linker = detail::require_self("spawn_link");
-      p->add_link(linker->pid());
-      linker->add_link(pid);
-    }
-    rt.scheduler().schedule(p);
-    return pid;
-  }
-  if (opts.link) {
-    Process* linker = detail::require_self("spawn_link");
-    Pid pid = rt.adopt(p);
-    p->add_link(linker->pid());
-    linker->add_link(pid);
-    rt.scheduler().schedule(p);
-    return pid;
-  }
-  return rt.spawn(p);
-}
-
-Pid spawn_link(Node& node, std::function<void()> body, SpawnOptions opts) {
-  opts.link = true;
-  return spawn(node, std::move(body), opts);
-}
-
-void sleep_for(std::chrono::milliseconds d) {
-  Process* me = detail::current_process();
-  if (!me) {
-    std::this_thread::sleep_for(d);
-    return;
-  }
-  (void)me->wait_until([] { return false; }, Process::Clock::now() + d);
-}
-
-Message receive() {
-  Process* me = detail::require_self("receive()");
-  std::unique_ptr<Envelope> e(me->receive_until(Process::Clock::time_point::max()));
-  me->count_handled();
-  return std::move(e->msg);
-}
-
-std::optional<Message> receive(Timeout t) {
-  Process* me = detail::require_self("receive()");
-  std::unique_ptr<Envelope> e(me->receive_until(t.deadline_from_now()));
-  if (!e) return std::nullopt;
-  me->count_handled();
-  return std::move(e->msg);
-}
-
-namespace {
-void send_kind(const Dest& to, Message msg, Kind kind) {
-  Process* me = detail::current_process();
-  Runtime& rt = detail::runtime_for_dest(to);
-  if (to.is_via()) {
-    if (kind == Kind::kInfo) {
-      (void)to.resolver().send(*rt.node(), to.via_key(), std::move(msg));
-      return;
-    }
-    Pid pid = to.resolver().whereis_name(*rt.node(), to.via_key());
-    if (!pid) return;  // nobody holds it: dropped, as a send to a dead pid
-    send_kind(pid, std::move(msg), kind);
-    return;
-  }
-  rt.await_room(to.is_pid() ? to.pid().node : to.node());
-  rt.deliver(to, new Envelope(kind, me ? me->pid() : Pid{}, Ref{}, std::move(msg)));
-  detail::Scheduler::consume_reduction();
-}
-}  // namespace
-
-void send(const Dest& to, Message msg) { send_kind(to, std::move(msg), Kind::kInfo); }
-void cast(const Dest& to, Message request) { send_kind(to, std::move(request), Kind::kCast); }
-
-CallResult call(const Dest& to, Message request, Timeout timeout) {
-  auto r = detail::call_message(to, std::move(request), timeout, Kind::kCall);
-  if (!r) return std::move(r).error();
-  Message& m = r.value();
-  if (m.is_term()) return std::move(m.term());
-  return Reason(tuple(atom("badarg"), bin(std::string("typed reply ") + m.type_name() +
-                                          " to an untyped call: use call_as<T>")));
-}
-
-void reply(const From& from, Message value) {
-  if (!from.pid) return;
-  if (Process* me = detail::current_process()) me->resolve_deferred(from);
-  Runtime& rt = detail::runtime_for_call(from.pid);
-  rt.send_reply(from.pid, from.ref, std::move(value));
-}
-
-RequestId send_request(const Dest& to, Message request) {
-  Process* me = detail::require_self("send_request");
-  Runtime& rt = me->rt();
-  Ref ref = rt.make_ref();
-  Pid target = to.is_pid() ? to.pid() : Pid{to.node() == Atom() ? rt.name() : to.node(), 0, 0};
-  if (to.is_via()) target = to.resolver().whereis_name(*rt.node(), to.via_key());
-  me->await_ref(ref, target);
-  rt.deliver(to, new Envelope(Kind::kCall, me->pid(), ref, std::move(request)));
-  return RequestId{ref, target};
-}
-
-CallResult wait_response(const RequestId& id, Timeout timeout) {
-  Process* me = detail::require_self("wait_response");
-  bool got = me->wait_until([&] { return me->has_reply(id.ref); }, timeout.deadline_from_now());
-  if (!got) return reasons::timeout();  // still outstanding: may be waited for again
-  std::unique_ptr<Envelope> r(me->take_reply(id.ref));
-  if (r->kind == Kind::kReplyError) return Reason(r->msg.is_term() ? r->msg.term() : Term());
-  if (r->msg.is_term()) return std::move(r->msg.term());
-  return Reason(atom("badarg"));
-}
-
-Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
-  Runtime& rt = detail::runtime_for_call(to);
-  Ref ref = rt.make_ref();
-  rt.timers().add(std::chrono::steady_clock::now() + delay, to, Kind::kInfo, ref, std::move(msg));
-  return ref;
-}
-
-std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer) {
-  Runtime* rt = Runtime::owning(timer.node, timer.creation);  // the node that made the timer
-  if (!rt) return std::nullopt;
-  return rt->timers().cancel(timer.id);
-}
-
-Ref monitor(const Dest& target) {
-  Process* me = detail::require_self("monitor");
-  Runtime& rt = me->rt();
-  Ref ref = rt.make_ref();
-  // A local name is resolved now (nobody holds it: a Down with noproc at once); a remote name
-  // by its node, and only that node matters if it goes down.
-  Dest to = target;
-  Pid watched = target.is_pid() ? target.pid() : Pid{target.node(), 0, 0};
-  if (target.is_via()) {
-    watched = target.resolver().whereis_name(*rt.node(), target.via_key());
-    if (watched) {
-      to = Dest(watched);
-    } else {  // nobody holds it: a Down with noproc at once
-      me->add_monitor(ref, watched);
-      rt.deliver(me->pid(), new Envelope(Kind::kDown, Pid{}, ref, reasons::noproc()));
-      return ref;
-    }
-  } else if (!target.is_pid() && (target.node() == Atom() || target.node() == rt.name())) {
-    watched = rt.whereis(target.name());
-    if (watched) to = Dest(watched);  // else the name bounces: a Down with noproc
-  }
-  me->add_monitor(ref, watched);
-  rt.deliver(to, new Envelope(Kind::kMonitor, me->pid(), ref, Term()));
-  return ref;
-}
-
-// -- names --------------------------------------------------------------------------------
-
-std::string Dest::to_string() const {
-  if (is_pid()) return pid_.to_string();
-  if (kind_ == Kind::kVia) return u_.via->resolver->describe(u_.via->key);
-  if (node_ == Atom()) return u_.name;
-  std::string out = "{";
-  out += u_.name;
-  out += ",";
-  out += node_.name();
-  out += "}";
-  return out;
-}
-
-const std::string& Dest::name() const {
-  static const std::string kNone;
-  return kind_ == Kind::kName ? u_.name : kNone;
-}
-
-Dest named(std::string_view name) {
-  Dest d;
-  new (&d.u_.name) std::string(name);
-  d.kind_ = Dest::Kind::kName;
-  return d;
-}
-
-Dest named(std::string_view name, std::string_view node) {
-  Dest d = named(name);
-  d.node_ = Atom(node);
-  return d;
-}
-
-Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key) {
-  NODUS_CHECK(resolver != nullptr);
-  Dest d;
-  new (&d.u_.via) std::shared_ptr<const detail::ViaKey>(
-      std::make_shared<const detail::ViaKey>(detail::ViaKey{std::move(resolver), std::move(key)}));
-  d.kind_ = Dest::Kind::kVia;
-  return d;
-}
-
-bool NameResolver::send(Node& node, const Term& key, Message msg) const {
-  Pid pid = whereis_name(node, key);
-  if (!pid) return false;
-  nodus::send(pid, std::move(msg));
-  return true;
-}
-
-std::string NameResolver::describe(const Term& key) const {
-  std::string out = "via(";
-  out += key.to_string();
-  out += ")";
-  return out;
-}
-
-const std::string& Name::local() const {
-  static const std::string kNone;
-  return is_local() ? dest_->name() : kNone;
-}
-
-namespace detail {
-Status register_start_name(Runtime& rt, const Name& name, const Pid& pid) {
-  if (name.is_via()) {
-    const Dest& d = name.dest();
-    return d.resolver().register_name(*rt.node(), d.via_key(), pid);
-  }
-  return rt.register_name(name.local(), pid);
-}
-
-Pid whereis_start_name(Runtime& rt, const Name& name) {
-  if (name.is_via()) {
-    const Dest& d = name.dest();
-    return d.resolver().whereis_name(*rt.node(), d.via_key());
-  }
-  return rt.whereis(name.local());
-}
-}  // namespace detail
-
-Status register_name(std::string_view name, const Pid& pid) {
-  Runtime* rt = Runtime::owning(pid.node, pid.creation);
-  if (!rt) return Status(ErrorCode::kBadArg, pid.to_string() + " is not on a node of this process");
-  return rt->register_name(name, pid);
-}
-
-bool unregister_name(std::string_view name) {
-  return detail::require_self("unregister_name")->rt().unregister_name(name);
-}
-
-Pid whereis(std::string_view name) { return detail::require_self("whereis")->rt().whereis(name); }
-
-bool demonitor(const Ref& ref) {
-  Process* me = detail::require_self("demonitor");
-  Pid target;
-  if (!me->remove_monitor(ref, &target)) return false;
-  me->rt().deliver(target, new Envelope(Kind::kDemonitor, me->pid(), ref, Term()));
-  return true;
-}
-
-std::optional<Reason> await_down(const Ref& ref, Timeout timeout) {
-  Process* me = detail::require_self("await_down");
-  // The Down ends the monitor as it is fetched; then it is taken out of the queue.
-  bool got = me->wait_until([&] { return !me->has_monitor(ref); }, timeout.deadline_from_now());
-  if (!got) return std::nullopt;
-  return me->take_down(ref);
-}
-
-void link(const Pid& pid) {
-  Process* me = detail::require_self("link");
-  if (pid == me->pid()) return;
-  me->add_link(pid);
-  me->rt().deliver(pid, new Envelope(Kind::kLink, me->pid(), Ref{}, Term()));
-}
-
-void unlink(const Pid& pid) {
-  Process* me = detail::require_self("unlink");
-  if (!me->remove_link(pid)) return;
-  me->rt().deliver(pid, new Envelope(Kind::kUnlink, me->pid(), Ref{}, Term()));
-}
-
-bool trap_exit(bool on) { return detail::require_self("trap_exit")->set_trap_exit(on); }
-
-void monitor_nodes(bool on) { detail::require_self("monitor_nodes")->monitor_nodes(on); }
-
-void monitor_node(Atom node, bool on) {
-  detail::require_self("monitor_node")->monitor_node(node, on);
-}
-
-void exit(const Pid& pid, Reason reason) {
-  Process* me = detail::current_process();
-  Runtime& rt = detail::runtime_for_call(pid);
-  rt.deliver(pid,
-             new Envelope(Kind::kExitSignal, me ? me->pid() : Pid{}, Ref{}, std::move(reason)));
-}
-
-void exit_self(Reason reason) {
-  detail::require_self("exit_self");
-  throw detail::ProcessExit{std::move(reason), true};
-}
-
-// -- Inbox ------------------------------------------------------------------------
-
-Inbox::Inbox(Node& node) {
-  process_ = detail::make_inbox(node.runtime());
-  process_->set_trap_exit(true);  // a test thread wants Exit messages, not to be torn down
-  pid_ = process_->pid();
-  detail::push_thread_inbox(process_);
-}
-
-Inbox::~Inbox() { close(); }
-
-Pid Inbox::pid() const { return pid_; }
-
-void Inbox::close() {
-  if (!process_) return;
-  detail::remove_thread_inbox(process_);
-  process_->finish(reasons::normal());
-  process_->rt().retire(pid_);
-  process_ = nullptr;
-}
-
 }  // namespace nodus

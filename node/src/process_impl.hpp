@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,8 @@ class Process {
   const Pid& pid() const { return pid_; }
   void set_pid(const Pid& p) { pid_ = p; }
   Runtime& rt() const { return rt_; }
+  /// The node's time (Runtime::now): its virtual clock's under simulation.
+  Clock::time_point now() const;
   const Pid& parent() const { return parent_; }
   void set_parent(const Pid& p) { parent_ = p; }
 
@@ -82,7 +85,7 @@ class Process {
   /// Accepts replies for `ref` from now on (call, send_request).
   /// `target` is who will answer: if its node goes down, the wait ends with nodedown.
   void await_ref(const Ref& ref, const Pid& target = Pid{}) {
-    x().awaiting.emplace_back(ref, target);
+    extras().awaiting.emplace_back(ref, target);
   }
   /// The reply for `ref` if it has arrived (and forgets the ref); caller owns it.
   Envelope* take_reply(const Ref& ref);
@@ -92,14 +95,15 @@ class Process {
   /// A call this process will answer later (handle_call returned noreply); if it dies first,
   /// the caller gets the exit reason.
   void defer(const From& from) {
-    if (!(from == x().current_call && x().current_replied)) x().deferred.push_back(from);
+    if (!(from == extras().current_call && extras().current_replied))
+      extras().deferred.push_back(from);
   }
   /// The call being handled now (so a reply(from) inside its own handler is not deferred, and
   /// so that finish answers it if the process exits before it is answered). From{} once the
   /// handler has returned.
   void set_current_call(const From& from) {
-    x().current_call = from;
-    x().current_replied = false;
+    extras().current_call = from;
+    extras().current_replied = false;
   }
   void resolve_deferred(const From& from);
 
@@ -119,9 +123,11 @@ class Process {
   bool remove_link(const Pid& p);
   bool trap_exit() const { return trap_exit_.load(std::memory_order_relaxed); }
   bool set_trap_exit(bool on) { return trap_exit_.exchange(on, std::memory_order_relaxed); }
+  /// A timer is aimed at this process (see has_timers_). REQUIRES: the runtime's timer lock.
+  void note_timer() { has_timers_.store(true, std::memory_order_seq_cst); }
   /// An exit signal ended the process while it was busy: the behaviour should stop now.
   bool exit_pending() const { return exit_pending_; }
-  const Reason& pending_reason() const { return x().pending_reason; }
+  const Reason& pending_reason() const { return extras().pending_reason; }
   bool shutdown_requested() const { return shutdown_requested_; }
   void clear_exit_pending() { exit_pending_ = false; }
 
@@ -183,6 +189,9 @@ class Process {
   bool dead_ = false;
   std::atomic<bool> trap_exit_{false};
   std::atomic<bool> waiting_{false};
+  // Set (seq_cst, by any thread) once a timer was aimed at this process (Runtime::send_after):
+  // its exit then cancels them, and fired ones are forgotten as they arrive.
+  std::atomic<bool> has_timers_{false};
 
   // Written by any thread.
   std::atomic<Envelope*> head_{nullptr};
@@ -215,19 +224,31 @@ class Process {
     Ref wake_token;  // the deadline timer of the current wait
     Reason pending_reason;
   };
-  Extras& x() const {
-    if (!x_) {
-      x_ = std::make_unique<Extras>();
+  Extras& extras() const {
+    if (!extras_) {
+      extras_ = std::make_unique<Extras>();
       has_extras_.store(true, std::memory_order_relaxed);
     }
-    return *x_;
+    return *extras_;
   }
   mutable std::atomic<bool> has_extras_{false};
-  mutable std::unique_ptr<Extras> x_;
+  mutable std::unique_ptr<Extras> extras_;
 };
+
+// -- shared between the runtime's sources ----------------------------------------------
 
 /// The process running on this thread: a scheduled process's fiber, or the thread's Inbox.
 Process* current_process();
+/// The exit reason for the exception being handled: {exception, "Type: what"}. REQUIRES:
+/// called inside a catch block. (process.cpp)
+Reason current_exception_reason();
+/// A new thread-bound process (an Inbox's, or a Waiter's temporary mailbox), adopted by `rt`.
+Process* make_inbox(Runtime& rt);
+/// A new process that runs `body` (spawn), neither adopted nor scheduled yet.
+Process* make_fun_process(Runtime& rt, std::function<void()> body, const SpawnOptions& opts);
+/// Sends `request` as an envelope of `kind` (a call, or a get-status) and waits for the reply,
+/// at most `timeout`: what call, call_as, process_info and stop share. (messaging.cpp)
+Result<Message, Reason> call_message(const Dest& to, Message request, Timeout timeout, Kind kind);
 
 /// Who waits for an answer: the current process, or, for a plain thread without an Inbox (or
 /// whose process belongs to another runtime, when `same_runtime`), a temporary mailbox that
@@ -278,12 +299,12 @@ bool Process::wait_until(Pred pred, Clock::time_point deadline) {
   } guard{this};
   for (;;) {
     fetch();
-    if (exit_pending_) throw ProcessExit{x().pending_reason, false};
+    if (exit_pending_) throw ProcessExit{extras().pending_reason, false};
     if (pred()) return true;
     // pred may have fetched too (receive does): a signal it took must not be slept on.
-    if (exit_pending_) throw ProcessExit{x().pending_reason, false};
+    if (exit_pending_) throw ProcessExit{extras().pending_reason, false};
     if (woke_) return false;
-    if (deadline != Clock::time_point::max() && Clock::now() >= deadline) return false;
+    if (deadline != Clock::time_point::max() && now() >= deadline) return false;
     park(deadline);
   }
 }

@@ -21,17 +21,10 @@ ProcessTable::~ProcessTable() {
   }
 }
 
-ProcessTable::Slot* ProcessTable::slot(std::uint32_t index) const {
-  std::uint32_t seg = index >> kSegmentBits;
-  if (seg >= kMaxSegments) return nullptr;
-  Slot* s = segments_[seg].load(std::memory_order_acquire);
-  return s ? &s[index & (kSegmentSize - 1)] : nullptr;
-}
-
 std::uint64_t ProcessTable::insert(Process* p, const std::function<void(std::uint64_t)>& named) {
   std::uint32_t index;
   {
-    std::lock_guard<std::mutex> lock(free_mu_);
+    MutexLock lock(free_mu_);
     if (!free_.empty()) {
       index = free_.back();
       free_.pop_back();
@@ -69,6 +62,12 @@ ProcessTable::Handle ProcessTable::lookup(std::uint64_t id) {
   }
 }
 
+void ProcessTable::mark_exiting(std::uint64_t id) {
+  Slot* s = slot(static_cast<std::uint32_t>(id));
+  NODUS_CHECK(s != nullptr);
+  s->word.fetch_or(kExiting, std::memory_order_seq_cst);
+}
+
 void ProcessTable::release(std::uint32_t index) {
   Slot* s = slot(index);
   std::uint64_t w = s->word.fetch_sub(1, std::memory_order_acq_rel);
@@ -80,7 +79,7 @@ void ProcessTable::release(std::uint32_t index) {
   if (gen > 0xffffffffull) gen = 1;
   s->word.store(gen << 32, std::memory_order_release);
   delete p;
-  std::lock_guard<std::mutex> lock(free_mu_);
+  MutexLock lock(free_mu_);
   free_.push_back(index);
 }
 
@@ -104,7 +103,7 @@ void ProcessTable::Handle::reset() {
 void ProcessTable::for_each(const std::function<void(Process&)>& f) {
   std::uint32_t end;
   {
-    std::lock_guard<std::mutex> lock(free_mu_);
+    MutexLock lock(free_mu_);
     end = next_;
   }
   for (std::uint32_t i = 0; i < end; ++i) {

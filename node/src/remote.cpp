@@ -46,8 +46,6 @@ MessageDecoder message_decoder(std::uint32_t tag) {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // The wire numbers of envelope kinds (docs/protocol.md section 4); local-only kinds have none.
 constexpr std::pair<Kind, std::uint8_t> kWireKinds[] = {
     {Kind::kInfo, 0},       {Kind::kCast, 1},    {Kind::kCall, 2},       {Kind::kReply, 3},
@@ -99,16 +97,16 @@ transport::WireIdRef wire_ref(const Pid& p) { return {p.node.name(), p.creation,
 transport::WireIdRef wire_ref(const Ref& r) { return {r.node.name(), r.creation, r.id}; }
 
 // Appends e's DATA frame to `out`, or says why it cannot cross the wire (`out` untouched).
-std::optional<Reason> encode_envelope(const Envelope& e, const std::variant<Pid, std::string>& to,
-                                      std::string& out) {
+std::optional<Reason> encode_envelope(const Runtime& rt, const Envelope& e,
+                                      const std::variant<Pid, std::string>& to, std::string& out) {
   auto kind = wire_kind(e.kind);
-  if (!kind) return Reason(tuple(atom("badarg"), bin("a local-only signal")));
+  if (!kind) return reasons::of(ErrorCode::kBadArg, bin("a local-only signal"));
   thread_local std::string payload;  // reused: no allocation per message
   payload.clear();
   if (!e.msg.encode(payload)) {
-    return Reason(tuple(atom("badarg"), bin(std::string("message type ") + e.msg.type_name() +
-                                            " cannot cross the wire: declare it with "
-                                            "NODUS_MESSAGE")));
+    return reasons::of(ErrorCode::kBadArg, bin(std::string("message type ") + e.msg.type_name() +
+                                               " cannot cross the wire: declare it with "
+                                               "NODUS_MESSAGE"));
   }
   transport::DataRef d;
   d.kind = *kind;
@@ -119,8 +117,8 @@ std::optional<Reason> encode_envelope(const Envelope& e, const std::variant<Pid,
     d.to = std::string_view(std::get<std::string>(to));
   }
   if (e.ref) d.ref = wire_ref(e.ref);
-  if (e.deadline != Clock::time_point::max()) {
-    auto left = std::chrono::duration_cast<std::chrono::microseconds>(e.deadline - Clock::now());
+  if (e.deadline != Runtime::Clock::time_point::max()) {
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(e.deadline - rt.now());
     d.budget_us = left.count() > 0 ? static_cast<std::uint64_t>(left.count()) : 1;
   }
   d.tag = e.msg.wire_tag();
@@ -139,6 +137,7 @@ struct PeerBatch {
   std::string frames;     // encoded back to back
   std::size_t count = 0;  // frames in `frames`
   bool checked = false;   // the link was up when this slice first sent to it
+  bool used = false;      // sent to in this slice (listed in SliceBatches::used)
 };
 
 // While a process runs on a scheduler thread, its remote sends are gathered here and leave
@@ -146,8 +145,11 @@ struct PeerBatch {
 // and no wake-up of another thread. Entries are reused from slice to slice.
 struct SliceBatches {
   bool open = false;
-  std::vector<PeerBatch> peers;  // the few peers a slice sends to
+  std::vector<PeerBatch> peers;   // the few peers a slice sends to
+  std::vector<std::size_t> used;  // this slice's, in order of its first send to each
 };
+// Entries kept for reuse beyond a slice (hidden peers come and go under fresh names).
+constexpr std::size_t kKeptBatches = 16;
 thread_local SliceBatches tls_batches;
 
 void send_batch(PeerBatch& b) {
@@ -161,13 +163,20 @@ void send_batch(PeerBatch& b) {
 }
 
 PeerBatch& batch_for(transport::Transport& t, Atom node) {
-  for (PeerBatch& b : tls_batches.peers) {
-    if (b.transport == &t && b.node == node) return b;
+  std::vector<PeerBatch>& peers = tls_batches.peers;
+  std::size_t i = 0;
+  while (i < peers.size() && !(peers[i].transport == &t && peers[i].node == node)) ++i;
+  if (i == peers.size()) {
+    PeerBatch& b = peers.emplace_back();
+    b.transport = &t;
+    b.node = node;
+    b.peer = std::string(node.name());
   }
-  PeerBatch& b = tls_batches.peers.emplace_back();
-  b.transport = &t;
-  b.node = node;
-  b.peer = std::string(node.name());
+  PeerBatch& b = peers[i];
+  if (!b.used) {
+    b.used = true;
+    tls_batches.used.push_back(i);
+  }
   return b;
 }
 
@@ -181,10 +190,16 @@ RemoteBatchScope::~RemoteBatchScope() {
 }
 
 void RemoteBatchScope::flush() {
-  for (PeerBatch& b : tls_batches.peers) {
+  // In the order this slice first sent to each peer: what leaves when does not depend on what
+  // earlier slices did (a simulation replays from its seed).
+  for (std::size_t i : tls_batches.used) {
+    PeerBatch& b = tls_batches.peers[i];
     send_batch(b);
     b.checked = false;
+    b.used = false;
   }
+  tls_batches.used.clear();
+  if (tls_batches.peers.size() > kKeptBatches) tls_batches.peers.resize(kKeptBatches);
 }
 
 Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope& e,
@@ -193,7 +208,7 @@ Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope
   if (!tls_batches.open) {
     thread_local std::string frame;
     frame.clear();
-    if ((bad = encode_envelope(e, to, frame))) return Status::Ok();
+    if ((bad = encode_envelope(*this, e, to, frame))) return Status::Ok();
     return t.send_frames(std::string(node.name()), frame, 1);
   }
   PeerBatch& b = batch_for(t, node);
@@ -205,7 +220,7 @@ Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope
     b.checked = true;
   }
   const std::size_t before = b.frames.size();
-  if ((bad = encode_envelope(e, to, b.frames))) return Status::Ok();
+  if ((bad = encode_envelope(*this, e, to, b.frames))) return Status::Ok();
   if (b.frames.size() > t.batch_bytes() && b.count > 0) {
     // Full: what came before this frame leaves now.
     (void)t.send_frames(b.peer, std::string_view(b.frames).substr(0, before), b.count);
@@ -231,7 +246,7 @@ void Runtime::deliver_remote_to(Atom node, std::variant<Pid, std::string> addres
   auto unreachable = [&] {
     const bool asks =
         e->kind == Kind::kCall || e->kind == Kind::kGetStatus || e->kind == Kind::kStop;
-    bounce(owned.release(), Term(atom(asks ? "nodedown" : "noconnection")), to);
+    bounce(owned.release(), asks ? reasons::of(ErrorCode::kNodeDown) : Reason("noconnection"), to);
   };
   transport::Transport* t = transport();
   if (!t) {
@@ -256,7 +271,7 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
   auto refuse = [&](const std::string& why) {
     remote_rejected_.fetch_add(1, std::memory_order_relaxed);
     if (kind == Kind::kCall && from) {
-      send_error_reply(from, ref, Reason(tuple(atom("badarg"), bin(why))));
+      send_error_reply(from, ref, reasons::of(ErrorCode::kBadArg, bin(why)));
     }
   };
   if (!kind) {
@@ -289,7 +304,7 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
     msg = std::move(m.value());
   }
   auto* e = new Envelope(*kind, from, ref, std::move(msg));
-  if (d.budget_us) e->deadline = Clock::now() + std::chrono::microseconds(d.budget_us);
+  if (d.budget_us) e->deadline = now() + std::chrono::microseconds(d.budget_us);
   if (const auto* pid = std::get_if<transport::WireId>(&d.to)) {
     Pid to = pid_of(*pid);
     if (to.node != name_) {  // not for this node: no forwarding
@@ -360,7 +375,8 @@ Status Runtime::start_transport(const NodeOptions& o) {
   cb.on_peer_down = [this](const std::string& peer, const std::string&) {
     on_peer_change(peer, false, false);
   };
-  auto started = transport::Transport::start(std::move(t), std::move(cb));
+  auto started = o.transport_factory ? o.transport_factory(std::move(t), std::move(cb))
+                                     : transport::Transport::start(std::move(t), std::move(cb));
   if (!started.ok()) return started.error();
   transport_owner_ = std::move(started.value());
   transport_.store(transport_owner_.get(), std::memory_order_release);

@@ -16,8 +16,8 @@ namespace nodus::detail {
 
 namespace {
 // Guards g_runtimes: the nodes alive in this OS process, for plain-thread calls.
-std::mutex g_runtimes_mu;
-std::vector<Runtime*> g_runtimes;
+Mutex g_runtimes_mu;
+std::vector<Runtime*> g_runtimes NODUS_GUARDED_BY(g_runtimes_mu);
 
 std::uint32_t default_creation() {
   auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -28,12 +28,16 @@ std::uint32_t default_creation() {
 }  // namespace
 
 Runtime::Runtime(const NodeOptions& options)
-    : name_(options.name),
+    : clock_owner_(options.clock),
+      clock_(options.clock.get()),
+      name_(options.name),
       creation_(options.creation ? options.creation : default_creation()),
-      timers_(*this),
+      timers_(*this, options.clock.get()),
       scheduler_(*this, options.schedulers, options.fiber_stack_size, options.manual_scheduling) {
+  // Timers of a virtual clock fire inside step(): only a manual scheduler has one.
+  NODUS_CHECK(!clock_ || options.manual_scheduling);
   {
-    std::lock_guard<std::mutex> lock(g_runtimes_mu);
+    MutexLock lock(g_runtimes_mu);
     g_runtimes.push_back(this);
   }
   timers_.start();
@@ -42,13 +46,13 @@ Runtime::Runtime(const NodeOptions& options)
 
 Runtime::~Runtime() {
   shutdown(std::chrono::seconds(5));
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   g_runtimes.erase(std::remove(g_runtimes.begin(), g_runtimes.end(), this), g_runtimes.end());
 }
 
 Runtime* Runtime::for_pid(const Pid& pid) {
   if (Process* p = current_process()) return &p->rt();
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   for (Runtime* rt : g_runtimes) {
     if (rt->is_local(pid)) return rt;
   }
@@ -56,7 +60,7 @@ Runtime* Runtime::for_pid(const Pid& pid) {
 }
 
 Runtime* Runtime::owning(Atom node, std::uint32_t creation) {
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   for (Runtime* rt : g_runtimes) {
     if (rt->name_ == node && rt->creation_ == creation) return rt;
   }
@@ -64,7 +68,7 @@ Runtime* Runtime::owning(Atom node, std::uint32_t creation) {
 }
 
 Runtime* Runtime::any() {
-  std::lock_guard<std::mutex> lock(g_runtimes_mu);
+  MutexLock lock(g_runtimes_mu);
   return g_runtimes.empty() ? nullptr : g_runtimes.front();
 }
 
@@ -108,7 +112,7 @@ void Runtime::deliver(const Pid& to, Envelope* e) {
       bounce(e, reasons::noproc(), to);
       return;
     case Process::PushResult::kRejected:
-      bounce(e, Term(atom("overloaded")), to);
+      bounce(e, reasons::of(ErrorCode::kOverloaded), to);
       return;
   }
 }
@@ -140,6 +144,56 @@ void Runtime::send_error_reply(const Pid& to, const Ref& ref, const Reason& reas
   deliver(to, new Envelope(Kind::kReplyError, Pid{}, ref, reason));
 }
 
+Ref Runtime::send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
+  const Ref ref = make_ref();
+  const auto when = now() + delay;
+  if (!is_local(to)) {  // another node's process: the timer is this node's to keep
+    timers_.add(when, to, Kind::kInfo, ref, std::move(msg));
+    return ref;
+  }
+  ProcessTable::Handle target = table_.lookup(to.id);
+  if (!target) return ref;  // gone: no timer
+  MutexLock lock(user_timers_mu_);
+  // The flag first, then the liveness: with Process::finish marking the exit first, then
+  // reading the flag (all seq_cst), either the exit sees the flag and cancels this timer
+  // (under this lock, so after it is recorded), or this sees the exit and sets none.
+  target->note_timer();
+  if (!table_.alive(to.id)) return ref;
+  timer_target_.emplace(ref.id, to.id);
+  timers_of_[to.id].push_back(ref.id);
+  timers_.add(when, to, Kind::kInfo, ref, std::move(msg));
+  return ref;
+}
+
+std::optional<std::chrono::milliseconds> Runtime::cancel_timer(const Ref& timer) {
+  std::optional<std::chrono::milliseconds> left = timers_.cancel(timer.id);
+  timer_fired(timer);  // forgotten either way
+  return left;
+}
+
+void Runtime::timer_fired(const Ref& timer) {
+  MutexLock lock(user_timers_mu_);
+  auto it = timer_target_.find(timer.id);
+  if (it == timer_target_.end()) return;
+  auto of = timers_of_.find(it->second);
+  if (of != timers_of_.end()) {
+    std::erase(of->second, timer.id);
+    if (of->second.empty()) timers_of_.erase(of);
+  }
+  timer_target_.erase(it);
+}
+
+void Runtime::cancel_timers_of(const Pid& pid) {
+  MutexLock lock(user_timers_mu_);
+  auto of = timers_of_.find(pid.id);
+  if (of == timers_of_.end()) return;
+  for (std::uint64_t id : of->second) {
+    (void)timers_.cancel(id);
+    timer_target_.erase(id);
+  }
+  timers_of_.erase(of);
+}
+
 void Runtime::retire(Pid pid) {
   table_.remove(pid.id);  // first: a registration racing with this exit then fails its lookup
   forget_name(pid);
@@ -147,7 +201,7 @@ void Runtime::retire(Pid pid) {
 
 void Runtime::forget_name(const Pid& pid) {
   if (named_.load() == 0) return;
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = name_of_.find(pid.id);
   if (it == name_of_.end()) return;
   by_name_.erase(it->second);
@@ -155,13 +209,13 @@ void Runtime::forget_name(const Pid& pid) {
   named_.fetch_sub(1);
 }
 
-Status Runtime::register_name(std::string_view name, const Pid& pid) {
+NameStatus Runtime::register_name(std::string_view name, const Pid& pid) {
   if (name.empty()) return Status(ErrorCode::kBadArg, "an empty name");
   if (!is_local(pid)) return Status(ErrorCode::kBadArg, pid.to_string() + " is not on this node");
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto held = by_name_.find(std::string(name));
   if (held != by_name_.end()) {
-    return Status(ErrorCode::kAlreadyStarted, held->second.to_string());
+    return NameStatus::taken(held->second);
   }
   if (!table_.lookup(pid.id)) return Status(ErrorCode::kBadArg, pid.to_string() + " is not alive");
   if (auto it = name_of_.find(pid.id); it != name_of_.end()) {
@@ -174,7 +228,7 @@ Status Runtime::register_name(std::string_view name, const Pid& pid) {
 }
 
 bool Runtime::unregister_name(std::string_view name) {
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = by_name_.find(std::string(name));
   if (it == by_name_.end()) return false;
   name_of_.erase(it->second.id);
@@ -184,7 +238,7 @@ bool Runtime::unregister_name(std::string_view name) {
 }
 
 Pid Runtime::whereis(std::string_view name) const {
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = by_name_.find(std::string(name));
   return it == by_name_.end() ? Pid{} : it->second;
 }
@@ -192,7 +246,7 @@ Pid Runtime::whereis(std::string_view name) const {
 std::vector<std::string> Runtime::registered() const {
   std::vector<std::string> out;
   {
-    std::lock_guard<std::mutex> lock(names_mu_);
+    MutexLock lock(names_mu_);
     for (const auto& [name, pid] : by_name_) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
@@ -201,7 +255,7 @@ std::vector<std::string> Runtime::registered() const {
 
 std::string Runtime::registered_name(const Pid& pid) const {
   if (named_.load() == 0) return {};
-  std::lock_guard<std::mutex> lock(names_mu_);
+  MutexLock lock(names_mu_);
   auto it = name_of_.find(pid.id);
   return it == name_of_.end() ? std::string() : it->second;
 }
@@ -234,7 +288,7 @@ void Runtime::deliver(const Dest& to, Envelope* e) {
 
 void* Runtime::set_service(std::size_t slot, std::shared_ptr<void> owner) {
   NODUS_CHECK(slot < kServiceSlots);
-  std::lock_guard<std::mutex> lock(services_mu_);
+  MutexLock lock(services_mu_);
   if (void* held = services_[slot].load()) return held;
   void* raw = owner.get();
   service_owners_.push_back(std::move(owner));
@@ -245,7 +299,6 @@ void* Runtime::set_service(std::size_t slot, std::shared_ptr<void> owner) {
 void Runtime::shutdown(Timeout grace) {
   if (stopped_.exchange(true)) return;
   shutting_down_.store(true);
-  using Clock = std::chrono::steady_clock;
   // Inboxes belong to plain threads and leave when those close them: not waited for.
   auto live = [&] {
     std::size_t n = 0;
@@ -254,9 +307,12 @@ void Runtime::shutdown(Timeout grace) {
     });
     return n;
   };
+  // On the node's clock: under virtual time a simulation runs meanwhile (the processes may
+  // wait for other nodes) and the grace is virtual too.
   auto wait_until_empty = [&](Clock::time_point deadline) {
-    while (live() > 0 && Clock::now() < deadline) {
+    while (live() > 0 && now() < deadline) {
       if (scheduler_.manual() && scheduler_.step()) continue;
+      if (advance_time()) continue;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     return live() == 0;
@@ -275,15 +331,15 @@ void Runtime::shutdown(Timeout grace) {
     });
     for (const Pid& pid : targets) deliver(pid, new Envelope(kind, Pid{}, Ref{}, reason));
   };
-  const auto deadline = grace.deadline_from_now();
+  const auto deadline = this->deadline(grace);
   // Top-level processes first: supervisors stop their children in order.
   signal_all(true, Kind::kShutdown, reasons::shutdown());
-  auto roots_deadline = std::min(deadline, Clock::now() + (deadline - Clock::now()) / 2);
+  auto roots_deadline = std::min(deadline, now() + (deadline - now()) / 2);
   if (!wait_until_empty(roots_deadline)) {
     signal_all(false, Kind::kShutdown, reasons::shutdown());
     if (!wait_until_empty(deadline)) {
       signal_all(false, Kind::kExitSignal, reasons::kill());
-      wait_until_empty(Clock::now() + std::chrono::seconds(1));
+      wait_until_empty(now() + std::chrono::seconds(1));
     }
   }
   if (transport::Transport* t = transport()) t->close();  // peers hear BYE
@@ -292,158 +348,3 @@ void Runtime::shutdown(Timeout grace) {
 }
 
 }  // namespace nodus::detail
-
-// -- Node -----------------------------------------------------------------------------
-
-namespace nodus {
-
-Node::Node(NodeOptions options, NoStart) : rt_(std::make_unique<detail::Runtime>(options)) {
-  rt_->set_node(this);
-}
-
-Node::Node(NodeOptions options) : Node(options, NoStart{}) {
-  if (options.listen.empty()) return;
-  Status s = rt_->start_transport(options);
-  if (!s.ok()) {
-    std::fprintf(stderr, "nodus: node %s cannot start: %s\n", options.name.c_str(),
-                 s.to_string().c_str());
-    std::abort();
-  }
-}
-
-Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
-  std::unique_ptr<Node> node(new Node(options, NoStart{}));
-  if (!options.listen.empty()) {
-    Status s = node->rt_->start_transport(options);
-    if (!s.ok()) return s;
-  }
-  return node;
-}
-
-std::string Node::endpoint() const {
-  return rt_->transport() ? rt_->transport()->endpoint() : std::string();
-}
-void Node::connect(const std::string& endpoint) { rt_->connect(endpoint); }
-std::vector<Atom> Node::nodes() const { return rt_->nodes(); }
-Status Node::register_name(std::string_view name, const Pid& pid) {
-  return rt_->register_name(name, pid);
-}
-bool Node::unregister_name(std::string_view name) { return rt_->unregister_name(name); }
-Pid Node::whereis(std::string_view name) const { return rt_->whereis(name); }
-std::vector<std::string> Node::registered() const { return rt_->registered(); }
-std::size_t Node::new_service_slot() {
-  static std::atomic<std::size_t> next{0};
-  std::size_t slot = next.fetch_add(1);
-  NODUS_CHECK(slot < detail::Runtime::kServiceSlots);
-  return slot;
-}
-void* Node::service(std::size_t slot) const { return rt_->service(slot); }
-void* Node::set_service(std::size_t slot, std::shared_ptr<void> owner) {
-  return rt_->set_service(slot, std::move(owner));
-}
-void Node::block_peer(std::string_view node) {
-  if (auto* t = rt_->transport()) t->block_peer(std::string(node));
-}
-void Node::unblock_peer(std::string_view node) {
-  if (auto* t = rt_->transport()) t->unblock_peer(std::string(node));
-}
-NetworkStats Node::network_stats() const {
-  NetworkStats s;
-  if (auto* t = rt_->transport()) {
-    auto ts = t->stats();
-    s.frames_in = ts.frames_in;
-    s.frames_out = ts.frames_out;
-    s.frames_rejected = ts.frames_rejected;
-    s.auth_failures = ts.auth_failures;
-    s.curve_refused = ts.curve_refused;
-  }
-  s.messages_rejected = rt_->remote_rejected();
-  s.node_up_events = rt_->node_up_events();
-  s.node_down_events = rt_->node_down_events();
-  return s;
-}
-
-std::vector<PeerStats> Node::peers() const {
-  std::vector<PeerStats> out;
-  auto* t = rt_->transport();
-  if (!t) return out;
-  std::map<std::string, PeerStats> by_name;
-  for (const auto& [name, traffic] : t->traffic()) {
-    PeerStats& p = by_name[name];
-    p.name = Atom(name);
-    p.messages_in = traffic.data_in;
-    p.messages_out = traffic.data_out;
-  }
-  for (const transport::PeerInfo& info : t->peers()) {
-    PeerStats& p = by_name[info.name];
-    p.name = Atom(info.name);
-    p.endpoint = info.endpoint;
-    p.up = true;
-    p.hidden = info.hidden;
-  }
-  for (auto& [name, p] : by_name) out.push_back(std::move(p));
-  return out;
-}
-
-CallLatency Node::call_latency() const { return rt_->call_latency(); }
-Node::~Node() = default;
-
-Atom Node::name() const { return rt_->name(); }
-std::uint32_t Node::creation() const { return rt_->creation(); }
-unsigned Node::schedulers() const { return rt_->scheduler().threads(); }
-Ref Node::make_ref() { return rt_->make_ref(); }
-std::size_t Node::process_count() const { return rt_->table().size(); }
-void Node::shutdown(Timeout grace) { rt_->shutdown(grace); }
-bool Node::step() { return rt_->scheduler().step(); }
-std::size_t Node::run_until_idle(std::size_t max_steps) {
-  std::size_t steps = 0;
-  while (steps < max_steps && rt_->scheduler().step()) ++steps;
-  return steps;
-}
-
-namespace {
-ProcessInfo snapshot(detail::Process& p) {
-  ProcessInfo info;
-  info.pid = p.pid();
-  info.registered_name = p.rt().registered_name(p.pid());
-  info.behaviour = p.behaviour();
-  info.type = p.type_name();
-  info.mailbox_length = p.mailbox_length();
-  info.messages_handled = p.messages_handled();
-  info.memory_bytes = p.memory_estimate();
-  info.waiting = p.waiting();
-  info.trap_exit = p.trap_exit();
-  info.links = p.link_count();
-  info.monitors = p.monitor_count();
-  info.dropped = p.dropped();
-  return info;
-}
-}  // namespace
-
-std::vector<ProcessInfo> Node::processes() const {
-  std::vector<ProcessInfo> out;
-  out.reserve(rt_->table().size());
-  rt_->table().for_each([&](detail::Process& p) { out.push_back(snapshot(p)); });
-  return out;
-}
-
-namespace detail {
-Result<Message, Reason> call_message(const Dest& to, Message request, Timeout timeout, Kind kind);
-}
-
-Result<ProcessInfo, Reason> Node::process_info(const Pid& pid, Timeout timeout) {
-  ProcessInfo info;
-  {
-    if (!rt_->is_local(pid)) return reasons::noproc();
-    auto h = rt_->table().lookup(pid.id);
-    if (!h) return reasons::noproc();
-    info = snapshot(*h.get());
-  }
-  auto status = detail::call_message(pid, Term(), timeout, detail::Kind::kGetStatus);
-  if (!status) return std::move(status).error();
-  Message& m = status.value();
-  info.status = m.is_term() ? m.term() : Term(atom(m.type_name()));
-  return info;
-}
-
-}  // namespace nodus

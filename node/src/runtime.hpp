@@ -15,7 +15,9 @@
 #include <variant>
 #include <vector>
 #include "envelope.hpp"
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/node.hpp"
+#include "nodus/transport/clock.hpp"
 #include "nodus/transport/transport.hpp"
 #include "process_table.hpp"
 #include "scheduler.hpp"
@@ -26,10 +28,13 @@ namespace nodus::detail {
 class Process;
 class Runtime;
 
+/// The runtime behind a Node, for the runtime's own sources.
+struct NodeAccess {
+  static Runtime& runtime(Node& node) { return *node.rt_; }
+};
+
 /// Registers a starting process under its SpawnOptions name (local, or through its resolver).
-Status register_start_name(Runtime& rt, const Name& name, const Pid& pid);
-/// Who holds a start name now (for {already_started, Pid}).
-Pid whereis_start_name(Runtime& rt, const Name& name);
+NameStatus register_start_name(Runtime& rt, const Name& name, const Pid& pid);
 
 /// Remote sends made on this thread while a scope is open are gathered per peer and sent as
 /// one ZeroMQ message each when the scope flushes or closes. The scheduler opens one around
@@ -56,6 +61,20 @@ class Runtime {
   void set_node(Node* n) { node_ = n; }
   std::uint32_t creation() const { return creation_; }
   bool is_local(const Pid& p) const { return p.node == name_ && p.creation == creation_; }
+
+  // -- time: the system's steady clock, or a simulation's virtual one (NodeOptions::clock) --
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point now() const { return clock_ ? clock_->now() : Clock::now(); }
+  /// now + t, or time_point::max() for infinity.
+  Clock::time_point deadline(Timeout t) const {
+    return t.is_infinite() ? Clock::time_point::max() : now() + t.duration();
+  }
+  /// True when time is virtual: timers fire inside Scheduler::step(), not on a thread.
+  bool virtual_time() const { return clock_ != nullptr; }
+  /// For a plain thread that waits with nothing of this node's to run, under virtual time:
+  /// lets the simulation move on by one event. False without virtual time, or when nothing can
+  /// happen any more.
+  bool advance_time() { return clock_ && clock_->advance(); }
 
   Ref make_ref() {
     return Ref{name_, creation_, next_ref_.fetch_add(1, std::memory_order_relaxed)};
@@ -96,6 +115,18 @@ class Runtime {
   void await_room(Atom node);
   void send_error_reply(const Pid& to, const Ref& ref, const Reason& reason);
 
+  // -- timers aimed at processes (send_after, cancel_timer) ------------------------------
+  /// Sends `msg` to `to` after `delay`: a timer aimed at a process of this node goes with that
+  /// process (Erlang's erlang:send_after to a pid), so none is set for one that has exited.
+  Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay);
+  /// The time `timer` had left, or nullopt if it fired, was cancelled, went with its process
+  /// or never was.
+  std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer);
+  /// A timer's message reached its process: forgets the timer.
+  void timer_fired(const Ref& timer);
+  /// `pid` is exiting (REQUIRES: marked so in the table): cancels its timers.
+  void cancel_timers_of(const Pid& pid);
+
   ProcessTable& table() { return table_; }
   Scheduler& scheduler() { return scheduler_; }
   TimerService& timers() { return timers_; }
@@ -117,7 +148,7 @@ class Runtime {
   void* set_service(std::size_t slot, std::shared_ptr<void> owner);
 
   // -- local names ------------------------------------------------------------------
-  Status register_name(std::string_view name, const Pid& pid);
+  NameStatus register_name(std::string_view name, const Pid& pid);
   bool unregister_name(std::string_view name);
   Pid whereis(std::string_view name) const;
   std::vector<std::string> registered() const;
@@ -135,6 +166,9 @@ class Runtime {
 
  private:
   Node* node_ = nullptr;
+  // The virtual clock, or null for the system's; set at construction, never changed.
+  std::shared_ptr<transport::Clock> clock_owner_;
+  transport::Clock* clock_ = nullptr;
   Atom name_;
   std::uint32_t creation_;
   std::atomic<std::uint64_t> next_ref_{1};
@@ -145,8 +179,8 @@ class Runtime {
   void deliver_remote_to(Atom node, std::variant<Pid, std::string> address, Envelope* e);
   /// Sends e's frame to `node`, or, inside a RemoteBatchScope, adds it to the batch for that
   /// node. Sets `bad` (and sends nothing) when e cannot cross the wire.
-  static Status send_envelope(transport::Transport& t, Atom node, const Envelope& e,
-                              const std::variant<Pid, std::string>& to, std::optional<Reason>& bad);
+  Status send_envelope(transport::Transport& t, Atom node, const Envelope& e,
+                       const std::variant<Pid, std::string>& to, std::optional<Reason>& bad);
   void on_remote_data(const std::string& peer, transport::Data&& d);
   void on_peer_change(const std::string& peer, bool up, bool hidden);
 
@@ -165,14 +199,23 @@ class Runtime {
 
   // Guards by_name_ and name_of_: written on (un)registration and exits of named processes,
   // read by name lookups. named_ lets exits of unnamed processes skip the lock.
-  mutable std::mutex names_mu_;
-  std::unordered_map<std::string, Pid> by_name_;
-  std::unordered_map<std::uint64_t, std::string> name_of_;
+  mutable Mutex names_mu_;
+  std::unordered_map<std::string, Pid> by_name_ NODUS_GUARDED_BY(names_mu_);
+  std::unordered_map<std::uint64_t, std::string> name_of_ NODUS_GUARDED_BY(names_mu_);
   std::atomic<std::size_t> named_{0};
-  // Guards service_owners_ (set_service); readers use the atomic slots without it.
-  std::mutex services_mu_;
+  // Guards service_owners_ and the writes to services_ (set_service); readers use the atomic
+  // slots without it.
+  Mutex services_mu_;
   std::array<std::atomic<void*>, kServiceSlots> services_{};
-  std::vector<std::shared_ptr<void>> service_owners_;
+  std::vector<std::shared_ptr<void>> service_owners_ NODUS_GUARDED_BY(services_mu_);
+  // Guards the timers aimed at this node's processes: which process each one is aimed at, and
+  // each such process's timers, so that its exit cancels them. send_after and the exit take it
+  // in turn (see send_after for why that is enough).
+  Mutex user_timers_mu_;
+  std::unordered_map<std::uint64_t, std::uint64_t> timer_target_
+      NODUS_GUARDED_BY(user_timers_mu_);  // timer id -> pid id
+  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> timers_of_
+      NODUS_GUARDED_BY(user_timers_mu_);  // pid id -> timer ids
   ProcessTable table_;
   TimerService timers_;
   Scheduler scheduler_;

@@ -313,6 +313,7 @@ bool Scheduler::step() {
   NODUS_CHECK(manual_);
   Worker& w = *workers_[0];
   ManualWorkerScope scope(w);
+  if (rt_.virtual_time()) rt_.timers().fire_due();  // no timer thread under virtual time
   Process* p = find_work(w);
   if (p) run(w, p);
   return p != nullptr;

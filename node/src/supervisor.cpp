@@ -20,10 +20,6 @@
 
 namespace nodus {
 
-namespace detail {
-Reason current_exception_reason();  // process.cpp
-}  // namespace detail
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -187,7 +183,7 @@ class SupervisorServer final : public GenServer {
       r = detail::current_exception_reason();
     }
     if (!r) {
-      if (r.error() == "ignore") {
+      if (r.error() == reasons::of(ErrorCode::kIgnored)) {
         c.pid = Pid{};
         c.restarting = false;
         return Pid{};
@@ -273,9 +269,16 @@ class SupervisorServer final : public GenServer {
     for (std::size_t i = group.first; i < group.second; ++i) {
       Child& c = children_[i];
       if (c.pid.valid()) continue;
-      if (!start_one(c)) {
+      auto started = start_one(c);
+      if (!started) {
         c.restarting = true;
         send(self(), RetryRestart{c.key});
+        return;
+      }
+      // A DynamicSupervisor drops a child whose restart was ignored, freeing its slot, as
+      // Elixir's does; a static one keeps its spec, not running, as OTP's does.
+      if (!started->valid() && config_.dynamic) {
+        children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
         return;
       }
     }
@@ -346,7 +349,7 @@ class SupervisorServer final : public GenServer {
       }
     } else if (Child* existing = by_id(spec.id)) {
       if (existing->pid.valid())
-        return {Pid{}, Reason(tuple(atom("already_started"), existing->pid))};
+        return {Pid{}, reasons::of(ErrorCode::kAlreadyStarted, existing->pid)};
       return {Pid{}, Reason(atom("already_present"))};
     }
     children_.push_back(Child{std::move(spec), Pid{}, next_key_++, false});
@@ -365,7 +368,7 @@ class SupervisorServer final : public GenServer {
   AckReply terminate_child_by_id(const std::string& id) {
     if (config_.dynamic) return {Reason(atom("not_supported"))};
     Child* c = by_id(id);
-    if (!c) return {Reason(atom("not_found"))};
+    if (!c) return {reasons::of(ErrorCode::kNotFound)};
     terminate_and_forget(*c);
     return {};
   }
@@ -373,7 +376,7 @@ class SupervisorServer final : public GenServer {
   AckReply terminate_child_by_pid(const Pid& pid) {
     auto it = std::find_if(children_.begin(), children_.end(),
                            [&](const Child& c) { return c.pid.valid() && c.pid == pid; });
-    if (it == children_.end()) return {Reason(atom("not_found"))};
+    if (it == children_.end()) return {reasons::of(ErrorCode::kNotFound)};
     terminate_and_forget(*it);
     return {};
   }
@@ -390,7 +393,7 @@ class SupervisorServer final : public GenServer {
   PidReply restart_child(const std::string& id) {
     if (config_.dynamic) return {Pid{}, Reason(atom("not_supported"))};
     Child* c = by_id(id);
-    if (!c) return {Pid{}, Reason(atom("not_found"))};
+    if (!c) return {Pid{}, reasons::of(ErrorCode::kNotFound)};
     if (c->pid.valid()) return {Pid{}, Reason(atom("running"))};
     if (c->restarting) return {Pid{}, Reason(atom("restarting"))};
     auto started = start_one(*c);
@@ -401,7 +404,7 @@ class SupervisorServer final : public GenServer {
   AckReply delete_child(const std::string& id) {
     if (config_.dynamic) return {Reason(atom("not_supported"))};
     Child* c = by_id(id);
-    if (!c) return {Reason(atom("not_found"))};
+    if (!c) return {reasons::of(ErrorCode::kNotFound)};
     if (c->pid.valid()) return {Reason(atom("running"))};
     if (c->restarting) return {Reason(atom("restarting"))};
     children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index_of(c->key)));

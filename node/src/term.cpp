@@ -10,11 +10,14 @@
 #include <cstdlib>
 #include <limits>
 #include <mutex>
+#include <ostream>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <variant>
+
+#include "nodus/node/detail/mutex.hpp"
 
 namespace nodus {
 namespace {
@@ -42,11 +45,11 @@ class AtomTable {
 
   std::uint32_t intern(std::string_view name) {
     {
-      std::shared_lock lock(mu_);
+      detail::ReaderLock lock(mu_);
       auto it = by_name_.find(name);
       if (it != by_name_.end()) return it->second;
     }
-    std::unique_lock lock(mu_);
+    detail::WriterLock lock(mu_);
     auto it = by_name_.find(name);
     if (it != by_name_.end()) return it->second;
     const std::uint32_t id = count_.load(std::memory_order_relaxed);
@@ -91,8 +94,9 @@ class AtomTable {
   std::atomic<std::uint32_t> count_{0};
   // Serialises interning (by_name_, new segments, count_); lookups by name share it.
   // Lookups by id never take it.
-  mutable std::shared_mutex mu_;
-  std::unordered_map<std::string_view, std::uint32_t> by_name_;  // views of the stored names
+  mutable detail::SharedMutex mu_;
+  // Views of the stored names.
+  std::unordered_map<std::string_view, std::uint32_t> by_name_ NODUS_GUARDED_BY(mu_);
 };
 
 AtomTable& atom_table() {
@@ -280,6 +284,11 @@ std::strong_ordering operator<=>(Atom a, Atom b) {
 }
 
 // -- Pid and Ref --------------------------------------------------------------------
+
+std::ostream& operator<<(std::ostream& os, Atom a) { return os << a.name(); }
+std::ostream& operator<<(std::ostream& os, const Pid& p) { return os << p.to_string(); }
+std::ostream& operator<<(std::ostream& os, const Ref& r) { return os << r.to_string(); }
+std::ostream& operator<<(std::ostream& os, const Term& t) { return os << t.to_string(); }
 
 std::string Pid::to_string() const {
   // <node.index.serial>: the process table slot and its reuse count (the creation is left

@@ -4,7 +4,7 @@
 
 namespace nodus::detail {
 
-TimerService::TimerService(Runtime& rt) : rt_(rt) {}
+TimerService::TimerService(Runtime& rt, transport::Clock* clock) : rt_(rt), clock_(clock) {}
 
 TimerService::~TimerService() {
   stop();
@@ -12,7 +12,28 @@ TimerService::~TimerService() {
 }
 
 void TimerService::start() {
+  if (clock_) return;  // step() fires them
   thread_ = std::thread([this] { run(); });
+}
+
+std::size_t TimerService::fire_due() {
+  std::vector<Entry*> due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return 0;
+    const Clock::time_point t = now();
+    while (!heap_.empty() && heap_.front()->when <= t) {
+      Entry* e = heap_.front();
+      heap_remove(e);
+      by_ref_.erase(e->ref.id);
+      due.push_back(e);
+    }
+  }
+  for (Entry* e : due) {
+    rt_.deliver(e->to, new Envelope(e->kind, Pid{}, e->ref, std::move(e->msg)));
+    delete e;
+  }
+  return due.size();
 }
 
 void TimerService::stop() {
@@ -42,7 +63,11 @@ void TimerService::add(Clock::time_point when, const Pid& to, Kind kind, const R
       wake = true;
     }
   }
-  if (wake) cv_.notify_one();
+  if (clock_) {
+    clock_->wake_at(when);
+  } else if (wake) {
+    cv_.notify_one();
+  }
 }
 
 std::optional<std::chrono::milliseconds> TimerService::cancel(std::uint64_t ref_id) {
@@ -55,7 +80,7 @@ std::optional<std::chrono::milliseconds> TimerService::cancel(std::uint64_t ref_
     by_ref_.erase(it);
     heap_remove(e);
   }
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(e->when - Clock::now());
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(e->when - now());
   delete e;
   return left.count() < 0 ? std::chrono::milliseconds(0) : left;
 }

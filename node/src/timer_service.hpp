@@ -5,6 +5,10 @@
 // O(log n) and leaves nothing behind. Adding a timer wakes the thread only when the new
 // deadline is earlier than the one it sleeps until, so a stream of calls with the same 5 s
 // timeout costs no wake-ups.
+//
+// Under a virtual clock (NodeOptions::clock) there is no thread: the scheduler's step() fires
+// what is due (fire_due), and every new deadline is told to the clock (Clock::wake_at), so a
+// simulation that advances time stops at it.
 #pragma once
 
 #include <chrono>
@@ -17,6 +21,7 @@
 #include <vector>
 
 #include "envelope.hpp"
+#include "nodus/transport/clock.hpp"
 
 namespace nodus::detail {
 
@@ -26,14 +31,19 @@ class TimerService {
  public:
   using Clock = std::chrono::steady_clock;
 
-  explicit TimerService(Runtime& rt);
+  /// `clock`: a virtual clock to read and to tell of deadlines, or null for the steady clock
+  /// and a thread of its own.
+  TimerService(Runtime& rt, transport::Clock* clock);
   ~TimerService();
   TimerService(const TimerService&) = delete;
   TimerService& operator=(const TimerService&) = delete;
 
+  /// Starts the thread (none under a virtual clock).
   void start();
   /// Stops the thread; pending timers are dropped. Idempotent.
   void stop();
+  /// Under a virtual clock: delivers every timer due by the clock's now; how many it fired.
+  std::size_t fire_due();
 
   /// At `when`, delivers an envelope of `kind` with `ref` (and `msg`) to `to`. `ref.id` is the
   /// timer's key for cancel; it must be unique (a fresh ref).
@@ -54,6 +64,7 @@ class TimerService {
   };
 
   void run();
+  Clock::time_point now() const { return clock_ ? clock_->now() : Clock::now(); }
   void heap_push(Entry* e);
   void heap_remove(Entry* e);
   void sift_up(std::size_t i);
@@ -61,6 +72,7 @@ class TimerService {
   void swap_at(std::size_t a, std::size_t b);
 
   Runtime& rt_;
+  transport::Clock* const clock_;
   // Guards heap_, by_ref_, wake_at_ and stop_.
   mutable std::mutex mu_;
   std::condition_variable cv_;

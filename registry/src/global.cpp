@@ -3,22 +3,38 @@
 #include "nodus/registry/global.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <set>
-#include <shared_mutex>
 #include <unordered_map>
 
+#include "global_protocol.hpp"
+#include "lock_round.hpp"
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
 
 namespace {
 
+namespace proto = global_protocol;
 using Clock = std::chrono::steady_clock;
-constexpr const char* kServerName = "nodus_global";
+using proto::kServerName;
+
+// Lost rounds a registration retries before it gives up with no_quorum (about 1.5 s of
+// pauses), and how long the API waits for its node's server.
+constexpr int kMaxAttempts = 60;
+constexpr std::chrono::seconds kRequestTimeout{10};
+
+// To itself: look for rounds that outlasted lock_timeout.
+struct SweepRounds {};
+// To itself: start the lost round kept under `id` again.
+struct RetryRound {
+  std::uint64_t id;
+};
 
 struct StringHash {
   using is_transparent = void;
@@ -36,29 +52,28 @@ struct GlobalState {
   GlobalOptions options;
   Pid server;
   // Guards names and peers: the server writes, whereis_global and friends read.
-  mutable std::shared_mutex mu;
-  std::unordered_map<std::string, Claim, StringHash, std::equal_to<>> names;
-  std::set<Atom> peers;
+  mutable detail::SharedMutex mu;
+  std::unordered_map<std::string, Claim, StringHash, std::equal_to<>> names NODUS_GUARDED_BY(mu);
+  std::set<Atom> peers NODUS_GUARDED_BY(mu);
+  Atom me;  // the node's name, set before the state is shared
+  // Counters for global_stats: written by the server, read by anyone.
+  std::atomic<std::uint64_t> rounds{0};
+  std::atomic<std::uint64_t> rounds_lost{0};
+  std::atomic<std::uint64_t> ignored{0};
 };
 
-std::size_t state_slot() {
-  static const std::size_t slot = Node::new_service_slot();
-  return slot;
-}
+GlobalState* state_of(Node& node) { return node.service<GlobalState>(); }
 
-GlobalState* state_of(Node& node) { return static_cast<GlobalState*>(node.service(state_slot())); }
+// A holder on this node (`me`) that has exited (or begun to): no answer names it, even before
+// the server has handled its exit (which then removes the name everywhere). Asked on every
+// whereis_global: one comparison for a holder elsewhere, one load of the process table else.
+bool known_dead(Node& node, Atom me, const Pid& pid) {
+  return pid.node == me && !node.is_process_alive(pid);
+}
 
 GlobalEntry entry_of(const std::string& name, const Claim& c) {
   return GlobalEntry{name, c.pid, c.pid.node, c.epoch, c.clock};
 }
-
-Term claim_term(const std::string& name, const Claim& c) {
-  return tuple(bin(name), c.pid, static_cast<std::int64_t>(c.epoch),
-               static_cast<std::int64_t>(c.clock));
-}
-
-std::uint64_t as_u64(const Term& t) { return static_cast<std::uint64_t>(t.as_int()); }
-Term u64(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 
 // -- the server ---------------------------------------------------------------------------
 
@@ -68,6 +83,10 @@ class GlobalServer : public GenServer {
     node_ = node;
     st_ = std::move(st);
     me_ = node_->name();
+    // From the node's name and incarnation, not std::random_device: a simulated cluster
+    // replays from its seed. (A real node's incarnation comes from the clock.)
+    rng_.seed(static_cast<std::uint32_t>(std::hash<std::string_view>()(me_.name()) ^
+                                         node_->creation()));
     monitor_nodes(true);
     // Nodes already linked: introduce ourselves (those running the service answer).
     for (Atom peer : node_->nodes()) send_hello(peer, true);
@@ -75,77 +94,48 @@ class GlobalServer : public GenServer {
   }
 
   Action handle_call(Message& msg, From from) override {
-    if (auto m = msg.match({"register", _bin, _pid, _int})) {
-      start_registration(m[0].as_bin(), m[1].as_pid(), m[2].as_int() != 0, from, 0);
-      return noreply();
-    }
-    if (auto m = msg.match({"unregister", _bin})) {
-      start_unregistration(m[0].as_bin(), from, 0);
-      return noreply();
-    }
-    return GenServer::handle_call(msg, from);
+    return msg.visit(
+        [&](const proto::RegisterRequest& r) {
+          start_registration(r.name, r.pid, r.re_register, from, 0);
+          return noreply();
+        },
+        [&](const proto::UnregisterRequest& r) {
+          start_unregistration(r.name, from, 0);
+          return noreply();
+        },
+        [&](Message& other) { return GenServer::handle_call(other, from); });
   }
 
   Action handle_info(Message& msg) override {
-    if (const NodeUp* up = msg.get<NodeUp>()) {
-      send_hello(up->node, true);
-      return noreply();
-    }
-    if (const NodeDown* down = msg.get<NodeDown>()) {
-      peer_gone(down->node, /*node_down=*/true);
-      return noreply();
-    }
-    if (const Down* d = msg.get<Down>()) {
-      if (auto it = peer_servers_.find(d->pid); it != peer_servers_.end()) {
-        const Atom peer = it->second;
-        peer_servers_.erase(it);
-        peer_gone(peer, /*node_down=*/false);
-      } else {
-        process_down(d->pid);
-      }
-      return noreply();
-    }
-    if (auto m = msg.match({"g_hello", _atom, _list, _int, _atom, _pid, _list})) {
-      tick(as_u64(m[2]));
-      hello(m[0].as_atom(), m[1].as_list(), m[3].is_atom("true"), m[4].as_pid());
-      raise_stale_epochs(m[5].as_list());
-      return noreply();
-    }
-    if (auto m = msg.match({"g_lock", _bin, _int, _atom})) {
-      lock_request(m[0].as_bin(), as_u64(m[1]), m[2].as_atom());
-      return noreply();
-    }
-    if (auto m = msg.match({"g_lock_reply", _bin, _int, _atom, _atom, _, _int})) {
-      lock_reply(as_u64(m[1]), m[2].as_atom(), m[3].is_atom("ok"), m[4], as_u64(m[5]));
-      return noreply();
-    }
-    if (auto m = msg.match({"g_commit", _bin, _pid, _int, _int, _int, _atom})) {
-      tick(as_u64(m[3]));
-      commit_from(m[5].as_atom(), m[0].as_bin(), Claim{m[1].as_pid(), as_u64(m[2]), as_u64(m[3])},
-                  as_u64(m[4]));
-      return noreply();
-    }
-    if (auto m = msg.match({"g_release", _bin, _int, _atom})) {
-      release(m[0].as_bin(), m[2].as_atom(), as_u64(m[1]));
-      return noreply();
-    }
-    if (auto m = msg.match({"g_unreg", _bin, _pid, _int, _int, _atom})) {
-      const std::string& name = m[0].as_bin();
-      const Pid pid = m[1].as_pid();
-      const std::uint64_t epoch = as_u64(m[2]);
-      auto c = find(name);
-      if (c && c->pid == pid && c->epoch <= epoch) erase(name);
-      mark_gone(name, pid, epoch);
-      release(name, m[4].as_atom(), as_u64(m[3]));
-      return noreply();
-    }
-    if (msg == "g_sweep") {
-      sweep();
-      return noreply();
-    }
-    if (auto m = msg.match({"g_retry", _int})) {
-      retry(as_u64(m[0]));
-    }
+    msg.visit([&](const NodeUp& up) { send_hello(up.node, true); },
+              [&](const NodeDown& down) { peer_gone(down.node, /*node_down=*/true); },
+              [&](const Down& d) { down(d); },
+              [&](const proto::Hello& m) {
+                if (!linked_member(m.node)) return;
+                tick(m.clock);
+                hello(m);
+                raise_stale_epochs(m.seen);
+              },
+              [&](const proto::Lock& m) {
+                if (member(m.node)) lock_request(m);
+              },
+              [&](const proto::LockReply& m) {
+                if (member(m.node)) lock_reply(m);
+              },
+              [&](const proto::Commit& m) {
+                if (!member(m.node)) return;
+                tick(m.clock);
+                commit_from(m);
+              },
+              [&](const proto::Release& m) {
+                if (member(m.node)) release(m.name, m.node, m.req);
+              },
+              [&](const proto::Unregister& m) {
+                if (member(m.node)) unregister_from(m);
+              },
+              [&](const SweepRounds&) { sweep(); },  //
+              [&](const RetryRound& r) { retry(r.id); },
+              [&](const Message&) {});  // anything else: not ours, ignored
     return noreply();
   }
 
@@ -162,11 +152,7 @@ class GlobalServer : public GenServer {
     bool unregister = false;
     From from;
     int attempt = 0;
-    std::set<Atom> asked;    // the peers that vote in this round, with this node
-    std::set<Atom> waiting;  // asked, and not answered yet
-    std::set<Atom> granted;
-    bool denied = false;  // lost whatever the peers answer: this node's lock is taken, or the
-                          // round outlasted lock_timeout
+    proto::LockRound round{{}, false};  // the vote of the round under way
     Pid holder;
     std::uint64_t max_epoch = 0;
     Clock::time_point started;  // a peer that never answers (its server gone, its node up)
@@ -176,16 +162,22 @@ class GlobalServer : public GenServer {
   // -- table ----------------------------------------------------------------------------
 
   std::optional<Claim> find(const std::string& name) const {
-    std::shared_lock lock(st_->mu);
+    detail::ReaderLock lock(st_->mu);
     auto it = st_->names.find(name);
     if (it == st_->names.end()) return std::nullopt;
     return it->second;
+  }
+  // The holder of `name`, unless it is a process of this node known to be dead.
+  std::optional<Claim> find_live(const std::string& name) const {
+    auto c = find(name);
+    if (c && known_dead(*node_, me_, c->pid)) return std::nullopt;
+    return c;
   }
   void put(const std::string& name, const Claim& c) {
     Seen& seen = epochs_[name];
     if (c.epoch > seen.epoch) seen = Seen{c.epoch, c.pid, false};
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       st_->names[name] = c;
     }
     if (c.pid.node == me_ && !monitored_.count(c.pid)) {
@@ -194,11 +186,11 @@ class GlobalServer : public GenServer {
     }
   }
   void erase(const std::string& name) {
-    std::unique_lock lock(st_->mu);
+    detail::WriterLock lock(st_->mu);
     st_->names.erase(name);
   }
   std::vector<Atom> peers() const {
-    std::shared_lock lock(st_->mu);
+    detail::ReaderLock lock(st_->mu);
     return {st_->peers.begin(), st_->peers.end()};
   }
   std::uint64_t known_epoch(const std::string& name) const {
@@ -230,33 +222,55 @@ class GlobalServer : public GenServer {
     return c.epoch == seen.epoch && !(seen.gone && seen.pid == c.pid);
   }
 
-  void peer_send(Atom peer, Term t) { send(named(kServerName, peer.name()), std::move(t)); }
+  // Whether a message from `node` may change this node's names or locks: not when `node` is a
+  // hidden node, which is no member (docs/protocol.md section 11). Counted when not.
+  bool member(Atom node) {
+    if (node == me_ || !node_->is_hidden(node)) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // For a Hello, which makes its sender a peer: the sender must be a member whose link this
+  // node counts as up. A hidden node never is; a Hello that overtook its sender's link coming
+  // up here is ignored too, and its state comes again in the answer to the Hello this node
+  // sends when it sees the link up. Counted when not.
+  bool linked_member(Atom node) {
+    const std::vector<Atom> up = node_->nodes();  // hidden nodes excepted
+    if (std::find(up.begin(), up.end(), node) != up.end()) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+
+  void peer_send(Atom peer, Message m) { send(named(kServerName, peer.name()), std::move(m)); }
 
   // -- membership -------------------------------------------------------------------------
 
   void send_hello(Atom peer, bool want_answer) {
-    List claims;
+    proto::Hello h;
+    h.node = me_;
     {
-      std::shared_lock lock(st_->mu);
-      for (const auto& [name, c] : st_->names) claims.push_back(claim_term(name, c));
+      detail::ReaderLock lock(st_->mu);
+      h.claims.reserve(st_->names.size());
+      for (const auto& [name, c] : st_->names) {
+        h.claims.push_back(proto::Claim{name, c.pid, c.epoch, c.clock});
+      }
     }
-    List seen;
-    for (const auto& [name, s] : epochs_) seen.push_back(tuple(bin(name), u64(s.epoch), s.pid));
-    ++clock_;
-    peer_send(peer, tuple("g_hello", me_, Term(std::move(claims)), u64(clock_), Term(want_answer),
-                          self(), Term(std::move(seen))));
+    h.seen.reserve(epochs_.size());
+    for (const auto& [name, s] : epochs_) h.seen.push_back(proto::Seen{name, s.epoch, s.pid});
+    h.clock = ++clock_;
+    h.want_answer = want_answer;
+    h.server = self();
+    peer_send(peer, std::move(h));
   }
 
   // A peer's highest epochs (after its claims were merged). A name this node holds at an epoch
   // that another holder already had somewhere (registered while the two were apart, or while
   // this node was down) is raised above it, and everyone is told: a fencing epoch never comes
   // round again.
-  void raise_stale_epochs(const List& seen) {
+  void raise_stale_epochs(const std::vector<proto::Seen>& seen) {
     bool raised = false;
-    for (const Term& t : seen) {
-      if (!t.match({_bin, _int, _pid})) continue;
-      const std::string& name = t[0].as_bin();
-      const Seen theirs{as_u64(t[1]), t[2].as_pid()};
+    for (const proto::Seen& s : seen) {
+      const std::string& name = s.name;
+      const Seen theirs{s.epoch, s.pid};
       Seen& mine_seen = epochs_[name];
       if (theirs.epoch > mine_seen.epoch) mine_seen = theirs;
       auto held = find(name);
@@ -270,10 +284,12 @@ class GlobalServer : public GenServer {
     }
   }
 
-  void hello(Atom peer, const List& claims, bool want_answer, const Pid& server) {
+  void hello(const proto::Hello& m) {
+    const Atom peer = m.node;
+    const Pid& server = m.server;
     bool fresh;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       fresh = st_->peers.insert(peer).second;
     }
     // Its server may exit while its node stays up: then it is no peer any more (we would wait
@@ -282,13 +298,12 @@ class GlobalServer : public GenServer {
       peer_servers_[server] = peer;
       monitor(server);
     }
-    if (fresh || want_answer) send_hello(peer, false);  // our table may have changed since
+    if (fresh || m.want_answer) send_hello(peer, false);  // our table may have changed since
     std::set<Atom> connected;
     for (Atom a : node_->nodes()) connected.insert(a);
-    for (const Term& t : claims) {
-      if (!t.match({_bin, _pid, _int, _int})) continue;
-      const std::string& name = t[0].as_bin();
-      Claim theirs{t[1].as_pid(), as_u64(t[2]), as_u64(t[3])};
+    for (const proto::Claim& c : m.claims) {
+      const std::string& name = c.name;
+      const Claim theirs{c.pid, c.epoch, c.clock};
       if (theirs.pid.node != me_ && !connected.count(theirs.pid.node)) continue;  // stale
       if (is_gone(name, theirs)) continue;  // unregistered, and the sender has not heard yet
       merge(name, theirs);
@@ -327,7 +342,7 @@ class GlobalServer : public GenServer {
   // A node went down (its names go), or only its server exited (its processes may live on).
   void peer_gone(Atom node, bool node_down) {
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       st_->peers.erase(node);
       if (node_down) {
         std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
@@ -337,19 +352,27 @@ class GlobalServer : public GenServer {
     std::erase_if(locks_, [&](const auto& kv) { return kv.second.node == node; });
     std::vector<std::uint64_t> ready;
     for (auto& [req, p] : pending_) {
-      if (!p.asked.erase(node)) continue;  // a voter less: the majority is counted anew
-      p.waiting.erase(node);
-      p.granted.erase(node);
-      if (settled(p)) ready.push_back(req);
+      if (!p.round.drop(node)) continue;  // a voter less: the majority is counted anew
+      if (p.round.settled()) ready.push_back(req);
     }
     for (std::uint64_t req : ready) decide(req);
+  }
+
+  void down(const Down& d) {
+    if (auto it = peer_servers_.find(d.pid); it != peer_servers_.end()) {
+      const Atom peer = it->second;
+      peer_servers_.erase(it);
+      peer_gone(peer, /*node_down=*/false);
+    } else {
+      process_down(d.pid);
+    }
   }
 
   void process_down(const Pid& pid) {
     monitored_.erase(pid);
     std::vector<std::pair<std::string, Claim>> gone;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       for (auto it = st_->names.begin(); it != st_->names.end();) {
         if (it->second.pid == pid) {
           gone.emplace_back(it->first, it->second);
@@ -361,9 +384,7 @@ class GlobalServer : public GenServer {
     }
     for (const auto& [name, c] : gone) {
       mark_gone(name, c.pid, c.epoch);
-      for (Atom peer : peers()) {
-        peer_send(peer, tuple("g_unreg", bin(name), pid, u64(c.epoch), u64(0), me_));
-      }
+      for (Atom peer : peers()) peer_send(peer, proto::Unregister{name, pid, c.epoch, 0, me_});
     }
   }
 
@@ -380,12 +401,12 @@ class GlobalServer : public GenServer {
     return false;
   }
 
-  void lock_request(const std::string& name, std::uint64_t req, Atom from) {
-    const bool granted = lock_free_for(name, from, req);
-    if (granted) locks_[name] = Lock{from, req, Clock::now()};
-    auto c = find(name);
-    peer_send(from, tuple("g_lock_reply", bin(name), u64(req), me_, granted ? "ok" : "locked",
-                          c ? Term(c->pid) : Term(), u64(known_epoch(name))));
+  void lock_request(const proto::Lock& m) {
+    const bool granted = lock_free_for(m.name, m.node, m.req);
+    if (granted) locks_[m.name] = Lock{m.node, m.req, Clock::now()};
+    auto c = find_live(m.name);
+    peer_send(m.node, proto::LockReply{m.name, m.req, me_, granted, c ? c->pid : Pid{},
+                                       known_epoch(m.name)});
   }
 
   void release(const std::string& name, Atom node, std::uint64_t req) {
@@ -399,11 +420,11 @@ class GlobalServer : public GenServer {
                           int attempt) {
     // A name locked by another registrar may be about to change: ask again later.
     if (!re_register && lock_free_for(name, me_, 0)) {
-      if (auto c = find(name)) {
+      if (auto c = find_live(name)) {
         if (c->pid == pid) {
-          reply(from, tuple("ok", u64(c->epoch)));
+          reply(from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
         } else {
-          reply(from, tuple("error", "already_started", c->pid));
+          reply(from, taken(c->pid));
         }
         return;
       }
@@ -419,23 +440,22 @@ class GlobalServer : public GenServer {
     lock_round(req, std::move(p));
   }
 
-  // Takes this node's lock on p.name and asks every global peer for theirs; decide() settles
-  // the round once all have answered (at once when the own lock is taken or there are none).
+  // Takes this node's lock on p.name and asks every global peer for theirs; decide() ends the
+  // round as soon as its vote is settled (lock_round.hpp): at once when this node's own lock
+  // is taken or it has no peers, else when a majority granted it or can no longer.
   void lock_round(std::uint64_t req, Pending p) {
     const std::string name = p.name;
     if (!lock_free_for(name, me_, req)) {
-      p.denied = true;
+      p.round = proto::LockRound({}, false);  // lost: another round holds this node's lock
       pending_.emplace(req, std::move(p));
       decide(req);
       return;
     }
     locks_[name] = Lock{me_, req, Clock::now()};
-    for (Atom peer : peers()) {
-      p.asked.insert(peer);
-      p.waiting.insert(peer);
-      peer_send(peer, tuple("g_lock", bin(name), u64(req), me_));
-    }
-    const bool ready = settled(p);  // at once for a node alone
+    const std::vector<Atom> asked = peers();
+    p.round = proto::LockRound({asked.begin(), asked.end()}, true);
+    for (Atom peer : asked) peer_send(peer, proto::Lock{name, req, me_});
+    const bool ready = p.round.settled();  // at once for a node alone
     p.started = Clock::now();
     pending_.emplace(req, std::move(p));
     if (ready) {
@@ -446,11 +466,12 @@ class GlobalServer : public GenServer {
   }
 
   // Unregistering takes the same locks, and the removal releases them: a registration that
-  // follows on any node finds the name gone everywhere it asks.
+  // follows on any node finds the name gone everywhere it asks. not_found only for a name
+  // nobody held when asked: one that goes while the rounds are lost and retried is removed.
   void start_unregistration(const std::string& name, From from, int attempt) {
     auto c = find(name);
     if (!c) {
-      reply(from, tuple("error", "not_found"));
+      reply(from, attempt == 0 ? failed(Status(ErrorCode::kNotFound, name)) : proto::Reply{});
       return;
     }
     const std::uint64_t req = ++next_req_;
@@ -463,33 +484,14 @@ class GlobalServer : public GenServer {
     lock_round(req, std::move(p));
   }
 
-  void lock_reply(std::uint64_t req, Atom peer, bool granted, const Term& holder,
-                  std::uint64_t epoch) {
-    auto it = pending_.find(req);
-    if (it == pending_.end()) {
-      return;
-    }
+  void lock_reply(const proto::LockReply& m) {
+    auto it = pending_.find(m.req);
+    if (it == pending_.end()) return;
     Pending& p = it->second;
-    if (!p.waiting.erase(peer)) return;
-    if (granted) {
-      p.granted.insert(peer);
-    } else {
-      p.denied = true;
-    }
-    if (holder.is_pid() && holder.as_pid() != p.pid) p.holder = holder.as_pid();
-    p.max_epoch = std::max(p.max_epoch, epoch);
-    if (settled(p)) decide(req);
-  }
-
-  // A round is settled once a majority of its voters (this node and the peers asked, less
-  // those gone since) granted the lock, or can no longer grant it. Two rounds on one name
-  // cannot both win: any two majorities share a node, and a node grants one lock at a time.
-  static bool won(const Pending& p) {
-    return !p.denied && 2 * (1 + p.granted.size()) > 1 + p.asked.size();
-  }
-  static bool settled(const Pending& p) {
-    return p.denied || won(p) ||
-           2 * (1 + p.granted.size() + p.waiting.size()) <= 1 + p.asked.size();
+    if (!p.round.answer(m.node, m.granted)) return;  // late, or from a peer gone since
+    if (m.holder && m.holder != p.pid) p.holder = m.holder;
+    p.max_epoch = std::max(p.max_epoch, m.epoch);
+    if (p.round.settled()) decide(m.req);
   }
 
   void decide(std::uint64_t req) {
@@ -497,19 +499,24 @@ class GlobalServer : public GenServer {
     if (it == pending_.end()) return;
     Pending p = std::move(it->second);
     pending_.erase(it);
+    const bool won = p.round.outcome() == proto::LockRound::Outcome::kWon;
+    st_->rounds.fetch_add(1, std::memory_order_relaxed);
+    if (!won) st_->rounds_lost.fetch_add(1, std::memory_order_relaxed);
     auto give_back = [&] {
       // Those still waiting may grant it yet: the release reaches them after the request.
-      for (const std::set<Atom>* peers : {&p.granted, &p.waiting}) {
-        for (Atom peer : *peers) peer_send(peer, tuple("g_release", bin(p.name), u64(req), me_));
+      for (const std::set<Atom>* peers : {&p.round.granted(), &p.round.waiting()}) {
+        for (Atom peer : *peers) peer_send(peer, proto::Release{p.name, req, me_});
       }
       release(p.name, me_, req);
     };
-    if (!won(p)) {
+    if (!won) {
       give_back();
       // Someone else holds a lock on the name: try again after a random pause that grows
       // with each attempt, so racing registrars fall out of step.
-      if (p.attempt >= 60) {
-        reply(p.from, tuple("error", "timeout"));
+      if (p.attempt >= kMaxAttempts) {
+        reply(p.from, failed(Status(ErrorCode::kNoQuorum,
+                                    "no majority of the nodes granted the lock on " + p.name +
+                                        " in " + std::to_string(p.attempt + 1) + " rounds")));
         return;
       }
       const std::uint64_t retry_id = ++next_req_;
@@ -520,32 +527,31 @@ class GlobalServer : public GenServer {
       if (ms == 0) {
         retry(retry_id);
       } else {
-        send_after(self(), tuple("g_retry", u64(retry_id)), std::chrono::milliseconds(ms));
+        send_after(self(), RetryRound{retry_id}, std::chrono::milliseconds(ms));
       }
       return;
     }
     if (p.unregister) {
       auto c = find(p.name);
-      if (!c) {
+      if (!c) {  // it was there when asked, and went meanwhile (its holder exited ...): done
         give_back();
-        reply(p.from, tuple("error", "not_found"));
+        reply(p.from, proto::Reply{});
         return;
       }
       erase(p.name);
       mark_gone(p.name, c->pid, c->epoch);
       release(p.name, me_, req);
-      reply(p.from, "ok");
-      for (Atom peer : peers()) {
-        peer_send(peer, tuple("g_unreg", bin(p.name), c->pid, u64(c->epoch), u64(req), me_));
-      }
+      reply(p.from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
+      for (Atom peer : peers())
+        peer_send(peer, proto::Unregister{p.name, c->pid, c->epoch, req, me_});
       return;
     }
-    if (auto c = find(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
+    if (auto c = find_live(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
       p.holder = c->pid;
     }
     if (p.holder && !p.re_register) {
       give_back();
-      reply(p.from, tuple("error", "already_started", p.holder));
+      reply(p.from, taken(p.holder));
       return;
     }
     tick(0);
@@ -555,10 +561,9 @@ class GlobalServer : public GenServer {
     release(p.name, me_, req);
     // The caller first (this node's table has it already); every peer hears of it next, also
     // one that synchronised with us during the lock round.
-    reply(p.from, tuple("ok", u64(c.epoch)));
+    reply(p.from, proto::Reply{Status::Ok(), c.epoch, Pid{}});
     for (Atom peer : peers()) {
-      peer_send(peer,
-                tuple("g_commit", bin(p.name), c.pid, u64(c.epoch), u64(c.clock), u64(req), me_));
+      peer_send(peer, proto::Commit{p.name, c.pid, c.epoch, c.clock, req, me_});
     }
   }
 
@@ -566,7 +571,7 @@ class GlobalServer : public GenServer {
   void arm_sweep() {
     if (sweep_armed_) return;
     sweep_armed_ = true;
-    send_after(self(), "g_sweep", st_->options.lock_timeout / 2);
+    send_after(self(), SweepRounds{}, st_->options.lock_timeout / 2);
   }
 
   void sweep() {
@@ -574,20 +579,32 @@ class GlobalServer : public GenServer {
     const auto now = Clock::now();
     std::vector<std::uint64_t> expired;
     for (auto& [req, p] : pending_) {
-      if (!p.waiting.empty() && now - p.started > st_->options.lock_timeout) expired.push_back(req);
+      if (!p.round.settled() && now - p.started > st_->options.lock_timeout) expired.push_back(req);
     }
     for (std::uint64_t req : expired) {
-      Pending& p = pending_.at(req);
-      p.denied = true;  // released and retried; a silent peer is asked again
+      pending_.at(req).round.expire();  // released and retried; a silent peer is asked again
       decide(req);
     }
     if (!pending_.empty()) arm_sweep();
   }
 
-  void commit_from(Atom node, const std::string& name, const Claim& c, std::uint64_t req) {
-    if (supersedes(name, c)) put(name, c);
-    release(name, node, req);
+  void commit_from(const proto::Commit& m) {
+    const Claim c{m.pid, m.epoch, m.clock};
+    if (supersedes(m.name, c)) put(m.name, c);
+    release(m.name, m.node, m.req);
   }
+
+  void unregister_from(const proto::Unregister& m) {
+    auto c = find(m.name);
+    if (c && c->pid == m.pid && c->epoch <= m.epoch) erase(m.name);
+    mark_gone(m.name, m.pid, m.epoch);
+    release(m.name, m.node, m.req);
+  }
+
+  static proto::Reply taken(const Pid& holder) {
+    return proto::Reply{Status(ErrorCode::kAlreadyStarted, holder.to_string()), 0, holder};
+  }
+  static proto::Reply failed(Status s) { return proto::Reply{std::move(s), 0, Pid{}}; }
 
   void retry(std::uint64_t retry_id) {
     auto it = retries_.find(retry_id);
@@ -620,7 +637,7 @@ class GlobalServer : public GenServer {
   std::set<Pid> monitored_;
   std::map<Pid, Atom> peer_servers_;  // the peers' global servers we monitor, and their nodes
   bool sweep_armed_ = false;
-  std::mt19937 rng_{std::random_device{}()};
+  std::mt19937 rng_;  // retry pauses; seeded in init
 };
 
 // The NameResolver behind global(name).
@@ -630,10 +647,10 @@ class GlobalNames final : public NameResolver {
     if (!key.is_bin()) return Pid{};
     return whereis_global(node, key.as_bin()).value_or(Pid{});
   }
-  Status register_name(Node& node, const Term& key, const Pid& pid) const override {
+  NameStatus register_name(Node& node, const Term& key, const Pid& pid) const override {
     if (!key.is_bin()) return Status(ErrorCode::kBadArg, "a global name is a binary");
     auto r = register_global(node, key.as_bin(), pid);
-    return r.ok() ? Status::Ok() : r.error();
+    return r.ok() ? NameStatus() : r.error();
   }
   bool unregister_name(Node& node, const Term& key) const override {
     return key.is_bin() && unregister_global(node, key.as_bin()).ok();
@@ -651,19 +668,26 @@ const std::shared_ptr<const GlobalNames>& global_names_resolver() {
   return r;
 }
 
-Result<std::uint64_t> registration(Node& node, std::string_view name, Pid pid, bool re) {
-  if (name.empty()) return Status(ErrorCode::kBadArg, "an empty global name");
-  if (!pid) return Status(ErrorCode::kBadArg, "an invalid pid");
+// Asks `node`'s global name server. Errors: kNotFound when the service does not run there;
+// the call's failure as its code (timeout, noproc when the server is gone, protocol_error for
+// an answer that is no Reply).
+Result<proto::Reply> ask(Node& node, Message request) {
   GlobalState* st = state_of(node);
   if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
-  auto r =
-      call(st->server, tuple("register", bin(name), pid, re ? 1 : 0), std::chrono::seconds(10));
-  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
-  if (auto m = r->match({"ok", _int})) return static_cast<std::uint64_t>(m[0].as_int());
-  if (auto m = r->match({"error", "already_started", _pid})) {
-    return Status(ErrorCode::kAlreadyStarted, m[0].as_pid().to_string());
-  }
-  return Status(ErrorCode::kTimeout, r->to_string());
+  auto r = call_as<proto::Reply>(st->server, std::move(request), kRequestTimeout);
+  if (!r) return reasons::to_status(r.error());
+  return std::move(*r);
+}
+
+Result<std::uint64_t, NameStatus> registration(Node& node, std::string_view name, Pid pid,
+                                               bool re) {
+  if (name.empty()) return NameStatus(Status(ErrorCode::kBadArg, "an empty global name"));
+  if (!pid) return NameStatus(Status(ErrorCode::kBadArg, "an invalid pid"));
+  auto r = ask(node, proto::RegisterRequest{name, pid, re});
+  if (!r) return NameStatus(r.error());
+  if (r->status.code() == ErrorCode::kAlreadyStarted) return NameStatus::taken(r->holder);
+  if (!r->status.ok()) return NameStatus(r->status);
+  return r->epoch;
 }
 
 }  // namespace
@@ -676,54 +700,52 @@ Pid resolve_earliest(const std::string&, const GlobalEntry& a, const GlobalEntry
 
 Status start_global(Node& node, GlobalOptions options) {
   if (state_of(node)) return Status::Ok();
+  if (Status s = proto::register_messages(); !s.ok()) return s;
   auto st = std::make_shared<GlobalState>();
+  st->me = node.name();
   st->options = std::move(options);
   if (!st->options.resolver) st->options.resolver = resolve_earliest;
-  void* held = node.set_service(state_slot(), st);
-  if (held != st.get()) return Status::Ok();  // another thread started it first
+  if (node.set_service(st) != st.get()) return Status::Ok();  // another thread started it first
   SpawnOptions o;
   o.name = kServerName;
   auto server = start<GlobalServer>(node, o, &node, st);
   if (!server) return Status(ErrorCode::kInternal, server.error().to_string());
-  std::unique_lock lock(st->mu);
+  detail::WriterLock lock(st->mu);
   st->server = *server;
   return Status::Ok();
 }
 
 Dest global(std::string_view name) { return via_name(global_names_resolver(), bin(name)); }
 
-Result<std::uint64_t> register_global(Node& node, std::string_view name, Pid pid) {
+Result<std::uint64_t, NameStatus> register_global(Node& node, std::string_view name, Pid pid) {
   return registration(node, name, pid, false);
 }
 
-Result<std::uint64_t> re_register_global(Node& node, std::string_view name, Pid pid) {
+Result<std::uint64_t, NameStatus> re_register_global(Node& node, std::string_view name, Pid pid) {
   return registration(node, name, pid, true);
 }
 
 Status unregister_global(Node& node, std::string_view name) {
-  GlobalState* st = state_of(node);
-  if (!st) return Status(ErrorCode::kNotFound, "the global name service is not running here");
-  auto r = call(st->server, tuple("unregister", bin(name)), std::chrono::seconds(10));
-  if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
-  if (*r == Term("ok")) return Status::Ok();
-  return Status(ErrorCode::kNotFound, std::string(name));
+  auto r = ask(node, proto::UnregisterRequest{name});
+  if (!r) return r.error();
+  return r->status;
 }
 
 std::optional<Pid> whereis_global(Node& node, std::string_view name) {
   GlobalState* st = state_of(node);
   if (!st) return std::nullopt;
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   auto it = st->names.find(name);
-  if (it == st->names.end()) return std::nullopt;
+  if (it == st->names.end() || known_dead(node, st->me, it->second.pid)) return std::nullopt;
   return it->second.pid;
 }
 
 std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name) {
   GlobalState* st = state_of(node);
   if (!st) return std::nullopt;
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   auto it = st->names.find(name);
-  if (it == st->names.end()) return std::nullopt;
+  if (it == st->names.end() || known_dead(node, st->me, it->second.pid)) return std::nullopt;
   return it->second.epoch;
 }
 
@@ -732,18 +754,30 @@ std::vector<GlobalEntry> global_names(Node& node) {
   GlobalState* st = state_of(node);
   if (!st) return out;
   {
-    std::shared_lock lock(st->mu);
-    for (const auto& [name, c] : st->names) out.push_back(entry_of(name, c));
+    detail::ReaderLock lock(st->mu);
+    for (const auto& [name, c] : st->names) {
+      if (!known_dead(node, st->me, c.pid)) out.push_back(entry_of(name, c));
+    }
   }
   std::sort(out.begin(), out.end(),
             [](const GlobalEntry& a, const GlobalEntry& b) { return a.name < b.name; });
   return out;
 }
 
+GlobalStats global_stats(Node& node) {
+  GlobalStats out;
+  GlobalState* st = state_of(node);
+  if (!st) return out;
+  out.rounds = st->rounds.load(std::memory_order_relaxed);
+  out.rounds_lost = st->rounds_lost.load(std::memory_order_relaxed);
+  out.ignored = st->ignored.load(std::memory_order_relaxed);
+  return out;
+}
+
 std::vector<Atom> global_nodes(Node& node) {
   GlobalState* st = state_of(node);
   if (!st) return {};
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   return {st->peers.begin(), st->peers.end()};
 }
 

@@ -3,54 +3,51 @@
 #include "nodus/registry/pg.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
-#include <shared_mutex>
 #include <string>
 
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/gen_server.hpp"
+#include "pg_protocol.hpp"
 
 namespace nodus::pg {
 
 namespace {
 
+namespace proto = pg_protocol;
+
 struct ScopeState {
   Pid server;
   // Guards groups: the scope's server writes, readers read.
-  mutable std::shared_mutex mu;
-  std::map<Term, std::vector<Pid>> groups;
+  mutable detail::SharedMutex mu;
+  std::map<Term, std::vector<Pid>> groups NODUS_GUARDED_BY(mu);
+  // Counters for pg::stats: written by the server, read by anyone.
+  std::atomic<std::uint64_t> discovers{0};
+  std::atomic<std::uint64_t> ignored{0};
 };
 
 struct Scopes {
   // Guards by_name: scopes are added at start and never removed.
-  std::mutex mu;
-  std::map<std::string, std::shared_ptr<ScopeState>, std::less<>> by_name;
+  detail::Mutex mu;
+  std::map<std::string, std::shared_ptr<ScopeState>, std::less<>> by_name NODUS_GUARDED_BY(mu);
 };
 
-std::size_t scopes_slot() {
-  static const std::size_t slot = Node::new_service_slot();
-  return slot;
-}
-
 Scopes& scopes_of(Node& node) {
-  void* s = node.service(scopes_slot());
-  if (!s) s = node.set_service(scopes_slot(), std::make_shared<Scopes>());
-  return *static_cast<Scopes*>(s);
+  Scopes* s = node.service<Scopes>();
+  if (!s) s = node.set_service(std::make_shared<Scopes>());
+  return *s;
 }
 
 std::shared_ptr<ScopeState> scope_of(Node& node, std::string_view scope) {
   Scopes& s = scopes_of(node);
-  std::lock_guard<std::mutex> lock(s.mu);
+  detail::MutexLock lock(s.mu);
   auto it = s.by_name.find(scope);
   return it == s.by_name.end() ? nullptr : it->second;
-}
-
-std::string server_name(std::string_view scope) {
-  std::string n = "nodus_pg_";
-  n += scope;
-  return n;
 }
 
 Term pids_term(const std::vector<Pid>& pids) {
@@ -59,21 +56,12 @@ Term pids_term(const std::vector<Pid>& pids) {
   return Term(std::move(l));
 }
 
-std::vector<Pid> pids_of(const Term& t) {
-  std::vector<Pid> out;
-  if (!t.is_list()) return out;
-  for (const Term& p : t.as_list()) {
-    if (p.is_pid()) out.push_back(p.as_pid());
-  }
-  return out;
-}
-
 class ScopeServer : public GenServer {
  public:
   Action init(Node* node, std::string scope, std::shared_ptr<ScopeState> st) {
     node_ = node;
     scope_ = Atom(scope);
-    name_ = server_name(scope);
+    name_ = proto::server_name(scope);
     st_ = std::move(st);
     me_ = node_->name();
     monitor_nodes(true);
@@ -82,99 +70,172 @@ class ScopeServer : public GenServer {
   }
 
   Action handle_call(Message& msg, From from) override {
-    if (auto m = msg.match({"join", _, _pid})) {
-      const Pid pid = m[1].as_pid();
-      add(m[0], {pid});
-      if (!monitored_.count(pid)) {
-        monitored_.insert(pid);
-        nodus::monitor(pid);
-      }
-      local_[pid].push_back(m[0]);
-      broadcast(tuple("pg_join", me_, m[0], pids_term({pid})));
-      return reply("ok");
-    }
-    if (auto m = msg.match({"leave", _, _pid})) {
-      const Pid pid = m[1].as_pid();
-      auto it = local_.find(pid);
-      if (it == local_.end()) return reply("not_found");
-      auto g = std::find(it->second.begin(), it->second.end(), m[0]);
-      if (g == it->second.end()) return reply("not_found");
-      it->second.erase(g);
-      remove(m[0], {pid});
-      broadcast(tuple("pg_leave", me_, m[0], pids_term({pid})));
-      return reply("ok");
-    }
-    if (auto m = msg.match({"monitor", _, _pid})) {
-      watchers_[m[0]].insert(m[1].as_pid());
-      std::shared_lock lock(st_->mu);
-      auto it = st_->groups.find(m[0]);
-      return reply(pids_term(it == st_->groups.end() ? std::vector<Pid>{} : it->second));
-    }
-    if (auto m = msg.match({"demonitor", _, _pid})) {
-      watchers_[m[0]].erase(m[1].as_pid());
-      return reply("ok");
-    }
-    return GenServer::handle_call(msg, from);
+    return msg.visit(
+        [&](const proto::JoinRequest& r) { return reply(join(r.group, r.pid)); },
+        [&](const proto::LeaveRequest& r) { return reply(leave(r.group, r.pid)); },
+        [&](const proto::MonitorRequest& r) {
+          watchers_[r.group].insert(r.watcher);
+          detail::ReaderLock lock(st_->mu);
+          auto it = st_->groups.find(r.group);
+          return reply(proto::Reply{Status::Ok(),
+                                    it == st_->groups.end() ? std::vector<Pid>{} : it->second});
+        },
+        [&](const proto::DemonitorRequest& r) {
+          watchers_[r.group].erase(r.watcher);
+          return reply(proto::Reply{});
+        },
+        [&](Message& other) { return GenServer::handle_call(other, from); });
   }
 
   Action handle_info(Message& msg) override {
-    if (const NodeUp* up = msg.get<NodeUp>()) {
-      discover(up->node, true);
-      return noreply();
-    }
-    if (const NodeDown* down = msg.get<NodeDown>()) {
-      peers_.erase(down->node);
-      drop_node(down->node);
-      return noreply();
-    }
-    if (const Down* d = msg.get<Down>()) {
-      if (auto server = peer_servers_.find(d->pid); server != peer_servers_.end()) {
-        // A peer's scope server exited while its node stays up: nobody tells us of its members'
-        // leaves any more, so they go now (as in OTP's pg); a new server introduces itself.
-        const Atom peer = server->second;
-        peer_servers_.erase(server);
-        peers_.erase(peer);
-        drop_node(peer);
-        return noreply();
-      }
-      monitored_.erase(d->pid);
-      auto it = local_.find(d->pid);
-      if (it == local_.end()) return noreply();
-      std::vector<Term> groups = std::move(it->second);
-      local_.erase(it);
-      for (const Term& g : groups) {
-        remove(g, {d->pid});
-        broadcast(tuple("pg_leave", me_, g, pids_term({d->pid})));
-      }
-      return noreply();
-    }
-    if (auto m = msg.match({"pg_discover", _atom, _list, _atom, _pid})) {
-      const Atom peer = m[0].as_atom();
-      const bool fresh = peers_.insert(peer).second;
-      if (const Pid server = m[3].as_pid(); server.node == peer && !peer_servers_.count(server)) {
-        peer_servers_[server] = peer;
-        nodus::monitor(server);
-      }
-      if (fresh || m[2].is_atom("true")) discover(peer, false);  // ours may have changed since
-      drop_node(peer);  // its members anew: what it had before a partition may have changed
-      for (const Term& gm : m[1].as_list()) {
-        if (gm.match({_, _list})) add(gm[0], pids_of(gm[1]));
-      }
-      return noreply();
-    }
-    if (auto m = msg.match({"pg_join", _atom, _, _list})) {
-      if (peers_.count(m[0].as_atom())) add(m[1], pids_of(m[2]));
-      return noreply();
-    }
-    if (auto m = msg.match({"pg_leave", _atom, _, _list})) {
-      if (peers_.count(m[0].as_atom())) remove(m[1], pids_of(m[2]));
-    }
+    msg.visit([&](const NodeUp& up) { discover(up.node, true); },
+              [&](const NodeDown& down) {
+                peers_.erase(down.node);
+                drop_node(down.node);
+              },
+              [&](const Down& d) { this->down(d); },
+              [&](const proto::Discover& m) {
+                if (linked_member(m.node)) discovered(m);
+              },
+              [&](const proto::Join& m) {
+                if (member(m.node) && peers_.count(m.node)) add(m.group, m.pids);
+              },
+              [&](const proto::Leave& m) {
+                if (member(m.node) && peers_.count(m.node)) remove(m.group, m.pids);
+              },
+              [&](const Message&) {});  // anything else: not ours, ignored
     return noreply();
   }
 
  private:
-  void broadcast(const Term& t) {
-    for (Atom peer : peers_) send(named(name_, peer.name()), t);
+  proto::Reply join(const Term& group, const Pid& pid) {
+    add(group, {pid});
+    if (!monitored_.count(pid)) {
+      monitored_.insert(pid);
+      nodus::monitor(pid);
+    }
+    local_[pid].push_back(group);
+    broadcast(proto::Join{me_, group, {pid}});
+    return proto::Reply{};
+  }
+
+  proto::Reply leave(const Term& group, const Pid& pid) {
+    auto it = local_.find(pid);
+    auto g = it == local_.end() ? std::vector<Term>::iterator{}
+                                : std::find(it->second.begin(), it->second.end(), group);
+    if (it == local_.end() || g == it->second.end()) {
+      return proto::Reply{Status(ErrorCode::kNotFound, pid.to_string()), {}};
+    }
+    it->second.erase(g);
+    remove(group, {pid});
+    broadcast(proto::Leave{me_, group, {pid}});
+    return proto::Reply{};
+  }
+
+  void down(const Down& d) {
+    if (auto server = peer_servers_.find(d.pid); server != peer_servers_.end()) {
+      // A peer's scope server exited while its node stays up: nobody tells us of its members'
+      // leaves any more, so they go now (as in OTP's pg); a new server introduces itself.
+      const Atom peer = server->second;
+      peer_servers_.erase(server);
+      peers_.erase(peer);
+      drop_node(peer);
+      return;
+    }
+    monitored_.erase(d.pid);
+    auto it = local_.find(d.pid);
+    if (it == local_.end()) return;
+    std::vector<Term> groups = std::move(it->second);
+    local_.erase(it);
+    for (const Term& g : groups) {
+      remove(g, {d.pid});
+      broadcast(proto::Leave{me_, g, {d.pid}});
+    }
+  }
+
+  void discovered(const proto::Discover& m) {
+    const Atom peer = m.node;
+    const bool fresh = peers_.insert(peer).second;
+    if (m.server.node == peer && !peer_servers_.count(m.server)) {
+      peer_servers_[m.server] = peer;
+      nodus::monitor(m.server);
+    }
+    if (fresh || m.want_answer) discover(peer, false);  // ours may have changed since
+    // Its members anew (what it had before a partition may have changed), only its own.
+    std::map<Term, std::vector<Pid>> theirs;
+    for (const proto::Members& gm : m.groups) {
+      for (const Pid& p : gm.pids) {
+        if (p.node == peer) theirs[gm.group].push_back(p);
+      }
+    }
+    sync_node(peer, std::move(theirs));
+    st_->discovers.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Makes `node`'s members equal to `theirs` (a pid once per join) as a difference from what
+  // this node had of it, in one step under the lock: a Discover that changes nothing (the
+  // answer to ours, after its own) tells watchers nothing, and members() never reads a member
+  // that stays as gone in between. OTP's pg applies a peer's state the same way.
+  void sync_node(Atom node, std::map<Term, std::vector<Pid>> theirs) {
+    std::vector<std::pair<Term, std::vector<Pid>>> joined, left;
+    {
+      detail::WriterLock lock(st_->mu);
+      for (auto it = st_->groups.begin(); it != st_->groups.end();) {
+        std::vector<Pid>& all = it->second;
+        std::vector<Pid> had;
+        for (const Pid& p : all) {
+          if (p.node == node) had.push_back(p);
+        }
+        std::vector<Pid> now;
+        if (auto t = theirs.find(it->first); t != theirs.end()) {
+          now = std::move(t->second);
+          theirs.erase(t);
+        }
+        std::sort(had.begin(), had.end());
+        std::sort(now.begin(), now.end());
+        std::vector<Pid> gone, fresh;
+        std::set_difference(had.begin(), had.end(), now.begin(), now.end(),
+                            std::back_inserter(gone));
+        std::set_difference(now.begin(), now.end(), had.begin(), had.end(),
+                            std::back_inserter(fresh));
+        for (const Pid& p : gone) all.erase(std::find(all.begin(), all.end(), p));
+        all.insert(all.end(), fresh.begin(), fresh.end());
+        if (!gone.empty()) left.emplace_back(it->first, std::move(gone));
+        if (!fresh.empty()) joined.emplace_back(it->first, std::move(fresh));
+        it = all.empty() ? st_->groups.erase(it) : std::next(it);
+      }
+      for (auto& [group, pids] : theirs) {  // groups this node did not have yet
+        if (pids.empty()) continue;
+        auto& all = st_->groups[group];
+        all.insert(all.end(), pids.begin(), pids.end());
+        joined.emplace_back(group, std::move(pids));
+      }
+    }
+    for (const auto& [g, pids] : left) notify("pg_leave", g, pids);
+    for (const auto& [g, pids] : joined) notify("pg_join", g, pids);
+  }
+
+  // Whether a message from `node` may change this node's groups: not when `node` is a hidden
+  // node, which is no member (docs/protocol.md section 11). Counted when not.
+  bool member(Atom node) {
+    if (!node_->is_hidden(node)) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // For a Discover, which makes its sender a peer: the sender must be a member whose link this
+  // node counts as up. A hidden node never is; a Discover that overtook its sender's link
+  // coming up here is ignored too, and its state comes again in the answer to the Discover
+  // this node sends when it sees the link up. Counted when not.
+  bool linked_member(Atom node) {
+    const std::vector<Atom> up = node_->nodes();  // hidden nodes excepted
+    if (std::find(up.begin(), up.end(), node) != up.end()) return true;
+    st_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+
+  template <class M>
+  void broadcast(const M& m) {
+    for (Atom peer : peers_) send(named(name_, peer.name()), M(m));
   }
 
   void discover(Atom peer, bool want_answer) {
@@ -182,10 +243,9 @@ class ScopeServer : public GenServer {
     for (const auto& [pid, groups] : local_) {
       for (const Term& g : groups) mine[g].push_back(pid);
     }
-    List l;
-    for (auto& [g, pids] : mine) l.push_back(tuple(g, pids_term(pids)));
-    send(named(name_, peer.name()),
-         tuple("pg_discover", me_, Term(std::move(l)), Term(want_answer), self()));
+    proto::Discover d{me_, {}, want_answer, self()};
+    for (auto& [g, pids] : mine) d.groups.push_back(proto::Members{g, std::move(pids)});
+    send(named(name_, peer.name()), std::move(d));
   }
 
   void notify(const char* what, const Term& group, const std::vector<Pid>& pids) {
@@ -197,7 +257,7 @@ class ScopeServer : public GenServer {
 
   void add(const Term& group, const std::vector<Pid>& pids) {
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       auto& v = st_->groups[group];
       v.insert(v.end(), pids.begin(), pids.end());
     }
@@ -207,7 +267,7 @@ class ScopeServer : public GenServer {
   void remove(const Term& group, const std::vector<Pid>& pids) {
     std::vector<Pid> gone;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       auto it = st_->groups.find(group);
       if (it == st_->groups.end()) return;
       for (const Pid& p : pids) {
@@ -224,7 +284,7 @@ class ScopeServer : public GenServer {
   void drop_node(Atom node) {
     std::vector<std::pair<Term, std::vector<Pid>>> gone;
     {
-      std::unique_lock lock(st_->mu);
+      detail::WriterLock lock(st_->mu);
       for (auto it = st_->groups.begin(); it != st_->groups.end();) {
         std::vector<Pid> out;
         std::erase_if(it->second, [&](const Pid& p) {
@@ -251,29 +311,33 @@ class ScopeServer : public GenServer {
   std::map<Term, std::set<Pid>> watchers_;
 };
 
-Result<Term> server_call(Node& node, std::string_view scope, Term request) {
+// Asks `node`'s server of `scope`. Errors: kNotFound when the scope does not run there; the
+// call's failure; the server's answer.
+Result<std::vector<Pid>> ask(Node& node, std::string_view scope, Message request) {
   auto st = scope_of(node, scope);
   if (!st) return Status(ErrorCode::kNotFound, "pg scope " + std::string(scope) + " not started");
-  auto r = call(st->server, std::move(request));
+  auto r = call_as<proto::Reply>(st->server, std::move(request));
   if (!r) return Status(ErrorCode::kTimeout, r.error().to_string());
-  return *r;
+  if (!r->status.ok()) return r->status;
+  return std::move(r->members);
 }
 
 }  // namespace
 
 Status start(Node& node, std::string_view scope) {
+  if (Status s = proto::register_messages(); !s.ok()) return s;
   Scopes& s = scopes_of(node);
   std::shared_ptr<ScopeState> st;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    detail::MutexLock lock(s.mu);
     auto it = s.by_name.find(scope);
     // Running already; or its server exited: a new one starts afresh (members join again).
-    if (it != s.by_name.end() && node.whereis(server_name(scope))) return Status::Ok();
+    if (it != s.by_name.end() && node.whereis(proto::server_name(scope))) return Status::Ok();
     st = std::make_shared<ScopeState>();
     s.by_name.insert_or_assign(std::string(scope), st);
   }
   SpawnOptions o;
-  o.name = server_name(scope);
+  o.name = proto::server_name(scope);
   auto server = nodus::start<ScopeServer>(node, o, &node, std::string(scope), st);
   if (!server) return Status(ErrorCode::kInternal, server.error().to_string());
   st->server = *server;
@@ -285,23 +349,28 @@ Status join(Node& node, std::string_view scope, const Term& group, const Pid& pi
     return Status(ErrorCode::kBadArg,
                   pid.to_string() + " is not on node " + std::string(node.name().name()));
   }
-  auto r = server_call(node, scope, tuple("join", group, pid));
+  auto r = ask(node, scope, proto::JoinRequest{group, pid});
   return r.ok() ? Status::Ok() : r.error();
 }
 
 Status leave(Node& node, std::string_view scope, const Term& group, const Pid& pid) {
-  auto r = server_call(node, scope, tuple("leave", group, pid));
-  if (!r.ok()) return r.error();
-  return *r == Term("ok") ? Status::Ok() : Status(ErrorCode::kNotFound, pid.to_string());
+  auto r = ask(node, scope, proto::LeaveRequest{group, pid});
+  return r.ok() ? Status::Ok() : r.error();
 }
 
 std::vector<Pid> members(Node& node, std::string_view scope, const Term& group) {
   auto st = scope_of(node, scope);
   if (!st) return {};
-  std::shared_lock lock(st->mu);
-  auto it = st->groups.find(group);
-  if (it == st->groups.end()) return {};
-  std::vector<Pid> out = it->second;
+  std::vector<Pid> out;
+  {
+    detail::ReaderLock lock(st->mu);
+    auto it = st->groups.find(group);
+    if (it == st->groups.end()) return {};
+    out = it->second;
+  }
+  // A member of this node that has exited is none, even before the server handled its exit.
+  std::erase_if(out,
+                [&](const Pid& p) { return p.node == node.name() && !node.is_process_alive(p); });
   std::stable_sort(out.begin(), out.end(),
                    [](const Pid& a, const Pid& b) { return a.node < b.node; });
   return out;
@@ -316,20 +385,27 @@ std::vector<Pid> local_members(Node& node, std::string_view scope, const Term& g
 std::vector<Term> which_groups(Node& node, std::string_view scope) {
   auto st = scope_of(node, scope);
   if (!st) return {};
-  std::shared_lock lock(st->mu);
+  detail::ReaderLock lock(st->mu);
   std::vector<Term> out;
   for (const auto& [g, pids] : st->groups) out.push_back(g);
   return out;
 }
 
 Result<std::vector<Pid>> monitor(Node& node, std::string_view scope, const Term& group) {
-  auto r = server_call(node, scope, tuple("monitor", group, self()));
-  if (!r.ok()) return r.error();
-  return pids_of(*r);
+  return ask(node, scope, proto::MonitorRequest{group, self()});
+}
+
+Stats stats(Node& node, std::string_view scope) {
+  Stats out;
+  auto st = scope_of(node, scope);
+  if (!st) return out;
+  out.discovers = st->discovers.load(std::memory_order_relaxed);
+  out.ignored = st->ignored.load(std::memory_order_relaxed);
+  return out;
 }
 
 void demonitor(Node& node, std::string_view scope, const Term& group) {
-  (void)server_call(node, scope, tuple("demonitor", group, self()));
+  (void)ask(node, scope, proto::DemonitorRequest{group, self()});
 }
 
 }  // namespace nodus::pg

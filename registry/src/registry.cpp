@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <mutex>
-#include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
@@ -16,17 +16,18 @@ struct Registry::Partition {
   Pid watcher;
   // Guards table, by_pid, monitored and size: callers write and read it directly; the watcher
   // removes the entries of processes that exit.
-  mutable std::shared_mutex mu;
-  std::unordered_map<Term, std::vector<RegistryEntry>> table;
-  std::unordered_map<Pid, std::vector<Term>> by_pid;  // a key per entry of the pid
-  std::unordered_set<Pid> monitored;
-  std::size_t size = 0;
+  mutable detail::SharedMutex mu;
+  std::unordered_map<Term, std::vector<RegistryEntry>> table NODUS_GUARDED_BY(mu);
+  // A key per entry of the pid.
+  std::unordered_map<Pid, std::vector<Term>> by_pid NODUS_GUARDED_BY(mu);
+  std::unordered_set<Pid> monitored NODUS_GUARDED_BY(mu);
+  std::size_t size NODUS_GUARDED_BY(mu) = 0;
 
   void tell(const Term& msg) const {
     for (const Pid& l : listeners) nodus::send(l, msg);
   }
-  // REQUIRES: mu held exclusively. Removes entry `i` under `key`; the key's vector may go.
-  void drop_key_of(const Pid& pid, const Term& key) {
+  // Forgets one of `pid`'s keys `key` (its entry was removed from table).
+  void drop_key_of(const Pid& pid, const Term& key) NODUS_REQUIRES(mu) {
     auto it = by_pid.find(pid);
     if (it == by_pid.end()) return;
     auto k = std::find(it->second.begin(), it->second.end(), key);
@@ -53,7 +54,7 @@ class PartitionWatcher : public GenServer {
     if (!d) return noreply();
     std::vector<Term> gone;
     {
-      std::unique_lock lock(part_->mu);
+      detail::WriterLock lock(part_->mu);
       part_->monitored.erase(d->pid);
       auto it = part_->by_pid.find(d->pid);
       if (it != part_->by_pid.end()) {
@@ -92,6 +93,8 @@ Registry::~Registry() = default;
 Result<std::shared_ptr<Registry>> Registry::start(Node& node, RegistryOptions options) {
   if (options.partitions == 0) return Status(ErrorCode::kBadArg, "a registry needs a partition");
   std::shared_ptr<Registry> r(new Registry(std::move(options)));
+  r->node_ = &node;
+  r->node_name_ = node.name();
   for (std::size_t i = 0; i < r->options_.partitions; ++i) {
     auto part = std::make_shared<Partition>();
     part->registry = r->name_;
@@ -116,15 +119,24 @@ Registry::Partition& Registry::partition_of(const Term& key) const {
   return *parts_[key.hash() % parts_.size()];
 }
 
-Status Registry::add(const Term& key, const Pid& pid, Term value) const {
+bool Registry::known_dead(const Pid& pid) const {
+  return pid.node == node_name_ && !node_->is_process_alive(pid);
+}
+
+NameStatus Registry::add(const Term& key, const Pid& pid, Term value) const {
   if (!pid) return Status(ErrorCode::kBadArg, "register needs a process");
   Partition& p = partition_of(key);
   bool watch = false;
+  Pid replaced;  // a holder that had exited, whose watcher had not removed it yet
   {
-    std::unique_lock lock(p.mu);
+    detail::WriterLock lock(p.mu);
     auto& v = p.table[key];
     if (options_.keys == RegistryKeys::kUnique && !v.empty()) {
-      return Status(ErrorCode::kAlreadyStarted, v.front().pid.to_string());
+      if (!known_dead(v.front().pid)) return NameStatus::taken(v.front().pid);
+      replaced = v.front().pid;
+      p.drop_key_of(replaced, key);
+      v.clear();
+      --p.size;
     }
     v.push_back(RegistryEntry{pid, value});
     p.by_pid[pid].push_back(key);
@@ -132,6 +144,7 @@ Status Registry::add(const Term& key, const Pid& pid, Term value) const {
     watch = p.monitored.insert(pid).second;
   }
   if (watch) cast(p.watcher, tuple("monitor", pid));
+  if (replaced) p.tell(tuple("unregister", name_, key, replaced));
   p.tell(tuple("register", name_, key, pid, std::move(value)));
   return Status::Ok();
 }
@@ -141,7 +154,7 @@ std::size_t Registry::remove_if(const Term& key, const Pid& pid,
   Partition& p = partition_of(key);
   std::size_t n = 0;
   {
-    std::unique_lock lock(p.mu);
+    detail::WriterLock lock(p.mu);
     auto t = p.table.find(key);
     if (t == p.table.end()) return 0;
     auto& v = t->second;
@@ -161,7 +174,7 @@ std::size_t Registry::remove_if(const Term& key, const Pid& pid,
   return n;
 }
 
-Status Registry::register_key(const Term& key, Term value) {
+NameStatus Registry::register_key(const Term& key, Term value) {
   return add(key, current_pid(), std::move(value));
 }
 
@@ -177,7 +190,7 @@ std::size_t Registry::unregister_match(const Term& key, const Pattern& pattern) 
 Result<Term> Registry::update_value(const Term& key, const std::function<Term(const Term&)>& fn) {
   const Pid me = current_pid();
   Partition& p = partition_of(key);
-  std::unique_lock lock(p.mu);
+  detail::WriterLock lock(p.mu);
   auto t = p.table.find(key);
   if (t != p.table.end()) {
     for (RegistryEntry& e : t->second) {
@@ -190,20 +203,25 @@ Result<Term> Registry::update_value(const Term& key, const std::function<Term(co
 }
 
 std::vector<RegistryEntry> Registry::lookup(const Term& key) const {
+  std::vector<RegistryEntry> out;
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
-  return t == p.table.end() ? std::vector<RegistryEntry>{} : t->second;
+  if (t == p.table.end()) return out;
+  for (const RegistryEntry& e : t->second) {
+    if (!known_dead(e.pid)) out.push_back(e);
+  }
+  return out;
 }
 
 std::vector<RegistryEntry> Registry::match(const Term& key, const Pattern& pattern) const {
   std::vector<RegistryEntry> out;
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   if (t == p.table.end()) return out;
   for (const RegistryEntry& e : t->second) {
-    if (e.value.match(pattern)) out.push_back(e);
+    if (e.value.match(pattern) && !known_dead(e.pid)) out.push_back(e);
   }
   return out;
 }
@@ -211,7 +229,7 @@ std::vector<RegistryEntry> Registry::match(const Term& key, const Pattern& patte
 std::size_t Registry::count() const {
   std::size_t n = 0;
   for (const auto& p : parts_) {
-    std::shared_lock lock(p->mu);
+    detail::ReaderLock lock(p->mu);
     n += p->size;
   }
   return n;
@@ -219,7 +237,7 @@ std::size_t Registry::count() const {
 
 std::size_t Registry::count_match(const Term& key, const Pattern& pattern) const {
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   if (t == p.table.end()) return 0;
   return static_cast<std::size_t>(std::count_if(
@@ -238,7 +256,7 @@ bool Registry::dispatch(const Term& key,
 std::vector<Term> Registry::keys(const Pid& pid) const {
   std::vector<Term> out;
   for (const auto& p : parts_) {
-    std::shared_lock lock(p->mu);
+    detail::ReaderLock lock(p->mu);
     auto it = p->by_pid.find(pid);
     if (it != p->by_pid.end()) out.insert(out.end(), it->second.begin(), it->second.end());
   }
@@ -253,13 +271,14 @@ std::vector<Pid> Registry::partitions() const {
 
 Pid Registry::whereis_name(Node&, const Term& key) const {
   const Partition& p = partition_of(key);
-  std::shared_lock lock(p.mu);
+  detail::ReaderLock lock(p.mu);
   auto t = p.table.find(key);
   if (t == p.table.end() || t->second.size() != 1) return Pid{};
-  return t->second.front().pid;
+  const Pid& holder = t->second.front().pid;
+  return known_dead(holder) ? Pid{} : holder;
 }
 
-Status Registry::register_name(Node&, const Term& key, const Pid& pid) const {
+NameStatus Registry::register_name(Node&, const Term& key, const Pid& pid) const {
   if (options_.keys != RegistryKeys::kUnique) {
     return Status(ErrorCode::kBadArg, "via names need a registry with unique keys");
   }
@@ -269,7 +288,7 @@ Status Registry::register_name(Node&, const Term& key, const Pid& pid) const {
 bool Registry::unregister_name(Node&, const Term& key) const {
   const Pid holder = [&] {
     const Partition& p = partition_of(key);
-    std::shared_lock lock(p.mu);
+    detail::ReaderLock lock(p.mu);
     auto t = p.table.find(key);
     return t == p.table.end() || t->second.empty() ? Pid{} : t->second.front().pid;
   }();

@@ -1,16 +1,15 @@
-// libFuzzer target for the handshake: a client that does not know the cookie sends whatever
-// the fuzzer makes up to a real transport (a ZeroMQ ROUTER on loopback), as a sequence of
-// messages on a fresh connection. Whatever it sends, the transport must not crash or trip a
-// sanitizer, must deliver no DATA and bring no peer up, and must keep answering a HELLO.
+// libFuzzer target for the handshake and the link logic around it (transport/src/link_table.hpp),
+// without sockets: a client that does not know the cookie sends whatever the fuzzer makes up,
+// as a sequence of messages on a fresh incoming connection, and the same messages arrive as
+// answers on an outgoing connection in the middle of its handshake. Whatever it sends, the link
+// table must not crash or trip a sanitizer, must deliver no DATA, bring no peer up, keep no
+// state for connections that never authenticated beyond the handshake window, and must keep
+// answering a HELLO with a CHALLENGE.
 //
-// The input is split into messages at each 0xff 0xfe pair; each message is sent as it is, and
+// The input is split into messages at each 0xff 0xfe pair; each message is fed as it is, and
 // when it starts with 0xfd it is replaced by a valid HELLO (with the fuzzer's bytes as its
-// nonce), so that the later states of the handshake are reached too. One transport serves
-// the whole run. See tests/fuzz/README.md.
-#include <zmq.h>
-
-#include <atomic>
-#include <chrono>
+// nonce), so that the later states of the handshake are reached too. One link table serves the
+// whole run, its clock advanced a second per input. See tests/fuzz/README.md.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -18,42 +17,51 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
-#include <zmq.hpp>
 
+#include "link_table.hpp"
 #include "nodus/transport/frame.hpp"
-#include "nodus/transport/transport.hpp"
 
 namespace {
 
 using namespace nodus::transport;
-using Clock = std::chrono::steady_clock;
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "handshake_fuzz: %s\n", what);
   std::abort();
 }
 
+/// Counts what the table does that it must not, and keeps the last reply.
+class WatchingIo final : public LinkIo {
+ public:
+  int data = 0;
+  int ups = 0;
+  std::string last_reply;
+  bool open(ConnId, const std::string&, const std::string&, std::string&) override { return true; }
+  void close(ConnId) override {}
+  void send(ConnId, std::string_view) override {}
+  void reply(const std::string&, std::string_view frame) override { last_reply.assign(frame); }
+  void publish(const std::string&, ConnId) override {}
+  void peer_up(const PeerInfo&, ConnId) override { ++ups; }
+  void peer_down(const std::string&, const std::string&, bool, bool) override {}
+  void deliver(const std::string&, Data&&) override { ++data; }
+  void count_data_in(const std::string&, std::uint64_t) override {}
+  std::chrono::steady_clock::duration idle_for(ConnId, TimePoint) override { return {}; }
+  std::string nonce() override { return std::string(kNonceBytes, 'n'); }
+  void log(const std::string&) override {}  // refusals are expected
+};
+
 struct Target {
-  std::unique_ptr<Transport> transport;
-  std::atomic<int> data{0};
-  std::atomic<int> ups{0};
-  zmq::context_t ctx;
+  WatchingIo io;
+  std::unique_ptr<LinkTable> table;
+  TimePoint now{};
+  std::uint64_t connection = 0;
 
   Target() {
-    TransportOptions o;
-    o.name = "target";
-    o.creation = 1;
-    o.listen = "tcp://127.0.0.1:*";
-    o.cookie = "the fuzzer does not know this";
-    o.log = [](const std::string&) {};  // refusals are expected: keep the output readable
-    TransportCallbacks cb;
-    cb.on_data = [this](const std::string&, Data&&) { ++data; };
-    cb.on_peer_up = [this](const PeerInfo&) { ++ups; };
-    auto t = Transport::start(std::move(o), std::move(cb));
-    if (!t.ok()) fail("the transport did not start");
-    transport = std::move(t.value());
+    LinkConfig c;
+    c.me = HandshakeIdentity{"target", 1, "sim://target", "the fuzzer does not know this", false};
+    c.listen = c.me.listen;
+    table = std::make_unique<LinkTable>(std::move(c), io);
   }
 };
 
@@ -81,7 +89,7 @@ std::string hello(std::string_view nonce_bytes) {
   Hello h;
   h.name = "fuzzer";
   h.creation = 7;
-  h.listen = "tcp://127.0.0.1:1";  // nothing listens there: the target's link back fails
+  h.listen = "sim://fuzzer";
   h.nonce.assign(nonce_bytes.substr(0, kNonceBytes));
   h.nonce.resize(kNonceBytes, 'n');
   return encode_frame(Frame(h));
@@ -92,29 +100,30 @@ std::string hello(std::string_view nonce_bytes) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   Target& t = target();
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  const std::uint64_t before = t.transport->stats().frames_in;
-  zmq::socket_t client(t.ctx, zmq::socket_type::dealer);
-  client.set(zmq::sockopt::linger, 0);
-  client.connect(t.transport->endpoint());
+  const std::string in = "in-" + std::to_string(++t.connection);
+  // An outgoing connection in its handshake (a fresh attempt if the last one was refused), to a
+  // node that answers with the fuzzer's bytes.
+  t.table->connect("sim://peer", "", t.now);
+  const auto conns = t.table->connections();
   std::size_t sent = 0;
   for (const std::string& part : split(input)) {
     if (sent == 16) break;
     std::string bytes = part;
     if (!bytes.empty() && static_cast<unsigned char>(bytes[0]) == 0xfd) bytes = hello(part);
-    client.send(zmq::buffer(bytes), zmq::send_flags::none);
+    t.table->on_incoming(in, bytes, {}, t.now);
+    for (const auto& [id, up] : conns) t.table->on_outgoing(id, bytes, t.now);
     ++sent;
   }
-  // Wait until the target has read them (it counts every message it reads), then drain what
-  // it answered, so the next input starts on a quiet transport.
-  const auto deadline = Clock::now() + std::chrono::seconds(5);
-  while (t.transport->stats().frames_in - before < sent) {
-    if (Clock::now() > deadline) fail("the transport stopped reading");
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
-  zmq::message_t reply;
-  while (client.recv(reply, zmq::recv_flags::dontwait)) {
-  }
-  if (t.data.load() != 0) fail("DATA was delivered from a client that never authenticated");
-  if (t.ups.load() != 0) fail("a peer came up without the cookie");
+  if (t.io.data != 0) fail("DATA was delivered from a client that never authenticated");
+  if (t.io.ups != 0) fail("a peer came up without the cookie");
+  // Still answering: a HELLO on a fresh connection is challenged.
+  t.io.last_reply.clear();
+  t.table->on_incoming("probe-" + std::to_string(t.connection), hello("probe"), {}, t.now);
+  auto reply = decode_frame(t.io.last_reply);
+  if (!reply.ok() || !std::holds_alternative<Challenge>(*reply)) fail("a HELLO was not challenged");
+  // Unfinished handshakes are forgotten after down_after: state stays bounded.
+  t.now += std::chrono::seconds(1);
+  t.table->tick(t.now);
+  if (t.table->incoming_count() > 64) fail("state for unauthenticated connections piles up");
   return 0;
 }

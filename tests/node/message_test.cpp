@@ -41,6 +41,24 @@ struct Ping {
   NODUS_MESSAGE(Ping, 1102);
 };
 
+// Every nodus type a protocol message may hold as a field.
+struct Entry {
+  Bytes key;
+  Term value;
+  NODUS_FIELDS(key, value);
+};
+struct Everything {
+  Atom node;
+  Pid pid;
+  Pid none;
+  Ref ref;
+  Bytes key;
+  Term term;
+  Status status;
+  std::vector<Entry> entries;
+  NODUS_MESSAGE(Everything, 1103, node, pid, none, ref, key, term, status, entries);
+};
+
 // Counts constructions and destructions, to check that Message neither copies nor leaks nor
 // destroys twice. Size decides whether Message stores it inline or on the heap.
 struct Counters {
@@ -308,6 +326,55 @@ TEST(MessageTest, DecodeMessageRefusesBytesOfAnotherShape) {
   EXPECT_FALSE(decode_message<Push>("").ok());
   EXPECT_FALSE(decode_message<Push>(std::string(1, static_cast<char>(0x95))).ok());  // truncated
   EXPECT_FALSE(decode_message<Ping>(std::string(1, static_cast<char>(0xc1))).ok());
+}
+
+TEST(MessageTest, NodusFieldTypesEncodeAsInATermAndDecodeBack) {
+  Everything e;
+  e.node = Atom("n1");
+  e.pid = Pid{Atom("n2"), 7, 42};
+  e.ref = Ref{Atom("n3"), 8, 43};
+  e.key = Bytes(std::string("k\0\xff", 3));
+  e.term = tuple("ok", list(1, bin("x")), map({{"a", 1.5}}));
+  e.status = Status(ErrorCode::kAlreadyStarted, "<n2.42.0>");
+  e.entries = {Entry{"a", Term(1)}, Entry{"b", Term(Pid{Atom("n1"), 1, 2})}};
+  std::string bytes;
+  ASSERT_TRUE(Message(e).encode(bytes));
+  // Each field is what the term codec writes for the same value (docs/protocol.md section 4).
+  Result<Term> as_term = decode_term(bytes);
+  ASSERT_OK(as_term);
+  EXPECT_EQ(*as_term, tuple("n1", e.pid, Term(), e.ref, bin(e.key), e.term,
+                            tuple(static_cast<int>(ErrorCode::kAlreadyStarted), "<n2.42.0>"),
+                            tuple(tuple(bin("a"), 1), tuple(bin("b"), Pid{Atom("n1"), 1, 2}))));
+  Result<Everything> back = decode_message<Everything>(bytes);
+  ASSERT_OK(back);
+  EXPECT_EQ(back->node, Atom("n1"));
+  EXPECT_EQ(back->pid, e.pid);
+  EXPECT_FALSE(back->none.valid());
+  EXPECT_EQ(back->ref, e.ref);
+  EXPECT_EQ(back->key, e.key);
+  EXPECT_EQ(back->term, e.term);
+  EXPECT_EQ(back->status.code(), ErrorCode::kAlreadyStarted);
+  EXPECT_EQ(back->status.message(), "<n2.42.0>");
+  ASSERT_EQ(back->entries.size(), 2u);
+  EXPECT_EQ(back->entries[1].value, Term(Pid{Atom("n1"), 1, 2}));
+}
+
+TEST(MessageTest, NodusFieldTypesRefuseWhatDoesNotFit) {
+  auto decode = [](const Term& fields) { return decode_message<Everything>(encode_term(fields)); };
+  const Term status = tuple(0, bin(""));
+  // A pid field that holds a ref, an atom longer than 255 bytes, a status that is no array.
+  EXPECT_FALSE(
+      decode(tuple("n1", Ref{Atom("n"), 1, 1}, Term(), Term(), bin(""), 1, status, tuple())).ok());
+  EXPECT_FALSE(
+      decode(tuple(bin(std::string(256, 'a')), Term(), Term(), Term(), bin(""), 1, status, tuple()))
+          .ok());
+  EXPECT_FALSE(decode(tuple("n1", Term(), Term(), Term(), bin(""), 1, 0, tuple())).ok());
+  // A code no table knows reads as protocol_error naming it.
+  auto unknown =
+      decode(tuple("n1", Term(), Term(), Term(), bin(""), 1, tuple(4999, bin("x")), tuple()));
+  ASSERT_OK(unknown);
+  EXPECT_EQ(unknown->status.code(), ErrorCode::kProtocol);
+  EXPECT_NE(unknown->status.message().find("4999"), std::string::npos);
 }
 
 TEST(MessageTest, TermMessageEncodesAsTheTermCodec) {

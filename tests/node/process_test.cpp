@@ -305,5 +305,87 @@ TEST_F(ProcessTest, PidsPrintWithNodeName) {
   EXPECT_EQ(p.to_string().rfind("<t1.", 0), 0u) << p.to_string();
 }
 
+// The words a caller matches are the error table's: a reason made from a code gives that code
+// back, and any other reason (a callee's exit) reads as exited.
+TEST(ReasonsTest, ReasonsForErrorCodesAreTheTablesNames) {
+  EXPECT_EQ(reasons::of(ErrorCode::kNodeDown), Reason("nodedown"));
+  EXPECT_EQ(reasons::noproc(), Reason("noproc"));
+  EXPECT_EQ(reasons::of(ErrorCode::kAlreadyStarted, Pid{Atom("n1"), 1, 2}),
+            Reason(tuple("already_started", Pid{Atom("n1"), 1, 2})));
+  EXPECT_EQ(reasons::to_status(reasons::of(ErrorCode::kOverloaded)).code(), ErrorCode::kOverloaded);
+  Status timeout = reasons::to_status(reasons::from_status(Status(ErrorCode::kTimeout, "5 s")));
+  EXPECT_EQ(timeout.code(), ErrorCode::kTimeout);
+  EXPECT_EQ(timeout.message(), "5 s");
+  Status crashed = reasons::to_status(Reason(tuple("exception", bin("boom"))));
+  EXPECT_EQ(crashed.code(), ErrorCode::kExited);
+  EXPECT_EQ(reasons::to_status(reasons::normal()).code(), ErrorCode::kExited);
+}
+
+TEST_F(ProcessTest, CallingYourselfAndAFullMailboxAreTheTablesWords) {
+  auto self_call = call(me.pid(), "ping", 100ms);
+  ASSERT_FALSE(self_call.ok());
+  EXPECT_EQ(reasons::to_status(self_call.error()).code(), ErrorCode::kCallingSelf);
+  SpawnOptions o;
+  o.max_mailbox = 1;
+  Pid full = spawn(
+      node, [] { sleep_for(30s); }, o);  // takes no message
+  send(full, "first");
+  auto r = call(full, "one more", 1s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(reasons::to_status(r.error()).code(), ErrorCode::kOverloaded);
+  exit(full, reasons::kill());
+}
+
+// -- Inbox ----------------------------------------------------------------------------------
+
+TEST(InboxTest, ClosingInboxesOutOfOrderLeavesNoCurrentProcess) {
+  Node node{NodeOptions{.name = "r6", .schedulers = 1}};
+  auto first = std::make_unique<Inbox>(node);
+  auto second = std::make_unique<Inbox>(node);
+  EXPECT_EQ(self(), second->pid());
+  first.reset();
+  EXPECT_EQ(self(), second->pid());
+  second.reset();
+  EXPECT_FALSE(has_self());  // not the first Inbox, which is gone
+}
+
+TEST(InboxTest, KillArrivesAsAnExitMessageOnAPlainThread) {
+  Node node(NodeOptions{.name = "killinbox", .schedulers = 1});
+  Inbox me(node);
+  exit(me.pid(), "kill");
+  auto m = receive(2s);
+  ASSERT_TRUE(m.has_value());
+  ASSERT_NE(m->get<Exit>(), nullptr);
+  EXPECT_EQ(m->get<Exit>()->reason, "kill");
+  EXPECT_TRUE(has_self());
+}
+
+// Erlang's erlang:send_after to a pid: a timer aimed at a dead process is no timer, and a
+// process's timers go with it; cancel_timer then says there was nothing left to cancel.
+TEST_F(ProcessTest, SendAfterToADeadProcessSetsNoTimer) {
+  Pid p = spawn(node, [] {});
+  Ref watch = monitor(p);
+  ASSERT_TRUE(await_down(watch, 5s).has_value());
+  Ref timer = send_after(p, "late", 10s);
+  EXPECT_FALSE(cancel_timer(timer).has_value());
+}
+
+TEST_F(ProcessTest, AProcesssTimersAreCancelledWhenItExits) {
+  Pid p = spawn(node, [] { (void)receive(); });
+  Ref timer = send_after(p, "later", 10s);
+  Ref other = send_after(me.pid(), "mine", 10s);
+  Ref watch = monitor(p);
+  exit(p, reasons::kill());
+  ASSERT_TRUE(await_down(watch, 5s).has_value());  // its timers went before the Down was sent
+  EXPECT_FALSE(cancel_timer(timer).has_value());
+  EXPECT_TRUE(cancel_timer(other).has_value());  // another process's timer stays
+}
+
+TEST_F(ProcessTest, AFiredTimerIsForgotten) {
+  Ref timer = send_after(me.pid(), "ring", 1ms);
+  EXPECT_EQ(next(), "ring");
+  EXPECT_FALSE(cancel_timer(timer).has_value());
+}
+
 }  // namespace
 }  // namespace nodus

@@ -556,5 +556,56 @@ TEST_F(SupervisorTest, DynamicSupervisorRestartsACrashedChild) {
   EXPECT_EQ(which_children(dyn).value()[0].pid, p2);
 }
 
+// Elixir's DynamicSupervisor after a child's crash: a restart whose start returns ignore drops
+// the child (its max_children slot is free again); one that fails keeps it and tries again;
+// failures in a loop exhaust the intensity and stop the supervisor.
+class DynamicRestartTest : public SupervisorTest {
+ protected:
+  // A worker whose first start succeeds, whose next `times` starts give `later` (an error, or
+  // ignore), and whose starts after those succeed again.
+  ChildSpec scripted(const std::string& id, Reason later, int times = 1000000) {
+    ChildSpec spec = worker(id);
+    auto starts = std::make_shared<std::atomic<int>>(0);
+    spec.start = [start = spec.start, starts, later, times]() -> Result<Pid, Reason> {
+      const int n = starts->fetch_add(1);
+      if (n == 0 || n > times) return start();
+      return later;
+    };
+    return spec;
+  }
+};
+
+TEST_F(DynamicRestartTest, ARestartThatIgnoresDropsTheChildAndFreesItsSlot) {
+  Pid dyn = start_dynamic_supervisor(node, {.max_children = 1}).value();
+  Pid a = start_child(dyn, scripted("a", reasons::of(ErrorCode::kIgnored))).value();
+  cast(a, "crash");
+  ASSERT_TRUE(eventually([&] { return counts(dyn).specs == 0; }));
+  EXPECT_TRUE(which_children(dyn).value().empty());
+  EXPECT_OK(start_child(dyn, worker("b")));  // not max_children
+}
+
+TEST_F(DynamicRestartTest, ARestartThatFailsKeepsTheChildAndTriesAgain) {
+  Pid dyn = start_dynamic_supervisor(node, {.intensity = 10, .max_children = 1}).value();
+  Pid a = start_child(dyn, scripted("a", Reason("boom"), /*times=*/2)).value();
+  cast(a, "crash");
+  Pid again;
+  ASSERT_TRUE(eventually([&] {
+    auto c = which_children(dyn).value();
+    again = c.size() == 1 ? c[0].pid : Pid{};
+    return again.valid() && again != a;
+  }));
+  EXPECT_EQ(call(again, "ping").value(), Term("pong"));
+  EXPECT_EQ(counts(dyn).specs, 1u);
+  EXPECT_EQ(start_child(dyn, worker("b")).error(), "max_children");
+}
+
+TEST_F(DynamicRestartTest, RestartsThatKeepFailingStopTheSupervisor) {
+  Pid dyn = start_dynamic_supervisor(node, {.intensity = 3, .period = 5s}).value();
+  Ref watch = monitor(dyn);
+  Pid a = start_child(dyn, scripted("a", Reason("boom"))).value();
+  cast(a, "crash");
+  EXPECT_EQ(down_reason(watch), "shutdown");
+}
+
 }  // namespace
 }  // namespace nodus

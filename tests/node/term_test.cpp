@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -13,6 +15,11 @@
 #include <vector>
 
 #include "test_util.hpp"
+
+// {fmt} as a program that prints nodus values with it would use it (header-only here: the test
+// links no fmt library).
+#define FMT_HEADER_ONLY
+#include "nodus/node/format.hpp"
 
 namespace nodus {
 namespace {
@@ -442,6 +449,16 @@ TEST(TermTest, LiteralContainersInPatternsMatchByEquality) {
   Term t = tuple("set", list(1, 2), map({{"a", 1}}));
   EXPECT_TRUE(t.match({"set", list(1, 2), map({{"a", 1}})}));
   EXPECT_FALSE(t.match({"set", list(1, 3), _map}));
+}
+
+TEST(TermTest, TermsPrintOnStreamsAndWithFmtAsTheirText) {
+  const Pid p{Atom("n1"), 1, 4};
+  const Term t = tuple("ok", p, list(1, bin("x")));
+  std::ostringstream os;
+  os << t << " " << Atom("a") << " " << p << " " << Reason("noproc") << " "
+     << Status(ErrorCode::kTimeout, "5 s") << " " << Message(tuple("push", 1));
+  EXPECT_EQ(os.str(), t.to_string() + " a " + p.to_string() + " noproc timeout: 5 s {push,1}");
+  EXPECT_EQ(fmt::format("{} / {}", t, Reason(tuple("exit", 1))), t.to_string() + " / {exit,1}");
 }
 
 }  // namespace

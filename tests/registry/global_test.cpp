@@ -14,7 +14,9 @@
 #include <thread>
 #include <vector>
 
+#include "global_protocol.hpp"
 #include "node/test_util.hpp"
+#include "nodus/node/codec.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace nodus {
@@ -185,7 +187,8 @@ TEST_F(GlobalTest, RacingRegistrationsHaveExactlyOneWinner) {
   for (int round = 0; round < 20; ++round) {
     const std::string name = "race" + std::to_string(round);
     std::vector<Pid> pids = {idle(0), idle(1), idle(2)};
-    std::vector<Result<std::uint64_t>> results(3, Status(ErrorCode::kInternal));
+    std::vector<Result<std::uint64_t, NameStatus>> results(
+        3, NameStatus(Status(ErrorCode::kInternal)));
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < 3; ++i) {
       threads.emplace_back([&, i] { results[i] = register_global(node(i), name, pids[i]); });
@@ -224,15 +227,41 @@ TEST_F(GlobalTest, ACommitOlderThanWhatANodeHasSeenIsIgnored) {
   const Pid server = node(0).whereis("nodus_global");
   ASSERT_TRUE(server);
   const Pid p1 = idle(1), p2 = idle(2);
-  send(server, tuple("g_commit", bin("late"), p2, 7, 1, 0, Atom("g3")));
-  send(server, tuple("g_commit", bin("late"), p1, 5, 1, 0, Atom("g2")));
-  send(server, tuple("g_unreg", bin("gone"), p1, 4, 0, Atom("g2")));
-  send(server, tuple("g_commit", bin("gone"), p1, 4, 1, 0, Atom("g2")));
+  namespace proto = global_protocol;
+  send(server, proto::Commit{"late", p2, 7, 1, 0, Atom("g3")});
+  send(server, proto::Commit{"late", p1, 5, 1, 0, Atom("g2")});
+  send(server, proto::Unregister{"gone", p1, 4, 0, Atom("g2")});
+  send(server, proto::Commit{"gone", p1, 4, 1, 0, Atom("g2")});
   // A call from this thread to the same server is handled after the messages above.
   ASSERT_OK(register_global(node(0), "sync", idle(0)));
   EXPECT_EQ(whereis_global(node(0), "late"), p2);
   EXPECT_EQ(global_epoch(node(0), "late"), 7u);
   EXPECT_FALSE(whereis_global(node(0), "gone").has_value());
+}
+
+// What docs/protocol.md section 9 says a client in another language sends and receives: the
+// tag, and the fields as one MessagePack array in the order listed there.
+TEST(GlobalProtocolTest, MessagesAreTheFieldListsOfTheProtocolDocument) {
+  namespace proto = global_protocol;
+  auto wire = [](const Message& m) {
+    std::string bytes;
+    EXPECT_TRUE(m.encode(bytes));
+    return decode_term(bytes).value_or(Term("undecodable"));
+  };
+  const Pid p{Atom("n2"), 3, 9};
+  Message lock = proto::Lock{"db", 7, Atom("n1")};
+  EXPECT_EQ(lock.wire_tag(), 101u);
+  EXPECT_EQ(wire(lock), tuple(bin("db"), 7, "n1"));
+  Message reply = proto::LockReply{"db", 7, Atom("n2"), true, p, 4};
+  EXPECT_EQ(reply.wire_tag(), 102u);
+  EXPECT_EQ(wire(reply), tuple(bin("db"), 7, "n2", true, p, 4));
+  Message hello = proto::Hello{Atom("n1"), {{"db", p, 4, 11}}, 12, true, p, {{"db", 4, p}}};
+  EXPECT_EQ(hello.wire_tag(), 100u);
+  EXPECT_EQ(wire(hello), tuple("n1", tuple(tuple(bin("db"), p, 4, 11)), 12, true, p,
+                               tuple(tuple(bin("db"), 4, p))));
+  Message taken = proto::Reply{Status(ErrorCode::kAlreadyStarted, "x"), 0, p};
+  EXPECT_EQ(taken.wire_tag(), 112u);
+  EXPECT_EQ(wire(taken), tuple(tuple(1006, "x"), 0, p));
 }
 
 TEST_F(GlobalTest, DefaultResolverPrefersTheEarlierRegistrationThenTheNodeName) {
@@ -265,7 +294,7 @@ TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
   ASSERT_TRUE(eventually([&] { return meshed(nodes); }, 10s));
   // m3 grants its lock on "held" to a request that m2 never made (m2 ignores the answer). The
   // call after it, from this thread to the same server, is handled after it.
-  send(nodes[2]->whereis("nodus_global"), tuple("g_lock", bin("held"), 999999, Atom("m2")));
+  send(nodes[2]->whereis("nodus_global"), global_protocol::Lock{"held", 999999, Atom("m2")});
   ASSERT_OK(register_global(*nodes[2], "sync", spawn(*nodes[2], [] { (void)receive(); })));
   Pid holder = spawn(*nodes[0], [] { (void)receive(); });
   auto epoch = register_global(*nodes[0], "held", holder);
@@ -275,6 +304,68 @@ TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
   ASSERT_OK(unregister_global(*nodes[0], "held"));
   EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "held", std::nullopt); }));
   for (auto& n : nodes) n->shutdown();
+}
+
+// Rounds that cannot win (both peers' locks held by a registrar that never commits) end in
+// no_quorum, not in a timeout; an unregistration whose name goes while its rounds are lost and
+// retried is done, not not_found.
+class GlobalContendedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    nodes_ = testing::start_loopback_star({"c1", "c2", "c3"}, "contended-cookie", 1000ms);
+    ASSERT_EQ(nodes_.size(), 3u);
+    GlobalOptions o;
+    o.lock_timeout = 60s;  // the held locks outlive the test
+    for (auto& n : nodes_) ASSERT_OK(start_global(*n, o));
+    ASSERT_TRUE(eventually([&] { return meshed(nodes_); }, 10s));
+  }
+  void TearDown() override {
+    for (auto& n : nodes_) n->shutdown();
+  }
+  // c2 and c3 grant their locks on `name` to a round of c1's that c1 never ran.
+  void hold_peer_locks(const std::string& name) {
+    for (std::size_t i : {1, 2}) {
+      send(nodes_[i]->whereis("nodus_global"), global_protocol::Lock{name, 999999, Atom("c1")});
+      // A call from this thread to the same server is handled after the message above.
+      ASSERT_OK(register_global(*nodes_[i], "sync" + std::to_string(i),
+                                spawn(*nodes_[i], [] { (void)receive(); })));
+    }
+  }
+  Nodes nodes_;
+};
+
+TEST_F(GlobalContendedTest, ARoundThatCannotWinIsNoQuorum) {
+  hold_peer_locks("stuck");
+  auto r = register_global(*nodes_[0], "stuck", spawn(*nodes_[0], [] { (void)receive(); }));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum) << r.error().to_string();
+  EXPECT_GE(global_stats(*nodes_[0]).rounds_lost, 2u);
+  EXPECT_FALSE(whereis_global(*nodes_[0], "stuck").has_value());
+}
+
+TEST_F(GlobalContendedTest, UnregisterOfANameThatWentDuringLostRoundsIsDone) {
+  Pid p = spawn(*nodes_[0], [] { (void)receive(); });
+  ASSERT_OK(register_global(*nodes_[0], "going", p));
+  // Its commit (which frees the peers' locks of that round) has reached them.
+  ASSERT_TRUE(eventually([&] { return held_everywhere(nodes_, "going", p); }));
+  hold_peer_locks("going");
+  const std::uint64_t lost_before = global_stats(*nodes_[0]).rounds_lost;
+  Status unregistered(ErrorCode::kInternal);
+  std::thread t([&] { unregistered = unregister_global(*nodes_[0], "going"); });
+  // Once a round of it was lost, the holder exits: the retry finds the name gone.
+  EXPECT_TRUE(eventually([&] { return global_stats(*nodes_[0]).rounds_lost > lost_before; }));
+  exit(p, reasons::kill());
+  t.join();
+  EXPECT_OK(unregistered);
+  EXPECT_FALSE(whereis_global(*nodes_[0], "going").has_value());
+}
+
+TEST_F(GlobalTest, TakenNameCarriesItsHolderAsAPid) {
+  Pid p = idle(0);
+  ASSERT_OK(register_global(node(0), "db", p));
+  auto again = register_global(node(1), "db", idle(1));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().holder(), p);
 }
 
 // A partition inside this process (Node::block_peer), with a resolver of our own and losers
@@ -356,6 +447,43 @@ TEST(GlobalPartitionTest, AnEpochSeenElsewhereIsNeverHandedOutAgain) {
   Pid third = spawn(*nodes[0], [] { (void)receive(); });
   EXPECT_EQ(register_global(*nodes[0], "x", third).value_or(0), 3u);
   for (auto& n : nodes) n->shutdown();
+}
+
+// A global name whose holder (on this node) has exited is answered by nobody, even before the
+// global server has handled the exit (manual scheduling holds it still).
+TEST(GlobalLivenessTest, ANameOfAnExitedHolderIsNotAnswered) {
+  Node node(NodeOptions{.name = "gl", .manual_scheduling = true});
+  ASSERT_OK(start_global(node));
+  Pid gone;
+  {
+    Inbox holder(node);
+    gone = holder.pid();
+    ASSERT_OK(register_global(node, "x", gone));
+    ASSERT_EQ(whereis_global(node, "x"), gone);
+  }
+  EXPECT_FALSE(whereis_global(node, "x").has_value());
+  EXPECT_TRUE(global_names(node).empty());
+  EXPECT_FALSE(global_epoch(node, "x").has_value());
+}
+
+// A hidden node is no member (docs/protocol.md section 11): its global server's Hello is
+// ignored and counted, so it never becomes a peer that votes in name locking.
+TEST(GlobalHiddenTest, AHiddenNodesHelloIsIgnoredAndCounted) {
+  auto member = testing::start_loopback_node("gm");
+  NodeOptions o = testing::loopback_options("gh");
+  o.hidden = true;
+  auto hidden = Node::start(o);
+  ASSERT_TRUE(member && hidden.ok());
+  ASSERT_OK(start_global(*member));
+  ASSERT_OK(start_global(**hidden));  // its server says Hello to the member when linked
+  ASSERT_OK((*hidden)->connect(member->endpoint(), 10s));
+  ASSERT_TRUE(eventually([&] { return global_stats(*member).ignored >= 1; }));
+  EXPECT_TRUE(global_nodes(*member).empty());
+  // And a registration on the member asks nobody: it wins alone.
+  ASSERT_OK(register_global(*member, "solo", spawn(*member, [] { (void)receive(); })));
+  EXPECT_EQ(global_stats(*member).rounds_lost, 0u);
+  (*hidden)->shutdown();
+  member->shutdown();
 }
 
 }  // namespace

@@ -136,5 +136,51 @@ TEST_F(PgTest, JoinNeedsALocalProcess) {
   EXPECT_EQ(pg::join(node(0), pg::kDefaultScope, "g", idle(1)).code(), ErrorCode::kBadArg);
 }
 
+// OTP's pg_SUITE: b has a member in g, a monitors g, then a and b link. a hears of the member
+// once: b's state arrives twice (its own Discover and its answer to a's), and the second, which
+// changes nothing, must not read as a leave and a join (members() briefly empty).
+TEST(PgDiscoverTest, AMonitoringNodeThatLinksSeesEachJoinOnce) {
+  auto a = testing::start_loopback_node("da");
+  auto b = testing::start_loopback_node("db");
+  ASSERT_TRUE(a && b);
+  ASSERT_OK(pg::start(*a));
+  ASSERT_OK(pg::start(*b));
+  Pid member = spawn(*b, [] { (void)receive(); });
+  ASSERT_OK(pg::join(*b, pg::kDefaultScope, "g", member));
+  Inbox watcher(*a);
+  ASSERT_OK(pg::monitor(*a, pg::kDefaultScope, "g"));
+  ASSERT_OK(a->connect(b->endpoint(), 10s));
+  // Both of b's Discovers have been handled (and their notices sent) once counted.
+  ASSERT_TRUE(eventually([&] { return pg::stats(*a, pg::kDefaultScope).discovers >= 2; }));
+  EXPECT_EQ(pg::members(*a, pg::kDefaultScope, "g"), std::vector<Pid>{member});
+  int joins = 0, leaves = 0;
+  while (auto m = receive(0ms)) {
+    if (m->match({"pg_join", _, "g", _})) ++joins;
+    if (m->match({"pg_leave", _, "g", _})) ++leaves;
+  }
+  EXPECT_EQ(joins, 1);
+  EXPECT_EQ(leaves, 0);
+  a->shutdown();
+  b->shutdown();
+}
+
+// A hidden node is no member: its scope server's Discover (and joins) change nothing here.
+TEST(PgHiddenTest, AHiddenNodesDiscoverIsIgnoredAndCounted) {
+  auto member = testing::start_loopback_node("pm");
+  NodeOptions o = testing::loopback_options("ph");
+  o.hidden = true;
+  auto hidden = Node::start(o);
+  ASSERT_TRUE(member && hidden.ok());
+  ASSERT_OK(pg::start(*member));
+  ASSERT_OK(pg::start(**hidden));
+  Pid p = spawn(**hidden, [] { (void)receive(); });
+  ASSERT_OK(pg::join(**hidden, pg::kDefaultScope, "g", p));
+  ASSERT_OK((*hidden)->connect(member->endpoint(), 10s));
+  ASSERT_TRUE(eventually([&] { return pg::stats(*member, pg::kDefaultScope).ignored >= 1; }));
+  EXPECT_TRUE(pg::members(*member, pg::kDefaultScope, "g").empty());
+  (*hidden)->shutdown();
+  member->shutdown();
+}
+
 }  // namespace
 }  // namespace nodus

@@ -200,10 +200,10 @@ class MapNames : public NameResolver {
     auto it = names_.find(key);
     return it == names_.end() ? Pid{} : it->second;
   }
-  Status register_name(Node&, const Term& key, const Pid& pid) const override {
+  NameStatus register_name(Node&, const Term& key, const Pid& pid) const override {
     std::lock_guard<std::mutex> lock(mu_);
     auto [it, fresh] = names_.emplace(key, pid);
-    return fresh ? Status::Ok() : Status(ErrorCode::kAlreadyStarted, it->second.to_string());
+    return fresh ? NameStatus() : NameStatus::taken(it->second);
   }
   bool unregister_name(Node&, const Term& key) const override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -246,6 +246,54 @@ TEST_F(RegistryTest, LocalNamesStayInTheRuntime) {
   EXPECT_EQ(call(named("local_echo"), "x").value(), tuple("echo", "x"));
   ASSERT_OK(stop(*echo));
   EXPECT_FALSE(node.whereis("local_echo"));
+}
+
+// start answers {already_started, Holder} with the holder the naming service reported, without
+// asking the service again (here it would say nobody: the name is held elsewhere, unseen).
+class TakenElsewhere : public NameResolver {
+ public:
+  explicit TakenElsewhere(Pid holder) : holder_(holder) {}
+  Pid whereis_name(Node&, const Term&) const override { return Pid{}; }
+  NameStatus register_name(Node&, const Term&, const Pid&) const override {
+    return NameStatus::taken(holder_);
+  }
+  bool unregister_name(Node&, const Term&) const override { return false; }
+
+ private:
+  Pid holder_;
+};
+
+TEST(ViaTest, StartNamesTheHolderTheNamingServiceReported) {
+  Node node(NodeOptions{.name = "via-holder", .schedulers = 1});
+  const Pid elsewhere{Atom("other"), 1, 77};
+  SpawnOptions o;
+  o.name = via(std::make_shared<TakenElsewhere>(elsewhere), "x");
+  auto started = start<Echo>(node, o);
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.error(), tuple("already_started", elsewhere));
+}
+
+// Elixir's Registry checks liveness: a unique key whose holder has exited is free, and no read
+// names the dead holder, even before the partition has handled the exit. Manual scheduling
+// keeps the partition's watcher from running meanwhile.
+TEST(RegistryLivenessTest, AKeyOfAnExitedHolderIsFreeBeforeTheRegistryHearsOfTheExit) {
+  Node node(NodeOptions{.name = "live", .manual_scheduling = true});
+  auto reg = Registry::start(node, {.keys = RegistryKeys::kUnique});
+  ASSERT_OK(reg);
+  {
+    Inbox holder(node);
+    ASSERT_OK((*reg)->register_key("k", 1));
+  }  // the holder exits; the watcher has not run
+  EXPECT_TRUE((*reg)->lookup("k").empty());
+  EXPECT_FALSE((*reg)->whereis_name(node, "k").valid());
+  EXPECT_FALSE((*reg)->dispatch("k", [](const std::vector<RegistryEntry>&) {}));
+  Inbox next(node);
+  EXPECT_OK((*reg)->register_key("k", 2));
+  EXPECT_EQ((*reg)->lookup("k"), (std::vector<RegistryEntry>{{next.pid(), Term(2)}}));
+  EXPECT_EQ((*reg)->whereis_name(node, "k"), next.pid());
+  node.run_until_idle();  // the watcher hears of the old holder's exit: the new one stays
+  EXPECT_EQ((*reg)->whereis_name(node, "k"), next.pid());
+  EXPECT_EQ((*reg)->count(), 1u);
 }
 
 }  // namespace

@@ -177,6 +177,16 @@ class HandWrittenPeer {
     return w && std::holds_alternative<Welcome>(*w);
   }
 
+  // Answers the next message on our ROUTER (the node's heartbeat, say) with REFUSE: we forgot
+  // the node's link, as a peer that declared it down has.
+  bool refuse_next(const std::string& reason) {
+    zmq::message_t rid, msg;
+    router_.set(zmq::sockopt::rcvtimeo, 5000);
+    if (!router_.recv(rid) || !router_.recv(msg)) return false;
+    send_routed(rid, Frame(Refuse{reason}));
+    return true;
+  }
+
   // The node's direction, on our ROUTER.
   bool accept_node() {
     zmq::message_t rid, msg;
@@ -228,6 +238,42 @@ TEST_F(TransportTest, AHandWrittenPeerCompletesTheHandshakeFromTheSpec) {
   auto a = make("a");
   HandWrittenPeer hand(a->t->endpoint(), "secret");
   ASSERT_TRUE(hand.authenticate());
+  ASSERT_TRUE(hand.accept_node());
+  EXPECT_TRUE(eventually([&] { return a->is_up("hand"); }));
+}
+
+// Issue 10: a connection the node holds no handshake for (it dropped the link, or ZeroMQ
+// re-established the connection behind the sender's back) must not swallow the sender's frames
+// in silence: the sender is told, so that it reconnects.
+TEST_F(TransportTest, APeerFrameOnAConnectionWithoutAHandshakeIsRefusedSoItsSenderLearns) {
+  auto a = make("a");
+  zmq::context_t ctx;
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.set(zmq::sockopt::rcvtimeo, 5000);
+  raw.connect(a->t->endpoint());
+  raw.send(zmq::buffer(encode_frame(Frame(Heartbeat{1}))), zmq::send_flags::none);
+  zmq::message_t reply;
+  ASSERT_TRUE(raw.recv(reply));
+  auto f = decode_frame(reply.to_string_view());
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(std::holds_alternative<Refuse>(*f));
+  EXPECT_EQ(std::get<Refuse>(*f).reason, "not authenticated");
+  EXPECT_FALSE(a->is_up("hand"));
+}
+
+TEST_F(TransportTest, ALinkItsPeerRefusesIsDownAndComesBackWithAFreshHandshake) {
+  auto a = make("a", "secret", 30s);  // the hand-written peer sends no heartbeats
+  HandWrittenPeer hand(a->t->endpoint(), "secret");
+  ASSERT_TRUE(hand.authenticate());
+  ASSERT_TRUE(hand.accept_node());
+  ASSERT_TRUE(eventually([&] { return a->is_up("hand"); }));
+  // The peer forgot our link: it refuses the next thing we send on it (a heartbeat).
+  ASSERT_TRUE(hand.refuse_next("not authenticated"));
+  std::string reason;
+  ASSERT_TRUE(eventually([&] { return a->went_down("hand", &reason); }));
+  EXPECT_EQ(reason, "refused");
+  // We reconnect at once: a new HELLO, and the link is up again (the peer's direction stayed).
   ASSERT_TRUE(hand.accept_node());
   EXPECT_TRUE(eventually([&] { return a->is_up("hand"); }));
 }

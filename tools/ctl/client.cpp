@@ -90,24 +90,22 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
   c->node_ = std::move(started.value());
   c->endpoint_ = addr.endpoint;
   c->timeout_ = o.timeout;
-  const auto deadline = std::chrono::steady_clock::now() + o.timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto up = c->node_->nodes();
-    if (!up.empty()) {
-      c->target_ = std::string(up.front().name());
-      return c;
-    }
-    if (c->node_->network_stats().auth_failures > 0) {
-      throw CtlError(ErrorCode::kAuth, "authentication refused by the node at " + addr.endpoint +
-                                           ": is the cookie right? (--cookie-file or --config)");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Status linked = c->node_->connect(endpoint, o.timeout);
+  if (linked.code() == ErrorCode::kAuth) {
+    throw CtlError(ErrorCode::kAuth, "authentication refused by the node at " + addr.endpoint +
+                                         ": is the cookie right? (--cookie-file or --config)");
   }
-  throw CtlError(ErrorCode::kNodeDown,
-                 "no answer from a node at " + addr.endpoint + " within " +
-                     std::to_string(o.timeout.count() / 1000) +
-                     " s: is it running (nodusctl up DIR)? right port? with CURVE, the right keys?",
-                 kExitUsage);
+  auto up = c->node_->nodes();
+  if (up.empty()) {  // (linked under another endpoint string counts too)
+    throw CtlError(
+        ErrorCode::kNodeDown,
+        "no answer from a node at " + addr.endpoint + " within " +
+            std::to_string(o.timeout.count() / 1000) +
+            " s: is it running (nodusctl up DIR)? right port? with CURVE, the right keys?",
+        kExitUsage);
+  }
+  c->target_ = std::string(up.front().name());
+  return c;
 }
 
 Client::~Client() {

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nodus/kv/errors.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/transport/status.hpp"
 

@@ -147,44 +147,12 @@ class GenServer {
   }
 };
 
-namespace detail {
+}  // namespace nodus
 
-struct ActionAccess {
-  static Action::Kind kind(const Action& a) { return a.kind_; }
-  static std::optional<Message>& reply(Action& a) { return a.reply_; }
-  static Reason& reason(Action& a) { return a.reason_; }
-  static std::optional<Term>& continue_arg(Action& a) { return a.continue_; }
-  static std::optional<std::chrono::milliseconds> idle(const Action& a) { return a.idle_; }
-};
+// The machinery behind start<T> (it needs GenServer complete, so it comes here).
+#include "nodus/node/detail/gen_server_start.hpp"
 
-/// Creates the server process; `make` builds the server and runs init inside it.
-using ServerFactory = std::function<std::pair<std::unique_ptr<GenServer>, Action>()>;
-Result<Pid, Reason> start_server(Node& node, const SpawnOptions& opts, ServerFactory make,
-                                 const std::string* type_name, std::size_t state_size,
-                                 const char* behaviour = "gen_server");
-
-std::string demangle(const char* mangled);
-
-template <class T, class... Args>
-Result<Pid, Reason> start_impl(Node& node, SpawnOptions opts, Args&&... args) {
-  static_assert(std::is_base_of_v<GenServer, T>, "start<T>: T must derive from GenServer");
-  auto packed = std::make_shared<std::tuple<std::decay_t<Args>...>>(std::forward<Args>(args)...);
-  ServerFactory make = [packed]() -> std::pair<std::unique_ptr<GenServer>, Action> {
-    auto server = std::make_unique<T>();
-    T* raw = server.get();
-    Action a = std::apply([raw](auto&... as) { return raw->init(std::move(as)...); }, *packed);
-    return {std::move(server), std::move(a)};
-  };
-  static const std::string type = demangle(typeid(T).name());
-  return start_server(node, opts, std::move(make), &type, sizeof(T));
-}
-
-template <class... A>
-struct FirstIsOptions : std::false_type {};
-template <class First, class... Rest>
-struct FirstIsOptions<First, Rest...> : std::is_same<std::decay_t<First>, SpawnOptions> {};
-
-}  // namespace detail
+namespace nodus {
 
 /// Starts a server of type T on `node` and waits until its init has run: its pid, or
 /// `ignore`, or the reason init stopped with (also {exception, ...} when init threw).
@@ -216,13 +184,10 @@ Result<Pid, Reason> start_link(Node& node, Args&&... args) {
   }
 }
 
-/// A call whose reply is a typed message R (or a Term when R is Term).
+/// A call whose reply is a typed message R (or a Term when R is Term). Errors: as call(), and
+/// {protocol_error, "unexpected reply type X"} when the callee answered with another type.
 template <class R>
 Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout = kDefaultCallTimeout);
-
-namespace detail {
-Result<Message, Reason> call_typed(const Dest& to, Message request, Timeout timeout);
-}  // namespace detail
 
 template <class R>
 Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout) {
@@ -233,7 +198,9 @@ Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout) {
   } else {
     if (R* v = r->template get<R>()) return std::move(*v);
   }
-  return Reason(tuple(atom("badarg"), bin(std::string("unexpected reply type ") + r->type_name())));
+  // The callee answered, with something the caller's protocol does not have.
+  return reasons::of(ErrorCode::kProtocol,
+                     bin(std::string("unexpected reply type ") + r->type_name()));
 }
 
 /// Stops a server (or any process) with `reason` and waits until it is gone: its terminate

@@ -9,6 +9,14 @@
 //     if (msg == "pop") ...                                 // an atom
 //     if (auto m = msg.match({"push", _})) ...              // a term's shape (see term.hpp)
 //
+// Which to use: a protocol the project owns (between its servers on different nodes, and from
+// an API to its own server) is typed messages, each a struct with named fields declared with
+// NODUS_MESSAGE (wire.hpp), dispatched with visit: the compiler checks every field, the wire
+// form is one field list, and docs/protocol.md documents it field by field (registry/src's
+// global_protocol.hpp and pg_protocol.hpp are the models). Terms are for data whose shape is
+// only known at run time: what users send their own processes, requests typed by people
+// (nodusctl call), notifications whose receiver matches them (`{pg_join, Scope, Group, Pids}`).
+//
 // Thread-safety: a value; one thread at a time.
 #pragma once
 
@@ -25,111 +33,11 @@
 #include <typeinfo>
 #include <utility>
 
+#include "nodus/node/detail/message_storage.hpp"
 #include "nodus/node/term.hpp"
 #include "nodus/transport/status.hpp"
 
 namespace nodus {
-
-class Message;
-
-namespace detail {
-
-template <class T>
-struct TypeKey {
-  static constexpr char id = 0;
-};
-template <class T>
-constexpr const void* type_key() {
-  return &TypeKey<std::remove_cvref_t<T>>::id;
-}
-
-/// The operations a Message needs on the value it holds.
-struct MessageVTable {
-  const void* key;
-  const char* name;                    // the type's name, for errors ("Push" or a mangled name)
-  std::uint32_t wire_tag;              // 0: not a wire message (Term, or a local-only type)
-  void (*move)(void* from, void* to);  // move-construct into `to`, destroy `from`
-  void (*destroy)(void* p);
-  void (*encode)(const void* p, std::string& out);  // nullptr unless a wire message
-  bool inline_storage;
-};
-
-inline constexpr std::size_t kMessageInlineSize = 48;
-
-template <class T>
-constexpr bool kInlineMessage =
-    sizeof(T) <= kMessageInlineSize &&
-    alignof(T) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<T>;
-
-template <class T>
-const char* message_type_name() {
-  if constexpr (requires { T::kNodusName; }) {
-    return T::kNodusName;
-  } else {
-    return typeid(T).name();
-  }
-}
-
-void encode_term_payload(const void* p, std::string& out);  // codec.cpp
-
-template <class T>
-const MessageVTable* vtable_for() {
-  static const MessageVTable vt = [] {
-    MessageVTable v{};
-    v.key = type_key<T>();
-    v.name = message_type_name<T>();
-    v.inline_storage = kInlineMessage<T>;
-    if constexpr (kInlineMessage<T>) {
-      v.move = [](void* from, void* to) {
-        T* f = static_cast<T*>(from);
-        ::new (to) T(std::move(*f));
-        f->~T();
-      };
-      v.destroy = [](void* p) { static_cast<T*>(p)->~T(); };
-    } else {
-      v.move = [](void* from, void* to) { std::memcpy(to, from, sizeof(T*)); };
-      v.destroy = [](void* p) { delete *static_cast<T**>(p); };
-    }
-    if constexpr (std::is_same_v<T, Term>) {
-      v.encode = &encode_term_payload;
-    } else if constexpr (requires(const T& t, std::string& s) {
-                           T::kNodusTag;
-                           t.nodus_encode(s);
-                         }) {
-      v.wire_tag = T::kNodusTag;
-      v.encode = [](const void* p, std::string& out) {
-        static_cast<const T*>(p)->nodus_encode(out);
-      };
-    }
-    return v;
-  }();
-  return &vt;
-}
-
-template <class F>
-struct FirstArg;
-template <class R, class C, class A>
-struct FirstArg<R (C::*)(A) const> {
-  using type = std::remove_cvref_t<A>;
-};
-template <class R, class C, class A>
-struct FirstArg<R (C::*)(A)> {
-  using type = std::remove_cvref_t<A>;
-};
-template <class F>
-using handler_arg_t = typename FirstArg<decltype(&std::remove_cvref_t<F>::operator())>::type;
-
-/// Converts to a Term: held as a dynamic term.
-template <class T>
-concept TermLike =
-    std::is_constructible_v<Term, T&&> && !std::is_same_v<std::remove_cvref_t<T>, ::nodus::Message>;
-/// Anything else that can be moved: held as a typed message.
-template <class T>
-concept TypedPayload = !std::is_constructible_v<Term, T&&> &&
-                       !std::is_same_v<std::remove_cvref_t<T>, ::nodus::Message> &&
-                       std::is_move_constructible_v<std::remove_cvref_t<T>>;
-
-}  // namespace detail
 
 /// Decodes a typed message's MessagePack form (see wire.hpp: register_message<T>()).
 using MessageDecoder = Result<Message, Status> (*)(std::string_view bytes);
@@ -218,6 +126,7 @@ class Message {
     if (!is_term()) return Match();
     return term().match(p);
   }
+  /// The term's text, or "#Type{}" for a typed message. (operator<< writes the same.)
   std::string to_string() const {
     return is_term() ? term().to_string() : std::string("#") + type_name() + "{}";
   }
@@ -282,5 +191,7 @@ class Message {
   const detail::MessageVTable* vt_ = nullptr;
   alignas(std::max_align_t) unsigned char buf_[detail::kMessageInlineSize];
 };
+
+std::ostream& operator<<(std::ostream& os, const Message& m);
 
 }  // namespace nodus

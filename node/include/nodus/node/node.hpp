@@ -21,13 +21,23 @@
 #include "nodus/node/process.hpp"
 #include "nodus/node/term.hpp"
 #include "nodus/node/timeout.hpp"
+#include "nodus/transport/clock.hpp"
 #include "nodus/transport/curve.hpp"
+#include "nodus/transport/transport.hpp"
 
 namespace nodus {
 
 namespace detail {
 class Runtime;
+struct NodeAccess;  // the runtime's way to a Node's inside (runtime.hpp)
+/// A new service slot, once per service type (Node::service<T>). At most 16 in an OS process.
+std::size_t new_service_slot();
+template <class T>
+std::size_t service_slot_of() {
+  static const std::size_t slot = new_service_slot();
+  return slot;
 }
+}  // namespace detail
 
 struct NodeOptions {
   /// The node's name, unique in a cluster (config key node.name). Default "nonode".
@@ -44,7 +54,7 @@ struct NodeOptions {
   /// No scheduler threads: processes run only when the owner calls step() or
   /// run_until_idle(), one at a time on the caller's thread, in a deterministic order. A plain
   /// thread that waits (call, receive, start) runs the processes itself meanwhile. For tests
-  /// that step message by message; timers still fire on their own thread.
+  /// that step message by message; timers fire on their own thread (inside step() with `clock`).
   bool manual_scheduling = false;
 
   // -- networking (node.listen, cluster.seed, cluster.cookie_file) --------------------------
@@ -75,6 +85,16 @@ struct NodeOptions {
   /// Where the transport's log lines go (refused peers, failed handshakes ...). Default:
   /// stderr. Called on the transport's thread; must not block.
   std::function<void(const std::string& line)> log{};
+
+  // -- deterministic simulation, for tests (nodus/transport/sim.hpp) -------------------------
+  /// Makes this node's transport in place of ZeroMQ's (Transport::start), given the options
+  /// above as TransportOptions: the simulation's in-memory network, where `listen` names the
+  /// node ("sim://n1"). Default: ZeroMQ.
+  transport::TransportFactory transport_factory{};
+  /// The time source of every timer, timeout and deadline of this node. Default (null): the
+  /// system's steady clock. A simulation's virtual clock makes timers fire inside step() and
+  /// never on a thread of their own. REQUIRES: manual_scheduling when set.
+  std::shared_ptr<transport::Clock> clock{};
 };
 
 /// One peer node as the transport sees it.
@@ -130,11 +150,15 @@ struct ProcessInfo {
 
 class Node {
  public:
-  /// A node; with `options.listen` set it also starts networking and aborts if it cannot
-  /// (use start() to get the error instead).
-  explicit Node(NodeOptions options = {});
-  /// A networked node, or why it could not start (kBadConfig naming the endpoint ...).
+  /// Starts a node: its scheduler threads, its timers, and with `options.listen` set its
+  /// networking (listening, then linking to the seeds in the background). The way to start a
+  /// node: it returns why it could not (kBadConfig naming the endpoint that cannot be bound, an
+  /// empty cookie, a bad CURVE key ...).
   static Result<std::unique_ptr<Node>> start(NodeOptions options);
+  /// A node without networking, which cannot fail to start: for tests, benchmarks and
+  /// single-node programs that keep it on the stack. REQUIRES: options.listen is empty (a
+  /// networked node starts with start(), which says why it could not; here that aborts).
+  explicit Node(NodeOptions options = {});
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -145,11 +169,25 @@ class Node {
 
   /// Where this node listens ("" without networking).
   std::string endpoint() const;
-  /// Links to the node listening at `endpoint` (asynchronous: see nodes()); with CURVE on,
-  /// `endpoint` is "tcp://host:port#PUBLICKEY".
+  /// Starts linking to the node listening at `endpoint` and returns at once (see nodes(), and
+  /// the overload below that waits); with CURVE on, `endpoint` is "tcp://host:port#PUBLICKEY".
+  /// The transport keeps trying, with backoff, until the node answers.
   void connect(const std::string& endpoint);
-  /// The nodes this one is linked to.
+  /// Links to the node listening at `endpoint` and waits until the link is up in both
+  /// directions (Erlang's net_kernel:connect_node), at most `timeout`: ok at once if it is up
+  /// already, or when `endpoint` is this node's own. `endpoint` is the peer's listen endpoint
+  /// as the peer reports it (its endpoint()), "#PUBLICKEY" appended with CURVE on. Called from
+  /// a process, only that process waits. Errors: kTimeout (the link may still come up later:
+  /// the transport keeps trying, as connect(endpoint) does); kAuth when, before the link came
+  /// up, a handshake of this node failed authentication (NetworkStats::auth_failures grew: a
+  /// different cookie or CURVE key, here or at the peer; on a busy node it may be another
+  /// peer's); kBadConfig when this node has no networking.
+  Status connect(const std::string& endpoint, Timeout timeout);
+  /// The nodes this one is linked to (hidden ones excepted).
   std::vector<Atom> nodes() const;
+  /// True while `node` is linked to this one as a hidden node (NodeOptions::hidden): no
+  /// cluster member, so the cluster's protocols (global names, pg) ignore what it sends.
+  bool is_hidden(Atom node) const;
   NetworkStats network_stats() const;
   /// Every peer linked since start, hidden ones included, sorted by name.
   std::vector<PeerStats> peers() const;
@@ -157,7 +195,7 @@ class Node {
   CallLatency call_latency() const;
 
   /// Local names (see register_name in process.hpp): register, look up, list.
-  Status register_name(std::string_view name, const Pid& pid);
+  NameStatus register_name(std::string_view name, const Pid& pid);
   bool unregister_name(std::string_view name);
   /// The process holding `name` here, or an invalid Pid.
   Pid whereis(std::string_view name) const;
@@ -165,16 +203,22 @@ class Node {
   std::vector<std::string> registered() const;
 
   // -- services of other layers ---------------------------------------------------------
-  /// A slot id for a service that other layers attach to every node (registry/ keeps its
-  /// global name table in one). Allocate once per service type, at static initialisation or
-  /// first use; at most 16 in an OS process.
-  static std::size_t new_service_slot();
-  /// The service in `slot`, or nullptr. A lock-free read (one atomic load): what makes
-  /// whereis_global a local read with no lock on the node.
-  void* service(std::size_t slot) const;
-  /// Attaches `owner` to `slot` unless one is there already; returns the one attached. The
-  /// node keeps it alive until it is destroyed (after its processes have stopped).
-  void* set_service(std::size_t slot, std::shared_ptr<void> owner);
+  /// The service of type T attached to this node (set_service), or nullptr. A lock-free read
+  /// (one atomic load): what makes whereis_global a local read with no lock on the node. A
+  /// layer keeps its per-node state so (registry/ its global name table and its pg scopes),
+  /// each under a type of its own. Thread-safe.
+  template <class T>
+  T* service() const {
+    return static_cast<T*>(service_slot(detail::service_slot_of<T>()));
+  }
+  /// Attaches `service` as this node's T unless one is attached already; returns the one
+  /// attached (a caller that raced with another gets the other's). The node keeps it alive
+  /// until it is destroyed, after its processes have stopped. At most 16 service types in an
+  /// OS process. Thread-safe.
+  template <class T>
+  T* set_service(std::shared_ptr<T> service) {
+    return static_cast<T*>(set_service_slot(detail::service_slot_of<T>(), std::move(service)));
+  }
 
   // -- fault injection, for tests -------------------------------------------------------
   /// Cuts traffic with `node`: nothing is sent to it or taken from it (handshakes included), so
@@ -192,6 +236,12 @@ class Node {
   /// Manual scheduling: steps until nothing is runnable (or `max_steps`); the steps taken.
   std::size_t run_until_idle(std::size_t max_steps = 1000000);
 
+  /// True while `pid` is a process of this node that has not exited, Erlang's
+  /// is_process_alive: false from the moment its exit begins (its mailbox closes, its name is
+  /// gone, before its links and monitors hear of it), and for a pid of an earlier incarnation
+  /// of this node. A lock-free read. REQUIRES: pid.node == name() (a pid of another node can
+  /// only be asked of that node; nodus answers false).
+  bool is_process_alive(const Pid& pid) const;
   /// Live processes (Inboxes included).
   std::size_t process_count() const;
   /// A snapshot of every live process, without format_status (cheap: reads counters).
@@ -205,12 +255,13 @@ class Node {
   /// after `grace` is killed. Then the scheduler threads stop. Idempotent.
   void shutdown(Timeout grace = std::chrono::seconds(5));
 
-  /// For the runtime's own use.
-  detail::Runtime& runtime() { return *rt_; }
-
  private:
+  friend struct detail::NodeAccess;
   struct NoStart {};
   Node(NodeOptions options, NoStart);
+  void* service_slot(std::size_t slot) const;
+  void* set_service_slot(std::size_t slot, std::shared_ptr<void> owner);
+
   std::unique_ptr<detail::Runtime> rt_;
 };
 

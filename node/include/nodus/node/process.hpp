@@ -10,11 +10,21 @@
 // running, or, on a plain thread, the Inbox that thread created (see Inbox). send, cast and
 // call also work from a plain thread with no Inbox (call then waits on that thread only).
 //
-// Delivery guarantees (local and, later, remote alike):
-//   send / cast: at most once; ordered per pair of processes; never blocks the sender. A send
-//     to a dead pid is dropped silently, like Erlang's `!`.
+// Delivery guarantees, for local and remote processes alike:
+//   send / cast: at most once; ordered per pair of processes; never blocks the sender (but for
+//     back-pressure towards a peer node whose queue is nearly full). A send to a dead pid is
+//     dropped silently, like Erlang's `!`.
 //   call: see call() below.
 //   exit signals, monitors, links: as Erlang's.
+//
+// Every wait may end the process. call, receive, sleep_for, await_down, wait_response, start
+// and stop wait, and a process that waits still receives exit signals: one that ends it (a
+// linked process's crash when not trapping exits, exit(pid, kill), the node's shutdown)
+// unwinds the waiting handler's stack by throwing an internal exception that derives from
+// nothing (not std::exception), so that the runtime can finish the process with that reason.
+// Destructors run as it unwinds. A handler that catches with `catch (...)` around a wait
+// swallows its own process's death: it must rethrow (`throw;`) whatever it does not know.
+// `catch (const std::exception&)` is safe.
 //
 // Thread-safety: every function here may be called from any thread.
 #pragma once
@@ -30,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "nodus/node/detail/dest_name.hpp"
 #include "nodus/node/message.hpp"
 #include "nodus/node/term.hpp"
 #include "nodus/node/timeout.hpp"
@@ -67,21 +78,35 @@ class Reason {
   Term t_;
 };
 
+/// Writes r.to_string(), like a Term.
+std::ostream& operator<<(std::ostream& os, const Reason& r);
+
 /// The result of a call: the reply, or why there is none (`timeout`, `noproc`, `nodedown`,
 /// `calling_self`, `overloaded`, or the callee's exit reason if it died before replying).
 using CallResult = Result<Term, Reason>;
 
-/// Well-known reasons.
+/// Well-known reasons. Every reason the runtime gives for an error with a code in the table
+/// (transport/include/nodus/transport/error_definitions.hpp) is made by of(): the words a
+/// caller matches (noproc, nodedown, overloaded, calling_self, timeout, already_started ...) are
+/// the table's short names, never spelled anywhere else.
 namespace reasons {
 Reason normal();    ///< normal
 Reason shutdown();  ///< shutdown
 Reason kill();      ///< kill: the untrappable exit signal
 Reason killed();    ///< killed: what the victim of `kill` exits with
-Reason noproc();
-Reason timeout();
-/// The reason for a Status error: its short name as an atom, e.g. timeout, or
-/// {name, "message"} when the status carries a message.
+Reason noproc();    ///< of(ErrorCode::kNoProc)
+Reason timeout();   ///< of(ErrorCode::kTimeout)
+/// The reason for an error code: its short name as an atom (noproc, nodedown ...).
+Reason of(ErrorCode code);
+/// {Name, Detail}: the code's short name and a term saying more ({already_started, Pid},
+/// {badarg, "why"}).
+Reason of(ErrorCode code, Term detail);
+/// The reason for a Status error: of(code), or {name, "message"} when it carries a message.
 Reason from_status(const Status& s);
+/// The Status for a reason: a reason made by of() or from_status() gives its code back (with
+/// the detail as the message); any other (an exit reason of the callee) is kExited with the
+/// reason as its message.
+Status to_status(const Reason& r);
 /// True for normal, shutdown and {shutdown, _}: the exits a supervisor calls clean.
 bool is_clean(const Reason& r);
 }  // namespace reasons
@@ -124,6 +149,38 @@ enum class Overflow : std::uint8_t {
                 ///< takes its next message: while it is busy the queue may exceed the bound)
 };
 
+/// What registering a name returns: ok, or the error; when the name is taken
+/// (kAlreadyStarted) also the process that holds it, as a Pid (Erlang's
+/// {error, {already_started, Pid}}). The holder travels as a Pid, not as text in the message,
+/// so that start answers {already_started, Holder} without asking again, which could find the
+/// name free or held by another process by then. Converts to its Status.
+class [[nodiscard]] NameStatus {
+ public:
+  /// Ok.
+  NameStatus() = default;
+  /// Any outcome but a taken name (which has a holder: taken()).
+  NameStatus(Status status) : status_(std::move(status)) {}  // NOLINT: implicit on purpose
+  /// kAlreadyStarted: `holder` holds the name (the message names it too, for people).
+  static NameStatus taken(const Pid& holder) {
+    NameStatus s(Status(ErrorCode::kAlreadyStarted, holder.to_string()));
+    s.holder_ = holder;
+    return s;
+  }
+
+  bool ok() const { return status_.ok(); }
+  ErrorCode code() const { return status_.code(); }
+  const std::string& message() const { return status_.message(); }
+  std::string to_string() const { return status_.to_string(); }
+  const Status& status() const { return status_; }
+  operator const Status&() const { return status_; }  // NOLINT: implicit on purpose
+  /// Who holds the name; an invalid Pid unless code() is kAlreadyStarted.
+  const Pid& holder() const { return holder_; }
+
+ private:
+  Status status_;
+  Pid holder_;
+};
+
 /// A naming service other than the node's local names: the hook behind `via` names and global
 /// names. node/ only calls it; registry/ implements it (the Registry, global names) and so can
 /// any user type (see registry/include/nodus/registry/via.hpp). It lives here, and not in
@@ -137,8 +194,8 @@ class NameResolver {
   /// (or a call or monitor made) from `node`; should be a local read, without messages.
   virtual Pid whereis_name(Node& node, const Term& key) const = 0;
   /// Registers `pid` under `key` (start with a via or global name calls this before init).
-  /// Errors: kAlreadyStarted (the message holds the holder's pid), or the service's own.
-  virtual Status register_name(Node& node, const Term& key, const Pid& pid) const = 0;
+  /// Errors: kAlreadyStarted with the holder (NameStatus::taken), or the service's own.
+  virtual NameStatus register_name(Node& node, const Term& key, const Pid& pid) const = 0;
   /// Removes `key`; false when nobody held it.
   virtual bool unregister_name(Node& node, const Term& key) const = 0;
   /// A plain message (send) to the process under `key`, Erlang's Mod:send/2. Default:
@@ -148,13 +205,6 @@ class NameResolver {
   /// "via(<service>, key)", for logs and errors.
   virtual std::string describe(const Term& key) const;
 };
-
-namespace detail {
-struct ViaKey {
-  std::shared_ptr<const NameResolver> resolver;
-  Term key;
-};
-}  // namespace detail
 
 /// Where a message goes: a pid, a name registered on the sender's node (`named("stack")`),
 /// a name registered on another node (`named("stack", "n2")`, Erlang's {stack, n2}), or a key
@@ -166,32 +216,19 @@ struct ViaKey {
 class Dest {
  public:
   Dest(const Pid& pid) : pid_(pid) {}  // NOLINT: implicit on purpose
-  Dest(const Dest& o) : pid_(o.pid_), node_(o.node_) { copy_name(o); }
-  Dest& operator=(const Dest& o) {
-    if (this != &o) {
-      reset();
-      pid_ = o.pid_;
-      node_ = o.node_;
-      copy_name(o);
-    }
-    return *this;
-  }
-  ~Dest() {
-    if (kind_ != Kind::kPid) reset();
-  }
 
-  bool is_pid() const { return kind_ == Kind::kPid; }
+  bool is_pid() const { return name_.kind() == detail::DestName::Kind::kNone; }
   /// A key of a naming service (via or global).
-  bool is_via() const { return kind_ == Kind::kVia; }
+  bool is_via() const { return name_.kind() == detail::DestName::Kind::kVia; }
   const Pid& pid() const { return pid_; }
   /// The registered name; empty for a pid or a via key.
   const std::string& name() const;
   /// The node of a remote name; the atom `undefined` for a local name.
-  Atom node() const { return node_; }
+  Atom node() const { return name_.node(); }
   /// The naming service of a via key. REQUIRES: is_via().
-  const NameResolver& resolver() const { return *u_.via->resolver; }
+  const NameResolver& resolver() const { return *name_.via().resolver; }
   /// The key of a via name. REQUIRES: is_via().
-  const Term& via_key() const { return u_.via->key; }
+  const Term& via_key() const { return name_.via().key; }
   /// "<n1.4.0>", "stack", "{stack,n2}" or the resolver's description.
   std::string to_string() const;
 
@@ -199,36 +236,10 @@ class Dest {
   friend Dest named(std::string_view name);
   friend Dest named(std::string_view name, std::string_view node);
   friend Dest via_name(std::shared_ptr<const NameResolver> resolver, Term key);
-  // A tagged union rather than a member per form: a pid Dest, built for every send, then
-  // costs what the pid costs to copy, and its destructor one test.
-  enum class Kind : std::uint8_t { kPid, kName, kVia };
-  Dest() = default;
-  void copy_name(const Dest& o) {
-    if (o.kind_ == Kind::kName) {
-      new (&u_.name) std::string(o.u_.name);
-    } else if (o.kind_ == Kind::kVia) {
-      new (&u_.via) std::shared_ptr<const detail::ViaKey>(o.u_.via);
-    }
-    kind_ = o.kind_;
-  }
-  void reset() {
-    if (kind_ == Kind::kName) {
-      u_.name.~basic_string();
-    } else if (kind_ == Kind::kVia) {
-      u_.via.~shared_ptr();
-    }
-    kind_ = Kind::kPid;
-  }
-  union Storage {
-    Storage() {}   // NOLINT: members are constructed by named() / via_name()
-    ~Storage() {}  // NOLINT: destroyed by reset()
-    std::string name;
-    std::shared_ptr<const detail::ViaKey> via;
-  };
+  explicit Dest(detail::DestName name) : name_(std::move(name)) {}
+
   Pid pid_;
-  Atom node_;
-  Kind kind_ = Kind::kPid;
-  Storage u_;
+  detail::DestName name_;
 };
 
 /// A name registered on the sender's node.
@@ -303,7 +314,7 @@ void sleep_for(std::chrono::milliseconds d);
 
 /// Waits for the next message of the current process. REQUIRES: has_self().
 Message receive();
-/// Waits at most `t`; nullopt on timeout.
+/// Waits at most `t`; nullopt on timeout. REQUIRES: has_self().
 std::optional<Message> receive(Timeout t);
 
 // -- messaging -----------------------------------------------------------------------
@@ -311,7 +322,8 @@ std::optional<Message> receive(Timeout t);
 /// Sends a plain message (handle_info in a GenServer). At most once, ordered per pair.
 void send(const Dest& to, Message msg);
 
-/// Sends a cast (handle_cast in a GenServer). At most once, ordered per pair; returns at once.
+/// Sends a cast (handle_cast in a GenServer). At most once, ordered per pair; returns at once
+/// (but for back-pressure, as send).
 void cast(const Dest& to, Message request);
 
 /// Sends `request` to `to` and waits for the reply, at most `timeout` (default 5 s;
@@ -339,10 +351,12 @@ CallResult wait_response(const RequestId& id, Timeout timeout = kDefaultCallTime
 
 // -- timers ---------------------------------------------------------------------------
 
-/// Sends `msg` to `to` (as a plain message) after `delay`. Returns the timer's ref.
+/// Sends `msg` to `to` (as a plain message) after `delay`. Returns the timer's ref. As
+/// Erlang's erlang:send_after to a pid, a timer aimed at a process of the caller's node is
+/// cancelled when that process exits, and none is set for a process that has exited already.
 Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay);
-/// Cancels a timer. Returns the time that was left, or nullopt if it already fired or is
-/// unknown.
+/// Cancels a timer. Returns the time that was left, or nullopt if it already fired, was
+/// cancelled with its process, or is unknown.
 std::optional<std::chrono::milliseconds> cancel_timer(const Ref& timer);
 
 // -- monitors, links, exits ---------------------------------------------------------
@@ -361,6 +375,9 @@ std::optional<Reason> await_down(const Ref& ref, Timeout timeout);
 /// signal (an Exit message when it traps exits; else it exits too). Linking to a dead pid
 /// sends the current process an exit signal with reason noproc. REQUIRES: has_self().
 void link(const Pid& pid);
+/// Removes the link between the current process and `pid` (if any), on both sides: neither
+/// gets an exit signal through it any more, and one from `pid` already on its way is ignored.
+/// REQUIRES: has_self().
 void unlink(const Pid& pid);
 /// Asks for NodeUp / NodeDown messages about `node` (on = false stops them), like Erlang's
 /// monitor_node. REQUIRES: has_self().
@@ -368,7 +385,8 @@ void monitor_node(Atom node, bool on = true);
 /// Asks for NodeUp / NodeDown messages about every node (on = false stops them), like
 /// Erlang's net_kernel:monitor_nodes. REQUIRES: has_self().
 void monitor_nodes(bool on = true);
-/// Turns exit signals into Exit messages for the current process; returns the old setting.
+/// Turns exit signals into Exit messages for the current process (`kill` excepted); returns
+/// the old setting. REQUIRES: has_self().
 bool trap_exit(bool on);
 /// Sends an exit signal to `pid` from the current process (or from no process on a plain
 /// thread). `kill` cannot be trapped.
@@ -381,8 +399,9 @@ void exit(const Pid& pid, Reason reason);
 /// Registers `pid` under `name` on the pid's node (which must be in this OS process). The name
 /// goes when the process exits. Errors: kAlreadyStarted naming the holder when the name is
 /// taken; kBadArg when the process is dead, not local, or already has a name.
-Status register_name(std::string_view name, const Pid& pid);
+NameStatus register_name(std::string_view name, const Pid& pid);
 /// Removes a name of the current process's node; false if nobody held it.
+/// REQUIRES: has_self() (or use Node::unregister_name).
 bool unregister_name(std::string_view name);
 /// The process holding `name` on the current process's node (an invalid Pid if none). A local
 /// lookup: no messages. REQUIRES: has_self() (or use Node::whereis).

@@ -209,8 +209,11 @@ CallResult delete_child(const Pid& sup, const std::string& id, Timeout timeout =
 // -- dynamic supervisors ---------------------------------------------------------------
 
 /// A DynamicSupervisor starts with no children; start_child adds them. They are independent
-/// (one_for_one), and a child that exits without being restarted (temporary, or transient
-/// after a clean exit) is forgotten, as is one stopped by terminate_child.
+/// (one_for_one), and its bookkeeping after a child exits is Elixir's DynamicSupervisor's: a
+/// child that is not restarted (temporary, or transient after a clean exit) is forgotten, as
+/// is one stopped by terminate_child or whose restart returned `ignore`; one whose restart
+/// failed keeps its place (and its max_children slot) and is tried again, each try counting
+/// towards the intensity, which, exceeded, stops the supervisor.
 struct DynamicSupervisorFlags {
   int intensity = 3;  ///< as SupervisorFlags
   std::chrono::milliseconds period = std::chrono::seconds(5);

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -256,6 +257,13 @@ class Match {
   bool matched_ = false;
   std::vector<const Term*> holes_;
 };
+
+// -- printing: the to_string() text, for streams (and fmt: nodus/node/format.hpp) ----------
+
+std::ostream& operator<<(std::ostream& os, Atom a);
+std::ostream& operator<<(std::ostream& os, const Pid& p);
+std::ostream& operator<<(std::ostream& os, const Ref& r);
+std::ostream& operator<<(std::ostream& os, const Term& t);
 
 }  // namespace nodus
 

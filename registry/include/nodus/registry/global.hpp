@@ -10,6 +10,7 @@
 //
 // A name goes when its process exits (its node tells the others) and when its node goes down
 // (each node drops the names of a node it declared down, within the failure-detection window).
+// A hidden node (nodusctl) is no member: what its own service sends is ignored and counted.
 // After a partition heals, the sides exchange their tables; a name held by two processes is
 // settled by the resolver (GlobalOptions::resolver), the same on every node, and the loser is
 // told ({global_name_conflict, Name, Winner}) or exits, as configured.
@@ -89,16 +90,22 @@ Dest global(std::string_view name);
 /// on the caller's node (otherwise they travel over the link to `node`).
 ///
 /// Registers `pid` under `name` cluster-wide and returns the registration's fencing epoch.
-/// Waits for the other nodes' locks (about one round trip). Errors: kAlreadyStarted with the
-/// holder's pid in the message; kBadArg for an empty name or an invalid pid; kNotFound when the
-/// service does not run on `node`; kTimeout.
-Result<std::uint64_t> register_global(Node& node, std::string_view name, Pid pid);
+/// Waits for the locks of a majority of the nodes (about one round trip); rounds lost to
+/// racing registrars are retried after a short random pause. Errors: kAlreadyStarted with the
+/// holder (NameStatus::holder()); kBadArg for an empty name or an invalid pid; kNotFound when
+/// the service does not run on `node`; kNoQuorum when no majority granted the lock in 60
+/// rounds (the name stays contended, or peers do not answer); kTimeout when `node`'s server
+/// did not answer within 10 s; kProtocol for an answer that is not the protocol's.
+Result<std::uint64_t, NameStatus> register_global(Node& node, std::string_view name, Pid pid);
 /// Moves `name` to `pid` whoever holds it now (Erlang's re_register_name); a new epoch. Errors
 /// as register_global except kAlreadyStarted.
-Result<std::uint64_t> re_register_global(Node& node, std::string_view name, Pid pid);
-/// Removes `name` cluster-wide. Errors: kNotFound when nobody holds it (or no service).
+Result<std::uint64_t, NameStatus> re_register_global(Node& node, std::string_view name, Pid pid);
+/// Removes `name` cluster-wide. Errors: kNotFound when nobody held it when asked (or the
+/// service does not run on `node`); kNoQuorum, kTimeout, kProtocol as register_global. A name
+/// that goes meanwhile (its holder exits while the rounds are retried) is removed: ok.
 Status unregister_global(Node& node, std::string_view name);
-/// Who holds `name`, from `node`'s copy of the table: no messages.
+/// Who holds `name`, from `node`'s copy of the table: no messages. A holder on `node` that has
+/// exited is no answer, even before the service has handled its exit.
 std::optional<Pid> whereis_global(Node& node, std::string_view name);
 /// The fencing epoch of `name`'s current registration, or nullopt when nobody holds it.
 std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name);
@@ -106,5 +113,18 @@ std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name);
 std::vector<GlobalEntry> global_names(Node& node);
 /// The connected nodes whose global name service this node has synchronised with, sorted.
 std::vector<Atom> global_nodes(Node& node);
+
+/// Counters of `node`'s global name service since it started (zero when it does not run).
+struct GlobalStats {
+  /// Lock rounds this node ran for registrations and unregistrations, retries included.
+  std::uint64_t rounds = 0;
+  /// Of those, lost: another registrar held a lock, or peers did not answer in lock_timeout.
+  std::uint64_t rounds_lost = 0;
+  /// Messages ignored because they came from a hidden node, which is no member
+  /// (docs/protocol.md section 11): it neither votes in rounds nor changes the table. Also a
+  /// member's Hello that arrived before its link counted as up here (its state comes again).
+  std::uint64_t ignored = 0;
+};
+GlobalStats global_stats(Node& node);
 
 }  // namespace nodus

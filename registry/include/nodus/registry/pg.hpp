@@ -14,6 +14,7 @@
 // Thread-safety: every function may be called from any thread.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -47,5 +48,16 @@ std::vector<Term> which_groups(Node& node, std::string_view scope);
 Result<std::vector<Pid>> monitor(Node& node, std::string_view scope, const Term& group);
 /// Ends the current process's subscription to `group`.
 void demonitor(Node& node, std::string_view scope, const Term& group);
+
+/// Counters of `scope`'s server on `node` since it started (zero when the scope does not run).
+struct Stats {
+  /// Discover messages handled: each replaces a peer's members by the difference.
+  std::uint64_t discovers = 0;
+  /// Messages ignored because they came from a hidden node, which is no member
+  /// (docs/protocol.md section 11); also a member's Discover that arrived before its link
+  /// counted as up here (its state comes again).
+  std::uint64_t ignored = 0;
+};
+Stats stats(Node& node, std::string_view scope = kDefaultScope);
 
 }  // namespace nodus::pg

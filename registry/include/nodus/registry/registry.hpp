@@ -11,6 +11,10 @@
 // unregister, update_value) also touch the table directly from the caller and only ask the
 // partition's process to monitor a new pid.
 //
+// As Elixir's Registry checks Process.alive?, a process of the registry's node that has exited
+// is named by no read and holds no unique key, even before the partition has handled its exit
+// (Node::is_process_alive); a process of another node counts as alive until its exit arrives.
+//
 // Thread-safety: every method may be called from any thread. register_key, unregister,
 // update_value and unregister_match act for the current process (REQUIRES: has_self()).
 #pragma once
@@ -57,13 +61,15 @@ struct RegistryEntry {
 class Registry final : public NameResolver {
  public:
   /// Starts the partition processes on `node`. Errors: kBadArg for 0 partitions.
+  /// REQUIRES: `node` outlives every use of the registry.
   static Result<std::shared_ptr<Registry>> start(Node& node, RegistryOptions options = {});
   ~Registry() override;
 
   // -- writes, for the current process ------------------------------------------------------
-  /// Registers the current process under `key` with `value`. Errors: kAlreadyStarted (message:
-  /// the holder's pid) when the keys are unique and another process holds `key`.
-  Status register_key(const Term& key, Term value = Term());
+  /// Registers the current process under `key` with `value`. Errors: kAlreadyStarted with the
+  /// holder when the keys are unique and another live process holds `key` (one that has
+  /// exited loses it now, and listeners hear it unregistered).
+  NameStatus register_key(const Term& key, Term value = Term());
   /// Removes the current process's entries under `key`; how many went.
   std::size_t unregister(const Term& key);
   /// Removes the current process's entries under `key` whose value matches `pattern`.
@@ -98,7 +104,7 @@ class Registry final : public NameResolver {
   // -- the via module (unique keys only) ------------------------------------------------------
   Pid whereis_name(Node& node, const Term& key) const override;
   /// Registers `pid` (any local or remote process) under `key` with the value `undefined`.
-  Status register_name(Node& node, const Term& key, const Pid& pid) const override;
+  NameStatus register_name(Node& node, const Term& key, const Pid& pid) const override;
   bool unregister_name(Node& node, const Term& key) const override;
   std::string describe(const Term& key) const override;
 
@@ -107,12 +113,16 @@ class Registry final : public NameResolver {
  private:
   explicit Registry(RegistryOptions options);
   Partition& partition_of(const Term& key) const;
-  Status add(const Term& key, const Pid& pid, Term value) const;
+  NameStatus add(const Term& key, const Pid& pid, Term value) const;
+  /// A process of this registry's node that has exited (or begun to).
+  bool known_dead(const Pid& pid) const;
   std::size_t remove_if(const Term& key, const Pid& pid,
                         const std::function<bool(const Term&)>& which) const;
 
   RegistryOptions options_;
   Atom name_;
+  Node* node_ = nullptr;
+  Atom node_name_;
   std::vector<std::shared_ptr<Partition>> parts_;  // shared with the watcher processes
 };
 

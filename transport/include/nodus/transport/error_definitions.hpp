@@ -6,8 +6,14 @@
 //   2000-2999  caller misuse (badarg, bad configuration, calling yourself)
 //   3000-3999  peer or protocol errors (malformed frame, authentication)
 //   4000-4999  internal errors (a broken invariant that was survived)
-//   6000-6999  the store's own (kv/)
 // Add a code only when some caller would react to it differently from the existing ones.
+//
+// Codes 5000-9999 belong to the layers above transport, a thousand each, so that a layer adds
+// its own without editing this file: 5000-5999 registry, 6000-6999 kv, 7000-7999 tools,
+// 9000-9999 applications (8000-8999 reserved). A layer declares its codes in its own table of
+// the same form and registers the range once (status.hpp: NODUS_DECLARE_ERRORS,
+// NODUS_DEFINE_ERRORS); error_name, error_message, error_from_name and error_from_number then
+// know them like these, and they cross the wire by number like these.
 //
 // NODUS_ERROR(Enumerator, number, name, message)
 #ifndef NODUS_ERROR
@@ -37,7 +43,3 @@ NODUS_ERROR(kProtocol, 3000, "protocol_error", "a peer sent a malformed or overs
 NODUS_ERROR(kAuth, 3001, "auth_failed", "authentication failed")
 
 NODUS_ERROR(kInternal, 4000, "internal", "an internal error")
-
-// kv
-NODUS_ERROR(kTooManySiblings, 6000, "too_many_siblings",
-            "the key holds too many concurrent values: write with the context of a read")

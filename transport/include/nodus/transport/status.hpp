@@ -9,11 +9,24 @@
 // Why not std::error_code: our codes cross the wire and must keep their number and name in
 // every process and language; one table of our own says that plainly.
 //
+// A layer above transport adds codes of its own without editing transport, in its range of
+// 5000-9999 (error_definitions.hpp), as CAF lets each module bring its error category:
+//
+//     // kv/include/nodus/kv/errors.hpp: the table, and the constants
+//     #define NODUS_KV_ERRORS(X) X(kSiblingLimit, 6000, "sibling_limit", "too many siblings")
+//     namespace nodus::kv { NODUS_DECLARE_ERRORS(NODUS_KV_ERRORS) }
+//     // kv/src/store.cpp (a source file every user of the layer links): the registration
+//     NODUS_DEFINE_ERRORS(kv, 6000, 6999, NODUS_KV_ERRORS);
+//
+// Status(kv::kSiblingLimit, ...) then prints, parses and crosses the wire like any code.
+//
 // Thread-safety: plain values; distinct objects may be used from distinct threads.
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -28,14 +41,21 @@ enum class ErrorCode : std::uint16_t {
 #undef NODUS_ERROR
 };
 
-/// The short name of a code ("noproc"), or "unknown" for a number not in the table.
+/// The short name of a code ("noproc"), or "unknown" for a number in no table.
 std::string_view error_name(ErrorCode code);
 /// The table's message for a code.
 std::string_view error_message(ErrorCode code);
-/// The code whose short name is `name`, if any.
+/// The code whose short name is `name`, if any (the main table's or a registered layer's).
 std::optional<ErrorCode> error_from_name(std::string_view name);
-/// The code with this number, if it is in the table (untrusted input from the wire).
+/// The code with this number, if a table has it (untrusted input from the wire).
 std::optional<ErrorCode> error_from_number(std::uint32_t number);
+
+/// One code of a layer's own table.
+struct ErrorInfo {
+  ErrorCode code;
+  std::string_view name;
+  std::string_view message;
+};
 
 class [[nodiscard]] Status {
  public:
@@ -60,6 +80,18 @@ class [[nodiscard]] Status {
   ErrorCode code_ = ErrorCode::kOk;
   std::string message_;
 };
+
+/// Writes s.to_string().
+std::ostream& operator<<(std::ostream& os, const Status& s);
+
+/// Adds a layer's codes, numbered within [first, last], to what error_name, error_message,
+/// error_from_name and error_from_number know. `codes` must outlive every lookup (a static
+/// table: NODUS_DEFINE_ERRORS makes one and registers it before main). At most 16 ranges.
+/// Errors (and nothing registered): kBadArg when the range is not inside 5000-9999 or overlaps
+/// one registered already, a code lies outside it, or a name is taken (by the main table,
+/// another layer or this table). Thread-safe; lookups never wait for it.
+Status register_error_range(std::uint16_t first, std::uint16_t last,
+                            std::span<const ErrorInfo> codes);
 
 /// Either a value or an error. REQUIRES for value(): has_value(); for error(): !has_value().
 template <class T, class E = Status>
@@ -99,3 +131,18 @@ class [[nodiscard]] Result {
 };
 
 }  // namespace nodus
+
+// A layer's table is a macro TABLE(X) that applies X(Enumerator, number, "name", "message") to
+// each code, the form of error_definitions.hpp. NODUS_DECLARE_ERRORS(TABLE), inside the layer's
+// namespace in a public header, declares each Enumerator as an ErrorCode constant;
+// NODUS_DEFINE_ERRORS(layer, first, last, TABLE);, at namespace scope in one source file of
+// the layer, registers the table at static initialisation (a static library drops an object
+// file nothing refers to, so choose a file every user of the layer links).
+#define NODUS_ERROR_CODE_CONSTANT(e, n, name, msg) inline constexpr ::nodus::ErrorCode e{n};
+#define NODUS_ERROR_INFO_ENTRY(e, n, name, msg) \
+  ::nodus::ErrorInfo{::nodus::ErrorCode{n}, name, msg},
+#define NODUS_DECLARE_ERRORS(TABLE) TABLE(NODUS_ERROR_CODE_CONSTANT)
+#define NODUS_DEFINE_ERRORS(layer, first, last, TABLE)                                          \
+  static const ::nodus::ErrorInfo kNodusErrorTable_##layer[] = {TABLE(NODUS_ERROR_INFO_ENTRY)}; \
+  [[maybe_unused]] static const bool kNodusErrorTableRegistered_##layer =                       \
+      ::nodus::register_error_range(first, last, kNodusErrorTable_##layer).ok()

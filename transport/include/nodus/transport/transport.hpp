@@ -1,15 +1,23 @@
-// Transport: this node's ZeroMQ links to its peers (docs/protocol.md).
+// Transport: this node's links to its peers (docs/protocol.md), as an interface the node talks
+// to, and the production implementation over ZeroMQ (Transport::start).
 //
-// One ROUTER socket receives from every peer; one DEALER socket per peer sends to it. Each
-// direction of a pair authenticates with a challenge-response over the shared cookie (HMAC-
-// SHA-256; the cookie never crosses the wire) before it carries data. Peers that fall silent
-// are declared down; links to known peers are re-established with backoff.
+// The link logic (handshake, heartbeats, failure detection, reconnects, the full mesh) is one
+// piece of code without I/O (transport/src/link_table.hpp) that every implementation drives:
+// the ZeroMQ transport below, and the in-memory one that connects several nodes in one OS
+// process for deterministic tests (nodus/transport/sim.hpp). Why an interface: so that a test
+// can run a cluster step by step from a seed, and inject faults by swapping the bottom layer,
+// as leveldb's tests swap its Env (helpers/memenv) -- not for a choice of production transports.
+//
+// The ZeroMQ transport: one ROUTER socket receives from every peer; one DEALER socket per peer
+// sends to it. Each direction of a pair authenticates with a challenge-response over the shared
+// cookie (HMAC-SHA-256; the cookie never crosses the wire) before it carries data. Peers that
+// fall silent are declared down; links to known peers are re-established with backoff.
 //
 // Optionally (TransportOptions::curve) every link is also encrypted and authenticated with
 // ZeroMQ's CURVE, and a ZAP handler admits only the cluster's public keys; the cookie handshake
 // still runs on top, so a peer needs both a cluster key pair and the cookie.
 //
-// Threading: one I/O thread runs handshakes and heartbeats and receives, and calls the
+// Threading (ZeroMQ): one I/O thread runs handshakes and heartbeats and receives, and calls the
 // callbacks (which must not block); an idle thread may receive instead, in receive(), and the
 // callbacks then run on it. They never run on two threads at once. send() may be called from any
 // thread: once a peer is up, the sending thread hands frames to the peer's socket itself, under
@@ -111,66 +119,76 @@ struct TransportCallbacks {
   std::function<void(const std::string& peer, const std::string& reason)> on_peer_down;
 };
 
+/// A node's links to its peers. Implementations: the ZeroMQ one (start()), and the simulation's
+/// (nodus/transport/sim.hpp). Thread-safety: every member may be called from any thread.
 class Transport {
  public:
-  /// Binds the listen endpoint and starts the I/O thread. Errors: kBadConfig naming the
-  /// endpoint (bad syntax, address in use), an empty cookie, an invalid CURVE key pair or
-  /// allowed key, curve_allowed without curve.
+  /// The production transport: binds the listen endpoint over ZeroMQ and starts the I/O
+  /// thread. Errors: kBadConfig naming the endpoint (bad syntax, address in use), an empty
+  /// cookie, an invalid CURVE key pair or allowed key, curve_allowed without curve.
   static Result<std::unique_ptr<Transport>> start(TransportOptions options,
                                                   TransportCallbacks callbacks);
-  ~Transport();
+  /// Closes (see close()).
+  virtual ~Transport() = default;
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
 
-  /// The bound endpoint ("tcp://127.0.0.1:40123").
-  const std::string& endpoint() const;
+  /// The bound endpoint ("tcp://127.0.0.1:40123", "sim://n1").
+  virtual const std::string& endpoint() const = 0;
   /// Starts linking to the node listening at `endpoint` (asynchronous; on_peer_up follows).
   /// Retried with backoff until it answers. With `curve` set, `server_public_key` is the key
   /// that node must prove it holds, and must be in curve_allowed; a connect without one (or
   /// with a key not allowed) is logged and ignored. Without `curve` the key is ignored.
-  void connect(const std::string& endpoint, const std::string& server_public_key = {});
+  virtual void connect(const std::string& endpoint, const std::string& server_public_key) = 0;
+  void connect(const std::string& endpoint) { connect(endpoint, std::string()); }
   /// Sends `data` to `peer`: handed to the link's socket on the calling thread, or queued
   /// when ZeroMQ's own queue is full. At most once, in order per peer (for sends from one
   /// thread, or ordered by the caller). Errors: kNodeDown when no link to `peer` is up,
   /// kOverloaded when its queue is full.
   Status send(const std::string& peer, Data data);
   /// As send, for `count` frames already encoded back to back (encode_frame) into `frames`, at
-  /// most batch_bytes() long but for a single frame: they travel as one ZeroMQ message.
-  Status send_frames(const std::string& peer, std::string_view frames, std::size_t count);
+  /// most batch_bytes() long but for a single frame: they travel as one message.
+  virtual Status send_frames(const std::string& peer, std::string_view frames,
+                             std::size_t count) = 0;
   /// How many bytes of frames a sender should gather for one send_frames.
-  std::size_t batch_bytes() const;
+  virtual std::size_t batch_bytes() const = 0;
   /// True while `peer` can be sent to (what send would find now): from the moment it proved it
   /// holds the cookie and we sent our proof, which may be a little before it counts as up.
-  bool is_up(const std::string& peer) const;
+  virtual bool is_up(const std::string& peer) const = 0;
   /// For a thread that would otherwise sleep (an idle scheduler thread): waits at most
   /// `max_wait` for input on this node's socket or for `wake_fd` to become readable, and reads
   /// and handles what arrived, running the callbacks on this thread. Then the thread can run
   /// what the callbacks handed it at once, with no hand-off from the I/O thread. False (at
-  /// once) after close().
-  bool receive(int wake_fd, std::chrono::milliseconds max_wait);
-  std::vector<PeerInfo> peers() const;
+  /// once) after close(), and from a transport that is not driven by input (the simulation).
+  virtual bool receive(int wake_fd, std::chrono::milliseconds max_wait) = 0;
+  virtual std::vector<PeerInfo> peers() const = 0;
   /// DATA frames in and out per peer name, for every peer ever linked (hidden peers only while
   /// they are up).
-  std::map<std::string, PeerTraffic> traffic() const;
+  virtual std::map<std::string, PeerTraffic> traffic() const = 0;
   /// Frames queued for `peer` and not yet handed to the socket; senders use it to slow down
   /// before the queue is full (back-pressure, like Erlang's busy distribution port).
-  std::size_t queued(const std::string& peer) const;
-  std::size_t max_queued() const;
-  TransportStats stats() const;
-  /// For tests: cuts traffic with `peer` (by node name) as a network partition would. Nothing
-  /// is sent to it or taken from it, heartbeats and handshakes included, so both sides
-  /// declare the other down within down_after. unblock_peer restores it; the link comes
-  /// back with the reconnect backoff.
-  void block_peer(const std::string& peer);
-  void unblock_peer(const std::string& peer);
-  /// Stops the I/O thread and closes the sockets. Idempotent.
-  void close();
+  virtual std::size_t queued(const std::string& peer) const = 0;
+  virtual std::size_t max_queued() const = 0;
+  virtual TransportStats stats() const = 0;
+  /// Cuts traffic with `peer` (by node name) as a network partition would: nothing is sent to
+  /// it or taken from it, heartbeats and handshakes included, so both sides declare the other
+  /// down within down_after. unblock_peer restores it; the link comes back with the reconnect
+  /// backoff. An operator's quarantine of a node, and how multi-process tests partition real
+  /// node processes (in-process tests may partition the simulated network instead:
+  /// SimNetwork::partition).
+  virtual void block_peer(const std::string& peer) = 0;
+  virtual void unblock_peer(const std::string& peer) = 0;
+  /// Tells the peers that are up (BYE), stops the transport's threads and closes its
+  /// connections; the callbacks are not called after it returns. Idempotent.
+  virtual void close() = 0;
 
-  class Impl;
-
- private:
-  explicit Transport(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+ protected:
+  Transport() = default;
 };
+
+/// What makes a node's transport (NodeOptions::transport_factory): Transport::start, or a
+/// test's own (nodus/transport/sim.hpp).
+using TransportFactory =
+    std::function<Result<std::unique_ptr<Transport>>(TransportOptions, TransportCallbacks)>;
 
 }  // namespace nodus::transport
