@@ -90,12 +90,19 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
   c->node_ = std::move(started.value());
   c->endpoint_ = addr.endpoint;
   c->timeout_ = o.timeout;
+  const auto deadline = std::chrono::steady_clock::now() + o.timeout;
   Status linked = c->node_->connect(endpoint, o.timeout);
   if (linked.code() == ErrorCode::kAuth) {
     throw CtlError(ErrorCode::kAuth, "authentication refused by the node at " + addr.endpoint +
                                          ": is the cookie right? (--cookie-file or --config)");
   }
+  // connect answers once the transport holds the link; nodes() lists the peer once the node's
+  // runtime has taken the link's up event, a moment later (rarely, milliseconds).
   auto up = c->node_->nodes();
+  while (up.empty() && linked.ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    up = c->node_->nodes();
+  }
   if (up.empty()) {  // (linked under another endpoint string counts too)
     throw CtlError(
         ErrorCode::kNodeDown,
