@@ -66,12 +66,14 @@ class KvToolsTest : public NodusdClusterTest {
     return out;
   }
 
-  // The value of `key` read through node i ("" when the read failed or found siblings).
+  // The value of `key` read through node i; when the read failed or found something else, what
+  // it found, for the failure message.
   std::string value_on(int i, const std::string& key) {
     Outcome r = kv(i, {"get", key, "--json"});
-    if (r.code != 0) return "";
+    if (r.code != 0) return "(exit " + std::to_string(r.code) + ": " + r.err + ")";
     json j = json::parse(r.out, nullptr, false);
-    return j.contains("value") && j["value"].is_string() ? j["value"].get<std::string>() : "";
+    return j.contains("value") && j["value"].is_string() ? j["value"].get<std::string>()
+                                                         : "(" + r.out + ")";
   }
 
   // `kv explain KEY --json` through node i (null when it failed).
@@ -462,6 +464,7 @@ TEST_F(KvToolsTest, KvCommandsAnswerInTheDesignsJsonWithItsExitStatuses) {
 TEST_F(KvToolsTest, BadInputIsRefusedNothingIsStoredAndTheNodeKeepsServing) {
   configure("replicas", "3");
   configure("max_value_bytes", "4096");
+  configure("max_siblings", "2");
   up();
   const std::vector<pid_t> pids = {pid_of(1), pid_of(2), pid_of(3)};
   auto absent = [&](const std::string& key) { return kv(2, {"get", key}).code == 1; };
@@ -519,6 +522,18 @@ TEST_F(KvToolsTest, BadInputIsRefusedNothingIsStoredAndTheNodeKeepsServing) {
     expect_error_line(r, "badarg");
   }
   EXPECT_TRUE(absent("quorum"));
+
+  // Blind writes beyond kv.max_siblings: refused (the operation failed: exit 1); a write with
+  // the context of a read resolves them.
+  ASSERT_EQ(0, kv(1, {"put", "crowd", "x1"}).code);
+  ASSERT_EQ(0, kv(2, {"put", "crowd", "x2"}).code);
+  r = kv(3, {"put", "crowd", "x3"});
+  EXPECT_EQ(1, r.code);
+  expect_error_line(r, "too_many_siblings");
+  json crowd = kv_json(1, {"get", "crowd"});
+  EXPECT_EQ(2u, crowd["siblings"].size()) << crowd;
+  EXPECT_EQ(0, kv(3, {"put", "crowd", "x", "--context", crowd["context"].get<std::string>()}).code);
+  EXPECT_EQ("x", value_on(2, "crowd"));
 
   // Unknown options: nodusctl's own, and the store's for a term request sent as it is.
   r = kv(1, {"get", "a", "--q", "1"});

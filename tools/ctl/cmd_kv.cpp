@@ -11,6 +11,7 @@
 #include "ctl.hpp"
 #include "json_term.hpp"
 #include "kv_value.hpp"
+#include "nodus/kv/errors.hpp"
 
 namespace nodus::ctl {
 
@@ -119,6 +120,9 @@ std::string advice(const std::string& name) {
 // The value of an {ok, ...} reply (the rest of the tuple, as a tuple); throws CtlError for an
 // {error, ...} reply, with the exit status of its code. `what` starts the error line.
 Term ok_or_throw(const Term& reply, const std::string& what) {
+  // The store's own codes (too_many_siblings ...) by name, as for transport's.
+  static const bool kKvErrors = kv::detail::errors_registered();
+  (void)kKvErrors;
   if (reply.is_tuple() && reply.size() >= 1 && reply[0].is_atom("ok")) return reply;
   if (auto m = reply.match({"error", _atom})) {
     const std::string name(m[0].as_atom().name());
