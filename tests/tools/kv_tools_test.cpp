@@ -4,7 +4,8 @@
 // with SIGSTOP and brought back. Issue 12's integration tests: acknowledged writes survive a
 // kill -9, concurrent blind writes become siblings that a put with their context resolves, a
 // stale replica is repaired by a read, hints reach a primary that returns, the CLI's JSON and
-// exit statuses, and bad input refused with nothing stored and the node serving on.
+// exit statuses, the store's metrics, and bad input refused with nothing stored and the node
+// serving on.
 //
 // local-3 ships N = 2 (so that a third node can stand in as a fallback); the tests that want
 // every node to be a primary of every key set kv.replicas = 3 in the copy.
@@ -124,15 +125,31 @@ class KvToolsTest : public NodusdClusterTest {
     return p;
   }
 
-  // The sum of the samples of metric `name` (any labels) on node i's /metrics.
-  double metric(int i, const std::string& name) {
+  // The samples of metric `name` on node i's /metrics: each one's labels and value.
+  std::vector<std::pair<std::string, double>> samples(int i, const std::string& name) {
     std::istringstream in(http_get(http_[i], "/metrics"));
-    double sum = 0;
+    std::vector<std::pair<std::string, double>> out;
     for (std::string line; std::getline(in, line);) {
-      if (line.rfind(name + "{", 0) != 0 && line.rfind(name + " ", 0) != 0) continue;
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
+      if (line.rfind(name + "{", 0) != 0) continue;
+      const std::size_t close = line.rfind('}');
+      if (close == std::string::npos) continue;
+      out.emplace_back(line.substr(name.size() + 1, close - name.size() - 1),
+                       std::stod(line.substr(close + 2)));
     }
+    return out;
+  }
+  // The sum of the samples of metric `name` (any labels) on node i.
+  double metric(int i, const std::string& name) {
+    double sum = 0;
+    for (const auto& [labels, value] : samples(i, name)) sum += value;
     return sum;
+  }
+  // The one sample of `name` whose labels include `label` on node i (-1 when there is none).
+  double metric(int i, const std::string& name, const std::string& label) {
+    for (const auto& [labels, value] : samples(i, name)) {
+      if (labels.find(label) != std::string::npos) return value;
+    }
+    return -1;
   }
   double metric_all(const std::string& name) {
     return metric(1, name) + metric(2, name) + metric(3, name);
@@ -459,6 +476,52 @@ TEST_F(KvToolsTest, KvCommandsAnswerInTheDesignsJsonWithItsExitStatuses) {
                          (dir_ / "cookie").string(), "--timeout", "0.5", "kv", "get", "k"});
   EXPECT_EQ(2, nowhere.code);
   expect_error_line(nowhere, "no answer");
+}
+
+TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnodeMailboxes) {
+  configure("replicas", "3");  // n1 is a primary of every key: it coordinates all it is sent
+  up();
+  for (const char* key : {"m1", "m2", "m3"}) ASSERT_EQ(0, kv(1, {"put", key, "v"}).code);
+  EXPECT_EQ("v", value_on(1, "m1"));
+  EXPECT_EQ(1, kv(1, {"get", "nothing"}).code);
+  ASSERT_EQ(0, kv(1, {"del", "m3"}).code);
+  EXPECT_EQ(3, metric(1, "nodus_kv_requests_total", "op=\"put\""));
+  EXPECT_EQ(2, metric(1, "nodus_kv_requests_total", "op=\"get\""));
+  EXPECT_EQ(1, metric(1, "nodus_kv_requests_total", "op=\"delete\""));
+  EXPECT_EQ(1, metric(1, "nodus_kv_hits_total"));
+  EXPECT_EQ(1, metric(1, "nodus_kv_misses_total"));
+  // Per operation a histogram: cumulative buckets ending in +Inf, equal to its count.
+  for (const char* op : {"op=\"put\"", "op=\"get\"", "op=\"delete\""}) {
+    std::vector<double> buckets;
+    std::string last;
+    for (const auto& [labels, value] : samples(1, "nodus_kv_request_duration_seconds_bucket")) {
+      if (labels.find(op) == std::string::npos) continue;
+      if (!buckets.empty()) {
+        EXPECT_LE(buckets.back(), value) << op;
+      }
+      buckets.push_back(value);
+      last = labels;
+    }
+    ASSERT_GE(buckets.size(), 2u) << op;
+    EXPECT_NE(std::string::npos, last.find("le=\"+Inf\"")) << last;
+    EXPECT_EQ(buckets.back(), metric(1, "nodus_kv_request_duration_seconds_count", op)) << op;
+    EXPECT_EQ(metric(1, "nodus_kv_requests_total", op), buckets.back()) << op;
+  }
+  // The gauges: one mailbox per vnode, the ring, the partitions this node owns, no hint.
+  auto boxes = samples(1, "nodus_kv_vnode_mailbox_messages");
+  ASSERT_EQ(64u, boxes.size());
+  for (std::size_t p = 0; p < boxes.size(); ++p) {
+    EXPECT_NE(std::string::npos, boxes[p].first.find(numbered("partition=\"", static_cast<int>(p))))
+        << boxes[p].first;
+    EXPECT_GE(boxes[p].second, 0);
+  }
+  EXPECT_EQ(64u, samples(1, "nodus_kv_vnode_queue").size());
+  EXPECT_EQ(1, metric(1, "nodus_kv_ring_epoch"));
+  const double owned = metric(1, "nodus_kv_partitions_owned");
+  EXPECT_TRUE(owned == 21 || owned == 22) << owned;
+  EXPECT_EQ(0, metric(1, "nodus_kv_hints_pending"));
+  EXPECT_GE(metric(1, "nodus_kv_keys"), 3);
+  EXPECT_EQ(1, metric(1, "nodus_kv_siblings_max"));
 }
 
 TEST_F(KvToolsTest, BadInputIsRefusedNothingIsStoredAndTheNodeKeepsServing) {
