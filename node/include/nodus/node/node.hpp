@@ -178,8 +178,10 @@ class Node {
   /// already, or when `endpoint` is this node's own. `endpoint` is the peer's listen endpoint
   /// as the peer reports it (its endpoint()), "#PUBLICKEY" appended with CURVE on. Called from
   /// a process, only that process waits. Errors: kTimeout (the link may still come up later:
-  /// the transport keeps trying, as connect(endpoint) does); kBadConfig when this node has no
-  /// networking.
+  /// the transport keeps trying, as connect(endpoint) does); kAuth when, before the link came
+  /// up, a handshake of this node failed authentication (NetworkStats::auth_failures grew: a
+  /// different cookie or CURVE key, here or at the peer; on a busy node it may be another
+  /// peer's); kBadConfig when this node has no networking.
   Status connect(const std::string& endpoint, Timeout timeout);
   /// The nodes this one is linked to (hidden ones excepted).
   std::vector<Atom> nodes() const;
