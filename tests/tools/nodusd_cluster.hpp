@@ -34,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+#include "../test_support.hpp"
+
 namespace nodus::test {
 
 namespace fs = std::filesystem;
@@ -286,14 +288,9 @@ class NodusdClusterTest : public ::testing::Test {
     ASSERT_EQ(0, r.code) << r.out << r.err;
   }
 
-  // Polls `pred` every 50 ms until it holds or `limit` passes.
+  // Polls `pred` (tests/test_support.hpp) every 50 ms: a check may run nodusctl.
   static bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
-    const auto deadline = Clock::now() + limit;
-    while (Clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(50ms);
-    }
-    return pred();
+    return nodus::testing::eventually(pred, limit, 50ms);
   }
 
   static inline const std::string kCtl = NODUS_NODUSCTL_PATH;
