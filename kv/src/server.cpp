@@ -9,6 +9,7 @@
 
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
+#include "query.hpp"
 #include "state.hpp"
 
 namespace nodus::kv {
@@ -313,6 +314,10 @@ class KvServer : public GenServer {
         return reply(tuple("ok", ring_term(*v)));
       }
       if (t == Term("stats")) return reply(tuple("ok", stats_term()));
+      if (is_query(t)) {  // keys, explain: query.cpp
+        start_query(*node_, st_, t, from);
+        return noreply();
+      }
       Result<KvRequest> r = parse_term(t);
       if (!r) {
         return reply(
@@ -375,6 +380,10 @@ class KvServer : public GenServer {
         for (std::uint32_t m : prim) {
           if (!view->up[m]) continue;
           st_->counters.forwarded.fetch_add(1, std::memory_order_relaxed);
+          if (!reachable(origin.from.pid.node)) {
+            relay(std::move(req), origin, view->names[m]);
+            return;
+          }
           send(named(kServerName, view->names[m].name()),
                KvForward{std::move(req), WireId::of(origin.from.pid), WireId::of(origin.from.ref),
                          origin.term});
@@ -390,6 +399,34 @@ class KvServer : public GenServer {
     }
     st_->queued[p].fetch_add(1, std::memory_order_relaxed);
     send(st_->vnodes[p], CoordRequest{std::move(req), origin});
+  }
+
+  // True when the primaries can answer a caller on `node` directly: this node or a member of
+  // the mesh. A hidden node (nodusctl, a client in another language) is linked to the nodes it
+  // was pointed at only, and nobody else links to it.
+  bool reachable(Atom node) const {
+    const std::string_view name = node.name();
+    return name == me_ || up_.count(std::string(name)) > 0;
+  }
+
+  // For a caller the primary cannot answer: a process here asks the primary itself and
+  // relays the answer.
+  void relay(KvRequest req, Origin origin, Atom primary) {
+    const auto wait = (req.timeout_ms ? std::chrono::milliseconds(req.timeout_ms)
+                                      : st_->options.request_timeout) +
+                      std::chrono::milliseconds(500);
+    spawn(*node_, [req = std::move(req), origin, primary, wait]() mutable {
+      auto r = call_as<KvReply>(named(kServerName, primary.name()), std::move(req), wait);
+      if (r) {
+        answer(origin, std::move(*r));
+      } else if (r.error().is_atom("timeout")) {
+        answer(origin, error_reply(ErrorCode::kTimeout));
+      } else {
+        answer(origin, error_reply(ErrorCode::kUnavailable,
+                                   "the primary " + std::string(primary.name()) +
+                                       " did not answer: " + r.error().to_string()));
+      }
+    });
   }
 
   // -- ring ----------------------------------------------------------------------------------
@@ -534,6 +571,7 @@ Status start(Node& node, Options options) {
                     "vnode " + std::to_string(p) + ": " + pid.error().to_string());
     st->vnodes[p] = *pid;
   }
+  if (Status s = start_query_server(node, st); !s.ok()) return s;
   SpawnOptions so;
   so.name = kServerName;
   auto server = nodus::start<KvServer>(node, so, &node, st);

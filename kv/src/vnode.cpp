@@ -78,6 +78,18 @@ class Vnode : public GenServer {
     return noreply();
   }
 
+  // nodus_kv_query asks for whom this vnode keeps `key` as a fallback (kv explain).
+  Action handle_call(Message& msg, From from) override {
+    if (auto m = msg.match({"hints_for", _bin})) {
+      List out;
+      if (auto it = hints_.find(m[0].as_bin()); it != hints_.end()) {
+        for (Atom a : it->second) out.push_back(bin(std::string(a.name())));
+      }
+      return reply(Term(std::move(out)));
+    }
+    return GenServer::handle_call(msg, from);
+  }
+
   Term format_status() override {
     return map({{"partition", Term(p_)},
                 {"puts_in_flight", Term(puts_.size())},

@@ -49,9 +49,10 @@ Status Node::connect(const std::string& endpoint, Timeout timeout) {
                   "node " + std::string(name().name()) + " has no networking (no listen endpoint)");
   const std::string ep = transport::parse_peer_address(endpoint).endpoint;
   if (ep == t->endpoint()) return Status::Ok();
+  // Up at the transport, and taken up by this runtime (what nodes() and sends go by).
   auto linked = [&] {
     for (const transport::PeerInfo& p : t->peers()) {
-      if (p.endpoint == ep) return true;
+      if (p.endpoint == ep) return rt_->is_peer(Atom(p.name));
     }
     return false;
   };

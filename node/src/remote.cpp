@@ -450,6 +450,11 @@ std::vector<Atom> Runtime::nodes() const {
   return out;
 }
 
+bool Runtime::is_peer(Atom node) const {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return peers_.count(node.id()) > 0;
+}
+
 bool Runtime::is_hidden_peer(Atom node) const {
   std::lock_guard<std::mutex> lock(peers_mu_);
   return hidden_.count(node.id()) > 0;

@@ -108,6 +108,9 @@ class Runtime {
   std::uint64_t node_up_events() const { return node_ups_.load(std::memory_order_relaxed); }
   std::uint64_t node_down_events() const { return node_downs_.load(std::memory_order_relaxed); }
   bool is_hidden_peer(Atom node) const;
+  /// Whether this runtime has taken `node`'s link up (hidden or not): what nodes() and sends
+  /// see, which lags the transport's peers() by the link-up event's hand-over.
+  bool is_peer(Atom node) const;
   /// Records the latency of one call to another node.
   void record_remote_call(std::chrono::steady_clock::duration d);
   CallLatency call_latency() const;

@@ -240,22 +240,13 @@ TEST(GlobalSimTest, RacingRegistrationsUnderAPartitionOrAPauseLeaveOneHolderAfte
   run_seeds(Faults::kPartitionOrPause);
 }
 
-// Disabled: fails on about one seed in a hundred (NODUS_SIM_ALL=1 lists them), on two defects of
-// registry/src/global.cpp. In these schedules two nodes that race for a name can lose each
-// other mid-round -- a dropped message takes their link down at both ends (as a lost Erlang
-// connection does), or a partition and a pause leave each alone -- so each wins a round alone
-// (a majority of the voters it still has), which the merge after the heal must settle:
-// - "two holders ... won and lives": a node applies another registrar's g_commit (higher
-//   epoch) over its own local holder of the name without telling that holder it lost
-//   (commit_from: the merge path tells the loser, the commit path does not), so the loser
-//   lives on, believing it holds the name. Telling a displaced local holder there (as
-//   tell_loser does) made every such failure go away in 6,000 seeds.
-// - "nodes disagree": a claim of a process that has died meanwhile reaches a node through a
-//   third node's g_hello after the holder's g_unreg went round, and nothing ever removes it (a
-//   g_hello carries no removals; remote holders are not monitored).
-// Run it with --gtest_also_run_disabled_tests.
-TEST(GlobalSimTest,
-     DISABLED_RacingRegistrationsUnderDropsAndOverlappingFaultsLeaveOneHolderAfterHeal) {
+// In these schedules two nodes that race for a name can lose each other mid-round -- a dropped
+// message takes their link down at both ends (as a lost Erlang connection does), or a partition
+// and a pause leave each alone -- so each wins a round alone (a majority of the voters it still
+// has), and the merge after the heal must settle it: a holder displaced by another registrar's
+// commit is told, and a claim whose holder died meanwhile does not come back through a third
+// node's Hello (docs/protocol.md section 9, "The record of a name").
+TEST(GlobalSimTest, RacingRegistrationsUnderDropsAndOverlappingFaultsLeaveOneHolderAfterHeal) {
   run_seeds(Faults::kOverlapping);
 }
 
@@ -321,6 +312,58 @@ TEST(GlobalSimTest, ACopyOfANodeUnderItsNameLeavesTheRealOneAndItsNamesAlone) {
   for (int i = 0; i < 30; ++i) {
     sim.run_for(1s);
     ASSERT_TRUE(undisturbed()) << "after the copy stopped, " << i + 1 << " s";
+  }
+}
+
+// A node that crashes and comes back at once, as a new incarnation, before its peers declared
+// it down: its old processes are dead, and the name one of them held goes everywhere (its
+// peers drop the claims of the old incarnation when the new one links). Then the name is free
+// again.
+TEST(GlobalSimTest, ANameOfAProcessOfACrashedAndRestartedNodeGoesEverywhere) {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    SimCluster sim(seed);
+    sim.add("a");
+    sim.add("b", {"a"});
+    sim.add("c", {"a"});
+    ASSERT_TRUE(sim.run_until([&] { return sim.meshed(); }, 5s));
+    for (const std::string& n : sim.names()) ASSERT_OK(start_global(sim[n]));
+    auto synced = [&] {
+      for (const std::string& n : sim.names()) {
+        if (global_nodes(sim[n]).size() != 2) return false;
+      }
+      return true;
+    };
+    ASSERT_TRUE(sim.run_until(synced, 5s));
+    Node& b = sim["b"];
+    const Pid old = sim.spawn("b", [&b] {
+      if (register_global(b, "x", self()).ok()) {
+        for (;;) (void)receive();
+      }
+    });
+    auto everywhere = [&](std::optional<Pid> pid) {
+      for (const std::string& n : sim.names()) {
+        if (whereis_global(sim[n], "x") != pid) return false;
+      }
+      return true;
+    };
+    ASSERT_TRUE(sim.run_until([&] { return everywhere(old); }, 5s));
+    sim.crash("b");
+    ASSERT_OK(start_global(sim.add("b", {"a"})));
+    ASSERT_TRUE(sim.run_until([&] { return sim.meshed() && synced(); }, 20s));
+    EXPECT_TRUE(sim.run_until([&] { return everywhere(std::nullopt); }, 10s))
+        << "a=" << whereis_global(sim["a"], "x").value_or(Pid{}).to_string()
+        << " c=" << whereis_global(sim["c"], "x").value_or(Pid{}).to_string();
+    Node& c = sim["c"];
+    std::optional<bool> won;
+    sim.spawn("c", [&c, &won] {
+      won = register_global(c, "x", self()).ok();
+      if (*won) {
+        for (;;) (void)receive();
+      }
+    });
+    ASSERT_TRUE(sim.run_until([&] { return won.has_value(); }, 10s));
+    EXPECT_TRUE(*won);
   }
 }
 
