@@ -229,8 +229,11 @@ class Decoder {
           return fail("atom name of " + std::to_string(o.via.str.size) +
                       " bytes: atoms are at most 255");
         }
-        out = Term(Atom(bytes_of(o.via.str.ptr, o.via.str.size)));
-        return true;
+        if (auto a = detail::atom_from_wire(bytes_of(o.via.str.ptr, o.via.str.size))) {
+          out = Term(*a);
+          return true;
+        }
+        return atom_table_full();
       case msgpack::type::BIN:
         if (o.via.bin.size > limits_.max_bin) {
           return fail("bin of " + std::to_string(o.via.bin.size) + " bytes exceeds max_bin (" +
@@ -317,10 +320,19 @@ class Decoder {
   bool parse_id(std::string_view payload, const char* what, Id& out) {
     Result<transport::WireId> id = transport::parse_wire_id(payload);
     if (!id) return fail(std::string("malformed ") + what + " ext: " + id.error().message());
-    out.node = Atom(id->node);
+    auto node = detail::atom_from_wire(id->node);
+    if (!node) return atom_table_full();
+    out.node = *node;
     out.creation = id->creation;
     out.id = id->id;
     return true;
+  }
+
+  bool atom_table_full() {
+    const AtomTableStats t = atom_table_stats();
+    return fail("a new atom, and the atom table holds all it takes from other nodes (" +
+                std::to_string(t.count) + " atoms; " + std::to_string(t.wire_limit) + " of its " +
+                std::to_string(t.limit) + " may come from other nodes)");
   }
 
   const DecodeLimits& limits_;
@@ -415,7 +427,9 @@ void parse_id_payload(const msgpack::object& o, std::int8_t type, Atom& node,
   Result<transport::WireId> w =
       transport::parse_wire_id(bytes_of(o.via.ext.data(), o.via.ext.size));
   if (!w) throw msgpack::type_error();
-  node = Atom(w->node);
+  auto a = atom_from_wire(w->node);
+  if (!a) throw msgpack::type_error();  // the atom table's share for the wire is used up
+  node = *a;
   creation = w->creation;
   id = w->id;
 }

@@ -115,6 +115,7 @@ NetworkStats Node::network_stats() const {
     s.frames_rejected = ts.frames_rejected;
     s.auth_failures = ts.auth_failures;
     s.curve_refused = ts.curve_refused;
+    s.connections_closed = ts.connections_closed;
   }
   s.messages_rejected = rt_->remote_rejected();
   s.node_up_events = rt_->node_up_events();

@@ -7,6 +7,7 @@
 // (NODUS_SIM_FIRST / NODUS_SIM_LAST for a range, NODUS_SIM_ALL=1 to list every failure).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -247,6 +248,71 @@ TEST(GlobalSimTest, RacingRegistrationsUnderAPartitionOrAPauseLeaveOneHolderAfte
 // node's Hello (docs/protocol.md section 9, "The record of a name").
 TEST(GlobalSimTest, RacingRegistrationsUnderDropsAndOverlappingFaultsLeaveOneHolderAfterHeal) {
   run_seeds(Faults::kOverlapping);
+}
+
+// Issue 10: a second node started under a name already in the cluster (a careless copy of
+// n1.conf with another port). It is refused everywhere; the real node is never down anywhere
+// (no flapping), a global name it holds is answered by its holder alone, each side logs why, and
+// after the copy stops the others still see the real node up.
+TEST(GlobalSimTest, ACopyOfANodeUnderItsNameLeavesTheRealOneAndItsNamesAlone) {
+  SimCluster sim(11);
+  sim.add("a");
+  sim.add("b", {"a"});
+  sim.add("c", {"a"});
+  ASSERT_TRUE(sim.run_until([&] { return sim.meshed(); }, 5s));
+  for (const char* n : {"a", "b", "c"}) ASSERT_OK(start_global(sim[n]));
+  std::optional<Status> registered;
+  const Pid holder = sim.spawn("a", [&] {
+    auto r = register_global(sim["a"], "hits", self());
+    registered = r.ok() ? Status::Ok() : r.error().status();
+    for (;;) (void)receive();
+  });
+  auto answered_by_holder = [&] {
+    for (const char* n : {"a", "b", "c"}) {
+      if (whereis_global(sim[n], "hits") != std::optional<Pid>(holder)) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(sim.run_until(answered_by_holder, 5s));
+  ASSERT_OK(*registered);
+
+  // The copy, with a global name service and a "hits" of its own, seeded like the original.
+  // (std::string(1, 'a'), not "a": a false -Wrestrict of GCC 12 there)
+  Node& copy = sim.add("a-copy", {"b", "c"}, [](NodeOptions& o) { o.name = std::string(1, 'a'); });
+  ASSERT_OK(start_global(copy));
+  sim.spawn("a-copy", [&] {
+    (void)register_global(copy, "hits", self());
+    for (;;) (void)receive();
+  });
+  auto undisturbed = [&] {
+    for (const char* n : {"b", "c"}) {
+      const auto nodes = sim[n].nodes();
+      if (std::find(nodes.begin(), nodes.end(), Atom("a")) == nodes.end()) return false;
+      if (sim[n].network_stats().node_down_events != 0) return false;
+    }
+    return answered_by_holder();
+  };
+  for (int i = 0; i < 30; ++i) {  // 30 s, checked every second
+    sim.run_for(1s);
+    ASSERT_TRUE(undisturbed()) << "after " << i + 1 << " s";
+  }
+  EXPECT_TRUE(copy.nodes().empty());
+  std::size_t refused_at_b = 0, refused_at_copy = 0;
+  for (const std::string& l : sim.logs()) {
+    refused_at_b += l.rfind("b: refused node a at sim://a-copy: the name a is in use", 0) == 0;
+    refused_at_copy += l.rfind("a-copy: node at sim://", 0) == 0 &&
+                       l.find("refused us: name in use") != std::string::npos;
+  }
+  EXPECT_GE(refused_at_b, 1u);
+  EXPECT_LE(refused_at_b, 4u);  // one line per 10 s
+  EXPECT_GE(refused_at_copy, 1u);
+
+  // The copy stops: the real a stays up everywhere, its name with it.
+  sim.stop("a-copy");
+  for (int i = 0; i < 30; ++i) {
+    sim.run_for(1s);
+    ASSERT_TRUE(undisturbed()) << "after the copy stopped, " << i + 1 << " s";
+  }
 }
 
 // A node that crashes and comes back at once, as a new incarnation, before its peers declared

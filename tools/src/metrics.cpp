@@ -206,6 +206,15 @@ std::string render_metrics(Node& node) {
          s.node_up_events);
   sample(o, "nodus_node_down_events_total", "counter", "Peer nodes that went down.", nl,
          s.node_down_events);
+  sample(o, "nodus_connections_closed_total", "counter",
+         "Connections closed before they authenticated (too slow, or too many waiting).", nl,
+         s.connections_closed);
+  const AtomTableStats atoms = atom_table_stats();
+  sample(o, "nodus_atoms", "gauge", "Atoms in the atom table.", nl, atoms.count);
+  sample(o, "nodus_atom_limit", "gauge", "The atom table's limit.", nl, atoms.limit);
+  sample(o, "nodus_atoms_refused_total", "counter",
+         "New atoms refused: the table was full, or held all it takes from other nodes.", nl,
+         atoms.refused);
 
   head(o, "nodus_registry_names", "gauge", "Names registered, per registry.");
   o << "nodus_registry_names{" << nl << ",registry=\"local\"} " << node.registered().size() << '\n';
