@@ -32,13 +32,18 @@ template <class T, class E>
 
 namespace testing {
 
-/// Polls `pred` until it holds or `timeout` passes; true if it held. Never a bare sleep.
+/// Polls `pred` every `interval` until it holds or `timeout` passes; true if it held. The one
+/// way a test waits for something (never a bare sleep); a longer interval for a `pred` that is
+/// costly (one that runs a program). An absence is asserted after a positive barrier: an event
+/// that proves that what could have happened has happened (a reply that follows it on the same
+/// link, a marker behind it in a mailbox), not after a wait.
 inline bool eventually(const std::function<bool()>& pred,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+                       std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                       std::chrono::milliseconds interval = std::chrono::milliseconds(1)) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(interval);
   }
   return pred();
 }

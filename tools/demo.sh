@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The quick start: installs what is missing, builds (Release, into build/), starts the 3-node
-# cluster of cluster-configs/local-3, calls its global counter from two nodes, kills the
-# counter's node with kill -9, shows the cluster noticing and the node coming back, and stops
-# the cluster.
+# cluster of cluster-configs/local-3 with its key-value store, writes keys through one node and
+# reads them from another, kills a node with kill -9, shows every key still readable and
+# writable, brings the node back and shows the hints handed back (kv explain), and stops the
+# cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,44 +32,74 @@ await() {
 }
 trap '"$ctl" down "$cluster" >/dev/null 2>&1 || true' EXIT
 
-say "start the 3 nodes of $cluster (nodusctl up): each runs nodusd from its .conf"
+say "start the 3 nodes of $cluster (nodusctl up): each runs nodusd, with the store on"
+echo "([kv] initial_members = n1 n2 n3: the ring forms by itself; replicas = 2: two copies of each key)"
 "$ctl" up "$cluster"
 
-say "the cluster as n2 sees it (nodusctl status)"
-on n2 status
+say "the ring: 64 partitions, each key on 2 of the 3 nodes (nodusctl members, ring)"
+on n2 members
+on n2 ring | sed -n 1p
 
-say "n1 started a counter under the global name 'hits' ([apps] start = counter global:hits)"
-on n2 names --global
+say "write 8 keys through n1"
+for i in $(seq 1 8); do
+  on n1 kv put "user:$i" "name-$i" >/dev/null
+done
+on n1 kv keys 'user:*' | tr '\n' ' '; echo
 
-say "call it from n2, then from n3: the name is resolved on the caller's node"
-printf 'from n2: increment -> '; on n2 call global:hits '"increment"'
-printf 'from n3: increment -> '; on n3 call global:hits '"increment"'
-printf 'from n3: increment -> '; on n3 call global:hits '"increment"'
+# The value (or the context) of a key, read through node $1.
+value_of() { on "$1" kv get "$2" | sed -n 's/^value  *//p'; }
+context_of() { on "$1" kv get "$2" | sed -n 's/^context  *//p'; }
+show_all() {
+  local node=$1 i
+  for i in $(seq 1 8); do printf '  user:%s = %s\n' "$i" "$(value_of "$node" "user:$i")"; done
+}
 
-say "every node's local names, and n1's processes (busiest first)"
-on n2 names
-on n2 procs n1
+say "read them back from n3"
+show_all n3
 
-say "kill -9 the counter's node, n1"
+say "kill -9 n1"
 kill -9 "$(cat "$cluster/run/n1.pid")"
-echo "killed n1 (pid $(cat "$cluster/run/n1.pid"))"
+echo "killed n1 (pid $(cat "$cluster/run/n1.pid")); its memory engine's copies are gone with it"
 node_down() { on n2 nodes | grep -Eq '^n1 .* down'; }
-name_gone() { [[ "$(on n2 names --global --json | tr -d ' \n')" == "[]" ]]; }
 await 10 node_down
-await 10 name_gone
-say "n2 noticed: n1 is down and its global name is gone"
-on n2 status
-on n2 names --global
-echo "from n2: increment -> (fails: nobody holds hits now)"
-on n2 call global:hits '"increment"' 2>&1 || true
+on n2 members
 
-say "bring n1 back (nodusctl up again starts only what is missing)"
-"$ctl" up "$cluster"
-name_back() { on n3 names --global | grep -q '^hits '; }
-await 10 name_back
-on n3 names --global
-printf 'from n3: increment -> '; on n3 call global:hits '"increment"'
-echo "(a new counter process: it counts from 1 again)"
+say "with n1 down, every key is still readable (through n2) ..."
+show_all n2
+
+say "... and writable: each key updated with the context of its read (no siblings), and new keys"
+for i in $(seq 1 8); do
+  on n2 kv put "user:$i" "name-$i-v2" --context "$(context_of n2 "user:$i")" >/dev/null
+done
+for i in $(seq 1 4); do on n3 kv put "order:$i" "item-$i" >/dev/null; done
+show_all n3
+on n3 kv keys | tr '\n' ' '; echo
+
+# A key one of whose primaries is n1: its write went to a fallback, which keeps it as a hint.
+hinted=
+for i in $(seq 1 8); do
+  if on n2 kv explain "user:$i" --json | grep '"for": "n1"' >/dev/null; then hinted=user:$i; break; fi
+done
+if [[ -n "$hinted" ]]; then
+  say "$hinted lives on n1 and another node; with n1 down a fallback kept its write as a hint"
+  on n2 kv explain "$hinted"
+
+  say "bring n1 back (nodusctl up starts what is missing): the fallback hands its hints back"
+  "$ctl" up "$cluster" >/dev/null
+  handed_back() { on n2 kv explain "$hinted" --json | tr -d ' \n' | grep '"hints":\[\]' >/dev/null; }
+  await 15 handed_back
+  on n2 kv explain "$hinted"
+  echo "(n1 holds what the other replica holds again: same digest, and no hint is left)"
+else
+  say "bring n1 back (nodusctl up starts what is missing)"
+  "$ctl" up "$cluster" >/dev/null
+fi
+
+say "n1 serves every key again (a read repairs the replicas n1 lost with its memory)"
+show_all n1
+
+say "the cluster status: partitions and keys per node"
+on n2 status
 
 say "stop the cluster (SIGTERM: terminate callbacks run, peers are told)"
 trap - EXIT

@@ -1,8 +1,8 @@
 // Runs the InitExamples exercise: simple, with params, a failing validation, deferred.
 #include <chrono>
-#include <cstdio>
 
 #include "init_examples.hpp"
+#include "nodus/node/format.hpp"
 
 int main() {
   using init_examples::InitExamples;
@@ -10,9 +10,8 @@ int main() {
   nodus::Node node(nodus::NodeOptions{.name = "demo"});
   nodus::Inbox me(node);
   auto show = [](const char* what, const nodus::Result<nodus::Pid, nodus::Reason>& r) {
-    if (!r) return std::printf("%-26s -> {error, %s}\n", what, r.error().to_string().c_str());
-    return std::printf("%-26s -> {ok, %s} state %s\n", what, r->to_string().c_str(),
-                       InitExamples::state(*r)->to_string().c_str());
+    if (!r) return fmt::print("{:<26} -> {{error, {}}}\n", what, r.error());
+    return fmt::print("{:<26} -> {{ok, {}}} state {}\n", what, *r, *InitExamples::state(*r));
   };
   show("start_simple()", InitExamples::start_simple(node));
   show("start_with_params(42)", InitExamples::start_with_params(node, 42));
@@ -21,8 +20,7 @@ int main() {
   auto deferred = InitExamples::start_deferred(node, {1s});
   auto took =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-  std::printf("start_deferred() returned after %lld ms (loading takes 1000 ms)\n",
-              static_cast<long long>(took.count()));
+  fmt::print("start_deferred() returned after {} ms (loading takes 1000 ms)\n", took.count());
   show("start_deferred()", deferred);  // the state call waits until the load is done
   return 0;
 }

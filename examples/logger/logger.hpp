@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "nodus/node/format.hpp"
 #include "nodus/node/gen_server.hpp"
 
 namespace logger {
@@ -37,7 +38,7 @@ class Logger : public GenServer {
   // -- server callbacks (run in the logger's process) --
   Action handle_cast(Message& msg) override {
     if (auto m = msg.match({"log", _atom, _bin, _int})) {
-      std::printf("[%s] %s\n", m[0].to_string().c_str(), m[1].as_bin().c_str());
+      fmt::print("[{}] {}\n", m[0], m[1].as_bin());
       logs_.push_back(map({{"level", m[0]}, {"message", m[1]}, {"timestamp", m[2]}}));
     }
     return noreply();
@@ -63,7 +64,7 @@ class Logger : public GenServer {
   Term write_file(const std::string& path) const {
     std::FILE* f = std::fopen(path.c_str(), "w");
     if (!f) return tuple("error", bin(std::strerror(errno)));
-    for (const Term& e : logs_) std::fprintf(f, "%s\n", e.to_string().c_str());
+    for (const Term& e : logs_) fmt::print(f, "{}\n", e);
     return std::fclose(f) == 0 ? Term("ok") : tuple("error", bin(std::strerror(errno)));
   }
 

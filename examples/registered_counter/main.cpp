@@ -1,8 +1,8 @@
 // Runs the RegisteredCounter exercise: by name on its node, then by {name, node} from a
 // second node linked over loopback.
 #include <chrono>
-#include <cstdio>
 
+#include "nodus/node/format.hpp"
 #include "registered_counter.hpp"
 
 using registered_counter::RegisteredCounter;
@@ -20,16 +20,19 @@ int main() {
   {
     nodus::Inbox me(*n1);
     RegisteredCounter::start_link(*n1).value();
-    std::printf("on n1: increment() -> %s\n", RegisteredCounter::increment()->to_string().c_str());
-    std::printf("on n1: increment() -> %s\n", RegisteredCounter::increment()->to_string().c_str());
+    fmt::print("on n1: increment() -> {}\n", *RegisteredCounter::increment());
+    fmt::print("on n1: increment() -> {}\n", *RegisteredCounter::increment());
   }
   if (nodus::Status linked = n2->connect(n1->endpoint(), std::chrono::seconds(5)); !linked.ok()) {
-    std::fprintf(stderr, "n2 cannot link to n1: %s\n", linked.to_string().c_str());
+    fmt::print(stderr, "n2 cannot link to n1: {}\n", linked);
     return 1;
   }
   nodus::Inbox me(*n2);
   auto r = RegisteredCounter::increment("n1");
-  std::printf("on n2: increment(\"n1\") -> %s\n",
-              r.ok() ? r->to_string().c_str() : r.error().to_string().c_str());
-  return r.ok() ? 0 : 1;
+  if (!r.ok()) {
+    fmt::print("on n2: increment(\"n1\") -> error {}\n", r.error());
+    return 1;
+  }
+  fmt::print("on n2: increment(\"n1\") -> {}\n", *r);
+  return 0;
 }

@@ -1,6 +1,6 @@
 // Runs the ServerProcess exercise: a hand-written generic server with a Counter callback.
-#include <cstdio>
 
+#include "nodus/node/format.hpp"
 #include "server_process.hpp"
 
 int main() {
@@ -8,8 +8,8 @@ int main() {
   Node node(NodeOptions{.name = "demo"});
   Inbox me(node);  // main() acts as a process: it receives the responses
   Pid pid = ServerProcess::start<Counter>(node);
-  std::printf("started counter %s\n", pid.to_string().c_str());
-  std::printf("call(increment) -> %s\n", ServerProcess::call(pid, "increment").to_string().c_str());
-  std::printf("call(get)       -> %s\n", ServerProcess::call(pid, "get").to_string().c_str());
+  fmt::print("started counter {}\n", pid);
+  fmt::print("call(increment) -> {}\n", ServerProcess::call(pid, "increment"));
+  fmt::print("call(get)       -> {}\n", ServerProcess::call(pid, "get"));
   return 0;
 }

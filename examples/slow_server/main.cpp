@@ -1,6 +1,6 @@
 // Runs the SlowServer exercise with the chapter's delays (about 40 s in all).
-#include <cstdio>
 
+#include "nodus/node/format.hpp"
 #include "slow_server.hpp"
 
 int main() {
@@ -10,9 +10,9 @@ int main() {
   nodus::Inbox me(node);
   nodus::Pid s = SlowServer::start_link(node).value();
   auto show = [](const char* what, const nodus::CallResult& r) {
-    if (r) return std::printf("%-40s -> %s\n", what, r->to_string().c_str());
-    if (r.error() == "timeout") return std::printf("%-40s -> Timed out!\n", what);
-    return std::printf("%-40s -> error %s\n", what, r.error().to_string().c_str());
+    if (r) return fmt::print("{:<40} -> {}\n", what, *r);
+    if (r.error() == "timeout") return fmt::print("{:<40} -> Timed out!\n", what);
+    return fmt::print("{:<40} -> error {}\n", what, r.error());
   };
   show("fast_operation()", SlowServer::fast_operation(s));
   show("slow_operation(3000)", SlowServer::slow_operation(s, 3000ms));

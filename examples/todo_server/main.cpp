@@ -1,14 +1,14 @@
 // Runs the TodoServer exercise: add, query by date, update, delete.
-#include <cstdio>
 #include <vector>
 
+#include "nodus/node/format.hpp"
 #include "todo_server.hpp"
 
 namespace {
 void print(const char* what, const todo_server::TodoServer::Entries& entries) {
-  std::printf("%s ->\n", what);
+  fmt::print("{} ->\n", what);
   for (const auto& e : entries.value()) {
-    std::printf("  #%lld %s %s\n", static_cast<long long>(e.id), e.date.c_str(), e.title.c_str());
+    fmt::print("  #{} {} {}\n", e.id, e.date, e.title);
   }
 }
 }  // namespace

@@ -1,6 +1,6 @@
 // Runs the UnregisteredCounter exercise: every call needs the pid.
-#include <cstdio>
 
+#include "nodus/node/format.hpp"
 #include "unregistered_counter.hpp"
 
 int main() {
@@ -8,10 +8,9 @@ int main() {
   nodus::Node node(nodus::NodeOptions{.name = "demo"});
   nodus::Inbox me(node);
   nodus::Pid pid = UnregisteredCounter::start_link(node).value();
-  std::printf("started counter %s\n", pid.to_string().c_str());
+  fmt::print("started counter {}\n", pid);
   for (int i = 0; i < 3; ++i) {
-    std::printf("increment(%s) -> %s\n", pid.to_string().c_str(),
-                UnregisteredCounter::increment(pid)->to_string().c_str());
+    fmt::print("increment({}) -> {}\n", pid, *UnregisteredCounter::increment(pid));
   }
   return 0;
 }

@@ -35,6 +35,7 @@ Status status_of(const Reason& reason) {
 }  // namespace
 
 Client::Client(Node& node, std::string via) : node_(&node), via_(std::move(via)) {
+  (void)detail::errors_registered();
   (void)register_protocol();
 }
 
@@ -98,6 +99,62 @@ Result<std::string> Client::del(std::string_view key, const RequestOptions& opts
   if (!r) return r.error();
   if (r->code != 0) return status_of(*r);
   return std::move(r->context);
+}
+
+namespace {
+// A term request to nodus_kv, with the term reply's errors as Status.
+Result<Term> term_request(Node& node, const std::string& via, Term request,
+                          std::chrono::milliseconds timeout) {
+  KvState* st = via.empty() ? state_of(node) : nullptr;
+  if (timeout.count() == 0) {
+    timeout = st ? st->options.request_timeout : std::chrono::milliseconds(5000);
+  }
+  const Dest to = via.empty() ? Dest(node.whereis(kServerName)) : named(kServerName, via);
+  if (via.empty() && !to.pid().valid()) {
+    return Status(ErrorCode::kNoProc, "the store does not run on this node");
+  }
+  auto r = call(to, std::move(request), timeout + kMargin);
+  if (!r) return status_of(r.error());
+  const Term& t = *r;
+  if (auto ok = t.match({"error", _})) {
+    const Term& e = ok[0];
+    const Term& head = e.is_tuple() && e.size() > 0 ? e[0] : e;
+    auto code = head.is_atom() ? error_from_name(head.as_atom().name()) : std::nullopt;
+    std::string message = e.is_tuple() && e.size() > 1 && e[1].is_bin() ? e[1].as_bin() : "";
+    return Status(code.value_or(ErrorCode::kProtocol), message);
+  }
+  return t;
+}
+}  // namespace
+
+Result<KeysPage> Client::keys(std::string_view pattern, const KeysOptions& opts) const {
+  MapEntries o;
+  if (!opts.cursor.empty()) o.emplace_back(Term("cursor"), Term(opts.cursor));
+  if (opts.limit) o.emplace_back(Term("limit"), Term(static_cast<std::int64_t>(opts.limit)));
+  if (opts.timeout.count()) o.emplace_back(Term("timeout"), Term(opts.timeout.count()));
+  auto r =
+      term_request(*node_, via_, tuple("keys", bin(std::string(pattern)), Term(Map{std::move(o)})),
+                   opts.timeout);
+  if (!r) return r.error();
+  auto m = r->match({"ok", _list, _});
+  if (!m) return Status(ErrorCode::kProtocol, "unexpected keys reply " + r->to_string());
+  KeysPage page;
+  for (const Term& k : m[0].as_list()) {
+    if (k.is_bin()) page.keys.push_back(k.as_bin());
+  }
+  if (m[1].is_bin()) page.cursor = m[1].as_bin();
+  return page;
+}
+
+Result<Term> Client::explain(std::string_view key, std::chrono::milliseconds timeout) const {
+  Term req = timeout.count() ? tuple("explain", bin(std::string(key)),
+                                     map({{"timeout", Term(timeout.count())}}))
+                             : tuple("explain", bin(std::string(key)));
+  auto r = term_request(*node_, via_, std::move(req), timeout);
+  if (!r) return r.error();
+  auto m = r->match({"ok", _map});
+  if (!m) return Status(ErrorCode::kProtocol, "unexpected explain reply " + r->to_string());
+  return m[0];
 }
 
 }  // namespace nodus::kv

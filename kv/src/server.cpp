@@ -10,6 +10,7 @@
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/supervisor.hpp"
+#include "query.hpp"
 #include "state.hpp"
 
 namespace nodus::kv {
@@ -344,6 +345,10 @@ class KvServer : public GenServer {
         return reply(tuple("ok", ring_term(*v)));
       }
       if (t == Term("stats")) return reply(tuple("ok", stats_term()));
+      if (is_query(t)) {  // keys, explain: query.cpp
+        start_query(*node_, st_, t, from);
+        return noreply();
+      }
       Result<KvRequest> r = parse_term(t);
       if (!r) {
         return reply(
@@ -446,6 +451,10 @@ class KvServer : public GenServer {
         for (std::uint32_t m : prim) {
           if (!view->up[m]) continue;
           st_->counters.forwarded.fetch_add(1, std::memory_order_relaxed);
+          if (!reachable(origin.from.pid.node)) {
+            relay(std::move(req), origin, view->names[m], deadline);
+            return;
+          }
           send(named(kServerName, view->names[m].name()),
                KvForward{std::move(req), WireId::of(origin.from.pid), WireId::of(origin.from.ref),
                          origin.term, st_->wall_deadline(deadline)});
@@ -468,6 +477,37 @@ class KvServer : public GenServer {
       return;
     }
     send(vnode, CoordRequest{std::move(req), origin, deadline});
+  }
+
+  // True when the primaries can answer a caller on `node` directly: this node or a member of
+  // the mesh. A hidden node (nodusctl, a client in another language) is linked to the nodes it
+  // was pointed at only, and nobody else links to it.
+  bool reachable(Atom node) const {
+    const std::string_view name = node.name();
+    return name == me_ || up_.count(std::string(name)) > 0;
+  }
+
+  // For a caller the primary cannot answer: a process here asks the primary itself and
+  // relays the answer.
+  // The request keeps its deadline: the primary is given what is left of it.
+  void relay(KvRequest req, Origin origin, Atom primary,
+             std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::max<std::int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - st_->now()).count());
+    req.timeout_ms = static_cast<std::uint32_t>(left);
+    const auto wait = std::chrono::milliseconds(left) + std::chrono::milliseconds(500);
+    spawn(*node_, [req = std::move(req), origin, primary, wait]() mutable {
+      auto r = call_as<KvReply>(named(kServerName, primary.name()), std::move(req), wait);
+      if (r) {
+        answer(origin, std::move(*r));
+      } else if (r.error().is_atom("timeout")) {
+        answer(origin, error_reply(ErrorCode::kTimeout));
+      } else {
+        answer(origin, error_reply(ErrorCode::kUnavailable,
+                                   "the primary " + std::string(primary.name()) +
+                                       " did not answer: " + r.error().to_string()));
+      }
+    });
   }
 
   // -- ring ----------------------------------------------------------------------------------
@@ -638,6 +678,10 @@ Status check_options(const Options& o) {
 }  // namespace
 
 Status start(Node& node, Options options) {
+  if (!detail::errors_registered()) {
+    return Status(ErrorCode::kInternal,
+                  "the store's error codes (6000-6999) could not be registered");
+  }
   if (Status s = check_options(options); !s.ok()) return s;
   if (state_of(node)) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   if (Status s = register_protocol(); !s.ok()) return s;
@@ -655,6 +699,11 @@ Status start(Node& node, Options options) {
     c.shutdown = std::chrono::milliseconds(1000);
     children.push_back(std::move(c));
   }
+  if (Status s = register_query_protocol(); !s.ok()) return s;
+  ChildSpec query;
+  query.id = kQueryName;
+  query.start = [n, st] { return start_query_server(*n, st); };
+  children.push_back(std::move(query));
   SpawnOptions server_opts;
   server_opts.name = kServerName;
   children.push_back(child<KvServer>(node, kServerName, server_opts, n, st));

@@ -106,8 +106,16 @@ class Vnode : public GenServer {
     return noreply();
   }
 
-  // Vnodes take no calls or casts (the default would stop the vnode).
-  Action handle_call(Message&, From) override {
+  // Vnodes take no casts, and one call: nodus_kv_query asks for whom this vnode keeps `key`
+  // as a fallback (kv explain). Anything else is an error, not a crash (the defaults stop).
+  Action handle_call(Message& msg, From) override {
+    if (auto m = msg.match({"hints_for", _bin})) {
+      List out;
+      if (auto it = ps_->hints.find(m[0].as_bin()); it != ps_->hints.end()) {
+        for (Atom a : it->second) out.push_back(bin(std::string(a.name())));
+      }
+      return reply(Term(std::move(out)));
+    }
     st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
     return reply(tuple("error", tuple("badarg", bin("a vnode takes no calls"))));
   }
@@ -314,7 +322,7 @@ class Vnode : public GenServer {
       }
     }
     if (next.value_count() > st_->options.max_siblings) {
-      return fail(error_reply(ErrorCode::kTooManySiblings,
+      return fail(error_reply(kv::kTooManySiblings,
                               "key would hold " + std::to_string(next.value_count()) +
                                   " siblings (limit " + std::to_string(st_->options.max_siblings) +
                                   "): write with the context of a get to resolve them"));
@@ -344,7 +352,7 @@ class Vnode : public GenServer {
       // Too large with siblings: resolving them is the way out; one value alone: too large.
       const bool siblings = next.value_count() > 1;
       return fail(error_reply(
-          siblings ? ErrorCode::kTooManySiblings : ErrorCode::kValueTooLarge,
+          siblings ? kv::kTooManySiblings : ErrorCode::kValueTooLarge,
           s.message() + (siblings ? ": write with the context of a get to resolve them" : "")));
     }
     st_->note_siblings(next.value_count());

@@ -44,6 +44,7 @@
 
 #include "nodus/node/message.hpp"
 #include "nodus/node/wire.hpp"
+#include "nodus/transport/bounded_unpack.hpp"
 #include "nodus/transport/frame.hpp"
 #include "nodus/transport/scratch_zone.hpp"
 
@@ -179,41 +180,14 @@ class Decoder {
   }
 
   bool unpack(std::string_view bytes, std::size_t depth, msgpack::object& o) {
-    if (bytes.empty()) return fail("truncated: no bytes");
-    // An element takes at least one byte and a map pair two, so a header claiming more than
-    // that is truncated: refusing it early keeps msgpack-c from allocating for it.
-    const std::size_t max_array = std::min(limits_.max_array, bytes.size());
-    const std::size_t max_map = std::min(limits_.max_map, bytes.size() / 2);
-    const msgpack::unpack_limit limit(max_array, max_map, limits_.max_str, limits_.max_bin,
-                                      limits_.max_ext, depth);
+    const transport::UnpackBounds bounds{limits_.max_array,   limits_.max_map, limits_.max_str,
+                                         limits_.max_bin,     limits_.max_ext, depth,
+                                         /*name_limits=*/true};
     std::size_t off = 0;
-    try {
-      // v1's unpack throws a distinct exception for truncated and for malformed input; the
-      // default (v3) one returns an empty handle for both.
-      o = msgpack::v1::unpack(zone_.zone(), bytes.data(), bytes.size(), off, &reference_input,
-                              nullptr, limit);
-    } catch (const msgpack::insufficient_bytes&) {
-      return fail("truncated: input ends inside a term");
-    } catch (const msgpack::parse_error&) {
-      return fail("malformed: reserved byte 0xc1");
-    } catch (const msgpack::array_size_overflow&) {
-      if (max_array < limits_.max_array) {
-        return fail("truncated: array header claims more elements than the input holds");
-      }
-      return fail("array longer than max_array (" + std::to_string(limits_.max_array) + ")");
-    } catch (const msgpack::map_size_overflow&) {
-      if (max_map < limits_.max_map) {
-        return fail("truncated: map header claims more pairs than the input holds");
-      }
-      return fail("map larger than max_map (" + std::to_string(limits_.max_map) + ")");
-    } catch (const msgpack::depth_size_overflow&) {
-      return depth_exceeded();
-    } catch (const msgpack::unpack_error& e) {
-      return fail(std::string("malformed: ") + e.what());
-    } catch (const std::bad_alloc&) {
-      return fail("out of memory decoding the input");
-    } catch (const std::exception& e) {
-      return fail(std::string("cannot decode: ") + e.what());
+    if (auto e = transport::unpack_bounded(zone_.zone(), bytes, bounds, &reference_input, nullptr,
+                                           "term", o, off)) {
+      if (e->kind == transport::UnpackError::Kind::kDepth) return depth_exceeded();
+      return fail(std::move(e->message));
     }
     if (off != bytes.size()) {
       return fail(std::to_string(bytes.size() - off) + " trailing bytes after the term");
@@ -255,8 +229,11 @@ class Decoder {
           return fail("atom name of " + std::to_string(o.via.str.size) +
                       " bytes: atoms are at most 255");
         }
-        out = Term(Atom(bytes_of(o.via.str.ptr, o.via.str.size)));
-        return true;
+        if (auto a = detail::atom_from_wire(bytes_of(o.via.str.ptr, o.via.str.size))) {
+          out = Term(*a);
+          return true;
+        }
+        return atom_table_full();
       case msgpack::type::BIN:
         if (o.via.bin.size > limits_.max_bin) {
           return fail("bin of " + std::to_string(o.via.bin.size) + " bytes exceeds max_bin (" +
@@ -343,10 +320,19 @@ class Decoder {
   bool parse_id(std::string_view payload, const char* what, Id& out) {
     Result<transport::WireId> id = transport::parse_wire_id(payload);
     if (!id) return fail(std::string("malformed ") + what + " ext: " + id.error().message());
-    out.node = Atom(id->node);
+    auto node = detail::atom_from_wire(id->node);
+    if (!node) return atom_table_full();
+    out.node = *node;
     out.creation = id->creation;
     out.id = id->id;
     return true;
+  }
+
+  bool atom_table_full() {
+    const AtomTableStats t = atom_table_stats();
+    return fail("a new atom, and the atom table holds all it takes from other nodes (" +
+                std::to_string(t.count) + " atoms; " + std::to_string(t.wire_limit) + " of its " +
+                std::to_string(t.limit) + " may come from other nodes)");
   }
 
   const DecodeLimits& limits_;
@@ -441,7 +427,9 @@ void parse_id_payload(const msgpack::object& o, std::int8_t type, Atom& node,
   Result<transport::WireId> w =
       transport::parse_wire_id(bytes_of(o.via.ext.data(), o.via.ext.size));
   if (!w) throw msgpack::type_error();
-  node = Atom(w->node);
+  auto a = atom_from_wire(w->node);
+  if (!a) throw msgpack::type_error();  // the atom table's share for the wire is used up
+  node = *a;
   creation = w->creation;
   id = w->id;
 }

@@ -49,13 +49,15 @@ Status Node::connect(const std::string& endpoint, Timeout timeout) {
                   "node " + std::string(name().name()) + " has no networking (no listen endpoint)");
   const std::string ep = transport::parse_peer_address(endpoint).endpoint;
   if (ep == t->endpoint()) return Status::Ok();
+  // Up at the transport, and taken up by this runtime (what nodes() and sends go by).
   auto linked = [&] {
     for (const transport::PeerInfo& p : t->peers()) {
-      if (p.endpoint == ep) return true;
+      if (p.endpoint == ep) return rt_->is_peer(Atom(p.name));
     }
     return false;
   };
   if (linked()) return Status::Ok();
+  const std::uint64_t auth_failures = t->stats().auth_failures;
   rt_->connect(endpoint);
   // The transport tells no one of a link by endpoint: look, with a pause that grows to 10 ms
   // (a process's pause parks only that process).
@@ -64,6 +66,10 @@ Status Node::connect(const std::string& endpoint, Timeout timeout) {
   while (!linked()) {
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(ErrorCode::kTimeout, "no link to " + ep + " within the timeout");
+    }
+    if (t->stats().auth_failures != auth_failures) {
+      return Status(ErrorCode::kAuth, "authentication with " + ep +
+                                          " failed: is the cookie (or the CURVE key) the same?");
     }
     sleep_for(std::min<std::chrono::milliseconds>(
         pause, std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -109,6 +115,7 @@ NetworkStats Node::network_stats() const {
     s.frames_rejected = ts.frames_rejected;
     s.auth_failures = ts.auth_failures;
     s.curve_refused = ts.curve_refused;
+    s.connections_closed = ts.connections_closed;
   }
   s.messages_rejected = rt_->remote_rejected();
   s.node_up_events = rt_->node_up_events();

@@ -2,6 +2,7 @@
 // typed messages that can cross the wire, and what a node does when a peer comes and goes.
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -68,9 +69,10 @@ std::optional<Kind> kind_from_wire(std::uint8_t n) {
   return std::nullopt;
 }
 
-// The atom of a node name read off the wire. A frame names two or three nodes, nearly always
-// the same few: a small per-thread cache spares the atom table's lock and hash for them.
-Atom node_atom(const std::string& name) {
+// The atom of a node name read off the wire; nullopt when it is new and the atom table holds
+// all it takes from other nodes (atom_table_stats). A frame names two or three nodes, nearly
+// always the same few: a small per-thread cache spares the atom table's lock and hash for them.
+std::optional<Atom> node_atom(const std::string& name) {
   struct Entry {
     std::string name;
     Atom atom;
@@ -80,14 +82,25 @@ Atom node_atom(const std::string& name) {
   for (const Entry& e : cache) {
     if (e.name == name && !name.empty()) return e.atom;
   }
+  std::optional<Atom> atom = detail::atom_from_wire(name);
+  if (!atom) return std::nullopt;
   Entry& e = cache[next++ % cache.size()];
   e.name = name;
-  e.atom = Atom(name);
+  e.atom = *atom;
   return e.atom;
 }
 
-Pid pid_of(const transport::WireId& w) { return Pid{node_atom(w.node), w.creation, w.id}; }
-Ref ref_of(const transport::WireId& w) { return Ref{node_atom(w.node), w.creation, w.id}; }
+// A pid or ref read off the wire (a default one, and `refused` set, when its node's name may
+// not become an atom).
+template <class Id>
+Id id_of(const transport::WireId& w, bool& refused) {
+  std::optional<Atom> node = node_atom(w.node);
+  if (!node) {
+    refused = true;
+    return Id{};
+  }
+  return Id{*node, w.creation, w.id};
+}
 
 }  // namespace
 
@@ -266,16 +279,26 @@ void Runtime::deliver_remote_to(Atom node, std::variant<Pid, std::string> addres
 
 void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
   auto kind = kind_from_wire(d.kind);
-  const Pid from = d.from ? pid_of(*d.from) : Pid{};
-  const Ref ref = d.ref ? ref_of(*d.ref) : Ref{};
+  bool no_atom = false;  // a node's name that would be one atom too many (atom_table_stats)
+  const Pid from = d.from ? id_of<Pid>(*d.from, no_atom) : Pid{};
+  const Ref ref = d.ref ? id_of<Ref>(*d.ref, no_atom) : Ref{};
+  // The atoms refused so far: a decoding that fails with more refused it for want of atoms.
+  const std::uint64_t atoms_refused = atom_table_stats().refused;
   auto refuse = [&](const std::string& why) {
     remote_rejected_.fetch_add(1, std::memory_order_relaxed);
+    if (no_atom || atom_table_stats().refused != atoms_refused) log_atoms_refused(peer, why);
     if (kind == Kind::kCall && from) {
       send_error_reply(from, ref, reasons::of(ErrorCode::kBadArg, bin(why)));
     }
   };
   if (!kind) {
     remote_rejected_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (no_atom) {
+    refuse(
+        "a node name that would be a new atom, and the atom table holds all it takes from "
+        "other nodes");
     return;
   }
   if (from && from.node != node_atom(peer)) {
@@ -306,8 +329,8 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
   auto* e = new Envelope(*kind, from, ref, std::move(msg));
   if (d.budget_us) e->deadline = now() + std::chrono::microseconds(d.budget_us);
   if (const auto* pid = std::get_if<transport::WireId>(&d.to)) {
-    Pid to = pid_of(*pid);
-    if (to.node != name_) {  // not for this node: no forwarding
+    Pid to = id_of<Pid>(*pid, no_atom);
+    if (to.node != name_) {  // not for this node (or a node no atom names): no forwarding
       bounce(e, reasons::noproc(), to);
       return;
     }
@@ -355,6 +378,26 @@ void Runtime::await_room(Atom node) {
   }
 }
 
+void Runtime::log_atoms_refused(const std::string& peer, const std::string& why) {
+  // At most one line per 10 s: a flood of new atoms must not become a flood of lines.
+  const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now().time_since_epoch())
+                                  .count();
+  std::int64_t last = atoms_logged_ms_.load(std::memory_order_relaxed);
+  if (last != 0 && now_ms - last < 10000) return;
+  if (!atoms_logged_ms_.compare_exchange_strong(last, now_ms)) return;
+  const AtomTableStats t = atom_table_stats();
+  const std::string line =
+      "refused a message from " + peer + ": " + why + " (atoms: " + std::to_string(t.count) +
+      ", at most " + std::to_string(t.wire_limit) + " from other nodes, limit " +
+      std::to_string(t.limit) + "; " + std::to_string(t.refused) + " refused so far)";
+  if (log_) {
+    log_(line);
+  } else {
+    std::fprintf(stderr, "nodus[%s]: %s\n", std::string(name_.name()).c_str(), line.c_str());
+  }
+}
+
 Status Runtime::start_transport(const NodeOptions& o) {
   transport::TransportOptions t;
   t.name = std::string(name_.name());
@@ -371,6 +414,7 @@ Status Runtime::start_transport(const NodeOptions& o) {
   };
   t.hidden = o.hidden;
   t.log = o.log;
+  log_ = o.log;
   cb.on_peer_up = [this](const transport::PeerInfo& p) { on_peer_change(p.name, true, p.hidden); };
   cb.on_peer_down = [this](const std::string& peer, const std::string&) {
     on_peer_change(peer, false, false);
@@ -404,6 +448,11 @@ std::vector<Atom> Runtime::nodes() const {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+bool Runtime::is_peer(Atom node) const {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return peers_.count(node.id()) > 0;
 }
 
 bool Runtime::is_hidden_peer(Atom node) const {

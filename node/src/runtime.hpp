@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -107,6 +108,9 @@ class Runtime {
   std::uint64_t node_up_events() const { return node_ups_.load(std::memory_order_relaxed); }
   std::uint64_t node_down_events() const { return node_downs_.load(std::memory_order_relaxed); }
   bool is_hidden_peer(Atom node) const;
+  /// Whether this runtime has taken `node`'s link up (hidden or not): what nodes() and sends
+  /// see, which lags the transport's peers() by the link-up event's hand-over.
+  bool is_peer(Atom node) const;
   /// Records the latency of one call to another node.
   void record_remote_call(std::chrono::steady_clock::duration d);
   CallLatency call_latency() const;
@@ -183,6 +187,8 @@ class Runtime {
                        const std::variant<Pid, std::string>& to, std::optional<Reason>& bad);
   void on_remote_data(const std::string& peer, transport::Data&& d);
   void on_peer_change(const std::string& peer, bool up, bool hidden);
+  /// Logs (at most once per 10 s) a message from `peer` refused for want of atoms.
+  void log_atoms_refused(const std::string& peer, const std::string& why);
 
   // Guards peers_ and hidden_ (atom ids of connected nodes, and of those that are hidden):
   // written by the transport's thread.
@@ -196,6 +202,9 @@ class Runtime {
   std::atomic<std::uint64_t> call_count_{0};
   std::atomic<std::uint64_t> call_sum_us_{0};
   std::atomic<std::uint64_t> remote_rejected_{0};
+  // NodeOptions::log (set before the transport starts); when the atom refusals were last logged.
+  std::function<void(const std::string&)> log_;
+  std::atomic<std::int64_t> atoms_logged_ms_{0};
 
   // Guards by_name_ and name_of_: written on (un)registration and exits of named processes,
   // read by name lookups. named_ lets exits of unnamed processes skip the lock.

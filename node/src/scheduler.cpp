@@ -104,8 +104,8 @@ struct Worker {
   std::thread thread;
 
   // Guards queue; other workers lock it to steal.
-  std::mutex mu;
-  std::deque<Process*> queue;
+  Mutex mu;
+  std::deque<Process*> queue NODUS_GUARDED_BY(mu);
   std::atomic<std::size_t> queue_size{0};
   // Processes run so far; a thief reads it to tell a busy owner from a stuck one.
   std::atomic<std::uint64_t> runs{0};
@@ -258,9 +258,9 @@ void Scheduler::run_monitor() {
   // nothing runs, so an idle node stays idle.
   std::vector<std::uint64_t> seen(workers_.size(), ~std::uint64_t{0});
   auto tick = std::chrono::milliseconds(1);
-  std::unique_lock<std::mutex> lock(monitor_mu_);
+  MutexLock lock(monitor_mu_);
   while (!stop_.load()) {
-    monitor_cv_.wait_for(lock, tick);
+    monitor_cv_.wait_for(tick);
     bool any_running = false;
     bool stuck = false;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
@@ -277,7 +277,7 @@ void Scheduler::run_monitor() {
     if (injected_size_.load() > 0) stuck = true;
     if (stuck && sleepers_.load() > 0) {
       {
-        std::lock_guard<std::mutex> sleep_lock(sleep_mu_);
+        MutexLock sleep_lock(sleep_mu_);
         rescue_.store(true);
       }
       sleep_cv_.notify_one();
@@ -330,12 +330,12 @@ void Scheduler::stop() {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(sleep_mu_);
+    MutexLock lock(sleep_mu_);
     stop_.store(true);
   }
   sleep_cv_.notify_all();
   wake_poller();
-  { std::lock_guard<std::mutex> lock(monitor_mu_); }
+  { MutexLock lock(monitor_mu_); }
   monitor_cv_.notify_all();
   if (monitor_.joinable()) monitor_.join();
   for (auto& w : workers_) {
@@ -377,7 +377,7 @@ void Scheduler::schedule(Process* p) {
   if (w && w->sched == this) {
     if (Process* older = w->next.exchange(p, std::memory_order_acq_rel)) {
       {
-        std::lock_guard<std::mutex> lock(w->mu);
+        MutexLock lock(w->mu);
         w->queue.push_back(older);
         w->queue_size.fetch_add(1);
       }
@@ -386,7 +386,7 @@ void Scheduler::schedule(Process* p) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(inject_mu_);
+    MutexLock lock(inject_mu_);
     injected_.push_back(p);
     injected_size_.fetch_add(1);
   }
@@ -401,7 +401,7 @@ void Scheduler::yield(Process* p) {
   }
   std::size_t queued;
   {
-    std::lock_guard<std::mutex> lock(w->mu);
+    MutexLock lock(w->mu);
     w->queue.push_back(p);
     queued = w->queue_size.fetch_add(1) + 1;
   }
@@ -414,7 +414,7 @@ void Scheduler::yield(Process* p) {
 void Scheduler::notify_one() {
   if (spinning_.load() > 0) return;  // a spinner takes it
   if (sleepers_.load() > 0) {
-    std::lock_guard<std::mutex> lock(sleep_mu_);
+    MutexLock lock(sleep_mu_);
     sleep_cv_.notify_one();
   } else if (poller_.load()) {
     wake_poller();
@@ -458,7 +458,7 @@ Process* Scheduler::steal(Worker& self) {
         continue;
       }
     }
-    std::lock_guard<std::mutex> lock(victim.mu);
+    MutexLock lock(victim.mu);
     if (victim.queue.empty()) continue;
     Process* p = victim.queue.front();
     victim.queue.pop_front();
@@ -474,13 +474,13 @@ Process* Scheduler::find_work(Worker& w) {
       return p;
     }
     // Let the queue have a turn: the next slot goes to the back.
-    std::lock_guard<std::mutex> lock(w.mu);
+    MutexLock lock(w.mu);
     w.queue.push_back(p);
     w.queue_size.fetch_add(1);
   }
   w.next_streak = 0;
   if (w.queue_size.load(std::memory_order_relaxed) > 0) {
-    std::lock_guard<std::mutex> lock(w.mu);
+    MutexLock lock(w.mu);
     if (!w.queue.empty()) {
       Process* p = w.queue.front();
       w.queue.pop_front();
@@ -489,7 +489,7 @@ Process* Scheduler::find_work(Worker& w) {
     }
   }
   if (injected_size_.load(std::memory_order_relaxed) > 0) {
-    std::lock_guard<std::mutex> lock(inject_mu_);
+    MutexLock lock(inject_mu_);
     if (!injected_.empty()) {
       Process* p = injected_.front();
       injected_.pop_front();
@@ -548,9 +548,9 @@ void Scheduler::run_worker(Worker& w) {
         continue;
       }
     }
-    std::unique_lock<std::mutex> lock(sleep_mu_);
+    MutexLock lock(sleep_mu_);
     sleepers_.fetch_add(1);
-    while (!any_work() && !rescue_.load() && !stop_.load()) sleep_cv_.wait(lock);
+    while (!any_work() && !rescue_.load() && !stop_.load()) sleep_cv_.wait();
     rescue_.store(false);
     sleepers_.fetch_sub(1);
     if (stop_.load() && !any_work()) break;

@@ -14,14 +14,14 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "nodus/node/detail/mutex.hpp"
 
 namespace nodus::detail {
 
@@ -80,13 +80,15 @@ class Scheduler {
   std::vector<std::unique_ptr<Worker>> workers_;
 
   // Guards injected_; producers are threads outside the pool.
-  std::mutex inject_mu_;
-  std::deque<Process*> injected_;
-  std::atomic<std::size_t> injected_size_{0};
+  Mutex inject_mu_;
+  std::deque<Process*> injected_ NODUS_GUARDED_BY(inject_mu_);
+  std::atomic<std::size_t> injected_size_{0};  // injected_.size(), read without the lock
 
-  // Guards sleeping; sleepers wait on sleep_cv_.
-  std::mutex sleep_mu_;
-  std::condition_variable sleep_cv_;
+  // Sleepers wait on sleep_cv_. Guards no data (what a sleeper checks is atomic): held by a
+  // sleeper from its last check to its wait, and by whoever notifies it, so that no wake-up
+  // falls between the two.
+  Mutex sleep_mu_;
+  CondVar sleep_cv_{sleep_mu_};
   std::atomic<int> sleepers_{0};
   std::atomic<int> spinning_{0};
   std::atomic<bool> stop_{false};
@@ -98,8 +100,8 @@ class Scheduler {
   bool started_ = false;
 
   // The monitor thread sleeps on monitor_cv_ between ticks; monitor_mu_ only pairs with it.
-  std::mutex monitor_mu_;
-  std::condition_variable monitor_cv_;
+  Mutex monitor_mu_;
+  CondVar monitor_cv_{monitor_mu_};
   std::thread monitor_;
 };
 

@@ -38,12 +38,14 @@ class AtomTable {
  public:
   AtomTable() {
     // Fixed ids: 0 is `undefined` (a default Atom), then the booleans.
-    intern("undefined");
-    intern("true");
-    intern("false");
+    (void)intern("undefined", kDefaultAtomLimit);
+    (void)intern("true", kDefaultAtomLimit);
+    (void)intern("false", kDefaultAtomLimit);
   }
 
-  std::uint32_t intern(std::string_view name) {
+  // The id of `name`, made if new while the table holds fewer than `cap` atoms; nullopt (and
+  // counted) if it would be one too many.
+  std::optional<std::uint32_t> intern(std::string_view name, std::size_t cap) {
     {
       detail::ReaderLock lock(mu_);
       auto it = by_name_.find(name);
@@ -53,9 +55,9 @@ class AtomTable {
     auto it = by_name_.find(name);
     if (it != by_name_.end()) return it->second;
     const std::uint32_t id = count_.load(std::memory_order_relaxed);
-    if (id == std::numeric_limits<std::uint32_t>::max()) {
-      std::fprintf(stderr, "nodus: the atom table is full\n");
-      std::abort();
+    if (id >= cap || id == std::numeric_limits<std::uint32_t>::max()) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
     }
     auto [seg, index] = locate(id);
     Slot* slots = segments_[seg].load(std::memory_order_relaxed);
@@ -90,6 +92,15 @@ class AtomTable {
 
   bool valid(std::uint32_t id) const { return id < count_.load(std::memory_order_acquire); }
 
+  std::size_t count() const { return count_.load(std::memory_order_acquire); }
+  std::size_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  // Atoms named by other nodes stop at 15/16 of the limit: the rest is local code's.
+  std::size_t wire_limit() const { return limit() - limit() / 16; }
+  void set_limit(std::size_t limit) {
+    limit_.store(std::max(limit, count()), std::memory_order_relaxed);
+  }
+  std::uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
+
  private:
   static std::pair<std::size_t, std::size_t> locate(std::uint32_t id) {
     const std::uint64_t v = std::uint64_t{id} + kFirstSegment;
@@ -99,6 +110,8 @@ class AtomTable {
 
   std::array<std::atomic<Slot*>, kSegments> segments_{};
   std::atomic<std::uint32_t> count_{0};
+  std::atomic<std::size_t> limit_{kDefaultAtomLimit};
+  std::atomic<std::uint64_t> refused_{0};
   // Serialises interning (by_name_, new segments, count_); lookups by name share it.
   // Lookups by id never take it.
   mutable detail::SharedMutex mu_;
@@ -269,8 +282,30 @@ Atom::Atom(std::string_view name) {
   if (name.size() > kMaxAtomLength) {
     throw std::length_error("atom name longer than 255 bytes");
   }
-  id_ = atom_table().intern(name);
+  AtomTable& table = atom_table();
+  const std::optional<std::uint32_t> id = table.intern(name, table.limit());
+  if (!id) {
+    throw std::length_error("the atom table is full: " + std::to_string(table.count()) +
+                            " atoms, its limit (nodus::set_atom_limit)");
+  }
+  id_ = *id;
 }
+
+AtomTableStats atom_table_stats() {
+  const AtomTable& table = atom_table();
+  return AtomTableStats{table.count(), table.limit(), table.wire_limit(), table.refused()};
+}
+
+void set_atom_limit(std::size_t limit) { atom_table().set_limit(limit); }
+
+namespace detail {
+std::optional<Atom> atom_from_wire(std::string_view name) {
+  AtomTable& table = atom_table();
+  const std::optional<std::uint32_t> id = table.intern(name, table.wire_limit());
+  if (!id) return std::nullopt;
+  return Atom::from_id(*id);
+}
+}  // namespace detail
 
 std::string_view Atom::name() const { return atom_table().name(id_); }
 

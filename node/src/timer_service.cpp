@@ -8,6 +8,7 @@ TimerService::TimerService(Runtime& rt, transport::Clock* clock) : rt_(rt), cloc
 
 TimerService::~TimerService() {
   stop();
+  MutexLock lock(mu_);  // nobody else is left: for the analysis
   for (Entry* e : heap_) delete e;
 }
 
@@ -19,7 +20,7 @@ void TimerService::start() {
 std::size_t TimerService::fire_due() {
   std::vector<Entry*> due;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stop_) return 0;
     const Clock::time_point t = now();
     while (!heap_.empty() && heap_.front()->when <= t) {
@@ -38,7 +39,7 @@ std::size_t TimerService::fire_due() {
 
 void TimerService::stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -46,7 +47,7 @@ void TimerService::stop() {
 }
 
 std::size_t TimerService::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return heap_.size();
 }
 
@@ -55,7 +56,7 @@ void TimerService::add(Clock::time_point when, const Pid& to, Kind kind, const R
   auto* e = new Entry{when, 0, to, kind, ref, std::move(msg)};
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     heap_push(e);
     by_ref_.emplace(ref.id, e);
     if (when < wake_at_) {
@@ -73,7 +74,7 @@ void TimerService::add(Clock::time_point when, const Pid& to, Kind kind, const R
 std::optional<std::chrono::milliseconds> TimerService::cancel(std::uint64_t ref_id) {
   Entry* e = nullptr;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = by_ref_.find(ref_id);
     if (it == by_ref_.end()) return std::nullopt;
     e = it->second;
@@ -86,7 +87,7 @@ std::optional<std::chrono::milliseconds> TimerService::cancel(std::uint64_t ref_
 }
 
 void TimerService::run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<Entry*> due;
   while (!stop_) {
     Clock::time_point now = Clock::now();
@@ -97,20 +98,20 @@ void TimerService::run() {
       due.push_back(e);
     }
     if (!due.empty()) {
-      lock.unlock();
+      mu_.unlock();  // delivering may add timers
       for (Entry* e : due) {
         rt_.deliver(e->to, new Envelope(e->kind, Pid{}, e->ref, std::move(e->msg)));
         delete e;
       }
       due.clear();
-      lock.lock();
+      mu_.lock();
       continue;
     }
     wake_at_ = heap_.empty() ? Clock::time_point::max() : heap_.front()->when;
     if (wake_at_ == Clock::time_point::max()) {
-      cv_.wait(lock);
+      cv_.wait();
     } else {
-      cv_.wait_until(lock, wake_at_);
+      cv_.wait_until(wake_at_);
     }
   }
 }

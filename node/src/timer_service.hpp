@@ -12,15 +12,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "envelope.hpp"
+#include "nodus/node/detail/mutex.hpp"
 #include "nodus/transport/clock.hpp"
 
 namespace nodus::detail {
@@ -65,21 +64,22 @@ class TimerService {
 
   void run();
   Clock::time_point now() const { return clock_ ? clock_->now() : Clock::now(); }
-  void heap_push(Entry* e);
-  void heap_remove(Entry* e);
-  void sift_up(std::size_t i);
-  void sift_down(std::size_t i);
-  void swap_at(std::size_t a, std::size_t b);
+  void heap_push(Entry* e) NODUS_REQUIRES(mu_);
+  void heap_remove(Entry* e) NODUS_REQUIRES(mu_);
+  void sift_up(std::size_t i) NODUS_REQUIRES(mu_);
+  void sift_down(std::size_t i) NODUS_REQUIRES(mu_);
+  void swap_at(std::size_t a, std::size_t b) NODUS_REQUIRES(mu_);
 
   Runtime& rt_;
   transport::Clock* const clock_;
-  // Guards heap_, by_ref_, wake_at_ and stop_.
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Entry*> heap_;
-  std::unordered_map<std::uint64_t, Entry*> by_ref_;
-  Clock::time_point wake_at_ = Clock::time_point::max();
-  bool stop_ = false;
+  // Guards the timers: add, cancel and fire_due come from any thread, the timer thread takes
+  // what is due. The thread sleeps on cv_ until wake_at_.
+  mutable Mutex mu_;
+  CondVar cv_{mu_};
+  std::vector<Entry*> heap_ NODUS_GUARDED_BY(mu_);
+  std::unordered_map<std::uint64_t, Entry*> by_ref_ NODUS_GUARDED_BY(mu_);
+  Clock::time_point wake_at_ NODUS_GUARDED_BY(mu_) = Clock::time_point::max();
+  bool stop_ NODUS_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -85,8 +85,8 @@ class GlobalServer : public GenServer {
     me_ = node_->name();
     // From the node's name and incarnation, not std::random_device: a simulated cluster
     // replays from its seed. (A real node's incarnation comes from the clock.)
-    rng_.seed(static_cast<std::uint32_t>(std::hash<std::string_view>()(me_.name()) ^
-                                         node_->creation()));
+    rng_.seed(
+        static_cast<std::uint32_t>(std::hash<std::string_view>()(me_.name()) ^ node_->creation()));
     monitor_nodes(true);
     // Nodes already linked: introduce ourselves (those running the service answer).
     for (Atom peer : node_->nodes()) send_hello(peer, true);
@@ -114,7 +114,6 @@ class GlobalServer : public GenServer {
                 if (!linked_member(m.node)) return;
                 tick(m.clock);
                 hello(m);
-                raise_stale_epochs(m.seen);
               },
               [&](const proto::Lock& m) {
                 if (member(m.node)) lock_request(m);
@@ -159,8 +158,177 @@ class GlobalServer : public GenServer {
                                 // counts as locked after lock_timeout: see sweep()
   };
 
-  // -- table ----------------------------------------------------------------------------
+  // -- the record of names ------------------------------------------------------------------
+  //
+  // Every node keeps, per name, the claims of the highest epoch it knows claims of, ended ones
+  // included (a Record), and joins what it hears (commits, removals, a peer's records) into it
+  // with learn(): a claim of a higher epoch replaces the record's claims, one of the same epoch
+  // joins them, an ending is never undone, an older claim is ignored. That join is the same
+  // whatever the order and however often a claim arrives, so nodes that heard the same claims
+  // hold the same records, and the same holder: the resolver's choice among the live claims.
+  // What is left to one node falls to the node of each claimed process (settle()): it tells a
+  // process that lost the name, ends the claim of one that lost a conflict, and raises its
+  // holder's epoch above a rival's of the same epoch. docs/protocol.md section 9.
 
+  // One claim in a record.
+  struct Contender {
+    Pid pid;
+    std::uint64_t clock = 0;
+    bool gone = false;  // ended: unregistered, its holder exited, or it lost a conflict
+    Pid replaced;       // the holder a re-registration took the name from on purpose
+  };
+  // What this node knows of one name.
+  struct Record {
+    std::uint64_t fence = 0;        // the highest epoch seen, claims not kept included: never falls
+    std::uint64_t epoch = 0;        // the epoch of `claims`
+    std::vector<Contender> claims;  // sorted by pid: the resolver sees them in one order
+  };
+  // A record a message changed: its claims before, and the claims of this node's processes
+  // that came from a peer. settle() works on it once the message is handled.
+  struct Change {
+    std::vector<Contender> before;
+    std::set<Pid> learnt;
+  };
+  using Changes = std::map<std::string, Change>;
+
+  // Joins `c`, a claim on `name` at `epoch`, into this node's record; true if its claims
+  // changed.
+  bool learn(const std::string& name, std::uint64_t epoch, const Contender& c) {
+    Record& r = records_[name];
+    r.fence = std::max(r.fence, epoch);
+    if (epoch < r.epoch) return false;
+    if (epoch > r.epoch) {
+      r.epoch = epoch;
+      r.claims.assign(1, c);
+      return true;
+    }
+    auto it = std::lower_bound(r.claims.begin(), r.claims.end(), c.pid,
+                               [](const Contender& a, const Pid& p) { return a.pid < p; });
+    if (it == r.claims.end() || it->pid != c.pid) {
+      r.claims.insert(it, c);
+      return true;
+    }
+    if (c.gone && !it->gone) {
+      it->gone = true;
+      return true;
+    }
+    return false;
+  }
+  // learn() for a message being handled; settle_all() finishes.
+  void join(Changes& ch, const std::string& name, std::uint64_t epoch, const Contender& c,
+            bool from_peer) {
+    auto seen = ch.find(name);
+    std::vector<Contender> before;
+    if (seen == ch.end()) {
+      if (auto it = records_.find(name); it != records_.end()) before = it->second.claims;
+    }
+    if (!learn(name, epoch, c)) return;
+    if (seen == ch.end()) seen = ch.emplace(name, Change{std::move(before), {}}).first;
+    if (from_peer && c.pid.node == me_) seen->second.learnt.insert(c.pid);
+  }
+  // A claim this node keeps no record of (its process is on a node it is not linked to): only
+  // its epoch counts, so that it is never handed out again. Its holder's node, or a node linked
+  // to it, tells it again once linked.
+  void fence(const std::string& name, std::uint64_t epoch) {
+    Record& r = records_[name];
+    r.fence = std::max(r.fence, epoch);
+  }
+  void settle_all(const Changes& ch) {
+    for (const auto& [name, change] : ch) settle(name, change.before, change.learnt);
+  }
+
+  // The claim `name`'s record names as the holder: the resolver's choice among the live claims
+  // (among all, with `live_only` false), or null.
+  const Contender* choose(const std::string& name, const Record& r, bool live_only = true) const {
+    const Contender* best = nullptr;
+    for (const Contender& c : r.claims) {
+      if (live_only && c.gone) continue;
+      if (best == nullptr) {
+        best = &c;
+      } else if (st_->options.resolver(name, entry_of(name, r.epoch, *best),
+                                       entry_of(name, r.epoch, c)) == c.pid) {
+        best = &c;
+      }
+    }
+    return best;
+  }
+  static GlobalEntry entry_of(const std::string& name, std::uint64_t epoch, const Contender& c) {
+    return GlobalEntry{name, c.pid, c.pid.node, epoch, c.clock};
+  }
+
+  // After `name`'s record changed from `before` (its claims then): what falls to this node for
+  // the claims of its own processes, then the holder published in the table readers share.
+  // - A live claim of this node's that the change replaced (a claim of a higher epoch came) has
+  //   lost the name: its process is told, unless a re-registration took the name from it.
+  // - A live claim of this node's beside the holder at the same epoch lost a conflict: its
+  //   process is told, and the claim ends, here and everywhere (so it never comes back).
+  // - A holder of this node's that shares its epoch with another claim is raised above every
+  //   epoch seen (a fencing epoch is never shared), and everywhere hears of it.
+  // - `learnt` (claims of this node's processes that came from a peer) are told to every peer
+  //   again: the node of a process answers for its claims, so a commit or a removal that
+  //   reached only some nodes (its registrar failed meanwhile) still reaches every node.
+  void settle(const std::string& name, const std::vector<Contender>& before,
+              const std::set<Pid>& learnt = {}) {
+    Record& r = records_.at(name);
+    const Contender* top = choose(name, r);
+    const Pid winner = top ? top->pid : Pid{};
+    std::set<Pid> told;
+    for (const Contender& old : before) {
+      if (old.gone || old.pid.node != me_ || contains(r, old.pid)) continue;
+      const bool moved = std::any_of(r.claims.begin(), r.claims.end(),
+                                     [&](const Contender& c) { return c.replaced == old.pid; });
+      if (!moved) {
+        const Contender* w = choose(name, r, /*live_only=*/false);
+        tell_loser(name, old.pid, w ? w->pid : Pid{});
+      }
+    }
+    for (Contender& c : r.claims) {
+      if (c.gone || c.pid == winner || c.pid.node != me_) continue;
+      c.gone = true;
+      told.insert(c.pid);
+      tell_loser(name, c.pid, winner);
+      broadcast(proto::Unregister{name, c.pid, r.epoch, 0, me_});
+    }
+    bool raised = false;
+    if (top && top->pid.node == me_ && r.claims.size() > 1 && node_->is_process_alive(top->pid)) {
+      Contender holder = *top;
+      holder.replaced = Pid{};
+      r.epoch = r.fence = r.fence + 1;
+      r.claims.assign(1, holder);
+      top = &r.claims.front();
+      raised = true;
+      broadcast(proto::Commit{name, holder.pid, r.epoch, holder.clock, 0, me_, Pid{}});
+    }
+    for (const Pid& pid : learnt) {
+      if (raised || told.count(pid)) continue;
+      const Contender* c = claim_of(r, pid);
+      if (c == nullptr) continue;
+      if (c->gone) {
+        broadcast(proto::Unregister{name, pid, r.epoch, 0, me_});
+      } else if (c == top && node_->is_process_alive(pid)) {
+        broadcast(proto::Commit{name, pid, r.epoch, c->clock, 0, me_, c->replaced});
+      }
+    }
+    publish(name, r.epoch, top);
+    if (top && top->pid.node == me_ && monitored_.insert(top->pid).second) monitor(top->pid);
+  }
+  static const Contender* claim_of(const Record& r, const Pid& pid) {
+    for (const Contender& c : r.claims) {
+      if (c.pid == pid) return &c;
+    }
+    return nullptr;
+  }
+  static bool contains(const Record& r, const Pid& pid) { return claim_of(r, pid) != nullptr; }
+
+  // The table readers share: the holder of each name, nothing else.
+  void publish(const std::string& name, std::uint64_t epoch, const Contender* holder) {
+    detail::WriterLock lock(st_->mu);
+    if (holder) {
+      st_->names[name] = Claim{holder->pid, epoch, holder->clock};
+    } else {
+      st_->names.erase(name);
+    }
+  }
   std::optional<Claim> find(const std::string& name) const {
     detail::ReaderLock lock(st_->mu);
     auto it = st_->names.find(name);
@@ -173,54 +341,20 @@ class GlobalServer : public GenServer {
     if (c && known_dead(*node_, me_, c->pid)) return std::nullopt;
     return c;
   }
-  void put(const std::string& name, const Claim& c) {
-    Seen& seen = epochs_[name];
-    if (c.epoch > seen.epoch) seen = Seen{c.epoch, c.pid, false};
-    {
-      detail::WriterLock lock(st_->mu);
-      st_->names[name] = c;
-    }
-    if (c.pid.node == me_ && !monitored_.count(c.pid)) {
-      monitored_.insert(c.pid);
-      monitor(c.pid);
-    }
-  }
-  void erase(const std::string& name) {
-    detail::WriterLock lock(st_->mu);
-    st_->names.erase(name);
-  }
   std::vector<Atom> peers() const {
     detail::ReaderLock lock(st_->mu);
     return {st_->peers.begin(), st_->peers.end()};
   }
   std::uint64_t known_epoch(const std::string& name) const {
-    auto it = epochs_.find(name);
-    return it == epochs_.end() ? 0 : it->second.epoch;
+    auto it = records_.find(name);
+    return it == records_.end() ? 0 : it->second.fence;
+  }
+  bool linked(Atom node) const {
+    if (node == me_) return true;
+    const std::vector<Atom> up = node_->nodes();
+    return std::find(up.begin(), up.end(), node) != up.end();
   }
   void tick(std::uint64_t seen) { clock_ = std::max(clock_, seen) + 1; }
-
-  // `pid` no longer holds `name` at `epoch`: a commit of that very claim that arrives later
-  // (from a registrar whose commit travelled more slowly than the removal) is stale.
-  void mark_gone(const std::string& name, const Pid& pid, std::uint64_t epoch) {
-    Seen& seen = epochs_[name];
-    if (epoch > seen.epoch || (epoch == seen.epoch && pid == seen.pid)) {
-      seen = Seen{epoch, pid, true};
-    }
-  }
-  bool is_gone(const std::string& name, const Claim& c) const {
-    auto it = epochs_.find(name);
-    return it != epochs_.end() && it->second.gone && it->second.epoch == c.epoch &&
-           it->second.pid == c.pid;
-  }
-  // A commit from another registrar is applied only if it is newer than what this node has
-  // seen of the name: a majority round leaves out some nodes, so commits from two registrars
-  // in turn may reach them in either order. Epochs grow with every registration of a name.
-  bool supersedes(const std::string& name, const Claim& c) const {
-    auto it = epochs_.find(name);
-    if (it == epochs_.end() || c.epoch > it->second.epoch) return true;
-    const Seen& seen = it->second;
-    return c.epoch == seen.epoch && !(seen.gone && seen.pid == c.pid);
-  }
 
   // Whether a message from `node` may change this node's names or locks: not when `node` is a
   // hidden node, which is no member (docs/protocol.md section 11). Counted when not.
@@ -241,47 +375,27 @@ class GlobalServer : public GenServer {
   }
 
   void peer_send(Atom peer, Message m) { send(named(kServerName, peer.name()), std::move(m)); }
+  template <typename M>
+  void broadcast(const M& m) {
+    for (Atom peer : peers()) peer_send(peer, m);
+  }
 
   // -- membership -------------------------------------------------------------------------
 
   void send_hello(Atom peer, bool want_answer) {
     proto::Hello h;
     h.node = me_;
-    {
-      detail::ReaderLock lock(st_->mu);
-      h.claims.reserve(st_->names.size());
-      for (const auto& [name, c] : st_->names) {
-        h.claims.push_back(proto::Claim{name, c.pid, c.epoch, c.clock});
+    h.claims.reserve(records_.size());
+    for (const auto& [name, r] : records_) {
+      for (const Contender& c : r.claims) {
+        h.claims.push_back(proto::Claim{name, c.pid, r.epoch, c.clock, c.gone, c.replaced});
       }
+      if (r.claims.empty() || r.fence > r.epoch) h.seen.push_back(proto::Seen{name, r.fence});
     }
-    h.seen.reserve(epochs_.size());
-    for (const auto& [name, s] : epochs_) h.seen.push_back(proto::Seen{name, s.epoch, s.pid});
     h.clock = ++clock_;
     h.want_answer = want_answer;
     h.server = self();
     peer_send(peer, std::move(h));
-  }
-
-  // A peer's highest epochs (after its claims were merged). A name this node holds at an epoch
-  // that another holder already had somewhere (registered while the two were apart, or while
-  // this node was down) is raised above it, and everyone is told: a fencing epoch never comes
-  // round again.
-  void raise_stale_epochs(const std::vector<proto::Seen>& seen) {
-    bool raised = false;
-    for (const proto::Seen& s : seen) {
-      const std::string& name = s.name;
-      const Seen theirs{s.epoch, s.pid};
-      Seen& mine_seen = epochs_[name];
-      if (theirs.epoch > mine_seen.epoch) mine_seen = theirs;
-      auto held = find(name);
-      if (!held || held->pid.node != me_ || held->pid == theirs.pid) continue;
-      if (held->epoch > theirs.epoch) continue;
-      put(name, Claim{held->pid, theirs.epoch + 1, held->clock});
-      raised = true;
-    }
-    if (raised) {
-      for (Atom peer : peers()) send_hello(peer, false);  // same pid, higher epoch: they take it
-    }
   }
 
   void hello(const proto::Hello& m) {
@@ -299,35 +413,20 @@ class GlobalServer : public GenServer {
       monitor(server);
     }
     if (fresh || m.want_answer) send_hello(peer, false);  // our table may have changed since
-    std::set<Atom> connected;
-    for (Atom a : node_->nodes()) connected.insert(a);
+    std::set<Atom> up;
+    for (Atom a : node_->nodes()) up.insert(a);
+    Changes ch;
     for (const proto::Claim& c : m.claims) {
-      const std::string& name = c.name;
-      const Claim theirs{c.pid, c.epoch, c.clock};
-      if (theirs.pid.node != me_ && !connected.count(theirs.pid.node)) continue;  // stale
-      if (is_gone(name, theirs)) continue;  // unregistered, and the sender has not heard yet
-      merge(name, theirs);
+      // A live claim of a process on a node this one is not linked to is not kept (that node
+      // may be gone for good): this node learns it again, from its node, once linked.
+      if (!c.gone && c.pid.node != me_ && !up.count(c.pid.node)) {
+        fence(c.name, c.epoch);
+        continue;
+      }
+      join(ch, c.name, c.epoch, Contender{c.pid, c.clock, c.gone, c.replaced}, true);
     }
-  }
-
-  // A claim learnt from another side: the same answer on every node whatever the order.
-  void merge(const std::string& name, const Claim& theirs) {
-    auto mine = find(name);
-    if (!mine) {
-      put(name, theirs);
-      return;
-    }
-    if (mine->pid == theirs.pid) {
-      if (theirs.epoch > mine->epoch) put(name, Claim{mine->pid, theirs.epoch, mine->clock});
-      return;
-    }
-    const Pid winner = st_->options.resolver(name, entry_of(name, *mine), entry_of(name, theirs));
-    const Claim& w = winner == theirs.pid ? theirs : *mine;
-    const Claim& l = winner == theirs.pid ? *mine : theirs;
-    Claim settled{w.pid, std::max(w.epoch, l.epoch + 1), w.clock};
-    const bool lost_here = winner == theirs.pid;  // our entry (the loser) is replaced
-    put(name, settled);
-    if (lost_here && l.pid.node == me_) tell_loser(name, l.pid, w.pid);
+    for (const proto::Seen& s : m.seen) fence(s.name, s.epoch);
+    settle_all(ch);
   }
 
   void tell_loser(const std::string& name, const Pid& loser, const Pid& winner) {
@@ -339,16 +438,23 @@ class GlobalServer : public GenServer {
     }
   }
 
-  // A node went down (its names go), or only its server exited (its processes may live on).
+  // A node went down (the claims of its processes go: it may be gone for good, and it tells
+  // them again when it is back), or only its server exited (its processes may live on).
   void peer_gone(Atom node, bool node_down) {
     {
       detail::WriterLock lock(st_->mu);
       st_->peers.erase(node);
-      if (node_down) {
-        std::erase_if(st_->names, [&](const auto& kv) { return kv.second.pid.node == node; });
+    }
+    if (node_down) {
+      std::erase_if(peer_servers_, [&](const auto& kv) { return kv.second == node; });
+      for (auto& [name, r] : records_) {
+        auto on_node = [&](const Contender& c) { return !c.gone && c.pid.node == node; };
+        if (std::none_of(r.claims.begin(), r.claims.end(), on_node)) continue;
+        std::vector<Contender> before = r.claims;
+        std::erase_if(r.claims, on_node);
+        settle(name, before);
       }
     }
-    if (node_down) std::erase_if(peer_servers_, [&](const auto& kv) { return kv.second == node; });
     std::erase_if(locks_, [&](const auto& kv) { return kv.second.node == node; });
     std::vector<std::uint64_t> ready;
     for (auto& [req, p] : pending_) {
@@ -368,23 +474,17 @@ class GlobalServer : public GenServer {
     }
   }
 
+  // A process of this node exited: its live claims end, here and everywhere.
   void process_down(const Pid& pid) {
     monitored_.erase(pid);
-    std::vector<std::pair<std::string, Claim>> gone;
-    {
-      detail::WriterLock lock(st_->mu);
-      for (auto it = st_->names.begin(); it != st_->names.end();) {
-        if (it->second.pid == pid) {
-          gone.emplace_back(it->first, it->second);
-          it = st_->names.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    for (const auto& [name, c] : gone) {
-      mark_gone(name, c.pid, c.epoch);
-      for (Atom peer : peers()) peer_send(peer, proto::Unregister{name, pid, c.epoch, 0, me_});
+    for (auto& [name, r] : records_) {
+      auto it = std::find_if(r.claims.begin(), r.claims.end(),
+                             [&](const Contender& c) { return c.pid == pid && !c.gone; });
+      if (it == r.claims.end()) continue;
+      std::vector<Contender> before = r.claims;
+      it->gone = true;
+      broadcast(proto::Unregister{name, pid, r.epoch, 0, me_});
+      settle(name, before);
     }
   }
 
@@ -538,17 +638,16 @@ class GlobalServer : public GenServer {
         reply(p.from, proto::Reply{});
         return;
       }
-      erase(p.name);
-      mark_gone(p.name, c->pid, c->epoch);
+      Changes ch;
+      join(ch, p.name, c->epoch, Contender{c->pid, c->clock, true, Pid{}}, false);
+      settle_all(ch);
       release(p.name, me_, req);
       reply(p.from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
-      for (Atom peer : peers())
-        peer_send(peer, proto::Unregister{p.name, c->pid, c->epoch, req, me_});
+      broadcast(proto::Unregister{p.name, c->pid, c->epoch, req, me_});
       return;
     }
-    if (auto c = find_live(p.name); c && !p.re_register && !p.unregister && c->pid != p.pid) {
-      p.holder = c->pid;
-    }
+    const auto current = find_live(p.name);
+    if (current && !p.re_register && current->pid != p.pid) p.holder = current->pid;
     if (p.holder && !p.re_register) {
       give_back();
       reply(p.from, taken(p.holder));
@@ -556,15 +655,22 @@ class GlobalServer : public GenServer {
     }
     tick(0);
     // Above every epoch the voters reported, and any this node learnt meanwhile.
-    Claim c{p.pid, std::max(p.max_epoch, known_epoch(p.name)) + 1, clock_};
-    put(p.name, c);
+    const std::uint64_t epoch = std::max(p.max_epoch, known_epoch(p.name)) + 1;
+    // A re-registration takes the name from its holder on purpose: that one is not told.
+    Pid replaced;
+    if (current && current->pid != p.pid) {
+      replaced = current->pid;
+    } else if (p.holder != p.pid) {
+      replaced = p.holder;
+    }
+    Changes ch;
+    join(ch, p.name, epoch, Contender{p.pid, clock_, false, replaced}, false);
+    settle_all(ch);
     release(p.name, me_, req);
     // The caller first (this node's table has it already); every peer hears of it next, also
     // one that synchronised with us during the lock round.
-    reply(p.from, proto::Reply{Status::Ok(), c.epoch, Pid{}});
-    for (Atom peer : peers()) {
-      peer_send(peer, proto::Commit{p.name, c.pid, c.epoch, c.clock, req, me_});
-    }
+    reply(p.from, proto::Reply{Status::Ok(), epoch, Pid{}});
+    broadcast(proto::Commit{p.name, p.pid, epoch, clock_, req, me_, replaced});
   }
 
   // One timer for all registrations (not one each: a timer costs the timer thread a wake-up).
@@ -588,16 +694,23 @@ class GlobalServer : public GenServer {
     if (!pending_.empty()) arm_sweep();
   }
 
+  // Applied in the step that releases the lock: a node that granted it knows the holder before
+  // it grants the next lock on the name.
   void commit_from(const proto::Commit& m) {
-    const Claim c{m.pid, m.epoch, m.clock};
-    if (supersedes(m.name, c)) put(m.name, c);
+    if (linked(m.pid.node)) {
+      Changes ch;
+      join(ch, m.name, m.epoch, Contender{m.pid, m.clock, false, m.replaced}, true);
+      settle_all(ch);
+    } else {
+      fence(m.name, m.epoch);  // see hello()
+    }
     release(m.name, m.node, m.req);
   }
 
   void unregister_from(const proto::Unregister& m) {
-    auto c = find(m.name);
-    if (c && c->pid == m.pid && c->epoch <= m.epoch) erase(m.name);
-    mark_gone(m.name, m.pid, m.epoch);
+    Changes ch;
+    join(ch, m.name, m.epoch, Contender{m.pid, 0, true, Pid{}}, true);
+    settle_all(ch);
     release(m.name, m.node, m.req);
   }
 
@@ -623,14 +736,9 @@ class GlobalServer : public GenServer {
   Atom me_;
   std::uint64_t clock_ = 0;
   std::uint64_t next_req_ = 0;
-  // The highest epoch seen per name, and the pid that held it: kept after the name is gone (a
-  // tombstone), so that an epoch never comes round again.
-  struct Seen {
-    std::uint64_t epoch = 0;
-    Pid pid;
-    bool gone = false;  // that pid no longer holds the name at that epoch
-  };
-  std::unordered_map<std::string, Seen> epochs_;
+  // Every name this node has heard of, kept after the name is gone (its ended claims, its
+  // fence), so that neither a claim nor an epoch comes round again.
+  std::unordered_map<std::string, Record> records_;
   std::unordered_map<std::string, Lock> locks_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, Pending> retries_;

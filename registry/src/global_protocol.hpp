@@ -20,29 +20,35 @@ namespace nodus::global_protocol {
 /// The local name of every node's global name server.
 inline constexpr const char* kServerName = "nodus_global";
 
-/// One registration as a table holds it: `name` is `pid`'s at fencing epoch `epoch`, made at
-/// Lamport time `clock`.
+/// One claim on a name, as a node's record holds it: `name` was given to `pid` at fencing epoch
+/// `epoch`, at Lamport time `clock`. `gone` once the claim ended (unregistered, its holder
+/// exited, or it lost a conflict): kept, so that the claim cannot come back. `replaced` is the
+/// holder a re-registration took the name from on purpose (invalid otherwise): that one is not
+/// told it lost.
 struct Claim {
   Bytes name;
   Pid pid;
   std::uint64_t epoch = 0;
   std::uint64_t clock = 0;
-  NODUS_FIELDS(name, pid, epoch, clock);
+  bool gone = false;
+  Pid replaced;
+  NODUS_FIELDS(name, pid, epoch, clock, gone, replaced);
 };
 
-/// The highest epoch a node has seen for `name`, and the pid that held the name then: kept
-/// after the name is gone, so that an epoch never comes round again.
+/// The highest epoch a node has seen for `name`, claims it keeps no record of included (of
+/// processes on nodes it is not linked to): kept after the name is gone, so that an epoch
+/// never comes round again.
 struct Seen {
   Bytes name;
   std::uint64_t epoch = 0;
-  Pid pid;
-  NODUS_FIELDS(name, epoch, pid);
+  NODUS_FIELDS(name, epoch);
 };
 
 // -- between servers -------------------------------------------------------------------------
 
 /// Sent to a peer's server when the link comes up (and when the service starts): the sender's
-/// table, its server (monitored by the receiver), and every epoch it has seen. The receiver
+/// record of every name (the claims of the name's highest epoch it keeps, ended ones
+/// included), its server (monitored by the receiver), and every epoch it has seen. The receiver
 /// answers with its own when the sender was new to it or `want_answer`.
 struct Hello {
   Atom node;
@@ -74,7 +80,8 @@ struct LockReply {
   NODUS_MESSAGE(LockReply, 102, name, req, node, granted, holder, epoch);
 };
 
-/// `name` is now `pid`'s; releases the lock of round (`node`, `req`).
+/// `name` is now `pid`'s (taken from `replaced` on purpose, when valid); releases the lock of
+/// round (`node`, `req`) (`req` 0: no lock was taken, the claim is told again or raised).
 struct Commit {
   Bytes name;
   Pid pid;
@@ -82,7 +89,8 @@ struct Commit {
   std::uint64_t clock = 0;
   std::uint64_t req = 0;
   Atom node;
-  NODUS_MESSAGE(Commit, 103, name, pid, epoch, clock, req, node);
+  Pid replaced;
+  NODUS_MESSAGE(Commit, 103, name, pid, epoch, clock, req, node, replaced);
 };
 
 /// Releases the lock of round (`node`, `req`) without a change.
@@ -93,8 +101,8 @@ struct Release {
   NODUS_MESSAGE(Release, 104, name, req, node);
 };
 
-/// `name` no longer names `pid` (at up to `epoch`); releases the lock of round (`node`, `req`)
-/// (`req` 0: no lock was taken, the holder exited).
+/// The claim of `pid` on `name` at `epoch` ended; releases the lock of round (`node`, `req`)
+/// (`req` 0: no lock was taken: the holder exited or lost a conflict).
 struct Unregister {
   Bytes name;
   Pid pid;

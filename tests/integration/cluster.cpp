@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,6 +145,8 @@ Status Cluster::launch(std::size_t i, std::chrono::milliseconds ready_within) {
   sigset_t none;
   sigemptyset(&none);
   const pid_t parent = ::getpid();
+  const rlimit files{static_cast<rlim_t>(c.spec.max_open_files),
+                     static_cast<rlim_t>(c.spec.max_open_files)};
 
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -153,6 +156,7 @@ Status Cluster::launch(std::size_t i, std::chrono::milliseconds ready_within) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (files.rlim_cur > 0 && ::setrlimit(RLIMIT_NOFILE, &files) != 0) ::_exit(126);
     ::execv(argv[0], argv.data());
     static const char kExecFailed[] = "cluster: execv of nodus-testnode failed\n";
     (void)!::write(STDERR_FILENO, kExecFailed, sizeof(kExecFailed) - 1);
@@ -254,6 +258,29 @@ bool Cluster::alive(std::size_t i) {
   ::close(c.stdout_fd);
   c.stdout_fd = -1;
   return false;
+}
+
+std::int64_t Cluster::rss_bytes(std::size_t i) const {
+  const pid_t pid = children_.at(i).os_pid;
+  if (pid <= 0) return -1;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "  123 kB"
+  }
+  return -1;
+}
+
+std::int64_t Cluster::open_files(std::size_t i) const {
+  const pid_t pid = children_.at(i).os_pid;
+  if (pid <= 0) return -1;
+  std::error_code ec;
+  std::int64_t n = 0;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
+       !ec && it != end; it.increment(ec)) {
+    ++n;
+  }
+  return ec ? -1 : n;
 }
 
 void Cluster::reap(Child& c, int* status) {

@@ -43,6 +43,8 @@ struct ChildSpec {
   std::chrono::milliseconds down_after{1000};
   /// Where it listens; empty: a free loopback port.
   std::string listen{};
+  /// Its descriptor limit (RLIMIT_NOFILE, as `ulimit -n`); 0: the test process's.
+  int max_open_files = 0;
 };
 
 class Cluster {
@@ -71,6 +73,12 @@ class Cluster {
   Status restart(std::size_t i, std::chrono::milliseconds ready_within = std::chrono::seconds(10));
   /// True while child i's OS process has not exited (reaps it if it has).
   bool alive(std::size_t i);
+  /// Child i's OS process id (-1 when it is not running).
+  pid_t os_pid(std::size_t i) const { return children_.at(i).os_pid; }
+  /// What /proc says of child i: its resident memory in bytes, and its open descriptors (-1
+  /// when it is not running).
+  std::int64_t rss_bytes(std::size_t i) const;
+  std::int64_t open_files(std::size_t i) const;
 
   std::size_t size() const { return children_.size(); }
   const std::string& endpoint(std::size_t i) const { return children_.at(i).endpoint; }

@@ -246,7 +246,7 @@ TEST_F(ClusterTest, EveryObjectTheApiAllowsFitsAReplicaMessage) {
     }
   }
   EXPECT_EQ(accepted, 7) << "8 values of 1 MiB and their versions pass 8 MiB";
-  EXPECT_EQ(refused.code(), ErrorCode::kTooManySiblings) << refused.to_string();
+  EXPECT_EQ(refused.code(), kv::kTooManySiblings) << refused.to_string();
   EXPECT_NE(refused.message().find("kv.max_object_bytes"), std::string::npos);
   EXPECT_EQ(replica_values(2, "big").size(), 7u);
   EXPECT_TRUE(sees(1, 2) && sees(2, 1));

@@ -564,7 +564,7 @@ class SiblingLimitTest : public StoreTest {
 TEST_F(SiblingLimitTest, TooManySiblingsRefuseBlindWritesButNotResolvingOnes) {
   for (int i = 0; i < 3; ++i) ASSERT_OK(client_->put("k", std::to_string(i)));
   auto refused = client_->put("k", "one too many");
-  EXPECT_EQ(refused.error().code(), ErrorCode::kTooManySiblings);
+  EXPECT_EQ(refused.error().code(), kv::kTooManySiblings);
   auto got = client_->get("k");
   ASSERT_EQ(got->values.size(), 3u);
   ASSERT_OK(client_->put("k", "resolved", {.context = got->context}));
@@ -590,7 +590,7 @@ TEST_F(SiblingLimitTest, AReplicaKeepsAMergeBeyondTheSiblingLimit) {
   auto got = client_->get("k");
   ASSERT_OK(got);
   EXPECT_EQ(got->values.size(), 5u);
-  EXPECT_EQ(client_->put("k", "blind").error().code(), ErrorCode::kTooManySiblings);
+  EXPECT_EQ(client_->put("k", "blind").error().code(), kv::kTooManySiblings);
   ASSERT_OK(client_->put("k", "resolved", {.context = got->context}));
   EXPECT_EQ(value("k"), "resolved");
 }

@@ -54,6 +54,15 @@ TEST(NodeTest, ConnectToNobodyTimesOut) {
   EXPECT_EQ(s.code(), ErrorCode::kTimeout) << s.to_string();
 }
 
+TEST(NodeTest, ConnectWithAnotherCookieSaysAuthNotTimeout) {
+  auto a = testing::start_loopback_node("k1", "one-cookie");
+  auto b = testing::start_loopback_node("k2", "another-cookie");
+  ASSERT_TRUE(a && b);
+  Status s = a->connect(b->endpoint(), 30s);
+  EXPECT_EQ(s.code(), ErrorCode::kAuth) << s.to_string();  // not kTimeout after 30 s
+  EXPECT_TRUE(a->nodes().empty());
+}
+
 TEST(NodeTest, ConnectWithoutNetworkingIsBadConfig) {
   Node local(NodeOptions{.name = "local", .schedulers = 1});
   EXPECT_EQ(local.connect("tcp://127.0.0.1:1", 10ms).code(), ErrorCode::kBadConfig);

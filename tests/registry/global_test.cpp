@@ -228,15 +228,75 @@ TEST_F(GlobalTest, ACommitOlderThanWhatANodeHasSeenIsIgnored) {
   ASSERT_TRUE(server);
   const Pid p1 = idle(1), p2 = idle(2);
   namespace proto = global_protocol;
-  send(server, proto::Commit{"late", p2, 7, 1, 0, Atom("g3")});
-  send(server, proto::Commit{"late", p1, 5, 1, 0, Atom("g2")});
+  send(server, proto::Commit{"late", p2, 7, 1, 0, Atom("g3"), Pid{}});
+  send(server, proto::Commit{"late", p1, 5, 1, 0, Atom("g2"), Pid{}});
   send(server, proto::Unregister{"gone", p1, 4, 0, Atom("g2")});
-  send(server, proto::Commit{"gone", p1, 4, 1, 0, Atom("g2")});
+  send(server, proto::Commit{"gone", p1, 4, 1, 0, Atom("g2"), Pid{}});
   // A call from this thread to the same server is handled after the messages above.
   ASSERT_OK(register_global(node(0), "sync", idle(0)));
   EXPECT_EQ(whereis_global(node(0), "late"), p2);
   EXPECT_EQ(global_epoch(node(0), "late"), 7u);
   EXPECT_FALSE(whereis_global(node(0), "gone").has_value());
+}
+
+// A node applies another registrar's commit of a higher epoch over its own process's claim (two
+// registrars won apart): its process is told it lost, as the loser of a merge is. The commit is
+// injected as the wire protocol's message; the notice is sent in the step that changes the
+// table, so once the table names the winner, the notice is in the loser's mailbox.
+TEST_F(GlobalTest, ACommitOverALocalHoldersClaimTellsItItLost) {
+  Inbox holder(node(0));
+  ASSERT_OK(register_global(node(0), "x", holder.pid()));
+  const Pid server = node(0).whereis("nodus_global");
+  const Pid winner = idle(1);
+  namespace proto = global_protocol;
+  send(server, proto::Commit{"x", winner, 5, 1, 0, Atom("g2"), Pid{}});
+  ASSERT_TRUE(eventually([&] { return whereis_global(node(0), "x") == winner; }));
+  auto told = receive(0ms);
+  ASSERT_TRUE(told.has_value());
+  EXPECT_EQ(*told, tuple("global_name_conflict", bin("x"), winner));
+}
+
+// A re-registration takes the name on purpose: the holder it took it from is not told.
+TEST_F(GlobalTest, AReRegistrationDoesNotTellTheHolderItTookTheNameFrom) {
+  Inbox holder(node(0));
+  ASSERT_OK(register_global(node(0), "x", holder.pid()));
+  const Pid next = idle(1);
+  ASSERT_OK(re_register_global(node(1), "x", next));
+  ASSERT_TRUE(eventually([&] { return whereis_global(node(0), "x") == next; }));
+  EXPECT_FALSE(receive(0ms).has_value());
+}
+
+// A Hello carries ended claims as well as live ones: a claim a peer knows ended is removed
+// here, and a claim this node knows ended is not revived by a peer that has not heard yet.
+TEST_F(GlobalTest, AHelloCarriesEndedClaimsBothWays) {
+  const Pid server = node(0).whereis("nodus_global");
+  const Pid peer_server = node(1).whereis("nodus_global");
+  const Pid p1 = idle(1);
+  namespace proto = global_protocol;
+  send(server, proto::Commit{"ended-there", p1, 3, 1, 0, Atom("g2"), Pid{}});
+  send(server, proto::Unregister{"ended-here", p1, 4, 0, Atom("g2")});
+  send(server, proto::Hello{
+                   Atom("g2"),
+                   {{"ended-there", p1, 3, 1, true, Pid{}}, {"ended-here", p1, 4, 1, false, Pid{}}},
+                   1,
+                   false,
+                   peer_server,
+                   {}});
+  // A call from this thread to the same server is handled after the messages above.
+  ASSERT_OK(register_global(node(0), "sync", idle(0)));
+  EXPECT_FALSE(whereis_global(node(0), "ended-there").has_value());
+  EXPECT_FALSE(whereis_global(node(0), "ended-here").has_value());
+  EXPECT_EQ(global_epoch(node(0), "ended-there"), std::nullopt);
+}
+
+// The node of a process answers for its claims: a commit of its process that reached it from
+// another node (whose registrar may have failed before telling everyone) is told to its peers.
+TEST_F(GlobalTest, AClaimOfALocalProcessLearntFromAPeerIsToldToEveryPeer) {
+  const Pid server = node(0).whereis("nodus_global");
+  const Pid p0 = idle(0);
+  namespace proto = global_protocol;
+  send(server, proto::Commit{"relayed", p0, 1, 1, 0, Atom("g2"), Pid{}});
+  EXPECT_TRUE(eventually([&] { return everywhere("relayed", p0); }));
 }
 
 // What docs/protocol.md section 9 says a client in another language sends and receives: the
@@ -255,10 +315,14 @@ TEST(GlobalProtocolTest, MessagesAreTheFieldListsOfTheProtocolDocument) {
   Message reply = proto::LockReply{"db", 7, Atom("n2"), true, p, 4};
   EXPECT_EQ(reply.wire_tag(), 102u);
   EXPECT_EQ(wire(reply), tuple(bin("db"), 7, "n2", true, p, 4));
-  Message hello = proto::Hello{Atom("n1"), {{"db", p, 4, 11}}, 12, true, p, {{"db", 4, p}}};
+  Message hello =
+      proto::Hello{Atom("n1"), {{"db", p, 4, 11, true, Pid{}}}, 12, true, p, {{"db", 6}}};
   EXPECT_EQ(hello.wire_tag(), 100u);
-  EXPECT_EQ(wire(hello), tuple("n1", tuple(tuple(bin("db"), p, 4, 11)), 12, true, p,
-                               tuple(tuple(bin("db"), 4, p))));
+  EXPECT_EQ(wire(hello), tuple("n1", tuple(tuple(bin("db"), p, 4, 11, true, Term())), 12, true, p,
+                               tuple(tuple(bin("db"), 6))));
+  Message commit = proto::Commit{"db", p, 5, 13, 7, Atom("n1"), Pid{}};
+  EXPECT_EQ(commit.wire_tag(), 103u);
+  EXPECT_EQ(wire(commit), tuple(bin("db"), p, 5, 13, 7, "n1", Term()));
   Message taken = proto::Reply{Status(ErrorCode::kAlreadyStarted, "x"), 0, p};
   EXPECT_EQ(taken.wire_tag(), 112u);
   EXPECT_EQ(wire(taken), tuple(tuple(1006, "x"), 0, p));

@@ -139,6 +139,15 @@ void SimCluster::pause(const std::string& name) { net_->pause(name); }
 
 void SimCluster::resume(const std::string& name) { net_->resume(name); }
 
+void SimCluster::stop(const std::string& name) {
+  auto it = std::find_if(members_.begin(), members_.end(),
+                         [&](const Member& m) { return m.name == name; });
+  if (it == members_.end()) return;
+  std::unique_ptr<Node> node = std::move(it->node);
+  members_.erase(it);
+  node.reset();  // a graceful shutdown: the others hear its BYE meanwhile
+}
+
 void SimCluster::crash(const std::string& name) {
   auto it = std::find_if(members_.begin(), members_.end(),
                          [&](const Member& m) { return m.name == name; });

@@ -47,7 +47,8 @@ class SimCluster {
   SimCluster(const SimCluster&) = delete;
   SimCluster& operator=(const SimCluster&) = delete;
 
-  /// Starts node `name` listening on "sim://NAME", linking to the nodes named in `seeds`.
+  /// Starts node `name` listening on "sim://NAME", linking to the nodes named in `seeds`. `name`
+  /// names the member here; `tweak` may give the node another name (a copy of a node).
   /// Options: manual scheduling, the virtual clock and the simulated transport, a creation
   /// counted from 1, the cookie "sim"; `tweak` may change the rest (heartbeat, down_after,
   /// hidden, curve ...). Logs go to logs(). REQUIRES: no live node of that name.
@@ -88,6 +89,9 @@ class SimCluster {
     net_->partition(a, b);
   }
   void heal() { net_->heal(); }
+  /// Stops `name` as nodusd does on SIGTERM: its processes stop, it says BYE to its peers, and
+  /// it is gone. add() may start it again, as a new incarnation.
+  void stop(const std::string& name);
   /// Stops `name` as a crash would, seen from the others: it says nothing (no BYE) and is
   /// gone. add() may start it again, as a new incarnation.
   void crash(const std::string& name);

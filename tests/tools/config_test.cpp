@@ -72,7 +72,7 @@ TEST_F(ConfigTest, DefaultsAreTheOptionsStructs) {
   EXPECT_EQ(node_defaults.heartbeat_interval, c->node.heartbeat_interval);
   EXPECT_EQ(node_defaults.down_after, c->node.down_after);
   EXPECT_EQ(node_defaults.schedulers, c->node.schedulers);
-  EXPECT_EQ(KvSettings{}.partitions, c->kv.partitions);
+  EXPECT_EQ(kv::Options{}.partitions, c->kv.partitions);
   EXPECT_EQ(LogSettings{}.format, c->log.format);
   EXPECT_EQ("secret", c->node.cookie) << "the trailing newline is not part of the cookie";
   EXPECT_EQ((dir_ / "cookie").string(), c->cookie_file) << "relative to the config file";
@@ -90,7 +90,7 @@ TEST_F(ConfigTest, HelpShowsEachDefaultFromTheOptionsStructs) {
   down_after.append(std::to_string(NodeOptions{}.down_after.count())).append("]");
   EXPECT_TRUE(has(help, down_after)) << help;
   std::string partitions("[");
-  partitions.append(std::to_string(KvSettings{}.partitions)).append("]");
+  partitions.append(std::to_string(kv::Options{}.partitions)).append("]");
   EXPECT_TRUE(has(help, partitions)) << help;
   for (const AppKind& k : app_kinds()) EXPECT_TRUE(has(help, k.name)) << k.name;
 }
@@ -181,6 +181,69 @@ TEST_F(ConfigTest, ValuesOutOfRangeNameTheRange) {
   EXPECT_TRUE(has(why, "kv.partitions")) << why;
   why = refusal(load(conf(), {"--log.level=loud"}));
   EXPECT_TRUE(has(why, "\"loud\" is not one of trace")) << why;
+}
+
+TEST_F(ConfigTest, TheKvKeysAreTheStoresOptions) {
+  auto c = load(
+      conf("[kv]\ninitial_members = n1 n2, n3\npartitions = 16\nreplicas = 2\nwrite_quorum = 1\n"
+           "conflicts = lww\ntombstone_ttl = 5\nrequest_timeout_ms = 1500\nvnode_queue = 10\n"
+           "max_value_bytes = 1000\nmax_siblings = 7\nread_repair_per_s = 0\n"
+           "handoff_interval_ms = 250\n"));
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_TRUE(c->run_store());
+  EXPECT_EQ((std::vector<std::string>{"n1", "n2", "n3"}), c->kv.initial_members);
+  EXPECT_EQ(16u, c->kv.partitions);
+  EXPECT_EQ(2u, c->kv.replicas);
+  EXPECT_EQ(1u, c->kv.write_quorum);
+  EXPECT_EQ(kv::Options{}.read_quorum, c->kv.read_quorum);
+  EXPECT_EQ(kv::Conflicts::kLww, c->kv.conflicts);
+  EXPECT_EQ(std::chrono::seconds(5), c->kv.tombstone_ttl) << "kv.tombstone_ttl is in seconds";
+  EXPECT_EQ(std::chrono::milliseconds(1500), c->kv.request_timeout);
+  EXPECT_EQ(10u, c->kv.vnode_queue);
+  EXPECT_EQ(1000u, c->kv.max_value_bytes);
+  EXPECT_EQ(7u, c->kv.max_siblings);
+  EXPECT_EQ(0u, c->kv.read_repair_per_s) << "0 turns read repair off";
+  EXPECT_EQ(std::chrono::milliseconds(250), c->kv.handoff_interval);
+  EXPECT_EQ("n1 n2 n3", c->effective.at("kv.initial_members").first);
+  EXPECT_EQ("5", c->effective.at("kv.tombstone_ttl").first);
+  EXPECT_EQ("lww", c->effective.at("kv.conflicts").first);
+  EXPECT_TRUE(c->warnings.empty()) << c->warnings[0];
+  // The contexts' secret: derived from the cookie, the same for the same cookie, never it.
+  EXPECT_EQ(kv_context_secret("secret"), c->kv.context_secret);
+  EXPECT_EQ(32u, c->kv.context_secret.size());
+  EXPECT_EQ(std::string::npos, c->kv.context_secret.find("secret"));
+  EXPECT_NE(kv_context_secret("secret2"), c->kv.context_secret);
+  // Without initial_members the node runs no store.
+  c = load(conf());
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->run_store());
+  EXPECT_EQ(std::chrono::seconds(60), kv::Options{}.tombstone_ttl);
+  EXPECT_TRUE(has(config_help(), "kv.tombstone_ttl")) << "in --help";
+}
+
+TEST_F(ConfigTest, BadKvValuesAreRefusedAndUnwiseOnesWarned) {
+  std::string why = refusal(load(conf(), {"--kv.partitions=100"}));
+  EXPECT_TRUE(has(why, "kv.partitions (flag --kv.partitions): expected a power of two")) << why;
+  why = refusal(load(conf("[kv]\ninitial_members = n1 n2 n1\n")));
+  EXPECT_TRUE(has(why, "kv.initial_members in")) << why;
+  EXPECT_TRUE(has(why, "names n1 twice")) << why;
+  why = refusal(load(conf(), {"--kv.initial_members=n1 b@d"}));
+  EXPECT_TRUE(has(why, "\"b@d\" is not a name")) << why;
+  why = refusal(load(conf(), {"--kv.initial_members= , "}));
+  EXPECT_TRUE(has(why, "is empty; name the nodes")) << why;
+  why = refusal(load(conf(), {"--kv.conflicts=newest"}));
+  EXPECT_TRUE(has(why, "\"newest\" is not one of siblings, lww")) << why;
+  why = refusal(load(conf(), {"--kv.tombstone_ttl=-1"}));
+  EXPECT_TRUE(has(why, "seconds from 0")) << why;
+  why = refusal(load(conf(), {"--kv.max_value_bytes=0"}));
+  EXPECT_TRUE(has(why, "kv.max_value_bytes")) << why;
+  // Quorums no ring of these members can meet, and a data_dir that is not used yet: warnings.
+  auto c = load(conf("[kv]\ninitial_members = n1\ndata_dir = data\n"));
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  ASSERT_EQ(2u, c->warnings.size());
+  EXPECT_TRUE(has(c->warnings[0], "no_quorum")) << c->warnings[0];
+  EXPECT_TRUE(has(c->warnings[1], "memory only")) << c->warnings[1];
+  EXPECT_EQ((dir_ / "data").string(), c->kv_data_dir);
 }
 
 TEST_F(ConfigTest, UnknownKeysSectionsAndVariablesAreRefused) {

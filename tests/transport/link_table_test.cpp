@@ -139,6 +139,29 @@ class LinkTableTest : public ::testing::Test {
     table_.on_outgoing(conn, encode_frame(*w.reply), io_.now);
   }
 
+  // `peer` opens its own direction to us on incoming connection `in_id` and proves itself;
+  // returns what we answered its PROOF with (WELCOME, or a REFUSE).
+  Frame try_link_to_us(ScriptedPeer& peer, const std::string& in_id) {
+    table_.on_incoming(
+        in_id,
+        encode_frame(Frame(connector_hello(peer.me, peer.out, std::string(kNonceBytes, 'q')))), {},
+        io_.now);
+    EXPECT_FALSE(io_.replies.empty());
+    if (io_.replies.empty()) return Frame(Refuse{"no CHALLENGE"});
+    ConnectorStep p = connector_on_frame(peer.me, peer.out, io_.replies.back().second);
+    EXPECT_EQ(p.event, ConnectorStep::Event::kAuthenticated);
+    if (!p.reply) return Frame(Refuse{"no PROOF"});
+    table_.on_incoming(in_id, encode_frame(*p.reply), {}, io_.now);
+    return io_.replies.back().second;
+  }
+
+  // Log lines that contain `text`.
+  std::size_t logged(const std::string& text) const {
+    std::size_t n = 0;
+    for (const std::string& l : io_.logs) n += l.find(text) != std::string::npos;
+    return n;
+  }
+
   // `peer` opens its own direction to us on incoming connection `in_id`.
   void link_to_us(ScriptedPeer& peer, const std::string& in_id) {
     table_.on_incoming(
@@ -379,6 +402,183 @@ TEST_F(LinkTableTest, GarbageIsCountedAndForgotten) {
   table_.on_incoming("early", encode_frame(Frame(Heartbeat{1})), {}, io_.now);
   EXPECT_EQ(table_.frames_rejected(), 2u);
   EXPECT_EQ(table_.incoming_count(), 0u);
+}
+
+// -- hidden nodes are not members (docs/protocol.md section 11) -------------------------------
+
+TEST_F(LinkTableTest, APeersFrameFromAHiddenPeerIsIgnoredAndCounted) {
+  link_with(b_);
+  ScriptedPeer ctl{HandshakeIdentity{"ctl", 3, "sim://ctl", "secret", true}};
+  link_with(ctl);
+  const std::size_t conns = io_.open_conns.size();
+  const auto rejected = table_.frames_rejected();
+  std::string in_id = "in-";
+  in_id += "ctl";
+  table_.on_incoming(in_id,
+                     encode_frame(Frame(Peers{
+                         {{"x", "sim://unreachable-1", ""}, {"y", "sim://unreachable-2", ""}}})),
+                     {}, io_.now);
+  EXPECT_EQ(io_.open_conns.size(), conns);  // nothing dialled, now ...
+  EXPECT_EQ(table_.frames_rejected(), rejected + 1);
+  EXPECT_EQ(logged("ignored PEERS from hidden node ctl"), 1u);
+  for (int i = 0; i < 100; ++i) advance(100ms);  // ... or later
+  for (const auto& [id, endpoint] : io_.open_conns) {
+    EXPECT_EQ(endpoint.find("unreachable"), std::string::npos) << endpoint;
+  }
+  EXPECT_EQ(table_.outgoing_count(), 2u);  // b and ctl
+}
+
+TEST_F(LinkTableTest, AHiddenPeerThatSaidByeIsForgottenNotRedialled) {
+  link_with(b_);
+  for (int run = 0; run < 50; ++run) {  // nodusctl run after run, each under a fresh name
+    const std::string name = "ctl-" + std::to_string(run);
+    ScriptedPeer ctl{HandshakeIdentity{name, 3, "sim://" + name, "secret", true}};
+    link_to_us(ctl, "in-" + name);  // it links to us; we link back
+    accept_our_link(ctl, io_.open_conns.rbegin()->first);
+    ASSERT_EQ(io_.ups.back().name, name);
+    table_.on_incoming("in-" + name, encode_frame(Frame(Bye{"leaving"})), {}, io_.now);
+  }
+  EXPECT_EQ(table_.outgoing_count(), 1u);  // b's link alone
+  const std::size_t before = io_.open_conns.size();
+  for (int i = 0; i < 200; ++i) {  // 20 s: every backoff many times over
+    table_.on_incoming("in-b", encode_frame(Frame(Heartbeat{1})), {}, io_.now);
+    advance(100ms);
+  }
+  EXPECT_EQ(io_.open_conns.size(), before);
+  for (const auto& [id, endpoint] : io_.open_conns) EXPECT_EQ(endpoint, "sim://b");
+  EXPECT_EQ(table_.up_peers(), std::vector<std::string>{"b"});
+}
+
+TEST_F(LinkTableTest, AHiddenPeerThatFellSilentIsForgottenToo) {
+  ScriptedPeer ctl{HandshakeIdentity{"ctl", 3, "sim://ctl", "secret", true}};
+  // It links to us, and dies before our own direction is authenticated (killed -9).
+  link_to_us(ctl, "in-ctl");
+  ASSERT_EQ(io_.open_conns.size(), 1u);
+  for (int i = 0; i < 30; ++i) advance(100ms);  // past down_after: declared down
+  EXPECT_EQ(table_.outgoing_count(), 0u);
+  EXPECT_TRUE(io_.open_conns.empty());
+  const std::size_t attempts = io_.sent.size();
+  for (int i = 0; i < 100; ++i) advance(100ms);
+  EXPECT_EQ(io_.sent.size(), attempts);  // not one HELLO more
+}
+
+// -- names are unique in a cluster --------------------------------------------------------------
+
+// A careless copy of b's config with another port: the copy is refused, b is not disturbed
+// (no down, no reconnect, our link to it untouched), and each side says why, once.
+TEST_F(LinkTableTest, ASecondNodeUnderATakenNameIsRefusedAndTheFirstStaysUp) {
+  const ConnId to_b = link_with(b_);
+  ScriptedPeer copy{HandshakeIdentity{"b", 9, "sim://b-copy", "secret", false}};
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    copy.out = ConnectorState{};
+    const Frame answer = try_link_to_us(copy, "in-b-copy-" + std::to_string(attempt));
+    ASSERT_TRUE(std::holds_alternative<Refuse>(answer)) << attempt;
+    EXPECT_EQ(std::get<Refuse>(answer).reason.rfind("name in use: b is the node at sim://b", 0), 0u)
+        << std::get<Refuse>(answer).reason;
+    table_.on_incoming("in-b", encode_frame(Frame(Heartbeat{1})), {}, io_.now);  // b lives on
+    advance(1s);
+  }
+  EXPECT_TRUE(io_.downs.empty());
+  EXPECT_EQ(io_.ups.size(), 1u);
+  EXPECT_EQ(table_.up_peers(), std::vector<std::string>{"b"});
+  EXPECT_EQ(io_.published.at("b"), to_b);
+  for (const auto& [id, endpoint] : io_.open_conns) EXPECT_NE(endpoint, "sim://b-copy");
+  EXPECT_EQ(logged("refused node b at sim://b-copy: the name b is in use"), 1u);  // per 10 s
+  // b itself still talks to us on its own connection.
+  Data d;
+  d.to = std::string("sink");
+  table_.on_incoming("in-b", encode_frame(Frame(d)), {}, io_.now);
+  EXPECT_EQ(io_.delivered.size(), 1u);
+  // Once b is gone for good, the name is free again.
+  for (int i = 0; i < 25; ++i) advance(100ms);
+  ASSERT_EQ(io_.downs.size(), 1u);
+  copy.out = ConnectorState{};
+  EXPECT_TRUE(std::holds_alternative<Welcome>(try_link_to_us(copy, "in-b-copy-late")));
+}
+
+TEST_F(LinkTableTest, ANodeUnderThisNodesNameIsRefused) {
+  ScriptedPeer copy{HandshakeIdentity{"a", 9, "sim://a-copy", "secret", false}};
+  const Frame answer = try_link_to_us(copy, "in-a-copy");
+  ASSERT_TRUE(std::holds_alternative<Refuse>(answer));
+  EXPECT_EQ(std::get<Refuse>(answer).reason.rfind("name in use", 0), 0u);
+  EXPECT_TRUE(io_.open_conns.empty());
+  EXPECT_TRUE(io_.ups.empty());
+  EXPECT_EQ(logged("refused node a at sim://a-copy: the name a is in use"), 1u);
+}
+
+// The refused node's side: one clear line, and it keeps trying with backoff (the holder may be
+// an old incarnation on its way out).
+TEST_F(LinkTableTest, ARefusalForATakenNameIsLoggedAsSuch) {
+  table_.connect("sim://b", "", io_.now);
+  const ConnId conn = io_.open_conns.begin()->first;
+  auto hellos = io_.sent_on<Hello>(conn);
+  Frame hello(hellos.back());
+  std::function<std::string()> nonce = [] { return std::string(kNonceBytes, 'p'); };
+  AcceptorStep c = acceptor_on_frame(b_.me, b_.in, hello, nonce);
+  table_.on_outgoing(conn, encode_frame(*c.reply), io_.now);
+  table_.on_outgoing(conn, encode_frame(Frame(Refuse{"name in use: a is the node at sim://a"})),
+                     io_.now);
+  EXPECT_EQ(logged("refused us: name in use: a is the node at sim://a (another node runs as a"),
+            1u);
+  EXPECT_EQ(io_.open_conns.count(conn), 0u);
+  advance(100ms);
+  EXPECT_EQ(io_.open_conns.size(), 1u);  // tried again after its backoff
+}
+
+TEST_F(LinkTableTest, ALinkToThisNodeItselfIsLeftForGood) {
+  table_.connect("sim://a-alias", "", io_.now);  // our own endpoint under another name
+  const ConnId conn = io_.open_conns.begin()->first;
+  ScriptedPeer self{config().me};
+  Frame hello(io_.sent_on<Hello>(conn).back());
+  std::function<std::string()> nonce = [] { return std::string(kNonceBytes, 'p'); };
+  AcceptorStep c = acceptor_on_frame(self.me, self.in, hello, nonce);
+  table_.on_outgoing(conn, encode_frame(*c.reply), io_.now);
+  EXPECT_TRUE(io_.sent_on<Proof>(conn).empty());
+  EXPECT_TRUE(io_.open_conns.empty());
+  EXPECT_EQ(logged("not linking to sim://a-alias: it is this node itself"), 1u);
+  for (int i = 0; i < 100; ++i) advance(100ms);
+  EXPECT_TRUE(io_.open_conns.empty());
+}
+
+// -- what unauthenticated sources cost ------------------------------------------------------------
+
+// 30,000 connections each sending one bad byte: a line per interval with the count of the rest,
+// and nothing remembered per connection.
+TEST_F(LinkTableTest, BadBytesFromManySourcesAreLoggedRateLimitedWithACount) {
+  for (int i = 0; i < 30000; ++i) {
+    table_.on_incoming("junk-" + std::to_string(i), std::string(1, '\xc1'), {}, io_.now);
+    if (i % 3000 == 2999) io_.now += 1s;  // 10 s in all
+  }
+  EXPECT_EQ(table_.frames_rejected(), 30000u);
+  EXPECT_EQ(table_.incoming_count(), 0u);
+  EXPECT_LE(table_.log_sources(), 1u);
+  EXPECT_LE(io_.logs.size(), 3u);
+  advance(1s);  // the interval is over: the count of what was held back
+  ASSERT_FALSE(io_.logs.empty());
+  std::size_t counted = 0;
+  for (const std::string& l : io_.logs) {
+    if (l.find("more problems with unauthenticated connections") != std::string::npos) {
+      counted += std::stoul(l);
+    }
+  }
+  EXPECT_EQ(counted + logged("dropped a frame from a connection before its handshake"), 30000u);
+  // Wrong cookies under chosen names: the same.
+  for (int i = 0; i < 1000; ++i) {
+    ScriptedPeer liar{HandshakeIdentity{"liar-" + std::to_string(i), 1, "sim://x", "wrong", false}};
+    table_.on_incoming(
+        "liar-" + std::to_string(i),
+        encode_frame(Frame(connector_hello(liar.me, liar.out, std::string(kNonceBytes, 'q')))), {},
+        io_.now);
+    ConnectorStep p = connector_on_frame(liar.me, liar.out, io_.replies.back().second);
+    ASSERT_EQ(p.event, ConnectorStep::Event::kAuthFailed);
+    Proof forged{std::string(kMacBytes, 'f')};
+    table_.on_incoming("liar-" + std::to_string(i), encode_frame(Frame(forged)), {}, io_.now);
+  }
+  EXPECT_EQ(table_.auth_failures(), 1000u);
+  EXPECT_EQ(table_.incoming_count(), 0u);
+  EXPECT_LE(table_.log_sources(), 1u);
+  for (int i = 0; i < 30; ++i) advance(1s);
+  EXPECT_LE(table_.log_sources(), 0u);
 }
 
 }  // namespace

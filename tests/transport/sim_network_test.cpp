@@ -40,13 +40,22 @@ class SimNetworkTest : public ::testing::Test {
  protected:
   SimPeer& make(const std::string& name, std::optional<CurveKeys> keys = std::nullopt,
                 std::vector<std::string> allowed = {}) {
-    auto& p = peers_[name];
+    return make_as(name, name, std::move(keys), std::move(allowed));
+  }
+  /// A transport listening on sim://KEY under node name `name` (a copy of another node, or a
+  /// hidden one with `hidden`), of incarnation `creation`.
+  SimPeer& make_as(const std::string& key, const std::string& name,
+                   std::optional<CurveKeys> keys = std::nullopt,
+                   std::vector<std::string> allowed = {}, bool hidden = false,
+                   std::uint32_t creation = 1) {
+    auto& p = peers_[key];
     p = std::make_unique<SimPeer>();
     SimPeer* raw = p.get();
     TransportOptions o;
     o.name = name;
-    o.creation = 1;
-    o.listen = "sim://" + name;
+    o.creation = creation;
+    o.hidden = hidden;
+    o.listen = "sim://" + key;
     o.cookie = "secret";
     o.curve = keys;
     o.curve_allowed = std::move(allowed);
@@ -317,6 +326,78 @@ TEST_F(SimNetworkTest, APartitionShorterThanDownAfterHealsWithOneDownEachAndNoFl
   const std::size_t ups = a.ups.size() + b.ups.size();
   run_for(10s);
   EXPECT_EQ(a.ups.size() + b.ups.size(), ups);
+}
+
+// Issue 10: a careless copy of n1's config with another port. The copy is refused by every node
+// it reaches; the real node's links never go down (no flapping), nobody links to the copy, each
+// side logs why (once per interval), and when the copy stops the real node is still up everywhere.
+TEST_F(SimNetworkTest, ACopyOfANodeUnderItsNameIsRefusedAndTheRealOneIsUndisturbed) {
+  SimPeer& a = make("a");
+  SimPeer& b = make("b");
+  SimPeer& c = make("c");
+  b.t->connect("sim://a");
+  c.t->connect("sim://a");
+  auto meshed = [&] { return a.up("b") && a.up("c") && b.up("a") && b.up("c") && c.up("a"); };
+  ASSERT_TRUE(run_until(meshed));
+  SimPeer& copy = make_as("a-copy", "a", std::nullopt, {}, false, /*creation=*/7);
+  copy.t->connect("sim://b");
+  copy.t->connect("sim://c");
+  run_for(30s);
+  EXPECT_TRUE(meshed());
+  for (SimPeer* p : {&a, &b, &c}) EXPECT_TRUE(p->downs.empty());
+  EXPECT_EQ(b.ups.size(), 2u);  // a and c, once each
+  EXPECT_TRUE(copy.t->peers().empty());
+  for (const auto& p : b.t->peers()) {
+    if (p.name == "a") {
+      EXPECT_EQ(p.endpoint, "sim://a");
+    }
+  }
+  auto count = [](const SimPeer& p, const std::string& text) {
+    std::size_t n = 0;
+    for (const std::string& l : p.logs) n += l.find(text) != std::string::npos;
+    return n;
+  };
+  // About one line per 10 s on each side, saying what is wrong.
+  EXPECT_GE(count(b, "refused node a at sim://a-copy: the name a is in use by the node at sim://a"),
+            1u);
+  EXPECT_LE(count(b, "the name a is in use"), 4u);
+  EXPECT_GE(count(copy, "refused us: name in use: a is the node at sim://a"), 1u);
+  EXPECT_LE(count(copy, "name in use"), 8u);  // two nodes refuse it
+  // The copy stops; the real a stays up everywhere.
+  peers_.erase("a-copy");
+  run_for(30s);
+  EXPECT_TRUE(meshed());
+  for (SimPeer* p : {&a, &b, &c}) EXPECT_TRUE(p->downs.empty());
+}
+
+// Issue 10: nodusctl run after run (a hidden node under a fresh name and endpoint each time,
+// leaving with BYE, or killed): a node forgets each one that left, and redials none of them.
+TEST_F(SimNetworkTest, HiddenNodesThatLeftAreForgottenNotRedialled) {
+  SimPeer& a = make("a");
+  SimPeer& b = make("b");
+  b.t->connect("sim://a");
+  ASSERT_TRUE(run_until([&] { return a.up("b") && b.up("a"); }));
+  for (int i = 0; i < 100; ++i) {
+    const std::string key = "ctl-" + std::to_string(i);
+    SimPeer& ctl = make_as(key, key, std::nullopt, {}, /*hidden=*/true);
+    ctl.t->connect("sim://a");
+    ASSERT_TRUE(run_until([&] { return a.up(key) && ctl.up("a"); })) << key;
+    if (i % 2 == 0) {
+      peers_.erase(key);  // leaves: BYE
+    } else {
+      net_->crash(key);  // killed: silent
+      peers_.erase(key);
+    }
+  }
+  run_for(5s);  // the silent ones are declared down
+  EXPECT_EQ(a.t->peers().size(), 1u);
+  const auto before = net_->stats();
+  run_for(60s);
+  const auto after = net_->stats();
+  EXPECT_EQ(after.unroutable, before.unroutable);  // no attempt to reach a departed one
+  // Two links' heartbeats (300 ms) and their answers: a few hundred messages a minute.
+  EXPECT_LT(after.sent - before.sent, 1000u);
+  EXPECT_TRUE(a.up("b") && b.up("a"));
 }
 
 TEST_F(SimNetworkTest, CurveNodesWithEachOthersKeysLinkAndAStrangerIsRefused) {

@@ -91,23 +91,28 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
   c->endpoint_ = addr.endpoint;
   c->timeout_ = o.timeout;
   const auto deadline = std::chrono::steady_clock::now() + o.timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto up = c->node_->nodes();
-    if (!up.empty()) {
-      c->target_ = std::string(up.front().name());
-      return c;
-    }
-    if (c->node_->network_stats().auth_failures > 0) {
-      throw CtlError(ErrorCode::kAuth, "authentication refused by the node at " + addr.endpoint +
-                                           ": is the cookie right? (--cookie-file or --config)");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Status linked = c->node_->connect(endpoint, o.timeout);
+  if (linked.code() == ErrorCode::kAuth) {
+    throw CtlError(ErrorCode::kAuth, "authentication refused by the node at " + addr.endpoint +
+                                         ": is the cookie right? (--cookie-file or --config)");
   }
-  throw CtlError(ErrorCode::kNodeDown,
-                 "no answer from a node at " + addr.endpoint + " within " +
-                     std::to_string(o.timeout.count() / 1000) +
-                     " s: is it running (nodusctl up DIR)? right port? with CURVE, the right keys?",
-                 kExitUsage);
+  // connect answers once the transport holds the link; nodes() lists the peer once the node's
+  // runtime has taken the link's up event, a moment later (rarely, milliseconds).
+  auto up = c->node_->nodes();
+  while (up.empty() && linked.ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    up = c->node_->nodes();
+  }
+  if (up.empty()) {  // (linked under another endpoint string counts too)
+    throw CtlError(
+        ErrorCode::kNodeDown,
+        "no answer from a node at " + addr.endpoint + " within " +
+            std::to_string(o.timeout.count() / 1000) +
+            " s: is it running (nodusctl up DIR)? right port? with CURVE, the right keys?",
+        kExitUsage);
+  }
+  c->target_ = std::string(up.front().name());
+  return c;
 }
 
 Client::~Client() {
@@ -131,6 +136,26 @@ Term Client::ask(const Term& request, std::chrono::milliseconds timeout) {
   if (auto m = r->match({"ok", _})) return m[0];
   if (auto e = tools::admin_error(*r)) throw CtlError(e->code, e->name + ": " + e->message);
   throw CtlError(ErrorCode::kProtocol, "unexpected answer from " + target_ + ": " + r->to_string());
+}
+
+Term Client::kv(const Term& request, std::chrono::milliseconds timeout) {
+  auto r = call(named("nodus_kv", target_), request, timeout + std::chrono::seconds(1));
+  if (r.ok()) return *r;
+  const ErrorCode code = tools::code_of(r.error());
+  if (code == ErrorCode::kNoProc) {
+    throw CtlError(
+        code,
+        "node " + target_ + " runs no store: set kv.initial_members in its config (nodusd --help)",
+        kExitUsage);
+  }
+  if (code == ErrorCode::kTimeout) {
+    throw CtlError(code, "timeout: node " + target_ + "'s store did not answer within " +
+                             std::to_string(timeout.count()) + " ms; try a longer --timeout");
+  }
+  throw CtlError(code,
+                 "node " + target_ + " (" + endpoint_ +
+                     ") did not answer: " + r.error().to_string() + "; is it still running?",
+                 kExitUsage);
 }
 
 Term Client::ask_node(const std::string& node, const Term& request) {

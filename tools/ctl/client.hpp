@@ -29,6 +29,13 @@ class Client {
   Term ask(const Term& request) { return ask(request, timeout_); }
   /// Asks `node`'s admin server (relayed by the target when it is another node).
   Term ask_node(const std::string& node, const Term& request);
+  /// Sends a term request to the target's store (`nodus_kv`, docs/protocol.md 12.3) and returns
+  /// its reply as is ({ok, ...} or {error, ...}), waiting `timeout` plus a margin (the request
+  /// carries `timeout` as its own deadline). Throws CtlError when the store does not answer:
+  /// exit status 2 when the node runs none or went away, 1 for a timeout.
+  Term kv(const Term& request, std::chrono::milliseconds timeout);
+  /// The configured timeout (--timeout).
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
  private:
   Client() = default;

@@ -34,14 +34,21 @@ int run_status(Context& ctx, const std::vector<std::string>& args) {
   std::cout << "cluster " << colour(cluster.empty() ? "(unnamed)" : cluster, "1") << ": " << up
             << " of " << s["nodes"].size() << " nodes up (as seen from "
             << s["node"].get<std::string>() << ")\n\n";
-  Table t({"NODE", "ENDPOINT", "STATE", "PROCESSES", "PEERS", "MSGS IN", "MSGS OUT", "UPTIME"});
+  Table t({"NODE", "ENDPOINT", "STATE", "PROCESSES", "PEERS", "MSGS IN", "MSGS OUT", "PARTITIONS",
+           "KEYS", "UPTIME"});
   for (const auto& n : s["nodes"]) {
     t.add({n["name"].get<std::string>(), n["endpoint"].get<std::string>(),
            state_text(n["state"].get<std::string>()), num(n["processes"]), num(n["peers"]),
-           num(n["messages_in"]), num(n["messages_out"]),
+           num(n["messages_in"]), num(n["messages_out"]), num(n["partitions"]), num(n["keys"]),
            n["uptime_ms"].is_number() ? duration_text(n["uptime_ms"].get<std::int64_t>()) : "-"});
   }
-  t.print({3, 4, 5, 6});
+  t.print({3, 4, 5, 6, 7, 8});
+  const json& ring = s["ring"];
+  if (ring["epoch"].is_number() && ring["epoch"].get<std::int64_t>() > 0) {
+    std::cout << "\nstore: ring epoch " << ring["epoch"].dump() << ", " << ring["partitions"].dump()
+              << " partitions, " << ring["replicas"].dump()
+              << (ring["replicas"] == 1 ? " copy" : " copies") << " of each key\n";
+  }
   return kExitOk;
 }
 

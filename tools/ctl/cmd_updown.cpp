@@ -138,7 +138,8 @@ std::string tail(const std::string& file, std::size_t lines) {
   return out;
 }
 
-// Waits until every member is up and linked to every other; throws on a deadline or a death.
+// Waits until every member is up and linked to every other, and every one that runs the store
+// holds its ring; throws on a deadline or a death.
 json await_mesh(const std::vector<Member>& ms, const GlobalOptions& o, Clock::time_point deadline) {
   GlobalOptions conn = o;
   conn.config = ms.front().conf;
@@ -167,8 +168,20 @@ json await_mesh(const std::vector<Member>& ms, const GlobalOptions& o, Clock::ti
           }
         }
       }
-      if (meshed == ms.size()) return s;
+      // Nodes that run the store wait for its ring too, so kv commands work once up returns.
+      std::size_t ringless = 0;
+      for (const Member& m : ms) {
+        if (!m.config.run_store()) continue;
+        for (const auto& n : s["nodes"]) {
+          if (n["name"] == m.config.node.name &&
+              !(n["ring_epoch"].is_number() && n["ring_epoch"].get<std::int64_t>() > 0)) {
+            ++ringless;
+          }
+        }
+      }
+      if (meshed == ms.size() && ringless == 0) return s;
       last = std::to_string(meshed) + " of " + std::to_string(ms.size()) + " nodes meshed";
+      if (ringless) last += ", " + std::to_string(ringless) + " without the store's ring yet";
     } catch (const CtlError& e) {
       last = e.what();
       client.reset();

@@ -72,6 +72,8 @@ struct Command {
   const char* usage;  ///< "procs NODE"
   const char* help;   ///< one line
   std::function<int(Context&, const std::vector<std::string>&)> run;
+  /// For a group of commands ("kv get"): the second word; run gets the arguments after it.
+  const char* sub = nullptr;
 };
 
 /// The table of commands, in registration order.

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "nodus/kv/kv.hpp"
 #include "nodus/registry/global.hpp"
 
 namespace nodus::tools {
@@ -229,7 +230,23 @@ Term AdminServer::self_info() {
   }
   auto up_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started_);
-  return map({{"name", n.name()},
+  // The store's share of this node: partitions it owns in the ring, keys its engine holds.
+  std::int64_t owned = 0, keys = 0, epoch = 0;
+  auto st = kv::stats(n);
+  const bool store = st.ok();
+  if (st) {
+    keys = static_cast<std::int64_t>(st->keys);
+    epoch = static_cast<std::int64_t>(st->ring_epoch);
+  }
+  if (auto r = kv::ring(n); r && !r->empty()) {
+    const int me = r->member_index(n.name().name());
+    if (me >= 0) owned = r->owned_counts()[static_cast<std::size_t>(me)];
+  }
+  return map({{"kv", store},
+              {"partitions", owned},
+              {"keys", keys},
+              {"ring_epoch", epoch},
+              {"name", n.name()},
               {"endpoint", bin(n.endpoint())},
               {"creation", static_cast<std::int64_t>(n.creation())},
               {"processes", static_cast<std::int64_t>(f.processes)},
@@ -327,7 +344,16 @@ Action AdminServer::handle_call(Message& msg, From from) {
     Term self_row = self_info();
     const std::string self_name(n.name().name());
     AdminOptions o = opt_;
-    spawn(n, [nodes, self_row, self_name, o, from] {
+    // The ring as the store on this node has it, else the configured shape.
+    Term ring = map({{"partitions", static_cast<std::int64_t>(o.kv_partitions)},
+                     {"replicas", static_cast<std::int64_t>(o.kv_replicas)},
+                     {"epoch", 0}});
+    if (auto r = kv::ring(n); r && !r->empty()) {
+      ring = map({{"partitions", static_cast<std::int64_t>(r->partitions())},
+                  {"replicas", static_cast<std::int64_t>(r->replicas())},
+                  {"epoch", static_cast<std::int64_t>(r->epoch())}});
+    }
+    spawn(n, [nodes, self_row, self_name, o, ring, from] {
       List rows;
       std::vector<std::pair<std::size_t, RequestId>> asked;
       for (const Term& row : nodes.as_list()) {
@@ -349,8 +375,10 @@ Action AdminServer::handle_call(Message& msg, From from) {
         add("messages_in");
         add("messages_out");
         add("uptime_ms");
-        e.emplace_back(Term("partitions"), 0);
-        e.emplace_back(Term("keys"), 0);
+        add("partitions");
+        add("keys");
+        add("kv");
+        add("ring_epoch");
         return Term(Map{std::move(e)});
       };
       std::vector<Term> infos(rows.size());
@@ -371,8 +399,7 @@ Action AdminServer::handle_call(Message& msg, From from) {
       nodus::reply(from, ok_term(map({{"cluster", bin(o.cluster)},
                                       {"node", Atom(self_name)},
                                       {"nodes", Term(std::move(rows))},
-                                      {"ring", map({{"partitions", o.kv_partitions},
-                                                    {"replicas", o.kv_replicas}})}})));
+                                      {"ring", ring}})));
     });
     return noreply();
   }

@@ -6,9 +6,11 @@
 // number of an error_definitions.hpp code, Name its short name (an atom) and Message one line
 // (a binary) for people. nodusctl picks its exit status from Code.
 //   ping                       -> pong
-//   self                       -> #{name, endpoint, creation, processes, peers, uptime_ms, ...}
+//   self                       -> #{name, endpoint, creation, processes, peers, uptime_ms,
+//                                   kv (the store runs), partitions (owned), keys, ring_epoch ...}
 //   nodes                      -> [#{name, endpoint, state}] (this node included)
-//   status                     -> #{cluster, nodes => [...], ring => #{partitions, replicas}}
+//   status                     -> #{cluster, nodes => [... with partitions, keys], ring =>
+//                                   #{partitions, replicas, epoch}} (the store's ring once formed)
 //   procs                      -> [#{pid, name, behaviour, type, mailbox, handled, memory ...}]
 //   {info, PidText}            -> that process's info with its format_status
 //   names                      -> [#{name, pid}] (local names)
@@ -41,8 +43,9 @@ inline constexpr const char* kAdminName = "nodus_admin";
 struct AdminOptions {
   Node* node = nullptr;
   std::string cluster;
-  int kv_partitions = 64;
-  int kv_replicas = 3;
+  /// The configured ring shape, shown by status before (or without) the store's ring.
+  std::uint32_t kv_partitions = 64;
+  std::uint32_t kv_replicas = 3;
 };
 
 class AdminServer : public GenServer {

@@ -1,5 +1,6 @@
 #include "config.hpp"
 
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <type_traits>
 
 #include "apps.hpp"
+#include "nodus/kv/partition.hpp"
 #include "nodus/transport/curve.hpp"
 
 extern char** environ;
@@ -254,6 +256,76 @@ Key list(std::string name, F f, std::string (*convert)(const std::string&, T&), 
   return k;
 }
 
+// A duration in whole seconds, from lo to hi.
+template <class F>
+Key seconds(std::string name, F f, long long lo, long long hi, std::string help) {
+  using T = std::remove_cvref_t<decltype(f(std::declval<NodeConfig&>()))>;
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f, lo, hi](NodeConfig& c, const std::string& v) -> std::string {
+    long long n;
+    if (!parse_int(v, lo, hi, n)) {
+      return "expected a whole number of seconds from " + std::to_string(lo) + " to " +
+             std::to_string(hi) + ", got " + in_quotes(v);
+    }
+    f(c) = std::chrono::duration_cast<T>(std::chrono::seconds(n));
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(f(c)).count());
+  };
+  return k;
+}
+
+// Node names in one value, separated by spaces or commas: "n1 n2 n3".
+template <class F>
+Key names(std::string name, F f, std::string help) {
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f](NodeConfig& c, const std::string& v) -> std::string {
+    std::vector<std::string> out;
+    std::string item;
+    std::istringstream in(v);
+    while (std::getline(in, item, ',')) {
+      std::istringstream words(item);
+      for (std::string w; words >> w;) {
+        if (std::string why = check_node_name(w); !why.empty()) return why;
+        if (std::find(out.begin(), out.end(), w) != out.end()) {
+          return "names " + w + " twice";
+        }
+        out.push_back(w);
+      }
+    }
+    if (out.empty()) return "is empty; name the nodes that form the ring, e.g. n1 n2 n3";
+    f(c) = std::move(out);
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) {
+    std::string out;
+    for (const auto& n : f(c)) out += (out.empty() ? "" : " ") + n;
+    return out;
+  };
+  return k;
+}
+
+// kv.conflicts: siblings | lww.
+template <class F>
+Key conflicts(std::string name, F f, std::string help) {
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f](NodeConfig& c, const std::string& v) -> std::string {
+    if (v == "siblings") {
+      f(c) = kv::Conflicts::kSiblings;
+    } else if (v == "lww") {
+      f(c) = kv::Conflicts::kLww;
+    } else {
+      return in_quotes(v) + " is not one of siblings, lww";
+    }
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) {
+    return std::string(f(c) == kv::Conflicts::kLww ? "lww" : "siblings");
+  };
+  return k;
+}
+
 Key required(Key k, std::string what_to_do) {
   k.required = std::move(what_to_do);
   return k;
@@ -299,17 +371,48 @@ const std::vector<Key>& keys() {
     k.push_back(list("cluster.curve_allowed", field(&NodeConfig::node, &NodeOptions::curve_allowed),
                      convert_allowed,
                      "a public key (Z85) admitted under CURVE: every other node's"));
-    // [kv]
-    k.push_back(number("kv.partitions", field(&NodeConfig::kv, &KvSettings::partitions), 1, 65536,
-                       "ring size, fixed at cluster creation"));
-    k.push_back(number("kv.replicas", field(&NodeConfig::kv, &KvSettings::replicas), 1, 16,
+    // [kv]: the store's options (kv::Options holds their defaults and trade-offs)
+    k.push_back(names("kv.initial_members", field(&NodeConfig::kv, &kv::Options::initial_members),
+                      "the nodes that form the ring of a new cluster, e.g. n1 n2 n3: the store "
+                      "runs on this node when set (the same list on every node; a node not in "
+                      "it is a candidate, not a member); unset = no store"));
+    k.push_back(number("kv.partitions", field(&NodeConfig::kv, &kv::Options::partitions), 1, 65536,
+                       "ring size Q, a power of two, fixed at cluster creation"));
+    k.push_back(number("kv.replicas", field(&NodeConfig::kv, &kv::Options::replicas), 1, 16,
                        "copies of each key (N)"));
-    k.push_back(number("kv.write_quorum", field(&NodeConfig::kv, &KvSettings::write_quorum), 1, 16,
-                       "replicas that must acknowledge a write (W <= N)"));
-    k.push_back(number("kv.read_quorum", field(&NodeConfig::kv, &KvSettings::read_quorum), 1, 16,
-                       "replicas that must answer a read (R <= N)"));
-    k.push_back(path("kv.data_dir", field(&NodeConfig::kv, &KvSettings::data_dir),
-                     "the durable backend's home; absent = memory only"));
+    k.push_back(number("kv.write_quorum", field(&NodeConfig::kv, &kv::Options::write_quorum), 1, 16,
+                       "replicas that must acknowledge a write (W <= N; per request: --w)"));
+    k.push_back(number("kv.read_quorum", field(&NodeConfig::kv, &kv::Options::read_quorum), 1, 16,
+                       "replicas that must answer a read (R <= N; per request: --r)"));
+    k.push_back(conflicts("kv.conflicts", field(&NodeConfig::kv, &kv::Options::conflicts),
+                          "siblings (concurrent writes are all kept until a write with their "
+                          "context) or lww (the last write by timestamp wins: LOSES concurrent "
+                          "writes)"));
+    k.push_back(number("kv.max_value_bytes", field(&NodeConfig::kv, &kv::Options::max_value_bytes),
+                       1, 1 << 20, "largest value in bytes; larger puts are refused"));
+    k.push_back(seconds("kv.tombstone_ttl", field(&NodeConfig::kv, &kv::Options::tombstone_ttl), 0,
+                        365 * 24 * 3600,
+                        "seconds a delete's tombstone is kept at least, and until every primary "
+                        "holds it"));
+    k.push_back(number("kv.request_timeout_ms",
+                       field(&NodeConfig::kv, &kv::Options::request_timeout), 1, 600000,
+                       "a request's deadline when it names none (ms)"));
+    k.push_back(number("kv.vnode_queue", field(&NodeConfig::kv, &kv::Options::vnode_queue), 1,
+                       1000000, "requests queued per vnode before it answers overloaded"));
+    k.push_back(number("kv.max_siblings", field(&NodeConfig::kv, &kv::Options::max_siblings), 1,
+                       100000,
+                       "siblings a key may hold; a blind write beyond is refused "
+                       "(too_many_siblings), a write with a read's context resolves them"));
+    k.push_back(number("kv.read_repair_per_s",
+                       field(&NodeConfig::kv, &kv::Options::read_repair_per_s), 0, 10000000,
+                       "read repairs started per second at most (0: none); beyond, they are "
+                       "skipped and counted (repair under overload would add load)"));
+    k.push_back(number("kv.handoff_interval_ms",
+                       field(&NodeConfig::kv, &kv::Options::handoff_interval), 10, 3600000,
+                       "how often a fallback offers its hints to primaries that are up (ms)"));
+    k.push_back(path("kv.data_dir", field(&NodeConfig::kv_data_dir),
+                     "the durable engine's home; accepted, but until that engine lands the "
+                     "store keeps its data in memory only (lost when the node stops)"));
     // [log]
     k.push_back(word("log.level", field(&NodeConfig::log, &LogSettings::level),
                      {"trace", "debug", "info", "warn", "error", "critical", "off"},
@@ -493,12 +596,35 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
                                           std::to_string(c.node.heartbeat_interval.count()) +
                                           " ms)");
   }
+  if (!kv::valid_partition_count(c.kv.partitions)) {
+    return fail("kv.partitions", "expected a power of two (1, 2, 4 ... 65536), got " +
+                                     std::to_string(c.kv.partitions));
+  }
   for (const char* key : {"kv.write_quorum", "kv.read_quorum"}) {
-    const int q = std::string(key) == "kv.write_quorum" ? c.kv.write_quorum : c.kv.read_quorum;
+    const auto q = std::string(key) == "kv.write_quorum" ? c.kv.write_quorum : c.kv.read_quorum;
     if (q > c.kv.replicas) {
       return fail(key, "expected 1 to kv.replicas (" + std::to_string(c.kv.replicas) + "), got " +
                            std::to_string(q));
     }
+  }
+  if (c.kv.initial_members.size() > kv::Ring::kMaxMembers) {
+    return fail("kv.initial_members",
+                "names more than " + std::to_string(kv::Ring::kMaxMembers) + " nodes");
+  }
+  if (c.run_store()) {
+    const auto members = static_cast<std::uint32_t>(c.kv.initial_members.size());
+    const auto most = std::max(c.kv.write_quorum, c.kv.read_quorum);
+    if (most > members) {
+      c.warnings.push_back("kv.write_quorum / kv.read_quorum (" + std::to_string(most) +
+                           ") is more than the " + std::to_string(members) +
+                           " node(s) of kv.initial_members: requests will fail no_quorum "
+                           "until that many members are up");
+    }
+  }
+  if (!c.kv_data_dir.empty()) {
+    c.warnings.push_back("kv.data_dir is set (" + c.kv_data_dir +
+                         ") but the durable engine has not landed yet: the store keeps its "
+                         "data in memory only");
   }
 
   auto cookie = read_secret_file(c.cookie_file, c.warnings);
@@ -509,6 +635,7 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
                                            "file)");
   }
   c.node.cookie = std::move(cookie.value());
+  c.kv.context_secret = kv_context_secret(c.node.cookie);
 
   if (!c.curve_secret_file.empty()) {
     auto secret = read_secret_file(c.curve_secret_file, c.warnings);
@@ -691,6 +818,18 @@ Result<std::string> read_secret_file(const std::string& path, std::vector<std::s
                        mode + "); chmod 600 " + path);
   }
   return out;
+}
+
+std::string kv_context_secret(const std::string& cookie) {
+  static constexpr char kLabel[] = "nodus kv causal-context secret, version 1";
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(cookie.data()),
+                              cookie.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(kLabel),
+                                sizeof(kLabel) - 1);
+  crypto_auth_hmacsha256_final(&st, mac);
+  return std::string(reinterpret_cast<const char*>(mac), sizeof(mac));
 }
 
 std::string config_help() {

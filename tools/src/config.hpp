@@ -4,8 +4,8 @@
 // Every key is declared once, in config.cpp's key table: its name, its help, the field it sets
 // and how (a range for numbers, the choices for words, a check for the rest). Its default is
 // the value that field holds in a default NodeConfig, that is the options structs' own
-// (NodeOptions for [node] and [cluster], KvSettings, LogSettings): nodusd --help and --check
-// print it from there. Adding a key is one line in the table, plus a field here when the
+// (NodeOptions for [node] and [cluster], kv::Options for [kv], LogSettings): nodusd --help and
+// --check print it from there. Adding a key is one line in the table, plus a field here when the
 // options structs do not have one yet.
 //
 // Loading validates everything before anything starts: an unknown key, a bad value or an
@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "nodus/kv/kv.hpp"
 #include "nodus/node/node.hpp"
 
 namespace nodus::tools {
@@ -30,16 +31,6 @@ struct AppSpec {
   std::string scope;  ///< local, global or via
   std::string name;   ///< the name within its scope (for via: "REG/X")
   std::string text;   ///< as written: "counter global:hits"
-};
-
-/// [kv]: the store's settings. The store's own options struct will take their place; until
-/// then the defaults are DESIGN.md's. REQUIRES (checked at load): quorums <= replicas.
-struct KvSettings {
-  int partitions = 64;   ///< ring size Q, fixed at cluster creation
-  int replicas = 3;      ///< N
-  int write_quorum = 2;  ///< W
-  int read_quorum = 2;   ///< R
-  std::string data_dir;  ///< absolute; "" = memory only
 };
 
 /// [log]
@@ -61,10 +52,16 @@ struct NodeConfig {
   std::string cookie_file;        ///< absolute
   std::string curve_secret_file;  ///< absolute; "" = no CURVE
   std::string curve_public_key;   ///< Z85, checked against the secret key
-  KvSettings kv;
+  /// [kv]: the store's options; it runs on this node when kv.initial_members is set
+  /// (run_store()). context_secret is derived from the cookie (kv_context_secret).
+  kv::Options kv;
+  std::string kv_data_dir;  ///< absolute; accepted, unused until the durable engine lands
   LogSettings log;
   std::vector<AppSpec> apps;
   std::string admin_http;  ///< "host:port" or ""
+
+  /// True when the store runs on this node: kv.initial_members is set.
+  bool run_store() const { return !kv.initial_members.empty(); }
 
   /// What is allowed but unwise (a secret file others may read), one line each, for the log.
   std::vector<std::string> warnings;
@@ -102,6 +99,12 @@ Result<NodeConfig> load_config_file(const std::string& path);
 /// is missing, unreadable, a directory or empty. `warnings` gets a line when others than its
 /// owner may read it (mode & 077), as ssh warns of an open private key.
 Result<std::string> read_secret_file(const std::string& path, std::vector<std::string>& warnings);
+
+/// The secret that signs the store's causal contexts, derived from the cluster cookie: a keyed
+/// hash (HMAC-SHA-256 keyed with the cookie, of a fixed label), so every node of the cluster
+/// derives the same, contexts cannot be forged without the cookie, and the cookie itself never
+/// reaches the store (which keeps and uses its secret for as long as it runs).
+std::string kv_context_secret(const std::string& cookie);
 
 /// The --help text: usage, every key with its default and meaning, and the app kinds.
 std::string config_help();

@@ -1,9 +1,14 @@
 #include "metrics.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <sstream>
+#include <string_view>
+#include <vector>
 
 #include "admin.hpp"
 #include "http_server.hpp"
+#include "nodus/kv/kv.hpp"
 #include "nodus/registry/global.hpp"
 
 namespace nodus::tools {
@@ -34,6 +39,111 @@ void sample(std::ostringstream& o, const char* name, const char* type, const cha
             const std::string& nl, const V& value) {
   head(o, name, type, help);
   o << name << '{' << nl << "} " << value << '\n';
+}
+
+// A histogram of microsecond buckets (per bucket, not cumulative; the last above all bounds) as
+// the text format wants it: cumulative, in seconds, with +Inf, _sum and _count.
+template <std::size_t N>
+void histogram(std::ostringstream& o, const char* name, const std::string& labels,
+               const std::uint64_t (&bounds_us)[N], const std::uint64_t* counts,
+               std::uint64_t sum_us, std::uint64_t count) {
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i <= N; ++i) {
+    cumulative += counts[i];
+    o << name << "_bucket{" << labels << ",le=\"";
+    if (i < N) {
+      o << static_cast<double>(bounds_us[i]) / 1e6;
+    } else {
+      o << "+Inf";
+    }
+    o << "\"} " << cumulative << '\n';
+  }
+  o << name << "_sum{" << labels << "} " << static_cast<double>(sum_us) / 1e6 << '\n';
+  o << name << "_count{" << labels << "} " << count << '\n';
+}
+
+// The store's figures (kv::stats), when it runs on the node.
+void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
+  auto st = kv::stats(node);
+  if (!st) return;
+  const kv::Stats& s = *st;
+  const std::pair<const char*, const kv::Latency*> ops[] = {
+      {"get", &s.get_latency}, {"put", &s.put_latency}, {"delete", &s.delete_latency}};
+  head(o, "nodus_kv_requests_total", "counter",
+       "Store requests coordinated on this node, per operation.");
+  for (const auto& [op, lat] : ops) {
+    o << "nodus_kv_requests_total{" << nl << ",op=\"" << op << "\"} "
+      << (std::string_view(op) == "get"   ? s.gets
+          : std::string_view(op) == "put" ? s.puts
+                                          : s.deletes)
+      << '\n';
+  }
+  head(o, "nodus_kv_request_duration_seconds", "histogram",
+       "Time from a request reaching its coordinating vnode to its answer, per operation.");
+  for (const auto& [op, lat] : ops) {
+    histogram(o, "nodus_kv_request_duration_seconds", nl + ",op=\"" + op + "\"",
+              kv::Latency::kBoundsUs, lat->counts, lat->sum_us, lat->count);
+  }
+  sample(o, "nodus_kv_request_errors_total", "counter",
+         "Coordinated requests that failed (no_quorum, timeout, refused ...).", nl, s.errors);
+  sample(o, "nodus_kv_overloaded_total", "counter",
+         "Requests refused with overloaded: a vnode's queue was full.", nl, s.overloaded);
+  sample(o, "nodus_kv_forwarded_total", "counter", "Requests sent on to a primary on another node.",
+         nl, s.forwarded);
+  sample(o, "nodus_kv_hits_total", "counter", "Gets that found the key.", nl, s.hits);
+  sample(o, "nodus_kv_misses_total", "counter", "Gets that did not find the key.", nl, s.misses);
+  sample(o, "nodus_kv_replica_writes_total", "counter",
+         "Writes stored here for other coordinators.", nl, s.replica_writes);
+  sample(o, "nodus_kv_expired_skipped_total", "counter",
+         "Replica work skipped because its caller had given up.", nl, s.expired_skipped);
+  sample(o, "nodus_kv_read_repairs_total", "counter", "Read repairs sent.", nl, s.read_repairs);
+  sample(o, "nodus_kv_read_repairs_skipped_total", "counter",
+         "Read repairs left out over kv.read_repair_per_s.", nl, s.read_repairs_skipped);
+  sample(o, "nodus_kv_hints_total", "counter",
+         "Writes kept here as a fallback for a primary that was down.", nl, s.hints);
+  sample(o, "nodus_kv_handoffs_total", "counter", "Hinted keys handed back to their primary.", nl,
+         s.handoffs);
+  sample(o, "nodus_kv_hints_pending", "gauge", "Keys with hints not yet handed back.", nl,
+         s.hints_pending);
+  sample(o, "nodus_kv_tombstones_reaped_total", "counter", "Tombstones dropped.", nl,
+         s.tombstones_reaped);
+  sample(o, "nodus_kv_siblings_max", "gauge", "Most siblings seen on one key.", nl, s.siblings_max);
+  sample(o, "nodus_kv_keys", "gauge", "Objects in this node's engine, all partitions.", nl, s.keys);
+  sample(o, "nodus_kv_data_bytes", "gauge", "Their key and value bytes.", nl, s.data_bytes);
+  sample(o, "nodus_kv_memory_bytes", "gauge", "The engine's estimate of its memory.", nl,
+         s.memory_bytes);
+  sample(o, "nodus_kv_ring_epoch", "gauge", "The epoch of the ring this node holds (0: none).", nl,
+         s.ring_epoch);
+  std::uint32_t owned = 0;
+  if (auto r = kv::ring(node); r && !r->empty()) {
+    const int me = r->member_index(node.name().name());
+    if (me >= 0) owned = r->owned_counts()[static_cast<std::size_t>(me)];
+  }
+  sample(o, "nodus_kv_partitions_owned", "gauge", "Partitions this node owns in the ring.", nl,
+         owned);
+  head(o, "nodus_kv_vnode_queue", "gauge",
+       "Requests routed to each vnode that it has not taken yet (kv.vnode_queue bounds it).");
+  for (std::size_t p = 0; p < s.vnode_queue.size(); ++p) {
+    o << "nodus_kv_vnode_queue{" << nl << ",partition=\"" << p << "\"} " << s.vnode_queue[p]
+      << '\n';
+  }
+  head(o, "nodus_kv_vnode_mailbox_messages", "gauge",
+       "Messages waiting in each vnode's mailbox (requests, replica traffic, hand-off).");
+  const std::string prefix = "nodus_kv_vnode_";
+  std::vector<std::pair<unsigned long, std::size_t>> boxes;
+  for (const ProcessInfo& p : node.processes()) {
+    const std::string& name = p.registered_name;
+    unsigned long partition = 0;
+    if (name.rfind(prefix, 0) != 0) continue;
+    auto [end, ec] =
+        std::from_chars(name.data() + prefix.size(), name.data() + name.size(), partition);
+    if (ec != std::errc() || end != name.data() + name.size()) continue;  // not a vnode's name
+    boxes.emplace_back(partition, p.mailbox_length);
+  }
+  std::sort(boxes.begin(), boxes.end());
+  for (const auto& [p, len] : boxes) {
+    o << "nodus_kv_vnode_mailbox_messages{" << nl << ",partition=\"" << p << "\"} " << len << '\n';
+  }
 }
 
 }  // namespace
@@ -96,11 +206,21 @@ std::string render_metrics(Node& node) {
          s.node_up_events);
   sample(o, "nodus_node_down_events_total", "counter", "Peer nodes that went down.", nl,
          s.node_down_events);
+  sample(o, "nodus_connections_closed_total", "counter",
+         "Connections closed before they authenticated (too slow, or too many waiting).", nl,
+         s.connections_closed);
+  const AtomTableStats atoms = atom_table_stats();
+  sample(o, "nodus_atoms", "gauge", "Atoms in the atom table.", nl, atoms.count);
+  sample(o, "nodus_atom_limit", "gauge", "The atom table's limit.", nl, atoms.limit);
+  sample(o, "nodus_atoms_refused_total", "counter",
+         "New atoms refused: the table was full, or held all it takes from other nodes.", nl,
+         atoms.refused);
 
   head(o, "nodus_registry_names", "gauge", "Names registered, per registry.");
   o << "nodus_registry_names{" << nl << ",registry=\"local\"} " << node.registered().size() << '\n';
   o << "nodus_registry_names{" << nl << ",registry=\"global\"} " << global_names(node).size()
     << '\n';
+  render_kv(o, node, nl);
   return o.str();
 }
 

@@ -3,7 +3,8 @@
 //   nodusd --config FILE [--check] [--section.key=VALUE ...]
 //
 // Validates everything first (bad config: one line on stderr naming the key and the file,
-// exit 2), then starts the node, the global name service, its admin server (for nodusctl), a
+// exit 2), then starts the node, the global name service, the key-value store (when
+// kv.initial_members is set), its admin server (for nodusctl), a
 // process that logs each peer node coming up or going down, the servers of apps.start under the
 // application supervisor, and the metrics endpoint of admin.http.
 // SIGTERM or SIGINT stops it gracefully (terminate callbacks run, peers are told) and it exits 0; a
@@ -16,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -30,6 +32,7 @@
 #include "config.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
+#include "nodus/kv/kv.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/node/supervisor.hpp"
@@ -198,6 +201,24 @@ int main(int argc, char** argv) {
     spdlog::error("the global name service did not start: {}", s.to_string());
     node->shutdown();
     return 1;
+  }
+
+  if (config->run_store()) {
+    if (Status s = kv::start(*node, config->kv); !s.ok()) {
+      node->shutdown();
+      return refuse("bad config: [kv]" + in_file + ": " + s.message());
+    }
+    std::string members;
+    for (const std::string& m : config->kv.initial_members)
+      members += (members.empty() ? "" : " ") + m;
+    spdlog::info("store started: {} partitions, N={} W={} R={}, conflicts {}, ring of {}{}",
+                 config->kv.partitions, config->kv.replicas, config->kv.write_quorum,
+                 config->kv.read_quorum,
+                 config->kv.conflicts == kv::Conflicts::kLww ? "lww" : "siblings", members,
+                 std::find(config->kv.initial_members.begin(), config->kv.initial_members.end(),
+                           config->node.name) == config->kv.initial_members.end()
+                     ? " (this node is not among them: a candidate)"
+                     : "");
   }
 
   std::unique_ptr<MetricsServer> metrics;

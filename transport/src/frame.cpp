@@ -26,6 +26,7 @@
 
 #include <msgpack.hpp>
 
+#include "nodus/transport/bounded_unpack.hpp"
 #include "nodus/transport/curve.hpp"
 #include "nodus/transport/scratch_zone.hpp"
 
@@ -159,14 +160,14 @@ std::string_view bytes_of(const char* p, std::size_t n) {
 // limit are not referenced, so msgpack-c's copying path checks the limit and throws before it
 // allocates. For ext, `length` counts the type byte too.
 bool reference_within_limit(msgpack::type::object_type type, std::size_t length, void* data) {
-  const auto& limit = *static_cast<const msgpack::unpack_limit*>(data);
+  const auto& bounds = *static_cast<const UnpackBounds*>(data);
   switch (type) {
     case msgpack::type::STR:
-      return length <= limit.str();
+      return length <= bounds.max_str;
     case msgpack::type::BIN:
-      return length <= limit.bin();
+      return length <= bounds.max_bin;
     case msgpack::type::EXT:
-      return length <= limit.ext() + 1;
+      return length <= bounds.max_ext + 1;
     default:
       return false;
   }
@@ -337,41 +338,16 @@ class Decoder {
   }
 
   bool unpack(std::string_view bytes, msgpack::object& o, bool whole) {
-    if (bytes.empty()) return fail("truncated: no bytes");
-    // An element takes at least one byte, so an array header claiming more elements than the
-    // input has bytes is truncated: refusing it early keeps msgpack-c from allocating for it.
-    const std::size_t max_array = std::min(array_limit(), bytes.size());
-    msgpack::unpack_limit limit(max_array, 0, kMaxStrBytes, limits_.max_payload, kMaxExtBytes,
-                                kMaxDepth);
+    UnpackBounds bounds{array_limit(), 0,        kMaxStrBytes, limits_.max_payload,
+                        kMaxExtBytes,  kMaxDepth};
     std::size_t off = 0;
-    try {
-      o = msgpack::v1::unpack(zone_.zone(), bytes.data(), bytes.size(), off,
-                              &reference_within_limit, &limit, limit);
-    } catch (const msgpack::insufficient_bytes&) {
-      return fail("truncated: input ends inside the frame");
-    } catch (const msgpack::parse_error&) {
-      return fail("malformed: not MessagePack (reserved byte 0xc1)");
-    } catch (const msgpack::array_size_overflow&) {
-      if (max_array < array_limit()) {
-        return fail("truncated: array header claims more elements than the input holds");
+    if (auto e = unpack_bounded(zone_.zone(), bytes, bounds, &reference_within_limit, &bounds,
+                                "frame", o, off)) {
+      if (e->kind == UnpackError::Kind::kBin) {  // bins are bounded by max_payload
+        return fail("bin longer than max_payload (" + std::to_string(limits_.max_payload) + ")");
       }
-      return fail("array longer than " + std::to_string(array_limit()) + " elements");
-    } catch (const msgpack::map_size_overflow&) {
-      return fail("a frame holds no maps");
-    } catch (const msgpack::str_size_overflow&) {
-      return fail("str longer than " + std::to_string(kMaxStrBytes) + " bytes");
-    } catch (const msgpack::bin_size_overflow&) {
-      return fail("bin longer than max_payload (" + std::to_string(limits_.max_payload) + ")");
-    } catch (const msgpack::ext_size_overflow&) {
-      return fail("ext payload longer than " + std::to_string(kMaxExtBytes) + " bytes");
-    } catch (const msgpack::depth_size_overflow&) {
-      return fail("nested deeper than " + std::to_string(kMaxDepth));
-    } catch (const msgpack::unpack_error& e) {
-      return fail(std::string("malformed: ") + e.what());
-    } catch (const std::bad_alloc&) {
-      return fail("out of memory decoding the frame");
-    } catch (const std::exception& e) {
-      return fail(std::string("cannot decode: ") + e.what());
+      if (e->kind == UnpackError::Kind::kMap) return fail("a frame holds no maps");
+      return fail(std::move(e->message));
     }
     consumed_ = off;
     if (whole && off != bytes.size()) {

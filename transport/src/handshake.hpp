@@ -109,6 +109,9 @@ struct AcceptorStep {
 /// The REFUSE reason an acceptor gives a connection it holds no handshake for (a connector
 /// whose link we dropped, or whose connection ZeroMQ re-established behind its back).
 inline constexpr std::string_view kNotAuthenticatedReason = "not authenticated";
+/// The start of the REFUSE reason an acceptor gives a node that authenticated under a name
+/// that another node holds here (docs/protocol.md section 3): "name in use: ...".
+inline constexpr std::string_view kNameInUseReason = "name in use";
 
 /// One frame from the connector, on a connection in state `st`. `nonce` is called for a fresh
 /// kNonceBytes nonce when a HELLO is challenged.

@@ -60,11 +60,12 @@ void LinkTable::on_incoming(const std::string& id, std::string_view message,
     const bool authenticated = in.hs.phase == AcceptorState::Phase::kAuthenticated;
     auto frame = decode_next_frame(rest, cfg_.limits);
     if (!frame.ok()) {
-      const std::string source = authenticated
-                                     ? in.hs.hello.name
-                                     : "connection " + std::to_string(std::hash<std::string>()(id));
-      reject(source, frame.error().to_string());
-      if (!authenticated) incoming_.erase(it);
+      if (authenticated) {
+        reject(in.hs.hello.name, frame.error().to_string());
+      } else {
+        reject_unauthenticated("a connection before its handshake", frame.error().to_string());
+        incoming_.erase(it);
+      }
       break;  // what follows cannot be resynchronised
     }
     if (Data* d = std::get_if<Data>(&*frame); d && authenticated) {
@@ -104,6 +105,14 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
       reset(*o, /*backoff=*/true);
       return;
     case Event::kAuthenticated:
+      if (o->hs.peer == cfg_.me.name && o->hs.peer_creation == cfg_.me.creation) {
+        // This node itself, under another name for its endpoint (a seed list that names
+        // every node, this one included): never a peer.
+        log_limited(o->endpoint, "not linking to " + o->endpoint + ": it is this node itself");
+        reset(*o, false);
+        o->next_attempt = TimePoint::max();
+        return;
+      }
       // Another link to the same node is up or proving itself (it was reached under two
       // endpoints): keep that one, and leave this one before it proves anything, so the peer
       // never takes a second connection of ours for a reconnect (see handle_incoming).
@@ -136,7 +145,13 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
         return;
       }
       auth_failures_.fetch_add(1, std::memory_order_relaxed);
-      log_limited(o->endpoint, "node at " + o->endpoint + " refused us: " + step.detail);
+      if (std::string_view(step.detail).substr(0, kNameInUseReason.size()) == kNameInUseReason) {
+        log_limited(o->endpoint, "node at " + o->endpoint + " refused us: " + step.detail +
+                                     " (another node runs as " + cfg_.me.name +
+                                     ": names must be unique in a cluster)");
+      } else {
+        log_limited(o->endpoint, "node at " + o->endpoint + " refused us: " + step.detail);
+      }
       reset(*o, /*backoff=*/true);
       return;
     case Event::kNone:
@@ -149,7 +164,23 @@ void LinkTable::on_outgoing(ConnId id, std::string_view message, TimePoint now) 
 void LinkTable::reject_unframed(const std::string& source, const std::string& why, TimePoint now) {
   now_ = now;
   frames_in_.fetch_add(1, std::memory_order_relaxed);
-  reject(source, why);
+  reject_unauthenticated(source, why);
+}
+
+void LinkTable::reject_parts(const std::string& in, std::size_t bytes, TimePoint now) {
+  now_ = now;
+  frames_in_.fetch_add(1, std::memory_order_relaxed);
+  auto it = incoming_.find(in);
+  if (it != incoming_.end() && it->second.hs.phase == AcceptorState::Phase::kAuthenticated) {
+    reject(it->second.hs.hello.name,
+           "a message of " + std::to_string(bytes) + " bytes, over the frame limit");
+    return;
+  }
+  // Only a peer that counts its link up sends a message in parts: it is not, here (section 7).
+  io_.reply(in, encode_frame(Frame(Refuse{std::string(kNotAuthenticatedReason)})));
+  reject_unauthenticated("a connection before its handshake",
+                         "a message of " + std::to_string(bytes) + " bytes in parts");
+  if (it != incoming_.end()) incoming_.erase(it);
 }
 
 void LinkTable::tick(TimePoint now) {
@@ -159,6 +190,13 @@ void LinkTable::tick(TimePoint now) {
     if (now - heard > cfg_.down_after) silent.push_back(peer);
   }
   for (const std::string& peer : silent) peer_down(peer, "timeout", nullptr);
+  flush_unauthenticated_log();
+  if (now - last_prune_ >= kLogInterval) {
+    // Sources last logged about an interval ago are allowed a line again anyway: forgetting
+    // them keeps this map as small as the log is quiet.
+    last_prune_ = now;
+    std::erase_if(last_logged_, [&](const auto& e) { return now - e.second >= kLogInterval; });
+  }
   // Handshakes that never finished.
   for (auto it = incoming_.begin(); it != incoming_.end();) {
     if (it->second.hs.phase != AcceptorState::Phase::kAuthenticated &&
@@ -236,6 +274,11 @@ std::vector<std::string> LinkTable::up_peers() const {
   return out;
 }
 
+bool LinkTable::authenticated(const std::string& in) const {
+  auto it = incoming_.find(in);
+  return it != incoming_.end() && it->second.hs.phase == AcceptorState::Phase::kAuthenticated;
+}
+
 // -- outgoing links ----------------------------------------------------------------------------
 
 LinkTable::Outgoing* LinkTable::up_link(const std::string& peer) {
@@ -259,19 +302,20 @@ LinkTable::Outgoing* LinkTable::by_conn(ConnId id) {
   return nullptr;
 }
 
-void LinkTable::start_outgoing(const std::string& ep, const std::string& server_key) {
-  if (ep == cfg_.me.listen || ep == cfg_.listen) return;  // ourselves
+LinkTable::Outgoing* LinkTable::start_outgoing(const std::string& ep, const std::string& server_key,
+                                               bool forget_when_down) {
+  if (ep == cfg_.me.listen || ep == cfg_.listen) return nullptr;  // ourselves
   if (cfg_.curve) {
     // Link only to nodes that prove they hold a cluster key: gossip cannot steer us elsewhere.
     if (server_key.empty()) {
       log_limited(ep, "not linking to " + ep +
                           ": CURVE is on and its public key is unknown (give it as endpoint#KEY)");
-      return;
+      return nullptr;
     }
     if (!cfg_.allowed.count(server_key)) {
       log_limited(server_key, "not linking to " + ep + ": its public key " + server_key +
                                   " is not in curve_allowed");
-      return;
+      return nullptr;
     }
   }
   Outgoing* o = by_endpoint(ep);
@@ -279,9 +323,11 @@ void LinkTable::start_outgoing(const std::string& ep, const std::string& server_
     outgoing_.push_back(std::make_unique<Outgoing>());
     o = outgoing_.back().get();
     o->endpoint = ep;
+    o->forget_when_down = forget_when_down;
   }
   if (cfg_.curve) o->server_key = server_key;  // a node re-keyed: the next attempt uses it
   if (o->state == Outgoing::State::kIdle) attempt(*o);
+  return o;
 }
 
 void LinkTable::attempt(Outgoing& o) {
@@ -376,6 +422,36 @@ void LinkTable::learn(const Peers& peers) {
 
 // -- incoming connections ----------------------------------------------------------------------
 
+bool LinkTable::name_in_use(const std::string& this_in, const Hello& h, std::string& holder) {
+  if (h.name == cfg_.me.name) {
+    holder = cfg_.me.listen + " (this node)";
+    return true;
+  }
+  if (!last_heard_.count(h.name)) return false;  // nobody we hear from holds it
+  // The incarnation we know: from its own connection to us, else from our link to it.
+  std::uint32_t creation = 0;
+  std::string listen;
+  for (const auto& [id, in] : incoming_) {
+    if (id != this_in && in.hs.phase == AcceptorState::Phase::kAuthenticated &&
+        in.hs.hello.name == h.name) {
+      creation = in.hs.hello.creation;
+      listen = in.hs.hello.listen;
+      break;
+    }
+  }
+  if (listen.empty()) {
+    if (const Outgoing* o = up_link(h.name)) {
+      creation = o->hs.peer_creation;
+      listen = o->endpoint;
+    }
+  }
+  // The same incarnation reconnecting, or a restart: its endpoint is its own, so a new
+  // incarnation on it means the old one is gone (it could not listen there otherwise).
+  if (listen.empty() || creation == h.creation || listen == h.listen) return false;
+  holder = listen;
+  return true;
+}
+
 void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame) {
   using Phase = AcceptorState::Phase;
   if (any_blocked_.load(std::memory_order_acquire)) {
@@ -392,12 +468,13 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
   switch (step.event) {
     case Event::kNotAuthenticated:
       if (step.reply) io_.reply(id, encode_frame(*step.reply));
-      reject("connection", step.detail);
+      reject_unauthenticated("a connection", step.detail);
       incoming_.erase(id);
       return;
     case Event::kVersionRefused:
       io_.reply(id, encode_frame(*step.reply));
-      log_limited(in.hs.hello.name, "refused node " + in.hs.hello.name + ": " + step.detail);
+      log_unauthenticated("refused a node calling itself " + in.hs.hello.name + ": " + step.detail,
+                          now_);
       incoming_.erase(id);
       return;
     case Event::kChallenged:
@@ -406,12 +483,28 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
     case Event::kAuthFailed:
       auth_failures_.fetch_add(1, std::memory_order_relaxed);
       if (step.reply) io_.reply(id, encode_frame(*step.reply));
-      log_limited(in.hs.hello.name, "refused node " + in.hs.hello.name +
-                                        ": authentication failed (is its cookie the same?)");
+      log_unauthenticated("refused a node calling itself " + in.hs.hello.name + " at " +
+                              in.hs.hello.listen +
+                              ": authentication failed (is its cookie the same?)",
+                          now_);
       incoming_.erase(id);
       return;
     case Event::kAuthenticated: {
       const Hello& h = in.hs.hello;
+      if (std::string holder; name_in_use(id, h, holder)) {
+        // A second node under a name in use here (a copy of a node's config with another
+        // port): refused, and the node that holds the name is left alone. Taking it for a
+        // restart would end the real one's link, and the two would take turns for ever.
+        auth_failures_.fetch_add(1, std::memory_order_relaxed);
+        io_.reply(id, encode_frame(Frame(Refuse{std::string(kNameInUseReason) + ": " + h.name +
+                                                " is the node at " + holder})));
+        log_limited("name " + h.name, "refused node " + h.name + " at " + h.listen + ": the name " +
+                                          h.name + " is in use by the node at " + holder +
+                                          " (two nodes run as " + h.name +
+                                          "? names must be unique in a cluster)");
+        incoming_.erase(id);
+        return;
+      }
       // A new incarnation of a peer we still think is up (it restarted within down_after):
       // the old one is gone, and our link to it is stale, because its socket reconnected
       // silently to the new incarnation, which drops our frames as unauthenticated.
@@ -439,15 +532,17 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
       }
       last_heard_[h.name] = now_;
       incoming_creation_[h.name] = h.creation;
-      if (is_hidden(h)) {
-        hidden_.insert(h.name);
+      const bool hidden = is_hidden(h);
+      if (hidden) {
+        hidden_[h.name] = h.listen;
       } else {
         hidden_.erase(h.name);
       }
       // Open our own direction to it, unless we have one already. Under CURVE its key is the
-      // one it was admitted with: one pair per node.
-      if (!up_link(h.name)) start_outgoing(h.listen, in.client_key);
-      maybe_up(h.name);
+      // one it was admitted with: one pair per node. `h` lives in `in`, which may go meanwhile.
+      const std::string name = h.name;
+      if (!up_link(name)) start_outgoing(h.listen, in.client_key, /*forget_when_down=*/hidden);
+      maybe_up(name);
       return;
     }
     case Event::kPeerFrame: {
@@ -456,7 +551,15 @@ void LinkTable::handle_incoming(const std::string& id, Incoming& in, Frame frame
       if (auto* d = std::get_if<Data>(&frame)) {  // (on_incoming passes these on itself)
         io_.deliver(peer, std::move(*d));
       } else if (auto* p = std::get_if<Peers>(&frame)) {
-        learn(*p);
+        if (hidden_.count(peer)) {
+          // A hidden node is no member (docs/protocol.md section 11): it may not steer whom we
+          // link to, nor have us dial endpoints for ever.
+          frames_rejected_.fetch_add(1, std::memory_order_relaxed);
+          log_limited(peer, "ignored PEERS from hidden node " + peer +
+                                ": a hidden node is not a cluster member");
+        } else {
+          learn(*p);
+        }
       } else if (std::holds_alternative<Bye>(frame)) {
         peer_down(peer, "bye", nullptr);  // forgets this connection too
       }
@@ -473,7 +576,13 @@ void LinkTable::peer_down(const std::string& peer, const std::string& reason,
   const bool was_up = announced_.erase(peer) > 0;
   last_heard_.erase(peer);
   incoming_creation_.erase(peer);
-  const bool was_hidden = hidden_.erase(peer) > 0;
+  std::string hidden_listen;  // a hidden node's endpoint, for the link back to it
+  bool was_hidden = false;
+  if (auto h = hidden_.find(peer); h != hidden_.end()) {
+    was_hidden = true;
+    hidden_listen = std::move(h->second);
+    hidden_.erase(h);
+  }
   for (auto it = incoming_.begin(); it != incoming_.end();) {
     if (it->second.hs.phase == AcceptorState::Phase::kAuthenticated &&
         it->second.hs.hello.name == peer && !(keep && it->first == *keep)) {
@@ -487,6 +596,15 @@ void LinkTable::peer_down(const std::string& peer, const std::string& reason,
       reset(*o, /*backoff=*/true);
       o->hs.peer.clear();
     }
+  }
+  if (was_hidden) {
+    // A hidden node that left is forgotten, the link back to it included (whether or not it
+    // got as far as naming the node): nodusctl's every run would be redialled for ever.
+    std::erase_if(outgoing_, [&](const std::unique_ptr<Outgoing>& o) {
+      if (!o->forget_when_down || o->endpoint != hidden_listen) return false;
+      retire(*o);
+      return true;
+    });
   }
   io_.peer_down(peer, reason, was_up, was_hidden);
 }
@@ -504,11 +622,40 @@ void LinkTable::reject(const std::string& source, const std::string& why) {
   log_limited(source, "dropped a frame from " + source + ": " + why);
 }
 
+void LinkTable::reject_unauthenticated(const std::string& source, const std::string& why) {
+  frames_rejected_.fetch_add(1, std::memory_order_relaxed);
+  log_unauthenticated("dropped a frame from " + source + ": " + why, now_);
+}
+
 void LinkTable::log_limited(const std::string& source, const std::string& line) {
-  auto& last = last_logged_[source];
-  if (last != TimePoint{} && now_ - last < kLogInterval) return;
-  last = now_;
+  auto [it, fresh] = last_logged_.try_emplace(source, now_);
+  if (!fresh && now_ - it->second < kLogInterval) return;
+  it->second = now_;
   io_.log(line);
+}
+
+void LinkTable::log_unauthenticated(const std::string& line, TimePoint now) {
+  if (now > now_) now_ = now;
+  if (unauthenticated_logged_ && now_ - *unauthenticated_logged_ < kLogInterval) {
+    ++unauthenticated_held_;
+    return;
+  }
+  flush_unauthenticated_log();
+  unauthenticated_logged_ = now_;
+  io_.log(line);
+}
+
+void LinkTable::flush_unauthenticated_log() {
+  if (unauthenticated_held_ == 0 || now_ - *unauthenticated_logged_ < kLogInterval) return;
+  io_.log(std::to_string(unauthenticated_held_) + " more problem" +
+          (unauthenticated_held_ == 1 ? "" : "s") + " with " + std::string(kUnauthenticatedSource) +
+          " in the " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::seconds>(now_ - *unauthenticated_logged_)
+                  .count()) +
+          " s after the last one logged (not logged one by one)");
+  unauthenticated_held_ = 0;
+  unauthenticated_logged_ = now_;
 }
 
 }  // namespace nodus::transport

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -92,8 +93,11 @@ class LinkTable {
   /// The first and the largest pause between attempts to reach a node.
   static constexpr std::chrono::milliseconds kFirstBackoff{50};
   static constexpr std::chrono::milliseconds kMaxBackoff{5000};
-  /// A problem with one source is logged at most once per this interval.
+  /// A problem with one source is logged at most once per this interval. Sources that have
+  /// not authenticated share one allowance (kUnauthenticatedSource), and the lines held back
+  /// are counted and reported: nothing is kept per unauthenticated source.
   static constexpr std::chrono::seconds kLogInterval{10};
+  static constexpr std::string_view kUnauthenticatedSource = "unauthenticated connections";
 
   LinkTable(LinkConfig config, LinkIo& io);
   LinkTable(const LinkTable&) = delete;
@@ -112,10 +116,18 @@ class LinkTable {
   /// A message on an incoming connection that carried no frame we could look at (the shell's
   /// own framing failed: ZeroMQ parts missing or extra): dropped and counted.
   void reject_unframed(const std::string& source, const std::string& why, TimePoint now);
+  /// A message in parts on incoming connection `in`, `bytes` long, that is not taken: `in` has
+  /// not authenticated (answered with REFUSE, as a peer's frame would be), or it is over the
+  /// frame limit. Dropped and counted.
+  void reject_parts(const std::string& in, std::size_t bytes, TimePoint now);
   /// Liveness, heartbeats, handshake timeouts, reconnects: call every few tens of ms.
   void tick(TimePoint now);
   /// Leaving: BYE to every peer that is up, then every connection closed.
   void leave(TimePoint now);
+  /// Logs a problem with a source that has not authenticated (a connection before its
+  /// handshake, a CURVE client refused by ZAP): at most one line per kLogInterval for all of
+  /// them together, with the count of those held back.
+  void log_unauthenticated(const std::string& line, TimePoint now);
 
   // -- fault injection (Transport::block_peer): any thread --------------------------------
   void block(const std::string& peer, bool on);
@@ -132,6 +144,12 @@ class LinkTable {
   std::vector<std::string> up_peers() const;
   /// Incoming connections we hold state for (the driving thread).
   std::size_t incoming_count() const { return incoming_.size(); }
+  /// True if incoming connection `in` completed its handshake (the driving thread).
+  bool authenticated(const std::string& in) const;
+  /// Outgoing links we keep (open, or waiting to be redialled), and sources we remember
+  /// having logged about (the driving thread): what tests check stays bounded.
+  std::size_t outgoing_count() const { return outgoing_.size(); }
+  std::size_t log_sources() const { return last_logged_.size(); }
   const LinkConfig& config() const { return cfg_; }
 
  private:
@@ -146,6 +164,9 @@ class LinkTable {
     TimePoint up_since{};
     TimePoint next_attempt{};
     std::chrono::milliseconds backoff = kFirstBackoff;
+    /// Opened only to link back to a hidden node: forgotten when that node goes down, since
+    /// hidden nodes (nodusctl) come and go under fresh names and endpoints.
+    bool forget_when_down = false;
   };
 
   struct Incoming {
@@ -154,7 +175,10 @@ class LinkTable {
     std::string client_key;  // CURVE: the key this connection was admitted with
   };
 
-  void start_outgoing(const std::string& endpoint, const std::string& server_key);
+  /// The link to `endpoint` (made if new, and `forget_when_down` then), attempted now if
+  /// idle; nullptr if it may not be linked to (ourselves, CURVE without an allowed key).
+  Outgoing* start_outgoing(const std::string& endpoint, const std::string& server_key,
+                           bool forget_when_down = false);
   void attempt(Outgoing& o);
   /// Drops o's connection; with `backoff`, the next attempt waits.
   void reset(Outgoing& o, bool backoff);
@@ -164,6 +188,10 @@ class LinkTable {
   void maybe_up(const std::string& peer);
   void gossip(Outgoing& fresh);
   void learn(const Peers& peers);
+  /// Whether the authenticated `hello` (of incoming connection `in`) claims a name in use here by
+  /// another node: ours, or a peer's that we hear from at another endpoint under another creation
+  /// (a restart comes back on its own endpoint). `holder`: where the name is in use.
+  bool name_in_use(const std::string& in, const Hello& hello, std::string& holder);
   void handle_incoming(const std::string& id, Incoming& in, Frame frame);
   /// `keep`: an incoming connection of the peer's that survives (its new incarnation's).
   void peer_down(const std::string& peer, const std::string& reason, const std::string* keep);
@@ -171,7 +199,13 @@ class LinkTable {
   /// down if it was up.
   void outgoing_lost(Outgoing& o, const std::string& reason);
   void reject(const std::string& source, const std::string& why);
+  /// As reject, for a source that has not authenticated (see log_unauthenticated).
+  void reject_unauthenticated(const std::string& source, const std::string& why);
+  /// At most one line per kLogInterval per `source`: an authenticated peer's name, or an
+  /// endpoint we link to ourselves (never a name or address an unauthenticated source chose).
   void log_limited(const std::string& source, const std::string& line);
+  /// Reports the count of unauthenticated problems held back, once their interval is over.
+  void flush_unauthenticated_log();
   Outgoing* up_link(const std::string& peer);
   Outgoing* by_endpoint(const std::string& endpoint);
   Outgoing* by_conn(ConnId id);
@@ -187,8 +221,14 @@ class LinkTable {
   std::unordered_map<std::string, TimePoint> last_heard_;
   std::unordered_map<std::string, std::uint32_t> incoming_creation_;  // authenticated to us
   std::unordered_set<std::string> announced_;                         // reported up
-  std::unordered_set<std::string> hidden_;  // authenticated to us as hidden nodes
+  // Authenticated to us as hidden nodes, with the endpoint they listen on.
+  std::unordered_map<std::string, std::string> hidden_;
   std::unordered_map<std::string, TimePoint> last_logged_;
+  // The last line about any unauthenticated source (none yet: nullopt), and how many were held
+  // back since.
+  std::optional<TimePoint> unauthenticated_logged_;
+  std::uint64_t unauthenticated_held_ = 0;
+  TimePoint last_prune_{};  // when last_logged_ was last pruned
 
   // Guards blocked_: written by block() (tests, operators), read wherever frames pass while
   // any_blocked_.

@@ -1,8 +1,7 @@
-// CURVE for the ZeroMQ transport: the ZAP handler and the router monitor (zap.hpp).
+// CURVE for the ZeroMQ transport: the ZAP handler (zap.hpp).
 #include "zap.hpp"
 
 #include <cstdio>
-#include <cstring>
 #include <utility>
 
 namespace nodus::transport {
@@ -13,8 +12,6 @@ namespace {
 // (RFC 27/ZAP). Each transport has a context of its own, so one handler per transport.
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 constexpr const char* kZapDomain = "nodus";
-// Where the ROUTER reports handshakes that failed before ZAP (plaintext peers, bad CURVE).
-constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
 constexpr std::size_t kCurveKeyBytes = 32;
 
 }  // namespace
@@ -53,15 +50,6 @@ void ZapHandler::listen(zmq::socket_t& router, const CurveKeys& keys) {
   zap_ = zmq::socket_t(ctx_, zmq::socket_type::rep);
   zap_.set(zmq::sockopt::linger, 0);
   zap_.bind(kZapEndpoint);
-  if (zmq_socket_monitor(
-          router.handle(), kMonitorEndpoint,
-          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
-    throw zmq::error_t();
-  }
-  monitoring_ = true;
-  monitor_ = zmq::socket_t(ctx_, zmq::socket_type::pair);
-  monitor_.set(zmq::sockopt::linger, 0);
-  monitor_.connect(kMonitorEndpoint);
   router.set(zmq::sockopt::zap_domain, kZapDomain);
   router.set(zmq::sockopt::curve_server, true);
   router.set(zmq::sockopt::curve_secretkey, keys.secret_key);
@@ -97,45 +85,24 @@ void ZapHandler::answer() {
     }
     if (v.admit) continue;
     refused_.fetch_add(1, std::memory_order_relaxed);
-    log_("curve " + v.address, "refused a connection from " + v.address + ": " + v.why);
+    log_(std::string(), "refused a connection from " + v.address + ": " + v.why);
   }
 }
 
-void ZapHandler::read_monitor(const std::string& endpoint) {
-  for (;;) {
-    zmq::message_t event, where;
-    try {
-      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
-      if (event.more()) (void)monitor_.recv(where, zmq::recv_flags::none);
-    } catch (const zmq::error_t& e) {
-      log_("zap", std::string("failed to read the router's monitor: ") + e.what());
-      return;
-    }
-    if (event.size() < 6) continue;
-    std::uint16_t kind = 0;
-    std::uint32_t value = 0;
-    std::memcpy(&kind, event.data<char>(), sizeof(kind));
-    std::memcpy(&value, event.data<char>() + 2, sizeof(value));
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    char code[48];
-    std::snprintf(code, sizeof(code), " (event 0x%x, value 0x%x)", unsigned{kind}, unsigned{value});
-    // Which side notices a plaintext peer first is a race: here a mechanism mismatch, or a
-    // connection the peer dropped mid-handshake (no detail).
-    const std::string why = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-                                ? "the peer does not use CURVE (a plaintext node?)"
-                                : "the handshake failed before CURVE authentication (a plaintext "
-                                  "node, or one without our public key?)";
-    log_("curve handshake " + why, "refused a connection on " + endpoint + ": " + why + code);
-  }
+void ZapHandler::handshake_failed(std::uint16_t event, std::uint32_t value,
+                                  const std::string& endpoint) {
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  char code[48];
+  std::snprintf(code, sizeof(code), " (event 0x%x, value 0x%x)", unsigned{event}, unsigned{value});
+  // Which side notices a plaintext peer first is a race: here a mechanism mismatch, or a
+  // connection the peer dropped mid-handshake (no detail).
+  const std::string why = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                              ? "the peer does not use CURVE (a plaintext node?)"
+                              : "the handshake failed before CURVE authentication (a plaintext "
+                                "node, or one without our public key?)";
+  log_(std::string(), "refused a connection on " + endpoint + ": " + why + code);
 }
 
-void ZapHandler::close(zmq::socket_t& router) {
-  if (monitoring_) {
-    (void)zmq_socket_monitor(router.handle(), nullptr, 0);
-    monitoring_ = false;
-  }
-  monitor_.close();
-  zap_.close();
-}
+void ZapHandler::close() { zap_.close(); }
 
 }  // namespace nodus::transport

@@ -1,7 +1,8 @@
 // CURVE for the ZeroMQ transport (docs/protocol.md section 8): the ZAP handler that admits only
-// the cluster's public keys, and the ROUTER monitor that reports handshakes refused before ZAP
-// was asked. The verdict on a ZAP request is a pure function (zap_verdict), tested without
-// sockets; ZapHandler owns the two inproc sockets and runs on the transport's I/O thread.
+// the cluster's public keys, and what it makes of handshakes the ROUTER's monitor reports as
+// refused before ZAP was asked. The verdict on a ZAP request is a pure function (zap_verdict),
+// tested without sockets; ZapHandler owns the inproc ZAP socket and runs on the transport's
+// I/O thread (which owns the monitor: a socket has one).
 //
 // Thread-safety: ZapHandler is used by one thread at a time (the transport's I/O lock).
 #pragma once
@@ -37,24 +38,26 @@ ZapVerdict zap_verdict(const std::vector<std::string>& request,
 
 class ZapHandler {
  public:
-  /// `log(source, line)` reports a refusal (rate-limited by the caller per source).
+  /// `log(source, line)` reports a problem, rate-limited by the caller per source; an empty
+  /// `source` is a client that has not authenticated (rate-limited with all of those, so that
+  /// nothing is kept per address).
   using Log = std::function<void(const std::string& source, const std::string& line)>;
 
   ZapHandler(zmq::context_t& ctx, std::unordered_set<std::string> allowed, Log log);
 
-  /// Binds the ZAP handler in the context, makes `router` a CURVE server with `keys` that asks
-  /// it, and monitors the router's failed handshakes. Before `router` binds: a CURVE server
-  /// without a handler admits any client key. Throws zmq::error_t.
+  /// Binds the ZAP handler in the context and makes `router` a CURVE server with `keys` that
+  /// asks it. Before `router` binds: a CURVE server without a handler admits any client key.
+  /// Throws zmq::error_t.
   void listen(zmq::socket_t& router, const CurveKeys& keys);
-  /// For zmq::poll: the ZAP socket and the monitor socket.
+  /// For zmq::poll: the ZAP socket.
   void* zap_handle() { return zap_.handle(); }
-  void* monitor_handle() { return monitor_.handle(); }
   /// Answers every ZAP request waiting.
   void answer();
-  /// Reads every failed-handshake event waiting; `endpoint` names our listener in the log.
-  void read_monitor(const std::string& endpoint);
-  /// Stops monitoring `router` and closes both sockets. Idempotent.
-  void close(zmq::socket_t& router);
+  /// The router's monitor reported a handshake that failed before ZAP was asked
+  /// (ZMQ_EVENT_HANDSHAKE_FAILED_*, with its value); `endpoint` names our listener in the log.
+  void handshake_failed(std::uint16_t event, std::uint32_t value, const std::string& endpoint);
+  /// Closes the ZAP socket. Idempotent.
+  void close();
 
   /// Connections refused so far (ZAP said 400, or the handshake failed before ZAP).
   std::uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
@@ -64,9 +67,7 @@ class ZapHandler {
   zmq::context_t& ctx_;
   std::unordered_set<std::string> allowed_;
   Log log_;
-  zmq::socket_t zap_;      // REP, bound to inproc://zeromq.zap.01
-  zmq::socket_t monitor_;  // PAIR, the router's failed handshakes
-  bool monitoring_ = false;
+  zmq::socket_t zap_;  // REP, bound to inproc://zeromq.zap.01
   std::atomic<std::uint64_t> refused_{0};
 };
 

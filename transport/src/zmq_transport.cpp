@@ -1,15 +1,21 @@
 // The ZeroMQ transport (nodus/transport/transport.hpp): sockets, threads and the hot paths.
 // What a link does (handshake, liveness, reconnects, gossip) is the LinkTable's
 // (link_table.hpp); this file gives it sockets to do it with. CURVE's ZAP handler is zap.hpp.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -19,6 +25,7 @@
 
 #include "link_table.hpp"
 #include "nodus/transport/transport.hpp"
+#include "pre_auth.hpp"
 #include "zap.hpp"
 
 namespace nodus::transport {
@@ -47,6 +54,55 @@ constexpr auto kReceiverCheck = std::chrono::milliseconds(5);
 // them), and how many messages it takes from one at a time.
 constexpr auto kUpLinkRead = std::chrono::milliseconds(50);
 constexpr std::size_t kDealerReadBudget = 64;
+// The largest ZeroMQ message part a socket takes (ZMQ_MAXMSGSIZE, per part): every handshake
+// frame fits, and it is all a connection can make the node hold before it authenticates (but
+// see docs/protocol.md section 1 on messages in parts). A larger message travels in parts.
+constexpr std::size_t kMaxPartBytes = 64 * 1024;
+// At most this many connections wait for their handshake at once (and at most a quarter of the
+// descriptors the process may open).
+constexpr std::size_t kMaxPreAuthConnections = 256;
+// Where the ROUTER reports connections accepted and ended, and handshakes that failed.
+constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
+
+// What descriptor `fd` is: its local and peer socket addresses, raw (`identity`), and the peer's
+// as text (`address`). Both empty if it is not a connected socket.
+void describe_socket(int fd, std::string& identity, std::string& address) {
+  identity.clear();
+  address.clear();
+  sockaddr_storage local{}, peer{};
+  socklen_t local_len = sizeof(local), peer_len = sizeof(peer);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+    return;
+  }
+  identity.assign(reinterpret_cast<const char*>(&local),
+                  std::min<socklen_t>(local_len, sizeof(local)));
+  identity.append(reinterpret_cast<const char*>(&peer),
+                  std::min<socklen_t>(peer_len, sizeof(peer)));
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (peer.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&peer);
+    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    port = ntohs(in->sin_port);
+  } else if (peer.ss_family == AF_INET6) {
+    const auto* in = reinterpret_cast<const sockaddr_in6*>(&peer);
+    ::inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof(host));
+    port = ntohs(in->sin6_port);
+  }
+  address = std::string(host) + ":" + std::to_string(port);
+}
+
+// How many connections may wait for their handshake: kMaxPreAuthConnections, or a quarter of
+// the descriptors this process may open if that is less (at least 16).
+std::size_t max_pre_auth_connections() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+    return kMaxPreAuthConnections;
+  }
+  return std::clamp<std::size_t>(static_cast<std::size_t>(rl.rlim_cur) / 4, 16,
+                                 kMaxPreAuthConnections);
+}
 
 // The CURVE client key a message arrived under: the ZAP handler's user id ("" if none). Valid
 // while `msg` lives.
@@ -60,21 +116,52 @@ class ZmqTransport final : public Transport, private LinkIo {
   ZmqTransport(TransportOptions options, TransportCallbacks callbacks)
       : opt_(std::move(options)),
         cb_(std::move(callbacks)),
-        router_(ctx_, zmq::socket_type::router) {}
+        router_(ctx_, zmq::socket_type::router),
+        part_bytes_(std::min(kMaxPartBytes, opt_.limits.max_frame)),
+        pre_auth_(PreAuthTracker::Config{opt_.down_after, max_pre_auth_connections()}) {}
 
   ~ZmqTransport() override { close(); }
 
   Status bind() {
     if (sodium_init() < 0) return Status(ErrorCode::kInternal, "libsodium failed to initialise");
+    // libzmq writes to sockets without MSG_NOSIGNAL: a peer that reset its connection would
+    // end the process with SIGPIPE. Ignored, unless the program handles it itself.
+    struct sigaction pipe {};
+    if (::sigaction(SIGPIPE, nullptr, &pipe) == 0 && pipe.sa_handler == SIG_DFL) {
+      ::signal(SIGPIPE, SIG_IGN);
+    }
     auto cfg = make_link_config(opt_, "");
     if (!cfg.ok()) return cfg.error();
     zap_ = std::make_unique<ZapHandler>(
-        ctx_, cfg->allowed,
-        [this](const std::string& source, const std::string& line) { log_limited(source, line); });
+        ctx_, cfg->allowed, [this](const std::string& source, const std::string& line) {
+          if (source.empty()) {
+            table_->log_unauthenticated(line, Clock::now());  // one allowance for them all
+          } else {
+            log_limited(source, line);
+          }
+        });
     try {
       if (opt_.curve) zap_->listen(router_, *opt_.curve);
+      // Every connection accepted and ended, for the pre-authentication budget; and under
+      // CURVE, handshakes that failed before ZAP was asked.
+      const int events =
+          ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+          (opt_.curve ? ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                      : 0);
+      if (zmq_socket_monitor(router_.handle(), kMonitorEndpoint, events) != 0) {
+        throw zmq::error_t();
+      }
+      monitoring_ = true;
+      monitor_ = zmq::socket_t(ctx_, zmq::socket_type::pair);
+      monitor_.set(zmq::sockopt::linger, 0);
+      // Unbounded: libzmq's I/O thread blocks on a monitor whose queue is full.
+      monitor_.set(zmq::sockopt::rcvhwm, 0);
+      monitor_.connect(kMonitorEndpoint);
       router_.set(zmq::sockopt::linger, 0);
-      router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
+      router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(part_bytes_));
+      // A connection that has not finished ZeroMQ's own handshake by then is closed by libzmq:
+      // a backstop (close_unauthenticated() closes it at down_after, and says so).
+      router_.set(zmq::sockopt::handshake_ivl, static_cast<int>(2 * opt_.down_after.count()));
       router_.set(zmq::sockopt::router_mandatory, 0);
       router_.bind(opt_.listen);
       endpoint_ = router_.get(zmq::sockopt::last_endpoint);
@@ -148,6 +235,7 @@ class ZmqTransport final : public Transport, private LinkIo {
     s.frames_rejected = table_->frames_rejected();
     s.auth_failures = table_->auth_failures();
     s.curve_refused = zap_->refused();
+    s.connections_closed = connections_closed_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -173,7 +261,11 @@ class ZmqTransport final : public Transport, private LinkIo {
     if (readable && !io_waiting_.load()) {
       std::unique_lock<std::mutex> io(io_mu_, std::try_to_lock);
       if (io.owns_lock()) {  // else the I/O thread is at it, and the descriptor stays ready
-        read_router();
+        try {
+          read_router();
+        } catch (const std::exception& e) {  // no error of ZeroMQ's or the system's ends the node
+          log_limited("receive", std::string("reading from peers failed: ") + e.what());
+        }
         if (io_wake_needed_) {
           io_wake_needed_ = false;
           wake();
@@ -238,15 +330,18 @@ class ZmqTransport final : public Transport, private LinkIo {
             std::string& why) override {
     io_wake_needed_ = true;  // a new socket for the I/O thread to poll
     Conn c;
-    c.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-    c.link = std::make_shared<Link>();
-    c.link->dealer = c.dealer.get();
     try {
+      // Out of descriptors (EMFILE) or memory, this fails: the link table logs why and tries
+      // again after its backoff. Nothing of it may end the node.
+      c.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+      c.link = std::make_shared<Link>();
+      c.link->dealer = c.dealer.get();
       c.dealer->set(zmq::sockopt::linger, 0);
       // ZeroMQ's queue counts messages, of up to batch_bytes() each: this bounds it to about
       // 64 MiB; beyond, frames wait in the link's pending queue, bounded by max_queued_frames.
       c.dealer->set(zmq::sockopt::sndhwm, kMaxZmqQueued);
-      c.dealer->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(opt_.limits.max_frame));
+      // Only handshake frames and REFUSE come back on it.
+      c.dealer->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(part_bytes_));
       if (opt_.curve) {
         c.dealer->set(zmq::sockopt::curve_serverkey, server_key);
         c.dealer->set(zmq::sockopt::curve_publickey, opt_.curve->public_key);
@@ -254,9 +349,9 @@ class ZmqTransport final : public Transport, private LinkIo {
       }
       c.dealer->connect(endpoint);
       c.fd = c.dealer->get(zmq::sockopt::fd);
-    } catch (const zmq::error_t& e) {
+    } catch (const std::exception& e) {
       why = e.what();
-      graveyard_.push_back(std::move(c.dealer));
+      if (c.dealer) graveyard_.push_back(std::move(c.dealer));
       return false;
     }
     conns_.emplace(id, std::move(c));
@@ -296,14 +391,14 @@ class ZmqTransport final : public Transport, private LinkIo {
   }
 
   void reply(const std::string& id, std::string_view frame) override {
-    zmq::message_t rid(id.data(), id.size());
-    zmq::message_t msg(frame.data(), frame.size());
     try {
+      zmq::message_t rid(id.data(), id.size());
+      zmq::message_t msg(frame.data(), frame.size());
       router_.send(rid, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
       router_.send(msg, zmq::send_flags::dontwait);
       frames_out_.fetch_add(1, std::memory_order_relaxed);
-    } catch (const zmq::error_t&) {
-      // The connection went away meanwhile.
+    } catch (const std::exception&) {
+      // The connection went away meanwhile (or no memory for the answer: it is lost).
     }
   }
 
@@ -384,93 +479,117 @@ class ZmqTransport final : public Transport, private LinkIo {
   void run() {
     std::unique_lock<std::mutex> io(io_mu_);
     while (!stop_.load()) {
-      graveyard_.clear();  // nobody polls these any more
-      std::vector<zmq::pollitem_t> items;
-      // The ROUTER by its file descriptor, not as a socket: polling a socket runs ZeroMQ code
-      // on it, and a thread in receive() may be using it (under io_mu_) meanwhile.
-      // While an idle thread waits in receive(), it reads the ROUTER and this thread leaves
-      // it alone (both would wake for every message); it looks again every few milliseconds
-      // in case that thread went to work and none took its place.
-      const bool backlog = router_backlog_.load();
-      const bool receiver_waiting = !backlog && receivers_waiting_.load() > 0;
-      items.push_back({nullptr, router_fd_, receiver_waiting ? short{0} : short{ZMQ_POLLIN}, 0});
-      items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
-      if (opt_.curve) {
-        items.push_back({zap_->zap_handle(), 0, ZMQ_POLLIN, 0});
-        items.push_back({zap_->monitor_handle(), 0, ZMQ_POLLIN, 0});
-      }
-      // DEALERs by their descriptors too: a socket may be used only under its link's mutex,
-      // and polling a socket uses it (a sender may be sending on a link that is published
-      // while its handshake finishes). The descriptor only says that something may have
-      // changed; service() then drains and reads under the mutex.
-      for (auto& [id, c] : conns_) {
-        bool pending;
-        {
-          std::lock_guard<std::mutex> lock(c.link->mu);
-          pending = !c.link->pending.empty();
-        }
-        if (c.up && !pending) continue;  // read now and then below, for a REFUSE
-        items.push_back({nullptr, c.fd, ZMQ_POLLIN, 0});
-      }
-      io.unlock();
-      auto relock = [&] {
-        io_waiting_.store(true);
-        io.lock();
-        io_waiting_.store(false);
-      };
       try {
-        zmq::poll(items.data(), items.size(),
-                  backlog            ? std::chrono::milliseconds(0)
-                  : receiver_waiting ? kReceiverCheck
-                                     : std::chrono::milliseconds(std::max<std::int64_t>(
-                                           10, opt_.heartbeat_interval.count() / 3)));
-      } catch (const zmq::error_t& e) {
-        relock();
-        if (e.num() == EINTR) continue;
-        log(std::string("poll failed: ") + e.what());
-        break;
+        run_once(io);
+      } catch (const std::exception& e) {
+        // No error of ZeroMQ's or the system's ends the node (out of descriptors or memory, a
+        // socket that failed): it is logged, and the loop goes on after a pause, so that a
+        // lasting failure is not a spin.
+        if (!io.owns_lock()) io.lock();
+        log_limited("io",
+                    std::string("the transport's I/O loop failed: ") + e.what() + " (it goes on)");
+        io.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        io.lock();
       }
-      relock();
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::uint64_t n;
-        (void)!::read(wake_fd_, &n, sizeof(n));
-      }
-      take_requests();
-      if (opt_.curve) {
-        if (items[2].revents & ZMQ_POLLIN) zap_->answer();
-        if (items[3].revents & ZMQ_POLLIN) zap_->read_monitor(endpoint_);
-      }
-      // The descriptor only says that something changed: read_router() reads until ZeroMQ has
-      // nothing more, or notes a backlog when it stops for the rest of the loop (heartbeats
-      // must not starve behind a peer that sends without pause).
-      if ((items[0].revents & ZMQ_POLLIN) || receiver_waiting || backlog) read_router();
-      // Every DEALER in a handshake or with frames waiting is serviced on every round (its
-      // descriptor is edge-triggered: a sender's own use of the socket may have taken the
-      // signal); one that is up only every kUpLinkRead, for a REFUSE telling us that its peer
-      // forgot the link (docs/protocol.md section 7).
-      const Clock::time_point now = Clock::now();
-      const bool read_up = now >= next_up_read_;
-      if (read_up) next_up_read_ = now + kUpLinkRead;
-      std::vector<ConnId> ids;
-      for (const auto& [id, c] : conns_) {
-        if (!c.up || read_up || total_pending_.load(std::memory_order_relaxed) > 0) {
-          ids.push_back(id);
-        }
-      }
-      for (ConnId id : ids) service(id);
-      table_->tick(Clock::now());
     }
     // Leaving: tell the peers, then let the sockets go.
-    for (auto& [id, c] : conns_) {
-      if (!c.up) continue;
-      std::lock_guard<std::mutex> lock(c.link->mu);
-      c.dealer->set(zmq::sockopt::linger, 200);  // give the BYE a moment to leave
+    try {
+      for (auto& [id, c] : conns_) {
+        if (!c.up) continue;
+        std::lock_guard<std::mutex> lock(c.link->mu);
+        c.dealer->set(zmq::sockopt::linger, 200);  // give the BYE a moment to leave
+      }
+      table_->leave(Clock::now());
+    } catch (const std::exception& e) {
+      log(std::string("leaving: ") + e.what());
     }
-    table_->leave(Clock::now());
     conns_.clear();
     graveyard_.clear();
-    if (opt_.curve) zap_->close(router_);
+    if (opt_.curve) zap_->close();
+    if (monitoring_) {
+      (void)zmq_socket_monitor(router_.handle(), nullptr, 0);
+      monitoring_ = false;
+    }
+    monitor_.close();
     router_.close();
+  }
+
+  // One round of the I/O loop: wait for input (without io_mu_), then handle it. REQUIRES: `io`
+  // holds io_mu_ (and holds it again on return, also by an exception).
+  void run_once(std::unique_lock<std::mutex>& io) {
+    graveyard_.clear();  // nobody polls these any more
+    std::vector<zmq::pollitem_t> items;
+    // The ROUTER by its file descriptor, not as a socket: polling a socket runs ZeroMQ code
+    // on it, and a thread in receive() may be using it (under io_mu_) meanwhile.
+    // While an idle thread waits in receive(), it reads the ROUTER and this thread leaves
+    // it alone (both would wake for every message); it looks again every few milliseconds
+    // in case that thread went to work and none took its place.
+    const bool backlog = router_backlog_.load();
+    const bool receiver_waiting = !backlog && receivers_waiting_.load() > 0;
+    items.push_back({nullptr, router_fd_, receiver_waiting ? short{0} : short{ZMQ_POLLIN}, 0});
+    items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+    items.push_back({monitor_.handle(), 0, ZMQ_POLLIN, 0});  // used by this thread alone
+    if (opt_.curve) items.push_back({zap_->zap_handle(), 0, ZMQ_POLLIN, 0});
+    // DEALERs by their descriptors too: a socket may be used only under its link's mutex,
+    // and polling a socket uses it (a sender may be sending on a link that is published
+    // while its handshake finishes). The descriptor only says that something may have
+    // changed; service() then drains and reads under the mutex.
+    for (auto& [id, c] : conns_) {
+      bool pending;
+      {
+        std::lock_guard<std::mutex> lock(c.link->mu);
+        pending = !c.link->pending.empty();
+      }
+      if (c.up && !pending) continue;  // read now and then below, for a REFUSE
+      items.push_back({nullptr, c.fd, ZMQ_POLLIN, 0});
+    }
+    io.unlock();
+    auto relock = [&] {
+      io_waiting_.store(true);
+      io.lock();
+      io_waiting_.store(false);
+    };
+    try {
+      zmq::poll(items.data(), items.size(),
+                backlog            ? std::chrono::milliseconds(0)
+                : receiver_waiting ? kReceiverCheck
+                                   : std::chrono::milliseconds(std::max<std::int64_t>(
+                                         10, opt_.heartbeat_interval.count() / 3)));
+    } catch (const zmq::error_t& e) {
+      relock();
+      if (e.num() == EINTR) return;
+      throw;  // logged by run(), which goes on after a pause
+    }
+    relock();
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::uint64_t n;
+      (void)!::read(wake_fd_, &n, sizeof(n));
+    }
+    take_requests();
+    // Connections accepted first, so that their messages below find them known.
+    if (items[2].revents & ZMQ_POLLIN) read_monitor();
+    if (opt_.curve && (items[3].revents & ZMQ_POLLIN)) zap_->answer();
+    // The descriptor only says that something changed: read_router() reads until ZeroMQ has
+    // nothing more, or notes a backlog when it stops for the rest of the loop (heartbeats
+    // must not starve behind a peer that sends without pause).
+    if ((items[0].revents & ZMQ_POLLIN) || receiver_waiting || backlog) read_router();
+    // Every DEALER in a handshake or with frames waiting is serviced on every round (its
+    // descriptor is edge-triggered: a sender's own use of the socket may have taken the
+    // signal); one that is up only every kUpLinkRead, for a REFUSE telling us that its peer
+    // forgot the link (docs/protocol.md section 7).
+    const Clock::time_point now = Clock::now();
+    const bool read_up = now >= next_up_read_;
+    if (read_up) next_up_read_ = now + kUpLinkRead;
+    std::vector<ConnId> ids;
+    for (const auto& [id, c] : conns_) {
+      if (!c.up || read_up || total_pending_.load(std::memory_order_relaxed) > 0) {
+        ids.push_back(id);
+      }
+    }
+    for (ConnId id : ids) service(id);
+    close_unauthenticated(Clock::now());
+    table_->tick(Clock::now());
   }
 
   void take_requests() {
@@ -504,9 +623,8 @@ class ZmqTransport final : public Transport, private LinkIo {
       } else {
         bool sent = false;
         try {
-          zmq::message_t msg(bytes.data(), bytes.size());
-          sent = link.dealer->send(msg, zmq::send_flags::dontwait).has_value();
-        } catch (const zmq::error_t& e) {
+          sent = send_message(*link.dealer, bytes);
+        } catch (const std::exception& e) {
           return Status(ErrorCode::kNodeDown, peer + ": " + e.what());
         }
         if (sent) {
@@ -520,6 +638,27 @@ class ZmqTransport final : public Transport, private LinkIo {
     }
     if (wake_io) wake();
     return Status::Ok();
+  }
+
+  // Hands one message to `socket`: one part, or beyond part_bytes_, parts of part_bytes_ that
+  // the receiver joins (docs/protocol.md section 1). False if ZeroMQ would not take it now
+  // (then nothing was sent). ZeroMQ takes the rest of a message once it took its first part
+  // (its queue limit counts whole messages); if it does not, the link broke meanwhile and the
+  // message is lost with it. Throws zmq::error_t, std::bad_alloc.
+  bool send_message(zmq::socket_t& socket, std::string_view bytes) const {
+    if (bytes.size() <= part_bytes_) {
+      zmq::message_t msg(bytes.data(), bytes.size());
+      return socket.send(msg, zmq::send_flags::dontwait).has_value();
+    }
+    for (std::size_t at = 0; at < bytes.size(); at += part_bytes_) {
+      const std::size_t n = std::min(part_bytes_, bytes.size() - at);
+      zmq::message_t part(bytes.data() + at, n);
+      const auto flags = at + n < bytes.size()
+                             ? zmq::send_flags::dontwait | zmq::send_flags::sndmore
+                             : zmq::send_flags::dontwait;
+      if (!socket.send(part, flags)) return at > 0;
+    }
+    return true;
   }
 
   void queue_pending(Link& link, std::string_view bytes, std::size_t count) {
@@ -546,8 +685,7 @@ class ZmqTransport final : public Transport, private LinkIo {
         for (int round = 0; round < 4; ++round) {
           while (!link.pending.empty()) {
             auto& [bytes, count] = link.pending.front();
-            zmq::message_t msg(bytes.data(), bytes.size());
-            if (!link.dealer->send(msg, zmq::send_flags::dontwait)) break;
+            if (!send_message(*link.dealer, bytes)) break;
             link.pending_frames -= count;
             total_pending_.fetch_sub(count, std::memory_order_relaxed);
             link.pending.pop_front();
@@ -563,7 +701,7 @@ class ZmqTransport final : public Transport, private LinkIo {
           const bool can_read = (events & ZMQ_POLLIN) && in.size() < kDealerReadBudget;
           if (!can_send && !can_read) break;
         }
-      } catch (const zmq::error_t& e) {
+      } catch (const std::exception& e) {
         log_limited("dealer", std::string("a link's socket failed: ") + e.what());
       }
     }
@@ -590,26 +728,114 @@ class ZmqTransport final : public Transport, private LinkIo {
         continue;
       }
       (void)router_.recv(msg, zmq::recv_flags::none);
-      bool extra_parts = false;
-      for (bool more = msg.more(); more;) {  // the protocol has one part per frame
-        zmq::message_t extra;
-        (void)router_.recv(extra, zmq::recv_flags::none);
-        more = extra.more();
-        extra_parts = true;
+      // The descriptor it came on, while connections wait for their handshake (the lookup
+      // costs a little: not otherwise).
+      const int fd = pre_auth_.empty() ? -1 : msg.get(ZMQ_SRCFD);
+      const std::string id = rid.to_string();
+      if (msg.more()) {
+        read_parts(id, msg);
+      } else {
+        // One message, one or more frames back to back (docs/protocol.md section 1).
+        table_->on_incoming(id, msg.to_string_view(),
+                            opt_.curve ? user_id(msg) : std::string_view(), Clock::now());
       }
-      if (extra_parts) {
-        reject_router("a frame of several parts");
-        continue;
-      }
-      // One message, one or more frames back to back (docs/protocol.md section 1).
-      table_->on_incoming(rid.to_string(), msg.to_string_view(),
-                          opt_.curve ? user_id(msg) : std::string_view(), Clock::now());
+      if (fd >= 0) pre_auth_.message(fd, id, table_->authenticated(id));
     }
     if (!data_in_.empty()) {  // one lock per read, not per frame
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& [peer, n] : data_in_) traffic_[peer].data_in += n;
       data_in_.clear();
     }
+  }
+
+  // The rest of a message in parts whose first part is `first` (docs/protocol.md section 1):
+  // joined into one message for a connection that has authenticated, up to max_frame bytes;
+  // refused on any other (only a peer that counts its link up sends one).
+  void read_parts(const std::string& id, zmq::message_t& first) {
+    const bool authenticated = table_->authenticated(id);
+    std::size_t total = first.size();
+    std::string joined;
+    if (authenticated) joined.assign(first.data<char>(), first.size());
+    for (bool more = true; more;) {
+      zmq::message_t part;
+      (void)router_.recv(part, zmq::recv_flags::none);
+      more = part.more();
+      total += part.size();
+      if (authenticated && total <= opt_.limits.max_frame) {
+        joined.append(part.data<char>(), part.size());
+      }
+    }
+    if (!authenticated || total > opt_.limits.max_frame) {
+      table_->reject_parts(id, total, Clock::now());
+      return;
+    }
+    table_->on_incoming(id, joined, opt_.curve ? user_id(first) : std::string_view(), Clock::now());
+  }
+
+  // Reads the ROUTER's monitor: connections accepted and ended (the pre-authentication
+  // budget), and under CURVE handshakes that failed before ZAP.
+  void read_monitor() {
+    for (;;) {
+      zmq::message_t event;
+      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+      for (bool more = event.more(); more;) {  // the endpoint
+        zmq::message_t rest;
+        (void)monitor_.recv(rest, zmq::recv_flags::none);
+        more = rest.more();
+      }
+      if (event.size() < 6) continue;
+      std::uint16_t kind = 0;
+      std::uint32_t value = 0;
+      std::memcpy(&kind, event.data<char>(), sizeof(kind));
+      std::memcpy(&value, event.data<char>() + 2, sizeof(value));
+      const int fd = static_cast<int>(value);
+      switch (kind) {
+        case ZMQ_EVENT_ACCEPTED: {
+          std::string identity, address;
+          describe_socket(fd, identity, address);
+          if (pre_auth_.accepted(fd, Clock::now(), identity, address)) {
+            close_connection(PreAuthTracker::Victim{fd, identity, address},
+                             std::to_string(pre_auth_.config().max_pending) +
+                                 " connections are waiting for their handshake already");
+          }
+          break;
+        }
+        case ZMQ_EVENT_DISCONNECTED:
+          pre_auth_.closed(fd);
+          break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+          if (opt_.curve) zap_->handshake_failed(kind, value, endpoint_);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  // Closes the connections that have not authenticated within down_after of being accepted.
+  void close_unauthenticated(Clock::time_point now) {
+    if (pre_auth_.empty()) return;
+    read_monitor();  // the latest word on which connections ended
+    for (PreAuthTracker::Victim& v : pre_auth_.expired(
+             now, [&](const std::string& rid) { return table_->authenticated(rid); })) {
+      close_connection(v, "no handshake within " + std::to_string(opt_.down_after.count()) +
+                              " ms of connecting");
+    }
+  }
+
+  // Closes an accepted connection that libzmq owns, by shutting its socket down: libzmq sees it
+  // end and cleans up as after any other. Only if the descriptor still holds the connection it
+  // held when accepted (the monitor's word comes late; descriptors are reused).
+  void close_connection(const PreAuthTracker::Victim& v, const std::string& why) {
+    std::string identity, address;
+    describe_socket(v.fd, identity, address);
+    if (identity.empty() || identity != v.identity) return;  // gone already
+    ::shutdown(v.fd, SHUT_RDWR);
+    connections_closed_.fetch_add(1, std::memory_order_relaxed);
+    table_->log_unauthenticated(
+        "closed a connection from " + v.address + " before it " + "authenticated: " + why,
+        Clock::now());
   }
 
   // A message the link table never sees (its framing is ZeroMQ's, not ours).
@@ -623,6 +849,9 @@ class ZmqTransport final : public Transport, private LinkIo {
   zmq::socket_t router_;
   std::unique_ptr<ZapHandler> zap_;   // CURVE (answered on the I/O thread); set by bind()
   std::unique_ptr<LinkTable> table_;  // set by bind(), before the I/O thread starts
+  zmq::socket_t monitor_;             // PAIR: the ROUTER's events (the I/O thread's own)
+  bool monitoring_ = false;
+  const std::size_t part_bytes_;  // the largest message part taken or sent
   std::string endpoint_;
   int wake_fd_ = -1;
   std::thread io_;
@@ -659,8 +888,10 @@ class ZmqTransport final : public Transport, private LinkIo {
   Clock::time_point next_up_read_{};  // when run() next reads the DEALERs of up links
   std::unordered_map<std::string, std::uint64_t> data_in_;  // DATA frames since the last flush
   std::unordered_map<std::string, Clock::time_point> last_logged_;
+  PreAuthTracker pre_auth_;  // connections that have not authenticated yet
 
   std::atomic<std::uint64_t> frames_out_{0};
+  std::atomic<std::uint64_t> connections_closed_{0};
 };
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nodus/kv/errors.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/transport/status.hpp"
 
@@ -39,6 +40,18 @@ struct RequestOptions {
   std::uint32_t pw = 0;
   std::uint32_t dw = 0;
   std::chrono::milliseconds timeout{0};  ///< the request's deadline (0: kv.request_timeout)
+};
+
+/// Options of a keys query; 0 / empty means the default.
+struct KeysOptions {
+  std::string cursor;       ///< from the previous page; empty: the first page
+  std::uint32_t limit = 0;  ///< keys per page, 1..10000 (0: 1000)
+  std::chrono::milliseconds timeout{0};
+};
+
+struct KeysPage {
+  std::vector<std::string> keys;  ///< by partition, then by key bytes
+  std::string cursor;             ///< for the next page; empty when this was the last
 };
 
 struct GetResult {
@@ -59,6 +72,15 @@ class Client {
   /// Deletes (a tombstone superseding `opts.context`, or what the coordinator has seen when
   /// it is empty); returns the tombstone's causal context.
   Result<std::string> del(std::string_view key, const RequestOptions& opts = {}) const;
+  /// One page of the live keys matching the glob `pattern` (`*`, `?`, `[a-z]`, `\x`), cluster
+  /// wide: one replica of each partition is asked (a coverage query, as Riak's list-keys), so a
+  /// key that replica has not received yet shows up once hand-off or repair brought it.
+  /// Errors: badarg (a malformed cursor or option), unavailable (a partition without a replica
+  /// up), timeout.
+  Result<KeysPage> keys(std::string_view pattern, const KeysOptions& opts = {}) const;
+  /// What every replica of `key` holds, as the term of `{explain, Key}` (docs/protocol.md
+  /// 12.3): for diagnosis, not for reading the value.
+  Result<Term> explain(std::string_view key, std::chrono::milliseconds timeout = {}) const;
 
  private:
   Node* node_;

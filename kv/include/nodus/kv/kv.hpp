@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "nodus/kv/engine.hpp"
+#include "nodus/kv/errors.hpp"
 #include "nodus/kv/ring.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/transport/status.hpp"

@@ -129,6 +129,9 @@ struct NetworkStats {
   std::uint64_t messages_rejected = 0;  ///< well-formed frames with an undecodable message
   std::uint64_t node_up_events = 0;     ///< peers that came up (hidden ones excluded)
   std::uint64_t node_down_events = 0;   ///< peers that went down (hidden ones excluded)
+  /// Connections closed before they authenticated: not done within down_after of connecting,
+  /// or too many waiting at once (docs/protocol.md section 1).
+  std::uint64_t connections_closed = 0;
 };
 
 /// What introspection shows about one process.
@@ -178,8 +181,10 @@ class Node {
   /// already, or when `endpoint` is this node's own. `endpoint` is the peer's listen endpoint
   /// as the peer reports it (its endpoint()), "#PUBLICKEY" appended with CURVE on. Called from
   /// a process, only that process waits. Errors: kTimeout (the link may still come up later:
-  /// the transport keeps trying, as connect(endpoint) does); kBadConfig when this node has no
-  /// networking.
+  /// the transport keeps trying, as connect(endpoint) does); kAuth when, before the link came
+  /// up, a handshake of this node failed authentication (NetworkStats::auth_failures grew: a
+  /// different cookie or CURVE key, here or at the peer; on a busy node it may be another
+  /// peer's); kBadConfig when this node has no networking.
   Status connect(const std::string& endpoint, Timeout timeout);
   /// The nodes this one is linked to (hidden ones excepted).
   std::vector<Atom> nodes() const;

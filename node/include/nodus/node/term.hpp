@@ -42,14 +42,15 @@ namespace nodus {
 inline constexpr std::size_t kMaxAtomLength = 255;
 
 /// An interned symbol. Two atoms are equal iff their names are equal. Cheap to copy and compare.
-/// Interning is thread-safe; the table only grows (like the BEAM's), so don't make atoms from
-/// unbounded untrusted input.
+/// Interning is thread-safe; the table only grows (like the BEAM's) up to its limit (see
+/// atom_table_stats), so don't make atoms from unbounded untrusted input.
 class Atom {
  public:
   /// The atom `undefined`.
   constexpr Atom() = default;
-  /// Interns `name`. Throws std::length_error when name is longer than kMaxAtomLength (Erlang's
-  /// system_limit), so an atom always fits the wire format.
+  /// Interns `name`. Throws std::length_error (Erlang's system_limit) when name is longer than
+  /// kMaxAtomLength, so that an atom always fits the wire format, or when it is new and the
+  /// table holds atom_limit atoms already (counted in AtomTableStats::refused).
   explicit Atom(std::string_view name);
   /// The name; valid for the life of the OS process.
   std::string_view name() const;
@@ -70,6 +71,36 @@ class Atom {
 
 /// Makes an atom: atom("ok").
 inline Atom atom(std::string_view name) { return Atom(name); }
+
+/// The atom table's limit unless set_atom_limit says otherwise: 1,048,576 atoms, Erlang's.
+inline constexpr std::size_t kDefaultAtomLimit = std::size_t{1} << 20;
+
+/// The atom table, as Erlang's: atoms are never freed, so the table has a limit, and making a
+/// new atom beyond it fails (Atom's constructor throws) and is counted; atoms already made are
+/// not affected. Atoms named by other nodes (the atoms of a term a node sent, the node of a pid
+/// or ref) may fill only 15/16 of the table: a message that would need one more is refused
+/// (counted in `refused` and in NetworkStats::messages_rejected, logged, and a call answered
+/// badarg), so what other nodes send can neither exhaust the table in silence nor take the
+/// atoms this node's own code needs. An atom costs about 100 bytes beside its name.
+struct AtomTableStats {
+  std::size_t count = 0;       ///< atoms made so far
+  std::size_t limit = 0;       ///< the most the table holds
+  std::size_t wire_limit = 0;  ///< the most it holds once atoms named by other nodes are refused
+  std::uint64_t refused = 0;   ///< new atoms refused since the process started
+};
+/// Thread-safe.
+AtomTableStats atom_table_stats();
+/// Sets the table's limit (Erlang's +t), for the whole OS process: raised for a program that
+/// needs more atoms, lowered to bound memory (tests lower it to reach it). A limit below the
+/// atoms made already is taken as that count. Thread-safe.
+void set_atom_limit(std::size_t limit);
+
+namespace detail {
+/// The atom `name` names, for decoding what another node sent: as Atom(name), but nullopt
+/// (counted in AtomTableStats::refused) when it is new and the table holds its wire_limit.
+/// REQUIRES: name.size() <= kMaxAtomLength.
+std::optional<Atom> atom_from_wire(std::string_view name);
+}  // namespace detail
 
 // -- pids and refs --------------------------------------------------------------
 

@@ -147,7 +147,10 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
   struct convert<nodus::Atom> {
     const msgpack::object& operator()(const msgpack::object& o, nodus::Atom& a) const {
       if (o.type != type::STR || o.via.str.size > nodus::kMaxAtomLength) throw type_error();
-      a = nodus::Atom(std::string_view(o.via.str.ptr, o.via.str.size));
+      // Decoded from another node's message: refused once the table holds its wire share.
+      auto atom = nodus::detail::atom_from_wire(std::string_view(o.via.str.ptr, o.via.str.size));
+      if (!atom) throw type_error();
+      a = *atom;
       return o;
     }
   };

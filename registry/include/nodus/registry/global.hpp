@@ -11,9 +11,12 @@
 // A name goes when its process exits (its node tells the others) and when its node goes down
 // (each node drops the names of a node it declared down, within the failure-detection window).
 // A hidden node (nodusctl) is no member: what its own service sends is ignored and counted.
-// After a partition heals, the sides exchange their tables; a name held by two processes is
-// settled by the resolver (GlobalOptions::resolver), the same on every node, and the loser is
-// told ({global_name_conflict, Name, Winner}) or exits, as configured.
+// After a partition heals, the sides exchange their tables, ended registrations included; a name
+// held by two processes goes to the later registration (the higher fencing epoch), and two of
+// the same epoch (made apart, each side knowing the same history) are settled by the resolver
+// (GlobalOptions::resolver), the same on every node. Every node ends with the same holder
+// whatever the order in which it hears of the registrations; the loser is told
+// ({global_name_conflict, Name, Winner}) or exits, as configured.
 //
 // Each registration carries a fencing epoch that only grows per name across the cluster: a new
 // holder's epoch is above every earlier holder's, so a downstream service that remembers the
@@ -45,15 +48,18 @@ struct GlobalEntry {
   std::uint64_t clock = 0;  ///< the registration's logical (Lamport) time
 };
 
-/// What happens to the loser of a name conflict found when a partition heals.
+/// What happens to the loser of a name conflict found when a partition heals (or when two
+/// registrations that lost sight of each other meet): not to the holder a re-registration takes
+/// the name from, which is not told.
 enum class ConflictAction : std::uint8_t {
   kNotify,  ///< it gets {global_name_conflict, Name, WinnerPid} (handle_info) and keeps running
   kExit,    ///< it gets the exit signal {global_name_conflict, Name, WinnerPid}
 };
 
-/// Picks the holder of `name` between two claims; must return a.pid or b.pid. It runs on every
-/// node that sees the conflict, so it must be deterministic and symmetric (the same answer for
-/// (a, b) and (b, a)) and must not read the wall clock or local state.
+/// Picks the holder of `name` between two claims of the same epoch; must return a.pid or b.pid.
+/// It runs on every node that sees the conflict, so it must be deterministic and symmetric (the
+/// same answer for (a, b) and (b, a)), and transitive when three claims meet; it must not read
+/// the wall clock or local state.
 using GlobalResolver =
     std::function<Pid(const std::string& name, const GlobalEntry& a, const GlobalEntry& b)>;
 
@@ -62,7 +68,8 @@ using GlobalResolver =
 Pid resolve_earliest(const std::string& name, const GlobalEntry& a, const GlobalEntry& b);
 
 struct GlobalOptions {
-  /// Who keeps a name after a partition heals. Default resolve_earliest. Every node of a
+  /// Who keeps a name claimed at the same epoch by two processes after a partition heals (a
+  /// claim of a higher epoch wins without it). Default resolve_earliest. Every node of a
   /// cluster must use the same resolver.
   GlobalResolver resolver = resolve_earliest;
   /// What the loser of a conflict gets. Default kNotify: it may still hold state worth saving

@@ -6,7 +6,6 @@
 //   2000-2999  caller misuse (badarg, bad configuration, calling yourself)
 //   3000-3999  peer or protocol errors (malformed frame, authentication)
 //   4000-4999  internal errors (a broken invariant that was survived)
-//   6000-6999  the store's own (kv/)
 // Add a code only when some caller would react to it differently from the existing ones.
 //
 // Codes 5000-9999 belong to the layers above transport, a thousand each, so that a layer adds
@@ -44,7 +43,3 @@ NODUS_ERROR(kProtocol, 3000, "protocol_error", "a peer sent a malformed or overs
 NODUS_ERROR(kAuth, 3001, "auth_failed", "authentication failed")
 
 NODUS_ERROR(kInternal, 4000, "internal", "an internal error")
-
-// kv
-NODUS_ERROR(kTooManySiblings, 6000, "too_many_siblings",
-            "the key holds too many concurrent values: write with the context of a read")

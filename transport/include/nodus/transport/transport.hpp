@@ -108,6 +108,9 @@ struct TransportStats {
   /// Connections refused by CURVE before any frame: a client key not in curve_allowed, a
   /// plaintext client, a failed CURVE handshake. Zero without `curve`.
   std::uint64_t curve_refused = 0;
+  /// Connections closed before they authenticated: not done within down_after of connecting,
+  /// or too many waiting at once (docs/protocol.md section 1).
+  std::uint64_t connections_closed = 0;
 };
 
 struct TransportCallbacks {
@@ -125,7 +128,12 @@ class Transport {
  public:
   /// The production transport: binds the listen endpoint over ZeroMQ and starts the I/O
   /// thread. Errors: kBadConfig naming the endpoint (bad syntax, address in use), an empty
-  /// cookie, an invalid CURVE key pair or allowed key, curve_allowed without curve.
+  /// cookie, an invalid CURVE key pair or allowed key, curve_allowed without curve. Once
+  /// started, no error of ZeroMQ's or the system's ends the process (out of descriptors, a link
+  /// is retried with its backoff): it sets SIGPIPE to be ignored if the program left it at its
+  /// default, since libzmq writes to sockets without MSG_NOSIGNAL. A connection to the listener
+  /// that has not authenticated within down_after is closed, as is one beyond 256 waiting at
+  /// once (docs/protocol.md section 1, "Before authentication").
   static Result<std::unique_ptr<Transport>> start(TransportOptions options,
                                                   TransportCallbacks callbacks);
   /// Closes (see close()).

@@ -1,0 +1,631 @@
+// The store end to end: three real nodusd processes from a copy of cluster-configs/local-3
+// (nodusd_cluster.hpp), driven and inspected only through the real nodusctl (kv put/get/del/
+// keys/explain, ring, members, nodes) and /metrics, while nodes are killed with SIGKILL, paused
+// with SIGSTOP and brought back. Issue 12's integration tests: acknowledged writes survive a
+// kill -9, concurrent blind writes become siblings that a put with their context resolves, a
+// stale replica is repaired by a read, hints reach a primary that returns, the CLI's JSON and
+// exit statuses, the store's metrics, and bad input refused with nothing stored and the node
+// serving on.
+//
+// local-3 ships N = 2 (so that a third node can stand in as a fallback); the tests that want
+// every node to be a primary of every key set kv.replicas = 3 in the copy.
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include "nodusd_cluster.hpp"
+
+namespace {
+
+using namespace nodus::test;
+
+// "acked:7" ... (appended: GCC 12 warns falsely on "lit" + std::string)
+std::string numbered(const char* prefix, int i) {
+  std::string out(prefix);
+  out.append(std::to_string(i));
+  return out;
+}
+
+class KvToolsTest : public NodusdClusterTest {
+ protected:
+  void SetUp() override { copy_cluster("local-3", "720", "920"); }
+
+  // Sets `key = value` in the [kv] section of every node's config (replaced where the file has
+  // the key, else added at the top of the section).
+  void configure(const std::string& key, const std::string& value) {
+    for (int i = 1; i <= 3; ++i) {
+      const std::string text = slurp(conf(i));
+      std::string at_line_start("\n");
+      at_line_start.append(key).append(" =");
+      const bool has_key =
+          text.rfind(key + " =", 0) == 0 || text.find(at_line_start) != std::string::npos;
+      std::istringstream in(text);
+      std::string out;
+      bool done = false;
+      for (std::string line; std::getline(in, line);) {
+        if (has_key && line.rfind(key + " =", 0) == 0) {
+          line = key + " = " + value;
+          done = true;
+        }
+        out.append(line).append("\n");
+        if (!has_key && line.rfind("[kv]", 0) == 0) {
+          out.append(key + " = " + value + "\n");
+          done = true;
+        }
+      }
+      ASSERT_TRUE(done) << conf(i) << " has no [kv] section";
+      spit(conf(i), out);
+    }
+  }
+
+  // nodusctl --config nI.conf kv ARGS...
+  Outcome kv(int i, const std::vector<std::string>& args) { return ctl(i, with_kv(args)); }
+  json kv_json(int i, const std::vector<std::string>& args) { return ctl_json(i, with_kv(args)); }
+  static std::vector<std::string> with_kv(const std::vector<std::string>& args) {
+    std::vector<std::string> out = {"kv"};
+    out.insert(out.end(), args.begin(), args.end());
+    return out;
+  }
+
+  // The value of `key` read through node i; when the read failed or found something else, what
+  // it found, for the failure message.
+  std::string value_on(int i, const std::string& key) {
+    Outcome r = kv(i, {"get", key, "--json"});
+    if (r.code != 0) return "(exit " + std::to_string(r.code) + ": " + r.err + ")";
+    json j = json::parse(r.out, nullptr, false);
+    return j.contains("value") && j["value"].is_string() ? j["value"].get<std::string>()
+                                                         : "(" + r.out + ")";
+  }
+
+  // `kv explain KEY --json` through node i (null when it failed).
+  json explain(int i, const std::string& key) {
+    Outcome r = kv(i, {"explain", key, "--json"});
+    return r.code == 0 ? json::parse(r.out, nullptr, false) : json();
+  }
+
+  // The preflist entry of `node` in an explain reply (null when absent).
+  static json replica(const json& e, const std::string& node) {
+    if (!e.is_object()) return json();
+    for (const json& r : e["preflist"]) {
+      if (r["node"] == node) return r;
+    }
+    return json();
+  }
+
+  // True when every replica up in `e` holds the same object (one digest, not null) and there are
+  // `n` of them.
+  static bool replicas_agree(const json& e, std::size_t n) {
+    if (!e.is_object()) return false;
+    std::set<std::string> digests;
+    std::size_t up = 0;
+    for (const json& r : e["preflist"]) {
+      if (r["state"] != "up") continue;
+      ++up;
+      digests.insert(r["digest"].is_string() ? r["digest"].get<std::string>() : "");
+    }
+    return up == n && digests.size() == 1 && !digests.begin()->empty();
+  }
+
+  // Whether node `viewer` sees node `node` in `state` (up or down).
+  bool sees(int viewer, int node, const char* state) {
+    Outcome r = ctl(viewer, {"nodes", "--json", "--timeout", "2"});
+    if (r.code != 0) return false;
+    json j = json::parse(r.out, nullptr, false);
+    for (const json& n : j) {
+      if (n["name"] == node_file("n", node, "")) return n["state"] == state;
+    }
+    return false;
+  }
+
+  // The pid `nodusctl up` started for node i.
+  pid_t pid_of(int i) {
+    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
+    pid_t p = 0;
+    in >> p;
+    return p;
+  }
+
+  // The samples of metric `name` on node i's /metrics: each one's labels and value.
+  std::vector<std::pair<std::string, double>> samples(int i, const std::string& name) {
+    std::istringstream in(http_get(http_[i], "/metrics"));
+    std::vector<std::pair<std::string, double>> out;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name + "{", 0) != 0) continue;
+      const std::size_t close = line.rfind('}');
+      if (close == std::string::npos) continue;
+      out.emplace_back(line.substr(name.size() + 1, close - name.size() - 1),
+                       std::stod(line.substr(close + 2)));
+    }
+    return out;
+  }
+  // The sum of the samples of metric `name` (any labels) on node i.
+  double metric(int i, const std::string& name) {
+    double sum = 0;
+    for (const auto& [labels, value] : samples(i, name)) sum += value;
+    return sum;
+  }
+  // The one sample of `name` whose labels include `label` on node i (-1 when there is none).
+  double metric(int i, const std::string& name, const std::string& label) {
+    for (const auto& [labels, value] : samples(i, name)) {
+      if (labels.find(label) != std::string::npos) return value;
+    }
+    return -1;
+  }
+  double metric_all(const std::string& name) {
+    return metric(1, name) + metric(2, name) + metric(3, name);
+  }
+
+  // One line on stderr that names `what`.
+  static void expect_error_line(const Outcome& r, const std::string& what) {
+    EXPECT_NE(std::string::npos, r.err.find(what)) << "stderr names " << what << ": " << r.err;
+    EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << "one line: " << r.err;
+  }
+};
+
+TEST_F(KvToolsTest, EveryAcknowledgedWriteIsReadableAfterAKill9OfOneOfThreeNodes) {
+  configure("replicas", "3");  // W = R = 2 as shipped
+  up();
+  // A writer puts 120 keys through n1, one nodusctl after the other, and keeps the acknowledged
+  // ones; n3 is killed with SIGKILL once 30 writes were tried.
+  constexpr int kKeys = 120;
+  std::mutex mu;
+  std::map<std::string, std::string> acked;  // guarded by mu
+  std::atomic<int> tried{0};
+  std::atomic<int> acked_after_kill{0};
+  std::atomic<bool> killed{false};
+  std::thread writer([&] {
+    for (int i = 0; i < kKeys; ++i) {
+      const std::string key = numbered("acked:", i);
+      const std::string value = numbered("value-", i);
+      const bool after = killed.load();
+      if (kv(1, {"put", key, value}).code == 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        acked[key] = value;
+        if (after) ++acked_after_kill;
+      }
+      ++tried;
+    }
+  });
+  const bool started = eventually([&] { return tried.load() >= 30; }, 60s);
+  const pid_t n3 = pid_of(3);
+  const bool kill_sent = n3 > 1 && ::kill(n3, SIGKILL) == 0;
+  killed = true;
+  writer.join();
+  ASSERT_TRUE(started) << "the writer did not get going";
+  ASSERT_TRUE(kill_sent) << "no n3 to kill";
+  EXPECT_EQ(static_cast<std::size_t>(kKeys), acked.size())
+      << "with n1 and n2 up every write meets W = 2";
+  EXPECT_GT(acked_after_kill.load(), 50) << "writes go on while n3 is dead";
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, "down"); }, 15s));
+
+  // Every acknowledged write, read through each survivor.
+  for (int reader : {1, 2}) {
+    for (const auto& [key, value] : acked) {
+      EXPECT_EQ(value, value_on(reader, key)) << key << " read through n" << reader;
+    }
+  }
+  // n3 comes back empty (the memory engine); reads through it still find every write (R = 2).
+  up();
+  for (const auto& [key, value] : acked) {
+    EXPECT_EQ(value, value_on(3, key)) << key << " read through the restarted n3";
+  }
+}
+
+TEST_F(KvToolsTest, ConcurrentBlindWritesFromTwoNodesBecomeSiblingsAndAMergedPutResolvesThem) {
+  configure("replicas", "3");
+  up();
+  // Two puts without a context, at the same time, coordinated on n1 and on n2.
+  Outcome from_n1, from_n2;
+  std::thread a([&] { from_n1 = kv(1, {"put", "cart", "from-n1"}); });
+  std::thread b([&] { from_n2 = kv(2, {"put", "cart", "from-n2"}); });
+  a.join();
+  b.join();
+  ASSERT_EQ(0, from_n1.code) << from_n1.err;
+  ASSERT_EQ(0, from_n2.code) << from_n2.err;
+
+  json got = kv_json(3, {"get", "cart"});
+  ASSERT_TRUE(got.contains("siblings")) << "neither write saw the other: both are kept " << got;
+  EXPECT_FALSE(got.contains("value")) << got;
+  std::vector<std::string> siblings = got["siblings"].get<std::vector<std::string>>();
+  std::sort(siblings.begin(), siblings.end());
+  EXPECT_EQ((std::vector<std::string>{"from-n1", "from-n2"}), siblings);
+  EXPECT_EQ("cart", got["key"]);
+  Outcome people = kv(3, {"get", "cart"});
+  EXPECT_NE(std::string::npos, people.out.find("2 concurrent values")) << people.out;
+  EXPECT_TRUE(eventually([&] { return metric_all("nodus_kv_siblings_max") >= 2; }, 10s));
+
+  // A put with the context of that read supersedes both.
+  Outcome merged =
+      kv(2, {"put", "cart", "from-n1+from-n2", "--context", got["context"].get<std::string>()});
+  ASSERT_EQ(0, merged.code) << merged.err;
+  json after = kv_json(1, {"get", "cart"});
+  EXPECT_EQ("from-n1+from-n2", after["value"]) << after;
+  EXPECT_FALSE(after.contains("siblings")) << after;
+  // ... on every replica.
+  EXPECT_TRUE(eventually(
+      [&] {
+        json e = explain(1, "cart");
+        if (!replicas_agree(e, 3)) return false;
+        for (const json& r : e["preflist"]) {
+          if (r["siblings"] != 1) return false;
+        }
+        return true;
+      },
+      10s))
+      << explain(1, "cart");
+}
+
+TEST_F(KvToolsTest, AStaleReplicaIsRepairedByARead) {
+  configure("replicas", "3");
+  up();
+  json put = kv_json(1, {"put", "profile", "v1"});
+  ASSERT_TRUE(put["context"].is_string()) << put;
+  ASSERT_TRUE(eventually([&] { return replicas_agree(explain(1, "profile"), 3); }, 10s))
+      << explain(1, "profile");
+
+  // Pause n3 until n1 and n2 count it down, write v2 (W = 2 on n1 and n2; three nodes leave no
+  // fallback, so n3 is sent nothing), and let n3 run again: its copy is v1, stale.
+  const pid_t n3 = pid_of(3);
+  ASSERT_GT(n3, 1);
+  ASSERT_EQ(0, ::kill(n3, SIGSTOP));
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{n3};
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, "down") && sees(2, 3, "down"); }, 15s));
+  Outcome v2 = kv(1, {"put", "profile", "v2", "--context", put["context"].get<std::string>()});
+  ASSERT_EQ(0, v2.code) << v2.err;
+  ASSERT_EQ(0, ::kill(n3, SIGCONT));
+  ASSERT_TRUE(eventually(
+      [&] { return sees(1, 3, "up") && sees(2, 3, "up") && sees(3, 1, "up") && sees(3, 2, "up"); },
+      20s));
+  json before = explain(1, "profile");
+  const json stale = replica(before, "n3");
+  const json fresh = replica(before, "n1");
+  ASSERT_EQ("up", stale["state"]) << before;
+  ASSERT_TRUE(fresh["digest"].is_string() && stale["digest"].is_string()) << before;
+  ASSERT_NE(fresh["digest"], stale["digest"]) << "n3 must still hold v1 here: " << before;
+  const double repairs = metric_all("nodus_kv_read_repairs_total");
+
+  // A read through n2 answers v2 and repairs n3.
+  EXPECT_EQ("v2", value_on(2, "profile"));
+  EXPECT_TRUE(eventually([&] { return replicas_agree(explain(1, "profile"), 3); }, 10s))
+      << explain(1, "profile");
+  EXPECT_GT(metric_all("nodus_kv_read_repairs_total"), repairs);
+  EXPECT_EQ("v2", value_on(3, "profile"));
+}
+
+TEST_F(KvToolsTest, HintsReachAPrimaryThatReturns) {
+  up();  // local-3 as shipped: N = 2, so with n1 down the third node stands in as a fallback
+  const pid_t n1 = pid_of(1);
+  ASSERT_GT(n1, 1);
+  ASSERT_EQ(0, ::kill(n1, SIGKILL));
+  ASSERT_TRUE(eventually([&] { return sees(2, 1, "down") && sees(3, 1, "down"); }, 15s));
+
+  // Writes through n2: each meets W = 2; those whose primaries include n1 go to a fallback,
+  // which keeps them as hints for n1.
+  std::map<std::string, std::string> written;
+  for (int i = 0; i < 16; ++i) {
+    const std::string key = numbered("hinted:", i);
+    Outcome r = kv(2, {"put", key, numbered("v", i)});
+    ASSERT_EQ(0, r.code) << key << ": " << r.err;
+    written[key] = numbered("v", i);
+  }
+  std::map<std::string, std::string> hinted;  // key -> the node keeping the hint
+  for (const auto& [key, value] : written) {
+    json e = explain(2, key);
+    ASSERT_TRUE(e.is_object()) << key;
+    for (const json& h : e["hints"]) {
+      EXPECT_EQ("n1", h["for"]) << e;
+      hinted[key] = h["node"];
+      const json f = replica(e, h["node"]);
+      EXPECT_EQ("fallback", f["role"]) << e;
+      EXPECT_EQ("n1", f["for"]) << e;
+    }
+    const json down = replica(e, "n1");
+    if (!down.is_null()) {
+      EXPECT_EQ("down", down["state"]) << e;
+      EXPECT_TRUE(hinted.count(key)) << "n1 is a primary of " << key << ": a hint is kept " << e;
+    }
+  }
+  ASSERT_FALSE(hinted.empty()) << "n1 is a primary of none of 16 keys?";
+  EXPECT_GE(metric(2, "nodus_kv_hints_pending") + metric(3, "nodus_kv_hints_pending"),
+            static_cast<double>(hinted.size()));
+
+  // n1 returns, empty; nothing reads the keys, so only hand-off can bring them to it.
+  up();
+  for (const auto& [key, keeper] : hinted) {
+    EXPECT_TRUE(eventually(
+        [&] {
+          json e = explain(2, key);
+          return e.is_object() && e["hints"].empty() && replicas_agree(e, 2) &&
+                 replica(e, "n1")["role"] == "primary" && replica(e, "n1")["digest"].is_string();
+        },
+        15s))
+        << key << " (hint kept by " << keeper << "): " << explain(2, key);
+  }
+  EXPECT_GE(metric(2, "nodus_kv_handoffs_total") + metric(3, "nodus_kv_handoffs_total"),
+            static_cast<double>(hinted.size()));
+  EXPECT_TRUE(eventually(
+      [&] {
+        return metric(2, "nodus_kv_hints_pending") + metric(3, "nodus_kv_hints_pending") == 0;
+      },
+      10s));
+  for (const auto& [key, value] : written) EXPECT_EQ(value, value_on(1, key)) << key;
+}
+
+TEST_F(KvToolsTest, KvCommandsAnswerInTheDesignsJsonWithItsExitStatuses) {
+  up();
+  // put, get: {key, context}, {key, value, context}.
+  json put = kv_json(1, {"put", "user:1", "alice"});
+  EXPECT_EQ((std::set<std::string>{"key", "context"}), [&] {
+    std::set<std::string> k;
+    for (const auto& [name, v] : put.items()) k.insert(name);
+    return k;
+  }()) << put;
+  EXPECT_EQ("user:1", put["key"]);
+  ASSERT_TRUE(put["context"].is_string() && !put["context"].get<std::string>().empty()) << put;
+  json got = kv_json(2, {"get", "user:1"});
+  EXPECT_EQ("user:1", got["key"]);
+  EXPECT_EQ("alice", got["value"]);
+  EXPECT_TRUE(got["context"].is_string()) << got;
+  // A missing key: exit 1, {key, found: false}, one line on stderr.
+  Outcome missing = kv(3, {"get", "nobody", "--json"});
+  EXPECT_EQ(1, missing.code);
+  EXPECT_EQ(json::parse(R"({"key": "nobody", "found": false})"), json::parse(missing.out));
+  expect_error_line(missing, "not_found");
+  // Values: --term JSON comes back as that JSON; bytes that are not UTF-8 as base64.
+  ASSERT_EQ(0, kv(1, {"put", "point", R"(["point", 1, 2])", "--term"}).code);
+  EXPECT_EQ(json::parse(R"(["point", 1, 2])"), kv_json(2, {"get", "point"})["value"]);
+  ASSERT_EQ(0, kv(1, {"put", "raw", "\xff\xfe"}).code);
+  EXPECT_EQ(json::parse(R"({"$base64": "//4="})"), kv_json(3, {"get", "raw"})["value"]);
+  // del: {key, context}; then the key is missing.
+  json del = kv_json(2, {"del", "user:1", "--context", got["context"].get<std::string>()});
+  EXPECT_EQ("user:1", del["key"]);
+  EXPECT_TRUE(del["context"].is_string()) << del;
+  EXPECT_EQ(1, kv(1, {"get", "user:1"}).code);
+
+  // keys: {keys, cursor}; with --limit, pages that together list each key once, in the order of
+  // the whole listing.
+  std::set<std::string> pages_keys;
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_EQ(0, kv(1 + i % 3, {"put", numbered("page:", i), "x"}).code);
+    pages_keys.insert(numbered("page:", i));
+  }
+  json all = kv_json(2, {"keys", "page:*"});
+  EXPECT_TRUE(all["cursor"].is_null()) << all;
+  std::vector<std::string> listed = all["keys"].get<std::vector<std::string>>();
+  EXPECT_EQ(pages_keys, std::set<std::string>(listed.begin(), listed.end()));
+  std::vector<std::string> paged;
+  json cursor;
+  for (int page = 0; page < 10; ++page) {
+    std::vector<std::string> args = {"keys", "page:*", "--limit", "3"};
+    if (cursor.is_string()) {
+      args.push_back("--cursor");
+      args.push_back(cursor.get<std::string>());
+    }
+    json p = kv_json(3, args);
+    ASSERT_LE(p["keys"].size(), 3u) << p;
+    for (const json& k : p["keys"]) paged.push_back(k);
+    cursor = p["cursor"];
+    if (cursor.is_null()) break;
+  }
+  EXPECT_TRUE(cursor.is_null()) << "ten pages of three hold seven keys";
+  EXPECT_EQ(listed, paged);
+  EXPECT_EQ(0u, kv_json(1, {"keys", "nothing:*"})["keys"].size());
+
+  // explain: {key, partition, preflist: [{node, partition, role, state, version, digest,
+  // ttl_left_ms}], hints}.
+  json e = kv_json(3, {"explain", "page:0"});
+  EXPECT_EQ("page:0", e["key"]);
+  ASSERT_TRUE(e["partition"].is_number()) << e;
+  EXPECT_LT(e["partition"].get<int>(), 64);
+  ASSERT_EQ(2u, e["preflist"].size()) << "N = 2 primaries, all up: " << e;
+  for (const json& r : e["preflist"]) {
+    for (const char* field : {"node", "partition", "role", "state", "version", "digest"}) {
+      EXPECT_TRUE(r.contains(field)) << field << " in " << r;
+    }
+    EXPECT_TRUE(r.contains("ttl_left_ms")) << r;
+    EXPECT_EQ("primary", r["role"]);
+    EXPECT_EQ("up", r["state"]);
+  }
+  EXPECT_TRUE(replicas_agree(e, 2)) << e;
+  EXPECT_TRUE(e["hints"].is_array() && e["hints"].empty()) << e;
+
+  // ring: {partitions, replicas, epoch, owners: [{partition, node}], balance: {NODE: count}}.
+  json ring = ctl_json(1, {"ring"});
+  EXPECT_EQ(64, ring["partitions"]);
+  EXPECT_EQ(2, ring["replicas"]);
+  EXPECT_GE(ring["epoch"].get<int>(), 1);
+  ASSERT_EQ(64u, ring["owners"].size());
+  std::map<std::string, int> owned;
+  for (std::size_t p = 0; p < 64; ++p) {
+    EXPECT_EQ(static_cast<int>(p), ring["owners"][p]["partition"]);
+    ++owned[ring["owners"][p]["node"].get<std::string>()];
+  }
+  EXPECT_EQ(3u, owned.size());
+  for (const auto& [node, count] : owned) {
+    EXPECT_EQ(count, ring["balance"][node]) << node;
+    EXPECT_TRUE(count == 21 || count == 22) << node << " owns " << count;
+  }
+  EXPECT_EQ(ring, ctl_json(3, {"ring"})) << "every node holds the same ring";
+  json members = ctl_json(2, {"members"});
+  ASSERT_EQ(3u, members.size()) << members;
+  for (const json& m : members) {
+    EXPECT_EQ("member", m["status"]);
+    EXPECT_EQ("up", m["state"]);
+    EXPECT_EQ(owned[m["node"].get<std::string>()], m["partitions"]) << m;
+  }
+  // status: partitions and keys per node.
+  json s = ctl_json(1, {"status"});
+  std::int64_t keys = 0;
+  for (const json& n : s["nodes"]) {
+    EXPECT_EQ(owned[n["name"].get<std::string>()], n["partitions"]) << n;
+    keys += n["keys"].get<std::int64_t>();
+  }
+  EXPECT_GE(keys, 2 * 9) << "nine live keys, two copies each: " << s;
+
+  // Exit statuses: bad usage 2, an unreachable node 2, both one line.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{}, {"frob"}, {"get"}, {"get", "a", "b"}, {"put", "k"}}) {
+    Outcome r = kv(1, args);
+    EXPECT_EQ(2, r.code) << "kv " << ::testing::PrintToString(args) << ": " << r.err;
+    EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << r.err;
+  }
+  Outcome nowhere = run({kCtl, "--node", numbered("tcp://127.0.0.1:", free_port()), "--cookie-file",
+                         (dir_ / "cookie").string(), "--timeout", "0.5", "kv", "get", "k"});
+  EXPECT_EQ(2, nowhere.code);
+  expect_error_line(nowhere, "no answer");
+}
+
+TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnodeMailboxes) {
+  configure("replicas", "3");  // n1 is a primary of every key: it coordinates all it is sent
+  up();
+  for (const char* key : {"m1", "m2", "m3"}) ASSERT_EQ(0, kv(1, {"put", key, "v"}).code);
+  EXPECT_EQ("v", value_on(1, "m1"));
+  EXPECT_EQ(1, kv(1, {"get", "nothing"}).code);
+  ASSERT_EQ(0, kv(1, {"del", "m3"}).code);
+  EXPECT_EQ(3, metric(1, "nodus_kv_requests_total", "op=\"put\""));
+  EXPECT_EQ(2, metric(1, "nodus_kv_requests_total", "op=\"get\""));
+  EXPECT_EQ(1, metric(1, "nodus_kv_requests_total", "op=\"delete\""));
+  EXPECT_EQ(1, metric(1, "nodus_kv_hits_total"));
+  EXPECT_EQ(1, metric(1, "nodus_kv_misses_total"));
+  // Per operation a histogram: cumulative buckets ending in +Inf, equal to its count.
+  for (const char* op : {"op=\"put\"", "op=\"get\"", "op=\"delete\""}) {
+    std::vector<double> buckets;
+    std::string last;
+    for (const auto& [labels, value] : samples(1, "nodus_kv_request_duration_seconds_bucket")) {
+      if (labels.find(op) == std::string::npos) continue;
+      if (!buckets.empty()) {
+        EXPECT_LE(buckets.back(), value) << op;
+      }
+      buckets.push_back(value);
+      last = labels;
+    }
+    ASSERT_GE(buckets.size(), 2u) << op;
+    EXPECT_NE(std::string::npos, last.find("le=\"+Inf\"")) << last;
+    EXPECT_EQ(buckets.back(), metric(1, "nodus_kv_request_duration_seconds_count", op)) << op;
+    EXPECT_EQ(metric(1, "nodus_kv_requests_total", op), buckets.back()) << op;
+  }
+  // The gauges: one mailbox per vnode, the ring, the partitions this node owns, no hint.
+  auto boxes = samples(1, "nodus_kv_vnode_mailbox_messages");
+  ASSERT_EQ(64u, boxes.size());
+  for (std::size_t p = 0; p < boxes.size(); ++p) {
+    EXPECT_NE(std::string::npos, boxes[p].first.find(numbered("partition=\"", static_cast<int>(p))))
+        << boxes[p].first;
+    EXPECT_GE(boxes[p].second, 0);
+  }
+  EXPECT_EQ(64u, samples(1, "nodus_kv_vnode_queue").size());
+  EXPECT_EQ(1, metric(1, "nodus_kv_ring_epoch"));
+  const double owned = metric(1, "nodus_kv_partitions_owned");
+  EXPECT_TRUE(owned == 21 || owned == 22) << owned;
+  EXPECT_EQ(0, metric(1, "nodus_kv_hints_pending"));
+  EXPECT_GE(metric(1, "nodus_kv_keys"), 3);
+  EXPECT_EQ(1, metric(1, "nodus_kv_siblings_max"));
+}
+
+TEST_F(KvToolsTest, BadInputIsRefusedNothingIsStoredAndTheNodeKeepsServing) {
+  configure("replicas", "3");
+  configure("max_value_bytes", "4096");
+  configure("max_siblings", "2");
+  up();
+  const std::vector<pid_t> pids = {pid_of(1), pid_of(2), pid_of(3)};
+  auto absent = [&](const std::string& key) { return kv(2, {"get", key}).code == 1; };
+
+  // Keys up to 64 KiB and values up to kv.max_value_bytes are stored; one byte more is refused.
+  const std::string key_limit(65536, 'k');
+  const std::string key_over(65537, 'k');
+  EXPECT_EQ(0, kv(1, {"put", key_limit, "at the limit"}).code);
+  EXPECT_EQ("at the limit", value_on(3, key_limit));
+  Outcome r = kv(1, {"put", key_over, "v"});
+  EXPECT_EQ(2, r.code);
+  expect_error_line(r, "value_too_large");
+  EXPECT_LT(r.err.size(), 400u) << "the key is cut short in the message";
+  json k_keys = kv_json(2, {"keys", "k*"});
+  ASSERT_EQ(1u, k_keys["keys"].size()) << "only the key at the limit is stored";
+  EXPECT_EQ(65536u, k_keys["keys"][0].get<std::string>().size());
+  r = kv(2, {"get", key_over});
+  EXPECT_EQ(2, r.code) << "no key that long can be asked for either";
+  expect_error_line(r, "value_too_large");
+  EXPECT_EQ(0, kv(1, {"put", "big", std::string(4096, 'v')}).code);
+  r = kv(1, {"put", "bigger", std::string(4097, 'v')});
+  EXPECT_EQ(2, r.code);
+  expect_error_line(r, "value_too_large");
+  EXPECT_TRUE(absent("bigger"));
+
+  // Contexts: malformed (refused by nodusctl, or by the store), of another key, altered.
+  r = kv(1, {"put", "fresh", "v", "--context", "!!"});
+  EXPECT_EQ(2, r.code);
+  expect_error_line(r, "--context");
+  r = kv(1, {"put", "fresh", "v", "--context", "AAAA"});
+  EXPECT_EQ(2, r.code);
+  expect_error_line(r, "badarg");
+  EXPECT_TRUE(absent("fresh"));
+  json a = kv_json(1, {"put", "a", "1"});
+  const std::string context = a["context"];
+  r = kv(2, {"put", "b", "2", "--context", context});
+  EXPECT_EQ(2, r.code) << "a context of another key";
+  expect_error_line(r, "badarg");
+  EXPECT_TRUE(absent("b"));
+  std::string altered = context;
+  altered[altered.size() / 2] = altered[altered.size() / 2] == 'A' ? 'B' : 'A';
+  r = kv(3, {"put", "a", "3", "--context", altered});
+  EXPECT_EQ(2, r.code) << "an altered context";
+  expect_error_line(r, "badarg");
+  json still = kv_json(2, {"get", "a"});
+  EXPECT_EQ("1", still["value"]) << "the refused write left nothing: " << still;
+
+  // Quorums above N = 3.
+  r = kv(1, {"get", "a", "--r", "4"});
+  EXPECT_EQ(2, r.code);
+  expect_error_line(r, "above N");
+  for (const char* flag : {"--w", "--pw", "--dw"}) {
+    r = kv(1, {"put", "quorum", "v", flag, "4"});
+    EXPECT_EQ(2, r.code) << flag;
+    expect_error_line(r, "badarg");
+  }
+  EXPECT_TRUE(absent("quorum"));
+
+  // Blind writes beyond kv.max_siblings: refused (the operation failed: exit 1); a write with
+  // the context of a read resolves them.
+  ASSERT_EQ(0, kv(1, {"put", "crowd", "x1"}).code);
+  ASSERT_EQ(0, kv(2, {"put", "crowd", "x2"}).code);
+  r = kv(3, {"put", "crowd", "x3"});
+  EXPECT_EQ(1, r.code);
+  expect_error_line(r, "too_many_siblings");
+  json crowd = kv_json(1, {"get", "crowd"});
+  EXPECT_EQ(2u, crowd["siblings"].size()) << crowd;
+  EXPECT_EQ(0, kv(3, {"put", "crowd", "x", "--context", crowd["context"].get<std::string>()}).code);
+  EXPECT_EQ("x", value_on(2, "crowd"));
+
+  // Unknown options: nodusctl's own, and the store's for a term request sent as it is.
+  r = kv(1, {"get", "a", "--q", "1"});
+  EXPECT_EQ(2, r.code);
+  expect_error_line(r, "unknown option --q");
+  json reply = ctl_json(
+      1, {"call", "local:nodus_kv@n1", R"(["put", {"$bin": "opt"}, {"$bin": "v"}, {"bogus": 1}])"});
+  EXPECT_EQ("error", reply[0]) << reply;
+  EXPECT_EQ("badarg", reply[1][0]) << reply;
+  EXPECT_NE(std::string::npos, reply.dump().find("unknown option bogus")) << reply;
+  EXPECT_TRUE(absent("opt"));
+  // Malformed requests.
+  for (const char* request :
+       {R"(["put", "an_atom_not_a_binary", {"$bin": "v"}, {}])", R"(["get"])", R"("frobnicate")",
+        R"(["put", {"$bin": "opt"}, {"$bin": "v"}, {"r": -1}])"}) {
+    reply = ctl_json(2, {"call", "local:nodus_kv@n2", request});
+    EXPECT_EQ("error", reply[0]) << request << " -> " << reply;
+  }
+  EXPECT_TRUE(absent("opt"));
+
+  // Every node still runs and serves.
+  for (pid_t p : pids) EXPECT_TRUE(alive(p)) << "pid " << p;
+  for (int i = 1; i <= 3; ++i) {
+    const std::string key = numbered("after:", i);
+    EXPECT_EQ(0, kv(i, {"put", key, "ok"}).code) << "n" << i;
+    EXPECT_EQ("ok", value_on(1 + i % 3, key));
+  }
+  json s = ctl_json(1, {"status"});
+  for (const json& n : s["nodes"]) EXPECT_EQ("up", n["state"]) << n;
+}
+
+}  // namespace

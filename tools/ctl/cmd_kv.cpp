@@ -1,0 +1,385 @@
+// kv get, kv put, kv del, kv keys, kv explain: the key-value store, through the term requests
+// of its `nodus_kv` server on the connected node (docs/protocol.md 12.3). Values, keys and
+// contexts are written as tools/src/kv_value.hpp says.
+#include <algorithm>
+#include <charconv>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "client.hpp"
+#include "ctl.hpp"
+#include "json_term.hpp"
+#include "kv_value.hpp"
+#include "nodus/kv/errors.hpp"
+
+namespace nodus::ctl {
+
+namespace {
+
+using nlohmann::json;
+
+// -- arguments ---------------------------------------------------------------------------------
+
+// A command's words and its --flags (each either taking a value or a switch), checked here
+// before anything connects: an unknown flag or a missing word is bad usage.
+struct Args {
+  std::vector<std::string> words;
+  std::map<std::string, std::string> values;
+  std::set<std::string> switches;
+
+  bool has(const std::string& flag) const { return values.count(flag) || switches.count(flag); }
+  const std::string* value(const std::string& flag) const {
+    auto it = values.find(flag);
+    return it == values.end() ? nullptr : &it->second;
+  }
+};
+
+Args parse(const std::vector<std::string>& args, const char* usage, std::size_t min_words,
+           std::size_t max_words, std::initializer_list<const char*> with_value,
+           std::initializer_list<const char*> switches = {}) {
+  auto bad = [&](const std::string& why) {
+    return CtlError(ErrorCode::kBadArg, why + "; usage: nodusctl " + usage);
+  };
+  Args out;
+  bool only_words = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (only_words || a.size() < 3 || a.rfind("--", 0) != 0) {
+      if (a == "--") {
+        only_words = true;
+        continue;
+      }
+      out.words.push_back(a);
+      continue;
+    }
+    const bool takes =
+        std::any_of(with_value.begin(), with_value.end(), [&](const char* f) { return a == f; });
+    const bool is_switch =
+        std::any_of(switches.begin(), switches.end(), [&](const char* f) { return a == f; });
+    if (!takes && !is_switch) throw bad("unknown option " + a);
+    if (out.has(a)) throw bad(a + " given twice");
+    if (is_switch) {
+      out.switches.insert(a);
+      continue;
+    }
+    if (i + 1 >= args.size()) throw bad(a + " needs a value");
+    out.values[a] = args[++i];
+  }
+  if (out.words.size() < min_words || out.words.size() > max_words) {
+    throw CtlError(ErrorCode::kBadArg, std::string("usage: nodusctl ") + usage);
+  }
+  return out;
+}
+
+// --r, --w, --pw, --dw, --limit: a whole number from 1 to `most`.
+std::int64_t count_of(const Args& a, const std::string& flag, std::int64_t most) {
+  const std::string& v = *a.value(flag);
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > most) {
+    throw CtlError(ErrorCode::kBadArg, flag + " takes a whole number from 1 to " +
+                                           std::to_string(most) + ", not \"" + v + "\"");
+  }
+  return n;
+}
+
+// --context C / --cursor C: the opaque bytes a reply gave, as base64url.
+std::string opaque_of(const Args& a, const std::string& flag, const char* what) {
+  auto bytes = tools::from_base64url(*a.value(flag));
+  if (!bytes.ok() || bytes->empty()) {
+    throw CtlError(ErrorCode::kBadArg, flag + " takes the " + what +
+                                           " a reply printed (base64url text), not \"" +
+                                           a.value(flag)->substr(0, 40) + "\"");
+  }
+  return *bytes;
+}
+
+// A key in an error line: as value_text shows it, cut to 60 bytes (at a character boundary)
+// with its size when it is longer, so that a 64 KiB key does not fill the terminal.
+std::string key_label(const std::string& key) {
+  std::string text = tools::value_text(key);
+  if (text.size() <= 80) return text;
+  std::size_t cut = 60;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "... (" + std::to_string(key.size()) + " bytes)";
+}
+
+// -- the store's replies -----------------------------------------------------------------------
+
+// What to try after a store error, by its name.
+std::string advice(const std::string& name) {
+  if (name == "unavailable") {
+    return "; the ring has not formed or no replica is up (nodusctl members)";
+  }
+  if (name == "overloaded") return "; the replica's queue is full: retry later";
+  if (name == "timeout") return "; the replicas did not answer in time (nodusctl members)";
+  return "";
+}
+
+// The value of an {ok, ...} reply (the rest of the tuple, as a tuple); throws CtlError for an
+// {error, ...} reply, with the exit status of its code. `what` starts the error line.
+Term ok_or_throw(const Term& reply, const std::string& what) {
+  // The store's own codes (too_many_siblings ...) by name, as for transport's.
+  static const bool kKvErrors = kv::detail::errors_registered();
+  (void)kKvErrors;
+  if (reply.is_tuple() && reply.size() >= 1 && reply[0].is_atom("ok")) return reply;
+  if (auto m = reply.match({"error", _atom})) {
+    const std::string name(m[0].as_atom().name());
+    const ErrorCode code = error_from_name(name).value_or(ErrorCode::kInternal);
+    throw CtlError(code,
+                   what + ": " + name + ": " + std::string(error_message(code)) + advice(name));
+  }
+  // {no_quorum, Needed, Got}, or with the quorum that failed: {no_quorum, w, Needed, Got}.
+  std::string which;
+  std::int64_t needed = 0, got = 0;
+  if (auto m = reply.match({"error", {"no_quorum", _int, _int}})) {
+    needed = m[0].as_int();
+    got = m[1].as_int();
+  } else if (auto m4 = reply.match({"error", {"no_quorum", _atom, _int, _int}})) {
+    which = std::string(m4[0].as_atom().name()) + ": ";
+    needed = m4[1].as_int();
+    got = m4[2].as_int();
+  }
+  if (needed > 0) {
+    throw CtlError(ErrorCode::kNoQuorum, what + ": no_quorum: " + which + "needed " +
+                                             std::to_string(needed) + " replicas, got " +
+                                             std::to_string(got) +
+                                             " (nodusctl members shows who is down)");
+  }
+  if (auto m = reply.match({"error", {_atom, _bin}})) {
+    const std::string name(m[0].as_atom().name());
+    const ErrorCode code = error_from_name(name).value_or(ErrorCode::kInternal);
+    throw CtlError(code, what + ": " + name + ": " + m[1].as_bin() + advice(name));
+  }
+  throw CtlError(ErrorCode::kProtocol, what + ": unexpected reply " + reply.to_string());
+}
+
+// The request's options: the flags given, and the deadline of --timeout.
+Term options(Context& ctx, const Args& a, std::initializer_list<const char*> counts,
+             const std::string& context = {}) {
+  MapEntries o;
+  for (const char* flag : counts) {
+    if (a.value(flag)) o.emplace_back(Term(Atom(flag + 2)), Term(count_of(a, flag, 1000)));
+  }
+  if (!context.empty()) o.emplace_back(Term("context"), Term(context));
+  o.emplace_back(Term("timeout"), Term(static_cast<std::int64_t>(ctx.options().timeout.count())));
+  return Term(Map{std::move(o)});
+}
+
+Term ask(Context& ctx, const Term& request) {
+  Client& c = ctx.client();
+  return c.kv(request, ctx.options().timeout);
+}
+
+// People's output: "name  value" lines, the names aligned.
+void lines(const std::vector<std::pair<std::string, std::string>>& rows) {
+  std::size_t w = 0;
+  for (const auto& [k, v] : rows) w = std::max(w, k.size());
+  for (const auto& [k, v] : rows) {
+    std::string name = k;
+    name.resize(w + 2, ' ');
+    std::cout << colour(name, "1") << v << "\n";
+  }
+}
+
+// -- the commands -----------------------------------------------------------------------------
+
+constexpr const char* kGetUsage = "kv get KEY [--r N]";
+constexpr const char* kPutUsage =
+    "kv put KEY VALUE [--ttl SECONDS] [--context C] [--w N] [--pw N] [--dw N] [--term]";
+constexpr const char* kDelUsage = "kv del KEY [--context C]";
+constexpr const char* kKeysUsage = "kv keys [PATTERN] [--limit N] [--cursor C]";
+constexpr const char* kExplainUsage = "kv explain KEY";
+
+int run_get(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kGetUsage, 1, 1, {"--r"});
+  const std::string& key = a.words[0];
+  Term req = tuple("get", bin(key), options(ctx, a, {"--r"}));
+  Term reply = ask(ctx, req);
+  if (reply.match({"error", "not_found"})) {
+    if (ctx.json()) print_json(json{{"key", tools::value_json(key)}, {"found", false}});
+    throw CtlError(ErrorCode::kNotFound, "kv get " + key_label(key) + ": not_found: no such key");
+  }
+  Term ok = ok_or_throw(reply, "kv get " + key_label(key));
+  auto m = ok.match({"ok", _list, _bin});
+  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + reply.to_string());
+  std::vector<std::string> values;
+  for (const Term& v : m[0].as_list()) values.push_back(v.is_bin() ? v.as_bin() : v.to_string());
+  const std::string context = tools::to_base64url(m[1].as_bin());
+  if (ctx.json()) {
+    json out{{"key", tools::value_json(key)}};
+    if (values.size() == 1) {
+      out["value"] = tools::value_json(values[0]);
+    } else {
+      json s = json::array();
+      for (const auto& v : values) s.push_back(tools::value_json(v));
+      out["siblings"] = s;
+    }
+    out["context"] = context;
+    print_json(out);
+    return kExitOk;
+  }
+  std::vector<std::pair<std::string, std::string>> rows;
+  if (values.size() == 1) {
+    rows.emplace_back("value", tools::value_text(values[0]));
+  } else {
+    rows.emplace_back("siblings", std::to_string(values.size()) +
+                                      " concurrent values: write the one to keep with "
+                                      "kv put KEY VALUE --context C");
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      rows.emplace_back("  " + std::to_string(i + 1), tools::value_text(values[i]));
+    }
+  }
+  rows.emplace_back("context", context);
+  lines(rows);
+  return kExitOk;
+}
+
+int run_put(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kPutUsage, 2, 2, {"--ttl", "--context", "--w", "--pw", "--dw"}, {"--term"});
+  if (a.has("--ttl")) {
+    throw CtlError(ErrorCode::kBadArg,
+                   "--ttl: this store keeps no expiry yet (TTL comes with a later issue); "
+                   "leave --ttl out, or delete the key later with kv del");
+  }
+  const std::string& key = a.words[0];
+  auto value = tools::value_bytes(a.words[1], a.has("--term"));
+  if (!value.ok()) throw CtlError(value.error().code(), value.error().message());
+  const std::string context = a.has("--context") ? opaque_of(a, "--context", "context") : "";
+  Term req = tuple("put", bin(key), Term(std::move(*value)),
+                   options(ctx, a, {"--w", "--pw", "--dw"}, context));
+  Term ok = ok_or_throw(ask(ctx, req), "kv put " + key_label(key));
+  auto m = ok.match({"ok", _bin});
+  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
+  const std::string out_context = tools::to_base64url(m[0].as_bin());
+  if (ctx.json()) {
+    print_json(json{{"key", tools::value_json(key)}, {"context", out_context}});
+  } else {
+    lines({{"stored", tools::value_text(key)}, {"context", out_context}});
+  }
+  return kExitOk;
+}
+
+int run_del(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kDelUsage, 1, 1, {"--context"});
+  const std::string& key = a.words[0];
+  const std::string context = a.has("--context") ? opaque_of(a, "--context", "context") : "";
+  Term req = tuple("delete", bin(key), options(ctx, a, {}, context));
+  Term ok = ok_or_throw(ask(ctx, req), "kv del " + key_label(key));
+  auto m = ok.match({"ok", _bin});
+  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
+  const std::string out_context = tools::to_base64url(m[0].as_bin());
+  if (ctx.json()) {
+    print_json(json{{"key", tools::value_json(key)}, {"context", out_context}});
+  } else {
+    lines({{"deleted", tools::value_text(key)}, {"context", out_context}});
+  }
+  return kExitOk;
+}
+
+// Without --limit every page is fetched (as Redis's KEYS); with it, one page and its cursor.
+int run_keys(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kKeysUsage, 0, 1, {"--limit", "--cursor"});
+  const std::string pattern = a.words.empty() ? "*" : a.words[0];
+  const bool one_page = a.has("--limit") || a.has("--cursor");
+  const std::int64_t limit = a.has("--limit") ? count_of(a, "--limit", 10000) : 1000;
+  std::string cursor = a.has("--cursor") ? opaque_of(a, "--cursor", "cursor") : "";
+  json keys = json::array();
+  for (int page = 0; page < 1000000; ++page) {
+    MapEntries o{{Term("limit"), Term(limit)},
+                 {Term("timeout"), Term(static_cast<std::int64_t>(ctx.options().timeout.count()))}};
+    if (!cursor.empty()) o.emplace_back(Term("cursor"), Term(cursor));
+    Term ok = ok_or_throw(ask(ctx, tuple("keys", bin(pattern), Term(Map{std::move(o)}))),
+                          "kv keys " + pattern);
+    auto m = ok.match({"ok", _list, _});
+    if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
+    for (const Term& k : m[0].as_list()) {
+      if (!k.is_bin()) continue;
+      if (ctx.json()) {
+        keys.push_back(tools::value_json(k.as_bin()));
+      } else {
+        std::cout << tools::value_text(k.as_bin()) << "\n";
+      }
+    }
+    cursor = m[1].is_bin() ? m[1].as_bin() : "";
+    if (one_page || cursor.empty()) break;
+  }
+  const json next = cursor.empty() ? json(nullptr) : json(tools::to_base64url(cursor));
+  if (ctx.json()) {
+    print_json(json{{"keys", keys}, {"cursor", next}});
+  } else if (!cursor.empty()) {
+    std::cerr << "nodusctl: the next page: add --cursor " << next.get<std::string>() << "\n";
+  }
+  return kExitOk;
+}
+
+// An explain reply's version map, short, for people: "a1b2c3d4:3 e5f6a7b8:1".
+std::string version_text(const json& v) {
+  if (!v.is_object()) return "-";
+  std::string out;
+  for (const auto& [actor, counter] : v.items()) {
+    out += (out.empty() ? "" : " ") + actor.substr(0, 8) + ":" + counter.dump();
+  }
+  return out.empty() ? "-" : out;
+}
+
+int run_explain(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kExplainUsage, 1, 1, {});
+  const std::string& key = a.words[0];
+  Term req = tuple("explain", bin(key), options(ctx, a, {}));
+  Term ok = ok_or_throw(ask(ctx, req), "kv explain " + key_label(key));
+  auto m = ok.match({"ok", _map});
+  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
+  json e = tools::term_to_json(m[0], tools::JsonStyle::kPlain);
+  e["key"] = tools::value_json(key);
+  if (ctx.json()) {
+    print_json(e);
+    return kExitOk;
+  }
+  std::cout << "key " << colour(tools::value_text(key), "1") << " is in partition "
+            << e["partition"].dump() << "; its replicas:\n";
+  Table t({"NODE", "PARTITION", "ROLE", "STATE", "SIBLINGS", "DIGEST", "VERSION"});
+  for (const json& r : e["preflist"]) {
+    std::string role = r["role"].get<std::string>();
+    if (r.contains("for")) role += " for " + r["for"].get<std::string>();
+    std::string siblings = r["siblings"].is_number() ? r["siblings"].dump() : "-";
+    if (r["tombstone"] == true) siblings = "deleted";
+    if (r.contains("error")) siblings = r["error"].get<std::string>();
+    t.add({r["node"].get<std::string>(), r["partition"].dump(), role,
+           state_text(r["state"].get<std::string>()), siblings,
+           r["digest"].is_string() ? r["digest"].get<std::string>() : "-",
+           version_text(r["version"])});
+  }
+  t.print({1, 4});
+  if (e["hints"].empty()) {
+    std::cout << "hints: none\n";
+  } else {
+    for (const json& h : e["hints"]) {
+      std::cout << "hint: " << h["node"].get<std::string>() << " keeps it for "
+                << h["for"].get<std::string>() << " until that node is back\n";
+    }
+  }
+  return kExitOk;
+}
+
+const Registrar kGet({"kv", kGetUsage,
+                      "a key's value (or its siblings) and causal context; exit 1 if missing",
+                      run_get, "get"});
+const Registrar kPut({"kv", kPutUsage,
+                      "stores VALUE (its text; --term: JSON as a term); --context C supersedes "
+                      "what that read saw",
+                      run_put, "put"});
+const Registrar kDel({"kv", kDelUsage, "deletes a key (a tombstone superseding --context)", run_del,
+                      "del"});
+const Registrar kKeys({"kv", kKeysUsage,
+                       "keys matching a glob (* ? [a-z]), cluster-wide; --limit for one page",
+                       run_keys, "keys"});
+const Registrar kExplain({"kv", kExplainUsage,
+                          "where a key lives: each replica's node, role, state, version, and "
+                          "the hints kept for it",
+                          run_explain, "explain"});
+
+}  // namespace
+
+}  // namespace nodus::ctl
