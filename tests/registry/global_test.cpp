@@ -121,7 +121,9 @@ TEST_F(GlobalTest, EpochGrowsWithEveryHolder) {
   ASSERT_OK(first);
   EXPECT_EQ(*first, 1u);
   ASSERT_OK(unregister_global(node(0), "leader"));
-  // The removal took the locks everywhere: registering elsewhere at once finds it gone.
+  // A round locks a majority, so node 1 may hear of the removal only after unregister_global
+  // returned (until then its register answers already_started with a): wait for it there.
+  ASSERT_TRUE(eventually([&] { return everywhere("leader", std::nullopt); }));
   auto second = register_global(node(1), "leader", b);
   ASSERT_OK(second);
   EXPECT_EQ(*second, 2u);
