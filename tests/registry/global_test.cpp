@@ -121,7 +121,9 @@ TEST_F(GlobalTest, EpochGrowsWithEveryHolder) {
   ASSERT_OK(first);
   EXPECT_EQ(*first, 1u);
   ASSERT_OK(unregister_global(node(0), "leader"));
-  // The removal took the locks everywhere: registering elsewhere at once finds it gone.
+  // A round locks a majority, so node 1 may hear of the removal only after unregister_global
+  // returned (until then its register answers already_started with a): wait for it there.
+  ASSERT_TRUE(eventually([&] { return everywhere("leader", std::nullopt); }));
   auto second = register_global(node(1), "leader", b);
   ASSERT_OK(second);
   EXPECT_EQ(*second, 2u);
@@ -469,7 +471,8 @@ TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
   auto down = await_down(watch, 15s);
   ASSERT_TRUE(down.has_value());
   EXPECT_EQ(*down, Reason(tuple("global_name_conflict", bin("x"), c)));
-  EXPECT_GE(global_epoch(*nodes[1], "x").value_or(0), 2u);  // above the loser's epoch 1
+  // The winner's fresh epoch, above the loser's 1, reaches every node (after the holder may).
+  EXPECT_TRUE(eventually([&] { return global_epoch(*nodes[1], "x").value_or(0) >= 2u; }, 10s));
   for (auto& n : nodes) n->shutdown();
 }
 

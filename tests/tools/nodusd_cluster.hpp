@@ -158,6 +158,11 @@ inline std::string set_line(const std::string& text, const std::string& prefix,
   return out;
 }
 
+// A stand-in for a port while a config is rewritten: no digits, so no old port is in it.
+inline std::string placeholder(const char* what, int i) {
+  return "\x01" + std::string(what) + static_cast<char>('a' + i) + "\x02";
+}
+
 inline std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (std::size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) {
     s.replace(i, from.size(), to);
@@ -216,9 +221,15 @@ class NodusdClusterTest : public ::testing::Test {
       const auto ext = e.path().extension();
       if (ext != ".conf" && ext != ".key" && e.path().filename() != "cookie") continue;
       std::string text = slurp(e.path());
+      // Two passes through digit-free placeholders: a new port must not be rewritten again
+      // when it happens to contain a later node's old one (7101 -> 27102 -> 2<port>).
       for (int i = 1; i <= 3 && ext == ".conf"; ++i) {
-        text = replace_all(text, node_file(node_prefix, i, ""), std::to_string(ports_[i]));
-        text = replace_all(text, node_file(http_prefix, i, ""), std::to_string(http_[i]));
+        text = replace_all(text, node_file(node_prefix, i, ""), placeholder("node", i));
+        text = replace_all(text, node_file(http_prefix, i, ""), placeholder("http", i));
+      }
+      for (int i = 1; i <= 3 && ext == ".conf"; ++i) {
+        text = replace_all(text, placeholder("node", i), std::to_string(ports_[i]));
+        text = replace_all(text, placeholder("http", i), std::to_string(http_[i]));
       }
       spit(dir_ / e.path().filename(), text);
     }
