@@ -160,7 +160,10 @@ inline std::string set_line(const std::string& text, const std::string& prefix,
 
 // A stand-in for a port while a config is rewritten: no digits, so no old port is in it.
 inline std::string placeholder(const char* what, int i) {
-  return "\x01" + std::string(what) + static_cast<char>('a' + i) + "\x02";
+  std::string s(1, '\x01');
+  s.append(what).push_back(static_cast<char>('a' + i));
+  s.push_back('\x02');
+  return s;
 }
 
 inline std::string replace_all(std::string s, const std::string& from, const std::string& to) {
