@@ -11,18 +11,20 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <utility>
 
 namespace nodus::kv {
 
 class HybridClock {
  public:
-  using WallMs = std::uint64_t (*)();
+  using WallMs = std::function<std::uint64_t()>;
   static std::uint64_t system_ms() {
     return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                           std::chrono::system_clock::now().time_since_epoch())
                                           .count());
   }
-  explicit HybridClock(WallMs wall = &system_ms) : wall_(wall) {}
+  explicit HybridClock(WallMs wall = &system_ms) : wall_(std::move(wall)) {}
 
   /// A new timestamp, above every earlier one of this clock and every one observed.
   std::uint64_t now() {

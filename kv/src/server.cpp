@@ -25,7 +25,10 @@ Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 KvState* state_of(Node& node) { return node.service<KvState>(); }
 
 KvState::KvState(Node& n, Options o)
-    : node(n), options(std::move(o)), signer(options.context_secret) {
+    : node(n),
+      options(std::move(o)),
+      signer(options.context_secret),
+      clock([this] { return wall_ms(); }) {
   engine =
       options.engine ? options.engine(options.partitions) : new_memory_engine(options.partitions);
   queued = std::make_unique<std::atomic<std::uint32_t>[]>(options.partitions);
@@ -34,6 +37,13 @@ KvState::KvState(Node& n, Options o)
     queued[p].store(0);
     hinted[p].store(0);
   }
+}
+
+std::uint64_t KvState::wall_ms() const {
+  if (!options.clock) return HybridClock::system_ms();
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(options.clock->now().time_since_epoch())
+          .count());
 }
 
 std::shared_ptr<const MergeFn> KvState::merge_for(std::string_view key) const {
@@ -64,7 +74,7 @@ void KvState::add_merge(std::string prefix, MergeFn fn) {
 
 bool KvState::take_repair_token() {
   std::lock_guard lock(repair_mu_);
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = this->now();
   if (now - repair_window_ >= std::chrono::seconds(1)) {
     repair_window_ = now;
     repairs_in_window_ = 0;
@@ -284,6 +294,9 @@ class KvServer : public GenServer {
     node_ = node;
     st_ = st;
     me_ = std::string(node->name().name());
+    // Seeded from the node's name and incarnation, not std::random_device: a simulated
+    // cluster replays from its seed.
+    rng_.seed(static_cast<std::uint32_t>(std::hash<std::string>()(me_) ^ node->creation()));
     monitor_nodes(true);
     for (Atom peer : node->nodes()) up_.insert(std::string(peer.name()));
     const auto& init = st_->options.initial_members;
@@ -523,7 +536,7 @@ class KvServer : public GenServer {
   std::string me_;
   std::set<std::string> up_;
   std::shared_ptr<const Ring> ring_;
-  std::mt19937 rng_{std::random_device{}()};
+  std::mt19937 rng_;  // whom the ring gossip goes to; seeded in init
 };
 
 Status check_options(const Options& o) {

@@ -65,6 +65,13 @@ struct KvState {
   std::unique_ptr<std::atomic<std::uint32_t>[]> queued;  // requests sent to each vnode, not taken
   std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
 
+  /// Now on the store's time source (Options::clock, else the steady clock).
+  std::chrono::steady_clock::time_point now() const {
+    return options.clock ? options.clock->now() : std::chrono::steady_clock::now();
+  }
+  /// Wall-clock milliseconds since the epoch (with Options::clock: since that clock's epoch).
+  std::uint64_t wall_ms() const;
+
   std::shared_ptr<const View> view() const {
     std::lock_guard lock(view_mu_);
     return view_;

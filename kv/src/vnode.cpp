@@ -28,8 +28,6 @@ struct ReapCheck {
   std::string key;
 };
 
-std::uint64_t wall_ms() { return HybridClock::system_ms(); }
-
 class Vnode : public GenServer {
  public:
   Action init(KvState* st, std::uint32_t partition) {
@@ -41,8 +39,10 @@ class Vnode : public GenServer {
     const std::string seed =
         me_ + "/" + std::to_string(st_->node.creation()) + "/" + std::to_string(partition);
     actor_ = XXH3_64bits(seed.data(), seed.size());
-    std::random_device rd;
-    next_req_ = (std::uint64_t{rd()} << 32) | rd();
+    // Request ids from the same seed (not std::random_device, so a simulated cluster replays
+    // from its seed): an incarnation does not take a late answer to its predecessor as its own.
+    const std::string req_seed = seed + "/requests";
+    next_req_ = XXH3_64bits(req_seed.data(), req_seed.size());
     dest_name_ = vnode_name(partition);
     send_after(self(), Term("handoff"), st_->options.handoff_interval);
     return ok();
@@ -163,14 +163,14 @@ class Vnode : public GenServer {
         r.timeout_ms ? std::chrono::milliseconds(r.timeout_ms) : st_->options.request_timeout;
     return now + ms;
   }
-  static std::uint64_t wall_deadline(Clock::time_point deadline) {
+  std::uint64_t wall_deadline(Clock::time_point deadline) const {
     const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return wall_ms() + static_cast<std::uint64_t>(std::max<std::int64_t>(left, 0));
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - st_->now()).count();
+    return st_->wall_ms() + static_cast<std::uint64_t>(std::max<std::int64_t>(left, 0));
   }
 
   void coordinate(CoordRequest& cr) {
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = st_->now();
     std::shared_ptr<const View> view = st_->view();
     if (!view || !view->ready()) {
       answer(cr.origin, error_reply(ErrorCode::kUnavailable, "the ring has not formed yet"));
@@ -268,7 +268,7 @@ class Vnode : public GenServer {
 
   void finish_put(PendingPut& pp) {
     auto& lat = pp.op == Op::kDelete ? st_->delete_latency : st_->put_latency;
-    lat.record(Clock::now() - pp.start);
+    lat.record(st_->now() - pp.start);
     KvReply r;
     switch (pp.fsm.outcome()) {
       case Outcome::kOk:
@@ -329,7 +329,7 @@ class Vnode : public GenServer {
     if (pg.answered) return;
     pg.answered = true;
     if (pg.reap) return;
-    st_->get_latency.record(Clock::now() - pg.start);
+    st_->get_latency.record(st_->now() - pg.start);
     KvReply r;
     if (pg.fsm.outcome() == Outcome::kOk) {
       const Object& o = pg.fsm.merged();
@@ -412,7 +412,7 @@ class Vnode : public GenServer {
       return static_cast<int>(t.member) == view->self;
     });
     if (targets.empty() || static_cast<int>(targets[0].member) != view->self) return;
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = st_->now();
     const std::uint64_t id = next_req_++;
     PendingGet pg{GetFsm(targets, static_cast<std::uint32_t>(targets.size())),
                   Origin{},
@@ -453,7 +453,7 @@ class Vnode : public GenServer {
     for (const Sibling& s : merged.values()) newest = std::max(newest, s.timestamp);
     const auto ttl = static_cast<std::uint64_t>(st_->options.tombstone_ttl.count());
     // Too young: the delete's own check comes later.
-    if (HybridClock::millis(newest) + ttl > wall_ms()) return;
+    if (HybridClock::millis(newest) + ttl > st_->wall_ms()) return;
     const std::string bytes = encode_object(merged);
     for (const Target& t : targets) {
       if (static_cast<int>(t.member) == view->self) {
@@ -490,7 +490,7 @@ class Vnode : public GenServer {
   }
 
   void replica_put(const ReplicaPut& m) {
-    if (m.deadline_ms && wall_ms() > m.deadline_ms) {
+    if (m.deadline_ms && st_->wall_ms() > m.deadline_ms) {
       st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -523,7 +523,7 @@ class Vnode : public GenServer {
   }
 
   void replica_get(const ReplicaGet& m) {
-    if (m.deadline_ms && wall_ms() > m.deadline_ms) {
+    if (m.deadline_ms && st_->wall_ms() > m.deadline_ms) {
       st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -562,7 +562,7 @@ class Vnode : public GenServer {
   }
 
   void expire() {
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = st_->now();
     for (auto it = puts_.begin(); it != puts_.end();) {
       if (it->second.deadline <= now) {
         it->second.fsm.expire();

@@ -25,6 +25,7 @@
 #include "nodus/kv/errors.hpp"
 #include "nodus/kv/ring.hpp"
 #include "nodus/node/node.hpp"
+#include "nodus/transport/clock.hpp"
 #include "nodus/transport/status.hpp"
 
 namespace nodus::kv {
@@ -76,6 +77,13 @@ struct Options {
   std::string context_secret;
   /// Makes the node's engine for `partitions` partitions. Default: new_memory_engine.
   std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
+  /// The store's time source: request deadlines and those its messages carry, the read-repair
+  /// rate window, and the wall-clock part of its hybrid clock (version timestamps, tombstone
+  /// ages). Default (null): the system's steady and wall clocks. A simulated node
+  /// (nodus/transport/sim.hpp) passes its virtual clock, the one in NodeOptions::clock, so the
+  /// store's timeouts run on virtual time and a run replays from its seed; its wall clock is
+  /// then that clock's time since its epoch.
+  std::shared_ptr<transport::Clock> clock;
 };
 
 /// Starts the store on `node`: the `nodus_kv` server and one vnode per partition, registered
