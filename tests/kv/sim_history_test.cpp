@@ -29,6 +29,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "nodus/kv/client.hpp"
@@ -45,7 +46,9 @@ namespace {
 using namespace std::chrono_literals;
 using nodus::testing::SimCluster;
 using ms = std::chrono::milliseconds;
-using Dot = std::pair<std::uint64_t, std::uint64_t>;  // (actor, counter): one write
+// An actor of a version vector: a vnode id, or (vnode, epoch) where vnodes take epochs.
+using ActorId = std::remove_cvref_t<decltype(VersionVector{}.front().first)>;
+using Dot = std::pair<ActorId, std::uint64_t>;  // (actor, counter): one write
 
 constexpr char kSecret[] = "sim-context-secret";
 constexpr std::uint32_t kPartitions = 8;
@@ -62,11 +65,20 @@ bool covers(const VersionVector& vv, const Dot& d) {
   return false;
 }
 
-std::string dot_string(const Dot& d) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%llx:%llu", static_cast<unsigned long long>(d.first & 0xffffff),
-                static_cast<unsigned long long>(d.second));
+template <class A>
+std::string actor_string(const A& a) {
+  char buf[48];
+  if constexpr (std::is_integral_v<A>) {
+    std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(a & 0xffffff));
+  } else {
+    std::snprintf(buf, sizeof buf, "%llx.%llu", static_cast<unsigned long long>(a.vnode & 0xffffff),
+                  static_cast<unsigned long long>(a.epoch));
+  }
   return buf;
+}
+
+std::string dot_string(const Dot& d) {
+  return actor_string(d.first) + ":" + std::to_string(d.second);
 }
 
 std::string join(const std::set<std::string>& s) {
@@ -111,7 +123,7 @@ class Recorder {
     const std::string k(key);
     for (const auto& e : obj->entries()) {
       for (std::size_t i = 0; i < e.values.size(); ++i) {
-        const Dot d{e.id, e.counter - i};
+        const Dot d(e.id, e.counter - i);
         const Sibling& s = e.values[i];
         auto known = births_.find({k, d});
         if (known != births_.end()) {
@@ -245,7 +257,7 @@ std::string describe(const Op& op) {
   if (op.kind == 'p') s += " " + op.value;
   if (op.context) {
     s += " ctx{";
-    for (const auto& [a, n] : *op.context) s += " " + dot_string({a, n});
+    for (const auto& [a, n] : *op.context) s += " " + dot_string(Dot(a, n));
     s += " }";
   }
   if (op.r) s += " r=" + std::to_string(op.r);
