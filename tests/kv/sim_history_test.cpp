@@ -1023,12 +1023,13 @@ std::string run_seed(std::uint64_t seed, std::size_t node_count, Mix mix, bool c
   return out;
 }
 
-// Under a sanitizer a seed costs many times more: fewer seeds there.
+// Under a sanitizer a seed costs some 50 times more (2.7 s in CI's Debug build with ASan and
+// UBSan, against 50 ms in Release): a fortieth of the seeds there, 14 in all.
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr std::uint64_t kSeedFactor = 10;
+constexpr std::uint64_t kSeedFactor = 40;
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr std::uint64_t kSeedFactor = 10;
+constexpr std::uint64_t kSeedFactor = 40;
 #else
 constexpr std::uint64_t kSeedFactor = 1;
 #endif
@@ -1112,15 +1113,15 @@ TEST(KvSimHistoryTest, DISABLED_EveryDotNamesOneWrite) {
 }
 
 // Defect (kv679, as Riak's): a vnode's dots for a key restart at 1 once its copy of the key
-// was erased -- a tombstone reaped (vnode.cpp reap), or a fallback's copy dropped after
-// hand-off (handoff_ack) -- so a new write takes a dot that an older write of the key already
-// had, and any context that saw the older write "covers" the new one. Here: v1 is written,
-// read and deleted; the tombstone is reaped on every primary; v2 is written blind and
-// acknowledged (dot n1:1 again); a put of v3 with the context of the read that saw only v1
-// then supersedes v2, which nobody read: v2, acknowledged, is lost. A Dynamo store must keep
-// v2 and v3 as siblings. The seed sweeps find the same (DISABLED_EveryDotNamesOneWrite:
-// "dot ... names two writes ..., after nX erased its copy"); their loss checks cannot see it,
-// since the dot no longer names one write.
+// was erased -- after a tombstone is reaped (vnode.cpp reap); a fallback's copy dropped after
+// hand-off (handoff_ack) would do the same, not seen in these seeds -- so a new write takes a
+// dot that an older write of the key already had, and any context that saw the older write
+// "covers" the new one. Here: v1 is written, read and deleted; the tombstone is reaped on every
+// primary; v2 is written blind and acknowledged (n1's dot 1 again); a put of v3 with the
+// context of the read that saw only v1 then supersedes v2, which nobody read: v2, acknowledged,
+// is lost. A Dynamo store keeps v2 and v3 as siblings. The seed sweeps meet it in 9 of 600
+// seeds (DISABLED_EveryDotNamesOneWrite: "dot ... names two writes ..., after nX erased its
+// copy"); their loss checks cannot see it, since the dot no longer names one write.
 TEST(KvSimHistoryTest, DISABLED_AWriteAfterItsKeyWasReapedIsNotLostToAnOlderContext) {
   SeedRun run;
   run.seed = 1;
@@ -1159,7 +1160,9 @@ TEST(KvSimHistoryTest, DISABLED_AWriteAfterItsKeyWasReapedIsNotLostToAnOlderCont
 // A seed is one history: two runs of it record the same operations, answers, dots and logs,
 // to the millisecond of virtual time.
 TEST(KvSimHistoryTest, ASeedReplaysItsHistoryExactly) {
-  for (std::uint64_t seed : {7u, 18u, 45u}) {
+  const std::vector<std::uint64_t> seeds =
+      kSeedFactor > 1 ? std::vector<std::uint64_t>{7} : std::vector<std::uint64_t>{7, 18, 45};
+  for (std::uint64_t seed : seeds) {
     for (std::size_t nodes : {3u, 5u}) {
       std::string first, second;
       (void)run_seed(seed, nodes, Mix::kManyFaults, false, nullptr, &first);
