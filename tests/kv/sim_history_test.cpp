@@ -759,7 +759,7 @@ std::string run_seed(std::uint64_t seed, std::size_t node_count, Mix mix, bool c
   if (std::string f = form_cluster(run, node_count, base); !f.empty()) return f;
   SimCluster& sim = run.cluster();
 
-  // The workload: two clients per node (three on a 3-node cluster's first), and the deleter.
+  // The workload: two clients per node, and the deleter.
   for (const std::string& n : run.names) {
     spawn_client(run, n);
     spawn_client(run, n);
