@@ -16,8 +16,6 @@ namespace nodus::kv {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 
 // An error as the store's term requests answer it (docs/protocol.md 12.3).
@@ -205,8 +203,7 @@ Term run_keys(KvState* st, const Query& q) {
                                               std::to_string(q.cursor.partitions) +
                                               " partitions, this one has " + std::to_string(parts));
   }
-  const auto deadline =
-      Clock::now() + (q.timeout.count() ? q.timeout : st->options.request_timeout);
+  const auto deadline = st->now() + (q.timeout.count() ? q.timeout : st->options.request_timeout);
   List keys;
   std::uint32_t p = q.cursor.partition;
   std::string after = q.cursor.after;
@@ -215,8 +212,7 @@ Term run_keys(KvState* st, const Query& q) {
     std::optional<PartitionKeysReply> page;
     Status last(ErrorCode::kUnavailable, "no replica of partition " + std::to_string(p) + " is up");
     for (const Target& t : targets) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - st->now());
       if (left.count() <= 0) return error_term(ErrorCode::kTimeout, "");
       PartitionKeys ask{p, q.pattern, after, static_cast<std::uint32_t>(q.limit - keys.size())};
       auto r = call_as<PartitionKeysReply>(query_server(*view, t.member), std::move(ask), left);
@@ -258,8 +254,7 @@ Term run_explain(KvState* st, const Query& q) {
   const Ring& ring = *view->ring;
   const std::uint32_t parts = ring.partitions();
   const std::uint32_t p = partition_of(q.key, parts);
-  const auto deadline =
-      Clock::now() + (q.timeout.count() ? q.timeout : st->options.request_timeout);
+  const auto deadline = st->now() + (q.timeout.count() ? q.timeout : st->options.request_timeout);
   const std::size_t members = ring.members().size();
 
   struct Info {
@@ -276,7 +271,7 @@ Term run_explain(KvState* st, const Query& q) {
   for (auto& [m, id] : asked) {
     const auto left =
         std::max(std::chrono::milliseconds(0),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - st->now()));
     auto r = wait_response(id, left);
     if (!r) {
       errors[m] = std::string(error_name(call_error(r.error(), "").code()));

@@ -7,6 +7,9 @@
 #include <random>
 #include <set>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/supervisor.hpp"
@@ -42,8 +45,7 @@ KvState::KvState(Node& n, Options o)
       options.engine ? options.engine(options.partitions) : new_memory_engine(options.partitions);
   // Each partition's vnode id: random, so no two incarnations of the store (a node restarted,
   // with or without its data) ever write under the same actor.
-  std::random_device rd;
-  std::mt19937_64 rng((std::uint64_t{rd()} << 32) ^ rd());
+  std::mt19937_64 rng(seed("vnode ids"));
   parts.reserve(options.partitions);
   for (std::uint32_t p = 0; p < options.partitions; ++p) parts.emplace_back(rng() | 1);
   queued = std::make_unique<std::atomic<std::uint32_t>[]>(options.partitions);
@@ -52,6 +54,16 @@ KvState::KvState(Node& n, Options o)
     queued[p].store(0);
     hinted[p].store(0);
   }
+}
+
+std::uint64_t KvState::seed(std::string_view purpose) const {
+  if (!options.clock) {
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) ^ rd();
+  }
+  std::string s(node.name().name());
+  s.append("/").append(std::to_string(node.creation())).append("/").append(purpose);
+  return XXH3_64bits(s.data(), s.size());
 }
 
 std::shared_ptr<const MergeFn> KvState::merge_for(std::string_view key) const {
@@ -313,6 +325,7 @@ class KvServer : public GenServer {
     node_ = node;
     st_ = st;
     me_ = std::string(node->name().name());
+    rng_.seed(static_cast<std::uint32_t>(st_->seed("gossip/" + std::to_string(self().id))));
     monitor_nodes(true);
     for (Atom peer : node->nodes()) up_.insert(std::string(peer.name()));
     const auto& init = st_->options.initial_members;
@@ -627,7 +640,7 @@ class KvServer : public GenServer {
   std::string me_;
   std::set<std::string> up_;
   std::shared_ptr<const Ring> ring_;
-  std::mt19937 rng_{std::random_device{}()};
+  std::mt19937 rng_;  // whom the ring gossip goes to; seeded in init
 };
 
 Status check_options(const Options& o) {

@@ -112,6 +112,10 @@ struct KvState {
     const std::uint64_t wall = wall_ms();
     return now() + std::chrono::milliseconds(deadline_ms > wall ? deadline_ms - wall : 0);
   }
+  /// A seed for one of the store's random choices (vnode ids, request ids, gossip targets):
+  /// from std::random_device on a real node; with Options::clock (a simulation) a hash of the
+  /// node's name, its incarnation and `purpose`, so a simulated run replays from its seed.
+  std::uint64_t seed(std::string_view purpose) const;
 
   Node& node;
   const Options options;

@@ -37,8 +37,10 @@ class Vnode : public GenServer {
     st_ = st;
     p_ = partition;
     ps_ = &st_->parts[partition];
-    std::random_device rd;
-    next_req_ = (std::uint64_t{rd()} << 32) | rd();
+    // Request ids start anywhere, so a restarted vnode takes no late answer to its
+    // predecessor's requests as its own.
+    next_req_ =
+        st_->seed("requests/" + std::to_string(partition) + "/" + std::to_string(self().id));
     dest_name_ = vnode_name(partition);
     // Routers now send here; what they counted for a predecessor that crashed is lost with its
     // mailbox, so the count starts again (after the pid is published: see KvState::queued).
