@@ -55,7 +55,7 @@ def eventually(check, timeout_s=20.0, every_s=0.05, what="the condition"):
 
 class Cluster:
     """`size` nodes n1..nN meshed, running the store (N = `replicas`) and example apps:
-    ``stack`` (local:stack) on every node and ``counter`` (global:hits) on n1."""
+    ``stack`` (local:stack) and ``slow`` (local:slow) on every node and ``counter`` (global:hits) on n1."""
 
     def __init__(self, size=3, replicas=3, partitions=16, cookie="py-client-test",
                  curve=None, extra=""):
@@ -98,7 +98,7 @@ class Cluster:
         lines += ["[kv]", "initial_members = %s" % " ".join(self.names),
                   "replicas = %d" % replicas, "partitions = %d" % partitions,
                   "write_quorum = %d" % min(2, replicas), "read_quorum = %d" % min(2, replicas),
-                  "[apps]", "start = stack local:stack"]
+                  "[apps]", "start = stack local:stack", "start = slow local:slow"]
         if i == 0:
             lines.append("start = counter global:hits")
         lines += ["[log]", "level = warn", extra]
