@@ -274,6 +274,8 @@ class Node:
         with self._lock:
             self._check_open()
             peer = self._peers.get(endpoint)
+            if peer is not None and peer.up:
+                return self  # linked already: connecting again is harmless
             if peer is None:
                 peer = self._peers[endpoint] = _Peer(endpoint, key)
             peer.wanted = True

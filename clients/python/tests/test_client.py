@@ -57,6 +57,8 @@ class ClusterTest(unittest.TestCase):
 class HandshakeTest(ClusterTest):
     def test_right_cookie_links_as_a_hidden_node(self):
         self.assertEqual(["n1", "n2", "n3"], self.node.peers())
+        self.node.connect(self.cluster.endpoint("n2"))  # again: harmless, the link stays up
+        self.assertEqual(["n1", "n2", "n3"], self.node.peers())
         self.assertEqual("pong", self.node.admin("ping"))
         # Hidden: the members do not count it as one of theirs (protocol.md section 11).
         names = [row["name"] for row in self.node.admin("nodes")]
