@@ -16,6 +16,8 @@ packages=(
   libxxhash-dev                        # XXH3-64: the store's partition hash
   libjemalloc-dev                      # the executables' allocator (see CMakeLists.txt)
   libgtest-dev libgmock-dev            # tests
+  python3-zmq python3-msgpack          # clients/python and its tests (on /usr/bin/python3)
+  python3-xxhash                       # clients/python: XXH3-64, the store's partition hash
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI

@@ -1,0 +1,215 @@
+"""The store (docs/protocol.md section 12): gets, puts and deletes with causal contexts.
+
+Requests are calls of terms to the server ``nodus_kv`` (12.3). Each goes to the key's first
+primary among the nodes this client is linked to (the partition is the top bits of XXH3-64
+of the key's hash tag, 12.1; the ring comes from ``nodus_kv``'s ``ring``), which coordinates
+it without a hop; when none of them is a primary, any linked node takes it and asks a
+primary itself.
+
+Watches are not here: the store has none yet.
+"""
+
+import threading
+import time
+
+import xxhash
+
+from . import errors
+from .terms import Atom
+
+_RING_MAX_AGE_S = 5.0
+_CALL_SLACK_MS = 1000  # a call waits this much beyond the request's own timeout (12.3)
+
+
+class KvObject:
+    """What a get returns: ``values`` (one, or several siblings: writes made without seeing
+    each other), and ``context``, the opaque causal context to pass back with the next put
+    or delete of the key so that it supersedes exactly these values."""
+
+    __slots__ = ("key", "values", "context")
+
+    def __init__(self, key, values, context):
+        self.key, self.values, self.context = key, values, context
+
+    @property
+    def value(self):
+        """The value, when there is one; raises ``ValueError`` when there are siblings."""
+        if len(self.values) != 1:
+            raise ValueError("%d siblings: resolve them (values) and put with the context"
+                             % len(self.values))
+        return self.values[0]
+
+    @property
+    def has_siblings(self):
+        return len(self.values) > 1
+
+    def __repr__(self):
+        return "KvObject(%r, values=%r)" % (self.key, self.values)
+
+
+def hash_tag(key):
+    """The bytes that place `key` (12.1): between the first ``{`` and the first ``}`` after
+    it when that is not empty, else the whole key (Redis Cluster's rule)."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            return key[start + 1:end]
+    return key
+
+
+def partition_of(key, partitions):
+    """The partition of `key` on a ring of `partitions` (a power of two)."""
+    if partitions <= 1:
+        return 0
+    bits = partitions.bit_length() - 1
+    return xxhash.xxh3_64_intdigest(hash_tag(_bytes(key))) >> (64 - bits)
+
+
+def preference_list(owners, partition, replicas):
+    """The primaries of `partition`: its owner and the next partitions' clockwise, distinct,
+    until `replicas` of them (12.1)."""
+    out = []
+    q = len(owners)
+    for i in range(q):
+        owner = owners[(partition + i) % q]
+        if owner not in out:
+            out.append(owner)
+            if len(out) == replicas:
+                break
+    return out
+
+
+def _bytes(x):
+    if isinstance(x, str):
+        return x.encode("utf-8")
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes(x)
+    raise TypeError("a key or value is bytes or str, not %s" % type(x).__name__)
+
+
+class Kv:
+    """The store's client over a ``Node``'s links. Thread-safe."""
+
+    def __init__(self, node):
+        self._node = node
+        self._lock = threading.Lock()
+        self._ring = None
+        self._ring_at = 0.0
+
+    # -- requests --------------------------------------------------------------------------
+
+    def get(self, key, r=None, pr=None, timeout_ms=None):
+        """The key's values and context (``KvObject``). Raises ``NotFound`` (no live value),
+        ``NoQuorum``, ``Timeout``, ``Unavailable``, ``Overloaded``, ``BadArg``."""
+        key = _bytes(key)
+        reply = self._ask(key, ("get", key, _opts(r=r, pr=pr, timeout=timeout_ms)), timeout_ms)
+        values, context = _ok(reply, 2)
+        return KvObject(key, list(values), context)
+
+    def put(self, key, value, context=None, w=None, pw=None, dw=None, timeout_ms=None):
+        """Stores `value`; with `context` (of a get) it supersedes the values that get
+        returned, without one it becomes a sibling of what is there. Returns the new
+        object's context. Raises ``NoQuorum``, ``Timeout``, ``ValueTooLarge``,
+        ``TooManySiblings``, ``BadArg`` (a bad context or option) ..."""
+        key = _bytes(key)
+        opts = _opts(w=w, pw=pw, dw=dw, timeout=timeout_ms, context=context)
+        return _ok(self._ask(key, ("put", key, _bytes(value), opts), timeout_ms), 1)[0]
+
+    def delete(self, key, context=None, w=None, pw=None, dw=None, timeout_ms=None):
+        """Deletes the key (a tombstone superseding what `context` saw, or without one what
+        the coordinating replica holds). Returns the tombstone's context."""
+        key = _bytes(key)
+        opts = _opts(w=w, pw=pw, dw=dw, timeout=timeout_ms, context=context)
+        return _ok(self._ask(key, ("delete", key, opts), timeout_ms), 1)[0]
+
+    def keys(self, pattern=b"*", limit=None, cursor=None, timeout_ms=None):
+        """One page of the live keys matching the glob `pattern`: ``(keys, cursor)``, the
+        cursor None after the last page."""
+        opts = _opts(limit=limit, cursor=cursor, timeout=timeout_ms)
+        keys, cursor = _ok(self._ask(None, ("keys", _bytes(pattern), opts), timeout_ms), 2)
+        return list(keys), cursor
+
+    def ring(self, node=None):
+        """The ring as `node` (default: the first linked) has it: a dict with ``epoch``,
+        ``partitions``, ``replicas``, ``members`` ([(name, up|down)]) and ``owners``."""
+        return _ok(self._ask_node(node, Atom("ring")), 1)[0]
+
+    def stats(self, node=None):
+        """The store's figures on `node` (12.3's ``stats``), a dict."""
+        return _ok(self._ask_node(node, Atom("stats")), 1)[0]
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def coordinator(self, key):
+        """The linked node a request on `key` goes to: its first linked primary, else the
+        first linked node."""
+        linked = self._node.peers()
+        if not linked:
+            raise errors.NodeDown("not linked to any node: connect first")
+        ring = self._current_ring()
+        if ring:
+            q, n = ring["partitions"], ring["replicas"]
+            owners = [o.decode() if isinstance(o, bytes) else str(o) for o in ring["owners"]]
+            if q and len(owners) == q:
+                for name in preference_list(owners, partition_of(key, q), n):
+                    if name in linked:
+                        return Atom(name)
+        return linked[0]
+
+    def _current_ring(self):
+        with self._lock:
+            if self._ring is not None and time.monotonic() - self._ring_at < _RING_MAX_AGE_S:
+                return self._ring
+        try:
+            ring = self.ring()
+        except errors.NodusError:
+            ring = None
+        with self._lock:
+            self._ring, self._ring_at = ring, time.monotonic()
+        return ring
+
+    def _ask(self, key, request, timeout_ms):
+        node = self.coordinator(key) if key is not None else None
+        return self._ask_node(node, request, timeout_ms)
+
+    def _ask_node(self, node, request, timeout_ms=None):
+        node = node or self._node._first_node()
+        wait = (timeout_ms or 5000) + _CALL_SLACK_MS
+        reply = self._node.call(("nodus_kv", node), request, wait)
+        if isinstance(reply, tuple) and reply and reply[0] == "error":
+            with self._lock:
+                self._ring = None  # the ring may have moved: ask again next time
+            raise _kv_error(reply)
+        return reply
+
+
+def _opts(**given):
+    out = {}
+    for k, v in given.items():
+        if v is None:
+            continue
+        out[Atom(k)] = _bytes(v) if k in ("context", "cursor") else v
+    return out
+
+
+def _ok(reply, n):
+    if not (isinstance(reply, tuple) and len(reply) == n + 1 and reply[0] == "ok"):
+        raise errors.ProtocolError("nodus_kv answered %r" % (reply,), reply)
+    return reply[1:]
+
+
+def _kv_error(reply):
+    """The exception of ``{error, Why}`` (12.3)."""
+    why = reply[1] if len(reply) == 2 else reply[1:]
+    if isinstance(why, str):
+        return errors.error_class(why)(why, reply)
+    if isinstance(why, tuple) and len(why) == 4 and why[0] == "no_quorum":
+        _, which, needed, got = why
+        return errors.NoQuorum("quorum %s needed %s, got %s" % (which, needed, got), reply,
+                               which=str(which), needed=needed, got=got)
+    if isinstance(why, tuple) and len(why) == 2 and isinstance(why[0], str):
+        message = why[1].decode("utf-8", "replace") if isinstance(why[1], bytes) else str(
+            why[1])
+        return errors.error_class(why[0])(message, reply)
+    return errors.ProtocolError("nodus_kv answered %r" % (reply,), reply)
