@@ -269,7 +269,8 @@ Status parse_opts(const Term& opts, KvRequest& r) {
 // (Opts may be left out).
 Result<KvRequest> parse_term(const Term& t) {
   const Status bad(ErrorCode::kBadArg,
-                   "expected {get, Key, Opts}, {put, Key, Value, Opts} or {delete, Key, Opts}");
+                   "expected {get, Key, Opts}, {put, Key, Value, Opts}, {delete, Key, Opts}, "
+                   "{keys, Pattern, Opts}, {explain, Key, Opts}, ring or stats");
   if (!t.is_tuple() || t.size() < 2 || !t[0].is_atom()) return bad;
   const std::string_view op = t[0].as_atom().name();
   KvRequest r;

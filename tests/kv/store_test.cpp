@@ -199,7 +199,8 @@ TEST_F(StoreTest, BadTermRequestsGetClearErrorsAndTheNodeKeepsServing) {
   EXPECT_EQ(error_text(tuple("put", bin("k"), bin("v"), map({{"context", bin("x")}}))),
             "badarg: malformed causal context");
   EXPECT_EQ(error_text(tuple("frobnicate")),
-            "badarg: expected {get, Key, Opts}, {put, Key, Value, Opts} or {delete, Key, Opts}");
+            "badarg: expected {get, Key, Opts}, {put, Key, Value, Opts}, {delete, Key, Opts}, "
+            "{keys, Pattern, Opts}, {explain, Key, Opts}, ring or stats");
   EXPECT_EQ(error_text(tuple("put", bin("k"), bin(std::string((1 << 20) + 1, 'v')))),
             "value_too_large: value is 1048577 bytes, the limit (kv.max_value_bytes) is 1048576");
   ASSERT_OK(client_->put("k", "still"));
