@@ -34,11 +34,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::SimCluster;
 
-std::string numbered(const char* prefix, int i) {
-  std::string s = prefix;
-  s += std::to_string(i);
-  return s;
-}
+using testing::numbered;
 
 class KvSimTest : public ::testing::Test {
  protected:

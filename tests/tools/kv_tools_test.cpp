@@ -18,13 +18,7 @@
 namespace {
 
 using namespace nodus::test;
-
-// "acked:7" ... (appended: GCC 12 warns falsely on "lit" + std::string)
-std::string numbered(const char* prefix, int i) {
-  std::string out(prefix);
-  out.append(std::to_string(i));
-  return out;
-}
+using nodus::testing::numbered;
 
 class KvToolsTest : public NodusdClusterTest {
  protected:
