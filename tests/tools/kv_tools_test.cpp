@@ -516,6 +516,8 @@ TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnod
   EXPECT_EQ(0, metric(1, "nodus_kv_hints_pending"));
   EXPECT_GE(metric(1, "nodus_kv_keys"), 3);
   EXPECT_EQ(1, metric(1, "nodus_kv_siblings_max"));
+  EXPECT_EQ(0, metric(1, "nodus_kv_bad_messages_total"));
+  EXPECT_EQ(1u, samples(1, "nodus_kv_merge_errors_total").size());
 }
 
 // kv.primary_read_quorum and kv.primary_write_quorum from the config hold for every request
