@@ -520,6 +520,25 @@ TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnod
   EXPECT_EQ(1u, samples(1, "nodus_kv_merge_errors_total").size());
 }
 
+// cluster-configs/local-5 as shipped: five nodes form one ring (N = 3) with no manual step, and
+// a key written through one is read through each of the others.
+TEST_F(KvToolsTest, LocalFiveRunsTheStoreAsShipped) {
+  fs::remove_all(dir_);  // SetUp's copy of local-3
+  copy_cluster("local-5", "730", "930");
+  ASSERT_EQ(5, nodes_);
+  up();
+  json ring = ctl_json(5, {"ring"});
+  EXPECT_EQ(1, ring["epoch"]);
+  EXPECT_EQ(3, ring["replicas"]);
+  ASSERT_EQ(5u, ring["balance"].size()) << ring;
+  for (const auto& [node, count] : ring["balance"].items()) {
+    EXPECT_TRUE(count == 12 || count == 13) << node << " owns " << count;
+  }
+  for (int i = 1; i <= 5; ++i) EXPECT_EQ(ring, ctl_json(i, {"ring"})) << "n" << i;
+  ASSERT_EQ(0, kv(1, {"put", "five", "ok"}).code);
+  for (int i = 2; i <= 5; ++i) EXPECT_EQ("ok", value_on(i, "five")) << "read through n" << i;
+}
+
 // kv.primary_read_quorum and kv.primary_write_quorum from the config hold for every request
 // that names none; --pr and --pw override them per request. local-3 ships N = 2: with n1 down,
 // a key n1 is a primary of has one primary up and a fallback standing in.
