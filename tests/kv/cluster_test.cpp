@@ -181,6 +181,31 @@ TEST_F(ClusterTest, AReadRepairsAStaleReplica) {
   EXPECT_GE(repairs, 1u);
 }
 
+// Read repair is best effort and bounded (kv.read_repair_per_s; 0 here: none): a repair over
+// the bound is skipped and counted, and the stale replica stays as it was.
+TEST_F(ClusterTest, ReadRepairsBeyondTheRateBoundAreSkippedAndCounted) {
+  start_cluster(3, 3, [](Options& o) { o.read_repair_per_s = 0; });
+  cut(3, 1);
+  cut(3, 2);
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_OK(client(1).put("fresh", "v1"));
+  cut(3, 1, false);
+  cut(3, 2, false);
+  ASSERT_TRUE(
+      eventually([&] { return sees(1, 3) && sees(2, 3) && sees(3, 1) && sees(3, 2); }, 10s));
+  RequestOptions all;
+  all.r = 3;
+  EXPECT_EQ(one_value(client(1), "fresh", all), "v1");
+  auto total = [&](std::uint64_t Stats::*field) {
+    std::uint64_t sum = 0;
+    for (int i = 1; i <= 3; ++i) sum += (*stats(node(i))).*field;
+    return sum;
+  };
+  ASSERT_TRUE(eventually([&] { return total(&Stats::read_repairs_skipped) >= 1; }));
+  EXPECT_EQ(total(&Stats::read_repairs), 0u);
+  EXPECT_FALSE(holds(3, "fresh")) << "the skipped repair sent nothing";
+}
+
 TEST_F(ClusterTest, ADeletedKeyDoesNotComeBackFromAStaleReplica) {
   start_cluster(3);
   ASSERT_OK(client(1).put("gone", "v1"));
