@@ -75,9 +75,7 @@ TEST_F(ClusterTest, ConcurrentBlindWritesOnTwoNodesBecomeSiblingsThatAMergedPutR
 
 TEST_F(ClusterTest, NoQuorumNamesWhatWasMissing) {
   start_cluster(3);
-  cut(1, 2);
-  cut(1, 3);
-  ASSERT_TRUE(eventually([&] { return sees(1, 2, false) && sees(1, 3, false); }));
+  ASSERT_TRUE(isolate(1));
   // n1 alone: every key's coordinator is n1 (its own replica) or no primary is up.
   auto r = client(1).put("lonely", "v");
   ASSERT_FALSE(r.ok());
@@ -109,17 +107,12 @@ TEST_F(ClusterTest, NoQuorumNamesWhatWasMissing) {
 // cluster heals.
 TEST_F(ClusterTest, APutThatCannotMeetWIsNotStored) {
   start_cluster(3);
-  cut(1, 2);
-  cut(1, 3);
-  ASSERT_TRUE(eventually([&] { return sees(1, 2, false) && sees(1, 3, false); }));
+  ASSERT_TRUE(isolate(1));
   auto r = client(1).put("lonely", "refused");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message(), "w: needed 2, got 1");
   EXPECT_FALSE(holds(1, "lonely"));
-  cut(1, 2, false);
-  cut(1, 3, false);
-  ASSERT_TRUE(
-      eventually([&] { return sees(2, 1) && sees(3, 1) && sees(1, 2) && sees(1, 3); }, 10s));
+  ASSERT_TRUE(isolate(1, false));
   RequestOptions all;
   all.r = 3;
   auto got = client(2).get("lonely", all);
@@ -162,15 +155,10 @@ TEST_F(ClusterTest, EveryObjectTheApiAllowsFitsAReplicaMessage) {
 
 TEST_F(ClusterTest, AReadRepairsAStaleReplica) {
   start_cluster(3);
-  cut(3, 1);
-  cut(3, 2);
-  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_TRUE(isolate(3));
   ASSERT_OK(client(1).put("fresh", "v1"));  // W = 2 from n1 and n2; n3 misses it
   EXPECT_FALSE(holds(3, "fresh"));
-  cut(3, 1, false);
-  cut(3, 2, false);
-  ASSERT_TRUE(
-      eventually([&] { return sees(1, 3) && sees(2, 3) && sees(3, 1) && sees(3, 2); }, 10s));
+  ASSERT_TRUE(isolate(3, false));
   RequestOptions all;
   all.r = 3;
   EXPECT_EQ(one_value(client(1), "fresh", all), "v1");
@@ -185,14 +173,9 @@ TEST_F(ClusterTest, AReadRepairsAStaleReplica) {
 // the bound is skipped and counted, and the stale replica stays as it was.
 TEST_F(ClusterTest, ReadRepairsBeyondTheRateBoundAreSkippedAndCounted) {
   start_cluster(3, 3, [](Options& o) { o.read_repair_per_s = 0; });
-  cut(3, 1);
-  cut(3, 2);
-  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_TRUE(isolate(3));
   ASSERT_OK(client(1).put("fresh", "v1"));
-  cut(3, 1, false);
-  cut(3, 2, false);
-  ASSERT_TRUE(
-      eventually([&] { return sees(1, 3) && sees(2, 3) && sees(3, 1) && sees(3, 2); }, 10s));
+  ASSERT_TRUE(isolate(3, false));
   RequestOptions all;
   all.r = 3;
   EXPECT_EQ(one_value(client(1), "fresh", all), "v1");
@@ -210,16 +193,12 @@ TEST_F(ClusterTest, ADeletedKeyDoesNotComeBackFromAStaleReplica) {
   start_cluster(3);
   ASSERT_OK(client(1).put("gone", "v1"));
   ASSERT_TRUE(eventually([&] { return holds(3, "gone"); }));
-  cut(3, 1);
-  cut(3, 2);
-  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_TRUE(isolate(3));
   auto got = client(1).get("gone");
   ASSERT_OK(got);
   ASSERT_OK(client(1).del("gone", {.context = got->context}));
   EXPECT_EQ(replica_values(3, "gone"), std::vector<std::string>{"v1"});  // stale
-  cut(3, 1, false);
-  cut(3, 2, false);
-  ASSERT_TRUE(eventually([&] { return sees(3, 1) && sees(3, 2) && sees(1, 3); }, 10s));
+  ASSERT_TRUE(isolate(3, false));
   // n3 coordinates (it holds a replica); the others' tombstone wins over its old value.
   RequestOptions all;
   all.r = 3;
@@ -239,9 +218,7 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
     if (std::find(p.begin(), p.end(), 4) != p.end()) keys.push_back(k);
   }
   ASSERT_EQ(keys.size(), 20u);
-  for (int i = 1; i <= 3; ++i) cut(i, 4);
-  ASSERT_TRUE(
-      eventually([&] { return sees(1, 4, false) && sees(2, 4, false) && sees(3, 4, false); }));
+  ASSERT_TRUE(isolate(4));
   RequestOptions all3;
   all3.w = 3;  // three acks: the fallback's counts (sloppy quorum)
   for (const auto& k : keys) ASSERT_OK(client(1).put(k, "v-" + k, all3));
@@ -276,7 +253,7 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
   auto r = client(1).put(keys[0], "strict", pw3);
   EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum);
   EXPECT_EQ(r.error().message(), "pw: needed 3, got 2");
-  for (int i = 1; i <= 3; ++i) cut(i, 4, false);
+  ASSERT_TRUE(isolate(4, false));
   ASSERT_TRUE(eventually(
       [&] {
         for (const auto& k : keys) {
@@ -326,26 +303,15 @@ TEST_F(ClusterTest, AFallbackThatCoordinatesTwiceDoesNotLoseTheSecondWrite) {
     if (std::find(p.begin(), p.end(), 4) == p.end()) key = numbered("fb", i);
   }
   ASSERT_FALSE(key.empty());
-  auto isolate4 = [&](bool on) {
-    for (int i = 1; i <= 3; ++i) cut(i, 4, on);
-    return eventually(
-        [&] {
-          for (int i = 1; i <= 3; ++i) {
-            if (!sees(4, i, !on) || !sees(i, 4, !on)) return false;
-          }
-          return true;
-        },
-        10s);
-  };
   RequestOptions w1;
   w1.w = 1;
-  ASSERT_TRUE(isolate4(true));
+  ASSERT_TRUE(isolate(4));
   ASSERT_OK(client(4).put(key, "v1", w1));  // n4 coordinates as a fallback
-  ASSERT_TRUE(isolate4(false));
+  ASSERT_TRUE(isolate(4, false));
   ASSERT_TRUE(eventually([&] { return !holds(4, key); }, 10s)) << "hint not handed back";
-  ASSERT_TRUE(isolate4(true));
+  ASSERT_TRUE(isolate(4));
   ASSERT_OK(client(4).put(key, "v2", w1));  // acknowledged, concurrent with v1
-  ASSERT_TRUE(isolate4(false));
+  ASSERT_TRUE(isolate(4, false));
   ASSERT_TRUE(eventually([&] { return !holds(4, key); }, 10s)) << "hint not handed back";
   RequestOptions all;
   all.r = 3;

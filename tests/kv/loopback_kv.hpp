@@ -82,6 +82,22 @@ class LoopbackKvTest : public ::testing::Test {
       node(j).unblock_peer(a);
     }
   }
+  // Cuts node i off from every other node (or heals it, with on = false) and waits until it
+  // and they see each other down (or up) in their stores. False when they did not in 10 s.
+  bool isolate(int i, bool on = true) {
+    const int count = static_cast<int>(nodes_.size());
+    for (int j = 1; j <= count; ++j) {
+      if (j != i) cut(i, j, on);
+    }
+    return testing::eventually(
+        [&] {
+          for (int j = 1; j <= count; ++j) {
+            if (j != i && (!sees(i, j, !on) || !sees(j, i, !on))) return false;
+          }
+          return true;
+        },
+        std::chrono::seconds(10));
+  }
   // True when node i's store sees node j as up (or down, with up = false).
   bool sees(int i, int j, bool up = true) {
     auto v = state_of(node(i))->view();
