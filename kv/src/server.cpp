@@ -167,18 +167,10 @@ Term reply_term(Op op, KvReply r) {
     }
     return tuple("ok", Term(std::move(r.context)));
   }
-  switch (code) {
-    case ErrorCode::kNoQuorum:
-      return tuple("error", tuple("no_quorum", atom(r.quorum), u(r.needed), u(r.got)));
-    case ErrorCode::kNotFound:
-    case ErrorCode::kTimeout:
-    case ErrorCode::kOverloaded:
-    case ErrorCode::kUnavailable:
-      return tuple("error", atom(error_name(code)));
-    default:
-      return tuple("error", tuple(atom(error_name(code)),
-                                  bin(r.message.empty() ? error_message(code) : r.message)));
+  if (code == ErrorCode::kNoQuorum) {
+    return tuple("error", tuple("no_quorum", atom(r.quorum), u(r.needed), u(r.got)));
   }
+  return error_term(code, r.message);
 }
 
 }  // namespace
