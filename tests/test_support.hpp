@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <ostream>
+#include <string>
 #include <thread>
 
 #include "nodus/transport/status.hpp"
@@ -46,6 +47,14 @@ inline bool eventually(const std::function<bool()>& pred,
     std::this_thread::sleep_for(interval);
   }
   return pred();
+}
+
+/// `prefix` and `i` in decimal: numbered("k", 7) is "k7". (Appended: `"k" + std::to_string(i)`
+/// trips GCC 12's -Wrestrict.)
+inline std::string numbered(const char* prefix, long long i) {
+  std::string s = prefix;
+  s += std::to_string(i);
+  return s;
 }
 
 }  // namespace testing

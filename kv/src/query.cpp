@@ -14,11 +14,6 @@
 
 namespace nodus::kv {
 
-namespace {
-
-Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
-
-// An error as the store's term requests answer it (docs/protocol.md 12.3).
 Term error_term(ErrorCode code, const std::string& message) {
   switch (code) {
     case ErrorCode::kNotFound:
@@ -31,7 +26,12 @@ Term error_term(ErrorCode code, const std::string& message) {
                                   bin(message.empty() ? error_message(code) : message)));
   }
 }
-Term error_term(const Status& s) { return error_term(s.code(), s.message()); }
+
+static Term error_term(const Status& s) { return error_term(s.code(), s.message()); }
+
+namespace {
+
+Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 
 // The error a failed call to another node stands for.
 Status call_error(const Reason& r, const std::string& node) {

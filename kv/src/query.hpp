@@ -58,6 +58,11 @@ struct ReplicaInfo {
   NODUS_MESSAGE(ReplicaInfo, 513, partition, key);
 };
 
+/// An error as the store's term requests answer it (docs/protocol.md 12.3): {error, Code} for
+/// not_found, timeout, overloaded and unavailable, else {error, {Code, Message}} (the code's
+/// own message when `message` is empty). no_quorum, which names its counts, is the caller's.
+Term error_term(ErrorCode code, const std::string& message);
+
 /// True when `request` is a query this file answers: `{keys, ...}` or `{explain, ...}`.
 bool is_query(const Term& request);
 

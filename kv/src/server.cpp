@@ -167,18 +167,10 @@ Term reply_term(Op op, KvReply r) {
     }
     return tuple("ok", Term(std::move(r.context)));
   }
-  switch (code) {
-    case ErrorCode::kNoQuorum:
-      return tuple("error", tuple("no_quorum", atom(r.quorum), u(r.needed), u(r.got)));
-    case ErrorCode::kNotFound:
-    case ErrorCode::kTimeout:
-    case ErrorCode::kOverloaded:
-    case ErrorCode::kUnavailable:
-      return tuple("error", atom(error_name(code)));
-    default:
-      return tuple("error", tuple(atom(error_name(code)),
-                                  bin(r.message.empty() ? error_message(code) : r.message)));
+  if (code == ErrorCode::kNoQuorum) {
+    return tuple("error", tuple("no_quorum", atom(r.quorum), u(r.needed), u(r.got)));
   }
+  return error_term(code, r.message);
 }
 
 }  // namespace
@@ -644,6 +636,8 @@ class KvServer : public GenServer {
   std::mt19937 rng_;  // whom the ring gossip goes to; seeded in init
 };
 
+}  // namespace
+
 Status check_options(const Options& o) {
   auto bad = [](std::string m) { return Status(ErrorCode::kBadConfig, std::move(m)); };
   if (!valid_partition_count(o.partitions)) {
@@ -657,11 +651,13 @@ Status check_options(const Options& o) {
   if (o.read_quorum < 1 || o.read_quorum > o.replicas) {
     return bad("kv.read_quorum must be in 1..kv.replicas (" + std::to_string(o.replicas) + ")");
   }
-  if (o.primary_write_quorum > o.replicas || o.durable_write_quorum > o.replicas ||
-      o.primary_read_quorum > o.replicas) {
-    return bad(
-        "kv.primary_write_quorum, kv.durable_write_quorum and kv.primary_read_quorum must be at "
-        "most kv.replicas");
+  for (const auto& [name, q] : {std::pair{"kv.primary_write_quorum", o.primary_write_quorum},
+                                std::pair{"kv.durable_write_quorum", o.durable_write_quorum},
+                                std::pair{"kv.primary_read_quorum", o.primary_read_quorum}}) {
+    if (q > o.replicas) {
+      return bad(std::string(name) + " must be in 0..kv.replicas (" + std::to_string(o.replicas) +
+                 "), not " + std::to_string(q));
+    }
   }
   if (o.initial_members.size() > Ring::kMaxMembers) {
     return bad("kv.initial_members holds more than " + std::to_string(Ring::kMaxMembers));
@@ -688,8 +684,6 @@ Status check_options(const Options& o) {
   }
   return Status();
 }
-
-}  // namespace
 
 Status start(Node& node, Options options) {
   if (!detail::errors_registered()) {

@@ -7,123 +7,25 @@
 #include <algorithm>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "../node/test_util.hpp"
-#include "nodus/kv/client.hpp"
-#include "nodus/kv/kv.hpp"
-#include "nodus/kv/partition.hpp"
-#include "state.hpp"
+#include "loopback_kv.hpp"
 
 namespace nodus::kv {
 namespace {
 
 using namespace std::chrono_literals;
 using testing::eventually;
+using testing::numbered;
 
-// prefix + number, appended (`"k" + std::to_string(i)` trips GCC 12's -Wrestrict).
-std::string numbered(const char* prefix, int i) {
-  std::string s = prefix;
-  s += std::to_string(i);
-  return s;
-}
-
-class ClusterTest : public ::testing::Test {
+class ClusterTest : public LoopbackKvTest {
  protected:
-  void TearDown() override {
-    clients_.clear();
-    for (auto& n : nodes_) n.reset();
-  }
-
-  // Starts `count` nodes n1..nCount meshed, the store on each with them as initial members,
-  // and waits for the ring on all.
-  void start_cluster(int count, std::uint32_t replicas = 3,
-                     std::chrono::milliseconds tombstone_ttl = 60s) {
-    std::vector<std::string> names;
-    for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
-    for (const auto& name : names) {
-      nodes_.push_back(testing::start_loopback_node(name, "kv-cookie", 1000ms));
-      ASSERT_TRUE(nodes_.back());
-      if (nodes_.size() > 1) nodes_.back()->connect(nodes_.front()->endpoint());
-    }
-    for (auto& n : nodes_) {
-      Options o;
-      o.partitions = 16;
-      o.replicas = replicas;
-      o.initial_members = names;
-      o.context_secret = "kv-cookie";
-      o.request_timeout = 2000ms;
-      o.handoff_interval = 100ms;
-      o.tombstone_ttl = tombstone_ttl;
-      ASSERT_OK(start(*n, o));
-      clients_.push_back(std::make_unique<Client>(*n));
-    }
-    ASSERT_TRUE(eventually(
-        [&] {
-          for (auto& n : nodes_) {
-            auto r = ring(*n);
-            if (!r || r->members().size() != names.size()) return false;
-          }
-          return true;
-        },
-        10s))
-        << "the ring did not form on every node";
-  }
-
-  Node& node(int i) { return *nodes_[i - 1]; }
-  Client& client(int i) { return *clients_[i - 1]; }
-
-  // Cuts (or restores) traffic between node i and node j both ways.
-  void cut(int i, int j, bool on = true) {
-    const std::string a = numbered("n", i), b = numbered("n", j);
-    if (on) {
-      node(i).block_peer(b);
-      node(j).block_peer(a);
-    } else {
-      node(i).unblock_peer(b);
-      node(j).unblock_peer(a);
-    }
-  }
-  // True when node i's store sees node j as up (or down, with up = false).
-  bool sees(int i, int j, bool up = true) {
-    auto v = state_of(node(i))->view();
-    const int idx = v->ring->member_index(numbered("n", j));
-    return idx >= 0 && v->up[idx] == up;
-  }
-  // What node i's engine holds for `key` (its replica), decoded; empty when nothing.
-  std::vector<std::string> replica_values(int i, const std::string& key) {
-    KvState* st = state_of(node(i));
-    std::string bytes;
-    if (!st->engine->get(partition_of(key, 16), key, &bytes).ok()) return {};
-    std::vector<std::string> out;
-    for (const Sibling& s : decode_object(bytes)->values()) {
-      out.push_back(s.tombstone ? "<tombstone>" : s.value);
-    }
-    return out;
-  }
-  bool holds(int i, const std::string& key) {
-    std::string bytes;
-    return state_of(node(i))->engine->get(partition_of(key, 16), key, &bytes).ok();
-  }
-  // The primaries of `key`, as node numbers.
-  std::vector<int> primaries(const std::string& key) {
-    Ring r = *ring(node(1));
-    std::vector<int> out;
-    for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
-      out.push_back(std::stoi(r.members()[m].substr(1)));
-    }
-    return out;
-  }
   std::string one_value(Client& c, const std::string& key, RequestOptions o = {}) {
     auto r = c.get(key, o);
     if (!r.ok()) return "<" + r.error().to_string() + ">";
     if (r->values.size() != 1) return numbered("<siblings: ", static_cast<int>(r->values.size()));
     return r->values[0];
   }
-
-  std::vector<std::unique_ptr<Node>> nodes_;
-  std::vector<std::unique_ptr<Client>> clients_;
 };
 
 TEST_F(ClusterTest, TheRingFormsFromInitialMembersAndIsTheSameEverywhere) {
@@ -173,9 +75,7 @@ TEST_F(ClusterTest, ConcurrentBlindWritesOnTwoNodesBecomeSiblingsThatAMergedPutR
 
 TEST_F(ClusterTest, NoQuorumNamesWhatWasMissing) {
   start_cluster(3);
-  cut(1, 2);
-  cut(1, 3);
-  ASSERT_TRUE(eventually([&] { return sees(1, 2, false) && sees(1, 3, false); }));
+  ASSERT_TRUE(isolate(1));
   // n1 alone: every key's coordinator is n1 (its own replica) or no primary is up.
   auto r = client(1).put("lonely", "v");
   ASSERT_FALSE(r.ok());
@@ -207,17 +107,12 @@ TEST_F(ClusterTest, NoQuorumNamesWhatWasMissing) {
 // cluster heals.
 TEST_F(ClusterTest, APutThatCannotMeetWIsNotStored) {
   start_cluster(3);
-  cut(1, 2);
-  cut(1, 3);
-  ASSERT_TRUE(eventually([&] { return sees(1, 2, false) && sees(1, 3, false); }));
+  ASSERT_TRUE(isolate(1));
   auto r = client(1).put("lonely", "refused");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message(), "w: needed 2, got 1");
   EXPECT_FALSE(holds(1, "lonely"));
-  cut(1, 2, false);
-  cut(1, 3, false);
-  ASSERT_TRUE(
-      eventually([&] { return sees(2, 1) && sees(3, 1) && sees(1, 2) && sees(1, 3); }, 10s));
+  ASSERT_TRUE(isolate(1, false));
   RequestOptions all;
   all.r = 3;
   auto got = client(2).get("lonely", all);
@@ -260,15 +155,10 @@ TEST_F(ClusterTest, EveryObjectTheApiAllowsFitsAReplicaMessage) {
 
 TEST_F(ClusterTest, AReadRepairsAStaleReplica) {
   start_cluster(3);
-  cut(3, 1);
-  cut(3, 2);
-  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_TRUE(isolate(3));
   ASSERT_OK(client(1).put("fresh", "v1"));  // W = 2 from n1 and n2; n3 misses it
   EXPECT_FALSE(holds(3, "fresh"));
-  cut(3, 1, false);
-  cut(3, 2, false);
-  ASSERT_TRUE(
-      eventually([&] { return sees(1, 3) && sees(2, 3) && sees(3, 1) && sees(3, 2); }, 10s));
+  ASSERT_TRUE(isolate(3, false));
   RequestOptions all;
   all.r = 3;
   EXPECT_EQ(one_value(client(1), "fresh", all), "v1");
@@ -279,20 +169,36 @@ TEST_F(ClusterTest, AReadRepairsAStaleReplica) {
   EXPECT_GE(repairs, 1u);
 }
 
+// Read repair is best effort and bounded (kv.read_repair_per_s; 0 here: none): a repair over
+// the bound is skipped and counted, and the stale replica stays as it was.
+TEST_F(ClusterTest, ReadRepairsBeyondTheRateBoundAreSkippedAndCounted) {
+  start_cluster(3, 3, [](Options& o) { o.read_repair_per_s = 0; });
+  ASSERT_TRUE(isolate(3));
+  ASSERT_OK(client(1).put("fresh", "v1"));
+  ASSERT_TRUE(isolate(3, false));
+  RequestOptions all;
+  all.r = 3;
+  EXPECT_EQ(one_value(client(1), "fresh", all), "v1");
+  auto total = [&](std::uint64_t Stats::*field) {
+    std::uint64_t sum = 0;
+    for (int i = 1; i <= 3; ++i) sum += (*stats(node(i))).*field;
+    return sum;
+  };
+  ASSERT_TRUE(eventually([&] { return total(&Stats::read_repairs_skipped) >= 1; }));
+  EXPECT_EQ(total(&Stats::read_repairs), 0u);
+  EXPECT_FALSE(holds(3, "fresh")) << "the skipped repair sent nothing";
+}
+
 TEST_F(ClusterTest, ADeletedKeyDoesNotComeBackFromAStaleReplica) {
   start_cluster(3);
   ASSERT_OK(client(1).put("gone", "v1"));
   ASSERT_TRUE(eventually([&] { return holds(3, "gone"); }));
-  cut(3, 1);
-  cut(3, 2);
-  ASSERT_TRUE(eventually([&] { return sees(1, 3, false) && sees(2, 3, false); }));
+  ASSERT_TRUE(isolate(3));
   auto got = client(1).get("gone");
   ASSERT_OK(got);
   ASSERT_OK(client(1).del("gone", {.context = got->context}));
   EXPECT_EQ(replica_values(3, "gone"), std::vector<std::string>{"v1"});  // stale
-  cut(3, 1, false);
-  cut(3, 2, false);
-  ASSERT_TRUE(eventually([&] { return sees(3, 1) && sees(3, 2) && sees(1, 3); }, 10s));
+  ASSERT_TRUE(isolate(3, false));
   // n3 coordinates (it holds a replica); the others' tombstone wins over its old value.
   RequestOptions all;
   all.r = 3;
@@ -312,9 +218,7 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
     if (std::find(p.begin(), p.end(), 4) != p.end()) keys.push_back(k);
   }
   ASSERT_EQ(keys.size(), 20u);
-  for (int i = 1; i <= 3; ++i) cut(i, 4);
-  ASSERT_TRUE(
-      eventually([&] { return sees(1, 4, false) && sees(2, 4, false) && sees(3, 4, false); }));
+  ASSERT_TRUE(isolate(4));
   RequestOptions all3;
   all3.w = 3;  // three acks: the fallback's counts (sloppy quorum)
   for (const auto& k : keys) ASSERT_OK(client(1).put(k, "v-" + k, all3));
@@ -329,7 +233,7 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
   int restarted = 0;
   for (int i = 1; i <= 3; ++i) {
     if (std::find(p0.begin(), p0.end(), i) != p0.end() || !holds(i, keys[0])) continue;
-    const std::string name = vnode_name(partition_of(keys[0], 16));
+    const std::string name = vnode_name(partition_of(keys[0], kPartitions));
     const Pid old = node(i).whereis(name);
     exit(old, reasons::kill());
     ASSERT_TRUE(eventually([&] {
@@ -349,7 +253,7 @@ TEST_F(ClusterTest, AFallbackKeepsHintsAndHandsThemBackWhenThePrimaryReturns) {
   auto r = client(1).put(keys[0], "strict", pw3);
   EXPECT_EQ(r.error().code(), ErrorCode::kNoQuorum);
   EXPECT_EQ(r.error().message(), "pw: needed 3, got 2");
-  for (int i = 1; i <= 3; ++i) cut(i, 4, false);
+  ASSERT_TRUE(isolate(4, false));
   ASSERT_TRUE(eventually(
       [&] {
         for (const auto& k : keys) {
@@ -399,26 +303,15 @@ TEST_F(ClusterTest, AFallbackThatCoordinatesTwiceDoesNotLoseTheSecondWrite) {
     if (std::find(p.begin(), p.end(), 4) == p.end()) key = numbered("fb", i);
   }
   ASSERT_FALSE(key.empty());
-  auto isolate4 = [&](bool on) {
-    for (int i = 1; i <= 3; ++i) cut(i, 4, on);
-    return eventually(
-        [&] {
-          for (int i = 1; i <= 3; ++i) {
-            if (!sees(4, i, !on) || !sees(i, 4, !on)) return false;
-          }
-          return true;
-        },
-        10s);
-  };
   RequestOptions w1;
   w1.w = 1;
-  ASSERT_TRUE(isolate4(true));
+  ASSERT_TRUE(isolate(4));
   ASSERT_OK(client(4).put(key, "v1", w1));  // n4 coordinates as a fallback
-  ASSERT_TRUE(isolate4(false));
+  ASSERT_TRUE(isolate(4, false));
   ASSERT_TRUE(eventually([&] { return !holds(4, key); }, 10s)) << "hint not handed back";
-  ASSERT_TRUE(isolate4(true));
+  ASSERT_TRUE(isolate(4));
   ASSERT_OK(client(4).put(key, "v2", w1));  // acknowledged, concurrent with v1
-  ASSERT_TRUE(isolate4(false));
+  ASSERT_TRUE(isolate(4, false));
   ASSERT_TRUE(eventually([&] { return !holds(4, key); }, 10s)) << "hint not handed back";
   RequestOptions all;
   all.r = 3;
@@ -430,7 +323,7 @@ TEST_F(ClusterTest, AFallbackThatCoordinatesTwiceDoesNotLoseTheSecondWrite) {
 }
 
 TEST_F(ClusterTest, TombstonesAreReapedOnceEveryPrimaryHoldsThemAndTheirTtlPassed) {
-  start_cluster(3, 3, 300ms);
+  start_cluster(3, 3, [](Options& o) { o.tombstone_ttl = 300ms; });
   ASSERT_OK(client(1).put("old", "v"));
   ASSERT_TRUE(eventually([&] { return holds(1, "old") && holds(2, "old") && holds(3, "old"); }));
   ASSERT_OK(client(1).del("old"));

@@ -14,13 +14,7 @@
 namespace nodus::kv {
 namespace {
 
-// prefix + number, appended (`numbered("k", static_cast<unsigned long>(i))` trips GCC 12's
-// -Wrestrict).
-std::string numbered(const char* prefix, unsigned long i) {
-  std::string s = prefix;
-  s += std::to_string(i);
-  return s;
-}
+using testing::numbered;
 
 TEST(MemoryEngineTest, PartitionsAreSeparate) {
   auto e = new_memory_engine(4);
@@ -100,7 +94,7 @@ TEST(MemoryEngineTest, KeepsOverheadPerKeySmallAndEstimatesItTruly) {
   auto e = new_memory_engine(1);
   const int n = 100000;
   for (int i = 0; i < n; ++i) {
-    ASSERT_OK(e->put(0, numbered("k", static_cast<unsigned long>(i)), "v"));
+    ASSERT_OK(e->put(0, numbered("k", i), "v"));
   }
   const std::size_t used = allocated_bytes() - before;
   const EngineStats s = e->stats();

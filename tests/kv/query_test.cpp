@@ -10,24 +10,15 @@
 #include <string>
 #include <vector>
 
-#include "../node/test_util.hpp"
-#include "nodus/kv/client.hpp"
-#include "nodus/kv/kv.hpp"
-#include "nodus/kv/partition.hpp"
+#include "loopback_kv.hpp"
 #include "query.hpp"
-#include "state.hpp"
 
 namespace nodus::kv {
 namespace {
 
 using namespace std::chrono_literals;
 using testing::eventually;
-
-std::string numbered(const char* prefix, int i) {
-  std::string s = prefix;
-  s += std::to_string(i);
-  return s;
-}
+using testing::numbered;
 
 TEST(GlobTest, MatchesAsRedisKeysDoes) {
   EXPECT_TRUE(glob_match("*", ""));
@@ -69,67 +60,8 @@ TEST(CursorTest, RoundTripsAndRefusesGarbage) {
   }
 }
 
-class QueryTest : public ::testing::Test {
+class QueryTest : public LoopbackKvTest {
  protected:
-  void TearDown() override {
-    for (auto& n : nodes_) n.reset();
-  }
-
-  void start_cluster(int count, std::uint32_t replicas) {
-    std::vector<std::string> names;
-    for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
-    for (const auto& name : names) {
-      nodes_.push_back(testing::start_loopback_node(name, "kv-cookie", 1000ms));
-      ASSERT_TRUE(nodes_.back());
-      if (nodes_.size() > 1) nodes_.back()->connect(nodes_.front()->endpoint());
-    }
-    for (auto& n : nodes_) {
-      Options o;
-      o.partitions = 16;
-      o.replicas = replicas;
-      o.write_quorum = std::min<std::uint32_t>(2, replicas);
-      o.read_quorum = std::min<std::uint32_t>(2, replicas);
-      o.initial_members = names;
-      o.context_secret = "kv-cookie";
-      o.request_timeout = 2000ms;
-      o.handoff_interval = 100ms;
-      ASSERT_OK(start(*n, o));
-    }
-    ASSERT_TRUE(eventually(
-        [&] {
-          for (auto& n : nodes_) {
-            auto r = ring(*n);
-            if (!r || r->members().size() != names.size()) return false;
-          }
-          return true;
-        },
-        10s));
-  }
-  Node& node(int i) { return *nodes_[i - 1]; }
-  Client client(int i) { return Client(node(i)); }
-  void cut(int i, int j, bool on = true) {
-    const std::string a = numbered("n", i), b = numbered("n", j);
-    if (on) {
-      node(i).block_peer(b);
-      node(j).block_peer(a);
-    } else {
-      node(i).unblock_peer(b);
-      node(j).unblock_peer(a);
-    }
-  }
-  bool sees(int i, int j, bool up) {
-    auto v = state_of(node(i))->view();
-    const int idx = v->ring->member_index(numbered("n", j));
-    return idx >= 0 && v->up[idx] == up;
-  }
-  std::vector<int> primaries(const std::string& key) {
-    Ring r = *ring(node(1));
-    std::vector<int> out;
-    for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
-      out.push_back(std::stoi(r.members()[m].substr(1)));
-    }
-    return out;
-  }
   // Every page of `pattern` through node i, `limit` keys at a time.
   std::vector<std::string> all_keys(int i, const std::string& pattern, std::uint32_t limit,
                                     int* pages = nullptr) {
@@ -155,8 +87,6 @@ class QueryTest : public ::testing::Test {
     }
     return nullptr;
   }
-
-  std::vector<std::unique_ptr<Node>> nodes_;
 };
 
 TEST_F(QueryTest, KeysListsEveryLiveKeyOnceInAStableOrderPageByPage) {
@@ -180,7 +110,7 @@ TEST_F(QueryTest, KeysListsEveryLiveKeyOnceInAStableOrderPageByPage) {
   // The order: by partition, then by key bytes; the same from any node and any page size.
   std::vector<std::string> sorted = got;
   std::stable_sort(sorted.begin(), sorted.end(), [](const std::string& a, const std::string& b) {
-    const auto pa = partition_of(a, 16), pb = partition_of(b, 16);
+    const auto pa = partition_of(a, kPartitions), pb = partition_of(b, kPartitions);
     return pa != pb ? pa < pb : a < b;
   });
   EXPECT_EQ(got, sorted);
@@ -230,7 +160,8 @@ TEST_F(QueryTest, ExplainShowsEveryReplicaAndTheHintsAFallbackKeeps) {
   ASSERT_FALSE(key.empty());
   ASSERT_OK(client(2).put(key, "one"));
   Term e = client(2).explain(key).value();
-  EXPECT_EQ(*e.find(Term("partition")), Term(static_cast<std::int64_t>(partition_of(key, 16))));
+  EXPECT_EQ(*e.find(Term("partition")),
+            Term(static_cast<std::int64_t>(partition_of(key, kPartitions))));
   ASSERT_EQ(e.find(Term("preflist"))->size(), 2u) << e.to_string();
   for (const char* n : {"n1", "n2"}) {
     const Term* r = entry(e, n);

@@ -34,11 +34,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::SimCluster;
 
-std::string numbered(const char* prefix, int i) {
-  std::string s = prefix;
-  s += std::to_string(i);
-  return s;
-}
+using testing::numbered;
 
 class KvSimTest : public ::testing::Test {
  protected:
@@ -90,6 +86,16 @@ class KvSimTest : public ::testing::Test {
     const Client c(node(at));
     sim_->spawn(at, [c, key, value, o, out] {
       auto r = c.put(key, value, o);
+      *out = r.ok() ? Status() : r.error();
+    });
+    return out;
+  }
+  // A delete started as a process on node `at`.
+  Outcome del_async(const std::string& at, const std::string& key, RequestOptions o = {}) {
+    auto out = std::make_shared<std::optional<Status>>();
+    const Client c(node(at));
+    sim_->spawn(at, [c, key, o, out] {
+      auto r = c.del(key, o);
       *out = r.ok() ? Status() : r.error();
     });
     return out;
@@ -195,17 +201,13 @@ TEST_F(KvSimTest, AGetWhoseReplicaNodeGoesDownFailsWhenTheNodeIsSeenDown) {
   ASSERT_TRUE(settle(put_async("n1", "k", "v"), 5s));
   sim_->partition({"n1"}, {"n3"});
   const auto t0 = sim_->now();
-  auto out = std::make_shared<std::optional<Status>>();
-  const Client c(node("n1"));
-  sim_->spawn("n1", [c, out] {
-    RequestOptions r3;
-    r3.r = 3;
-    r3.timeout = 8000ms;
-    auto r = c.get("k", r3);
-    *out = r.ok() ? Status() : r.error();
-  });
+  RequestOptions r3;
+  r3.r = 3;
+  r3.timeout = 8000ms;
+  GetOutcome out = get_async("n1", "k", r3);
   ASSERT_TRUE(settle(out, 20s));
-  EXPECT_EQ((*out)->code(), ErrorCode::kNoQuorum) << (*out)->to_string();
+  ASSERT_FALSE((*out)->ok());
+  EXPECT_EQ((*out)->error().code(), ErrorCode::kNoQuorum) << (*out)->error().to_string();
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(sim_->now() - t0), 3500ms);
 }
 
@@ -264,12 +266,7 @@ TEST_F(KvSimTest, OnlyMembersChangeTheRing) {
   sim_->run_for(3s);
   for (const char* n : {"n1", "n2", "n3"}) EXPECT_EQ(ring(node(n))->epoch(), 1u) << n;
   EXPECT_EQ(stats(node("n1"))->bad_messages, bad + 2);
-  auto got = std::make_shared<std::optional<Status>>();
-  const Client c2(node("n2"));
-  sim_->spawn("n2", [c2, got] {
-    auto r = c2.get("before");
-    *got = r.ok() ? Status() : r.error();
-  });
+  GetOutcome got = get_async("n2", "before");
   ASSERT_TRUE(settle(got, 5s));
   EXPECT_OK(**got);
   // A member's ring of a higher epoch is taken, and gossip brings it to every member.
@@ -368,12 +365,7 @@ TEST_F(KvSimTest, ATombstoneIsReapedWithoutAReadOnceAPrimaryThatMissedTheDeleteR
   sim_->partition({"n3"}, {"n1", "n2"});
   ASSERT_TRUE(
       sim_->run_until([&] { return sees("n1", "n3", false) && sees("n2", "n3", false); }, 10s));
-  auto del = std::make_shared<std::optional<Status>>();
-  const Client c1(node("n1"));
-  sim_->spawn("n1", [c1, del] {
-    auto r = c1.del("kept");
-    *del = r.ok() ? Status() : r.error();
-  });
+  Outcome del = del_async("n1", "kept");
   ASSERT_TRUE(settle(del, 5s));
   ASSERT_OK(**del);
   // Checks come and go, well past the ttl; the tombstones stay, as n3 still holds the value.

@@ -188,7 +188,8 @@ TEST_F(ConfigTest, TheKvKeysAreTheStoresOptions) {
       conf("[kv]\ninitial_members = n1 n2, n3\npartitions = 16\nreplicas = 2\nwrite_quorum = 1\n"
            "conflicts = lww\ntombstone_ttl = 5\nrequest_timeout_ms = 1500\nvnode_queue = 10\n"
            "max_value_bytes = 1000\nmax_siblings = 7\nread_repair_per_s = 0\n"
-           "handoff_interval_ms = 250\n"));
+           "handoff_interval_ms = 250\nprimary_write_quorum = 1\ndurable_write_quorum = 0\n"
+           "primary_read_quorum = 2\nmax_object_bytes = 4096\n"));
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_TRUE(c->run_store());
   EXPECT_EQ((std::vector<std::string>{"n1", "n2", "n3"}), c->kv.initial_members);
@@ -204,6 +205,11 @@ TEST_F(ConfigTest, TheKvKeysAreTheStoresOptions) {
   EXPECT_EQ(7u, c->kv.max_siblings);
   EXPECT_EQ(0u, c->kv.read_repair_per_s) << "0 turns read repair off";
   EXPECT_EQ(std::chrono::milliseconds(250), c->kv.handoff_interval);
+  EXPECT_EQ(1u, c->kv.primary_write_quorum);
+  EXPECT_EQ(0u, c->kv.durable_write_quorum);
+  EXPECT_EQ(2u, c->kv.primary_read_quorum);
+  EXPECT_EQ(4096u, c->kv.max_object_bytes);
+  EXPECT_EQ("2", c->effective.at("kv.primary_read_quorum").first);
   EXPECT_EQ("n1 n2 n3", c->effective.at("kv.initial_members").first);
   EXPECT_EQ("5", c->effective.at("kv.tombstone_ttl").first);
   EXPECT_EQ("lww", c->effective.at("kv.conflicts").first);
@@ -218,7 +224,10 @@ TEST_F(ConfigTest, TheKvKeysAreTheStoresOptions) {
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(c->run_store());
   EXPECT_EQ(std::chrono::seconds(60), kv::Options{}.tombstone_ttl);
-  EXPECT_TRUE(has(config_help(), "kv.tombstone_ttl")) << "in --help";
+  for (const char* key : {"kv.tombstone_ttl", "kv.primary_read_quorum", "kv.primary_write_quorum",
+                          "kv.durable_write_quorum", "kv.max_object_bytes"}) {
+    EXPECT_TRUE(has(config_help(), key)) << key << " in --help";
+  }
 }
 
 TEST_F(ConfigTest, BadKvValuesAreRefusedAndUnwiseOnesWarned) {
@@ -237,6 +246,31 @@ TEST_F(ConfigTest, BadKvValuesAreRefusedAndUnwiseOnesWarned) {
   EXPECT_TRUE(has(why, "seconds from 0")) << why;
   why = refusal(load(conf(), {"--kv.max_value_bytes=0"}));
   EXPECT_TRUE(has(why, "kv.max_value_bytes")) << why;
+  // PW, DW and PR: 0 (none) up to N.
+  why = refusal(load(conf("[kv]\nreplicas = 3\nprimary_read_quorum = 4\n")));
+  EXPECT_TRUE(has(why, "kv.primary_read_quorum in")) << why;
+  EXPECT_TRUE(has(why, "expected 0 to kv.replicas (3), got 4")) << why;
+  why = refusal(load(conf(), {"--kv.primary_write_quorum=4"}));
+  EXPECT_TRUE(has(why,
+                  "kv.primary_write_quorum (flag --kv.primary_write_quorum): expected 0 to "
+                  "kv.replicas (3), got 4"))
+      << why;
+  why = refusal(load(conf(), {}, {{"NODUS_KV_DURABLE_WRITE_QUORUM", "-1"}}));
+  EXPECT_TRUE(has(why, "kv.durable_write_quorum")) << why;
+  EXPECT_TRUE(has(why, "expected a whole number from 0 to 16")) << why;
+  why = refusal(load(conf(), {"--kv.primary_read_quorum=two"}));
+  EXPECT_TRUE(has(why, "\"two\"")) << why;
+  // kv.max_object_bytes: above kv.max_value_bytes + 1 KiB, and N of them fit a get's answer.
+  why = refusal(load(conf("[kv]\nmax_object_bytes = 1048576\n")));
+  EXPECT_TRUE(has(why, "kv.max_object_bytes in")) << why;
+  EXPECT_TRUE(has(why, "must exceed kv.max_value_bytes by at least 1024")) << why;
+  why = refusal(load(conf(), {"--kv.max_object_bytes=20000000"}));
+  EXPECT_TRUE(has(why, "kv.max_object_bytes (flag --kv.max_object_bytes)")) << why;
+  EXPECT_TRUE(has(why, "x kv.replicas must be at most")) << why;
+  why = refusal(load(conf(), {"--kv.max_object_bytes=60000000"}));
+  EXPECT_TRUE(has(why, "expected a whole number from 0 to 50331648")) << why;
+  auto small = load(conf(), {"--kv.max_value_bytes=1000", "--kv.max_object_bytes=2024"});
+  EXPECT_TRUE(small.ok()) << small.error().to_string();
   // Quorums no ring of these members can meet, and a data_dir that is not used yet: warnings.
   auto c = load(conf("[kv]\ninitial_members = n1\ndata_dir = data\n"));
   ASSERT_TRUE(c.ok()) << c.error().to_string();

@@ -18,13 +18,7 @@
 namespace {
 
 using namespace nodus::test;
-
-// "acked:7" ... (appended: GCC 12 warns falsely on "lit" + std::string)
-std::string numbered(const char* prefix, int i) {
-  std::string out(prefix);
-  out.append(std::to_string(i));
-  return out;
-}
+using nodus::testing::numbered;
 
 class KvToolsTest : public NodusdClusterTest {
  protected:
@@ -522,6 +516,102 @@ TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnod
   EXPECT_EQ(0, metric(1, "nodus_kv_hints_pending"));
   EXPECT_GE(metric(1, "nodus_kv_keys"), 3);
   EXPECT_EQ(1, metric(1, "nodus_kv_siblings_max"));
+  EXPECT_EQ(0, metric(1, "nodus_kv_bad_messages_total"));
+  EXPECT_EQ(1u, samples(1, "nodus_kv_merge_errors_total").size());
+}
+
+// cluster-configs/local-5 as shipped: five nodes form one ring (N = 3) with no manual step, and
+// a key written through one is read through each of the others.
+TEST_F(KvToolsTest, LocalFiveRunsTheStoreAsShipped) {
+  fs::remove_all(dir_);  // SetUp's copy of local-3
+  copy_cluster("local-5", "730", "930");
+  ASSERT_EQ(5, nodes_);
+  up();
+  json ring = ctl_json(5, {"ring"});
+  EXPECT_EQ(1, ring["epoch"]);
+  EXPECT_EQ(3, ring["replicas"]);
+  ASSERT_EQ(5u, ring["balance"].size()) << ring;
+  for (const auto& [node, count] : ring["balance"].items()) {
+    EXPECT_TRUE(count == 12 || count == 13) << node << " owns " << count;
+  }
+  for (int i = 1; i <= 5; ++i) EXPECT_EQ(ring, ctl_json(i, {"ring"})) << "n" << i;
+  ASSERT_EQ(0, kv(1, {"put", "five", "ok"}).code);
+  for (int i = 2; i <= 5; ++i) EXPECT_EQ("ok", value_on(i, "five")) << "read through n" << i;
+}
+
+// kv.primary_read_quorum and kv.primary_write_quorum from the config hold for every request
+// that names none; --pr and --pw override them per request. local-3 ships N = 2: with n1 down,
+// a key n1 is a primary of has one primary up and a fallback standing in.
+TEST_F(KvToolsTest, PrimaryQuorumsComeFromTheConfigAndFlagsOverrideThem) {
+  configure("primary_read_quorum", "2");
+  configure("primary_write_quorum", "2");
+  up();
+  // With every primary up both are met.
+  ASSERT_EQ(0, kv(2, {"put", "before", "v"}).code);
+  EXPECT_EQ("v", value_on(3, "before"));
+  // Keys of which n1 is a primary, and one of which it is not.
+  std::vector<std::string> of_n1;
+  std::string not_n1;
+  for (int i = 0; i < 40 && (of_n1.size() < 3 || not_n1.empty()); ++i) {
+    const std::string key = numbered("pq:", i);
+    json e = explain(2, key);
+    ASSERT_TRUE(e.is_object()) << key;
+    if (replica(e, "n1")["role"] == "primary") {
+      if (of_n1.size() < 3) of_n1.push_back(key);
+    } else if (not_n1.empty()) {
+      not_n1 = key;
+    }
+  }
+  ASSERT_EQ(3u, of_n1.size());
+  ASSERT_FALSE(not_n1.empty());
+
+  const pid_t n1 = pid_of(1);
+  ASSERT_GT(n1, 1);
+  ASSERT_EQ(0, ::kill(n1, SIGKILL));
+  ASSERT_TRUE(eventually([&] { return sees(2, 1, "down") && sees(3, 1, "down"); }, 15s));
+  for (const auto& key : of_n1) {
+    // The config's PW = 2: one primary is up, so the put is refused (exit 1), names PW and
+    // stores nothing.
+    Outcome r = kv(2, {"put", key, "v2"});
+    EXPECT_EQ(1, r.code) << key << ": " << r.err;
+    expect_error_line(r, "no_quorum: pw: needed 2 replicas, got 1");
+    // --pw 1 asks less of this request: the fallback's ack counts toward W.
+    r = kv(3, {"put", key, "v2", "--pw", "1"});
+    EXPECT_EQ(0, r.code) << key << ": " << r.err;
+    // The config's PR = 2: a read is refused the same way; --pr 1 reads the one value.
+    r = kv(2, {"get", key});
+    EXPECT_EQ(1, r.code) << key << ": " << r.err;
+    expect_error_line(r, "no_quorum: pr: needed 2 replicas, got 1");
+    EXPECT_EQ("v2", kv_json(3, {"get", key, "--pr", "1"})["value"]) << key;
+  }
+  // A key whose primaries are both up needs no override.
+  EXPECT_EQ(0, kv(2, {"put", not_n1, "v2"}).code);
+  EXPECT_EQ("v2", value_on(3, not_n1));
+  // Above N, or not a count: bad usage.
+  Outcome r = kv(2, {"get", not_n1, "--pr", "3"});
+  EXPECT_EQ(2, r.code) << r.err;
+  expect_error_line(r, "above N");
+  r = kv(2, {"get", not_n1, "--pr", "0"});
+  EXPECT_EQ(2, r.code) << r.err;
+  expect_error_line(r, "--pr takes a whole number from 1");
+}
+
+// kv.max_object_bytes from the config bounds an object's siblings together.
+TEST_F(KvToolsTest, MaxObjectBytesFromTheConfigBoundsAKeysSiblings) {
+  configure("max_value_bytes", "4096");
+  configure("max_object_bytes", "10240");
+  up();
+  const std::string value(4000, 'v');
+  ASSERT_EQ(0, kv(1, {"put", "heap", value}).code);
+  ASSERT_EQ(0, kv(2, {"put", "heap", value}).code);
+  Outcome r = kv(3, {"put", "heap", value});
+  EXPECT_EQ(1, r.code) << r.err;
+  expect_error_line(r, "kv.max_object_bytes");
+  json got = kv_json(1, {"get", "heap"});
+  EXPECT_EQ(2u, got["siblings"].size()) << "the refused third write left nothing";
+  // The context of a read resolves them, into one value well under the bound.
+  EXPECT_EQ(0, kv(3, {"put", "heap", "one", "--context", got["context"].get<std::string>()}).code);
+  EXPECT_EQ("one", value_on(2, "heap"));
 }
 
 TEST_F(KvToolsTest, BadInputIsRefusedNothingIsStoredAndTheNodeKeepsServing) {

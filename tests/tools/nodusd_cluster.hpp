@@ -209,28 +209,31 @@ inline std::string http_get(int port, const std::string& path,
 class NodusdClusterTest : public ::testing::Test {
  protected:
   // Copies cluster-configs/<name> (its .conf, cookie and .key files) to a temp dir, with node
-  // ports <node_prefix>N and metrics ports <http_prefix>N rewritten to free ones.
+  // ports <node_prefix>N and metrics ports <http_prefix>N rewritten to free ones, for nodes
+  // n1.conf, n2.conf ... as many as there are.
   void copy_cluster(const char* name, const char* node_prefix, const char* http_prefix) {
     dir_ = fs::temp_directory_path() /
            ("nodus-tools-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    for (int i = 1; i <= 3; ++i) {
+    const fs::path from = fs::path(NODUS_SOURCE_DIR) / "cluster-configs" / name;
+    nodes_ = 0;
+    while (fs::exists(from / node_file("n", nodes_ + 1, ".conf"))) ++nodes_;
+    for (int i = 1; i <= nodes_; ++i) {
       ports_[i] = free_port();
       http_[i] = free_port();
     }
-    for (const auto& e :
-         fs::directory_iterator(fs::path(NODUS_SOURCE_DIR) / "cluster-configs" / name)) {
+    for (const auto& e : fs::directory_iterator(from)) {
       const auto ext = e.path().extension();
       if (ext != ".conf" && ext != ".key" && e.path().filename() != "cookie") continue;
       std::string text = slurp(e.path());
       // Two passes through digit-free placeholders: a new port must not be rewritten again
       // when it happens to contain a later node's old one (7101 -> 27102 -> 2<port>).
-      for (int i = 1; i <= 3 && ext == ".conf"; ++i) {
+      for (int i = 1; i <= nodes_ && ext == ".conf"; ++i) {
         text = replace_all(text, node_file(node_prefix, i, ""), placeholder("node", i));
         text = replace_all(text, node_file(http_prefix, i, ""), placeholder("http", i));
       }
-      for (int i = 1; i <= 3 && ext == ".conf"; ++i) {
+      for (int i = 1; i <= nodes_ && ext == ".conf"; ++i) {
         text = replace_all(text, placeholder("node", i), std::to_string(ports_[i]));
         text = replace_all(text, placeholder("http", i), std::to_string(http_[i]));
       }
@@ -250,7 +253,7 @@ class NodusdClusterTest : public ::testing::Test {
       }
     }
     if (HasFailure()) {
-      for (int i = 1; i <= 3; ++i) {
+      for (int i = 1; i <= nodes_; ++i) {
         auto log = dir_ / "run" / node_file("n", i, ".log");
         if (fs::exists(log)) std::cerr << "--- " << log << "\n" << slurp(log);
       }
@@ -311,6 +314,7 @@ class NodusdClusterTest : public ::testing::Test {
   static inline const std::string kNodusd = NODUS_NODUSD_PATH;
   static inline int counter_ = 0;
   fs::path dir_;
+  int nodes_ = 0;  // n1 .. nodes_
   std::map<int, int> ports_, http_;
 };
 

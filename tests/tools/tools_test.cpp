@@ -582,6 +582,9 @@ TEST_F(ConfigTest, RefusesBadValues) {
   expect_refused(check({}, {{"NODUS_LOG_FORMAT", "xml"}}), "log.format");
   expect_refused(check({"--kv.write_quorum=5"}), "kv.write_quorum");
   expect_refused(check({"--kv.partitions=many"}), "kv.partitions");
+  expect_refused(check({"--kv.primary_read_quorum=4"}), "kv.primary_read_quorum");
+  expect_refused(check({}, {{"NODUS_KV_PRIMARY_WRITE_QUORUM", "x"}}), "kv.primary_write_quorum");
+  expect_refused(check({"--kv.max_object_bytes=1000"}), "kv.max_object_bytes");
   expect_refused(check({"--node.listen=udp://nowhere"}), "node.listen");
   expect_refused(check({"--cluster.seed=127.0.0.1"}), "cluster.seed");
   expect_refused(check({"--apps.start=juggler local:x"}), "apps.start");

@@ -4,25 +4,16 @@
 #include "handshake.hpp"
 
 #include <gtest/gtest.h>
-#include <sodium.h>
 
 #include <string>
 #include <vector>
 
+#include "test_util.hpp"
+
 namespace nodus::transport {
 namespace {
 
-// HMAC-SHA-256 written from the spec, not with the code under test.
-std::string spec_hmac(const std::string& key, const std::vector<std::string>& parts) {
-  crypto_auth_hmacsha256_state st;
-  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
-  for (const auto& p : parts) {
-    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()), p.size());
-  }
-  std::string out(32, '\0');
-  crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
-  return out;
-}
+using ::nodus::testing::spec_hmac;
 
 const std::string kNul(1, '\0');
 

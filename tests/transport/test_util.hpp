@@ -1,14 +1,17 @@
-// Test helpers for the transport layer: the shared ones (tests/test_support.hpp) and a minimal
-// MessagePack writer so tests can build frames, valid or not, without the codec under test.
+// Test helpers for the transport layer: the shared ones (tests/test_support.hpp), a minimal
+// MessagePack writer so tests can build frames, valid or not, without the codec under test, and
+// the handshake's HMAC as docs/protocol.md defines it.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <cstdint>
 #include <initializer_list>
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "../test_support.hpp"
 #include "nodus/transport/status.hpp"
@@ -126,4 +129,21 @@ inline std::string IdPayload(std::string_view node, std::uint32_t creation, std:
 }
 
 }  // namespace testing::mp
+
+namespace testing {
+
+// HMAC-SHA-256 of the concatenated `parts` under `key`, written from the spec (libsodium), not
+// with the code under test.
+inline std::string spec_hmac(const std::string& key, const std::vector<std::string>& parts) {
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  for (const auto& p : parts) {
+    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()), p.size());
+  }
+  std::string out(32, '\0');
+  crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
+  return out;
+}
+
+}  // namespace testing
 }  // namespace nodus

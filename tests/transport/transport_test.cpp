@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sodium.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +21,7 @@
 #include <zmq.hpp>
 
 #include "peer_harness.hpp"
+#include "test_util.hpp"
 
 namespace nodus::transport {
 namespace {
@@ -135,16 +135,7 @@ TEST_F(TransportTest, LeavingPeerIsDownAtOnce) {
 
 // -- a peer written by hand from docs/protocol.md ---------------------------------------------
 
-std::string hmac(const std::string& key, const std::vector<std::string>& parts) {
-  crypto_auth_hmacsha256_state st;
-  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
-  for (const auto& p : parts) {
-    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(p.data()), p.size());
-  }
-  std::string out(32, '\0');
-  crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
-  return out;
-}
+using ::nodus::testing::spec_hmac;
 
 /// Connects to a node, authenticates, answers the node's own handshake, then (if asked)
 /// falls silent: a node that hangs without closing its connections.
@@ -174,9 +165,10 @@ class HandWrittenPeer {
     auto* ch = c ? std::get_if<Challenge>(&*c) : nullptr;
     if (!ch) return false;
     std::string expect =
-        hmac(cookie_, {"nodus1/challenge", nonce, ch->name, std::string(1, '\0'), "hand"});
+        spec_hmac(cookie_, {"nodus1/challenge", nonce, ch->name, std::string(1, '\0'), "hand"});
     if (ch->mac != expect) return false;
-    Proof p{hmac(cookie_, {"nodus1/proof", ch->nonce, "hand", std::string(1, '\0'), ch->name})};
+    Proof p{
+        spec_hmac(cookie_, {"nodus1/proof", ch->nonce, "hand", std::string(1, '\0'), ch->name})};
     dealer_.send(zmq::buffer(encode_frame(Frame(p))), zmq::send_flags::none);
     auto w = recv_frame(dealer_);
     return w && std::holds_alternative<Welcome>(*w);
@@ -204,14 +196,15 @@ class HandWrittenPeer {
     c.name = "hand";
     c.creation = 9;
     c.nonce = std::string(32, 'm');
-    c.mac = hmac(cookie_, {"nodus1/challenge", h->nonce, "hand", std::string(1, '\0'), h->name});
+    c.mac =
+        spec_hmac(cookie_, {"nodus1/challenge", h->nonce, "hand", std::string(1, '\0'), h->name});
     send_routed(rid, Frame(c));
     zmq::message_t rid2, proof;
     if (!router_.recv(rid2) || !router_.recv(proof)) return false;
     auto p = decode_frame(proof.to_string_view());
     auto* pr = p.ok() ? std::get_if<Proof>(&*p) : nullptr;
-    if (!pr || pr->mac != hmac(cookie_,
-                               {"nodus1/proof", c.nonce, h->name, std::string(1, '\0'), "hand"})) {
+    if (!pr || pr->mac != spec_hmac(cookie_, {"nodus1/proof", c.nonce, h->name,
+                                              std::string(1, '\0'), "hand"})) {
       return false;
     }
     send_routed(rid2, Frame(Welcome{}));

@@ -72,7 +72,7 @@ Args parse(const std::vector<std::string>& args, const char* usage, std::size_t 
   return out;
 }
 
-// --r, --w, --pw, --dw, --limit: a whole number from 1 to `most`.
+// --r, --pr, --w, --pw, --dw, --limit: a whole number from 1 to `most`.
 std::int64_t count_of(const Args& a, const std::string& flag, std::int64_t most) {
   const std::string& v = *a.value(flag);
   std::int64_t n = 0;
@@ -155,14 +155,15 @@ Term ok_or_throw(const Term& reply, const std::string& what) {
   throw CtlError(ErrorCode::kProtocol, what + ": unexpected reply " + reply.to_string());
 }
 
-// The request's options: the flags given, and the deadline of --timeout.
-Term options(Context& ctx, const Args& a, std::initializer_list<const char*> counts,
-             const std::string& context = {}) {
+// The request's options: the counts given (--r ...), --context, and the deadline of --timeout.
+Term options(Context& ctx, const Args& a, std::initializer_list<const char*> counts) {
   MapEntries o;
   for (const char* flag : counts) {
     if (a.value(flag)) o.emplace_back(Term(Atom(flag + 2)), Term(count_of(a, flag, 1000)));
   }
-  if (!context.empty()) o.emplace_back(Term("context"), Term(context));
+  if (a.has("--context")) {
+    o.emplace_back(Term("context"), Term(opaque_of(a, "--context", "context")));
+  }
   o.emplace_back(Term("timeout"), Term(static_cast<std::int64_t>(ctx.options().timeout.count())));
   return Term(Map{std::move(o)});
 }
@@ -183,9 +184,25 @@ void lines(const std::vector<std::pair<std::string, std::string>>& rows) {
   }
 }
 
+// A put's or delete's answer, {ok, Context}: {key, context} as JSON, or `done KEY` and the
+// context for people.
+int print_written(Context& ctx, const Term& reply, const std::string& what, const char* done,
+                  const std::string& key) {
+  Term ok = ok_or_throw(reply, what + " " + key_label(key));
+  auto m = ok.match({"ok", _bin});
+  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
+  const std::string context = tools::to_base64url(m[0].as_bin());
+  if (ctx.json()) {
+    print_json(json{{"key", tools::value_json(key)}, {"context", context}});
+  } else {
+    lines({{done, tools::value_text(key)}, {"context", context}});
+  }
+  return kExitOk;
+}
+
 // -- the commands -----------------------------------------------------------------------------
 
-constexpr const char* kGetUsage = "kv get KEY [--r N]";
+constexpr const char* kGetUsage = "kv get KEY [--r N] [--pr N]";
 constexpr const char* kPutUsage =
     "kv put KEY VALUE [--ttl SECONDS] [--context C] [--w N] [--pw N] [--dw N] [--term]";
 constexpr const char* kDelUsage = "kv del KEY [--context C]";
@@ -193,9 +210,9 @@ constexpr const char* kKeysUsage = "kv keys [PATTERN] [--limit N] [--cursor C]";
 constexpr const char* kExplainUsage = "kv explain KEY";
 
 int run_get(Context& ctx, const std::vector<std::string>& args) {
-  Args a = parse(args, kGetUsage, 1, 1, {"--r"});
+  Args a = parse(args, kGetUsage, 1, 1, {"--r", "--pr"});
   const std::string& key = a.words[0];
-  Term req = tuple("get", bin(key), options(ctx, a, {"--r"}));
+  Term req = tuple("get", bin(key), options(ctx, a, {"--r", "--pr"}));
   Term reply = ask(ctx, req);
   if (reply.match({"error", "not_found"})) {
     if (ctx.json()) print_json(json{{"key", tools::value_json(key)}, {"found", false}});
@@ -246,36 +263,16 @@ int run_put(Context& ctx, const std::vector<std::string>& args) {
   const std::string& key = a.words[0];
   auto value = tools::value_bytes(a.words[1], a.has("--term"));
   if (!value.ok()) throw CtlError(value.error().code(), value.error().message());
-  const std::string context = a.has("--context") ? opaque_of(a, "--context", "context") : "";
-  Term req = tuple("put", bin(key), Term(std::move(*value)),
-                   options(ctx, a, {"--w", "--pw", "--dw"}, context));
-  Term ok = ok_or_throw(ask(ctx, req), "kv put " + key_label(key));
-  auto m = ok.match({"ok", _bin});
-  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
-  const std::string out_context = tools::to_base64url(m[0].as_bin());
-  if (ctx.json()) {
-    print_json(json{{"key", tools::value_json(key)}, {"context", out_context}});
-  } else {
-    lines({{"stored", tools::value_text(key)}, {"context", out_context}});
-  }
-  return kExitOk;
+  Term req =
+      tuple("put", bin(key), Term(std::move(*value)), options(ctx, a, {"--w", "--pw", "--dw"}));
+  return print_written(ctx, ask(ctx, req), "kv put", "stored", key);
 }
 
 int run_del(Context& ctx, const std::vector<std::string>& args) {
   Args a = parse(args, kDelUsage, 1, 1, {"--context"});
   const std::string& key = a.words[0];
-  const std::string context = a.has("--context") ? opaque_of(a, "--context", "context") : "";
-  Term req = tuple("delete", bin(key), options(ctx, a, {}, context));
-  Term ok = ok_or_throw(ask(ctx, req), "kv del " + key_label(key));
-  auto m = ok.match({"ok", _bin});
-  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
-  const std::string out_context = tools::to_base64url(m[0].as_bin());
-  if (ctx.json()) {
-    print_json(json{{"key", tools::value_json(key)}, {"context", out_context}});
-  } else {
-    lines({{"deleted", tools::value_text(key)}, {"context", out_context}});
-  }
-  return kExitOk;
+  Term req = tuple("delete", bin(key), options(ctx, a, {}));
+  return print_written(ctx, ask(ctx, req), "kv del", "deleted", key);
 }
 
 // Without --limit every page is fetched (as Redis's KEYS); with it, one page and its cursor.

@@ -16,6 +16,7 @@
 #include <functional>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <type_traits>
 
 #include "apps.hpp"
@@ -384,12 +385,29 @@ const std::vector<Key>& keys() {
                        "replicas that must acknowledge a write (W <= N; per request: --w)"));
     k.push_back(number("kv.read_quorum", field(&NodeConfig::kv, &kv::Options::read_quorum), 1, 16,
                        "replicas that must answer a read (R <= N; per request: --r)"));
+    k.push_back(number("kv.primary_write_quorum",
+                       field(&NodeConfig::kv, &kv::Options::primary_write_quorum), 0, 16,
+                       "of W, acks that must come from primaries, not fallbacks (PW <= N; 0: "
+                       "none; per request: --pw)"));
+    k.push_back(number("kv.durable_write_quorum",
+                       field(&NodeConfig::kv, &kv::Options::durable_write_quorum), 0, 16,
+                       "of W, acks from replicas that stored durably (DW <= N; 0: none; the "
+                       "memory engine never is; per request: --dw)"));
+    k.push_back(number("kv.primary_read_quorum",
+                       field(&NodeConfig::kv, &kv::Options::primary_read_quorum), 0, 16,
+                       "of R, replies that must come from primaries (PR <= N; 0: none; PW + PR > "
+                       "N makes a read meet every acknowledged write; per request: --pr)"));
     k.push_back(conflicts("kv.conflicts", field(&NodeConfig::kv, &kv::Options::conflicts),
                           "siblings (concurrent writes are all kept until a write with their "
                           "context) or lww (the last write by timestamp wins: LOSES concurrent "
                           "writes)"));
     k.push_back(number("kv.max_value_bytes", field(&NodeConfig::kv, &kv::Options::max_value_bytes),
                        1, 1 << 20, "largest value in bytes; larger puts are refused"));
+    k.push_back(number("kv.max_object_bytes",
+                       field(&NodeConfig::kv, &kv::Options::max_object_bytes), 0, 48 << 20,
+                       "largest stored object in bytes, siblings and versions together; a write "
+                       "that would pass it is refused; 0: 8 MiB, or 48 MiB / N when less "
+                       "(above kv.max_value_bytes + 1024, times N at most 48 MiB)"));
     k.push_back(seconds("kv.tombstone_ttl", field(&NodeConfig::kv, &kv::Options::tombstone_ttl), 0,
                         365 * 24 * 3600,
                         "seconds a delete's tombstone is kept at least, and until every primary "
@@ -600,11 +618,15 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
     return fail("kv.partitions", "expected a power of two (1, 2, 4 ... 65536), got " +
                                      std::to_string(c.kv.partitions));
   }
-  for (const char* key : {"kv.write_quorum", "kv.read_quorum"}) {
-    const auto q = std::string(key) == "kv.write_quorum" ? c.kv.write_quorum : c.kv.read_quorum;
+  for (const auto& [key, q, least] :
+       {std::tuple{"kv.write_quorum", c.kv.write_quorum, 1},
+        std::tuple{"kv.read_quorum", c.kv.read_quorum, 1},
+        std::tuple{"kv.primary_write_quorum", c.kv.primary_write_quorum, 0},
+        std::tuple{"kv.durable_write_quorum", c.kv.durable_write_quorum, 0},
+        std::tuple{"kv.primary_read_quorum", c.kv.primary_read_quorum, 0}}) {
     if (q > c.kv.replicas) {
-      return fail(key, "expected 1 to kv.replicas (" + std::to_string(c.kv.replicas) + "), got " +
-                           std::to_string(q));
+      return fail(key, "expected " + std::to_string(least) + " to kv.replicas (" +
+                           std::to_string(c.kv.replicas) + "), got " + std::to_string(q));
     }
   }
   if (c.kv.initial_members.size() > kv::Ring::kMaxMembers) {
@@ -636,6 +658,12 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
   }
   c.node.cookie = std::move(cookie.value());
   c.kv.context_secret = kv_context_secret(c.node.cookie);
+  // The store's own checks (kv.max_object_bytes against kv.max_value_bytes and N ...): its
+  // message begins with the key at fault.
+  if (Status s = kv::check_options(c.kv); !s.ok()) {
+    std::string key = s.message().substr(0, s.message().find(' '));
+    return fail(find_key(key) ? key : std::string("[kv]"), s.message());
+  }
 
   if (!c.curve_secret_file.empty()) {
     auto secret = read_secret_file(c.curve_secret_file, c.warnings);

@@ -84,36 +84,53 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
     histogram(o, "nodus_kv_request_duration_seconds", nl + ",op=\"" + op + "\"",
               kv::Latency::kBoundsUs, lat->counts, lat->sum_us, lat->count);
   }
-  sample(o, "nodus_kv_request_errors_total", "counter",
-         "Coordinated requests that failed (no_quorum, timeout, refused ...).", nl, s.errors);
-  sample(o, "nodus_kv_overloaded_total", "counter",
-         "Requests refused with overloaded: a vnode's queue was full.", nl, s.overloaded);
-  sample(o, "nodus_kv_forwarded_total", "counter", "Requests sent on to a primary on another node.",
-         nl, s.forwarded);
-  sample(o, "nodus_kv_hits_total", "counter", "Gets that found the key.", nl, s.hits);
-  sample(o, "nodus_kv_misses_total", "counter", "Gets that did not find the key.", nl, s.misses);
-  sample(o, "nodus_kv_replica_writes_total", "counter",
-         "Writes stored here for other coordinators.", nl, s.replica_writes);
-  sample(o, "nodus_kv_expired_skipped_total", "counter",
-         "Replica work skipped because its caller had given up.", nl, s.expired_skipped);
-  sample(o, "nodus_kv_read_repairs_total", "counter", "Read repairs sent.", nl, s.read_repairs);
-  sample(o, "nodus_kv_read_repairs_skipped_total", "counter",
-         "Read repairs left out over kv.read_repair_per_s.", nl, s.read_repairs_skipped);
-  sample(o, "nodus_kv_hints_total", "counter",
-         "Writes kept here as a fallback for a primary that was down.", nl, s.hints);
-  sample(o, "nodus_kv_handoffs_total", "counter", "Hinted keys handed back to their primary.", nl,
-         s.handoffs);
-  sample(o, "nodus_kv_hints_pending", "gauge", "Keys with hints not yet handed back.", nl,
-         s.hints_pending);
-  sample(o, "nodus_kv_tombstones_reaped_total", "counter", "Tombstones dropped.", nl,
-         s.tombstones_reaped);
-  sample(o, "nodus_kv_siblings_max", "gauge", "Most siblings seen on one key.", nl, s.siblings_max);
-  sample(o, "nodus_kv_keys", "gauge", "Objects in this node's engine, all partitions.", nl, s.keys);
-  sample(o, "nodus_kv_data_bytes", "gauge", "Their key and value bytes.", nl, s.data_bytes);
-  sample(o, "nodus_kv_memory_bytes", "gauge", "The engine's estimate of its memory.", nl,
-         s.memory_bytes);
-  sample(o, "nodus_kv_ring_epoch", "gauge", "The epoch of the ring this node holds (0: none).", nl,
-         s.ring_epoch);
+  // One sample each: name, type, help, field.
+  struct Figure {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::uint64_t kv::Stats::*field;
+  };
+  static constexpr Figure kFigures[] = {
+      {"nodus_kv_request_errors_total", "counter",
+       "Coordinated requests that failed (no_quorum, timeout, refused ...).", &kv::Stats::errors},
+      {"nodus_kv_overloaded_total", "counter",
+       "Requests refused with overloaded: a vnode's queue was full.", &kv::Stats::overloaded},
+      {"nodus_kv_forwarded_total", "counter", "Requests sent on to a primary on another node.",
+       &kv::Stats::forwarded},
+      {"nodus_kv_hits_total", "counter", "Gets that found the key.", &kv::Stats::hits},
+      {"nodus_kv_misses_total", "counter", "Gets that did not find the key.", &kv::Stats::misses},
+      {"nodus_kv_replica_writes_total", "counter", "Writes stored here for other coordinators.",
+       &kv::Stats::replica_writes},
+      {"nodus_kv_expired_skipped_total", "counter",
+       "Replica work skipped because its caller had given up.", &kv::Stats::expired_skipped},
+      {"nodus_kv_read_repairs_total", "counter", "Read repairs sent.", &kv::Stats::read_repairs},
+      {"nodus_kv_read_repairs_skipped_total", "counter",
+       "Read repairs left out over kv.read_repair_per_s.", &kv::Stats::read_repairs_skipped},
+      {"nodus_kv_hints_total", "counter",
+       "Writes kept here as a fallback for a primary that was down.", &kv::Stats::hints},
+      {"nodus_kv_handoffs_total", "counter", "Hinted keys handed back to their primary.",
+       &kv::Stats::handoffs},
+      {"nodus_kv_hints_pending", "gauge", "Keys with hints not yet handed back.",
+       &kv::Stats::hints_pending},
+      {"nodus_kv_tombstones_reaped_total", "counter", "Tombstones dropped.",
+       &kv::Stats::tombstones_reaped},
+      {"nodus_kv_siblings_max", "gauge", "Most siblings seen on one key.",
+       &kv::Stats::siblings_max},
+      {"nodus_kv_keys", "gauge", "Objects in this node's engine, all partitions.",
+       &kv::Stats::keys},
+      {"nodus_kv_data_bytes", "gauge", "Their key and value bytes.", &kv::Stats::data_bytes},
+      {"nodus_kv_memory_bytes", "gauge", "The engine's estimate of its memory.",
+       &kv::Stats::memory_bytes},
+      {"nodus_kv_ring_epoch", "gauge", "The epoch of the ring this node holds (0: none).",
+       &kv::Stats::ring_epoch},
+      {"nodus_kv_bad_messages_total", "counter",
+       "Messages from peers refused: malformed, from outside the ring, for another partition.",
+       &kv::Stats::bad_messages},
+      {"nodus_kv_merge_errors_total", "counter",
+       "Merge functions that threw (the siblings were kept).", &kv::Stats::merge_errors},
+  };
+  for (const Figure& f : kFigures) sample(o, f.name, f.type, f.help, nl, s.*f.field);
   std::uint32_t owned = 0;
   if (auto r = kv::ring(node); r && !r->empty()) {
     const int me = r->member_index(node.name().name());
@@ -178,20 +195,8 @@ std::string render_metrics(Node& node) {
   CallLatency lat = node.call_latency();
   head(o, "nodus_remote_call_duration_seconds", "histogram",
        "Latency of calls from this node to processes on other nodes.");
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < CallLatency::kBuckets; ++i) {
-    cumulative += lat.counts[i];
-    o << "nodus_remote_call_duration_seconds_bucket{" << nl << ",le=\"";
-    if (i + 1 < CallLatency::kBuckets) {
-      o << static_cast<double>(CallLatency::kBoundsUs[i]) / 1e6;
-    } else {
-      o << "+Inf";
-    }
-    o << "\"} " << cumulative << '\n';
-  }
-  o << "nodus_remote_call_duration_seconds_sum{" << nl << "} "
-    << static_cast<double>(lat.sum_us) / 1e6 << '\n';
-  o << "nodus_remote_call_duration_seconds_count{" << nl << "} " << lat.count << '\n';
+  histogram(o, "nodus_remote_call_duration_seconds", nl, CallLatency::kBoundsUs, lat.counts,
+            lat.sum_us, lat.count);
 
   NetworkStats s = node.network_stats();
   sample(o, "nodus_frames_rejected_total", "counter",

@@ -116,6 +116,11 @@ struct Options {
 /// W above N, no context_secret, ...); kAlreadyStarted when the store runs there.
 Status start(Node& node, Options options);
 
+/// The checks `start` makes of `options`, without starting anything (nodusd runs them when it
+/// reads its config). Returns kBadConfig with a message that begins with the config key at
+/// fault ("kv.read_quorum must be in ..."), or OK.
+Status check_options(const Options& options);
+
 /// Merges siblings of keys that start with `prefix`, instead of returning them: a get gets
 /// fn(key, values) as its one value, and a put coordinated here replaces them by it. Register
 /// the same function on every node. Longest prefix wins. `fn` runs on the vnodes' processes,
