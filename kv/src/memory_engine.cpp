@@ -7,10 +7,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "nodus/kv/engine.hpp"
+#include "nodus/transport/detail/mutex.hpp"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -144,8 +144,9 @@ class Table {
 
 struct Partition {
   // Serialises the vnode that owns this partition with folds (hand-off) and stats readers.
-  mutable std::mutex mu;
-  Table table;
+  mutable nodus::detail::Mutex mu;
+  Table table NODUS_GUARDED_BY(mu);
+  // Read without mu by keys() and data_bytes() (atomics, written under it).
   std::atomic<std::uint64_t> keys{0};
   std::atomic<std::uint64_t> bytes{0};
 };
@@ -156,7 +157,7 @@ class MemoryEngine final : public Engine {
 
   Status put(std::uint32_t partition, std::string_view key, std::string_view value) override {
     Partition& p = parts_[partition];
-    std::lock_guard lock(p.mu);
+    nodus::detail::MutexLock lock(p.mu);
     const std::int64_t delta = p.table.put(key, value);
     p.bytes.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
     p.keys.store(p.table.size(), std::memory_order_relaxed);
@@ -164,7 +165,7 @@ class MemoryEngine final : public Engine {
   }
   Status get(std::uint32_t partition, std::string_view key, std::string* value) const override {
     const Partition& p = parts_[partition];
-    std::lock_guard lock(p.mu);
+    nodus::detail::MutexLock lock(p.mu);
     const char* e = p.table.find(key);
     if (!e) return Status(ErrorCode::kNotFound);
     value->assign(value_of(e));
@@ -172,7 +173,7 @@ class MemoryEngine final : public Engine {
   }
   Status erase(std::uint32_t partition, std::string_view key) override {
     Partition& p = parts_[partition];
-    std::lock_guard lock(p.mu);
+    nodus::detail::MutexLock lock(p.mu);
     const std::int64_t freed = p.table.erase(key);
     p.bytes.fetch_sub(static_cast<std::uint64_t>(freed), std::memory_order_relaxed);
     p.keys.store(p.table.size(), std::memory_order_relaxed);
@@ -181,7 +182,7 @@ class MemoryEngine final : public Engine {
   void fold(std::uint32_t partition,
             const std::function<bool(std::string_view, std::string_view)>& fn) const override {
     const Partition& p = parts_[partition];
-    std::lock_guard lock(p.mu);
+    nodus::detail::MutexLock lock(p.mu);
     p.table.each([&](const char* e) { return fn(key_of(e), value_of(e)); });
   }
   std::uint64_t keys(std::uint32_t partition) const override {
@@ -193,7 +194,7 @@ class MemoryEngine final : public Engine {
   EngineStats stats() const override {
     EngineStats s;
     for (const Partition& p : parts_) {
-      std::lock_guard lock(p.mu);
+      nodus::detail::MutexLock lock(p.mu);
       s.keys += p.table.size();
       s.data_bytes += p.bytes.load(std::memory_order_relaxed);
       s.memory_bytes += p.table.slot_bytes() + p.table.entry_bytes();

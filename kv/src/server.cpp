@@ -67,7 +67,7 @@ std::uint64_t KvState::seed(std::string_view purpose) const {
 }
 
 std::shared_ptr<const MergeFn> KvState::merge_for(std::string_view key) const {
-  std::lock_guard lock(merge_mu_);
+  nodus::detail::MutexLock lock(merge_mu_);
   std::shared_ptr<const MergeFn> best;
   std::size_t best_len = 0;
   for (const auto& [prefix, fn] : merges_) {
@@ -80,7 +80,7 @@ std::shared_ptr<const MergeFn> KvState::merge_for(std::string_view key) const {
 }
 
 void KvState::add_merge(std::string prefix, MergeFn fn) {
-  std::lock_guard lock(merge_mu_);
+  nodus::detail::MutexLock lock(merge_mu_);
   auto shared = std::make_shared<const MergeFn>(std::move(fn));
   for (auto& [p, f] : merges_) {
     if (p == prefix) {
@@ -93,7 +93,7 @@ void KvState::add_merge(std::string prefix, MergeFn fn) {
 }
 
 bool KvState::take_repair_token() {
-  std::lock_guard lock(repair_mu_);
+  nodus::detail::MutexLock lock(repair_mu_);
   const auto now = this->now();
   if (now - repair_window_ >= std::chrono::seconds(1)) {
     repair_window_ = now;

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "hlc.hpp"
 #include "kv_protocol.hpp"
 #include "nodus/kv/kv.hpp"
+#include "nodus/transport/detail/mutex.hpp"
 #include "object.hpp"
 
 namespace nodus::kv {
@@ -144,12 +144,12 @@ struct KvState {
   }
   std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
 
-  std::shared_ptr<const View> view() const {
-    std::lock_guard lock(view_mu_);
+  std::shared_ptr<const View> view() const NODUS_EXCLUDES(view_mu_) {
+    nodus::detail::MutexLock lock(view_mu_);
     return view_;
   }
-  void set_view(std::shared_ptr<const View> v) {
-    std::lock_guard lock(view_mu_);
+  void set_view(std::shared_ptr<const View> v) NODUS_EXCLUDES(view_mu_) {
+    nodus::detail::MutexLock lock(view_mu_);
     view_ = std::move(v);
     view_gen_.fetch_add(1, std::memory_order_release);
   }
@@ -157,12 +157,12 @@ struct KvState {
   std::uint64_t view_generation() const { return view_gen_.load(std::memory_order_acquire); }
 
   /// The merge function for `key`, or nullptr.
-  std::shared_ptr<const MergeFn> merge_for(std::string_view key) const;
-  void add_merge(std::string prefix, MergeFn fn);
+  std::shared_ptr<const MergeFn> merge_for(std::string_view key) const NODUS_EXCLUDES(merge_mu_);
+  void add_merge(std::string prefix, MergeFn fn) NODUS_EXCLUDES(merge_mu_);
   bool has_merges() const { return has_merges_.load(std::memory_order_relaxed); }
 
   /// Takes one read-repair token (rate bound per second); false when there is none.
-  bool take_repair_token();
+  bool take_repair_token() NODUS_EXCLUDES(repair_mu_);
   void note_siblings(std::size_t n) {
     std::uint64_t cur = counters.siblings_max.load(std::memory_order_relaxed);
     while (n > cur && !counters.siblings_max.compare_exchange_weak(cur, n)) {
@@ -171,17 +171,20 @@ struct KvState {
 
  private:
   // Guards view_: nodus_kv replaces it, every router and vnode reads it per request.
-  mutable std::mutex view_mu_;
-  std::shared_ptr<const View> view_;
+  // view_gen_ is read without it (an atomic, bumped under it).
+  mutable nodus::detail::Mutex view_mu_;
+  std::shared_ptr<const View> view_ NODUS_GUARDED_BY(view_mu_);
   std::atomic<std::uint64_t> view_gen_{0};
-  // Guards merges_ (registered rarely, read per request when any exist).
-  mutable std::mutex merge_mu_;
-  std::vector<std::pair<std::string, std::shared_ptr<const MergeFn>>> merges_;
+  // Guards merges_ (registered rarely, read per request when any exist). has_merges_ is read
+  // without it (an atomic, set under it), so that no request takes it while there are none.
+  mutable nodus::detail::Mutex merge_mu_;
+  std::vector<std::pair<std::string, std::shared_ptr<const MergeFn>>> merges_
+      NODUS_GUARDED_BY(merge_mu_);
   std::atomic<bool> has_merges_{false};
-  // Guards the repair window.
-  std::mutex repair_mu_;
-  std::chrono::steady_clock::time_point repair_window_{};
-  std::uint32_t repairs_in_window_ = 0;
+  // Guards the repair window (read repairs allowed per second, Options::read_repair_per_s).
+  nodus::detail::Mutex repair_mu_;
+  std::chrono::steady_clock::time_point repair_window_ NODUS_GUARDED_BY(repair_mu_){};
+  std::uint32_t repairs_in_window_ NODUS_GUARDED_BY(repair_mu_) = 0;
 };
 
 /// The store on `node`, or nullptr.

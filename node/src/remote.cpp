@@ -3,7 +3,6 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
-#include <mutex>
 #include <optional>
 #include <unordered_map>
 
@@ -22,13 +21,13 @@ struct RegisteredType {
   MessageDecoder decode;
 };
 // Guards g_types: written at start-up (register_message), read for every typed frame.
-std::mutex g_types_mu;
-std::unordered_map<std::uint32_t, RegisteredType> g_types;
+constinit Mutex g_types_mu;
+std::unordered_map<std::uint32_t, RegisteredType> g_types NODUS_GUARDED_BY(g_types_mu);
 }  // namespace
 
 Status register_message_decoder(std::uint32_t tag, const char* name, MessageDecoder decode) {
   if (tag == 0) return Status(ErrorCode::kBadArg, std::string("tag 0 is the term tag: ") + name);
-  std::lock_guard<std::mutex> lock(g_types_mu);
+  MutexLock lock(g_types_mu);
   auto [it, inserted] = g_types.emplace(tag, RegisteredType{name, decode});
   if (!inserted && std::string_view(it->second.name) != name) {
     return Status(ErrorCode::kBadArg, "tag " + std::to_string(tag) + " is used by both " +
@@ -38,7 +37,7 @@ Status register_message_decoder(std::uint32_t tag, const char* name, MessageDeco
 }
 
 MessageDecoder message_decoder(std::uint32_t tag) {
-  std::lock_guard<std::mutex> lock(g_types_mu);
+  MutexLock lock(g_types_mu);
   auto it = g_types.find(tag);
   return it == g_types.end() ? nullptr : it->second.decode;
 }
@@ -343,7 +342,7 @@ void Runtime::on_remote_data(const std::string& peer, transport::Data&& d) {
 void Runtime::on_peer_change(const std::string& peer, bool up, bool hidden) {
   Atom node(peer);
   {
-    std::lock_guard<std::mutex> lock(peers_mu_);
+    MutexLock lock(peers_mu_);
     if (up) {
       peers_.insert(node.id());
       if (hidden) {
@@ -441,7 +440,7 @@ void Runtime::connect(const std::string& address) {
 }
 
 std::vector<Atom> Runtime::nodes() const {
-  std::lock_guard<std::mutex> lock(peers_mu_);
+  MutexLock lock(peers_mu_);
   std::vector<Atom> out;
   for (std::uint32_t id : peers_) {
     if (!hidden_.count(id)) out.push_back(Atom::from_id(id));
@@ -451,12 +450,12 @@ std::vector<Atom> Runtime::nodes() const {
 }
 
 bool Runtime::is_peer(Atom node) const {
-  std::lock_guard<std::mutex> lock(peers_mu_);
+  MutexLock lock(peers_mu_);
   return peers_.count(node.id()) > 0;
 }
 
 bool Runtime::is_hidden_peer(Atom node) const {
-  std::lock_guard<std::mutex> lock(peers_mu_);
+  MutexLock lock(peers_mu_);
   return hidden_.count(node.id()) > 0;
 }
 

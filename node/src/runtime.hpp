@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -192,9 +191,9 @@ class Runtime {
 
   // Guards peers_ and hidden_ (atom ids of connected nodes, and of those that are hidden):
   // written by the transport's thread.
-  mutable std::mutex peers_mu_;
-  std::set<std::uint32_t> peers_;
-  std::set<std::uint32_t> hidden_;
+  mutable Mutex peers_mu_;
+  std::set<std::uint32_t> peers_ NODUS_GUARDED_BY(peers_mu_);
+  std::set<std::uint32_t> hidden_ NODUS_GUARDED_BY(peers_mu_);
   std::atomic<std::uint64_t> node_ups_{0};
   std::atomic<std::uint64_t> node_downs_{0};
   // Remote call latency buckets (CallLatency): relaxed counters, one add per remote call.

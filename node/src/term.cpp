@@ -9,9 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
-#include <mutex>
 #include <ostream>
-#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -73,7 +71,7 @@ class AtomTable {
   }
 
   std::optional<std::uint32_t> find(std::string_view name) const {
-    std::shared_lock lock(mu_);
+    detail::ReaderLock lock(mu_);
     auto it = by_name_.find(name);
     if (it == by_name_.end()) return std::nullopt;
     return it->second;

@@ -9,13 +9,13 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <ostream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "nodus/transport/detail/mutex.hpp"
 #include "test_util.hpp"
 
 namespace nodus {
@@ -34,33 +34,33 @@ using Events = std::vector<std::string>;
 class Journal {
  public:
   void add(std::string event) {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(mu_);
     events_.push_back(std::move(event));
   }
   void stopped(const std::string& name, const Reason& reason) {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(mu_);
     events_.push_back("stop:" + name);
     reasons_[name] = reason.term();
   }
   Events events() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(mu_);
     return events_;
   }
   Term reason(const std::string& name) const {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(mu_);
     auto it = reasons_.find(name);
     return it == reasons_.end() ? Term(atom("none")) : it->second;
   }
   bool contains(const std::string& event) const {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(mu_);
     return std::find(events_.begin(), events_.end(), event) != events_.end();
   }
 
  private:
   // Children on several scheduler threads write; the test thread reads.
-  mutable std::mutex mu_;
-  Events events_;
-  std::map<std::string, Term> reasons_;
+  mutable detail::Mutex mu_;
+  Events events_ NODUS_GUARDED_BY(mu_);
+  std::map<std::string, Term> reasons_ NODUS_GUARDED_BY(mu_);
 };
 
 // A well-behaved child: traps exits, so a supervisor's shutdown runs its terminate.

@@ -330,8 +330,8 @@ TEST_F(KvToolsTest, HintsReachAPrimaryThatReturns) {
   up();
   for (const auto& [key, keeper] : hinted) {
     EXPECT_TRUE(eventually(
-        [&] {
-          json e = explain(2, key);
+        [&, k = key] {  // clang 14 captures no structured binding
+          json e = explain(2, k);
           return e.is_object() && e["hints"].empty() && replicas_agree(e, 2) &&
                  replica(e, "n1")["role"] == "primary" && replica(e, "n1")["digest"].is_string();
         },

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -121,7 +120,7 @@ TEST_F(CurveTest, NodesWithEachOthersKeysLinkAndExchangeData) {
   ASSERT_OK(b->t->send("a", data_with("to a")));
   ASSERT_TRUE(eventually([&] { return a->count_received() == 1 && b->count_received() == 1; }));
   {
-    std::lock_guard<std::mutex> lock(b->mu);
+    detail::MutexLock lock(b->mu);
     EXPECT_EQ(b->received[0].first, "a");
     EXPECT_EQ(b->received[0].second.payload, "to b");
   }

@@ -3,13 +3,13 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "../test_support.hpp"
 #include "nodus/transport/curve.hpp"
+#include "nodus/transport/detail/mutex.hpp"
 #include "nodus/transport/transport.hpp"
 
 namespace nodus::transport::testing {
@@ -21,15 +21,15 @@ struct TestPeer {
     if (t) t->close();
   }
   std::unique_ptr<Transport> t;
-  CurveKeys keys;         // with CURVE on
-  mutable std::mutex mu;  // guards the vectors below
-  std::vector<std::pair<std::string, Data>> received;
-  std::vector<PeerInfo> ups;
-  std::vector<std::pair<std::string, std::string>> downs;
-  std::vector<std::string> logs;
+  CurveKeys keys;            // with CURVE on
+  mutable detail::Mutex mu;  // guards the vectors below
+  std::vector<std::pair<std::string, Data>> received NODUS_GUARDED_BY(mu);
+  std::vector<PeerInfo> ups NODUS_GUARDED_BY(mu);
+  std::vector<std::pair<std::string, std::string>> downs NODUS_GUARDED_BY(mu);
+  std::vector<std::string> logs NODUS_GUARDED_BY(mu);
 
   std::size_t count_received() const {
-    std::lock_guard<std::mutex> lock(mu);
+    detail::MutexLock lock(mu);
     return received.size();
   }
   bool is_up(const std::string& name) const {
@@ -39,7 +39,7 @@ struct TestPeer {
     return false;
   }
   bool went_down(const std::string& name, std::string* reason = nullptr) const {
-    std::lock_guard<std::mutex> lock(mu);
+    detail::MutexLock lock(mu);
     for (const auto& [n, r] : downs) {
       if (n != name) continue;
       if (reason) *reason = r;
@@ -48,14 +48,14 @@ struct TestPeer {
     return false;
   }
   bool logged(const std::string& fragment) const {
-    std::lock_guard<std::mutex> lock(mu);
+    detail::MutexLock lock(mu);
     for (const auto& l : logs) {
       if (l.find(fragment) != std::string::npos) return true;
     }
     return false;
   }
   std::string all_logs() const {
-    std::lock_guard<std::mutex> lock(mu);
+    detail::MutexLock lock(mu);
     std::string out;
     for (const auto& l : logs) out.append(l).append("\n");
     return out;
@@ -82,20 +82,20 @@ inline std::unique_ptr<TestPeer> start_peer(TransportOptions o) {
   TestPeer* raw = p.get();
   if (o.curve) p->keys = *o.curve;
   o.log = [raw](const std::string& line) {
-    std::lock_guard<std::mutex> lock(raw->mu);
+    detail::MutexLock lock(raw->mu);
     raw->logs.push_back(line);
   };
   TransportCallbacks cb;
   cb.on_data = [raw](const std::string& peer, Data&& d) {
-    std::lock_guard<std::mutex> lock(raw->mu);
+    detail::MutexLock lock(raw->mu);
     raw->received.emplace_back(peer, std::move(d));
   };
   cb.on_peer_up = [raw](const PeerInfo& info) {
-    std::lock_guard<std::mutex> lock(raw->mu);
+    detail::MutexLock lock(raw->mu);
     raw->ups.push_back(info);
   };
   cb.on_peer_down = [raw](const std::string& peer, const std::string& reason) {
-    std::lock_guard<std::mutex> lock(raw->mu);
+    detail::MutexLock lock(raw->mu);
     raw->downs.emplace_back(peer, reason);
   };
   auto t = Transport::start(std::move(o), std::move(cb));

@@ -13,7 +13,6 @@
 
 #include <chrono>
 #include <functional>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -59,7 +58,7 @@ TEST_F(TransportTest, TwoNodesLinkBothWaysAndExchangeData) {
   ASSERT_TRUE(a->t->send("b", data_with(7)).ok());
   ASSERT_TRUE(b->t->send("a", data_with(8)).ok());
   ASSERT_TRUE(eventually([&] { return a->count_received() == 1 && b->count_received() == 1; }));
-  std::lock_guard<std::mutex> lock(b->mu);
+  detail::MutexLock lock(b->mu);
   EXPECT_EQ(b->received[0].first, "a");
   EXPECT_EQ(b->received[0].second.payload, "p7");
   EXPECT_EQ(std::get<std::string>(b->received[0].second.to), "sink");
@@ -73,7 +72,7 @@ TEST_F(TransportTest, FramesFromOnePeerArriveInOrder) {
   const std::uint64_t kCount = 20000;
   for (std::uint64_t i = 0; i < kCount; ++i) ASSERT_TRUE(a->t->send("b", data_with(i)).ok());
   ASSERT_TRUE(eventually([&] { return b->count_received() == kCount; }, 20s));
-  std::lock_guard<std::mutex> lock(b->mu);
+  detail::MutexLock lock(b->mu);
   for (std::uint64_t i = 0; i < kCount; ++i) ASSERT_EQ(b->received[i].second.budget_us, i);
 }
 
@@ -117,7 +116,7 @@ TEST_F(TransportTest, GarbageFramesAreDroppedCountedAndHarmNoOne) {
   ASSERT_TRUE(a->t->send("b", data_with(1)).ok());
   EXPECT_TRUE(eventually([&] { return b->count_received() == 1; }));
   // Logged at most once per source per interval, not once per frame.
-  std::lock_guard<std::mutex> lock(b->mu);
+  detail::MutexLock lock(b->mu);
   EXPECT_LT(b->logs.size(), 100u);
 }
 
@@ -312,7 +311,7 @@ TEST_F(TransportTest, FramesSentAsOneBatchArriveAsSeparateDataInOrder) {
   ASSERT_TRUE(a->t->send_frames("b", batch, 50).ok());
   ASSERT_TRUE(a->t->send("b", data_with(50)).ok());
   ASSERT_TRUE(eventually([&] { return b->count_received() == 51; }));
-  std::lock_guard<std::mutex> lock(b->mu);
+  detail::MutexLock lock(b->mu);
   for (std::uint64_t i = 0; i <= 50; ++i) EXPECT_EQ(b->received[i].second.budget_us, i);
 }
 
@@ -490,7 +489,7 @@ TEST_F(TransportTest, FramesLargerThanAPartCrossInPartsIntactAndInOrder) {
     ASSERT_OK(a->t->send("b", std::move(d)));
   }
   ASSERT_TRUE(eventually([&] { return b->count_received() == payloads.size(); }, 10s));
-  std::lock_guard<std::mutex> lock(b->mu);
+  detail::MutexLock lock(b->mu);
   for (std::size_t i = 0; i < payloads.size(); ++i) {
     EXPECT_EQ(b->received[i].second.budget_us, i);
     EXPECT_TRUE(b->received[i].second.payload == payloads[i]) << i;

@@ -13,11 +13,11 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <mutex>
 #include <thread>
+
+#include "nodus/transport/detail/mutex.hpp"
 
 namespace nodus::tools {
 
@@ -180,7 +180,7 @@ class HttpServer::Impl {
     server_.stop();
     if (listener_.joinable()) listener_.join();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(mu_);
       stop_ = true;
     }
     ready_cv_.notify_all();
@@ -189,11 +189,12 @@ class HttpServer::Impl {
     for (std::thread& w : workers_) {
       if (w.joinable()) w.join();
     }
-    for (int fd : incoming_) close_fd(fd);
     for (const Waiting& w : waiting_) close_fd(w.fd);
+    waiting_.clear();
+    detail::MutexLock lock(mu_);  // no other thread is left; the analysis wants it all the same
+    for (int fd : incoming_) close_fd(fd);
     for (const Ready& r : ready_) close_fd(r.fd);
     incoming_.clear();
-    waiting_.clear();
     ready_.clear();
     if (wake_ >= 0) ::close(wake_);
     wake_ = -1;
@@ -214,7 +215,7 @@ class HttpServer::Impl {
   void admit(int fd) {
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(mu_);
       if (!stop_) {
         incoming_.push_back(fd);
         fd = -1;
@@ -259,7 +260,7 @@ class HttpServer::Impl {
     std::vector<pollfd> fds;
     for (;;) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        detail::MutexLock lock(mu_);
         if (stop_) return;
         for (int fd : incoming_) waiting_.push_back({fd, {}, Clock::now() + kHeadDeadline});
         incoming_.clear();
@@ -322,7 +323,7 @@ class HttpServer::Impl {
 
   void hand_on(Ready r) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(mu_);
       if (!stop_ && ready_.size() < kMaxReady) {
         ready_.push_back(std::move(r));
         r.fd = -1;
@@ -340,8 +341,8 @@ class HttpServer::Impl {
     for (;;) {
       Ready r;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        ready_cv_.wait(lock, [this] { return stop_ || !ready_.empty(); });
+        detail::MutexLock lock(mu_);
+        while (!stop_ && ready_.empty()) ready_cv_.wait();
         if (stop_) return;
         r = std::move(ready_.front());
         ready_.pop_front();
@@ -357,14 +358,14 @@ class HttpServer::Impl {
   int wake_ = -1;  // eventfd: wakes the reader
   std::thread listener_, reader_;
   std::vector<std::thread> workers_;
-  std::vector<Waiting> waiting_;  // the reader's own
+  std::vector<Waiting> waiting_;  // the reader's own (then close()'s, once the reader ended)
 
   // Guards what the accept thread, the reader and the workers hand each other.
-  std::mutex mu_;
-  bool stop_ = false;
-  std::vector<int> incoming_;  // accepted, not yet seen by the reader
-  std::deque<Ready> ready_;    // complete heads, for the workers
-  std::condition_variable ready_cv_;
+  detail::Mutex mu_;
+  bool stop_ NODUS_GUARDED_BY(mu_) = false;
+  std::vector<int> incoming_ NODUS_GUARDED_BY(mu_);  // accepted, not yet seen by the reader
+  std::deque<Ready> ready_ NODUS_GUARDED_BY(mu_);    // complete heads, for the workers
+  detail::CondVar ready_cv_{mu_};                    // ready_ has more, or stop_
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

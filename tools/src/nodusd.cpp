@@ -19,11 +19,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
-#include <mutex>
 #include <set>
 #include <thread>
 
@@ -37,6 +35,7 @@
 #include "nodus/node/node.hpp"
 #include "nodus/node/supervisor.hpp"
 #include "nodus/registry/global.hpp"
+#include "nodus/transport/detail/mutex.hpp"
 
 namespace {
 
@@ -119,6 +118,29 @@ std::pair<std::string, std::string> host_port(std::string ep) {
   return {ep.substr(0, colon), ep.substr(colon + 1)};
 }
 
+// The first SIGTERM or SIGINT, handed from the signal thread to main.
+class StopSignal {
+ public:
+  void set(int sig) NODUS_EXCLUDES(mu_) {
+    {
+      detail::MutexLock lock(mu_);
+      sig_ = sig;
+    }
+    cv_.notify_all();
+  }
+  /// Waits until set() ran; returns its signal.
+  int wait() NODUS_EXCLUDES(mu_) {
+    detail::MutexLock lock(mu_);
+    while (sig_ == 0) cv_.wait();
+    return sig_;
+  }
+
+ private:
+  detail::Mutex mu_;
+  detail::CondVar cv_{mu_};
+  int sig_ NODUS_GUARDED_BY(mu_) = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,17 +193,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before any thread starts: all inherit it
-  std::mutex mu;
-  std::condition_variable cv;
-  int stop_signal = 0;
-  std::thread([&signals, &mu, &cv, &stop_signal] {
+  StopSignal stop;
+  std::thread([&signals, &stop] {
     int sig = 0;
     sigwait(&signals, &sig);
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      stop_signal = sig;
-    }
-    cv.notify_all();
+    stop.set(sig);
     sigwait(&signals, &sig);
     spdlog::warn("second signal ({}): stopping at once", strsignal(sig));
     spdlog::default_logger()->flush();
@@ -271,10 +287,7 @@ int main(int argc, char** argv) {
       config->cluster_name.empty() ? "" : " in cluster " + config->cluster_name,
       config->admin_http.empty() ? "" : ", metrics at http://" + config->admin_http + "/metrics");
 
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return stop_signal != 0; });
-  }
+  const int stop_signal = stop.wait();
   spdlog::info("{}: stopping gracefully", strsignal(stop_signal));
   if (metrics) metrics->close();
   node->shutdown(std::chrono::seconds(5));

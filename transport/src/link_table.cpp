@@ -243,7 +243,7 @@ void LinkTable::leave(TimePoint now) {
 // -- fault injection -----------------------------------------------------------------------
 
 void LinkTable::block(const std::string& peer, bool on) {
-  std::lock_guard<std::mutex> lock(block_mu_);
+  detail::MutexLock lock(block_mu_);
   if (on) {
     blocked_.insert(peer);
   } else {
@@ -254,7 +254,7 @@ void LinkTable::block(const std::string& peer, bool on) {
 
 bool LinkTable::blocked(const std::string& peer) const {
   if (!any_blocked_.load(std::memory_order_acquire) || peer.empty()) return false;
-  std::lock_guard<std::mutex> lock(block_mu_);
+  detail::MutexLock lock(block_mu_);
   return blocked_.count(peer) > 0;
 }
 

@@ -18,7 +18,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "handshake.hpp"
+#include "nodus/transport/detail/mutex.hpp"
 #include "nodus/transport/frame.hpp"
 #include "nodus/transport/transport.hpp"
 
@@ -130,8 +130,8 @@ class LinkTable {
   void log_unauthenticated(const std::string& line, TimePoint now);
 
   // -- fault injection (Transport::block_peer): any thread --------------------------------
-  void block(const std::string& peer, bool on);
-  bool blocked(const std::string& peer) const;
+  void block(const std::string& peer, bool on) NODUS_EXCLUDES(block_mu_);
+  bool blocked(const std::string& peer) const NODUS_EXCLUDES(block_mu_);
 
   // -- reading -----------------------------------------------------------------------------
   /// Counters: any thread.
@@ -231,9 +231,9 @@ class LinkTable {
   TimePoint last_prune_{};  // when last_logged_ was last pruned
 
   // Guards blocked_: written by block() (tests, operators), read wherever frames pass while
-  // any_blocked_.
-  mutable std::mutex block_mu_;
-  std::unordered_set<std::string> blocked_;
+  // any_blocked_. any_blocked_ is read without it (an atomic: when false, no lock is taken).
+  mutable detail::Mutex block_mu_;
+  std::unordered_set<std::string> blocked_ NODUS_GUARDED_BY(block_mu_);
   std::atomic<bool> any_blocked_{false};
 
   std::atomic<std::uint64_t> frames_in_{0};

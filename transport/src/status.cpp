@@ -2,8 +2,9 @@
 
 #include <array>
 #include <atomic>
-#include <mutex>
 #include <ostream>
+
+#include "nodus/transport/detail/mutex.hpp"
 
 namespace nodus {
 namespace {
@@ -18,7 +19,8 @@ constexpr std::uint16_t kFirstLayerCode = 5000;
 constexpr std::uint16_t kLastLayerCode = 9999;
 
 // The layers' tables. A range is written once, before `ranges_used` counts it, and never
-// changed, so lookups read the first `ranges_used` without the lock.
+// changed, so lookups read the first `ranges_used` without the lock (hence g_ranges is not
+// NODUS_GUARDED_BY(g_ranges_mu): the release store of g_ranges_used publishes each entry).
 struct Range {
   std::uint16_t first = 0;
   std::uint16_t last = 0;
@@ -27,7 +29,7 @@ struct Range {
 constinit std::array<Range, 16> g_ranges{};
 constinit std::atomic<std::size_t> g_ranges_used{0};
 // Guards registration: one writer at a time appends to g_ranges.
-constinit std::mutex g_ranges_mu;
+constinit detail::Mutex g_ranges_mu;
 
 std::span<const Range> layer_ranges() {
   return std::span<const Range>(g_ranges.data(), g_ranges_used.load(std::memory_order_acquire));
@@ -95,7 +97,7 @@ Status register_error_range(std::uint16_t first, std::uint16_t last,
   if (first > last || first < kFirstLayerCode || last > kLastLayerCode) {
     return refuse("a layer's range lies inside 5000-9999");
   }
-  std::lock_guard<std::mutex> lock(g_ranges_mu);
+  detail::MutexLock lock(g_ranges_mu);
   const std::size_t used = g_ranges_used.load(std::memory_order_relaxed);
   if (used == g_ranges.size()) return refuse("no room for another range");
   for (const Range& r : layer_ranges()) {

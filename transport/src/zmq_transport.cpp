@@ -13,17 +13,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <zmq.hpp>
 
 #include "link_table.hpp"
+#include "nodus/transport/detail/mutex.hpp"
 #include "nodus/transport/transport.hpp"
 #include "pre_auth.hpp"
 #include "zap.hpp"
@@ -40,6 +39,8 @@ Status Transport::send(const std::string& peer, Data data) {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using detail::Mutex;
+using detail::MutexLock;
 
 // Senders gather frames for one peer into messages of about this size: big enough that a burst
 // of small messages costs a handful of ZeroMQ messages, small enough not to hold the first
@@ -132,14 +133,18 @@ class ZmqTransport final : public Transport, private LinkIo {
     }
     auto cfg = make_link_config(opt_, "");
     if (!cfg.ok()) return cfg.error();
+    // Called by the ZAP handler on the I/O thread, under io_mu_ (answer(), handshake_failed()).
     zap_ = std::make_unique<ZapHandler>(
-        ctx_, cfg->allowed, [this](const std::string& source, const std::string& line) {
+        ctx_, cfg->allowed,
+        [this](const std::string& source, const std::string& line) NODUS_REQUIRES(io_mu_) {
           if (source.empty()) {
             table_->log_unauthenticated(line, Clock::now());  // one allowance for them all
           } else {
             log_limited(source, line);
           }
         });
+    // No I/O thread yet; its sockets are set up under its lock all the same.
+    MutexLock io(io_mu_);
     try {
       if (opt_.curve) zap_->listen(router_, *opt_.curve);
       // Every connection accepted and ended, for the pre-authentication budget; and under
@@ -182,9 +187,10 @@ class ZmqTransport final : public Transport, private LinkIo {
 
   const std::string& endpoint() const override { return endpoint_; }
 
-  void connect(const std::string& endpoint, const std::string& server_public_key) override {
+  void connect(const std::string& endpoint, const std::string& server_public_key) override
+      NODUS_EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       connect_requests_.push_back(PeerAddress{endpoint, server_public_key});
     }
     wake();
@@ -206,21 +212,21 @@ class ZmqTransport final : public Transport, private LinkIo {
     if (total_pending_.load(std::memory_order_relaxed) == 0) return 0;
     std::shared_ptr<Link> link = published(peer);
     if (!link) return 0;
-    std::lock_guard<std::mutex> lock(link->mu);
+    MutexLock lock(link->mu);
     return link->pending_frames;
   }
   std::size_t max_queued() const override { return opt_.max_queued_frames; }
   std::size_t batch_bytes() const override { return std::min(kBatchBytes, opt_.limits.max_frame); }
 
-  std::vector<PeerInfo> peers() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PeerInfo> peers() const override NODUS_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     std::vector<PeerInfo> out;
     for (const auto& [name, info] : up_) out.push_back(info);
     return out;
   }
 
-  std::map<std::string, PeerTraffic> traffic() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, PeerTraffic> traffic() const override NODUS_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     std::map<std::string, PeerTraffic> out = traffic_;
     for (const auto& [peer, link] : links_) {
       out[peer].data_out += link->data_out.load(std::memory_order_relaxed);
@@ -242,9 +248,10 @@ class ZmqTransport final : public Transport, private LinkIo {
   void block_peer(const std::string& peer) override { table_->block(peer, true); }
   void unblock_peer(const std::string& peer) override { table_->block(peer, false); }
 
-  bool receive(int wake_fd, std::chrono::milliseconds max_wait) override {
+  bool receive(int wake_fd, std::chrono::milliseconds max_wait) override
+      NODUS_EXCLUDES(io_mu_, receivers_mu_) {
     {
-      std::lock_guard<std::mutex> lock(receivers_mu_);
+      MutexLock lock(receivers_mu_);
       if (closing_) return false;
       ++receivers_;
     }
@@ -258,36 +265,35 @@ class ZmqTransport final : public Transport, private LinkIo {
     }
     // The I/O thread goes first when it waits for the lock: threads taking turns here must not
     // starve it of its heartbeats and liveness checks (as they did under a flood).
-    if (readable && !io_waiting_.load()) {
-      std::unique_lock<std::mutex> io(io_mu_, std::try_to_lock);
-      if (io.owns_lock()) {  // else the I/O thread is at it, and the descriptor stays ready
-        try {
-          read_router();
-        } catch (const std::exception& e) {  // no error of ZeroMQ's or the system's ends the node
-          log_limited("receive", std::string("reading from peers failed: ") + e.what());
-        }
-        if (io_wake_needed_) {
-          io_wake_needed_ = false;
-          wake();
-        }
+    // If io_mu_ is taken, the I/O thread is at it, and the descriptor stays ready.
+    if (readable && !io_waiting_.load() && io_mu_.try_lock()) {
+      MutexLock io(io_mu_, std::adopt_lock);
+      try {
+        read_router();
+      } catch (const std::exception& e) {  // no error of ZeroMQ's or the system's ends the node
+        log_limited("receive", std::string("reading from peers failed: ") + e.what());
+      }
+      if (io_wake_needed_) {
+        io_wake_needed_ = false;
+        wake();
       }
     }
     {
-      std::lock_guard<std::mutex> lock(receivers_mu_);
+      MutexLock lock(receivers_mu_);
       --receivers_;
     }
     receivers_cv_.notify_all();
     return true;
   }
 
-  void close() override {
+  void close() override NODUS_EXCLUDES(io_mu_, receivers_mu_) {
     {
       // Threads in receive() leave within their max_wait; none enters after this.
-      std::unique_lock<std::mutex> lock(receivers_mu_);
+      MutexLock lock(receivers_mu_);
       closing_ = true;
       std::uint64_t one = 1;
       if (closing_fd_ >= 0) (void)!::write(closing_fd_, &one, sizeof(one));  // never read
-      receivers_cv_.wait(lock, [&] { return receivers_ == 0; });
+      while (receivers_ != 0) receivers_cv_.wait();
     }
     if (stop_.exchange(true)) return;
     wake();
@@ -306,13 +312,14 @@ class ZmqTransport final : public Transport, private LinkIo {
   /// and the I/O thread polls its descriptor, never the socket: so the socket is never used by
   /// two threads at once.
   struct Link {
-    std::mutex mu;
-    zmq::socket_t* dealer = nullptr;  // null once the link is gone
+    explicit Link(zmq::socket_t* dealer_socket) : dealer(dealer_socket) {}
+    Mutex mu;
+    zmq::socket_t* dealer NODUS_GUARDED_BY(mu) = nullptr;  // null once the link is gone
     /// Messages ZeroMQ would not take yet (its queue is full), each with its frame count.
-    std::deque<std::pair<std::string, std::size_t>> pending;
-    std::size_t pending_frames = 0;
-    Clock::time_point last_sent{};
-    std::atomic<std::uint64_t> data_out{0};  // DATA frames sent (traffic())
+    std::deque<std::pair<std::string, std::size_t>> pending NODUS_GUARDED_BY(mu);
+    std::size_t pending_frames NODUS_GUARDED_BY(mu) = 0;
+    Clock::time_point last_sent NODUS_GUARDED_BY(mu){};
+    std::atomic<std::uint64_t> data_out{0};  // DATA frames sent (traffic()); read without mu
   };
 
   /// One outgoing connection the link table opened (the I/O thread's, under io_mu_).
@@ -327,15 +334,14 @@ class ZmqTransport final : public Transport, private LinkIo {
   // -- LinkIo: what the link table does, done with sockets (under io_mu_) -----------------------
 
   bool open(ConnId id, const std::string& endpoint, const std::string& server_key,
-            std::string& why) override {
+            std::string& why) override NODUS_REQUIRES(io_mu_) {
     io_wake_needed_ = true;  // a new socket for the I/O thread to poll
     Conn c;
     try {
       // Out of descriptors (EMFILE) or memory, this fails: the link table logs why and tries
       // again after its backoff. Nothing of it may end the node.
       c.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-      c.link = std::make_shared<Link>();
-      c.link->dealer = c.dealer.get();
+      c.link = std::make_shared<Link>(c.dealer.get());
       c.dealer->set(zmq::sockopt::linger, 0);
       // ZeroMQ's queue counts messages, of up to batch_bytes() each: this bounds it to about
       // 64 MiB; beyond, frames wait in the link's pending queue, bounded by max_queued_frames.
@@ -360,19 +366,19 @@ class ZmqTransport final : public Transport, private LinkIo {
 
   // Unpublishes the connection's link and closes its socket; senders holding the link see it
   // gone.
-  void close(ConnId id) override {
+  void close(ConnId id) override NODUS_REQUIRES(io_mu_) NODUS_EXCLUDES(mu_) {
     auto it = conns_.find(id);
     if (it == conns_.end()) return;
     Conn& c = it->second;
     {
-      std::lock_guard<std::mutex> lock(c.link->mu);
+      MutexLock lock(c.link->mu);
       c.link->dealer = nullptr;
       total_pending_.fetch_sub(c.link->pending_frames, std::memory_order_relaxed);
       c.link->pending.clear();
       c.link->pending_frames = 0;
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto published = links_.find(c.peer);
       if (published != links_.end() && published->second == c.link) links_.erase(published);
       if (const std::uint64_t n = c.link->data_out.load(); n > 0 && !c.peer.empty()) {
@@ -384,13 +390,13 @@ class ZmqTransport final : public Transport, private LinkIo {
     conns_.erase(it);
   }
 
-  void send(ConnId id, std::string_view frame) override {
+  void send(ConnId id, std::string_view frame) override NODUS_REQUIRES(io_mu_) {
     auto it = conns_.find(id);
     if (it == conns_.end()) return;
     (void)send_on(*it->second.link, frame, 1, it->second.peer);
   }
 
-  void reply(const std::string& id, std::string_view frame) override {
+  void reply(const std::string& id, std::string_view frame) override NODUS_REQUIRES(io_mu_) {
     try {
       zmq::message_t rid(id.data(), id.size());
       zmq::message_t msg(frame.data(), frame.size());
@@ -402,20 +408,22 @@ class ZmqTransport final : public Transport, private LinkIo {
     }
   }
 
-  void publish(const std::string& peer, ConnId id) override {
+  void publish(const std::string& peer, ConnId id) override NODUS_REQUIRES(io_mu_)
+      NODUS_EXCLUDES(mu_) {
     auto it = conns_.find(id);
     if (it == conns_.end()) return;
     it->second.peer = peer;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     links_.try_emplace(peer, it->second.link);
   }
 
-  void peer_up(const PeerInfo& info, ConnId id) override {
+  void peer_up(const PeerInfo& info, ConnId id) override NODUS_REQUIRES(io_mu_)
+      NODUS_EXCLUDES(mu_) {
     auto it = conns_.find(id);
     if (it == conns_.end()) return;
     it->second.up = true;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       up_[info.name] = info;
       links_[info.name] = it->second.link;
     }
@@ -423,9 +431,9 @@ class ZmqTransport final : public Transport, private LinkIo {
   }
 
   void peer_down(const std::string& peer, const std::string& reason, bool was_up,
-                 bool hidden) override {
+                 bool hidden) override NODUS_EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       up_.erase(peer);
       links_.erase(peer);
       // Hidden peers (nodusctl) come and go under fresh names: keep nothing.
@@ -438,14 +446,14 @@ class ZmqTransport final : public Transport, private LinkIo {
     if (cb_.on_data) cb_.on_data(peer, std::move(data));
   }
 
-  void count_data_in(const std::string& peer, std::uint64_t count) override {
+  void count_data_in(const std::string& peer, std::uint64_t count) override NODUS_REQUIRES(io_mu_) {
     data_in_[peer] += count;
   }
 
-  Clock::duration idle_for(ConnId id, TimePoint now) override {
+  Clock::duration idle_for(ConnId id, TimePoint now) override NODUS_REQUIRES(io_mu_) {
     auto it = conns_.find(id);
     if (it == conns_.end()) return Clock::duration::zero();
-    std::lock_guard<std::mutex> lock(it->second.link->mu);
+    MutexLock lock(it->second.link->mu);
     return now - it->second.link->last_sent;
   }
 
@@ -461,7 +469,7 @@ class ZmqTransport final : public Transport, private LinkIo {
 
   // Logs a problem with one source at most once per interval (for the ZAP handler; the link
   // table limits its own).
-  void log_limited(const std::string& source, const std::string& line) {
+  void log_limited(const std::string& source, const std::string& line) NODUS_REQUIRES(io_mu_) {
     auto now = Clock::now();
     auto& last = last_logged_[source];
     if (last != Clock::time_point{} && now - last < LinkTable::kLogInterval) return;
@@ -476,28 +484,26 @@ class ZmqTransport final : public Transport, private LinkIo {
     if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
   }
 
-  void run() {
-    std::unique_lock<std::mutex> io(io_mu_);
+  void run() NODUS_EXCLUDES(io_mu_) {
+    MutexLock io(io_mu_);
     while (!stop_.load()) {
       try {
-        run_once(io);
+        run_once();  // holds io_mu_ again when it throws
       } catch (const std::exception& e) {
         // No error of ZeroMQ's or the system's ends the node (out of descriptors or memory, a
         // socket that failed): it is logged, and the loop goes on after a pause, so that a
         // lasting failure is not a spin.
-        if (!io.owns_lock()) io.lock();
         log_limited("io",
                     std::string("the transport's I/O loop failed: ") + e.what() + " (it goes on)");
-        io.unlock();
+        detail::MutexUnlock pause(io_mu_);
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        io.lock();
       }
     }
     // Leaving: tell the peers, then let the sockets go.
     try {
       for (auto& [id, c] : conns_) {
         if (!c.up) continue;
-        std::lock_guard<std::mutex> lock(c.link->mu);
+        MutexLock lock(c.link->mu);
         c.dealer->set(zmq::sockopt::linger, 200);  // give the BYE a moment to leave
       }
       table_->leave(Clock::now());
@@ -515,9 +521,9 @@ class ZmqTransport final : public Transport, private LinkIo {
     router_.close();
   }
 
-  // One round of the I/O loop: wait for input (without io_mu_), then handle it. REQUIRES: `io`
-  // holds io_mu_ (and holds it again on return, also by an exception).
-  void run_once(std::unique_lock<std::mutex>& io) {
+  // One round of the I/O loop: wait for input (without io_mu_), then handle it. Holds io_mu_
+  // again on return, also by an exception.
+  void run_once() NODUS_REQUIRES(io_mu_) {
     graveyard_.clear();  // nobody polls these any more
     std::vector<zmq::pollitem_t> items;
     // The ROUTER by its file descriptor, not as a socket: polling a socket runs ZeroMQ code
@@ -538,18 +544,13 @@ class ZmqTransport final : public Transport, private LinkIo {
     for (auto& [id, c] : conns_) {
       bool pending;
       {
-        std::lock_guard<std::mutex> lock(c.link->mu);
+        MutexLock lock(c.link->mu);
         pending = !c.link->pending.empty();
       }
       if (c.up && !pending) continue;  // read now and then below, for a REFUSE
       items.push_back({nullptr, c.fd, ZMQ_POLLIN, 0});
     }
-    io.unlock();
-    auto relock = [&] {
-      io_waiting_.store(true);
-      io.lock();
-      io_waiting_.store(false);
-    };
+    io_mu_.unlock();
     try {
       zmq::poll(items.data(), items.size(),
                 backlog            ? std::chrono::milliseconds(0)
@@ -557,11 +558,14 @@ class ZmqTransport final : public Transport, private LinkIo {
                                    : std::chrono::milliseconds(std::max<std::int64_t>(
                                          10, opt_.heartbeat_interval.count() / 3)));
     } catch (const zmq::error_t& e) {
-      relock();
+      relock_io();
       if (e.num() == EINTR) return;
       throw;  // logged by run(), which goes on after a pause
+    } catch (...) {
+      relock_io();
+      throw;
     }
-    relock();
+    relock_io();
     if (items[1].revents & ZMQ_POLLIN) {
       std::uint64_t n;
       (void)!::read(wake_fd_, &n, sizeof(n));
@@ -592,17 +596,25 @@ class ZmqTransport final : public Transport, private LinkIo {
     table_->tick(Clock::now());
   }
 
-  void take_requests() {
+  // Takes io_mu_ again after run_once() let go of it while it polled; receive() stands back
+  // meanwhile (io_waiting_).
+  void relock_io() NODUS_ACQUIRE(io_mu_) {
+    io_waiting_.store(true);
+    io_mu_.lock();
+    io_waiting_.store(false);
+  }
+
+  void take_requests() NODUS_REQUIRES(io_mu_) NODUS_EXCLUDES(mu_) {
     std::vector<PeerAddress> connects;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       connects.swap(connect_requests_);
     }
     for (const PeerAddress& a : connects) table_->connect(a.endpoint, a.public_key, Clock::now());
   }
 
-  std::shared_ptr<Link> published(const std::string& peer) const {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<Link> published(const std::string& peer) const NODUS_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     auto it = links_.find(peer);
     return it == links_.end() ? nullptr : it->second;
   }
@@ -613,7 +625,7 @@ class ZmqTransport final : public Transport, private LinkIo {
   Status send_on(Link& link, std::string_view bytes, std::size_t count, const std::string& peer) {
     bool wake_io = false;
     {
-      std::lock_guard<std::mutex> lock(link.mu);
+      MutexLock lock(link.mu);
       if (!link.dealer) return Status(ErrorCode::kNodeDown, peer);
       if (!link.pending.empty()) {
         if (link.pending_frames + count > opt_.max_queued_frames) {
@@ -661,7 +673,8 @@ class ZmqTransport final : public Transport, private LinkIo {
     return true;
   }
 
-  void queue_pending(Link& link, std::string_view bytes, std::size_t count) {
+  void queue_pending(Link& link, std::string_view bytes, std::size_t count)
+      NODUS_REQUIRES(link.mu) {
     link.pending.emplace_back(std::string(bytes), count);
     link.pending_frames += count;
     total_pending_.fetch_add(count, std::memory_order_relaxed);
@@ -670,13 +683,13 @@ class ZmqTransport final : public Transport, private LinkIo {
   // Drains what ZeroMQ would not take earlier, as far as it takes it now, and hands what came
   // back on the DEALER (handshake frames, a REFUSE) to the link table. Every use of the socket
   // is under the link's mutex.
-  void service(ConnId id) {
+  void service(ConnId id) NODUS_REQUIRES(io_mu_) {
     std::vector<zmq::message_t> in;
     {
       auto it = conns_.find(id);
       if (it == conns_.end()) return;
       Link& link = *it->second.link;
-      std::lock_guard<std::mutex> lock(link.mu);
+      MutexLock lock(link.mu);
       if (!link.dealer) return;
       try {
         // ZMQ_EVENTS processes the socket's pending commands: after it, the descriptor signals
@@ -711,7 +724,7 @@ class ZmqTransport final : public Transport, private LinkIo {
 
   // Reads and handles up to kReadBudget frames; sets router_backlog_ when it stopped before
   // ZeroMQ had nothing more.
-  void read_router() {
+  void read_router() NODUS_REQUIRES(io_mu_) NODUS_EXCLUDES(mu_) {
     const std::uint64_t budget_end = table_->frames_in() + kReadBudget;
     for (;;) {
       if (table_->frames_in() >= budget_end) {
@@ -742,7 +755,7 @@ class ZmqTransport final : public Transport, private LinkIo {
       if (fd >= 0) pre_auth_.message(fd, id, table_->authenticated(id));
     }
     if (!data_in_.empty()) {  // one lock per read, not per frame
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (const auto& [peer, n] : data_in_) traffic_[peer].data_in += n;
       data_in_.clear();
     }
@@ -751,7 +764,7 @@ class ZmqTransport final : public Transport, private LinkIo {
   // The rest of a message in parts whose first part is `first` (docs/protocol.md section 1):
   // joined into one message for a connection that has authenticated, up to max_frame bytes;
   // refused on any other (only a peer that counts its link up sends one).
-  void read_parts(const std::string& id, zmq::message_t& first) {
+  void read_parts(const std::string& id, zmq::message_t& first) NODUS_REQUIRES(io_mu_) {
     const bool authenticated = table_->authenticated(id);
     std::size_t total = first.size();
     std::string joined;
@@ -774,7 +787,7 @@ class ZmqTransport final : public Transport, private LinkIo {
 
   // Reads the ROUTER's monitor: connections accepted and ended (the pre-authentication
   // budget), and under CURVE handshakes that failed before ZAP.
-  void read_monitor() {
+  void read_monitor() NODUS_REQUIRES(io_mu_) {
     for (;;) {
       zmq::message_t event;
       if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
@@ -814,7 +827,7 @@ class ZmqTransport final : public Transport, private LinkIo {
   }
 
   // Closes the connections that have not authenticated within down_after of being accepted.
-  void close_unauthenticated(Clock::time_point now) {
+  void close_unauthenticated(Clock::time_point now) NODUS_REQUIRES(io_mu_) {
     if (pre_auth_.empty()) return;
     read_monitor();  // the latest word on which connections ended
     for (PreAuthTracker::Victim& v : pre_auth_.expired(
@@ -827,7 +840,8 @@ class ZmqTransport final : public Transport, private LinkIo {
   // Closes an accepted connection that libzmq owns, by shutting its socket down: libzmq sees it
   // end and cleans up as after any other. Only if the descriptor still holds the connection it
   // held when accepted (the monitor's word comes late; descriptors are reused).
-  void close_connection(const PreAuthTracker::Victim& v, const std::string& why) {
+  void close_connection(const PreAuthTracker::Victim& v, const std::string& why)
+      NODUS_REQUIRES(io_mu_) {
     std::string identity, address;
     describe_socket(v.fd, identity, address);
     if (identity.empty() || identity != v.identity) return;  // gone already
@@ -839,34 +853,39 @@ class ZmqTransport final : public Transport, private LinkIo {
   }
 
   // A message the link table never sees (its framing is ZeroMQ's, not ours).
-  void reject_router(const std::string& why) {
+  void reject_router(const std::string& why) NODUS_REQUIRES(io_mu_) {
     table_->reject_unframed("router", why, Clock::now());
   }
 
   TransportOptions opt_;
   TransportCallbacks cb_;
   zmq::context_t ctx_;
-  zmq::socket_t router_;
-  std::unique_ptr<ZapHandler> zap_;   // CURVE (answered on the I/O thread); set by bind()
-  std::unique_ptr<LinkTable> table_;  // set by bind(), before the I/O thread starts
-  zmq::socket_t monitor_;             // PAIR: the ROUTER's events (the I/O thread's own)
-  bool monitoring_ = false;
+  zmq::socket_t router_ NODUS_GUARDED_BY(io_mu_);
+  std::unique_ptr<ZapHandler> zap_;  // CURVE (answered on the I/O thread); set by bind()
+  // Set by bind(), before the I/O thread starts. Driven under io_mu_, but not
+  // NODUS_PT_GUARDED_BY(io_mu_): its block(), blocked() and counters are any thread's.
+  std::unique_ptr<LinkTable> table_;
+  // PAIR: the ROUTER's events (the I/O thread's own).
+  zmq::socket_t monitor_ NODUS_GUARDED_BY(io_mu_);
+  bool monitoring_ NODUS_GUARDED_BY(io_mu_) = false;
   const std::size_t part_bytes_;  // the largest message part taken or sent
-  std::string endpoint_;
+  std::string endpoint_;          // set by bind(), then read by any thread
   int wake_fd_ = -1;
   std::thread io_;
   std::atomic<bool> stop_{false};
 
-  // Guards the link table and everything below "The I/O thread's own": held by the I/O thread
-  // except while it polls, and by a thread in receive() while it reads the ROUTER.
-  std::mutex io_mu_;
-  int router_fd_ = -1;
+  // Guards the link table, the ROUTER and everything below "The I/O thread's own": held by the
+  // I/O thread except while it polls, and by a thread in receive() while it reads the ROUTER.
+  Mutex io_mu_;
+  int router_fd_ = -1;  // set by bind(); receive() polls it without io_mu_
   // receive(): how many threads are in it; close() waits for none.
-  std::mutex receivers_mu_;
-  std::condition_variable receivers_cv_;
-  int receivers_ = 0;
-  bool closing_ = false;
-  int closing_fd_ = -1;                    // readable once closing_: wakes the threads in receive()
+  Mutex receivers_mu_;
+  detail::CondVar receivers_cv_{receivers_mu_};
+  int receivers_ NODUS_GUARDED_BY(receivers_mu_) = 0;
+  bool closing_ NODUS_GUARDED_BY(receivers_mu_) = false;
+  // Readable once closing_: wakes the threads in receive(), which poll it without the lock (set
+  // by bind(), closed by close() once none is left).
+  int closing_fd_ = -1;
   std::atomic<int> receivers_waiting_{0};  // threads blocked in receive()'s poll
   std::atomic<bool> io_waiting_{false};    // the I/O thread waits for io_mu_: receive() stands back
   // read_router() stopped with messages left: the descriptor may not signal them again.
@@ -874,21 +893,28 @@ class ZmqTransport final : public Transport, private LinkIo {
 
   // Guards connect_requests_, up_, links_ and traffic_: what callers of send/connect/peers
   // share with the I/O thread.
-  mutable std::mutex mu_;
-  std::vector<PeerAddress> connect_requests_;
-  std::map<std::string, PeerInfo> up_;
-  std::unordered_map<std::string, std::shared_ptr<Link>> links_;  // what senders may use
+  mutable Mutex mu_;
+  std::vector<PeerAddress> connect_requests_ NODUS_GUARDED_BY(mu_);
+  std::map<std::string, PeerInfo> up_ NODUS_GUARDED_BY(mu_);
+  // What senders may use.
+  std::unordered_map<std::string, std::shared_ptr<Link>> links_ NODUS_GUARDED_BY(mu_);
+  // Frames queued on all links together (an atomic, changed under each link's own mutex).
   std::atomic<std::size_t> total_pending_{0};
-  std::map<std::string, PeerTraffic> traffic_;  // of links gone; live links count their own
+  // Of links gone; live links count their own.
+  std::map<std::string, PeerTraffic> traffic_ NODUS_GUARDED_BY(mu_);
 
   // The I/O thread's own (and receive()'s, under io_mu_).
-  std::unordered_map<ConnId, Conn> conns_;
-  std::vector<std::unique_ptr<zmq::socket_t>> graveyard_;  // retired DEALERs, closed in run()
-  bool io_wake_needed_ = false;       // receive() made a socket the I/O thread must start polling
-  Clock::time_point next_up_read_{};  // when run() next reads the DEALERs of up links
-  std::unordered_map<std::string, std::uint64_t> data_in_;  // DATA frames since the last flush
-  std::unordered_map<std::string, Clock::time_point> last_logged_;
-  PreAuthTracker pre_auth_;  // connections that have not authenticated yet
+  std::unordered_map<ConnId, Conn> conns_ NODUS_GUARDED_BY(io_mu_);
+  // Retired DEALERs, closed in run().
+  std::vector<std::unique_ptr<zmq::socket_t>> graveyard_ NODUS_GUARDED_BY(io_mu_);
+  // receive() made a socket the I/O thread must start polling.
+  bool io_wake_needed_ NODUS_GUARDED_BY(io_mu_) = false;
+  // When run() next reads the DEALERs of up links.
+  Clock::time_point next_up_read_ NODUS_GUARDED_BY(io_mu_){};
+  // DATA frames since the last flush into traffic_.
+  std::unordered_map<std::string, std::uint64_t> data_in_ NODUS_GUARDED_BY(io_mu_);
+  std::unordered_map<std::string, Clock::time_point> last_logged_ NODUS_GUARDED_BY(io_mu_);
+  PreAuthTracker pre_auth_ NODUS_GUARDED_BY(io_mu_);  // connections not authenticated yet
 
   std::atomic<std::uint64_t> frames_out_{0};
   std::atomic<std::uint64_t> connections_closed_{0};
