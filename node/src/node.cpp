@@ -120,6 +120,8 @@ NetworkStats Node::network_stats() const {
   s.messages_rejected = rt_->remote_rejected();
   s.node_up_events = rt_->node_up_events();
   s.node_down_events = rt_->node_down_events();
+  s.hidden_up_events = rt_->hidden_up_events();
+  s.hidden_down_events = rt_->hidden_down_events();
   return s;
 }
 

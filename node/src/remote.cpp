@@ -355,7 +355,11 @@ void Runtime::on_peer_change(const std::string& peer, bool up, bool hidden) {
       peers_.erase(node.id());
     }
   }
-  if (!hidden) (up ? node_ups_ : node_downs_).fetch_add(1, std::memory_order_relaxed);
+  if (hidden) {
+    (up ? hidden_ups_ : hidden_downs_).fetch_add(1, std::memory_order_relaxed);
+  } else {
+    (up ? node_ups_ : node_downs_).fetch_add(1, std::memory_order_relaxed);
+  }
   // A hidden node coming up is news to no one (as in Erlang, monitor_nodes leaves it out); its
   // going down still ends monitors, links and calls there, without a NodeDown message.
   if (up && hidden) return;

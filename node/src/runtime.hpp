@@ -106,6 +106,8 @@ class Runtime {
   std::uint64_t remote_rejected() const { return remote_rejected_.load(); }
   std::uint64_t node_up_events() const { return node_ups_.load(std::memory_order_relaxed); }
   std::uint64_t node_down_events() const { return node_downs_.load(std::memory_order_relaxed); }
+  std::uint64_t hidden_up_events() const { return hidden_ups_.load(std::memory_order_relaxed); }
+  std::uint64_t hidden_down_events() const { return hidden_downs_.load(std::memory_order_relaxed); }
   bool is_hidden_peer(Atom node) const;
   /// Whether this runtime has taken `node`'s link up (hidden or not): what nodes() and sends
   /// see, which lags the transport's peers() by the link-up event's hand-over.
@@ -196,6 +198,8 @@ class Runtime {
   std::set<std::uint32_t> hidden_ NODUS_GUARDED_BY(peers_mu_);
   std::atomic<std::uint64_t> node_ups_{0};
   std::atomic<std::uint64_t> node_downs_{0};
+  std::atomic<std::uint64_t> hidden_ups_{0};
+  std::atomic<std::uint64_t> hidden_downs_{0};
   // Remote call latency buckets (CallLatency): relaxed counters, one add per remote call.
   std::atomic<std::uint64_t> call_buckets_[CallLatency::kBuckets] = {};
   std::atomic<std::uint64_t> call_count_{0};

@@ -84,8 +84,11 @@ TEST_F(HiddenTest, ItsDepartureIsNotANodeEventButEndsItsLinks) {
   auto h = start_hidden("ctl", n1_->endpoint());
   ASSERT_TRUE(eventually([&] { return has_peer(*n1_, "ctl"); }));
   const auto before = n1_->network_stats();
+  EXPECT_EQ(1u, before.hidden_up_events);
+  EXPECT_EQ(0u, before.hidden_down_events);
   h.reset();  // leaves with BYE
-  ASSERT_TRUE(eventually([&] { return !has_peer(*n1_, "ctl"); }));
+  ASSERT_TRUE(eventually(
+      [&] { return !has_peer(*n1_, "ctl") && n1_->network_stats().hidden_down_events == 1; }));
   const auto after = n1_->network_stats();
   EXPECT_EQ(before.node_down_events, after.node_down_events);
   EXPECT_EQ(1u, after.node_up_events);  // n2 only

@@ -345,10 +345,19 @@ TEST_F(ToolsTest, NodusctlRunAfterRunLeavesNothingBehindInTheNode) {
     }
     return n;
   };
-  std::this_thread::sleep_for(1s);
+  // Read through /metrics, which adds no link of its own: every nodusctl run came and went
+  // (the node saw it go down), and no hidden peer is left among the node's links, so none can
+  // be redialled.
+  auto all_gone = [&](int runs) {
+    const std::string text = http_get(http_[1], "/metrics");
+    return text.find("nodus_hidden_node_down_events_total{node=\"n1\"} " + std::to_string(runs) +
+                     "\n") != std::string::npos &&
+           text.find("hidden=\"true\"") == std::string::npos;
+  };
+  ASSERT_TRUE(eventually([&] { return all_gone(1); }, 10s)) << http_get(http_[1], "/metrics");
   const std::size_t before = open_files();
   for (int i = 0; i < 100; ++i) ASSERT_EQ(0, ctl(1, {"ping", "n1"}).code) << i;
-  std::this_thread::sleep_for(3s);  // past down_after: any link left would be redialling now
+  ASSERT_TRUE(eventually([&] { return all_gone(101); }, 10s)) << http_get(http_[1], "/metrics");
   // Its seeds n2 and n3 are not running: their redials open and close a socket or two.
   EXPECT_LE(open_files(), before + 6) << "before the runs " << before;
   const std::string log = slurp(dir_ / "run" / "direct-n1.log");
@@ -374,8 +383,10 @@ TEST_F(ToolsTest, MetricsEndpointServesPrometheusText) {
   for (const char* f :
        {"nodus_processes", "nodus_mailbox_messages", "nodus_mailbox_max_messages",
         "nodus_messages_in_total", "nodus_messages_out_total", "nodus_frames_rejected_total",
-        "nodus_node_up_events_total", "nodus_node_down_events_total", "nodus_registry_names",
-        "nodus_remote_call_duration_seconds_bucket", "nodus_remote_call_duration_seconds_count"}) {
+        "nodus_node_up_events_total", "nodus_node_down_events_total",
+        "nodus_hidden_node_up_events_total", "nodus_hidden_node_down_events_total",
+        "nodus_registry_names", "nodus_remote_call_duration_seconds_bucket",
+        "nodus_remote_call_duration_seconds_count"}) {
     EXPECT_TRUE(families.count(f)) << f << " missing from\n" << text;
   }
   EXPECT_GE(families["nodus_processes"][0].second, 4);

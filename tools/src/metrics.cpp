@@ -211,6 +211,10 @@ std::string render_metrics(Node& node) {
          s.node_up_events);
   sample(o, "nodus_node_down_events_total", "counter", "Peer nodes that went down.", nl,
          s.node_down_events);
+  sample(o, "nodus_hidden_node_up_events_total", "counter",
+         "Hidden peers (nodusctl, clients) that came up.", nl, s.hidden_up_events);
+  sample(o, "nodus_hidden_node_down_events_total", "counter", "Hidden peers that went down.", nl,
+         s.hidden_down_events);
   sample(o, "nodus_connections_closed_total", "counter",
          "Connections closed before they authenticated (too slow, or too many waiting).", nl,
          s.connections_closed);

@@ -129,6 +129,9 @@ struct NetworkStats {
   std::uint64_t messages_rejected = 0;  ///< well-formed frames with an undecodable message
   std::uint64_t node_up_events = 0;     ///< peers that came up (hidden ones excluded)
   std::uint64_t node_down_events = 0;   ///< peers that went down (hidden ones excluded)
+  std::uint64_t hidden_up_events = 0;   ///< hidden peers (nodusctl, clients) that came up
+  /// Hidden peers that went down; the node keeps nothing of them after (no redial, no stats).
+  std::uint64_t hidden_down_events = 0;
   /// Connections closed before they authenticated: not done within down_after of connecting,
   /// or too many waiting at once (docs/protocol.md section 1).
   std::uint64_t connections_closed = 0;
