@@ -41,8 +41,11 @@ struct Cluster {
   std::vector<Child> children;
   std::vector<std::string> endpoints;
   std::vector<std::string> names;
+  // Newest first: each child holds copies of the pipes to the children forked before it, so
+  // an older child sees its pipe close only once the younger ones are gone (in fork order, all
+  // but the last waited 10 s and were killed, before they could print their stage timings).
   ~Cluster() {
-    for (auto& c : children) c.finish();
+    for (auto it = children.rbegin(); it != children.rend(); ++it) it->finish();
   }
 };
 
