@@ -1,10 +1,18 @@
-// The store's scenarios of nodus-bench (DESIGN.md): kv-put and kv-get. Three store nodes (N = 3,
-// W = 2, R = 2, 64 partitions) run as child processes; the parent runs a hidden client node
+// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get and kv-mixed. Three store nodes
+// (N = 3, W = 2, R = 2, 64 partitions) run as child processes; the parent runs a hidden client node
 // whose client processes each send one request at a time, spread over the three nodes.
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,8 +41,11 @@ struct Cluster {
   std::vector<Child> children;
   std::vector<std::string> endpoints;
   std::vector<std::string> names;
+  // Newest first: each child holds copies of the pipes to the children forked before it, so
+  // an older child sees its pipe close only once the younger ones are gone (in fork order, all
+  // but the last waited 10 s and were killed, before they could print their stage timings).
   ~Cluster() {
-    for (auto& c : children) c.finish();
+    for (auto it = children.rbegin(); it != children.rend(); ++it) it->finish();
   }
 };
 
@@ -64,6 +75,16 @@ void start_cluster(Cluster& cl, int nodes, unsigned schedulers) {
       if (!kv::start(**node, ko).ok()) std::_Exit(4);
       say((*node)->endpoint());
       wait_for_parent();
+      if (const char* t = std::getenv("NODUS_KV_TIMING"); t && *t && *t != '0') {
+        if (auto s = kv::stats(**node); s.ok()) {
+          for (const kv::StageTiming& st : s->stages) {
+            std::fprintf(stderr,
+                         "%s stage %-12s n=%-8llu mean %8.1f us  p50 %8.1f us  p99 %8.1f us\n",
+                         name.c_str(), st.name.c_str(), static_cast<unsigned long long>(st.count),
+                         st.mean_us, st.p50_us, st.p99_us);
+          }
+        }
+      }
       (*node)->shutdown();
       std::_Exit(0);
     }));
@@ -74,11 +95,37 @@ void start_cluster(Cluster& cl, int nodes, unsigned schedulers) {
 struct Figures {
   double rate = 0, p50 = 0, p99 = 0;
   long errors = 0;
+  double client_cpu = 0, store_cpu = 0;  // cores busy over the run: this process, the nodes
 };
+
+// CPU time (user + system) a process has used so far, in seconds; 0 when unreadable.
+double cpu_seconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line)) return 0;
+  const auto close = line.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double cluster_cpu_seconds(const Cluster& cl) {
+  double sum = 0;
+  for (const auto& c : cl.children) sum += cpu_seconds(c.pid);
+  return sum;
+}
 
 // Runs `clients` processes on `node` for `seconds`, each calling `op(client, i)` in a loop.
 template <class Op>
-Figures run_clients(Node& node, int clients, double seconds, Op op) {
+Figures run_clients(const Cluster& cl, Node& node, int clients, double seconds, Op op) {
+  const double client_cpu0 = cpu_seconds(::getpid());
+  const double store_cpu0 = cluster_cpu_seconds(cl);
   Inbox me(node);
   const Pid sink = me.pid();
   const auto budget =
@@ -109,6 +156,8 @@ Figures run_clients(Node& node, int clients, double seconds, Op op) {
   f.p50 = percentile(all, 0.5);
   f.p99 = percentile(all, 0.99);
   f.errors = errors.load();
+  f.client_cpu = (cpu_seconds(::getpid()) - client_cpu0) / secs;
+  f.store_cpu = (cluster_cpu_seconds(cl) - store_cpu0) / secs;
   return f;
 }
 
@@ -137,7 +186,41 @@ std::unique_ptr<Node> client_node(const Cluster& cl, unsigned schedulers) {
   return std::move(*node);
 }
 
-void kv_scenario(const Args& a, bool gets) {
+// CPU per request: where the machine's two cores went (the client node is this process).
+void print_cpu(const char* what, const Figures& f) {
+  std::printf("%s_client_cpu: %.2f cores\n", what, f.client_cpu);
+  std::printf("%s_store_cpu: %.2f cores\n", what, f.store_cpu);
+  if (f.rate > 0) {
+    std::printf("%s_cpu_per_op: %.1f us (client %.1f, store %.1f)\n", what,
+                1e6 * (f.client_cpu + f.store_cpu) / f.rate, 1e6 * f.client_cpu / f.rate,
+                1e6 * f.store_cpu / f.rate);
+  }
+}
+
+enum class Mix { kPut, kGet, kMixed };
+
+// Zipfian ranks 0..n-1 (s = 0.99, as YCSB): rank i drawn with weight 1 / (i + 1)^s.
+class Zipf {
+ public:
+  explicit Zipf(long n) : cdf_(static_cast<std::size_t>(n)) {
+    double sum = 0;
+    for (long i = 0; i < n; ++i) {
+      sum += 1.0 / std::pow(static_cast<double>(i + 1), 0.99);
+      cdf_[static_cast<std::size_t>(i)] = sum;
+    }
+    for (double& c : cdf_) c /= sum;
+  }
+  long operator()(std::mt19937_64& rng) const {
+    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    return static_cast<long>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
+  }
+
+ private:
+  std::vector<double> cdf_;
+};
+
+void kv_scenario(const Args& a, Mix mix) {
+  const bool gets = mix != Mix::kPut;
   const int nodes = a.nodes ? static_cast<int>(a.nodes) : 3;
   const int clients = a.clients ? static_cast<int>(a.clients) : 50;
   const std::string value(a.value ? static_cast<std::size_t>(a.value) : 64, 'v');
@@ -148,7 +231,7 @@ void kv_scenario(const Args& a, bool gets) {
   for (const auto& name : cl.names) via.push_back(std::make_unique<kv::Client>(*node, name));
   auto* vp = &via;
   if (!gets) {
-    Figures f = run_clients(*node, clients, a.seconds, [vp, &value](int c, long i) {
+    Figures f = run_clients(cl, *node, clients, a.seconds, [vp, &value](int c, long i) {
       const std::string key = numbered("b", c) + numbered("-", i);
       return (*vp)[static_cast<std::size_t>(c) % vp->size()]->put(key, value).ok();
     });
@@ -156,6 +239,7 @@ void kv_scenario(const Args& a, bool gets) {
     std::printf("kv_put_p50: %.1f us\n", f.p50);
     std::printf("kv_put_p99: %.1f us\n", f.p99);
     if (f.errors) std::printf("kv_put_errors: %ld\n", f.errors);
+    print_cpu("kv_put", f);
     return;
   }
   const long keys = a.keys ? a.keys : 10000;
@@ -172,7 +256,45 @@ void kv_scenario(const Args& a, bool gets) {
     }
     for (int c = 0; c < clients; ++c) (void)receive(infinity);
   }
-  Figures f = run_clients(*node, clients, a.seconds, [vp, keys](int c, long i) {
+  if (mix == Mix::kMixed) {
+    // Half gets, half puts with the context of the client's last get or put of the key (a
+    // blind put when it has none yet), keys drawn zipfian: the hot keys see concurrent puts,
+    // which become siblings until a put with a context that saw them resolves them.
+    const auto zipf = std::make_shared<const Zipf>(keys);
+    struct State {
+      std::mt19937_64 rng;
+      std::vector<std::string> context;
+    };
+    auto states = std::make_shared<std::vector<State>>(static_cast<std::size_t>(clients));
+    for (int c = 0; c < clients; ++c) {
+      (*states)[static_cast<std::size_t>(c)].rng.seed(static_cast<std::uint64_t>(c) + 1);
+      (*states)[static_cast<std::size_t>(c)].context.resize(static_cast<std::size_t>(keys));
+    }
+    Figures f = run_clients(cl, *node, clients, a.seconds, [vp, zipf, states, &value](int c, long) {
+      State& st = (*states)[static_cast<std::size_t>(c)];
+      const long k = (*zipf)(st.rng);
+      const std::string key = numbered("g", k);
+      std::string& ctx = st.context[static_cast<std::size_t>(k)];
+      const kv::Client& client = *(*vp)[static_cast<std::size_t>(c) % vp->size()];
+      if (st.rng() & 1) {
+        auto g = client.get(key);
+        if (g) ctx = std::move(g->context);
+        return g.ok();
+      }
+      kv::RequestOptions o;
+      o.context = ctx;
+      auto p = client.put(key, value, o);
+      if (p) ctx = std::move(*p);
+      return p.ok();
+    });
+    std::printf("kv_mixed_rate: %.0f ops/s\n", f.rate);
+    std::printf("kv_mixed_p50: %.1f us\n", f.p50);
+    std::printf("kv_mixed_p99: %.1f us\n", f.p99);
+    if (f.errors) std::printf("kv_mixed_errors: %ld\n", f.errors);
+    print_cpu("kv_mixed", f);
+    return;
+  }
+  Figures f = run_clients(cl, *node, clients, a.seconds, [vp, keys](int c, long i) {
     const long k = (static_cast<long>(c) * 7919 + i * 104729) % keys;
     return (*vp)[static_cast<std::size_t>(c) % vp->size()]->get(numbered("g", k)).ok();
   });
@@ -180,11 +302,13 @@ void kv_scenario(const Args& a, bool gets) {
   std::printf("kv_get_p50: %.1f us\n", f.p50);
   std::printf("kv_get_p99: %.1f us\n", f.p99);
   if (f.errors) std::printf("kv_get_errors: %ld\n", f.errors);
+  print_cpu("kv_get", f);
 }
 
 }  // namespace
 
-void kv_put_scenario(const Args& a) { kv_scenario(a, false); }
-void kv_get_scenario(const Args& a) { kv_scenario(a, true); }
+void kv_put_scenario(const Args& a) { kv_scenario(a, Mix::kPut); }
+void kv_get_scenario(const Args& a) { kv_scenario(a, Mix::kGet); }
+void kv_mixed_scenario(const Args& a) { kv_scenario(a, Mix::kMixed); }
 
 }  // namespace nodus::bench

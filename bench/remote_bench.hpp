@@ -88,7 +88,7 @@ struct Args {
   long nodes = 0;    // kv scenarios: store nodes (0: 3)
   long clients = 0;  // kv scenarios: concurrent clients (0: 50)
   long value = 0;    // kv scenarios: value bytes (0: 64)
-  long keys = 0;     // kv-get: keys written first (0: 10,000)
+  long keys = 0;     // kv-get, kv-mixed: keys written first (0: 10,000)
 };
 
 void zmq_baseline_scenario(const Args& a);
@@ -98,5 +98,6 @@ void global_register_scenario(const Args& a);
 void registry_scenario(const Args& a);
 void kv_put_scenario(const Args& a);
 void kv_get_scenario(const Args& a);
+void kv_mixed_scenario(const Args& a);
 
 }  // namespace nodus::bench

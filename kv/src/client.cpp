@@ -1,6 +1,11 @@
 #include "nodus/kv/client.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
 #include "kv_protocol.hpp"
+#include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
 
@@ -34,14 +39,133 @@ Status status_of(const Reason& reason) {
 
 }  // namespace
 
-Client::Client(Node& node, std::string via) : node_(&node), via_(std::move(via)) {
+namespace detail {
+
+// How often a Client asks the node it talks to for its ring again: a ring that moved meanwhile
+// costs a hop (the vnode hands the request to nodus_kv), never a wrong answer.
+constexpr auto kRingRefresh = std::chrono::seconds(5);
+// ... and while it has none (the node had no ring yet, or did not answer).
+constexpr auto kRingRetry = std::chrono::milliseconds(200);
+
+struct RouteCache {
+  struct Routes {
+    std::shared_ptr<const Ring> ring;
+    std::vector<bool> here;   // per partition: the node is a primary of it
+    std::vector<Dest> vnode;  // per partition: its vnode on the node
+  };
+  std::mutex mu;
+  std::shared_ptr<const Routes> routes;  // null until asked, or when the node had no ring
+  std::chrono::steady_clock::time_point asked{};
+  std::atomic<bool> asking{false};
+};
+
+}  // namespace detail
+
+Client::Client(Node& node, std::string via)
+    : node_(&node), via_(std::move(via)), routes_(std::make_shared<detail::RouteCache>()) {
   (void)detail::errors_registered();
   (void)register_protocol();
 }
 
 namespace {
-Result<KvReply> send_request(Node& node, const std::string& via, KvRequest req,
-                             std::chrono::milliseconds timeout) {
+Result<Term> term_request(Node& node, const std::string& via, Term request,
+                          std::chrono::milliseconds timeout);
+
+// The routes of a ring as the term of a `ring` request (server.cpp's ring_term) describes it,
+// for the member `me`; null when the term is not one or `me` is no member.
+std::shared_ptr<const detail::RouteCache::Routes> routes_of(const Term& t, std::string_view me) {
+  auto m = t.match({"ok", _map});
+  if (!m) return nullptr;
+  std::uint64_t epoch = 0;
+  std::uint32_t partitions = 0, replicas = 0;
+  std::vector<std::string> members;
+  std::vector<std::string> owner_names;
+  for (const auto& [k, v] : m[0].as_map()) {
+    if (!k.is_atom()) continue;
+    const std::string_view name = k.as_atom().name();
+    if (v.is_int() && v.as_int() >= 0) {
+      if (name == "epoch") epoch = static_cast<std::uint64_t>(v.as_int());
+      if (name == "partitions") partitions = static_cast<std::uint32_t>(v.as_int());
+      if (name == "replicas") replicas = static_cast<std::uint32_t>(v.as_int());
+    } else if (name == "members" && v.is_list()) {
+      for (const Term& e : v.as_list()) {
+        if (e.is_tuple() && e.size() == 2 && e[0].is_bin()) members.push_back(e[0].as_bin());
+      }
+    } else if (name == "owners" && v.is_list()) {
+      for (const Term& e : v.as_list()) {
+        if (e.is_bin()) owner_names.push_back(e.as_bin());
+      }
+    }
+  }
+  std::vector<std::uint16_t> owners;
+  owners.reserve(owner_names.size());
+  for (const auto& o : owner_names) {
+    const auto it = std::find(members.begin(), members.end(), o);
+    if (it == members.end()) return nullptr;
+    owners.push_back(static_cast<std::uint16_t>(it - members.begin()));
+  }
+  Result<Ring> ring = Ring::from_parts(epoch, partitions, replicas, members, std::move(owners));
+  if (!ring || ring->empty()) return nullptr;
+  const int self = ring->member_index(me);
+  if (self < 0) return nullptr;
+  auto r = std::make_shared<detail::RouteCache::Routes>();
+  r->ring = std::make_shared<const Ring>(std::move(*ring));
+  const std::string node(me);
+  for (std::uint32_t p = 0; p < r->ring->partitions(); ++p) {
+    const auto prim = r->ring->preference_list(p, r->ring->replicas());
+    r->here.push_back(std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(self)) !=
+                      prim.end());
+    r->vnode.push_back(named(vnode_name(p), node));
+  }
+  return r;
+}
+}  // namespace
+
+std::optional<Dest> Client::vnode_for(std::string_view key) const {
+  if (via_.empty()) {  // this node's store: its own view, its vnodes' pids
+    KvState* st = state_of(*node_);
+    if (!st) return std::nullopt;
+    const auto v = st->view();
+    if (!v || !v->ready() || v->self < 0) return std::nullopt;
+    const std::uint32_t p = partition_of(key, v->ring->partitions());
+    const auto prim = v->primaries(p, st->options.replicas);
+    if (std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v->self)) == prim.end()) {
+      return std::nullopt;
+    }
+    const Pid pid = st->vnode(p);
+    if (!node_->is_process_alive(pid)) return std::nullopt;  // restarting: nodus_kv answers
+    return Dest(pid);
+  }
+  detail::RouteCache& c = *routes_;
+  std::shared_ptr<const detail::RouteCache::Routes> routes;
+  bool ask = false;
+  {
+    std::lock_guard lock(c.mu);
+    routes = c.routes;
+    const auto now = std::chrono::steady_clock::now();
+    const auto every = routes ? detail::kRingRefresh : detail::kRingRetry;
+    if (now - c.asked >= every && !c.asking.exchange(true)) {
+      c.asked = now;
+      ask = true;
+    }
+  }
+  if (ask) {  // one caller asks; the others go on with what there is meanwhile
+    auto fresh = term_request(*node_, via_, Term("ring"), std::chrono::milliseconds(1000));
+    auto r = fresh ? routes_of(*fresh, via_) : nullptr;
+    std::lock_guard lock(c.mu);
+    if (r || !fresh) c.routes = r;
+    routes = c.routes;
+    c.asking.store(false);
+  }
+  if (!routes) return std::nullopt;
+  const std::uint32_t p = partition_of(key, routes->ring->partitions());
+  if (!routes->here[p]) return std::nullopt;
+  return routes->vnode[p];
+}
+
+namespace {
+Result<KvReply> send_request(Node& node, const std::string& via, std::optional<Dest> vnode,
+                             KvRequest req, std::chrono::milliseconds timeout) {
   std::chrono::milliseconds wait = timeout;
   if (wait.count() == 0) {
     // The request's deadline is then the kv.request_timeout of the node it goes to: known for
@@ -49,9 +173,22 @@ Result<KvReply> send_request(Node& node, const std::string& via, KvRequest req,
     KvState* st = via.empty() ? state_of(node) : nullptr;
     wait = st ? st->options.request_timeout : kMaxRequestTimeout;
   }
-  const Dest to = via.empty() ? Dest(node.whereis(kServerName)) : named(kServerName, via);
-  if (via.empty() && !to.pid().valid()) {
+  const Dest to = vnode         ? *vnode
+                  : via.empty() ? Dest(node.whereis(kServerName))
+                                : named(kServerName, via);
+  if (!vnode && via.empty() && !to.pid().valid()) {
     return Status(ErrorCode::kNoProc, "the store does not run on this node");
+  }
+  if (vnode) {
+    // The caller's deadline goes with it, in wall-clock ms as between nodes (this node's store's
+    // clock when it runs one: a simulation's).
+    KvState* st = state_of(node);
+    const std::uint64_t wall = st ? st->wall_ms() : HybridClock::system_ms();
+    auto r = call_as<KvReply>(
+        to, KvDirect{std::move(req), wall + static_cast<std::uint64_t>(wait.count())},
+        wait + kMargin);
+    if (!r) return status_of(r.error());
+    return std::move(*r);
   }
   auto r = call_as<KvReply>(to, std::move(req), wait + kMargin);
   if (!r) return status_of(r.error());
@@ -74,7 +211,7 @@ KvRequest make(Op op, std::string_view key, const RequestOptions& o) {
 }  // namespace
 
 Result<GetResult> Client::get(std::string_view key, const RequestOptions& opts) const {
-  auto r = send_request(*node_, via_, make(Op::kGet, key, opts), opts.timeout);
+  auto r = send_request(*node_, via_, vnode_for(key), make(Op::kGet, key, opts), opts.timeout);
   if (!r) return r.error();
   if (r->code != 0) return status_of(*r);
   GetResult g;
@@ -88,14 +225,14 @@ Result<std::string> Client::put(std::string_view key, std::string_view value,
                                 const RequestOptions& opts) const {
   KvRequest req = make(Op::kPut, key, opts);
   req.value.assign(value);
-  auto r = send_request(*node_, via_, std::move(req), opts.timeout);
+  auto r = send_request(*node_, via_, vnode_for(key), std::move(req), opts.timeout);
   if (!r) return r.error();
   if (r->code != 0) return status_of(*r);
   return std::move(r->context);
 }
 
 Result<std::string> Client::del(std::string_view key, const RequestOptions& opts) const {
-  auto r = send_request(*node_, via_, make(Op::kDelete, key, opts), opts.timeout);
+  auto r = send_request(*node_, via_, vnode_for(key), make(Op::kDelete, key, opts), opts.timeout);
   if (!r) return r.error();
   if (r->code != 0) return status_of(*r);
   return std::move(r->context);

@@ -118,6 +118,16 @@ struct KvForward {
   NODUS_MESSAGE(KvForward, 502, request, reply_pid, reply_ref, term_reply, deadline_ms);
 };
 
+/// A request a client sends straight to the vnode of the key's partition on a primary
+/// (kv::Client routes by the ring: docs/protocol.md 12.3), as a call answered with a KvReply.
+/// deadline_ms: when the caller gives up, wall-clock ms since the epoch, as in KvForward: a
+/// request that waited in the vnode's queue past it is dropped (and counted).
+struct KvDirect {
+  KvRequest request;
+  std::uint64_t deadline_ms = 0;
+  NODUS_MESSAGE(KvDirect, 514, request, deadline_ms);
+};
+
 // Between vnodes: replies go to the pid that sent the request (its node is the one the link
 // authenticated, see nodus::sender), never to a node named in a field. A vnode takes these
 // from ring members only, for its own partition only.

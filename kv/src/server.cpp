@@ -4,6 +4,8 @@
 // the first up primary's node (a KvForward, answered from there straight to the caller). It
 // also forms the ring from kv.initial_members, gossips it, and tracks which members are up.
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <random>
 #include <set>
 
@@ -35,9 +37,17 @@ std::size_t max_object_bytes_for(const Options& o) {
 }
 }  // namespace
 
+namespace {
+bool timing_enabled() {
+  const char* v = std::getenv("NODUS_KV_TIMING");
+  return v && *v && std::string_view(v) != "0";
+}
+}  // namespace
+
 KvState::KvState(Node& n, Options o)
     : node(n),
       options(std::move(o)),
+      timing(timing_enabled()),
       max_object_bytes(max_object_bytes_for(options)),
       signer(options.context_secret),
       clock([this] { return wall_ms(); }) {
@@ -114,6 +124,56 @@ void AtomicLatency::record(std::chrono::steady_clock::duration d) {
   sum_us.fetch_add(us, std::memory_order_relaxed);
 }
 
+const char* stage_name(Stage s) {
+  static constexpr const char* kNames[] = {"put.route",  "put.local",   "put.quorum",
+                                           "put.total",  "replica.put", "get.route",
+                                           "get.quorum", "get.total",   "replica.get"};
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<std::size_t>(Stage::kCount));
+  return kNames[static_cast<std::size_t>(s)];
+}
+
+namespace {
+// Bucket i holds times up to 2^(i/4) us.
+double stage_bound_us(std::size_t i) { return std::exp2(static_cast<double>(i) / 4.0); }
+}  // namespace
+
+void StageClock::record(std::chrono::steady_clock::duration d) {
+  const auto ns = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
+  const double us = static_cast<double>(ns) / 1000.0;
+  std::size_t b = 0;
+  if (us > 1.0) {
+    b = std::min<std::size_t>(kBuckets - 1,
+                              static_cast<std::size_t>(std::ceil(4.0 * std::log2(us))));
+  }
+  counts[b].fetch_add(1, std::memory_order_relaxed);
+  count.fetch_add(1, std::memory_order_relaxed);
+  sum_ns.fetch_add(ns, std::memory_order_relaxed);
+}
+
+StageTiming StageClock::snapshot(Stage s) const {
+  StageTiming t;
+  t.name = stage_name(s);
+  t.count = count.load(std::memory_order_relaxed);
+  if (t.count == 0) return t;
+  t.mean_us = static_cast<double>(sum_ns.load(std::memory_order_relaxed)) / 1000.0 /
+              static_cast<double>(t.count);
+  std::uint64_t seen = 0;
+  bool have50 = false;
+  for (std::size_t i = 0; i < kBuckets; ++i) {
+    seen += counts[i].load(std::memory_order_relaxed);
+    if (!have50 && seen * 2 >= t.count) {
+      t.p50_us = stage_bound_us(i);
+      have50 = true;
+    }
+    if (seen * 100 >= t.count * 99) {
+      t.p99_us = stage_bound_us(i);
+      break;
+    }
+  }
+  return t;
+}
+
 Latency AtomicLatency::snapshot() const {
   Latency l;
   for (std::size_t i = 0; i < Latency::kBuckets; ++i) l.counts[i] = counts[i].load();
@@ -184,20 +244,18 @@ void answer(const Origin& origin, KvReply reply) {
 }
 
 Status register_protocol() {
-  for (Status s :
-       {register_message<KvRequest>(), register_message<KvReply>(), register_message<KvForward>(),
-        register_message<ReplicaPut>(), register_message<ReplicaPutAck>(),
-        register_message<ReplicaGet>(), register_message<ReplicaGetReply>(),
-        register_message<RingGossip>(), register_message<HandoffPut>(),
-        register_message<HandoffAck>(), register_message<ReapTombstone>()}) {
+  for (Status s : {register_message<KvRequest>(), register_message<KvReply>(),
+                   register_message<KvForward>(), register_message<ReplicaPut>(),
+                   register_message<ReplicaPutAck>(), register_message<ReplicaGet>(),
+                   register_message<ReplicaGetReply>(), register_message<RingGossip>(),
+                   register_message<HandoffPut>(), register_message<HandoffAck>(),
+                   register_message<ReapTombstone>(), register_message<KvDirect>()}) {
     if (!s.ok()) return s;
   }
   return Status();
 }
 
 // -- requests ------------------------------------------------------------------------------------
-
-namespace {
 
 Status check_request(const KvRequest& r, const Options& o) {
   if (r.op < 1 || r.op > 3) return Status(ErrorCode::kBadArg, "unknown operation");
@@ -228,6 +286,8 @@ Status check_request(const KvRequest& r, const Options& o) {
   if (r.dw > o.replicas) return above_n("dw", r.dw);
   return Status();
 }
+
+namespace {
 
 // Reads the options map of a term request into `r`. Errors name the option.
 Status parse_opts(const Term& opts, KvRequest& r) {
@@ -370,6 +430,9 @@ class KvServer : public GenServer {
   Action handle_info(Message& msg) override {
     if (KvForward* f = msg.get<KvForward>()) {
       forward_in(*f);
+    } else if (Reroute* rr = msg.get<Reroute>()) {
+      if (sender().node != node_->name()) return refuse();  // local only, as its type
+      route(std::move(rr->request), rr->origin, std::nullopt);
     } else if (const RingGossip* g = msg.get<RingGossip>()) {
       const Pid from = sender();
       if (!from.valid()) return refuse();
@@ -482,7 +545,9 @@ class KvServer : public GenServer {
                                  "the vnode of partition " + std::to_string(p) + " is restarting"));
       return;
     }
-    send(vnode, CoordRequest{std::move(req), origin, deadline});
+    send(vnode, CoordRequest{std::move(req), origin, deadline,
+                             st_->timing ? std::chrono::steady_clock::now()
+                                         : std::chrono::steady_clock::time_point{}});
   }
 
   // True when the primaries can answer a caller on `node` directly: this node or a member of
@@ -781,6 +846,12 @@ Result<Stats> stats(Node& node) {
   s.get_latency = st->get_latency.snapshot();
   s.put_latency = st->put_latency.snapshot();
   s.delete_latency = st->delete_latency.snapshot();
+  if (st->timing) {
+    for (std::size_t i = 0; i < st->stages.size(); ++i) {
+      StageTiming t = st->stages[i].snapshot(static_cast<Stage>(i));
+      if (t.count) s.stages.push_back(std::move(t));
+    }
+  }
   return s;
 }
 

@@ -60,6 +60,30 @@ struct AtomicLatency {
   Latency snapshot() const;
 };
 
+/// Per-stage times of coordinated requests (NODUS_KV_TIMING, see kv::StageTiming): sums and
+/// quarter-octave histograms, relaxed atomics. Recorded only when KvState::timing is set.
+enum class Stage : std::uint8_t {
+  kPutRoute,    // nodus_kv took the request -> its vnode starts coordinating it
+  kPutLocal,    // the vnode's own work: context, read, update, encode, store, replica sends
+  kPutQuorum,   // replica writes sent -> W acks in (the replica round trip)
+  kPutTotal,    // nodus_kv took it -> the vnode answers the caller
+  kReplicaPut,  // a replica's handling of a ReplicaPut (decode, merge, store, ack)
+  kGetRoute,
+  kGetQuorum,  // the vnode starts coordinating -> R replies in, answered
+  kGetTotal,
+  kReplicaGet,
+  kCount
+};
+const char* stage_name(Stage s);
+
+struct StageClock {
+  static constexpr std::size_t kBuckets = 96;  // 2^(i/4) us: up to ~16 s
+  std::array<std::atomic<std::uint64_t>, kBuckets> counts{};
+  std::atomic<std::uint64_t> count{0}, sum_ns{0};
+  void record(std::chrono::steady_clock::duration d);
+  StageTiming snapshot(Stage s) const;
+};
+
 /// What a partition's vnode keeps beyond its own life (a restarted vnode carries on with it).
 /// Only the partition's vnode touches it, one vnode at a time.
 struct PartitionState {
@@ -119,6 +143,12 @@ struct KvState {
 
   Node& node;
   const Options options;
+  /// NODUS_KV_TIMING was set at start: the stages below are measured.
+  const bool timing;
+  std::array<StageClock, static_cast<std::size_t>(Stage::kCount)> stages;
+  void stage(Stage s, std::chrono::steady_clock::duration d) {
+    stages[static_cast<std::size_t>(s)].record(d);
+  }
   const std::size_t max_object_bytes;  // options.max_object_bytes, or its default for N
   std::unique_ptr<Engine> engine;
   ContextSigner signer;
@@ -214,7 +244,22 @@ struct CoordRequest {
   KvRequest request;
   Origin origin;
   std::chrono::steady_clock::time_point deadline;
+  std::chrono::steady_clock::time_point taken{};  // when nodus_kv took it (KvState::timing)
 };
+
+/// A request a vnode was called with directly (a client that routed by itself) that it does not
+/// coordinate (this node is no primary of the key by its view, or the key is of another
+/// partition): handed to its node's nodus_kv, which routes it as if it had been called. Never
+/// crosses the wire.
+struct Reroute {
+  KvRequest request;
+  Origin origin;
+};
+
+/// The checks every request passes before it is routed or coordinated: an operation, a key
+/// and value within bounds, quorums at most N, a timeout within kMaxRequestTimeout. Returns
+/// kBadArg or kValueTooLarge naming what is wrong.
+Status check_request(const KvRequest& r, const Options& o);
 
 /// Answers a request's caller with `reply`, as a term or a KvReply as the caller asked.
 void answer(const Origin& origin, KvReply reply);

@@ -83,12 +83,24 @@ class Vnode : public GenServer {
     if (!from.valid() || v.index_of(from.node) < 0) return refuse();
     if (const ReplicaPut* rp = msg.get<ReplicaPut>()) {
       if (rp->partition != p_) return refuse();
+      if (st_->timing) {
+        const auto t = std::chrono::steady_clock::now();
+        replica_put(*rp, from, v);
+        st_->stage(Stage::kReplicaPut, std::chrono::steady_clock::now() - t);
+        return noreply();
+      }
       replica_put(*rp, from, v);
     } else if (const ReplicaPutAck* ra = msg.get<ReplicaPutAck>()) {
       if (ra->partition != p_) return refuse();
       put_ack(*ra, from);
     } else if (const ReplicaGet* rg = msg.get<ReplicaGet>()) {
       if (rg->partition != p_ || rg->key.size() > kMaxKeyBytes) return refuse();
+      if (st_->timing) {
+        const auto t = std::chrono::steady_clock::now();
+        replica_get(*rg, from);
+        st_->stage(Stage::kReplicaGet, std::chrono::steady_clock::now() - t);
+        return noreply();
+      }
       replica_get(*rg, from);
     } else if (const ReplicaGetReply* rr = msg.get<ReplicaGetReply>()) {
       if (rr->partition != p_) return refuse();
@@ -108,9 +120,15 @@ class Vnode : public GenServer {
     return noreply();
   }
 
-  // Vnodes take no casts, and one call: nodus_kv_query asks for whom this vnode keeps `key`
+  // Vnodes take typed requests straight from clients that route by themselves (kv::Client:
+  // docs/protocol.md 12.3), and one more call: nodus_kv_query asks for whom this vnode keeps `key`
   // as a fallback (kv explain). Anything else is an error, not a crash (the defaults stop).
-  Action handle_call(Message& msg, From) override {
+  Action handle_call(Message& msg, From from) override {
+    refresh_view();
+    if (KvDirect* r = msg.get<KvDirect>()) {
+      direct(std::move(r->request), r->deadline_ms, from);
+      return noreply();
+    }
     if (auto m = msg.match({"hints_for", _bin})) {
       List out;
       if (auto it = ps_->hints.find(m[0].as_bin()); it != ps_->hints.end()) {
@@ -148,7 +166,8 @@ class Vnode : public GenServer {
     Op op;
     std::string context;
     Clock::time_point start, deadline;
-    std::string key;  // deletes only: for the reap check
+    std::string key;                    // deletes only: for the reap check
+    Clock::time_point taken{}, sent{};  // KvState::timing only: real (steady) time
   };
   struct PendingGet {
     GetFsm fsm;
@@ -156,7 +175,8 @@ class Vnode : public GenServer {
     std::string key;
     bool answered = false;
     Clock::time_point start, deadline;
-    bool reap = false;  // a reap check: nobody to answer
+    bool reap = false;                   // a reap check: nobody to answer
+    Clock::time_point taken{}, begun{};  // KvState::timing only: real (steady) time
   };
 
   Action refuse() {
@@ -233,6 +253,36 @@ class Vnode : public GenServer {
 
   // -- coordinating ----------------------------------------------------------------------------
 
+  // A request a client sent here itself (kv::Client, which knows the ring): checked and
+  // coordinated as nodus_kv would (its deadline fixed now), or handed to nodus_kv when this
+  // vnode is not the one to coordinate it (the client's ring is older than ours, or wrong).
+  void direct(KvRequest req, std::uint64_t deadline_ms, From from) {
+    const Origin origin{from, false, static_cast<Op>(req.op)};
+    if (Status s = check_request(req, st_->options); !s.ok()) {
+      answer(origin, error_reply(s.code(), s.message()));
+      return;
+    }
+    const View& v = view();
+    bool here = v.ready() && v.self >= 0 && partition_of(req.key, v.ring->partitions()) == p_;
+    if (here) {
+      const auto prim = v.primaries(p_, st_->options.replicas);
+      here = std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end();
+    }
+    if (!here) {
+      send(st_->node.whereis(kServerName), Reroute{std::move(req), origin});
+      return;
+    }
+    // Its deadline: its timeout from now (as nodus_kv fixes it), or sooner when the caller
+    // gives up sooner (it waited here meanwhile): then it is dropped unread in coordinate().
+    const Clock::time_point now = st_->now();
+    const auto timeout =
+        req.timeout_ms ? std::chrono::milliseconds(req.timeout_ms) : st_->options.request_timeout;
+    const Clock::time_point deadline = std::min(now + timeout, st_->local_deadline(deadline_ms));
+    CoordRequest cr{std::move(req), origin, deadline,
+                    st_->timing ? std::chrono::steady_clock::now() : Clock::time_point{}};
+    coordinate(cr);
+  }
+
   std::vector<Target> targets_for(const View& v) {
     std::vector<Target> t = v.targets(p_, st_->options.replicas);
     const auto self_it = std::find_if(
@@ -258,6 +308,11 @@ class Vnode : public GenServer {
 
   void coordinate(CoordRequest& cr) {
     const Clock::time_point now = st_->now();
+    if (st_->timing) {
+      begun_ = std::chrono::steady_clock::now();
+      const bool get = cr.request.op == static_cast<std::uint8_t>(Op::kGet);
+      st_->stage(get ? Stage::kGetRoute : Stage::kPutRoute, begun_ - cr.taken);
+    }
     const View& v = view();
     if (!v.ready()) {
       answer(cr.origin, error_reply(ErrorCode::kUnavailable, "the ring has not formed yet"));
@@ -379,6 +434,11 @@ class Vnode : public GenServer {
       send(peer(t.node), ReplicaPut{p_, id, static_cast<std::uint8_t>(i), dl, hint_of(view, t),
                                     true, req.key, bytes});
     }
+    if (st_->timing) {
+      pp.taken = cr.taken;
+      pp.sent = std::chrono::steady_clock::now();
+      st_->stage(Stage::kPutLocal, pp.sent - begun_);
+    }
     pp.fsm.check();
     if (pp.fsm.outcome() != Outcome::kPending) {
       finish_put(pp);
@@ -403,6 +463,11 @@ class Vnode : public GenServer {
   void finish_put(PendingPut& pp) {
     auto& lat = pp.op == Op::kDelete ? st_->delete_latency : st_->put_latency;
     lat.record(st_->now() - pp.start);
+    if (st_->timing && pp.fsm.outcome() == Outcome::kOk) {
+      const auto t = std::chrono::steady_clock::now();
+      st_->stage(Stage::kPutQuorum, t - pp.sent);
+      st_->stage(Stage::kPutTotal, t - pp.taken);
+    }
     KvReply r;
     switch (pp.fsm.outcome()) {
       case Outcome::kOk:
@@ -427,9 +492,13 @@ class Vnode : public GenServer {
     st_->counters.gets.fetch_add(1, std::memory_order_relaxed);
     const std::uint32_t r = req.r ? req.r : st_->options.read_quorum;
     const std::uint32_t pr = req.pr ? req.pr : st_->options.primary_read_quorum;
-    fan_out_get(PendingGet{GetFsm(targets_for(view), r, pr), cr.origin, std::move(req.key), false,
-                           now, cr.deadline},
-                view);
+    PendingGet pg{
+        GetFsm(targets_for(view), r, pr), cr.origin, std::move(req.key), false, now, cr.deadline};
+    if (st_->timing) {
+      pg.taken = cr.taken;
+      pg.begun = begun_;
+    }
+    fan_out_get(std::move(pg), view);
   }
 
   // Asks a get's targets (this node's replica is read here, the others get a ReplicaGet) and
@@ -468,6 +537,11 @@ class Vnode : public GenServer {
     pg.answered = true;
     if (pg.reap) return;
     st_->get_latency.record(st_->now() - pg.start);
+    if (st_->timing && pg.fsm.outcome() == Outcome::kOk) {
+      const auto t = std::chrono::steady_clock::now();
+      st_->stage(Stage::kGetQuorum, t - pg.begun);
+      st_->stage(Stage::kGetTotal, t - pg.taken);
+    }
     KvReply r;
     if (pg.fsm.outcome() == Outcome::kOk) {
       const Object& o = pg.fsm.merged();
@@ -891,6 +965,7 @@ class Vnode : public GenServer {
   std::uint64_t view_gen_ = 0;
   std::uint64_t next_req_ = 1;
   bool tick_armed_ = false;
+  Clock::time_point begun_{};  // KvState::timing: when the request now coordinated was taken
   std::string scratch_;
   std::unordered_map<std::uint64_t, PendingPut> puts_;
   std::unordered_map<std::uint64_t, PendingGet> gets_;

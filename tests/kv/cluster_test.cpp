@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "loopback_kv.hpp"
+#include "nodus/node/gen_server.hpp"
 
 namespace nodus::kv {
 namespace {
@@ -57,6 +58,51 @@ TEST_F(ClusterTest, AWriteOnOneNodeIsReadOnEveryOtherAndFromOutsideTheRing) {
   for (int i = 0; i < 50; ++i) {
     EXPECT_EQ(one_value(client(1 + i % 3), numbered("k", i)), numbered("v", i));
   }
+}
+
+// A Client sends a request straight to the key's vnode only on a node that is a primary of it
+// (the others go through nodus_kv, which forwards), and a vnode called for a key it does not
+// coordinate (a client's ring older than the node's) hands it on: every write is answered
+// and readable everywhere. Four nodes, N = 2, so a node is no primary of about half the keys.
+TEST_F(ClusterTest, RequestsSentStraightToVnodesOrThroughNodusKvAllLand) {
+  start_cluster(4, 2);
+  auto outsider = testing::start_loopback_node("client", "kv-cookie", 1000ms);
+  outsider->connect(node(1).endpoint());
+  Client remote(*outsider, "n1");
+  ASSERT_TRUE(
+      eventually([&] { return remote.get("none").error().code() == ErrorCode::kNotFound; }));
+  int not_primary = 0;
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = numbered("d", i);
+    const auto prim = primaries(key);
+    if (std::find(prim.begin(), prim.end(), 1) == prim.end()) ++not_primary;
+    ASSERT_OK(remote.put(key, numbered("v", i)));
+    ASSERT_OK(client(1 + i % 4).put(numbered("e", i), numbered("w", i)));
+  }
+  EXPECT_GT(not_primary, 0);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(one_value(client(1 + (i + 1) % 4), numbered("d", i)), numbered("v", i));
+    EXPECT_EQ(one_value(remote, numbered("e", i)), numbered("w", i));
+  }
+  // n1's vnode of a partition n1 holds no primary of, called directly: handed on, answered.
+  std::string key;
+  for (int i = 0; key.empty() && i < 1000; ++i) {
+    const auto prim = primaries(numbered("x", i));
+    if (std::find(prim.begin(), prim.end(), 1) == prim.end()) key = numbered("x", i);
+  }
+  ASSERT_FALSE(key.empty());
+  Inbox me(node(1));
+  KvRequest req;
+  req.op = static_cast<std::uint8_t>(Op::kPut);
+  req.key = key;
+  req.value = Bin("moved");
+  auto r = call_as<KvReply>(named(vnode_name(partition_of(key, 16))),
+                            KvDirect{req, state_of(node(1))->wall_ms() + 5000}, 5s);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->code, 0) << r->message;
+  const auto prim = primaries(key);
+  EXPECT_EQ(one_value(client(prim[0]), key), "moved");
+  EXPECT_FALSE(holds(1, key));  // n1 only handed it on
 }
 
 TEST_F(ClusterTest, ConcurrentBlindWritesOnTwoNodesBecomeSiblingsThatAMergedPutResolves) {

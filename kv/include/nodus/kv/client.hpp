@@ -1,8 +1,12 @@
 // kv::Client: get, put and delete against the store from any process or thread.
 //
-// A Client sends each request to the `nodus_kv` server of one node (its own node by default,
-// or a named one: a hidden client node talks to a member), which routes it to a primary of the
-// key; the answer comes from the coordinating vnode. Every call waits at most the request's
+// A Client sends each request to one node (its own node by default, or a named one: a hidden
+// client node talks to a member). When that node is a primary of the key, the request goes
+// straight to the vnode of the key's partition there, which coordinates it (the Client keeps a
+// copy of that node's ring, asked for on first use and again every few seconds; a vnode that
+// is not the one to coordinate hands the request to its nodus_kv); else to the node's
+// `nodus_kv` server, which routes it to a primary of the key. The answer comes from the
+// coordinating vnode. Every call waits at most the request's
 // timeout plus a short margin (a request without one through another node: kMaxRequestTimeout,
 // since that node's kv.request_timeout is not known here; its store answers by its deadline).
 //
@@ -21,6 +25,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +36,10 @@
 #include "nodus/transport/status.hpp"
 
 namespace nodus::kv {
+
+namespace detail {
+struct RouteCache;  // the ring as the Client last saw it (client.cpp)
+}
 
 /// Per-request options; 0 means the node's configured default.
 struct RequestOptions {
@@ -61,7 +71,8 @@ struct GetResult {
 
 class Client {
  public:
-  /// Sends through `node`'s own store, or the store on the node named `via`.
+  /// Sends through `node`'s own store, or the store on the node named `via`. Copies share
+  /// their copy of the ring.
   explicit Client(Node& node, std::string via = {});
 
   /// The key's values and causal context. Errors: see above; not_found when absent.
@@ -83,8 +94,12 @@ class Client {
   Result<Term> explain(std::string_view key, std::chrono::milliseconds timeout = {}) const;
 
  private:
+  // Where a request for `key` goes: its partition's vnode when the node is a primary of it.
+  std::optional<Dest> vnode_for(std::string_view key) const;
+
   Node* node_;
   std::string via_;
+  std::shared_ptr<detail::RouteCache> routes_;
 };
 
 }  // namespace nodus::kv
