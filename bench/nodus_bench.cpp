@@ -10,6 +10,7 @@
 //   kv-put       the store, 3 nodes N=3 W=2, 50 clients on a 4th (hidden) node, 64 B values:
 //                kv_put_rate, kv_put_p50, kv_put_p99 (--nodes --clients --value --seconds)
 //   kv-get       the same cluster, R=2, 10,000 keys written first: kv_get_rate, p50, p99 (--keys)
+//   kv-durable   kv-put on RocksDB (a temp dir), sync = always, DW=2: kv_durable_put_rate, p50
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -42,7 +43,7 @@ using bench::Args;
                "       kv scenarios: [--nodes N] [--clients C] [--value BYTES] [--keys K]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast, kv-put, kv-get\n",
+               "remote-cast, kv-put, kv-get, kv-durable\n",
                why);
   std::exit(2);
 }
@@ -195,7 +196,8 @@ int main(int argc, char** argv) {
       {"global-register", bench::global_register_scenario},
       {"registry", bench::registry_scenario},
       {"kv-put", bench::kv_put_scenario},
-      {"kv-get", bench::kv_get_scenario}};
+      {"kv-get", bench::kv_get_scenario},
+      {"kv-durable", bench::kv_durable_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

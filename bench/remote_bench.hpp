@@ -98,5 +98,6 @@ void global_register_scenario(const Args& a);
 void registry_scenario(const Args& a);
 void kv_put_scenario(const Args& a);
 void kv_get_scenario(const Args& a);
+void kv_durable_scenario(const Args& a);
 
 }  // namespace nodus::bench
