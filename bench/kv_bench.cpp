@@ -1,6 +1,7 @@
-// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get and kv-mixed. Three store nodes
-// (N = 3, W = 2, R = 2, 64 partitions) run as child processes; the parent runs a hidden client node
-// whose client processes each send one request at a time, spread over the three nodes.
+// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed and kv-durable.
+// Three store nodes (N = 3, W = 2, R = 2, 64 partitions) run as child processes; the parent runs
+// a hidden client node whose client processes each send one request at a time, spread over the
+// three nodes. kv-durable is kv-put on RocksDB in a temp dir, sync = always, DW = 2.
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -50,7 +52,8 @@ struct Cluster {
 };
 
 // Forks the store nodes; each says its endpoint once its ring has formed.
-void start_cluster(Cluster& cl, int nodes, unsigned schedulers) {
+// With `data_root`, each node keeps its data in data_root/NAME, synced always, DW = 2.
+void start_cluster(Cluster& cl, int nodes, unsigned schedulers, const std::string& data_root = {}) {
   for (int i = 1; i <= nodes; ++i) cl.names.push_back(numbered("kv", i));
   for (int i = 0; i < nodes; ++i) {
     const std::string name = cl.names[i];
@@ -72,6 +75,11 @@ void start_cluster(Cluster& cl, int nodes, unsigned schedulers) {
       ko.read_quorum = 2;
       ko.initial_members = members;
       ko.context_secret = kCookie;
+      if (!data_root.empty()) {
+        ko.data_dir = data_root + "/" + name;
+        ko.sync = kv::SyncMode::kAlways;
+        ko.durable_write_quorum = 2;
+      }
       if (!kv::start(**node, ko).ok()) std::_Exit(4);
       say((*node)->endpoint());
       wait_for_parent();
@@ -219,13 +227,13 @@ class Zipf {
   std::vector<double> cdf_;
 };
 
-void kv_scenario(const Args& a, Mix mix) {
+void kv_scenario(const Args& a, Mix mix, const std::string& data_root = {}) {
   const bool gets = mix != Mix::kPut;
   const int nodes = a.nodes ? static_cast<int>(a.nodes) : 3;
   const int clients = a.clients ? static_cast<int>(a.clients) : 50;
   const std::string value(a.value ? static_cast<std::size_t>(a.value) : 64, 'v');
   Cluster cl;
-  start_cluster(cl, nodes, a.schedulers);
+  start_cluster(cl, nodes, a.schedulers, data_root);
   auto node = client_node(cl, a.schedulers);
   std::vector<std::unique_ptr<kv::Client>> via;
   for (const auto& name : cl.names) via.push_back(std::make_unique<kv::Client>(*node, name));
@@ -235,11 +243,12 @@ void kv_scenario(const Args& a, Mix mix) {
       const std::string key = numbered("b", c) + numbered("-", i);
       return (*vp)[static_cast<std::size_t>(c) % vp->size()]->put(key, value).ok();
     });
-    std::printf("kv_put_rate: %.0f puts/s\n", f.rate);
-    std::printf("kv_put_p50: %.1f us\n", f.p50);
-    std::printf("kv_put_p99: %.1f us\n", f.p99);
-    if (f.errors) std::printf("kv_put_errors: %ld\n", f.errors);
-    print_cpu("kv_put", f);
+    const char* name = data_root.empty() ? "kv_put" : "kv_durable_put";
+    std::printf("%s_rate: %.0f puts/s\n", name, f.rate);
+    std::printf("%s_p50: %.1f us\n", name, f.p50);
+    std::printf("%s_p99: %.1f us\n", name, f.p99);
+    if (f.errors) std::printf("%s_errors: %ld\n", name, f.errors);
+    print_cpu(name, f);
     return;
   }
   const long keys = a.keys ? a.keys : 10000;
@@ -310,5 +319,15 @@ void kv_scenario(const Args& a, Mix mix) {
 void kv_put_scenario(const Args& a) { kv_scenario(a, Mix::kPut); }
 void kv_get_scenario(const Args& a) { kv_scenario(a, Mix::kGet); }
 void kv_mixed_scenario(const Args& a) { kv_scenario(a, Mix::kMixed); }
+void kv_durable_scenario(const Args& a) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "nodus-bench-kv-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) {
+    std::fprintf(stderr, "kv-durable: cannot make a temp dir\n");
+    return;
+  }
+  kv_scenario(a, Mix::kPut, tmpl);  // the nodes stop (and sync) before it returns
+  std::error_code ec;
+  std::filesystem::remove_all(tmpl, ec);
+}
 
 }  // namespace nodus::bench

@@ -11,6 +11,7 @@
 //                kv_put_rate, kv_put_p50, kv_put_p99 (--nodes --clients --value --seconds)
 //   kv-get       the same cluster, R=2, 10,000 keys written first: kv_get_rate, p50, p99 (--keys)
 //   kv-mixed     the same, half gets and half puts with context, keys zipfian: kv_mixed_rate
+//   kv-durable   kv-put on RocksDB (a temp dir), sync = always, DW=2: kv_durable_put_rate, p50
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -43,7 +44,7 @@ using bench::Args;
                "       kv scenarios: [--nodes N] [--clients C] [--value BYTES] [--keys K]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast, kv-put, kv-get, kv-mixed\n",
+               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable\n",
                why);
   std::exit(2);
 }
@@ -197,7 +198,8 @@ int main(int argc, char** argv) {
       {"registry", bench::registry_scenario},
       {"kv-put", bench::kv_put_scenario},
       {"kv-get", bench::kv_get_scenario},
-      {"kv-mixed", bench::kv_mixed_scenario}};
+      {"kv-mixed", bench::kv_mixed_scenario},
+      {"kv-durable", bench::kv_durable_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

@@ -99,5 +99,6 @@ void registry_scenario(const Args& a);
 void kv_put_scenario(const Args& a);
 void kv_get_scenario(const Args& a);
 void kv_mixed_scenario(const Args& a);
+void kv_durable_scenario(const Args& a);
 
 }  // namespace nodus::bench

@@ -14,6 +14,7 @@ packages=(
   libzmq3-dev cppzmq-dev               # the transport between nodes
   libsodium-dev                        # HMAC-SHA-256 for the handshake (libzmq uses it too)
   libxxhash-dev                        # XXH3-64: the store's partition hash
+  librocksdb-dev                       # the store's durable engine (kv.data_dir): WAL group commit
   libjemalloc-dev                      # the executables' allocator (see CMakeLists.txt)
   libgtest-dev libgmock-dev            # tests
   python3-zmq python3-msgpack          # clients/python and its tests (on /usr/bin/python3)

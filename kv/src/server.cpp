@@ -602,6 +602,7 @@ class KvServer : public GenServer {
   void adopt(Ring r) {
     ring_ = std::make_shared<const Ring>(std::move(r));
     publish();
+    (void)save_ring(*st_, *ring_);  // with kv.data_dir; a failed write is seen at the next
   }
 
   // The claimant (lowest initial member) makes the first ring once every initial member is
@@ -744,6 +745,9 @@ Status check_options(const Options& o) {
                " bytes: a get's answer merges up to N objects and must fit one message");
   }
   if (o.vnode_queue < 1) return bad("kv.vnode_queue must be at least 1");
+  if (o.sync_interval.count() < 1 || o.sync_interval.count() > 60000) {
+    return bad("kv.sync_interval_ms must be in 1..60000");
+  }
   if (o.request_timeout.count() < 1 || o.request_timeout > kMaxRequestTimeout) {
     return bad("kv.request_timeout_ms must be in 1.." + std::to_string(kMaxRequestTimeout.count()));
   }
@@ -758,7 +762,15 @@ Status start(Node& node, Options options) {
   if (Status s = check_options(options); !s.ok()) return s;
   if (state_of(node)) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   if (Status s = register_protocol(); !s.ok()) return s;
+  if (!options.data_dir.empty() && !options.engine) {
+    auto e = new_rocksdb_engine(options.data_dir, options.partitions, options.sync,
+                                options.sync_interval);
+    if (!e) return e.error();
+    auto opened = std::make_shared<std::unique_ptr<Engine>>(std::move(*e));
+    options.engine = [opened](std::uint32_t) { return std::move(*opened); };
+  }
   auto owned = std::make_shared<KvState>(node, std::move(options));
+  if (Status s = restore_durable_state(*owned); !s.ok()) return s;
   KvState* st = node.set_service(owned);
   if (st != owned.get()) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   // One supervisor per node (OTP style): a vnode or nodus_kv that crashes is restarted with

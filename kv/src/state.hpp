@@ -229,6 +229,13 @@ inline constexpr const char* kServerName = "nodus_kv";
 inline constexpr const char* kSupervisorName = "nodus_kv_sup";
 std::string vnode_name(std::uint32_t partition);
 
+/// With a durable engine (durable.cpp): stores `ring`, the one nodus_kv adopted; and at start,
+/// before the vnodes run, takes the stored ring as the view and recovers the hints of the
+/// partitions this node keeps as a fallback. Errors: the engine's; kBadConfig when the stored
+/// ring is of another shape than the options.
+Status save_ring(KvState& st, const Ring& ring);
+Status restore_durable_state(KvState& st);
+
 /// Starts the vnode of `partition` linked to the caller (its supervisor) (vnode.cpp).
 Result<Pid, Reason> start_vnode(Node& node, KvState* st, std::uint32_t partition);
 

@@ -3,6 +3,8 @@
 // to the caller), serves other coordinators' replica reads and writes, repairs stale replicas
 // after a read, keeps hints while it stands in for a down primary and hands them back.
 #include <algorithm>
+#include <deque>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -23,6 +25,10 @@ constexpr auto kTick = std::chrono::milliseconds(10);
 // send one (a forged periodic timer would re-arm itself and multiply).
 struct Tick {};           // expire requests whose deadline passed
 struct PeriodicTimer {};  // every handoff_interval: offer hints, run the reap checks due
+struct Synced {           // from the engine's syncer: writes up to `ticket` are synced (or not)
+  std::uint64_t ticket;
+  bool ok;
+};
 
 // Reap checks started per PeriodicTimer at most (the rest wait for the next).
 constexpr std::size_t kReapChecksPerRound = 100;
@@ -63,6 +69,10 @@ class Vnode : public GenServer {
     if (msg.is<Tick>()) {
       tick_armed_ = false;
       expire();
+      return noreply();
+    }
+    if (const Synced* sy = msg.get<Synced>()) {
+      synced(*sy);
       return noreply();
     }
     if (msg.is<PeriodicTimer>()) {
@@ -427,7 +437,11 @@ class Vnode : public GenServer {
     for (std::size_t i = 0; i < targets.size(); ++i) {
       const Target& t = targets[i];
       if (static_cast<int>(t.member) == view.self) {
-        pp.fsm.ack(i, durable);  // stored above; the engine's put returns once it holds it
+        if (st_->engine->acks_after_sync()) {  // stored above, acknowledged once synced
+          after_sync([this, id, i](bool ok) { self_synced(id, i, ok); });
+        } else {
+          pp.fsm.ack(i, durable);  // stored above; the engine's put returns once it holds it
+        }
         if (!t.primary) add_hint(req.key, view.names[t.hint_for]);
         continue;
       }
@@ -748,9 +762,64 @@ class Vnode : public GenServer {
       s = apply(m.key, *incoming, hint);
       st_->counters.replica_writes.fetch_add(1, std::memory_order_relaxed);
     }
-    if (m.want_ack) {
-      send(from, ReplicaPutAck{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),
-                               s.ok() && st_->engine->durable()});
+    if (!m.want_ack) return;
+    ReplicaPutAck ack{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),
+                      s.ok() && st_->engine->durable()};
+    if (!s.ok() || !st_->engine->acks_after_sync()) {
+      send(from, ack);
+      return;
+    }
+    after_sync([this, from, ack](bool ok) mutable {
+      if (!ok) {
+        ack.code = static_cast<std::uint16_t>(ErrorCode::kInternal);
+        ack.durable = false;
+      }
+      send(from, ack);
+    });
+  }
+
+  // -- sync = always (group commit) ------------------------------------------------------------
+  //
+  // With an engine that acknowledges after its sync, every acknowledgement of a write (this
+  // vnode's own for a put it coordinates, a ReplicaPutAck, a HandoffAck) waits in unsynced_
+  // with the engine's write ticket; the vnode asks the engine once for the newest ticket, and
+  // the engine's syncer answers with a Synced message after the one sync that covers them all.
+  // The vnode never waits on the disk itself, so its scheduler thread runs other vnodes.
+
+  void after_sync(std::function<void(bool ok)> fn) {
+    unsynced_.emplace_back(st_->engine->write_ticket(), std::move(fn));
+    ask_sync();
+  }
+  void ask_sync() {
+    if (sync_asked_ || unsynced_.empty()) return;
+    sync_asked_ = true;
+    const Pid me = self();
+    const std::uint64_t ticket = unsynced_.back().first;
+    st_->engine->when_synced(ticket, [me, ticket](Status s) {
+      nodus::send(me, Synced{ticket, s.ok()});
+    });
+  }
+  void synced(const Synced& m) {
+    sync_asked_ = false;
+    while (!unsynced_.empty() && unsynced_.front().first <= m.ticket) {
+      auto fn = std::move(unsynced_.front().second);
+      unsynced_.pop_front();
+      fn(m.ok);
+    }
+    ask_sync();
+  }
+  // This node's replica of put `id` (target `i`) is synced, or its sync failed.
+  void self_synced(std::uint64_t id, std::size_t i, bool ok) {
+    auto it = puts_.find(id);
+    if (it == puts_.end()) return;  // answered already (its deadline passed)
+    if (ok) {
+      it->second.fsm.ack(i, true);
+    } else {
+      it->second.fsm.fail(i);
+    }
+    if (it->second.fsm.outcome() != Outcome::kPending) {
+      finish_put(it->second);
+      puts_.erase(it);
     }
   }
 
@@ -926,7 +995,13 @@ class Vnode : public GenServer {
       return;
     }
     if (!apply(m.key, *incoming, Atom()).ok()) return;
-    send(from, HandoffAck{p_, m.key, m.object});
+    if (st_->engine->acks_after_sync()) {  // the fallback drops its copy on this ack
+      after_sync([this, from, ack = HandoffAck{p_, m.key, m.object}](bool ok) {
+        if (ok) send(from, ack);
+      });
+    } else {
+      send(from, HandoffAck{p_, m.key, m.object});
+    }
     // A delete this primary missed: it sees to the reaping (reap_check looks again).
     if (all_tombstones(*incoming)) schedule_reap(m.key, st_->now() + st_->options.tombstone_ttl);
   }
@@ -969,6 +1044,9 @@ class Vnode : public GenServer {
   std::string scratch_;
   std::unordered_map<std::uint64_t, PendingPut> puts_;
   std::unordered_map<std::uint64_t, PendingGet> gets_;
+  // Acknowledgements waiting for the engine's sync, by write ticket (nondecreasing).
+  std::deque<std::pair<std::uint64_t, std::function<void(bool ok)>>> unsynced_;
+  bool sync_asked_ = false;  // a Synced message is on its way
 };
 
 }  // namespace

@@ -271,13 +271,29 @@ TEST_F(ConfigTest, BadKvValuesAreRefusedAndUnwiseOnesWarned) {
   EXPECT_TRUE(has(why, "expected a whole number from 0 to 50331648")) << why;
   auto small = load(conf(), {"--kv.max_value_bytes=1000", "--kv.max_object_bytes=2024"});
   EXPECT_TRUE(small.ok()) << small.error().to_string();
-  // Quorums no ring of these members can meet, and a data_dir that is not used yet: warnings.
-  auto c = load(conf("[kv]\ninitial_members = n1\ndata_dir = data\n"));
+  why = refusal(load(conf(), {"--kv.sync=sometimes"}));
+  EXPECT_TRUE(has(why, "\"sometimes\" is not one of always, interval, none")) << why;
+  EXPECT_TRUE(has(why, "kv.sync")) << why;
+  why = refusal(load(conf(), {"--kv.sync_interval_ms=0"}));
+  EXPECT_TRUE(has(why, "kv.sync_interval_ms")) << why;
+  why = refusal(load(conf(), {"--kv.durable_write_quorum=17"}));
+  EXPECT_TRUE(has(why, "kv.durable_write_quorum")) << why;
+  // Quorums no ring of these members can meet, and DW that no replica here can give: warnings.
+  auto c =
+      load(conf("[kv]\ninitial_members = n1\ndata_dir = data\nsync = none\n"
+                "sync_interval_ms = 250\ndurable_write_quorum = 1\n"));
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   ASSERT_EQ(2u, c->warnings.size());
   EXPECT_TRUE(has(c->warnings[0], "no_quorum")) << c->warnings[0];
-  EXPECT_TRUE(has(c->warnings[1], "memory only")) << c->warnings[1];
-  EXPECT_EQ((dir_ / "data").string(), c->kv_data_dir);
+  EXPECT_TRUE(has(c->warnings[1], "kv.sync = always")) << c->warnings[1];
+  EXPECT_EQ((dir_ / "data").string(), c->kv.data_dir);
+  EXPECT_EQ(kv::SyncMode::kNone, c->kv.sync);
+  EXPECT_EQ(250, c->kv.sync_interval.count());
+  EXPECT_EQ(1u, c->kv.durable_write_quorum);
+  c = load(conf("[kv]\ninitial_members = n1\n"));
+  ASSERT_TRUE(c.ok()) << c.error().to_string();
+  EXPECT_EQ(kv::SyncMode::kAlways, c->kv.sync);  // the default
+  EXPECT_TRUE(c->kv.data_dir.empty());
 }
 
 TEST_F(ConfigTest, UnknownKeysSectionsAndVariablesAreRefused) {

@@ -327,6 +327,35 @@ Key conflicts(std::string name, F f, std::string help) {
   return k;
 }
 
+// kv.sync: always | interval | none.
+template <class F>
+Key sync_mode(std::string name, F f, std::string help) {
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f](NodeConfig& c, const std::string& v) -> std::string {
+    if (v == "always") {
+      f(c) = kv::SyncMode::kAlways;
+    } else if (v == "interval") {
+      f(c) = kv::SyncMode::kInterval;
+    } else if (v == "none") {
+      f(c) = kv::SyncMode::kNone;
+    } else {
+      return in_quotes(v) + " is not one of always, interval, none";
+    }
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) {
+    switch (f(c)) {
+      case kv::SyncMode::kAlways:
+        return std::string("always");
+      case kv::SyncMode::kInterval:
+        return std::string("interval");
+      default:
+        return std::string("none");
+    }
+  };
+  return k;
+}
+
 Key required(Key k, std::string what_to_do) {
   k.required = std::move(what_to_do);
   return k;
@@ -391,8 +420,9 @@ const std::vector<Key>& keys() {
                        "none; per request: --pw)"));
     k.push_back(number("kv.durable_write_quorum",
                        field(&NodeConfig::kv, &kv::Options::durable_write_quorum), 0, 16,
-                       "of W, acks from replicas that stored durably (DW <= N; 0: none; the "
-                       "memory engine never is; per request: --dw)"));
+                       "of W, acks from replicas that synced the write to disk (DW <= N; 0: "
+                       "none; only kv.data_dir with kv.sync = always is durable; per request: "
+                       "--dw)"));
     k.push_back(number("kv.primary_read_quorum",
                        field(&NodeConfig::kv, &kv::Options::primary_read_quorum), 0, 16,
                        "of R, replies that must come from primaries (PR <= N; 0: none; PW + PR > "
@@ -428,9 +458,16 @@ const std::vector<Key>& keys() {
     k.push_back(number("kv.handoff_interval_ms",
                        field(&NodeConfig::kv, &kv::Options::handoff_interval), 10, 3600000,
                        "how often a fallback offers its hints to primaries that are up (ms)"));
-    k.push_back(path("kv.data_dir", field(&NodeConfig::kv_data_dir),
-                     "the durable engine's home; accepted, but until that engine lands the "
-                     "store keeps its data in memory only (lost when the node stops)"));
+    k.push_back(path("kv.data_dir", field(&NodeConfig::kv, &kv::Options::data_dir),
+                     "where the node keeps its data and ring (RocksDB); absent = memory only, "
+                     "lost when the node stops"));
+    k.push_back(sync_mode("kv.sync", field(&NodeConfig::kv, &kv::Options::sync),
+                          "with kv.data_dir: always (a write is acknowledged once synced to "
+                          "disk, syncs shared by concurrent writers), interval (synced every "
+                          "kv.sync_interval_ms: a machine crash loses up to that much) or none "
+                          "(the OS decides: a machine crash loses what it had not written)"));
+    k.push_back(number("kv.sync_interval_ms", field(&NodeConfig::kv, &kv::Options::sync_interval),
+                       1, 60000, "with kv.sync = interval: ms between syncs"));
     // [log]
     k.push_back(word("log.level", field(&NodeConfig::log, &LogSettings::level),
                      {"trace", "debug", "info", "warn", "error", "critical", "off"},
@@ -643,10 +680,11 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
                            "until that many members are up");
     }
   }
-  if (!c.kv_data_dir.empty()) {
-    c.warnings.push_back("kv.data_dir is set (" + c.kv_data_dir +
-                         ") but the durable engine has not landed yet: the store keeps its "
-                         "data in memory only");
+  if (!c.kv.data_dir.empty() && c.kv.sync != kv::SyncMode::kAlways &&
+      c.kv.durable_write_quorum > 0) {
+    c.warnings.push_back("kv.durable_write_quorum is " + std::to_string(c.kv.durable_write_quorum) +
+                         " but only kv.sync = always makes a replica durable: puts will fail "
+                         "no_quorum (dw) unless other nodes sync always");
   }
 
   auto cookie = read_secret_file(c.cookie_file, c.warnings);

@@ -55,7 +55,6 @@ struct NodeConfig {
   /// [kv]: the store's options; it runs on this node when kv.initial_members is set
   /// (run_store()). context_secret is derived from the cookie (kv_context_secret).
   kv::Options kv;
-  std::string kv_data_dir;  ///< absolute; accepted, unused until the durable engine lands
   LogSettings log;
   std::vector<AppSpec> apps;
   std::string admin_http;  ///< "host:port" or ""

@@ -3,13 +3,22 @@
 // One engine per node holds every partition replica of that node, the partition being part of
 // the key (Riak ran one engine per vnode, and many small engines stalled together on compaction
 // and file handles). The store gives it opaque bytes: keys up to 64 KiB and encoded objects
-// (value, version, metadata). The in-memory engine (new_memory_engine) is what this issue
-// ships; a durable engine implements the same interface later.
+// (value, version, metadata). Two engines: in memory (new_memory_engine, the default) and
+// on disk (new_rocksdb_engine, `kv.data_dir`).
+//
+// Durability with group commit: an engine whose acks_after_sync() is true (RocksDB with
+// `sync = always`) returns from put/erase once the write is in its log but not yet synced;
+// the caller that must not acknowledge before the sync takes write_ticket() after its write
+// and asks when_synced(ticket, fn): one syncer thread syncs the log for every write made so
+// far and then calls each waiting fn, so many writers share one fsync and no caller blocks a
+// scheduler thread on the disk (Postgres's commit_delay, RocksDB's own group commit, done
+// outside the callers' threads).
 //
 // Thread-safety: every method may be called from any thread. Calls on distinct partitions
 // never wait for each other; calls on one partition are serialised by the engine.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,6 +33,7 @@ struct EngineStats {
   std::uint64_t keys = 0;          ///< entries over all partitions
   std::uint64_t data_bytes = 0;    ///< key and value bytes stored
   std::uint64_t memory_bytes = 0;  ///< an estimate of all memory the engine holds
+  std::uint64_t syncs = 0;         ///< syncs of a durable engine's log to disk so far
 };
 
 class Engine {
@@ -50,7 +60,37 @@ class Engine {
   virtual std::uint64_t data_bytes(std::uint32_t partition) const = 0;
   virtual EngineStats stats() const = 0;
   /// True when an acknowledged put survives a crash of the node (the store's DW counts it).
+  /// For an engine that acks_after_sync(), "acknowledged" means when_synced said ok.
   virtual bool durable() const = 0;
+
+  /// True when put and erase return before their write is synced, and a caller that
+  /// acknowledges durability must wait for when_synced. Default: false.
+  virtual bool acks_after_sync() const { return false; }
+  /// A count of the writes made so far (put, erase): taken after a write, it is that write's
+  /// ticket (and covers every earlier write). Default: 0.
+  virtual std::uint64_t write_ticket() const { return 0; }
+  /// Calls `done(status)` once every write up to `ticket` is synced (ok), or the sync failed
+  /// (the engine's error). `done` runs on the engine's syncer thread (or at once, on the
+  /// caller's, when nothing waits to be synced): it must be quick and must not call the
+  /// engine; sending a message is what it is for. Default: done(ok) at once.
+  virtual void when_synced(std::uint64_t ticket, std::function<void(Status)> done) {
+    (void)ticket;
+    done(Status());
+  }
+
+  /// The store's own records beside the partitions (the ring): `name` -> `value`, written and
+  /// synced before put_meta returns on a durable engine. Defaults: put_meta keeps nothing,
+  /// get_meta finds nothing (kNotFound).
+  virtual Status put_meta(std::string_view name, std::string_view value) {
+    (void)name;
+    (void)value;
+    return Status();
+  }
+  virtual Status get_meta(std::string_view name, std::string* value) const {
+    (void)name;
+    (void)value;
+    return Status(ErrorCode::kNotFound);
+  }
 };
 
 /// An engine in memory: one open-addressing hash table per partition, each entry one
@@ -58,5 +98,31 @@ class Engine {
 /// rounding to 16, and 8 to 16 bytes of table: about 45 bytes per entry for small keys).
 /// Nothing survives the process. REQUIRES: partitions >= 1.
 std::unique_ptr<Engine> new_memory_engine(std::uint32_t partitions);
+
+/// When a durable engine syncs its log to disk (kv.sync).
+enum class SyncMode : std::uint8_t {
+  /// A write is acknowledged only once synced (acks_after_sync(); durable() is true): nothing
+  /// acknowledged is lost, neither by a crash of the process nor of the machine.
+  kAlways,
+  /// Synced every `interval`; acknowledged at once. A crash of the process loses nothing
+  /// (each write reached the OS before put returned); a crash of the machine or a power cut
+  /// loses up to the last interval of writes. durable() is false.
+  kInterval,
+  /// Never synced by the engine: the OS writes back when it decides (Linux: within about
+  /// 30 s). A crash of the process loses nothing; one of the machine loses what the OS had
+  /// not written. durable() is false.
+  kNone,
+};
+
+/// An engine on disk: one RocksDB database in `dir` (created with its parents if missing)
+/// for all `partitions`, each partition a key prefix (its number as 4 bytes, big endian), so
+/// one write-ahead log serves every partition and its syncs are shared. keys() and
+/// data_bytes() are counted again at open by one scan of the data. `interval` (ms) is for
+/// SyncMode::kInterval. Errors: kBadConfig when `dir` cannot be created, opened or locked
+/// (another process has it), or holds a database made for another partition count (the
+/// message names both); kInternal for RocksDB's other errors. REQUIRES: partitions >= 1.
+Result<std::unique_ptr<Engine>> new_rocksdb_engine(
+    const std::string& dir, std::uint32_t partitions, SyncMode sync,
+    std::chrono::milliseconds interval = std::chrono::milliseconds(100));
 
 }  // namespace nodus::kv

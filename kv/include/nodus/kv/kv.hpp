@@ -99,7 +99,18 @@ struct Options {
   /// claims any history. nodusd passes the cluster cookie when the key is not set (the signing
   /// key is a keyed hash of it, so the cookie itself signs nothing).
   std::string context_secret;
-  /// Makes the node's engine for `partitions` partitions. Default: new_memory_engine.
+  /// Where the node keeps its data (kv.data_dir): a RocksDB database there
+  /// (new_rocksdb_engine), with the ring, so a node restarted (even after kill -9) serves what
+  /// it acknowledged and its ring. Empty (default): memory only, nothing survives the process.
+  std::string data_dir;
+  /// With data_dir: when writes are synced to disk (kv.sync, engine.hpp SyncMode). kAlways
+  /// acknowledges a write (toward W and DW) only once synced, its syncs shared by concurrent
+  /// writers (group commit); kInterval syncs every sync_interval (kv.sync_interval_ms);
+  /// kNone leaves it to the OS.
+  SyncMode sync = SyncMode::kAlways;
+  std::chrono::milliseconds sync_interval{100};
+  /// Makes the node's engine for `partitions` partitions. Default: new_rocksdb_engine on
+  /// data_dir when it is set, else new_memory_engine.
   std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
   /// For deterministic tests: the clock the node runs on (its NodeOptions::clock, a
   /// simulation's virtual time), which the store's deadlines, timestamps and tombstone ages
