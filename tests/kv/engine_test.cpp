@@ -9,6 +9,7 @@
 #include <string>
 
 #include "../test_support.hpp"
+#include "engine_contract.hpp"
 #include "nodus/kv/engine.hpp"
 
 namespace nodus::kv {
@@ -18,56 +19,16 @@ using testing::numbered;
 
 TEST(MemoryEngineTest, PartitionsAreSeparate) {
   auto e = new_memory_engine(4);
-  ASSERT_OK(e->put(1, "k", "one"));
-  ASSERT_OK(e->put(2, "k", "two"));
-  std::string v;
-  ASSERT_OK(e->get(1, "k", &v));
-  EXPECT_EQ(v, "one");
-  ASSERT_OK(e->get(2, "k", &v));
-  EXPECT_EQ(v, "two");
-  EXPECT_EQ(e->get(3, "k", &v).code(), ErrorCode::kNotFound);
-  EXPECT_EQ(e->keys(1), 1u);
-  EXPECT_EQ(e->data_bytes(1), 4u);
-  ASSERT_OK(e->erase(1, "k"));
-  ASSERT_OK(e->erase(1, "k"));
-  EXPECT_EQ(e->get(1, "k", &v).code(), ErrorCode::kNotFound);
-  EXPECT_EQ(e->stats().keys, 1u);
+  contract::expect_partitions_apart(*e);
   EXPECT_FALSE(e->durable());
 }
 
 TEST(MemoryEngineTest, MatchesAMapUnderRandomChurn) {
   for (std::uint32_t seed = 1; seed <= 5; ++seed) {
-    std::mt19937 rng(seed);
     auto e = new_memory_engine(2);
     std::map<std::string, std::string> model;
-    for (int i = 0; i < 20000; ++i) {
-      const std::string key = numbered("key", rng() % 3000);
-      const int op = static_cast<int>(rng() % 3);
-      if (op == 0) {
-        ASSERT_OK(e->erase(1, key));
-        model.erase(key);
-      } else {
-        const std::string value(rng() % 40, static_cast<char>('a' + rng() % 26));
-        ASSERT_OK(e->put(1, key, value));
-        model[key] = value;
-      }
-    }
-    std::uint64_t bytes = 0;
-    for (const auto& [k, v] : model) {
-      std::string got;
-      ASSERT_OK(e->get(1, k, &got));
-      ASSERT_EQ(got, v);
-      bytes += k.size() + v.size();
-    }
-    EXPECT_EQ(e->keys(1), model.size());
-    EXPECT_EQ(e->data_bytes(1), bytes);
-    std::size_t folded = 0;
-    e->fold(1, [&](std::string_view k, std::string_view v) {
-      EXPECT_EQ(model.at(std::string(k)), v);
-      ++folded;
-      return true;
-    });
-    EXPECT_EQ(folded, model.size());
+    contract::churn(*e, 1, seed, model);
+    contract::expect_holds(*e, 1, model);
   }
 }
 

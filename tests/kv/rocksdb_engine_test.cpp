@@ -15,18 +15,13 @@
 #include <vector>
 
 #include "../test_support.hpp"
+#include "engine_contract.hpp"
 #include "nodus/kv/engine.hpp"
 
 namespace nodus::kv {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string numbered(const char* prefix, unsigned long i) {
-  std::string s = prefix;
-  s += std::to_string(i);
-  return s;
-}
 
 // A fresh directory under the system's temp dir, removed at the end.
 class RocksdbEngineTest : public ::testing::Test {
@@ -51,74 +46,25 @@ class RocksdbEngineTest : public ::testing::Test {
 TEST_F(RocksdbEngineTest, PartitionsAreSeparate) {
   auto e = open(4);
   ASSERT_TRUE(e);
-  ASSERT_OK(e->put(1, "k", "one"));
-  ASSERT_OK(e->put(2, "k", "two"));
-  std::string v;
-  ASSERT_OK(e->get(1, "k", &v));
-  EXPECT_EQ(v, "one");
-  ASSERT_OK(e->get(2, "k", &v));
-  EXPECT_EQ(v, "two");
-  EXPECT_EQ(e->get(3, "k", &v).code(), ErrorCode::kNotFound);
-  EXPECT_EQ(e->keys(1), 1u);
-  EXPECT_EQ(e->data_bytes(1), 4u);
-  ASSERT_OK(e->erase(1, "k"));
-  ASSERT_OK(e->erase(1, "k"));
-  EXPECT_EQ(e->get(1, "k", &v).code(), ErrorCode::kNotFound);
-  EXPECT_EQ(e->stats().keys, 1u);
+  contract::expect_partitions_apart(*e);
   EXPECT_TRUE(e->durable());
   EXPECT_TRUE(e->acks_after_sync());
-  // A fold sees its own partition only, keys without the prefix.
-  std::vector<std::string> seen;
-  e->fold(2, [&](std::string_view k, std::string_view val) {
-    seen.push_back(std::string(k) + "=" + std::string(val));
-    return true;
-  });
-  EXPECT_EQ(seen, std::vector<std::string>{"k=two"});
 }
 
 TEST_F(RocksdbEngineTest, MatchesAMapUnderRandomChurnAndAfterReopen) {
-  std::mt19937 rng(7);
   std::map<std::string, std::string> model;
   {
     auto e = open(2);
     ASSERT_TRUE(e);
-    for (int i = 0; i < 20000; ++i) {
-      const std::string key = numbered("key", rng() % 3000);
-      if (rng() % 3 == 0) {
-        ASSERT_OK(e->erase(1, key));
-        model.erase(key);
-      } else {
-        const std::string value(rng() % 40, static_cast<char>('a' + rng() % 26));
-        ASSERT_OK(e->put(1, key, value));
-        model[key] = value;
-      }
-    }
+    contract::churn(*e, 1, 7, model);
     ASSERT_OK(e->put(0, "other", "x"));
   }
   for (int round = 0; round < 2; ++round) {  // a reopen, and the one after it
     auto e = open(2);
     ASSERT_TRUE(e);
-    std::uint64_t bytes = 0;
-    for (const auto& [k, v] : model) {
-      std::string got;
-      ASSERT_OK(e->get(1, k, &got));
-      ASSERT_EQ(got, v);
-      bytes += k.size() + v.size();
-    }
-    EXPECT_EQ(e->keys(1), model.size());
-    EXPECT_EQ(e->data_bytes(1), bytes);
+    contract::expect_holds(*e, 1, model);
     EXPECT_EQ(e->keys(0), 1u);
     EXPECT_EQ(e->stats().keys, model.size() + 1);
-    std::size_t folded = 0;
-    e->fold(1, [&](std::string_view k, std::string_view v) {
-      EXPECT_EQ(model.at(std::string(k)), v);
-      ++folded;
-      return true;
-    });
-    EXPECT_EQ(folded, model.size());
-    std::size_t stopped = 0;
-    e->fold(1, [&](std::string_view, std::string_view) { return ++stopped < 3; });
-    EXPECT_EQ(stopped, 3u);
   }
 }
 
@@ -177,8 +123,7 @@ TEST_F(RocksdbEngineTest, GroupCommitAnswersEveryWriterAndSharesSyncs) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kWrites; ++i) {
-        ASSERT_OK(e->put(static_cast<std::uint32_t>(t),
-                         numbered("k", static_cast<unsigned long>(i)), "v"));
+        ASSERT_OK(e->put(static_cast<std::uint32_t>(t), nodus::testing::numbered("k", i), "v"));
         e->when_synced(e->write_ticket(), [&](Status s) {
           if (!s.ok()) failed.fetch_add(1);
           done.fetch_add(1);
