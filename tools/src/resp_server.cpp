@@ -183,6 +183,9 @@ class Session {
     {
       detail::MutexLock lock(conn_->mu);
       if (conn_->closed) return false;
+      // After QUIT or a protocol error: nothing more runs; the process waits for the loop to
+      // finish sending the last replies and close (closed, then "closed" arrives).
+      if (quit_) return true;
       batch.swap(conn_->pending);
       conn_->pending_bytes = 0;
       conn_->scheduled = false;
@@ -204,7 +207,7 @@ class Session {
       resp::error(out, "ERR " + protocol_error);
       quit_ = true;
     }
-    return write(out) && !quit_;
+    return write(out);
   }
 
  private:
