@@ -19,6 +19,7 @@ packages=(
   libgtest-dev libgmock-dev            # tests
   python3-zmq python3-msgpack          # clients/python and its tests (on /usr/bin/python3)
   python3-xxhash                       # clients/python: XXH3-64, the store's partition hash
+  redis-tools python3-redis            # [resp] tests: redis-cli, redis-benchmark, redis-py
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI

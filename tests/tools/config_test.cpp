@@ -354,5 +354,21 @@ TEST_F(ConfigTest, AppsAreKindAndNameAndTheKindsComeFromTheFactoryTable) {
   EXPECT_TRUE(has(why, "used twice")) << why;
 }
 
+TEST_F(ConfigTest, RespListenIsHostPortAndNeedsTheStore) {
+  auto ok =
+      load(conf("[kv]\ninitial_members = n1\n[resp]\nlisten = 127.0.0.1:6390\n"
+                "max_clients = 50\n"));
+  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
+  EXPECT_EQ("127.0.0.1:6390", ok->resp_listen);
+  EXPECT_EQ(50u, ok->resp_max_clients);
+  std::string why = refusal(load(conf("[kv]\ninitial_members = n1\n"), {"--resp.listen=6390"}));
+  EXPECT_TRUE(has(why, "resp.listen (flag --resp.listen): \"6390\" is not HOST:PORT")) << why;
+  why = refusal(load(conf(), {"--resp.listen=127.0.0.1:6390"}));
+  EXPECT_TRUE(has(why, "resp.listen")) << why;
+  EXPECT_TRUE(has(why, "kv.initial_members is set")) << why;
+  why = refusal(load(conf("[kv]\ninitial_members = n1\n"), {"--resp.max_clients=0"}));
+  EXPECT_TRUE(has(why, "expected a whole number from 1 to 100000")) << why;
+}
+
 }  // namespace
 }  // namespace nodus::tools

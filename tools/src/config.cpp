@@ -484,6 +484,12 @@ const std::vector<Key>& keys() {
     k.push_back(text("admin.http", field(&NodeConfig::admin_http),
                      "HOST:PORT serving /metrics (Prometheus text) and /health; absent = no HTTP",
                      check_host_port));
+    // [resp]
+    k.push_back(text("resp.listen", field(&NodeConfig::resp_listen),
+                     "HOST:PORT serving the Redis protocol (RESP2) onto the store; absent = none",
+                     check_host_port));
+    k.push_back(number("resp.max_clients", field(&NodeConfig::resp_max_clients), 1, 100000,
+                       "Redis-protocol connections at once; more are refused"));
     return k;
   }();
   return kTable;
@@ -685,6 +691,11 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
     c.warnings.push_back("kv.durable_write_quorum is " + std::to_string(c.kv.durable_write_quorum) +
                          " but only kv.sync = always makes a replica durable: puts will fail "
                          "no_quorum (dw) unless other nodes sync always");
+  }
+  if (!c.resp_listen.empty() && !c.run_store()) {
+    return fail("resp.listen",
+                "serves the store, which runs on this node only when "
+                "kv.initial_members is set; set it, or remove resp.listen");
   }
 
   auto cookie = read_secret_file(c.cookie_file, c.warnings);

@@ -57,7 +57,9 @@ struct NodeConfig {
   kv::Options kv;
   LogSettings log;
   std::vector<AppSpec> apps;
-  std::string admin_http;  ///< "host:port" or ""
+  std::string admin_http;                 ///< "host:port" or ""
+  std::string resp_listen;                ///< [resp] listen: "host:port" or "" (none)
+  std::uint32_t resp_max_clients = 1000;  ///< [resp] max_clients
 
   /// True when the store runs on this node: kv.initial_members is set.
   bool run_store() const { return !kv.initial_members.empty(); }

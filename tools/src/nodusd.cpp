@@ -6,7 +6,8 @@
 // exit 2), then starts the node, the global name service, the key-value store (when
 // kv.initial_members is set), its admin server (for nodusctl), a
 // process that logs each peer node coming up or going down, the servers of apps.start under the
-// application supervisor, and the metrics endpoint of admin.http.
+// application supervisor, the metrics endpoint of admin.http, and the Redis-protocol endpoint
+// of resp.listen (resp.hpp).
 // SIGTERM or SIGINT stops it gracefully (terminate callbacks run, peers are told) and it exits 0; a
 // second signal during the stop ends it at once (exit 1).
 #include <arpa/inet.h>
@@ -36,6 +37,7 @@
 #include "nodus/node/supervisor.hpp"
 #include "nodus/registry/global.hpp"
 #include "nodus/transport/detail/mutex.hpp"
+#include "resp.hpp"
 
 namespace {
 
@@ -172,6 +174,14 @@ int main(int argc, char** argv) {
                       "); pick a free port, or stop the process using it");
       }
     }
+    if (!config->resp_listen.empty()) {
+      auto [h, p] = host_port(config->resp_listen);
+      if (!port_free(h, p, why)) {
+        return refuse("bad config: resp.listen" + in_file + ": cannot listen on " +
+                      config->resp_listen + " (" + why +
+                      "); pick a free port, or stop the process using it");
+      }
+    }
   }
   if (cmd->check) {
     for (const std::string& w : config->warnings)
@@ -247,6 +257,25 @@ int main(int argc, char** argv) {
     metrics = std::move(m.value());
   }
 
+  std::unique_ptr<RespServer> resp;
+  if (!config->resp_listen.empty()) {
+    RespOptions ro;
+    ro.listen = config->resp_listen;
+    ro.max_clients = config->resp_max_clients;
+    // A bulk holds a value or a key (at most 64 KiB), with room for a value just over the
+    // limit to reach the store and get its value_too_large.
+    ro.max_bulk = std::max<std::size_t>(config->kv.max_value_bytes, 64 * 1024) + 64 * 1024;
+    ro.lww = config->kv.conflicts == kv::Conflicts::kLww;
+    ro.request_timeout = config->kv.request_timeout;
+    auto r = RespServer::start(*node, ro);
+    if (!r.ok()) {
+      node->shutdown();
+      return refuse("bad config: resp.listen" + in_file + ": " + r.error().message());
+    }
+    resp = std::move(r.value());
+    spdlog::info("Redis protocol (RESP2) at {}", config->resp_listen);
+  }
+
   AdminOptions admin;
   admin.node = node.get();
   admin.cluster = config->cluster_name;
@@ -289,6 +318,7 @@ int main(int argc, char** argv) {
 
   const int stop_signal = stop.wait();
   spdlog::info("{}: stopping gracefully", strsignal(stop_signal));
+  if (resp) resp->close();
   if (metrics) metrics->close();
   node->shutdown(std::chrono::seconds(5));
   node.reset();  // closes the links: peers get BYE

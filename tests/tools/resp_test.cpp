@@ -1,0 +1,209 @@
+// nodusd's Redis protocol ([resp] listen) end to end: three real nodusd processes from a copy
+// of cluster-configs/local-3, each with resp.listen on a free loopback port, driven by clients
+// nobody here wrote (Debian's redis-cli, redis-benchmark and python3-redis), and by raw sockets
+// for what a well-behaved client never sends: garbage, a 2 GB bulk length, and a client that
+// never reads its replies. Each must cost that client its connection and nothing else.
+#include "nodusd_cluster.hpp"
+
+namespace {
+
+using namespace nodus::test;
+
+class RespTest : public NodusdClusterTest {
+ protected:
+  void SetUp() override {
+    if (::access(NODUS_REDIS_CLI, X_OK) != 0 || ::access(NODUS_REDIS_BENCHMARK, X_OK) != 0) {
+      GTEST_SKIP() << "redis-tools is not installed (tools/deps.sh installs it)";
+    }
+    copy_cluster("local-3", "720", "920");
+    for (int i = 1; i <= 3; ++i) {
+      resp_[i] = free_port();
+      spit(conf(i),
+           slurp(conf(i)) + "\n[resp]\nlisten = 127.0.0.1:" + std::to_string(resp_[i]) + "\n");
+    }
+    up();
+    // The ring forms once all three are connected: until then the store answers unavailable.
+    ASSERT_TRUE(eventually([&] { return cli(1, {"SET", "ready", "1"}).out == "OK\n"; }, 30s));
+  }
+
+  Outcome cli(int node, std::vector<std::string> args, const std::string& stdin_file = "") {
+    std::vector<std::string> argv = {NODUS_REDIS_CLI, "-p", std::to_string(resp_[node])};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (stdin_file.empty()) return run(argv);
+    return run(
+        {"/bin/sh", "-c",
+         std::string(NODUS_REDIS_CLI) + " -p " + std::to_string(resp_[node]) + " < " + stdin_file});
+  }
+
+  std::map<int, int> resp_;
+};
+
+// A socket to a RESP port with a receive timeout, for raw bytes.
+int raw(int port) {
+  int fd = connect_to(port);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// Reads until the peer closes (or the 10 s timeout): what arrived, and whether it closed.
+std::pair<std::string, bool> read_to_close(int fd) {
+  std::string got;
+  char buf[4096];
+  for (int i = 0; i < 10000; ++i) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n == 0) return {got, true};
+    if (n < 0) return {got, false};
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return {got, false};
+}
+
+// Sends `req` and reads one reply of known length.
+std::string ask(int fd, const std::string& req, std::size_t reply_bytes) {
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return "";
+  std::string got;
+  char buf[4096];
+  while (got.size() < reply_bytes) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got;
+}
+
+TEST_F(RespTest, ARedisCliScriptGetsRedisAnswers) {
+  // Commands, and what redis-cli prints for each (its non-interactive output, one line per
+  // reply element, "" for a nil, an error followed by an empty line).
+  const std::vector<std::pair<std::string, std::string>> script = {
+      {"PING", "PONG"},
+      {"ECHO \"hello world\"", "hello world"},
+      {"SELECT 0", "OK"},
+      {"SELECT 3", "ERR DB index is out of range"},
+      {"SET cli:a 1", "OK"},
+      {"SET cli:a 2", "OK"},  // an overwrite, not a sibling
+      {"GET cli:a", "2"},
+      {"GET cli:none", ""},
+      {"MSET cli:b x cli:c y", "OK"},
+      {"MGET cli:a cli:none cli:b cli:c", "2\n\nx\ny"},
+      {"EXISTS cli:a cli:b cli:none cli:a", "3"},
+      {"DEL cli:a cli:b cli:none", "2"},
+      {"EXISTS cli:a", "0"},
+      {"KEYS cli:*", "cli:c"},
+      {"SET cli:a 1 EX 10",
+       "ERR SET EX is not supported yet: the store has no expiry or "
+       "compare-and-set yet"},
+      {"SET cli:a 1 BOGUS", "ERR syntax error"},
+      {"GET", "ERR wrong number of arguments for 'get' command"},
+      {"FLUSHALL now please",
+       "ERR unknown command 'FLUSHALL', with args beginning with: 'now' "
+       "'please' "},
+      {"HELLO 3", "NOPROTO unsupported protocol version"},
+      {"CLIENT SETNAME cli", "OK"},
+      {"CLIENT GETNAME", "cli"},
+      {"COMMAND COUNT", "18"},
+  };
+  std::string input, want;
+  for (const auto& [cmd, answer] : script) {
+    input += cmd + "\n";
+    want += answer + "\n";
+    if (answer.rfind("ERR ", 0) == 0 || answer.rfind("NOPROTO ", 0) == 0) want += "\n";
+  }
+  spit(dir_ / "script.txt", input);
+  Outcome r = cli(2, {}, (dir_ / "script.txt").string());
+  EXPECT_EQ(0, r.code) << r.err;
+  EXPECT_EQ(want, r.out);
+  // What node 2 wrote, node 3 reads.
+  EXPECT_EQ("y\n", cli(3, {"GET", "cli:c"}).out);
+  Outcome scan = cli(1, {"--scan", "--pattern", "cli:*"});
+  EXPECT_EQ("cli:c\n", scan.out) << scan.err;
+  EXPECT_NE(std::string::npos, cli(1, {"INFO"}).out.find("# Keyspace\r\ndb0:keys="));
+}
+
+TEST_F(RespTest, PythonRedisSuite) {
+  const std::string ports =
+      std::to_string(resp_[1]) + "," + std::to_string(resp_[2]) + "," + std::to_string(resp_[3]);
+  Outcome r = run(
+      {NODUS_PYTHON3, std::string(NODUS_SOURCE_DIR) + "/tests/tools/resp_redis_py_test.py", "-v"},
+      {{"NODUS_RESP_PORTS", ports}}, 120s);
+  EXPECT_EQ(0, r.code) << r.out << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("OK")) << r.err;
+}
+
+TEST_F(RespTest, GarbageAndAHugeBulkLengthDisconnectOnlyThatClient) {
+  int good = raw(resp_[1]);
+  ASSERT_GE(good, 0);
+  EXPECT_EQ("+OK\r\n", ask(good, "*3\r\n$3\r\nSET\r\n$1\r\ng\r\n$2\r\nok\r\n", 5));
+
+  const std::pair<std::string, std::string> bad[] = {
+      {"*1\r\n$2147483648\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+      {"*1\r\n\x01\x02\x03garbage", "-ERR Protocol error: expected '$', got '?'\r\n"},
+      {"*-x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+      {std::string(70000, 'z'), "-ERR Protocol error: too big inline request\r\n"},
+  };
+  for (const auto& [input, reply] : bad) {
+    int fd = raw(resp_[1]);
+    ASSERT_GE(fd, 0);
+    // A command before the garbage is answered first.
+    const std::string all = "PING\r\n" + input;
+    ASSERT_EQ(static_cast<ssize_t>(all.size()), ::write(fd, all.data(), all.size()));
+    auto [got, closed] = read_to_close(fd);
+    EXPECT_EQ("+PONG\r\n" + reply, got);
+    EXPECT_TRUE(closed) << "the connection stays open after " << input.substr(0, 20);
+    ::close(fd);
+    EXPECT_EQ("$2\r\nok\r\n", ask(good, "GET g\r\n", 8));
+  }
+  // QUIT: answered, then closed.
+  ASSERT_EQ(6, ::write(good, "QUIT\r\n", 6));
+  auto [got, closed] = read_to_close(good);
+  EXPECT_EQ("+OK\r\n", got);
+  EXPECT_TRUE(closed);
+  ::close(good);
+  EXPECT_NE(std::string::npos, cli(1, {"INFO", "stats"}).out.find("client_protocol_errors:4"));
+}
+
+TEST_F(RespTest, AClientThatDoesNotReadIsDisconnectedAndStallsNobody) {
+  // A value near kv.max_value_bytes (1 MiB), asked for 200 times without reading the replies:
+  // 200 MB of replies, far over the 64 MiB output bound.
+  const std::string big(1000 * 1000, 'v');
+  int setter = raw(resp_[1]);
+  ASSERT_EQ("+OK\r\n", ask(setter,
+                           "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$" + std::to_string(big.size()) +
+                               "\r\n" + big + "\r\n",
+                           5));
+  ::close(setter);
+  int slow = raw(resp_[1]);
+  ASSERT_GE(slow, 0);
+  int rcvbuf = 4096;
+  ::setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  std::string gets;
+  for (int i = 0; i < 200; ++i) gets += "GET big\r\n";
+  ASSERT_EQ(static_cast<ssize_t>(gets.size()), ::write(slow, gets.data(), gets.size()));
+  // Meanwhile others are served.
+  int other = raw(resp_[1]);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ("+PONG\r\n", ask(other, "PING\r\n", 7));
+  ::close(other);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return cli(1, {"INFO", "stats"}).out.find("client_output_buffer_limit_disconnections:1") !=
+               std::string::npos;
+      },
+      60s));
+  ::close(slow);
+  EXPECT_EQ("PONG\n", cli(1, {"PING"}).out);
+}
+
+TEST_F(RespTest, RedisBenchmarkCompletesWithoutErrors) {
+  Outcome r = run({NODUS_REDIS_BENCHMARK, "-p", std::to_string(resp_[2]), "-t", "set,get", "-n",
+                   "20000", "-c", "50", "-q"},
+                  {}, 120s);
+  EXPECT_EQ(0, r.code) << r.out << r.err;
+  EXPECT_NE(std::string::npos, r.out.find("SET: ")) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("GET: ")) << r.out;
+  EXPECT_EQ(std::string::npos, r.out.find("ERR")) << r.out;
+  EXPECT_EQ(std::string::npos, r.err.find("ERR")) << r.err;
+  // redis-benchmark's key holds its last value, readable from another node.
+  EXPECT_EQ(4u, cli(3, {"GET", "key:__rand_int__"}).out.size());  // 3 bytes and a newline
+}
+
+}  // namespace

@@ -1,0 +1,1162 @@
+// RespServer (resp.hpp): the event loop, the connections' processes and the commands.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "nodus/kv/kv.hpp"
+#include "nodus/node/process.hpp"
+#include "nodus/transport/detail/mutex.hpp"
+#include "resp.hpp"
+
+namespace nodus::tools {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Args = std::vector<std::string>;
+
+constexpr const char* kStore = "nodus_kv";  // docs/protocol.md 12.3
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kMaxCursors = 256;        // SCAN cursors remembered per connection
+constexpr std::uint32_t kKeysPage = 10000;      // the store's largest keys page
+constexpr const char* kRedisVersion = "7.0.0";  // what HELLO and INFO claim to speak
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool to_ll(std::string_view s, long long& out) {
+  if (s.empty()) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+std::string address_of(int fd, bool peer) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof(a);
+  const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len)
+                      : ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  if (rc != 0) return "?";
+  char text[INET6_ADDRSTRLEN] = {};
+  int port = 0;
+  if (a.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&a);
+    ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+    port = ntohs(in->sin_port);
+  } else if (a.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&a);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+    port = ntohs(in6->sin6_port);
+  }
+  return std::string(text) + ":" + std::to_string(port);
+}
+
+// The server's counters, for INFO.
+struct Counters {
+  std::atomic<std::uint64_t> connections{0};  // accepted, ever
+  std::atomic<std::uint64_t> rejected{0};     // refused over max_clients
+  std::atomic<std::uint64_t> commands{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+  std::atomic<std::uint64_t> output_overflows{0};  // disconnected over max_output
+  std::atomic<std::uint64_t> clients{0};           // connected now
+};
+
+// One client connection, shared by the loop thread and the connection's process.
+struct Conn {
+  std::uint64_t id = 0;
+  int fd = -1;
+  Pid pid;
+  std::string addr, laddr;
+  Clock::time_point since = Clock::now();
+
+  // The loop thread's own.
+  RespParser parser;
+  bool reading = true;   // EPOLLIN armed
+  bool writing = false;  // EPOLLOUT armed
+
+  detail::Mutex mu;
+  std::deque<Args> pending NODUS_GUARDED_BY(mu);  // parsed, not yet run
+  std::size_t pending_bytes NODUS_GUARDED_BY(mu) = 0;
+  bool scheduled NODUS_GUARDED_BY(mu) = false;          // a "work" message is on its way
+  bool paused NODUS_GUARDED_BY(mu) = false;             // the loop stopped reading: over the bound
+  std::string protocol_error NODUS_GUARDED_BY(mu);      // answer it after pending, then close
+  bool closed NODUS_GUARDED_BY(mu) = false;             // the socket is done for
+  bool close_after_flush NODUS_GUARDED_BY(mu) = false;  // QUIT, protocol error
+  std::string out NODUS_GUARDED_BY(mu);                 // replies not yet sent
+  std::size_t out_pos NODUS_GUARDED_BY(mu) = 0;
+  bool loop_done NODUS_GUARDED_BY(mu) = false;  // whoever is second closes fd
+  bool proc_done NODUS_GUARDED_BY(mu) = false;
+  std::string name NODUS_GUARDED_BY(mu);
+
+  explicit Conn(RespParser::Limits limits) : parser(limits) {}
+
+  // Sends what it can of `out`; false when the socket failed (then closed is set).
+  bool flush() NODUS_REQUIRES(mu) {
+    while (out_pos < out.size()) {
+      const ssize_t n = ::send(fd, out.data() + out_pos, out.size() - out_pos, MSG_NOSIGNAL);
+      if (n > 0) {
+        out_pos += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        break;
+      } else {
+        closed = true;
+        ::shutdown(fd, SHUT_RDWR);
+        return false;
+      }
+    }
+    if (out_pos == out.size()) {
+      out.clear();
+      out_pos = 0;
+    } else if (out_pos > (1 << 20)) {
+      out.erase(0, out_pos);
+      out_pos = 0;
+    }
+    if (out.empty() && close_after_flush && !closed) {
+      closed = true;
+      ::shutdown(fd, SHUT_RDWR);
+    }
+    return true;
+  }
+  std::size_t unsent() const NODUS_REQUIRES(mu) { return out.size() - out_pos; }
+};
+
+// What the loop thread and every connection's process share.
+struct Shared {
+  Node* node = nullptr;
+  RespOptions options;
+  Counters counters;
+  Clock::time_point started = Clock::now();
+  int wake_fd = -1;  // the loop's eventfd; closed with the last user
+
+  ~Shared() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+
+  detail::Mutex mu;
+  // Connections whose process left replies the socket did not take: arm EPOLLOUT; or whose
+  // reading was paused and may resume.
+  std::vector<std::pair<std::uint64_t, bool /*resume*/>> requests NODUS_GUARDED_BY(mu);
+
+  void ask_loop(std::uint64_t id, bool resume) NODUS_EXCLUDES(mu) {
+    {
+      detail::MutexLock lock(mu);
+      requests.emplace_back(id, resume);
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof(one));
+  }
+};
+
+// -- the commands, run by a connection's process --------------------------------------------
+
+class Session {
+ public:
+  Session(std::shared_ptr<Shared> shared, std::shared_ptr<Conn> conn)
+      : sh_(std::move(shared)), conn_(std::move(conn)) {}
+
+  // Runs what is pending; false once the connection is done.
+  bool step() {
+    std::deque<Args> batch;
+    std::string protocol_error;
+    bool resume = false;
+    {
+      detail::MutexLock lock(conn_->mu);
+      if (conn_->closed) return false;
+      // After QUIT or a protocol error: nothing more runs; the process waits for the loop to
+      // finish sending the last replies and close (closed, then "closed" arrives).
+      if (quit_) return true;
+      batch.swap(conn_->pending);
+      conn_->pending_bytes = 0;
+      conn_->scheduled = false;
+      protocol_error.swap(conn_->protocol_error);
+      if (conn_->paused) {
+        conn_->paused = false;
+        resume = true;
+      }
+    }
+    if (resume) sh_->ask_loop(conn_->id, true);
+    std::string out;
+    for (Args& args : batch) {
+      sh_->counters.commands.fetch_add(1, std::memory_order_relaxed);
+      run(args, out);
+      if (quit_) break;
+      if (out.size() >= 64 * 1024 && !write(out)) return false;
+    }
+    if (!protocol_error.empty()) {
+      resp::error(out, "ERR " + protocol_error);
+      quit_ = true;
+    }
+    return write(out);
+  }
+
+ private:
+  // Hands `out` to the socket; false when the connection is done.
+  bool write(std::string& out) {
+    if (out.empty() && !quit_) return true;
+    bool ask = false;
+    {
+      detail::MutexLock lock(conn_->mu);
+      if (conn_->closed) return false;
+      conn_->out.append(out);
+      out.clear();
+      if (quit_) conn_->close_after_flush = true;
+      if (!conn_->flush()) return false;
+      if (conn_->unsent() > sh_->options.max_output) {
+        sh_->counters.output_overflows.fetch_add(1, std::memory_order_relaxed);
+        conn_->closed = true;
+        ::shutdown(conn_->fd, SHUT_RDWR);
+        return false;
+      }
+      ask = conn_->unsent() > 0;
+    }
+    if (ask) sh_->ask_loop(conn_->id, false);
+    return true;
+  }
+
+  // -- the store ----------------------------------------------------------------------------
+
+  std::chrono::milliseconds call_timeout() const {
+    return sh_->options.request_timeout + std::chrono::milliseconds(1000);
+  }
+
+  // A store error term ({error, E}'s E) as the text after "-ERR ".
+  static std::string error_text(const Term& e) {
+    if (e.is_atom()) return std::string(e.as_atom().name());
+    if (auto m = e.match({"no_quorum", _, _, _})) {
+      return "no_quorum: " + m[0].to_string() + " needed " + m[1].to_string() + ", got " +
+             m[2].to_string();
+    }
+    if (e.is_tuple() && e.size() == 2 && e[0].is_atom()) {
+      return std::string(e[0].as_atom().name()) + ": " +
+             (e[1].is_bin() ? e[1].as_bin() : e[1].to_string());
+    }
+    return e.to_string();
+  }
+
+  // The store's answer to a request (or why there is none): ok with the term, or the error
+  // text; not_found is an answer too (`found` false).
+  struct Answer {
+    bool ok = false;
+    bool found = false;
+    Term term;
+    std::string error;
+  };
+  Answer answer_of(CallResult r) {
+    Answer a;
+    if (!r) {
+      a.error = "store unreachable: " + r.error().to_string();
+      return a;
+    }
+    const Term& t = *r;
+    if (auto e = t.match({"error", _})) {
+      if (e[0].is_atom("not_found")) {
+        a.ok = true;
+        return a;
+      }
+      a.error = error_text(e[0]);
+      return a;
+    }
+    a.ok = a.found = true;
+    a.term = t;
+    return a;
+  }
+
+  Dest store() const { return named(kStore); }
+
+  RequestId ask_get(const std::string& key) {
+    return send_request(store(), tuple("get", bin(key)));
+  }
+  Answer wait(const RequestId& id) { return answer_of(wait_response(id, call_timeout())); }
+
+  // The value a GET answers from a get's reply: the one value, or of siblings the greatest
+  // by bytes (the rule lww uses to break ties), so that every client sees the same one.
+  static const std::string* chosen(const Term& reply) {
+    auto m = reply.match({"ok", _list, _});
+    if (!m) return nullptr;
+    const std::string* best = nullptr;
+    for (const Term& v : m[0].as_list()) {
+      if (v.is_bin() && (!best || v.as_bin() > *best)) best = &v.as_bin();
+    }
+    return best;
+  }
+  static std::string context_of(const Answer& a) {
+    if (!a.found) return {};
+    auto m = a.term.match({"ok", _list, _});
+    return m && m[1].is_bin() ? m[1].as_bin() : std::string();
+  }
+
+  // Puts key = value for each pair at once: under siblings, each with the causal context of a
+  // get first, so the put supersedes what was there (Redis's overwrite). "" when all stored,
+  // else the first error.
+  std::string put_all(const std::vector<std::pair<std::string, std::string>>& kvs) {
+    std::vector<std::string> contexts(kvs.size());
+    if (!sh_->options.lww) {
+      std::vector<RequestId> gets;
+      gets.reserve(kvs.size());
+      for (const auto& kv : kvs) gets.push_back(ask_get(kv.first));
+      std::string first_error;
+      for (std::size_t i = 0; i < gets.size(); ++i) {
+        Answer a = wait(gets[i]);
+        if (!a.ok && first_error.empty()) first_error = a.error;
+        contexts[i] = context_of(a);
+      }
+      if (!first_error.empty()) return first_error;
+    }
+    std::vector<RequestId> puts;
+    puts.reserve(kvs.size());
+    for (std::size_t i = 0; i < kvs.size(); ++i) {
+      Term req = contexts[i].empty() ? tuple("put", bin(kvs[i].first), bin(kvs[i].second))
+                                     : tuple("put", bin(kvs[i].first), bin(kvs[i].second),
+                                             map({{"context", bin(contexts[i])}}));
+      puts.push_back(send_request(store(), std::move(req)));
+    }
+    std::string first_error;
+    for (const RequestId& id : puts) {
+      Answer a = wait(id);
+      if (!a.ok && first_error.empty()) first_error = a.error;
+    }
+    return first_error;
+  }
+
+  // One page of keys; false (with `error` set) on failure.
+  bool keys_page(const std::string& pattern, const std::string& cursor, std::uint32_t limit,
+                 std::vector<std::string>& keys, std::string& next, std::string& error) {
+    MapEntries o;
+    o.emplace_back(Term("limit"), Term(static_cast<std::int64_t>(limit)));
+    if (!cursor.empty()) o.emplace_back(Term("cursor"), Term(cursor));
+    Answer a = answer_of(
+        call(store(), tuple("keys", bin(pattern), Term(Map{std::move(o)})), call_timeout()));
+    if (!a.ok) {
+      error = a.error;
+      return false;
+    }
+    auto m = a.term.match({"ok", _list, _});
+    if (!m) {
+      error = "unexpected keys reply " + a.term.to_string();
+      return false;
+    }
+    for (const Term& k : m[0].as_list()) {
+      if (k.is_bin()) keys.push_back(k.as_bin());
+    }
+    next = m[1].is_bin() ? m[1].as_bin() : std::string();
+    return true;
+  }
+
+  // -- dispatch -----------------------------------------------------------------------------
+
+  using Handler = void (Session::*)(Args&, std::string&);
+  struct Command {
+    const char* name;
+    int arity;  // Redis's: N exactly, -N at least N (the name counts)
+    const char* flags;
+    int first_key, last_key, step;
+    Handler run;
+  };
+  static const std::vector<Command>& commands() {
+    static const std::vector<Command> table = {
+        {"ping", -1, "fast", 0, 0, 0, &Session::ping},
+        {"echo", 2, "fast", 0, 0, 0, &Session::echo},
+        {"select", 2, "fast", 0, 0, 0, &Session::select},
+        {"quit", -1, "fast", 0, 0, 0, &Session::quit},
+        {"get", 2, "readonly fast", 1, 1, 1, &Session::get},
+        {"set", -3, "write", 1, 1, 1, &Session::set},
+        {"del", -2, "write", 1, -1, 1, &Session::del},
+        {"exists", -2, "readonly fast", 1, -1, 1, &Session::exists},
+        {"mget", -2, "readonly fast", 1, -1, 1, &Session::mget},
+        {"mset", -3, "write", 1, -1, 2, &Session::mset},
+        {"keys", 2, "readonly", 0, 0, 0, &Session::keys},
+        {"scan", -2, "readonly", 0, 0, 0, &Session::scan},
+        {"dbsize", 1, "readonly", 0, 0, 0, &Session::dbsize},
+        {"info", -1, "loading stale", 0, 0, 0, &Session::info},
+        {"command", -1, "loading stale", 0, 0, 0, &Session::command},
+        {"client", -2, "loading stale", 0, 0, 0, &Session::client},
+        {"hello", -1, "fast", 0, 0, 0, &Session::hello},
+        {"config", -2, "admin", 0, 0, 0, &Session::config},
+    };
+    return table;
+  }
+
+  void run(Args& args, std::string& out) {
+    const std::string name = lower(args[0]);
+    for (const Command& c : commands()) {
+      if (name != c.name) continue;
+      const auto n = static_cast<int>(args.size());
+      if ((c.arity > 0 && n != c.arity) || (c.arity < 0 && n < -c.arity)) {
+        resp::error(out, "ERR wrong number of arguments for '" + name + "' command");
+        return;
+      }
+      (this->*c.run)(args, out);
+      return;
+    }
+    // Redis's own text (server.c processCommand).
+    std::string list;
+    for (std::size_t i = 1; i < args.size() && list.size() < 128; ++i) {
+      list += "'" + args[i].substr(0, 128 - list.size()) + "' ";
+    }
+    resp::error(out, "ERR unknown command '" + args[0].substr(0, 128) +
+                         "', with args beginning with: " + list);
+  }
+
+  // -- the commands -------------------------------------------------------------------------
+
+  void ping(Args& a, std::string& out) {
+    if (a.size() > 2) {
+      resp::error(out, "ERR wrong number of arguments for 'ping' command");
+    } else if (a.size() == 2) {
+      resp::bulk(out, a[1]);
+    } else {
+      resp::simple(out, "PONG");
+    }
+  }
+  void echo(Args& a, std::string& out) { resp::bulk(out, a[1]); }
+  void select(Args& a, std::string& out) {
+    long long db = 0;
+    if (!to_ll(a[1], db)) {
+      resp::error(out, "ERR value is not an integer or out of range");
+    } else if (db != 0) {
+      resp::error(out, "ERR DB index is out of range");
+    } else {
+      resp::simple(out, "OK");
+    }
+  }
+  void quit(Args&, std::string& out) {
+    resp::simple(out, "OK");
+    quit_ = true;
+  }
+
+  void get(Args& a, std::string& out) {
+    Answer r = wait(ask_get(a[1]));
+    if (!r.ok) return resp::error(out, "ERR " + r.error);
+    const std::string* v = r.found ? chosen(r.term) : nullptr;
+    if (v) {
+      resp::bulk(out, *v);
+    } else {
+      resp::null(out);
+    }
+  }
+
+  void set(Args& a, std::string& out) {
+    for (std::size_t i = 3; i < a.size(); ++i) {
+      const std::string opt = lower(a[i]);
+      if (opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat" || opt == "nx" ||
+          opt == "xx" || opt == "keepttl" || opt == "get") {
+        for (char& c : a[i]) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        return resp::error(out, "ERR SET " + a[i] +
+                                    " is not supported yet: the store has no expiry or "
+                                    "compare-and-set yet");
+      }
+      return resp::error(out, "ERR syntax error");
+    }
+    std::string e = put_all({{a[1], a[2]}});
+    if (!e.empty()) return resp::error(out, "ERR " + e);
+    resp::simple(out, "OK");
+  }
+
+  void mset(Args& a, std::string& out) {
+    if (a.size() % 2 == 0) {
+      return resp::error(out, "ERR wrong number of arguments for 'mset' command");
+    }
+    // The last value of a key named twice wins, as in Redis.
+    std::vector<std::pair<std::string, std::string>> kvs;
+    std::map<std::string, std::size_t> at;
+    for (std::size_t i = 1; i + 1 < a.size(); i += 2) {
+      auto [it, fresh] = at.emplace(a[i], kvs.size());
+      if (fresh) {
+        kvs.emplace_back(std::move(a[i]), std::move(a[i + 1]));
+      } else {
+        kvs[it->second].second = std::move(a[i + 1]);
+      }
+    }
+    std::string e = put_all(kvs);
+    if (!e.empty()) return resp::error(out, "ERR " + e);
+    resp::simple(out, "OK");
+  }
+
+  void mget(Args& a, std::string& out) {
+    std::vector<RequestId> ids;
+    ids.reserve(a.size() - 1);
+    for (std::size_t i = 1; i < a.size(); ++i) ids.push_back(ask_get(a[i]));
+    std::vector<Answer> answers;
+    answers.reserve(ids.size());
+    for (const RequestId& id : ids) answers.push_back(wait(id));
+    for (const Answer& r : answers) {
+      if (!r.ok) return resp::error(out, "ERR " + r.error);
+    }
+    resp::array(out, answers.size());
+    for (const Answer& r : answers) {
+      const std::string* v = r.found ? chosen(r.term) : nullptr;
+      if (v) {
+        resp::bulk(out, *v);
+      } else {
+        resp::null(out);
+      }
+    }
+  }
+
+  void exists(Args& a, std::string& out) {
+    std::vector<RequestId> ids;
+    for (std::size_t i = 1; i < a.size(); ++i) ids.push_back(ask_get(a[i]));
+    long long n = 0;
+    std::string first_error;
+    for (const RequestId& id : ids) {
+      Answer r = wait(id);
+      if (!r.ok && first_error.empty()) first_error = r.error;
+      if (r.found) ++n;
+    }
+    if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
+    resp::integer(out, n);
+  }
+
+  // A delete with the causal context of a get: it supersedes what the get saw; the count is
+  // of the keys the gets found.
+  void del(Args& a, std::string& out) {
+    std::vector<std::string> keys(a.begin() + 1, a.end());
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    std::vector<RequestId> gets;
+    for (const std::string& k : keys) gets.push_back(ask_get(k));
+    std::vector<Answer> found(gets.size());
+    std::string first_error;
+    for (std::size_t i = 0; i < gets.size(); ++i) {
+      found[i] = wait(gets[i]);
+      if (!found[i].ok && first_error.empty()) first_error = found[i].error;
+    }
+    if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
+    std::vector<RequestId> dels;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (!found[i].found) continue;
+      dels.push_back(send_request(
+          store(), tuple("delete", bin(keys[i]), map({{"context", bin(context_of(found[i]))}}))));
+    }
+    for (const RequestId& id : dels) {
+      Answer r = wait(id);
+      if (!r.ok && first_error.empty()) first_error = r.error;
+    }
+    if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
+    resp::integer(out, static_cast<long long>(dels.size()));
+  }
+
+  void keys(Args& a, std::string& out) {
+    std::vector<std::string> all;
+    std::string cursor, error;
+    std::size_t bytes = 0;
+    for (;;) {
+      std::vector<std::string> page;
+      std::string next;
+      if (!keys_page(a[1], cursor, kKeysPage, page, next, error)) {
+        return resp::error(out, "ERR " + error);
+      }
+      for (std::string& k : page) {
+        bytes += k.size() + 16;
+        all.push_back(std::move(k));
+      }
+      if (bytes > sh_->options.max_output) {
+        return resp::error(out, "ERR KEYS would answer more than " +
+                                    std::to_string(sh_->options.max_output) + " bytes: use SCAN");
+      }
+      if (next.empty()) break;
+      cursor = std::move(next);
+    }
+    resp::array(out, all.size());
+    for (const std::string& k : all) resp::bulk(out, k);
+  }
+
+  // SCAN cursor [MATCH pattern] [COUNT n] [TYPE string]: the store's keys query, its opaque
+  // cursors kept here under the numbers the client sees (Redis clients want a number).
+  void scan(Args& a, std::string& out) {
+    long long n = 0;
+    if (!to_ll(a[1], n) || n < 0) return resp::error(out, "ERR invalid cursor");
+    std::string cursor;
+    if (n != 0) {
+      auto it = cursors_.find(static_cast<std::uint64_t>(n));
+      if (it == cursors_.end()) return resp::error(out, "ERR invalid cursor");
+      cursor = it->second;
+    }
+    std::string pattern = "*";
+    long long count = 10;
+    bool other_type = false;
+    for (std::size_t i = 2; i < a.size(); i += 2) {
+      const std::string opt = lower(a[i]);
+      if (i + 1 >= a.size()) return resp::error(out, "ERR syntax error");
+      if (opt == "match") {
+        pattern = a[i + 1];
+      } else if (opt == "count") {
+        if (!to_ll(a[i + 1], count)) {
+          return resp::error(out, "ERR value is not an integer or out of range");
+        }
+        if (count < 1) return resp::error(out, "ERR syntax error");
+      } else if (opt == "type") {
+        other_type = lower(a[i + 1]) != "string";  // every key is a string here
+      } else {
+        return resp::error(out, "ERR syntax error");
+      }
+    }
+    std::vector<std::string> page;
+    std::string next, error;
+    if (!other_type && !keys_page(pattern, cursor,
+                                  static_cast<std::uint32_t>(std::min<long long>(count, kKeysPage)),
+                                  page, next, error)) {
+      return resp::error(out, "ERR " + error);
+    }
+    std::uint64_t id = 0;
+    if (!next.empty()) {
+      id = next_cursor_++;
+      if (cursors_.size() >= kMaxCursors) cursors_.erase(cursors_.begin());
+      cursors_.emplace(id, std::move(next));
+    }
+    resp::array(out, 2);
+    resp::bulk(out, std::to_string(id));
+    resp::array(out, page.size());
+    for (const std::string& k : page) resp::bulk(out, k);
+  }
+
+  void dbsize(Args&, std::string& out) {
+    long long n = 0;
+    std::string cursor, error;
+    for (;;) {
+      std::vector<std::string> page;
+      std::string next;
+      if (!keys_page("*", cursor, kKeysPage, page, next, error)) {
+        return resp::error(out, "ERR " + error);
+      }
+      n += static_cast<long long>(page.size());
+      if (next.empty()) break;
+      cursor = std::move(next);
+    }
+    resp::integer(out, n);
+  }
+
+  void info(Args& a, std::string& out) {
+    std::string want = a.size() > 1 ? lower(a[1]) : "default";
+    auto wanted = [&](const char* s) {
+      return want == "default" || want == "all" || want == "everything" || want == s;
+    };
+    const auto uptime =
+        std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - sh_->started).count();
+    const Counters& c = sh_->counters;
+    std::string text;
+    auto line = [&](const std::string& k, const std::string& v) { text += k + ":" + v + "\r\n"; };
+    auto num = [](std::uint64_t v) { return std::to_string(v); };
+    if (wanted("server")) {
+      text += "# Server\r\n";
+      line("redis_version", kRedisVersion);
+      line("redis_mode", "standalone");
+      line("nodus_node", std::string(sh_->node->name().name()));
+      line("os", "Linux");
+      line("process_id", std::to_string(::getpid()));
+      line("tcp_port", sh_->options.listen.substr(sh_->options.listen.rfind(':') + 1));
+      line("uptime_in_seconds", std::to_string(uptime));
+      line("uptime_in_days", std::to_string(uptime / 86400));
+      text += "\r\n";
+    }
+    if (wanted("clients")) {
+      text += "# Clients\r\n";
+      line("connected_clients", num(c.clients.load()));
+      line("maxclients", num(sh_->options.max_clients));
+      text += "\r\n";
+    }
+    auto st = kv::stats(*sh_->node);
+    if (wanted("stats")) {
+      text += "# Stats\r\n";
+      line("total_connections_received", num(c.connections.load()));
+      line("total_commands_processed", num(c.commands.load()));
+      line("rejected_connections", num(c.rejected.load()));
+      line("client_protocol_errors", num(c.protocol_errors.load()));
+      line("client_output_buffer_limit_disconnections", num(c.output_overflows.load()));
+      if (st.ok()) {
+        line("keyspace_hits", num(st->hits));
+        line("keyspace_misses", num(st->misses));
+        line("evicted_keys", "0");
+        line("expired_keys", "0");
+      }
+      text += "\r\n";
+    }
+    if (st.ok() && wanted("nodus")) {
+      text += "# Nodus\r\n";
+      line("kv_partitions", num(st->partitions));
+      line("kv_replicas", num(st->replicas));
+      line("kv_ring_epoch", num(st->ring_epoch));
+      line("kv_node_objects", num(st->keys));
+      line("kv_data_bytes", num(st->data_bytes));
+      line("kv_memory_bytes", num(st->memory_bytes));
+      line("kv_gets", num(st->gets));
+      line("kv_puts", num(st->puts));
+      line("kv_deletes", num(st->deletes));
+      line("kv_errors", num(st->errors));
+      line("kv_overloaded", num(st->overloaded));
+      line("kv_read_repairs", num(st->read_repairs));
+      line("kv_hints_pending", num(st->hints_pending));
+      line("kv_siblings_max", num(st->siblings_max));
+      text += "\r\n";
+    }
+    if (st.ok() && wanted("keyspace")) {
+      // This node's objects (its replicas of the keys, tombstones included): DBSIZE counts
+      // the cluster's live keys.
+      text += "# Keyspace\r\n";
+      line("db0", "keys=" + num(st->keys) + ",expires=0,avg_ttl=0");
+      text += "\r\n";
+    }
+    resp::bulk(out, text);
+  }
+
+  void command(Args& a, std::string& out) {
+    auto entry = [&](const Command& c) {
+      resp::array(out, 6);
+      resp::bulk(out, c.name);
+      resp::integer(out, c.arity);
+      std::vector<std::string> flags;
+      std::string f = c.flags;
+      for (std::size_t p = 0; p < f.size();) {
+        std::size_t sp = f.find(' ', p);
+        if (sp == std::string::npos) sp = f.size();
+        flags.push_back(f.substr(p, sp - p));
+        p = sp + 1;
+      }
+      resp::array(out, flags.size());
+      for (const std::string& s : flags) resp::simple(out, s);
+      resp::integer(out, c.first_key);
+      resp::integer(out, c.last_key);
+      resp::integer(out, c.step);
+    };
+    if (a.size() == 1) {
+      resp::array(out, commands().size());
+      for (const Command& c : commands()) entry(c);
+      return;
+    }
+    const std::string sub = lower(a[1]);
+    if (sub == "count" && a.size() == 2)
+      return resp::integer(out, static_cast<long long>(commands().size()));
+    if (sub == "docs") return resp::array(out, 0);  // no docs: clients do without
+    if (sub == "info") {
+      resp::array(out, a.size() - 2);
+      for (std::size_t i = 2; i < a.size(); ++i) {
+        const std::string want = lower(a[i]);
+        auto it = std::find_if(commands().begin(), commands().end(),
+                               [&](const Command& c) { return want == c.name; });
+        if (it == commands().end()) {
+          out += "*-1\r\n";  // a null array, as Redis 7
+        } else {
+          entry(*it);
+        }
+      }
+      return;
+    }
+    resp::error(out, "ERR unknown subcommand '" + a[1].substr(0, 128) + "'. Try COMMAND HELP.");
+  }
+
+  static bool valid_client_name(const std::string& n) {
+    return std::all_of(n.begin(), n.end(), [](char ch) { return ch > ' ' && ch <= '~'; });
+  }
+
+  void client(Args& a, std::string& out) {
+    const std::string sub = lower(a[1]);
+    if (sub == "id" && a.size() == 2) return resp::integer(out, static_cast<long long>(conn_->id));
+    if (sub == "setname" && a.size() == 3) {
+      if (!valid_client_name(a[2])) {
+        return resp::error(
+            out, "ERR Client names cannot contain spaces, newlines or special characters.");
+      }
+      detail::MutexLock lock(conn_->mu);
+      conn_->name = a[2];
+      return resp::simple(out, "OK");
+    }
+    if (sub == "getname" && a.size() == 2) {
+      std::string name;
+      {
+        detail::MutexLock lock(conn_->mu);
+        name = conn_->name;
+      }
+      if (name.empty()) return resp::null(out);
+      return resp::bulk(out, name);
+    }
+    if (sub == "setinfo" && a.size() == 4) return resp::simple(out, "OK");
+    if (sub == "info" && a.size() == 2) {
+      std::string name;
+      {
+        detail::MutexLock lock(conn_->mu);
+        name = conn_->name;
+      }
+      const auto age =
+          std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - conn_->since).count();
+      return resp::bulk(
+          out, "id=" + std::to_string(conn_->id) + " addr=" + conn_->addr +
+                   " laddr=" + conn_->laddr + " fd=" + std::to_string(conn_->fd) + " name=" + name +
+                   " age=" + std::to_string(age) +
+                   " idle=0 flags=N db=0 sub=0 psub=0 multi=-1 resp=2 cmd=client|info\n");
+    }
+    resp::error(out, "ERR unknown subcommand '" + a[1].substr(0, 128) + "'. Try CLIENT HELP.");
+  }
+
+  void hello(Args& a, std::string& out) {
+    std::size_t i = 1;
+    if (a.size() > 1) {
+      long long proto = 0;
+      if (!to_ll(a[1], proto)) {
+        return resp::error(out, "ERR Protocol version is not an integer or out of range");
+      }
+      if (proto != 2) return resp::error(out, "NOPROTO unsupported protocol version");
+      i = 2;
+    }
+    for (; i < a.size(); ++i) {
+      const std::string opt = lower(a[i]);
+      if (opt == "setname" && i + 1 < a.size()) {
+        if (!valid_client_name(a[i + 1])) {
+          return resp::error(
+              out, "ERR Client names cannot contain spaces, newlines or special characters.");
+        }
+        detail::MutexLock lock(conn_->mu);
+        conn_->name = a[++i];
+      } else if (opt == "auth") {
+        return resp::error(out, "ERR AUTH is not supported: this server has no passwords");
+      } else {
+        return resp::error(out, "ERR Syntax error in HELLO option '" + a[i].substr(0, 128) + "'");
+      }
+    }
+    resp::array(out, 14);
+    resp::bulk(out, "server");
+    resp::bulk(out, "redis");
+    resp::bulk(out, "version");
+    resp::bulk(out, kRedisVersion);
+    resp::bulk(out, "proto");
+    resp::integer(out, 2);
+    resp::bulk(out, "id");
+    resp::integer(out, static_cast<long long>(conn_->id));
+    resp::bulk(out, "mode");
+    resp::bulk(out, "standalone");
+    resp::bulk(out, "role");
+    resp::bulk(out, "master");
+    resp::bulk(out, "modules");
+    resp::array(out, 0);
+  }
+
+  // CONFIG GET answers the few parameters clients ask for (redis-benchmark: save and
+  // appendonly) as a Redis without persistence would, and no others (as Redis does for
+  // unknown ones). CONFIG SET is refused.
+  void config(Args& a, std::string& out) {
+    if (lower(a[1]) == "get" && a.size() == 3) {
+      static const std::pair<const char*, const char*> kKnown[] = {
+          {"save", ""}, {"appendonly", "no"}, {"databases", "1"}};
+      for (const auto& [k, v] : kKnown) {
+        if (lower(a[2]) == k) {
+          resp::array(out, 2);
+          resp::bulk(out, k);
+          return resp::bulk(out, v);
+        }
+      }
+      return resp::array(out, 0);
+    }
+    resp::error(out, "ERR unknown subcommand '" + a[1].substr(0, 128) + "'. Try CONFIG HELP.");
+  }
+
+  std::shared_ptr<Shared> sh_;
+  std::shared_ptr<Conn> conn_;
+  bool quit_ = false;
+  std::map<std::uint64_t, std::string> cursors_;  // SCAN's numbers -> the store's cursors
+  std::uint64_t next_cursor_ = 1;
+};
+
+// The connection's process: runs its commands as "work" arrives, until the socket is done.
+void connection_body(std::shared_ptr<Shared> shared, std::shared_ptr<Conn> conn) {
+  struct Done {
+    Conn* c;
+    ~Done() {
+      detail::MutexLock lock(c->mu);
+      c->proc_done = true;
+      if (c->loop_done) {
+        ::close(c->fd);
+      } else if (!c->closed) {
+        c->closed = true;
+        ::shutdown(c->fd, SHUT_RDWR);  // the loop sees it and lets go
+      }
+    }
+  } done{conn.get()};
+  Session session(shared, conn);
+  for (;;) {
+    (void)receive();
+    if (!session.step()) return;
+  }
+}
+
+}  // namespace
+
+class RespServer::Impl {
+ public:
+  Impl(Node& node, RespOptions options) {
+    sh_ = std::make_shared<Shared>();
+    sh_->node = &node;
+    sh_->options = std::move(options);
+    limits_.max_bulk = sh_->options.max_bulk;
+    limits_.max_command_bytes = std::max<std::size_t>(64 << 20, 2 * sh_->options.max_bulk);
+  }
+  ~Impl() { close(); }
+
+  Status listen() {
+    const std::string& hp = sh_->options.listen;
+    const auto colon = hp.rfind(':');
+    std::string host = hp.substr(0, colon), port = hp.substr(colon + 1);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* res = nullptr;
+    const char* h = (host == "*" || host.empty()) ? nullptr : host.c_str();
+    if (int rc = ::getaddrinfo(h, port.c_str(), &hints, &res); rc != 0) {
+      return Status(ErrorCode::kBadConfig, "cannot resolve " + hp + ": " + gai_strerror(rc));
+    }
+    std::string why = "no address";
+    for (addrinfo* a = res; a && listen_fd_ < 0; a = a->ai_next) {
+      int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) continue;
+      int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) {
+        listen_fd_ = fd;
+      } else {
+        why = std::strerror(errno);
+        ::close(fd);
+      }
+    }
+    ::freeaddrinfo(res);
+    if (listen_fd_ < 0) {
+      return Status(ErrorCode::kBadConfig, "cannot listen on " + hp + " (" + why +
+                                               "); pick a free port, or stop the process using it");
+    }
+    sh_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kListenId;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.u64 = kWakeId;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, sh_->wake_fd, &ev);
+    thread_ = std::thread([this] { loop(); });
+    return Status();
+  }
+
+  void close() {
+    if (!thread_.joinable()) return;
+    stop_.store(true);
+    const std::uint64_t one = 1;
+    (void)!::write(sh_->wake_fd, &one, sizeof(one));
+    thread_.join();
+    for (auto& [id, c] : conns_) drop(*c);
+    conns_.clear();
+    ::close(listen_fd_);
+    ::close(epoll_fd_);
+    // wake_fd stays open: processes still running may write to it until they end; Shared
+    // closes it with the last of them.
+  }
+
+ private:
+  static constexpr std::uint64_t kListenId = 0, kWakeId = 1;
+
+  void loop() {
+    epoll_event events[128];
+    while (!stop_.load()) {
+      const int n = ::epoll_wait(epoll_fd_, events, 128, 1000);
+      for (int i = 0; i < n; ++i) {
+        const std::uint64_t id = events[i].data.u64;
+        if (id == kListenId) {
+          accept_all();
+        } else if (id == kWakeId) {
+          std::uint64_t v;
+          (void)!::read(sh_->wake_fd, &v, sizeof(v));
+          serve_requests();
+        } else {
+          auto it = conns_.find(id);
+          if (it == conns_.end()) continue;
+          std::shared_ptr<Conn> c = it->second;
+          if (events[i].events & EPOLLOUT) writable(*c);
+          if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) readable(c);
+        }
+      }
+    }
+  }
+
+  void accept_all() {
+    for (int k = 0; k < 256; ++k) {
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;
+      sh_->counters.connections.fetch_add(1);
+      if (conns_.size() >= sh_->options.max_clients) {
+        sh_->counters.rejected.fetch_add(1);
+        static const char kFull[] = "-ERR max number of clients reached\r\n";
+        (void)!::send(fd, kFull, sizeof(kFull) - 1, MSG_NOSIGNAL);
+        ::close(fd);
+        continue;
+      }
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      auto c = std::make_shared<Conn>(limits_);
+      c->id = next_id_++;
+      c->fd = fd;
+      c->addr = address_of(fd, true);
+      c->laddr = address_of(fd, false);
+      c->pid = spawn(*sh_->node, [sh = sh_, c] { connection_body(sh, c); });
+      if (!c->pid.valid()) {
+        ::close(fd);
+        continue;
+      }
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLRDHUP;
+      ev.data.u64 = c->id;
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+      conns_.emplace(c->id, c);
+      sh_->counters.clients.fetch_add(1);
+    }
+  }
+
+  void rearm(Conn& c) {
+    epoll_event ev{};
+    ev.events = (c.reading ? EPOLLIN | EPOLLRDHUP : 0u) | (c.writing ? EPOLLOUT : 0u);
+    ev.data.u64 = c.id;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+  }
+
+  void readable(const std::shared_ptr<Conn>& cp) {
+    Conn& c = *cp;
+    char buf[kReadChunk];
+    ssize_t n = 0;
+    if (c.reading) {
+      n = ::recv(c.fd, buf, sizeof(buf), 0);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    }
+    if (n <= 0) {  // closed by the client, or by its process (shutdown), or failed
+      drop(c);
+      conns_.erase(c.id);
+      return;
+    }
+    c.parser.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+    std::deque<Args> parsed;
+    std::size_t bytes = 0;
+    Args args;
+    RespParser::Next r;
+    while ((r = c.parser.next(args)) == RespParser::Next::kCommand) {
+      for (const std::string& s : args) bytes += s.size() + 16;
+      parsed.push_back(std::move(args));
+      args = Args();
+    }
+    bool notify = false;
+    {
+      detail::MutexLock lock(c.mu);
+      if (c.closed) return;
+      for (Args& p : parsed) c.pending.push_back(std::move(p));
+      c.pending_bytes += bytes;
+      if (r == RespParser::Next::kError) {
+        sh_->counters.protocol_errors.fetch_add(1);
+        c.protocol_error = c.parser.error();
+        c.reading = false;
+      } else if (c.pending_bytes > sh_->options.max_pending_input) {
+        c.paused = true;
+        c.reading = false;
+      }
+      if ((!parsed.empty() || r == RespParser::Next::kError) && !c.scheduled) {
+        c.scheduled = true;
+        notify = true;
+      }
+    }
+    if (!c.reading) rearm(c);
+    if (notify) send(c.pid, Term("work"));
+  }
+
+  void writable(Conn& c) {
+    bool done;
+    {
+      detail::MutexLock lock(c.mu);
+      c.flush();
+      done = c.unsent() == 0;
+    }
+    if (done && c.writing) {
+      c.writing = false;
+      rearm(c);
+    }
+  }
+
+  void serve_requests() {
+    std::vector<std::pair<std::uint64_t, bool>> reqs;
+    {
+      detail::MutexLock lock(sh_->mu);
+      reqs.swap(sh_->requests);
+    }
+    for (const auto& [id, resume] : reqs) {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) continue;
+      Conn& c = *it->second;
+      if (resume) {
+        bool ok;
+        {
+          detail::MutexLock lock(c.mu);
+          ok = c.protocol_error.empty() && !c.closed;
+        }
+        if (ok) c.reading = true;
+      } else {
+        c.writing = true;
+      }
+      rearm(c);
+      if (!resume) writable(c);
+    }
+  }
+
+  // The loop lets go of `c`: its process is told, and the last of the two closes the socket.
+  void drop(Conn& c) {
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+    {
+      detail::MutexLock lock(c.mu);
+      c.loop_done = true;
+      if (!c.closed) {
+        c.closed = true;
+        ::shutdown(c.fd, SHUT_RDWR);
+      }
+      if (c.proc_done) ::close(c.fd);
+    }
+    send(c.pid, Term("closed"));
+    sh_->counters.clients.fetch_sub(1);
+  }
+
+  std::shared_ptr<Shared> sh_;
+  RespParser::Limits limits_;
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::unordered_map<std::uint64_t, std::shared_ptr<Conn>> conns_;  // the loop thread's
+  std::uint64_t next_id_ = 2;
+};
+
+Result<std::unique_ptr<RespServer>> RespServer::start(Node& node, RespOptions options) {
+  auto impl = std::make_unique<Impl>(node, std::move(options));
+  if (Status s = impl->listen(); !s.ok()) return s;
+  return std::unique_ptr<RespServer>(new RespServer(std::move(impl)));
+}
+
+RespServer::RespServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RespServer::~RespServer() { close(); }
+void RespServer::close() {
+  if (impl_) impl_->close();
+}
+
+}  // namespace nodus::tools
