@@ -23,6 +23,7 @@
 
 #include "envelope.hpp"
 #include "nodus/node/process.hpp"
+#include "scheduler.hpp"
 
 namespace nodus::detail {
 
@@ -66,6 +67,8 @@ class Process {
   virtual bool has_pending_work() const { return false; }
   FiberHandle* take_fiber() { return std::exchange(fiber_, nullptr); }
   void park_fiber(FiberHandle* f) { fiber_ = f; }
+  /// The scheduler's: where this process's last remote sends wait (RemoteBatchScope).
+  RemoteBatchMark& remote_mark() { return remote_mark_; }
   /// After a run: deletes a dead process's table entry, or blocks / requeues it.
   void after_run(bool suspended);
 
@@ -209,6 +212,7 @@ class Process {
   Envelope* fifo_head_ = nullptr;
   Envelope* fifo_tail_ = nullptr;
   FiberHandle* fiber_ = nullptr;
+  RemoteBatchMark remote_mark_;
 
   // What most idle processes never need, allocated on first use: a million idle servers
   // should cost a few hundred bytes each, not a kilobyte.

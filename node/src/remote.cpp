@@ -152,21 +152,28 @@ struct PeerBatch {
   bool used = false;      // sent to in this slice (listed in SliceBatches::used)
 };
 
-// While a process runs on a scheduler thread, its remote sends are gathered here and leave
-// when its slice ends (RemoteBatchScope): a burst of sends to a peer costs one ZeroMQ message
-// and no wake-up of another thread. Entries are reused from slice to slice.
+// While a process runs on a scheduler thread, its remote sends are gathered here, one batch per
+// thread, and leave when the scheduler flushes it (RemoteBatchScope): between the slices of
+// several processes, so that the replies of a burst of requests to one peer cost one ZeroMQ
+// message and one wake-up of each side's I/O threads instead of one each. Entries are reused
+// from flush to flush.
 struct SliceBatches {
-  bool open = false;
-  std::vector<PeerBatch> peers;   // the few peers a slice sends to
-  std::vector<std::size_t> used;  // this slice's, in order of its first send to each
+  // Held by the owner thread to add and send, and by another thread that must send what a
+  // process left here before it runs there (RemoteBatchScope::flush_marked).
+  Mutex mu;
+  bool open = false;                                   // the owner's alone
+  std::uint64_t added = 0;                             // frames added so far (the owner's alone)
+  std::uint32_t generation NODUS_GUARDED_BY(mu) = 0;   // flushes so far
+  std::vector<PeerBatch> peers NODUS_GUARDED_BY(mu);   // the few peers a batch sends to
+  std::vector<std::size_t> used NODUS_GUARDED_BY(mu);  // in order of the first send to each
 };
-// Entries kept for reuse beyond a slice (hidden peers come and go under fresh names).
+// Entries kept for reuse beyond a flush (hidden peers come and go under fresh names).
 constexpr std::size_t kKeptBatches = 16;
 thread_local SliceBatches tls_batches;
 
 void send_batch(PeerBatch& b) {
   if (b.count > 0) {
-    // A link that went down since the slice's first send to it: the frames are lost as they
+    // A link that went down since the batch's first send to it: the frames are lost as they
     // would be in flight, and the senders hear of it by the node's DOWN.
     (void)b.transport->send_frames(b.peer, b.frames, b.count);
   }
@@ -174,8 +181,9 @@ void send_batch(PeerBatch& b) {
   b.count = 0;
 }
 
-PeerBatch& batch_for(transport::Transport& t, Atom node) {
-  std::vector<PeerBatch>& peers = tls_batches.peers;
+PeerBatch& batch_for(SliceBatches& batches, transport::Transport& t, Atom node)
+    NODUS_REQUIRES(batches.mu) {
+  std::vector<PeerBatch>& peers = batches.peers;
   std::size_t i = 0;
   while (i < peers.size() && !(peers[i].transport == &t && peers[i].node == node)) ++i;
   if (i == peers.size()) {
@@ -187,9 +195,23 @@ PeerBatch& batch_for(transport::Transport& t, Atom node) {
   PeerBatch& b = peers[i];
   if (!b.used) {
     b.used = true;
-    tls_batches.used.push_back(i);
+    batches.used.push_back(i);
   }
   return b;
+}
+
+void flush_locked(SliceBatches& batches) NODUS_REQUIRES(batches.mu) {
+  // In the order of the first send to each peer: what leaves when does not depend on what
+  // earlier batches did (a simulation replays from its seed).
+  for (std::size_t i : batches.used) {
+    PeerBatch& b = batches.peers[i];
+    send_batch(b);
+    b.checked = false;
+    b.used = false;
+  }
+  batches.used.clear();
+  ++batches.generation;
+  if (batches.peers.size() > kKeptBatches) batches.peers.resize(kKeptBatches);
 }
 
 }  // namespace
@@ -202,16 +224,22 @@ RemoteBatchScope::~RemoteBatchScope() {
 }
 
 void RemoteBatchScope::flush() {
-  // In the order this slice first sent to each peer: what leaves when does not depend on what
-  // earlier slices did (a simulation replays from its seed).
-  for (std::size_t i : tls_batches.used) {
-    PeerBatch& b = tls_batches.peers[i];
-    send_batch(b);
-    b.checked = false;
-    b.used = false;
-  }
-  tls_batches.used.clear();
-  if (tls_batches.peers.size() > kKeptBatches) tls_batches.peers.resize(kKeptBatches);
+  MutexLock lock(tls_batches.mu);
+  if (!tls_batches.used.empty()) flush_locked(tls_batches);
+}
+
+std::uint64_t RemoteBatchScope::added() { return tls_batches.added; }
+
+RemoteBatchMark RemoteBatchScope::mark() {
+  MutexLock lock(tls_batches.mu);
+  return RemoteBatchMark{&tls_batches, tls_batches.generation};
+}
+
+void RemoteBatchScope::flush_marked(const RemoteBatchMark& m) {
+  if (m.batch == nullptr || m.batch == &tls_batches) return;
+  auto& batches = *static_cast<SliceBatches*>(m.batch);
+  MutexLock lock(batches.mu);
+  if (batches.generation == m.generation && !batches.used.empty()) flush_locked(batches);
 }
 
 Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope& e,
@@ -223,8 +251,9 @@ Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope
     if ((bad = encode_envelope(*this, e, to, frame))) return Status::Ok();
     return t.send_frames(std::string(node.name()), frame, 1);
   }
-  PeerBatch& b = batch_for(t, node);
-  if (!b.checked) {  // once per slice: the errors a send would give, given at once
+  MutexLock lock(tls_batches.mu);
+  PeerBatch& b = batch_for(tls_batches, t, node);
+  if (!b.checked) {  // once per batch: the errors a send would give, given at once
     if (!t.is_up(b.peer)) return Status(ErrorCode::kNodeDown, b.peer);
     if (t.queued(b.peer) >= t.max_queued()) {
       return Status(ErrorCode::kOverloaded, "send queue to " + b.peer + " is full");
@@ -240,6 +269,7 @@ Status Runtime::send_envelope(transport::Transport& t, Atom node, const Envelope
     b.count = 0;
   }
   ++b.count;
+  ++tls_batches.added;
   return Status::Ok();
 }
 

@@ -37,17 +37,25 @@ struct NodeAccess {
 NameStatus register_start_name(Runtime& rt, const Name& name, const Pid& pid);
 
 /// Remote sends made on this thread while a scope is open are gathered per peer and sent as
-/// one ZeroMQ message each when the scope flushes or closes. The scheduler opens one around
-/// every slice it runs and flushes it before the process can run anywhere else, so a process's
-/// remote messages keep their order and leave when it waits, yields or finishes a handler.
+/// one ZeroMQ message each when the batch is flushed or the scope closes. A scheduler thread
+/// keeps one open while it lives and flushes it after a few slices, before it goes idle, and
+/// (flush_marked) before a process whose sends wait in another thread's batch runs anywhere
+/// else: a process's remote messages keep their order.
 class RemoteBatchScope {
  public:
   RemoteBatchScope();
   ~RemoteBatchScope();
   RemoteBatchScope(const RemoteBatchScope&) = delete;
   RemoteBatchScope& operator=(const RemoteBatchScope&) = delete;
-  /// Sends what was gathered so far.
+  /// Sends what this thread gathered so far.
   static void flush();
+  /// Frames this thread's batch took so far (counts up; compare two readings).
+  static std::uint64_t added();
+  /// This thread's batch as it is now.
+  static RemoteBatchMark mark();
+  /// Any thread: sends what m's batch holds if it was not flushed since m was taken (then a
+  /// process that added to it may run elsewhere). No-op for this thread's own batch.
+  static void flush_marked(const RemoteBatchMark& m);
 };
 
 class Runtime {

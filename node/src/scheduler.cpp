@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include <boost/context/fiber.hpp>
 #include <boost/context/stack_context.hpp>
 
@@ -53,6 +55,11 @@ constexpr int kSpinRounds = 200;    // polls for work before sleeping
 constexpr auto kPollerWait = std::chrono::milliseconds(100);
 constexpr std::size_t kFiberPoolMax = 64;
 constexpr int kReductionsPerSlice = 2000;  // sends before a running process yields
+// A scheduler thread's remote sends wait in its batch for at most this many slices that sent
+// something, and this long after the first of them, unless the thread goes idle first.
+// (Sixteen: bench/README.md "Remote message cost" measures 1, 4 and 16.)
+constexpr int kMaxHeldSlices = 16;
+constexpr auto kMaxHold = std::chrono::microseconds(200);
 
 /// mmap'd stacks with a guard page below, so an overflow faults instead of corrupting memory.
 struct GuardedStack {
@@ -120,6 +127,9 @@ struct Worker {
   FiberCtx* current_ctx = nullptr;
   Status status = Status::kDone;
   int reductions = 0;
+  // Slices whose remote sends wait in this thread's batch, and when the first of them ended.
+  int held_slices = 0;
+  std::chrono::steady_clock::time_point held_since{};
   std::vector<FiberHandle*> pool;
   std::vector<std::uint64_t> seen_runs;  // per victim: its `runs` when its queue held one
   void* tsan_self = nullptr;
@@ -313,6 +323,7 @@ bool Scheduler::step() {
   NODUS_CHECK(manual_);
   Worker& w = *workers_[0];
   ManualWorkerScope scope(w);
+  RemoteBatchScope batch;                           // run() sends it at the end of the slice
   if (rt_.virtual_time()) rt_.timers().fire_due();  // no timer thread under virtual time
   Process* p = find_work(w);
   if (p) run(w, p);
@@ -505,12 +516,16 @@ void Scheduler::run_worker(Worker& w) {
 #if NODUS_TSAN
   w.tsan_self = __tsan_get_current_fiber();
 #endif
+  // What the processes run here send to other nodes, while the thread lives (see run()).
+  std::optional<RemoteBatchScope> batch(std::in_place);
   for (;;) {
     Process* p = find_work(w);
     if (p) {
       run(w, p);
       continue;
     }
+    // Nothing to run: what waits in the batch leaves before the thread spins or sleeps.
+    flush_held(w);
     spinning_.fetch_add(1);
     const bool networked = rt_.transport() != nullptr;
     for (int i = 0; i < kSpinRounds && !p; ++i) {
@@ -520,6 +535,7 @@ void Scheduler::run_worker(Worker& w) {
         // A networked node looks at its socket while it spins: an answer that arrives now is
         // read and run by this thread, not handed over by the transport's I/O thread.
         rt_.wait_for_input(-1, std::chrono::milliseconds(0));
+        RemoteBatchScope::flush();  // a refusal the input made the runtime send, if any
         p = find_work(w);
         if (p) break;
       }
@@ -555,9 +571,15 @@ void Scheduler::run_worker(Worker& w) {
     sleepers_.fetch_sub(1);
     if (stop_.load() && !any_work()) break;
   }
+  batch.reset();  // sends the rest
   for (FiberHandle* f : w.pool) destroy_fiber(w, f);
   w.pool.clear();
   tls_worker_ = nullptr;
+}
+
+void Scheduler::flush_held(Worker& w) {
+  RemoteBatchScope::flush();
+  w.held_slices = 0;
 }
 
 void Scheduler::run(Worker& w, Process* p) {
@@ -575,10 +597,22 @@ void Scheduler::run(Worker& w, Process* p) {
   w.reductions = 0;
   w.runs.store(w.runs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   w.in_run.store(true, std::memory_order_relaxed);
-  RemoteBatchScope batch;  // what the slice sends to other nodes; closing it sends the rest
+  // What p sent in an earlier slice may still wait in another thread's batch: it leaves
+  // first, so that p's messages keep their order.
+  RemoteBatchScope::flush_marked(p->remote_mark());
+  const std::uint64_t added = RemoteBatchScope::added();
   switch_into(w, f);
-  // Before the process can be resumed anywhere else, so that its messages keep their order.
-  RemoteBatchScope::flush();
+  if (manual_) {
+    RemoteBatchScope::flush();  // one slice at a time, in a deterministic order
+  } else if (RemoteBatchScope::added() != added) {
+    // p's sends wait in this thread's batch, with those of the slices before and after it, so
+    // that a burst of answers to one peer leaves as one ZeroMQ message. Marked before p can
+    // be resumed anywhere else.
+    p->remote_mark() = RemoteBatchScope::mark();
+    const auto now = std::chrono::steady_clock::now();
+    if (w.held_slices++ == 0) w.held_since = now;
+    if (w.held_slices >= kMaxHeldSlices || now - w.held_since >= kMaxHold) flush_held(w);
+  }
   w.in_run.store(false, std::memory_order_relaxed);
   w.current = nullptr;
   w.current_ctx = nullptr;

@@ -29,6 +29,14 @@ class Process;
 class Runtime;
 struct Worker;
 
+/// Where a process's remote sends wait: a scheduler thread's batch (RemoteBatchScope), and
+/// how many times it had been flushed when the process last added to it. A generation that
+/// wrapped around only costs a flush that was not needed.
+struct RemoteBatchMark {
+  void* batch = nullptr;
+  std::uint32_t generation = 0;
+};
+
 class Scheduler {
  public:
   /// `manual`: no threads; processes run only inside step(), on the caller's thread, one
@@ -68,6 +76,8 @@ class Scheduler {
   Process* find_work(Worker& w);
   Process* steal(Worker& w);
   void run(Worker& w, Process* p);
+  /// Sends what the thread's processes left in its remote batch.
+  static void flush_held(Worker& w);
   void notify_one();
   void wake_poller();
   void run_monitor();

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/node.hpp"
@@ -151,6 +152,36 @@ TEST_F(RemoteTest, ABurstFromAProcessArrivesInOrderAcrossItsSlices) {
   EXPECT_EQ(next(), tuple("last", 4999));
   EXPECT_EQ(next(), tuple("out_of_order", 0));
   EXPECT_EQ(call(echo, "marks").value(), Term(5));
+}
+
+TEST_F(RemoteTest, ProcessesThatChangeThreadsKeepTheirRemoteOrder) {
+  // A scheduler thread's remote sends wait in its batch across slices (of any process), so a
+  // process whose casts wait in one thread's batch may resume on the other thread before that
+  // batch leaves. Here eight processes cast one number per slice, each to its own process on
+  // b, and between casts wait for a call to a local server, whose reply resumes them wherever
+  // the server ran: their casts must still arrive in order.
+  constexpr int kSenders = 8;
+  constexpr int kCasts = 2000;
+  Pid local = start<Echo>(*a_).value();
+  Pid me = me_->pid();
+  std::vector<Pid> echoes;
+  for (int s = 0; s < kSenders; ++s) {
+    Pid echo = start<Echo>(*b_).value();
+    echoes.push_back(echo);
+    spawn(*a_, [echo, local, me] {
+      for (int i = 0; i < kCasts; ++i) {
+        cast(echo, i);
+        (void)call(local, "mark");
+      }
+      send(echo, tuple("tell", me));
+    });
+  }
+  for (int s = 0; s < kSenders; ++s) EXPECT_EQ(next(), tuple("last", kCasts - 1));
+  for (const Pid& echo : echoes) {
+    send(echo, tuple("order", me));
+    EXPECT_EQ(next(), tuple("out_of_order", 0));
+  }
+  EXPECT_EQ(call(local, "marks").value(), Term(kSenders * kCasts));
 }
 
 // Enough casts to keep the link busy for well over a second (down_after) in each build.
