@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <tuple>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "claimant.hpp"
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/supervisor.hpp"
@@ -299,11 +301,22 @@ Term ring_term(const View& v) {
   for (std::size_t i = 0; i < r.members().size(); ++i) {
     members.push_back(tuple(bin(r.members()[i]), v.up[i] ? "up" : "down"));
   }
+  List leaving;
+  for (const auto& m : r.leaving()) leaving.push_back(bin(m));
+  List transfers;  // partitions moving: their owner now and the next one (Riak's `next`)
+  for (std::uint32_t p : r.transfers()) {
+    transfers.push_back(map({{"partition", u(p)},
+                             {"from", bin(r.members()[r.owner(p)])},
+                             {"to", bin(r.members()[r.next_owner(p)])}}));
+  }
   return map({{"epoch", u(r.epoch())},
               {"partitions", u(r.partitions())},
               {"replicas", u(r.replicas())},
               {"members", Term(std::move(members))},
-              {"owners", Term(std::move(owners))}});
+              {"owners", Term(std::move(owners))},
+              {"claimant", bin(r.claimant())},
+              {"leaving", Term(std::move(leaving))},
+              {"transfers", Term(std::move(transfers))}});
 }
 
 // -- the server --------------------------------------------------------------------------------
@@ -325,14 +338,14 @@ class KvServer : public GenServer {
     if (auto v = st_->view(); v && v->ready()) {  // restarted: carry on with the ring we had
       ring_ = v->ring;
       publish();
-      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{0, 0, 0, {}, {}});
+      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{});
     } else if (init.empty() || (init.size() == 1 && init[0] == me_)) {
       adopt(Ring::create(st_->options.partitions, st_->options.replicas, {me_}).value());
     } else {
       publish();
       maybe_form();
       // Ask the nodes already linked for their ring (a restarted member learns it here).
-      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{0, 0, 0, {}, {}});
+      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{});
     }
     send_after(self(), GossipTimer{}, std::chrono::milliseconds(1000));
     return ok();
@@ -351,6 +364,10 @@ class KvServer : public GenServer {
         return reply(tuple("ok", ring_term(*v)));
       }
       if (t == Term("stats")) return reply(tuple("ok", stats_term()));
+      if (is_cluster_request(t)) {  // staged membership changes: claimant.cpp
+        cluster(t, from);
+        return noreply();
+      }
       if (is_query(t)) {  // keys, explain: query.cpp
         start_query(*node_, st_, t, from);
         return noreply();
@@ -382,14 +399,20 @@ class KvServer : public GenServer {
       if (v->ready()) send_ring(nu->node);
     } else if (const NodeDown* nd = msg.get<NodeDown>()) {
       up_.erase(std::string(nd->node.name()));
+      store_.erase(std::string(nd->node.name()));
       publish();
     } else if (msg.is<GossipTimer>()) {
-      // Anti-entropy for the ring: one random up member a second gets ours.
+      // Anti-entropy for the ring: one random up node a second gets ours. A node outside
+      // the ring (a candidate) asks for one instead: nobody takes a ring from it.
       auto v = st_->view();
-      if (v->ready() && !up_.empty()) {
+      if (!up_.empty()) {
         auto it = up_.begin();
         std::advance(it, static_cast<long>(rng_() % up_.size()));
-        send_ring(atom(*it));
+        if (v->ready() && v->self >= 0) {
+          send_ring(atom(*it));
+        } else {
+          send(named(kServerName, *it), RingGossip{});
+        }
       }
       send_after(self(), GossipTimer{}, std::chrono::milliseconds(1000));
     } else {
@@ -536,7 +559,45 @@ class KvServer : public GenServer {
 
   void adopt(Ring r) {
     ring_ = std::make_shared<const Ring>(std::move(r));
+    claimant_.prune(*ring_);
     publish();
+  }
+
+  // The claimant as this node sees it: the lowest member that is up and not leaving (Riak
+  // moves the claimant off a down node the same way), so a dead claimant can be removed.
+  std::string acting_claimant() const {
+    for (const auto& m : ring_->members()) {
+      if (!ring_->is_leaving(m) && (m == me_ || up_.count(m))) return m;
+    }
+    return ring_->claimant();
+  }
+
+  // A `{cluster, ...}` request: answered by the claimant, which holds the staged changes;
+  // any other node asks it (from a process of its own, so this server stays responsive). A
+  // commit's ring goes to every linked node at once (members, candidates, the ones leaving).
+  void cluster(const Term& t, From from) {
+    if (!ring_ || ring_->empty()) {
+      nodus::reply(from, error_term(ErrorCode::kUnavailable, "the ring has not formed yet"));
+      return;
+    }
+    const std::string claimant = acting_claimant();
+    if (claimant == me_) {
+      Claimant::Outcome o = claimant_.handle(t, ClusterContext{ring_.get(), me_, &up_, &store_});
+      if (o.ring) {
+        adopt(std::move(*o.ring));
+        for (const auto& peer : up_) send_ring(atom(peer));
+      }
+      nodus::reply(from, std::move(o.reply));
+      return;
+    }
+    const Atom to = atom(claimant);
+    spawn(*node_, [t, from, to] {
+      auto r = call(named(kServerName, to.name()), t, std::chrono::milliseconds(5000));
+      nodus::reply(from, r ? std::move(*r)
+                           : error_term(ErrorCode::kUnavailable,
+                                        "the claimant " + std::string(to.name()) +
+                                            " did not answer: " + r.error().to_string()));
+    });
   }
 
   // The claimant (lowest initial member) makes the first ring once every initial member is
@@ -560,7 +621,7 @@ class KvServer : public GenServer {
     if (!ring_) return;
     send(named(kServerName, to.name()),
          RingGossip{ring_->epoch(), ring_->partitions(), ring_->replicas(), ring_->members(),
-                    ring_->owners()});
+                    ring_->owners(), ring_->next(), ring_->leaving()});
   }
 
   // A ring (or a request for ours) from node `from`, the sender the link authenticated. Any
@@ -569,6 +630,9 @@ class KvServer : public GenServer {
   // cluster's ring), else from an initial member named in the ring it sends (the claimant, or
   // a member telling a restarted one). Rings are versioned: only a higher epoch replaces ours.
   void gossip_in(const RingGossip& g, Atom from) {
+    if (!node_->is_hidden(from) && up_.count(std::string(from.name()))) {
+      store_.insert(std::string(from.name()));  // it runs the store: a candidate, if no member
+    }
     if (g.epoch == 0) {  // a request for our ring
       send_ring(from);
       return;
@@ -581,6 +645,8 @@ class KvServer : public GenServer {
                : std::find(init.begin(), init.end(), sender) != init.end() &&
                      std::find(g.members.begin(), g.members.end(), sender) != g.members.end());
     if (!trusted) {
+      // A node dropped from the ring (removed while down) learns from ours that it is out.
+      if (ring_ && g.epoch < ring_->epoch() && !node_->is_hidden(from)) send_ring(from);
       (void)refuse();
       return;
     }
@@ -588,14 +654,21 @@ class KvServer : public GenServer {
       (void)refuse();  // another cluster's shape: not ours to adopt
       return;
     }
-    Result<Ring> r = Ring::from_parts(g.epoch, g.partitions, g.replicas, g.members, g.owners);
+    Result<Ring> r =
+        Ring::from_parts(g.epoch, g.partitions, g.replicas, g.members, g.owners, g.next, g.leaving);
     if (!r) {
       (void)refuse();
       return;
     }
-    if (!ring_ || r->epoch() > ring_->epoch()) {
+    // Two claimants (each side of a split) may have made different rings of one epoch: every
+    // node keeps the lower of them by their parts, so all converge on one.
+    auto parts = [](const Ring& x) {
+      return std::tie(x.members(), x.owners(), x.next(), x.leaving());
+    };
+    if (!ring_ || r->epoch() > ring_->epoch() ||
+        (r->epoch() == ring_->epoch() && parts(*r) < parts(*ring_))) {
       adopt(std::move(*r));
-    } else if (r->epoch() < ring_->epoch()) {
+    } else if (r->epoch() < ring_->epoch() || parts(*r) != parts(*ring_)) {
       send_ring(from);
     }
   }
@@ -632,8 +705,10 @@ class KvServer : public GenServer {
   KvState* st_ = nullptr;
   std::string me_;
   std::set<std::string> up_;
+  std::set<std::string> store_;  // linked nodes that run the store (they sent a RingGossip)
   std::shared_ptr<const Ring> ring_;
-  std::mt19937 rng_;  // whom the ring gossip goes to; seeded in init
+  Claimant claimant_;  // staged changes, used while this node is the claimant
+  std::mt19937 rng_;   // whom the ring gossip goes to; seeded in init
 };
 
 }  // namespace
