@@ -62,6 +62,11 @@ Term Claimant::plan_term(const ClusterContext& ctx) const {
       {atom("staged"), Term(std::move(staged))},
       {atom("pending"), u(ring.transfers().size())},
   };
+  List candidates;  // linked nodes running the store that are not members
+  for (const auto& n : *ctx.store) {
+    if (ring.member_index(n) < 0) candidates.push_back(bin(n));
+  }
+  m.emplace_back(atom("candidates"), Term(std::move(candidates)));
   if (!staged_.empty()) {
     Result<Ring> next = plan(ring);
     if (next) {

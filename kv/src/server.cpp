@@ -396,7 +396,11 @@ class KvServer : public GenServer {
       publish();
       maybe_form();
       auto v = st_->view();
-      if (v->ready()) send_ring(nu->node);
+      if (v->ready() && v->self >= 0) {
+        send_ring(nu->node);
+      } else {  // a candidate: asking for the ring also tells the members it runs the store
+        send(named(kServerName, nu->node.name()), RingGossip{});
+      }
     } else if (const NodeDown* nd = msg.get<NodeDown>()) {
       up_.erase(std::string(nd->node.name()));
       store_.erase(std::string(nd->node.name()));
@@ -430,14 +434,17 @@ class KvServer : public GenServer {
     return noreply();
   }
 
-  // A request a member handed on. Taken only from ring members; the caller it names must be on
+  // A request a member (or a candidate: a linked node running the store) handed on. Taken
+  // only from those; the caller it names must be on
   // a node this one knows (its atom exists), else the answer could not reach it anyway.
   void forward_in(KvForward& f) {
     const Pid from = sender();
     auto v = st_->view();
     const std::optional<Pid> pid = f.reply_pid.pid();
     const std::optional<Ref> ref = f.reply_ref.ref();
-    if (!from.valid() || !v->ready() || v->index_of(from.node) < 0 || !pid || !ref) {
+    if (!from.valid() || !v->ready() ||
+        (v->index_of(from.node) < 0 && !store_.count(std::string(from.node.name()))) || !pid ||
+        !ref) {
       (void)refuse();
       return;
     }
