@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "query.hpp"
+#include "transfer.hpp"
 
 namespace nodus::kv {
 
@@ -164,6 +165,35 @@ void Claimant::prune(const Ring& ring) {
                                                          : !member || ring.is_leaving(c.node);
                                }),
                 staged_.end());
+}
+
+std::optional<Ring> Claimant::transfer_done(const Ring& ring, std::uint32_t x,
+                                            const std::string& from, std::uint32_t n) {
+  if (ring.epoch() != done_epoch_) {
+    done_.clear();
+    done_epoch_ = ring.epoch();
+  }
+  if (x >= ring.partitions() || ring.next_owner(x) == ring.owner(x)) return std::nullopt;
+  std::set<std::string> senders;
+  for (const Handoff& h : handoffs_for(ring, x, n)) senders.insert(h.from);
+  if (!senders.count(from)) return std::nullopt;
+  auto& done = done_[x];
+  done.insert(from);
+  if (!std::includes(done.begin(), done.end(), senders.begin(), senders.end())) {
+    return std::nullopt;
+  }
+  Result<Ring> next = ring.with_transfer_done(x);
+  if (!next) return std::nullopt;
+  return std::move(*next);
+}
+
+std::optional<Ring> Claimant::switch_idle(const Ring& ring, std::uint32_t n) const {
+  for (std::uint32_t x : ring.transfers()) {
+    if (!handoffs_for(ring, x, n).empty()) continue;
+    Result<Ring> next = ring.with_transfer_done(x);
+    if (next) return std::move(*next);
+  }
+  return std::nullopt;
 }
 
 }  // namespace nodus::kv

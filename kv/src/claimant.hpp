@@ -7,6 +7,7 @@
 // Thread-safety: a Claimant belongs to the claimant's nodus_kv process; use it from there.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -42,6 +43,14 @@ class Claimant {
   /// member, a leave or remove of one that is gone): a newer ring came by gossip.
   void prune(const Ring& ring);
 
+  /// Node `from` has every hand-off it sends for switching partition `x` of `ring` (N = `n`)
+  /// acknowledged (TransferDone). Returns the ring with x switched to its next owner once
+  /// every sender of those hand-offs said so, else nullopt (also for a stale report).
+  std::optional<Ring> transfer_done(const Ring& ring, std::uint32_t x, const std::string& from,
+                                    std::uint32_t n);
+  /// The ring with one moving partition switched whose switch needs no hand-off, or nullopt.
+  std::optional<Ring> switch_idle(const Ring& ring, std::uint32_t n) const;
+
  private:
   struct Change {
     std::string kind;  // join, leave, remove
@@ -51,6 +60,8 @@ class Claimant {
   Term plan_term(const ClusterContext& ctx) const;
 
   std::vector<Change> staged_;
+  std::uint64_t done_epoch_ = 0;                         // the ring the reports are for
+  std::map<std::uint32_t, std::set<std::string>> done_;  // moving partition -> senders done
 };
 
 /// The partitions that move from ring `from` to ring `to` (by owner, then next owner), as

@@ -17,6 +17,7 @@
 #include "nodus/node/supervisor.hpp"
 #include "query.hpp"
 #include "state.hpp"
+#include "transfer.hpp"
 
 namespace nodus::kv {
 
@@ -391,6 +392,10 @@ class KvServer : public GenServer {
       const Pid from = sender();
       if (!from.valid()) return refuse();
       gossip_in(*g, from.node);
+    } else if (const TransferDone* td = msg.get<TransferDone>()) {
+      const Pid from = sender();
+      if (!from.valid() || !ring_ || ring_->member_index(from.node.name()) < 0) return refuse();
+      transfer_done(*td, std::string(from.node.name()));
     } else if (const NodeUp* nu = msg.get<NodeUp>()) {
       up_.insert(std::string(nu->node.name()));
       publish();
@@ -417,6 +422,9 @@ class KvServer : public GenServer {
         } else {
           send(named(kServerName, *it), RingGossip{});
         }
+      }
+      if (ring_ && acting_claimant() == me_) {
+        if (auto r = claimant_.switch_idle(*ring_, st_->options.replicas)) commit_ring(*r);
       }
       send_after(self(), GossipTimer{}, std::chrono::milliseconds(1000));
     } else {
@@ -573,10 +581,21 @@ class KvServer : public GenServer {
   // The claimant as this node sees it: the lowest member that is up and not leaving (Riak
   // moves the claimant off a down node the same way), so a dead claimant can be removed.
   std::string acting_claimant() const {
-    for (const auto& m : ring_->members()) {
-      if (!ring_->is_leaving(m) && (m == me_ || up_.count(m))) return m;
+    return kv::acting_claimant(*ring_, me_, [&](const std::string& m) { return up_.count(m) > 0; });
+  }
+
+  // A ring this node (the claimant) made: adopted and sent to every linked node at once.
+  void commit_ring(Ring r) {
+    adopt(std::move(r));
+    for (const auto& peer : up_) send_ring(atom(peer));
+  }
+
+  // A sender's hand-offs for switching a partition are all acknowledged (transfer.hpp).
+  void transfer_done(const TransferDone& td, const std::string& from) {
+    if (!ring_ || td.epoch != ring_->epoch() || acting_claimant() != me_) return;
+    if (auto r = claimant_.transfer_done(*ring_, td.partition, from, st_->options.replicas)) {
+      commit_ring(std::move(*r));
     }
-    return ring_->claimant();
   }
 
   // A `{cluster, ...}` request: answered by the claimant, which holds the staged changes;
@@ -590,10 +609,7 @@ class KvServer : public GenServer {
     const std::string claimant = acting_claimant();
     if (claimant == me_) {
       Claimant::Outcome o = claimant_.handle(t, ClusterContext{ring_.get(), me_, &up_, &store_});
-      if (o.ring) {
-        adopt(std::move(*o.ring));
-        for (const auto& peer : up_) send_ring(atom(peer));
-      }
+      if (o.ring) commit_ring(std::move(*o.ring));
       nodus::reply(from, std::move(o.reply));
       return;
     }
@@ -790,6 +806,11 @@ Status start(Node& node, Options options) {
     children.push_back(std::move(c));
   }
   if (Status s = register_query_protocol(); !s.ok()) return s;
+  if (Status s = register_transfer_protocol(); !s.ok()) return s;
+  ChildSpec transfer;  // ownership hand-off on membership changes: transfer.cpp
+  transfer.id = kTransferName;
+  transfer.start = [n, st] { return start_transfer_server(*n, st); };
+  children.push_back(std::move(transfer));
   ChildSpec query;
   query.id = kQueryName;
   query.start = [n, st] { return start_query_server(*n, st); };

@@ -80,7 +80,17 @@ class Vnode : public GenServer {
     // partition; anything else is refused and counted, never trusted.
     const View& v = view();
     const Pid from = sender();
-    if (!from.valid() || v.index_of(from.node) < 0) return refuse();
+    if (!from.valid() || v.index_of(from.node) < 0) {
+      // One exception: a member that has just left the ring sends its last writes on with a
+      // final hand-off (transfer.hpp); a merge, so a stale copy overwrites nothing newer.
+      const HandoffPut* last = msg.get<HandoffPut>();
+      if (!from.valid() || !last || st_->node.is_hidden(from.node) || last->partition != p_ ||
+          last->key.size() > kMaxKeyBytes) {
+        return refuse();
+      }
+      handoff_put(*last, from);
+      return noreply();
+    }
     if (const ReplicaPut* rp = msg.get<ReplicaPut>()) {
       if (rp->partition != p_) return refuse();
       replica_put(*rp, from, v);
