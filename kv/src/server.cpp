@@ -365,6 +365,22 @@ class KvServer : public GenServer {
         return reply(tuple("ok", ring_term(*v)));
       }
       if (t == Term("stats")) return reply(tuple("ok", stats_term()));
+      if (t == Term("transfers")) {  // every node's hand-offs, gathered by a process
+        std::vector<std::string> nodes{me_};
+        nodes.insert(nodes.end(), store_.begin(), store_.end());
+        spawn(*node_, [nodes, from] {
+          List all;
+          for (const auto& n : nodes) {
+            auto r = call(named(kTransferName, n), Term("status"), std::chrono::milliseconds(2000));
+            if (!r) continue;  // down meanwhile: its transfers start again when it is back
+            if (auto m = r->match({"ok", _list})) {
+              for (const Term& x : m[0].as_list()) all.push_back(x);
+            }
+          }
+          nodus::reply(from, tuple("ok", Term(std::move(all))));
+        });
+        return noreply();
+      }
       if (is_cluster_request(t)) {  // staged membership changes: claimant.cpp
         cluster(t, from);
         return noreply();

@@ -125,6 +125,41 @@ int run_clear(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// transfers: every hand-off of the moving partitions, as each sending node reports it.
+int run_transfers(Context& ctx, const std::vector<std::string>& args) {
+  expect_args(args, 0, 0, "transfers");
+  json all = cluster_call(ctx, Term("transfers"), "transfers");
+  json out = json::array();
+  for (const auto& t : all) {
+    out.push_back(json{{"partition", t["partition"]},
+                       {"moving", t["moving"]},
+                       {"from", t["from"]},
+                       {"to", t["to"]},
+                       {"state", t["state"]},
+                       {"keys_sent", t["keys_sent"]},
+                       {"keys_total", t["keys_total"]}});
+  }
+  if (ctx.json()) {
+    print_json(out);
+    return kExitOk;
+  }
+  if (out.empty()) {
+    std::cout << "no transfers: no partition is moving\n";
+    return kExitOk;
+  }
+  Table t({"PARTITION", "FOR", "FROM", "TO", "STATE", "KEYS SENT", "TOTAL"});
+  for (const auto& x : out) {
+    t.add({x["partition"].dump(), x["moving"].dump(), x["from"].get<std::string>(),
+           x["to"].get<std::string>(), x["state"].get<std::string>(), x["keys_sent"].dump(),
+           x["keys_total"].dump()});
+  }
+  t.print({0, 1, 5, 6});
+  return kExitOk;
+}
+
+const Registrar kTransfers({"transfers", "transfers",
+                            "the partitions being handed off: from, to, keys sent / total",
+                            run_transfers});
 const Registrar kJoin({"cluster", "cluster join NODE", "stage NODE (a candidate) joining the ring",
                        run_join, "join"});
 const Registrar kLeave({"cluster", "cluster leave NODE",
