@@ -120,8 +120,50 @@ class TransferServer : public GenServer {
     std::map<std::string, std::pair<Clock::time_point, std::uint64_t>> inflight;
     std::map<std::string, std::uint64_t> acked;  // key -> digest of what the receiver stored
     std::uint64_t sent = 0, total = 0, changed = 0;
+    bool rebuild = false;  // for a removed member's replicas: no switch waits for it
   };
-  using Id = std::tuple<std::uint32_t, std::uint32_t, std::string>;  // moving, partition, to
+  // moving (kRebuild | partition for a rebuild), partition, to
+  using Id = std::tuple<std::uint32_t, std::uint32_t, std::string>;
+  static constexpr std::uint32_t kRebuild = 0x80000000u;
+
+  // A member dropped by `cluster remove` between ring `before` and `after` left its replicas
+  // nowhere to hand off from: each preference list that gained a node gets the partition's
+  // keys from the first node it kept (a survivor), this node when that is it.
+  void plan_rebuilds(const Ring& before, const Ring& after, std::uint32_t n) {
+    bool removed = false;
+    for (const auto& m : before.members()) {
+      removed |= !before.is_leaving(m) && after.member_index(m) < 0;
+    }
+    if (!removed || before.partitions() != after.partitions()) return;
+    auto names = [](const Ring& r, const std::vector<std::uint32_t>& idx) {
+      std::vector<std::string> v;
+      for (std::uint32_t i : idx) v.push_back(r.members()[i]);
+      return v;
+    };
+    for (std::uint32_t k = 0; k < after.partitions(); ++k) {
+      const auto was = names(before, before.preference_list(k, n));
+      const auto now = names(after, after.preference_list(k, n));
+      std::string source;
+      for (const auto& m : now) {
+        if (std::find(was.begin(), was.end(), m) != was.end()) {
+          source = m;
+          break;
+        }
+      }
+      if (source != me_) continue;
+      for (const auto& m : now) {
+        if (std::find(was.begin(), was.end(), m) != was.end()) continue;
+        Id id{kRebuild | k, k, m};
+        if (pairs_.count(id)) continue;
+        Pair p;
+        p.moving = k;
+        p.partition = k;
+        p.to = m;
+        p.rebuild = true;
+        pairs_.emplace(id, std::move(p));
+      }
+    }
+  }
 
   Action refuse() {
     st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
@@ -160,6 +202,8 @@ class TransferServer : public GenServer {
     const std::uint32_t n = st_->options.replicas;
     if (ring.epoch() != epoch_) {
       epoch_ = ring.epoch();
+      if (last_ && last_->epoch() < ring.epoch()) plan_rebuilds(*last_, ring, n);
+      last_ = v->ring;
       std::set<Id> wanted;
       for (std::uint32_t x : ring.transfers()) {
         for (const Handoff& h : handoffs_for(ring, x, n)) {
@@ -177,9 +221,10 @@ class TransferServer : public GenServer {
       }
       for (auto it = pairs_.begin(); it != pairs_.end();) {
         Pair& h = it->second;
-        if (wanted.count(it->first) || h.state == State::kFinal) {
+        if (wanted.count(it->first) || h.state == State::kFinal ||
+            (h.rebuild && h.state != State::kDone && ring.member_index(h.to) >= 0)) {
           ++it;
-        } else if (h.state == State::kDone && ring.member_index(h.to) >= 0) {
+        } else if (!h.rebuild && h.state == State::kDone && ring.member_index(h.to) >= 0) {
           h.state = State::kFinal;
           begin_pass(h);
           ++it;
@@ -221,6 +266,7 @@ class TransferServer : public GenServer {
         }
         h.state = State::kDone;
         --active;
+        if (h.rebuild) finished.push_back(id);
       }
     }
     for (const Id& id : finished) pairs_.erase(id);
@@ -245,7 +291,7 @@ class TransferServer : public GenServer {
   void report(const Ring& ring, const View& v) {
     std::map<std::uint32_t, bool> done;  // moving -> all done
     for (const auto& [id, h] : pairs_) {
-      if (h.state == State::kFinal) continue;
+      if (h.state == State::kFinal || h.rebuild) continue;
       auto [it, fresh] = done.emplace(h.moving, true);
       it->second = it->second && h.state == State::kDone;
     }
@@ -285,7 +331,8 @@ class TransferServer : public GenServer {
   Term status() {
     List out;
     for (const auto& [id, h] : pairs_) {
-      out.push_back(map({{"moving", u(h.moving)},
+      out.push_back(map({{"kind", h.rebuild ? "rebuild" : "transfer"},
+                         {"moving", u(h.moving)},
                          {"partition", u(h.partition)},
                          {"from", bin(me_)},
                          {"to", bin(h.to)},
@@ -302,6 +349,7 @@ class TransferServer : public GenServer {
   KvState* st_ = nullptr;
   std::string me_;
   std::uint64_t epoch_ = 0;
+  std::shared_ptr<const Ring> last_;  // the ring of the last epoch seen
   std::map<Id, Pair> pairs_;
 };
 
