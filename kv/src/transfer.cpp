@@ -257,6 +257,7 @@ class TransferServer : public GenServer {
       }
       fill(h, now);
       if (h.next == h.keys.size() && h.inflight.empty() && h.state == State::kFinal) {
+        drop_copies(h, *v);
         finished.push_back(id);
       } else if (h.next == h.keys.size() && h.inflight.empty()) {
         const bool more = h.pass < kTransferPasses && (h.pass == 1 || h.changed > 0);
@@ -271,6 +272,22 @@ class TransferServer : public GenServer {
     }
     for (const Id& id : finished) pairs_.erase(id);
     report(ring, *v);
+  }
+
+  // The receiver acknowledged every key of a switched partition: this node's copies go, unless
+  // it is still one of the partition's primaries (its vnode checks again, with the hints).
+  void drop_copies(const Pair& h, const View& v) {
+    const auto prim = v.primaries(h.partition, st_->options.replicas);
+    if (v.self >= 0 &&
+        std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end()) {
+      return;
+    }
+    const Pid vnode = st_->vnode(h.partition);
+    for (const auto& [key, d] : h.acked) {
+      std::string bytes;
+      if (!st_->engine->get(h.partition, key, &bytes).ok() || digest(bytes) != d) continue;
+      send(vnode, DropCopy{key, std::move(bytes)});
+    }
   }
 
   // Sends keys of this pass until the window is full.

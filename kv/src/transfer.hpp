@@ -10,7 +10,9 @@
 // at most kTransferPasses. When every hand-off a node sends for X is acknowledged it tells the
 // claimant (TransferDone); once every such node did, the claimant makes the ring with X's next
 // owner as owner (epoch + 1). A hand-off whose receiver goes down, or whose sender restarts,
-// starts again from the beginning: sending a key twice is harmless, skipping one is not.
+// starts again from the beginning: sending a key twice is harmless, skipping one is not. After
+// the switch a last pass sends what still changed here; then this node's copies, acknowledged
+// and unchanged, are dropped (DropCopy to its own vnode) unless it is still a replica.
 //
 // One `nodus_kv_transfer` server per node (started by kv::start) sends that node's hand-offs,
 // at most kv.transfer_limit at a time, and answers `status` for `nodusctl transfers`.
@@ -52,6 +54,14 @@ struct TransferDone {
   std::uint32_t partition = 0;
   std::uint64_t epoch = 0;
   NODUS_MESSAGE(TransferDone, 514, partition, epoch);
+};
+
+/// To this node's vnode of `partition`, from nodus_kv_transfer once a hand-off's last pass is
+/// acknowledged: drop `key` if it still holds exactly `object`, holds no hint for it and this
+/// node is no primary of the partition. A local message: it never crosses the wire.
+struct DropCopy {
+  std::string key;
+  std::string object;
 };
 
 Status register_transfer_protocol();

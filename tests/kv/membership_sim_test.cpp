@@ -210,6 +210,26 @@ class KvMembershipTest : public ::testing::TestWithParam<std::uint64_t> {
     return out;
   }
 
+  // Copies of acknowledged keys on nodes that are no replica of them in the ring (old copies
+  // a hand-off should have dropped).
+  std::size_t stale_copies() {
+    std::size_t out = 0;
+    const Ring r = *ring(sim_->node(sim_->names().front()));
+    for (const auto& [key, value] : *acked_) {
+      const std::uint32_t p = partition_of(key, 16);
+      const auto pl = r.preference_list(p, 3);
+      for (const auto& [name, engine] : engines_) {
+        const int i = r.member_index(name);
+        std::string bytes;
+        if ((i < 0 || std::find(pl.begin(), pl.end(), static_cast<std::uint32_t>(i)) == pl.end()) &&
+            engine->get(p, key, &bytes).ok()) {
+          ++out;
+        }
+      }
+    }
+    return out;
+  }
+
   // True once no partition of the ring moves and every live node holds that ring.
   bool settled() {
     auto r = ring(sim_->node(sim_->names().front()));
@@ -382,6 +402,7 @@ TEST_P(KvMembershipTest, AJoinHandsPartitionsOffWhileWritesRun) {
   *stop_ = true;
   sim_->run_for(3s);
   EXPECT_GT(acked_->size(), before) << "writes went on through the transfers";
+  EXPECT_EQ(stale_copies(), 0u) << "the old owners dropped what they handed off";
   EXPECT_EQ(under_replicated(), std::vector<std::string>{});
   EXPECT_EQ(lost("n4"), std::vector<std::string>{});
 }
@@ -398,6 +419,7 @@ TEST_P(KvMembershipTest, ALeavingMemberHandsEverythingOffFirst) {
   EXPECT_EQ(ring(sim_->node("n2"))->member_index("n2"), -1) << "n2 learns it is out";
   *stop_ = true;
   sim_->run_for(3s);
+  EXPECT_EQ(stale_copies(), 0u) << "n2 dropped what it handed off";
   EXPECT_EQ(under_replicated(), std::vector<std::string>{});
   EXPECT_EQ(lost("n1"), std::vector<std::string>{});
 }
