@@ -178,14 +178,17 @@ struct ReplicaGetReply {
 };
 
 /// A node's ring (epoch 0: "send me yours"), to `nodus_kv`; the answer goes to the sender's
-/// node.
+/// node. next: empty, or per partition the member it moves to (Ring::next_owner); leaving:
+/// the members committed to leave.
 struct RingGossip {
   std::uint64_t epoch = 0;
   std::uint32_t partitions = 0;
   std::uint32_t replicas = 0;
   std::vector<std::string> members;
   std::vector<std::uint16_t> owners;
-  NODUS_MESSAGE(RingGossip, 507, epoch, partitions, replicas, members, owners);
+  std::vector<std::uint16_t> next;
+  std::vector<std::string> leaving;
+  NODUS_MESSAGE(RingGossip, 507, epoch, partitions, replicas, members, owners, next, leaving);
 };
 
 /// A fallback hands a hinted object back to the primary it kept it for (hinted hand-off);

@@ -241,8 +241,117 @@ Result<Ring> Ring::with_members(std::vector<std::string> members) const {
   return r;
 }
 
+Result<Ring> Ring::with_changes(const std::vector<std::string>& joins,
+                                const std::vector<std::string>& leaves,
+                                const std::vector<std::string>& removes) const {
+  if (has_transfers()) {
+    return Status(ErrorCode::kUnavailable,
+                  std::to_string(transfers().size()) +
+                      " partition(s) of the ring are still being handed off: wait for the "
+                      "transfers to finish (nodusctl transfers)");
+  }
+  auto contains = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  std::vector<std::string> members = members_;
+  for (const auto& j : joins) {
+    if (member_index(j) >= 0) return Status(ErrorCode::kBadArg, j + " is already a member");
+    members.push_back(j);
+  }
+  for (const auto& x : leaves) {
+    if (member_index(x) < 0) return Status(ErrorCode::kBadArg, x + " is not a member");
+  }
+  std::vector<std::string> leaving = leaving_;
+  for (const auto& x : removes) {
+    if (member_index(x) < 0) return Status(ErrorCode::kBadArg, x + " is not a member");
+    members.erase(std::remove(members.begin(), members.end(), x), members.end());
+  }
+  members = normalise(std::move(members));
+  if (Status s = check(partitions(), replicas_, members); !s.ok()) return s;
+  for (const auto& x : leaves) leaving.push_back(x);
+  leaving = normalise(std::move(leaving));
+  leaving.erase(std::remove_if(leaving.begin(), leaving.end(),
+                               [&](const std::string& x) { return !contains(members, x); }),
+                leaving.end());
+  // The members that will own partitions, and the claim over them from the current owners.
+  std::vector<std::string> claimers;
+  for (const auto& m : members) {
+    if (!contains(leaving, m)) claimers.push_back(m);
+  }
+  if (claimers.empty()) {
+    return Status(ErrorCode::kBadArg,
+                  "no member would be left to own the partitions: keep at least one");
+  }
+  const auto q = partitions();
+  std::vector<int> old(q, -1);
+  for (std::uint32_t p = 0; p < q; ++p) {
+    auto it = std::lower_bound(claimers.begin(), claimers.end(), members_[owners_[p]]);
+    if (it != claimers.end() && *it == members_[owners_[p]]) {
+      old[p] = static_cast<int>(it - claimers.begin());
+    }
+  }
+  const std::vector<std::uint16_t> target =
+      claim(std::move(old), static_cast<std::uint32_t>(claimers.size()), replicas_);
+  Ring r;
+  r.epoch_ = epoch_ + 1;
+  r.replicas_ = replicas_;
+  r.members_ = std::move(members);
+  r.leaving_ = std::move(leaving);
+  r.owners_.resize(q);
+  r.next_.resize(q);
+  for (std::uint32_t p = 0; p < q; ++p) {
+    const auto to = static_cast<std::uint16_t>(r.member_index(claimers[target[p]]));
+    const int from = r.member_index(members_[owners_[p]]);
+    r.next_[p] = to;
+    r.owners_[p] = from >= 0 ? static_cast<std::uint16_t>(from) : to;  // removed: no source
+  }
+  r.settle();
+  return r;
+}
+
+Result<Ring> Ring::with_transfer_done(std::uint32_t p) const {
+  if (p >= partitions() || next_owner(p) == owner(p)) {
+    return Status(ErrorCode::kBadArg, "partition " + std::to_string(p) +
+                                          " is not being handed off in ring epoch " +
+                                          std::to_string(epoch_));
+  }
+  Ring r = *this;
+  r.epoch_ = epoch_ + 1;
+  r.owners_[p] = r.next_[p];
+  r.settle();
+  return r;
+}
+
+void Ring::settle() {
+  if (!next_.empty() && next_ == owners_) next_.clear();
+  std::vector<bool> keep(members_.size(), true);
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    if (!is_leaving(members_[i])) continue;
+    bool holds = false;
+    for (std::uint32_t p = 0; p < partitions() && !holds; ++p) {
+      holds = owner(p) == i || next_owner(p) == i;
+    }
+    keep[i] = holds;
+  }
+  if (std::all_of(keep.begin(), keep.end(), [](bool k) { return k; })) return;
+  std::vector<std::uint16_t> index(members_.size(), 0);
+  std::vector<std::string> members;
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    if (!keep[i]) {
+      leaving_.erase(std::remove(leaving_.begin(), leaving_.end(), members_[i]), leaving_.end());
+      continue;
+    }
+    index[i] = static_cast<std::uint16_t>(members.size());
+    members.push_back(members_[i]);
+  }
+  for (auto& o : owners_) o = index[o];
+  for (auto& o : next_) o = index[o];
+  members_ = std::move(members);
+}
+
 Result<Ring> Ring::from_parts(std::uint64_t epoch, std::uint32_t partitions, std::uint32_t replicas,
-                              std::vector<std::string> members, std::vector<std::uint16_t> owners) {
+                              std::vector<std::string> members, std::vector<std::uint16_t> owners,
+                              std::vector<std::uint16_t> next, std::vector<std::string> leaving) {
   if (Status s = check(partitions, replicas, members); !s.ok()) {
     return Status(ErrorCode::kProtocol, "bad ring: " + s.message());
   }
@@ -250,13 +359,24 @@ Result<Ring> Ring::from_parts(std::uint64_t epoch, std::uint32_t partitions, std
       std::adjacent_find(members.begin(), members.end()) != members.end()) {
     return Status(ErrorCode::kProtocol, "bad ring: members not sorted and unique");
   }
-  if (owners.size() != partitions) {
-    return Status(ErrorCode::kProtocol, "bad ring: " + std::to_string(owners.size()) +
-                                            " owners for " + std::to_string(partitions) +
-                                            " partitions");
+  if (owners.size() != partitions || (!next.empty() && next.size() != partitions)) {
+    return Status(ErrorCode::kProtocol, "bad ring: " + std::to_string(owners.size()) + " owners (" +
+                                            std::to_string(next.size()) + " next) for " +
+                                            std::to_string(partitions) + " partitions");
   }
   for (std::uint16_t o : owners) {
     if (o >= members.size()) return Status(ErrorCode::kProtocol, "bad ring: owner out of range");
+  }
+  for (std::uint16_t o : next) {
+    if (o >= members.size()) return Status(ErrorCode::kProtocol, "bad ring: next out of range");
+  }
+  if (!std::is_sorted(leaving.begin(), leaving.end()) ||
+      std::adjacent_find(leaving.begin(), leaving.end()) != leaving.end() ||
+      !std::includes(members.begin(), members.end(), leaving.begin(), leaving.end())) {
+    return Status(ErrorCode::kProtocol, "bad ring: leaving members not sorted members");
+  }
+  if (leaving.size() >= members.size()) {
+    return Status(ErrorCode::kProtocol, "bad ring: every member is leaving");
   }
   if (epoch == 0) return Status(ErrorCode::kProtocol, "bad ring: epoch 0");
   Ring r;
@@ -264,7 +384,29 @@ Result<Ring> Ring::from_parts(std::uint64_t epoch, std::uint32_t partitions, std
   r.replicas_ = replicas;
   r.members_ = std::move(members);
   r.owners_ = std::move(owners);
+  r.next_ = std::move(next);
+  r.leaving_ = std::move(leaving);
+  if (!r.next_.empty() && r.next_ == r.owners_) r.next_.clear();
   return r;
+}
+
+const std::string& Ring::claimant() const {
+  for (const auto& m : members_) {
+    if (!is_leaving(m)) return m;
+  }
+  return members_.front();
+}
+
+bool Ring::is_leaving(std::string_view name) const {
+  return std::binary_search(leaving_.begin(), leaving_.end(), name);
+}
+
+std::vector<std::uint32_t> Ring::transfers() const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t p = 0; p < next_.size(); ++p) {
+    if (next_[p] != owners_[p]) out.push_back(p);
+  }
+  return out;
 }
 
 int Ring::member_index(std::string_view name) const {

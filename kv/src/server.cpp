@@ -8,15 +8,18 @@
 #include <cstdlib>
 #include <random>
 #include <set>
+#include <tuple>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "claimant.hpp"
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/supervisor.hpp"
 #include "query.hpp"
 #include "state.hpp"
+#include "transfer.hpp"
 
 namespace nodus::kv {
 
@@ -359,11 +362,22 @@ Term ring_term(const View& v) {
   for (std::size_t i = 0; i < r.members().size(); ++i) {
     members.push_back(tuple(bin(r.members()[i]), v.up[i] ? "up" : "down"));
   }
+  List leaving;
+  for (const auto& m : r.leaving()) leaving.push_back(bin(m));
+  List transfers;  // partitions moving: their owner now and the next one (Riak's `next`)
+  for (std::uint32_t p : r.transfers()) {
+    transfers.push_back(map({{"partition", u(p)},
+                             {"from", bin(r.members()[r.owner(p)])},
+                             {"to", bin(r.members()[r.next_owner(p)])}}));
+  }
   return map({{"epoch", u(r.epoch())},
               {"partitions", u(r.partitions())},
               {"replicas", u(r.replicas())},
               {"members", Term(std::move(members))},
-              {"owners", Term(std::move(owners))}});
+              {"owners", Term(std::move(owners))},
+              {"claimant", bin(r.claimant())},
+              {"leaving", Term(std::move(leaving))},
+              {"transfers", Term(std::move(transfers))}});
 }
 
 // -- the server --------------------------------------------------------------------------------
@@ -385,14 +399,14 @@ class KvServer : public GenServer {
     if (auto v = st_->view(); v && v->ready()) {  // restarted: carry on with the ring we had
       ring_ = v->ring;
       publish();
-      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{0, 0, 0, {}, {}});
+      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{});
     } else if (init.empty() || (init.size() == 1 && init[0] == me_)) {
       adopt(Ring::create(st_->options.partitions, st_->options.replicas, {me_}).value());
     } else {
       publish();
       maybe_form();
       // Ask the nodes already linked for their ring (a restarted member learns it here).
-      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{0, 0, 0, {}, {}});
+      for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{});
     }
     send_after(self(), GossipTimer{}, std::chrono::milliseconds(1000));
     return ok();
@@ -411,6 +425,26 @@ class KvServer : public GenServer {
         return reply(tuple("ok", ring_term(*v)));
       }
       if (t == Term("stats")) return reply(tuple("ok", stats_term()));
+      if (t == Term("transfers")) {  // every node's hand-offs, gathered by a process
+        std::vector<std::string> nodes{me_};
+        nodes.insert(nodes.end(), store_.begin(), store_.end());
+        spawn(*node_, [nodes, from] {
+          List all;
+          for (const auto& n : nodes) {
+            auto r = call(named(kTransferName, n), Term("status"), std::chrono::milliseconds(2000));
+            if (!r) continue;  // down meanwhile: its transfers start again when it is back
+            if (auto m = r->match({"ok", _list})) {
+              for (const Term& x : m[0].as_list()) all.push_back(x);
+            }
+          }
+          nodus::reply(from, tuple("ok", Term(std::move(all))));
+        });
+        return noreply();
+      }
+      if (is_cluster_request(t)) {  // staged membership changes: claimant.cpp
+        cluster(t, from);
+        return noreply();
+      }
       if (is_query(t)) {  // keys, explain: query.cpp
         start_query(*node_, st_, t, from);
         return noreply();
@@ -437,22 +471,39 @@ class KvServer : public GenServer {
       const Pid from = sender();
       if (!from.valid()) return refuse();
       gossip_in(*g, from.node);
+    } else if (const TransferDone* td = msg.get<TransferDone>()) {
+      const Pid from = sender();
+      if (!from.valid() || !ring_ || ring_->member_index(from.node.name()) < 0) return refuse();
+      transfer_done(*td, std::string(from.node.name()));
     } else if (const NodeUp* nu = msg.get<NodeUp>()) {
       up_.insert(std::string(nu->node.name()));
       publish();
       maybe_form();
       auto v = st_->view();
-      if (v->ready()) send_ring(nu->node);
+      if (v->ready() && v->self >= 0) {
+        send_ring(nu->node);
+      } else {  // a candidate: asking for the ring also tells the members it runs the store
+        send(named(kServerName, nu->node.name()), RingGossip{});
+      }
     } else if (const NodeDown* nd = msg.get<NodeDown>()) {
       up_.erase(std::string(nd->node.name()));
+      store_.erase(std::string(nd->node.name()));
       publish();
     } else if (msg.is<GossipTimer>()) {
-      // Anti-entropy for the ring: one random up member a second gets ours.
+      // Anti-entropy for the ring: one random up node a second gets ours. A node outside
+      // the ring (a candidate) asks for one instead: nobody takes a ring from it.
       auto v = st_->view();
-      if (v->ready() && !up_.empty()) {
+      if (!up_.empty()) {
         auto it = up_.begin();
         std::advance(it, static_cast<long>(rng_() % up_.size()));
-        send_ring(atom(*it));
+        if (v->ready() && v->self >= 0) {
+          send_ring(atom(*it));
+        } else {
+          send(named(kServerName, *it), RingGossip{});
+        }
+      }
+      if (ring_ && acting_claimant() == me_) {
+        if (auto r = claimant_.switch_idle(*ring_, st_->options.replicas)) commit_ring(*r);
       }
       send_after(self(), GossipTimer{}, std::chrono::milliseconds(1000));
     } else {
@@ -470,14 +521,17 @@ class KvServer : public GenServer {
     return noreply();
   }
 
-  // A request a member handed on. Taken only from ring members; the caller it names must be on
+  // A request a member (or a candidate: a linked node running the store) handed on. Taken
+  // only from those; the caller it names must be on
   // a node this one knows (its atom exists), else the answer could not reach it anyway.
   void forward_in(KvForward& f) {
     const Pid from = sender();
     auto v = st_->view();
     const std::optional<Pid> pid = f.reply_pid.pid();
     const std::optional<Ref> ref = f.reply_ref.ref();
-    if (!from.valid() || !v->ready() || v->index_of(from.node) < 0 || !pid || !ref) {
+    if (!from.valid() || !v->ready() ||
+        (v->index_of(from.node) < 0 && !store_.count(std::string(from.node.name()))) || !pid ||
+        !ref) {
       (void)refuse();
       return;
     }
@@ -601,8 +655,54 @@ class KvServer : public GenServer {
 
   void adopt(Ring r) {
     ring_ = std::make_shared<const Ring>(std::move(r));
+    claimant_.prune(*ring_);
     publish();
     (void)save_ring(*st_, *ring_);  // with kv.data_dir; a failed write is seen at the next
+  }
+
+  // The claimant as this node sees it: the lowest member that is up and not leaving (Riak
+  // moves the claimant off a down node the same way), so a dead claimant can be removed.
+  std::string acting_claimant() const {
+    return kv::acting_claimant(*ring_, me_, [&](const std::string& m) { return up_.count(m) > 0; });
+  }
+
+  // A ring this node (the claimant) made: adopted and sent to every linked node at once.
+  void commit_ring(Ring r) {
+    adopt(std::move(r));
+    for (const auto& peer : up_) send_ring(atom(peer));
+  }
+
+  // A sender's hand-offs for switching a partition are all acknowledged (transfer.hpp).
+  void transfer_done(const TransferDone& td, const std::string& from) {
+    if (!ring_ || td.epoch != ring_->epoch() || acting_claimant() != me_) return;
+    if (auto r = claimant_.transfer_done(*ring_, td.partition, from, st_->options.replicas)) {
+      commit_ring(std::move(*r));
+    }
+  }
+
+  // A `{cluster, ...}` request: answered by the claimant, which holds the staged changes;
+  // any other node asks it (from a process of its own, so this server stays responsive). A
+  // commit's ring goes to every linked node at once (members, candidates, the ones leaving).
+  void cluster(const Term& t, From from) {
+    if (!ring_ || ring_->empty()) {
+      nodus::reply(from, error_term(ErrorCode::kUnavailable, "the ring has not formed yet"));
+      return;
+    }
+    const std::string claimant = acting_claimant();
+    if (claimant == me_) {
+      Claimant::Outcome o = claimant_.handle(t, ClusterContext{ring_.get(), me_, &up_, &store_});
+      if (o.ring) commit_ring(std::move(*o.ring));
+      nodus::reply(from, std::move(o.reply));
+      return;
+    }
+    const Atom to = atom(claimant);
+    spawn(*node_, [t, from, to] {
+      auto r = call(named(kServerName, to.name()), t, std::chrono::milliseconds(5000));
+      nodus::reply(from, r ? std::move(*r)
+                           : error_term(ErrorCode::kUnavailable,
+                                        "the claimant " + std::string(to.name()) +
+                                            " did not answer: " + r.error().to_string()));
+    });
   }
 
   // The claimant (lowest initial member) makes the first ring once every initial member is
@@ -626,7 +726,7 @@ class KvServer : public GenServer {
     if (!ring_) return;
     send(named(kServerName, to.name()),
          RingGossip{ring_->epoch(), ring_->partitions(), ring_->replicas(), ring_->members(),
-                    ring_->owners()});
+                    ring_->owners(), ring_->next(), ring_->leaving()});
   }
 
   // A ring (or a request for ours) from node `from`, the sender the link authenticated. Any
@@ -635,6 +735,9 @@ class KvServer : public GenServer {
   // cluster's ring), else from an initial member named in the ring it sends (the claimant, or
   // a member telling a restarted one). Rings are versioned: only a higher epoch replaces ours.
   void gossip_in(const RingGossip& g, Atom from) {
+    if (!node_->is_hidden(from) && up_.count(std::string(from.name()))) {
+      store_.insert(std::string(from.name()));  // it runs the store: a candidate, if no member
+    }
     if (g.epoch == 0) {  // a request for our ring
       send_ring(from);
       return;
@@ -647,6 +750,8 @@ class KvServer : public GenServer {
                : std::find(init.begin(), init.end(), sender) != init.end() &&
                      std::find(g.members.begin(), g.members.end(), sender) != g.members.end());
     if (!trusted) {
+      // A node dropped from the ring (removed while down) learns from ours that it is out.
+      if (ring_ && g.epoch < ring_->epoch() && !node_->is_hidden(from)) send_ring(from);
       (void)refuse();
       return;
     }
@@ -654,14 +759,21 @@ class KvServer : public GenServer {
       (void)refuse();  // another cluster's shape: not ours to adopt
       return;
     }
-    Result<Ring> r = Ring::from_parts(g.epoch, g.partitions, g.replicas, g.members, g.owners);
+    Result<Ring> r =
+        Ring::from_parts(g.epoch, g.partitions, g.replicas, g.members, g.owners, g.next, g.leaving);
     if (!r) {
       (void)refuse();
       return;
     }
-    if (!ring_ || r->epoch() > ring_->epoch()) {
+    // Two claimants (each side of a split) may have made different rings of one epoch: every
+    // node keeps the lower of them by their parts, so all converge on one.
+    auto parts = [](const Ring& x) {
+      return std::tie(x.members(), x.owners(), x.next(), x.leaving());
+    };
+    if (!ring_ || r->epoch() > ring_->epoch() ||
+        (r->epoch() == ring_->epoch() && parts(*r) < parts(*ring_))) {
       adopt(std::move(*r));
-    } else if (r->epoch() < ring_->epoch()) {
+    } else if (r->epoch() < ring_->epoch() || parts(*r) != parts(*ring_)) {
       send_ring(from);
     }
   }
@@ -698,8 +810,10 @@ class KvServer : public GenServer {
   KvState* st_ = nullptr;
   std::string me_;
   std::set<std::string> up_;
+  std::set<std::string> store_;  // linked nodes that run the store (they sent a RingGossip)
   std::shared_ptr<const Ring> ring_;
-  std::mt19937 rng_;  // whom the ring gossip goes to; seeded in init
+  Claimant claimant_;  // staged changes, used while this node is the claimant
+  std::mt19937 rng_;   // whom the ring gossip goes to; seeded in init
 };
 
 }  // namespace
@@ -785,6 +899,11 @@ Status start(Node& node, Options options) {
     children.push_back(std::move(c));
   }
   if (Status s = register_query_protocol(); !s.ok()) return s;
+  if (Status s = register_transfer_protocol(); !s.ok()) return s;
+  ChildSpec transfer;  // ownership hand-off on membership changes: transfer.cpp
+  transfer.id = kTransferName;
+  transfer.start = [n, st] { return start_transfer_server(*n, st); };
+  children.push_back(std::move(transfer));
   ChildSpec query;
   query.id = kQueryName;
   query.start = [n, st] { return start_query_server(*n, st); };

@@ -13,6 +13,7 @@
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
+#include "transfer.hpp"
 
 namespace nodus::kv {
 
@@ -86,11 +87,25 @@ class Vnode : public GenServer {
       return noreply();
     }
     if (msg.is<NodeUp>()) return noreply();
+    if (const DropCopy* d = msg.get<DropCopy>()) {  // local only: a hand-off is complete
+      drop_copy(*d);
+      return noreply();
+    }
     // Everything else comes from vnodes on ring members (this node included), for this
     // partition; anything else is refused and counted, never trusted.
     const View& v = view();
     const Pid from = sender();
-    if (!from.valid() || v.index_of(from.node) < 0) return refuse();
+    if (!from.valid() || v.index_of(from.node) < 0) {
+      // One exception: a member that has just left the ring sends its last writes on with a
+      // final hand-off (transfer.hpp); a merge, so a stale copy overwrites nothing newer.
+      const HandoffPut* last = msg.get<HandoffPut>();
+      if (!from.valid() || !last || st_->node.is_hidden(from.node) || last->partition != p_ ||
+          last->key.size() > kMaxKeyBytes) {
+        return refuse();
+      }
+      handoff_put(*last, from);
+      return noreply();
+    }
     if (const ReplicaPut* rp = msg.get<ReplicaPut>()) {
       if (rp->partition != p_) return refuse();
       if (st_->timing) {
@@ -945,6 +960,22 @@ class Vnode : public GenServer {
   }
 
   // -- hinted hand-off -------------------------------------------------------------------------
+
+  // The copy of a key handed to its new replica (transfer.cpp), if nothing changed since and
+  // this node is no replica of the partition any more (nor keeps a hint for the key).
+  void drop_copy(const DropCopy& d) {
+    if (ps_->hints.count(d.key)) return;
+    const View& v = view();
+    if (!v.ready()) return;
+    const auto prim = v.primaries(p_, st_->options.replicas);
+    if (v.self >= 0 &&
+        std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end()) {
+      return;
+    }
+    std::string bytes;
+    if (!st_->engine->get(p_, d.key, &bytes).ok() || bytes != d.object) return;
+    (void)st_->engine->erase(p_, d.key);
+  }
 
   void add_hint(const std::string& key, Atom primary) {
     auto& owners = ps_->hints[key];

@@ -260,7 +260,7 @@ TEST_F(KvSimTest, OnlyMembersChangeTheRing) {
   for (const char* from : {"outsider", "hidden"}) {
     sim_->spawn(from, [] {
       send(named("nodus_kv", "n1"),
-           RingGossip{1000, 16, 3, {"mallory"}, std::vector<std::uint16_t>(16, 0)});
+           RingGossip{1000, 16, 3, {"mallory"}, std::vector<std::uint16_t>(16, 0), {}, {}});
     });
   }
   sim_->run_for(3s);
@@ -273,8 +273,13 @@ TEST_F(KvSimTest, OnlyMembersChangeTheRing) {
   const Ring next = *ring(node("n2"))->with_members(ring(node("n2"))->members());
   ASSERT_EQ(next.epoch(), 2u);
   sim_->spawn("n2", [next] {
-    send(named("nodus_kv", "n1"), RingGossip{next.epoch(), next.partitions(), next.replicas(),
-                                             next.members(), next.owners()});
+    send(named("nodus_kv", "n1"), RingGossip{next.epoch(),
+                                             next.partitions(),
+                                             next.replicas(),
+                                             next.members(),
+                                             next.owners(),
+                                             {},
+                                             {}});
   });
   EXPECT_TRUE(sim_->run_until(
       [&] {

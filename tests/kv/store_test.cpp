@@ -523,7 +523,8 @@ TEST_F(StoreTest, MalformedPeerMessagesAreRefusedAndCountedAndNothingCrashes) {
     send(named("nodus_kv"),
          KvForward{KvRequest{1, "{t}k", {}, {}, 0, 0, 0, 0, 0, 0}, WireId{long_name, 1, 1},
                    WireId{"solo", 1, 1}, false, HybridClock::system_ms() + 5000});
-    send(named("nodus_kv"), RingGossip{99, 16, 1, {long_name}, std::vector<std::uint16_t>(16, 0)});
+    send(named("nodus_kv"),
+         RingGossip{99, 16, 1, {long_name}, std::vector<std::uint16_t>(16, 0), {}, {}});
   }
   send(named(vnode_name(p)), ReplicaPut{p, 5, 0, 0, "", false, "{t}k", obj});  // no sender
   ASSERT_TRUE(testing::eventually([&] { return stats(*node_)->bad_messages == bad_before + 14; }))

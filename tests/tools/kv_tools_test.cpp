@@ -446,7 +446,7 @@ TEST_F(KvToolsTest, KvCommandsAnswerInTheDesignsJsonWithItsExitStatuses) {
   json members = ctl_json(2, {"members"});
   ASSERT_EQ(3u, members.size()) << members;
   for (const json& m : members) {
-    EXPECT_EQ("member", m["status"]);
+    EXPECT_EQ("valid", m["status"]);
     EXPECT_EQ("up", m["state"]);
     EXPECT_EQ(owned[m["node"].get<std::string>()], m["partitions"]) << m;
   }

@@ -47,7 +47,10 @@ int run_ring(Context& ctx, const std::vector<std::string>& args) {
                     {"epoch", r["epoch"]},
                     {"owners", owners},
                     {"balance", balance},
-                    {"members", members}});
+                    {"members", members},
+                    {"claimant", r["claimant"]},
+                    {"leaving", r["leaving"]},
+                    {"transfers", r["transfers"]}});
     return kExitOk;
   }
   std::cout << "ring epoch " << r["epoch"].dump() << ": " << r["partitions"].dump()
@@ -60,6 +63,16 @@ int run_ring(Context& ctx, const std::vector<std::string>& args) {
     t.add({name, state_text(m[1].get<std::string>()), std::to_string(balance[name])});
   }
   t.print({2});
+  if (!r["transfers"].empty()) {
+    std::cout << "\n"
+              << r["transfers"].size()
+              << " partition(s) moving (the owner serves until handed off):";
+    for (const auto& m : r["transfers"]) {
+      std::cout << " " << m["partition"].dump() << ":" << m["from"].get<std::string>() << "->"
+                << m["to"].get<std::string>();
+    }
+    std::cout << "\n";
+  }
   std::cout << "\nowners (partition:node):\n";
   std::string line;
   for (std::size_t p = 0; p < owners.size(); ++p) {
@@ -75,10 +88,26 @@ int run_ring(Context& ctx, const std::vector<std::string>& args) {
 }
 
 // The ring's members (up or down, as the connected node sees them) and the candidates: nodes
-// meshed with them that run the store but are not in the ring.
+// meshed with them that run the store but are not in the ring. Status as Riak's member_status:
+// valid (a member), leaving (committed or staged to leave), joining (a staged join), candidate.
 int run_members(Context& ctx, const std::vector<std::string>& args) {
   expect_args(args, 0, 0, "members");
   json r = store_ring(ctx);
+  std::map<std::string, std::string> staged;  // node -> join|leave|remove, from the claimant
+  Term plan = ctx.client().kv(tuple("cluster", "plan"), ctx.options().timeout);
+  if (auto m = plan.match({"ok", _map})) {
+    json p = tools::term_to_json(m[0], tools::JsonStyle::kPlain);
+    for (const auto& s : p["staged"]) staged[s["node"]] = s["action"];
+  }
+  auto status_of = [&](const std::string& node, bool member) -> std::string {
+    const auto it = staged.find(node);
+    for (const auto& l : r["leaving"]) {
+      if (l == node) return "leaving";
+    }
+    if (it != staged.end() && it->second == "leave") return "leaving";
+    if (it != staged.end() && it->second == "join") return "joining";
+    return member ? "valid" : "candidate";
+  };
   json s = tools::term_to_json(ctx.client().ask("status"), tools::JsonStyle::kPlain);
   std::map<std::string, int> owned;
   for (const auto& o : r["owners"]) ++owned[o.get<std::string>()];
@@ -92,7 +121,7 @@ int run_members(Context& ctx, const std::vector<std::string>& args) {
   for (const auto& m : r["members"]) {
     const std::string name = m[0].get<std::string>();
     out.push_back(json{{"node", name},
-                       {"status", "member"},
+                       {"status", status_of(name, true)},
                        {"state", m[1]},
                        {"partitions", owned[name]},
                        {"keys", figure(name, "keys")}});
@@ -103,7 +132,7 @@ int run_members(Context& ctx, const std::vector<std::string>& args) {
     for (const auto& m : r["members"]) member |= m[0] == name;
     if (member) continue;
     out.push_back(json{{"node", name},
-                       {"status", "candidate"},
+                       {"status", status_of(name, false)},
                        {"state", row["state"]},
                        {"partitions", 0},
                        {"keys", figure(name, "keys")}});

@@ -94,6 +94,9 @@ struct Options {
   std::chrono::milliseconds tombstone_ttl{60000};
   /// How often a fallback offers its hints to primaries that are up (kv.handoff_interval_ms).
   std::chrono::milliseconds handoff_interval{1000};
+  /// Ownership transfers (hand-off of partitions on a membership change) a node sends at a
+  /// time (kv.transfer_limit); the others wait their turn.
+  std::uint32_t transfer_limit = 2;
   /// Signs causal contexts so clients cannot forge them (kv.context_secret); the same on every
   /// node. Required: start refuses an empty one, since then anyone could sign a context that
   /// claims any history. nodusd passes the cluster cookie when the key is not set (the signing

@@ -1,0 +1,381 @@
+// nodus_kv_transfer: a node's side of ownership transfers (see transfer.hpp).
+#include "transfer.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <tuple>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "nodus/node/gen_server.hpp"
+
+namespace nodus::kv {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kTransferTick = std::chrono::milliseconds(100);
+
+Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
+
+std::uint64_t digest(std::string_view bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
+
+struct TransferTick {};  // a local type, never on the wire: no peer can send one
+
+}  // namespace
+
+std::string acting_claimant(const Ring& ring, const std::string& self,
+                            const std::function<bool(const std::string&)>& up) {
+  for (const auto& m : ring.members()) {
+    if (!ring.is_leaving(m) && (m == self || up(m))) return m;
+  }
+  return ring.claimant();
+}
+
+std::vector<Handoff> handoffs_for(const Ring& ring, std::uint32_t x, std::uint32_t n) {
+  std::vector<Handoff> out;
+  Result<Ring> after = ring.with_transfer_done(x);
+  if (!after) return out;
+  auto names = [](const Ring& r, const std::vector<std::uint32_t>& idx) {
+    std::vector<std::string> v;
+    for (std::uint32_t i : idx) v.push_back(r.members()[i]);
+    return v;
+  };
+  for (std::uint32_t k = 0; k < ring.partitions(); ++k) {
+    const auto before = names(ring, ring.preference_list(k, n));
+    const auto now = names(*after, after->preference_list(k, n));
+    std::vector<std::string> gains, losses;
+    for (const auto& m : now) {
+      if (std::find(before.begin(), before.end(), m) == before.end()) gains.push_back(m);
+    }
+    for (const auto& m : before) {
+      if (std::find(now.begin(), now.end(), m) == now.end()) losses.push_back(m);
+    }
+    for (std::size_t i = 0; i < gains.size(); ++i) {
+      const std::string& from = i < losses.size() ? losses[i] : before.front();
+      out.push_back(Handoff{x, k, from, gains[i]});
+    }
+  }
+  return out;
+}
+
+Status register_transfer_protocol() { return register_message<TransferDone>(); }
+
+namespace {
+
+class TransferServer : public GenServer {
+ public:
+  Action init(KvState* st) {
+    st_ = st;
+    me_ = std::string(st->node.name().name());
+    monitor_nodes(true);
+    send_after(self(), TransferTick{}, kTransferTick);
+    return ok();
+  }
+
+  Action handle_info(Message& msg) override {
+    if (msg.is<TransferTick>()) {
+      tick();
+      send_after(self(), TransferTick{}, kTransferTick);
+      return noreply();
+    }
+    if (const NodeDown* nd = msg.get<NodeDown>()) {
+      // A receiver that went down may have lost what it acknowledged: start over.
+      for (auto& [id, h] : pairs_) {
+        if (h.to == nd->node.name() && h.state != State::kWaiting) restart(h);
+      }
+      return noreply();
+    }
+    if (msg.is<NodeUp>()) return noreply();
+    const Pid from = sender();
+    auto v = st_->view();
+    if (!from.valid() || !v->ready() || v->index_of(from.node) < 0) return refuse();
+    if (const HandoffAck* a = msg.get<HandoffAck>()) {
+      ack(*a, std::string(from.node.name()));
+      return noreply();
+    }
+    return refuse();
+  }
+
+  Action handle_call(Message& msg, From) override {
+    if (msg.is_term() && msg.term() == Term("status")) return reply(tuple("ok", status()));
+    st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    return reply(tuple("error", tuple("badarg", bin("expected status"))));
+  }
+  Action handle_cast(Message&) override { return refuse(); }
+
+ private:
+  // kFinal: the partition switched; one last pass sends what was written here after the
+  // pass before (writes no longer come here once the switch reached every coordinator).
+  enum class State { kWaiting, kSending, kDone, kFinal };
+  struct Pair {
+    std::uint32_t moving = 0, partition = 0;
+    std::string to;
+    State state = State::kWaiting;
+    int pass = 0;
+    std::vector<std::string> keys;  // this pass's keys
+    std::size_t next = 0;
+    std::map<std::string, std::pair<Clock::time_point, std::uint64_t>> inflight;
+    std::map<std::string, std::uint64_t> acked;  // key -> digest of what the receiver stored
+    std::uint64_t sent = 0, total = 0, changed = 0;
+    bool rebuild = false;  // for a removed member's replicas: no switch waits for it
+  };
+  // moving (kRebuild | partition for a rebuild), partition, to
+  using Id = std::tuple<std::uint32_t, std::uint32_t, std::string>;
+  static constexpr std::uint32_t kRebuild = 0x80000000u;
+
+  // A member dropped by `cluster remove` between ring `before` and `after` left its replicas
+  // nowhere to hand off from: each preference list that gained a node gets the partition's
+  // keys from the first node it kept (a survivor), this node when that is it.
+  void plan_rebuilds(const Ring& before, const Ring& after, std::uint32_t n) {
+    bool removed = false;
+    for (const auto& m : before.members()) {
+      removed |= !before.is_leaving(m) && after.member_index(m) < 0;
+    }
+    if (!removed || before.partitions() != after.partitions()) return;
+    auto names = [](const Ring& r, const std::vector<std::uint32_t>& idx) {
+      std::vector<std::string> v;
+      for (std::uint32_t i : idx) v.push_back(r.members()[i]);
+      return v;
+    };
+    for (std::uint32_t k = 0; k < after.partitions(); ++k) {
+      const auto was = names(before, before.preference_list(k, n));
+      const auto now = names(after, after.preference_list(k, n));
+      std::string source;
+      for (const auto& m : now) {
+        if (std::find(was.begin(), was.end(), m) != was.end()) {
+          source = m;
+          break;
+        }
+      }
+      if (source != me_) continue;
+      for (const auto& m : now) {
+        if (std::find(was.begin(), was.end(), m) != was.end()) continue;
+        Id id{kRebuild | k, k, m};
+        if (pairs_.count(id)) continue;
+        Pair p;
+        p.moving = k;
+        p.partition = k;
+        p.to = m;
+        p.rebuild = true;
+        pairs_.emplace(id, std::move(p));
+      }
+    }
+  }
+
+  Action refuse() {
+    st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    return noreply();
+  }
+
+  void restart(Pair& h) {
+    h.state = State::kWaiting;
+    h.pass = 0;
+    h.keys.clear();
+    h.next = 0;
+    h.inflight.clear();
+    h.acked.clear();
+    h.sent = h.total = h.changed = 0;
+  }
+
+  // Begins a pass over the partition: every key on the first, then those whose object is not
+  // what the receiver acknowledged (written since).
+  void begin_pass(Pair& h) {
+    h.keys.clear();
+    h.next = 0;
+    h.changed = 0;
+    st_->engine->fold(h.partition, [&](std::string_view key, std::string_view value) {
+      auto it = h.acked.find(std::string(key));
+      if (it == h.acked.end() || it->second != digest(value)) h.keys.emplace_back(key);
+      return true;
+    });
+    if (h.pass == 0) h.total = h.keys.size();
+    ++h.pass;
+  }
+
+  void tick() {
+    auto v = st_->view();
+    if (!v->ready()) return;
+    const Ring& ring = *v->ring;
+    const std::uint32_t n = st_->options.replicas;
+    if (ring.epoch() != epoch_) {
+      epoch_ = ring.epoch();
+      if (last_ && last_->epoch() < ring.epoch()) plan_rebuilds(*last_, ring, n);
+      last_ = v->ring;
+      std::set<Id> wanted;
+      for (std::uint32_t x : ring.transfers()) {
+        for (const Handoff& h : handoffs_for(ring, x, n)) {
+          if (h.from != me_) continue;
+          Id id{h.moving, h.partition, h.to};
+          wanted.insert(id);
+          if (!pairs_.count(id)) {
+            Pair p;
+            p.moving = h.moving;
+            p.partition = h.partition;
+            p.to = h.to;
+            pairs_.emplace(id, std::move(p));
+          }
+        }
+      }
+      for (auto it = pairs_.begin(); it != pairs_.end();) {
+        Pair& h = it->second;
+        if (wanted.count(it->first) || h.state == State::kFinal ||
+            (h.rebuild && h.state != State::kDone && ring.member_index(h.to) >= 0)) {
+          ++it;
+        } else if (!h.rebuild && h.state == State::kDone && ring.member_index(h.to) >= 0) {
+          h.state = State::kFinal;
+          begin_pass(h);
+          ++it;
+        } else {
+          it = pairs_.erase(it);
+        }
+      }
+    }
+    const auto now = st_->now();
+    const auto resend = st_->options.request_timeout;
+    std::size_t active = 0;
+    std::vector<Id> finished;
+    for (auto& [id, h] : pairs_) active += h.state == State::kSending;
+    for (auto& [id, h] : pairs_) {
+      const int to = v->index_of(atom(h.to));
+      const bool up = to >= 0 && v->up[to];
+      if (h.state == State::kWaiting) {
+        if (!up || active >= st_->options.transfer_limit) continue;
+        h.state = State::kSending;
+        ++active;
+        begin_pass(h);
+      }
+      if ((h.state != State::kSending && h.state != State::kFinal) || !up) continue;
+      for (auto& [key, at] : h.inflight) {
+        if (at.first + resend > now) continue;
+        std::string bytes;
+        if (!st_->engine->get(h.partition, key, &bytes).ok()) continue;
+        at = {now, digest(bytes)};
+        send(named(vnode_name(h.partition), h.to), HandoffPut{h.partition, key, bytes});
+      }
+      fill(h, now);
+      if (h.next == h.keys.size() && h.inflight.empty() && h.state == State::kFinal) {
+        drop_copies(h, *v);
+        finished.push_back(id);
+      } else if (h.next == h.keys.size() && h.inflight.empty()) {
+        const bool more = h.pass < kTransferPasses && (h.pass == 1 || h.changed > 0);
+        if (more) {
+          begin_pass(h);
+          if (!h.keys.empty()) continue;
+        }
+        h.state = State::kDone;
+        --active;
+        if (h.rebuild) finished.push_back(id);
+      }
+    }
+    for (const Id& id : finished) pairs_.erase(id);
+    report(ring, *v);
+  }
+
+  // The receiver acknowledged every key of a switched partition: this node's copies go, unless
+  // it is still one of the partition's primaries (its vnode checks again, with the hints).
+  void drop_copies(const Pair& h, const View& v) {
+    const auto prim = v.primaries(h.partition, st_->options.replicas);
+    if (v.self >= 0 &&
+        std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end()) {
+      return;
+    }
+    const Pid vnode = st_->vnode(h.partition);
+    for (const auto& [key, d] : h.acked) {
+      std::string bytes;
+      if (!st_->engine->get(h.partition, key, &bytes).ok() || digest(bytes) != d) continue;
+      send(vnode, DropCopy{key, std::move(bytes)});
+    }
+  }
+
+  // Sends keys of this pass until the window is full.
+  void fill(Pair& h, Clock::time_point now) {
+    while (h.inflight.size() < kTransferWindow && h.next < h.keys.size()) {
+      const std::string& key = h.keys[h.next++];
+      std::string bytes;
+      if (!st_->engine->get(h.partition, key, &bytes).ok()) {  // reaped meanwhile
+        if (h.pass == 1) ++h.sent;
+        continue;
+      }
+      h.inflight[key] = {now, digest(bytes)};
+      send(named(vnode_name(h.partition), h.to), HandoffPut{h.partition, key, bytes});
+    }
+  }
+
+  // Tells the claimant about each moving partition whose hand-offs from here are all done.
+  void report(const Ring& ring, const View& v) {
+    std::map<std::uint32_t, bool> done;  // moving -> all done
+    for (const auto& [id, h] : pairs_) {
+      if (h.state == State::kFinal || h.rebuild) continue;
+      auto [it, fresh] = done.emplace(h.moving, true);
+      it->second = it->second && h.state == State::kDone;
+    }
+    if (done.empty()) return;
+    const std::string claimant = acting_claimant(ring, me_, [&](const std::string& m) {
+      const int i = v.index_of(atom(m));
+      return i >= 0 && v.up[i];
+    });
+    for (const auto& [x, all] : done) {
+      if (all) send(named(kServerName, claimant), TransferDone{x, ring.epoch()});
+    }
+  }
+
+  void ack(const HandoffAck& a, const std::string& from) {
+    for (auto& [id, h] : pairs_) {
+      if (h.partition != a.partition || h.to != from ||
+          (h.state != State::kSending && h.state != State::kFinal)) {
+        continue;
+      }
+      auto it = h.inflight.find(a.key);
+      if (it == h.inflight.end()) continue;
+      const std::uint64_t d = digest(a.object);
+      if (d == it->second.second) {
+        h.acked[a.key] = d;
+        if (h.pass == 1) {
+          ++h.sent;
+        } else {
+          ++h.changed;
+        }
+        h.inflight.erase(it);
+        fill(h, st_->now());  // the window moves on with each ack, not each tick
+      }
+      return;
+    }
+  }
+
+  Term status() {
+    List out;
+    for (const auto& [id, h] : pairs_) {
+      out.push_back(map({{"kind", h.rebuild ? "rebuild" : "transfer"},
+                         {"moving", u(h.moving)},
+                         {"partition", u(h.partition)},
+                         {"from", bin(me_)},
+                         {"to", bin(h.to)},
+                         {"state", h.state == State::kWaiting   ? "waiting"
+                                   : h.state == State::kSending ? "sending"
+                                   : h.state == State::kDone    ? "done"
+                                                                : "final"},
+                         {"keys_sent", u(h.sent)},
+                         {"keys_total", u(h.total)}}));
+    }
+    return Term(std::move(out));
+  }
+
+  KvState* st_ = nullptr;
+  std::string me_;
+  std::uint64_t epoch_ = 0;
+  std::shared_ptr<const Ring> last_;  // the ring of the last epoch seen
+  std::map<Id, Pair> pairs_;
+};
+
+}  // namespace
+
+Result<Pid, Reason> start_transfer_server(Node& node, KvState* st) {
+  SpawnOptions so;
+  so.name = kTransferName;
+  return nodus::start_link<TransferServer>(node, so, st);
+}
+
+}  // namespace nodus::kv
