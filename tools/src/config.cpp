@@ -458,8 +458,8 @@ const std::vector<Key>& keys() {
     k.push_back(number("kv.handoff_interval_ms",
                        field(&NodeConfig::kv, &kv::Options::handoff_interval), 10, 3600000,
                        "how often a fallback offers its hints to primaries that are up (ms)"));
-    k.push_back(number("kv.transfer_limit", field(&NodeConfig::kv, &kv::Options::transfer_limit),
-                       1, 64,
+    k.push_back(number("kv.transfer_limit", field(&NodeConfig::kv, &kv::Options::transfer_limit), 1,
+                       64,
                        "partition transfers (hand-off on a membership change) a node sends at "
                        "a time"));
     k.push_back(path("kv.data_dir", field(&NodeConfig::kv, &kv::Options::data_dir),
