@@ -26,32 +26,6 @@ using namespace std::chrono_literals;
 using testing::numbered;
 using testing::SimCluster;
 
-// An engine that outlives its node's incarnations (a disk, as far as a crash is concerned): the
-// node's data survives a crash and restart, so what a test checks is the transfer's own
-// correctness, not a memory engine forgetting.
-class KeptEngine final : public Engine {
- public:
-  explicit KeptEngine(std::shared_ptr<Engine> e) : e_(std::move(e)) {}
-  Status put(std::uint32_t p, std::string_view k, std::string_view v) override {
-    return e_->put(p, k, v);
-  }
-  Status get(std::uint32_t p, std::string_view k, std::string* v) const override {
-    return e_->get(p, k, v);
-  }
-  Status erase(std::uint32_t p, std::string_view k) override { return e_->erase(p, k); }
-  void fold(std::uint32_t p,
-            const std::function<bool(std::string_view, std::string_view)>& fn) const override {
-    e_->fold(p, fn);
-  }
-  std::uint64_t keys(std::uint32_t p) const override { return e_->keys(p); }
-  std::uint64_t data_bytes(std::uint32_t p) const override { return e_->data_bytes(p); }
-  EngineStats stats() const override { return e_->stats(); }
-  bool durable() const override { return false; }
-
- private:
-  std::shared_ptr<Engine> e_;
-};
-
 class KvMembershipTest : public ::testing::TestWithParam<std::uint64_t> {
  protected:
   // Nodes n1..n`count`, meshed, the store on each; n1..n`members` are the initial members, the
@@ -75,9 +49,11 @@ class KvMembershipTest : public ::testing::TestWithParam<std::uint64_t> {
       o.handoff_interval = 100ms;
       o.clock = sim_->net().clock();
       o.transfer_limit = 1;
+      // The engine outlives the node's incarnations (a disk, as far as a crash is concerned), so
+      // a test checks the transfer's own correctness, not a memory engine forgetting.
       auto kept = std::shared_ptr<Engine>(new_memory_engine(16));
       engines_[name] = kept;
-      o.engine = [kept](std::uint32_t) { return std::make_unique<KeptEngine>(kept); };
+      o.engine = [kept](std::uint32_t) { return std::make_unique<SharedEngine>(kept, false); };
       options_[name] = o;
       ASSERT_OK(kv::start(sim_->node(name), o));
     }

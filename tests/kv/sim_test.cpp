@@ -339,7 +339,7 @@ TEST_F(KvSimTest, AFallbacksNotFoundCountsTowardRButNotTowardPr) {
 TEST_F(KvSimTest, ADurableWriteQuorumCountsOnlyDurableEngines) {
   start_cluster(3, {}, [this](Options& o) {
     if (next_durable_) {
-      o.engine = [](std::uint32_t q) { return std::make_unique<DurableMemoryEngine>(q); };
+      o.engine = durable_memory_engine;
     }
     next_durable_ = false;  // n1 (started first) only
   });

@@ -591,7 +591,7 @@ TEST_F(StoreTest, ADurableWriteQuorumIsRefusedUpFrontWhenNoReplicaCanMeetIt) {
   EXPECT_EQ(client_->get("k").error().code(), ErrorCode::kNotFound);
   node_.reset();
   Options o;
-  o.engine = [](std::uint32_t q) { return std::make_unique<DurableMemoryEngine>(q); };
+  o.engine = durable_memory_engine;
   start_store(o);
   EXPECT_OK(client_->put("k", "v", dw1));
 }
