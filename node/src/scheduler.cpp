@@ -34,6 +34,7 @@ extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const voi
                                                std::size_t size);
 extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
                                                 std::size_t* size_old);
+extern "C" void __asan_unpoison_memory_region(void const volatile* addr, std::size_t size);
 #endif
 #if NODUS_TSAN
 extern "C" void* __tsan_get_current_fiber();
@@ -82,7 +83,14 @@ struct GuardedStack {
     return sc;
   }
   void deallocate(ctx::stack_context& sc) {
-    ::munmap(static_cast<char*>(sc.sp) - sc.size, sc.size);
+    void* base = static_cast<char*>(sc.sp) - sc.size;
+#if NODUS_ASAN
+    // A fiber that never returned (its node stopped while it waited) leaves its frames' redzones
+    // poisoned, and ASan keeps the shadow of unmapped memory: the next stack mapped here would
+    // inherit them and a fresh frame would look like an overflow.
+    __asan_unpoison_memory_region(base, sc.size);
+#endif
+    ::munmap(base, sc.size);
   }
 };
 
