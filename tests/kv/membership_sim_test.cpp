@@ -436,17 +436,7 @@ TEST_P(KvMembershipTest, ATransferWhoseSenderIsKilledStartsAgainAndLosesNothing)
 }
 
 // Under a sanitizer a seed costs some 50 times more: one seed there, five otherwise.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr std::uint64_t kSeeds = 1;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr std::uint64_t kSeeds = 1;
-#else
-constexpr std::uint64_t kSeeds = 5;
-#endif
-#else
-constexpr std::uint64_t kSeeds = 5;
-#endif
+constexpr std::uint64_t kSeeds = testing::kSanitized ? 1 : 5;
 INSTANTIATE_TEST_SUITE_P(Seeds, KvMembershipTest, ::testing::Range<std::uint64_t>(1, 1 + kSeeds));
 
 }  // namespace

@@ -32,6 +32,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../test_support.hpp"
 #include "nodus/kv/client.hpp"
 #include "nodus/kv/kv.hpp"
 #include "nodus/kv/partition.hpp"
@@ -1023,17 +1024,7 @@ std::string run_seed(std::uint64_t seed, std::size_t node_count, Mix mix, Covera
 
 // Under a sanitizer a seed costs some 50 times more (2.7 s in CI's Debug build with ASan and
 // UBSan, against 50 ms in Release): a fortieth of the seeds there, 14 in all.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr std::uint64_t kSeedFactor = 40;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr std::uint64_t kSeedFactor = 40;
-#else
-constexpr std::uint64_t kSeedFactor = 1;
-#endif
-#else
-constexpr std::uint64_t kSeedFactor = 1;
-#endif
+constexpr std::uint64_t kSeedFactor = testing::kSanitized ? 40 : 1;
 
 /// Runs seeds 1..`seeds` (or as the environment says); a failure per failing seed. Returns
 /// what they exercised.

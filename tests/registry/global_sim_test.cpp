@@ -205,17 +205,7 @@ std::string run_seed(std::uint64_t seed, Faults mix, bool trace) {
 
 // Under a sanitizer a seed costs some 30 times more (every node maps and clears its process
 // table's first megabyte, and TSan shadows it): fewer seeds there, all 1,000 elsewhere.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr std::uint64_t kSeeds = 100;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr std::uint64_t kSeeds = 100;
-#else
-constexpr std::uint64_t kSeeds = 1000;
-#endif
-#else
-constexpr std::uint64_t kSeeds = 1000;
-#endif
+constexpr std::uint64_t kSeeds = testing::kSanitized ? 100 : 1000;
 
 /// Runs seeds 1..kSeeds (or as the environment says) of `mix`; a failure per failing seed.
 void run_seeds(Faults mix) {
