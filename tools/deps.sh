@@ -20,6 +20,7 @@ packages=(
   python3-zmq python3-msgpack          # clients/python and its tests (on /usr/bin/python3)
   python3-xxhash                       # clients/python: XXH3-64, the store's partition hash
   redis-tools python3-redis            # [resp] tests: redis-cli, redis-benchmark, redis-py
+  iproute2                             # tests with nodes in network namespaces (ip netns)
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI

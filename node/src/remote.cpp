@@ -436,6 +436,7 @@ Status Runtime::start_transport(const NodeOptions& o) {
   t.name = std::string(name_.name());
   t.creation = creation_;
   t.listen = o.listen;
+  t.advertise = o.advertise;
   t.cookie = o.cookie;
   t.heartbeat_interval = o.heartbeat_interval;
   t.down_after = o.down_after;

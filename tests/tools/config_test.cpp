@@ -370,5 +370,25 @@ TEST_F(ConfigTest, RespListenIsHostPortAndNeedsTheStore) {
   EXPECT_TRUE(has(why, "expected a whole number from 1 to 100000")) << why;
 }
 
+TEST_F(ConfigTest, ListeningOnEveryAddressNeedsAnAdvertisedEndpoint) {
+  const std::string wild = write("n1.conf",
+                                 "[node]\nname = n1\nlisten = tcp://0.0.0.0:7101\n[cluster]\n"
+                                 "cookie_file = cookie\n");
+  std::string why = refusal(load(wild));
+  EXPECT_TRUE(has(why, "node.listen")) << why;
+  EXPECT_TRUE(has(why, "node.advertise")) << why;
+
+  auto ok = load(wild, {"--node.advertise=tcp://n1.example.net:7101"});
+  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
+  EXPECT_EQ("tcp://n1.example.net:7101", ok->node.advertise);
+  EXPECT_EQ("tcp://0.0.0.0:7101", ok->node.listen);
+
+  why = refusal(load(conf(), {"--node.advertise=tcp://n1.example.net:*"}));
+  EXPECT_TRUE(has(why, "node.advertise (flag --node.advertise)")) << why;
+  why = refusal(load(conf("[node]\nadvertise = n1.example.net:7101\n")));
+  EXPECT_TRUE(has(why, "node.advertise")) << why;
+  EXPECT_TRUE(has(why, "tcp://HOST:PORT")) << why;
+}
+
 }  // namespace
 }  // namespace nodus::tools

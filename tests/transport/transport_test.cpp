@@ -496,5 +496,58 @@ TEST_F(TransportTest, FramesLargerThanAPartCrossInPartsIntactAndInOrder) {
   }
 }
 
+// A free TCP port on loopback now (the kernel's pick for port 0); the caller binds it next.
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+TEST_F(TransportTest, PeersLearnTheAdvertisedEndpointAndDialItByName) {
+  // `a` is bound on 127.0.0.1 and advertises the same port under the name "localhost": `b`
+  // links back to it (a link is up only when both directions are) through the name.
+  const int port = free_loopback_port();
+  ASSERT_GT(port, 0);
+  TransportOptions o = testing::test_options("a");
+  o.listen = "tcp://127.0.0.1:" + std::to_string(port);
+  const std::string advertised = "tcp://localhost:" + std::to_string(port);
+  o.advertise = advertised;
+  auto a = testing::start_peer(std::move(o));
+  ASSERT_TRUE(a->t);
+  EXPECT_EQ(advertised, a->t->endpoint());
+  auto b = make("b");
+  a->t->connect(b->t->endpoint());
+  ASSERT_TRUE(eventually([&] { return a->is_up("b") && b->is_up("a"); }));
+  detail::MutexLock lock(b->mu);
+  ASSERT_FALSE(b->ups.empty());
+  EXPECT_EQ(advertised, b->ups.back().endpoint);
+}
+
+TEST_F(TransportTest, ListeningOnEveryAddressWithoutAnAdvertisedEndpointIsRefusedBeforeBinding) {
+  TransportOptions o = testing::test_options("a");
+  o.listen = "tcp://0.0.0.0:*";
+  auto t = Transport::start(TransportOptions(o), TransportCallbacks{});
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(ErrorCode::kBadConfig, t.error().code());
+  EXPECT_NE(std::string::npos, t.error().message().find("advertise")) << t.error().message();
+
+  o.listen = "tcp://127.0.0.1:*";
+  o.advertise = "tcp://somewhere:*";
+  t = Transport::start(TransportOptions(o), TransportCallbacks{});
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(ErrorCode::kBadConfig, t.error().code());
+  EXPECT_NE(std::string::npos, t.error().message().find("tcp://somewhere:*"))
+      << t.error().message();
+}
+
 }  // namespace
 }  // namespace nodus::transport

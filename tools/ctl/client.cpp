@@ -1,5 +1,9 @@
 #include "client.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -26,12 +30,58 @@ std::string read_cookie(const std::string& path) {
   return cookie.value();
 }
 
-// A node listening on every interface is reached on loopback.
-std::string reachable(std::string ep) {
+// Where to reach the node of a config file: its advertised endpoint, else its listen endpoint,
+// where one listening on every interface is reached on loopback.
+std::string reachable(const NodeOptions& node) {
+  if (!node.advertise.empty()) return node.advertise;
+  std::string ep = node.listen;
   const std::string any = "tcp://0.0.0.0:";
   if (ep.rfind(any, 0) == 0) ep = "tcp://127.0.0.1:" + ep.substr(any.size());
   if (ep.rfind("tcp://*:", 0) == 0) ep = "tcp://127.0.0.1:" + ep.substr(8);
+  if (ep.rfind("tcp://[::]:", 0) == 0) ep = "tcp://[::1]:" + ep.substr(11);
   return ep;
+}
+
+// nodusctl's own listen endpoint: on the address this machine uses to reach `endpoint`
+// (tcp://HOST:PORT, HOST an address or a name), since the node links back to it as to any
+// hidden node. Loopback for a node on this machine; "" if HOST does not resolve (the
+// connection attempt then says why).
+std::string own_listen_toward(const std::string& endpoint) {
+  std::string hp = endpoint.rfind("tcp://", 0) == 0 ? endpoint.substr(6) : endpoint;
+  const auto colon = hp.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = hp.substr(0, colon);
+  const std::string port = hp.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0) return "";
+  std::string out;
+  for (addrinfo* a = res; a && out.empty(); a = a->ai_next) {
+    // A UDP socket's connect sends nothing: it only asks the kernel for the route's source.
+    const int fd = ::socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    sockaddr_storage local{};
+    socklen_t len = sizeof(local);
+    char text[INET6_ADDRSTRLEN] = {};
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+      if (local.ss_family == AF_INET &&
+          ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, text,
+                      sizeof(text))) {
+        out = std::string("tcp://") + text + ":*";
+      } else if (local.ss_family == AF_INET6 &&
+                 ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, text,
+                             sizeof(text))) {
+        out = std::string("tcp://[") + text + "]:*";
+      }
+    }
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  return out;
 }
 
 }  // namespace
@@ -49,7 +99,7 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
     opts.curve = cfg->node.curve;
     opts.curve_allowed = cfg->node.curve_allowed;
     if (endpoint.empty()) {
-      endpoint = reachable(cfg->node.listen);
+      endpoint = reachable(cfg->node);
       if (cfg->node.curve) endpoint += "#" + cfg->node.curve->public_key;
     }
   }
@@ -76,7 +126,8 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
 
   std::random_device rd;
   opts.name = "nodusctl-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000);
-  opts.listen = "tcp://127.0.0.1:*";
+  opts.listen = own_listen_toward(addr.endpoint);
+  if (opts.listen.empty()) opts.listen = "tcp://127.0.0.1:*";
   opts.hidden = true;
   opts.schedulers = 1;
   opts.seeds = {endpoint};

@@ -71,6 +71,19 @@ std::string check_listen(const std::string& ep) {
   return valid_tcp_endpoint(ep, true) ? "" : in_quotes(ep) + " is not tcp://HOST:PORT";
 }
 
+std::string check_advertise(const std::string& ep) {
+  return valid_tcp_endpoint(ep, false) ? ""
+                                       : in_quotes(ep) + " is not tcp://HOST:PORT (a port number)";
+}
+
+// "tcp://0.0.0.0:P", "tcp://[::]:P", "tcp://*:P": bound to every address of the machine.
+bool wildcard_listen(const std::string& ep) {
+  const auto colon = ep.rfind(':');
+  if (ep.rfind("tcp://", 0) != 0 || colon == std::string::npos) return false;
+  const std::string host = ep.substr(6, colon - 6);
+  return host == "0.0.0.0" || host == "[::]" || host == "*";
+}
+
 std::string check_host_port(const std::string& hp) {
   auto colon = hp.rfind(':');
   long long port;
@@ -373,6 +386,11 @@ const std::vector<Key>& keys() {
              "where peers and nodusctl connect, tcp://HOST:PORT (loopback for one machine)",
              check_listen),
         "set it to tcp://127.0.0.1:PORT (a free port)"));
+    k.push_back(text("node.advertise", field(&NodeConfig::node, &NodeOptions::advertise),
+                     "the endpoint peers reach this node at, tcp://HOST:PORT (HOST may be a DNS "
+                     "name); needed when node.listen binds every address (0.0.0.0 or [::]); "
+                     "default: node.listen",
+                     check_advertise));
     k.push_back(number("node.schedulers", field(&NodeConfig::node, &NodeOptions::schedulers), 0,
                        1024, "scheduler threads; 0 = one per core"));
     k.push_back(number("node.heartbeat_ms",
@@ -660,6 +678,11 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
     return fail("node.down_after_ms", "must be longer than node.heartbeat_ms (" +
                                           std::to_string(c.node.heartbeat_interval.count()) +
                                           " ms)");
+  }
+  if (wildcard_listen(c.node.listen) && c.node.advertise.empty()) {
+    return fail("node.listen", c.node.listen +
+                                   " binds every address, which peers cannot dial: set "
+                                   "node.advertise to tcp://ADDRESS-OR-HOST:PORT that they can");
   }
   if (!kv::valid_partition_count(c.kv.partitions)) {
     return fail("kv.partitions", "expected a power of two (1, 2, 4 ... 65536), got " +

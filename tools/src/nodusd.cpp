@@ -117,7 +117,11 @@ class LinkLogger : public GenServer {
 std::pair<std::string, std::string> host_port(std::string ep) {
   if (ep.rfind("tcp://", 0) == 0) ep = ep.substr(6);
   auto colon = ep.rfind(':');
-  return {ep.substr(0, colon), ep.substr(colon + 1)};
+  std::string host = ep.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);  // an IPv6 literal, for getaddrinfo
+  }
+  return {host, ep.substr(colon + 1)};
 }
 
 // The first SIGTERM or SIGINT, handed from the signal thread to main.

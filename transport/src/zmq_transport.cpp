@@ -65,6 +65,32 @@ constexpr std::size_t kMaxPreAuthConnections = 256;
 // Where the ROUTER reports connections accepted and ended, and handshakes that failed.
 constexpr const char* kMonitorEndpoint = "inproc://nodus.router.monitor";
 
+// The host of "tcp://HOST:PORT" ("" if it is not that shape); "[::1]" keeps its brackets.
+std::string_view endpoint_host(std::string_view ep) {
+  constexpr std::string_view kTcp = "tcp://";
+  if (ep.substr(0, kTcp.size()) != kTcp) return {};
+  ep.remove_prefix(kTcp.size());
+  const auto colon = ep.rfind(':');
+  return colon == std::string_view::npos ? std::string_view{} : ep.substr(0, colon);
+}
+
+bool is_tcp_endpoint(std::string_view ep) {
+  const std::string_view host = endpoint_host(ep);
+  if (host.empty()) return false;
+  const std::string_view port = ep.substr(ep.rfind(':') + 1);
+  return !port.empty() && port.size() <= 5 &&
+         port.find_first_not_of("0123456789") == std::string_view::npos && port != "0";
+}
+
+// An IPv6 literal ("tcp://[::1]:7101"): ZeroMQ takes it only on a socket with ZMQ_IPV6 set.
+bool is_ipv6_endpoint(std::string_view ep) { return endpoint_host(ep).substr(0, 1) == "["; }
+
+// Bound to every address of the machine: no peer can reach it under that address.
+bool is_wildcard_endpoint(std::string_view ep) {
+  const std::string_view host = endpoint_host(ep);
+  return host == "0.0.0.0" || host == "[::]" || host == "*" || host == "[0:0:0:0:0:0:0:0]";
+}
+
 // What descriptor `fd` is: its local and peer socket addresses, raw (`identity`), and the peer's
 // as text (`address`). Both empty if it is not a connected socket.
 void describe_socket(int fd, std::string& identity, std::string& address) {
@@ -131,6 +157,16 @@ class ZmqTransport final : public Transport, private LinkIo {
     if (::sigaction(SIGPIPE, nullptr, &pipe) == 0 && pipe.sa_handler == SIG_DFL) {
       ::signal(SIGPIPE, SIG_IGN);
     }
+    if (!opt_.advertise.empty() && !is_tcp_endpoint(opt_.advertise)) {
+      return Status(ErrorCode::kBadConfig, "cannot advertise \"" + opt_.advertise +
+                                               "\": expected tcp://HOST:PORT with a port number");
+    }
+    if (opt_.advertise.empty() && is_wildcard_endpoint(opt_.listen)) {
+      return Status(ErrorCode::kBadConfig,
+                    "listening on every address (" + opt_.listen +
+                        ") needs an endpoint to advertise that peers can reach: set advertise "
+                        "(node.advertise) to tcp://ADDRESS-OR-HOST:PORT");
+    }
     auto cfg = make_link_config(opt_, "");
     if (!cfg.ok()) return cfg.error();
     // Called by the ZAP handler on the I/O thread, under io_mu_ (answer(), handshake_failed()).
@@ -168,12 +204,14 @@ class ZmqTransport final : public Transport, private LinkIo {
       // a backstop (close_unauthenticated() closes it at down_after, and says so).
       router_.set(zmq::sockopt::handshake_ivl, static_cast<int>(2 * opt_.down_after.count()));
       router_.set(zmq::sockopt::router_mandatory, 0);
+      if (is_ipv6_endpoint(opt_.listen)) router_.set(zmq::sockopt::ipv6, 1);
       router_.bind(opt_.listen);
       endpoint_ = router_.get(zmq::sockopt::last_endpoint);
       router_fd_ = router_.get(zmq::sockopt::fd);
     } catch (const zmq::error_t& e) {
       return Status(ErrorCode::kBadConfig, "cannot listen on " + opt_.listen + ": " + e.what());
     }
+    if (!opt_.advertise.empty()) endpoint_ = opt_.advertise;
     cfg->me.listen = endpoint_;
     table_ = std::make_unique<LinkTable>(std::move(cfg.value()), static_cast<LinkIo&>(*this));
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -348,6 +386,7 @@ class ZmqTransport final : public Transport, private LinkIo {
       c.dealer->set(zmq::sockopt::sndhwm, kMaxZmqQueued);
       // Only handshake frames and REFUSE come back on it.
       c.dealer->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(part_bytes_));
+      if (is_ipv6_endpoint(endpoint)) c.dealer->set(zmq::sockopt::ipv6, 1);
       if (opt_.curve) {
         c.dealer->set(zmq::sockopt::curve_serverkey, server_key);
         c.dealer->set(zmq::sockopt::curve_publickey, opt_.curve->public_key);

@@ -61,6 +61,10 @@ struct NodeOptions {
   /// Where peers connect, e.g. "tcp://127.0.0.1:7101" ("tcp://127.0.0.1:*" picks a free port).
   /// Empty: a node without networking (every other node is unreachable).
   std::string listen{};
+  /// The endpoint peers are told to reach this node at (node.advertise), when `listen` binds
+  /// every address ("tcp://0.0.0.0:7101") or is not reachable as bound; a host name is
+  /// allowed. Default "": the bound endpoint. See transport::TransportOptions::advertise.
+  std::string advertise{};
   /// The cluster's shared secret (the contents of the cookie file). Nodes with different
   /// cookies refuse each other. REQUIRES: not empty when `listen` is set.
   std::string cookie{};

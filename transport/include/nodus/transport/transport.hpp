@@ -46,8 +46,16 @@ struct TransportOptions {
   std::string name;
   std::uint32_t creation = 0;
   /// Where to listen, e.g. "tcp://127.0.0.1:7101"; "tcp://127.0.0.1:*" picks a free port
-  /// (read it back with endpoint()).
+  /// (read it back with endpoint()). "tcp://0.0.0.0:7101" or "tcp://[::]:7101" listens on every
+  /// address of the machine, and then needs `advertise`.
   std::string listen;
+  /// The endpoint peers are told to reach this node at, when it is not the bound one: a node
+  /// listening on every address (0.0.0.0, [::]) or behind NAT advertises the address its peers
+  /// can route to, as etcd separates --listen-peer-urls from --initial-advertise-peer-urls.
+  /// "tcp://HOST:PORT"; HOST may be a DNS name (peers resolve it each time they connect).
+  /// Default "": the bound endpoint (endpoint()). Errors (start): kBadConfig when `listen` is
+  /// a wildcard address and this is empty, or when it is not tcp://HOST:PORT.
+  std::string advertise;
   /// The cluster's shared secret. REQUIRES: not empty.
   std::string cookie;
   /// How often an idle link sends a heartbeat. Shorter detects failures sooner and costs a
