@@ -1,0 +1,294 @@
+"""The fault suite's clients and the set workload's checker.
+
+Run as a program inside a node's namespace (``ip netns exec NS python3 workload.py MODE``),
+a client links to that one node as a hidden node (clients/python) and:
+
+- ``worker``: adds unique elements to a few keys until a wall-clock deadline, each add a
+  get, the union of the siblings it returned plus the element, and a put with the get's
+  context; every operation is a JSON line: ``invoke``, then ``ok``, ``fail`` (it did not
+  happen: the get failed, or the put was refused before anything was stored) or ``info``
+  (unknown: a put that timed out, went to a node that went down, or missed its quorum
+  after replicas may have stored it).
+- ``probe``: prints the ring as the node sees it (JSON), for the driver's waits.
+- ``final``: after the heal, first waits (bounded) until every key's primaries hold the same
+  object (``explain``'s digests: hinted hand-off and the like, before any read repairs), then
+  reads every key with R = N, retrying within a bound, and prints the elements (JSON).
+
+An element is ``client << 20 | sequence``; a set's value is its elements as little-endian
+uint32s, sorted. ``check()`` reads the histories and the final read: lost (acknowledged, not
+read), phantom (read, never attempted), failed_present (read, though its put was refused:
+a refusal that lied).
+"""
+
+import argparse
+import json
+import os
+import random
+import struct
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
+
+PORT = 7000
+# A put refused with these stored nothing (docs/protocol.md 12.3: "Nothing is stored when a
+# request is refused"); no_quorum and timeout may come after replicas stored it.
+_REFUSALS = ("badarg", "value_too_large", "too_many_siblings", "overloaded", "unavailable")
+
+
+def encode(elements):
+    return struct.pack("<%dI" % len(elements), *sorted(elements))
+
+
+def decode(value):
+    if len(value) % 4:
+        raise ValueError("a set value of %d bytes (not a multiple of 4)" % len(value))
+    return set(struct.unpack("<%dI" % (len(value) // 4), value))
+
+
+def key_name(group, k):
+    """Keys come in groups so that no set grows without bound: a client's `seq`-th add goes
+    to a key of group seq // ops_per_group (clients at a like pace share a group)."""
+    return "set:%d:%d" % (group, k)
+
+
+def _connect(nodus, cookie_file, addr, deadline):
+    while True:
+        node = nodus.Node(cookie_file=cookie_file)
+        try:
+            return node.connect(addr, PORT, timeout_ms=2000)
+        except nodus.NodusError:
+            node.close()
+            if time.time() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+def worker(args):
+    import nodus
+    rng = random.Random("%d/%d" % (args.seed, args.client))
+    out = open(args.out, "a")
+    t0 = args.t0
+
+    def record(**fields):
+        fields["wall"] = time.time()
+        fields["t"] = round(fields["wall"] - t0, 4)
+        fields["process"] = args.client
+        out.write(json.dumps(fields) + "\n")
+        out.flush()
+
+    node = _connect(nodus, args.cookie_file, args.addr, args.until)
+    seq = 0
+    try:
+        while time.time() < args.until and seq < (1 << 20) - 1:
+            seq += 1
+            element = args.client << 20 | seq
+            k = key_name(seq // args.ops_per_group, rng.randrange(args.keys))
+            record(type="invoke", f="add", key=k, value=element)
+            try:
+                try:
+                    obj = node.kv.get(k, timeout_ms=args.timeout_ms)
+                    have, context = set(), obj.context
+                    for v in obj.values:
+                        have |= decode(v)
+                except nodus.NotFound:
+                    have, context = set(), None
+            except nodus.NodusError as e:
+                record(type="fail", f="add", key=k, value=element, error="get: " + e.name)
+                time.sleep(0.05)  # the node is unreachable or the quorum is: don't spin
+                continue
+            have.add(element)
+            try:
+                node.kv.put(k, encode(have), context=context, timeout_ms=args.timeout_ms)
+                record(type="ok", f="add", key=k, value=element)
+            except nodus.NodusError as e:
+                kind = "fail" if e.name in _REFUSALS else "info"
+                record(type=kind, f="add", key=k, value=element, error="put: " + e.name)
+                time.sleep(0.05)
+    finally:
+        out.close()
+        node.close()
+
+
+def probe(args):
+    import nodus
+    node = _connect(nodus, args.cookie_file, args.addr, time.time() + 3)
+    try:
+        ring = node.kv.ring()
+        members = [(str(m[0].decode() if isinstance(m[0], bytes) else m[0]), str(m[1]))
+                   for m in ring["members"]]
+        print(json.dumps({"epoch": ring["epoch"], "members": members,
+                          "owners": len(ring["owners"]), "partitions": ring["partitions"]}))
+    finally:
+        node.close()
+
+
+def final(args):
+    import nodus
+    with open(args.key_file) as f:
+        names = json.load(f)
+    node = _connect(nodus, args.cookie_file, args.addr, time.time() + 10)
+    result = {"keys": {}, "errors": []}
+    try:
+        # Convergence first, before any read repairs: every primary of every key holds the
+        # same object, by hinted hand-off and whatever else the store does on its own.
+        result["converged_wall"], result["diverged"] = _converge(nodus, node, names,
+                                                                 args.converge_s)
+        while time.time() < args.not_before:
+            time.sleep(0.1)
+        deadline = time.time() + args.timeout_s
+        for name in names:
+            while True:
+                try:
+                    obj = node.kv.get(name, r=args.r, timeout_ms=5000)
+                    elements = set()
+                    for v in obj.values:
+                        elements |= decode(v)
+                    result["keys"][name] = {"elements": sorted(elements),
+                                            "siblings": len(obj.values)}
+                    break
+                except nodus.NotFound:
+                    result["keys"][name] = {"elements": [], "siblings": 0}
+                    break
+                except nodus.NodusError as e:
+                    if time.time() >= deadline:
+                        result["errors"].append("%s: %s" % (name, e))
+                        break
+                    time.sleep(0.3)
+        # Then once more: the R = N reads repaired what they found behind.
+        if result["diverged"]:
+            result["converged_after_read_wall"], result["diverged_after_read"] = _converge(
+                nodus, node, names, args.converge_s)
+    finally:
+        node.close()
+    print(json.dumps(result))
+
+
+def _converge(nodus, node, names, seconds):
+    """Polls until every key's primaries agree: (the wall time they did or None, and the
+    keys that still differed at the deadline, with what each primary held)."""
+    deadline = time.time() + seconds
+    pending = list(names)
+    detail = {}
+    while True:
+        still = []
+        for name in pending:
+            try:
+                agree, detail[name] = _primaries_agree(node, name)
+            except nodus.NodusError as e:
+                agree, detail[name] = False, str(e)
+            if not agree:
+                still.append(name)
+        pending = still
+        if not pending:
+            return time.time(), {}
+        if time.time() >= deadline:
+            return None, {name: detail[name] for name in pending[:20]}
+        time.sleep(0.3)
+
+
+def _primaries_agree(node, key):
+    """(whether every primary of `key` is up and holds the same object and no hint is left,
+    what each primary holds: node -> digest, and the hints)."""
+    reply = node.call(("nodus_kv", node.peers()[0]), ("explain", key.encode(), {}), 6000)
+    if not (isinstance(reply, tuple) and reply[0] == "ok"):
+        return False, repr(reply)
+    digests, detail = set(), {}
+    up = True
+    for r in reply[1]["preflist"]:
+        if str(r["role"]) == "primary":
+            up = up and str(r["state"]) == "up"
+            digest = r["digest"]
+            digest = digest.decode() if isinstance(digest, bytes) else str(digest)
+            who = r["node"]
+            detail[who.decode() if isinstance(who, bytes) else str(who)] = digest
+            digests.add(digest)
+    hints = len(reply[1]["hints"])
+    if hints:
+        detail["hints"] = hints
+    return up and len(digests) == 1 and not hints, detail
+
+
+# -- the checker ---------------------------------------------------------------------------
+
+def keys_in(history_files):
+    """The keys the histories' adds went to, sorted."""
+    keys = set()
+    for path in history_files:
+        with open(path) as f:
+            for line in f:
+                try:
+                    keys.add(json.loads(line)["key"])
+                except (ValueError, KeyError):
+                    pass
+    return sorted(keys)
+
+
+def check(history_files, final_result):
+    """The set workload's verdict from the clients' histories and the final read."""
+    attempted, acked, failed, unknown = set(), set(), set(), set()
+    ops = 0
+    by_type = {"ok": 0, "fail": 0, "info": 0}
+    key_of = {}
+    for path in history_files:
+        pending = {}
+        with open(path) as f:
+            for line in f:
+                try:
+                    op = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill: its op stays unknown
+                e = op["value"]
+                if op["type"] == "invoke":
+                    ops += 1
+                    attempted.add(e)
+                    key_of[e] = op["key"]
+                    pending[e] = op
+                    continue
+                by_type[op["type"]] += 1
+                pending.pop(e, None)
+                {"ok": acked, "fail": failed, "info": unknown}[op["type"]].add(e)
+        unknown |= set(pending)  # invoked, never completed: a client killed mid-operation
+    read = {}
+    for name, r in final_result["keys"].items():
+        for e in r["elements"]:
+            read[e] = name
+    present = set(read)
+    lost = sorted(e for e in acked if e not in present or read[e] != key_of[e])
+    phantom = sorted(e for e in present if e not in attempted or read[e] != key_of[e])
+    failed_present = sorted(failed & present)
+    return {
+        "ops": ops, "ok": by_type["ok"], "fail": by_type["fail"],
+        "unknown": len(unknown),
+        "unknown_present": len(unknown & present), "lost": len(lost), "phantom": len(phantom),
+        "failed_present": len(failed_present), "lost_sample": lost[:20],
+        "phantom_sample": phantom[:20], "failed_present_sample": failed_present[:20],
+        "final_read_errors": final_result["errors"],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("mode", choices=["worker", "probe", "final"])
+    ap.add_argument("--addr", required=True)
+    ap.add_argument("--cookie-file", required=True)
+    ap.add_argument("--client", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keys", type=int, default=5)
+    ap.add_argument("--t0", type=float, default=0.0, help="the run's start, wall-clock s")
+    ap.add_argument("--until", type=float, default=0.0, help="stop at this wall-clock s")
+    ap.add_argument("--timeout-ms", type=int, default=1000)
+    ap.add_argument("--timeout-s", type=float, default=30.0)
+    ap.add_argument("--r", type=int, default=3)
+    ap.add_argument("--ops-per-group", type=int, default=500)
+    ap.add_argument("--key-file", help="final: a JSON list of the keys to read")
+    ap.add_argument("--converge-s", type=float, default=30.0)
+    ap.add_argument("--not-before", type=float, default=0.0, help="final: read from then on")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    {"worker": worker, "probe": probe, "final": final}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+#!/usr/bin/python3
+"""nodus-fault: the store under partitions, kills and pauses, its history checked.
+
+Starts N real nodusd (default 5), each in a network namespace of its own on a bridge this
+run creates (tests/fault/harness.py), one client process per node recording every operation
+(tests/fault/workload.py), and a nemesis that follows a schedule drawn from the seed:
+partitions (random halves, one node isolated, a bridge node that sees both sides), kill -9
+and restart, SIGSTOP past the failure detector and SIGCONT, each healed after a while. Then
+it heals everything, waits a quiet period, reads every key with R = N and checks the set
+workload: every acknowledged add present (lost = 0), nothing present that was never
+attempted (phantom = 0). With ``--conflicts lww --expect-loss`` it is the control: last write
+wins must lose acknowledged adds, or the checker sees nothing.
+
+Root only; everything it makes is removed at the end, also after a failure or Ctrl-C, and
+leftovers of a run whose driver died are removed at the start. Exit status: 0 pass, 1 fail,
+2 a harness error, 77 skipped (not root, or no network namespaces / nftables).
+
+    sudo tools/fault.py --seed 7                      # 5 nodes, 60 s, siblings
+    sudo tools/fault.py --seed 7 --conflicts lww --expect-loss
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "fault"))
+
+import harness  # noqa: E402
+import workload  # noqa: E402
+
+WORKLOAD = os.path.join(REPO, "tests", "fault", "workload.py")
+NEMESES = ("halves", "isolate", "bridge", "kill", "pause")
+
+
+def schedule(seed, n, seconds, nemeses):
+    """The nemesis steps of a run, drawn from `seed` alone: a list of dicts with ``at`` and
+    ``until`` (seconds from the start), ``kind`` and its nodes. One fault at a time, each
+    healed (``until``) before the next begins."""
+    rng = random.Random("nemesis/%d" % seed)
+    steps, t = [], 3.0
+    nodes = list(range(1, n + 1))
+    while nemeses:
+        kind = rng.choice(nemeses)
+        length = rng.uniform(3.0, 7.0)
+        if t + length > seconds - 2:
+            break
+        step = {"at": round(t, 2), "until": round(t + length, 2), "kind": kind}
+        shuffled = nodes[:]
+        rng.shuffle(shuffled)
+        if kind == "halves":
+            half = n // 2
+            step["sides"] = [sorted(shuffled[:half]), sorted(shuffled[half:])]
+        elif kind == "isolate":
+            step["sides"] = [[shuffled[0]], sorted(shuffled[1:])]
+        elif kind == "bridge":
+            b, rest = shuffled[0], shuffled[1:]
+            half = len(rest) // 2
+            step["sides"] = [sorted(rest[:half] + [b]), sorted(rest[half:] + [b])]
+            step["bridge"] = b
+        else:  # kill, pause
+            step["node"] = shuffled[0]
+            if kind == "pause":  # past the failure detector (down_after 2 s)
+                step["until"] = round(t + max(length, 3.0), 2)
+        steps.append(step)
+        t = step["until"] + rng.uniform(1.5, 3.0)
+    return steps
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.net = harness.Net(args.nodes)
+        self.cluster = None
+        self.clients = []
+        os.makedirs(args.out, exist_ok=True)
+        self.t0 = time.monotonic()
+        self.nemesis_log = harness.Log(os.path.join(args.out, "nemesis.jsonl"), self.t0)
+
+    def say(self, text):
+        print("fault: [%6.1f s] %s" % (time.monotonic() - self.t0, text), flush=True)
+
+    def netns_python(self, i, mode, *extra, timeout=None):
+        cmd = ["ip", "netns", "exec", self.net.ns(i), sys.executable, WORKLOAD, mode,
+               "--addr", self.net.addr(i), "--cookie-file", self.cluster.cookie_file,
+               "--keys", str(self.args.keys)] + list(extra)
+        return cmd
+
+    def ring_views(self):
+        views = {}
+        for i in self.cluster.running():
+            if i in self.cluster.paused:
+                continue
+            p = subprocess.run(self.netns_python(i, "probe"), capture_output=True, text=True,
+                               timeout=15)
+            if p.returncode == 0 and p.stdout.strip():
+                views[i] = json.loads(p.stdout)
+        return views
+
+    def wait_formed(self, timeout_s):
+        """Until every node's ring has every member up and every partition owned."""
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            self.cluster.check_alive()
+            views = self.ring_views()
+            last = views
+            if len(views) == self.args.nodes and all(
+                    v["epoch"] >= 1 and v["owners"] == v["partitions"] and
+                    len(v["members"]) == self.args.nodes and
+                    all(state == "up" for _, state in v["members"]) for v in views.values()):
+                return
+            time.sleep(0.5)
+        raise RuntimeError("the cluster did not mesh and form its ring within %d s (last "
+                           "views: %s)" % (timeout_s, json.dumps(last)))
+
+    def start_clients(self, until):
+        hist = os.path.join(self.args.out, "history")
+        os.makedirs(hist, exist_ok=True)
+        cid = 0
+        for i in range(1, self.args.nodes + 1):
+            for _ in range(self.args.clients_per_node):
+                cid += 1
+                out = os.path.join(hist, "client-%d.jsonl" % cid)
+                err = open(os.path.join(hist, "client-%d.err" % cid), "w")
+                cmd = self.netns_python(i, "worker", "--client", str(cid), "--seed",
+                                        str(self.args.seed), "--t0", str(self.wall0),
+                                        "--until", str(until), "--out", out)
+                self.clients.append((subprocess.Popen(cmd, stdout=err, stderr=err,
+                                                      stdin=subprocess.DEVNULL,
+                                                      start_new_session=True), out))
+                err.close()
+
+    def stop_clients(self, grace_s):
+        deadline = time.monotonic() + grace_s
+        for p, _ in self.clients:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def nemesis(self, steps):
+        """Follows `steps` in time; a fault's heal comes at its ``until``."""
+        for step in steps:
+            self.sleep_until(step["at"])
+            kind = step["kind"]
+            if kind in ("halves", "isolate", "bridge"):
+                self.net.partition([set(s) for s in step["sides"]])
+            elif kind == "kill":
+                self.cluster.kill(step["node"])
+            elif kind == "pause":
+                self.cluster.pause(step["node"])
+            self.nemesis_log(event="start", **step)
+            self.say("nemesis %s %s" % (kind, step.get("sides", step.get("node"))))
+            self.sleep_until(step["until"])
+            self.heal(kind, step)
+
+    def heal(self, kind, step):
+        if kind in ("halves", "isolate", "bridge"):
+            self.net.heal()
+        elif kind == "kill":
+            self.cluster.start(step["node"])
+        elif kind == "pause":
+            self.cluster.resume(step["node"])
+        self.nemesis_log(event="heal", kind=kind)
+
+    def sleep_until(self, at):
+        """Sleeps until `at` s after the workload began, checking the nodes every 0.2 s."""
+        while True:
+            left = self.work0 + at - time.monotonic()
+            if left <= 0:
+                return
+            self.cluster.check_alive()
+            time.sleep(min(0.2, left))
+
+    def execute(self):
+        a = self.args
+        why = harness.available()
+        if why:
+            print("fault: skipped: %s" % why, flush=True)
+            return 77
+        harness.remove_leftovers(log=self.say)
+        self.say("namespaces %s..%s on bridge %s, %s.0/24" % (
+            self.net.ns(1), self.net.ns(a.nodes), self.net.bridge, harness.SUBNET))
+        self.net.create()
+        workdir = os.path.join(a.out, "nodes")
+        os.makedirs(workdir, exist_ok=True)
+        self.cluster = harness.Cluster(self.net, a.nodusd, workdir, conflicts=a.conflicts,
+                                       durable=not a.memory)
+        self.cluster.start()
+        self.wait_formed(60)
+        self.say("%d nodes meshed, ring formed; workload for %d s" % (a.nodes, a.time))
+        nemeses = [k for k in a.nemesis.split(",") if k]
+        if a.memory and "kill" in nemeses:
+            nemeses.remove("kill")  # a memory node restarts empty: kills lose data by design
+        steps = schedule(a.seed, a.nodes, a.time, nemeses)
+        with open(os.path.join(a.out, "schedule.json"), "w") as f:
+            json.dump(steps, f, indent=1)
+        self.wall0 = time.time()
+        self.work0 = time.monotonic()
+        self.start_clients(self.wall0 + a.time)
+        self.nemesis(steps)
+        self.sleep_until(a.time)
+        heal_wall = time.time()
+        self.nemesis_log(event="heal-all")
+        self.stop_clients(10)
+        self.say("workload done; every fault healed; final read in %d s" % a.quiet)
+        self.wait_formed(30)
+        histories = [out for _, out in self.clients]
+        key_file = os.path.join(a.out, "keys.json")
+        with open(key_file, "w") as f:
+            json.dump(workload.keys_in(histories), f)
+        p = subprocess.run(self.netns_python(1, "final", "--key-file", key_file, "--converge-s",
+                                             str(a.converge), "--not-before", str(heal_wall + a.quiet),
+                                             "--timeout-s", "40"),
+                           capture_output=True, text=True,
+                           timeout=2 * a.converge + a.quiet + 70)
+        if p.returncode != 0:
+            raise RuntimeError("the final read failed: %s" % p.stderr.strip()[-2000:])
+        final = json.loads(p.stdout)
+        with open(os.path.join(a.out, "final.json"), "w") as f:
+            json.dump(final, f)
+        result = workload.check(histories, final)
+        result["convergence_s"] = (None if final.get("converged_wall") is None
+                                   else round(final["converged_wall"] - heal_wall, 1))
+        result["diverged_keys"] = len(final.get("diverged", {}))
+        result["diverged_sample"] = final.get("diverged", {})
+        after = final.get("converged_after_read_wall")
+        result["converged_after_read"] = (None if "diverged_after_read" not in final else
+                                          after is not None)
+        return self.report(result, steps)
+
+    def report(self, r, steps):
+        a = self.args
+        if a.expect_loss:
+            ok = r["lost"] > 0 and r["phantom"] == 0 and not r["final_read_errors"]
+        else:
+            ok = (r["lost"] == 0 and r["phantom"] == 0 and r["failed_present"] == 0 and
+                  not r["final_read_errors"])
+        r.update(workload="set", conflicts=a.conflicts, seed=a.seed, nodes=a.nodes,
+                 seconds=a.time, nemesis_steps=len(steps), verdict="pass" if ok else "fail",
+                 replay=self.replay())
+        with open(os.path.join(a.out, "summary.json"), "w") as f:
+            json.dump(r, f, indent=1)
+        conv = "none" if r["convergence_s"] is None else r["convergence_s"]
+        line = ("fault: workload=set conflicts=%s seed=%d nodes=%d ops=%d ok=%d fail=%d "
+                "unknown=%d unknown_present=%d lost=%d phantom=%d failed_present=%d "
+                "nemesis_steps=%d convergence_s=%s diverged=%d verdict=%s" % (
+                    a.conflicts, a.seed, a.nodes, r["ops"], r["ok"], r["fail"], r["unknown"],
+                    r["unknown_present"], r["lost"], r["phantom"], r["failed_present"],
+                    len(steps), conv, r["diverged_keys"], r["verdict"]))
+        if not ok:
+            if a.expect_loss and r["lost"] == 0:
+                print("fault: the lww control lost nothing: the checker (or the workload) "
+                      "does not see what last write wins drops", flush=True)
+            for what in ("lost", "phantom", "failed_present"):
+                if r[what]:
+                    print("fault: %s elements (first 20): %s" % (what, r[what + "_sample"]))
+            if r["final_read_errors"]:
+                print("fault: final read errors: %s" % r["final_read_errors"])
+            print("fault: history and summary in %s; replay: %s" % (a.out, self.replay()),
+                  flush=True)
+        print(line, flush=True)
+        return 0 if ok else 1
+
+    def replay(self):
+        return replay_command(self.args)
+
+    def cleanup(self):
+        for p, _ in self.clients:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        if self.cluster is not None:
+            self.cluster.stop()
+        self.net.remove()
+        self.nemesis_log.close()
+
+
+def replay_command(a):
+    """The command that runs `a`'s run again (same seed, schedule and clients' choices)."""
+    cmd = ["tools/fault.py", "--seed", str(a.seed), "--nodes", str(a.nodes), "--time",
+           str(a.time), "--conflicts", a.conflicts, "--nemesis", a.nemesis]
+    if a.memory:
+        cmd.append("--memory")
+    if a.expect_loss:
+        cmd.append("--expect-loss")
+    return " ".join(cmd)
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="nodus-fault: real nodusd nodes in network namespaces under a nemesis, "
+                    "the set workload's history checked (root only).")
+    ap.add_argument("--nodusd", default=os.environ.get("NODUSD") or
+                    os.path.join(REPO, "build", "bin", "nodusd"), help="the nodusd binary")
+    ap.add_argument("--nodes", type=int, default=5, help="nodes (2..20; default 5)")
+    ap.add_argument("--seed", type=int, default=None, help="fixes the schedule and the "
+                    "clients' choices (default: random, printed)")
+    ap.add_argument("--time", type=int, default=60, help="seconds of workload and nemesis")
+    ap.add_argument("--quiet", type=int, default=5, help="seconds after the heal before the "
+                    "final read")
+    ap.add_argument("--converge", type=int, default=30, help="seconds to wait for every "
+                    "key's replicas to agree after the heal, before the final read")
+    ap.add_argument("--conflicts", choices=["siblings", "lww"], default="siblings")
+    ap.add_argument("--expect-loss", action="store_true", help="the control: pass only when "
+                    "acknowledged adds were lost (with --conflicts lww)")
+    ap.add_argument("--nemesis", default=",".join(NEMESES),
+                    help="comma-separated, of %s; empty for none" % ",".join(NEMESES))
+    ap.add_argument("--memory", action="store_true", help="no kv.data_dir (kills are left "
+                    "out: a memory node restarts empty)")
+    ap.add_argument("--clients-per-node", type=int, default=1)
+    ap.add_argument("--keys", type=int, default=5, help="keys the adds spread over")
+    ap.add_argument("--out", default=None, help="where the histories, the schedule and the "
+                    "summary go (default fault-out/seed-S-CONFLICTS)")
+    args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 1 << 31)
+    if not 2 <= args.nodes <= 20:
+        ap.error("--nodes: 2 to 20, not %d" % args.nodes)
+    if args.time < 5 or args.time > 3600:
+        ap.error("--time: 5 to 3600 s, not %d" % args.time)
+    bad = [k for k in args.nemesis.split(",") if k and k not in NEMESES]
+    if bad:
+        ap.error("--nemesis: unknown %s (known: %s)" % (",".join(bad), ",".join(NEMESES)))
+    if not os.access(args.nodusd, os.X_OK):
+        ap.error("--nodusd: %s is not an executable (build it: cmake --build build --target "
+                 "nodusd)" % args.nodusd)
+    args.nodusd = os.path.abspath(args.nodusd)
+    args.out = os.path.abspath(args.out or "fault-out/seed-%d-%s" % (args.seed,
+                                                                      args.conflicts))
+    print("fault: seed=%d (replay: %s)" % (args.seed, replay_command(args)), flush=True)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    run = Run(args)
+    code = 2
+    try:
+        code = run.execute()
+    except KeyboardInterrupt:
+        print("fault: interrupted; cleaning up", flush=True)
+        code = 130
+    except Exception as e:  # noqa: BLE001 (a harness error: reported, then cleaned up)
+        print("fault: error: %s\nfault: seed=%d; replay: %s; files in %s" % (
+            e, args.seed, run.replay(), args.out), flush=True)
+        code = 2
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        run.cleanup()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
