@@ -21,6 +21,7 @@ packages=(
   python3-xxhash                       # clients/python: XXH3-64, the store's partition hash
   redis-tools python3-redis            # [resp] tests: redis-cli, redis-benchmark, redis-py
   iproute2                             # tests with nodes in network namespaces (ip netns)
+  nftables                             # the fault suite (tools/fault.py): partitions in namespaces
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI

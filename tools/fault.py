@@ -23,11 +23,13 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fault"))
 
@@ -41,12 +43,16 @@ NEMESES = ("halves", "isolate", "bridge", "kill", "pause")
 def schedule(seed, n, seconds, nemeses):
     """The nemesis steps of a run, drawn from `seed` alone: a list of dicts with ``at`` and
     ``until`` (seconds from the start), ``kind`` and its nodes. One fault at a time, each
-    healed (``until``) before the next begins."""
+    healed (``until``) before the next begins; the kinds come in shuffled rounds, so a run
+    of five steps has seen each of the five."""
     rng = random.Random("nemesis/%d" % seed)
-    steps, t = [], 3.0
+    steps, t, bag = [], 3.0, []
     nodes = list(range(1, n + 1))
     while nemeses:
-        kind = rng.choice(nemeses)
+        if not bag:
+            bag = list(nemeses)
+            rng.shuffle(bag)
+        kind = bag.pop()
         length = rng.uniform(3.0, 7.0)
         if t + length > seconds - 2:
             break
@@ -78,7 +84,7 @@ class Run:
         self.net = harness.Net(args.nodes)
         self.cluster = None
         self.clients = []
-        os.makedirs(args.out, exist_ok=True)
+        reset_out(args.out)
         self.t0 = time.monotonic()
         self.nemesis_log = harness.Log(os.path.join(args.out, "nemesis.jsonl"), self.t0)
 
@@ -137,13 +143,23 @@ class Run:
                 err.close()
 
     def stop_clients(self, grace_s):
+        """Waits for the clients to reach their deadline and exit; one that failed or had to
+        be killed is a harness error (its history would end early), named with its stderr."""
         deadline = time.monotonic() + grace_s
-        for p, _ in self.clients:
+        bad = []
+        for p, out in self.clients:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+            if p.returncode != 0:
+                err = out[:-len(".jsonl")] + ".err"
+                with open(err, errors="replace") as f:
+                    bad.append("%s exited %d: %s" % (err, p.returncode, f.read()[-600:]))
+        if bad:
+            raise RuntimeError("a client failed (not the store: the harness):\n" +
+                               "\n".join(bad))
 
     def nemesis(self, steps):
         """Follows `steps` in time; a fault's heal comes at its ``until``."""
@@ -283,10 +299,32 @@ class Run:
         self.nemesis_log.close()
 
 
+OUT_FILES = ("history", "nodes", "schedule.json", "nemesis.jsonl", "keys.json", "final.json",
+             "summary.json")
+
+
+def reset_out(out):
+    """Makes `out` empty of a previous run's files (its nodes' data above all), refusing a
+    folder that holds anything else."""
+    os.makedirs(out, exist_ok=True)
+    other = sorted(set(os.listdir(out)) - set(OUT_FILES))
+    if other:
+        raise SystemExit("fault: --out %s holds other files (%s): give an empty or new folder"
+                         % (out, ", ".join(other[:5])))
+    for name in OUT_FILES:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 def replay_command(a):
     """The command that runs `a`'s run again (same seed, schedule and clients' choices)."""
     cmd = ["tools/fault.py", "--seed", str(a.seed), "--nodes", str(a.nodes), "--time",
-           str(a.time), "--conflicts", a.conflicts, "--nemesis", a.nemesis]
+           str(a.time), "--conflicts", a.conflicts, "--nemesis", a.nemesis, "--keys",
+           str(a.keys), "--clients-per-node", str(a.clients_per_node), "--quiet", str(a.quiet),
+           "--converge", str(a.converge)]
     if a.memory:
         cmd.append("--memory")
     if a.expect_loss:
@@ -341,6 +379,7 @@ def main():
         raise KeyboardInterrupt("signal %d" % signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started ignoring it
     run = Run(args)
     code = 2
     try:
