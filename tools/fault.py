@@ -5,7 +5,8 @@ Starts N real nodusd (default 5), each in a network namespace of its own on a br
 run creates (tests/fault/harness.py), one client process per node recording every operation
 (tests/fault/workload.py), and a nemesis that follows a schedule drawn from the seed:
 partitions (random halves, one node isolated, a bridge node that sees both sides), kill -9
-and restart, SIGSTOP past the failure detector and SIGCONT, each healed after a while. Then
+and restart of one node or of every node at once (their data in kv.data_dir), SIGSTOP past
+the failure detector and SIGCONT, each healed after a while. Then
 it heals everything, waits a quiet period, reads every key with R = N and checks the set
 workload: every acknowledged add present (lost = 0), nothing present that was never
 attempted (phantom = 0). With ``--conflicts lww --expect-loss`` it is the control: last write
@@ -37,7 +38,7 @@ import harness  # noqa: E402
 import workload  # noqa: E402
 
 WORKLOAD = os.path.join(REPO, "tests", "fault", "workload.py")
-NEMESES = ("halves", "isolate", "bridge", "kill", "pause")
+NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all")
 
 
 def schedule(seed, n, seconds, nemeses):
@@ -69,6 +70,8 @@ def schedule(seed, n, seconds, nemeses):
             half = len(rest) // 2
             step["sides"] = [sorted(rest[:half] + [b]), sorted(rest[half:] + [b])]
             step["bridge"] = b
+        elif kind == "crash-all":
+            step["nodes"] = nodes
         else:  # kill, pause
             step["node"] = shuffled[0]
             if kind == "pause":  # past the failure detector (down_after 2 s)
@@ -170,10 +173,15 @@ class Run:
                 self.net.partition([set(s) for s in step["sides"]])
             elif kind == "kill":
                 self.cluster.kill(step["node"])
+            elif kind == "crash-all":
+                for i in step["nodes"]:  # at once: signals first, then the waits
+                    self.cluster.procs[i].send_signal(signal.SIGKILL)
+                for i in step["nodes"]:
+                    self.cluster.kill(i)
             elif kind == "pause":
                 self.cluster.pause(step["node"])
             self.nemesis_log(event="start", **step)
-            self.say("nemesis %s %s" % (kind, step.get("sides", step.get("node"))))
+            self.say("nemesis %s %s" % (kind, step.get("sides", step.get("node", ""))))
             self.sleep_until(step["until"])
             self.heal(kind, step)
 
@@ -182,6 +190,8 @@ class Run:
             self.net.heal()
         elif kind == "kill":
             self.cluster.start(step["node"])
+        elif kind == "crash-all":
+            self.cluster.start()
         elif kind == "pause":
             self.cluster.resume(step["node"])
         self.nemesis_log(event="heal", kind=kind)
@@ -213,8 +223,9 @@ class Run:
         self.wait_formed(60)
         self.say("%d nodes meshed, ring formed; workload for %d s" % (a.nodes, a.time))
         nemeses = [k for k in a.nemesis.split(",") if k]
-        if a.memory and "kill" in nemeses:
-            nemeses.remove("kill")  # a memory node restarts empty: kills lose data by design
+        for kind in ("kill", "crash-all"):
+            if a.memory and kind in nemeses:
+                nemeses.remove(kind)  # a memory node restarts empty: kills lose data by design
         steps = schedule(a.seed, a.nodes, a.time, nemeses)
         with open(os.path.join(a.out, "schedule.json"), "w") as f:
             json.dump(steps, f, indent=1)
@@ -232,9 +243,10 @@ class Run:
         key_file = os.path.join(a.out, "keys.json")
         with open(key_file, "w") as f:
             json.dump(workload.keys_in(histories), f)
-        p = subprocess.run(self.netns_python(1, "final", "--key-file", key_file, "--converge-s",
-                                             str(a.converge), "--not-before", str(heal_wall + a.quiet),
-                                             "--timeout-s", "40"),
+        final_cmd = self.netns_python(1, "final", "--key-file", key_file, "--converge-s",
+                                      str(a.converge), "--not-before",
+                                      str(heal_wall + a.quiet), "--timeout-s", "40")
+        p = subprocess.run(final_cmd,
                            capture_output=True, text=True,
                            timeout=2 * a.converge + a.quiet + 70)
         if p.returncode != 0:
@@ -245,7 +257,8 @@ class Run:
         result = workload.check(histories, final)
         result["convergence_s"] = (None if final.get("converged_wall") is None
                                    else round(final["converged_wall"] - heal_wall, 1))
-        result["diverged_keys"] = len(final.get("diverged", {}))
+        result["keys"] = len(final["keys"])
+        result["diverged_keys"] = final.get("diverged_keys", 0)
         result["diverged_sample"] = final.get("diverged", {})
         after = final.get("converged_after_read_wall")
         result["converged_after_read"] = (None if "diverged_after_read" not in final else

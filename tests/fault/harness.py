@@ -49,7 +49,7 @@ def available():
                    for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":") +
                    ["/usr/sbin", "/sbin"]):
             return "%s not found (tools/deps.sh installs iproute2 and nftables)" % tool
-    probe = "%s%dprobe" % (PREFIX, os.getpid())
+    probe = "%s%dn0" % (PREFIX, os.getpid())  # named as a run's, so a leftover is found
     try:
         p = run(["ip", "netns", "add", probe], check=False)
         if p.returncode != 0:

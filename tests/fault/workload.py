@@ -134,8 +134,8 @@ def final(args):
     try:
         # Convergence first, before any read repairs: every primary of every key holds the
         # same object, by hinted hand-off and whatever else the store does on its own.
-        result["converged_wall"], result["diverged"] = _converge(nodus, node, names,
-                                                                 args.converge_s)
+        (result["converged_wall"], result["diverged_keys"],
+         result["diverged"]) = _converge(nodus, node, names, args.converge_s)
         while time.time() < args.not_before:
             time.sleep(0.1)
         deadline = time.time() + args.timeout_s
@@ -159,16 +159,16 @@ def final(args):
                     time.sleep(0.3)
         # Then once more: the R = N reads repaired what they found behind.
         if result["diverged"]:
-            result["converged_after_read_wall"], result["diverged_after_read"] = _converge(
-                nodus, node, names, args.converge_s)
+            (result["converged_after_read_wall"], result["diverged_after_read_keys"],
+             result["diverged_after_read"]) = _converge(nodus, node, names, args.converge_s)
     finally:
         node.close()
     print(json.dumps(result))
 
 
 def _converge(nodus, node, names, seconds):
-    """Polls until every key's primaries agree: (the wall time they did or None, and the
-    keys that still differed at the deadline, with what each primary held)."""
+    """Polls until every key's primaries agree: (the wall time they did or None, how many keys
+    still differed at the deadline, and 20 of them with what each primary held)."""
     deadline = time.time() + seconds
     pending = list(names)
     detail = {}
@@ -183,9 +183,9 @@ def _converge(nodus, node, names, seconds):
                 still.append(name)
         pending = still
         if not pending:
-            return time.time(), {}
+            return time.time(), 0, {}
         if time.time() >= deadline:
-            return None, {name: detail[name] for name in pending[:20]}
+            return None, len(pending), {name: detail[name] for name in pending[:20]}
         time.sleep(0.3)
 
 
