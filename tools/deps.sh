@@ -22,6 +22,7 @@ packages=(
   redis-tools python3-redis            # [resp] tests: redis-cli, redis-benchmark, redis-py
   iproute2                             # tests with nodes in network namespaces (ip netns)
   nftables                             # the fault suite (tools/fault.py): partitions in namespaces
+  faketime                             # the fault suite's clock skew (libfaketime; --skew-nodusd)
 )
 if [[ "${NODUS_WITH_CLANG:-0}" == 1 ]]; then
   packages+=(clang libclang-rt-14-dev)  # sanitizer and fuzzer runtimes for CI

@@ -21,6 +21,7 @@ leftovers of a run whose driver died are removed at the start. Exit status: 0 pa
 """
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -38,7 +39,9 @@ import harness  # noqa: E402
 import workload  # noqa: E402
 
 WORKLOAD = os.path.join(REPO, "tests", "fault", "workload.py")
-NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all")
+NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all", "skew")
+LIBFAKETIME = (glob.glob("/usr/lib/*/faketime/libfaketime.so.1") or
+               ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"])[0]  # Debian's faketime
 
 
 def schedule(seed, n, seconds, nemeses):
@@ -72,6 +75,9 @@ def schedule(seed, n, seconds, nemeses):
             step["bridge"] = b
         elif kind == "crash-all":
             step["nodes"] = nodes
+        elif kind == "skew":
+            step["node"] = shuffled[0]
+            step["seconds"] = rng.choice((-60, 60))
         else:  # kill, pause
             step["node"] = shuffled[0]
             if kind == "pause":  # past the failure detector (down_after 2 s)
@@ -180,8 +186,11 @@ class Run:
                     self.cluster.kill(i)
             elif kind == "pause":
                 self.cluster.pause(step["node"])
+            elif kind == "skew":
+                self.cluster.skew(step["node"], step["seconds"])
             self.nemesis_log(event="start", **step)
-            self.say("nemesis %s %s" % (kind, step.get("sides", step.get("node", ""))))
+            self.say("nemesis %s %s %s" % (kind, step.get("sides", step.get("node", "")),
+                                           "%+d s" % step["seconds"] if "seconds" in step else ""))
             self.sleep_until(step["until"])
             self.heal(kind, step)
 
@@ -194,6 +203,8 @@ class Run:
             self.cluster.start()
         elif kind == "pause":
             self.cluster.resume(step["node"])
+        elif kind == "skew":
+            self.cluster.skew(step["node"], 0)
         self.nemesis_log(event="heal", kind=kind)
 
     def sleep_until(self, at):
@@ -217,12 +228,13 @@ class Run:
         self.net.create()
         workdir = os.path.join(a.out, "nodes")
         os.makedirs(workdir, exist_ok=True)
-        self.cluster = harness.Cluster(self.net, a.nodusd, workdir, conflicts=a.conflicts,
-                                       durable=not a.memory)
+        nemeses = [k for k in a.nemesis.split(",") if k]
+        self.cluster = harness.Cluster(self.net, a.skew_nodusd or a.nodusd, workdir,
+                                       conflicts=a.conflicts, durable=not a.memory,
+                                       faketime=LIBFAKETIME if "skew" in nemeses else None)
         self.cluster.start()
         self.wait_formed(60)
         self.say("%d nodes meshed, ring formed; workload for %d s" % (a.nodes, a.time))
-        nemeses = [k for k in a.nemesis.split(",") if k]
         for kind in ("kill", "crash-all"):
             if a.memory and kind in nemeses:
                 nemeses.remove(kind)  # a memory node restarts empty: kills lose data by design
@@ -338,6 +350,8 @@ def replay_command(a):
            str(a.time), "--conflicts", a.conflicts, "--nemesis", a.nemesis, "--keys",
            str(a.keys), "--clients-per-node", str(a.clients_per_node), "--quiet", str(a.quiet),
            "--converge", str(a.converge)]
+    if a.skew_nodusd:
+        cmd += ["--skew-nodusd", a.skew_nodusd]
     if a.memory:
         cmd.append("--memory")
     if a.expect_loss:
@@ -362,8 +376,12 @@ def main():
     ap.add_argument("--conflicts", choices=["siblings", "lww"], default="siblings")
     ap.add_argument("--expect-loss", action="store_true", help="the control: pass only when "
                     "acknowledged adds were lost (with --conflicts lww)")
-    ap.add_argument("--nemesis", default=",".join(NEMESES),
-                    help="comma-separated, of %s; empty for none" % ",".join(NEMESES))
+    ap.add_argument("--nemesis", default=None,
+                    help="comma-separated, of %s; empty for none (default: all, skew only "
+                    "with --skew-nodusd)" % ",".join(NEMESES))
+    ap.add_argument("--skew-nodusd", default=None, help="a nodusd linked without jemalloc "
+                    "(cmake -DNODUS_JEMALLOC=OFF), which the skew nemesis runs every node as, "
+                    "under libfaketime (Debian's faketime), which cannot start under jemalloc")
     ap.add_argument("--memory", action="store_true", help="no kv.data_dir (kills are left "
                     "out: a memory node restarts empty)")
     ap.add_argument("--clients-per-node", type=int, default=1)
@@ -377,9 +395,18 @@ def main():
         ap.error("--nodes: 2 to 20, not %d" % args.nodes)
     if args.time < 5 or args.time > 3600:
         ap.error("--time: 5 to 3600 s, not %d" % args.time)
+    if args.nemesis is None:
+        args.nemesis = ",".join(k for k in NEMESES if k != "skew" or args.skew_nodusd)
     bad = [k for k in args.nemesis.split(",") if k and k not in NEMESES]
     if bad:
         ap.error("--nemesis: unknown %s (known: %s)" % (",".join(bad), ",".join(NEMESES)))
+    if "skew" in args.nemesis.split(","):
+        if not args.skew_nodusd or not os.access(args.skew_nodusd, os.X_OK):
+            ap.error("--nemesis skew needs --skew-nodusd: a nodusd built with "
+                     "-DNODUS_JEMALLOC=OFF (libfaketime cannot start under jemalloc)")
+        if not os.path.exists(LIBFAKETIME):
+            ap.error("--nemesis skew: %s is missing (apt-get install faketime)" % LIBFAKETIME)
+        args.skew_nodusd = os.path.abspath(args.skew_nodusd)
     if not os.access(args.nodusd, os.X_OK):
         ap.error("--nodusd: %s is not an executable (build it: cmake --build build --target "
                  "nodusd)" % args.nodusd)

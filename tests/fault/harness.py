@@ -193,8 +193,12 @@ class Cluster:
     """n nodusd processes n1..nN in the namespaces of `net`, configs and logs in `workdir`."""
 
     def __init__(self, net, nodusd, workdir, conflicts="siblings", durable=True,
-                 partitions=32, replicas=3, cookie=None):
+                 partitions=32, replicas=3, cookie=None, faketime=None):
+        """`faketime`: the path of libfaketime.so.1, to run every node under it with a clock
+        offset that ``skew()`` changes while it runs (`nodusd` must then be linked without
+        jemalloc, which libfaketime cannot start under)."""
         self.net, self.nodusd, self.dir = net, nodusd, workdir
+        self.faketime = faketime
         self.n = net.n
         self.names = ["n%d" % i for i in range(1, self.n + 1)]
         self.procs = {}      # i -> Popen
@@ -227,9 +231,17 @@ class Cluster:
     def start(self, i=None):
         for j in ([i] if i else range(1, self.n + 1)):
             out = open(os.path.join(self.dir, "n%d.out" % j), "ab")
-            # ip netns exec execs nodusd in place: the pid is nodusd's.
+            # ip netns exec (and env) exec nodusd in place: the pid is nodusd's.
+            env = []
+            if self.faketime:
+                if not os.path.exists(self.skew_file(j)):
+                    self.skew(j, 0)
+                env = ["env", "LD_PRELOAD=" + self.faketime,
+                       "FAKETIME_TIMESTAMP_FILE=" + self.skew_file(j),
+                       "FAKETIME_CACHE_DURATION=1", "FAKETIME_DONT_FAKE_MONOTONIC=1"]
             self.procs[j] = subprocess.Popen(
-                ["ip", "netns", "exec", self.net.ns(j), self.nodusd, "--config", self.conf(j)],
+                ["ip", "netns", "exec", self.net.ns(j)] + env +
+                [self.nodusd, "--config", self.conf(j)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
             out.close()
@@ -251,6 +263,17 @@ class Cluster:
         if i in self.procs and i in self.paused:
             self.procs[i].send_signal(signal.SIGCONT)
         self.paused.discard(i)
+
+    def skew_file(self, i):
+        return os.path.join(self.dir, "n%d.skew" % i)
+
+    def skew(self, i, seconds):
+        """Node i's wall clock runs `seconds` off from now on (within libfaketime's 1 s
+        cache); its steady clock is left alone."""
+        tmp = self.skew_file(i) + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%+ds\n" % seconds)
+        os.replace(tmp, self.skew_file(i))
 
     def running(self):
         return sorted(self.procs)
