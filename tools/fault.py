@@ -100,11 +100,11 @@ class Run:
     def say(self, text):
         print("fault: [%6.1f s] %s" % (time.monotonic() - self.t0, text), flush=True)
 
-    def netns_python(self, i, mode, *extra, timeout=None):
-        cmd = ["ip", "netns", "exec", self.net.ns(i), sys.executable, WORKLOAD, mode,
-               "--addr", self.net.addr(i), "--cookie-file", self.cluster.cookie_file,
-               "--keys", str(self.args.keys)] + list(extra)
-        return cmd
+    def netns_python(self, i, mode, *extra):
+        """The command that runs workload.py `mode` in node i's namespace, linked to it."""
+        return ["ip", "netns", "exec", self.net.ns(i), sys.executable, WORKLOAD, mode,
+                "--addr", self.net.addr(i), "--cookie-file", self.cluster.cookie_file,
+                "--keys", str(self.args.keys)] + list(extra)
 
     def ring_views(self):
         views = {}
