@@ -1,5 +1,5 @@
-// Global names across real node processes (nodus-testnode children, see cluster.hpp): three
-// nodes racing for one name (exactly one winner), a holder killed (its name gone everywhere),
+// Global names across real node processes (nodus-testnode children, see nodus/testing/cluster.hpp):
+// three nodes racing for one name (exactly one winner), a holder killed (its name gone everywhere),
 // a node killed (its names gone), and a 2|1 partition with the name registered on both sides,
 // then healed (one holder everywhere within 5 s, the loser told).
 //
@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "cluster.hpp"
 #include "node/test_util.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/node/process.hpp"
+#include "nodus/testing/cluster.hpp"
 
 namespace nodus {
 namespace {
@@ -48,6 +48,7 @@ class GlobalClusterTest : public ::testing::Test {
     std::vector<std::string> seeds;
     for (const char* name : {"c1", "c2", "c3"}) {
       testing::ChildSpec spec;
+      spec.ready_line = true;  // nodus-testnode prints READY with its Echo pid
       spec.name = name;
       spec.seeds = seeds;
       spec.heartbeat = kHeartbeat;
@@ -90,7 +91,7 @@ class GlobalClusterTest : public ::testing::Test {
     return true;
   }
 
-  Cluster cluster_;
+  Cluster cluster_{testing::ClusterOptions{.program = NODUS_TESTNODE_PATH}};
   std::unique_ptr<Node> node_;
   std::unique_ptr<Inbox> me_;
 };

@@ -1,5 +1,5 @@
-// Nodes as separate OS processes (nodus-testnode children, see cluster.hpp) and a Node in the
-// test process itself, talking over ZeroMQ on loopback: linking up, remote call, cast,
+// Nodes as separate OS processes (nodus-testnode children, see nodus/testing/cluster.hpp) and a
+// Node in the test process itself, talking over ZeroMQ on loopback: linking up, remote call, cast,
 // monitor and link, a kill -9 noticed within the detection window, a restart as a new
 // incarnation, garbage on the wire, and a wrong cookie.
 //
@@ -24,10 +24,10 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "cluster.hpp"
 #include "node/test_util.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/node/process.hpp"
+#include "nodus/testing/cluster.hpp"
 
 namespace nodus {
 namespace {
@@ -166,6 +166,7 @@ class NodeClusterTest : public ::testing::Test {
   std::size_t start_child(const std::string& name, std::vector<std::string> seeds = {},
                           std::string cookie = {}) {
     testing::ChildSpec spec;
+    spec.ready_line = true;  // nodus-testnode prints READY with its Echo pid
     spec.name = name;
     spec.seeds = std::move(seeds);
     spec.cookie = std::move(cookie);
@@ -249,7 +250,9 @@ class NodeClusterTest : public ::testing::Test {
 
   static constexpr std::size_t kNoChild = static_cast<std::size_t>(-1);
 
-  Cluster cluster_;  // declared first: its children are killed last, after the node stopped
+  Cluster cluster_{testing::ClusterOptions{
+      .program = NODUS_TESTNODE_PATH}};  // declared first: its children are killed last, after the
+                                         // node stopped
   std::unique_ptr<Node> node_;
   std::unique_ptr<Inbox> me_;  // the test thread's mailbox on the tester node
 };
@@ -592,8 +595,9 @@ TEST_F(NodeClusterTest, ASecondNodeUnderATakenNameIsRefusedAndTheFirstIsUndistur
 // an endpoint nobody listens on, so it keeps making sockets of its own meanwhile.
 TEST_F(NodeClusterTest, AThousandGreetingOnlyConnectionsUnderUlimit1024LeaveTheNodeServing) {
   testing::ChildSpec spec;
+  spec.ready_line = true;  // nodus-testnode prints READY with its Echo pid
   spec.name = "c1";
-  spec.seeds = {"tcp://127.0.0.1:1"};
+  spec.seeds = std::vector<std::string>{"tcp://127.0.0.1:1"};
   spec.heartbeat = kHeartbeat;
   spec.down_after = down_after_;
   spec.max_open_files = 1024;

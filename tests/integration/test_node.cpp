@@ -1,9 +1,11 @@
 // nodus-testnode: one node in its own OS process, for the multi-process tests.
 //
-//   nodus-testnode --name N --listen tcp://127.0.0.1:* --cookie-file F [--seed ENDPOINT]...
-//                  [--down-after-ms N] [--heartbeat-ms N]
+//   NODUS_TEST_NAME=N NODUS_TEST_LISTEN=tcp://127.0.0.1:* NODUS_TEST_COOKIE_FILE=F ...
+//   nodus-testnode
 //
-// Starts a Node, the global name service and an Echo server, prints one line to stdout,
+// Started by nodus::testing::Cluster (the NODUS_TEST_* variables: node_options_from_env).
+// Starts a Node, the global name service, the harness's control server and an Echo server,
+// prints one line to stdout,
 //   READY <endpoint> <node-name> <creation> <echo-pid-id>
 // and runs until SIGTERM or SIGINT (then shuts the node down and exits 0). Bad arguments or a
 // node that cannot start: one line on stderr, exit 2. Log lines go to stderr.
@@ -25,6 +27,7 @@
 #include "nodus/node/node.hpp"
 #include "nodus/node/process.hpp"
 #include "nodus/registry/global.hpp"
+#include "nodus/testing/cluster.hpp"
 
 namespace {
 
@@ -144,74 +147,22 @@ class Echo : public nodus::GenServer {
   Term last_;
 };
 
-[[noreturn]] void usage_error(const std::string& why) {
-  std::fprintf(stderr,
-               "nodus-testnode: %s (usage: nodus-testnode --name N --listen ENDPOINT "
-               "--cookie-file F [--seed ENDPOINT]... [--down-after-ms N] [--heartbeat-ms N])\n",
-               why.c_str());
-  std::exit(2);
-}
-
-std::chrono::milliseconds parse_ms(std::string_view flag, std::string_view text) {
-  long long v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v <= 0) {
-    usage_error(std::string(flag) + " needs a positive number of milliseconds, not '" +
-                std::string(text) + "'");
-  }
-  return std::chrono::milliseconds(v);
-}
-
-// The cookie is the file's contents without trailing whitespace.
-std::string read_cookie(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) usage_error("cannot read the cookie file " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string cookie = text.str();
-  while (!cookie.empty() && std::isspace(static_cast<unsigned char>(cookie.back()))) {
-    cookie.pop_back();
-  }
-  if (cookie.empty()) usage_error("the cookie file " + path + " is empty");
-  return cookie;
-}
-
-nodus::NodeOptions parse_args(int argc, char** argv) {
-  nodus::NodeOptions o;
-  std::string cookie_file;
-  bool named = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view flag = argv[i];
-    if (i + 1 >= argc) usage_error(std::string(flag) + " needs a value");
-    std::string_view value = argv[++i];
-    if (flag == "--name") {
-      o.name = value;
-      named = true;
-    } else if (flag == "--listen") {
-      o.listen = value;
-    } else if (flag == "--cookie-file") {
-      cookie_file = value;
-    } else if (flag == "--seed") {
-      o.seeds.emplace_back(value);
-    } else if (flag == "--down-after-ms") {
-      o.down_after = parse_ms(flag, value);
-    } else if (flag == "--heartbeat-ms") {
-      o.heartbeat_interval = parse_ms(flag, value);
-    } else {
-      usage_error("unknown argument " + std::string(flag));
-    }
-  }
-  if (!named || o.name.empty()) usage_error("--name is required");
-  if (o.listen.empty()) usage_error("--listen is required");
-  if (cookie_file.empty()) usage_error("--cookie-file is required");
-  o.cookie = read_cookie(cookie_file);
-  return o;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  nodus::NodeOptions options = parse_args(argc, argv);
+  if (argc > 1) {
+    std::fprintf(stderr,
+                 "nodus-testnode: takes no arguments (nodus::testing::Cluster starts it "
+                 "with NODUS_TEST_* variables), got %s\n",
+                 argv[1]);
+    return 2;
+  }
+  auto from_env = nodus::testing::node_options_from_env();
+  if (!from_env.ok()) {
+    std::fprintf(stderr, "nodus-testnode: %s\n", from_env.error().to_string().c_str());
+    return 2;
+  }
+  nodus::NodeOptions options = std::move(from_env.value());
 
   // Block the stop signals before the node starts its threads, so that they all inherit the
   // mask and sigwait below is the only taker.
@@ -230,6 +181,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<nodus::Node> node = std::move(started.value());
   if (nodus::Status s = nodus::start_global(*node); !s.ok()) {
     std::fprintf(stderr, "nodus-testnode: cannot start global names: %s\n", s.to_string().c_str());
+    return 1;
+  }
+  if (nodus::Status s = nodus::testing::serve_control(*node); !s.ok()) {
+    std::fprintf(stderr, "nodus-testnode: cannot start the control server: %s\n",
+                 s.to_string().c_str());
     return 1;
   }
   auto echo = nodus::start<Echo>(*node, node.get());

@@ -321,7 +321,16 @@ TEST_F(ToolsTest, AppsStartUnderLocalGlobalAndViaNames) {
   for (const json& e : procs) type_of[e["type"]] = e["name"];
   EXPECT_EQ("db", type_of["database_pool::DatabasePool"]) << procs;
   EXPECT_EQ("global:visits", type_of["registered_counter::RegisteredCounter"]) << procs;
-  EXPECT_TRUE(type_of.count("stack::Stack")) << procs;
+  EXPECT_EQ("via:reg/s1", type_of["stack::Stack"]) << procs;
+  // A via name is callable and listed, like a local one (issue 16).
+  EXPECT_EQ(0, ctl(1, {"cast", "via:reg/s1", R"(["push", 7])"}).code);
+  EXPECT_EQ(json::parse(R"(["ok", 7])"), ctl_json(1, {"call", "via:reg/s1@n1", "\"pop\""}));
+  json names = ctl_json(1, {"names", "--local", "n1"});
+  EXPECT_NE(std::string::npos, names.dump().find("\"via:reg/s1\"")) << names;
+  Outcome missing = ctl(1, {"call", "via:reg/nobody", "\"pop\""});
+  EXPECT_EQ(1, missing.code) << missing.out;
+  EXPECT_NE(std::string::npos, missing.err.find("nobody")) << missing.err;
+  EXPECT_EQ(2, ctl(1, {"call", "via:noslash", "\"pop\""}).code);
   // top wants a terminal.
   EXPECT_EQ(2, ctl(1, {"top"}).code);
   ::kill(p, SIGTERM);
@@ -547,6 +556,35 @@ TEST_F(SecureTest, ANodesKeysLetNodusctlInAndTheCookieAloneDoesNot) {
            endpoint(1) + "#" + n1_key[1].str(), "--timeout", "1", "status"});
   EXPECT_EQ(2, r.code) << r.out;
   EXPECT_NE(std::string::npos, r.err.find("no answer")) << r.err;
+}
+
+TEST_F(SecureTest, KeysGivenDirectlyLetNodusctlInWithoutANodesConfig) {
+  up();
+  std::smatch n1_key;
+  const std::string n1_conf = slurp(conf(1));
+  ASSERT_TRUE(std::regex_search(n1_conf, n1_key, std::regex("curve_public_key = (\\S+)")));
+  const std::string cookie = (dir_ / "cookie").string();
+  // n2's secret key is one n1 allows; n1's public key says whom nodusctl may link to.
+  Outcome r =
+      run({kCtl, "--node", endpoint(1), "--cookie-file", cookie, "--curve-secret-file",
+           (dir_ / "n2.key").string(), "--curve-server-key", n1_key[1].str(), "--json", "status"});
+  ASSERT_EQ(0, r.code) << r.err;
+  EXPECT_EQ(3u, json::parse(r.out)["nodes"].size()) << r.out;
+  // A key the cluster does not allow: refused.
+  ASSERT_EQ(0, run({kCtl, "keygen", "--secret-file", (dir_ / "other.key").string()}).code);
+  r = run({kCtl, "--node", endpoint(1), "--cookie-file", cookie, "--curve-secret-file",
+           (dir_ / "other.key").string(), "--curve-server-key", n1_key[1].str(), "--timeout", "1",
+           "status"});
+  EXPECT_EQ(2, r.code) << r.out;
+  // Half the pair, or a key that is none: bad usage, said before anything is dialled.
+  r = run({kCtl, "--node", endpoint(1), "--cookie-file", cookie, "--curve-server-key",
+           n1_key[1].str(), "status"});
+  EXPECT_EQ(2, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("--curve-secret-file")) << r.err;
+  r = run({kCtl, "--node", endpoint(1), "--cookie-file", cookie, "--curve-secret-file",
+           (dir_ / "n2.key").string(), "--curve-server-key", "nokey", "status"});
+  EXPECT_EQ(2, r.code);
+  EXPECT_NE(std::string::npos, r.err.find("--curve-server-key")) << r.err;
 }
 
 TEST_F(SecureTest, RefusesAPublicKeyThatIsNotTheSecretKeys) {

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -118,10 +119,48 @@ std::unique_ptr<Client> Client::connect(const GlobalOptions& o) {
         ErrorCode::kBadArg,
         "no cookie: give --cookie-file FILE (the cluster's cookie) or --config NODE.conf");
   }
+  if (!o.curve_server_key.empty()) {
+    if (!transport::is_curve_key(o.curve_server_key)) {
+      throw CtlError(ErrorCode::kBadArg,
+                     "--curve-server-key: \"" + o.curve_server_key +
+                         "\" is not a public key (40 characters of Z85, as keygen prints)");
+    }
+    if (!transport::parse_peer_address(endpoint).public_key.empty()) {
+      throw CtlError(ErrorCode::kBadArg,
+                     "the node's public key is given twice: in --node ENDPOINT#KEY and in "
+                     "--curve-server-key; keep one");
+    }
+    endpoint += "#" + o.curve_server_key;
+  }
+  if (!o.curve_secret_file.empty()) {
+    std::vector<std::string> warnings;  // nodusctl's key is the operator's: no mode lecture
+    auto secret = tools::read_secret_file(o.curve_secret_file, warnings);
+    if (!secret.ok()) {
+      throw CtlError(ErrorCode::kBadArg,
+                     "--curve-secret-file: " + secret.error().message() +
+                         "; make a key pair with nodusctl keygen --secret-file F");
+    }
+    auto pub = transport::curve_public_key_of(secret.value());
+    if (!pub.ok()) {
+      throw CtlError(ErrorCode::kBadArg,
+                     "--curve-secret-file " + o.curve_secret_file + ": " + pub.error().message());
+    }
+    opts.curve = transport::CurveKeys{pub.value(), std::move(secret.value())};
+  }
   auto addr = transport::parse_peer_address(endpoint);
+  if (!o.curve_server_key.empty() && !opts.curve) {
+    throw CtlError(ErrorCode::kBadArg,
+                   "--curve-server-key needs nodusctl's own key: add --curve-secret-file F");
+  }
+  if (opts.curve && !addr.public_key.empty() &&
+      std::find(opts.curve_allowed.begin(), opts.curve_allowed.end(), addr.public_key) ==
+          opts.curve_allowed.end()) {
+    opts.curve_allowed.push_back(addr.public_key);  // link to the node we were pointed at
+  }
   if (opts.curve && addr.public_key.empty()) {
     throw CtlError(ErrorCode::kBadArg,
-                   "the cluster uses CURVE: give the node as tcp://HOST:PORT#PUBLICKEY");
+                   "the cluster uses CURVE: give the node's public key, as --curve-server-key KEY "
+                   "or --node tcp://HOST:PORT#KEY");
   }
 
   std::random_device rd;

@@ -13,7 +13,8 @@ namespace {
 
 using nlohmann::json;
 
-// NAME is local:X@NODE, local:X (on the connected node), global:X or a pid <n1.4.0>. Checked
+// NAME is local:X@NODE, local:X (on the connected node), via:REG/KEY[@NODE] (a Registry of
+// apps.start), global:X or a pid <n1.4.0>. Checked
 // before nodusctl connects: a malformed NAME is bad usage whether or not a node answers.
 Term target_of(Context& ctx, const std::string& name) {
   if (name.rfind("local:", 0) == 0) {
@@ -30,6 +31,20 @@ Term target_of(Context& ctx, const std::string& name) {
     }
     return tuple("local", bin(rest), Atom(node));
   }
+  if (name.rfind("via:", 0) == 0) {  // via:REG/KEY[@NODE], an apps.start Registry's name
+    std::string rest = name.substr(4);
+    std::string node = ctx.client().target();
+    if (auto at = rest.rfind('@'); at != std::string::npos) {
+      node = rest.substr(at + 1);
+      rest = rest.substr(0, at);
+    }
+    const auto slash = rest.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size() || rest.size() > 511 ||
+        node.empty() || node.size() > 255) {
+      throw CtlError(ErrorCode::kBadArg, "\"" + name + "\" is not via:REGISTRY/KEY@NODE");
+    }
+    return tuple("via", bin(rest.substr(0, slash)), bin(rest.substr(slash + 1)), Atom(node));
+  }
   if (name.rfind("global:", 0) == 0) {
     std::string rest = name.substr(7);
     if (rest.empty() || rest.size() > 255) {
@@ -43,8 +58,8 @@ Term target_of(Context& ctx, const std::string& name) {
     return tuple("pid", bin(name));
   }
   throw CtlError(ErrorCode::kBadArg, "\"" + name +
-                                         "\" is not local:NAME@NODE, global:NAME or a pid like "
-                                         "<n1.4.0>");
+                                         "\" is not local:NAME@NODE, via:REGISTRY/KEY@NODE, "
+                                         "global:NAME or a pid like <n1.4.0>");
 }
 
 Term request_of(const std::string& text) {
@@ -82,7 +97,8 @@ int run(Context& ctx, const std::vector<std::string>& args, bool is_call) {
 }
 
 const Registrar kCallCommand({"call", "call NAME REQUEST",
-                              "calls a server (NAME: local:X@NODE, global:X or a pid) with a JSON "
+                              "calls a server (NAME: local:X@NODE, via:REG/KEY@NODE, global:X or a "
+                              "pid) with a JSON "
                               "request; prints the reply as JSON",
                               [](Context& ctx, const std::vector<std::string>& a) {
                                 return run(ctx, a, true);

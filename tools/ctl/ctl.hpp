@@ -45,6 +45,8 @@ struct GlobalOptions {
   std::string node;                         ///< --node ENDPOINT (or NODUS_NODE)
   std::string config;                       ///< --config FILE
   std::string cookie_file;                  ///< --cookie-file F (or NODUS_COOKIE_FILE)
+  std::string curve_secret_file;            ///< --curve-secret-file F: nodusctl's own CURVE key
+  std::string curve_server_key;             ///< --curve-server-key K: the node's public key
   bool json = false;                        ///< --json
   std::chrono::milliseconds timeout{5000};  ///< --timeout SECONDS
 };

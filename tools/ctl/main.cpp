@@ -1,6 +1,7 @@
 // nodusctl: the admin CLI (DESIGN.md "Admin CLI").
 //
-//   nodusctl [--node ENDPOINT | --config FILE] [--cookie-file F] [--json] [--timeout S] COMMAND
+//   nodusctl [--node ENDPOINT | --config FILE] [--cookie-file F]
+//            [--curve-secret-file F --curve-server-key K] [--json] [--timeout S] COMMAND
 //
 // Exit status: 0 success, 1 the operation failed, 2 bad usage, unreachable node or refused.
 // Errors are one stderr line saying what failed and what to try.
@@ -17,12 +18,15 @@ using namespace nodus::ctl;
 namespace {
 
 void usage(std::ostream& out) {
-  out << "usage: nodusctl [--node ENDPOINT | --config FILE] [--cookie-file F] [--json] "
-         "[--timeout SECONDS] COMMAND [ARGS]\n\n"
+  out << "usage: nodusctl [--node ENDPOINT | --config FILE] [--cookie-file F]\n"
+         "                [--curve-secret-file F --curve-server-key KEY] [--json]\n"
+         "                [--timeout SECONDS] COMMAND [ARGS]\n\n"
          "Talks to a running nodus node (nodusd) as a hidden peer: it is authenticated with the\n"
          "cluster's cookie (and CURVE keys) and never joins the cluster. --node may also come\n"
          "from NODUS_NODE and the cookie file from NODUS_COOKIE_FILE; --config NODE.conf gives\n"
-         "both.\n\ncommands:\n";
+         "both, and that node's CURVE keys. Without a node's config, a CURVE cluster takes a\n"
+         "secret key its nodes allow (--curve-secret-file, from nodusctl keygen) and the\n"
+         "node's public key (--curve-server-key, or --node ENDPOINT#KEY).\n\ncommands:\n";
   // Help in a column after the usages; a usage too long for it puts its help on the next line.
   constexpr std::size_t kMostWidth = 44;
   std::size_t w = 0;
@@ -69,6 +73,10 @@ int main(int argc, char** argv) {
         o.config = value("--config");
       } else if (a == "--cookie-file") {
         o.cookie_file = value("--cookie-file");
+      } else if (a == "--curve-secret-file") {
+        o.curve_secret_file = value("--curve-secret-file");
+      } else if (a == "--curve-server-key") {
+        o.curve_server_key = value("--curve-server-key");
       } else if (a == "--timeout") {
         std::string v = value("--timeout");
         char* end = nullptr;

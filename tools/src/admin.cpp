@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "apps.hpp"
 #include "nodus/kv/kv.hpp"
 #include "nodus/registry/global.hpp"
 
@@ -85,6 +86,23 @@ Resolved resolve_target(Node& node, const Term& target) {
     } else {
       r.error = Status(ErrorCode::kNoProc, "no process is registered as " + name + " on " + self);
     }
+  } else if (auto v = target.match({"via", _bin, _bin, _atom})) {
+    const std::string& reg = v[0].as_bin();
+    const std::string& key = v[1].as_bin();
+    const std::string on(v[2].as_atom().name());
+    const auto registries = app_registries(node);
+    auto it = registries.find(reg);
+    if (on != self && on != "undefined") {
+      r.other_node = on;
+    } else if (it == registries.end()) {
+      r.error = Status(ErrorCode::kNoProc, "no via registry " + reg + " on " + self +
+                                               " (apps.start makes one per via:REG/KEY)");
+    } else if (Pid p = it->second->whereis_name(node, Term(bin(key)))) {
+      r.dest = Dest(p);
+    } else {
+      r.error = Status(ErrorCode::kNoProc,
+                       "no process is registered as " + key + " in " + reg + " on " + self);
+    }
   } else if (auto g = target.match({"global", _bin})) {
     if (whereis_global(node, g[0].as_bin())) {
       r.dest = global(g[0].as_bin());
@@ -105,7 +123,8 @@ Resolved resolve_target(Node& node, const Term& target) {
     }
   } else {
     r.error = Status(ErrorCode::kBadArg,
-                     "a target is {local, Name, Node}, {global, Name} or {pid, Text}");
+                     "a target is {local, Name, Node}, {via, Registry, Key, Node}, {global, Name} "
+                     "or {pid, Text}");
   }
   return r;
 }
@@ -290,6 +309,9 @@ Action AdminServer::handle_call(Message& msg, From from) {
     for (const std::string& name : n.registered()) {
       out.push_back(map({{"name", bin(name)}, {"pid", n.whereis(name)}}));
     }
+    for (const auto& [pid, via] : app_via_names(n)) {
+      out.push_back(map({{"name", bin(via)}, {"pid", pid}}));
+    }
     return reply(ok_term(Term(std::move(out))));
   }
   if (req == "global_names") {
@@ -303,7 +325,8 @@ Action AdminServer::handle_call(Message& msg, From from) {
     return reply(ok_term(Term(std::move(out))));
   }
   if (req == "procs") {
-    std::map<Pid, std::string> global_of;  // a process known by a global name shows it
+    std::map<Pid, std::string> global_of;  // a process known by a global or via name shows it
+    for (const auto& [pid, via] : app_via_names(n)) global_of.emplace(pid, via);
     for (const GlobalEntry& e : global_names(n)) global_of[e.pid] = "global:" + e.name;
     List out;
     for (ProcessInfo& p : n.processes()) {

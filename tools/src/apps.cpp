@@ -11,6 +11,7 @@
 #include "logger.hpp"
 #include "nodus/registry/global.hpp"
 #include "nodus/registry/registry.hpp"
+#include "nodus/transport/detail/mutex.hpp"
 #include "rate_limiter.hpp"
 #include "registered_counter.hpp"
 #include "slow_server.hpp"
@@ -76,6 +77,19 @@ ChildSpec app_child(Node& node, const AppSpec& app, Registries& registries, Args
   return spec;
 }
 
+// The registries of every node start_apps ran on, for the admin server (app_registries). Weak:
+// the apps' child specs own them, and a registry must not outlive its node.
+struct Published {
+  detail::Mutex mu;
+  std::map<const Node*, std::map<std::string, std::weak_ptr<Registry>>> by_node
+      NODUS_GUARDED_BY(mu);
+};
+
+Published& published() {
+  static Published* p = new Published();  // never destroyed: read until the process exits
+  return *p;
+}
+
 using Factory = ChildSpec (*)(Node&, const AppSpec&, Registries&);
 
 // The kinds apps.start knows, each once: its name, its help and how to start it. Sorted by name.
@@ -130,8 +144,40 @@ Result<Pid, Reason> start_apps(Node& node, const std::vector<AppSpec>& apps) {
     }
     children.push_back(it->second(node, app, registries));
   }
+  {
+    Published& p = published();
+    detail::MutexLock lock(p.mu);
+    auto& mine = p.by_node[&node];
+    for (const auto& [name, registry] : registries) mine[name] = registry;
+  }
   return start_supervisor(node, SupervisorFlags{.strategy = Strategy::kOneForOne},
                           std::move(children), SpawnOptions{.name = "nodus_apps"});
+}
+
+std::map<std::string, std::shared_ptr<Registry>> app_registries(const Node& node) {
+  std::map<std::string, std::shared_ptr<Registry>> out;
+  Published& p = published();
+  detail::MutexLock lock(p.mu);
+  auto it = p.by_node.find(&node);
+  if (it == p.by_node.end()) return out;
+  for (const auto& [name, weak] : it->second) {
+    if (auto r = weak.lock()) out.emplace(name, std::move(r));
+  }
+  return out;
+}
+
+std::multimap<Pid, std::string> app_via_names(Node& node) {
+  std::multimap<Pid, std::string> out;
+  const auto registries = app_registries(node);
+  if (registries.empty()) return out;
+  for (const ProcessInfo& proc : node.processes()) {
+    for (const auto& [reg, registry] : registries) {
+      for (const Term& key : registry->keys(proc.pid)) {
+        out.emplace(proc.pid, "via:" + reg + "/" + (key.is_bin() ? key.as_bin() : key.to_string()));
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace nodus::tools

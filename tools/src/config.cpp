@@ -512,6 +512,11 @@ const std::vector<Key>& keys() {
                      check_host_port));
     k.push_back(number("resp.max_clients", field(&NodeConfig::resp_max_clients), 1, 100000,
                        "Redis-protocol connections at once; more are refused"));
+    // [testing]
+    k.push_back(word("testing.control", field(&NodeConfig::testing_control), {"off", "on"},
+                     "on: the control server of nodus::testing::Cluster (nodus_test_control), "
+                     "through which any peer holding the cookie can cut this node's links; for "
+                     "tests only"));
     return k;
   }();
   return kTable;

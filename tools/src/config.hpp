@@ -60,6 +60,8 @@ struct NodeConfig {
   std::string admin_http;                 ///< "host:port" or ""
   std::string resp_listen;                ///< [resp] listen: "host:port" or "" (none)
   std::uint32_t resp_max_clients = 1000;  ///< [resp] max_clients
+  /// [testing] control: "on" starts nodus::testing's control server (tests only); "off".
+  std::string testing_control = "off";
 
   /// True when the store runs on this node: kv.initial_members is set.
   bool run_store() const { return !kv.initial_members.empty(); }

@@ -36,6 +36,7 @@
 #include "nodus/node/node.hpp"
 #include "nodus/node/supervisor.hpp"
 #include "nodus/registry/global.hpp"
+#include "nodus/testing/cluster.hpp"
 #include "nodus/transport/detail/mutex.hpp"
 #include "resp.hpp"
 
@@ -233,6 +234,14 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (config->testing_control == "on") {
+    if (Status s = testing::serve_control(*node); !s.ok()) {
+      spdlog::error("the test control server did not start: {}", s.to_string());
+      node->shutdown();
+      return 1;
+    }
+    spdlog::warn("testing.control is on: peers with the cookie may cut this node's links");
+  }
   if (config->run_store()) {
     if (Status s = kv::start(*node, config->kv); !s.ok()) {
       node->shutdown();

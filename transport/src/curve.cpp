@@ -28,20 +28,26 @@ bool is_curve_key(std::string_view key) {
   return zmq_z85_decode(raw, text.c_str()) != nullptr;
 }
 
+Result<std::string> curve_public_key_of(const std::string& secret_key) {
+  if (!is_curve_key(secret_key)) {
+    return Status(ErrorCode::kBadConfig, "the CURVE secret key is not 40 characters of Z85");
+  }
+  char derived[kCurveKeyChars + 1];
+  if (zmq_curve_public(derived, secret_key.c_str()) != 0) {
+    return Status(ErrorCode::kInternal,
+                  std::string("cannot derive a CURVE public key: ") + zmq_strerror(zmq_errno()));
+  }
+  return std::string(derived, kCurveKeyChars);
+}
+
 Status check_curve_keys(const CurveKeys& keys) {
   if (!is_curve_key(keys.public_key)) {
     return Status(ErrorCode::kBadConfig,
                   "the CURVE public key \"" + keys.public_key + "\" is not 40 characters of Z85");
   }
-  if (!is_curve_key(keys.secret_key)) {
-    return Status(ErrorCode::kBadConfig, "the CURVE secret key is not 40 characters of Z85");
-  }
-  char derived[kCurveKeyChars + 1];
-  if (zmq_curve_public(derived, keys.secret_key.c_str()) != 0) {
-    return Status(ErrorCode::kInternal,
-                  std::string("cannot derive a CURVE public key: ") + zmq_strerror(zmq_errno()));
-  }
-  if (keys.public_key != std::string_view(derived, kCurveKeyChars)) {
+  auto derived = curve_public_key_of(keys.secret_key);
+  if (!derived.ok()) return derived.error();
+  if (keys.public_key != *derived) {
     return Status(ErrorCode::kBadConfig, "the CURVE public key \"" + keys.public_key +
                                              "\" does not belong to the secret key");
   }

@@ -35,6 +35,11 @@ Result<CurveKeys> generate_curve_keys();
 /// Errors: kBadConfig naming what is wrong (never the secret key itself).
 Status check_curve_keys(const CurveKeys& keys);
 
+/// The public key (Z85) of a Z85 CURVE secret key. Errors: kBadConfig when `secret_key` is not
+/// 40 characters of Z85 (the key itself is never in the message), kInternal when libzmq cannot
+/// derive one (built without CURVE).
+Result<std::string> curve_public_key_of(const std::string& secret_key);
+
 /// True if `key` is a Z85 CURVE key (40 characters of the Z85 alphabet).
 bool is_curve_key(std::string_view key);
 
