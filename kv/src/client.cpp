@@ -206,6 +206,7 @@ KvRequest make(Op op, std::string_view key, const RequestOptions& o) {
   r.pw = o.pw;
   r.dw = o.dw;
   r.timeout_ms = static_cast<std::uint32_t>(o.timeout.count());
+  r.ttl_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(o.ttl.count(), 0));
   return r;
 }
 }  // namespace
@@ -218,11 +219,13 @@ Result<GetResult> Client::get(std::string_view key, const RequestOptions& opts) 
   g.values.reserve(r->values.size());
   for (Bin& v : r->values) g.values.push_back(std::move(v));
   g.context = std::move(r->context);
+  if (r->ttl_ms >= 0) g.ttl = std::chrono::milliseconds(r->ttl_ms);
   return g;
 }
 
 Result<std::string> Client::put(std::string_view key, std::string_view value,
                                 const RequestOptions& opts) const {
+  if (opts.ttl.count() < 0) return Status(ErrorCode::kBadArg, "ttl must not be negative");
   KvRequest req = make(Op::kPut, key, opts);
   req.value.assign(value);
   auto r = send_request(*node_, via_, vnode_for(key), std::move(req), opts.timeout);

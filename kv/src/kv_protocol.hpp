@@ -81,7 +81,9 @@ struct WireId {
 enum class Op : std::uint8_t { kGet = 1, kPut = 2, kDelete = 3 };
 
 /// A client request (kv::Client sends it to `nodus_kv`; the term requests become one).
-/// Quorums and timeout 0 mean the node's defaults.
+/// Quorums and timeout 0 mean the node's defaults. ttl_ms (puts): the value expires this long
+/// after the coordinator stores it (0: never). with_ttl (gets): a term reply carries the key's
+/// time left (ttl.hpp).
 struct KvRequest {
   std::uint8_t op = 0;
   std::string key;
@@ -90,12 +92,16 @@ struct KvRequest {
   std::uint32_t r = 0, w = 0, pw = 0, dw = 0;
   std::uint32_t timeout_ms = 0;
   std::uint32_t pr = 0;
-  NODUS_MESSAGE(KvRequest, 500, op, key, value, context, r, w, pw, dw, timeout_ms, pr);
+  std::uint64_t ttl_ms = 0;
+  bool with_ttl = false;
+  NODUS_MESSAGE(KvRequest, 500, op, key, value, context, r, w, pw, dw, timeout_ms, pr, ttl_ms,
+                with_ttl);
 };
 
 /// The answer to a KvRequest. code: an ErrorCode number (0 ok); for no_quorum, which quorum
 /// ("r", "pr", "w", "pw" or "dw"), how many it needed and how many counted toward it. A get
-/// that found the key: values (the siblings, tombstones left out) and context.
+/// that found the key: values (the siblings, tombstones and expired values left out), context,
+/// and ttl_ms, how long the key lives on (ms; -1: it does not expire).
 struct KvReply {
   std::uint16_t code = 0;
   std::string message;
@@ -103,7 +109,8 @@ struct KvReply {
   std::string context;
   std::uint32_t needed = 0, got = 0;
   std::string quorum;
-  NODUS_MESSAGE(KvReply, 501, code, message, values, context, needed, got, quorum);
+  std::int64_t ttl_ms = -1;
+  NODUS_MESSAGE(KvReply, 501, code, message, values, context, needed, got, quorum, ttl_ms);
 };
 
 /// A request handed to a primary on another node, which answers the caller directly. Taken

@@ -14,6 +14,7 @@ using Packer = msgpack::packer<detail::StringSink>;
 
 constexpr std::size_t kMacBytes = 16;
 constexpr std::uint8_t kObjectVersion = 2;
+constexpr std::uint8_t kObjectVersionWithExpiry = 3;  // values carry expiry_ms
 constexpr char kContextVersion = '\x02';
 
 // Reads MessagePack objects without throwing on a wrong type.
@@ -33,8 +34,12 @@ msgpack::object_handle unpack_limited(std::string_view bytes) {
 void encode_object(const Object& o, std::string& out) {
   detail::StringSink sink{&out};
   Packer pk(sink);
+  bool expiry = false;
+  for (const auto& e : o.entries()) {
+    for (const auto& v : e.values) expiry |= v.expiry_ms != 0;
+  }
   pk.pack_array(2);
-  pk.pack_uint8(kObjectVersion);
+  pk.pack_uint8(expiry ? kObjectVersionWithExpiry : kObjectVersion);
   pk.pack_array(static_cast<std::uint32_t>(o.entries().size()));
   for (const auto& e : o.entries()) {
     pk.pack_array(4);
@@ -43,11 +48,12 @@ void encode_object(const Object& o, std::string& out) {
     pk.pack_uint64(e.counter);
     pk.pack_array(static_cast<std::uint32_t>(e.values.size()));
     for (const auto& v : e.values) {
-      pk.pack_array(3);
+      pk.pack_array(expiry ? 4 : 3);
       pk.pack_uint64(v.timestamp);
       pk.pack_uint8(v.tombstone ? 1 : 0);
       pk.pack_bin(static_cast<std::uint32_t>(v.value.size()));
       pk.pack_bin_body(v.value.data(), static_cast<std::uint32_t>(v.value.size()));
+      if (expiry) pk.pack_uint64(v.expiry_ms);
     }
   }
 }
@@ -65,10 +71,12 @@ Result<Object> decode_object(std::string_view bytes) {
     const msgpack::object& root = oh.get();
     std::uint64_t version = 0;
     if (root.type != msgpack::type::ARRAY || root.via.array.size != 2 ||
-        !read_u64(root.via.array.ptr[0], &version) || version != kObjectVersion ||
+        !read_u64(root.via.array.ptr[0], &version) ||
+        (version != kObjectVersion && version != kObjectVersionWithExpiry) ||
         root.via.array.ptr[1].type != msgpack::type::ARRAY) {
       return bad;
     }
+    const std::uint32_t fields = version == kObjectVersionWithExpiry ? 4 : 3;
     const msgpack::object_array& es = root.via.array.ptr[1].via.array;
     std::vector<Object::Entry> entries;
     entries.reserve(es.size);
@@ -87,7 +95,7 @@ Result<Object> decode_object(std::string_view bytes) {
       if (!entries.empty() && entries.back().id >= e.id) return bad;
       for (std::uint32_t j = 0; j < vs.size; ++j) {
         const msgpack::object& vo = vs.ptr[j];
-        if (vo.type != msgpack::type::ARRAY || vo.via.array.size != 3) return bad;
+        if (vo.type != msgpack::type::ARRAY || vo.via.array.size != fields) return bad;
         Sibling s;
         std::uint64_t flags = 0;
         if (!read_u64(vo.via.array.ptr[0], &s.timestamp) ||
@@ -95,6 +103,7 @@ Result<Object> decode_object(std::string_view bytes) {
             vo.via.array.ptr[2].type != msgpack::type::BIN) {
           return bad;
         }
+        if (fields == 4 && !read_u64(vo.via.array.ptr[3], &s.expiry_ms)) return bad;
         s.tombstone = (flags & 1) != 0;
         s.value.assign(vo.via.array.ptr[2].via.bin.ptr, vo.via.array.ptr[2].via.bin.size);
         e.values.push_back(std::move(s));

@@ -11,12 +11,15 @@
 
 namespace nodus::kv {
 
-/// One value of a key: its bytes, when it was written (hybrid logical clock), and whether it
-/// is a deletion marker.
+/// One value of a key: its bytes, when it was written (hybrid logical clock), whether it is a
+/// deletion marker, and when it expires (wall-clock ms since 1970 by the coordinator's clock;
+/// 0: never). A value past its expiry reads as absent; the sweep (ttl.hpp) turns it into a
+/// tombstone under the same dot, keeping expiry_ms, so it keeps superseding what it superseded.
 struct Sibling {
   std::string value;
   std::uint64_t timestamp = 0;
   bool tombstone = false;
+  std::uint64_t expiry_ms = 0;
   friend bool operator==(const Sibling&, const Sibling&) = default;
 };
 
@@ -24,7 +27,9 @@ using Object = DvvSet<Sibling>;
 
 /// The object's stored and replicated form: a MessagePack array
 /// [2, [[vnode, epoch, counter, [[timestamp, flags, value], ...]], ...]] (flags bit 0:
-/// tombstone), entries sorted by actor (vnode, then epoch).
+/// tombstone), entries sorted by actor (vnode, then epoch); when some value has an expiry,
+/// version 3, whose values are [timestamp, flags, value, expiry_ms]. Both decode, so data
+/// written before TTL existed stays readable, and objects without expiry keep their bytes.
 std::string encode_object(const Object& o);
 void encode_object(const Object& o, std::string& out);
 /// Errors: kProtocol naming what was wrong.

@@ -78,12 +78,13 @@ class QueryServer : public GenServer {
     }
     const std::size_t limit = std::clamp<std::uint32_t>(m.limit, 1, kMaxKeysLimit);
     std::set<std::string, std::less<>> best;
+    const std::uint64_t now_ms = st_->wall_ms();
     st_->engine->fold(m.partition, [&](std::string_view key, std::string_view value) {
       if (key <= std::string_view(m.after)) return true;
       if (best.size() > limit && key >= *best.rbegin()) return true;
       if (!glob_match(m.pattern, key)) return true;
       Result<Object> o = decode_object(value);
-      if (!o || all_tombstones(*o)) return true;  // deleted: not a key any more
+      if (!o || reads_absent(*o, now_ms)) return true;  // deleted or expired: no key any more
       best.emplace(key);
       if (best.size() > limit + 1) best.erase(std::prev(best.end()));
       return true;
@@ -256,6 +257,7 @@ Term run_explain(KvState* st, const Query& q) {
   const std::uint32_t p = partition_of(q.key, parts);
   const auto deadline = st->now() + (q.timeout.count() ? q.timeout : st->options.request_timeout);
   const std::size_t members = ring.members().size();
+  const std::uint64_t now_ms = st->wall_ms();
 
   struct Info {
     std::string object;
@@ -303,8 +305,8 @@ Term run_explain(KvState* st, const Query& q) {
     e.emplace_back(Term("partition"), u(walk_partition(m)));
     e.emplace_back(Term("role"), Term(primary ? "primary" : "fallback"));
     e.emplace_back(Term("state"), Term(view->up[m] ? "up" : "down"));
-    Term version, digest, siblings;
-    bool tombstone = false;
+    Term version, digest, siblings, ttl_left;
+    bool tombstone = false, expired = false;
     if (infos[m] && !infos[m]->object.empty()) {
       const std::string& bytes = infos[m]->object;
       if (Result<Object> o = decode_object(bytes)) {
@@ -314,9 +316,15 @@ Term run_explain(KvState* st, const Query& q) {
         }
         version = Term(Map{std::move(vv)});
         std::uint64_t live = 0;
-        for (const Sibling& s : o->values()) live += s.tombstone ? 0 : 1;
+        for (const Sibling& s : o->values()) {
+          live += is_live(s, now_ms) ? 1 : 0;
+          expired |= s.expiry_ms != 0 && s.expiry_ms <= now_ms;
+        }
         siblings = u(live);
         tombstone = all_tombstones(*o);
+        expired = expired && live == 0;
+        // The key's time left on this replica: undefined when it never expires or is gone.
+        if (const auto left = ttl_left_ms(*o, now_ms); left && *left > 0) ttl_left = u(*left);
       }
       digest = bin(hex64(XXH3_64bits(bytes.data(), bytes.size())));
     } else if (infos[m]) {
@@ -324,7 +332,8 @@ Term run_explain(KvState* st, const Query& q) {
     }
     e.emplace_back(Term("version"), std::move(version));
     e.emplace_back(Term("digest"), std::move(digest));
-    e.emplace_back(Term("ttl_left_ms"), Term());  // TTL comes with a later issue
+    e.emplace_back(Term("ttl_left_ms"), std::move(ttl_left));
+    e.emplace_back(Term("expired"), Term(expired));
     e.emplace_back(Term("siblings"), std::move(siblings));
     e.emplace_back(Term("tombstone"), Term(tombstone));
     if (!stands_for.empty()) e.emplace_back(Term("for"), bin(stands_for));

@@ -219,13 +219,17 @@ KvReply error_reply(ErrorCode code, std::string message) {
 
 namespace {
 
-Term reply_term(Op op, KvReply r) {
+Term reply_term(Op op, bool with_ttl, KvReply r) {
   const auto code = static_cast<ErrorCode>(r.code);
   if (code == ErrorCode::kOk) {
     if (op == Op::kGet) {
       List values;
       values.reserve(r.values.size());
       for (auto& v : r.values) values.emplace_back(std::move(v));
+      if (with_ttl) {  // {get, Key, #{with_ttl => true}}: the key's time left, or infinity
+        Term left = r.ttl_ms >= 0 ? Term(r.ttl_ms) : Term("infinity");
+        return tuple("ok", Term(std::move(values)), Term(std::move(r.context)), std::move(left));
+      }
       return tuple("ok", Term(std::move(values)), Term(std::move(r.context)));
     }
     return tuple("ok", Term(std::move(r.context)));
@@ -240,7 +244,7 @@ Term reply_term(Op op, KvReply r) {
 
 void answer(const Origin& origin, KvReply reply) {
   if (origin.term) {
-    nodus::reply(origin.from, reply_term(origin.op, std::move(reply)));
+    nodus::reply(origin.from, reply_term(origin.op, origin.with_ttl, std::move(reply)));
   } else {
     nodus::reply(origin.from, std::move(reply));
   }
@@ -287,6 +291,17 @@ Status check_request(const KvRequest& r, const Options& o) {
   if (r.w > o.replicas) return above_n("w", r.w);
   if (r.pw > o.replicas) return above_n("pw", r.pw);
   if (r.dw > o.replicas) return above_n("dw", r.dw);
+  if (r.ttl_ms != 0 && r.op != static_cast<std::uint8_t>(Op::kPut)) {
+    return Status(ErrorCode::kBadArg, "ttl is an option of put only");
+  }
+  if (r.ttl_ms > kMaxTtlMs) {
+    return Status(ErrorCode::kBadArg, "ttl = " + std::to_string(r.ttl_ms) +
+                                          " ms is above the limit of " + std::to_string(kMaxTtlMs) +
+                                          " ms");
+  }
+  if (r.with_ttl && r.op != static_cast<std::uint8_t>(Op::kGet)) {
+    return Status(ErrorCode::kBadArg, "with_ttl is an option of get only");
+  }
   return Status();
 }
 
@@ -302,6 +317,20 @@ Status parse_opts(const Term& opts, KvRequest& r) {
     if (name == "context") {
       if (!v.is_bin()) return Status(ErrorCode::kBadArg, "option context must be a binary");
       r.context = v.as_bin();
+      continue;
+    }
+    if (name == "ttl") {  // ms; check_request bounds it
+      if (!v.is_int() || v.as_int() < 1) {
+        return Status(ErrorCode::kBadArg, "option ttl must be an integer >= 1 (ms)");
+      }
+      r.ttl_ms = static_cast<std::uint64_t>(v.as_int());
+      continue;
+    }
+    if (name == "with_ttl") {
+      if (!v.is_atom("true") && !v.is_atom("false")) {
+        return Status(ErrorCode::kBadArg, "option with_ttl must be true or false");
+      }
+      r.with_ttl = v.is_atom("true");
       continue;
     }
     std::uint32_t* field = name == "r"         ? &r.r
@@ -544,6 +573,7 @@ class KvServer : public GenServer {
   // the one the member that forwarded it fixed (`forwarded_deadline_ms`): a request whose
   // caller gave up is dropped wherever it waits (counted in expired_skipped).
   void route(KvRequest req, Origin origin, std::optional<std::uint64_t> forwarded_deadline_ms) {
+    origin.with_ttl = req.with_ttl;
     if (Status s = check_request(req, st_->options); !s.ok()) {
       answer(origin, error_reply(s.code(), s.message()));
       return;
@@ -799,6 +829,7 @@ class KvServer : public GenServer {
                 {"hints", u(x.hints)},
                 {"hints_pending", u(x.hints_pending)},
                 {"handoffs", u(x.handoffs)},
+                {"expired", u(x.expired)},
                 {"siblings_max", u(x.siblings_max)},
                 {"bad_messages", u(x.bad_messages)},
                 {"merge_errors", u(x.merge_errors)},
@@ -862,6 +893,9 @@ Status check_options(const Options& o) {
   if (o.sync_interval.count() < 1 || o.sync_interval.count() > 60000) {
     return bad("kv.sync_interval_ms must be in 1..60000");
   }
+  if (o.ttl_sweep_interval.count() < 1 || o.ttl_sweep_interval.count() > 3600000) {
+    return bad("kv.ttl_sweep_interval_ms must be in 1..3600000");
+  }
   if (o.request_timeout.count() < 1 || o.request_timeout > kMaxRequestTimeout) {
     return bad("kv.request_timeout_ms must be in 1.." + std::to_string(kMaxRequestTimeout.count()));
   }
@@ -885,6 +919,7 @@ Status start(Node& node, Options options) {
   }
   auto owned = std::make_shared<KvState>(node, std::move(options));
   if (Status s = restore_durable_state(*owned); !s.ok()) return s;
+  restore_expiry_index(*owned);
   KvState* st = node.set_service(owned);
   if (st != owned.get()) return Status(ErrorCode::kAlreadyStarted, "the store runs on this node");
   // One supervisor per node (OTP style): a vnode or nodus_kv that crashes is restarted with
@@ -962,6 +997,7 @@ Result<Stats> stats(Node& node) {
   s.hints = c.hints;
   s.handoffs = c.handoffs;
   s.tombstones_reaped = c.tombstones_reaped;
+  s.expired = c.expired;
   s.siblings_max = c.siblings_max;
   s.bad_messages = c.bad_messages;
   s.merge_errors = c.merge_errors;

@@ -18,6 +18,7 @@
 #include "nodus/kv/kv.hpp"
 #include "nodus/transport/detail/mutex.hpp"
 #include "object.hpp"
+#include "ttl.hpp"
 
 namespace nodus::kv {
 
@@ -51,6 +52,7 @@ struct Counters {
       overloaded{0}, forwarded{0}, replica_writes{0}, expired_skipped{0}, read_repairs{0},
       read_repairs_skipped{0}, hints{0}, handoffs{0}, tombstones_reaped{0}, siblings_max{0},
       bad_messages{0}, merge_errors{0}, reap_checks{0}, handoff_offers{0};
+  std::atomic<std::uint64_t> expired{0};  // keys whose expired values the sweep made tombstones
 };
 
 struct AtomicLatency {
@@ -95,6 +97,7 @@ struct PartitionState {
         handoff_cursor(std::move(o.handoff_cursor)),
         reap_due(std::move(o.reap_due)),
         reap_queue(std::move(o.reap_queue)),
+        expiries(std::move(o.expiries)),
         pid_id(o.pid_id.load()) {}
 
   ActorSource actors;  // the actors of this node's writes in this partition
@@ -105,6 +108,7 @@ struct PartitionState {
   // of reap_due, whose nodes do not move).
   std::map<std::string, std::chrono::steady_clock::time_point> reap_due;
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string_view>> reap_queue;
+  ExpiryIndex expiries;                  // keys holding values that expire (ttl.hpp)
   std::atomic<std::uint64_t> pid_id{0};  // the running vnode's Pid::id (routers read it)
 };
 
@@ -244,6 +248,7 @@ struct Origin {
   From from;
   bool term = false;  // answer with a term (the caller sent one), else a KvReply
   Op op = Op::kGet;
+  bool with_ttl = false;  // a get's term answer carries the key's time left
 };
 /// A request as the vnode gets it from a router on its own node (never crosses the wire).
 /// `deadline`: when its caller gives up, fixed by the first nodus_kv that took it.

@@ -26,6 +26,7 @@ constexpr auto kTick = std::chrono::milliseconds(10);
 // send one (a forged periodic timer would re-arm itself and multiply).
 struct Tick {};           // expire requests whose deadline passed
 struct PeriodicTimer {};  // every handoff_interval: offer hints, run the reap checks due
+struct SweepTimer {};     // every ttl_sweep_interval: turn expired values into tombstones
 struct Synced {           // from the engine's syncer: writes up to `ticket` are synced (or not)
   std::uint64_t ticket;
   bool ok;
@@ -57,6 +58,7 @@ class Vnode : public GenServer {
     refresh_view();
     monitor_nodes(true);  // a replica whose node goes down fails the requests waiting for it
     send_after(self(), PeriodicTimer{}, st_->options.handoff_interval);
+    send_after(self(), SweepTimer{}, st_->options.ttl_sweep_interval);
     return ok();
   }
 
@@ -80,6 +82,13 @@ class Vnode : public GenServer {
       offer_hints();
       run_reap_checks();
       send_after(self(), PeriodicTimer{}, st_->options.handoff_interval);
+      return noreply();
+    }
+    if (msg.is<SweepTimer>()) {  // ttl.hpp; a key left with tombstones only is reaped later
+      for (std::string& key : sweep_expired(*st_, p_)) {
+        schedule_reap(key, st_->now() + st_->options.tombstone_ttl);
+      }
+      send_after(self(), SweepTimer{}, st_->options.ttl_sweep_interval);
       return noreply();
     }
     if (const NodeDown* nd = msg.get<NodeDown>()) {
@@ -245,7 +254,9 @@ class Vnode : public GenServer {
     scratch_.clear();
     encode_object(o, scratch_);
     if (scratch_.size() > st_->max_object_bytes) return object_too_large(o, scratch_.size());
-    return st_->engine->put(p_, key, scratch_);
+    Status s = st_->engine->put(p_, key, scratch_);
+    if (s.ok()) note_expiry(ps_->expiries, key, o);
+    return s;
   }
   Status object_too_large(const Object& o, std::size_t bytes) const {
     return Status(ErrorCode::kValueTooLarge, "the key's object would be " + std::to_string(bytes) +
@@ -376,21 +387,29 @@ class Vnode : public GenServer {
     if (!ctx) return fail(error_reply(ctx.error().code(), ctx.error().message()));
     Result<Object> local = read_local(req.key);
     if (!local) return fail(error_reply(ErrorCode::kInternal, local.error().to_string()));
-    // A delete without a context removes what this replica has seen (Riak reads first).
-    VersionVector seen = del && req.context.empty() ? local->join() : std::move(*ctx);
+    // A delete without a context removes what this replica has seen (Riak reads first); so
+    // does a put without one where everything this replica holds reads as absent (deleted or
+    // expired): a fresh value, not a sibling of a tombstone.
+    const std::uint64_t now_ms = st_->wall_ms();
+    const bool blind_over_absent =
+        !del && req.context.empty() && !local->empty() && reads_absent(*local, now_ms);
+    VersionVector seen =
+        (del && req.context.empty()) || blind_over_absent ? local->join() : std::move(*ctx);
+    const std::uint64_t expiry = req.ttl_ms ? now_ms + req.ttl_ms : 0;
     for (const auto& e : local->entries()) {
       for (const auto& v : e.values) st_->clock.observe(v.timestamp);
     }
     const Actor actor = ps_->actors.for_write(req.key, *local, seen);
     Object next = local->update(
-        seen, Sibling{del ? std::string() : std::move(req.value), st_->clock.now(), del}, actor);
+        seen, Sibling{del ? std::string() : std::move(req.value), st_->clock.now(), del, expiry},
+        actor);
     resolve_conflicts(next);
     if (next.value_count() > 1 && st_->has_merges()) {
       if (auto fn = st_->merge_for(req.key)) {
         std::vector<std::string> vals;
         bool any_tomb = false;
         for (const Sibling& s : next.values()) {
-          if (s.tombstone) {
+          if (!is_live(s, now_ms)) {  // deleted or expired: left as they are
             any_tomb = true;
           } else {
             vals.push_back(s.value);
@@ -398,7 +417,7 @@ class Vnode : public GenServer {
         }
         if (!any_tomb) {
           if (std::optional<std::string> merged = run_merge(*fn, req.key, vals)) {
-            next.resolve(Sibling{std::move(*merged), st_->clock.now(), false}, actor);
+            next.resolve(Sibling{std::move(*merged), st_->clock.now(), false, expiry}, actor);
           }
         }
       }
@@ -521,6 +540,7 @@ class Vnode : public GenServer {
     st_->counters.gets.fetch_add(1, std::memory_order_relaxed);
     const std::uint32_t r = req.r ? req.r : st_->options.read_quorum;
     const std::uint32_t pr = req.pr ? req.pr : st_->options.primary_read_quorum;
+    cr.origin.with_ttl = req.with_ttl;
     PendingGet pg{
         GetFsm(targets_for(view), r, pr), cr.origin, std::move(req.key), false, now, cr.deadline};
     if (st_->timing) {
@@ -583,8 +603,13 @@ class Vnode : public GenServer {
         resolve_conflicts(latest);
         answer = &latest;
       }
+      // Deleted and expired values are left out (ttl.hpp: expired reads as absent at once).
+      const std::uint64_t now_ms = st_->wall_ms();
       for (const Sibling& s : answer->values()) {
-        if (!s.tombstone) r.values.push_back(s.value);
+        if (is_live(s, now_ms)) r.values.push_back(s.value);
+      }
+      if (const auto left = ttl_left_ms(*answer, now_ms); left && *left > 0) {
+        r.ttl_ms = static_cast<std::int64_t>(*left);
       }
       if (r.values.empty()) {
         st_->counters.misses.fetch_add(1, std::memory_order_relaxed);
@@ -714,11 +739,9 @@ class Vnode : public GenServer {
     for (const Target& t : targets) {
       if (!t.primary) return false;
     }
-    std::uint64_t newest = 0;
-    for (const Sibling& s : merged.values()) newest = std::max(newest, s.timestamp);
+    // Too young (since its delete, or the expiry of the value it was): a check comes later.
     const auto ttl = static_cast<std::uint64_t>(st_->options.tombstone_ttl.count());
-    // Too young: a check comes later.
-    if (HybridClock::millis(newest) + ttl > st_->wall_ms()) return false;
+    if (tombstone_age_from(merged) + ttl > st_->wall_ms()) return false;
     const std::string bytes = encode_object(merged);
     for (const Target& t : targets) {
       if (t.node == st_->node.name()) {

@@ -189,7 +189,7 @@ TEST_F(ConfigTest, TheKvKeysAreTheStoresOptions) {
            "conflicts = lww\ntombstone_ttl = 5\nrequest_timeout_ms = 1500\nvnode_queue = 10\n"
            "max_value_bytes = 1000\nmax_siblings = 7\nread_repair_per_s = 0\n"
            "handoff_interval_ms = 250\nprimary_write_quorum = 1\ndurable_write_quorum = 0\n"
-           "primary_read_quorum = 2\nmax_object_bytes = 4096\n"));
+           "primary_read_quorum = 2\nmax_object_bytes = 4096\nttl_sweep_interval_ms = 250\n"));
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_TRUE(c->run_store());
   EXPECT_EQ((std::vector<std::string>{"n1", "n2", "n3"}), c->kv.initial_members);
@@ -209,6 +209,7 @@ TEST_F(ConfigTest, TheKvKeysAreTheStoresOptions) {
   EXPECT_EQ(0u, c->kv.durable_write_quorum);
   EXPECT_EQ(2u, c->kv.primary_read_quorum);
   EXPECT_EQ(4096u, c->kv.max_object_bytes);
+  EXPECT_EQ(std::chrono::milliseconds(250), c->kv.ttl_sweep_interval);
   EXPECT_EQ("2", c->effective.at("kv.primary_read_quorum").first);
   EXPECT_EQ("n1 n2 n3", c->effective.at("kv.initial_members").first);
   EXPECT_EQ("5", c->effective.at("kv.tombstone_ttl").first);
@@ -224,8 +225,9 @@ TEST_F(ConfigTest, TheKvKeysAreTheStoresOptions) {
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(c->run_store());
   EXPECT_EQ(std::chrono::seconds(60), kv::Options{}.tombstone_ttl);
-  for (const char* key : {"kv.tombstone_ttl", "kv.primary_read_quorum", "kv.primary_write_quorum",
-                          "kv.durable_write_quorum", "kv.max_object_bytes"}) {
+  for (const char* key :
+       {"kv.tombstone_ttl", "kv.primary_read_quorum", "kv.primary_write_quorum",
+        "kv.durable_write_quorum", "kv.max_object_bytes", "kv.ttl_sweep_interval_ms"}) {
     EXPECT_TRUE(has(config_help(), key)) << key << " in --help";
   }
 }
@@ -246,6 +248,8 @@ TEST_F(ConfigTest, BadKvValuesAreRefusedAndUnwiseOnesWarned) {
   EXPECT_TRUE(has(why, "seconds from 0")) << why;
   why = refusal(load(conf(), {"--kv.max_value_bytes=0"}));
   EXPECT_TRUE(has(why, "kv.max_value_bytes")) << why;
+  why = refusal(load(conf(), {"--kv.ttl_sweep_interval_ms=0"}));
+  EXPECT_TRUE(has(why, "kv.ttl_sweep_interval_ms")) << why;
   // PW, DW and PR: 0 (none) up to N.
   why = refusal(load(conf("[kv]\nreplicas = 3\nprimary_read_quorum = 4\n")));
   EXPECT_TRUE(has(why, "kv.primary_read_quorum in")) << why;

@@ -520,6 +520,48 @@ TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnod
   EXPECT_EQ(1u, samples(1, "nodus_kv_merge_errors_total").size());
 }
 
+// kv put --ttl SECONDS: the value reads with the time it has left (kv get, kv explain), expires
+// on every node, and each replica's sweep (kv.ttl_sweep_interval_ms) counts it in
+// nodus_kv_expired_total; a bad --ttl is bad usage and stores nothing.
+TEST_F(KvToolsTest, KvPutWithTtlExpiresEverywhereAndTheSweepCountsIt) {
+  configure("ttl_sweep_interval_ms", "100");
+  up();
+  ASSERT_EQ(0, kv(1, {"put", "lasting", "v", "--ttl", "3600"}).code);
+  json got = kv_json(2, {"get", "lasting"});
+  EXPECT_EQ("v", got["value"]);
+  ASSERT_TRUE(got["ttl_ms"].is_number()) << got;
+  EXPECT_GT(got["ttl_ms"].get<std::int64_t>(), 3000 * 1000);
+  EXPECT_LE(got["ttl_ms"].get<std::int64_t>(), 3600 * 1000);
+  EXPECT_NE(std::string::npos, kv(3, {"get", "lasting"}).out.find("expires"));
+  for (const json& r : kv_json(3, {"explain", "lasting"})["preflist"]) {
+    ASSERT_TRUE(r["ttl_left_ms"].is_number()) << r;
+    EXPECT_GT(r["ttl_left_ms"].get<std::int64_t>(), 3000 * 1000) << r;
+  }
+  ASSERT_EQ(0, kv(1, {"put", "forever", "v"}).code);
+  EXPECT_TRUE(kv_json(1, {"get", "forever"})["ttl_ms"].is_null());
+
+  ASSERT_EQ(0, kv(1, {"put", "brief", "v", "--ttl", "0.2"}).code);
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (int i = 1; i <= 3; ++i) {
+          if (kv(i, {"get", "brief"}).code != 1) return false;
+        }
+        return true;
+      },
+      10s))
+      << "brief never expired";
+  EXPECT_TRUE(eventually([&] { return metric_all("nodus_kv_expired_total") == 2; }, 10s))
+      << "N = 2 replicas sweep it: " << metric_all("nodus_kv_expired_total");
+  EXPECT_EQ(0u, kv_json(2, {"keys", "brief"})["keys"].size());
+
+  for (const char* bad : {"0", "-5", "soon", "1e30", ""}) {
+    Outcome r = kv(1, {"put", "never", "v", "--ttl", bad});
+    EXPECT_EQ(2, r.code) << "--ttl " << bad << ": " << r.err;
+    expect_error_line(r, "--ttl");
+  }
+  EXPECT_EQ(1, kv(2, {"get", "never"}).code) << "nothing stored";
+}
+
 // cluster-configs/local-5 as shipped: five nodes form one ring (N = 3) with no manual step, and
 // a key written through one is read through each of the others.
 TEST_F(KvToolsTest, LocalFiveRunsTheStoreAsShipped) {

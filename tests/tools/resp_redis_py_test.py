@@ -36,6 +36,30 @@ class RedisPyTest(unittest.TestCase):
         self.assertEqual(0, self.r.exists("py:s"))
         self.assertEqual(b"echo me", self.r.echo("echo me"))
 
+    def test_expiry(self):
+        self.assertTrue(self.r.set("py:x", "v", ex=100))
+        self.assertTrue(95 <= self.other.ttl("py:x") <= 100)
+        self.assertTrue(90000 < self.r.pttl("py:x") <= 100000)
+        self.assertTrue(self.r.set("py:y", "v"))
+        self.assertEqual(-1, self.r.ttl("py:y"))
+        self.assertEqual(-2, self.r.ttl("py:missing"))
+        self.assertFalse(self.r.expire("py:missing", 10))
+        self.assertTrue(self.r.expire("py:y", 50))
+        self.assertTrue(45 <= self.other.ttl("py:y") <= 50)
+        self.assertTrue(self.r.pexpire("py:y", 80000))
+        self.assertTrue(self.r.persist("py:y"))
+        self.assertEqual(-1, self.r.ttl("py:y"))
+        self.assertEqual(b"v", self.other.get("py:y"))
+        # NX and XX.
+        self.assertIsNone(self.r.set("py:y", "w", nx=True))
+        self.assertTrue(self.r.set("py:y", "w", xx=True, px=100000))
+        self.assertEqual(b"w", self.r.get("py:y"))
+        self.assertTrue(self.r.set("py:z", "new", nx=True))
+        self.assertIsNone(self.r.set("py:none", "v", xx=True))
+        self.assertEqual(0, self.r.exists("py:none"))
+        self.assertEqual(b"w", self.r.set("py:y", "u", get=True))
+        self.assertEqual(3, self.r.delete("py:x", "py:y", "py:z"))
+
     def test_mset_mget(self):
         self.assertTrue(self.r.mset({"py:m1": "1", "py:m2": "2", "py:m3": "3"}))
         self.assertEqual([b"1", b"2", None, b"3"],
@@ -72,8 +96,8 @@ class RedisPyTest(unittest.TestCase):
             self.r.execute_command("NOSUCH", "a")
         with self.assertRaisesRegex(redis.ResponseError, "wrong number of arguments for 'get'"):
             self.r.execute_command("GET")
-        with self.assertRaisesRegex(redis.ResponseError, "not supported yet"):
-            self.r.set("py:e", "v", ex=10)
+        with self.assertRaisesRegex(redis.ResponseError, "invalid expire time"):
+            self.r.set("py:e", "v", ex=0)
         with self.assertRaisesRegex(redis.ResponseError, "DB index is out of range"):
             self.r.execute_command("SELECT", "1")
         with self.assertRaisesRegex(redis.ResponseError, "invalid cursor"):

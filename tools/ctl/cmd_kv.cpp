@@ -3,8 +3,10 @@
 // contexts are written as tools/src/kv_value.hpp says.
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "client.hpp"
@@ -212,15 +214,20 @@ constexpr const char* kExplainUsage = "kv explain KEY";
 int run_get(Context& ctx, const std::vector<std::string>& args) {
   Args a = parse(args, kGetUsage, 1, 1, {"--r", "--pr"});
   const std::string& key = a.words[0];
-  Term req = tuple("get", bin(key), options(ctx, a, {"--r", "--pr"}));
-  Term reply = ask(ctx, req);
+  MapEntries o = options(ctx, a, {"--r", "--pr"}).as_map();
+  o.emplace_back(Term("with_ttl"), Term(true));  // the reply says how long the key lives on
+  Term reply = ask(ctx, tuple("get", bin(key), Term(Map{std::move(o)})));
   if (reply.match({"error", "not_found"})) {
     if (ctx.json()) print_json(json{{"key", tools::value_json(key)}, {"found", false}});
     throw CtlError(ErrorCode::kNotFound, "kv get " + key_label(key) + ": not_found: no such key");
   }
   Term ok = ok_or_throw(reply, "kv get " + key_label(key));
-  auto m = ok.match({"ok", _list, _bin});
+  auto m = ok.match({"ok", _list, _bin, _});
+  if (!m) m = ok.match({"ok", _list, _bin});
   if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + reply.to_string());
+  // The ms the key lives on, or nothing when it does not expire (or the node says nothing).
+  std::optional<std::int64_t> ttl_ms;
+  if (ok.size() == 4 && ok[3].is_int()) ttl_ms = ok[3].as_int();
   std::vector<std::string> values;
   for (const Term& v : m[0].as_list()) values.push_back(v.is_bin() ? v.as_bin() : v.to_string());
   const std::string context = tools::to_base64url(m[1].as_bin());
@@ -234,6 +241,7 @@ int run_get(Context& ctx, const std::vector<std::string>& args) {
       out["siblings"] = s;
     }
     out["context"] = context;
+    out["ttl_ms"] = ttl_ms ? json(*ttl_ms) : json(nullptr);
     print_json(out);
     return kExitOk;
   }
@@ -249,22 +257,39 @@ int run_get(Context& ctx, const std::vector<std::string>& args) {
     }
   }
   rows.emplace_back("context", context);
+  if (ttl_ms) rows.emplace_back("expires", "in " + std::to_string((*ttl_ms + 999) / 1000) + " s");
   lines(rows);
   return kExitOk;
 }
 
+// --ttl SECONDS: a positive number of seconds (fractions allowed, to the ms), as ms.
+std::int64_t ttl_ms_of(const Args& a) {
+  const std::string& v = *a.value("--ttl");
+  double seconds = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  const double ms = seconds * 1000.0;
+  if (ec != std::errc() || end != v.data() + v.size() || !(ms >= 1.0) || ms > 1e13) {
+    throw CtlError(ErrorCode::kBadArg,
+                   "--ttl takes the seconds the value lives (a number from 0.001 to 10000000000), "
+                   "not \"" +
+                       v.substr(0, 40) + "\"");
+  }
+  return static_cast<std::int64_t>(std::llround(ms));
+}
+
 int run_put(Context& ctx, const std::vector<std::string>& args) {
   Args a = parse(args, kPutUsage, 2, 2, {"--ttl", "--context", "--w", "--pw", "--dw"}, {"--term"});
-  if (a.has("--ttl")) {
-    throw CtlError(ErrorCode::kBadArg,
-                   "--ttl: this store keeps no expiry yet (TTL comes with a later issue); "
-                   "leave --ttl out, or delete the key later with kv del");
-  }
+  const std::int64_t ttl_ms = a.has("--ttl") ? ttl_ms_of(a) : 0;
   const std::string& key = a.words[0];
   auto value = tools::value_bytes(a.words[1], a.has("--term"));
   if (!value.ok()) throw CtlError(value.error().code(), value.error().message());
-  Term req =
-      tuple("put", bin(key), Term(std::move(*value)), options(ctx, a, {"--w", "--pw", "--dw"}));
+  Term opts = options(ctx, a, {"--w", "--pw", "--dw"});
+  if (ttl_ms > 0) {  // the store takes ms
+    MapEntries o = opts.as_map();
+    o.emplace_back(Term("ttl"), Term(ttl_ms));
+    opts = Term(Map{std::move(o)});
+  }
+  Term req = tuple("put", bin(key), Term(std::move(*value)), std::move(opts));
   return print_written(ctx, ask(ctx, req), "kv put", "stored", key);
 }
 
@@ -336,19 +361,23 @@ int run_explain(Context& ctx, const std::vector<std::string>& args) {
   }
   std::cout << "key " << colour(tools::value_text(key), "1") << " is in partition "
             << e["partition"].dump() << "; its replicas:\n";
-  Table t({"NODE", "PARTITION", "ROLE", "STATE", "SIBLINGS", "DIGEST", "VERSION"});
+  Table t({"NODE", "PARTITION", "ROLE", "STATE", "SIBLINGS", "TTL", "DIGEST", "VERSION"});
   for (const json& r : e["preflist"]) {
     std::string role = r["role"].get<std::string>();
     if (r.contains("for")) role += " for " + r["for"].get<std::string>();
     std::string siblings = r["siblings"].is_number() ? r["siblings"].dump() : "-";
     if (r["tombstone"] == true) siblings = "deleted";
+    if (r.value("expired", false)) siblings = "expired";
+    const std::string ttl = r.value("ttl_left_ms", json()).is_number()
+                                ? std::to_string(r["ttl_left_ms"].get<std::int64_t>()) + " ms"
+                                : "-";
     if (r.contains("error")) siblings = r["error"].get<std::string>();
     t.add({r["node"].get<std::string>(), r["partition"].dump(), role,
-           state_text(r["state"].get<std::string>()), siblings,
+           state_text(r["state"].get<std::string>()), siblings, ttl,
            r["digest"].is_string() ? r["digest"].get<std::string>() : "-",
            version_text(r["version"])});
   }
-  t.print({1, 4});
+  t.print({1, 4, 5});
   if (e["hints"].empty()) {
     std::cout << "hints: none\n";
   } else {
@@ -365,7 +394,7 @@ const Registrar kGet({"kv", kGetUsage,
                       run_get, "get"});
 const Registrar kPut({"kv", kPutUsage,
                       "stores VALUE (its text; --term: JSON as a term); --context C supersedes "
-                      "what that read saw",
+                      "what that read saw; --ttl S: it expires after S seconds",
                       run_put, "put"});
 const Registrar kDel({"kv", kDelUsage, "deletes a key (a tombstone superseding --context)", run_del,
                       "del"});

@@ -473,6 +473,10 @@ const std::vector<Key>& keys() {
                        field(&NodeConfig::kv, &kv::Options::read_repair_per_s), 0, 10000000,
                        "read repairs started per second at most (0: none); beyond, they are "
                        "skipped and counted (repair under overload would add load)"));
+    k.push_back(number("kv.ttl_sweep_interval_ms",
+                       field(&NodeConfig::kv, &kv::Options::ttl_sweep_interval), 1, 3600000,
+                       "how often each vnode turns values past their TTL into tombstones (ms; "
+                       "reads treat them as absent at once)"));
     k.push_back(number("kv.handoff_interval_ms",
                        field(&NodeConfig::kv, &kv::Options::handoff_interval), 10, 3600000,
                        "how often a fallback offers its hints to primaries that are up (ms)"));

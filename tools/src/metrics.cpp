@@ -115,6 +115,8 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
        &kv::Stats::hints_pending},
       {"nodus_kv_tombstones_reaped_total", "counter", "Tombstones dropped.",
        &kv::Stats::tombstones_reaped},
+      {"nodus_kv_expired_total", "counter",
+       "Keys whose expired values (TTL) the sweep turned into tombstones.", &kv::Stats::expired},
       {"nodus_kv_siblings_max", "gauge", "Most siblings seen on one key.",
        &kv::Stats::siblings_max},
       {"nodus_kv_keys", "gauge", "Objects in this node's engine, all partitions.",

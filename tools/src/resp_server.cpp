@@ -17,6 +17,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -35,9 +36,10 @@ using Args = std::vector<std::string>;
 
 constexpr const char* kStore = "nodus_kv";  // docs/protocol.md 12.3
 constexpr std::size_t kReadChunk = 64 * 1024;
-constexpr std::size_t kMaxCursors = 256;        // SCAN cursors remembered per connection
-constexpr std::uint32_t kKeysPage = 10000;      // the store's largest keys page
-constexpr const char* kRedisVersion = "7.0.0";  // what HELLO and INFO claim to speak
+constexpr std::size_t kMaxCursors = 256;             // SCAN cursors remembered per connection
+constexpr std::uint32_t kKeysPage = 10000;           // the store's largest keys page
+constexpr const char* kRedisVersion = "7.0.0";       // what HELLO and INFO claim to speak
+constexpr long long kMaxTtlMs = 10'000'000'000'000;  // the longest ttl the store takes
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -261,6 +263,8 @@ class Session {
     bool found = false;
     Term term;
     std::string error;
+    // A get asked with_ttl that found the key: the ms it lives on, or -1 when it never expires.
+    long long ttl_ms = -1;
   };
   Answer answer_of(CallResult r) {
     Answer a;
@@ -279,12 +283,14 @@ class Session {
     }
     a.ok = a.found = true;
     a.term = t;
+    if (t.is_tuple() && t.size() == 4 && t[3].is_int()) a.ttl_ms = t[3].as_int();
     return a;
   }
 
   Dest store() const { return named(kStore); }
 
-  RequestId ask_get(const std::string& key) {
+  RequestId ask_get(const std::string& key, bool with_ttl = false) {
+    if (with_ttl) return send_request(store(), tuple("get", bin(key), map({{"with_ttl", true}})));
     return send_request(store(), tuple("get", bin(key)));
   }
   Answer wait(const RequestId& id) { return answer_of(wait_response(id, call_timeout())); }
@@ -292,24 +298,36 @@ class Session {
   // The value a GET answers from a get's reply: the one value, or of siblings the greatest
   // by bytes (the rule lww uses to break ties), so that every client sees the same one.
   static const std::string* chosen(const Term& reply) {
-    auto m = reply.match({"ok", _list, _});
-    if (!m) return nullptr;
+    if (!reply.is_tuple() || reply.size() < 3 || !reply[0].is_atom("ok") || !reply[1].is_list()) {
+      return nullptr;
+    }
     const std::string* best = nullptr;
-    for (const Term& v : m[0].as_list()) {
+    for (const Term& v : reply[1].as_list()) {
       if (v.is_bin() && (!best || v.as_bin() > *best)) best = &v.as_bin();
     }
     return best;
   }
   static std::string context_of(const Answer& a) {
-    if (!a.found) return {};
-    auto m = a.term.match({"ok", _list, _});
-    return m && m[1].is_bin() ? m[1].as_bin() : std::string();
+    if (!a.found || !a.term.is_tuple() || a.term.size() < 3) return {};
+    return a.term[2].is_bin() ? a.term[2].as_bin() : std::string();
+  }
+
+  // A put of key = value superseding `context` (none: a blind one), expiring after ttl_ms
+  // (0: never).
+  RequestId ask_put(const std::string& key, const std::string& value, const std::string& context,
+                    long long ttl_ms) {
+    MapEntries o;
+    if (!context.empty()) o.emplace_back(Term("context"), bin(context));
+    if (ttl_ms > 0) o.emplace_back(Term("ttl"), Term(static_cast<std::int64_t>(ttl_ms)));
+    if (o.empty()) return send_request(store(), tuple("put", bin(key), bin(value)));
+    return send_request(store(), tuple("put", bin(key), bin(value), Term(Map{std::move(o)})));
   }
 
   // Puts key = value for each pair at once: under siblings, each with the causal context of a
   // get first, so the put supersedes what was there (Redis's overwrite). "" when all stored,
   // else the first error.
-  std::string put_all(const std::vector<std::pair<std::string, std::string>>& kvs) {
+  std::string put_all(const std::vector<std::pair<std::string, std::string>>& kvs,
+                      long long ttl_ms = 0) {
     std::vector<std::string> contexts(kvs.size());
     if (!sh_->options.lww) {
       std::vector<RequestId> gets;
@@ -326,10 +344,7 @@ class Session {
     std::vector<RequestId> puts;
     puts.reserve(kvs.size());
     for (std::size_t i = 0; i < kvs.size(); ++i) {
-      Term req = contexts[i].empty() ? tuple("put", bin(kvs[i].first), bin(kvs[i].second))
-                                     : tuple("put", bin(kvs[i].first), bin(kvs[i].second),
-                                             map({{"context", bin(contexts[i])}}));
-      puts.push_back(send_request(store(), std::move(req)));
+      puts.push_back(ask_put(kvs[i].first, kvs[i].second, contexts[i], ttl_ms));
     }
     std::string first_error;
     for (const RequestId& id : puts) {
@@ -381,6 +396,13 @@ class Session {
         {"quit", -1, "fast", 0, 0, 0, &Session::quit},
         {"get", 2, "readonly fast", 1, 1, 1, &Session::get},
         {"set", -3, "write", 1, 1, 1, &Session::set},
+        {"expire", -3, "write fast", 1, 1, 1, &Session::expire},
+        {"pexpire", -3, "write fast", 1, 1, 1, &Session::expire},
+        {"expireat", -3, "write fast", 1, 1, 1, &Session::expire},
+        {"pexpireat", -3, "write fast", 1, 1, 1, &Session::expire},
+        {"persist", 2, "write fast", 1, 1, 1, &Session::persist},
+        {"ttl", 2, "readonly fast", 1, 1, 1, &Session::ttl},
+        {"pttl", 2, "readonly fast", 1, 1, 1, &Session::ttl},
         {"del", -2, "write", 1, -1, 1, &Session::del},
         {"exists", -2, "readonly fast", 1, -1, 1, &Session::exists},
         {"mget", -2, "readonly fast", 1, -1, 1, &Session::mget},
@@ -456,21 +478,160 @@ class Session {
     }
   }
 
+  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. With NX, XX,
+  // GET or KEEPTTL a get comes first and the put carries its context (under lww too), so NX
+  // and XX decide on what that get saw: not atomic against a concurrent writer of the key.
   void set(Args& a, std::string& out) {
+    bool nx = false, xx = false, get_old = false, keep_ttl = false, expiry = false;
+    long long ttl_ms = 0;
     for (std::size_t i = 3; i < a.size(); ++i) {
       const std::string opt = lower(a[i]);
-      if (opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat" || opt == "nx" ||
-          opt == "xx" || opt == "keepttl" || opt == "get") {
-        for (char& c : a[i]) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        return resp::error(out, "ERR SET " + a[i] +
-                                    " is not supported yet: the store has no expiry or "
-                                    "compare-and-set yet");
+      if (opt == "nx" && !xx) {
+        nx = true;
+      } else if (opt == "xx" && !nx) {
+        xx = true;
+      } else if (opt == "get") {
+        get_old = true;
+      } else if (opt == "keepttl" && !expiry) {
+        keep_ttl = true;
+      } else if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") && !expiry &&
+                 !keep_ttl && i + 1 < a.size()) {
+        expiry = true;
+        if (long long n = 0; !to_ll(a[i + 1], n)) {
+          return resp::error(out, "ERR value is not an integer or out of range");
+        }
+        std::optional<long long> ms = expire_ms(opt, a[++i]);
+        if (!ms || *ms <= 0) {
+          // Redis: a zero or negative EX/PX is refused; an EXAT/PXAT in the past is a 1 ms ttl.
+          if (!ms || opt == "ex" || opt == "px") {
+            return resp::error(out, "ERR invalid expire time in 'set' command");
+          }
+          ms = 1;
+        }
+        ttl_ms = *ms;
+      } else {
+        return resp::error(out, "ERR syntax error");
       }
-      return resp::error(out, "ERR syntax error");
     }
-    std::string e = put_all({{a[1], a[2]}});
-    if (!e.empty()) return resp::error(out, "ERR " + e);
+    if (!nx && !xx && !get_old && !keep_ttl) {
+      std::string e = put_all({{a[1], a[2]}}, ttl_ms);
+      if (!e.empty()) return resp::error(out, "ERR " + e);
+      return resp::simple(out, "OK");
+    }
+    Answer old = wait(ask_get(a[1], keep_ttl));
+    if (!old.ok) return resp::error(out, "ERR " + old.error);
+    const std::string* old_value = old.found ? chosen(old.term) : nullptr;
+    auto reply_old = [&] {
+      if (old_value) {
+        resp::bulk(out, *old_value);
+      } else {
+        resp::null(out);
+      }
+    };
+    if ((nx && old.found) || (xx && !old.found)) {  // not set
+      if (get_old) return reply_old();
+      return resp::null(out);
+    }
+    if (keep_ttl && old.found && old.ttl_ms > 0) ttl_ms = old.ttl_ms;
+    Answer put = wait(ask_put(a[1], a[2], context_of(old), ttl_ms));
+    if (!put.ok) return resp::error(out, "ERR " + put.error);
+    if (get_old) return reply_old();
     resp::simple(out, "OK");
+  }
+
+  // -- expiry -------------------------------------------------------------------------------
+
+  // The ttl in ms that EX/PX/EXAT/PXAT (or EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT) with argument
+  // `arg` ask for, from now (the absolute ones by this node's clock); nullopt when `arg` is no
+  // integer or the time is out of range.
+  static std::optional<long long> expire_ms(const std::string& opt, const std::string& arg) {
+    long long n = 0;
+    if (!to_ll(arg, n)) return std::nullopt;
+    constexpr long long kMost = kMaxTtlMs;
+    const bool seconds = opt == "ex" || opt == "exat" || opt == "expire" || opt == "expireat";
+    if (n > kMost / (seconds ? 1000 : 1) || n < -kMost / (seconds ? 1000 : 1)) return std::nullopt;
+    long long ms = seconds ? n * 1000 : n;
+    if (opt == "exat" || opt == "pxat" || opt == "expireat" || opt == "pexpireat") {
+      ms -= static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+    }
+    if (ms > kMost) return std::nullopt;
+    return ms;
+  }
+
+  // EXPIRE key seconds [NX | XX | GT | LT] (and PEXPIRE, EXPIREAT, PEXPIREAT): a get, then a put
+  // of the value it read with its context and the new ttl (so siblings resolve to the value GET
+  // shows); a time not in the future deletes the key, as in Redis. 1 when set, 0 when the key
+  // is missing or the condition did not hold.
+  void expire(Args& a, std::string& out) {
+    const std::string cmd = lower(a[0]);
+    std::optional<long long> ms = expire_ms(cmd, a[2]);
+    if (!ms) {
+      if (long long n = 0; !to_ll(a[2], n)) {
+        return resp::error(out, "ERR value is not an integer or out of range");
+      }
+      return resp::error(out, "ERR invalid expire time in '" + cmd + "' command");
+    }
+    bool nx = false, xx = false, gt = false, lt = false;
+    for (std::size_t i = 3; i < a.size(); ++i) {
+      const std::string opt = lower(a[i]);
+      if (opt == "nx") {
+        nx = true;
+      } else if (opt == "xx") {
+        xx = true;
+      } else if (opt == "gt") {
+        gt = true;
+      } else if (opt == "lt") {
+        lt = true;
+      } else {
+        return resp::error(out, "ERR Unsupported option " + a[i]);
+      }
+    }
+    if (nx && (xx || gt || lt)) {
+      return resp::error(out,
+                         "ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if (gt && lt) {
+      return resp::error(out, "ERR GT and LT options at the same time are not compatible");
+    }
+    Answer old = wait(ask_get(a[1], true));
+    if (!old.ok) return resp::error(out, "ERR " + old.error);
+    const std::string* value = old.found ? chosen(old.term) : nullptr;
+    if (!value) return resp::integer(out, 0);
+    const bool has = old.ttl_ms >= 0;  // no ttl counts as an infinite one for GT and LT
+    if ((nx && has) || (xx && !has) || (gt && (!has || *ms <= old.ttl_ms)) ||
+        (lt && has && *ms >= old.ttl_ms)) {
+      return resp::integer(out, 0);
+    }
+    RequestId id = *ms <= 0 ? send_request(store(), tuple("delete", bin(a[1]),
+                                                          map({{"context", bin(context_of(old))}})))
+                            : ask_put(a[1], *value, context_of(old), *ms);
+    Answer done = wait(id);
+    if (!done.ok) return resp::error(out, "ERR " + done.error);
+    resp::integer(out, 1);
+  }
+
+  // PERSIST key: 1 when the key had a ttl, now gone (a put of its value with the get's
+  // context), else 0.
+  void persist(Args& a, std::string& out) {
+    Answer old = wait(ask_get(a[1], true));
+    if (!old.ok) return resp::error(out, "ERR " + old.error);
+    const std::string* value = old.found ? chosen(old.term) : nullptr;
+    if (!value || old.ttl_ms < 0) return resp::integer(out, 0);
+    Answer done = wait(ask_put(a[1], *value, context_of(old), 0));
+    if (!done.ok) return resp::error(out, "ERR " + done.error);
+    resp::integer(out, 1);
+  }
+
+  // TTL key / PTTL key: -2 missing, -1 no expiry, else the time left (TTL in seconds, rounded
+  // as Redis does).
+  void ttl(Args& a, std::string& out) {
+    Answer r = wait(ask_get(a[1], true));
+    if (!r.ok) return resp::error(out, "ERR " + r.error);
+    if (!r.found) return resp::integer(out, -2);
+    if (r.ttl_ms < 0) return resp::integer(out, -1);
+    resp::integer(out, lower(a[0]) == "pttl" ? r.ttl_ms : (r.ttl_ms + 500) / 1000);
   }
 
   void mset(Args& a, std::string& out) {
@@ -688,7 +849,7 @@ class Session {
         line("keyspace_hits", num(st->hits));
         line("keyspace_misses", num(st->misses));
         line("evicted_keys", "0");
-        line("expired_keys", "0");
+        line("expired_keys", num(st->expired));
       }
       text += "\r\n";
     }

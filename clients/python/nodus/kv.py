@@ -107,13 +107,15 @@ class Kv:
         values, context = _ok(reply, 2)
         return KvObject(key, list(values), context)
 
-    def put(self, key, value, context=None, w=None, pw=None, dw=None, timeout_ms=None):
+    def put(self, key, value, context=None, w=None, pw=None, dw=None, timeout_ms=None,
+            ttl_ms=None):
         """Stores `value`; with `context` (of a get) it supersedes the values that get
-        returned, without one it becomes a sibling of what is there. Returns the new
+        returned, without one it becomes a sibling of what is there; with `ttl_ms` it expires
+        that many ms after the coordinator stored it (then reads as absent). Returns the new
         object's context. Raises ``NoQuorum``, ``Timeout``, ``ValueTooLarge``,
         ``TooManySiblings``, ``BadArg`` (a bad context or option) ..."""
         key = _bytes(key)
-        opts = _opts(w=w, pw=pw, dw=dw, timeout=timeout_ms, context=context)
+        opts = _opts(w=w, pw=pw, dw=dw, timeout=timeout_ms, context=context, ttl=ttl_ms)
         return _ok(self._ask(key, ("put", key, _bytes(value), opts), timeout_ms), 1)[0]
 
     def delete(self, key, context=None, w=None, pw=None, dw=None, timeout_ms=None):

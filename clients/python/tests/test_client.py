@@ -208,6 +208,22 @@ class StoreTest(ClusterTest):
         self.assertEqual(57, nodus.partition_of(b"{a}.x", 64))
         self.assertEqual(11, nodus.partition_of(b"", 64))
 
+    def test_a_put_with_ttl_expires(self):
+        kv = self.node.kv
+        kv.put(b"py:lasting", b"v", ttl_ms=3600 * 1000)
+        self.assertEqual(b"v", kv.get(b"py:lasting").value)
+        kv.put(b"py:brief", b"v", ttl_ms=200)
+
+        def gone():
+            try:
+                kv.get(b"py:brief")
+                return False
+            except nodus.NotFound:
+                return True
+        eventually(gone, what="py:brief to expire")
+        with self.assertRaises(nodus.BadArg):
+            kv.put(b"py:bad", b"v", ttl_ms=0)
+
     def test_keys_lists_what_was_put(self):
         kv = self.node.kv
         for i in range(3):

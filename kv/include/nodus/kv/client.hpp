@@ -50,6 +50,11 @@ struct RequestOptions {
   std::uint32_t pw = 0;
   std::uint32_t dw = 0;
   std::chrono::milliseconds timeout{0};  ///< the request's deadline (0: kv.request_timeout)
+  /// Puts only: the value expires this long after the coordinator stores it (its clock; 0:
+  /// never), at most about 300 years. Gets and deletes refuse it (badarg). An expired value
+  /// reads as absent at once on every node; a put with a context that saw it supersedes it as
+  /// usual.
+  std::chrono::milliseconds ttl{0};
 };
 
 /// Options of a keys query; 0 / empty means the default.
@@ -67,6 +72,9 @@ struct KeysPage {
 struct GetResult {
   std::vector<std::string> values;  ///< one, or several concurrent ones (siblings)
   std::string context;              ///< opaque; pass it to the next put to supersede them
+  /// How long the key lives on (of its values, the last to expire), as the coordinator saw it;
+  /// nullopt when some value never expires.
+  std::optional<std::chrono::milliseconds> ttl;
 };
 
 class Client {

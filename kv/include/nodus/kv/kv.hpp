@@ -92,6 +92,12 @@ struct Options {
   /// A tombstone is reaped once every primary holds it and this much time passed
   /// (kv.tombstone_ttl_ms).
   std::chrono::milliseconds tombstone_ttl{60000};
+  /// How often each vnode sweeps its expired values (kv.ttl_sweep_interval_ms): it turns the
+  /// values whose TTL passed into tombstones (reaped by the rules of tombstone_ttl), at most
+  /// 1,000 keys per vnode per round. Reads treat an expired value as absent at once, so this
+  /// bounds only how long expired bytes take space: shorter frees them sooner, costs more
+  /// timer wake-ups.
+  std::chrono::milliseconds ttl_sweep_interval{1000};
   /// How often a fallback offers its hints to primaries that are up (kv.handoff_interval_ms).
   std::chrono::milliseconds handoff_interval{1000};
   /// Ownership transfers (hand-off of partitions on a membership change) a node sends at a
@@ -187,6 +193,7 @@ struct Stats {
   std::uint64_t handoffs = 0;                     ///< hinted keys handed back
   std::uint64_t hints_pending = 0;                ///< keys with hints not yet handed back
   std::uint64_t tombstones_reaped = 0;
+  std::uint64_t expired = 0;       ///< keys whose expired values the sweep made tombstones
   std::uint64_t siblings_max = 0;  ///< most siblings seen on one key
   std::uint64_t bad_messages = 0;  ///< messages from peers refused: malformed, from a node
                                    ///< outside the ring, for another partition, naming an
