@@ -804,6 +804,10 @@ class KvServer : public GenServer {
                 {"bad_messages", u(x.bad_messages)},
                 {"merge_errors", u(x.merge_errors)},
                 {"ring_epoch", u(x.ring_epoch)},
+                {"aae_exchanges", u(x.aae_exchanges)},
+                {"aae_segments_differing", u(x.aae_segments_differing)},
+                {"aae_keys_repaired", u(x.aae_keys_repaired)},
+                {"aae_busy_us", u(x.aae_busy_us)},
                 {"partitions", Term(std::move(parts))}});
   }
 
