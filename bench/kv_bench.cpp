@@ -1,4 +1,4 @@
-// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed and kv-durable.
+// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed, kv-durable, kv-aae.
 // Three store nodes (N = 3, W = 2, R = 2, 64 partitions) run as child processes; the parent runs
 // a hidden client node whose client processes each send one request at a time, spread over the
 // three nodes. kv-durable is kv-put on RocksDB in a temp dir, sync = always, DW = 2.
@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -53,11 +54,28 @@ struct Cluster {
 
 // Forks the store nodes; each says its endpoint once its ring has formed.
 // With `data_root`, each node keeps its data in data_root/NAME, synced always, DW = 2.
-void start_cluster(Cluster& cl, int nodes, unsigned schedulers, const std::string& data_root = {}) {
+// `tweak` may change each node's store options.
+using Tweak = std::function<void(kv::Options&)>;
+void start_node(Cluster& cl, std::size_t i, unsigned schedulers, const std::string& data_root,
+                const Tweak& tweak);
+void start_cluster(Cluster& cl, int nodes, unsigned schedulers, const std::string& data_root = {},
+                   const Tweak& tweak = {}) {
   for (int i = 1; i <= nodes; ++i) cl.names.push_back(numbered("kv", i));
   for (int i = 0; i < nodes; ++i) {
+    start_node(cl, static_cast<std::size_t>(i), schedulers, data_root, tweak);
+    cl.endpoints.push_back(cl.children.back().read_line());
+  }
+}
+
+// Forks node cl.names[i], seeded with the endpoints known so far (cl.endpoints, but its own).
+void start_node(Cluster& cl, std::size_t i, unsigned schedulers, const std::string& data_root,
+                const Tweak& tweak) {
+  {
     const std::string name = cl.names[i];
-    const std::vector<std::string> seeds = cl.endpoints;
+    std::vector<std::string> seeds;
+    for (std::size_t j = 0; j < cl.endpoints.size(); ++j) {
+      if (j != i) seeds.push_back(cl.endpoints[j]);
+    }
     const std::vector<std::string> members = cl.names;
     cl.children.push_back(fork_child([=](auto say, auto wait_for_parent) {
       NodeOptions o;
@@ -80,6 +98,7 @@ void start_cluster(Cluster& cl, int nodes, unsigned schedulers, const std::strin
         ko.sync = kv::SyncMode::kAlways;
         ko.durable_write_quorum = 2;
       }
+      if (tweak) tweak(ko);
       if (!kv::start(**node, ko).ok()) std::_Exit(4);
       say((*node)->endpoint());
       wait_for_parent();
@@ -96,7 +115,6 @@ void start_cluster(Cluster& cl, int nodes, unsigned schedulers, const std::strin
       (*node)->shutdown();
       std::_Exit(0);
     }));
-    cl.endpoints.push_back(cl.children.back().read_line());
   }
 }
 
@@ -314,8 +332,130 @@ void kv_scenario(const Args& a, Mix mix, const std::string& data_root = {}) {
   print_cpu("kv_get", f);
 }
 
+// A field of node `at`'s store stats (nodus_kv's "stats" call); -1 when it does not answer.
+long remote_stat(Node& node, const std::string& at, const char* field) {
+  Inbox me(node);
+  auto r = call(named("nodus_kv", at), Term("stats"), std::chrono::milliseconds(2000));
+  if (!r) return -1;
+  auto m = r->match({"ok", _map});
+  if (!m) return -1;
+  const Term* f = m[0].find(Term(field));
+  return f && f->is_int() ? static_cast<long>(f->as_int()) : -1;
+}
+
+// kv-aae: the put rate with anti-entropy off, on and idle (every exchange finds equal trees or
+// only the writes in flight), and on while it repairs a replica restarted empty (kv3 killed and
+// started again on the memory engine, `keys` keys to get back). Puts go through kv1 and kv2
+// only (the same in every run), so kv3's restart costs no client an error.
+void kv_aae_scenario(const Args& a) {
+  const int clients = a.clients ? static_cast<int>(a.clients) : 50;
+  const long keys = a.keys ? a.keys : 20000;
+  const std::string value(a.value ? static_cast<std::size_t>(a.value) : 64, 'v');
+  constexpr std::uint32_t kRepairsPerSecond = 5000;
+  auto measure = [&](Cluster& cl, Node& node, const char* run) {
+    std::vector<std::unique_ptr<kv::Client>> via;
+    for (std::size_t i = 0; i < 2; ++i)
+      via.push_back(std::make_unique<kv::Client>(node, cl.names[i]));
+    auto* vp = &via;
+    Figures f = run_clients(cl, node, clients, a.seconds, [vp, &value, run](int c, long i) {
+      const std::string key = std::string(run) + numbered("-", c) + numbered("-", i);
+      return (*vp)[static_cast<std::size_t>(c) % vp->size()]->put(key, value).ok();
+    });
+    const std::string name = std::string("kv_aae_") + run;
+    std::printf("%s_put_rate: %.0f puts/s\n", name.c_str(), f.rate);
+    std::printf("%s_put_p50: %.1f us\n", name.c_str(), f.p50);
+    std::printf("%s_put_p99: %.1f us\n", name.c_str(), f.p99);
+    if (f.errors) std::printf("%s_put_errors: %ld\n", name.c_str(), f.errors);
+    print_cpu(name.c_str(), f);
+  };
+  auto load = [&](Node& node, const Cluster& cl) {
+    Inbox me(node);
+    const Pid sink = me.pid();
+    auto via = std::make_shared<std::vector<std::unique_ptr<kv::Client>>>();
+    for (std::size_t i = 0; i < 2; ++i)
+      via->push_back(std::make_unique<kv::Client>(node, cl.names[i]));
+    for (int c = 0; c < clients; ++c) {
+      spawn(node, [c, via, &value, keys, clients, sink] {
+        for (long k = c; k < keys; k += clients) {
+          (void)(*via)[static_cast<std::size_t>(k) % via->size()]->put(numbered("g", k), value);
+        }
+        send(sink, "done");
+      });
+    }
+    for (int c = 0; c < clients; ++c) (void)receive(infinity);
+  };
+  {  // anti-entropy off
+    Cluster cl;
+    start_cluster(cl, 3, a.schedulers, {}, [](kv::Options& o) { o.aae = false; });
+    auto node = client_node(cl, a.schedulers);
+    load(*node, cl);
+    measure(cl, *node, "off");
+  }
+  Cluster cl;
+  start_cluster(cl, 3, a.schedulers, {}, [](kv::Options& o) {
+    o.aae = true;
+    o.aae_exchange_interval = std::chrono::milliseconds(1000);
+    o.aae_concurrency = 1;
+    o.aae_repairs_per_second = kRepairsPerSecond;
+  });
+  auto node = client_node(cl, a.schedulers);
+  load(*node, cl);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // a round of exchanges, all equal
+  measure(cl, *node, "idle");
+  const long exchanges = remote_stat(*node, "kv1", "aae_exchanges");
+  std::printf("kv_aae_idle_exchanges_kv1: %ld\n", exchanges);
+  // kv3 killed and started again, empty.
+  const long held = remote_stat(*node, "kv1", "keys");
+  ::kill(cl.children[2].pid, SIGKILL);
+  cl.children[2].finish();
+  // Its peers must see it down first: until then they refuse a new node of its name.
+  for (int i = 0; i < 600; ++i) {
+    const auto linked = node->nodes();
+    if (std::find(linked.begin(), linked.end(), Atom("kv3")) == linked.end()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // kv1 and kv2 see it as this node did
+  start_node(cl, 2, a.schedulers, {}, [](kv::Options& o) {
+    o.aae = true;
+    o.aae_exchange_interval = std::chrono::milliseconds(1000);
+    o.aae_concurrency = 1;
+    o.aae_repairs_per_second = kRepairsPerSecond;
+  });
+  cl.children[2] = cl.children.back();  // start_node added it last
+  cl.children.pop_back();
+  cl.endpoints[2] = cl.children[2].read_line();
+  node->connect(cl.endpoints[2]);  // the client node reads kv3's stats
+  const auto restarted = Clock::now();
+  // The repair under way: kv3 has some keys back.
+  for (int i = 0; i < 400 && remote_stat(*node, "kv3", "keys") <= 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const long before = remote_stat(*node, "kv3", "keys");
+  measure(cl, *node, "repairing");
+  const long after = remote_stat(*node, "kv3", "keys");
+  std::printf("kv_aae_repairing_keys_back_kv3: %ld of %ld before the run, %ld after\n", before,
+              held, after);
+  // Until kv3 holds what kv1 holds (60 s at most).
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  long now_held = 0, target = 0;
+  while (Clock::now() < deadline) {
+    now_held = remote_stat(*node, "kv3", "keys");
+    target = remote_stat(*node, "kv1", "keys");
+    if (now_held >= target && target > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::printf("kv_aae_converge_seconds: %.1f (kv3 holds %ld of %ld keys)\n",
+              std::chrono::duration<double>(Clock::now() - restarted).count(), now_held, target);
+  long repaired = 0;
+  for (const char* n : {"kv1", "kv2", "kv3"})
+    repaired += remote_stat(*node, n, "aae_keys_repaired");
+  std::printf("kv_aae_keys_repaired: %ld (kv.aae_repairs_per_second = %u per node)\n", repaired,
+              kRepairsPerSecond);
+}
+
 }  // namespace
 
+void kv_aae_put_scenario(const Args& a) { kv_aae_scenario(a); }
 void kv_put_scenario(const Args& a) { kv_scenario(a, Mix::kPut); }
 void kv_get_scenario(const Args& a) { kv_scenario(a, Mix::kGet); }
 void kv_mixed_scenario(const Args& a) { kv_scenario(a, Mix::kMixed); }

@@ -12,6 +12,8 @@
 //   kv-get       the same cluster, R=2, 10,000 keys written first: kv_get_rate, p50, p99 (--keys)
 //   kv-mixed     the same, half gets and half puts with context, keys zipfian: kv_mixed_rate
 //   kv-durable   kv-put on RocksDB (a temp dir), sync = always, DW=2: kv_durable_put_rate, p50
+//   kv-aae       kv-put through kv1/kv2 with anti-entropy off, on and idle, and on while it repairs
+//                kv3 restarted empty (--keys loaded first, default 20,000): kv_aae_*_put_rate
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -44,7 +46,7 @@ using bench::Args;
                "       kv scenarios: [--nodes N] [--clients C] [--value BYTES] [--keys K]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable\n",
+               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-aae\n",
                why);
   std::exit(2);
 }
@@ -199,7 +201,8 @@ int main(int argc, char** argv) {
       {"kv-put", bench::kv_put_scenario},
       {"kv-get", bench::kv_get_scenario},
       {"kv-mixed", bench::kv_mixed_scenario},
-      {"kv-durable", bench::kv_durable_scenario}};
+      {"kv-durable", bench::kv_durable_scenario},
+      {"kv-aae", bench::kv_aae_put_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

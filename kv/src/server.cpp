@@ -13,6 +13,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "aae.hpp"
 #include "claimant.hpp"
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
@@ -834,6 +835,10 @@ class KvServer : public GenServer {
                 {"bad_messages", u(x.bad_messages)},
                 {"merge_errors", u(x.merge_errors)},
                 {"ring_epoch", u(x.ring_epoch)},
+                {"aae_exchanges", u(x.aae_exchanges)},
+                {"aae_segments_differing", u(x.aae_segments_differing)},
+                {"aae_keys_repaired", u(x.aae_keys_repaired)},
+                {"aae_busy_us", u(x.aae_busy_us)},
                 {"partitions", Term(std::move(parts))}});
   }
 
@@ -896,6 +901,13 @@ Status check_options(const Options& o) {
   if (o.ttl_sweep_interval.count() < 1 || o.ttl_sweep_interval.count() > 3600000) {
     return bad("kv.ttl_sweep_interval_ms must be in 1..3600000");
   }
+  if (o.aae_exchange_interval.count() < 10 || o.aae_exchange_interval.count() > 86400000) {
+    return bad("kv.aae_exchange_interval_ms must be in 10..86400000");
+  }
+  if (o.aae_concurrency < 1 || o.aae_concurrency > 64) {
+    return bad("kv.aae_concurrency must be in 1..64");
+  }
+  if (o.aae_repairs_per_second < 1) return bad("kv.aae_repairs_per_second must be at least 1");
   if (o.request_timeout.count() < 1 || o.request_timeout > kMaxRequestTimeout) {
     return bad("kv.request_timeout_ms must be in 1.." + std::to_string(kMaxRequestTimeout.count()));
   }
@@ -918,6 +930,7 @@ Status start(Node& node, Options options) {
     options.engine = [opened](std::uint32_t) { return std::move(*opened); };
   }
   auto owned = std::make_shared<KvState>(node, std::move(options));
+  if (owned->options.aae) owned->aae = std::make_shared<AaeState>(owned->options.partitions);
   if (Status s = restore_durable_state(*owned); !s.ok()) return s;
   restore_expiry_index(*owned);
   KvState* st = node.set_service(owned);
@@ -939,6 +952,13 @@ Status start(Node& node, Options options) {
   transfer.id = kTransferName;
   transfer.start = [n, st] { return start_transfer_server(*n, st); };
   children.push_back(std::move(transfer));
+  if (st->aae) {  // active anti-entropy: aae.cpp
+    if (Status s = register_aae_protocol(); !s.ok()) return s;
+    ChildSpec aae;
+    aae.id = kAaeName;
+    aae.start = [n, st] { return start_aae_server(*n, st); };
+    children.push_back(std::move(aae));
+  }
   ChildSpec query;
   query.id = kQueryName;
   query.start = [n, st] { return start_query_server(*n, st); };
@@ -1001,6 +1021,13 @@ Result<Stats> stats(Node& node) {
   s.siblings_max = c.siblings_max;
   s.bad_messages = c.bad_messages;
   s.merge_errors = c.merge_errors;
+  if (st->aae) {
+    s.aae_exchanges = st->aae->exchanges;
+    s.aae_exchanges_failed = st->aae->exchanges_failed;
+    s.aae_segments_differing = st->aae->segments_differing;
+    s.aae_keys_repaired = st->aae->keys_repaired;
+    s.aae_busy_us = st->aae->busy_us;
+  }
   s.partitions = st->options.partitions;
   s.replicas = st->options.replicas;
   auto v = st->view();

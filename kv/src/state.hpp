@@ -112,6 +112,8 @@ struct PartitionState {
   std::atomic<std::uint64_t> pid_id{0};  // the running vnode's Pid::id (routers read it)
 };
 
+struct AaeState;  // aae.hpp
+
 struct KvState {
   KvState(Node& n, Options o);
 
@@ -177,6 +179,8 @@ struct KvState {
     }
   }
   std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
+  /// Active anti-entropy's trees and counters (aae.hpp); null when kv.aae is off.
+  std::shared_ptr<AaeState> aae;
 
   std::shared_ptr<const View> view() const NODUS_EXCLUDES(view_mu_) {
     nodus::detail::MutexLock lock(view_mu_);

@@ -98,7 +98,9 @@ void note_expiry(ExpiryIndex& index, std::string_view key, const Object& o) {
   index.note(key, first);
 }
 
-std::vector<std::string> sweep_expired(KvState& st, std::uint32_t p) {
+std::vector<std::string> sweep_expired(
+    KvState& st, std::uint32_t p,
+    const std::function<Status(const std::string& key, const Object& o)>& write) {
   std::vector<std::string> reapable;
   ExpiryIndex& index = st.parts[p].expiries;
   if (index.empty()) return reapable;
@@ -109,9 +111,7 @@ std::vector<std::string> sweep_expired(KvState& st, std::uint32_t p) {
     Result<Object> o = decode_object(bytes);
     if (!o) continue;
     if (expire_values(*o, now) > 0) {
-      bytes.clear();
-      encode_object(*o, bytes);
-      if (!st.engine->put(p, key, bytes).ok()) {
+      if (!write(key, *o).ok()) {
         index.note(key, now + 1000);  // the engine failed: try again later
         continue;
       }

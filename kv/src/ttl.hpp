@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -95,9 +96,12 @@ void note_expiry(ExpiryIndex& index, std::string_view key, const Object& o);
 
 /// Runs one sweep round of partition `p` (on its vnode): up to kSweepPerRound keys whose values
 /// expired are read again, their expired values turned into tombstones and stored, each key
-/// counted in Counters::expired. Returns the keys that now hold tombstones only (the vnode
-/// schedules their reap checks).
-std::vector<std::string> sweep_expired(KvState& st, std::uint32_t p);
+/// counted in Counters::expired. Each is stored through `write` (the vnode's write_local, which
+/// keeps the partition's anti-entropy tree and this index current). Returns the keys that now
+/// hold tombstones only (the vnode schedules their reap checks).
+std::vector<std::string> sweep_expired(
+    KvState& st, std::uint32_t p,
+    const std::function<Status(const std::string& key, const Object& o)>& write);
 
 /// With a durable engine that holds data at start: fills every partition's index from it (one
 /// scan, decoding only objects whose encoding has expiries).

@@ -10,6 +10,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "aae.hpp"
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
@@ -55,6 +56,10 @@ class Vnode : public GenServer {
     ps_->pid_id.store(self().id, std::memory_order_seq_cst);
     st_->queued[p_].store(0, std::memory_order_seq_cst);
     st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
+    if (st_->aae) {  // anti-entropy: the partition's tree, built again from the engine
+      st_->aae->trees[p_]->rebuild(*st_->engine, p_);
+      tree_ = TreeHook(st_->aae->trees[p_].get(), st_->engine.get(), p_);
+    }
     refresh_view();
     monitor_nodes(true);  // a replica whose node goes down fails the requests waiting for it
     send_after(self(), PeriodicTimer{}, st_->options.handoff_interval);
@@ -85,7 +90,10 @@ class Vnode : public GenServer {
       return noreply();
     }
     if (msg.is<SweepTimer>()) {  // ttl.hpp; a key left with tombstones only is reaped later
-      for (std::string& key : sweep_expired(*st_, p_)) {
+      const auto write = [this](const std::string& key, const Object& o) {
+        return write_local(key, o);
+      };
+      for (std::string& key : sweep_expired(*st_, p_, write)) {
         schedule_reap(key, st_->now() + st_->options.tombstone_ttl);
       }
       send_after(self(), SweepTimer{}, st_->options.ttl_sweep_interval);
@@ -244,8 +252,12 @@ class Vnode : public GenServer {
   Result<Object> read_local(std::string_view key) {
     std::string bytes;
     Status s = st_->engine->get(p_, key, &bytes);
-    if (s.code() == ErrorCode::kNotFound) return Object();
+    if (s.code() == ErrorCode::kNotFound) {
+      tree_.read(key, nullptr);
+      return Object();
+    }
     if (!s.ok()) return s;
+    tree_.read(key, &bytes);
     return decode_object(bytes);
   }
   // Encodes `o` into scratch_ and stores it, unless it is larger than kv.max_object_bytes: an
@@ -254,9 +266,18 @@ class Vnode : public GenServer {
     scratch_.clear();
     encode_object(o, scratch_);
     if (scratch_.size() > st_->max_object_bytes) return object_too_large(o, scratch_.size());
+    // Every write of the partition passes here or erase_local, which keep its tree current.
+    tree_.before_write(key);
     Status s = st_->engine->put(p_, key, scratch_);
-    if (s.ok()) note_expiry(ps_->expiries, key, o);
+    if (s.ok()) {
+      tree_.stored(key, scratch_);
+      note_expiry(ps_->expiries, key, o);
+    }
     return s;
+  }
+  // Erases `key`, which holds `old` (its stored bytes).
+  void erase_local(const std::string& key, const std::string& old) {
+    if (st_->engine->erase(p_, key).ok()) tree_.erased(key, old);
   }
   Status object_too_large(const Object& o, std::size_t bytes) const {
     return Status(ErrorCode::kValueTooLarge, "the key's object would be " + std::to_string(bytes) +
@@ -759,7 +780,7 @@ class Vnode : public GenServer {
     Result<Object> local = decode_object(bytes);
     Result<Object> asked = decode_object(object);
     if (!local || !asked || !all_tombstones(*local) || local->join() != asked->join()) return;
-    (void)st_->engine->erase(p_, key);
+    erase_local(key, bytes);
     st_->counters.tombstones_reaped.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -799,6 +820,10 @@ class Vnode : public GenServer {
     } else {
       s = apply(m.key, *incoming, hint);
       st_->counters.replica_writes.fetch_add(1, std::memory_order_relaxed);
+      // A repair (read repair, anti-entropy) that brought a tombstone: see to its reaping.
+      if (s.ok() && !m.want_ack && all_tombstones(*incoming)) {
+        schedule_reap(m.key, st_->now() + st_->options.tombstone_ttl);
+      }
     }
     if (!m.want_ack) return;
     ReplicaPutAck ack{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),
@@ -997,7 +1022,7 @@ class Vnode : public GenServer {
     }
     std::string bytes;
     if (!st_->engine->get(p_, d.key, &bytes).ok() || bytes != d.object) return;
-    (void)st_->engine->erase(p_, d.key);
+    erase_local(d.key, bytes);
   }
 
   void add_hint(const std::string& key, Atom primary) {
@@ -1083,7 +1108,7 @@ class Vnode : public GenServer {
     const bool primary_here =
         v.self >= 0 &&
         std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end();
-    if (!primary_here) (void)st_->engine->erase(p_, m.key);
+    if (!primary_here) erase_local(m.key, bytes);
   }
 
   KvState* st_ = nullptr;
@@ -1096,6 +1121,7 @@ class Vnode : public GenServer {
   bool tick_armed_ = false;
   Clock::time_point begun_{};  // KvState::timing: when the request now coordinated was taken
   std::string scratch_;
+  TreeHook tree_;  // the partition's anti-entropy tree (kv.aae), kept current by every write
   std::unordered_map<std::uint64_t, PendingPut> puts_;
   std::unordered_map<std::uint64_t, PendingGet> gets_;
   // Acknowledgements waiting for the engine's sync, by write ticket (nondecreasing).

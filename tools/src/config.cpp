@@ -340,6 +340,19 @@ Key conflicts(std::string name, F f, std::string help) {
   return k;
 }
 
+// on | off.
+template <class F>
+Key on_off(std::string name, F f, std::string help) {
+  Key k = named(std::move(name), std::move(help));
+  k.set = [f](NodeConfig& c, const std::string& v) -> std::string {
+    if (v != "on" && v != "off") return in_quotes(v) + " is not one of on, off";
+    f(c) = v == "on";
+    return "";
+  };
+  k.show = [f](const NodeConfig& c) { return std::string(f(c) ? "on" : "off"); };
+  return k;
+}
+
 // kv.sync: always | interval | none.
 template <class F>
 Key sync_mode(std::string name, F f, std::string help) {
@@ -484,6 +497,18 @@ const std::vector<Key>& keys() {
                        64,
                        "partition transfers (hand-off on a membership change) a node sends at "
                        "a time"));
+    k.push_back(on_off("kv.aae", field(&NodeConfig::kv, &kv::Options::aae),
+                       "active anti-entropy: on (each partition replica keeps a hash tree and "
+                       "the replicas of each preference list exchange theirs and repair what "
+                       "differs) or off"));
+    k.push_back(number("kv.aae_exchange_interval_ms",
+                       field(&NodeConfig::kv, &kv::Options::aae_exchange_interval), 10, 86400000,
+                       "how often each pair of replicas of a partition is exchanged at most (ms)"));
+    k.push_back(number("kv.aae_concurrency", field(&NodeConfig::kv, &kv::Options::aae_concurrency),
+                       1, 64, "anti-entropy exchanges a node runs at a time"));
+    k.push_back(number("kv.aae_repairs_per_second",
+                       field(&NodeConfig::kv, &kv::Options::aae_repairs_per_second), 1, 10000000,
+                       "keys a node repairs by anti-entropy per second at most"));
     k.push_back(path("kv.data_dir", field(&NodeConfig::kv, &kv::Options::data_dir),
                      "where the node keeps its data and ring (RocksDB); absent = memory only, "
                      "lost when the node stops"));

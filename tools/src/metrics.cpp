@@ -133,6 +133,25 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
        "Merge functions that threw (the siblings were kept).", &kv::Stats::merge_errors},
   };
   for (const Figure& f : kFigures) sample(o, f.name, f.type, f.help, nl, s.*f.field);
+  // Active anti-entropy (kv.aae): exchanges, what they found and repaired, the time they took.
+  static constexpr Figure kAae[] = {
+      {"nodus_kv_aae_exchanges_total", "counter",
+       "Anti-entropy exchanges of a partition's tree with another replica's, finished.",
+       &kv::Stats::aae_exchanges},
+      {"nodus_kv_aae_exchanges_failed_total", "counter",
+       "Anti-entropy exchanges ended early: peer down, timeout, tree not built yet.",
+       &kv::Stats::aae_exchanges_failed},
+      {"nodus_kv_aae_segments_differing_total", "counter",
+       "Tree segments anti-entropy found differing between two replicas.",
+       &kv::Stats::aae_segments_differing},
+      {"nodus_kv_aae_keys_repaired_total", "counter",
+       "Keys anti-entropy found differing and repaired (kv.aae_repairs_per_second bounds it).",
+       &kv::Stats::aae_keys_repaired},
+  };
+  for (const Figure& f : kAae) sample(o, f.name, f.type, f.help, nl, s.*f.field);
+  sample(o, "nodus_kv_aae_seconds_total", "counter",
+         "Time the node's anti-entropy server spent working (tree reads, key folds, repairs).", nl,
+         static_cast<double>(s.aae_busy_us) / 1e6);
   std::uint32_t owned = 0;
   if (auto r = kv::ring(node); r && !r->empty()) {
     const int me = r->member_index(node.name().name());

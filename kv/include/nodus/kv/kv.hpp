@@ -103,6 +103,19 @@ struct Options {
   /// Ownership transfers (hand-off of partitions on a membership change) a node sends at a
   /// time (kv.transfer_limit); the others wait their turn.
   std::uint32_t transfer_limit = 2;
+  /// Active anti-entropy (kv.aae): each partition replica keeps a TicTac hash tree current on
+  /// every write, and the replicas of each preference list compare theirs and repair the keys
+  /// that differ through the versioned merge of read repair, with no client read (Riak's
+  /// tictac AAE). Off: no trees, no exchanges.
+  bool aae = true;
+  /// How often each pair of replicas of a partition is exchanged at most
+  /// (kv.aae_exchange_interval_ms); the first round starts one interval after the start.
+  std::chrono::milliseconds aae_exchange_interval{10000};
+  /// Exchanges a node runs at a time (kv.aae_concurrency); the others wait their turn.
+  std::uint32_t aae_concurrency = 1;
+  /// Keys a node repairs by anti-entropy per second at most (kv.aae_repairs_per_second); the
+  /// rest wait (an exchange holds its place meanwhile).
+  std::uint32_t aae_repairs_per_second = 1000;
   /// Signs causal contexts so clients cannot forge them (kv.context_secret); the same on every
   /// node. Required: start refuses an empty one, since then anyone could sign a context that
   /// claims any history. nodusd passes the cluster cookie when the key is not set (the signing
@@ -206,6 +219,12 @@ struct Stats {
   std::vector<std::uint32_t> vnode_queue;     ///< requests queued per vnode now
   Latency get_latency, put_latency, delete_latency;
   std::vector<StageTiming> stages;  ///< empty unless NODUS_KV_TIMING is set (see StageTiming)
+  // Active anti-entropy (kv.aae; all 0 when it is off).
+  std::uint64_t aae_exchanges = 0;           ///< exchanges finished (compared to the end)
+  std::uint64_t aae_exchanges_failed = 0;    ///< ended early: peer down, timeout, tree not built
+  std::uint64_t aae_segments_differing = 0;  ///< tree segments found differing
+  std::uint64_t aae_keys_repaired = 0;       ///< keys found differing and sent both ways to merge
+  std::uint64_t aae_busy_us = 0;  ///< time the node's anti-entropy server spent working (us)
 };
 
 /// `node`'s stats. Errors: kNotFound when the store does not run there.
