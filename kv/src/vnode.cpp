@@ -608,12 +608,12 @@ class Vnode : public GenServer {
     const bool durable = st_->engine->durable();
     const auto may_be_durable = static_cast<std::uint32_t>(targets.size()) - (durable ? 0 : 1);
     if (may_be_durable < dw) return quorum_fail(Quorum::kDw, dw, may_be_durable);
+    std::vector<std::pair<std::string_view, std::string_view>> batch;
     for (std::size_t n = 0; n < plan.written.size(); ++n) {
-      const std::string& key = t.ops[plan.written[n]].key;
-      if (Status s = st_->engine->put(p_, key, plan.encoded[n]); !s.ok()) {
-        // Nothing of it is acknowledged; what was stored reaches the others by repair.
-        return fail(ErrorCode::kInternal, s.to_string());
-      }
+      batch.emplace_back(t.ops[plan.written[n]].key, plan.encoded[n]);
+    }
+    if (Status s = st_->engine->put_batch(p_, batch); !s.ok()) {
+      return fail(ErrorCode::kInternal, s.to_string());
     }
     st_->counters.puts.fetch_add(plan.written.size(), std::memory_order_relaxed);
     const std::uint64_t id = next_req_++;
@@ -625,6 +625,7 @@ class Vnode : public GenServer {
                   tc.deadline,
                   {}};
     pp.txn = tc.shape;
+    if (st_->timing) pp.taken = pp.sent = std::chrono::steady_clock::now();
     for (std::size_t j = 0; j < t.ops.size(); ++j) {
       pp.txn_keys.push_back(txn_key_state(*st_, t.ops[j].key, plan.objects[j]));
       if (t.ops[j].write == kTxnDelete) pp.txn_deleted.push_back(t.ops[j].key);
@@ -655,6 +656,36 @@ class Vnode : public GenServer {
     }
     puts_.emplace(id, std::move(pp));
     arm_tick();
+  }
+
+  // apply() of several keys as one engine write (put_batch): all of them or none.
+  Status apply_all(const std::vector<std::string>& keys, const std::vector<Object>& incoming,
+                   Atom hint) {
+    std::vector<std::string> encoded;
+    std::vector<std::size_t> changed;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      Result<Object> local = read_local(keys[i]);
+      if (!local) return local.error();
+      ps_->actors.on_merge(keys[i], *local, incoming[i]);
+      Object merged = Object::sync(*local, incoming[i]);
+      resolve_conflicts(merged);
+      if (merged == *local) continue;
+      std::string bytes;
+      encode_object(merged, bytes);
+      if (bytes.size() > st_->max_object_bytes) return object_too_large(merged, bytes.size());
+      encoded.push_back(std::move(bytes));
+      changed.push_back(i);
+    }
+    std::vector<std::pair<std::string_view, std::string_view>> batch;
+    for (std::size_t n = 0; n < changed.size(); ++n)
+      batch.emplace_back(keys[changed[n]], encoded[n]);
+    if (!batch.empty()) {
+      if (Status s = st_->engine->put_batch(p_, batch); !s.ok()) return s;
+    }
+    if (hint != Atom()) {
+      for (const auto& k : keys) add_hint(k, hint);
+    }
+    return Status();
   }
 
   void replica_txn(const ReplicaTxn& m, const Pid& from, const View& v) {
@@ -689,8 +720,7 @@ class Vnode : public GenServer {
     if (!s.ok()) {
       st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
     } else {
-      for (std::size_t i = 0; s.ok() && i < m.keys.size(); ++i)
-        s = apply(m.keys[i], incoming[i], hint);
+      s = apply_all(m.keys, incoming, hint);
       st_->counters.replica_writes.fetch_add(1, std::memory_order_relaxed);
     }
     ReplicaPutAck ack{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),

@@ -4,8 +4,10 @@
 // update and never seen half-applied, keys of different partitions refused, hash tags
 // co-locating keys, and the term forms of all of them.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <thread>
@@ -337,6 +339,36 @@ TEST_F(TxnTest, TheTermFormsOfCompareAndSetAndTransactions) {
   r = call(kv, tuple("txn", Term(List{})));
   ASSERT_OK(r);
   EXPECT_TRUE(r->match({"error", {"badarg", _bin}})) << r->to_string();
+}
+
+// On RocksDB with sync = always, a commit is one WriteBatch per replica and is acknowledged once
+// synced (the vnode's group commit): every replica holds every key of it.
+TEST_F(TxnTest, CommitsOnDurableEnginesReachEveryReplica) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("nodus-kv-txn-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  int n = 0;
+  start_cluster(3, 3, [&](Options& o) {
+    o.data_dir = (dir / numbered("n", ++n)).string();
+    o.sync = SyncMode::kAlways;
+  });
+  auto r = client(1).transaction({"{d}.a", "{d}.b", "{d}.c"}, [](const TxnSnapshot&) {
+    return std::optional<TxnWrites>(TxnWrites{{"{d}.a", "1"}, {"{d}.b", "2"}, {"{d}.c", "3"}});
+  });
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->committed);
+  ASSERT_OK(client(2).put("{d}.a", "4", if_version(r->context.at("{d}.a"))));
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_TRUE(eventually([&] {
+      return replica_values(i, "{d}.a") == std::vector<std::string>{"4"} &&
+             replica_values(i, "{d}.b") == std::vector<std::string>{"2"} &&
+             replica_values(i, "{d}.c") == std::vector<std::string>{"3"};
+    })) << "n"
+        << i;
+  }
+  clients_.clear();
+  for (auto& node : nodes_) node.reset();
+  std::filesystem::remove_all(dir);
 }
 
 // With the first primary cut off, the next primary up coordinates (the first is down from

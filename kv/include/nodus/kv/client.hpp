@@ -18,7 +18,8 @@
 // Errors (Status codes): not_found (get of a missing or deleted key), no_quorum (the message
 // names the quorum, as "w: needed 2, got 1"; r, pr, w, pw or dw), timeout, overloaded, unavailable
 // (no ring yet, or no replica up), value_too_large, too_many_siblings, badarg (a bad or forged
-// context, a quorum above N), nodedown / noproc (the node or its store is not there).
+// context, a quorum above N), nodedown / noproc (the node or its store is not there);
+// compare-and-set and transactions also kVersionMismatch and cross_partition.
 //
 // Thread-safety: a Client may be used from several threads or processes at once.
 #pragma once
