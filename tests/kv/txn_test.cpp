@@ -91,6 +91,21 @@ TEST_F(TxnTest, MultiGetAndMultiPutAnswerOncePerKeyAndAFailingKeyFailsAlone) {
     EXPECT_EQ(got[40].error().code(), ErrorCode::kNotFound);
     EXPECT_EQ(got[41].error().code(), ErrorCode::kNotFound);
   }
+  // Compare-and-set and a transaction from the node outside the ring, on keys whose first
+  // primary is not n2: n2 relays them there (that primary cannot reach the caller).
+  std::string tag;
+  for (int i = 0; i < 1000 && tag.empty(); ++i) {
+    if (primaries(numbered("{r", i) + "}")[0] != 2) tag = numbered("{r", i) + "}";
+  }
+  ASSERT_FALSE(tag.empty());
+  ASSERT_OK(remote.put(tag + "a", "1", if_version("")));
+  EXPECT_EQ(remote.put(tag + "a", "2", if_version("")).error().code(), kVersionMismatch);
+  auto tx = remote.transaction({tag + "a", tag + "b"}, [&](const TxnSnapshot& s) {
+    return std::optional<TxnWrites>(TxnWrites{{tag + "b", s.at(tag + "a").at(0) + "+"}});
+  });
+  ASSERT_OK(tx);
+  EXPECT_TRUE(tx->committed);
+  EXPECT_EQ(client(3).get(tag + "b")->values, std::vector<std::string>{"1+"});
   // A quorum above N fails every key of the batch, each with its own error.
   auto bad = client(1).multi_get({"m0", "m1"}, with_r(4));
   ASSERT_EQ(bad.size(), 2u);
