@@ -8,6 +8,7 @@
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
+#include "txn.hpp"
 
 namespace nodus::kv {
 
@@ -224,8 +225,12 @@ Result<GetResult> Client::get(std::string_view key, const RequestOptions& opts) 
 }
 
 Result<std::string> Client::put(std::string_view key, std::string_view value,
-                                const RequestOptions& opts) const {
+                                const RequestOptions& opts, GetResult* current) const {
   if (opts.ttl.count() < 0) return Status(ErrorCode::kBadArg, "ttl must not be negative");
+  if (opts.if_version && opts.ttl.count() > 0) {
+    return Status(ErrorCode::kBadArg, "ttl with if_version is not supported yet");
+  }
+  if (opts.if_version) return cas(key, kTxnPut, value, opts, current);
   KvRequest req = make(Op::kPut, key, opts);
   req.value.assign(value);
   auto r = send_request(*node_, via_, vnode_for(key), std::move(req), opts.timeout);
@@ -234,7 +239,9 @@ Result<std::string> Client::put(std::string_view key, std::string_view value,
   return std::move(r->context);
 }
 
-Result<std::string> Client::del(std::string_view key, const RequestOptions& opts) const {
+Result<std::string> Client::del(std::string_view key, const RequestOptions& opts,
+                                GetResult* current) const {
+  if (opts.if_version) return cas(key, kTxnDelete, {}, opts, current);
   auto r = send_request(*node_, via_, vnode_for(key), make(Op::kDelete, key, opts), opts.timeout);
   if (!r) return r.error();
   if (r->code != 0) return status_of(*r);
@@ -295,6 +302,20 @@ Result<Term> Client::explain(std::string_view key, std::chrono::milliseconds tim
   auto m = r->match({"ok", _map});
   if (!m) return Status(ErrorCode::kProtocol, "unexpected explain reply " + r->to_string());
   return m[0];
+}
+
+}  // namespace nodus::kv
+
+namespace nodus::kv {
+
+std::uint32_t Client::partitions() const {
+  if (via_.empty()) {
+    KvState* st = state_of(*node_);
+    const auto v = st ? st->view() : nullptr;
+    return v && v->ready() ? v->ring->partitions() : 0;
+  }
+  std::lock_guard lock(routes_->mu);
+  return routes_->routes ? routes_->routes->ring->partitions() : 0;
 }
 
 }  // namespace nodus::kv

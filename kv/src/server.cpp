@@ -21,6 +21,7 @@
 #include "query.hpp"
 #include "state.hpp"
 #include "transfer.hpp"
+#include "txn.hpp"
 
 namespace nodus::kv {
 
@@ -252,12 +253,13 @@ void answer(const Origin& origin, KvReply reply) {
 }
 
 Status register_protocol() {
-  for (Status s : {register_message<KvRequest>(), register_message<KvReply>(),
-                   register_message<KvForward>(), register_message<ReplicaPut>(),
-                   register_message<ReplicaPutAck>(), register_message<ReplicaGet>(),
-                   register_message<ReplicaGetReply>(), register_message<RingGossip>(),
-                   register_message<HandoffPut>(), register_message<HandoffAck>(),
-                   register_message<ReapTombstone>(), register_message<KvDirect>()}) {
+  for (Status s :
+       {register_message<KvRequest>(), register_message<KvReply>(), register_message<KvForward>(),
+        register_message<ReplicaPut>(), register_message<ReplicaPutAck>(),
+        register_message<ReplicaGet>(), register_message<ReplicaGetReply>(),
+        register_message<RingGossip>(), register_message<HandoffPut>(),
+        register_message<HandoffAck>(), register_message<ReapTombstone>(),
+        register_message<KvDirect>(), register_txn_protocol()}) {
     if (!s.ok()) return s;
   }
   return Status();
@@ -447,6 +449,12 @@ class KvServer : public GenServer {
       route(std::move(*r), Origin{from, false, static_cast<Op>(r->op)}, std::nullopt);
       return noreply();
     }
+    if (KvTxn* tx = msg.get<KvTxn>()) {  // txn.cpp; "forwarded" is taken from members only
+      auto v = st_->view();
+      if (tx->forwarded && (!v->ready() || v->index_of(from.pid.node) < 0)) tx->forwarded = false;
+      route_txn(*st_, std::move(*tx), from, TxnShape::kTyped);
+      return noreply();
+    }
     if (msg.is_term()) {
       const Term& t = msg.term();
       if (t == Term("ring")) {
@@ -477,6 +485,16 @@ class KvServer : public GenServer {
       }
       if (is_query(t)) {  // keys, explain: query.cpp
         start_query(*node_, st_, t, from);
+        return noreply();
+      }
+      if (is_multi_request(t)) {  // client_txn.cpp
+        start_multi(*node_, t, from);
+        return noreply();
+      }
+      TxnShape shape = TxnShape::kTyped;
+      if (auto tx = txn_of_term(t, &shape)) {  // {txn, ...}, or a write with if_version
+        if (!*tx) return reply(error_term(tx->error().code(), tx->error().message()));
+        route_txn(*st_, std::move(**tx), from, shape);
         return noreply();
       }
       Result<KvRequest> r = parse_term(t);

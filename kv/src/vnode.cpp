@@ -15,6 +15,7 @@
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
 #include "transfer.hpp"
+#include "txn.hpp"
 
 namespace nodus::kv {
 
@@ -72,6 +73,11 @@ class Vnode : public GenServer {
     if (CoordRequest* cr = msg.get<CoordRequest>()) {
       st_->unqueue(p_);
       coordinate(*cr);
+      return noreply();
+    }
+    if (TxnCoord* tc = msg.get<TxnCoord>()) {  // a local type: only nodus_kv sends it
+      st_->unqueue(p_);
+      coordinate_txn(*tc);
       return noreply();
     }
     if (msg.is<Tick>()) {
@@ -132,6 +138,9 @@ class Vnode : public GenServer {
         return noreply();
       }
       replica_put(*rp, from, v);
+    } else if (const ReplicaTxn* rx = msg.get<ReplicaTxn>()) {
+      if (rx->partition != p_) return refuse();
+      replica_txn(*rx, from, v);
     } else if (const ReplicaPutAck* ra = msg.get<ReplicaPutAck>()) {
       if (ra->partition != p_) return refuse();
       put_ack(*ra, from);
@@ -210,6 +219,10 @@ class Vnode : public GenServer {
     Clock::time_point start, deadline;
     std::string key;                    // deletes only: for the reap check
     Clock::time_point taken{}, sent{};  // KvState::timing only: real (steady) time
+    // A transaction (txn.hpp): how to answer, each key's state once written, the keys deleted.
+    std::optional<TxnShape> txn{};
+    std::vector<TxnKey> txn_keys{};
+    std::vector<std::string> txn_deleted{};
   };
   struct PendingGet {
     GetFsm fsm;
@@ -274,6 +287,29 @@ class Vnode : public GenServer {
       note_expiry(ps_->expiries, key, o);
     }
     return s;
+  }
+  // Stores encoded[i] under keys[i] for every i as one engine write (put_batch: all or none),
+  // keeping the partition's tree and expiry index current as write_local does. objects[i] is
+  // what encoded[i] encodes.
+  Status write_batch_local(const std::vector<std::string_view>& keys,
+                           const std::vector<std::string>& encoded,
+                           const std::vector<const Object*>& objects) {
+    std::vector<std::optional<std::string>> before(keys.size());  // for the tree: what they held
+    if (tree_) {
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        std::string bytes;
+        if (st_->engine->get(p_, keys[i], &bytes).ok()) before[i] = std::move(bytes);
+      }
+    }
+    std::vector<std::pair<std::string_view, std::string_view>> batch;
+    for (std::size_t i = 0; i < keys.size(); ++i) batch.emplace_back(keys[i], encoded[i]);
+    if (Status s = st_->engine->put_batch(p_, batch); !s.ok()) return s;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      tree_.read(keys[i], before[i] ? &*before[i] : nullptr);
+      tree_.stored(keys[i], encoded[i]);
+      note_expiry(ps_->expiries, keys[i], *objects[i]);
+    }
+    return Status::Ok();
   }
   // Erases `key`, which holds `old` (its stored bytes).
   void erase_local(const std::string& key, const std::string& old) {
@@ -550,10 +586,223 @@ class Vnode : public GenServer {
         break;
     }
     if (r.code != 0) st_->counters.errors.fetch_add(1, std::memory_order_relaxed);
+    if (pp.txn) {
+      finish_txn(pp, std::move(r));
+      return;
+    }
     answer(pp.origin, std::move(r));
     if (pp.op == Op::kDelete && pp.fsm.outcome() == Outcome::kOk) {
       schedule_reap(pp.key, st_->now() + st_->options.tombstone_ttl);
     }
+  }
+
+  // -- transactions and compare-and-set (txn.hpp) ----------------------------------------------
+  //
+  // The conditions are checked against this replica's objects and every write is stored here in
+  // one step of this process, so no other request this vnode coordinates or serves sees the
+  // keys in between; each replica gets all the objects in one ReplicaTxn, applied in one step.
+
+  void finish_txn(PendingPut& pp, KvReply r) {
+    TxnReply t = txn_error(static_cast<ErrorCode>(r.code), std::move(r.message));
+    t.needed = r.needed;
+    t.got = r.got;
+    t.quorum = std::move(r.quorum);
+    if (r.code == 0) t.keys = std::move(pp.txn_keys);
+    answer_txn(pp.origin.from, *pp.txn, std::move(t));
+    if (r.code == 0) {
+      for (const auto& k : pp.txn_deleted) {
+        schedule_reap(k, st_->now() + st_->options.tombstone_ttl);
+      }
+    }
+  }
+
+  void coordinate_txn(TxnCoord& tc) {
+    const Clock::time_point now = st_->now();
+    auto fail = [&](ErrorCode code, std::string message) {
+      st_->counters.errors.fetch_add(1, std::memory_order_relaxed);
+      answer_txn(tc.from, tc.shape, txn_error(code, std::move(message)));
+    };
+    const View& view = this->view();
+    if (!view.ready()) return fail(ErrorCode::kUnavailable, "the ring has not formed yet");
+    if (tc.deadline <= now) {
+      st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
+      return fail(ErrorCode::kTimeout, "");
+    }
+    if (puts_.size() + gets_.size() >= st_->options.vnode_queue) {
+      st_->counters.overloaded.fetch_add(1, std::memory_order_relaxed);
+      return fail(ErrorCode::kOverloaded, "");
+    }
+    KvTxn& t = tc.txn;
+    const auto prim = view.primaries(p_, st_->options.replicas);
+    if (view.self < 0 ||
+        std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(view.self)) == prim.end()) {
+      return fail(ErrorCode::kUnavailable, "this node is no primary of partition " +
+                                               std::to_string(p_) + " any more: retry");
+    }
+    auto planned = plan_txn(
+        *st_, *ps_, t, p_, view.ring->partitions(),
+        [this](const std::string& key) { return read_local(key); },
+        [this](Object& o) { resolve_conflicts(o); });
+    if (TxnReply* r = std::get_if<TxnReply>(&planned)) {  // refused, or a read: answered now
+      if (r->code != 0) st_->counters.errors.fetch_add(1, std::memory_order_relaxed);
+      answer_txn(tc.from, tc.shape, std::move(*r));
+      return;
+    }
+    TxnPlan& plan = std::get<TxnPlan>(planned);
+    std::vector<Target> targets = targets_for(view);
+    const std::uint32_t w = t.w ? t.w : st_->options.write_quorum;
+    const std::uint32_t pw = t.pw ? t.pw : st_->options.primary_write_quorum;
+    const std::uint32_t dw = t.dw ? t.dw : st_->options.durable_write_quorum;
+    const auto primaries_up = static_cast<std::uint32_t>(
+        std::count_if(targets.begin(), targets.end(), [](const Target& x) { return x.primary; }));
+    auto quorum_fail = [&](Quorum q, std::uint32_t needed, std::uint32_t got) {
+      KvReply nq = no_quorum_reply(q, needed, got);
+      TxnReply r = txn_error(ErrorCode::kNoQuorum);
+      r.quorum = nq.quorum;
+      r.needed = needed;
+      r.got = got;
+      st_->counters.errors.fetch_add(1, std::memory_order_relaxed);
+      answer_txn(tc.from, tc.shape, std::move(r));
+    };
+    if (targets.size() < w) {
+      return quorum_fail(Quorum::kW, w, static_cast<std::uint32_t>(targets.size()));
+    }
+    if (primaries_up < pw) return quorum_fail(Quorum::kPw, pw, primaries_up);
+    const bool durable = st_->engine->durable();
+    const auto may_be_durable = static_cast<std::uint32_t>(targets.size()) - (durable ? 0 : 1);
+    if (may_be_durable < dw) return quorum_fail(Quorum::kDw, dw, may_be_durable);
+    std::vector<std::string_view> batch_keys;
+    std::vector<const Object*> batch_objects;
+    for (std::size_t n = 0; n < plan.written.size(); ++n) {
+      batch_keys.emplace_back(t.ops[plan.written[n]].key);
+      batch_objects.push_back(&plan.objects[plan.written[n]]);
+    }
+    if (Status s = write_batch_local(batch_keys, plan.encoded, batch_objects); !s.ok()) {
+      return fail(ErrorCode::kInternal, s.to_string());
+    }
+    st_->counters.puts.fetch_add(plan.written.size(), std::memory_order_relaxed);
+    const std::uint64_t id = next_req_++;
+    PendingPut pp{PutFsm(targets, w, pw, dw),
+                  Origin{tc.from, false, Op::kPut},
+                  Op::kPut,
+                  {},
+                  now,
+                  tc.deadline,
+                  {}};
+    pp.txn = tc.shape;
+    if (st_->timing) pp.taken = pp.sent = std::chrono::steady_clock::now();
+    for (std::size_t j = 0; j < t.ops.size(); ++j) {
+      pp.txn_keys.push_back(txn_key_state(*st_, t.ops[j].key, plan.objects[j]));
+      if (t.ops[j].write == kTxnDelete) pp.txn_deleted.push_back(t.ops[j].key);
+    }
+    ReplicaTxn rt{p_, id, 0, wall_deadline(tc.deadline), {}, {}, {}};
+    for (std::size_t n = 0; n < plan.written.size(); ++n) {
+      rt.keys.push_back(t.ops[plan.written[n]].key);
+      rt.objects.emplace_back(std::move(plan.encoded[n]));
+    }
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      const Target& x = targets[i];
+      if (static_cast<int>(x.member) == view.self) {
+        if (st_->engine->acks_after_sync()) {
+          after_sync([this, id, i](bool ok) { self_synced(id, i, ok); });
+        } else {
+          pp.fsm.ack(i, durable);
+        }
+        continue;
+      }
+      rt.target = static_cast<std::uint8_t>(i);
+      rt.hint = hint_of(view, x);
+      send(peer(x.node), rt);
+    }
+    pp.fsm.check();
+    if (pp.fsm.outcome() != Outcome::kPending) {
+      finish_put(pp);
+      return;
+    }
+    puts_.emplace(id, std::move(pp));
+    arm_tick();
+  }
+
+  // apply() of several keys as one engine write (put_batch): all of them or none.
+  Status apply_all(const std::vector<std::string>& keys, const std::vector<Object>& incoming,
+                   Atom hint) {
+    std::vector<std::string> encoded;
+    std::vector<std::string_view> changed;
+    std::vector<Object> merged_objects;
+    merged_objects.reserve(keys.size());  // (no reallocation: `objects` points into it)
+    std::vector<const Object*> objects;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      Result<Object> local = read_local(keys[i]);
+      if (!local) return local.error();
+      ps_->actors.on_merge(keys[i], *local, incoming[i]);
+      Object merged = Object::sync(*local, incoming[i]);
+      resolve_conflicts(merged);
+      if (merged == *local) continue;
+      std::string bytes;
+      encode_object(merged, bytes);
+      if (bytes.size() > st_->max_object_bytes) return object_too_large(merged, bytes.size());
+      encoded.push_back(std::move(bytes));
+      changed.emplace_back(keys[i]);
+      merged_objects.push_back(std::move(merged));
+      objects.push_back(&merged_objects.back());
+    }
+    if (!changed.empty()) {
+      if (Status s = write_batch_local(changed, encoded, objects); !s.ok()) return s;
+    }
+    if (hint != Atom()) {
+      for (const auto& k : keys) add_hint(k, hint);
+    }
+    return Status();
+  }
+
+  void replica_txn(const ReplicaTxn& m, const Pid& from, const View& v) {
+    if (m.deadline_ms && st_->wall_ms() > m.deadline_ms) {
+      st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    Status s;
+    Atom hint;
+    if (!m.hint.empty()) {
+      const std::optional<Atom> h = Atom::existing(m.hint);
+      if (h) hint = *h;
+      if (!h || v.index_of(hint) < 0) s = Status(ErrorCode::kBadArg, "the hint names no member");
+    }
+    if (m.keys.size() != m.objects.size() || m.keys.size() > kMaxTxnKeys) {
+      s = Status(ErrorCode::kBadArg, "keys and objects do not pair up");
+    }
+    // Every object decoded before any is applied: all of it or none.
+    std::vector<Object> incoming;
+    for (std::size_t i = 0; s.ok() && i < m.keys.size(); ++i) {
+      if (m.keys[i].empty() || m.keys[i].size() > kMaxKeyBytes) {
+        s = Status(ErrorCode::kBadArg, "bad key");
+        break;
+      }
+      Result<Object> o = decode_object(m.objects[i]);
+      if (!o) {
+        s = o.error();
+        break;
+      }
+      incoming.push_back(std::move(*o));
+    }
+    if (!s.ok()) {
+      st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      s = apply_all(m.keys, incoming, hint);
+      st_->counters.replica_writes.fetch_add(1, std::memory_order_relaxed);
+    }
+    ReplicaPutAck ack{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),
+                      s.ok() && st_->engine->durable()};
+    if (!s.ok() || !st_->engine->acks_after_sync()) {
+      send(from, ack);
+      return;
+    }
+    after_sync([this, from, ack](bool ok) mutable {
+      if (!ok) {
+        ack.code = static_cast<std::uint16_t>(ErrorCode::kInternal);
+        ack.durable = false;
+      }
+      send(from, ack);
+    });
   }
 
   void coordinate_get(CoordRequest& cr, const View& view, Clock::time_point now) {

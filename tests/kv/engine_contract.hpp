@@ -39,6 +39,17 @@ inline void expect_partitions_apart(Engine& e) {
     return true;
   });
   EXPECT_EQ(seen, std::vector<std::string>{"k=two"});
+  // put_batch: every entry stored, counted as puts would count them (one replaced, two new).
+  ASSERT_OK(e.put_batch(2, {{"k", "2"}, {"a", "xy"}, {"b", ""}}));
+  ASSERT_OK(e.get(2, "k", &v));
+  EXPECT_EQ(v, "2");
+  ASSERT_OK(e.get(2, "a", &v));
+  EXPECT_EQ(v, "xy");
+  ASSERT_OK(e.get(2, "b", &v));
+  EXPECT_EQ(v, "");
+  EXPECT_EQ(e.keys(2), 3u);
+  EXPECT_EQ(e.data_bytes(2), 1u + 1u + 1u + 2u + 1u);
+  EXPECT_EQ(e.get(1, "a", &v).code(), ErrorCode::kNotFound);
 }
 
 /// 20,000 random puts and erases over 3,000 keys of `partition`, mirrored in `model`.

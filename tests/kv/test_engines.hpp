@@ -23,6 +23,10 @@ class SharedEngine final : public Engine {
     return e_->get(p, k, v);
   }
   Status erase(std::uint32_t p, std::string_view k) override { return e_->erase(p, k); }
+  Status put_batch(std::uint32_t p,
+                   const std::vector<std::pair<std::string_view, std::string_view>>& e) override {
+    return e_->put_batch(p, e);
+  }
   void fold(std::uint32_t p,
             const std::function<bool(std::string_view, std::string_view)>& fn) const override {
     e_->fold(p, fn);

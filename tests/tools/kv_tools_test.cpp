@@ -472,6 +472,51 @@ TEST_F(KvToolsTest, KvCommandsAnswerInTheDesignsJsonWithItsExitStatuses) {
   expect_error_line(nowhere, "no answer");
 }
 
+// kv mget / kv mput: one JSON object per key in the order given, a key that fails failing
+// alone (exit 1 and one line on stderr), and bad usage exit 2.
+TEST_F(KvToolsTest, MgetAndMputAnswerOncePerKeyInOrder) {
+  configure("max_value_bytes", "4096");
+  up();
+  json put = kv_json(1, {"mput", "m:1", "one", "m:2", "two", "{t}m:3", "three"});
+  ASSERT_TRUE(put.is_array() && put.size() == 3) << put;
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(put[i]["context"].is_string()) << put[i];
+  }
+  EXPECT_EQ("m:2", put[1]["key"]);
+  Outcome got = kv(2, {"mget", "m:1", "nobody", "{t}m:3", "m:2", "--json"});
+  EXPECT_EQ(1, got.code) << got.err;
+  expect_error_line(got, "1 of 4 keys");
+  json g = json::parse(got.out, nullptr, false);
+  ASSERT_TRUE(g.is_array() && g.size() == 4) << got.out;
+  EXPECT_EQ("one", g[0]["value"]);
+  EXPECT_EQ(put[0]["context"], g[0]["context"]);
+  EXPECT_EQ(json::parse(R"({"key": "nobody", "found": false})"), g[1]);
+  EXPECT_EQ("three", g[2]["value"]);
+  // --term: every VALUE is JSON as a term.
+  ASSERT_EQ(0, kv(3, {"mput", "m:6", "[6]", "--term"}).code);
+  EXPECT_EQ(json::parse("[6]"), kv_json(1, {"mget", "m:6"})[0]["value"]);
+  EXPECT_EQ("two", g[3]["value"]);
+  // All present: exit 0; for people, one line per key.
+  Outcome people = kv(3, {"mget", "m:2", "m:1"});
+  EXPECT_EQ(0, people.code) << people.err;
+  EXPECT_NE(std::string::npos, people.out.find("two")) << people.out;
+  EXPECT_LT(people.out.find("two"), people.out.find("one")) << people.out;
+  // A value over kv.max_value_bytes fails alone.
+  json big = json::parse(
+      kv(1, {"mput", "m:4", "four", "m:5", std::string(5000, 'x'), "--json"}).out, nullptr, false);
+  ASSERT_TRUE(big.is_array() && big.size() == 2) << big;
+  EXPECT_TRUE(big[0]["context"].is_string()) << big[0];
+  EXPECT_NE(std::string::npos, big[1]["error"].get<std::string>().find("value_too_large"))
+      << big[1];
+  EXPECT_EQ("four", value_on(2, "m:4"));
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"mget"}, {"mput", "k"}, {"mput", "k", "v", "k2"}}) {
+    Outcome r = kv(1, args);
+    EXPECT_EQ(2, r.code) << "kv " << ::testing::PrintToString(args) << ": " << r.err;
+    EXPECT_EQ(1, std::count(r.err.begin(), r.err.end(), '\n')) << r.err;
+  }
+}
+
 TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnodeMailboxes) {
   configure("replicas", "3");  // n1 is a primary of every key: it coordinates all it is sent
   up();

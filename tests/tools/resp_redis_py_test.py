@@ -1,9 +1,11 @@
 """nodusd's Redis protocol through python3-redis (Debian's), a client nobody here wrote.
 
 Run by integration_resp_test against a real cluster: NODUS_RESP_PORTS names the RESP ports of
-its nodes (comma-separated). Strings, MGET/MSET, pipelines, SCAN iteration, errors.
+its nodes (comma-separated). Strings, MGET/MSET, pipelines, SCAN iteration, errors, INCR from
+many clients, transactions (pipelines with transaction=True, WATCH and WatchError).
 """
 import os
+import threading
 import unittest
 
 import redis
@@ -104,6 +106,57 @@ class RedisPyTest(unittest.TestCase):
             self.r.scan(cursor=987654321)
         # The connection serves on after errors.
         self.assertTrue(self.r.ping())
+
+    def test_incr_from_many_clients_loses_nothing(self):
+        self.r.delete("py:{ctr}")
+        def work(port):
+            c = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+            for _ in range(25):
+                c.incr("py:{ctr}")
+            c.close()
+        threads = [threading.Thread(target=work, args=(p,)) for p in ports() * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(b"%d" % (25 * len(threads)), self.other.get("py:{ctr}"))
+        self.assertEqual(25 * len(threads) + 5, self.r.incrby("py:{ctr}", 5))
+        self.assertEqual(25 * len(threads), self.r.decrby("py:{ctr}", 5))
+        self.r.set("py:{ctr}", "nan")
+        with self.assertRaisesRegex(redis.ResponseError, "not an integer"):
+            self.r.incr("py:{ctr}")
+
+    def test_transaction_pipeline(self):
+        p = self.r.pipeline(transaction=True)
+        p.set("py:{t}a", "1").incr("py:{t}a").set("py:{t}b", "x").get("py:{t}a").delete("py:{t}b")
+        self.assertEqual([True, 2, True, b"2", 1], p.execute())
+        self.assertEqual(b"2", self.other.get("py:{t}a"))
+        self.assertIsNone(self.other.get("py:{t}b"))
+        # Keys of two partitions (py:x and py:y differ in their hash's top bit).
+        p = self.r.pipeline(transaction=True)
+        p.set("py:x", "1").set("py:y", "1")
+        with self.assertRaisesRegex(redis.ResponseError, "CROSSSLOT"):
+            p.execute()
+        self.assertIsNone(self.r.get("py:x"))
+
+    def test_watch_conflict_raises_watch_error(self):
+        self.r.set("py:{w}bal", "100")
+        with self.r.pipeline() as p:
+            p.watch("py:{w}bal")
+            bal = int(p.get("py:{w}bal"))
+            self.other.set("py:{w}bal", "50")  # another client changes it meanwhile
+            p.multi()
+            p.set("py:{w}bal", str(bal - 10))
+            with self.assertRaises(redis.WatchError):
+                p.execute()
+        self.assertEqual(b"50", self.r.get("py:{w}bal"))
+        # The usual retry loop (redis-py's transaction helper) then succeeds.
+        def debit(pipe):
+            cur = int(pipe.get("py:{w}bal"))
+            pipe.multi()
+            pipe.set("py:{w}bal", str(cur - 10))
+        self.r.transaction(debit, "py:{w}bal")
+        self.assertEqual(b"40", self.other.get("py:{w}bal"))
 
     def test_client_and_info(self):
         self.assertTrue(self.r.client_setname("tester"))

@@ -210,6 +210,9 @@ constexpr const char* kPutUsage =
 constexpr const char* kDelUsage = "kv del KEY [--context C]";
 constexpr const char* kKeysUsage = "kv keys [PATTERN] [--limit N] [--cursor C]";
 constexpr const char* kExplainUsage = "kv explain KEY";
+constexpr const char* kMgetUsage = "kv mget KEY... [--r N] [--pr N]";
+constexpr const char* kMputUsage =
+    "kv mput KEY VALUE [KEY VALUE...] [--w N] [--pw N] [--dw N] [--term]";
 
 int run_get(Context& ctx, const std::vector<std::string>& args) {
   Args a = parse(args, kGetUsage, 1, 1, {"--r", "--pr"});
@@ -389,6 +392,145 @@ int run_explain(Context& ctx, const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// One key's failure in a multi reply, {error, ...}, as "name: message" (not_found: "missing").
+std::string multi_error(const Term& reply, const std::string& key) {
+  if (reply.match({"error", "not_found"})) return "not_found";
+  try {
+    (void)ok_or_throw(reply, key_label(key));
+  } catch (const CtlError& e) {
+    const std::string what = e.what();
+    const std::string prefix = key_label(key) + ": ";
+    return what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what;
+  }
+  return "unexpected reply " + reply.to_string();
+}
+
+// The {ok, [Reply...]} of a multi request, one per key; throws for a failed request.
+std::vector<Term> multi_replies(const Term& reply, const std::string& what, std::size_t n) {
+  Term ok = ok_or_throw(reply, what);
+  auto m = ok.match({"ok", _list});
+  if (!m || m[0].as_list().size() != n) {
+    throw CtlError(ErrorCode::kProtocol, "unexpected reply " + reply.to_string());
+  }
+  return std::vector<Term>(m[0].as_list().begin(), m[0].as_list().end());
+}
+
+// Exit 1 with one line on stderr when some keys failed; the output lists every key.
+int multi_exit(std::size_t failed, std::size_t n, const char* what) {
+  if (failed == 0) return kExitOk;
+  std::cerr << "nodusctl: kv " << what << ": " << failed << " of " << n
+            << " keys failed or are missing (see each key's line)\n";
+  return kExitFailed;
+}
+
+// {multi_get, Keys, Opts}: per key {key, value | siblings, context}, {key, found: false} or
+// {key, error} with --json (an array, in the order given); a table for people.
+int run_mget(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kMgetUsage, 1, 10000, {"--r", "--pr"});
+  List keys;
+  for (const auto& k : a.words) keys.push_back(bin(k));
+  const auto replies = multi_replies(
+      ask(ctx, tuple("multi_get", Term(std::move(keys)), options(ctx, a, {"--r", "--pr"}))),
+      "kv mget", a.words.size());
+  json out = json::array();
+  Table t({"KEY", "VALUE", "CONTEXT"});
+  std::size_t failed = 0;
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    const std::string& key = a.words[i];
+    json one{{"key", tools::value_json(key)}};
+    auto m = replies[i].match({"ok", _list, _bin});
+    if (!m) {
+      ++failed;
+      const std::string why = multi_error(replies[i], key);
+      if (why == "not_found") {
+        one["found"] = false;
+      } else {
+        one["error"] = why;
+      }
+      t.add({tools::value_text(key), why == "not_found" ? "(missing)" : "(" + why + ")", "-"});
+      out.push_back(one);
+      continue;
+    }
+    std::vector<std::string> values;
+    for (const Term& v : m[0].as_list()) values.push_back(v.is_bin() ? v.as_bin() : v.to_string());
+    const std::string context = tools::to_base64url(m[1].as_bin());
+    if (values.size() == 1) {
+      one["value"] = tools::value_json(values[0]);
+      t.add({tools::value_text(key), tools::value_text(values[0]), context});
+    } else {
+      json sib = json::array();
+      std::string text = std::to_string(values.size()) + " siblings:";
+      for (const auto& v : values) {
+        sib.push_back(tools::value_json(v));
+        text += " " + tools::value_text(v);
+      }
+      one["siblings"] = sib;
+      t.add({tools::value_text(key), text, context});
+    }
+    one["context"] = context;
+    out.push_back(one);
+  }
+  if (ctx.json()) {
+    print_json(out);
+  } else {
+    t.print();
+  }
+  return multi_exit(failed, replies.size(), "mget");
+}
+
+// {multi_put, [{Key, Value}...], Opts}: per pair {key, context} or {key, error}.
+int run_mput(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kMputUsage, 2, 20000, {"--w", "--pw", "--dw"}, {"--term"});
+  if (a.words.size() % 2 != 0) {
+    throw CtlError(ErrorCode::kBadArg, "kv mput takes KEY VALUE pairs: the last key, " +
+                                           key_label(a.words.back()) +
+                                           ", has no value; usage: nodusctl " + kMputUsage);
+  }
+  List pairs;
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < a.words.size(); i += 2) {
+    auto value = tools::value_bytes(a.words[i + 1], a.has("--term"));
+    if (!value.ok()) {
+      throw CtlError(value.error().code(),
+                     "the value of " + key_label(a.words[i]) + ": " + value.error().message());
+    }
+    pairs.push_back(tuple(bin(a.words[i]), Term(std::move(*value))));
+    keys.push_back(a.words[i]);
+  }
+  const auto replies = multi_replies(ask(ctx, tuple("multi_put", Term(std::move(pairs)),
+                                                    options(ctx, a, {"--w", "--pw", "--dw"}))),
+                                     "kv mput", keys.size());
+  json out = json::array();
+  Table t({"KEY", "STORED", "CONTEXT"});
+  std::size_t failed = 0;
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    json one{{"key", tools::value_json(keys[i])}};
+    if (auto m = replies[i].match({"ok", _bin})) {
+      one["context"] = tools::to_base64url(m[0].as_bin());
+      t.add({tools::value_text(keys[i]), "yes", one["context"].get<std::string>()});
+    } else {
+      ++failed;
+      one["error"] = multi_error(replies[i], keys[i]);
+      t.add({tools::value_text(keys[i]), "no: " + one["error"].get<std::string>(), "-"});
+    }
+    out.push_back(one);
+  }
+  if (ctx.json()) {
+    print_json(out);
+  } else {
+    t.print();
+  }
+  return multi_exit(failed, replies.size(), "mput");
+}
+
+const Registrar kMget({"kv", kMgetUsage,
+                       "the values and contexts of several keys at once, one line per key "
+                       "(exit 1 if any is missing or failed)",
+                       run_mget, "mget"});
+const Registrar kMput({"kv", kMputUsage,
+                       "stores several KEY VALUE pairs at once (not atomically), one line per "
+                       "key (exit 1 if any failed)",
+                       run_mput, "mput"});
 const Registrar kGet({"kv", kGetUsage,
                       "a key's value (or its siblings) and causal context; exit 1 if missing",
                       run_get, "get"});

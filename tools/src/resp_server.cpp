@@ -14,6 +14,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -378,6 +379,337 @@ class Session {
     return true;
   }
 
+  // -- compare-and-set and transactions (docs/protocol.md 12.6) -----------------------------
+  //
+  // INCR and its kin are compare-and-set loops at the key's partition's first primary: read,
+  // add, write if unchanged. MULTI queues commands; EXEC reads every key they and WATCH name
+  // (one store transaction: the keys must share a hash tag, else CROSSSLOT), runs them here on
+  // that snapshot, and commits their writes with each key's version as a condition: a watched
+  // key that changed since WATCH makes EXEC answer nil; any other change runs them again.
+
+  static constexpr int kCasAttempts = 32;
+
+  // A key's state at the first primary: the value GET would choose, and its causal context
+  // ("" for a key never written).
+  struct KeyState {
+    bool found = false;
+    std::string value;
+    std::string context;
+  };
+  static KeyState key_state(const Term& t) {  // {[Value...], Context}
+    KeyState s;
+    if (!t.is_tuple() || t.size() != 2 || !t[0].is_list()) return s;
+    const std::string* best = nullptr;
+    for (const Term& v : t[0].as_list()) {
+      if (v.is_bin() && (!best || v.as_bin() > *best)) best = &v.as_bin();
+    }
+    if (best) {
+      s.found = true;
+      s.value = *best;
+    }
+    if (t[1].is_bin()) s.context = t[1].as_bin();
+    return s;
+  }
+  static Term if_of(const KeyState& s) {
+    return s.context.empty() ? Term(atom("absent")) : bin(s.context);
+  }
+
+  enum class TxnOutcome { kOk, kMismatch, kFailed };
+  // A {txn, Ops} request: kOk or kMismatch with every key's state now in `states`, else
+  // kFailed with the whole error line (after "-") in `error`.
+  TxnOutcome txn(List ops, std::vector<KeyState>& states, std::string& error) {
+    const std::size_t n = ops.size();
+    auto r = call(store(), tuple("txn", Term(std::move(ops))), call_timeout());
+    if (!r) {
+      error = "ERR store unreachable: " + r.error().to_string();
+      return TxnOutcome::kFailed;
+    }
+    auto fill = [&](const Term& list) {
+      states.clear();
+      for (const Term& k : list.as_list()) states.push_back(key_state(k));
+      return states.size() == n;
+    };
+    if (auto m = r->match({"ok", _list})) {
+      if (fill(m[0])) return TxnOutcome::kOk;
+    } else if (auto mm = r->match({"error", {"version_mismatch", _, _list}})) {
+      if (fill(mm[1])) return TxnOutcome::kMismatch;
+    } else if (auto e = r->match({"error", _})) {
+      error = e[0].match({"cross_partition", _})
+                  ? "CROSSSLOT Keys in request don't hash to the same slot (give them one "
+                    "{hash tag})"
+                  : "ERR " + error_text(e[0]);
+      return TxnOutcome::kFailed;
+    }
+    error = "ERR unexpected store reply " + r->to_string().substr(0, 200);
+    return TxnOutcome::kFailed;
+  }
+
+  // v + delta as Redis's INCRBY: false with the error line when v is no integer or it overflows.
+  static bool add_to(const std::optional<std::string>& v, long long delta, long long& n,
+                     std::string& error) {
+    long long cur = 0;
+    if (v && !to_ll(*v, cur)) {
+      error = "ERR value is not an integer or out of range";
+      return false;
+    }
+    if ((delta > 0 && cur > LLONG_MAX - delta) || (delta < 0 && cur < LLONG_MIN - delta)) {
+      error = "ERR increment or decrement would overflow";
+      return false;
+    }
+    n = cur + delta;
+    return true;
+  }
+
+  // INCR, DECR, INCRBY, DECRBY: the delta, or false with the error line.
+  static bool delta_of(const Args& a, long long& d, std::string& error) {
+    const std::string name = lower(a[0]);
+    if (name == "incr" || name == "decr") {
+      d = name == "incr" ? 1 : -1;
+      return true;
+    }
+    if (a.size() < 3 || !to_ll(a[2], d) || (name == "decrby" && d == LLONG_MIN)) {
+      error = "ERR value is not an integer or out of range";
+      return false;
+    }
+    if (name == "decrby") d = -d;
+    return true;
+  }
+
+  void incr(Args& a, std::string& out) {
+    long long delta = 0;
+    std::string error;
+    if (!delta_of(a, delta, error)) return resp::error(out, error);
+    std::vector<KeyState> st;
+    if (txn(List{tuple("read", bin(a[1]))}, st, error) != TxnOutcome::kOk) {
+      return resp::error(out, error);
+    }
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+      long long n = 0;
+      if (!add_to(st[0].found ? std::optional(st[0].value) : std::nullopt, delta, n, error)) {
+        return resp::error(out, error);
+      }
+      // A mismatch brings the key's state now: the next attempt adds to that.
+      switch (txn(List{tuple("put", bin(a[1]), bin(std::to_string(n)), if_of(st[0]))}, st, error)) {
+        case TxnOutcome::kOk:
+          return resp::integer(out, n);
+        case TxnOutcome::kFailed:
+          return resp::error(out, error);
+        case TxnOutcome::kMismatch:
+          break;
+      }
+    }
+    resp::error(out, "ERR version_mismatch: the key changed during each of " +
+                         std::to_string(kCasAttempts) + " attempts: retry");
+  }
+
+  // The commands MULTI takes, and the keys of one.
+  static bool transactional(const std::string& name) {
+    static const char* const kNames[] = {"get",  "set",  "del",  "exists", "mget",
+                                         "mset", "incr", "decr", "incrby", "decrby"};
+    return std::find_if(std::begin(kNames), std::end(kNames),
+                        [&](const char* n) { return name == n; }) != std::end(kNames);
+  }
+  static std::vector<std::string> keys_of(const Args& c) {
+    const std::string name = lower(c[0]);
+    std::vector<std::string> keys;
+    if (name == "mset") {
+      for (std::size_t i = 1; i < c.size(); i += 2) keys.push_back(c[i]);
+    } else if (name == "del" || name == "exists" || name == "mget") {
+      keys.assign(c.begin() + 1, c.end());
+    } else {
+      keys.push_back(c[1]);
+    }
+    return keys;
+  }
+
+  // Inside MULTI: queues a command (true), or leaves it to run (false: EXEC, DISCARD, MULTI,
+  // WATCH, QUIT). A command that cannot be queued is answered with an error and makes EXEC
+  // abort, as in Redis.
+  bool queue(Args& args, std::string& out) {
+    const std::string name = lower(args[0]);
+    if (name == "exec" || name == "discard" || name == "multi" || name == "watch" ||
+        name == "quit") {
+      return false;
+    }
+    const auto n = static_cast<int>(args.size());
+    for (const Command& c : commands()) {
+      if (name != c.name) continue;
+      if ((c.arity > 0 && n != c.arity) || (c.arity < 0 && n < -c.arity) ||
+          (name == "mset" && n % 2 == 0)) {
+        multi_dirty_ = true;
+        resp::error(out, "ERR wrong number of arguments for '" + name + "' command");
+        return true;
+      }
+      if (!transactional(name) || (name == "set" && n > 3)) {
+        multi_dirty_ = true;
+        resp::error(out, "ERR '" + name + (name == "set" ? " with options" : "") +
+                             "' is not supported inside MULTI here: GET SET DEL EXISTS MGET "
+                             "MSET INCR DECR INCRBY DECRBY are");
+        return true;
+      }
+      if (queued_.size() >= 10000) {
+        multi_dirty_ = true;
+        resp::error(out, "ERR more than 10000 commands queued in one MULTI");
+        return true;
+      }
+      queued_.push_back(std::move(args));
+      resp::simple(out, "QUEUED");
+      return true;
+    }
+    multi_dirty_ = true;
+    in_multi_ = false;  // the unknown command's own error, from run()
+    run(args, out);
+    in_multi_ = true;
+    return true;
+  }
+
+  // Runs queued command `c` on `now` (the keys' values, nullopt: absent), marking what it
+  // writes; appends its reply.
+  static void run_queued(const Args& c, const std::map<std::string, std::size_t>& index,
+                         std::vector<std::optional<std::string>>& now, std::vector<bool>& written,
+                         std::string& replies) {
+    const std::string name = lower(c[0]);
+    auto at = [&](const std::string& k) { return index.at(k); };
+    if (name == "get") {
+      const auto& v = now[at(c[1])];
+      return v ? resp::bulk(replies, *v) : resp::null(replies);
+    }
+    if (name == "set" || name == "mset") {
+      for (std::size_t i = 1; i + 1 < c.size(); i += 2) {
+        now[at(c[i])] = c[i + 1];
+        written[at(c[i])] = true;
+      }
+      return resp::simple(replies, "OK");
+    }
+    if (name == "mget") {
+      resp::array(replies, c.size() - 1);
+      for (std::size_t i = 1; i < c.size(); ++i) {
+        const auto& v = now[at(c[i])];
+        v ? resp::bulk(replies, *v) : resp::null(replies);
+      }
+      return;
+    }
+    if (name == "exists" || name == "del") {
+      long long n = 0;
+      for (std::size_t i = 1; i < c.size(); ++i) {
+        auto& v = now[at(c[i])];
+        if (!v) continue;
+        ++n;
+        if (name == "del") {
+          v.reset();
+          written[at(c[i])] = true;
+        }
+      }
+      return resp::integer(replies, n);
+    }
+    long long delta = 0, n = 0;  // incr, decr, incrby, decrby
+    std::string error;
+    if (!delta_of(c, delta, error) || !add_to(now[at(c[1])], delta, n, error)) {
+      return resp::error(replies, error);  // this command fails alone, as in Redis
+    }
+    now[at(c[1])] = std::to_string(n);
+    written[at(c[1])] = true;
+    resp::integer(replies, n);
+  }
+
+  void multi(Args&, std::string& out) {
+    if (in_multi_) return resp::error(out, "ERR MULTI calls can not be nested");
+    in_multi_ = true;
+    resp::simple(out, "OK");
+  }
+
+  void discard(Args&, std::string& out) {
+    if (!in_multi_) return resp::error(out, "ERR DISCARD without MULTI");
+    in_multi_ = multi_dirty_ = false;
+    queued_.clear();
+    watched_.clear();
+    resp::simple(out, "OK");
+  }
+
+  // WATCH keys...: their versions now, at their partition's first primary.
+  void watch(Args& a, std::string& out) {
+    if (in_multi_) return resp::error(out, "ERR WATCH inside MULTI is not allowed");
+    List reads;
+    for (std::size_t i = 1; i < a.size(); ++i) reads.push_back(tuple("read", bin(a[i])));
+    std::vector<KeyState> st;
+    std::string error;
+    if (txn(std::move(reads), st, error) != TxnOutcome::kOk) return resp::error(out, error);
+    if (watched_.size() + st.size() > 10000) return resp::error(out, "ERR too many keys watched");
+    for (std::size_t i = 1; i < a.size(); ++i) watched_.emplace(a[i], st[i - 1].context);
+    resp::simple(out, "OK");
+  }
+
+  void unwatch(Args&, std::string& out) {
+    watched_.clear();
+    resp::simple(out, "OK");
+  }
+
+  void exec(Args&, std::string& out) {
+    if (!in_multi_) return resp::error(out, "ERR EXEC without MULTI");
+    const std::vector<Args> cmds = std::move(queued_);
+    const std::map<std::string, std::string> watched = std::move(watched_);
+    const bool dirty = multi_dirty_;
+    queued_.clear();
+    watched_.clear();
+    in_multi_ = multi_dirty_ = false;
+    if (dirty) {
+      return resp::error(out, "EXECABORT Transaction discarded because of previous errors.");
+    }
+    std::vector<std::string> keys;
+    std::map<std::string, std::size_t> index;
+    auto add = [&](const std::string& k) {
+      if (index.emplace(k, keys.size()).second) keys.push_back(k);
+    };
+    for (const auto& [k, ctx] : watched) add(k);
+    for (const Args& c : cmds) {
+      for (const std::string& k : keys_of(c)) add(k);
+    }
+    if (keys.empty()) return resp::array(out, 0);
+    List reads;
+    for (const std::string& k : keys) reads.push_back(tuple("read", bin(k)));
+    std::vector<KeyState> st;
+    std::string error;
+    if (txn(std::move(reads), st, error) != TxnOutcome::kOk) return resp::error(out, error);
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+      for (const auto& [k, ctx] : watched) {
+        if (st[index.at(k)].context != ctx) {
+          out += "*-1\r\n";  // a watched key changed: nothing runs (redis-py's WatchError)
+          return;
+        }
+      }
+      std::vector<std::optional<std::string>> now(keys.size());
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (st[i].found) now[i] = st[i].value;
+      }
+      std::vector<bool> written(keys.size(), false);
+      std::string replies;
+      for (const Args& c : cmds) run_queued(c, index, now, written, replies);
+      List ops;
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        const Term key = bin(keys[i]);
+        if (!written[i]) {
+          ops.push_back(tuple("check", key, if_of(st[i])));
+        } else if (now[i]) {
+          ops.push_back(tuple("put", key, bin(*now[i]), if_of(st[i])));
+        } else {
+          ops.push_back(tuple("delete", key, if_of(st[i])));
+        }
+      }
+      switch (txn(std::move(ops), st, error)) {
+        case TxnOutcome::kOk:
+          resp::array(out, cmds.size());
+          out += replies;
+          return;
+        case TxnOutcome::kFailed:
+          return resp::error(out, error);
+        case TxnOutcome::kMismatch:
+          break;  // run them again on the keys' state now
+      }
+    }
+    resp::error(out, "ERR version_mismatch: the keys changed during each of " +
+                         std::to_string(kCasAttempts) + " attempts: retry");
+  }
+
   // -- dispatch -----------------------------------------------------------------------------
 
   using Handler = void (Session::*)(Args&, std::string&);
@@ -415,11 +747,21 @@ class Session {
         {"client", -2, "loading stale", 0, 0, 0, &Session::client},
         {"hello", -1, "fast", 0, 0, 0, &Session::hello},
         {"config", -2, "admin", 0, 0, 0, &Session::config},
+        {"incr", 2, "write fast", 1, 1, 1, &Session::incr},
+        {"decr", 2, "write fast", 1, 1, 1, &Session::incr},
+        {"incrby", 3, "write fast", 1, 1, 1, &Session::incr},
+        {"decrby", 3, "write fast", 1, 1, 1, &Session::incr},
+        {"multi", 1, "fast", 0, 0, 0, &Session::multi},
+        {"exec", 1, "slow", 0, 0, 0, &Session::exec},
+        {"discard", 1, "fast", 0, 0, 0, &Session::discard},
+        {"watch", -2, "fast", 1, -1, 1, &Session::watch},
+        {"unwatch", 1, "fast", 0, 0, 0, &Session::unwatch},
     };
     return table;
   }
 
   void run(Args& args, std::string& out) {
+    if (in_multi_ && queue(args, out)) return;
     const std::string name = lower(args[0]);
     for (const Command& c : commands()) {
       if (name != c.name) continue;
@@ -1035,6 +1377,11 @@ class Session {
   bool quit_ = false;
   std::map<std::uint64_t, std::string> cursors_;  // SCAN's numbers -> the store's cursors
   std::uint64_t next_cursor_ = 1;
+  // MULTI / WATCH: the commands queued, whether one was refused (EXEC aborts), and the
+  // watched keys with their contexts when watched.
+  bool in_multi_ = false, multi_dirty_ = false;
+  std::vector<Args> queued_;
+  std::map<std::string, std::string> watched_;
 };
 
 // The connection's process: runs its commands as "work" arrives, until the socket is done.

@@ -18,13 +18,16 @@
 // Errors (Status codes): not_found (get of a missing or deleted key), no_quorum (the message
 // names the quorum, as "w: needed 2, got 1"; r, pr, w, pw or dw), timeout, overloaded, unavailable
 // (no ring yet, or no replica up), value_too_large, too_many_siblings, badarg (a bad or forged
-// context, a quorum above N), nodedown / noproc (the node or its store is not there).
+// context, a quorum above N), nodedown / noproc (the node or its store is not there);
+// compare-and-set and transactions also kVersionMismatch and cross_partition.
 //
 // Thread-safety: a Client may be used from several threads or processes at once.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +58,35 @@ struct RequestOptions {
   /// reads as absent at once on every node; a put with a context that saw it supersedes it as
   /// usual.
   std::chrono::milliseconds ttl{0};
+  /// Compare-and-set (put and del): the write happens only if the key's causal context at its
+  /// partition's first up primary is exactly this one (a context a get, put, del or mismatch
+  /// returned), or, when it is the empty string, if the key has no live value there
+  /// (create-only). Else kVersionMismatch and nothing is written. `context` is then unused: the
+  /// write supersedes what the primary holds. See transaction() for the guarantees.
+  std::optional<std::string> if_version{};
+};
+
+/// What transaction() shows its function: each key's live values at the partition's first
+/// primary (none: absent; several: concurrent siblings, which a write of the key resolves).
+using TxnSnapshot = std::map<std::string, std::vector<std::string>, std::less<>>;
+/// What the function writes: key -> its new value, or nullopt to delete it. Keys of the
+/// transaction left out stay as they are (and are still checked unchanged at commit).
+using TxnWrites = std::map<std::string, std::optional<std::string>, std::less<>>;
+/// A transaction's body: the writes to commit, or nullopt to abort (nothing is written). It may
+/// run several times (once per attempt) and must not have other effects that matter.
+using TxnFn = std::function<std::optional<TxnWrites>(const TxnSnapshot&)>;
+
+struct TxnOptions {
+  std::uint32_t w = 0, pw = 0, dw = 0;   ///< as RequestOptions
+  std::chrono::milliseconds timeout{0};  ///< per attempt's read and commit (0: kv.request_timeout)
+  std::uint32_t max_attempts = 10;       ///< commits tried before kVersionMismatch, >= 1
+};
+
+struct TxnResult {
+  bool committed = false;  ///< false: the function aborted (returned nullopt)
+  std::uint32_t attempts = 0;
+  TxnSnapshot values;                          ///< the snapshot the committed function saw
+  std::map<std::string, std::string> context;  ///< every key's causal context after the commit
 };
 
 /// Options of a keys query; 0 / empty means the default.
@@ -85,12 +117,39 @@ class Client {
 
   /// The key's values and causal context. Errors: see above; not_found when absent.
   Result<GetResult> get(std::string_view key, const RequestOptions& opts = {}) const;
-  /// Stores `value`; returns the new causal context.
+  /// Stores `value`; returns the new causal context. With `opts.if_version`, a compare-and-set:
+  /// kVersionMismatch when the key's version differs, and then `*current` (when given) holds
+  /// its values and context at the first primary (no values: absent), for the next attempt.
   Result<std::string> put(std::string_view key, std::string_view value,
-                          const RequestOptions& opts = {}) const;
+                          const RequestOptions& opts = {}, GetResult* current = nullptr) const;
   /// Deletes (a tombstone superseding `opts.context`, or what the coordinator has seen when
-  /// it is empty); returns the tombstone's causal context.
-  Result<std::string> del(std::string_view key, const RequestOptions& opts = {}) const;
+  /// it is empty); returns the tombstone's causal context. `opts.if_version`: as for put.
+  Result<std::string> del(std::string_view key, const RequestOptions& opts = {},
+                          GetResult* current = nullptr) const;
+
+  /// get / put of many keys at once: the requests are sent together (ordered by partition)
+  /// and their answers gathered; one result per key, in order, each as get's or put's (a key
+  /// that fails does not fail the others). Keys of any partitions; at most kMaxMultiKeys
+  /// (beyond: every result badarg). opts.context and opts.if_version are not used.
+  std::vector<Result<GetResult>> multi_get(const std::vector<std::string>& keys,
+                                           const RequestOptions& opts = {}) const;
+  std::vector<Result<std::string>> multi_put(
+      const std::vector<std::pair<std::string, std::string>>& kvs,
+      const RequestOptions& opts = {}) const;
+  static constexpr std::size_t kMaxMultiKeys = 10000;
+
+  /// Runs `fun` over the current values of `keys` and commits what it returns as one atomic
+  /// write, optimistically (docs/protocol.md 12.5): the keys are read at their partition's
+  /// first up primary, `fun` runs here, and the writes are committed at that primary only if
+  /// none of the keys changed there meanwhile (each key's if_version), else it runs again with
+  /// the new values, at most opts.max_attempts times. The commit is applied there in one step,
+  /// atomic with respect to every other write that primary coordinates, and replicated as one
+  /// message per replica. The keys must share a partition (a hash tag: `{user1}.a`,
+  /// `{user1}.b`). Errors: cross_partition, kVersionMismatch (every attempt lost a race),
+  /// unavailable (no primary of the partition up: transactions never run on a fallback),
+  /// no_quorum, timeout (the commit may or may not have been applied), badarg.
+  Result<TxnResult> transaction(const std::vector<std::string>& keys, const TxnFn& fun,
+                                const TxnOptions& opts = {}) const;
   /// One page of the live keys matching the glob `pattern` (`*`, `?`, `[a-z]`, `\x`), cluster
   /// wide: one replica of each partition is asked (a coverage query, as Riak's list-keys), so a
   /// key that replica has not received yet shows up once hand-off or repair brought it.
@@ -104,6 +163,11 @@ class Client {
  private:
   // Where a request for `key` goes: its partition's vnode when the node is a primary of it.
   std::optional<Dest> vnode_for(std::string_view key) const;
+  // put / del with if_version (client_txn.cpp). write: txn.hpp's kTxnPut or kTxnDelete.
+  Result<std::string> cas(std::string_view key, std::uint8_t write, std::string_view value,
+                          const RequestOptions& opts, GetResult* current) const;
+  // The partitions of the ring as last seen (0: not known).
+  std::uint32_t partitions() const;
 
   Node* node_;
   std::string via_;

@@ -24,6 +24,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "nodus/transport/status.hpp"
 
@@ -44,6 +46,17 @@ class Engine {
   /// engine, ok means written (and synced when the engine syncs). Errors: the engine's own.
   /// REQUIRES: partition < the engine's partition count.
   virtual Status put(std::uint32_t partition, std::string_view key, std::string_view value) = 0;
+  /// Stores every (key, value) of `entries` in `partition` as one write: a durable engine keeps
+  /// all of them or none across a crash (a transaction's keys, kv/src/txn.hpp). This default
+  /// stores them one by one (all or none only while the process lives). Errors: as put.
+  virtual Status put_batch(
+      std::uint32_t partition,
+      const std::vector<std::pair<std::string_view, std::string_view>>& entries) {
+    for (const auto& [k, v] : entries) {
+      if (Status s = put(partition, k, v); !s.ok()) return s;
+    }
+    return Status();
+  }
   /// Copies the value under `key` into `*value`. Errors: kNotFound when there is none.
   virtual Status get(std::uint32_t partition, std::string_view key, std::string* value) const = 0;
   /// Removes `key`; ok also when it was not there.
