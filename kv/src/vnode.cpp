@@ -14,6 +14,7 @@
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
 #include "transfer.hpp"
+#include "watch.hpp"
 
 namespace nodus::kv {
 
@@ -382,6 +383,9 @@ class Vnode : public GenServer {
       for (const auto& v : e.values) st_->clock.observe(v.timestamp);
     }
     const Actor actor = ps_->actors.for_write(req.key, *local, seen);
+    // Watches (watch.hpp): this coordinator is the one party that reports the change.
+    const bool watch = watched(st_->node, req.key);
+    const std::string watch_value = watch && !del ? std::string(req.value) : std::string();
     Object next = local->update(
         seen, Sibling{del ? std::string() : std::move(req.value), st_->clock.now(), del}, actor);
     resolve_conflicts(next);
@@ -438,6 +442,10 @@ class Vnode : public GenServer {
           s.message() + (siblings ? ": write with the context of a get to resolve them" : "")));
     }
     st_->note_siblings(next.value_count());
+    if (watch) {
+      notify_change(*st_, req.key, next, del ? WatchKind::kDelete : WatchKind::kPut, watch_value,
+                    seen);
+    }
     const std::uint64_t id = next_req_++;
     const Clock::time_point deadline = cr.deadline;
     PendingPut pp{PutFsm(targets, w, pw, dw),

@@ -9,9 +9,11 @@
 #include "nodus/transport/status.hpp"
 
 // X(Enumerator, number, "name", "message")
-#define NODUS_KV_ERRORS(X)                       \
-  X(kTooManySiblings, 6000, "too_many_siblings", \
-    "the key holds too many concurrent values: write with the context of a read")
+#define NODUS_KV_ERRORS(X)                                                        \
+  X(kTooManySiblings, 6000, "too_many_siblings",                                  \
+    "the key holds too many concurrent values: write with the context of a read") \
+  X(kTooManyWatches, 6020, "too_many_watches",                                    \
+    "the node holds kv.max_watches watches: unwatch some, or watch through another node")
 
 namespace nodus::kv {
 NODUS_DECLARE_ERRORS(NODUS_KV_ERRORS)
