@@ -304,6 +304,37 @@ Result<Term> Client::explain(std::string_view key, std::chrono::milliseconds tim
   return m[0];
 }
 
+// The watch server's name, as watch.hpp (kv/src) has it: acknowledgements go straight to it.
+constexpr const char* kWatchServer = "nodus_kv_watch";
+
+Result<Ref> Client::watch(std::string_view pattern, WatchMatch match) const {
+  // Held by this node's store when there is one, so the watcher is local to it (its mailbox is
+  // what the bound measures, no acknowledgements).
+  const std::string via = state_of(*node_) ? std::string() : via_;
+  auto r = term_request(*node_, via, tuple("watch", watch_pattern(pattern, match)),
+                        std::chrono::milliseconds(5000));
+  if (!r) return r.error();
+  auto m = r->match({"ok", _ref});
+  if (!m) return Status(ErrorCode::kProtocol, "unexpected watch reply " + r->to_string());
+  return m[0].as_ref();
+}
+
+Status Client::unwatch(const Ref& watch) const {
+  const std::string via = state_of(*node_) ? std::string() : via_;
+  auto r =
+      term_request(*node_, via, tuple("unwatch", Term(watch)), std::chrono::milliseconds(5000));
+  if (!r) return r.error();
+  if (!(*r == Term("ok"))) {
+    return Status(ErrorCode::kProtocol, "unexpected unwatch reply " + r->to_string());
+  }
+  return Status();
+}
+
+void Client::watch_ack(const Ref& watch, std::uint32_t events) const {
+  send(named(kWatchServer, watch.node.name()),
+       tuple("kv_watch_ack", Term(watch), Term(static_cast<std::int64_t>(events))));
+}
+
 }  // namespace nodus::kv
 
 namespace nodus::kv {

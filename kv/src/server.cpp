@@ -22,6 +22,7 @@
 #include "state.hpp"
 #include "transfer.hpp"
 #include "txn.hpp"
+#include "watch.hpp"
 
 namespace nodus::kv {
 
@@ -497,6 +498,10 @@ class KvServer : public GenServer {
         route_txn(*st_, std::move(**tx), from, shape);
         return noreply();
       }
+      if (is_watch_request(t)) {  // watch, unwatch: watch.cpp
+        forward_watch(*node_, t, from);
+        return noreply();
+      }
       Result<KvRequest> r = parse_term(t);
       if (!r) {
         return reply(
@@ -913,6 +918,8 @@ Status check_options(const Options& o) {
                " bytes: a get's answer merges up to N objects and must fit one message");
   }
   if (o.vnode_queue < 1) return bad("kv.vnode_queue must be at least 1");
+  if (o.watch_queue < 1) return bad("kv.watch_queue must be at least 1");
+  if (o.max_watches < 1) return bad("kv.max_watches must be at least 1");
   if (o.sync_interval.count() < 1 || o.sync_interval.count() > 60000) {
     return bad("kv.sync_interval_ms must be in 1..60000");
   }
@@ -977,6 +984,11 @@ Status start(Node& node, Options options) {
     aae.start = [n, st] { return start_aae_server(*n, st); };
     children.push_back(std::move(aae));
   }
+  if (Status s = register_watch_protocol(); !s.ok()) return s;
+  ChildSpec watch;  // watches: watch.cpp
+  watch.id = kWatchName;
+  watch.start = [n, st] { return start_watch_server(*n, st); };
+  children.push_back(std::move(watch));
   ChildSpec query;
   query.id = kQueryName;
   query.start = [n, st] { return start_query_server(*n, st); };

@@ -1,6 +1,8 @@
 // Expiry: see ttl.hpp.
 #include "ttl.hpp"
 
+#include <optional>
+
 #include <algorithm>
 
 #include "state.hpp"
@@ -100,7 +102,8 @@ void note_expiry(ExpiryIndex& index, std::string_view key, const Object& o) {
 
 std::vector<std::string> sweep_expired(
     KvState& st, std::uint32_t p,
-    const std::function<Status(const std::string& key, const Object& o)>& write) {
+    const std::function<Status(const std::string& key, const Object& o)>& write,
+    const std::function<void(const std::string& key, const Object& before)>& expired) {
   std::vector<std::string> reapable;
   ExpiryIndex& index = st.parts[p].expiries;
   if (index.empty()) return reapable;
@@ -110,11 +113,14 @@ std::vector<std::string> sweep_expired(
     if (!st.engine->get(p, key, &bytes).ok()) continue;  // dropped since (reaped, handed off)
     Result<Object> o = decode_object(bytes);
     if (!o) continue;
+    std::optional<Object> before;
+    if (expired) before = *o;
     if (expire_values(*o, now) > 0) {
       if (!write(key, *o).ok()) {
         index.note(key, now + 1000);  // the engine failed: try again later
         continue;
       }
+      if (expired) expired(key, *before);
       st.counters.expired.fetch_add(1, std::memory_order_relaxed);
       if (all_tombstones(*o)) reapable.push_back(key);
     }

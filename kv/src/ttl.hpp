@@ -98,10 +98,13 @@ void note_expiry(ExpiryIndex& index, std::string_view key, const Object& o);
 /// expired are read again, their expired values turned into tombstones and stored, each key
 /// counted in Counters::expired. Each is stored through `write` (the vnode's write_local, which
 /// keeps the partition's anti-entropy tree and this index current). Returns the keys that now
-/// hold tombstones only (the vnode schedules their reap checks).
+/// hold tombstones only (the vnode schedules their reap checks). `expired`, when set, is called
+/// after each such write with the key's object as it was before its values expired (for the
+/// watches' expire event).
 std::vector<std::string> sweep_expired(
     KvState& st, std::uint32_t p,
-    const std::function<Status(const std::string& key, const Object& o)>& write);
+    const std::function<Status(const std::string& key, const Object& o)>& write,
+    const std::function<void(const std::string& key, const Object& before)>& expired = {});
 
 /// With a durable engine that holds data at start: fills every partition's index from it (one
 /// scan, decoding only objects whose encoding has expiries).

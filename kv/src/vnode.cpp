@@ -16,6 +16,7 @@
 #include "state.hpp"
 #include "transfer.hpp"
 #include "txn.hpp"
+#include "watch.hpp"
 
 namespace nodus::kv {
 
@@ -99,7 +100,12 @@ class Vnode : public GenServer {
       const auto write = [this](const std::string& key, const Object& o) {
         return write_local(key, o);
       };
-      for (std::string& key : sweep_expired(*st_, p_, write)) {
+      // The watches' expire event: from the partition's first primary that is up, so that
+      // watchers hear of an expiry once although every replica sweeps it.
+      const auto expired = [this](const std::string& key, const Object& before) {
+        if (first_up_primary_here()) notify_expired(*st_, p_, key, before);
+      };
+      for (std::string& key : sweep_expired(*st_, p_, write, expired)) {
         schedule_reap(key, st_->now() + st_->options.tombstone_ttl);
       }
       send_after(self(), SweepTimer{}, st_->options.ttl_sweep_interval);
@@ -288,6 +294,15 @@ class Vnode : public GenServer {
     }
     return s;
   }
+  // True when this node is the first primary of the partition that is up, as it sees the ring.
+  bool first_up_primary_here() const {
+    std::shared_ptr<const View> v = st_->view();
+    if (!v || !v->ready() || v->self < 0) return false;
+    for (std::uint32_t m : v->primaries(p_, st_->options.replicas)) {
+      if (v->up[m]) return m == static_cast<std::uint32_t>(v->self);
+    }
+    return false;
+  }
   // Stores encoded[i] under keys[i] for every i as one engine write (put_batch: all or none),
   // keeping the partition's tree and expiry index current as write_local does. objects[i] is
   // what encoded[i] encodes.
@@ -457,6 +472,9 @@ class Vnode : public GenServer {
       for (const auto& v : e.values) st_->clock.observe(v.timestamp);
     }
     const Actor actor = ps_->actors.for_write(req.key, *local, seen);
+    // Watches (watch.hpp): this coordinator is the one party that reports the change.
+    const bool watch = watched(st_->node, req.key);
+    const std::string watch_value = watch && !del ? std::string(req.value) : std::string();
     Object next = local->update(
         seen, Sibling{del ? std::string() : std::move(req.value), st_->clock.now(), del, expiry},
         actor);
@@ -514,6 +532,10 @@ class Vnode : public GenServer {
           s.message() + (siblings ? ": write with the context of a get to resolve them" : "")));
     }
     st_->note_siblings(next.value_count());
+    if (watch) {
+      notify_change(*st_, req.key, next, del ? WatchKind::kDelete : WatchKind::kPut, watch_value,
+                    seen);
+    }
     const std::uint64_t id = next_req_++;
     const Clock::time_point deadline = cr.deadline;
     PendingPut pp{PutFsm(targets, w, pw, dw),

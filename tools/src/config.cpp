@@ -519,6 +519,12 @@ const std::vector<Key>& keys() {
                           "(the OS decides: a machine crash loses what it had not written)"));
     k.push_back(number("kv.sync_interval_ms", field(&NodeConfig::kv, &kv::Options::sync_interval),
                        1, 60000, "with kv.sync = interval: ms between syncs"));
+    k.push_back(number("kv.watch_queue", field(&NodeConfig::kv, &kv::Options::watch_queue), 1,
+                       10000000,
+                       "events a watcher may leave untaken; one more ends its watch with "
+                       "{kv_watch_lost, Pattern}"));
+    k.push_back(number("kv.max_watches", field(&NodeConfig::kv, &kv::Options::max_watches), 1,
+                       1000000, "watches a node holds at most (more: too_many_watches)"));
     // [log]
     k.push_back(word("log.level", field(&NodeConfig::log, &LogSettings::level),
                      {"trace", "debug", "info", "warn", "error", "critical", "off"},

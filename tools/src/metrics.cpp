@@ -9,6 +9,7 @@
 #include "admin.hpp"
 #include "http_server.hpp"
 #include "nodus/kv/kv.hpp"
+#include "nodus/kv/watch.hpp"
 #include "nodus/registry/global.hpp"
 
 namespace nodus::tools {
@@ -152,6 +153,14 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
   sample(o, "nodus_kv_aae_seconds_total", "counter",
          "Time the node's anti-entropy server spent working (tree reads, key folds, repairs).", nl,
          static_cast<double>(s.aae_busy_us) / 1e6);
+  if (auto w = kv::watch_stats(node)) {
+    sample(o, "nodus_kv_watchers", "gauge", "Watches this node holds.", nl, w->watchers);
+    sample(o, "nodus_kv_watch_events_total", "counter", "Events sent to this node's watchers.", nl,
+           w->events);
+    sample(o, "nodus_kv_watch_lost_total", "counter",
+           "Watches ended with kv_watch_lost (a watcher too slow, or an event out of order).", nl,
+           w->lost);
+  }
   std::uint32_t owned = 0;
   if (auto r = kv::ring(node); r && !r->empty()) {
     const int me = r->member_index(node.name().name());

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "nodus/kv/errors.hpp"
+#include "nodus/kv/watch.hpp"
 #include "nodus/node/node.hpp"
 #include "nodus/transport/status.hpp"
 
@@ -159,6 +160,24 @@ class Client {
   /// What every replica of `key` holds, as the term of `{explain, Key}` (docs/protocol.md
   /// 12.3): for diagnosis, not for reading the value.
   Result<Term> explain(std::string_view key, std::chrono::milliseconds timeout = {}) const;
+
+  // -- watches (nodus/kv/watch.hpp) ------------------------------------------------------------
+
+  /// Watches the keys `pattern` matches for the calling process, which then receives one
+  /// {kv_event, put | delete | expire, Key, Value, Context} term per change (kv::watch_event
+  /// decodes it) until it exits, unwatches, or is sent {kv_watch_lost, Pattern}. Returns once
+  /// the cluster's members up know of the pattern (at most 2 s): changes coordinated after that
+  /// are seen. The watch is held by the store on this Client's node when it runs one, else by
+  /// the node `via` names: then the watcher is remote to it and acknowledges the events it took
+  /// with watch_ack, or is dropped after kv.watch_queue of them. Errors: badarg (an empty or
+  /// too long pattern), too_many_watches (kv.max_watches), noproc / nodedown, timeout.
+  /// REQUIRES: has_self().
+  Result<Ref> watch(std::string_view pattern, WatchMatch match = WatchMatch::kGlob) const;
+  /// Ends a watch (ok also when it had ended). Events already sent may still arrive.
+  Status unwatch(const Ref& watch) const;
+  /// Tells the node holding `watch` that its watcher took `events` more events (needed only for
+  /// a watch held by another node: see watch). At most once, not answered.
+  void watch_ack(const Ref& watch, std::uint32_t events) const;
 
  private:
   // Where a request for `key` goes: its partition's vnode when the node is a primary of it.

@@ -9,10 +9,12 @@
 #include "nodus/transport/status.hpp"
 
 // X(Enumerator, number, "name", "message")
-#define NODUS_KV_ERRORS(X)                                                        \
-  X(kTooManySiblings, 6000, "too_many_siblings",                                  \
-    "the key holds too many concurrent values: write with the context of a read") \
-  X(kVersionMismatch, 6030, "version_mismatch",                                   \
+#define NODUS_KV_ERRORS(X)                                                                \
+  X(kTooManySiblings, 6000, "too_many_siblings",                                          \
+    "the key holds too many concurrent values: write with the context of a read")         \
+  X(kTooManyWatches, 6020, "too_many_watches",                                            \
+    "the node holds kv.max_watches watches: unwatch some, or watch through another node") \
+  X(kVersionMismatch, 6030, "version_mismatch",                                           \
     "the key changed since the version given (if_version): read it again and retry")
 
 namespace nodus::kv {

@@ -131,6 +131,14 @@ struct Options {
   /// kNone leaves it to the OS.
   SyncMode sync = SyncMode::kAlways;
   std::chrono::milliseconds sync_interval{100};
+  /// Events a watcher may leave untaken (kv.watch_queue): one more ends its watch with
+  /// {kv_watch_lost, Pattern} (nodus/kv/watch.hpp), so a slow watcher costs bounded memory and
+  /// never misses events silently. A watcher on another node (a hidden client) counts the
+  /// events it has not acknowledged instead (docs/protocol.md 12.7).
+  std::size_t watch_queue = 10000;
+  /// Watches one node holds at most (kv.max_watches); more are refused (too_many_watches).
+  /// Each event is matched against the node's watches, so this bounds that work too.
+  std::size_t max_watches = 10000;
   /// Makes the node's engine for `partitions` partitions. Default: new_rocksdb_engine on
   /// data_dir when it is set, else new_memory_engine.
   std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
