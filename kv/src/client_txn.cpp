@@ -159,7 +159,12 @@ std::vector<Result<std::string>> Client::multi_put(
                                                    " keys in one multi_put"));
   }
   const std::uint32_t q = partitions();
-  const Term o = opts_term(opts);
+  Term o = opts_term(opts);
+  if (opts.ttl.count() > 0) {  // each put expires as a put with that ttl does
+    MapEntries m = o.as_map();
+    m.emplace_back(Term("ttl"), Term(static_cast<std::int64_t>(opts.ttl.count())));
+    o = Term(Map{std::move(m)});
+  }
   std::vector<Term> reqs;
   std::vector<std::uint32_t> parts;
   for (const auto& [k, v] : kvs) {

@@ -11,6 +11,7 @@
 #include "nodus/node/gen_server.hpp"
 #include "query.hpp"
 #include "state.hpp"
+#include "ttl.hpp"
 
 namespace nodus::kv {
 
@@ -37,6 +38,7 @@ Result<std::uint32_t> check_txn(const KvTxn& t, const KvState& st, std::uint32_t
                                           " keys, the limit is " + std::to_string(kMaxTxnKeys));
   }
   std::set<std::string_view> seen;
+  std::size_t total_bytes = 0;
   std::uint32_t p = 0;
   for (std::size_t i = 0; i < t.ops.size(); ++i) {
     const TxnOp& op = t.ops[i];
@@ -55,6 +57,12 @@ Result<std::uint32_t> check_txn(const KvTxn& t, const KvState& st, std::uint32_t
     }
     if (!seen.insert(op.key).second) {
       return Status(ErrorCode::kBadArg, "a transaction names a key twice");
+    }
+    total_bytes += op.value.size();
+    if (total_bytes > kGetReplyBytes) {
+      return Status(ErrorCode::kValueTooLarge, "the transaction's values are over " +
+                                                   std::to_string(kGetReplyBytes) +
+                                                   " bytes together; split it");
     }
     const std::uint32_t kp = partition_of(op.key, partitions);
     if (i == 0) {
@@ -84,8 +92,9 @@ Result<std::uint32_t> check_txn(const KvTxn& t, const KvState& st, std::uint32_t
 
 TxnKey txn_key_state(const KvState& st, const std::string& key, const Object& o) {
   TxnKey k;
+  const std::uint64_t now = st.wall_ms();
   for (const Sibling& s : o.values()) {
-    if (!s.tombstone) k.values.push_back(s.value);
+    if (is_live(s, now)) k.values.push_back(s.value);  // not deleted, not expired
   }
   k.context = o.empty() ? std::string() : st.signer.encode(key, o.join());
   return k;
@@ -121,7 +130,7 @@ std::variant<TxnPlan, TxnReply> plan_txn(
     const TxnOp& op = t.ops[i];
     bool holds = true;
     if (op.cond == kCondAbsent) {
-      holds = all_tombstones(plan.objects[i]);
+      holds = reads_absent(plan.objects[i], st.wall_ms());  // deleted or expired counts as absent
     } else if (op.cond == kCondVersion) {
       Result<VersionVector> want = st.signer.decode(op.key, op.if_version);
       if (!want) return txn_error(want.error().code(), want.error().message());
@@ -155,6 +164,14 @@ std::variant<TxnPlan, TxnReply> plan_txn(
     }
     plan.written.push_back(i);
     plan.encoded.push_back(std::move(bytes));
+    plan.seen.push_back(seen);
+  }
+  std::size_t total = 0;  // one ReplicaTxn carries them all: it must fit a frame
+  for (const std::string& e : plan.encoded) total += e.size();
+  if (total > kGetReplyBytes) {
+    return txn_error(ErrorCode::kValueTooLarge,
+                     "the transaction's objects would be " + std::to_string(total) +
+                         " bytes together, the limit is " + std::to_string(kGetReplyBytes));
   }
   return plan;
 }

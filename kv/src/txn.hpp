@@ -106,6 +106,7 @@ struct TxnPlan {
   std::vector<Object> objects;       // per op: the key's object, as it will be once written
   std::vector<std::size_t> written;  // the ops that write, in order
   std::vector<std::string> encoded;  // their new objects, encoded (one per written op)
+  std::vector<VersionVector> seen;   // what each written op superseded (for its watch event)
 };
 
 /// The vnode's check of transaction `t` of partition `p` (of `partitions`): reads every key

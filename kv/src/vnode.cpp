@@ -328,7 +328,10 @@ class Vnode : public GenServer {
   }
   // Erases `key`, which holds `old` (its stored bytes).
   void erase_local(const std::string& key, const std::string& old) {
-    if (st_->engine->erase(p_, key).ok()) tree_.erased(key, old);
+    if (st_->engine->erase(p_, key).ok()) {
+      tree_.erased(key, old);
+      ps_->expiries.note(key, 0);  // gone: nothing of it to sweep
+    }
   }
   Status object_too_large(const Object& o, std::size_t bytes) const {
     return Status(ErrorCode::kValueTooLarge, "the key's object would be " + std::to_string(bytes) +
@@ -702,6 +705,14 @@ class Vnode : public GenServer {
     if (Status s = write_batch_local(batch_keys, plan.encoded, batch_objects); !s.ok()) {
       return fail(ErrorCode::kInternal, s.to_string());
     }
+    for (std::size_t n = 0; n < plan.written.size(); ++n) {  // one watch event per key written
+      const TxnOp& op = t.ops[plan.written[n]];
+      if (!watched(st_->node, op.key)) continue;
+      const bool del = op.write == kTxnDelete;
+      notify_change(*st_, op.key, plan.objects[plan.written[n]],
+                    del ? WatchKind::kDelete : WatchKind::kPut, del ? std::string() : op.value,
+                    plan.seen[n]);
+    }
     st_->counters.puts.fetch_add(plan.written.size(), std::memory_order_relaxed);
     const std::uint64_t id = next_req_++;
     PendingPut pp{PutFsm(targets, w, pw, dw),
@@ -777,19 +788,29 @@ class Vnode : public GenServer {
     return Status();
   }
 
-  void replica_txn(const ReplicaTxn& m, const Pid& from, const View& v) {
-    if (m.deadline_ms && st_->wall_ms() > m.deadline_ms) {
+  // What a replica write (ReplicaPut, ReplicaTxn) checks first: false when its caller gave up
+  // (past `deadline_ms`: skipped and counted); else `hint` is the member the write is a hint for
+  // (none: Atom()), and `s` is badarg when `hint_text` names no member.
+  bool replica_write_wanted(std::uint64_t deadline_ms, const std::string& hint_text, const View& v,
+                            Atom& hint, Status& s) {
+    if (deadline_ms && st_->wall_ms() > deadline_ms) {
       st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return false;
     }
-    Status s;
-    Atom hint;
-    if (!m.hint.empty()) {
-      const std::optional<Atom> h = Atom::existing(m.hint);
+    if (!hint_text.empty()) {
+      const std::optional<Atom> h = Atom::existing(hint_text);
       if (h) hint = *h;
       if (!h || v.index_of(hint) < 0) s = Status(ErrorCode::kBadArg, "the hint names no member");
     }
-    if (m.keys.size() != m.objects.size() || m.keys.size() > kMaxTxnKeys) {
+    return true;
+  }
+
+  void replica_txn(const ReplicaTxn& m, const Pid& from, const View& v) {
+    Status s;
+    Atom hint;
+    if (!replica_write_wanted(m.deadline_ms, m.hint, v, hint, s)) return;
+    if (m.keys.size() != m.objects.size() || m.keys.size() > kMaxTxnKeys ||
+        std::set<std::string_view>(m.keys.begin(), m.keys.end()).size() != m.keys.size()) {
       s = Status(ErrorCode::kBadArg, "keys and objects do not pair up");
     }
     // Every object decoded before any is applied: all of it or none.
@@ -1072,17 +1093,9 @@ class Vnode : public GenServer {
   }
 
   void replica_put(const ReplicaPut& m, const Pid& from, const View& v) {
-    if (m.deadline_ms && st_->wall_ms() > m.deadline_ms) {
-      st_->counters.expired_skipped.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
     Status s;
     Atom hint;
-    if (!m.hint.empty()) {
-      const std::optional<Atom> h = Atom::existing(m.hint);
-      if (h) hint = *h;
-      if (!h || v.index_of(hint) < 0) s = Status(ErrorCode::kBadArg, "the hint names no member");
-    }
+    if (!replica_write_wanted(m.deadline_ms, m.hint, v, hint, s)) return;
     if (m.key.empty() || m.key.size() > kMaxKeyBytes) s = Status(ErrorCode::kBadArg, "bad key");
     Result<Object> incoming = s.ok() ? decode_object(m.object) : Result<Object>(s);
     if (!incoming) {

@@ -343,6 +343,36 @@ TEST_F(KvWatchTest, AKeyTheSweepExpiresIsOneExpireEvent) {
   EXPECT_EQ("short-lived", seen->events[1].value);
 }
 
+// Compare-and-set and transactions are changes too: one event each. And a key whose value
+// expired but is not swept yet reads as absent to them (create-only succeeds).
+TEST_F(KvWatchTest, CompareAndSetWritesAreEventsAndExpiredValuesAreAbsentToThem) {
+  start_cluster(3, [](Options& o) { o.ttl_sweep_interval = std::chrono::hours(1); });
+  auto seen = watcher("n1", "c*");
+  auto out = std::make_shared<std::vector<Status>>();
+  const Client c(node("n2"));
+  sim_->spawn("n2", [c, out] {
+    RequestOptions ttl;
+    ttl.ttl = 100ms;
+    auto r = c.put("c1", "old", ttl);
+    out->push_back(r.ok() ? Status() : r.error());
+    sleep_for(300ms);  // expired, and no sweep for an hour
+    RequestOptions create;
+    create.if_version = "";
+    r = c.put("c1", "new", create);
+    out->push_back(r.ok() ? Status() : r.error());
+  });
+  ASSERT_TRUE(sim_->run_until([&] { return out->size() == 2; }, 10s));
+  ASSERT_OK((*out)[0]);
+  ASSERT_OK((*out)[1]);
+  ASSERT_TRUE(sim_->run_until([&] { return seen->events.size() >= 2; }, 10s))
+      << "events " << seen->events.size();
+  sim_->run_for(1s);
+  ASSERT_EQ(2u, seen->events.size());
+  EXPECT_EQ("old", seen->events[0].value);
+  EXPECT_EQ(WatchKind::kPut, seen->events[1].kind);
+  EXPECT_EQ("new", seen->events[1].value);
+}
+
 // Bad patterns are refused with a message naming what is wrong; beyond kv.max_watches a node
 // refuses more (too_many_watches) and keeps serving the ones it has.
 TEST_F(KvWatchTest, BadPatternsAndTooManyWatchesAreRefused) {
