@@ -710,8 +710,8 @@ class Vnode : public GenServer {
       if (!watched(st_->node, op.key)) continue;
       const bool del = op.write == kTxnDelete;
       notify_change(*st_, op.key, plan.objects[plan.written[n]],
-                    del ? WatchKind::kDelete : WatchKind::kPut, del ? std::string() : op.value,
-                    plan.seen[n]);
+                    del ? WatchKind::kDelete : WatchKind::kPut,
+                    del ? std::string() : std::string(op.value), plan.seen[n]);
     }
     st_->counters.puts.fetch_add(plan.written.size(), std::memory_order_relaxed);
     const std::uint64_t id = next_req_++;
