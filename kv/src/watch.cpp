@@ -418,7 +418,7 @@ class WatchServer : public GenServer {
     arm_timer();
   }
 
-  void erase(const Ref& id) {
+  void erase(Ref id) {  // a copy: callers pass keys of watchers_, which this erases
     watchers_.erase(id);
     ws_->held.erase(id);
     ws_->watchers.store(watchers_.size(), std::memory_order_relaxed);
