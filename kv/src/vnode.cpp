@@ -788,6 +788,25 @@ class Vnode : public GenServer {
     return Status();
   }
 
+  // Acknowledges a replica write (ReplicaPut, ReplicaTxn) with its outcome `s`: at once, or on
+  // an engine that acknowledges only synced data, once the sync that holds it is done.
+  void ack_replica_write(const Pid& from, std::uint64_t req_id, std::uint8_t target,
+                         const Status& s) {
+    ReplicaPutAck ack{p_, req_id, target, static_cast<std::uint16_t>(s.code()),
+                      s.ok() && st_->engine->durable()};
+    if (!s.ok() || !st_->engine->acks_after_sync()) {
+      send(from, ack);
+      return;
+    }
+    after_sync([this, from, ack](bool ok) mutable {
+      if (!ok) {
+        ack.code = static_cast<std::uint16_t>(ErrorCode::kInternal);
+        ack.durable = false;
+      }
+      send(from, ack);
+    });
+  }
+
   // What a replica write (ReplicaPut, ReplicaTxn) checks first: false when its caller gave up
   // (past `deadline_ms`: skipped and counted); else `hint` is the member the write is a hint for
   // (none: Atom()), and `s` is badarg when `hint_text` names no member.
@@ -833,19 +852,7 @@ class Vnode : public GenServer {
       s = apply_all(m.keys, incoming, hint);
       st_->counters.replica_writes.fetch_add(1, std::memory_order_relaxed);
     }
-    ReplicaPutAck ack{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),
-                      s.ok() && st_->engine->durable()};
-    if (!s.ok() || !st_->engine->acks_after_sync()) {
-      send(from, ack);
-      return;
-    }
-    after_sync([this, from, ack](bool ok) mutable {
-      if (!ok) {
-        ack.code = static_cast<std::uint16_t>(ErrorCode::kInternal);
-        ack.durable = false;
-      }
-      send(from, ack);
-    });
+    ack_replica_write(from, m.req_id, m.target, s);
   }
 
   void coordinate_get(CoordRequest& cr, const View& view, Clock::time_point now) {
@@ -1110,19 +1117,7 @@ class Vnode : public GenServer {
       }
     }
     if (!m.want_ack) return;
-    ReplicaPutAck ack{p_, m.req_id, m.target, static_cast<std::uint16_t>(s.code()),
-                      s.ok() && st_->engine->durable()};
-    if (!s.ok() || !st_->engine->acks_after_sync()) {
-      send(from, ack);
-      return;
-    }
-    after_sync([this, from, ack](bool ok) mutable {
-      if (!ok) {
-        ack.code = static_cast<std::uint16_t>(ErrorCode::kInternal);
-        ack.durable = false;
-      }
-      send(from, ack);
-    });
+    ack_replica_write(from, m.req_id, m.target, s);
   }
 
   // -- sync = always (group commit) ------------------------------------------------------------
