@@ -18,7 +18,8 @@
 // [code, message].
 //
 // Tags below 1000 are reserved for nodus, by layer: 100-199 registry (global names 100-119,
-// process groups 120-139), 200-299 the store (kv), 300-399 tools. Applications use 1000 and up.
+// process groups 120-139), 300-399 tools, 500-599 the store (kv/src/kv_protocol.hpp).
+// Applications use 1000 and up.
 //
 // Thread-safety: the functions here share no state, but register_message writes the process's
 // table of decoders (call it at start-up).
