@@ -681,6 +681,13 @@ class KvServer : public GenServer {
         answer(origin, std::move(*r));
       } else if (r.error().is_atom("timeout")) {
         answer(origin, error_reply(ErrorCode::kTimeout));
+      } else if (r.error().is_atom("nodedown")) {
+        // The request may have reached the primary before the link went (a paused node takes
+        // it when it resumes): its outcome is unknown, which is what a timeout says, never
+        // `unavailable` (a refusal that stored nothing).
+        answer(origin, error_reply(ErrorCode::kTimeout,
+                                   "the primary " + std::string(primary.name()) +
+                                       " went down with the request: its outcome is unknown"));
       } else {
         answer(origin, error_reply(ErrorCode::kUnavailable,
                                    "the primary " + std::string(primary.name()) +
