@@ -280,14 +280,23 @@ class WatchServer : public GenServer {
       return noreply();
     }
     if (const NodeUp* nu = msg.get<NodeUp>()) {
-      if (!node_->is_hidden(nu->node)) send_patterns(nu->node);
+      if (node_->is_hidden(nu->node)) return noreply();
+      send_patterns(nu->node);
+      // A member that comes up (back from a partition, or restarted) may have coordinated
+      // changes before it has this node's patterns: they reached no watcher here.
+      if (is_member(nu->node)) lose_all();
       return noreply();
     }
     if (const NodeDown* nd = msg.get<NodeDown>()) {
+      const bool store_node = is_member(nd->node) || acked_.count(nd->node) > 0;
       if (remote_.erase(nd->node) > 0) publish();
       acked_.erase(nd->node);
       for (auto& p : pending_) std::erase(p.waiting, nd->node);
       answer_pending(false);
+      // What it coordinated while the link was down (on its side of a partition, with its
+      // fallbacks) went nowhere, and it forgot this node's patterns: the watches cannot say
+      // they saw every change, so they end as the contract says, never silently short.
+      if (store_node) lose_all();
       return noreply();
     }
     if (msg.is<WatchTimer>()) {
@@ -344,9 +353,11 @@ class WatchServer : public GenServer {
     bool local = false;
     std::uint64_t outstanding = 0;  // events sent and not known to be taken (see deliver)
   };
-  // A watch call answered once the members up acknowledged the patterns `seq` (or at deadline).
+  // A watch call answered once the members up acknowledged the patterns `seq`; refused at its
+  // deadline when one has not (it may coordinate changes the watch would not see).
   struct Pending {
     From from;
+    Ref id;  // the watch
     Term reply;
     std::uint64_t seq = 0;
     std::vector<Atom> waiting;
@@ -401,11 +412,16 @@ class WatchServer : public GenServer {
     ws_->watchers.store(watchers_.size(), std::memory_order_relaxed);
     announce(false);
     // Answered once every member up has the patterns as of now.
-    Pending pending{from, tuple("ok", Term(id)), seq_, {}, st_->now() + kWatchAckWait};
+    Pending pending{from, id, tuple("ok", Term(id)), seq_, {}, st_->now() + kWatchAckWait};
     if (auto v = st_->view(); v && v->ready()) {
+      const std::vector<Atom> linked = node_->nodes();
       for (std::size_t i = 0; i < v->names.size(); ++i) {
         const Atom n = v->names[i];
-        if (n == node_->name() || !v->up[i]) continue;
+        // Up as the store sees it, or linked already (the store may not have heard yet).
+        if (n == node_->name() ||
+            (!v->up[i] && std::find(linked.begin(), linked.end(), n) == linked.end())) {
+          continue;
+        }
         auto a = acked_.find(n);
         if (a == acked_.end() || a->second < seq_) pending.waiting.push_back(n);
       }
@@ -424,23 +440,56 @@ class WatchServer : public GenServer {
     ws_->watchers.store(watchers_.size(), std::memory_order_relaxed);
   }
 
-  // Answers the watch calls whose patterns every member waited for has (or, with `all` or past
-  // their deadline, regardless).
+  // Answers the watch calls whose patterns every member waited for has (or, with `all`,
+  // regardless). Past its deadline, a call some member did not answer for is refused and its
+  // watch dropped: that member could coordinate changes the watch would never see.
   void answer_pending(bool all) {
     const auto now = st_->now();
+    bool dropped = false;
     for (auto it = pending_.begin(); it != pending_.end();) {
       std::erase_if(it->waiting, [&](Atom n) {
         auto a = acked_.find(n);
         return a != acked_.end() && a->second >= it->seq;
       });
-      if (all || it->waiting.empty() || it->deadline <= now) {
+      if (all || it->waiting.empty()) {
         nodus::reply(it->from, it->reply);
+        it = pending_.erase(it);
+      } else if (it->deadline <= now) {
+        std::string who;
+        for (Atom n : it->waiting) who += (who.empty() ? "" : ", ") + std::string(n.name());
+        nodus::reply(it->from,
+                     error_term(ErrorCode::kUnavailable,
+                                "no acknowledgement of the watch from " + who + " within " +
+                                    std::to_string(kWatchAckWait.count()) + " ms; retry"));
+        drop(it->id);
+        dropped = true;
         it = pending_.erase(it);
       } else {
         ++it;
       }
     }
+    if (dropped) announce(false);
     arm_timer();
+  }
+
+  bool is_member(Atom n) const {
+    auto v = st_->view();
+    return v && v->ready() && std::find(v->names.begin(), v->names.end(), n) != v->names.end();
+  }
+
+  // Ends every watch with kv_watch_lost (answered watch calls only: one still waiting for
+  // acknowledgements is answered after the patterns reach the members anew).
+  void lose_all() {
+    std::vector<Ref> ids;
+    for (const auto& [id, w] : watchers_) {
+      if (std::none_of(pending_.begin(), pending_.end(),
+                       [&](const Pending& p) { return p.id == id; })) {
+        ids.push_back(id);
+      }
+    }
+    if (ids.empty()) return;
+    for (const Ref& id : ids) lose(id);
+    announce(false);
   }
 
   // This node's distinct patterns, sorted.
@@ -647,6 +696,13 @@ class WatchServer : public GenServer {
     if (it == watchers_.end()) return;
     nodus::send(it->second.pid, tuple("kv_watch_lost", it->second.pattern_term));
     ws_->lost.fetch_add(1, std::memory_order_relaxed);
+    drop(id);
+  }
+
+  // Forgets a watch without a word to its watcher.
+  void drop(Ref id) {  // a copy, as erase's
+    auto it = watchers_.find(id);
+    if (it == watchers_.end()) return;
     demonitor(it->second.monitor);
     by_monitor_.erase(it->second.monitor);
     erase(id);
