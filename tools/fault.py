@@ -38,11 +38,13 @@ sys.path.insert(0, os.path.join(REPO, "tests", "fault"))
 import deletes  # noqa: E402
 import harness  # noqa: E402
 import register  # noqa: E402
+import watch  # noqa: E402
 import workload  # noqa: E402
 
 WORKLOAD = os.path.join(REPO, "tests", "fault", "workload.py")
 NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all", "skew")
-WORKLOADS = ("set", "delete", "register")
+WORKLOADS = ("set", "delete", "register", "watch")
+WATCH_DRAIN_S = 6  # the watcher outlives the writers by this much, taking the last events
 # The delete workload's nodes reap tombstones 1 s after every primary holds them, sweep
 # expired values every 0.2 s and exchange anti-entropy trees every second, so that reaping,
 # expiry, hand-off and anti-entropy all happen while the nemesis runs.
@@ -150,10 +152,12 @@ class Run:
                 cid += 1
                 out = os.path.join(hist, "client-%d.jsonl" % cid)
                 err = open(os.path.join(hist, "client-%d.err" % cid), "w")
+                role = "watcher" if cid == 1 else "writer"
+                end = until + WATCH_DRAIN_S if role == "watcher" else until
                 cmd = self.netns_python(i, "worker", "--client", str(cid), "--seed",
                                         str(self.args.seed), "--t0", str(self.wall0),
-                                        "--until", str(until), "--out", out,
-                                        "--rate", str(self.args.rate))
+                                        "--until", str(end), "--out", out,
+                                        "--rate", str(self.args.rate), "--role", role)
                 self.clients.append((subprocess.Popen(cmd, stdout=err, stderr=err,
                                                       stdin=subprocess.DEVNULL,
                                                       start_new_session=True), out))
@@ -280,6 +284,9 @@ class Run:
         elif a.workload == "register":
             result = register.check(histories)
             result["final_read_errors"] = final["errors"]
+        elif a.workload == "watch":
+            result = watch.check(histories)
+            result["final_read_errors"] = final["errors"]
         else:
             result = workload.check(histories, final)
         result["convergence_s"] = (None if final.get("converged_wall") is None
@@ -310,6 +317,14 @@ class Run:
                                              r["nonlinearizable"], r["undecided"],
                                              r["sibling_reads"]))
             bad = ()
+        elif a.workload == "watch":
+            ok = clean and not (r["missed"] or r["out_of_order"] or r["duplicates"] or
+                                r["phantom"])
+            figures = ("events=%d watches=%d lost_watch=%d excused=%d missed=%d "
+                       "out_of_order=%d duplicates=%d phantom=%d" % (
+                           r["events"], r["watches"], r["lost_watch"], r["excused"],
+                           r["missed"], r["out_of_order"], r["duplicates"], r["phantom"]))
+            bad = ("missed", "out_of_order", "duplicates", "phantom")
         else:
             if a.expect_loss:
                 ok = r["lost"] > 0 and r["phantom"] == 0 and clean
@@ -406,7 +421,9 @@ def main():
                     os.path.join(REPO, "build", "bin", "nodusd"), help="the nodusd binary")
     ap.add_argument("--workload", choices=WORKLOADS, default="set", help="set (unique "
                     "adds, lost = 0), delete (deleted and expired keys stay gone, "
-                    "resurrected = 0) or register (compare-and-set, linearizable per key)")
+                    "resurrected = 0), register (compare-and-set, linearizable per key) or "
+                    "watch (every acknowledged change reaches a watcher on n1, in order, "
+                    "or it was told it lost events)")
     ap.add_argument("--nodes", type=int, default=5, help="nodes (2..20; default 5)")
     ap.add_argument("--seed", type=int, default=None, help="fixes the schedule and the "
                     "clients' choices (default: random, printed)")
@@ -431,14 +448,14 @@ def main():
                     "compare-and-sets (register) spread over at a time")
     ap.add_argument("--rate", type=float, default=None, help="operations per second per "
                     "client at most (delete: keys; default: set and register unbounded, "
-                    "delete 20)")
+                    "delete 20, watch 50)")
     ap.add_argument("--out", default=None, help="where the histories, the schedule and the "
                     "summary go (default fault-out/seed-S-CONFLICTS)")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1 << 31)
     if args.rate is None:
-        args.rate = 20.0 if args.workload == "delete" else 0.0
+        args.rate = {"delete": 20.0, "watch": 50.0}.get(args.workload, 0.0)
     if args.rate < 0 or args.rate > 100000:
         ap.error("--rate: 0 to 100000 per second, not %s" % args.rate)
     if args.expect_loss and args.workload != "set":

@@ -1,7 +1,7 @@
 """The fault suite's checkers on histories made by hand: the set workload's (workload.check),
-the delete workload's (deletes.check) and the register's linearizability search
-(linearizable.check), each verdict they can reach, so a checker that sees nothing fails here
-before it passes a fault run."""
+the delete workload's (deletes.check), the watch workload's (watch.check) and the register's
+linearizability search (linearizable.check), each verdict they can reach, so a checker that
+sees nothing fails here before it passes a fault run."""
 
 import json
 import os
@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deletes  # noqa: E402
 import linearizable  # noqa: E402
 import register  # noqa: E402
+import watch  # noqa: E402
 import workload  # noqa: E402
 
 
@@ -260,6 +261,61 @@ class LinearizableTest(unittest.TestCase):
                               r["failures"][0]["key"]), (2, 1, 1, "reg:0:1"))
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+
+class WatchCheckTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="nodus-fault-check-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def check(self, writes, watcher):
+        """`writes`: (value, outcome, invoke wall, completion wall) of key w:2; `watcher`:
+        its lines, as (type, wall[, value])."""
+        w = os.path.join(self.dir, "client-2.jsonl")
+        with open(w, "w") as f:
+            for value, outcome, at, done in writes:
+                f.write(json.dumps({"type": "invoke", "f": "put", "key": "w:2",
+                                    "value": value, "wall": at}) + "\n")
+                f.write(json.dumps({"type": outcome, "f": "put", "key": "w:2",
+                                    "value": value, "wall": done}) + "\n")
+        v = os.path.join(self.dir, "client-1.jsonl")
+        with open(v, "w") as f:
+            for line in watcher:
+                op = {"type": line[0], "wall": line[1], "key": ""}
+                if line[0] == "watch":
+                    op["ok"] = True
+                if line[0] == "event":
+                    op.update(key="w:2", value=line[2], kind="put")
+                f.write(json.dumps(op) + "\n")
+        return watch.check([w, v])
+
+    def test_every_acknowledged_change_in_order_passes(self):
+        r = self.check([(1, "ok", 1, 1.1), (2, "info", 2, 2.1), (3, "ok", 3, 3.1)],
+                       [("watch", 0.5), ("event", 1.2, 1), ("event", 3.2, 3),
+                        ("event", 3.3, 2), ("end", 9)])
+        self.assertEqual((r["events"], r["missed"], r["out_of_order"], r["duplicates"],
+                          r["phantom"]), (3, 0, 0, 0, 0))
+
+    def test_an_acknowledged_change_not_delivered_is_missed(self):
+        r = self.check([(1, "ok", 1, 1.1), (2, "ok", 2, 2.1)],
+                       [("watch", 0.5), ("event", 1.2, 1), ("end", 9)])
+        self.assertEqual((r["missed"], r["missed_sample"][0][:2]), (1, ["w:2", 2]))
+
+    def test_a_lost_watch_excuses_what_it_missed(self):
+        r = self.check([(1, "ok", 1, 1.1), (2, "ok", 2, 2.1), (3, "ok", 5, 5.1)],
+                       [("watch", 0.5), ("event", 1.2, 1), ("lost", 3), ("watch", 4),
+                        ("event", 5.2, 3), ("end", 9)])
+        self.assertEqual((r["missed"], r["excused"], r["lost_watch"], r["watches"]),
+                         (0, 1, 1, 2))
+
+    def test_out_of_order_duplicate_and_phantom_events(self):
+        r = self.check([(1, "ok", 1, 1.1), (2, "ok", 2, 2.1)],
+                       [("watch", 0.5), ("event", 2.2, 2), ("event", 2.3, 1),
+                        ("event", 2.4, 2), ("event", 2.5, 7), ("end", 9)])
+        self.assertEqual((r["out_of_order"], r["duplicates"], r["phantom"], r["missed"]),
+                         (1, 1, 1, 0))
 
 
 if __name__ == "__main__":

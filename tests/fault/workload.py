@@ -35,6 +35,7 @@ sys.path.insert(0, HERE)
 
 import deletes  # noqa: E402
 import register  # noqa: E402
+import watch  # noqa: E402
 
 PORT = 7000
 # A put refused with these stored nothing (docs/protocol.md 12.3: "Nothing is stored when a
@@ -86,8 +87,14 @@ def worker(args):
     node = _connect(nodus, args.cookie_file, args.addr, args.until)
     if args.workload != "set":
         try:
-            other = {"delete": deletes, "register": register}[args.workload]
-            other.worker(args, nodus, node, rng, record)
+            if args.workload == "watch":
+                if args.role == "watcher":
+                    watch.watcher(args, nodus, node, record, args.until)
+                else:
+                    watch.writer(args, nodus, node, record)
+            else:
+                other = {"delete": deletes, "register": register}[args.workload]
+                other.worker(args, nodus, node, rng, record)
         finally:
             out.close()
             node.close()
@@ -238,9 +245,11 @@ def keys_in(history_files):
         with open(path) as f:
             for line in f:
                 try:
-                    keys.add(json.loads(line)["key"])
+                    key = json.loads(line)["key"]
                 except (ValueError, KeyError):
-                    pass
+                    continue
+                if key:  # the watcher's own lines (watch, lost, end) name none
+                    keys.add(key)
     return sorted(keys)
 
 
@@ -305,7 +314,10 @@ def main():
     ap.add_argument("--converge-s", type=float, default=30.0)
     ap.add_argument("--not-before", type=float, default=0.0, help="final: read from then on")
     ap.add_argument("--out")
-    ap.add_argument("--workload", choices=["set", "delete", "register"], default="set")
+    ap.add_argument("--workload", choices=["set", "delete", "register", "watch"],
+                    default="set")
+    ap.add_argument("--role", choices=["writer", "watcher"], default="writer",
+                    help="worker of the watch workload: which")
     ap.add_argument("--rate", type=float, default=0.0, help="worker: operations (delete: "
                     "keys) per second at most, 0 unbounded")
     args = ap.parse_args()
