@@ -10,7 +10,11 @@ the failure detector and SIGCONT, each healed after a while. Then
 it heals everything, waits a quiet period, reads every key with R = N and checks the set
 workload: every acknowledged add present (lost = 0), nothing present that was never
 attempted (phantom = 0). With ``--conflicts lww --expect-loss`` it is the control: last write
-wins must lose acknowledged adds, or the checker sees nothing.
+wins must lose acknowledged adds, or the checker sees nothing. Other workloads
+(``--workload``): ``delete`` (deleted and expired keys stay gone: resurrected = 0),
+``register`` (compare-and-set through the first primary, each key's history checked for
+linearizability) and ``watch`` (every acknowledged change reaches a watcher on n1, in order,
+or it was told it lost events).
 
 Root only; everything it makes is removed at the end, also after a failure or Ctrl-C, and
 leftovers of a run whose driver died are removed at the start. Exit status: 0 pass, 1 fail,
