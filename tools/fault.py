@@ -10,7 +10,11 @@ the failure detector and SIGCONT, each healed after a while. Then
 it heals everything, waits a quiet period, reads every key with R = N and checks the set
 workload: every acknowledged add present (lost = 0), nothing present that was never
 attempted (phantom = 0). With ``--conflicts lww --expect-loss`` it is the control: last write
-wins must lose acknowledged adds, or the checker sees nothing.
+wins must lose acknowledged adds, or the checker sees nothing. Other workloads
+(``--workload``): ``delete`` (deleted and expired keys stay gone: resurrected = 0),
+``register`` (compare-and-set through the first primary, each key's history checked for
+linearizability) and ``watch`` (every acknowledged change reaches a watcher on n1, in order,
+or it was told it lost events).
 
 Root only; everything it makes is removed at the end, also after a failure or Ctrl-C, and
 leftovers of a run whose driver died are removed at the start. Exit status: 0 pass, 1 fail,
@@ -35,11 +39,20 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fault"))
 
+import deletes  # noqa: E402
 import harness  # noqa: E402
+import register  # noqa: E402
+import watch  # noqa: E402
 import workload  # noqa: E402
 
 WORKLOAD = os.path.join(REPO, "tests", "fault", "workload.py")
 NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all", "skew")
+WORKLOADS = ("set", "delete", "register", "watch")
+WATCH_DRAIN_S = 6  # the watcher outlives the writers by this much, taking the last events
+# The delete workload's nodes reap tombstones 1 s after every primary holds them, sweep
+# expired values every 0.2 s and exchange anti-entropy trees every second, so that reaping,
+# expiry, hand-off and anti-entropy all happen while the nemesis runs.
+DELETE_KV = ("tombstone_ttl = 1", "ttl_sweep_interval_ms = 200", "aae_exchange_interval_ms = 1000")
 LIBFAKETIME = (glob.glob("/usr/lib/*/faketime/libfaketime.so.1") or
                ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"])[0]  # Debian's faketime
 
@@ -104,7 +117,7 @@ class Run:
         """The command that runs workload.py `mode` in node i's namespace, linked to it."""
         return ["ip", "netns", "exec", self.net.ns(i), sys.executable, WORKLOAD, mode,
                 "--addr", self.net.addr(i), "--cookie-file", self.cluster.cookie_file,
-                "--keys", str(self.args.keys)] + list(extra)
+                "--keys", str(self.args.keys), "--workload", self.args.workload] + list(extra)
 
     def ring_views(self):
         views = {}
@@ -143,9 +156,12 @@ class Run:
                 cid += 1
                 out = os.path.join(hist, "client-%d.jsonl" % cid)
                 err = open(os.path.join(hist, "client-%d.err" % cid), "w")
+                role = "watcher" if cid == 1 else "writer"
+                end = until + WATCH_DRAIN_S if role == "watcher" else until
                 cmd = self.netns_python(i, "worker", "--client", str(cid), "--seed",
                                         str(self.args.seed), "--t0", str(self.wall0),
-                                        "--until", str(until), "--out", out)
+                                        "--until", str(end), "--out", out,
+                                        "--rate", str(self.args.rate), "--role", role)
                 self.clients.append((subprocess.Popen(cmd, stdout=err, stderr=err,
                                                       stdin=subprocess.DEVNULL,
                                                       start_new_session=True), out))
@@ -231,7 +247,8 @@ class Run:
         nemeses = [k for k in a.nemesis.split(",") if k]
         self.cluster = harness.Cluster(self.net, a.skew_nodusd or a.nodusd, workdir,
                                        conflicts=a.conflicts, durable=not a.memory,
-                                       faketime=LIBFAKETIME if "skew" in nemeses else None)
+                                       faketime=LIBFAKETIME if "skew" in nemeses else None,
+                                       kv_extra=DELETE_KV if a.workload == "delete" else ())
         self.cluster.start()
         self.wait_formed(60)
         self.say("%d nodes meshed, ring formed; workload for %d s" % (a.nodes, a.time))
@@ -266,7 +283,16 @@ class Run:
         final = json.loads(p.stdout)
         with open(os.path.join(a.out, "final.json"), "w") as f:
             json.dump(final, f)
-        result = workload.check(histories, final)
+        if a.workload == "delete":
+            result = deletes.check(histories, final)
+        elif a.workload == "register":
+            result = register.check(histories)
+            result["final_read_errors"] = final["errors"]
+        elif a.workload == "watch":
+            result = watch.check(histories)
+            result["final_read_errors"] = final["errors"]
+        else:
+            result = workload.check(histories, final)
         result["convergence_s"] = (None if final.get("converged_wall") is None
                                    else round(final["converged_wall"] - heal_wall, 1))
         result["keys"] = len(final["keys"])
@@ -279,30 +305,61 @@ class Run:
 
     def report(self, r, steps):
         a = self.args
-        if a.expect_loss:
-            ok = r["lost"] > 0 and r["phantom"] == 0 and not r["final_read_errors"]
+        clean = not r["final_read_errors"]
+        if a.workload == "delete":
+            ok = clean and not (r["resurrected"] or r["lost"] or r["phantom"] or
+                                r["failed_present"])
+            figures = ("deleted=%d expired=%d kept=%d resurrected=%d lost=%d phantom=%d "
+                       "failed_present=%d" % (r["deleted"], r["expired"], r["kept"],
+                                              r["resurrected"], r["lost"], r["phantom"],
+                                              r["failed_present"]))
+            bad = ("resurrected", "lost", "phantom", "failed_present")
+        elif a.workload == "register":
+            ok = clean and r["nonlinearizable"] == 0 and r["undecided"] == 0
+            figures = ("cas_ok=%d keys=%d linearizable=%d nonlinearizable=%d undecided=%d "
+                       "sibling_reads=%d" % (r["cas_ok"], r["keys"], r["linearizable"],
+                                             r["nonlinearizable"], r["undecided"],
+                                             r["sibling_reads"]))
+            bad = ()
+        elif a.workload == "watch":
+            ok = clean and not (r["missed"] or r["out_of_order"] or r["duplicates"] or
+                                r["phantom"])
+            figures = ("events=%d watches=%d lost_watch=%d excused=%d missed=%d "
+                       "out_of_order=%d duplicates=%d phantom=%d" % (
+                           r["events"], r["watches"], r["lost_watch"], r["excused"],
+                           r["missed"], r["out_of_order"], r["duplicates"], r["phantom"]))
+            bad = ("missed", "out_of_order", "duplicates", "phantom")
         else:
-            ok = (r["lost"] == 0 and r["phantom"] == 0 and r["failed_present"] == 0 and
-                  not r["final_read_errors"])
-        r.update(workload="set", conflicts=a.conflicts, seed=a.seed, nodes=a.nodes,
+            if a.expect_loss:
+                ok = r["lost"] > 0 and r["phantom"] == 0 and clean
+            else:
+                ok = (r["lost"] == 0 and r["phantom"] == 0 and r["failed_present"] == 0 and
+                      clean)
+            figures = ("unknown_present=%d lost=%d phantom=%d failed_present=%d" % (
+                r["unknown_present"], r["lost"], r["phantom"], r["failed_present"]))
+            bad = ("lost", "phantom", "failed_present")
+        r.update(workload=a.workload, conflicts=a.conflicts, seed=a.seed, nodes=a.nodes,
                  seconds=a.time, nemesis_steps=len(steps), verdict="pass" if ok else "fail",
                  replay=self.replay())
         with open(os.path.join(a.out, "summary.json"), "w") as f:
             json.dump(r, f, indent=1)
         conv = "none" if r["convergence_s"] is None else r["convergence_s"]
-        line = ("fault: workload=set conflicts=%s seed=%d nodes=%d ops=%d ok=%d fail=%d "
-                "unknown=%d unknown_present=%d lost=%d phantom=%d failed_present=%d "
-                "nemesis_steps=%d convergence_s=%s diverged=%d verdict=%s" % (
-                    a.conflicts, a.seed, a.nodes, r["ops"], r["ok"], r["fail"], r["unknown"],
-                    r["unknown_present"], r["lost"], r["phantom"], r["failed_present"],
-                    len(steps), conv, r["diverged_keys"], r["verdict"]))
+        line = ("fault: workload=%s conflicts=%s seed=%d nodes=%d ops=%d ok=%d fail=%d "
+                "unknown=%d %s nemesis_steps=%d convergence_s=%s diverged=%d verdict=%s" % (
+                    a.workload, a.conflicts, a.seed, a.nodes, r["ops"], r["ok"], r["fail"],
+                    r["unknown"], figures, len(steps), conv, r["diverged_keys"],
+                    r["verdict"]))
         if not ok:
             if a.expect_loss and r["lost"] == 0:
                 print("fault: the lww control lost nothing: the checker (or the workload) "
                       "does not see what last write wins drops", flush=True)
-            for what in ("lost", "phantom", "failed_present"):
+            for what in bad:
                 if r[what]:
-                    print("fault: %s elements (first 20): %s" % (what, r[what + "_sample"]))
+                    print("fault: %s (first 20): %s" % (what, r[what + "_sample"]))
+            for failure in r.get("failures", [])[:3]:
+                print("fault: not linearizable: key %s, no order explains %s (at %.3f; "
+                      "the configurations then: %s)" % (failure["key"], failure["op"],
+                                                         failure["at"], failure["configs"]))
             if r["final_read_errors"]:
                 print("fault: final read errors: %s" % r["final_read_errors"])
             print("fault: history and summary in %s; replay: %s" % (a.out, self.replay()),
@@ -346,10 +403,11 @@ def reset_out(out):
 
 def replay_command(a):
     """The command that runs `a`'s run again (same seed, schedule and clients' choices)."""
-    cmd = ["tools/fault.py", "--seed", str(a.seed), "--nodes", str(a.nodes), "--time",
-           str(a.time), "--conflicts", a.conflicts, "--nemesis", a.nemesis, "--keys",
+    cmd = ["tools/fault.py", "--workload", a.workload, "--seed", str(a.seed), "--nodes",
+           str(a.nodes), "--time",
+           str(a.time), "--conflicts", a.conflicts, "--nemesis=" + a.nemesis, "--keys",
            str(a.keys), "--clients-per-node", str(a.clients_per_node), "--quiet", str(a.quiet),
-           "--converge", str(a.converge)]
+           "--converge", str(a.converge), "--rate", str(a.rate)]
     if a.skew_nodusd:
         cmd += ["--skew-nodusd", a.skew_nodusd]
     if a.memory:
@@ -365,6 +423,11 @@ def main():
                     "the set workload's history checked (root only).")
     ap.add_argument("--nodusd", default=os.environ.get("NODUSD") or
                     os.path.join(REPO, "build", "bin", "nodusd"), help="the nodusd binary")
+    ap.add_argument("--workload", choices=WORKLOADS, default="set", help="set (unique "
+                    "adds, lost = 0), delete (deleted and expired keys stay gone, "
+                    "resurrected = 0), register (compare-and-set, linearizable per key) or "
+                    "watch (every acknowledged change reaches a watcher on n1, in order, "
+                    "or it was told it lost events)")
     ap.add_argument("--nodes", type=int, default=5, help="nodes (2..20; default 5)")
     ap.add_argument("--seed", type=int, default=None, help="fixes the schedule and the "
                     "clients' choices (default: random, printed)")
@@ -385,12 +448,22 @@ def main():
     ap.add_argument("--memory", action="store_true", help="no kv.data_dir (kills are left "
                     "out: a memory node restarts empty)")
     ap.add_argument("--clients-per-node", type=int, default=1)
-    ap.add_argument("--keys", type=int, default=5, help="keys the adds spread over")
+    ap.add_argument("--keys", type=int, default=5, help="keys the adds (set) or "
+                    "compare-and-sets (register) spread over at a time")
+    ap.add_argument("--rate", type=float, default=None, help="operations per second per "
+                    "client at most (delete: keys; default: set and register unbounded, "
+                    "delete 20, watch 50)")
     ap.add_argument("--out", default=None, help="where the histories, the schedule and the "
                     "summary go (default fault-out/seed-S-CONFLICTS)")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1 << 31)
+    if args.rate is None:
+        args.rate = {"delete": 20.0, "watch": 50.0}.get(args.workload, 0.0)
+    if args.rate < 0 or args.rate > 100000:
+        ap.error("--rate: 0 to 100000 per second, not %s" % args.rate)
+    if args.expect_loss and args.workload != "set":
+        ap.error("--expect-loss: the set workload's control only")
     if not 2 <= args.nodes <= 20:
         ap.error("--nodes: 2 to 20, not %d" % args.nodes)
     if args.time < 5 or args.time > 3600:
@@ -411,8 +484,8 @@ def main():
         ap.error("--nodusd: %s is not an executable (build it: cmake --build build --target "
                  "nodusd)" % args.nodusd)
     args.nodusd = os.path.abspath(args.nodusd)
-    args.out = os.path.abspath(args.out or "fault-out/seed-%d-%s" % (args.seed,
-                                                                      args.conflicts))
+    args.out = os.path.abspath(args.out or "fault-out/%s-seed-%d-%s" % (
+        args.workload, args.seed, args.conflicts))
     print("fault: seed=%d (replay: %s)" % (args.seed, replay_command(args)), flush=True)
 
     def on_term(signum, frame):

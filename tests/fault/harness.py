@@ -193,10 +193,11 @@ class Cluster:
     """n nodusd processes n1..nN in the namespaces of `net`, configs and logs in `workdir`."""
 
     def __init__(self, net, nodusd, workdir, conflicts="siblings", durable=True,
-                 partitions=32, replicas=3, cookie=None, faketime=None):
+                 partitions=32, replicas=3, cookie=None, faketime=None, kv_extra=()):
         """`faketime`: the path of libfaketime.so.1, to run every node under it with a clock
         offset that ``skew()`` changes while it runs (`nodusd` must then be linked without
-        jemalloc, which libfaketime cannot start under)."""
+        jemalloc, which libfaketime cannot start under). `kv_extra`: more lines of the
+        configs' ``[kv]`` section ("key = value")."""
         self.net, self.nodusd, self.dir = net, nodusd, workdir
         self.faketime = faketime
         self.n = net.n
@@ -216,7 +217,7 @@ class Cluster:
             lines += ["[kv]", "initial_members = " + " ".join(self.names),
                       "partitions = %d" % partitions, "replicas = %d" % replicas,
                       "write_quorum = 2", "read_quorum = 2", "conflicts = " + conflicts,
-                      "request_timeout_ms = 2000"]
+                      "request_timeout_ms = 2000"] + list(kv_extra)
             if durable:
                 # kill -9 loses nothing acknowledged in any sync mode (only a machine crash
                 # does: README, "The store on disk"), so the cheapest mode serves here.

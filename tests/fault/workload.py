@@ -31,6 +31,11 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
+sys.path.insert(0, HERE)
+
+import deletes  # noqa: E402
+import register  # noqa: E402
+import watch  # noqa: E402
 
 PORT = 7000
 # A put refused with these stored nothing (docs/protocol.md 12.3: "Nothing is stored when a
@@ -80,6 +85,20 @@ def worker(args):
         out.flush()
 
     node = _connect(nodus, args.cookie_file, args.addr, args.until)
+    if args.workload != "set":
+        try:
+            if args.workload == "watch":
+                if args.role == "watcher":
+                    watch.watcher(args, nodus, node, record, args.until)
+                else:
+                    watch.writer(args, nodus, node, record)
+            else:
+                other = {"delete": deletes, "register": register}[args.workload]
+                other.worker(args, nodus, node, rng, record)
+        finally:
+            out.close()
+            node.close()
+        return
     seq = 0
     try:
         while time.time() < args.until and seq < (1 << 20) - 1:
@@ -143,6 +162,10 @@ def final(args):
             while True:
                 try:
                     obj = node.kv.get(name, r=args.r, timeout_ms=5000)
+                    if args.workload != "set":  # the values as read, for its own checker
+                        result["keys"][name] = {"values": [v.hex() for v in obj.values],
+                                                "wall": time.time()}
+                        break
                     elements = set()
                     for v in obj.values:
                         elements |= decode(v)
@@ -150,7 +173,9 @@ def final(args):
                                             "siblings": len(obj.values)}
                     break
                 except nodus.NotFound:
-                    result["keys"][name] = {"elements": [], "siblings": 0}
+                    result["keys"][name] = ({"elements": [], "siblings": 0}
+                                            if args.workload == "set" else
+                                            {"values": [], "wall": time.time()})
                     break
                 except nodus.NodusError as e:
                     if time.time() >= deadline:
@@ -220,9 +245,11 @@ def keys_in(history_files):
         with open(path) as f:
             for line in f:
                 try:
-                    keys.add(json.loads(line)["key"])
+                    key = json.loads(line)["key"]
                 except (ValueError, KeyError):
-                    pass
+                    continue
+                if key:  # the watcher's own lines (watch, lost, end) name none
+                    keys.add(key)
     return sorted(keys)
 
 
@@ -287,6 +314,12 @@ def main():
     ap.add_argument("--converge-s", type=float, default=30.0)
     ap.add_argument("--not-before", type=float, default=0.0, help="final: read from then on")
     ap.add_argument("--out")
+    ap.add_argument("--workload", choices=["set", "delete", "register", "watch"],
+                    default="set")
+    ap.add_argument("--role", choices=["writer", "watcher"], default="writer",
+                    help="worker of the watch workload: which")
+    ap.add_argument("--rate", type=float, default=0.0, help="worker: operations (delete: "
+                    "keys) per second at most, 0 unbounded")
     args = ap.parse_args()
     {"worker": worker, "probe": probe, "final": final}[args.mode](args)
 
