@@ -304,6 +304,15 @@ Result<Term> Client::explain(std::string_view key, std::chrono::milliseconds tim
   return m[0];
 }
 
+Result<Term> Client::stats(bool cluster, std::chrono::milliseconds timeout) const {
+  auto r = term_request(*node_, via_, cluster ? tuple("stats", "cluster") : Term("stats"),
+                        timeout.count() ? timeout : std::chrono::milliseconds(10000));
+  if (!r) return r.error();
+  auto m = r->match({"ok", _map});
+  if (!m) return Status(ErrorCode::kProtocol, "unexpected stats reply " + r->to_string());
+  return m[0];
+}
+
 // The watch server's name, as watch.hpp (kv/src) has it: acknowledgements go straight to it.
 constexpr const char* kWatchServer = "nodus_kv_watch";
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <tuple>
@@ -70,6 +72,7 @@ KvState::KvState(Node& n, Options o)
     queued[p].store(0);
     hinted[p].store(0);
   }
+  if (evicts()) lru = std::make_unique<NodeLru>(options.partitions);
 }
 
 std::uint64_t KvState::seed(std::string_view purpose) const {
@@ -413,6 +416,127 @@ Term ring_term(const View& v) {
               {"transfers", Term(std::move(transfers))}});
 }
 
+// -- stats -------------------------------------------------------------------------------------
+
+// The fields of {stats} summed cluster-wide (each node's counters and sizes); siblings_max and
+// replicas are the most of any node, not a sum.
+constexpr const char* kSummed[] = {"keys",
+                                   "live_keys",
+                                   "data_bytes",
+                                   "memory_bytes",
+                                   "hits",
+                                   "misses",
+                                   "gets",
+                                   "puts",
+                                   "deletes",
+                                   "errors",
+                                   "overloaded",
+                                   "read_repairs",
+                                   "hints",
+                                   "hints_pending",
+                                   "handoffs",
+                                   "expired",
+                                   "evictions",
+                                   "tombstones_reaped",
+                                   "bad_messages",
+                                   "merge_errors",
+                                   "aae_exchanges",
+                                   "aae_segments_differing",
+                                   "aae_keys_repaired",
+                                   "aae_busy_us"};
+constexpr const char* kMost[] = {"replicas", "siblings_max", "ring_epoch"};
+
+}  // namespace
+
+Term node_stats_term(Node& node) {
+  Result<Stats> s = stats(node);
+  if (!s) return Term(Map{});
+  const Stats& x = *s;
+  List parts;
+  for (std::size_t p = 0; p < x.partition_keys.size(); ++p) {
+    parts.push_back(map({{"partition", u(p)},
+                         {"keys", u(x.partition_keys[p])},
+                         {"bytes", u(x.partition_bytes[p])}}));
+  }
+  return map({{"node", bin(std::string(node.name().name()))},
+              {"keys", u(x.keys)},
+              {"live_keys", u(x.live_keys)},
+              {"data_bytes", u(x.data_bytes)},
+              {"memory_bytes", u(x.memory_bytes)},
+              {"hits", u(x.hits)},
+              {"misses", u(x.misses)},
+              {"replicas", u(x.replicas)},
+              {"gets", u(x.gets)},
+              {"puts", u(x.puts)},
+              {"deletes", u(x.deletes)},
+              {"errors", u(x.errors)},
+              {"overloaded", u(x.overloaded)},
+              {"read_repairs", u(x.read_repairs)},
+              {"hints", u(x.hints)},
+              {"hints_pending", u(x.hints_pending)},
+              {"handoffs", u(x.handoffs)},
+              {"expired", u(x.expired)},
+              {"evictions", u(x.evictions)},
+              {"tombstones_reaped", u(x.tombstones_reaped)},
+              {"siblings_max", u(x.siblings_max)},
+              {"bad_messages", u(x.bad_messages)},
+              {"merge_errors", u(x.merge_errors)},
+              {"ring_epoch", u(x.ring_epoch)},
+              {"aae_exchanges", u(x.aae_exchanges)},
+              {"aae_segments_differing", u(x.aae_segments_differing)},
+              {"aae_keys_repaired", u(x.aae_keys_repaired)},
+              {"aae_busy_us", u(x.aae_busy_us)},
+              {"partitions", Term(std::move(parts))}});
+}
+
+Term sum_stats(const std::vector<std::pair<std::string, std::optional<Term>>>& each) {
+  auto field = [](const Term& m, const char* name) -> std::uint64_t {
+    const Term* v = m.find(Term(name));
+    return v && v->is_int() && v->as_int() > 0 ? static_cast<std::uint64_t>(v->as_int()) : 0;
+  };
+  std::map<std::string, std::uint64_t> sums, most;
+  for (const char* f : kSummed) sums[f] = 0;
+  for (const char* f : kMost) most[f] = 0;
+  std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> parts;  // keys, bytes
+  List nodes;
+  std::uint64_t up = 0, down = 0;
+  for (const auto& [name, t] : each) {
+    if (!t || !t->is_map()) {
+      ++down;
+      nodes.push_back(map({{"node", bin(name)}, {"state", "down"}}));
+      continue;
+    }
+    ++up;
+    for (auto& [f, total] : sums) total += field(*t, f.c_str());
+    for (auto& [f, m] : most) m = std::max(m, field(*t, f.c_str()));
+    if (const Term* ps = t->find(Term("partitions")); ps && ps->is_list()) {
+      for (const Term& p : ps->as_list()) {
+        if (!p.is_map()) continue;
+        auto& [k, b] = parts[field(p, "partition")];
+        k += field(p, "keys");
+        b += field(p, "bytes");
+      }
+    }
+    MapEntries one = t->as_map();
+    one.emplace_back(Term("state"), Term("up"));
+    nodes.push_back(Term(Map{std::move(one)}));
+  }
+  MapEntries out;
+  for (const auto& [f, total] : sums) out.emplace_back(Term(atom(f)), u(total));
+  for (const auto& [f, m] : most) out.emplace_back(Term(atom(f)), u(m));
+  List plist;
+  for (const auto& [p, kb] : parts) {
+    plist.push_back(map({{"partition", u(p)}, {"keys", u(kb.first)}, {"bytes", u(kb.second)}}));
+  }
+  out.emplace_back(Term("partitions"), Term(std::move(plist)));
+  out.emplace_back(Term("nodes_up"), u(up));
+  out.emplace_back(Term("nodes_down"), u(down));
+  out.emplace_back(Term("nodes"), Term(std::move(nodes)));
+  return Term(Map{std::move(out)});
+}
+
+namespace {
+
 // -- the server --------------------------------------------------------------------------------
 
 // nodus_kv's ring gossip timer, sent to itself: a local type that is no wire message, so no peer
@@ -464,6 +588,10 @@ class KvServer : public GenServer {
         return reply(tuple("ok", ring_term(*v)));
       }
       if (t == Term("stats")) return reply(tuple("ok", stats_term()));
+      if (t == tuple("stats", "cluster")) {  // every member's, summed
+        cluster_stats(from);
+        return noreply();
+      }
       if (t == Term("transfers")) {  // every node's hand-offs, gathered by a process
         std::vector<std::string> nodes{me_};
         nodes.insert(nodes.end(), store_.begin(), store_.end());
@@ -839,37 +967,39 @@ class KvServer : public GenServer {
     }
   }
 
-  Term stats_term() {
-    Result<Stats> s = stats(*node_);
-    const Stats& x = *s;
-    List parts;
-    for (std::size_t p = 0; p < x.partition_keys.size(); ++p) {
-      parts.push_back(map({{"partition", u(p)}, {"keys", u(x.partition_keys[p])}}));
-    }
-    return map({{"keys", u(x.keys)},
-                {"memory_bytes", u(x.memory_bytes)},
-                {"hits", u(x.hits)},
-                {"misses", u(x.misses)},
-                {"replicas", u(x.replicas)},
-                {"gets", u(x.gets)},
-                {"puts", u(x.puts)},
-                {"deletes", u(x.deletes)},
-                {"errors", u(x.errors)},
-                {"overloaded", u(x.overloaded)},
-                {"read_repairs", u(x.read_repairs)},
-                {"hints", u(x.hints)},
-                {"hints_pending", u(x.hints_pending)},
-                {"handoffs", u(x.handoffs)},
-                {"expired", u(x.expired)},
-                {"siblings_max", u(x.siblings_max)},
-                {"bad_messages", u(x.bad_messages)},
-                {"merge_errors", u(x.merge_errors)},
-                {"ring_epoch", u(x.ring_epoch)},
-                {"aae_exchanges", u(x.aae_exchanges)},
-                {"aae_segments_differing", u(x.aae_segments_differing)},
-                {"aae_keys_repaired", u(x.aae_keys_repaired)},
-                {"aae_busy_us", u(x.aae_busy_us)},
-                {"partitions", Term(std::move(parts))}});
+  Term stats_term() { return node_stats_term(*node_); }
+
+  // {stats, cluster}: every member's {stats} (this node's at once), asked by a process of its
+  // own so this server stays responsive, summed; a member that does not answer is listed as
+  // down, not an error.
+  void cluster_stats(From from) {
+    auto v = st_->view();
+    std::vector<std::string> members;
+    if (v->ready()) members = v->ring->members();
+    if (members.empty()) members.push_back(me_);
+    std::vector<bool> up;
+    for (const auto& m : members) up.push_back(m == me_ || up_.count(m) > 0);
+    Term mine = stats_term();
+    const std::string me = me_;
+    spawn(*node_, [members, up, mine, me, from] {
+      std::vector<std::pair<std::string, std::optional<Term>>> each;
+      for (std::size_t i = 0; i < members.size(); ++i) {
+        if (members[i] == me) {
+          each.emplace_back(members[i], mine);
+          continue;
+        }
+        std::optional<Term> got;
+        if (up[i]) {
+          auto r =
+              call(named(kServerName, members[i]), Term("stats"), std::chrono::milliseconds(2000));
+          if (r) {
+            if (auto m = r->match({"ok", _map})) got = m[0];
+          }
+        }
+        each.emplace_back(members[i], std::move(got));
+      }
+      nodus::reply(from, tuple("ok", sum_stats(each)));
+    });
   }
 
   Node* node_ = nullptr;
@@ -925,6 +1055,10 @@ Status check_options(const Options& o) {
                " bytes: a get's answer merges up to N objects and must fit one message");
   }
   if (o.vnode_queue < 1) return bad("kv.vnode_queue must be at least 1");
+  if (o.max_memory != 0 && o.max_memory < (1u << 20)) {
+    return bad("kv.max_memory must be 0 (off) or at least 1048576 bytes (1 MiB), not " +
+               std::to_string(o.max_memory));
+  }
   if (o.watch_queue < 1) return bad("kv.watch_queue must be at least 1");
   if (o.max_watches < 1) return bad("kv.max_watches must be at least 1");
   if (o.sync_interval.count() < 1 || o.sync_interval.count() > 60000) {
@@ -1055,6 +1189,8 @@ Result<Stats> stats(Node& node) {
   s.handoffs = c.handoffs;
   s.tombstones_reaped = c.tombstones_reaped;
   s.expired = c.expired;
+  s.evictions = c.evictions;
+  s.live_keys = st->lru ? st->lru->size() : 0;
   s.siblings_max = c.siblings_max;
   s.bad_messages = c.bad_messages;
   s.merge_errors = c.merge_errors;
@@ -1071,6 +1207,7 @@ Result<Stats> stats(Node& node) {
   s.ring_epoch = v && v->ring ? v->ring->epoch() : 0;
   for (std::uint32_t p = 0; p < st->options.partitions; ++p) {
     s.partition_keys.push_back(st->engine->keys(p));
+    s.partition_bytes.push_back(st->engine->data_bytes(p));
     s.vnode_queue.push_back(st->queued[p].load(std::memory_order_relaxed));
     s.hints_pending += st->hinted[p].load(std::memory_order_relaxed);
   }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "fsm.hpp"
 #include "hlc.hpp"
 #include "kv_protocol.hpp"
+#include "lru.hpp"
 #include "nodus/kv/kv.hpp"
 #include "nodus/transport/detail/mutex.hpp"
 #include "object.hpp"
@@ -52,7 +54,8 @@ struct Counters {
       overloaded{0}, forwarded{0}, replica_writes{0}, expired_skipped{0}, read_repairs{0},
       read_repairs_skipped{0}, hints{0}, handoffs{0}, tombstones_reaped{0}, siblings_max{0},
       bad_messages{0}, merge_errors{0}, reap_checks{0}, handoff_offers{0};
-  std::atomic<std::uint64_t> expired{0};  // keys whose expired values the sweep made tombstones
+  std::atomic<std::uint64_t> expired{0};    // keys whose expired values the sweep made tombstones
+  std::atomic<std::uint64_t> evictions{0};  // LRU deletes (kv.max_keys / max_memory) that succeeded
 };
 
 struct AtomicLatency {
@@ -179,6 +182,12 @@ struct KvState {
     }
   }
   std::unique_ptr<std::atomic<std::uint32_t>[]> hinted;  // keys each vnode keeps hints for
+  /// LRU eviction (lru.hpp): on when kv.max_keys or kv.max_memory is set; then the node's
+  /// live keys by recency (else null), and whether a round of evictions is running (one at a
+  /// time per node).
+  bool evicts() const { return options.max_keys > 0 || options.max_memory > 0; }
+  std::unique_ptr<NodeLru> lru;
+  std::atomic<bool> evict_running{false};
   /// Active anti-entropy's trees and counters (aae.hpp); null when kv.aae is off.
   std::shared_ptr<AaeState> aae;
 
@@ -276,6 +285,12 @@ struct Reroute {
 /// and value within bounds, quorums at most N, a timeout within kMaxRequestTimeout. Returns
 /// kBadArg or kValueTooLarge naming what is wrong.
 Status check_request(const KvRequest& r, const Options& o);
+
+/// `node`'s stats as the term `{stats}` answers (docs/protocol.md 12.3; empty map without the
+/// store), and the cluster-wide sum of several nodes' (`{stats, cluster}`): per node its name
+/// and its term, or nullopt when it did not answer (listed as down).
+Term node_stats_term(Node& node);
+Term sum_stats(const std::vector<std::pair<std::string, std::optional<Term>>>& each);
 
 /// Answers a request's caller with `reply`, as a term or a KvReply as the caller asked.
 void answer(const Origin& origin, KvReply reply);

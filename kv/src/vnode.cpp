@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "aae.hpp"
+#include "nodus/kv/client.hpp"
 #include "nodus/kv/partition.hpp"
 #include "nodus/node/gen_server.hpp"
 #include "state.hpp"
@@ -30,6 +31,7 @@ constexpr auto kTick = std::chrono::milliseconds(10);
 struct Tick {};           // expire requests whose deadline passed
 struct PeriodicTimer {};  // every handoff_interval: offer hints, run the reap checks due
 struct SweepTimer {};     // every ttl_sweep_interval: turn expired values into tombstones
+struct EvictTimer {};     // every kEvictInterval with kv.max_keys / max_memory: LRU eviction
 struct Synced {           // from the engine's syncer: writes up to `ticket` are synced (or not)
   std::uint64_t ticket;
   bool ok;
@@ -41,6 +43,10 @@ constexpr std::size_t kReapChecksPerRound = 100;
 // hinted keys it looks at per round (when most are offered already or their primary is down).
 constexpr std::size_t kHandoffWindow = 100;
 constexpr std::size_t kHandoffScan = 10 * kHandoffWindow;
+// LRU eviction (lru.hpp): how often each vnode looks at its node's bound, and the most keys a
+// node evicts per round (the next round starts once they are answered).
+constexpr auto kEvictInterval = std::chrono::milliseconds(100);
+constexpr std::uint64_t kEvictPerRound = 1000;
 
 class Vnode : public GenServer {
  public:
@@ -63,6 +69,18 @@ class Vnode : public GenServer {
       tree_ = TreeHook(st_->aae->trees[p_].get(), st_->engine.get(), p_);
     }
     refresh_view();
+    if (st_->lru) {  // recency of the live keys: kept across restarts, built at start
+      if (st_->lru->keys(p_) == 0 && st_->engine->keys(p_) > 0) {
+        std::vector<std::string> live;
+        st_->engine->fold(p_, [&live](std::string_view key, std::string_view value) {
+          Result<Object> o = decode_object(value);
+          if (o && !o->empty() && !all_tombstones(*o)) live.emplace_back(key);
+          return true;
+        });
+        for (const auto& k : live) st_->lru->touch(p_, k);
+      }
+      send_after(self(), EvictTimer{}, kEvictInterval);
+    }
     monitor_nodes(true);  // a replica whose node goes down fails the requests waiting for it
     send_after(self(), PeriodicTimer{}, st_->options.handoff_interval);
     send_after(self(), SweepTimer{}, st_->options.ttl_sweep_interval);
@@ -109,6 +127,11 @@ class Vnode : public GenServer {
         schedule_reap(key, st_->now() + st_->options.tombstone_ttl);
       }
       send_after(self(), SweepTimer{}, st_->options.ttl_sweep_interval);
+      return noreply();
+    }
+    if (msg.is<EvictTimer>()) {
+      evict_round();
+      send_after(self(), EvictTimer{}, kEvictInterval);
       return noreply();
     }
     if (const NodeDown* nd = msg.get<NodeDown>()) {
@@ -277,6 +300,7 @@ class Vnode : public GenServer {
     }
     if (!s.ok()) return s;
     tree_.read(key, &bytes);
+    if (st_->lru) st_->lru->touch_if_present(p_, key);
     return decode_object(bytes);
   }
   // Encodes `o` into scratch_ and stores it, unless it is larger than kv.max_object_bytes: an
@@ -291,6 +315,7 @@ class Vnode : public GenServer {
     if (s.ok()) {
       tree_.stored(key, scratch_);
       note_expiry(ps_->expiries, key, o);
+      note_recency(key, o);
     }
     return s;
   }
@@ -323,6 +348,7 @@ class Vnode : public GenServer {
       tree_.read(keys[i], before[i] ? &*before[i] : nullptr);
       tree_.stored(keys[i], encoded[i]);
       note_expiry(ps_->expiries, keys[i], *objects[i]);
+      note_recency(keys[i], *objects[i]);
     }
     return Status::Ok();
   }
@@ -331,6 +357,17 @@ class Vnode : public GenServer {
     if (st_->engine->erase(p_, key).ok()) {
       tree_.erased(key, old);
       ps_->expiries.note(key, 0);  // gone: nothing of it to sweep
+      if (st_->lru) st_->lru->remove(p_, key);
+    }
+  }
+  // LRU eviction: `key` was just written as `o`: the most recently used when it holds a value,
+  // forgotten when only tombstones (deleted: nothing to evict).
+  void note_recency(std::string_view key, const Object& o) {
+    if (!st_->lru) return;
+    if (o.empty() || all_tombstones(o)) {
+      st_->lru->remove(p_, key);
+    } else {
+      st_->lru->touch(p_, key);
     }
   }
   Status object_too_large(const Object& o, std::size_t bytes) const {
@@ -1196,6 +1233,7 @@ class Vnode : public GenServer {
     ReplicaGetReply r{p_, m.req_id, m.target, 0, {}};
     Status s = st_->engine->get(p_, m.key, &r.object);
     if (!s.ok() && s.code() != ErrorCode::kNotFound) r.code = static_cast<std::uint16_t>(s.code());
+    if (s.ok() && st_->lru) st_->lru->touch_if_present(p_, m.key);
     send(from, std::move(r));
   }
 
@@ -1284,6 +1322,75 @@ class Vnode : public GenServer {
       }
     }
     if (!puts_.empty() || !gets_.empty()) arm_tick();
+  }
+
+  // -- LRU eviction (kv.max_keys, kv.max_memory; lru.hpp) ---------------------------------------
+  //
+  // Every vnode's timer may start a round; one runs at a time per node (KvState::
+  // evict_running). A round works out the node's excess (live keys beyond max_keys, or what the
+  // engine's memory beyond max_memory is worth in keys at its bytes per key now), takes its share
+  // of it (excess / copies: when every node is over, each deleting that much brings them all
+  // down at once, a delete removing the key from every replica; one node alone over gets there
+  // in a few rounds), and deletes that many of the node's least recently used keys, of the
+  // partitions it owns first, through the normal coordinated delete with the causal context this
+  // node's replica holds: a write that raced the eviction is not covered by it and survives as
+  // the key's value. A process of its own sends them (kv::Client, so the vnode keeps serving);
+  // the next round starts once they are answered.
+
+  void evict_round() {
+    NodeLru& lru = *st_->lru;
+    const View& v = view();
+    if (!v.ready() || v.self < 0) return;
+    const std::uint64_t live = lru.size();
+    std::uint64_t excess = 0;
+    const std::uint64_t max_keys = st_->options.max_keys;
+    if (max_keys && live > max_keys) excess = live - max_keys;
+    if (st_->options.max_memory && live > 0) {
+      const std::uint64_t mem = st_->engine->stats().memory_bytes;
+      if (mem > st_->options.max_memory) {
+        const std::uint64_t per_key = std::max<std::uint64_t>(1, mem / live);
+        excess = std::max(excess, (mem - st_->options.max_memory + per_key - 1) / per_key);
+      }
+    }
+    if (excess == 0 || st_->evict_running.exchange(true, std::memory_order_acq_rel)) return;
+    const auto self = static_cast<std::uint32_t>(v.self);
+    const std::uint32_t q = v.ring->partitions();
+    const std::uint32_t n = st_->options.replicas;
+    std::vector<bool> owned(q), primary(q);
+    for (std::uint32_t p = 0; p < q; ++p) {
+      owned[p] = v.ring->owner(p) == self;
+      const auto prim = v.primaries(p, n);
+      primary[p] = std::find(prim.begin(), prim.end(), self) != prim.end();
+    }
+    const auto copies =
+        std::min<std::uint32_t>(n, static_cast<std::uint32_t>(v.ring->members().size()));
+    const std::uint64_t round = std::min(kEvictPerRound, (excess + copies - 1) / copies);
+    auto victims = lru.oldest(
+        round, [&](std::uint32_t p) { return p < q && owned[p]; },
+        [&](std::uint32_t p) { return p < q && primary[p]; }, 20 * round + 1000);
+    std::vector<std::pair<std::string, std::string>> jobs;  // key, its context here
+    for (auto& [p, key] : victims) {
+      std::string bytes;
+      if (!st_->engine->get(p, key, &bytes).ok()) continue;
+      Result<Object> o = decode_object(bytes);
+      if (!o) continue;
+      std::string context = st_->signer.encode(key, o->join());
+      jobs.emplace_back(std::move(key), std::move(context));
+    }
+    if (jobs.empty()) {
+      st_->evict_running.store(false, std::memory_order_release);
+      return;
+    }
+    KvState* st = st_;
+    spawn(st_->node, [st, jobs = std::move(jobs)] {
+      const Client client(st->node);
+      for (const auto& [key, context] : jobs) {
+        RequestOptions o;
+        o.context = context;
+        if (client.del(key, o)) st->counters.evictions.fetch_add(1, std::memory_order_relaxed);
+      }
+      st->evict_running.store(false, std::memory_order_release);
+    });
   }
 
   // -- hinted hand-off -------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-// kv get, kv put, kv del, kv keys, kv explain: the key-value store, through the term requests
-// of its `nodus_kv` server on the connected node (docs/protocol.md 12.3). Values, keys and
+// kv get, kv put, kv del, kv keys, kv explain, kv stats: the key-value store, through the term
+// requests of its `nodus_kv` server on the connected node (docs/protocol.md 12.3). Values, keys and
 // contexts are written as tools/src/kv_value.hpp says.
 #include <algorithm>
 #include <charconv>
@@ -210,6 +210,7 @@ constexpr const char* kPutUsage =
 constexpr const char* kDelUsage = "kv del KEY [--context C]";
 constexpr const char* kKeysUsage = "kv keys [PATTERN] [--limit N] [--cursor C]";
 constexpr const char* kExplainUsage = "kv explain KEY";
+constexpr const char* kStatsUsage = "kv stats [--node NODE]";
 constexpr const char* kMgetUsage = "kv mget KEY... [--r N] [--pr N]";
 constexpr const char* kMputUsage =
     "kv mput KEY VALUE [KEY VALUE...] [--w N] [--pw N] [--dw N] [--term]";
@@ -523,6 +524,71 @@ int run_mput(Context& ctx, const std::vector<std::string>& args) {
   return multi_exit(failed, replies.size(), "mput");
 }
 
+// The store's figures, cluster-wide ({stats, cluster}: every member's summed, each node's
+// beside), or one node's with --node (a member's name).
+int run_stats(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kStatsUsage, 0, 0, {"--node"});
+  Term ok = ok_or_throw(ask(ctx, tuple("stats", "cluster")), "kv stats");
+  auto m = ok.match({"ok", _map});
+  if (!m) throw CtlError(ErrorCode::kProtocol, "unexpected reply " + ok.to_string());
+  json all = tools::term_to_json(m[0], tools::JsonStyle::kPlain);
+  if (const std::string* want = a.value("--node")) {
+    for (const json& n : all["nodes"]) {
+      if (n.value("node", "") != *want) continue;
+      if (n.value("state", "") != "up") {
+        throw CtlError(ErrorCode::kUnavailable,
+                       "kv stats: node " + *want + " is down (nodusctl members)");
+      }
+      if (ctx.json()) {
+        print_json(n);
+      } else {
+        lines({{"node", *want},
+               {"keys", n["keys"].dump() + " (" + n["live_keys"].dump() + " live)"},
+               {"memory", bytes_text(n["memory_bytes"].get<std::uint64_t>())},
+               {"hits", n["hits"].dump()},
+               {"misses", n["misses"].dump()},
+               {"replicas", n["replicas"].dump()},
+               {"evictions", n["evictions"].dump()},
+               {"expired", n["expired"].dump()},
+               {"siblings_max", n["siblings_max"].dump()}});
+      }
+      return kExitOk;
+    }
+    throw CtlError(ErrorCode::kBadArg,
+                   "kv stats: no member is named " + *want + " (nodusctl members lists them)");
+  }
+  if (ctx.json()) {
+    print_json(all);
+    return kExitOk;
+  }
+  lines({{"keys", all["keys"].dump() + " replica objects (" + all["live_keys"].dump() + " live)"},
+         {"memory", bytes_text(all["memory_bytes"].get<std::uint64_t>())},
+         {"hits", all["hits"].dump()},
+         {"misses", all["misses"].dump()},
+         {"replicas", all["replicas"].dump()},
+         {"evictions", all["evictions"].dump()},
+         {"expired", all["expired"].dump()},
+         {"siblings_max", all["siblings_max"].dump()},
+         {"nodes", all["nodes_up"].dump() + " up, " + all["nodes_down"].dump() + " down"}});
+  std::cout << "\n";
+  Table t({"NODE", "STATE", "KEYS", "MEMORY", "HITS", "MISSES", "EVICTIONS", "EXPIRED"});
+  for (const json& n : all["nodes"]) {
+    if (n.value("state", "") != "up") {
+      t.add({n.value("node", "?"), state_text("down"), "-", "-", "-", "-", "-", "-"});
+      continue;
+    }
+    t.add({n.value("node", "?"), state_text("up"), n["keys"].dump(),
+           bytes_text(n["memory_bytes"].get<std::uint64_t>()), n["hits"].dump(), n["misses"].dump(),
+           n["evictions"].dump(), n["expired"].dump()});
+  }
+  t.print({2, 3, 4, 5, 6, 7});
+  return kExitOk;
+}
+
+const Registrar kStats({"kv", kStatsUsage,
+                        "the store's figures (keys, memory, hits, misses, evictions ...), "
+                        "cluster-wide and per node; --node NODE: that node's only",
+                        run_stats, "stats"});
 const Registrar kMget({"kv", kMgetUsage,
                        "the values and contexts of several keys at once, one line per key "
                        "(exit 1 if any is missing or failed)",

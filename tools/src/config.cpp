@@ -523,6 +523,13 @@ const std::vector<Key>& keys() {
                        10000000,
                        "events a watcher may leave untaken; one more ends its watch with "
                        "{kv_watch_lost, Pattern}"));
+    k.push_back(number("kv.max_keys", field(&NodeConfig::kv, &kv::Options::max_keys), 0, 1LL << 40,
+                       "live keys a node holds at most before it deletes the least recently "
+                       "used ones cluster-wide (counted as evictions); 0: off"));
+    k.push_back(number("kv.max_memory", field(&NodeConfig::kv, &kv::Options::max_memory), 0,
+                       1LL << 50,
+                       "bytes of engine memory a node holds at most before it evicts as "
+                       "kv.max_keys does; 0: off, else at least 1048576"));
     k.push_back(number("kv.max_watches", field(&NodeConfig::kv, &kv::Options::max_watches), 1,
                        1000000, "watches a node holds at most (more: too_many_watches)"));
     // [log]

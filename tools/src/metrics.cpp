@@ -120,6 +120,13 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
        "Keys whose expired values (TTL) the sweep turned into tombstones.", &kv::Stats::expired},
       {"nodus_kv_siblings_max", "gauge", "Most siblings seen on one key.",
        &kv::Stats::siblings_max},
+      {"nodus_kv_evictions_total", "counter",
+       "Keys this node deleted cluster-wide as least recently used (kv.max_keys, "
+       "kv.max_memory).",
+       &kv::Stats::evictions},
+      {"nodus_kv_live_keys", "gauge",
+       "Keys with a live value, as LRU eviction counts them (0 when it is off).",
+       &kv::Stats::live_keys},
       {"nodus_kv_keys", "gauge", "Objects in this node's engine, all partitions.",
        &kv::Stats::keys},
       {"nodus_kv_data_bytes", "gauge", "Their key and value bytes.", &kv::Stats::data_bytes},
@@ -134,6 +141,18 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
        "Merge functions that threw (the siblings were kept).", &kv::Stats::merge_errors},
   };
   for (const Figure& f : kFigures) sample(o, f.name, f.type, f.help, nl, s.*f.field);
+  sample(o, "nodus_kv_replicas", "gauge", "Copies of each key (N, kv.replicas).", nl, s.replicas);
+  head(o, "nodus_kv_partition_keys", "gauge", "Objects in this node's engine, per partition.");
+  for (std::size_t p = 0; p < s.partition_keys.size(); ++p) {
+    o << "nodus_kv_partition_keys{" << nl << ",partition=\"" << p << "\"} " << s.partition_keys[p]
+      << '\n';
+  }
+  head(o, "nodus_kv_partition_bytes", "gauge",
+       "Their key and value bytes in this node's engine, per partition.");
+  for (std::size_t p = 0; p < s.partition_bytes.size(); ++p) {
+    o << "nodus_kv_partition_bytes{" << nl << ",partition=\"" << p << "\"} " << s.partition_bytes[p]
+      << '\n';
+  }
   // Active anti-entropy (kv.aae): exchanges, what they found and repaired, the time they took.
   static constexpr Figure kAae[] = {
       {"nodus_kv_aae_exchanges_total", "counter",

@@ -160,6 +160,11 @@ class Client {
   /// What every replica of `key` holds, as the term of `{explain, Key}` (docs/protocol.md
   /// 12.3): for diagnosis, not for reading the value.
   Result<Term> explain(std::string_view key, std::chrono::milliseconds timeout = {}) const;
+  /// The store's figures as the term of `{stats, cluster}` (docs/protocol.md 12.3): every
+  /// member's summed, each node's beside (a member that did not answer listed as down); with
+  /// `cluster` false, the term of `stats`: the node's own (kv::stats() is the typed form on
+  /// the node itself). `timeout` 0: 10 s. Errors: noproc / nodedown, timeout.
+  Result<Term> stats(bool cluster = true, std::chrono::milliseconds timeout = {}) const;
 
   // -- watches (nodus/kv/watch.hpp) ------------------------------------------------------------
 

@@ -139,6 +139,15 @@ struct Options {
   /// Watches one node holds at most (kv.max_watches); more are refused (too_many_watches).
   /// Each event is matched against the node's watches, so this bounds that work too.
   std::size_t max_watches = 10000;
+  /// LRU eviction (kv.max_keys, kv.max_memory in bytes; 0: off, the default): a node holding
+  /// more live keys than max_keys, or whose engine's memory estimate passes max_memory,
+  /// deletes the least recently used keys (a read or write on any replica touches a key) of
+  /// the partitions it owns first, cluster-wide, through the normal coordinated delete (a
+  /// versioned tombstone that read repair, anti-entropy and hand-off respect), counted in
+  /// Stats::evictions; watchers see them as deletes. Checked every 100 ms per vnode, so a node
+  /// may be over its bound briefly. max_memory, when set, must be at least 1 MiB.
+  std::uint64_t max_keys = 0;
+  std::uint64_t max_memory = 0;
   /// Makes the node's engine for `partitions` partitions. Default: new_rocksdb_engine on
   /// data_dir when it is set, else new_memory_engine.
   std::function<std::unique_ptr<Engine>(std::uint32_t partitions)> engine;
@@ -216,6 +225,9 @@ struct Stats {
   std::uint64_t tombstones_reaped = 0;
   std::uint64_t expired = 0;       ///< keys whose expired values the sweep made tombstones
   std::uint64_t siblings_max = 0;  ///< most siblings seen on one key
+  std::uint64_t evictions = 0;     ///< keys this node deleted by LRU (kv.max_keys, max_memory)
+  std::uint64_t live_keys = 0;     ///< keys with a live value, as LRU eviction counts them
+                                   ///< (0 when it is off)
   std::uint64_t bad_messages = 0;  ///< messages from peers refused: malformed, from a node
                                    ///< outside the ring, for another partition, naming an
                                    ///< unknown node, or answering for another replica
@@ -223,8 +235,9 @@ struct Stats {
   std::uint32_t partitions = 0;    ///< Q
   std::uint32_t replicas = 0;      ///< N
   std::uint64_t ring_epoch = 0;
-  std::vector<std::uint64_t> partition_keys;  ///< keys per partition, this node
-  std::vector<std::uint32_t> vnode_queue;     ///< requests queued per vnode now
+  std::vector<std::uint64_t> partition_keys;   ///< keys per partition, this node
+  std::vector<std::uint64_t> partition_bytes;  ///< their key and value bytes per partition
+  std::vector<std::uint32_t> vnode_queue;      ///< requests queued per vnode now
   Latency get_latency, put_latency, delete_latency;
   std::vector<StageTiming> stages;  ///< empty unless NODUS_KV_TIMING is set (see StageTiming)
   // Active anti-entropy (kv.aae; all 0 when it is off).
