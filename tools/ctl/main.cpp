@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
       return c.run(ctx, args);
     }
     // DESIGN.md's commands that later issues bring.
-    static const char* const kLater[] = {"kv mget", "kv mput", "kv stats", "kv watch"};
+    static const char* const kLater[] = {"kv mget", "kv mput", "kv stats"};
     const std::string two = args.empty() ? name : name + " " + args.front();
     for (const char* later : kLater) {
       if (two == later || name == later) {
