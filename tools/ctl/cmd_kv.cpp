@@ -532,12 +532,12 @@ int run_mput(Context& ctx, const std::vector<std::string>& args) {
 //
 // nodusctl's own node is the watcher's node: the watch is held by the target's store and this
 // thread (an Inbox) receives the events. Being on a hidden node, it acknowledges what it took
-// ({kv_watch_ack, WatchRef, N}, docs/protocol.md 12.7) every kAckEvery events and whenever it
-// waits for more, so it is dropped only when it really falls behind (more than kv.watch_queue
-// events printed by nobody).
+// ({kv_watch_ack, WatchRef, N}, docs/protocol.md 12.7) every kAckEvery events and whenever no
+// more are waiting, so it is dropped only when it really falls behind (more than
+// kv.watch_queue events not yet printed).
 
 constexpr const char* kWatchUsage = "kv watch [PATTERN] [--prefix | --key] [--count N]";
-constexpr std::uint32_t kAckEvery = 64;
+constexpr std::uint32_t kAckEvery = 16;
 constexpr std::size_t kMostPattern = 64 * 1024;  // the store's bound (12.7)
 
 volatile std::sig_atomic_t g_watch_stop = 0;
@@ -646,10 +646,11 @@ int run_watch(Context& ctx, const std::vector<std::string>& args) {
     unacked = 0;
   };
   while (!g_watch_stop && (count == 0 || seen < count)) {
-    std::optional<Message> msg = receive(std::chrono::milliseconds(100));
+    std::optional<Message> msg = receive(std::chrono::milliseconds(0));
     if (!msg) {
-      ack();  // idle: whatever came was printed
-      continue;
+      ack();  // nothing waiting: whatever came was printed
+      msg = receive(std::chrono::milliseconds(100));
+      if (!msg) continue;
     }
     if (auto e = kv::watch_event(*msg)) {
       print_event(ctx.json(), *e);
