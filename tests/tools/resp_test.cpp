@@ -411,4 +411,80 @@ TEST_F(RespTest, ASubscriberThatDoesNotReadIsDisconnectedPastTheBound) {
   EXPECT_EQ("PONG\n", cli(1, {"PING"}).out);
 }
 
+// resp.max_clients: the connection over the bound gets Redis's error and is closed, the others
+// are served, and a slot freed is taken again.
+TEST_F(RespTest, ConnectionsOverMaxClientsAreRefusedWithRedisError) {
+  ASSERT_EQ(0, run({kCtl, "down", dir_.string(), "--grace", "5"}).code);
+  for (int i = 1; i <= 3; ++i) spit(conf(i), slurp(conf(i)) + "max_clients = 3\n");  // in [resp]
+  up();
+  ASSERT_TRUE(eventually([&] { return cli(1, {"SET", "ready", "1"}).out == "OK\n"; }, 30s));
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(raw(resp_[1]));
+    ASSERT_EQ("+PONG\r\n", ask(held.back(), "PING\r\n", 7)) << "connection " << i;
+  }
+  int over = raw(resp_[1]);
+  ASSERT_GE(over, 0);
+  auto [got, closed] = read_to_close(over);
+  EXPECT_EQ("-ERR max number of clients reached\r\n", got);
+  EXPECT_TRUE(closed);
+  ::close(over);
+  EXPECT_EQ("+PONG\r\n", ask(held[0], "PING\r\n", 7)) << "the others are served";
+  const std::string info = ask(held[1], "INFO stats\r\n", 200);
+  EXPECT_NE(std::string::npos, info.find("rejected_connections:1")) << info;
+  ::close(held[2]);
+  held.pop_back();
+  // The loop lets go of the closed one; then a new connection is taken.
+  EXPECT_TRUE(eventually(
+      [&] {
+        int fd = raw(resp_[1]);
+        const bool ok = fd >= 0 && ask(fd, "PING\r\n", 7) == "+PONG\r\n";
+        if (fd >= 0) ::close(fd);
+        return ok;
+      },
+      10s));
+  for (int fd : held) ::close(fd);
+}
+
+// A pipeline of 3 MB of SETs, more than the 1 MiB of parsed commands a connection may have
+// waiting: reading pauses (INFO client_input_pauses) and resumes, and every command is answered
+// in order.
+TEST_F(RespTest, AHugePipelinePausesReadingAndResumesWithEveryReplyInOrder) {
+  int fd = raw(resp_[1]);
+  ASSERT_GE(fd, 0);
+  const std::string value(1000, 'p');
+  std::string cmds, want;
+  for (int i = 0; i < 3000; ++i) {
+    cmds += "*3\r\n$3\r\nSET\r\n" + bulk("pipe:" + std::to_string(i % 50)) + bulk(value);
+    want += "+OK\r\n";
+  }
+  cmds += "GET pipe:49\r\n";
+  want += bulk(value);
+  // Written from a thread: the server stops reading, so a blocking write of all of it would
+  // wait for replies this thread is not reading yet.
+  std::thread writer([&] {
+    std::size_t at = 0;
+    while (at < cmds.size()) {
+      const ssize_t n = ::write(fd, cmds.data() + at, cmds.size() - at);
+      if (n <= 0) break;
+      at += static_cast<std::size_t>(n);
+    }
+  });
+  std::string got;
+  char buf[65536];
+  while (got.size() < want.size()) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  writer.join();
+  EXPECT_EQ(want.size(), got.size());
+  EXPECT_TRUE(got == want) << "the replies differ from the commands' answers in order";
+  ::close(fd);
+  const std::string info = cli(1, {"INFO", "stats"}).out;
+  const auto at = info.find("client_input_pauses:");
+  ASSERT_NE(std::string::npos, at) << info;
+  EXPECT_GE(std::atoll(info.c_str() + at + 20), 1) << info;
+}
+
 }  // namespace
