@@ -128,6 +128,38 @@ class RedisPyTest(unittest.TestCase):
         with self.assertRaisesRegex(redis.ResponseError, "not an integer"):
             self.r.incr("py:{ctr}")
 
+    def test_set_nx_from_many_clients_has_one_winner(self):
+        # SET NX is a compare-and-set against "absent" at the key's first primary: of many
+        # clients on every node racing for one key, exactly one gets OK.
+        for round_ in range(3):
+            key = "py:lock:%d" % round_
+            results = {}
+            start = threading.Barrier(12)
+
+            def contend(i):
+                c = redis.Redis(host="127.0.0.1", port=ports()[i % len(ports())],
+                                socket_timeout=10)
+                try:
+                    start.wait()
+                    results[i] = c.set(key, "owner-%d" % i, nx=True)
+                finally:
+                    c.close()
+
+            threads = [threading.Thread(target=contend, args=(i,)) for i in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            winners = [i for i, ok in results.items() if ok]
+            self.assertEqual(12, len(results))
+            self.assertEqual(1, len(winners), results)
+            self.assertEqual(("owner-%d" % winners[0]).encode(), self.other.get(key))
+        # XX: only an existing key, and it overwrites.
+        self.assertIsNone(self.r.set("py:xx:none", "v", xx=True))
+        self.assertIsNone(self.r.get("py:xx:none"))
+        self.assertTrue(self.r.set("py:lock:0", "taken over", xx=True))
+        self.assertEqual(b"taken over", self.other.get("py:lock:0"))
+
     def test_transaction_pipeline(self):
         p = self.r.pipeline(transaction=True)
         p.set("py:{t}a", "1").incr("py:{t}a").set("py:{t}b", "x").get("py:{t}a").delete("py:{t}b")

@@ -1049,9 +1049,10 @@ class Session {
     }
   }
 
-  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. With NX, XX,
-  // GET or KEEPTTL a get comes first and the put carries its context (under lww too), so NX
-  // and XX decide on what that get saw: not atomic against a concurrent writer of the key.
+  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. NX or XX alone
+  // is a compare-and-set (set_if). With GET or KEEPTTL, or NX/XX with an expiry, a get comes
+  // first and the put carries its context (under lww too), so NX and XX decide on what that get
+  // saw: not atomic against a concurrent writer of the key.
   void set(Args& a, std::string& out) {
     bool nx = false, xx = false, get_old = false, keep_ttl = false, expiry = false;
     long long ttl_ms = 0;
@@ -1089,6 +1090,7 @@ class Session {
       if (!e.empty()) return resp::error(out, "ERR " + e);
       return resp::simple(out, "OK");
     }
+    if (!get_old && !keep_ttl && ttl_ms == 0) return set_if(a[1], a[2], nx, out);
     Answer old = wait(ask_get(a[1], keep_ttl));
     if (!old.ok) return resp::error(out, "ERR " + old.error);
     const std::string* old_value = old.found ? chosen(old.term) : nullptr;
@@ -1108,6 +1110,42 @@ class Session {
     if (!put.ok) return resp::error(out, "ERR " + put.error);
     if (get_old) return reply_old();
     resp::simple(out, "OK");
+  }
+
+  // SET key value NX | XX without an expiry: a compare-and-set at the key's partition's first
+  // primary (docs/protocol.md 12.6), so of two clients setting one key NX exactly one wins.
+  // NX writes only if the key is `absent` there; XX reads the key's version there and writes
+  // only if it is still that version, reading again when it changed meanwhile. (With EX/PX,
+  // GET or KEEPTTL, set() decides on a get: a compare-and-set carries no ttl yet.)
+  void set_if(const std::string& key, const std::string& value, bool nx, std::string& out) {
+    std::vector<KeyState> st;
+    std::string error;
+    if (nx) {
+      switch (txn(List{tuple("put", bin(key), bin(value), Term(atom("absent")))}, st, error)) {
+        case TxnOutcome::kOk:
+          return resp::simple(out, "OK");
+        case TxnOutcome::kMismatch:
+          return resp::null(out);  // the key exists
+        case TxnOutcome::kFailed:
+          return resp::error(out, error);
+      }
+    }
+    if (txn(List{tuple("read", bin(key))}, st, error) != TxnOutcome::kOk) {
+      return resp::error(out, error);
+    }
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+      if (!st[0].found) return resp::null(out);
+      switch (txn(List{tuple("put", bin(key), bin(value), if_of(st[0]))}, st, error)) {
+        case TxnOutcome::kOk:
+          return resp::simple(out, "OK");
+        case TxnOutcome::kFailed:
+          return resp::error(out, error);
+        case TxnOutcome::kMismatch:
+          break;  // changed meanwhile: decide again on its state now
+      }
+    }
+    resp::error(out, "ERR version_mismatch: the key changed during each of " +
+                         std::to_string(kCasAttempts) + " attempts: retry");
   }
 
   // -- expiry -------------------------------------------------------------------------------
