@@ -19,6 +19,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -602,6 +603,15 @@ class Session {
 
   static constexpr int kCasAttempts = 32;
 
+  // After a compare-and-set lost a race: a random pause of up to 2^attempt ms (at most 32),
+  // parking this process only, so that racing clients spread out instead of colliding again
+  // (with none, six clients incrementing one key could each lose 32 times in a row).
+  void cas_backoff(int attempt) {
+    const int most = 1 << std::min(attempt, 5);
+    std::uniform_int_distribution<int> pick(0, most);
+    sleep_for(std::chrono::milliseconds(pick(rng_)));
+  }
+
   // A key's state at the first primary: the value GET would choose, and its causal context
   // ("" for a key never written).
   struct KeyState {
@@ -708,6 +718,7 @@ class Session {
         case TxnOutcome::kFailed:
           return resp::error(out, error);
         case TxnOutcome::kMismatch:
+          cas_backoff(attempt);
           break;
       }
     }
@@ -1141,6 +1152,7 @@ class Session {
         case TxnOutcome::kFailed:
           return resp::error(out, error);
         case TxnOutcome::kMismatch:
+          cas_backoff(attempt);
           break;  // changed meanwhile: decide again on its state now
       }
     }
@@ -1655,6 +1667,7 @@ class Session {
   bool in_multi_ = false, multi_dirty_ = false;
   std::vector<Args> queued_;
   std::map<std::string, std::string> watched_;
+  std::minstd_rand rng_{static_cast<unsigned>(Clock::now().time_since_epoch().count())};
   // Pub/sub: the channels and patterns subscribed, the store watch that feeds them, and the
   // notifications not yet handed to the socket.
   std::set<std::string> channels_, patterns_;
