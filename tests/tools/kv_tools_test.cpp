@@ -805,4 +805,124 @@ TEST_F(KvToolsTest, BadInputIsRefusedNothingIsStoredAndTheNodeKeepsServing) {
   for (const json& n : s["nodes"]) EXPECT_EQ("up", n["state"]) << n;
 }
 
+// -- kv watch ---------------------------------------------------------------------------------
+
+// nodusctl kv watch PATTERN --count N through n1, while keys change through n2 and n3.
+class KvWatchTest : public KvToolsTest {
+ protected:
+  void SetUp() override {
+    KvToolsTest::SetUp();
+    configure("replicas", "3");
+  }
+  // Up, with the ring formed (a put goes through).
+  void up_and_ready() {
+    up();
+    ASSERT_TRUE(eventually([&] { return kv(1, {"put", "ready", "1"}).code == 0; }, 30s));
+  }
+  // nodusctl --config n1.conf [--json] kv watch ARGS..., running.
+  std::unique_ptr<Streaming> watch(const std::vector<std::string>& args, bool as_json) {
+    std::vector<std::string> argv = {kCtl, "--config", conf(1)};
+    if (as_json) argv.push_back("--json");
+    argv.push_back("kv");
+    argv.push_back("watch");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return std::make_unique<Streaming>(argv);
+  }
+};
+
+TEST_F(KvWatchTest, PrintsAJsonLinePerChangeMadeThroughOtherNodesAndStopsAfterCount) {
+  up_and_ready();
+  auto w = watch({"w:*", "--count", "3"}, true);
+  // The line on stderr comes once the cluster knows the pattern: changes after it are seen.
+  ASSERT_TRUE(w->err_has("watching", 20s)) << w->err();
+  json put_a = kv_json(2, {"put", "w:a", "1"});
+  ASSERT_EQ(0, kv(3, {"put", "other", "not watched"}).code);
+  json put_b = kv_json(3, {"put", "w:b", "two"});
+  json del_a = kv_json(2, {"del", "w:a"});
+  ASSERT_EQ(0, w->wait(20s)) << w->err();
+  const auto lines = w->lines(0, 3, 1s);
+  ASSERT_EQ(3u, lines.size()) << w->out();
+  std::vector<json> events;
+  for (const auto& l : lines) {
+    events.push_back(json::parse(l, nullptr, false));
+    ASSERT_TRUE(events.back().is_object()) << "one JSON document per line: " << l;
+  }
+  // Per key in the order made (events of different keys may come the other way round).
+  std::vector<json> of_a, of_b;
+  for (const json& e : events) (e["key"] == "w:a" ? of_a : of_b).push_back(e);
+  ASSERT_EQ(2u, of_a.size()) << w->out();
+  ASSERT_EQ(1u, of_b.size()) << w->out();
+  EXPECT_EQ((json{{"event", "put"}, {"key", "w:a"}, {"value", "1"}, {"context", put_a["context"]}}),
+            of_a[0]);
+  EXPECT_EQ(
+      (json{
+          {"event", "delete"}, {"key", "w:a"}, {"value", nullptr}, {"context", del_a["context"]}}),
+      of_a[1]);
+  EXPECT_EQ(
+      (json{{"event", "put"}, {"key", "w:b"}, {"value", "two"}, {"context", put_b["context"]}}),
+      of_b[0]);
+  // The watch ended with nodusctl: the node holds no watcher for it any more.
+  EXPECT_TRUE(eventually([&] { return metric(1, "nodus_kv_watchers") == 0; }, 10s))
+      << metric(1, "nodus_kv_watchers");
+}
+
+TEST_F(KvWatchTest, PrintsLinesForPeopleWithAPrefixAndEndsCleanlyOnCtrlC) {
+  up_and_ready();
+  auto w = watch({"--prefix", "p:"}, false);
+  ASSERT_TRUE(w->err_has("watching", 20s)) << w->err();
+  ASSERT_EQ(0, kv(2, {"put", "q:x", "other prefix"}).code);
+  ASSERT_EQ(0, kv(3, {"put", "p:x", "hello world", "--ttl", "0.3"}).code);
+  ASSERT_EQ(0, kv(2, {"put", "p:line", "a\nb"}).code);
+  // The expiry comes from the sweep (every second by default).
+  const auto lines = w->lines(0, 3, 20s);
+  ASSERT_EQ(3u, lines.size()) << w->out() << w->err();
+  std::set<std::string> got(lines.begin(), lines.end());
+  EXPECT_EQ((std::set<std::string>{"put    p:x = hello world", "put    p:line = \"a\\nb\"",
+                                   "expire p:x (was hello world)"}),
+            got);
+  auto at = [&](const std::string& l) { return std::find(lines.begin(), lines.end(), l); };
+  EXPECT_LT(at("put    p:x = hello world"), at("expire p:x (was hello world)")) << w->out();
+  w->signal(SIGINT);
+  EXPECT_EQ(0, w->wait(10s)) << w->err();
+  EXPECT_EQ(3u, w->lines(0, 3, 0s).size()) << w->out();
+}
+
+TEST_F(KvWatchTest, AWatcherThatFallsBehindIsToldAndExits1) {
+  configure("watch_queue", "1");  // a second event not yet acknowledged ends the watch
+  up_and_ready();
+  auto w = watch({"burst:*"}, true);
+  ASSERT_TRUE(w->err_has("watching", 20s)) << w->err();
+  std::vector<std::string> args = {"mput"};
+  for (int i = 0; i < 200; ++i) {
+    args.push_back(numbered("burst:", i));
+    args.push_back("v");
+  }
+  ASSERT_EQ(0, kv(2, args).code);
+  EXPECT_EQ(1, w->wait(20s)) << w->out() << w->err();
+  EXPECT_NE(std::string::npos, w->err().find("the watch was lost")) << w->err();
+  EXPECT_NE(std::string::npos, w->err().find("watch again")) << w->err();
+  EXPECT_LT(w->lines(0, 0, 0s).size(), 200u) << "it ended before the burst was through";
+}
+
+TEST_F(KvWatchTest, BadPatternsAndArgumentsAreRefusedWithExit2) {
+  up_and_ready();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"watch", ""}, "the pattern is empty"},
+      {{"watch", "a", "b"}, "usage: nodusctl kv watch"},
+      {{"watch", "a", "--count", "0"}, "--count takes a whole number"},
+      {{"watch", "a", "--count", "many"}, "--count takes a whole number"},
+      {{"watch", "--prefix"}, "--prefix needs a PATTERN"},
+      {{"watch", "a", "--prefix", "--key"}, "exclude each other"},
+      {{"watch", "a", "--since", "1"}, "unknown option --since"},
+      {{"watch", std::string(65537, 'x')}, "more than 65536"},
+  };
+  for (const auto& [args, what] : bad) {
+    Outcome r = kv(1, args);
+    EXPECT_EQ(2, r.code) << what << ": " << r.err;
+    expect_error_line(r, what);
+    EXPECT_EQ("", r.out);
+  }
+  EXPECT_EQ(0, kv(1, {"put", "still", "serving"}).code);
+}
+
 }  // namespace

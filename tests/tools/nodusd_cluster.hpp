@@ -206,6 +206,111 @@ inline std::string http_get(int port, const std::string& path,
   return body == std::string::npos ? "" : resp.substr(body + 4);
 }
 
+// A child process whose output is read while it runs (nodusctl kv watch, redis-cli subscribe):
+// lines of stdout and stderr as they come, a signal, its exit status. The destructor SIGKILLs
+// and reaps it if it still runs, so a failed assertion leaves nothing behind.
+class Streaming {
+ public:
+  explicit Streaming(const std::vector<std::string>& argv) {
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      std::_Exit(127);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    fd_[0] = out[0];
+    fd_[1] = err[0];
+  }
+  ~Streaming() {
+    if (pid_ > 0 && code_ < 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : fd_) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  Streaming(const Streaming&) = delete;
+  Streaming& operator=(const Streaming&) = delete;
+
+  // Waits until stdout (which 0) or stderr (1) holds `n` whole lines, or `limit` passed; the
+  // lines so far.
+  std::vector<std::string> lines(int which, std::size_t n, std::chrono::milliseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (split(which).size() < n && Clock::now() < deadline && pump(50)) {
+    }
+    return split(which);
+  }
+  // Waits until stderr holds `text`, or `limit` passed.
+  bool err_has(const std::string& text, std::chrono::milliseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (buf_[1].find(text) == std::string::npos && Clock::now() < deadline && pump(50)) {
+    }
+    return buf_[1].find(text) != std::string::npos;
+  }
+  void signal(int sig) {
+    if (pid_ > 0 && code_ < 0) ::kill(pid_, sig);
+  }
+  // The exit status (128 + signal when killed by one), or -1 when it still ran after `limit`.
+  int wait(std::chrono::milliseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (code_ < 0 && Clock::now() < deadline) {
+      pump(20);
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+    }
+    while (pump(0)) {  // whatever it wrote last
+    }
+    return code_;
+  }
+  const std::string& out() const { return buf_[0]; }
+  const std::string& err() const { return buf_[1]; }
+
+ private:
+  // Reads what is there within `ms`; false when nothing more can come (both pipes closed) or
+  // nothing came.
+  bool pump(int ms) {
+    pollfd fds[2] = {{fd_[0], POLLIN, 0}, {fd_[1], POLLIN, 0}};
+    if (fd_[0] < 0 && fd_[1] < 0) return false;
+    if (::poll(fds, 2, ms) <= 0) return ms > 0;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      char buf[4096];
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0) {
+        ::close(fd_[i]);
+        fd_[i] = -1;
+      } else {
+        buf_[i].append(buf, static_cast<std::size_t>(n));
+      }
+    }
+    return true;
+  }
+  std::vector<std::string> split(int which) const {
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    for (std::size_t nl; (nl = buf_[which].find('\n', at)) != std::string::npos; at = nl + 1) {
+      out.push_back(buf_[which].substr(at, nl - at));
+    }
+    return out;
+  }
+
+  pid_t pid_ = -1;
+  int fd_[2] = {-1, -1};
+  std::string buf_[2];
+  int code_ = -1;
+};
+
 class NodusdClusterTest : public ::testing::Test {
  protected:
   // Copies cluster-configs/<name> (its .conf, cookie and .key files) to a temp dir, with node

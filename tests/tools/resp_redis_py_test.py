@@ -2,10 +2,12 @@
 
 Run by integration_resp_test against a real cluster: NODUS_RESP_PORTS names the RESP ports of
 its nodes (comma-separated). Strings, MGET/MSET, pipelines, SCAN iteration, errors, INCR from
-many clients, transactions (pipelines with transaction=True, WATCH and WatchError).
+many clients, transactions (pipelines with transaction=True, WATCH and WatchError), pub/sub
+keyspace notifications (PSUBSCRIBE/SUBSCRIBE fed by the store's watches).
 """
 import os
 import threading
+import time
 import unittest
 
 import redis
@@ -126,6 +128,38 @@ class RedisPyTest(unittest.TestCase):
         with self.assertRaisesRegex(redis.ResponseError, "not an integer"):
             self.r.incr("py:{ctr}")
 
+    def test_set_nx_from_many_clients_has_one_winner(self):
+        # SET NX is a compare-and-set against "absent" at the key's first primary: of many
+        # clients on every node racing for one key, exactly one gets OK.
+        for round_ in range(3):
+            key = "py:lock:%d" % round_
+            results = {}
+            start = threading.Barrier(12)
+
+            def contend(i):
+                c = redis.Redis(host="127.0.0.1", port=ports()[i % len(ports())],
+                                socket_timeout=10)
+                try:
+                    start.wait()
+                    results[i] = c.set(key, "owner-%d" % i, nx=True)
+                finally:
+                    c.close()
+
+            threads = [threading.Thread(target=contend, args=(i,)) for i in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            winners = [i for i, ok in results.items() if ok]
+            self.assertEqual(12, len(results))
+            self.assertEqual(1, len(winners), results)
+            self.assertEqual(("owner-%d" % winners[0]).encode(), self.other.get(key))
+        # XX: only an existing key, and it overwrites.
+        self.assertIsNone(self.r.set("py:xx:none", "v", xx=True))
+        self.assertIsNone(self.r.get("py:xx:none"))
+        self.assertTrue(self.r.set("py:lock:0", "taken over", xx=True))
+        self.assertEqual(b"taken over", self.other.get("py:lock:0"))
+
     def test_transaction_pipeline(self):
         p = self.r.pipeline(transaction=True)
         p.set("py:{t}a", "1").incr("py:{t}a").set("py:{t}b", "x").get("py:{t}a").delete("py:{t}b")
@@ -166,6 +200,67 @@ class RedisPyTest(unittest.TestCase):
         self.assertIn("redis_version", info)
         self.assertIn("total_commands_processed", info)
         self.assertIn("db0", self.r.info("keyspace"))
+
+    def messages(self, p, n, limit_s=20):
+        """The next `n` (p)messages of pubsub `p` as (channel, data), waiting at most limit_s."""
+        got = []
+        deadline = time.monotonic() + limit_s
+        while len(got) < n and time.monotonic() < deadline:
+            m = p.get_message(timeout=0.5)
+            if m and m["type"] in ("message", "pmessage"):
+                got.append((m["channel"], m["data"]))
+        return got
+
+    def test_keyspace_notifications_from_other_nodes(self):
+        p = self.r.pubsub()
+        p.psubscribe("__keyspace@0__:ps:*")
+        first = p.get_message(timeout=10)
+        # The confirmation comes once the store watches: changes after it are all seen.
+        self.assertEqual({"type": "psubscribe", "pattern": None,
+                          "channel": b"__keyspace@0__:ps:*", "data": 1}, first)
+        third = redis.Redis(host="127.0.0.1", port=ports()[1], socket_timeout=10)
+        try:
+            self.other.set("ps:a", "1")
+            self.other.set("elsewhere", "x")  # not matched
+            self.other.delete("ps:a")
+            third.set("ps:t", "v", px=200)  # expires: the sweep's event
+            got = self.messages(p, 4)
+        finally:
+            third.close()
+        per_key = {}
+        for channel, data in got:
+            per_key.setdefault(channel, []).append(data)
+        self.assertEqual({b"__keyspace@0__:ps:a": [b"set", b"del"],
+                          b"__keyspace@0__:ps:t": [b"set", b"expired"]}, per_key)
+        p.punsubscribe()
+        p.close()
+
+    def test_keyevent_channel_and_pattern_both_hear_a_change(self):
+        p = self.r.pubsub(ignore_subscribe_messages=True)
+        p.subscribe("__keyevent@0__:del")
+        p.psubscribe("__key*__:pe:*")
+        for _ in range(2):  # the two confirmations, dropped
+            self.assertIsNone(p.get_message(timeout=10))
+        self.other.set("pe:k", "v")
+        self.other.delete("pe:k")
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < deadline:
+            m = p.get_message(timeout=0.5)
+            if m:
+                got.append((m["type"], m["pattern"], m["channel"], m["data"]))
+        self.assertEqual([
+            ("pmessage", b"__key*__:pe:*", b"__keyspace@0__:pe:k", b"set"),
+            ("pmessage", b"__key*__:pe:*", b"__keyspace@0__:pe:k", b"del"),
+            ("message", None, b"__keyevent@0__:del", b"pe:k"),
+        ], got)
+        # Subscribed, the connection takes (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT only.
+        p.execute_command("GET", "pe:k")
+        with self.assertRaisesRegex(redis.ResponseError, "only .*SUBSCRIBE"):
+            p.get_message(timeout=5)
+        p.unsubscribe()
+        p.punsubscribe()
+        p.close()
 
 
 if __name__ == "__main__":

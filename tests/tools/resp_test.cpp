@@ -138,7 +138,7 @@ TEST_F(RespTest, ARedisCliScriptGetsRedisAnswers) {
       {"HELLO 3", "NOPROTO unsupported protocol version"},
       {"CLIENT SETNAME cli", "OK"},
       {"CLIENT GETNAME", "cli"},
-      {"COMMAND COUNT", "34"},
+      {"COMMAND COUNT", "39"},
   };
   std::string input, want;
   for (const auto& [cmd, answer] : script) {
@@ -302,6 +302,189 @@ TEST_F(RespTest, RedisBenchmarkCompletesWithoutErrors) {
   EXPECT_EQ(std::string::npos, r.err.find("ERR")) << r.err;
   // redis-benchmark's key holds its last value, readable from another node.
   EXPECT_EQ(4u, cli(3, {"GET", "key:__rand_int__"}).out.size());  // 3 bytes and a newline
+}
+
+// RESP2's bulk of `s`.
+std::string bulk(const std::string& s) {
+  return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n";
+}
+// A push of pub/sub: *N and the bulks (the count of a (un)subscribe reply as an integer).
+std::string push(const std::vector<std::string>& parts, long long count = -1) {
+  std::string out = "*" + std::to_string(parts.size() + (count >= 0 ? 1 : 0)) + "\r\n";
+  for (const auto& p : parts) out += bulk(p);
+  if (count >= 0) out += ":" + std::to_string(count) + "\r\n";
+  return out;
+}
+
+// A subscribed connection, byte for byte as Redis 7 answers in RESP2: the (un)subscribe
+// replies with their counts, messages for a change made through another node, only the
+// pub/sub commands, PING's subscribed form, and back to normal after the last unsubscribe.
+TEST_F(RespTest, ASubscribedConnectionAnswersAsRedisDoes) {
+  int fd = raw(resp_[1]);
+  ASSERT_GE(fd, 0);
+  const std::string channel = "__keyspace@0__:raw:k";
+  std::string want = push({"subscribe", channel}, 1);
+  EXPECT_EQ(want, ask(fd, "SUBSCRIBE " + channel + "\r\n", want.size()));
+  want = push({"psubscribe", "__keyevent@0__:*"}, 2);
+  EXPECT_EQ(want, ask(fd, "PSUBSCRIBE __keyevent@0__:*\r\n", want.size()));
+  want =
+      "-ERR Can't execute 'get': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are "
+      "allowed in this context\r\n";
+  EXPECT_EQ(want, ask(fd, "GET raw:k\r\n", want.size()));
+  want = push({"pong", ""});
+  EXPECT_EQ(want, ask(fd, "PING\r\n", want.size()));
+  // A SET through node 2: the keyspace message, then the keyevent pmessage.
+  ASSERT_EQ("OK\n", cli(2, {"SET", "raw:k", "v"}).out);
+  want = push({"message", channel, "set"}) +
+         push({"pmessage", "__keyevent@0__:*", "__keyevent@0__:set", "raw:k"});
+  EXPECT_EQ(want, ask(fd, "", want.size()));
+  want = push({"unsubscribe", channel}, 1);
+  EXPECT_EQ(want, ask(fd, "UNSUBSCRIBE\r\n", want.size()));
+  want = push({"punsubscribe", "__keyevent@0__:*"}, 0) + "*3\r\n" + bulk("punsubscribe") +
+         "$-1\r\n:0\r\n";
+  EXPECT_EQ(want, ask(fd, "PUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\n", want.size()));
+  // Unsubscribed: every command again, and no more messages.
+  ASSERT_EQ("1\n", cli(3, {"DEL", "raw:k"}).out);
+  EXPECT_EQ("$-1\r\n+PONG\r\n", ask(fd, "GET raw:k\r\nPING\r\n", 12));
+  // RESET leaves subscribed mode too.
+  want = push({"psubscribe", "*"}, 1) + "+RESET\r\n+PONG\r\n";
+  EXPECT_EQ(want, ask(fd, "PSUBSCRIBE *\r\nRESET\r\nPING\r\n", want.size()));
+  ::close(fd);
+}
+
+// redis-cli's own subscribe mode prints each notification as it comes.
+TEST_F(RespTest, RedisCliPsubscribePrintsKeyspaceEvents) {
+  Streaming sub(
+      {NODUS_REDIS_CLI, "-p", std::to_string(resp_[1]), "PSUBSCRIBE", "__keyspace@0__:cli:*"});
+  // "psubscribe", the pattern, the count: the watch is in place.
+  ASSERT_EQ(3u, sub.lines(0, 3, 20s).size()) << sub.out() << sub.err();
+  ASSERT_EQ("OK\n", cli(2, {"SET", "cli:w", "1"}).out);
+  ASSERT_EQ("1\n", cli(3, {"DEL", "cli:w"}).out);
+  const auto lines = sub.lines(0, 11, 20s);
+  ASSERT_EQ(11u, lines.size()) << sub.out() << sub.err();
+  EXPECT_EQ(
+      (std::vector<std::string>{"psubscribe", "__keyspace@0__:cli:*", "1", "pmessage",
+                                "__keyspace@0__:cli:*", "__keyspace@0__:cli:w", "set", "pmessage",
+                                "__keyspace@0__:cli:*", "__keyspace@0__:cli:w", "del"}),
+      lines);
+}
+
+// A subscriber that reads nothing while notifications pile up past Redis's pubsub output
+// limit (32 MiB) is disconnected; others are served meanwhile.
+TEST_F(RespTest, ASubscriberThatDoesNotReadIsDisconnectedPastTheBound) {
+  int slow = raw(resp_[1]);
+  ASSERT_GE(slow, 0);
+  int rcvbuf = 4096;
+  ::setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  const std::string sub = push({"psubscribe", "*"}, 1);
+  ASSERT_EQ(sub, ask(slow, "PSUBSCRIBE *\r\n", sub.size()));
+  // Each SET of a 60 KB key makes two notifications of 60 KB (keyspace channel, keyevent
+  // message): 400 of them are 48 MB.
+  const std::string key(60000, 'k');
+  std::string sets;
+  for (int i = 0; i < 400; ++i) sets += "*3\r\n$3\r\nSET\r\n" + bulk(key) + "$1\r\nv\r\n";
+  int setter = raw(resp_[2]);
+  ASSERT_GE(setter, 0);
+  std::string oks;
+  for (int i = 0; i < 400; ++i) oks += "+OK\r\n";
+  EXPECT_EQ(oks, ask(setter, sets, oks.size()));
+  ::close(setter);
+  int other = raw(resp_[1]);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ("+PONG\r\n", ask(other, "PING\r\n", 7));
+  ::close(other);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return cli(1, {"INFO", "stats"}).out.find("client_output_buffer_limit_disconnections:1") !=
+               std::string::npos;
+      },
+      60s))
+      << cli(1, {"INFO", "stats"}).out;
+  // Let go of by the server (reading what the tiny window holds would take minutes): the
+  // INFO client is the one connection left.
+  EXPECT_TRUE(eventually(
+      [&] {
+        return cli(1, {"INFO", "clients"}).out.find("connected_clients:1\r\n") != std::string::npos;
+      },
+      30s))
+      << cli(1, {"INFO", "clients"}).out;
+  ::close(slow);
+  EXPECT_EQ("PONG\n", cli(1, {"PING"}).out);
+}
+
+// resp.max_clients: the connection over the bound gets Redis's error and is closed, the others
+// are served, and a slot freed is taken again.
+TEST_F(RespTest, ConnectionsOverMaxClientsAreRefusedWithRedisError) {
+  ASSERT_EQ(0, run({kCtl, "down", dir_.string(), "--grace", "5"}).code);
+  for (int i = 1; i <= 3; ++i) spit(conf(i), slurp(conf(i)) + "max_clients = 3\n");  // in [resp]
+  up();
+  ASSERT_TRUE(eventually([&] { return cli(1, {"SET", "ready", "1"}).out == "OK\n"; }, 30s));
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(raw(resp_[1]));
+    ASSERT_EQ("+PONG\r\n", ask(held.back(), "PING\r\n", 7)) << "connection " << i;
+  }
+  int over = raw(resp_[1]);
+  ASSERT_GE(over, 0);
+  auto [got, closed] = read_to_close(over);
+  EXPECT_EQ("-ERR max number of clients reached\r\n", got);
+  EXPECT_TRUE(closed);
+  ::close(over);
+  EXPECT_EQ("+PONG\r\n", ask(held[0], "PING\r\n", 7)) << "the others are served";
+  const std::string info = ask(held[1], "INFO stats\r\n", 200);
+  EXPECT_NE(std::string::npos, info.find("rejected_connections:1")) << info;
+  ::close(held[2]);
+  held.pop_back();
+  // The loop lets go of the closed one; then a new connection is taken.
+  EXPECT_TRUE(eventually(
+      [&] {
+        int fd = raw(resp_[1]);
+        const bool ok = fd >= 0 && ask(fd, "PING\r\n", 7) == "+PONG\r\n";
+        if (fd >= 0) ::close(fd);
+        return ok;
+      },
+      10s));
+  for (int fd : held) ::close(fd);
+}
+
+// A pipeline of 3 MB of SETs, more than the 1 MiB of parsed commands a connection may have
+// waiting: reading pauses (INFO client_input_pauses) and resumes, and every command is answered
+// in order.
+TEST_F(RespTest, AHugePipelinePausesReadingAndResumesWithEveryReplyInOrder) {
+  int fd = raw(resp_[1]);
+  ASSERT_GE(fd, 0);
+  const std::string value(1000, 'p');
+  std::string cmds, want;
+  for (int i = 0; i < 3000; ++i) {
+    cmds += "*3\r\n$3\r\nSET\r\n" + bulk("pipe:" + std::to_string(i % 50)) + bulk(value);
+    want += "+OK\r\n";
+  }
+  cmds += "GET pipe:49\r\n";
+  want += bulk(value);
+  // Written from a thread: the server stops reading, so a blocking write of all of it would
+  // wait for replies this thread is not reading yet.
+  std::thread writer([&] {
+    std::size_t at = 0;
+    while (at < cmds.size()) {
+      const ssize_t n = ::write(fd, cmds.data() + at, cmds.size() - at);
+      if (n <= 0) break;
+      at += static_cast<std::size_t>(n);
+    }
+  });
+  std::string got;
+  char buf[65536];
+  while (got.size() < want.size()) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  writer.join();
+  EXPECT_EQ(want.size(), got.size());
+  EXPECT_TRUE(got == want) << "the replies differ from the commands' answers in order";
+  ::close(fd);
+  const std::string info = cli(1, {"INFO", "stats"}).out;
+  const auto at = info.find("client_input_pauses:");
+  ASSERT_NE(std::string::npos, at) << info;
+  EXPECT_GE(std::atoll(info.c_str() + at + 20), 1) << info;
 }
 
 }  // namespace

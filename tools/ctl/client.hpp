@@ -36,6 +36,9 @@ class Client {
   Term kv(const Term& request, std::chrono::milliseconds timeout);
   /// The configured timeout (--timeout).
   std::chrono::milliseconds timeout() const { return timeout_; }
+  /// nodusctl's own hidden node (for a command that receives messages, as kv watch: it makes
+  /// an Inbox on it). Owned by this Client.
+  Node& node() { return *node_; }
 
  private:
   Client() = default;

@@ -1,9 +1,12 @@
-// kv get, kv put, kv del, kv keys, kv explain, kv stats: the key-value store, through the term
-// requests of its `nodus_kv` server on the connected node (docs/protocol.md 12.3). Values, keys and
-// contexts are written as tools/src/kv_value.hpp says.
+// kv get, kv put, kv del, kv keys, kv explain, kv mget, kv mput, kv stats, kv watch: the
+// key-value store, through the term requests of its `nodus_kv` server on the connected node
+// (docs/protocol.md 12.3, 12.7). Values, keys and contexts are written as tools/src/kv_value.hpp
+// says.
+#include <signal.h>
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <csignal>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -13,7 +16,9 @@
 #include "ctl.hpp"
 #include "json_term.hpp"
 #include "kv_value.hpp"
+#include "nodus/kv/client.hpp"
 #include "nodus/kv/errors.hpp"
+#include "nodus/node/process.hpp"
 
 namespace nodus::ctl {
 
@@ -589,6 +594,162 @@ const Registrar kStats({"kv", kStatsUsage,
                         "the store's figures (keys, memory, hits, misses, evictions ...), "
                         "cluster-wide and per node; --node NODE: that node's only",
                         run_stats, "stats"});
+// -- kv watch ---------------------------------------------------------------------------------
+//
+// nodusctl's own node is the watcher's node: the watch is held by the target's store and this
+// thread (an Inbox) receives the events. Being on a hidden node, it acknowledges what it took
+// ({kv_watch_ack, WatchRef, N}, docs/protocol.md 12.7) every kAckEvery events and whenever no
+// more are waiting, so it is dropped only when it really falls behind (more than
+// kv.watch_queue events not yet printed).
+
+constexpr const char* kWatchUsage = "kv watch [PATTERN] [--prefix | --key] [--count N]";
+constexpr std::uint32_t kAckEvery = 16;
+constexpr std::size_t kMostPattern = 64 * 1024;  // the store's bound (12.7)
+
+volatile std::sig_atomic_t g_watch_stop = 0;
+extern "C" void on_watch_signal(int) { g_watch_stop = 1; }
+
+// Bytes for people on one line: value_text, or the JSON string form when it would break the
+// line (a newline or another control character in it).
+std::string one_line(const std::string& bytes) {
+  std::string text = tools::value_text(bytes);
+  const bool plain = std::none_of(text.begin(), text.end(), [](char ch) {
+    return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f;
+  });
+  return plain ? text : tools::value_json(bytes).dump();
+}
+
+const char* kind_word(kv::WatchKind k) {
+  switch (k) {
+    case kv::WatchKind::kPut:
+      return "put";
+    case kv::WatchKind::kDelete:
+      return "delete";
+    case kv::WatchKind::kExpire:
+      return "expire";
+  }
+  return "?";
+}
+
+// One event: a JSON line {"event", "key", "value", "context"} (value null for a delete, the
+// expired value for an expiry), or for people "put    KEY = VALUE", "delete KEY",
+// "expire KEY (was VALUE)".
+void print_event(bool as_json, const kv::WatchEvent& e) {
+  const char* kind = kind_word(e.kind);
+  if (as_json) {
+    json j{{"event", kind}, {"key", tools::value_json(e.key)}};
+    j["value"] = e.kind == kv::WatchKind::kDelete ? json(nullptr) : tools::value_json(e.value);
+    j["context"] = tools::to_base64url(e.context);
+    std::cout << j.dump() << "\n";
+  } else {
+    std::string word = kind;
+    word.resize(6, ' ');
+    std::cout << word << " " << one_line(e.key);
+    if (e.kind == kv::WatchKind::kPut) std::cout << " = " << one_line(e.value);
+    if (e.kind == kv::WatchKind::kExpire) std::cout << " (was " << one_line(e.value) << ")";
+    std::cout << "\n";
+  }
+  std::cout.flush();
+}
+
+int run_watch(Context& ctx, const std::vector<std::string>& args) {
+  Args a = parse(args, kWatchUsage, 0, 1, {"--count"}, {"--prefix", "--key"});
+  auto bad = [&](const std::string& why) {
+    return CtlError(ErrorCode::kBadArg,
+                    "kv watch: " + why + "; usage: nodusctl " + std::string(kWatchUsage));
+  };
+  if (a.has("--prefix") && a.has("--key")) throw bad("--prefix and --key exclude each other");
+  kv::WatchMatch match = kv::WatchMatch::kGlob;
+  if (a.has("--prefix")) match = kv::WatchMatch::kPrefix;
+  if (a.has("--key")) match = kv::WatchMatch::kKey;
+  if (match != kv::WatchMatch::kGlob && a.words.empty()) {
+    throw bad(std::string(a.has("--prefix") ? "--prefix" : "--key") + " needs a PATTERN");
+  }
+  const std::string pattern = a.words.empty() ? "*" : a.words[0];
+  if (pattern.empty()) {
+    throw bad("the pattern is empty: give a key, a prefix (--prefix) or a glob such as 'user:*'");
+  }
+  if (pattern.size() > kMostPattern) {
+    throw bad("the pattern has " + std::to_string(pattern.size()) + " bytes, more than 65536");
+  }
+  const std::int64_t count = a.has("--count") ? count_of(a, "--count", 1'000'000'000'000) : 0;
+
+  Client& c = ctx.client();
+  Inbox inbox(c.node());
+  const Atom target(c.target());
+  monitor_node(target);
+  kv::Client store(c.node(), c.target());
+  auto ref = store.watch(pattern, match);
+  if (!ref.ok()) {
+    const ErrorCode code = ref.error().code();
+    std::string why = "kv watch " + key_label(pattern) + ": " + ref.error().to_string();
+    if (code == ErrorCode::kNoProc) {
+      throw CtlError(code,
+                     why + ": node " + c.target() +
+                         " runs no store: set kv.initial_members in its config (nodusd --help)",
+                     kExitUsage);
+    }
+    if (code == ErrorCode::kNodeDown) throw CtlError(code, why, kExitUsage);
+    throw CtlError(code, why + advice(std::string(error_name(code))));
+  }
+  // Ctrl-C (and SIGTERM) end the watch cleanly: the loop sees the flag within 100 ms.
+  struct sigaction sa {};
+  sa.sa_handler = on_watch_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  std::cerr << "nodusctl: watching " << key_label(pattern)
+            << (match == kv::WatchMatch::kPrefix ? " (prefix)"
+                : match == kv::WatchMatch::kKey  ? " (key)"
+                                                 : "")
+            << " on " << c.target() << (count > 0 ? "" : "; Ctrl-C stops") << std::endl;
+
+  std::int64_t seen = 0;
+  std::uint32_t unacked = 0;
+  auto ack = [&] {
+    if (unacked == 0) return;
+    store.watch_ack(*ref, unacked);
+    unacked = 0;
+  };
+  while (!g_watch_stop && (count == 0 || seen < count)) {
+    std::optional<Message> msg = receive(std::chrono::milliseconds(0));
+    if (!msg) {
+      ack();  // nothing waiting: whatever came was printed
+      msg = receive(std::chrono::milliseconds(100));
+      if (!msg) continue;
+    }
+    if (auto e = kv::watch_event(*msg)) {
+      print_event(ctx.json(), *e);
+      ++seen;
+      if (++unacked >= kAckEvery) ack();
+      continue;
+    }
+    if (kv::watch_lost(*msg)) {
+      throw CtlError(ErrorCode::kOverloaded,
+                     "kv watch " + key_label(pattern) + ": the watch was lost (" +
+                         std::to_string(seen) +
+                         " events printed): this watcher fell behind (kv.watch_queue), an event "
+                         "came out of order, or the node's watch server restarted; events may "
+                         "have been missed: read what you need (kv get / kv keys), then watch "
+                         "again");
+    }
+    if (const NodeDown* down = msg->get<NodeDown>(); down && down->node == target) {
+      throw CtlError(ErrorCode::kNodeDown,
+                     "kv watch " + key_label(pattern) + ": node " + c.target() +
+                         " went down; the watch ended (" + std::to_string(seen) +
+                         " events printed): watch again through another node");
+    }
+  }
+  ack();
+  (void)store.unwatch(*ref);
+  return kExitOk;
+}
+
+const Registrar kWatch({"kv", kWatchUsage,
+                        "prints each change of the keys PATTERN matches (a glob; default all; "
+                        "--prefix, --key), one line each (JSON lines with --json), until Ctrl-C "
+                        "or N events",
+                        run_watch, "watch"});
 const Registrar kMget({"kv", kMgetUsage,
                        "the values and contexts of several keys at once, one line per key "
                        "(exit 1 if any is missing or failed)",

@@ -110,15 +110,7 @@ int main(int argc, char** argv) {
       Context ctx(o);
       return c.run(ctx, args);
     }
-    // DESIGN.md's commands that later issues bring.
-    static const char* const kLater[] = {"kv mget", "kv mput", "kv watch"};
     const std::string two = args.empty() ? name : name + " " + args.front();
-    for (const char* later : kLater) {
-      if (two == later || name == later) {
-        return fail(kExitUsage, "'" + std::string(later) +
-                                    "' is not in this build yet: a later issue brings it");
-      }
-    }
     if (!subs.empty()) {
       return fail(kExitUsage, "unknown command '" + two + "'; the " + name + " commands are " +
                                   subs + " (nodusctl --help)");

@@ -17,8 +17,14 @@
 // Redis's "max number of clients reached" and are closed), max_pending_input bytes of parsed
 // commands waiting per connection (beyond that the loop stops reading it: TCP back-pressure),
 // max_output bytes of replies not yet taken by the client (beyond that it is disconnected, as
-// Redis's client-output-buffer-limit). A protocol error is answered and that connection
-// closed; the others are not touched.
+// Redis's client-output-buffer-limit; max_pubsub_output for a subscribed connection). A protocol
+// error is answered and that connection closed; the others are not touched.
+//
+// Pub/sub: a connection that (P)SUBSCRIBEs has its process watch every key of the store (one
+// watch, docs/protocol.md 12.7) and turns each change into Redis's keyspace notifications
+// (`__keyspace@0__:KEY` / `__keyevent@0__:EVENT`, EVENT set, del or expired) for the channels
+// and patterns it holds. A subscriber past max_pubsub_output, or whose watch the store ends
+// (kv_watch_lost), is disconnected: it never misses a notification silently.
 //
 // Thread-safety: RespParser is a plain value (one thread at a time). RespServer: start() and
 // close() from one thread.
@@ -96,6 +102,9 @@ struct RespOptions {
   std::size_t max_bulk = (1 << 20) + 64 * 1024;  ///< kv.max_value_bytes plus room for a key
   std::size_t max_pending_input = 1 << 20;       ///< parsed, not yet run, per connection
   std::size_t max_output = 64 << 20;             ///< unsent replies per connection
+  /// Unsent replies and keyspace notifications of a subscribed connection (Redis's
+  /// client-output-buffer-limit for pubsub: 32 MiB); beyond it the subscriber is disconnected.
+  std::size_t max_pubsub_output = 32 << 20;
   /// The store keeps the latest write only (kv.conflicts = lww): SET and MSET put without
   /// reading the key's causal context first.
   bool lww = false;

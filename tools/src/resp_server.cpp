@@ -19,11 +19,14 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
 #include "nodus/kv/kv.hpp"
+#include "nodus/kv/watch.hpp"
 #include "nodus/node/process.hpp"
 #include "nodus/transport/detail/mutex.hpp"
 #include "resp.hpp"
@@ -53,6 +56,70 @@ bool to_ll(std::string_view s, long long& out) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
+// Redis's glob (util.c stringmatchlen) for PSUBSCRIBE patterns: `*`, `?`, `[abc]`, `[^a-z]`,
+// `\x`. Backtracks to the last `*` only, so it takes O(pattern x text) at worst.
+bool class_match(std::string_view p, std::size_t& pi, char ch) {  // p[pi] == '['
+  std::size_t j = pi + 1;
+  const bool negate = j < p.size() && p[j] == '^';
+  if (negate) ++j;
+  bool hit = false;
+  while (j < p.size() && p[j] != ']') {
+    if (p[j] == '\\' && j + 1 < p.size()) {
+      hit = hit || p[j + 1] == ch;
+      j += 2;
+    } else if (j + 2 < p.size() && p[j + 1] == '-' && p[j + 2] != ']') {
+      char lo = p[j], hi = p[j + 2];
+      if (lo > hi) std::swap(lo, hi);
+      hit = hit || (ch >= lo && ch <= hi);
+      j += 3;
+    } else {
+      hit = hit || p[j] == ch;
+      ++j;
+    }
+  }
+  pi = j < p.size() ? j + 1 : j;  // an unclosed class ends the pattern, as in Redis
+  return hit != negate;
+}
+
+bool glob_match(std::string_view p, std::string_view s) {
+  constexpr std::size_t kNone = std::string_view::npos;
+  std::size_t pi = 0, si = 0, star_p = kNone, star_s = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      while (pi < p.size() && p[pi] == '*') ++pi;
+      if (pi == p.size()) return true;
+      star_p = pi;
+      star_s = si;
+      continue;
+    }
+    if (pi < p.size()) {
+      std::size_t next = pi + 1;
+      bool ok = false;
+      if (p[pi] == '?') {
+        ok = true;
+      } else if (p[pi] == '[') {
+        next = pi;
+        ok = class_match(p, next, s[si]);
+      } else if (p[pi] == '\\' && pi + 1 < p.size()) {
+        ok = p[pi + 1] == s[si];
+        next = pi + 2;
+      } else {
+        ok = p[pi] == s[si];
+      }
+      if (ok) {
+        pi = next;
+        ++si;
+        continue;
+      }
+    }
+    if (star_p == kNone) return false;
+    pi = star_p;
+    si = ++star_s;
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
 std::string address_of(int fd, bool peer) {
   sockaddr_storage a{};
   socklen_t len = sizeof(a);
@@ -80,6 +147,8 @@ struct Counters {
   std::atomic<std::uint64_t> commands{0};
   std::atomic<std::uint64_t> protocol_errors{0};
   std::atomic<std::uint64_t> output_overflows{0};  // disconnected over max_output
+  std::atomic<std::uint64_t> pubsub_lost{0};       // subscribers disconnected on kv_watch_lost
+  std::atomic<std::uint64_t> input_pauses{0};      // reading stopped over max_pending_input
   std::atomic<std::uint64_t> clients{0};           // connected now
 };
 
@@ -213,7 +282,151 @@ class Session {
     return write(out);
   }
 
+  // -- pub/sub: keyspace notifications fed by a store watch -----------------------------------
+  //
+  // A connection with a subscription holds one watch of every key ({watch, <<"*">>} to the
+  // node's store, this process the watcher), and turns each {kv_event, ...} into Redis's
+  // keyspace notifications: `__keyspace@0__:KEY` with `set`, `del` or `expired`, and
+  // `__keyevent@0__:set|del|expired` with the key, sent as `message` to a channel subscribed by
+  // name and as `pmessage` to each pattern (Redis's glob) that matches. The watch goes with the
+  // last subscription.
+
+  // Takes the store's message `msg` if it is a watch's: true when it was one.
+  bool watch_message(const Message& msg) {
+    if (auto e = kv::watch_event(msg)) {
+      if (subscribed()) notify(*e);
+      return true;
+    }
+    if (kv::watch_lost(msg)) {
+      // The store dropped the watch (this process fell behind, or an event would have come out
+      // of order): events are missing, which a subscriber cannot be told otherwise; it is
+      // disconnected, as Redis disconnects a subscriber past its output limit.
+      if (subscribed() && !quit_) {
+        sh_->counters.pubsub_lost.fetch_add(1, std::memory_order_relaxed);
+        resp::error(events_,
+                    "ERR keyspace notifications were lost (this subscriber fell behind the "
+                    "store's watch): reconnect and subscribe again");
+        quit_ = true;
+      }
+      return true;
+    }
+    return false;
+  }
+  // Writes the notifications made since the last call; false when the connection is done.
+  bool flush_events() {
+    if (events_.empty() && !quit_) return true;
+    return write(events_);
+  }
+
  private:
+  bool subscribed() const { return !channels_.empty() || !patterns_.empty(); }
+  std::size_t subscriptions() const { return channels_.size() + patterns_.size(); }
+
+  void notify(const kv::WatchEvent& e) {
+    const char* what = e.kind == kv::WatchKind::kPut      ? "set"
+                       : e.kind == kv::WatchKind::kDelete ? "del"
+                                                          : "expired";
+    const std::pair<std::string, std::string_view> sent[] = {
+        {"__keyspace@0__:" + e.key, what}, {std::string("__keyevent@0__:") + what, e.key}};
+    for (const auto& [channel, payload] : sent) {
+      if (channels_.count(channel)) {
+        resp::array(events_, 3);
+        resp::bulk(events_, "message");
+        resp::bulk(events_, channel);
+        resp::bulk(events_, payload);
+      }
+      for (const std::string& p : patterns_) {
+        if (!glob_match(p, channel)) continue;
+        resp::array(events_, 4);
+        resp::bulk(events_, "pmessage");
+        resp::bulk(events_, p);
+        resp::bulk(events_, channel);
+        resp::bulk(events_, payload);
+      }
+    }
+  }
+
+  // The watch of every key, made once for the first subscription; false with the error line.
+  bool ensure_watch(std::string& error) {
+    if (watch_) return true;
+    auto r = call(store(), tuple("watch", bin("*")), call_timeout());
+    if (!r) {
+      error = "ERR store unreachable: " + r.error().to_string();
+      return false;
+    }
+    if (auto m = r->match({"ok", _ref})) {
+      watch_ = m[0].as_ref();
+      return true;
+    }
+    if (auto e = r->match({"error", _})) {
+      error = "ERR " + error_text(e[0]);
+    } else {
+      error = "ERR unexpected store reply " + r->to_string().substr(0, 200);
+    }
+    return false;
+  }
+  void drop_watch() {
+    if (!watch_) return;
+    (void)call(store(), tuple("unwatch", Term(*watch_)), call_timeout());
+    watch_.reset();
+  }
+
+  static constexpr std::size_t kMaxSubscriptions = 10000;  // channels and patterns together
+
+  // SUBSCRIBE channel... / PSUBSCRIBE pattern...: one reply per name, with the count after it.
+  void subscribe(Args& a, std::string& out) {
+    const bool by_pattern = lower(a[0]) == "psubscribe";
+    std::string error;
+    if (subscriptions() + (a.size() - 1) > kMaxSubscriptions) {
+      return resp::error(out, "ERR more than " + std::to_string(kMaxSubscriptions) +
+                                  " channels and patterns on one connection");
+    }
+    if (!ensure_watch(error)) return resp::error(out, error);
+    auto& set = by_pattern ? patterns_ : channels_;
+    for (std::size_t i = 1; i < a.size(); ++i) {
+      set.insert(a[i]);
+      resp::array(out, 3);
+      resp::bulk(out, by_pattern ? "psubscribe" : "subscribe");
+      resp::bulk(out, a[i]);
+      resp::integer(out, static_cast<long long>(subscriptions()));
+    }
+  }
+
+  // UNSUBSCRIBE [channel...] / PUNSUBSCRIBE [pattern...]: without names, all of them (a nil
+  // name when there were none, as Redis answers).
+  void unsubscribe(Args& a, std::string& out) {
+    const bool by_pattern = lower(a[0]) == "punsubscribe";
+    auto& set = by_pattern ? patterns_ : channels_;
+    const char* word = by_pattern ? "punsubscribe" : "unsubscribe";
+    std::vector<std::string> names(a.begin() + 1, a.end());
+    if (names.empty()) names.assign(set.begin(), set.end());
+    if (names.empty()) {
+      resp::array(out, 3);
+      resp::bulk(out, word);
+      resp::null(out);
+      resp::integer(out, static_cast<long long>(subscriptions()));
+    }
+    for (const std::string& n : names) {
+      set.erase(n);
+      resp::array(out, 3);
+      resp::bulk(out, word);
+      resp::bulk(out, n);
+      resp::integer(out, static_cast<long long>(subscriptions()));
+    }
+    if (!subscribed()) drop_watch();
+  }
+
+  // RESET: out of subscribed mode and MULTI, WATCH forgotten (Redis 6.2).
+  void reset(Args&, std::string& out) {
+    channels_.clear();
+    patterns_.clear();
+    drop_watch();
+    queued_.clear();
+    watched_.clear();
+    in_multi_ = multi_dirty_ = false;
+    resp::simple(out, "RESET");
+  }
+
   // Hands `out` to the socket; false when the connection is done.
   bool write(std::string& out) {
     if (out.empty() && !quit_) return true;
@@ -225,7 +438,8 @@ class Session {
       out.clear();
       if (quit_) conn_->close_after_flush = true;
       if (!conn_->flush()) return false;
-      if (conn_->unsent() > sh_->options.max_output) {
+      if (conn_->unsent() >
+          (subscribed() ? sh_->options.max_pubsub_output : sh_->options.max_output)) {
         sh_->counters.output_overflows.fetch_add(1, std::memory_order_relaxed);
         conn_->closed = true;
         ::shutdown(conn_->fd, SHUT_RDWR);
@@ -389,6 +603,15 @@ class Session {
 
   static constexpr int kCasAttempts = 32;
 
+  // After a compare-and-set lost a race: a random pause of up to 2^attempt ms (at most 32),
+  // parking this process only, so that racing clients spread out instead of colliding again
+  // (with none, six clients incrementing one key could each lose 32 times in a row).
+  void cas_backoff(int attempt) {
+    const int most = 1 << std::min(attempt, 5);
+    std::uniform_int_distribution<int> pick(0, most);
+    sleep_for(std::chrono::milliseconds(pick(rng_)));
+  }
+
   // A key's state at the first primary: the value GET would choose, and its causal context
   // ("" for a key never written).
   struct KeyState {
@@ -495,6 +718,7 @@ class Session {
         case TxnOutcome::kFailed:
           return resp::error(out, error);
         case TxnOutcome::kMismatch:
+          cas_backoff(attempt);
           break;
       }
     }
@@ -756,6 +980,11 @@ class Session {
         {"discard", 1, "fast", 0, 0, 0, &Session::discard},
         {"watch", -2, "fast", 1, -1, 1, &Session::watch},
         {"unwatch", 1, "fast", 0, 0, 0, &Session::unwatch},
+        {"subscribe", -2, "pubsub loading stale", 0, 0, 0, &Session::subscribe},
+        {"psubscribe", -2, "pubsub loading stale", 0, 0, 0, &Session::subscribe},
+        {"unsubscribe", -1, "pubsub loading stale", 0, 0, 0, &Session::unsubscribe},
+        {"punsubscribe", -1, "pubsub loading stale", 0, 0, 0, &Session::unsubscribe},
+        {"reset", 1, "fast loading stale", 0, 0, 0, &Session::reset},
     };
     return table;
   }
@@ -768,6 +997,13 @@ class Session {
       const auto n = static_cast<int>(args.size());
       if ((c.arity > 0 && n != c.arity) || (c.arity < 0 && n < -c.arity)) {
         resp::error(out, "ERR wrong number of arguments for '" + name + "' command");
+        return;
+      }
+      if (subscribed() && name != "subscribe" && name != "psubscribe" && name != "unsubscribe" &&
+          name != "punsubscribe" && name != "ping" && name != "quit" && name != "reset") {
+        resp::error(out, "ERR Can't execute '" + name +
+                             "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are "
+                             "allowed in this context");
         return;
       }
       (this->*c.run)(args, out);
@@ -787,6 +1023,10 @@ class Session {
   void ping(Args& a, std::string& out) {
     if (a.size() > 2) {
       resp::error(out, "ERR wrong number of arguments for 'ping' command");
+    } else if (subscribed()) {  // RESP2's subscribed form: [pong, message]
+      resp::array(out, 2);
+      resp::bulk(out, "pong");
+      resp::bulk(out, a.size() == 2 ? a[1] : std::string());
     } else if (a.size() == 2) {
       resp::bulk(out, a[1]);
     } else {
@@ -820,9 +1060,10 @@ class Session {
     }
   }
 
-  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. With NX, XX,
-  // GET or KEEPTTL a get comes first and the put carries its context (under lww too), so NX
-  // and XX decide on what that get saw: not atomic against a concurrent writer of the key.
+  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. NX or XX alone
+  // is a compare-and-set (set_if). With GET or KEEPTTL, or NX/XX with an expiry, a get comes
+  // first and the put carries its context (under lww too), so NX and XX decide on what that get
+  // saw: not atomic against a concurrent writer of the key.
   void set(Args& a, std::string& out) {
     bool nx = false, xx = false, get_old = false, keep_ttl = false, expiry = false;
     long long ttl_ms = 0;
@@ -860,6 +1101,7 @@ class Session {
       if (!e.empty()) return resp::error(out, "ERR " + e);
       return resp::simple(out, "OK");
     }
+    if (!get_old && !keep_ttl && ttl_ms == 0) return set_if(a[1], a[2], nx, out);
     Answer old = wait(ask_get(a[1], keep_ttl));
     if (!old.ok) return resp::error(out, "ERR " + old.error);
     const std::string* old_value = old.found ? chosen(old.term) : nullptr;
@@ -879,6 +1121,43 @@ class Session {
     if (!put.ok) return resp::error(out, "ERR " + put.error);
     if (get_old) return reply_old();
     resp::simple(out, "OK");
+  }
+
+  // SET key value NX | XX without an expiry: a compare-and-set at the key's partition's first
+  // primary (docs/protocol.md 12.6), so of two clients setting one key NX exactly one wins.
+  // NX writes only if the key is `absent` there; XX reads the key's version there and writes
+  // only if it is still that version, reading again when it changed meanwhile. (With EX/PX,
+  // GET or KEEPTTL, set() decides on a get: a compare-and-set carries no ttl yet.)
+  void set_if(const std::string& key, const std::string& value, bool nx, std::string& out) {
+    std::vector<KeyState> st;
+    std::string error;
+    if (nx) {
+      switch (txn(List{tuple("put", bin(key), bin(value), Term(atom("absent")))}, st, error)) {
+        case TxnOutcome::kOk:
+          return resp::simple(out, "OK");
+        case TxnOutcome::kMismatch:
+          return resp::null(out);  // the key exists
+        case TxnOutcome::kFailed:
+          return resp::error(out, error);
+      }
+    }
+    if (txn(List{tuple("read", bin(key))}, st, error) != TxnOutcome::kOk) {
+      return resp::error(out, error);
+    }
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+      if (!st[0].found) return resp::null(out);
+      switch (txn(List{tuple("put", bin(key), bin(value), if_of(st[0]))}, st, error)) {
+        case TxnOutcome::kOk:
+          return resp::simple(out, "OK");
+        case TxnOutcome::kFailed:
+          return resp::error(out, error);
+        case TxnOutcome::kMismatch:
+          cas_backoff(attempt);
+          break;  // changed meanwhile: decide again on its state now
+      }
+    }
+    resp::error(out, "ERR version_mismatch: the key changed during each of " +
+                         std::to_string(kCasAttempts) + " attempts: retry");
   }
 
   // -- expiry -------------------------------------------------------------------------------
@@ -1187,6 +1466,8 @@ class Session {
       line("rejected_connections", num(c.rejected.load()));
       line("client_protocol_errors", num(c.protocol_errors.load()));
       line("client_output_buffer_limit_disconnections", num(c.output_overflows.load()));
+      line("client_input_pauses", num(c.input_pauses.load()));
+      line("pubsub_lost_disconnections", num(c.pubsub_lost.load()));
       if (st.ok()) {
         line("keyspace_hits", num(st->hits));
         line("keyspace_misses", num(st->misses));
@@ -1305,8 +1586,9 @@ class Session {
       return resp::bulk(
           out, "id=" + std::to_string(conn_->id) + " addr=" + conn_->addr +
                    " laddr=" + conn_->laddr + " fd=" + std::to_string(conn_->fd) + " name=" + name +
-                   " age=" + std::to_string(age) +
-                   " idle=0 flags=N db=0 sub=0 psub=0 multi=-1 resp=2 cmd=client|info\n");
+                   " age=" + std::to_string(age) + " idle=0 flags=" + (subscribed() ? "P" : "N") +
+                   " db=0 sub=" + std::to_string(channels_.size()) + " psub=" +
+                   std::to_string(patterns_.size()) + " multi=-1 resp=2 cmd=client|info\n");
     }
     resp::error(out, "ERR unknown subcommand '" + a[1].substr(0, 128) + "'. Try CLIENT HELP.");
   }
@@ -1359,7 +1641,10 @@ class Session {
   void config(Args& a, std::string& out) {
     if (lower(a[1]) == "get" && a.size() == 3) {
       static const std::pair<const char*, const char*> kKnown[] = {
-          {"save", ""}, {"appendonly", "no"}, {"databases", "1"}};
+          {"save", ""},
+          {"appendonly", "no"},
+          {"databases", "1"},
+          {"notify-keyspace-events", "KEg$x"}};
       for (const auto& [k, v] : kKnown) {
         if (lower(a[2]) == k) {
           resp::array(out, 2);
@@ -1382,6 +1667,12 @@ class Session {
   bool in_multi_ = false, multi_dirty_ = false;
   std::vector<Args> queued_;
   std::map<std::string, std::string> watched_;
+  std::minstd_rand rng_{static_cast<unsigned>(Clock::now().time_since_epoch().count())};
+  // Pub/sub: the channels and patterns subscribed, the store watch that feeds them, and the
+  // notifications not yet handed to the socket.
+  std::set<std::string> channels_, patterns_;
+  std::optional<Ref> watch_;
+  std::string events_;
 };
 
 // The connection's process: runs its commands as "work" arrives, until the socket is done.
@@ -1401,8 +1692,18 @@ void connection_body(std::shared_ptr<Shared> shared, std::shared_ptr<Conn> conn)
   } done{conn.get()};
   Session session(shared, conn);
   for (;;) {
-    (void)receive();
-    if (!session.step()) return;
+    // Keyspace notifications are gathered, up to 256 messages a turn, and written together;
+    // anything else ("work", "closed") runs the commands, after the notifications before it.
+    Message msg = receive();
+    for (int i = 0; i < 256; ++i) {
+      if (!session.watch_message(msg)) {
+        if (!session.flush_events() || !session.step()) return;
+      }
+      auto next = receive(std::chrono::milliseconds(0));
+      if (!next) break;
+      msg = std::move(*next);
+    }
+    if (!session.flush_events()) return;
   }
 }
 
@@ -1579,6 +1880,7 @@ class RespServer::Impl {
         c.protocol_error = c.parser.error();
         c.reading = false;
       } else if (c.pending_bytes > sh_->options.max_pending_input) {
+        sh_->counters.input_pauses.fetch_add(1);
         c.paused = true;
         c.reading = false;
       }

@@ -28,6 +28,8 @@ CODES = {
     3001: ("auth_failed", "AuthFailed"),
     4000: ("internal", "Internal"),
     6000: ("too_many_siblings", "TooManySiblings"),
+    6020: ("too_many_watches", "TooManyWatches"),
+    6030: ("version_mismatch", "VersionMismatch"),
 }
 
 NUMBER_OF = {name: number for number, (name, _) in CODES.items()}
@@ -74,6 +76,20 @@ class NoQuorum(_BY_NAME["no_quorum"]):  # noqa: F811 (a richer class for the sto
 
 
 _BY_NAME["no_quorum"] = NoQuorum
+
+
+class WatchLost(NodusError):
+    """The store ended a watch (``{kv_watch_lost, Pattern}``, docs/protocol.md 12.7): its
+    watcher fell behind (more than ``kv.watch_queue`` events not acknowledged), an event would
+    have come out of order, or the watch server restarted. Events may have been missed: read
+    what you need, then watch again. ``pattern`` is the watch's pattern as given."""
+
+    code = 1003  # as overloaded: the watcher was too slow
+    name = "watch_lost"
+
+    def __init__(self, message="", reason=None, pattern=None):
+        super().__init__(message, reason)
+        self.pattern = pattern
 
 
 def error_class(name):

@@ -6,9 +6,13 @@ of the key's hash tag, 12.1; the ring comes from ``nodus_kv``'s ``ring``), which
 it without a hop; when none of them is a primary, any linked node takes it and asks a
 primary itself.
 
-Watches are not here: the store has none yet.
+Watches (12.7): ``watch(pattern)`` returns a ``Watch``, a process of this client (a
+``Mailbox``) that the store sends ``{kv_event, Kind, Key, Value, Context}`` for each change of
+a matching key; iterating it yields ``WatchEvent`` tuples and acknowledges them, as a watcher
+on a hidden node must, and ``WatchLost`` is raised when the store ended the watch.
 """
 
+import collections
 import threading
 import time
 
@@ -45,6 +49,102 @@ class KvObject:
 
     def __repr__(self):
         return "KvObject(%r, values=%r)" % (self.key, self.values)
+
+
+WatchEvent = collections.namedtuple("WatchEvent", "kind key value context")
+WatchEvent.__doc__ = """One change (12.7): ``kind`` ``"put"``, ``"delete"`` or ``"expire"``;
+``key``; ``value`` what the put wrote (``b""`` for a delete, the expired value for an expiry);
+``context`` the key's causal context after the change (a put with it supersedes it)."""
+
+_ACK_EVERY = 16  # events taken before an acknowledgement is sent, at the latest
+_WATCH_SERVER = "nodus_kv_watch"
+
+
+class Watch:
+    """A watch of the keys a pattern matches (``Kv.watch``). Iterate it, or call ``next()``,
+    for ``WatchEvent`` s in the order the store sent them (per key in version order). Each
+    event taken is acknowledged to the node holding the watch (``{kv_watch_ack, WatchRef,
+    N}``, at least every 16 events and whenever no more are waiting), so the watch is dropped
+    only when this client falls more than ``kv.watch_queue`` events behind: then ``WatchLost``
+    is raised, once, and the iteration ends. ``close()`` (or leaving a ``with``) ends the
+    watch. Not for use by several threads at once."""
+
+    def __init__(self, node, box, ref, holder, pattern):
+        self._node, self._box, self.ref, self.node, self.pattern = node, box, ref, holder, pattern
+        self._unacked = 0
+        self.closed = False
+
+    def next(self, timeout_ms=5000):
+        """The next event. Raises ``Timeout`` when none came within `timeout_ms` (``None``:
+        wait for ever), ``WatchLost`` when the store ended the watch (then it is closed),
+        ``NodeDown`` when its node went down."""
+        if self.closed:
+            raise errors.WatchLost("the watch is closed", pattern=self.pattern)
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while True:
+            if self._unacked and self._box._queue.empty():
+                self._ack()  # everything that came was taken
+            left = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+            try:
+                msg = self._box.receive(int(left * 1000))
+            except errors.Timeout:
+                if not self._node.is_up(self.node):
+                    self._end()
+                    raise errors.NodeDown("node %s, which held the watch of %r, went down: "
+                                          "watch again through another" % (self.node,
+                                                                           self.pattern))
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise errors.Timeout("no event within %d ms" % timeout_ms) from None
+                continue
+            t = msg.term
+            if isinstance(t, tuple) and len(t) == 5 and t[0] == "kv_event":
+                self._unacked += 1
+                if self._unacked >= _ACK_EVERY or self._box._queue.empty():
+                    self._ack()
+                return WatchEvent(str(t[1]), t[2], t[3], t[4])
+            if isinstance(t, tuple) and len(t) == 2 and t[0] == "kv_watch_lost":
+                self._end()
+                raise errors.WatchLost(
+                    "the store ended the watch of %r: events may have been missed (read what "
+                    "you need, then watch again)" % (self.pattern,), t, pattern=t[1])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.closed:
+            raise StopIteration
+        return self.next(timeout_ms=None)
+
+    def close(self):
+        """Ends the watch (events already sent are dropped). Idempotent."""
+        if self.closed:
+            return
+        self._ack()
+        try:
+            self._node.call(("nodus_kv", self.node), ("unwatch", self.ref), 5000)
+        except errors.NodusError:
+            pass  # the node went away: the watch went with this client's link
+        self._end()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _ack(self):
+        if self._unacked and not self.closed:
+            try:
+                self._node.send((_WATCH_SERVER, self.node),
+                                (Atom("kv_watch_ack"), self.ref, self._unacked))
+            except errors.NodusError:
+                pass
+        self._unacked = 0
+
+    def _end(self):
+        self.closed = True
+        self._box.close()
 
 
 def hash_tag(key):
@@ -131,6 +231,31 @@ class Kv:
         opts = _opts(limit=limit, cursor=cursor, timeout=timeout_ms)
         keys, cursor = _ok(self._ask(None, ("keys", _bytes(pattern), opts), timeout_ms), 2)
         return list(keys), cursor
+
+    def watch(self, pattern=b"*", match="glob", node=None):
+        """Watches the keys `pattern` matches (`match`: ``"glob"``, as ``keys``; ``"prefix"``:
+        keys starting with it; ``"key"``: that key) through `node`'s store (default: the first
+        linked), which holds the watch. Returns a ``Watch`` once every ring member up knows
+        the pattern: every change made after it is seen. Raises ``BadArg`` (an empty pattern,
+        over 64 KiB), ``TooManyWatches`` (``kv.max_watches``), ``NoProc`` (no store there)."""
+        pattern = _bytes(pattern)
+        if match == "glob":
+            term = pattern
+        elif match in ("prefix", "key"):
+            term = (Atom(match), pattern)
+        else:
+            raise ValueError("match is 'glob', 'prefix' or 'key', not %r" % (match,))
+        node = node or self._node._first_node()
+        box = self._node.mailbox()
+        try:
+            reply = box.call(("nodus_kv", node), (Atom("watch"), term), 5000 + _CALL_SLACK_MS)
+            if isinstance(reply, tuple) and reply and reply[0] == "error":
+                raise _kv_error(reply)
+            ref = _ok(reply, 1)[0]
+        except BaseException:
+            box.close()
+            raise
+        return Watch(self._node, box, ref, node, pattern)
 
     def ring(self, node=None):
         """The ring as `node` (default: the first linked) has it: a dict with ``epoch``,

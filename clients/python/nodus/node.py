@@ -65,6 +65,32 @@ class _GlobalModule:
 GLOBAL = _GlobalModule()
 
 
+class Registry:
+    """The via module of a node's built-in ``Registry`` named `name` (nodusd's ``apps.start``
+    makes one per ``via:REG/KEY``), on `node` (default: the first node linked):
+    ``Via(Registry("reg"), b"key")`` is nodusctl's ``via:reg/key@node``. A registry lives in
+    its node's memory and answers no frame (docs/protocol.md section 11), so the name is
+    resolved as the admin server resolves ``{via, Reg, Key, Node}``: that node's
+    ``nodus_admin`` lists its via names (``names``) and the client sends to the pid."""
+
+    __slots__ = ("name", "node")
+
+    def __init__(self, name, node=None):
+        self.name = name.decode() if isinstance(name, bytes) else str(name)
+        self.node = node
+
+    def whereis_name(self, client, key):
+        key = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        want = ("via:%s/%s" % (self.name, key)).encode("utf-8")
+        for entry in client.admin("names", node=self.node):
+            if entry.get("name") == want:
+                return entry.get("pid")
+        return None
+
+    def __repr__(self):
+        return "Registry(%r%s)" % (self.name, ", node=%r" % self.node if self.node else "")
+
+
 class Message:
     """A message a mailbox received: ``kind`` (``"info"``, ``"cast"``, ``"call"``,
     ``"exit"``), ``sender`` (a Pid or None), ``term`` (the term, or for a typed message
@@ -95,6 +121,11 @@ class Mailbox:
             return self._queue.get(timeout=None if timeout_ms is None else timeout_ms / 1000)
         except queue.Empty:
             raise errors.Timeout("no message within %d ms" % timeout_ms) from None
+
+    def call(self, dest, request, timeout_ms=DEFAULT_TIMEOUT_MS):
+        """``Node.call`` made by this process: the callee sees this pid as the caller (what
+        a watch needs: the caller is the watcher)."""
+        return self._node._call(dest, request, timeout_ms, self.pid)
 
     def reply(self, message, value):
         """Answers the call `message` with the term `value`."""
@@ -339,6 +370,9 @@ class Node:
         budget), and a late reply is dropped. Raises ``Timeout``, ``NoProc`` (nobody there),
         ``NodeDown`` (its node is not linked, or went down meanwhile), ``Exited`` (it exited
         before it answered) or the error its reply names (``BadArg`` ...)."""
+        return self._call(dest, request, timeout_ms, self.self_pid)
+
+    def _call(self, dest, request, timeout_ms, caller):
         node, to = self._resolve(dest)
         ref = self._make_ref()
         waiter = _Waiter(node)
@@ -346,7 +380,7 @@ class Node:
         with self._lock:
             self._pending[ref.id] = waiter
         try:
-            self._post(node, wire.data(wire.CALL, self.self_pid, to, ref,
+            self._post(node, wire.data(wire.CALL, caller, to, ref,
                                        max(0, int(timeout_ms * 1000)), 0, payload))
             if not waiter.done.wait(timeout_ms / 1000):
                 raise errors.Timeout("%s did not answer within %d ms" % (_show(dest),

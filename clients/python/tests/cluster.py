@@ -55,7 +55,8 @@ def eventually(check, timeout_s=20.0, every_s=0.05, what="the condition"):
 
 class Cluster:
     """`size` nodes n1..nN meshed, running the store (N = `replicas`) and example apps:
-    ``stack`` (local:stack) and ``slow`` (local:slow) on every node and ``counter`` (global:hits) on n1."""
+    ``stack`` (local:stack) and ``slow`` (local:slow) on every node, ``counter`` (global:hits) on
+    n1 and a ``stack`` under the via name via:reg/vstack on n2."""
 
     def __init__(self, size=3, replicas=3, partitions=16, cookie="py-client-test",
                  curve=None, extra=""):
@@ -101,6 +102,8 @@ class Cluster:
                   "[apps]", "start = stack local:stack", "start = slow local:slow"]
         if i == 0:
             lines.append("start = counter global:hits")
+        if i == 1:
+            lines.append("start = stack via:reg/vstack")
         lines += ["[log]", "level = warn", extra]
         with open(os.path.join(self.dir, name + ".conf"), "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -132,6 +132,21 @@ class MessagingTest(ClusterTest):
         with self.assertRaises(nodus.NoProc):
             self.node.call(nodus.Via(Directory("n2"), b"nobody"), "pop")
 
+    def test_via_name_of_a_nodes_registry(self):
+        # {via, Reg, Key, Node}: the stack n2's Registry "reg" holds as vstack.
+        vstack = nodus.Via(nodus.Registry("reg", "n2"), b"vstack")
+        self.node.cast(vstack, ("push", "via-reg"))
+        self.assertEqual(("ok", "via-reg"), self.node.call(vstack, "pop"))
+        self.assertEqual(("error", "empty"), self.node.call(vstack, "pop"))
+        mon = self.node.monitor(vstack)
+        self.assertFalse(mon.down)
+        self.node.demonitor(mon)
+        for nobody in (nodus.Via(nodus.Registry("reg", "n2"), b"nobody"),
+                       nodus.Via(nodus.Registry("other", "n2"), b"vstack"),
+                       nodus.Via(nodus.Registry("reg", "n3"), b"vstack")):
+            with self.assertRaises(nodus.NoProc):
+                self.node.call(nobody, "pop")
+
     def test_unknown_names_are_noproc(self):
         with self.assertRaises(nodus.NoProc) as e:
             self.node.call("no_such_name", "hello", timeout_ms=2000)
@@ -262,6 +277,89 @@ class StoreTest(ClusterTest):
         self.assertEqual([nodus.wire.REFUSE, "not authenticated"], frames[0])
         s.close()
         self.assertEqual("pong", self.node.admin("ping"))
+
+
+class WatchTest(ClusterTest):
+    def events(self, w, n):
+        return [w.next(timeout_ms=15000) for _ in range(n)]
+
+    def test_watch_hears_each_change_once_in_order_per_key(self):
+        with self.node.kv.watch(b"pw:*", node="n2") as w:  # held by n2; writes go to primaries
+            ctx_a = self.node.kv.put(b"pw:a", b"1")
+            self.node.kv.put(b"elsewhere", b"not watched")
+            ctx_b = self.node.kv.put(b"pw:b", b"2", ttl_ms=200)
+            del_a = self.node.kv.delete(b"pw:a", context=ctx_a)
+            got = self.events(w, 4)  # the expiry comes from the sweep, within about a second
+        per_key = {}
+        for e in got:
+            self.assertIsInstance(e, nodus.WatchEvent)
+            per_key.setdefault(e.key, []).append(e)
+        self.assertEqual([nodus.WatchEvent("put", b"pw:a", b"1", ctx_a),
+                          nodus.WatchEvent("delete", b"pw:a", b"", del_a)], per_key[b"pw:a"])
+        b = per_key[b"pw:b"]
+        self.assertEqual(nodus.WatchEvent("put", b"pw:b", b"2", ctx_b), b[0])
+        self.assertEqual(("expire", b"pw:b", b"2"), b[1][:3])
+        self.assertTrue(w.closed)
+
+    def test_prefix_and_key_watches(self):
+        with self.node.kv.watch(b"px:", match="prefix") as by_prefix, \
+                self.node.kv.watch(b"px:*", match="key") as by_key:
+            self.node.kv.put(b"px:one", b"1")
+            self.node.kv.put(b"px:*", b"star")  # the key named by the pattern's bytes
+            got = self.events(by_prefix, 2)
+            self.assertEqual({b"px:one", b"px:*"}, {e.key for e in got})
+            self.assertEqual(("put", b"px:*", b"star"), self.events(by_key, 1)[0][:3])
+            with self.assertRaises(nodus.Timeout):
+                by_key.next(timeout_ms=300)
+
+    def test_bad_patterns_are_refused(self):
+        with self.assertRaises(nodus.BadArg):
+            self.node.kv.watch(b"")
+        with self.assertRaises(nodus.BadArg):
+            self.node.kv.watch(b"x" * 70000)
+        with self.assertRaises(ValueError):
+            self.node.kv.watch(b"x", match="regex")
+
+
+class WatchAckTest(unittest.TestCase):
+    """A node with kv.watch_queue = 20: acknowledgements keep a watcher that takes its events
+    alive; one that does not take them is told WatchLost."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster(size=2, replicas=2, extra="[kv]\nwatch_queue = 20").start()
+        try:
+            cls.node = connect(cls.cluster)
+            cls.node.connect(cls.cluster.endpoint("n2"))
+            eventually(lambda: cls.node.kv.ring()["epoch"] > 0, what="the ring")
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.close()
+        cls.cluster.stop()
+
+    def test_a_watcher_that_takes_its_events_is_never_dropped(self):
+        with self.node.kv.watch(b"ack:*") as w:
+            for i in range(100):  # five times the bound, each taken (and so acknowledged)
+                self.node.kv.put(b"ack:%d" % i, b"v")
+                self.assertEqual(b"ack:%d" % i, w.next(timeout_ms=10000).key)
+
+    def test_a_watcher_that_does_not_take_them_is_told_watch_lost(self):
+        w = self.node.kv.watch(b"lag:*")
+        for i in range(40):
+            self.node.kv.put(b"lag:%d" % i, b"v")
+        taken = 0
+        with self.assertRaises(nodus.WatchLost) as lost:
+            for _ in range(41):
+                w.next(timeout_ms=10000)
+                taken += 1
+        self.assertEqual(b"lag:*", lost.exception.pattern)
+        self.assertLessEqual(taken, 21)  # the events before the loss, then the notice
+        self.assertTrue(w.closed)
+        w.close()  # harmless
 
 
 class NodeDownTest(unittest.TestCase):
