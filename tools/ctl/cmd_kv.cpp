@@ -468,7 +468,8 @@ int run_mget(Context& ctx, const std::vector<std::string>& args) {
       std::string text = std::to_string(values.size()) + " siblings:";
       for (const auto& v : values) {
         sib.push_back(tools::value_json(v));
-        text += " " + tools::value_text(v);
+        text += ' ';
+        text += tools::value_text(v);
       }
       one["siblings"] = sib;
       t.add({tools::value_text(key), text, context});
