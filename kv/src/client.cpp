@@ -227,9 +227,6 @@ Result<GetResult> Client::get(std::string_view key, const RequestOptions& opts) 
 Result<std::string> Client::put(std::string_view key, std::string_view value,
                                 const RequestOptions& opts, GetResult* current) const {
   if (opts.ttl.count() < 0) return Status(ErrorCode::kBadArg, "ttl must not be negative");
-  if (opts.if_version && opts.ttl.count() > 0) {
-    return Status(ErrorCode::kBadArg, "ttl with if_version is not supported yet");
-  }
   if (opts.if_version) return cas(key, kTxnPut, value, opts, current);
   KvRequest req = make(Op::kPut, key, opts);
   req.value.assign(value);

@@ -207,6 +207,9 @@ Result<TxnReply> run_txn(Node& node, const std::string& via, KvTxn t,
 
 Result<std::string> Client::cas(std::string_view key, std::uint8_t write, std::string_view value,
                                 const RequestOptions& opts, GetResult* current) const {
+  if (write == kTxnDelete && opts.ttl.count() != 0) {
+    return Status(ErrorCode::kBadArg, "ttl is an option of put only");
+  }
   KvTxn t;
   TxnOp op;
   op.key.assign(key);
@@ -214,6 +217,7 @@ Result<std::string> Client::cas(std::string_view key, std::uint8_t write, std::s
   op.value.assign(value);
   op.cond = opts.if_version->empty() ? kCondAbsent : kCondVersion;
   op.if_version = *opts.if_version;
+  if (write == kTxnPut) op.ttl_ms = static_cast<std::uint64_t>(opts.ttl.count());  // ttl.hpp
   t.ops.push_back(std::move(op));
   t.w = opts.w;
   t.pw = opts.pw;

@@ -50,6 +50,17 @@ Result<std::uint32_t> check_txn(const KvTxn& t, const KvState& st, std::uint32_t
     }
     if (op.write > kTxnDelete) return Status(ErrorCode::kBadArg, "unknown write");
     if (op.cond > kCondAbsent) return Status(ErrorCode::kBadArg, "unknown condition");
+    if ((op.ttl_ms || op.keep_ttl) && op.write != kTxnPut) {
+      return Status(ErrorCode::kBadArg, "ttl and keep_ttl are options of a put only");
+    }
+    if (op.ttl_ms && op.keep_ttl) {
+      return Status(ErrorCode::kBadArg, "a put takes ttl or keep_ttl, not both");
+    }
+    if (op.ttl_ms > kMaxTtlMs) {
+      return Status(ErrorCode::kBadArg, "ttl = " + std::to_string(op.ttl_ms) +
+                                            " ms is above the limit of " +
+                                            std::to_string(kMaxTtlMs) + " ms");
+    }
     if (op.value.size() > o.max_value_bytes) {
       return Status(ErrorCode::kValueTooLarge, "value is " + std::to_string(op.value.size()) +
                                                    " bytes, the limit (kv.max_value_bytes) is " +
@@ -150,8 +161,20 @@ std::variant<TxnPlan, TxnReply> plan_txn(
     Object& o = plan.objects[i];
     const VersionVector seen = o.join();
     const Actor actor = ps.actors.for_write(op.key, o, seen);
-    o = o.update(seen, Sibling{del ? std::string() : std::string(op.value), st.clock.now(), del},
-                 actor);
+    // The new value's expiry (ttl.hpp), by this primary's clock: its own ttl, or with keep_ttl
+    // that of the live values it supersedes.
+    std::uint64_t expiry = 0;
+    const std::uint64_t now_ms = st.wall_ms();
+    if (op.ttl_ms) {
+      expiry = now_ms + op.ttl_ms;
+    } else if (op.keep_ttl) {
+      const auto left = ttl_left_ms(o, now_ms);
+      if (left && *left > 0) expiry = now_ms + *left;
+    }
+    o = o.update(
+        seen,
+        Sibling{del ? std::string() : std::string(op.value), st.clock.now(), del, del ? 0 : expiry},
+        actor);
     resolve(o);
     std::string bytes;
     encode_object(o, bytes);
@@ -197,28 +220,34 @@ void route_txn(KvState& st, KvTxn t, From from, TxnShape shape) {
     return fail(ErrorCode::kTimeout, "");
   }
   const auto prim = view->primaries(p, st.options.replicas);
-  const bool primary_here =
-      view->self >= 0 &&
-      std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(view->self)) != prim.end();
   int first = -1;
   for (std::uint32_t m : prim) {
-    if (view->up[m]) {
+    if (view->up[m] || static_cast<int>(m) == view->self) {
       first = static_cast<int>(m);
       break;
     }
   }
-  // Forwarded by a node that saw this one as the first up primary: taken when it is a primary
-  // at all (two views that disagree for a moment must not bounce it back and forth).
-  const bool here = primary_here && (first == view->self || t.forwarded);
-  if (!here) {
-    if (t.forwarded || first < 0) {
+  // Run only where this node sees itself as the first up primary. A transaction forwarded here
+  // by a node that saw this one so while this node sees an earlier primary up (the sender saw
+  // that one down) goes on to it: run here, it would race with the transactions that primary
+  // coordinates, and two coordinators could both accept the same if_version. Each such hop is
+  // to an earlier primary of the preference list, so a ring allows N - 1 of them; more means
+  // the nodes disagree on the ring itself.
+  if (first < 0 || first != view->self) {
+    if (first < 0) {
       return fail(ErrorCode::kUnavailable,
                   "no primary of partition " + std::to_string(p) +
                       " is up here: transactions and compare-and-set run on the first primary");
     }
+    if (t.forwarded && t.hops + 1u >= st.options.replicas) {
+      return fail(ErrorCode::kUnavailable,
+                  "the nodes disagree on the first up primary of partition " + std::to_string(p) +
+                      " (sent on " + std::to_string(t.hops) + " times): retry");
+    }
     // A process here asks the first primary and relays its answer (the caller may be a hidden
     // node the primary cannot reach).
     st.counters.forwarded.fetch_add(1, std::memory_order_relaxed);
+    t.hops = t.forwarded ? static_cast<std::uint8_t>(t.hops + 1) : 0;
     t.forwarded = true;
     t.deadline_ms = st.wall_deadline(deadline);
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
@@ -317,8 +346,25 @@ Status condition_of(const Term& v, TxnOp& op) {
                 "if_version must be a causal context (a binary) or the atom absent");
 }
 
+// A put's ttl (ms, 1..kMaxTtlMs) or keep_ttl (true | false), into `op`.
+Status put_option(std::string_view name, const Term& v, TxnOp& op) {
+  if (name == "ttl") {
+    if (!v.is_int() || v.as_int() < 1 || static_cast<std::uint64_t>(v.as_int()) > kMaxTtlMs) {
+      return Status(ErrorCode::kBadArg, "option ttl must be an integer from 1 to " +
+                                            std::to_string(kMaxTtlMs) + " (ms)");
+    }
+    op.ttl_ms = static_cast<std::uint64_t>(v.as_int());
+    return Status();
+  }
+  if (!v.is_atom("true") && !v.is_atom("false")) {
+    return Status(ErrorCode::kBadArg, "option keep_ttl must be true or false");
+  }
+  op.keep_ttl = v.is_atom("true");
+  return Status();
+}
+
 // The options of a transaction (or of a put/delete with if_version, whose condition goes to
-// `op`): w, pw, dw, timeout, if_version.
+// `op`): w, pw, dw, timeout, if_version, and for a put ttl and keep_ttl.
 Status txn_opts(const Term& opts, KvTxn& t, TxnOp* op) {
   if (opts.is_list() && opts.as_list().empty()) return Status();
   if (!opts.is_map()) return Status(ErrorCode::kBadArg, "options must be a map");
@@ -329,6 +375,10 @@ Status txn_opts(const Term& opts, KvTxn& t, TxnOp* op) {
       if (Status s = condition_of(v, *op); !s.ok()) return s;
       continue;
     }
+    if (op && op->write == kTxnPut && (name == "ttl" || name == "keep_ttl")) {
+      if (Status s = put_option(name, v, *op); !s.ok()) return s;
+      continue;
+    }
     std::uint32_t* field = name == "w"         ? &t.w
                            : name == "pw"      ? &t.pw
                            : name == "dw"      ? &t.dw
@@ -337,7 +387,8 @@ Status txn_opts(const Term& opts, KvTxn& t, TxnOp* op) {
     if (!field) {
       return Status(ErrorCode::kBadArg,
                     "unknown option " + std::string(name) +
-                        (op ? " (with if_version: w, pw, dw, timeout)" : " (w, pw, dw, timeout)"));
+                        (op ? " (with if_version: w, pw, dw, timeout, and for a put ttl, keep_ttl)"
+                            : " (w, pw, dw, timeout)"));
     }
     if (!v.is_int() || v.as_int() < 1 || v.as_int() > 0x7fffffff) {
       return Status(ErrorCode::kBadArg, "option " + std::string(name) + " must be an integer >= 1");
@@ -358,8 +409,8 @@ bool names_if_version(const Term& opts) {
 Result<TxnOp> op_of_term(const Term& e) {
   const Status bad(ErrorCode::kBadArg,
                    "a transaction's operation is {read, Key}, {check, Key, If}, {put, Key, Value}, "
-                   "{put, Key, Value, If} or {delete, Key} or {delete, Key, If}; If is a "
-                   "context or absent");
+                   "{put, Key, Value, If}, {put, Key, Value, #{if_version, ttl, keep_ttl}}, "
+                   "{delete, Key} or {delete, Key, If}; If is a context or absent");
   if (!e.is_tuple() || e.size() < 2 || !e[0].is_atom() || !e[1].is_bin()) return bad;
   TxnOp op;
   op.key = e[1].as_bin();
@@ -378,6 +429,19 @@ Result<TxnOp> op_of_term(const Term& e) {
     if (e.size() == 3) if_at = 2;
   } else {
     return bad;
+  }
+  if (if_at && op.write == kTxnPut && e[if_at].is_map()) {  // #{if_version, ttl, keep_ttl}
+    for (const auto& [k, v] : e[if_at].as_map()) {
+      const std::string_view name = k.is_atom() ? k.as_atom().name() : "";
+      Status s = name == "if_version" ? condition_of(v, op)
+                 : name == "ttl" || name == "keep_ttl"
+                     ? put_option(name, v, op)
+                     : Status(ErrorCode::kBadArg, "unknown option " + k.to_string() +
+                                                      " of a put (if_version, ttl, "
+                                                      "keep_ttl)");
+      if (!s.ok()) return s;
+    }
+    return op;
   }
   if (if_at) {
     if (Status s = condition_of(e[if_at], op); !s.ok()) return s;

@@ -28,14 +28,20 @@ struct PartitionState;
 
 /// What a transaction does with one key. write: 0 none (read or check only), 1 put `value`,
 /// 2 delete. cond: 0 none, 1 the key's version at the first primary must equal the causal
-/// context `if_version`, 2 the key must be absent there (no live value).
+/// context `if_version`, 2 the key must be absent there (no live value). Puts only: the value
+/// expires ttl_ms after the first primary stores it (0: never), or, with keep_ttl, when the
+/// live values it supersedes there expire (the latest of them; never when one never expires or
+/// none is live: Redis's INCR and SET KEEPTTL). The two trailing fields are missing from an
+/// older sender's op and then read as 0 / false.
 struct TxnOp {
   std::string key;
   std::uint8_t write = 0;
   std::uint8_t cond = 0;
   std::string if_version;
   Bin value;
-  MSGPACK_DEFINE_ARRAY(key, write, cond, if_version, value)
+  std::uint64_t ttl_ms = 0;
+  bool keep_ttl = false;
+  MSGPACK_DEFINE_ARRAY(key, write, cond, if_version, value, ttl_ms, keep_ttl)
 };
 enum : std::uint8_t { kTxnNone = 0, kTxnPut = 1, kTxnDelete = 2 };
 enum : std::uint8_t { kCondNone = 0, kCondVersion = 1, kCondAbsent = 2 };
@@ -46,13 +52,16 @@ inline constexpr std::size_t kMaxTxnKeys = 1000;
 /// A transaction, to nodus_kv (a call, answered with a TxnReply). Quorums and timeout 0: the
 /// node's defaults. forwarded: sent on by the nodus_kv of another node, which took it as the
 /// partition's first up primary; deadline_ms then fixed (wall-clock ms), as in KvForward.
+/// hops: how many nodes sent it on so far (a node that sees another first up primary than the
+/// sender did sends it on again, at most N - 1 times in all).
 struct KvTxn {
   std::vector<TxnOp> ops;
   std::uint32_t w = 0, pw = 0, dw = 0;
   std::uint32_t timeout_ms = 0;
   bool forwarded = false;
   std::uint64_t deadline_ms = 0;
-  NODUS_MESSAGE(KvTxn, 530, ops, w, pw, dw, timeout_ms, forwarded, deadline_ms);
+  std::uint8_t hops = 0;
+  NODUS_MESSAGE(KvTxn, 530, ops, w, pw, dw, timeout_ms, forwarded, deadline_ms, hops);
 };
 
 /// One key of a TxnReply: its live values at the first primary (none: absent) and its causal
@@ -131,9 +140,12 @@ Status register_txn_protocol();
 Result<std::uint32_t> check_txn(const KvTxn& t, const KvState& st, std::uint32_t partitions);
 
 /// nodus_kv's part: sends `t` to its partition's vnode when this node is the first up primary
-/// (or `t` was forwarded here by a node that thinks so), else to that primary's nodus_kv, through
-/// a short-lived process here that relays the answer. Never runs a transaction on a fallback:
-/// with no primary up it answers unavailable.
+/// as it sees the ring, else to that primary's nodus_kv, through a short-lived process here that
+/// relays the answer; also a `t` forwarded here by a node that saw this one as the first up
+/// primary, when this node sees another (each such hop goes to an earlier primary of the
+/// preference list, so at most N - 1 of them: past that, unavailable). Never runs a transaction
+/// on a fallback or on a primary that sees an earlier one up: with no primary up it answers
+/// unavailable.
 void route_txn(KvState& st, KvTxn t, From from, TxnShape shape);
 
 /// Answers a transaction's caller, with a TxnReply or its term (docs/protocol.md 12.5).

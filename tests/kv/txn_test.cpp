@@ -414,5 +414,128 @@ TEST_F(TxnTest, WithTheFirstPrimaryDownTheNextOneCoordinates) {
   EXPECT_EQ(none.error().code(), ErrorCode::kUnavailable);
 }
 
+// Compare-and-set with a ttl: the ttl applies to the new value, counted at the first primary;
+// once it expired the key is absent again, so a create-only put succeeds. A delete refuses one.
+TEST_F(TxnTest, CompareAndSetWithATtlExpiresTheNewValue) {
+  start_cluster(3);
+  RequestOptions create = if_version("");
+  create.ttl = 60s;
+  auto ctx = client(1).put("cas:t", "v1", create);
+  ASSERT_OK(ctx);
+  auto got = client(2).get("cas:t");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->values, std::vector<std::string>{"v1"});
+  ASSERT_TRUE(got->ttl.has_value()) << "the value carries its expiry";
+  EXPECT_GT(*got->ttl, 50s);
+  EXPECT_LE(*got->ttl, 60s);
+
+  RequestOptions over = if_version(*ctx);
+  over.ttl = 300ms;
+  ASSERT_OK(client(3).put("cas:t", "v2", over));
+  EXPECT_TRUE(eventually([&] {
+    auto g = client(2).get("cas:t");
+    return !g.ok() && g.error().code() == ErrorCode::kNotFound;
+  })) << "the new value expires after its own ttl";
+  ASSERT_OK(client(1).put("cas:t", "v3", if_version(""))) << "expired reads as absent";
+  got = client(3).get("cas:t");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->values, std::vector<std::string>{"v3"});
+  EXPECT_FALSE(got->ttl.has_value()) << "a put without a ttl never expires";
+
+  RequestOptions del = if_version("");
+  del.ttl = 1000ms;
+  auto refused = client(1).del("cas:u", del);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kBadArg);
+}
+
+// keep_ttl (what the Redis endpoint's INCR asks for): the new value expires when the one it
+// replaces would have; without it, a compare-and-set's value has only its own ttl. The term
+// forms: a put's options map, and a transaction's put with an options map.
+TEST_F(TxnTest, KeepTtlGivesTheNewValueTheExpiryOfTheOneItReplaces) {
+  start_cluster(3);
+  Inbox in(node(1));
+  const Dest kv = named("nodus_kv");
+  RequestOptions with_ttl;
+  with_ttl.ttl = 60s;
+  ASSERT_OK(client(1).put("{k}.a", "1", with_ttl));
+  auto before = client(1).get("{k}.a");
+  ASSERT_OK(before);
+  ASSERT_TRUE(before->ttl.has_value());
+  auto r = call(kv, tuple("put", bin("{k}.a"), bin("2"),
+                          map({{"if_version", bin(before->context)}, {"keep_ttl", true}})));
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->match({"ok", _bin})) << r->to_string();
+  auto after = client(2).get("{k}.a");
+  ASSERT_OK(after);
+  EXPECT_EQ(after->values, std::vector<std::string>{"2"});
+  ASSERT_TRUE(after->ttl.has_value()) << "the ttl was kept";
+  EXPECT_LE(*after->ttl, *before->ttl);
+  EXPECT_GT(*after->ttl, 50s);
+
+  r = call(kv, tuple("put", bin("{k}.a"), bin("3"), map({{"if_version", bin(after->context)}})));
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->match({"ok", _bin})) << r->to_string();
+  after = client(2).get("{k}.a");
+  ASSERT_OK(after);
+  EXPECT_FALSE(after->ttl.has_value()) << "without keep_ttl the ttl is gone";
+
+  r = call(kv, tuple("txn",
+                     Term(List{tuple("put", bin("{k}.b"), bin("x"),
+                                     map({{"if_version", atom("absent")}, {"ttl", 30000}})),
+                               tuple("put", bin("{k}.a"), bin("4"), map({{"keep_ttl", true}}))})));
+  ASSERT_OK(r);
+  ASSERT_TRUE(r->match({"ok", _list})) << r->to_string();
+  auto b = client(3).get("{k}.b");
+  ASSERT_OK(b);
+  ASSERT_TRUE(b->ttl.has_value());
+  EXPECT_LE(*b->ttl, 30s);
+  auto a = client(3).get("{k}.a");
+  ASSERT_OK(a);
+  EXPECT_EQ(a->values, std::vector<std::string>{"4"});
+  EXPECT_FALSE(a->ttl.has_value()) << "kept: the value it replaced never expired";
+
+  // Bad options are refused, naming what is wrong.
+  for (const Term& bad :
+       {tuple("put", bin("{k}.a"), bin("5"),
+              map({{"if_version", atom("absent")}, {"ttl", 10}, {"keep_ttl", true}})),
+        tuple("put", bin("{k}.a"), bin("5"), map({{"if_version", atom("absent")}, {"ttl", 0}})),
+        tuple("put", bin("{k}.a"), bin("5"),
+              map({{"if_version", atom("absent")}, {"keep_ttl", 1}})),
+        tuple("delete", bin("{k}.a"), map({{"if_version", atom("absent")}, {"ttl", 10}})),
+        tuple("txn", Term(List{tuple("put", bin("{k}.a"), bin("5"), map({{"frob", 1}}))}))}) {
+    r = call(kv, bad);
+    ASSERT_OK(r);
+    EXPECT_TRUE(r->match({"error", {"badarg", _bin}}))
+        << bad.to_string() << " -> " << r->to_string();
+  }
+  EXPECT_EQ(client(1).get("{k}.a")->values, std::vector<std::string>{"4"}) << "nothing written";
+}
+
+// A node that sees the first primary down sends a transaction to the second; the second, which
+// sees the first up, must not run it (the first may be running one on the same keys: two
+// coordinators would both accept one if_version) but sends it on to the first.
+TEST_F(TxnTest, ATransactionSentToAPrimaryThatSeesAnEarlierOneUpGoesOnToIt) {
+  start_cluster(3);
+  const std::string key = "{fw}.k";
+  const auto prim = primaries(key);
+  const int first = prim[0], second = prim[1], third = prim[2];
+  cut(third, first);
+  ASSERT_TRUE(
+      eventually([&] { return sees(third, first, false) && sees(first, third, false); }, 10s));
+  ASSERT_TRUE(sees(second, first) && sees(third, second) && sees(first, second));
+  auto puts = [&](int i) { return stats(node(i))->puts; };
+  auto forwarded = [&](int i) { return stats(node(i))->forwarded; };
+  const auto puts1 = puts(first), puts2 = puts(second), fwd2 = forwarded(second);
+  const auto fwd3 = forwarded(third);
+  ASSERT_OK(client(third).put(key, "v", if_version("")));
+  EXPECT_EQ(forwarded(third) - fwd3, 1u) << "the third sent it to the second";
+  EXPECT_EQ(forwarded(second) - fwd2, 1u) << "the second sent it on";
+  EXPECT_EQ(puts(second) - puts2, 0u) << "the second did not coordinate it";
+  EXPECT_EQ(puts(first) - puts1, 1u) << "the first primary coordinated it";
+  EXPECT_EQ(client(second).put(key, "w", if_version("")).error().code(), kVersionMismatch);
+  cut(third, first, false);
+}
+
 }  // namespace
 }  // namespace nodus::kv

@@ -356,6 +356,13 @@ TEST_F(ConfigTest, AppsAreKindAndNameAndTheKindsComeFromTheFactoryTable) {
   EXPECT_FALSE(parse_app("stack local:x extra").ok());
   std::string why = refusal(load(conf("[apps]\nstart = stack local:s\nstart = pool local:s\n")));
   EXPECT_TRUE(has(why, "used twice")) << why;
+  // The capstone over the store: only where the store runs.
+  why = refusal(load(conf("[apps]\nstart = kv_store local:kv\n")));
+  EXPECT_TRUE(has(why, "apps.start")) << why;
+  EXPECT_TRUE(has(why, "kv.initial_members")) << why;
+  auto kv = load(conf("[kv]\ninitial_members = n1\n[apps]\nstart = kv_store local:kv\n"));
+  ASSERT_TRUE(kv.ok()) << kv.error().to_string();
+  EXPECT_EQ("kv_store", kv->apps.at(0).kind);
 }
 
 TEST_F(ConfigTest, RespListenIsHostPortAndNeedsTheStore) {

@@ -348,6 +348,29 @@ TEST_F(KvToolsTest, HintsReachAPrimaryThatReturns) {
   for (const auto& [key, value] : written) EXPECT_EQ(value, value_on(1, key)) << key;
 }
 
+// The capstone from a config: apps.start = kv_store on n1, driven by nodusctl call; what it
+// stores is the store's, read through another node with kv get.
+TEST_F(KvToolsTest, AppsStartKvStoreServesTheCapstoneOverTheStore) {
+  std::ofstream(conf(1), std::ios::app) << "start = kv_store local:kv\n";  // [apps] is last
+  up();
+  EXPECT_EQ(json("ok"), ctl_json(1, {"call", "local:kv@n1", R"(["put", "user:1", "alice"])"}));
+  EXPECT_EQ(json::parse(R"(["ok", {"$bin": "alice"}])"),
+            ctl_json(1, {"call", "local:kv@n1", R"(["get", "user:1"])"}))
+      << "the value is a binary";
+  EXPECT_EQ("alice", value_on(2, "user:1")) << "in the store, read through n2";
+  EXPECT_EQ(json("ok"),
+            ctl_json(1, {"call", "local:kv@n1", R"(["put", "session", "t", {"ttl": 60000}])"}));
+  json keys = ctl_json(1, {"call", "local:kv@n1", "\"keys\""});  // a list: {"$list": [...]}
+  ASSERT_TRUE(keys.contains("$list")) << keys;
+  EXPECT_EQ(2u, keys["$list"].size()) << keys;
+  json stats = ctl_json(1, {"call", "local:kv@n1", "\"stats\""});
+  EXPECT_EQ(2, stats["replicas"]) << stats;
+  EXPECT_EQ(3, stats["nodes"]) << stats;
+  Outcome bad = ctl(1, {"call", "local:kv@n1", R"(["put", 1, 2])"});
+  EXPECT_NE(std::string::npos, bad.out.find("badarg")) << bad.out << bad.err;
+  EXPECT_EQ(json("nil"), ctl_json(1, {"call", "local:kv@n1", R"(["get", "nobody"])"}));
+}
+
 TEST_F(KvToolsTest, KvCommandsAnswerInTheDesignsJsonWithItsExitStatuses) {
   up();
   // put, get: {key, context}, {key, value, context}.

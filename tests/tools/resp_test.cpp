@@ -113,6 +113,12 @@ TEST_F(RespTest, ARedisCliScriptGetsRedisAnswers) {
       {"TTL cli:t", "100"},
       {"SET cli:t 3", "OK"},  // a SET without KEEPTTL takes the ttl away
       {"TTL cli:t", "-1"},
+      {"SET cli:i 7 EX 100", "OK"},  // INCR keeps the ttl, as in Redis
+      {"INCR cli:i", "8"},
+      {"TTL cli:i", "100"},
+      {"INCRBY cli:i 2", "10"},
+      {"TTL cli:i", "100"},
+      {"DEL cli:i", "1"},
       {"SET cli:n 1 NX", "OK"},
       {"SET cli:n 2 NX", ""},
       {"SET cli:x 1 XX", ""},

@@ -8,6 +8,7 @@
 
 #include "cache_server.hpp"
 #include "database_pool.hpp"
+#include "kv_store.hpp"
 #include "logger.hpp"
 #include "nodus/registry/global.hpp"
 #include "nodus/registry/registry.hpp"
@@ -101,6 +102,13 @@ const std::pair<AppKind, Factory> kKinds[] = {
     {{"counter", "RegisteredCounter: increment -> the new count"},
      [](Node& n, const AppSpec& a, Registries& r) {
        return app_child<registered_counter::RegisteredCounter>(n, a, r);
+     }},
+    {{"kv_store",
+      "KVStore over the store (needs [kv]): {put, K, V, #{ttl => Ms, replicate => B}}, {get, K}, "
+      "{delete, K}, {keys, Glob}, subscribe, {add_replica, Node}, {multi_get, Ks}, "
+      "{multi_put, KVs}, stats"},
+     [](Node& n, const AppSpec& a, Registries& r) {
+       return app_child<kv_store::KVStore>(n, a, r, &n);
      }},
     {{"logger", "Logger: {log, Level, Text, Ms} (cast), {get_logs, Level}, clear"},
      [](Node& n, const AppSpec& a, Registries& r) { return app_child<logger::Logger>(n, a, r); }},

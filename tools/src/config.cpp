@@ -833,6 +833,11 @@ Status finish(NodeConfig& c, const std::function<std::string(const std::string&)
 
   std::set<std::string> names;
   for (const AppSpec& app : c.apps) {
+    if (app.kind == "kv_store" && !c.run_store()) {
+      return fail("apps.start", "kv_store (in " + in_quotes(app.text) +
+                                    ") needs the store on this node, which runs when "
+                                    "kv.initial_members is set; set it, or remove that entry");
+    }
     if (!names.insert(app.scope + ":" + app.name).second) {
       return fail("apps.start", "the name " + app.scope + ":" + app.name + " is used twice");
     }

@@ -596,7 +596,7 @@ class Session {
   // -- compare-and-set and transactions (docs/protocol.md 12.6) -----------------------------
   //
   // INCR and its kin are compare-and-set loops at the key's partition's first primary: read,
-  // add, write if unchanged. MULTI queues commands; EXEC reads every key they and WATCH name
+  // add, write if unchanged, keeping the key's ttl. MULTI queues commands; EXEC reads every key they and WATCH name
   // (one store transaction: the keys must share a hash tag, else CROSSSLOT), runs them here on
   // that snapshot, and commits their writes with each key's version as a condition: a watched
   // key that changed since WATCH makes EXEC answer nil; any other change runs them again.
@@ -712,7 +712,9 @@ class Session {
         return resp::error(out, error);
       }
       // A mismatch brings the key's state now: the next attempt adds to that.
-      switch (txn(List{tuple("put", bin(a[1]), bin(std::to_string(n)), if_of(st[0]))}, st, error)) {
+      // keep_ttl: the new value expires when the one it replaces would have, as in Redis.
+      const Term opts = map({{"if_version", if_of(st[0])}, {"keep_ttl", true}});
+      switch (txn(List{tuple("put", bin(a[1]), bin(std::to_string(n)), opts)}, st, error)) {
         case TxnOutcome::kOk:
           return resp::integer(out, n);
         case TxnOutcome::kFailed:

@@ -63,7 +63,8 @@ struct RequestOptions {
   /// partition's first up primary is exactly this one (a context a get, put, del or mismatch
   /// returned), or, when it is the empty string, if the key has no live value there
   /// (create-only). Else kVersionMismatch and nothing is written. `context` is then unused: the
-  /// write supersedes what the primary holds. See transaction() for the guarantees.
+  /// write supersedes what the primary holds. A put's `ttl` applies to the new value, counted
+  /// from when the first primary stores it. See transaction() for the guarantees.
   std::optional<std::string> if_version{};
 };
 
