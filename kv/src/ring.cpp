@@ -244,11 +244,14 @@ Result<Ring> Ring::with_members(std::vector<std::string> members) const {
 Result<Ring> Ring::with_changes(const std::vector<std::string>& joins,
                                 const std::vector<std::string>& leaves,
                                 const std::vector<std::string>& removes) const {
-  if (has_transfers()) {
+  // A dead member may be removed while partitions move (a transfer whose sender died for
+  // good would wait for it forever); joins and leaves wait for the moves to finish.
+  if (has_transfers() && (!joins.empty() || !leaves.empty() || removes.empty())) {
     return Status(ErrorCode::kUnavailable,
                   std::to_string(transfers().size()) +
                       " partition(s) of the ring are still being handed off: wait for the "
-                      "transfers to finish (nodusctl transfers)");
+                      "transfers to finish (nodusctl transfers); only a remove of a dead member "
+                      "is taken meanwhile");
   }
   auto contains = [](const std::vector<std::string>& v, const std::string& x) {
     return std::find(v.begin(), v.end(), x) != v.end();
@@ -273,7 +276,8 @@ Result<Ring> Ring::with_changes(const std::vector<std::string>& joins,
   leaving.erase(std::remove_if(leaving.begin(), leaving.end(),
                                [&](const std::string& x) { return !contains(members, x); }),
                 leaving.end());
-  // The members that will own partitions, and the claim over them from the current owners.
+  // The members that will own partitions, and the claim over them from the owners they are
+  // bound for (the next owners: moves under way stay as they are where they can).
   std::vector<std::string> claimers;
   for (const auto& m : members) {
     if (!contains(leaving, m)) claimers.push_back(m);
@@ -285,8 +289,9 @@ Result<Ring> Ring::with_changes(const std::vector<std::string>& joins,
   const auto q = partitions();
   std::vector<int> old(q, -1);
   for (std::uint32_t p = 0; p < q; ++p) {
-    auto it = std::lower_bound(claimers.begin(), claimers.end(), members_[owners_[p]]);
-    if (it != claimers.end() && *it == members_[owners_[p]]) {
+    const std::string& bound = members_[next_owner(p)];
+    auto it = std::lower_bound(claimers.begin(), claimers.end(), bound);
+    if (it != claimers.end() && *it == bound) {
       old[p] = static_cast<int>(it - claimers.begin());
     }
   }

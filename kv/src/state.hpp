@@ -101,7 +101,8 @@ struct PartitionState {
         reap_due(std::move(o.reap_due)),
         reap_queue(std::move(o.reap_queue)),
         expiries(std::move(o.expiries)),
-        pid_id(o.pid_id.load()) {}
+        pid_id(o.pid_id.load()),
+        forwarding(o.forwarding.load()) {}
 
   ActorSource actors;  // the actors of this node's writes in this partition
   std::map<std::string, std::vector<Atom>> hints;  // keys kept for down primaries, and for whom
@@ -113,6 +114,9 @@ struct PartitionState {
   std::set<std::pair<std::chrono::steady_clock::time_point, std::string_view>> reap_queue;
   ExpiryIndex expiries;                  // keys holding values that expire (ttl.hpp)
   std::atomic<std::uint64_t> pid_id{0};  // the running vnode's Pid::id (routers read it)
+  /// Set by nodus_kv_transfer while it hands this partition off (transfer.hpp): the vnode
+  /// tells it of every key it stores (TransferWrite), to forward to the receivers.
+  std::atomic<bool> forwarding{false};
 };
 
 struct AaeState;  // aae.hpp

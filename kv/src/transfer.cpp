@@ -61,7 +61,28 @@ std::vector<Handoff> handoffs_for(const Ring& ring, std::uint32_t x, std::uint32
   return out;
 }
 
-Status register_transfer_protocol() { return register_message<TransferDone>(); }
+bool copy_unwanted(const View& v, std::uint32_t p, std::uint32_t n) {
+  if (!v.ready() || p >= v.ring->partitions()) return false;
+  if (v.self < 0) return true;
+  const auto prim = v.primaries(p, n);
+  if (std::find(prim.begin(), prim.end(), static_cast<std::uint32_t>(v.self)) != prim.end()) {
+    return false;
+  }
+  const std::string& me = v.ring->members()[static_cast<std::size_t>(v.self)];
+  for (std::uint32_t x : v.ring->transfers()) {
+    for (const Handoff& h : handoffs_for(*v.ring, x, n)) {
+      if (h.partition == p && h.to == me) return false;
+    }
+  }
+  return true;
+}
+
+std::uint64_t transfer_digest(std::string_view object) { return digest(object); }
+
+Status register_transfer_protocol() {
+  if (Status s = register_message<TransferDone>(); !s.ok()) return s;
+  return register_message<TransferDrop>();
+}
 
 namespace {
 
@@ -81,11 +102,16 @@ class TransferServer : public GenServer {
       send_after(self(), TransferTick{}, kTransferTick);
       return noreply();
     }
+    if (const TransferWrite* w = msg.get<TransferWrite>()) {  // local only: from a vnode
+      forward(*w);
+      return noreply();
+    }
     if (const NodeDown* nd = msg.get<NodeDown>()) {
       // A receiver that went down may have lost what it acknowledged: start over.
       for (auto& [id, h] : pairs_) {
         if (h.to == nd->node.name() && h.state != State::kWaiting) restart(h);
       }
+      sync_forwarding();
       return noreply();
     }
     if (msg.is<NodeUp>()) return noreply();
@@ -109,7 +135,13 @@ class TransferServer : public GenServer {
  private:
   // kFinal: the partition switched; one last pass sends what was written here after the
   // pass before (writes no longer come here once the switch reached every coordinator).
+  // From kSending on, writes the vnode stores are forwarded as they come (TransferWrite).
   enum class State { kWaiting, kSending, kDone, kFinal };
+  struct InFlight {
+    Clock::time_point at;  // sent (again) then
+    std::uint64_t digest;  // of what was sent
+    bool forwarded;        // a forwarded write, not a key of the pass
+  };
   struct Pair {
     std::uint32_t moving = 0, partition = 0;
     std::string to;
@@ -117,10 +149,11 @@ class TransferServer : public GenServer {
     int pass = 0;
     std::vector<std::string> keys;  // this pass's keys
     std::size_t next = 0;
-    std::map<std::string, std::pair<Clock::time_point, std::uint64_t>> inflight;
+    std::map<std::string, InFlight> inflight;
     std::map<std::string, std::uint64_t> acked;  // key -> digest of what the receiver stored
-    std::uint64_t sent = 0, total = 0, changed = 0;
-    bool rebuild = false;  // for a removed member's replicas: no switch waits for it
+    std::uint64_t sent = 0, total = 0, changed = 0, forwarded = 0;
+    bool rebuild = false;   // for a removed member's replicas: no switch waits for it
+    bool switched = false;  // its partition switched (kFinal), though it restarted since
   };
   // moving (kRebuild | partition for a rebuild), partition, to
   using Id = std::tuple<std::uint32_t, std::uint32_t, std::string>;
@@ -171,13 +204,14 @@ class TransferServer : public GenServer {
   }
 
   void restart(Pair& h) {
+    h.switched |= h.state == State::kFinal;
     h.state = State::kWaiting;
     h.pass = 0;
     h.keys.clear();
     h.next = 0;
     h.inflight.clear();
     h.acked.clear();
-    h.sent = h.total = h.changed = 0;
+    h.sent = h.total = h.changed = h.forwarded = 0;
   }
 
   // Begins a pass over the partition: every key on the first, then those whose object is not
@@ -228,7 +262,13 @@ class TransferServer : public GenServer {
           h.state = State::kFinal;
           begin_pass(h);
           ++it;
+        } else if (!h.rebuild && ring.member_index(h.to) >= 0 && !wanted_moving(ring, h.moving)) {
+          // Switched while this hand-off started again (its receiver went down after it was
+          // done): it finishes as a last pass, and the copies go only then.
+          h.switched = true;
+          ++it;
         } else {
+          if (!h.rebuild) call_off(h, ring);
           it = pairs_.erase(it);
         }
       }
@@ -243,20 +283,25 @@ class TransferServer : public GenServer {
       const bool up = to >= 0 && v->up[to];
       if (h.state == State::kWaiting) {
         if (!up || active >= st_->options.transfer_limit) continue;
-        h.state = State::kSending;
+        h.state = h.switched ? State::kFinal : State::kSending;
         ++active;
+        // Writes are forwarded from before the first pass's fold: none falls between the two.
+        st_->parts[h.partition].forwarding.store(true, std::memory_order_seq_cst);
         begin_pass(h);
       }
-      if ((h.state != State::kSending && h.state != State::kFinal) || !up) continue;
-      for (auto& [key, at] : h.inflight) {
-        if (at.first + resend > now) continue;
+      if (h.state == State::kWaiting || !up) continue;
+      for (auto& [key, f] : h.inflight) {
+        if (f.at + resend > now) continue;
         std::string bytes;
         if (!st_->engine->get(h.partition, key, &bytes).ok()) continue;
-        at = {now, digest(bytes)};
+        f.at = now;
+        f.digest = digest(bytes);
         send(named(vnode_name(h.partition), h.to), HandoffPut{h.partition, key, bytes});
       }
+      if (h.state == State::kDone) continue;  // forwards only
       fill(h, now);
-      if (h.next == h.keys.size() && h.inflight.empty() && h.state == State::kFinal) {
+      const bool last = h.state == State::kFinal || h.switched;
+      if (h.next == h.keys.size() && h.inflight.empty() && last) {
         drop_copies(h, *v);
         finished.push_back(id);
       } else if (h.next == h.keys.size() && h.inflight.empty()) {
@@ -271,7 +316,57 @@ class TransferServer : public GenServer {
       }
     }
     for (const Id& id : finished) pairs_.erase(id);
+    sync_forwarding();
     report(ring, *v);
+  }
+
+  // A hand-off no switch needs any more (the plan changed under it): the receiver's copies
+  // of what it acknowledged go again, if they are nobody's (its vnode checks, copy_unwanted).
+  void call_off(const Pair& h, const Ring& ring) {
+    if (ring.member_index(h.to) < 0) return;  // gone from the ring: its copies with it
+    for (const auto& [key, d] : h.acked) {
+      send(named(vnode_name(h.partition), h.to), TransferDrop{h.partition, key, d});
+    }
+  }
+
+  // True while partition `x` still moves in `ring` (its switch has not happened).
+  static bool wanted_moving(const Ring& ring, std::uint32_t x) {
+    return x < ring.partitions() && ring.next_owner(x) != ring.owner(x);
+  }
+
+  // Sets PartitionState::forwarding of each partition as a hand-off of it runs, or not.
+  void sync_forwarding() {
+    std::vector<bool> on(st_->parts.size(), false);
+    for (const auto& [id, h] : pairs_) {
+      if (h.state != State::kWaiting && h.partition < on.size()) on[h.partition] = true;
+    }
+    for (std::size_t p = 0; p < on.size(); ++p) {
+      auto& f = st_->parts[p].forwarding;
+      if (f.load(std::memory_order_relaxed) != on[p]) f.store(on[p], std::memory_order_seq_cst);
+    }
+  }
+
+  // The vnode of w.partition stored w.key while a hand-off of it runs: each receiver gets the
+  // new object now, unless it acknowledged exactly that already. Counted as sent only when
+  // acknowledged; a sender reports its hand-off done only with no forward unacknowledged.
+  void forward(const TransferWrite& w) {
+    auto v = st_->view();
+    std::string bytes;
+    bool read = false;
+    for (auto& [id, h] : pairs_) {
+      if (h.partition != w.partition || h.state == State::kWaiting) continue;
+      const int to = v->index_of(atom(h.to));
+      if (to < 0 || !v->up[to]) continue;  // down: its hand-off starts again when it is back
+      if (!read) {
+        if (!st_->engine->get(w.partition, w.key, &bytes).ok()) return;  // erased since
+        read = true;
+      }
+      const std::uint64_t d = digest(bytes);
+      if (auto a = h.acked.find(w.key); a != h.acked.end() && a->second == d) continue;
+      auto [it, fresh] = h.inflight.insert_or_assign(w.key, InFlight{st_->now(), d, true});
+      if (!fresh) it->second.forwarded = false;  // a key of the pass, sent again: counts there
+      send(named(vnode_name(h.partition), h.to), HandoffPut{h.partition, w.key, bytes});
+    }
   }
 
   // The receiver acknowledged every key of a switched partition: this node's copies go, unless
@@ -299,7 +394,7 @@ class TransferServer : public GenServer {
         if (h.pass == 1) ++h.sent;
         continue;
       }
-      h.inflight[key] = {now, digest(bytes)};
+      h.inflight[key] = InFlight{now, digest(bytes), false};
       send(named(vnode_name(h.partition), h.to), HandoffPut{h.partition, key, bytes});
     }
   }
@@ -310,7 +405,7 @@ class TransferServer : public GenServer {
     for (const auto& [id, h] : pairs_) {
       if (h.state == State::kFinal || h.rebuild) continue;
       auto [it, fresh] = done.emplace(h.moving, true);
-      it->second = it->second && h.state == State::kDone;
+      it->second = it->second && h.state == State::kDone && h.inflight.empty();
     }
     if (done.empty()) return;
     const std::string claimant = acting_claimant(ring, me_, [&](const std::string& m) {
@@ -324,22 +419,23 @@ class TransferServer : public GenServer {
 
   void ack(const HandoffAck& a, const std::string& from) {
     for (auto& [id, h] : pairs_) {
-      if (h.partition != a.partition || h.to != from ||
-          (h.state != State::kSending && h.state != State::kFinal)) {
+      if (h.partition != a.partition || h.to != from || h.state == State::kWaiting) {
         continue;
       }
       auto it = h.inflight.find(a.key);
       if (it == h.inflight.end()) continue;
       const std::uint64_t d = digest(a.object);
-      if (d == it->second.second) {
+      if (d == it->second.digest) {
         h.acked[a.key] = d;
-        if (h.pass == 1) {
+        if (it->second.forwarded) {
+          ++h.forwarded;
+        } else if (h.pass == 1) {
           ++h.sent;
         } else {
           ++h.changed;
         }
         h.inflight.erase(it);
-        fill(h, st_->now());  // the window moves on with each ack, not each tick
+        if (h.state != State::kDone) fill(h, st_->now());  // the window moves on with each ack
       }
       return;
     }
@@ -358,6 +454,7 @@ class TransferServer : public GenServer {
                                    : h.state == State::kDone    ? "done"
                                                                 : "final"},
                          {"keys_sent", u(h.sent)},
+                         {"keys_forwarded", u(h.forwarded)},
                          {"keys_total", u(h.total)}}));
     }
     return Term(std::move(out));

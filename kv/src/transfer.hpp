@@ -7,12 +7,17 @@
 // so nothing newer is overwritten; a key counts as sent once its HandoffAck came back), in a
 // window of kTransferWindow keys, while it keeps serving. A pass over the partition is followed
 // by passes over what changed since it was sent (writes that arrived during the transfer),
-// at most kTransferPasses. When every hand-off a node sends for X is acknowledged it tells the
-// claimant (TransferDone); once every such node did, the claimant makes the ring with X's next
-// owner as owner (epoch + 1). A hand-off whose receiver goes down, or whose sender restarts,
-// starts again from the beginning: sending a key twice is harmless, skipping one is not. After
-// the switch a last pass sends what still changed here; then this node's copies, acknowledged
-// and unchanged, are dropped (DropCopy to its own vnode) unless it is still a replica.
+// at most kTransferPasses. Besides, while a hand-off of a partition runs, every write its vnode
+// stores is forwarded at once (the vnode tells nodus_kv_transfer: TransferWrite), so a write
+// acknowledged during the transfer reaches the new owner without waiting for a pass. When every
+// hand-off a node sends for X, forwards included, is acknowledged it tells the claimant
+// (TransferDone; a write that reaches it after that and before the switch reaches the
+// coordinators is forwarded too, and lands a moment after the switch); once every such node did,
+// the claimant makes the ring with X's next owner as owner (epoch + 1). A hand-off whose receiver
+// goes down, or whose sender restarts, starts again from the beginning: sending a key twice is
+// harmless, skipping one is not. After the switch a last pass sends what still changed here; then
+// this node's copies, acknowledged and unchanged, are dropped (DropCopy to its own vnode) unless it
+// is still a replica.
 //
 // One `nodus_kv_transfer` server per node (started by kv::start) sends that node's hand-offs,
 // at most kv.transfer_limit at a time, and answers `status` for `nodusctl transfers`.
@@ -56,12 +61,38 @@ struct TransferDone {
   NODUS_MESSAGE(TransferDone, 515, partition, epoch);
 };
 
+/// To the receiver's vnode of `partition`, from a sender whose hand-off was called off before
+/// its switch (a later switch changed the plan, so the receiver gains the partition no more):
+/// drop `key` if it is what the sender handed off (XXH3-64 of the object is `digest`), the
+/// receiver is no primary of the partition and no hand-off of it to the receiver is pending
+/// in its ring (copy_unwanted). Copies of a hand-off that stops half-way are no one's else.
+struct TransferDrop {
+  std::uint32_t partition = 0;
+  std::string key;
+  std::uint64_t digest = 0;
+  NODUS_MESSAGE(TransferDrop, 545, partition, key, digest);
+};
+
+/// True when node `self` (member index in `v`) holds partition `p`'s keys for no one: it is
+/// no primary of p, and no hand-off pending in v's ring (N = `n`) brings p to it.
+bool copy_unwanted(const View& v, std::uint32_t p, std::uint32_t n);
+/// The digest TransferDrop names an object by.
+std::uint64_t transfer_digest(std::string_view object);
+
 /// To this node's vnode of `partition`, from nodus_kv_transfer once a hand-off's last pass is
 /// acknowledged: drop `key` if it still holds exactly `object`, holds no hint for it and this
 /// node is no primary of the partition. A local message: it never crosses the wire.
 struct DropCopy {
   std::string key;
   std::string object;
+};
+
+/// To this node's nodus_kv_transfer, from the vnode of `partition` while
+/// PartitionState::forwarding is set: it stored `key` (a write taken during a hand-off, which
+/// the transfer forwards to the receivers). A local message: it never crosses the wire.
+struct TransferWrite {
+  std::uint32_t partition = 0;
+  std::string key;
 };
 
 Status register_transfer_protocol();

@@ -191,6 +191,9 @@ class Vnode : public GenServer {
     } else if (const HandoffAck* ha = msg.get<HandoffAck>()) {
       if (ha->partition != p_) return refuse();
       handoff_ack(*ha, from.node);
+    } else if (const TransferDrop* td = msg.get<TransferDrop>()) {
+      if (td->partition != p_) return refuse();
+      transfer_drop(*td);
     } else if (const ReapTombstone* rt = msg.get<ReapTombstone>()) {
       if (rt->partition != p_) return refuse();
       reap(rt->key, rt->object);
@@ -316,8 +319,14 @@ class Vnode : public GenServer {
       tree_.stored(key, scratch_);
       note_expiry(ps_->expiries, key, o);
       note_recency(key, o);
+      if (ps_->forwarding.load(std::memory_order_seq_cst)) forward_write(key);
     }
     return s;
+  }
+  // A hand-off of this partition runs: its sender forwards the write (transfer.hpp). Loaded
+  // after the store, so a write the sender's first pass did not see is always forwarded.
+  void forward_write(std::string_view key) {
+    send(st_->node.whereis(kTransferName), TransferWrite{p_, std::string(key)});
   }
   // True when this node is the first primary of the partition that is up, as it sees the ring.
   bool first_up_primary_here() const {
@@ -349,6 +358,9 @@ class Vnode : public GenServer {
       tree_.stored(keys[i], encoded[i]);
       note_expiry(ps_->expiries, keys[i], *objects[i]);
       note_recency(keys[i], *objects[i]);
+    }
+    if (ps_->forwarding.load(std::memory_order_seq_cst)) {
+      for (std::string_view key : keys) forward_write(key);
     }
     return Status::Ok();
   }
@@ -1411,6 +1423,18 @@ class Vnode : public GenServer {
     erase_local(d.key, bytes);
   }
 
+  // A hand-off to this node was called off (transfer.hpp): its copy goes if nobody needs it.
+  void transfer_drop(const TransferDrop& d) {
+    if (drop_gen_ != view_gen_ + 1) {  // once per view: it walks the ring's pending hand-offs
+      drop_unwanted_ = copy_unwanted(view(), p_, st_->options.replicas);
+      drop_gen_ = view_gen_ + 1;
+    }
+    if (ps_->hints.count(d.key) || !drop_unwanted_) return;
+    std::string bytes;
+    if (!st_->engine->get(p_, d.key, &bytes).ok() || transfer_digest(bytes) != d.digest) return;
+    erase_local(d.key, bytes);
+  }
+
   void add_hint(const std::string& key, Atom primary) {
     auto& owners = ps_->hints[key];
     if (owners.empty()) st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
@@ -1512,7 +1536,9 @@ class Vnode : public GenServer {
   std::unordered_map<std::uint64_t, PendingGet> gets_;
   // Acknowledgements waiting for the engine's sync, by write ticket (nondecreasing).
   std::deque<std::pair<std::uint64_t, std::function<void(bool ok)>>> unsynced_;
-  bool sync_asked_ = false;  // a Synced message is on its way
+  bool sync_asked_ = false;     // a Synced message is on its way
+  std::uint64_t drop_gen_ = 0;  // view_gen_ + 1 when drop_unwanted_ was found
+  bool drop_unwanted_ = false;  // copy_unwanted for this partition, in that view
 };
 
 }  // namespace

@@ -272,6 +272,34 @@ TEST(RingTest, StagedJoinNamesNextOwnersAndKeepsTheCurrentOnes) {
   EXPECT_FALSE(cur.with_transfer_done(moving[0]).ok()) << "no longer moving";
 }
 
+// A member that dies for good midway through a plan is removed without waiting for it: moves
+// under way keep their course, its partitions go to their next owners, the rest is claimed.
+TEST(RingTest, ARemoveIsTakenWhilePartitionsMove) {
+  const auto r = Ring::create(64, 3, names(4)).value();
+  const auto staged = r.with_changes({member(4)}, {}, {}).value();
+  ASSERT_TRUE(staged.has_transfers());
+  EXPECT_FALSE(staged.with_changes({}, {member(1)}, {}).ok()) << "a leave waits";
+  const auto removed = staged.with_changes({}, {}, {member(0)}).value();
+  EXPECT_EQ(removed.epoch(), staged.epoch() + 1);
+  EXPECT_EQ(removed.member_index(member(0)), -1);
+  std::size_t kept = 0;
+  for (std::uint32_t p = 0; p < 64; ++p) {
+    const std::string was = staged.members()[staged.owner(p)];
+    const std::string owner = removed.members()[removed.owner(p)];
+    if (was == member(0)) {
+      EXPECT_EQ(owner, removed.members()[removed.next_owner(p)]) << p << ": no source to wait for";
+    } else {
+      EXPECT_EQ(owner, was) << p;
+      kept += staged.members()[staged.next_owner(p)] == removed.members()[removed.next_owner(p)];
+    }
+  }
+  EXPECT_GT(kept, 40u) << "the moves under way mostly keep their course";
+  Ring cur = removed;
+  for (std::uint32_t p : removed.transfers()) cur = cur.with_transfer_done(p).value();
+  EXPECT_FALSE(cur.has_transfers());
+  expect_placement(cur, "4 + 1 staged - 1 removed");
+}
+
 TEST(RingTest, StagedChangesRefuseWhatCannotBe) {
   const auto r = Ring::create(16, 3, names(2)).value();
   EXPECT_EQ(r.with_changes({member(0)}, {}, {}).error().code(), ErrorCode::kBadArg);

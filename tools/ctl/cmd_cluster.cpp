@@ -137,6 +137,7 @@ int run_transfers(Context& ctx, const std::vector<std::string>& args) {
                        {"to", t["to"]},
                        {"state", t["state"]},
                        {"keys_sent", t["keys_sent"]},
+                       {"keys_forwarded", t.value("keys_forwarded", json(0))},
                        {"keys_total", t["keys_total"]}});
   }
   if (ctx.json()) {

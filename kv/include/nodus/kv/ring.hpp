@@ -58,10 +58,12 @@ class Ring {
   /// The ring after staged membership changes (epoch + 1): `joins` become members, `leaves`
   /// are marked leaving (they keep what they own until it is handed off), `removes` are
   /// dropped at once (their partitions go straight to new owners). Partitions that move get a
-  /// next owner (next_owner) and keep their owner. Errors: kUnavailable while partitions of
-  /// this ring are still moving (has_transfers()); kBadArg naming the node when a join names
-  /// a member, a leave or remove one that is not, or when no member would be left to own the
-  /// partitions; kBadConfig as create (too many members, a bad name).
+  /// next owner (next_owner) and keep their owner. While partitions of this ring move
+  /// (has_transfers()), only removes are taken: moves under way keep their next owner where it
+  /// stays a member, and a partition the removed member owned goes to its next owner at once.
+  /// Errors: kUnavailable for joins or leaves while partitions move; kBadArg naming the node when a
+  /// join names a member, a leave or remove one that is not, or when no member would be left to own
+  /// the partitions; kBadConfig as create (too many members, a bad name).
   Result<Ring> with_changes(const std::vector<std::string>& joins,
                             const std::vector<std::string>& leaves,
                             const std::vector<std::string>& removes) const;
