@@ -4,6 +4,10 @@
 #
 #   bench/resp_vs_redis.sh [BUILD_DIR] [-- extra redis-benchmark flags]
 #
+# TESTS (default set,get), REQUESTS (200000) and PIPELINES (the -P values, default "1 16") in the
+# environment narrow a run, e.g. TESTS=set PIPELINES=1 for the issue's `-t set -c 50` figure;
+# CONFLICTS=lww runs the cluster with kv.conflicts = lww (a plain SET is then the put alone).
+#
 # Everything listens on 127.0.0.1, on ports 27xxx picked at random and checked free; the
 # cluster and the redis-server run from a temp dir and are stopped (by nodusctl down, by pid)
 # on exit.
@@ -13,6 +17,9 @@ build=${1:-$here/build}
 shift || true
 [[ "${1:-}" == "--" ]] && shift
 extra=("$@")
+tests=${TESTS:-set,get}
+requests=${REQUESTS:-200000}
+read -r -a pipelines <<<"${PIPELINES:-1 16}"
 
 tmp=$(mktemp -d)
 redis_pid=""
@@ -45,7 +52,7 @@ cp "$here/cluster-configs/local-3/cookie" "$tmp/cookie"
 chmod 600 "$tmp/cookie"
 for i in 1 2 3; do
   sed -e "s/720\([123]\)/X\1/g; s/920$i/${http[$i]}/" \
-      -e "s/^replicas = 2 .*/replicas = 3/" \
+      -e "s/^replicas = 2 .*/replicas = 3\nconflicts = ${CONFLICTS:-siblings}/" \
       "$here/cluster-configs/local-3/n$i.conf" >"$tmp/n$i.conf"
   for j in 1 2 3; do sed -i "s/X$j/${node[$j]}/g" "$tmp/n$i.conf"; done
   printf '\n[resp]\nlisten = 127.0.0.1:%s\n' "${resp[$i]}" >>"$tmp/n$i.conf"
@@ -67,11 +74,11 @@ done
 
 echo "# $(date -u +%FT%TZ), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "# redis-server $(redis-server --version | awk '{print $3}')"
-for pipeline in 1 16; do
+for pipeline in "${pipelines[@]}"; do
   echo "## -c 50 -P $pipeline, nodus (3 nodes, N=3 W=2 R=2, requests to n1)"
-  redis-benchmark -p "${resp[1]}" -t set,get -n 200000 -c 50 -P "$pipeline" -q "${extra[@]}" \
-    2>&1 | tr "\r" "\n" | grep -E "requests per second|ERR|rror" | tail -4 || true
+  redis-benchmark -p "${resp[1]}" -t "$tests" -n "$requests" -c 50 -P "$pipeline" -q \
+    "${extra[@]}" 2>&1 | tr "\r" "\n" | grep -E "requests per second|ERR|rror" | tail -4 || true
   echo "## -c 50 -P $pipeline, redis-server (one, unreplicated)"
-  redis-benchmark -p "$redis_port" -t set,get -n 200000 -c 50 -P "$pipeline" -q "${extra[@]}" \
-    2>&1 | tr "\r" "\n" | grep -E "requests per second|ERR|rror" | tail -4 || true
+  redis-benchmark -p "$redis_port" -t "$tests" -n "$requests" -c 50 -P "$pipeline" -q \
+    "${extra[@]}" 2>&1 | tr "\r" "\n" | grep -E "requests per second|ERR|rror" | tail -4 || true
 done
