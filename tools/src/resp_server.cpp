@@ -596,10 +596,11 @@ class Session {
   // -- compare-and-set and transactions (docs/protocol.md 12.6) -----------------------------
   //
   // INCR and its kin are compare-and-set loops at the key's partition's first primary: read,
-  // add, write if unchanged, keeping the key's ttl. MULTI queues commands; EXEC reads every key they and WATCH name
-  // (one store transaction: the keys must share a hash tag, else CROSSSLOT), runs them here on
-  // that snapshot, and commits their writes with each key's version as a condition: a watched
-  // key that changed since WATCH makes EXEC answer nil; any other change runs them again.
+  // add, write if unchanged, keeping the key's ttl. MULTI queues commands; EXEC reads every key
+  // they and WATCH name (one store transaction: the keys must share a hash tag, else CROSSSLOT),
+  // runs them here on that snapshot, and commits their writes with each key's version as a
+  // condition: a watched key that changed since WATCH makes EXEC answer nil; any other change runs
+  // them again.
 
   static constexpr int kCasAttempts = 32;
 
