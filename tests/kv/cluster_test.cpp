@@ -176,6 +176,7 @@ TEST_F(ClusterTest, EveryObjectTheApiAllowsFitsAReplicaMessage) {
   const std::string big(1 << 20, 'x');
   RequestOptions w2;
   w2.w = 2;
+  w2.timeout = 30s;  // objects of up to 8 MiB, encoded and sent whole: slow under TSan
   int accepted = 0;
   Status refused;
   for (int i = 0; i < 20 && refused.ok(); ++i) {
