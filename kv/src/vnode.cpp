@@ -847,7 +847,7 @@ class Vnode : public GenServer {
       send(from, ack);
       return;
     }
-    after_sync([this, from, ack](bool ok) mutable {
+    after_sync([from, ack](bool ok) mutable {
       if (!ok) {
         ack.code = static_cast<std::uint16_t>(ErrorCode::kInternal);
         ack.durable = false;
@@ -1485,7 +1485,7 @@ class Vnode : public GenServer {
     }
     if (!apply(m.key, *incoming, Atom()).ok()) return;
     if (st_->engine->acks_after_sync()) {  // the fallback drops its copy on this ack
-      after_sync([this, from, ack = HandoffAck{p_, m.key, m.object}](bool ok) {
+      after_sync([from, ack = HandoffAck{p_, m.key, m.object}](bool ok) {
         if (ok) send(from, ack);
       });
     } else {

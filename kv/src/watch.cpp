@@ -481,7 +481,8 @@ class WatchServer : public GenServer {
   // acknowledgements is answered after the patterns reach the members anew).
   void lose_all() {
     std::vector<Ref> ids;
-    for (const auto& [id, w] : watchers_) {
+    for (const auto& entry : watchers_) {
+      const Ref& id = entry.first;  // not a structured binding: the lambda captures it (clang 14)
       if (std::none_of(pending_.begin(), pending_.end(),
                        [&](const Pending& p) { return p.id == id; })) {
         ids.push_back(id);
