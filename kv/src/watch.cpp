@@ -373,11 +373,8 @@ class WatchServer : public GenServer {
     if (auto m = t.match({"watch", _})) {
       watch(m[0], from);
     } else if (auto un = t.match({"unwatch", _ref})) {
-      auto it = watchers_.find(un[0].as_ref());
-      if (it != watchers_.end()) {
-        demonitor(it->second.monitor);
-        by_monitor_.erase(it->second.monitor);
-        erase(it->first);
+      if (watchers_.count(un[0].as_ref()) > 0) {
+        drop(un[0].as_ref());
         announce(false);
       }
       nodus::reply(from, Term("ok"));
