@@ -18,6 +18,7 @@
 #include "nodus/kv/kv.hpp"
 #include "nodus/kv/partition.hpp"
 #include "sim/sim_cluster.hpp"
+#include "sim_store.hpp"
 #include "state.hpp"
 
 namespace nodus::kv {
@@ -33,35 +34,17 @@ class KvAaeSimTest : public ::testing::Test {
  protected:
   void start_cluster(const std::function<void(Options&)>& tweak = {}) {
     sim_ = std::make_unique<SimCluster>(seed_);
-    for (const auto& name : names_) {
-      sim_->add(name, name == "n1" ? std::vector<std::string>{} : std::vector<std::string>{"n1"});
-    }
-    ASSERT_TRUE(sim_->run_until([&] { return sim_->meshed(); }, 10s));
-    for (const auto& name : names_) {
-      Options o;
-      o.partitions = kQ;
-      o.replicas = 3;
-      o.initial_members = names_;
-      o.context_secret = "sim";
-      o.request_timeout = 2000ms;
-      o.handoff_interval = 100ms;
-      o.tombstone_ttl = 3600s;  // no reaping during a test: tombstones must stay
-      o.aae_exchange_interval = 500ms;
-      o.aae_repairs_per_second = 100000;
-      o.clock = sim_->net().clock();
-      if (tweak) tweak(o);
-      options_[name] = o;
-      ASSERT_OK(start(node(name), o));
-    }
-    ASSERT_TRUE(sim_->run_until(
-        [&] {
-          for (const auto& name : names_) {
-            auto r = ring(node(name));
-            if (!r || r->members().size() != names_.size()) return false;
-          }
-          return true;
+    names_ = sim::add_meshed(*sim_, 3);
+    ASSERT_TRUE(sim::start_store(
+        *sim_, names_,
+        [&](Options& o) {
+          o.partitions = kQ;
+          o.tombstone_ttl = 3600s;  // no reaping during a test: tombstones must stay
+          o.aae_exchange_interval = 500ms;
+          o.aae_repairs_per_second = 100000;
+          if (tweak) tweak(o);
         },
-        10s));
+        &options_));
   }
   Node& node(const std::string& name) { return sim_->node(name); }
   KvState& st(const std::string& name) { return *state_of(node(name)); }

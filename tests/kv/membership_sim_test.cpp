@@ -16,6 +16,7 @@
 #include "nodus/kv/kv.hpp"
 #include "nodus/kv/partition.hpp"
 #include "sim/sim_cluster.hpp"
+#include "sim_store.hpp"
 #include "state.hpp"
 #include "test_engines.hpp"
 
@@ -32,41 +33,20 @@ class KvMembershipTest : public ::testing::TestWithParam<std::uint64_t> {
   // others start with the same options (candidates). Waits until every node holds the ring.
   void start(int count, int members, transport::SimFaults faults = {}) {
     sim_ = std::make_unique<SimCluster>(GetParam(), faults);
-    for (int i = 1; i <= count; ++i) {
-      const std::string name = numbered("n", i);
-      sim_->add(name, i == 1 ? std::vector<std::string>{} : std::vector<std::string>{"n1"});
-      names_.push_back(name);
-    }
-    ASSERT_TRUE(sim_->run_until([&] { return sim_->meshed(); }, 10s));
+    names_ = sim::add_meshed(*sim_, count);
     std::vector<std::string> initial(names_.begin(), names_.begin() + members);
-    for (const auto& name : names_) {
-      Options o;
-      o.partitions = 16;
-      o.replicas = 3;
-      o.initial_members = initial;
-      o.context_secret = "sim";
-      o.request_timeout = 2000ms;
-      o.handoff_interval = 100ms;
-      o.clock = sim_->net().clock();
-      o.transfer_limit = 1;
-      // The engine outlives the node's incarnations (a disk, as far as a crash is concerned), so
-      // a test checks the transfer's own correctness, not a memory engine forgetting.
-      auto kept = std::shared_ptr<Engine>(new_memory_engine(16));
-      engines_[name] = kept;
-      o.engine = [kept](std::uint32_t) { return std::make_unique<SharedEngine>(kept, false); };
-      options_[name] = o;
-      ASSERT_OK(kv::start(sim_->node(name), o));
-    }
-    ASSERT_TRUE(sim_->run_until(
-        [&] {
-          for (const auto& name : names_) {
-            auto r = ring(sim_->node(name));
-            if (!r || r->members().size() != initial.size()) return false;
-          }
-          return true;
+    ASSERT_TRUE(sim::start_store(
+        *sim_, names_, initial,
+        [&](const std::string& name, Options& o) {
+          o.transfer_limit = 1;
+          // The engine outlives the node's incarnations (a disk, as far as a crash is
+          // concerned), so a test checks the transfer's own correctness, not a memory engine
+          // forgetting.
+          auto kept = std::shared_ptr<Engine>(new_memory_engine(16));
+          engines_[name] = kept;
+          o.engine = [kept](std::uint32_t) { return std::make_unique<SharedEngine>(kept, false); };
         },
-        10s))
-        << "the ring did not reach every node";
+        &options_));
   }
 
   // The answer of `nodus_kv` on node `at` to `request`, asked from a process there.

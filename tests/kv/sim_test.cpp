@@ -25,6 +25,7 @@
 #include "nodus/node/gen_server.hpp"
 #include "nodus/node/supervisor.hpp"
 #include "sim/sim_cluster.hpp"
+#include "sim_store.hpp"
 #include "state.hpp"
 #include "test_engines.hpp"
 
@@ -44,37 +45,9 @@ class KvSimTest : public ::testing::Test {
                      const std::function<void(Options&)>& tweak = {}) {
     sim_.reset();
     sim_ = std::make_unique<SimCluster>(seed_);
-    std::vector<std::string> names;
-    for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
-    for (const auto& name : names) {
-      sim_->add(name, name == "n1" ? std::vector<std::string>{} : std::vector<std::string>{"n1"},
-                node_tweak);
-    }
-    ASSERT_TRUE(sim_->run_until([&] { return sim_->meshed(); }, 10s));
+    const auto names = sim::add_meshed(*sim_, count, node_tweak);
     options_.clear();
-    for (const auto& name : names) {
-      Options o;
-      o.partitions = 16;
-      o.replicas = 3;
-      o.initial_members = names;
-      o.context_secret = "sim";
-      o.request_timeout = 2000ms;
-      o.handoff_interval = 100ms;
-      o.clock = sim_->net().clock();
-      if (tweak) tweak(o);
-      options_[name] = o;
-      ASSERT_OK(start(node(name), o));
-    }
-    ASSERT_TRUE(sim_->run_until(
-        [&] {
-          for (const auto& name : names) {
-            auto r = ring(node(name));
-            if (!r || r->members().size() != names.size()) return false;
-          }
-          return true;
-        },
-        10s))
-        << "the ring did not form";
+    ASSERT_TRUE(sim::start_store(*sim_, names, tweak, &options_));
   }
   Node& node(const std::string& name) { return sim_->node(name); }
 

@@ -20,6 +20,7 @@
 #include "nodus/kv/kv.hpp"
 #include "nodus/kv/partition.hpp"
 #include "sim/sim_cluster.hpp"
+#include "sim_store.hpp"
 #include "state.hpp"
 #include "ttl.hpp"
 
@@ -37,37 +38,17 @@ class TtlTest : public ::testing::Test {
   // Nodes n1..nCount, meshed, the store on each (all initial members); waits for the ring.
   void start_cluster(int count, const std::function<void(Options&)>& tweak = {}) {
     sim_ = std::make_unique<SimCluster>(7);
-    names_.clear();
-    for (int i = 1; i <= count; ++i) names_.push_back(numbered("n", i));
-    for (const auto& name : names_) {
-      sim_->add(name, name == "n1" ? std::vector<std::string>{} : std::vector<std::string>{"n1"});
-    }
-    ASSERT_TRUE(sim_->run_until([&] { return sim_->meshed(); }, 10s));
-    for (const auto& name : names_) {
-      Options o;
-      o.partitions = kQ;
-      o.replicas = std::min<std::uint32_t>(3, static_cast<std::uint32_t>(count));
-      o.write_quorum = o.read_quorum = std::min<std::uint32_t>(2, o.replicas);
-      o.initial_members = names_;
-      o.context_secret = "sim";
-      o.request_timeout = 2000ms;
-      o.handoff_interval = 100ms;
-      o.ttl_sweep_interval = 100ms;
-      o.clock = sim_->net().clock();
-      if (tweak) tweak(o);
-      options_[name] = o;
-      ASSERT_OK(start(node(name), o));
-    }
-    ASSERT_TRUE(sim_->run_until(
-        [&] {
-          for (const auto& name : names_) {
-            auto r = ring(node(name));
-            if (!r || r->members().size() != names_.size()) return false;
-          }
-          return true;
+    names_ = sim::add_meshed(*sim_, count);
+    ASSERT_TRUE(sim::start_store(
+        *sim_, names_,
+        [&](Options& o) {
+          o.partitions = kQ;
+          o.replicas = std::min<std::uint32_t>(3, static_cast<std::uint32_t>(count));
+          o.write_quorum = o.read_quorum = std::min<std::uint32_t>(2, o.replicas);
+          o.ttl_sweep_interval = 100ms;
+          if (tweak) tweak(o);
         },
-        10s))
-        << "the ring did not form";
+        &options_));
   }
   Node& node(const std::string& name) { return sim_->node(name); }
 

@@ -18,6 +18,7 @@
 #include "nodus/kv/partition.hpp"
 #include "nodus/kv/watch.hpp"
 #include "sim/sim_cluster.hpp"
+#include "sim_store.hpp"
 #include "state.hpp"
 #include "watch.hpp"
 
@@ -42,33 +43,7 @@ class KvWatchTest : public ::testing::Test {
  protected:
   void start_cluster(int count, const std::function<void(Options&)>& tweak = {}) {
     sim_ = std::make_unique<SimCluster>(seed_);
-    std::vector<std::string> names;
-    for (int i = 1; i <= count; ++i) names.push_back(numbered("n", i));
-    for (const auto& name : names) {
-      sim_->add(name, name == "n1" ? std::vector<std::string>{} : std::vector<std::string>{"n1"});
-    }
-    ASSERT_TRUE(sim_->run_until([&] { return sim_->meshed(); }, 10s));
-    for (const auto& name : names) {
-      Options o;
-      o.partitions = 16;
-      o.replicas = 3;
-      o.initial_members = names;
-      o.context_secret = "sim";
-      o.request_timeout = 2000ms;
-      o.handoff_interval = 100ms;
-      o.clock = sim_->net().clock();
-      if (tweak) tweak(o);
-      ASSERT_OK(start(node(name), o));
-    }
-    ASSERT_TRUE(sim_->run_until(
-        [&] {
-          for (const auto& name : names) {
-            auto r = ring(node(name));
-            if (!r || r->members().size() != names.size()) return false;
-          }
-          return true;
-        },
-        10s));
+    ASSERT_TRUE(sim::start_store(*sim_, sim::add_meshed(*sim_, count), tweak));
   }
   Node& node(const std::string& name) { return sim_->node(name); }
 
