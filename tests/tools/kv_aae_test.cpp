@@ -10,68 +10,16 @@
 namespace {
 
 using namespace nodus::test;
-
-std::string numbered(const char* prefix, int i) {
-  std::string out(prefix);
-  out.append(std::to_string(i));
-  return out;
-}
+using nodus::testing::numbered;
 
 class KvAaeTest : public NodusdClusterTest {
  protected:
   void SetUp() override { copy_cluster("local-3", "720", "920"); }
 
-  // Adds `key = value` at the top of every node's [kv] section.
-  void configure(const std::string& key, const std::string& value) {
-    for (int i = 1; i <= 3; ++i) {
-      std::istringstream in(slurp(conf(i)));
-      std::string out;
-      bool done = false;
-      for (std::string line; std::getline(in, line);) {
-        if (line.rfind(key + " =", 0) == 0) continue;
-        out.append(line).append("\n");
-        if (line.rfind("[kv]", 0) == 0) {
-          out.append(key + " = " + value + "\n");
-          done = true;
-        }
-      }
-      ASSERT_TRUE(done) << conf(i) << " has no [kv] section";
-      spit(conf(i), out);
-    }
-  }
-
-  // The sum of metric `name`'s samples on node i's /metrics whose labels contain `label`
-  // (-1 when it cannot be read).
-  double metric(int i, const std::string& name, const std::string& label = "") {
-    const std::string body = http_get(http_[i], "/metrics");
-    if (body.empty()) return -1;
-    std::istringstream in(body);
-    double sum = 0;
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind(name + "{", 0) != 0) continue;
-      const std::size_t close = line.rfind('}');
-      if (close == std::string::npos) continue;
-      if (!label.empty() && line.substr(0, close).find(label) == std::string::npos) continue;
-      sum += std::stod(line.substr(close + 2));
-    }
-    return sum;
-  }
   double gets() {
     double sum = 0;
     for (int i = 1; i <= 3; ++i) sum += metric(i, "nodus_kv_requests_total", "op=\"get\"");
     return sum;
-  }
-
-  pid_t pid_of(int i) {
-    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
-    pid_t p = 0;
-    in >> p;
-    return p;
-  }
-  bool kill9(int i) {
-    const pid_t p = pid_of(i);
-    if (p <= 1 || ::kill(p, SIGKILL) != 0) return false;
-    return eventually([&] { return ::kill(p, 0) != 0; }, 10s);
   }
 };
 

@@ -11,87 +11,17 @@
 namespace {
 
 using namespace nodus::test;
-
-std::string numbered(const char* prefix, int i) {
-  std::string out(prefix);
-  out.append(std::to_string(i));
-  return out;
-}
+using nodus::testing::numbered;
 
 class KvDurableTest : public NodusdClusterTest {
  protected:
   void SetUp() override { copy_cluster("local-3", "720", "920"); }
 
-  // Adds `key = value(i)` at the top of node i's [kv] section, for every node.
-  void configure(const std::string& key, const std::function<std::string(int)>& value) {
-    for (int i = 1; i <= 3; ++i) {
-      std::istringstream in(slurp(conf(i)));
-      std::string out;
-      bool done = false;
-      for (std::string line; std::getline(in, line);) {
-        if (line.rfind(key + " =", 0) == 0) continue;  // replaced below
-        out.append(line).append("\n");
-        if (line.rfind("[kv]", 0) == 0) {
-          out.append(key + " = " + value(i) + "\n");
-          done = true;
-        }
-      }
-      ASSERT_TRUE(done) << conf(i) << " has no [kv] section";
-      spit(conf(i), out);
-    }
-  }
   void durable(int replicas) {
     configure("data_dir", [](int i) { return node_file("data/n", i, ""); });
     configure("sync", [](int) { return std::string("always"); });
     configure("replicas", [replicas](int) { return std::to_string(replicas); });
     configure("durable_write_quorum", [](int) { return std::string("2"); });
-  }
-
-  std::string value_on(int i, const std::string& key, const std::string& r = "3") {
-    Outcome o = ctl(i, {"kv", "get", key, "--r", r, "--json"});
-    if (o.code != 0) return "(exit " + std::to_string(o.code) + ": " + o.err + ")";
-    json j = json::parse(o.out, nullptr, false);
-    return j.contains("value") && j["value"].is_string() ? j["value"].get<std::string>()
-                                                         : "(" + o.out + ")";
-  }
-
-  // The sum of metric `name`'s samples on node i's /metrics (-1 when it cannot be read).
-  double metric(int i, const std::string& name) {
-    const std::string body = http_get(http_[i], "/metrics");
-    if (body.empty()) return -1;
-    std::istringstream in(body);
-    double sum = 0;
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind(name + "{", 0) != 0) continue;
-      const std::size_t close = line.rfind('}');
-      if (close != std::string::npos) sum += std::stod(line.substr(close + 2));
-    }
-    return sum;
-  }
-
-  // Whether node `viewer` sees node `node` in `state` (up or down).
-  bool sees(int viewer, int node, const char* state) {
-    Outcome r = ctl(viewer, {"nodes", "--json", "--timeout", "2"});
-    if (r.code != 0) return false;
-    json j = json::parse(r.out, nullptr, false);
-    for (const json& n : j) {
-      if (n["name"] == node_file("n", node, "")) return n["state"] == state;
-    }
-    return false;
-  }
-
-  pid_t pid_of(int i) {
-    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
-    pid_t p = 0;
-    in >> p;
-    return p;
-  }
-  // SIGKILL to node i, started by up; true once it is gone (a child of nodusctl up, not ours:
-  // polled by kill(pid, 0)).
-  bool kill9(int i) {
-    const pid_t p = pid_of(i);
-    if (p <= 1 || ::kill(p, SIGKILL) != 0) return false;
-    return eventually([&] { return ::kill(p, 0) != 0; }, 10s);
   }
 
   // Writers: `threads` threads putting numbered keys through nodes 1..3 in turn (one nodusctl
@@ -142,7 +72,7 @@ TEST_F(KvDurableTest, EveryAcknowledgedWriteSurvivesAKill9OfOneNodeAndItsRestart
   ASSERT_GT(w.acked.size(), 60u);
   up();  // n3 again, on its data
   for (const auto& [key, value] : w.acked) {
-    EXPECT_EQ(value, value_on(3, key)) << key << " read with R = 3 through the restarted n3";
+    EXPECT_EQ(value, value_on(3, key, "3")) << key << " read with R = 3 through the restarted n3";
   }
   // n3 counted what it kept at its restart (every key has a replica on every node: N = 3).
   EXPECT_TRUE(eventually([&] { return metric(3, "nodus_kv_keys") >= 40; }, 10s))
@@ -190,7 +120,8 @@ TEST_F(KvDurableTest, EveryAcknowledgedWriteSurvivesAKill9OfAllNodesAtOnce) {
 
   up();  // all three, on their data
   for (const auto& [key, value] : w.acked) {
-    EXPECT_EQ(value, value_on(1, key)) << key << " read with R = 3 after the whole cluster's kill";
+    EXPECT_EQ(value, value_on(1, key, "3"))
+        << key << " read with R = 3 after the whole cluster's kill";
   }
 }
 

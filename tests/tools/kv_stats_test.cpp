@@ -15,24 +15,6 @@ class KvStatsTest : public NodusdClusterTest {
  protected:
   void SetUp() override { copy_cluster("local-3", "720", "920"); }
 
-  // Adds `key = value` at the top of every node's [kv] section.
-  void configure(const std::string& key, const std::string& value) {
-    for (int i = 1; i <= 3; ++i) {
-      std::istringstream in(slurp(conf(i)));
-      std::string out;
-      bool done = false;
-      for (std::string line; std::getline(in, line);) {
-        out.append(line).append("\n");
-        if (line.rfind("[kv]", 0) == 0) {
-          out.append(key + " = " + value + "\n");
-          done = true;
-        }
-      }
-      ASSERT_TRUE(done) << conf(i) << " has no [kv] section";
-      spit(conf(i), out);
-    }
-  }
-
   json stats(int i, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"kv", "stats"};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -43,19 +25,6 @@ class KvStatsTest : public NodusdClusterTest {
     std::uint64_t sum = 0;
     for (const json& n : all["nodes"]) {
       if (n.value("state", "") == "up") sum += n[field].get<std::uint64_t>();
-    }
-    return sum;
-  }
-  // The sum of metric `name`'s samples on node i's /metrics (-1 when it cannot be read).
-  double metric(int i, const std::string& name) {
-    const std::string body = http_get(http_[i], "/metrics");
-    if (body.empty()) return -1;
-    std::istringstream in(body);
-    double sum = 0;
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind(name + "{", 0) != 0) continue;
-      const std::size_t close = line.rfind('}');
-      if (close != std::string::npos) sum += std::stod(line.substr(close + 2));
     }
     return sum;
   }
@@ -70,12 +39,6 @@ class KvStatsTest : public NodusdClusterTest {
       Outcome o = ctl(1 + (from / 100) % 3, args);
       ASSERT_EQ(o.code, 0) << o.out << o.err;
     }
-  }
-  pid_t pid_of(int i) {
-    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
-    pid_t p = 0;
-    in >> p;
-    return p;
   }
 };
 

@@ -24,34 +24,6 @@ class KvToolsTest : public NodusdClusterTest {
  protected:
   void SetUp() override { copy_cluster("local-3", "720", "920"); }
 
-  // Sets `key = value` in the [kv] section of every node's config (replaced where the file has
-  // the key, else added at the top of the section).
-  void configure(const std::string& key, const std::string& value) {
-    for (int i = 1; i <= 3; ++i) {
-      const std::string text = slurp(conf(i));
-      std::string at_line_start("\n");
-      at_line_start.append(key).append(" =");
-      const bool has_key =
-          text.rfind(key + " =", 0) == 0 || text.find(at_line_start) != std::string::npos;
-      std::istringstream in(text);
-      std::string out;
-      bool done = false;
-      for (std::string line; std::getline(in, line);) {
-        if (has_key && line.rfind(key + " =", 0) == 0) {
-          line = key + " = " + value;
-          done = true;
-        }
-        out.append(line).append("\n");
-        if (!has_key && line.rfind("[kv]", 0) == 0) {
-          out.append(key + " = " + value + "\n");
-          done = true;
-        }
-      }
-      ASSERT_TRUE(done) << conf(i) << " has no [kv] section";
-      spit(conf(i), out);
-    }
-  }
-
   // nodusctl --config nI.conf kv ARGS...
   Outcome kv(int i, const std::vector<std::string>& args) { return ctl(i, with_kv(args)); }
   json kv_json(int i, const std::vector<std::string>& args) { return ctl_json(i, with_kv(args)); }
@@ -59,16 +31,6 @@ class KvToolsTest : public NodusdClusterTest {
     std::vector<std::string> out = {"kv"};
     out.insert(out.end(), args.begin(), args.end());
     return out;
-  }
-
-  // The value of `key` read through node i; when the read failed or found something else, what
-  // it found, for the failure message.
-  std::string value_on(int i, const std::string& key) {
-    Outcome r = kv(i, {"get", key, "--json"});
-    if (r.code != 0) return "(exit " + std::to_string(r.code) + ": " + r.err + ")";
-    json j = json::parse(r.out, nullptr, false);
-    return j.contains("value") && j["value"].is_string() ? j["value"].get<std::string>()
-                                                         : "(" + r.out + ")";
   }
 
   // `kv explain KEY --json` through node i (null when it failed).
@@ -98,55 +60,6 @@ class KvToolsTest : public NodusdClusterTest {
       digests.insert(r["digest"].is_string() ? r["digest"].get<std::string>() : "");
     }
     return up == n && digests.size() == 1 && !digests.begin()->empty();
-  }
-
-  // Whether node `viewer` sees node `node` in `state` (up or down).
-  bool sees(int viewer, int node, const char* state) {
-    Outcome r = ctl(viewer, {"nodes", "--json", "--timeout", "2"});
-    if (r.code != 0) return false;
-    json j = json::parse(r.out, nullptr, false);
-    for (const json& n : j) {
-      if (n["name"] == node_file("n", node, "")) return n["state"] == state;
-    }
-    return false;
-  }
-
-  // The pid `nodusctl up` started for node i.
-  pid_t pid_of(int i) {
-    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
-    pid_t p = 0;
-    in >> p;
-    return p;
-  }
-
-  // The samples of metric `name` on node i's /metrics: each one's labels and value.
-  std::vector<std::pair<std::string, double>> samples(int i, const std::string& name) {
-    std::istringstream in(http_get(http_[i], "/metrics"));
-    std::vector<std::pair<std::string, double>> out;
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind(name + "{", 0) != 0) continue;
-      const std::size_t close = line.rfind('}');
-      if (close == std::string::npos) continue;
-      out.emplace_back(line.substr(name.size() + 1, close - name.size() - 1),
-                       std::stod(line.substr(close + 2)));
-    }
-    return out;
-  }
-  // The sum of the samples of metric `name` (any labels) on node i.
-  double metric(int i, const std::string& name) {
-    double sum = 0;
-    for (const auto& [labels, value] : samples(i, name)) sum += value;
-    return sum;
-  }
-  // The one sample of `name` whose labels include `label` on node i (-1 when there is none).
-  double metric(int i, const std::string& name, const std::string& label) {
-    for (const auto& [labels, value] : samples(i, name)) {
-      if (labels.find(label) != std::string::npos) return value;
-    }
-    return -1;
-  }
-  double metric_all(const std::string& name) {
-    return metric(1, name) + metric(2, name) + metric(3, name);
   }
 
   // One line on stderr that names `what`.

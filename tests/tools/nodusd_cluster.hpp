@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -413,6 +414,104 @@ class NodusdClusterTest : public ::testing::Test {
   // Polls `pred` (tests/test_support.hpp) every 50 ms: a check may run nodusctl.
   static bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
     return nodus::testing::eventually(pred, limit, 50ms);
+  }
+
+  // Sets `key = value(i)` in the [kv] section of node i's config, for every node: the line
+  // replaced where the section has the key, else added at the top of the section.
+  void configure(const std::string& key, const std::function<std::string(int)>& value) {
+    for (int i = 1; i <= nodes_; ++i) {
+      const std::string text = slurp(conf(i));
+      std::vector<std::string> lines;
+      std::istringstream in(text);
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
+      const auto section = std::find_if(
+          lines.begin(), lines.end(), [](const std::string& l) { return l.rfind("[kv]", 0) == 0; });
+      ASSERT_NE(section, lines.end()) << conf(i) << " has no [kv] section";
+      auto end = std::find_if(section + 1, lines.end(),
+                              [](const std::string& l) { return l.rfind('[', 0) == 0; });
+      auto at = std::find_if(section + 1, end,
+                             [&](const std::string& l) { return l.rfind(key + " =", 0) == 0; });
+      if (at != end) {
+        *at = key + " = " + value(i);
+      } else {
+        lines.insert(section + 1, key + " = " + value(i));
+      }
+      std::string out;
+      for (const auto& l : lines) out.append(l).append("\n");
+      spit(conf(i), out);
+    }
+  }
+  void configure(const std::string& key, const std::string& value) {
+    configure(key, [&](int) { return value; });
+  }
+
+  // The samples of metric `name` on node i's /metrics: each one's labels (between the braces)
+  // and value; empty when the page cannot be read.
+  std::vector<std::pair<std::string, double>> samples(int i, const std::string& name) {
+    std::istringstream in(http_get(http_[i], "/metrics"));
+    std::vector<std::pair<std::string, double>> out;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name + "{", 0) != 0) continue;
+      const std::size_t close = line.rfind('}');
+      if (close == std::string::npos) continue;
+      out.emplace_back(line.substr(name.size() + 1, close - name.size() - 1),
+                       std::stod(line.substr(close + 2)));
+    }
+    return out;
+  }
+  // The sum of the samples of metric `name` on node i whose labels contain `label` (all of them
+  // when it is empty); -1 when node i's /metrics cannot be read.
+  double metric(int i, const std::string& name, const std::string& label = "") {
+    if (http_get(http_[i], "/metrics").empty()) return -1;
+    double sum = 0;
+    for (const auto& [labels, value] : samples(i, name)) {
+      if (labels.find(label) != std::string::npos) sum += value;
+    }
+    return sum;
+  }
+  // The sum of metric(i, name) over every node.
+  double metric_all(const std::string& name) {
+    double sum = 0;
+    for (int i = 1; i <= nodes_; ++i) sum += metric(i, name);
+    return sum;
+  }
+
+  // The value of `key` read through node i (with R = `r` unless empty); when the read failed or
+  // found something else, what it found, for the failure message.
+  std::string value_on(int i, const std::string& key, const std::string& r = "") {
+    std::vector<std::string> args = {"kv", "get", key, "--json"};
+    if (!r.empty()) args.insert(args.end(), {"--r", r});
+    Outcome o = ctl(i, args);
+    if (o.code != 0) return "(exit " + std::to_string(o.code) + ": " + o.err + ")";
+    json j = json::parse(o.out, nullptr, false);
+    return j.contains("value") && j["value"].is_string() ? j["value"].get<std::string>()
+                                                         : "(" + o.out + ")";
+  }
+
+  // Whether node `viewer` sees node `node` in `state` (up or down).
+  bool sees(int viewer, int node, const char* state) {
+    Outcome r = ctl(viewer, {"nodes", "--json", "--timeout", "2"});
+    if (r.code != 0) return false;
+    json j = json::parse(r.out, nullptr, false);
+    for (const json& n : j) {
+      if (n["name"] == node_file("n", node, "")) return n["state"] == state;
+    }
+    return false;
+  }
+
+  // The pid `nodusctl up` started for node i (0 when there is no pid file).
+  pid_t pid_of(int i) {
+    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
+    pid_t p = 0;
+    in >> p;
+    return p;
+  }
+  // SIGKILL to node i, started by up; true once it is gone (a child of nodusctl up, not ours:
+  // polled by kill(pid, 0)).
+  bool kill9(int i) {
+    const pid_t p = pid_of(i);
+    if (p <= 1 || ::kill(p, SIGKILL) != 0) return false;
+    return eventually([&] { return ::kill(p, 0) != 0; }, 10s);
   }
 
   static inline const std::string kCtl = NODUS_NODUSCTL_PATH;
