@@ -345,10 +345,38 @@ class NodusdClusterTest : public ::testing::Test {
       }
       spit(dir_ / e.path().filename(), text);
     }
+    start_watchdog();
+  }
+
+  // The nodes `nodusctl up` starts are daemons, not our children: if this test binary dies
+  // without its TearDown (SIGKILL by a timeout), a watchdog shell it started SIGKILLs every
+  // node by pid file once this process is gone. TearDown ends the watchdog.
+  void start_watchdog() {
+    if (watchdog_ > 0) {
+      ::kill(watchdog_, SIGKILL);
+      ::waitpid(watchdog_, nullptr, 0);
+    }
+    const std::string parent = std::to_string(::getpid());
+    const std::string dir = dir_.string();
+    static const char kScript[] =
+        "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; for f in \"$2\"/run/*.pid; do "
+        "[ -f \"$f\" ] && kill -9 \"$(cat \"$f\")\" 2>/dev/null; done";
+    const char* argv[] = {"/bin/sh",      "-c",        kScript, "nodus-test-watchdog",
+                          parent.c_str(), dir.c_str(), nullptr};
+    watchdog_ = ::fork();
+    if (watchdog_ == 0) {
+      ::execv(argv[0], const_cast<char* const*>(argv));
+      std::_Exit(127);
+    }
   }
 
   void TearDown() override {
     run({kCtl, "down", dir_.string(), "--grace", "5"});
+    if (watchdog_ > 0) {
+      ::kill(watchdog_, SIGKILL);
+      ::waitpid(watchdog_, nullptr, 0);
+      watchdog_ = -1;
+    }
     // Whatever survived (a failed assertion midway): by pid file, SIGKILL.
     if (fs::exists(dir_ / "run")) {
       for (const auto& e : fs::directory_iterator(dir_ / "run")) {
@@ -519,6 +547,7 @@ class NodusdClusterTest : public ::testing::Test {
   static inline int counter_ = 0;
   fs::path dir_;
   int nodes_ = 0;  // n1 .. nodes_
+  pid_t watchdog_ = -1;
   std::map<int, int> ports_, http_;
 };
 
