@@ -45,6 +45,10 @@ constexpr std::size_t kMaxCursors = 256;             // SCAN cursors remembered 
 constexpr std::uint32_t kKeysPage = 10000;           // the store's largest keys page
 constexpr const char* kRedisVersion = "7.0.0";       // what HELLO and INFO claim to speak
 constexpr long long kMaxTtlMs = 10'000'000'000'000;  // the longest ttl the store takes
+// What a subscriber reads, last, when the store ended its watch (kv_watch_lost).
+constexpr const char* kWatchLostError =
+    "ERR keyspace notifications were lost (the store ended this connection's watch): "
+    "reconnect and subscribe again";
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -299,14 +303,14 @@ class Session {
       return true;
     }
     if (kv::watch_lost(msg)) {
-      // The store dropped the watch (this process fell behind, or an event would have come out
-      // of order): events are missing, which a subscriber cannot be told otherwise; it is
-      // disconnected, as Redis disconnects a subscriber past its output limit.
+      // The store ended the watch (this process fell behind kv.watch_queue, an event would
+      // have come out of order, the node was cut off from the others, or its watch server
+      // restarted): events are missing, which a subscriber cannot be told otherwise; after the
+      // notifications it had, it gets this error and is disconnected, as Redis disconnects a
+      // subscriber past its output limit.
       if (subscribed() && !quit_) {
         sh_->counters.pubsub_lost.fetch_add(1, std::memory_order_relaxed);
-        resp::error(events_,
-                    "ERR keyspace notifications were lost (this subscriber fell behind the "
-                    "store's watch): reconnect and subscribe again");
+        resp::error(events_, kWatchLostError);
         quit_ = true;
       }
       return true;
