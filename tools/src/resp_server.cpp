@@ -466,7 +466,7 @@ class Session {
   static std::string error_text(const Term& e) {
     if (e.is_atom()) return std::string(e.as_atom().name());
     if (auto m = e.match({"no_quorum", _, _, _})) {
-      return "no_quorum: " + m[0].to_string() + " needed " + m[1].to_string() + ", got " +
+      return "no_quorum: " + m[0].to_string() + ": needed " + m[1].to_string() + ", got " +
              m[2].to_string();
     }
     if (e.is_tuple() && e.size() == 2 && e[0].is_atom()) {
