@@ -208,6 +208,7 @@ KvRequest make(Op op, std::string_view key, const RequestOptions& o) {
   r.dw = o.dw;
   r.timeout_ms = static_cast<std::uint32_t>(o.timeout.count());
   r.ttl_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(o.ttl.count(), 0));
+  r.overwrite = o.overwrite;
   return r;
 }
 }  // namespace

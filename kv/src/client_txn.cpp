@@ -70,6 +70,7 @@ Term opts_term(const RequestOptions& o) {
     if (v) m.emplace_back(Term(Atom(name)), Term(static_cast<std::int64_t>(v)));
   }
   if (o.timeout.count()) m.emplace_back(Term("timeout"), Term(o.timeout.count()));
+  if (o.overwrite) m.emplace_back(Term("overwrite"), Term(atom("true")));
   return Term(Map{std::move(m)});
 }
 
@@ -313,12 +314,19 @@ bool is_multi_request(const Term& t) {
 
 namespace {
 
-// A multi request's options: r, pr, w, pw, dw, timeout.
-Status multi_opts(const Term& opts, RequestOptions& o) {
+// A multi request's options: r, pr, w, pw, dw, timeout, and for multi_put overwrite.
+Status multi_opts(const Term& opts, bool get, RequestOptions& o) {
   if (opts.is_list() && opts.as_list().empty()) return Status();
   if (!opts.is_map()) return Status(ErrorCode::kBadArg, "options must be a map");
   for (const auto& [k, v] : opts.as_map()) {
     const std::string_view name = k.is_atom() ? k.as_atom().name() : "";
+    if (name == "overwrite" && !get) {
+      if (!v.is_atom("true") && !v.is_atom("false")) {
+        return Status(ErrorCode::kBadArg, "option overwrite must be true or false");
+      }
+      o.overwrite = v.is_atom("true");
+      continue;
+    }
     std::uint32_t* field = name == "r"    ? &o.r
                            : name == "pr" ? &o.pr
                            : name == "w"  ? &o.w
@@ -326,8 +334,9 @@ Status multi_opts(const Term& opts, RequestOptions& o) {
                            : name == "dw" ? &o.dw
                                           : nullptr;
     if (!field && name != "timeout") {
-      return Status(ErrorCode::kBadArg,
-                    "unknown option " + k.to_string() + " (r, pr, w, pw, dw, timeout)");
+      return Status(ErrorCode::kBadArg, "unknown option " + k.to_string() +
+                                            (get ? " (r, pr, w, pw, dw, timeout)"
+                                                 : " (r, pr, w, pw, dw, timeout, overwrite)"));
     }
     if (!v.is_int() || v.as_int() < 1 || v.as_int() > kMaxRequestTimeout.count()) {
       return Status(ErrorCode::kBadArg, "option " + std::string(name) + " must be an integer >= 1");
@@ -352,7 +361,7 @@ void start_multi(Node& node, const Term& t, From from) {
   const bool get = t[0].is_atom("multi_get");
   RequestOptions o;
   Status bad;
-  if (t.size() == 3) bad = multi_opts(t[2], o);
+  if (t.size() == 3) bad = multi_opts(t[2], get, o);
   std::vector<std::string> keys;
   std::vector<std::pair<std::string, std::string>> kvs;
   if (bad.ok() && !t[1].is_list()) bad = Status(ErrorCode::kBadArg, "the keys are a list");

@@ -83,7 +83,9 @@ enum class Op : std::uint8_t { kGet = 1, kPut = 2, kDelete = 3 };
 /// A client request (kv::Client sends it to `nodus_kv`; the term requests become one).
 /// Quorums and timeout 0 mean the node's defaults. ttl_ms (puts): the value expires this long
 /// after the coordinator stores it (0: never). with_ttl (gets): a term reply carries the key's
-/// time left (ttl.hpp).
+/// time left (ttl.hpp). overwrite (puts and deletes, with no context): the write supersedes
+/// everything the coordinating vnode holds of the key when it coordinates it (a blind
+/// overwrite: RequestOptions::overwrite); missing from an older sender: false.
 struct KvRequest {
   std::uint8_t op = 0;
   std::string key;
@@ -94,8 +96,9 @@ struct KvRequest {
   std::uint32_t pr = 0;
   std::uint64_t ttl_ms = 0;
   bool with_ttl = false;
+  bool overwrite = false;
   NODUS_MESSAGE(KvRequest, 500, op, key, value, context, r, w, pw, dw, timeout_ms, pr, ttl_ms,
-                with_ttl);
+                with_ttl, overwrite);
 };
 
 /// The answer to a KvRequest. code: an ErrorCode number (0 ok); for no_quorum, which quorum

@@ -309,6 +309,14 @@ Status check_request(const KvRequest& r, const Options& o) {
   if (r.with_ttl && r.op != static_cast<std::uint8_t>(Op::kGet)) {
     return Status(ErrorCode::kBadArg, "with_ttl is an option of get only");
   }
+  if (r.overwrite && r.op == static_cast<std::uint8_t>(Op::kGet)) {
+    return Status(ErrorCode::kBadArg, "overwrite is an option of put and delete only");
+  }
+  if (r.overwrite && !r.context.empty()) {
+    return Status(ErrorCode::kBadArg,
+                  "overwrite and context exclude each other (overwrite supersedes what the "
+                  "coordinator holds; a context supersedes what a read saw)");
+  }
   return Status();
 }
 
@@ -333,11 +341,11 @@ Status parse_opts(const Term& opts, KvRequest& r) {
       r.ttl_ms = static_cast<std::uint64_t>(v.as_int());
       continue;
     }
-    if (name == "with_ttl") {
+    if (name == "with_ttl" || name == "overwrite") {
       if (!v.is_atom("true") && !v.is_atom("false")) {
-        return Status(ErrorCode::kBadArg, "option with_ttl must be true or false");
+        return Status(ErrorCode::kBadArg, "option " + std::string(name) + " must be true or false");
       }
-      r.with_ttl = v.is_atom("true");
+      (name == "with_ttl" ? r.with_ttl : r.overwrite) = v.is_atom("true");
       continue;
     }
     std::uint32_t* field = name == "r"         ? &r.r

@@ -512,13 +512,15 @@ class Vnode : public GenServer {
     Result<Object> local = read_local(req.key);
     if (!local) return fail(error_reply(ErrorCode::kInternal, local.error().to_string()));
     // A delete without a context removes what this replica has seen (Riak reads first); so
-    // does a put without one where everything this replica holds reads as absent (deleted or
-    // expired): a fresh value, not a sibling of a tombstone.
+    // does a put with `overwrite` (a blind overwrite: check_request refused it with a context),
+    // and a put without a context where everything this replica holds reads as absent (deleted
+    // or expired): a fresh value, not a sibling of a tombstone.
     const std::uint64_t now_ms = st_->wall_ms();
     const bool blind_over_absent =
         !del && req.context.empty() && !local->empty() && reads_absent(*local, now_ms);
-    VersionVector seen =
-        (del && req.context.empty()) || blind_over_absent ? local->join() : std::move(*ctx);
+    VersionVector seen = (del && req.context.empty()) || req.overwrite || blind_over_absent
+                             ? local->join()
+                             : std::move(*ctx);
     const std::uint64_t expiry = req.ttl_ms ? now_ms + req.ttl_ms : 0;
     for (const auto& e : local->entries()) {
       for (const auto& v : e.values) st_->clock.observe(v.timestamp);

@@ -543,6 +543,66 @@ TEST_F(KvSimTest, UnderLwwConcurrentWritesOnTwoSidesKeepTheLaterOne) {
   }
 }
 
+// A blind overwrite (RequestOptions::overwrite) supersedes what its coordinator holds: with
+// no concurrency one value is left wherever it is coordinated; two taken on the two sides of
+// a partition supersede the same old value but not each other, so they become siblings (or,
+// under lww, the later one wins) once the sides meet, as docs/protocol.md 12.3 says.
+TEST_F(KvSimTest, BlindOverwritesOnPartitionedReplicasBecomeSiblingsOrTheLaterWins) {
+  RequestOptions overwrite;
+  overwrite.overwrite = true;
+  for (Conflicts mode : {Conflicts::kLww, Conflicts::kSiblings}) {
+    SCOPED_TRACE(mode == Conflicts::kLww ? "lww" : "siblings");
+    start_cluster(2, {}, [mode](Options& o) {
+      o.replicas = 2;
+      o.write_quorum = 2;
+      o.read_quorum = 2;
+      o.conflicts = mode;
+    });
+    // No concurrency: each overwrite, on either node, leaves one value on both replicas.
+    for (const auto& [at, v] : {std::pair{"n1", "old1"}, {"n2", "old2"}, {"n1", "old"}}) {
+      Outcome put = put_async(at, "k", v, overwrite);
+      ASSERT_TRUE(settle(put, 5s));
+      ASSERT_OK(**put);
+      EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{v});
+      EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{v});
+    }
+    sim_->partition({"n1"}, {"n2"});
+    ASSERT_TRUE(
+        sim_->run_until([&] { return sees("n1", "n2", false) && sees("n2", "n1", false); }, 10s));
+    RequestOptions one = overwrite;
+    one.w = 1;
+    Outcome first = put_async("n1", "k", "first", one);
+    ASSERT_TRUE(settle(first, 5s));
+    ASSERT_OK(**first);
+    sim_->run_for(10ms);
+    Outcome second = put_async("n2", "k", "second", one);
+    ASSERT_TRUE(settle(second, 5s));
+    ASSERT_OK(**second);
+    EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{"first"});
+    EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{"second"});
+    sim_->heal();
+    ASSERT_TRUE(sim_->run_until([&] { return sees("n1", "n2") && sees("n2", "n1"); }, 10s));
+    GetOutcome got = get_async("n1", "k");
+    ASSERT_TRUE(settle(got, 5s));
+    ASSERT_OK(**got);
+    std::vector<std::string> values = (**got)->values;
+    std::sort(values.begin(), values.end());
+    if (mode == Conflicts::kLww) {
+      EXPECT_EQ(values, std::vector<std::string>{"second"});
+    } else {
+      EXPECT_EQ(values, (std::vector<std::string>{"first", "second"}));  // "old" is gone
+    }
+    // Read repair made both replicas hold the merge: one more overwrite resolves it.
+    ASSERT_TRUE(
+        sim_->run_until([&] { return replica_values("n2", "k").size() == values.size(); }, 5s));
+    Outcome last = put_async("n2", "k", "last", overwrite);
+    ASSERT_TRUE(settle(last, 5s));
+    ASSERT_OK(**last);
+    EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{"last"});
+    EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{"last"});
+  }
+}
+
 // Every acknowledged write survives faults made while it is written: for many seeds, writes of
 // distinct keys (W = 2) from any node of four, while up to two nodes at a time are partitioned
 // away or paused, and one is crashed (its memory lost) and restarted, so some writes are

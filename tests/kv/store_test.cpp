@@ -127,6 +127,64 @@ TEST_F(StoreTest, ADeleteWithoutContextRemovesWhatTheCoordinatorSaw) {
   EXPECT_EQ(client_->get("k").error().code(), ErrorCode::kNotFound);
 }
 
+TEST_F(StoreTest, ABlindOverwriteSupersedesWhatTheCoordinatorHolds) {
+  RequestOptions overwrite;
+  overwrite.overwrite = true;
+  ASSERT_OK(client_->put("k", "a"));
+  ASSERT_OK(client_->put("k", "b", overwrite));  // no context, no read: still no sibling
+  EXPECT_EQ(value("k"), "b");
+  ASSERT_OK(client_->put("k", "c"));  // a plain blind put is a sibling, as before
+  EXPECT_EQ(client_->get("k")->values.size(), 2u);
+  ASSERT_OK(client_->put("k", "d", overwrite));  // and an overwrite resolves siblings too
+  EXPECT_EQ(value("k"), "d");
+  ASSERT_OK(client_->put("fresh", "x", overwrite));  // onto a key never written
+  EXPECT_EQ(value("fresh"), "x");
+  ASSERT_OK(client_->del("k"));
+  ASSERT_OK(client_->put("k", "e", overwrite));  // onto a tombstone
+  EXPECT_EQ(value("k"), "e");
+  // The context it returns is the new object's, as a put's.
+  RequestOptions with_ttl = overwrite;
+  with_ttl.ttl = 60s;
+  auto ctx = client_->put("k", "f", with_ttl);
+  ASSERT_OK(ctx);
+  ASSERT_OK(client_->put("k", "g", {.context = *ctx}));
+  EXPECT_EQ(value("k"), "g");
+}
+
+TEST_F(StoreTest, OverwriteIsAnOptionOfPutsWithoutAContext) {
+  ASSERT_OK(client_->put("k", "a"));
+  RequestOptions overwrite;
+  overwrite.overwrite = true;
+  RequestOptions both = overwrite;
+  both.context = client_->get("k")->context;
+  EXPECT_EQ(client_->put("k", "b", both).error().code(), ErrorCode::kBadArg);
+  EXPECT_EQ(client_->get("k", overwrite).error().code(), ErrorCode::kBadArg);
+  EXPECT_EQ(value("k"), "a");
+  // As a term option, on put and on multi_put.
+  Term put = ask(tuple("put", bin("k"), bin("t"), map({{"overwrite", true}})));
+  ASSERT_TRUE(put.match({"ok", _bin})) << put.to_string();
+  EXPECT_EQ(value("k"), "t");
+  Term bad = ask(tuple("put", bin("k"), bin("t"), map({{"overwrite", 1}})));
+  EXPECT_EQ(bad, tuple("error", tuple("badarg", bin("option overwrite must be true or false"))));
+  bad = ask(tuple("get", bin("k"), map({{"overwrite", true}})));
+  EXPECT_EQ(bad,
+            tuple("error", tuple("badarg", bin("overwrite is an option of put and delete only"))));
+  ASSERT_OK(client_->put("m1", "a"));
+  ASSERT_OK(client_->put("m2", "a"));
+  Term mp = ask(tuple("multi_put", list(tuple(bin("m1"), bin("b")), tuple(bin("m2"), bin("b"))),
+                      map({{"overwrite", true}})));
+  ASSERT_TRUE(mp.match({"ok", _list})) << mp.to_string();
+  ASSERT_EQ(mp[1].size(), 2u);
+  for (const Term& r : mp[1].as_list()) EXPECT_TRUE(r.match({"ok", _bin})) << r.to_string();
+  EXPECT_EQ(value("m1"), "b");
+  EXPECT_EQ(value("m2"), "b");
+  for (auto& r : client_->multi_put({{"m1", "c"}, {"m2", "c"}}, overwrite)) {
+    ASSERT_OK(r);
+  }
+  EXPECT_EQ(value("m1"), "c");
+  EXPECT_EQ(value("m2"), "c");
+}
+
 TEST_F(StoreTest, ForgedOrMalformedContextsAreRefusedAndNothingIsStored) {
   ASSERT_OK(client_->put("k", "a"));
   std::string ctx = client_->get("k")->context;

@@ -160,6 +160,65 @@ class RedisPyTest(unittest.TestCase):
         self.assertTrue(self.r.set("py:lock:0", "taken over", xx=True))
         self.assertEqual(b"taken over", self.other.get("py:lock:0"))
 
+    def test_set_overwrites_rather_than_adding_a_sibling(self):
+        # SET is a blind overwrite: it supersedes what the key's coordinator holds, so a SET of
+        # a smaller value after a larger one, through another node, reads back as itself (a
+        # sibling left beside it would read as the larger one, GET's choice among siblings).
+        for i, (first, second) in enumerate([("zz", "aa"), ("9", "1"), ("b", "a")]):
+            key = "py:ow:%d" % i
+            self.assertTrue(self.r.set(key, first))
+            self.assertTrue(self.other.set(key, second))
+            self.assertEqual(second.encode(), self.r.get(key))
+            self.assertTrue(self.other.mset({key: "0", key + ":m": "x"}))
+            self.assertEqual([b"0", b"x"], self.r.mget(key, key + ":m"))
+            self.assertTrue(self.r.set(key, "-", px=100000))
+            self.assertEqual(b"-", self.other.get(key))
+
+    def test_set_nx_xx_with_an_expiry_is_one_compare_and_set(self):
+        self.r.delete("py:nxex", "py:nxex:none")
+        self.assertTrue(self.r.set("py:nxex", "a", nx=True, ex=100))
+        self.assertTrue(95 <= self.other.ttl("py:nxex") <= 100)
+        self.assertIsNone(self.other.set("py:nxex", "b", nx=True, ex=5))
+        self.assertEqual(b"a", self.r.get("py:nxex"))
+        self.assertTrue(95 <= self.r.ttl("py:nxex") <= 100)  # untouched by the refused NX
+        self.assertTrue(self.other.set("py:nxex", "b", xx=True, px=50000))
+        self.assertEqual(b"b", self.r.get("py:nxex"))
+        self.assertTrue(45000 <= self.r.pttl("py:nxex") <= 50000)
+        self.assertTrue(self.r.set("py:nxex", "c", xx=True, keepttl=True))
+        self.assertEqual(b"c", self.other.get("py:nxex"))
+        self.assertTrue(40000 <= self.r.pttl("py:nxex") <= 50000)
+        self.assertIsNone(self.r.set("py:nxex:none", "v", xx=True, ex=10))
+        self.assertEqual(0, self.r.exists("py:nxex:none"))
+        # A lock with a lease: of many clients racing SET NX PX, exactly one wins, and its key
+        # carries the lease (set in the same step); once it runs out the lock can be taken again.
+        results = {}
+        start = threading.Barrier(9)
+
+        def contend(i):
+            c = redis.Redis(host="127.0.0.1", port=ports()[i % len(ports())], socket_timeout=10)
+            try:
+                start.wait()
+                results[i] = c.set("py:lease", "owner-%d" % i, nx=True, px=1500)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=contend, args=(i,)) for i in range(9)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [i for i, ok in results.items() if ok]
+        self.assertEqual(1, len(winners), results)
+        self.assertTrue(0 < self.other.pttl("py:lease") <= 1500)
+        deadline = time.monotonic() + 20
+        taken = None
+        while taken is None and time.monotonic() < deadline:
+            taken = self.r.set("py:lease", "next", nx=True, px=60000)
+            if taken is None:
+                time.sleep(0.1)
+        self.assertTrue(taken)
+        self.assertEqual(b"next", self.other.get("py:lease"))
+
     def test_transaction_pipeline(self):
         p = self.r.pipeline(transaction=True)
         p.set("py:{t}a", "1").incr("py:{t}a").set("py:{t}b", "x").get("py:{t}a").delete("py:{t}b")

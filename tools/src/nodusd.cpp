@@ -278,7 +278,6 @@ int main(int argc, char** argv) {
     // A bulk holds a value or a key (at most 64 KiB), with room for a value just over the
     // limit to reach the store and get its value_too_large.
     ro.max_bulk = std::max<std::size_t>(config->kv.max_value_bytes, 64 * 1024) + 64 * 1024;
-    ro.lww = config->kv.conflicts == kv::Conflicts::kLww;
     ro.request_timeout = config->kv.request_timeout;
     auto r = RespServer::start(*node, ro);
     if (!r.ok()) {

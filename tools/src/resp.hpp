@@ -9,8 +9,10 @@
 //
 // RespServer serves the protocol on one TCP address. One event-loop thread accepts, reads and
 // parses (epoll, non-blocking sockets); each connection has a nodus process that runs its
-// commands in order against the node's `nodus_kv` (term requests of docs/protocol.md 12.3,
-// waiting in call/wait_response, which parks that process only) and writes the replies to the
+// commands in order against the node's store (a key's gets and puts through kv::Client, which
+// calls the vnode of the key's partition directly when this node is a primary of it; the rest
+// as term requests to `nodus_kv`, docs/protocol.md 12.3; every wait parks that process only)
+// and writes the replies to the
 // socket itself; only a reply the socket cannot take at once goes back to the loop, which
 // finishes it when the socket is writable. So a slow store request, or a client that does not
 // read, holds its own connection only. Bounds: at most max_clients connections (more get
@@ -105,9 +107,6 @@ struct RespOptions {
   /// Unsent replies and keyspace notifications of a subscribed connection (Redis's
   /// client-output-buffer-limit for pubsub: 32 MiB); beyond it the subscriber is disconnected.
   std::size_t max_pubsub_output = 32 << 20;
-  /// The store keeps the latest write only (kv.conflicts = lww): SET and MSET put without
-  /// reading the key's causal context first.
-  bool lww = false;
   std::chrono::milliseconds request_timeout{5000};  ///< kv.request_timeout
 };
 

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "nodus/kv/client.hpp"
 #include "nodus/kv/kv.hpp"
 #include "nodus/kv/watch.hpp"
 #include "nodus/node/process.hpp"
@@ -44,6 +45,10 @@ constexpr std::size_t kMaxCursors = 256;             // SCAN cursors remembered 
 constexpr std::uint32_t kKeysPage = 10000;           // the store's largest keys page
 constexpr const char* kRedisVersion = "7.0.0";       // what HELLO and INFO claim to speak
 constexpr long long kMaxTtlMs = 10'000'000'000'000;  // the longest ttl the store takes
+// What a subscriber reads, last, when the store ended its watch (kv_watch_lost).
+constexpr const char* kWatchLostError =
+    "ERR keyspace notifications were lost (the store ended this connection's watch): "
+    "reconnect and subscribe again";
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -298,14 +303,14 @@ class Session {
       return true;
     }
     if (kv::watch_lost(msg)) {
-      // The store dropped the watch (this process fell behind, or an event would have come out
-      // of order): events are missing, which a subscriber cannot be told otherwise; it is
-      // disconnected, as Redis disconnects a subscriber past its output limit.
+      // The store ended the watch (this process fell behind kv.watch_queue, an event would
+      // have come out of order, the node was cut off from the others, or its watch server
+      // restarted): events are missing, which a subscriber cannot be told otherwise; after the
+      // notifications it had, it gets this error and is disconnected, as Redis disconnects a
+      // subscriber past its output limit.
       if (subscribed() && !quit_) {
         sh_->counters.pubsub_lost.fetch_add(1, std::memory_order_relaxed);
-        resp::error(events_,
-                    "ERR keyspace notifications were lost (this subscriber fell behind the "
-                    "store's watch): reconnect and subscribe again");
+        resp::error(events_, kWatchLostError);
         quit_ = true;
       }
       return true;
@@ -461,7 +466,7 @@ class Session {
   static std::string error_text(const Term& e) {
     if (e.is_atom()) return std::string(e.as_atom().name());
     if (auto m = e.match({"no_quorum", _, _, _})) {
-      return "no_quorum: " + m[0].to_string() + " needed " + m[1].to_string() + ", got " +
+      return "no_quorum: " + m[0].to_string() + ": needed " + m[1].to_string() + ", got " +
              m[2].to_string();
     }
     if (e.is_tuple() && e.size() == 2 && e[0].is_atom()) {
@@ -471,102 +476,112 @@ class Session {
     return e.to_string();
   }
 
-  // The store's answer to a request (or why there is none): ok with the term, or the error
-  // text; not_found is an answer too (`found` false).
+  // A failed kv::Client request as the text after "-ERR ": the error's name, then its message
+  // ("no_quorum: w: needed 2, got 1", "overloaded").
+  static std::string error_text(const Status& s) {
+    std::string text(error_name(s.code()));
+    if (!s.message().empty()) text += ": " + s.message();
+    return text;
+  }
+
+  // The store's answer to a get (or why there is none): ok with the key's values, or the
+  // error text; not_found is an answer too (`found` false).
   struct Answer {
     bool ok = false;
     bool found = false;
-    Term term;
+    std::vector<std::string> values;
+    std::string context;
     std::string error;
-    // A get asked with_ttl that found the key: the ms it lives on, or -1 when it never expires.
+    // A get that found the key: the ms it lives on, or -1 when it never expires.
     long long ttl_ms = -1;
   };
-  Answer answer_of(CallResult r) {
+  static Answer answer_of(Result<kv::GetResult> r) {
     Answer a;
     if (!r) {
-      a.error = "store unreachable: " + r.error().to_string();
-      return a;
-    }
-    const Term& t = *r;
-    if (auto e = t.match({"error", _})) {
-      if (e[0].is_atom("not_found")) {
-        a.ok = true;
-        return a;
-      }
-      a.error = error_text(e[0]);
+      a.ok = r.error().code() == ErrorCode::kNotFound;
+      if (!a.ok) a.error = error_text(r.error());
       return a;
     }
     a.ok = a.found = true;
-    a.term = t;
-    if (t.is_tuple() && t.size() == 4 && t[3].is_int()) a.ttl_ms = t[3].as_int();
+    a.values = std::move(r->values);
+    a.context = std::move(r->context);
+    if (r->ttl) a.ttl_ms = r->ttl->count();
     return a;
   }
 
   Dest store() const { return named(kStore); }
 
-  RequestId ask_get(const std::string& key, bool with_ttl = false) {
-    if (with_ttl) return send_request(store(), tuple("get", bin(key), map({{"with_ttl", true}})));
-    return send_request(store(), tuple("get", bin(key)));
+  // The requests of one key go through kv::Client, which sends them straight to the vnode of
+  // the key's partition on this node when this node is a primary of it (a KvDirect), else to
+  // nodus_kv, which forwards them to a primary: one hop fewer than nodus_kv for most keys.
+  kv::RequestOptions request_options() const {
+    kv::RequestOptions o;
+    o.timeout = sh_->options.request_timeout;
+    return o;
   }
-  Answer wait(const RequestId& id) { return answer_of(wait_response(id, call_timeout())); }
+  Answer get_key(const std::string& key) { return answer_of(client_.get(key, request_options())); }
+  // Many keys' gets at once (kv::Client::multi_get), one answer per key in order.
+  std::vector<Answer> get_keys(const std::vector<std::string>& keys) {
+    std::vector<Answer> out;
+    out.reserve(keys.size());
+    for (std::size_t at = 0; at < keys.size(); at += kv::Client::kMaxMultiKeys) {
+      const std::size_t n = std::min(kv::Client::kMaxMultiKeys, keys.size() - at);
+      const std::vector<std::string> part(keys.begin() + static_cast<std::ptrdiff_t>(at),
+                                          keys.begin() + static_cast<std::ptrdiff_t>(at + n));
+      for (auto& r : client_.multi_get(part, request_options())) {
+        out.push_back(answer_of(std::move(r)));
+      }
+    }
+    return out;
+  }
 
-  // The value a GET answers from a get's reply: the one value, or of siblings the greatest
+  // The value a GET answers from a get's values: the one value, or of siblings the greatest
   // by bytes (the rule lww uses to break ties), so that every client sees the same one.
-  static const std::string* chosen(const Term& reply) {
-    if (!reply.is_tuple() || reply.size() < 3 || !reply[0].is_atom("ok") || !reply[1].is_list()) {
-      return nullptr;
-    }
-    const std::string* best = nullptr;
-    for (const Term& v : reply[1].as_list()) {
-      if (v.is_bin() && (!best || v.as_bin() > *best)) best = &v.as_bin();
-    }
-    return best;
+  static const std::string* chosen(const Answer& a) {
+    if (!a.found || a.values.empty()) return nullptr;
+    return &*std::max_element(a.values.begin(), a.values.end());
   }
-  static std::string context_of(const Answer& a) {
-    if (!a.found || !a.term.is_tuple() || a.term.size() < 3) return {};
-    return a.term[2].is_bin() ? a.term[2].as_bin() : std::string();
+  static const std::string& context_of(const Answer& a) { return a.context; }
+
+  // A put of key = value superseding `context`, expiring after ttl_ms (0: never); without a
+  // context, a blind overwrite (kv::RequestOptions::overwrite): it supersedes what the
+  // coordinating replica holds, so SET is one store round trip and overwrites rather than
+  // adding a sibling. "" when stored, else the error text.
+  std::string put_key(const std::string& key, const std::string& value, const std::string& context,
+                      long long ttl_ms) {
+    kv::RequestOptions o = request_options();
+    o.context = context;
+    o.overwrite = context.empty();
+    o.ttl = std::chrono::milliseconds(std::max(ttl_ms, 0LL));
+    auto r = client_.put(key, value, o);
+    return r ? std::string() : error_text(r.error());
+  }
+  // A delete superseding `context` (what a get saw). "" when done, else the error text.
+  std::string delete_key(const std::string& key, const std::string& context) {
+    kv::RequestOptions o = request_options();
+    o.context = context;
+    auto r = client_.del(key, o);
+    return r ? std::string() : error_text(r.error());
   }
 
-  // A put of key = value superseding `context` (none: a blind one), expiring after ttl_ms
-  // (0: never).
-  RequestId ask_put(const std::string& key, const std::string& value, const std::string& context,
-                    long long ttl_ms) {
-    MapEntries o;
-    if (!context.empty()) o.emplace_back(Term("context"), bin(context));
-    if (ttl_ms > 0) o.emplace_back(Term("ttl"), Term(static_cast<std::int64_t>(ttl_ms)));
-    if (o.empty()) return send_request(store(), tuple("put", bin(key), bin(value)));
-    return send_request(store(), tuple("put", bin(key), bin(value), Term(Map{std::move(o)})));
-  }
-
-  // Puts key = value for each pair at once: under siblings, each with the causal context of a
-  // get first, so the put supersedes what was there (Redis's overwrite). "" when all stored,
-  // else the first error.
+  // Puts key = value for each pair, each a blind overwrite (put_key): one store round trip
+  // per key, the keys at once (kv::Client::multi_put). "" when all stored, else the first error.
   std::string put_all(const std::vector<std::pair<std::string, std::string>>& kvs,
                       long long ttl_ms = 0) {
-    std::vector<std::string> contexts(kvs.size());
-    if (!sh_->options.lww) {
-      std::vector<RequestId> gets;
-      gets.reserve(kvs.size());
-      for (const auto& kv : kvs) gets.push_back(ask_get(kv.first));
-      std::string first_error;
-      for (std::size_t i = 0; i < gets.size(); ++i) {
-        Answer a = wait(gets[i]);
-        if (!a.ok && first_error.empty()) first_error = a.error;
-        contexts[i] = context_of(a);
+    if (kvs.size() == 1) return put_key(kvs[0].first, kvs[0].second, {}, ttl_ms);
+    kv::RequestOptions o = request_options();
+    o.overwrite = true;
+    o.ttl = std::chrono::milliseconds(std::max(ttl_ms, 0LL));
+    for (std::size_t at = 0; at < kvs.size(); at += kv::Client::kMaxMultiKeys) {
+      const std::size_t n = std::min(kv::Client::kMaxMultiKeys, kvs.size() - at);
+      const std::vector<std::pair<std::string, std::string>> part(
+          kvs.begin() + static_cast<std::ptrdiff_t>(at),
+          kvs.begin() + static_cast<std::ptrdiff_t>(at + n));
+      for (auto& r : client_.multi_put(part, o)) {
+        if (!r) return error_text(r.error());
       }
-      if (!first_error.empty()) return first_error;
     }
-    std::vector<RequestId> puts;
-    puts.reserve(kvs.size());
-    for (std::size_t i = 0; i < kvs.size(); ++i) {
-      puts.push_back(ask_put(kvs[i].first, kvs[i].second, contexts[i], ttl_ms));
-    }
-    std::string first_error;
-    for (const RequestId& id : puts) {
-      Answer a = wait(id);
-      if (!a.ok && first_error.empty()) first_error = a.error;
-    }
-    return first_error;
+    return {};
   }
 
   // One page of keys; false (with `error` set) on failure.
@@ -575,15 +590,18 @@ class Session {
     MapEntries o;
     o.emplace_back(Term("limit"), Term(static_cast<std::int64_t>(limit)));
     if (!cursor.empty()) o.emplace_back(Term("cursor"), Term(cursor));
-    Answer a = answer_of(
-        call(store(), tuple("keys", bin(pattern), Term(Map{std::move(o)})), call_timeout()));
-    if (!a.ok) {
-      error = a.error;
+    auto r = call(store(), tuple("keys", bin(pattern), Term(Map{std::move(o)})), call_timeout());
+    if (!r) {
+      error = "store unreachable: " + r.error().to_string();
       return false;
     }
-    auto m = a.term.match({"ok", _list, _});
+    if (auto e = r->match({"error", _})) {
+      error = error_text(e[0]);
+      return false;
+    }
+    auto m = r->match({"ok", _list, _});
     if (!m) {
-      error = "unexpected keys reply " + a.term.to_string();
+      error = "unexpected keys reply " + r->to_string();
       return false;
     }
     for (const Term& k : m[0].as_list()) {
@@ -1053,9 +1071,9 @@ class Session {
   }
 
   void get(Args& a, std::string& out) {
-    Answer r = wait(ask_get(a[1]));
+    Answer r = get_key(a[1]);
     if (!r.ok) return resp::error(out, "ERR " + r.error);
-    const std::string* v = r.found ? chosen(r.term) : nullptr;
+    const std::string* v = chosen(r);
     if (v) {
       resp::bulk(out, *v);
     } else {
@@ -1063,10 +1081,11 @@ class Session {
     }
   }
 
-  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. NX or XX alone
-  // is a compare-and-set (set_if). With GET or KEEPTTL, or NX/XX with an expiry, a get comes
-  // first and the put carries its context (under lww too), so NX and XX decide on what that get
-  // saw: not atomic against a concurrent writer of the key.
+  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. Without NX, XX
+  // or GET: a blind overwrite (put_key), one store round trip (KEEPTTL: a get first, for the
+  // ttl). NX or XX without GET is a compare-and-set carrying the expiry (set_if). With GET a
+  // get comes first and the put carries its context, so NX and XX with GET decide on what that
+  // get saw: not atomic against a concurrent writer of the key.
   void set(Args& a, std::string& out) {
     bool nx = false, xx = false, get_old = false, keep_ttl = false, expiry = false;
     long long ttl_ms = 0;
@@ -1104,10 +1123,10 @@ class Session {
       if (!e.empty()) return resp::error(out, "ERR " + e);
       return resp::simple(out, "OK");
     }
-    if (!get_old && !keep_ttl && ttl_ms == 0) return set_if(a[1], a[2], nx, out);
-    Answer old = wait(ask_get(a[1], keep_ttl));
+    if (!get_old && (nx || xx)) return set_if(a[1], a[2], nx, ttl_ms, keep_ttl, out);
+    Answer old = get_key(a[1]);
     if (!old.ok) return resp::error(out, "ERR " + old.error);
-    const std::string* old_value = old.found ? chosen(old.term) : nullptr;
+    const std::string* old_value = chosen(old);
     auto reply_old = [&] {
       if (old_value) {
         resp::bulk(out, *old_value);
@@ -1120,22 +1139,33 @@ class Session {
       return resp::null(out);
     }
     if (keep_ttl && old.found && old.ttl_ms > 0) ttl_ms = old.ttl_ms;
-    Answer put = wait(ask_put(a[1], a[2], context_of(old), ttl_ms));
-    if (!put.ok) return resp::error(out, "ERR " + put.error);
+    std::string e = put_key(a[1], a[2], context_of(old), ttl_ms);
+    if (!e.empty()) return resp::error(out, "ERR " + e);
     if (get_old) return reply_old();
     resp::simple(out, "OK");
   }
 
-  // SET key value NX | XX without an expiry: a compare-and-set at the key's partition's first
-  // primary (docs/protocol.md 12.6), so of two clients setting one key NX exactly one wins.
-  // NX writes only if the key is `absent` there; XX reads the key's version there and writes
-  // only if it is still that version, reading again when it changed meanwhile. (With EX/PX,
-  // GET or KEEPTTL, set() decides on a get: a compare-and-set carries no ttl yet.)
-  void set_if(const std::string& key, const std::string& value, bool nx, std::string& out) {
+  // SET key value NX | XX [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]: a compare-and-set at
+  // the key's partition's first primary (docs/protocol.md 12.6), so of two clients setting one
+  // key NX exactly one wins. NX writes only if the key is `absent` there (one round trip); XX
+  // reads the key's version there and writes only if it is still that version, reading again
+  // when it changed meanwhile. The expiry goes with the write (`ttl`, or `keep_ttl`: the value
+  // expires when the one it replaces would have), so it is set in the same atomic step.
+  void set_if(const std::string& key, const std::string& value, bool nx, long long ttl_ms,
+              bool keep_ttl, std::string& out) {
     std::vector<KeyState> st;
     std::string error;
+    auto put = [&](Term if_version) {
+      if (ttl_ms <= 0 && !keep_ttl)
+        return tuple("put", bin(key), bin(value), std::move(if_version));
+      MapEntries o;
+      o.emplace_back(Term("if_version"), std::move(if_version));
+      if (ttl_ms > 0) o.emplace_back(Term("ttl"), Term(static_cast<std::int64_t>(ttl_ms)));
+      if (keep_ttl) o.emplace_back(Term("keep_ttl"), Term(atom("true")));
+      return tuple("put", bin(key), bin(value), Term(Map{std::move(o)}));
+    };
     if (nx) {
-      switch (txn(List{tuple("put", bin(key), bin(value), Term(atom("absent")))}, st, error)) {
+      switch (txn(List{put(Term(atom("absent")))}, st, error)) {
         case TxnOutcome::kOk:
           return resp::simple(out, "OK");
         case TxnOutcome::kMismatch:
@@ -1149,7 +1179,7 @@ class Session {
     }
     for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
       if (!st[0].found) return resp::null(out);
-      switch (txn(List{tuple("put", bin(key), bin(value), if_of(st[0]))}, st, error)) {
+      switch (txn(List{put(if_of(st[0]))}, st, error)) {
         case TxnOutcome::kOk:
           return resp::simple(out, "OK");
         case TxnOutcome::kFailed:
@@ -1219,39 +1249,37 @@ class Session {
     if (gt && lt) {
       return resp::error(out, "ERR GT and LT options at the same time are not compatible");
     }
-    Answer old = wait(ask_get(a[1], true));
+    Answer old = get_key(a[1]);
     if (!old.ok) return resp::error(out, "ERR " + old.error);
-    const std::string* value = old.found ? chosen(old.term) : nullptr;
+    const std::string* value = chosen(old);
     if (!value) return resp::integer(out, 0);
     const bool has = old.ttl_ms >= 0;  // no ttl counts as an infinite one for GT and LT
     if ((nx && has) || (xx && !has) || (gt && (!has || *ms <= old.ttl_ms)) ||
         (lt && has && *ms >= old.ttl_ms)) {
       return resp::integer(out, 0);
     }
-    RequestId id = *ms <= 0 ? send_request(store(), tuple("delete", bin(a[1]),
-                                                          map({{"context", bin(context_of(old))}})))
-                            : ask_put(a[1], *value, context_of(old), *ms);
-    Answer done = wait(id);
-    if (!done.ok) return resp::error(out, "ERR " + done.error);
+    const std::string e =
+        *ms <= 0 ? delete_key(a[1], context_of(old)) : put_key(a[1], *value, context_of(old), *ms);
+    if (!e.empty()) return resp::error(out, "ERR " + e);
     resp::integer(out, 1);
   }
 
   // PERSIST key: 1 when the key had a ttl, now gone (a put of its value with the get's
   // context), else 0.
   void persist(Args& a, std::string& out) {
-    Answer old = wait(ask_get(a[1], true));
+    Answer old = get_key(a[1]);
     if (!old.ok) return resp::error(out, "ERR " + old.error);
-    const std::string* value = old.found ? chosen(old.term) : nullptr;
+    const std::string* value = chosen(old);
     if (!value || old.ttl_ms < 0) return resp::integer(out, 0);
-    Answer done = wait(ask_put(a[1], *value, context_of(old), 0));
-    if (!done.ok) return resp::error(out, "ERR " + done.error);
+    const std::string e = put_key(a[1], *value, context_of(old), 0);
+    if (!e.empty()) return resp::error(out, "ERR " + e);
     resp::integer(out, 1);
   }
 
   // TTL key / PTTL key: -2 missing, -1 no expiry, else the time left (TTL in seconds, rounded
   // as Redis does).
   void ttl(Args& a, std::string& out) {
-    Answer r = wait(ask_get(a[1], true));
+    Answer r = get_key(a[1]);
     if (!r.ok) return resp::error(out, "ERR " + r.error);
     if (!r.found) return resp::integer(out, -2);
     if (r.ttl_ms < 0) return resp::integer(out, -1);
@@ -1279,18 +1307,13 @@ class Session {
   }
 
   void mget(Args& a, std::string& out) {
-    std::vector<RequestId> ids;
-    ids.reserve(a.size() - 1);
-    for (std::size_t i = 1; i < a.size(); ++i) ids.push_back(ask_get(a[i]));
-    std::vector<Answer> answers;
-    answers.reserve(ids.size());
-    for (const RequestId& id : ids) answers.push_back(wait(id));
+    const std::vector<Answer> answers = get_keys(Args(a.begin() + 1, a.end()));
     for (const Answer& r : answers) {
       if (!r.ok) return resp::error(out, "ERR " + r.error);
     }
     resp::array(out, answers.size());
     for (const Answer& r : answers) {
-      const std::string* v = r.found ? chosen(r.term) : nullptr;
+      const std::string* v = chosen(r);
       if (v) {
         resp::bulk(out, *v);
       } else {
@@ -1300,12 +1323,11 @@ class Session {
   }
 
   void exists(Args& a, std::string& out) {
-    std::vector<RequestId> ids;
-    for (std::size_t i = 1; i < a.size(); ++i) ids.push_back(ask_get(a[i]));
+    const std::vector<Answer> answers =
+        a.size() == 2 ? std::vector<Answer>{get_key(a[1])} : get_keys(Args(a.begin() + 1, a.end()));
     long long n = 0;
     std::string first_error;
-    for (const RequestId& id : ids) {
-      Answer r = wait(id);
+    for (const Answer& r : answers) {
       if (!r.ok && first_error.empty()) first_error = r.error;
       if (r.found) ++n;
     }
@@ -1319,27 +1341,35 @@ class Session {
     std::vector<std::string> keys(a.begin() + 1, a.end());
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    std::vector<RequestId> gets;
-    for (const std::string& k : keys) gets.push_back(ask_get(k));
-    std::vector<Answer> found(gets.size());
+    const std::vector<Answer> found =
+        keys.size() == 1 ? std::vector<Answer>{get_key(keys[0])} : get_keys(keys);
     std::string first_error;
-    for (std::size_t i = 0; i < gets.size(); ++i) {
-      found[i] = wait(gets[i]);
-      if (!found[i].ok && first_error.empty()) first_error = found[i].error;
-    }
-    if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
-    std::vector<RequestId> dels;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (!found[i].found) continue;
-      dels.push_back(send_request(
-          store(), tuple("delete", bin(keys[i]), map({{"context", bin(context_of(found[i]))}}))));
-    }
-    for (const RequestId& id : dels) {
-      Answer r = wait(id);
+    for (const Answer& r : found) {
       if (!r.ok && first_error.empty()) first_error = r.error;
     }
     if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
-    resp::integer(out, static_cast<long long>(dels.size()));
+    long long n = 0;
+    if (keys.size() == 1) {
+      if (found[0].found) first_error = delete_key(keys[0], context_of(found[0]));
+      n = found[0].found ? 1 : 0;
+    } else {  // the deletes at once, as term requests to nodus_kv
+      std::vector<RequestId> dels;
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (!found[i].found) continue;
+        dels.push_back(send_request(
+            store(), tuple("delete", bin(keys[i]), map({{"context", bin(context_of(found[i]))}}))));
+      }
+      for (const RequestId& id : dels) {
+        CallResult r = wait_response(id, call_timeout());
+        std::string e = !r                       ? "store unreachable: " + r.error().to_string()
+                        : r->match({"error", _}) ? error_text((*r)[1])
+                                                 : std::string();
+        if (!e.empty() && first_error.empty()) first_error = std::move(e);
+      }
+      n = static_cast<long long>(dels.size());
+    }
+    if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
+    resp::integer(out, n);
   }
 
   void keys(Args& a, std::string& out) {
@@ -1662,6 +1692,7 @@ class Session {
 
   std::shared_ptr<Shared> sh_;
   std::shared_ptr<Conn> conn_;
+  kv::Client client_{*sh_->node};  // this node's store; routes a key's requests to its vnode
   bool quit_ = false;
   std::map<std::uint64_t, std::string> cursors_;  // SCAN's numbers -> the store's cursors
   std::uint64_t next_cursor_ = 1;

@@ -66,6 +66,16 @@ struct RequestOptions {
   /// write supersedes what the primary holds. A put's `ttl` applies to the new value, counted
   /// from when the first primary stores it. See transaction() for the guarantees.
   std::optional<std::string> if_version{};
+  /// Puts (and deletes) without a context: a blind overwrite. The coordinating vnode (a
+  /// primary of the key) builds the context from its own copy when it coordinates the write,
+  /// so the write supersedes every value that copy holds, as a delete without a context does,
+  /// in one store round trip and with no read first (Redis's SET). It supersedes only what
+  /// that replica holds: a write another coordinator took concurrently that has not reached it
+  /// yet stays, and becomes a sibling (kv.conflicts = siblings) or loses or wins by timestamp
+  /// (lww) when the replicas meet. Without it (the default) a put without a context
+  /// supersedes nothing and its value becomes a sibling of what is there. With a non-empty
+  /// `context`, or on a get: badarg. Not with if_version (unused there).
+  bool overwrite = false;
 };
 
 /// What transaction() shows its function: each key's live values at the partition's first
@@ -132,7 +142,8 @@ class Client {
   /// get / put of many keys at once: the requests are sent together (ordered by partition)
   /// and their answers gathered; one result per key, in order, each as get's or put's (a key
   /// that fails does not fail the others). Keys of any partitions; at most kMaxMultiKeys
-  /// (beyond: every result badarg). opts.context and opts.if_version are not used.
+  /// (beyond: every result badarg). opts.context and opts.if_version are not used;
+  /// opts.overwrite and opts.ttl apply to every put.
   std::vector<Result<GetResult>> multi_get(const std::vector<std::string>& keys,
                                            const RequestOptions& opts = {}) const;
   std::vector<Result<std::string>> multi_put(
