@@ -41,13 +41,14 @@ sys.path.insert(0, os.path.join(REPO, "tests", "fault"))
 
 import deletes  # noqa: E402
 import harness  # noqa: E402
+import names  # noqa: E402
 import register  # noqa: E402
 import watch  # noqa: E402
 import workload  # noqa: E402
 
 WORKLOAD = os.path.join(REPO, "tests", "fault", "workload.py")
 NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all", "skew")
-WORKLOADS = ("set", "delete", "register", "watch")
+WORKLOADS = ("set", "delete", "register", "watch", "names")
 WATCH_DRAIN_S = 6  # the watcher outlives the writers by this much, taking the last events
 # The delete workload's nodes reap tombstones 1 s after every primary holds them, sweep
 # expired values every 0.2 s and exchange anti-entropy trees every second, so that reaping,
@@ -161,7 +162,10 @@ class Run:
                 cmd = self.netns_python(i, "worker", "--client", str(cid), "--seed",
                                         str(self.args.seed), "--t0", str(self.wall0),
                                         "--until", str(end), "--out", out,
-                                        "--rate", str(self.args.rate), "--role", role)
+                                        "--rate", str(self.args.rate), "--role", role,
+                                        "--names", str(self.args.names))
+                if self.args.workload == "names":  # a registration may wait out lock rounds
+                    cmd += ["--timeout-ms", "5000"]
                 self.clients.append((subprocess.Popen(cmd, stdout=err, stderr=err,
                                                       stdin=subprocess.DEVNULL,
                                                       start_new_session=True), out))
@@ -255,6 +259,9 @@ class Run:
         for kind in ("kill", "crash-all"):
             if a.memory and kind in nemeses:
                 nemeses.remove(kind)  # a memory node restarts empty: kills lose data by design
+        if a.workload == "names" and "crash-all" in nemeses:
+            nemeses.remove("crash-all")  # global names live in memory: all forgotten at once
+            self.say("names: crash-all left out (global names and their fences live in memory)")
         steps = schedule(a.seed, a.nodes, a.time, nemeses)
         with open(os.path.join(a.out, "schedule.json"), "w") as f:
             json.dump(steps, f, indent=1)
@@ -269,6 +276,8 @@ class Run:
         self.say("workload done; every fault healed; final read in %d s" % a.quiet)
         self.wait_formed(30)
         histories = [out for _, out in self.clients]
+        if a.workload == "names":
+            return self.report(self.check_names(histories, heal_wall), steps)
         key_file = os.path.join(a.out, "keys.json")
         with open(key_file, "w") as f:
             json.dump(workload.keys_in(histories), f)
@@ -303,10 +312,40 @@ class Run:
                                           after is not None)
         return self.report(result, steps)
 
+    def check_names(self, histories, heal_wall):
+        """Every node's table of global names after the heal (until they agree, bounded),
+        checked against the histories (names.check)."""
+        a = self.args
+        cmd = self.netns_python(1, "final", "--converge-s", str(max(a.converge, a.quiet)),
+                                "--expect-nodes", str(len(self.cluster.running())))
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.converge + a.quiet + 60)
+        if p.returncode != 0:
+            raise RuntimeError("the final tables: %s" % p.stderr.strip()[-2000:])
+        final = json.loads(p.stdout)
+        with open(os.path.join(a.out, "final.json"), "w") as f:
+            json.dump(final, f)
+        result = names.check(histories, final)
+        result["convergence_s"] = (None if final.get("converged_wall") is None
+                                   else round(final["converged_wall"] - heal_wall, 1))
+        result["diverged_keys"] = 0 if final.get("converged_wall") else 1
+        if not final.get("converged_wall"):
+            result["final_read_errors"] = result["final_read_errors"] or [
+                "the nodes' tables did not agree within %d s" % max(a.converge, a.quiet)]
+        return result
+
     def report(self, r, steps):
         a = self.args
         clean = not r["final_read_errors"]
-        if a.workload == "delete":
+        if a.workload == "names":
+            bad = ("duplicates", "split", "epoch_fell", "lost", "phantom")
+            ok = clean and not any(r[what] for what in bad)
+            figures = ("names=%d held=%d acked_held=%d superseded=%d died_with_node=%d "
+                       "already_started=%d duplicates=%d split=%d epoch_fell=%d lost=%d "
+                       "phantom=%d" % (r["names"], r["held"], r["acked_held"], r["superseded"],
+                                       r["died_with_node"], r["already_started"],
+                                       r["duplicates"], r["split"], r["epoch_fell"], r["lost"],
+                                       r["phantom"]))
+        elif a.workload == "delete":
             ok = clean and not (r["resurrected"] or r["lost"] or r["phantom"] or
                                 r["failed_present"])
             figures = ("deleted=%d expired=%d kept=%d resurrected=%d lost=%d phantom=%d "
@@ -408,6 +447,8 @@ def replay_command(a):
            str(a.time), "--conflicts", a.conflicts, "--nemesis=" + a.nemesis, "--keys",
            str(a.keys), "--clients-per-node", str(a.clients_per_node), "--quiet", str(a.quiet),
            "--converge", str(a.converge), "--rate", str(a.rate)]
+    if a.workload == "names":
+        cmd += ["--names", str(a.names)]
     if a.skew_nodusd:
         cmd += ["--skew-nodusd", a.skew_nodusd]
     if a.memory:
@@ -427,7 +468,8 @@ def main():
                     "adds, lost = 0), delete (deleted and expired keys stay gone, "
                     "resurrected = 0), register (compare-and-set, linearizable per key) or "
                     "watch (every acknowledged change reaches a watcher on n1, in order, "
-                    "or it was told it lost events)")
+                    "or it was told it lost events) or names (global names registered and "
+                    "re-registered: after the heal none held twice, epochs only grew)")
     ap.add_argument("--nodes", type=int, default=5, help="nodes (2..20; default 5)")
     ap.add_argument("--seed", type=int, default=None, help="fixes the schedule and the "
                     "clients' choices (default: random, printed)")
@@ -450,6 +492,8 @@ def main():
     ap.add_argument("--clients-per-node", type=int, default=1)
     ap.add_argument("--keys", type=int, default=5, help="keys the adds (set) or "
                     "compare-and-sets (register) spread over at a time")
+    ap.add_argument("--names", type=int, default=100, help="global names the names "
+                    "workload registers and re-registers (default 100)")
     ap.add_argument("--rate", type=float, default=None, help="operations per second per "
                     "client at most (delete: keys; default: set and register unbounded, "
                     "delete 20, watch 50)")
@@ -459,7 +503,7 @@ def main():
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1 << 31)
     if args.rate is None:
-        args.rate = {"delete": 20.0, "watch": 50.0}.get(args.workload, 0.0)
+        args.rate = {"delete": 20.0, "watch": 50.0, "names": 20.0}.get(args.workload, 0.0)
     if args.rate < 0 or args.rate > 100000:
         ap.error("--rate: 0 to 100000 per second, not %s" % args.rate)
     if args.expect_loss and args.workload != "set":
