@@ -128,9 +128,56 @@ def probe(args):
         members = [(str(m[0].decode() if isinstance(m[0], bytes) else m[0]), str(m[1]))
                    for m in ring["members"]]
         print(json.dumps({"epoch": ring["epoch"], "members": members,
-                          "owners": len(ring["owners"]), "partitions": ring["partitions"]}))
+                          "owners": len(ring["owners"]), "partitions": ring["partitions"],
+                          "transfers": len(ring.get("transfers", [])),
+                          "leaving": [str(_text(m)) for m in ring.get("leaving", [])]}))
     finally:
         node.close()
+
+
+def _text(b):
+    return b.decode(errors="replace") if isinstance(b, bytes) else str(b)
+
+
+def cluster(args):
+    """Stages `args.action` (join or leave) of `args.target` at the claimant, through the
+    linked node, and commits it, retrying both until `args.until` (a commit waits while
+    partitions of the ring are still moving); prints what happened (JSON): ``committed`` and
+    the ring's epoch, or the last refusal."""
+    import nodus
+    from nodus.terms import Atom
+    node = _connect(nodus, args.cookie_file, args.addr, time.time() + 5)
+    out = {"action": args.action, "node": args.target, "committed": False, "tries": 0}
+    staged = False
+    try:
+        home = ("nodus_kv", node.peers()[0])
+        while time.time() < args.until and out["tries"] < 200:
+            out["tries"] += 1
+            try:
+                if not staged:
+                    reply = node.call(home, (Atom("cluster"), Atom(args.action),
+                                             args.target.encode()), 3000)
+                    if reply != "ok" and "staged already" not in repr(reply):
+                        out["error"] = repr(reply)[:300]
+                        time.sleep(0.3)
+                        continue
+                    staged = True
+                reply = node.call(home, (Atom("cluster"), Atom("commit")), 3000)
+                if isinstance(reply, tuple) and reply[0] == "ok":
+                    out.update(committed=True, epoch=reply[1]["epoch"],
+                               moves=len(reply[1]["moves"]))
+                    out.pop("error", None)
+                    break
+                out["error"] = repr(reply)[:300]
+                if "nothing" in out["error"] or "staged" in out["error"]:
+                    staged = False  # the claimant dropped it (another claimant, a restart)
+            except nodus.NodusError as e:
+                out["error"] = str(e)[:300]
+                staged = False
+            time.sleep(0.3)
+    finally:
+        node.close()
+    print(json.dumps(out))
 
 
 def final(args):
@@ -282,7 +329,9 @@ def check(history_files, final_result):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=["worker", "probe", "final"])
+    ap.add_argument("mode", choices=["worker", "probe", "final", "cluster"])
+    ap.add_argument("--action", choices=["join", "leave"], help="cluster: what to stage")
+    ap.add_argument("--target", help="cluster: the node that joins or leaves")
     ap.add_argument("--addr", required=True)
     ap.add_argument("--cookie-file", required=True)
     ap.add_argument("--client", type=int, default=0)
@@ -309,7 +358,7 @@ def main():
     ap.add_argument("--rate", type=float, default=0.0, help="worker: operations (delete: "
                     "keys) per second at most, 0 unbounded")
     args = ap.parse_args()
-    {"worker": worker, "probe": probe, "final": final}[args.mode](args)
+    {"worker": worker, "probe": probe, "final": final, "cluster": cluster}[args.mode](args)
 
 
 if __name__ == "__main__":
