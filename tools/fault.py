@@ -41,13 +41,16 @@ sys.path.insert(0, os.path.join(REPO, "tests", "fault"))
 
 import deletes  # noqa: E402
 import harness  # noqa: E402
+import names  # noqa: E402
 import register  # noqa: E402
 import watch  # noqa: E402
 import workload  # noqa: E402
 
 WORKLOAD = os.path.join(REPO, "tests", "fault", "workload.py")
-NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all", "skew")
-WORKLOADS = ("set", "delete", "register", "watch")
+NEMESES = ("halves", "isolate", "bridge", "kill", "pause", "crash-all", "skew", "join", "leave")
+# Not in the default (their spare node changes every schedule): named with --nemesis.
+MEMBERSHIP = ("join", "leave")
+WORKLOADS = ("set", "delete", "register", "watch", "names")
 WATCH_DRAIN_S = 6  # the watcher outlives the writers by this much, taking the last events
 # The delete workload's nodes reap tombstones 1 s after every primary holds them, sweep
 # expired values every 0.2 s and exchange anti-entropy trees every second, so that reaping,
@@ -91,6 +94,8 @@ def schedule(seed, n, seconds, nemeses):
         elif kind == "skew":
             step["node"] = shuffled[0]
             step["seconds"] = rng.choice((-60, 60))
+        elif kind in MEMBERSHIP:
+            step["pick"] = rng.randrange(1 << 16)  # which member leaves, as the ring is then
         else:  # kill, pause
             step["node"] = shuffled[0]
             if kind == "pause":  # past the failure detector (down_after 2 s)
@@ -103,7 +108,9 @@ def schedule(seed, n, seconds, nemeses):
 class Run:
     def __init__(self, args):
         self.args = args
-        self.net = harness.Net(args.nodes)
+        # With join or leave, one node more than --nodes: a candidate at first (no client).
+        self.spare = 1 if set(args.nemesis.split(",")) & set(MEMBERSHIP) else 0
+        self.net = harness.Net(args.nodes + self.spare)
         self.cluster = None
         self.clients = []
         reset_out(args.out)
@@ -138,11 +145,14 @@ class Run:
             self.cluster.check_alive()
             views = self.ring_views()
             last = views
-            if len(views) == self.args.nodes and all(
+            rings = {(v["epoch"], tuple(sorted(m for m, _ in v["members"])))
+                     for v in views.values()}
+            if len(views) == len(self.cluster.running()) and len(rings) == 1 and all(
                     v["epoch"] >= 1 and v["owners"] == v["partitions"] and
-                    len(v["members"]) == self.args.nodes and
+                    len(v["members"]) >= min(3, self.args.nodes) and not v["transfers"] and
+                    not v["leaving"] and
                     all(state == "up" for _, state in v["members"]) for v in views.values()):
-                return
+                return sorted(m for m, _ in next(iter(views.values()))["members"])
             time.sleep(0.5)
         raise RuntimeError("the cluster did not mesh and form its ring within %d s (last "
                            "views: %s)" % (timeout_s, json.dumps(last)))
@@ -161,7 +171,10 @@ class Run:
                 cmd = self.netns_python(i, "worker", "--client", str(cid), "--seed",
                                         str(self.args.seed), "--t0", str(self.wall0),
                                         "--until", str(end), "--out", out,
-                                        "--rate", str(self.args.rate), "--role", role)
+                                        "--rate", str(self.args.rate), "--role", role,
+                                        "--names", str(self.args.names))
+                if self.args.workload == "names":  # a registration may wait out lock rounds
+                    cmd += ["--timeout-ms", "5000"]
                 self.clients.append((subprocess.Popen(cmd, stdout=err, stderr=err,
                                                       stdin=subprocess.DEVNULL,
                                                       start_new_session=True), out))
@@ -186,12 +199,43 @@ class Run:
             raise RuntimeError("a client failed (not the store: the harness):\n" +
                                "\n".join(bad))
 
+    def membership(self, step):
+        """A join (the highest running node not in the ring: the spare, else one that left) or a
+        leave (a member other than n1, which the final read goes through, drawn with the
+        step's pick among the ring's members then, while at least 4 stay), staged and
+        committed through n1, retried until the step's end; what happened goes into the
+        step (logged)."""
+        p = subprocess.run(self.netns_python(1, "probe"), capture_output=True, text=True,
+                           timeout=15)
+        view = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else None
+        members = sorted(int(m[1:]) for m, _ in view["members"]) if view else []
+        if step["kind"] == "join":
+            out = [i for i in self.cluster.running() if i not in members]
+        else:
+            out = [i for i in members if i != 1] if len(members) > 4 else []
+        if not out:
+            step["outcome"] = "no node to %s (members %s)" % (step["kind"], members)
+            return
+        target = out[-1] if step["kind"] == "join" else out[step["pick"] % len(out)]
+        step["node"] = target
+        p = subprocess.run(self.netns_python(1, "cluster", "--action", step["kind"], "--target",
+                                             "n%d" % target, "--until",
+                                             str(time.time() + max(1.0, step["until"] -
+                                                                   step["at"]))),
+                           capture_output=True, text=True, timeout=60)
+        try:
+            step["outcome"] = json.loads(p.stdout)
+        except ValueError:
+            step["outcome"] = "cluster %s failed: %s" % (step["kind"], p.stderr.strip()[-300:])
+
     def nemesis(self, steps):
         """Follows `steps` in time; a fault's heal comes at its ``until``."""
         for step in steps:
             self.sleep_until(step["at"])
             kind = step["kind"]
-            if kind in ("halves", "isolate", "bridge"):
+            if kind in MEMBERSHIP:
+                self.membership(step)
+            elif kind in ("halves", "isolate", "bridge"):
                 self.net.partition([set(s) for s in step["sides"]])
             elif kind == "kill":
                 self.cluster.kill(step["node"])
@@ -206,7 +250,9 @@ class Run:
                 self.cluster.skew(step["node"], step["seconds"])
             self.nemesis_log(event="start", **step)
             self.say("nemesis %s %s %s" % (kind, step.get("sides", step.get("node", "")),
-                                           "%+d s" % step["seconds"] if "seconds" in step else ""))
+                                           "%+d s" % step["seconds"] if "seconds" in step else
+                                           json.dumps(step["outcome"]) if "outcome" in step
+                                           else ""))
             self.sleep_until(step["until"])
             self.heal(kind, step)
 
@@ -221,6 +267,7 @@ class Run:
             self.cluster.resume(step["node"])
         elif kind == "skew":
             self.cluster.skew(step["node"], 0)
+        # join and leave: nothing to undo (the ring's change stays; its transfers go on).
         self.nemesis_log(event="heal", kind=kind)
 
     def sleep_until(self, at):
@@ -240,7 +287,7 @@ class Run:
             return 77
         harness.remove_leftovers(log=self.say)
         self.say("namespaces %s..%s on bridge %s, %s.0/24" % (
-            self.net.ns(1), self.net.ns(a.nodes), self.net.bridge, harness.SUBNET))
+            self.net.ns(1), self.net.ns(self.net.n), self.net.bridge, harness.SUBNET))
         self.net.create()
         workdir = os.path.join(a.out, "nodes")
         os.makedirs(workdir, exist_ok=True)
@@ -248,14 +295,19 @@ class Run:
         self.cluster = harness.Cluster(self.net, a.skew_nodusd or a.nodusd, workdir,
                                        conflicts=a.conflicts, durable=not a.memory,
                                        faketime=LIBFAKETIME if "skew" in nemeses else None,
-                                       kv_extra=DELETE_KV if a.workload == "delete" else ())
+                                       kv_extra=DELETE_KV if a.workload == "delete" else (),
+                                       members=a.nodes)
         self.cluster.start()
         self.wait_formed(60)
-        self.say("%d nodes meshed, ring formed; workload for %d s" % (a.nodes, a.time))
+        self.say("%d nodes meshed, ring formed%s; workload for %d s" % (
+            a.nodes, ", n%d a candidate" % (a.nodes + 1) if self.spare else "", a.time))
         for kind in ("kill", "crash-all"):
             if a.memory and kind in nemeses:
                 nemeses.remove(kind)  # a memory node restarts empty: kills lose data by design
-        steps = schedule(a.seed, a.nodes, a.time, nemeses)
+        if a.workload == "names" and "crash-all" in nemeses:
+            nemeses.remove("crash-all")  # global names live in memory: all forgotten at once
+            self.say("names: crash-all left out (global names and their fences live in memory)")
+        steps = schedule(a.seed, a.nodes + self.spare, a.time, nemeses)
         with open(os.path.join(a.out, "schedule.json"), "w") as f:
             json.dump(steps, f, indent=1)
         self.wall0 = time.time()
@@ -267,8 +319,12 @@ class Run:
         self.nemesis_log(event="heal-all")
         self.stop_clients(10)
         self.say("workload done; every fault healed; final read in %d s" % a.quiet)
-        self.wait_formed(30)
+        members = self.wait_formed(60 if self.spare else 30)
+        if self.spare:
+            self.say("ring members at the end: %s" % " ".join(members))
         histories = [out for _, out in self.clients]
+        if a.workload == "names":
+            return self.report(self.check_names(histories, heal_wall), steps)
         key_file = os.path.join(a.out, "keys.json")
         with open(key_file, "w") as f:
             json.dump(workload.keys_in(histories), f)
@@ -303,10 +359,40 @@ class Run:
                                           after is not None)
         return self.report(result, steps)
 
+    def check_names(self, histories, heal_wall):
+        """Every node's table of global names after the heal (until they agree, bounded),
+        checked against the histories (names.check)."""
+        a = self.args
+        cmd = self.netns_python(1, "final", "--converge-s", str(max(a.converge, a.quiet)),
+                                "--expect-nodes", str(len(self.cluster.running())))
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.converge + a.quiet + 60)
+        if p.returncode != 0:
+            raise RuntimeError("the final tables: %s" % p.stderr.strip()[-2000:])
+        final = json.loads(p.stdout)
+        with open(os.path.join(a.out, "final.json"), "w") as f:
+            json.dump(final, f)
+        result = names.check(histories, final)
+        result["convergence_s"] = (None if final.get("converged_wall") is None
+                                   else round(final["converged_wall"] - heal_wall, 1))
+        result["diverged_keys"] = 0 if final.get("converged_wall") else 1
+        if not final.get("converged_wall"):
+            result["final_read_errors"] = result["final_read_errors"] or [
+                "the nodes' tables did not agree within %d s" % max(a.converge, a.quiet)]
+        return result
+
     def report(self, r, steps):
         a = self.args
         clean = not r["final_read_errors"]
-        if a.workload == "delete":
+        if a.workload == "names":
+            bad = ("duplicates", "split", "epoch_fell", "lost", "phantom")
+            ok = clean and not any(r[what] for what in bad)
+            figures = ("names=%d held=%d acked_held=%d superseded=%d died_with_node=%d "
+                       "already_started=%d duplicates=%d split=%d epoch_fell=%d lost=%d "
+                       "phantom=%d" % (r["names"], r["held"], r["acked_held"], r["superseded"],
+                                       r["died_with_node"], r["already_started"],
+                                       r["duplicates"], r["split"], r["epoch_fell"], r["lost"],
+                                       r["phantom"]))
+        elif a.workload == "delete":
             ok = clean and not (r["resurrected"] or r["lost"] or r["phantom"] or
                                 r["failed_present"])
             figures = ("deleted=%d expired=%d kept=%d resurrected=%d lost=%d phantom=%d "
@@ -408,6 +494,8 @@ def replay_command(a):
            str(a.time), "--conflicts", a.conflicts, "--nemesis=" + a.nemesis, "--keys",
            str(a.keys), "--clients-per-node", str(a.clients_per_node), "--quiet", str(a.quiet),
            "--converge", str(a.converge), "--rate", str(a.rate)]
+    if a.workload == "names":
+        cmd += ["--names", str(a.names)]
     if a.skew_nodusd:
         cmd += ["--skew-nodusd", a.skew_nodusd]
     if a.memory:
@@ -427,7 +515,8 @@ def main():
                     "adds, lost = 0), delete (deleted and expired keys stay gone, "
                     "resurrected = 0), register (compare-and-set, linearizable per key) or "
                     "watch (every acknowledged change reaches a watcher on n1, in order, "
-                    "or it was told it lost events)")
+                    "or it was told it lost events) or names (global names registered and "
+                    "re-registered: after the heal none held twice, epochs only grew)")
     ap.add_argument("--nodes", type=int, default=5, help="nodes (2..20; default 5)")
     ap.add_argument("--seed", type=int, default=None, help="fixes the schedule and the "
                     "clients' choices (default: random, printed)")
@@ -440,8 +529,9 @@ def main():
     ap.add_argument("--expect-loss", action="store_true", help="the control: pass only when "
                     "acknowledged adds were lost (with --conflicts lww)")
     ap.add_argument("--nemesis", default=None,
-                    help="comma-separated, of %s; empty for none (default: all, skew only "
-                    "with --skew-nodusd)" % ",".join(NEMESES))
+                    help="comma-separated, of %s; empty for none (default: all but join "
+                    "and leave, skew only with --skew-nodusd; join or leave adds a node, a "
+                    "candidate at first)" % ",".join(NEMESES))
     ap.add_argument("--skew-nodusd", default=None, help="a nodusd linked without jemalloc "
                     "(cmake -DNODUS_JEMALLOC=OFF), which the skew nemesis runs every node as, "
                     "under libfaketime (Debian's faketime), which cannot start under jemalloc")
@@ -450,6 +540,8 @@ def main():
     ap.add_argument("--clients-per-node", type=int, default=1)
     ap.add_argument("--keys", type=int, default=5, help="keys the adds (set) or "
                     "compare-and-sets (register) spread over at a time")
+    ap.add_argument("--names", type=int, default=100, help="global names the names "
+                    "workload registers and re-registers (default 100)")
     ap.add_argument("--rate", type=float, default=None, help="operations per second per "
                     "client at most (delete: keys; default: set and register unbounded, "
                     "delete 20, watch 50)")
@@ -459,7 +551,7 @@ def main():
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1 << 31)
     if args.rate is None:
-        args.rate = {"delete": 20.0, "watch": 50.0}.get(args.workload, 0.0)
+        args.rate = {"delete": 20.0, "watch": 50.0, "names": 20.0}.get(args.workload, 0.0)
     if args.rate < 0 or args.rate > 100000:
         ap.error("--rate: 0 to 100000 per second, not %s" % args.rate)
     if args.expect_loss and args.workload != "set":
@@ -469,7 +561,8 @@ def main():
     if args.time < 5 or args.time > 3600:
         ap.error("--time: 5 to 3600 s, not %d" % args.time)
     if args.nemesis is None:
-        args.nemesis = ",".join(k for k in NEMESES if k != "skew" or args.skew_nodusd)
+        args.nemesis = ",".join(k for k in NEMESES if k not in MEMBERSHIP and
+                                (k != "skew" or args.skew_nodusd))
     bad = [k for k in args.nemesis.split(",") if k and k not in NEMESES]
     if bad:
         ap.error("--nemesis: unknown %s (known: %s)" % (",".join(bad), ",".join(NEMESES)))

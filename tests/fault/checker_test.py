@@ -1,6 +1,6 @@
 """The fault suite's checkers on histories made by hand: the set workload's (workload.check),
-the delete workload's (deletes.check), the watch workload's (watch.check) and the register's
-linearizability search (linearizable.check), each verdict they can reach, so a checker that
+the delete workload's (deletes.check), the watch workload's (watch.check), the global names
+workload's (names.check) and the register's linearizability search (linearizable.check), each verdict they can reach, so a checker that
 sees nothing fails here before it passes a fault run."""
 
 import json
@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import deletes  # noqa: E402
 import linearizable  # noqa: E402
+import names  # noqa: E402
 import register  # noqa: E402
 import watch  # noqa: E402
 import workload  # noqa: E402
@@ -316,6 +317,102 @@ class WatchCheckTest(unittest.TestCase):
                         ("event", 2.4, 2), ("event", 2.5, 7), ("end", 9)])
         self.assertEqual((r["out_of_order"], r["duplicates"], r["phantom"], r["missed"]),
                          (1, 1, 1, 0))
+
+
+class NamesCheckTest(unittest.TestCase):
+    """names.check: holders in the final tables, epochs per node incarnation, acknowledged
+    registrations accounted for."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="nodus-fault-names-")
+        self.wall = 100.0
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def history(self, ops):
+        path = os.path.join(self.dir, "h%d" % len(os.listdir(self.dir)))
+        with open(path, "w") as f:
+            for op in ops:
+                f.write(json.dumps(op) + "\n")
+        return path
+
+    def reg(self, name, node, outcome, pid=None, epoch=None, error=None):
+        self.wall += 1
+        out = [{"type": "invoke", "f": "register", "key": name, "node": node, "process": 1,
+                "wall": self.wall}]
+        done = {"type": outcome, "f": "register", "key": name, "node": node, "process": 1,
+                "wall": self.wall + 0.5}
+        if outcome == "ok":
+            done.update(pid=pid, epoch=epoch)
+        elif error:
+            done["error"] = error
+        return out + [done]
+
+    def observe(self, node, creation, table):
+        self.wall += 1
+        return [{"type": "observe", "node": node, "creation": creation, "names": table,
+                 "process": 1, "wall": self.wall}]
+
+    @staticmethod
+    def final(tables, creations=None):
+        return {"tables": tables, "errors": [],
+                "creations": creations or {n: 7 for n in tables}}
+
+    def test_a_name_held_once_everywhere_passes(self):
+        h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", 1) +
+                         self.reg("g1", "n2", "fail", error="already_started") +
+                         self.reg("g1", "n2", "ok", "<n2.9.0>/7", 2))
+        r = names.check([h], self.final({"n1": {"g1": ["<n2.9.0>/7", 2]},
+                                         "n2": {"g1": ["<n2.9.0>/7", 2]}}))
+        self.assertEqual((r["ok"], r["fail"], r["already_started"], r["acked_held"],
+                          r["superseded"], r["held"]), (2, 1, 1, 1, 1, 1))
+        for what in ("duplicates", "split", "epoch_fell", "lost", "phantom"):
+            self.assertEqual(r[what], 0, what)
+
+    def test_two_holders_of_one_name_are_duplicates(self):
+        h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", 3) +
+                         self.reg("g1", "n2", "ok", "<n2.9.0>/7", 3))
+        r = names.check([h], self.final({"n1": {"g1": ["<n1.5.0>/7", 3]},
+                                         "n2": {"g1": ["<n2.9.0>/7", 3]}}))
+        self.assertEqual((r["duplicates"], r["twin_epochs"]), (1, 1))
+
+    def test_a_name_some_tables_lack_is_split(self):
+        h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", 1))
+        r = names.check([h], self.final({"n1": {"g1": ["<n1.5.0>/7", 1]}, "n2": {}}))
+        self.assertEqual((r["split"], r["duplicates"]), (1, 0))
+
+    def test_an_epoch_that_falls_in_one_incarnation_is_caught(self):
+        h = self.history(self.observe("n1", 7, {"g1": ["<n1.5.0>/7", 4]}) +
+                         self.observe("n1", 7, {"g1": ["<n2.9.0>/7", 3]}) +
+                         self.observe("n2", 8, {"g1": ["<n2.9.0>/8", 1]}))  # another node
+        r = names.check([h], self.final({}))
+        self.assertEqual(r["epoch_fell"], 1)
+        # A restarted node (another incarnation) starts again: no finding.
+        h = self.history(self.observe("n1", 7, {"g1": ["<n1.5.0>/7", 4]}) +
+                         self.observe("n1", 9, {"g1": ["<n1.2.0>/9", 1]}))
+        self.assertEqual(names.check([h], self.final({}))["epoch_fell"], 0)
+
+    def test_a_final_holder_below_an_acknowledged_epoch_is_caught(self):
+        h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", 5) +
+                         self.reg("g1", "n2", "info", error="timeout"))
+        r = names.check([h], self.final({"n1": {"g1": ["<n2.9.0>/7", 2]},
+                                         "n2": {"g1": ["<n2.9.0>/7", 2]}}))
+        self.assertEqual((r["epoch_fell"], r["lost"]), (2, 1))  # n1 fell; below the ack
+
+    def test_an_acknowledged_registration_gone_without_a_cause_is_lost(self):
+        h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", 1) +
+                         self.reg("g2", "n2", "ok", "<n2.5.0>/7", 1))
+        # g1's holder vanished though n1 never restarted; g2's node restarted (8): it died.
+        r = names.check([h], self.final({"n1": {}, "n2": {}}, {"n1": 7, "n2": 8}))
+        self.assertEqual((r["lost"], r["died_with_node"]), (1, 1))
+        self.assertEqual(r["lost_sample"][0][:2], ["g1", "<n1.5.0>/7"])
+
+    def test_a_holder_nobody_registered_is_a_phantom_unless_an_unknown_explains_it(self):
+        h = self.history(self.reg("g1", "n1", "info", error="timeout"))
+        both = {"g1": ["<n1.5.0>/7", 1], "g2": ["<n3.5.0>/7", 1]}
+        r = names.check([h], self.final({"n1": dict(both), "n2": dict(both)}))
+        self.assertEqual((r["phantom"], r["phantom_sample"]), (1, [["g2", "<n3.5.0>/7"]]))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ Unknown puts and deletes may go either way.
 import struct
 import time
 
-REFUSALS = ("badarg", "value_too_large", "too_many_siblings", "overloaded", "unavailable")
+import history
+
 TTL_SLACK_S = 2.0
 
 
@@ -55,8 +56,7 @@ def worker(args, nodus, node, rng, record):
                               timeout_ms=args.timeout_ms)
             record(type="ok", f="put", key=k)
         except nodus.NodusError as e:
-            record(type="fail" if e.name in REFUSALS else "info", f="put", key=k,
-                   error=e.name)
+            record(type=history.outcome(e.name), f="put", key=k, error=e.name)
             time.sleep(0.05)
             continue
         if fate == "delete":
@@ -65,8 +65,7 @@ def worker(args, nodus, node, rng, record):
                 node.kv.delete(k, context=ctx, timeout_ms=args.timeout_ms)
                 record(type="ok", f="delete", key=k)
             except nodus.NodusError as e:
-                record(type="fail" if e.name in REFUSALS else "info", f="delete", key=k,
-                       error=e.name)
+                record(type=history.outcome(e.name), f="delete", key=k, error=e.name)
                 time.sleep(0.05)
         left = interval - (time.time() - began)
         if left > 0:
@@ -76,24 +75,17 @@ def worker(args, nodus, node, rng, record):
 def outcomes(history_files):
     """Per key: its fate, ttl_ms, and the outcome and completion time of its put and delete
     (None: invoked, never completed, which counts as unknown)."""
-    import json
     keys = {}
-    for path in history_files:
-        with open(path) as f:
-            for line in f:
-                try:
-                    op = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a kill
-                k = keys.setdefault(op["key"], {})
-                if op["type"] == "invoke":
-                    if op["f"] == "put":
-                        k.update(fate=op["fate"], ttl_ms=op.get("ttl_ms"), put=None)
-                    else:
-                        k["delete"] = None
-                else:
-                    k[op["f"]] = op["type"]
-                    k[op["f"] + "_wall"] = op["wall"]
+    for op in history.ops(history_files):
+        k = keys.setdefault(op["key"], {})
+        if op["type"] == "invoke":
+            if op["f"] == "put":
+                k.update(fate=op["fate"], ttl_ms=op.get("ttl_ms"), put=None)
+            else:
+                k["delete"] = None
+        else:
+            k[op["f"]] = op["type"]
+            k[op["f"] + "_wall"] = op["wall"]
     return keys
 
 
@@ -101,21 +93,20 @@ def check(history_files, final_result):
     """The delete workload's verdict from the histories and the final read (``final`` of
     workload.py with ``--workload delete``: per key the values read, hex, and when)."""
     keys = outcomes(history_files)
-    r = {"ops": 0, "ok": 0, "fail": 0, "unknown": 0, "deleted": 0, "expired": 0, "kept": 0,
-         "resurrected": 0, "lost": 0, "phantom": 0, "failed_present": 0}
-    samples = {"resurrected": [], "lost": [], "phantom": [], "failed_present": []}
+    found = history.Findings({"ops": 0, "ok": 0, "fail": 0, "unknown": 0, "deleted": 0,
+                              "expired": 0, "kept": 0},
+                             ("resurrected", "lost", "phantom", "failed_present"))
+    r = found.r
 
     def flag(what, key, detail):
-        r[what] += 1
-        if len(samples[what]) < 20:
-            samples[what].append([key, detail])
+        found.flag(what, [key, detail])
 
     for name, k in keys.items():
         for f in ("put", "delete"):
             if f in k:
                 r["ops"] += 1
                 outcome = k[f] or "info"
-                r[{"ok": "ok", "fail": "fail", "info": "unknown"}[outcome]] += 1
+                r[history.COUNTED[outcome]] += 1
     read = final_result["keys"]
     for name, got in read.items():
         k = keys.get(name)
@@ -147,6 +138,5 @@ def check(history_files, final_result):
             r["kept"] += 1
             if not live:
                 flag("lost", name, k)
-    r.update({what + "_sample": s for what, s in samples.items()})
     r["final_read_errors"] = final_result["errors"]
-    return r
+    return found.result()

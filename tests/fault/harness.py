@@ -193,15 +193,18 @@ class Cluster:
     """n nodusd processes n1..nN in the namespaces of `net`, configs and logs in `workdir`."""
 
     def __init__(self, net, nodusd, workdir, conflicts="siblings", durable=True,
-                 partitions=32, replicas=3, cookie=None, faketime=None, kv_extra=()):
+                 partitions=32, replicas=3, cookie=None, faketime=None, kv_extra=(),
+                 members=None):
         """`faketime`: the path of libfaketime.so.1, to run every node under it with a clock
         offset that ``skew()`` changes while it runs (`nodusd` must then be linked without
         jemalloc, which libfaketime cannot start under). `kv_extra`: more lines of the
-        configs' ``[kv]`` section ("key = value")."""
+        configs' ``[kv]`` section ("key = value"). `members`: how many of the nodes make the
+        first ring (n1..n<members>; default all); the others start as candidates, which
+        ``cluster join`` can make members."""
         self.net, self.nodusd, self.dir = net, nodusd, workdir
         self.faketime = faketime
         self.n = net.n
-        self.names = ["n%d" % i for i in range(1, self.n + 1)]
+        self.names = ["n%d" % i for i in range(1, (members or self.n) + 1)]
         self.procs = {}      # i -> Popen
         self.paused = set()
         self.cookie_file = os.path.join(workdir, "cookie")

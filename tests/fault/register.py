@@ -14,15 +14,14 @@ refusal: not stored) or ``info`` (a timeout, ``no_quorum``: maybe stored).
 ``check()`` runs linearizable.check on each key's history.
 """
 
-import json
 import struct
 import time
 
+import history
 import linearizable
 
 GROUP_S = 4.0
-REFUSALS = ("badarg", "value_too_large", "too_many_siblings", "overloaded", "unavailable",
-            "version_mismatch")
+REFUSALS = history.REFUSALS + ("version_mismatch",)
 
 
 def _decode(v):
@@ -82,7 +81,7 @@ def worker(args, nodus, node, rng, record):
                 record(type="ok", f="cas", key=key, value=[value, new])
             else:
                 why = _reason(reply)
-                record(type="fail" if why in REFUSALS else "info", f="cas", key=key,
+                record(type=history.outcome(why, REFUSALS), f="cas", key=key,
                        value=[value, new], error=why)
         left = interval - (time.time() - began)
         if left > 0:
@@ -95,23 +94,16 @@ def check(history_files, max_configs=2000000):
     ``sibling_reads``, and the first failing keys with the op no order explains."""
     by_key = {}
     r = {"ops": 0, "ok": 0, "fail": 0, "unknown": 0, "cas_ok": 0, "sibling_reads": 0}
-    for path in history_files:
-        with open(path) as f:
-            for line in f:
-                try:
-                    op = json.loads(line)
-                except ValueError:
-                    continue
-                by_key.setdefault(op["key"], []).append(op)
-                if op["type"] == "invoke":
-                    r["ops"] += 1
-                else:
-                    r[{"ok": "ok", "fail": "fail", "info": "unknown"}[op["type"]]] += 1
-                    if op["type"] == "ok" and op["f"] == "cas":
-                        r["cas_ok"] += 1
-                    if op["type"] == "ok" and isinstance(op.get("value"), list) and \
-                            op["f"] == "read":
-                        r["sibling_reads"] += 1
+    for op in history.ops(history_files):
+        by_key.setdefault(op["key"], []).append(op)
+        if op["type"] == "invoke":
+            r["ops"] += 1
+        else:
+            r[history.COUNTED[op["type"]]] += 1
+            if op["type"] == "ok" and op["f"] == "cas":
+                r["cas_ok"] += 1
+            if op["type"] == "ok" and isinstance(op.get("value"), list) and op["f"] == "read":
+                r["sibling_reads"] += 1
     r.update(keys=len(by_key), linearizable=0, nonlinearizable=0, undecided=0, failures=[],
              explored=0)
     for key in sorted(by_key):

@@ -19,9 +19,10 @@ after a greater acknowledged value of its key within one watch; ``duplicates`` =
 delivered twice within one watch; ``phantom`` = a value delivered that no put wrote.
 """
 
-import json
 import struct
 import time
+
+import history
 
 PREFIX = b"w:"
 ACK_EVERY = 50
@@ -120,10 +121,7 @@ def writer(args, nodus, node, record):
                               timeout_ms=args.timeout_ms)
             record(type="ok", f="put", key=key, value=seq)
         except nodus.NodusError as e:
-            refused = e.name in ("badarg", "value_too_large", "too_many_siblings",
-                                 "overloaded", "unavailable")
-            record(type="fail" if refused else "info", f="put", key=key, value=seq,
-                   error=e.name)
+            record(type=history.outcome(e.name), f="put", key=key, value=seq, error=e.name)
             time.sleep(0.05)
         left = interval - (time.time() - began)
         if left > 0:
@@ -133,47 +131,36 @@ def writer(args, nodus, node, record):
 def check(history_files):
     puts = {}      # (key, value) -> [invoke wall, outcome, completion wall]
     events, sessions = [], []   # the watcher's: (wall, key, value); [start, end, lost]
-    r = {"ops": 0, "ok": 0, "fail": 0, "unknown": 0, "events": 0, "watches": 0, "lost_watch": 0,
-         "missed": 0, "excused": 0, "out_of_order": 0, "duplicates": 0, "phantom": 0}
-    samples = {"missed": [], "out_of_order": [], "duplicates": [], "phantom": []}
+    found = history.Findings({"ops": 0, "ok": 0, "fail": 0, "unknown": 0, "events": 0,
+                              "watches": 0, "lost_watch": 0, "excused": 0},
+                             ("missed", "out_of_order", "duplicates", "phantom"))
+    r, flag = found.r, found.flag
     end = watcher_end = 0.0
-    for path in history_files:
-        with open(path) as f:
-            for line in f:
-                try:
-                    op = json.loads(line)
-                except ValueError:
-                    continue
-                end = max(end, op["wall"])
-                t = op["type"]
-                if t == "invoke":
-                    r["ops"] += 1
-                    puts[(op["key"], op["value"])] = [op["wall"], "info", None]
-                elif t in ("ok", "fail", "info"):
-                    r[{"ok": "ok", "fail": "fail", "info": "unknown"}[t]] += 1
-                    p = puts.get((op["key"], op["value"]))
-                    if p:
-                        p[1], p[2] = t, op["wall"]
-                elif t == "watch" and op.get("ok"):
-                    r["watches"] += 1
-                    sessions.append([op["wall"], None, False])
-                elif t == "lost":
-                    r["lost_watch"] += 1
-                    if sessions and sessions[-1][1] is None:
-                        sessions[-1][1], sessions[-1][2] = op["wall"], True
-                elif t == "end":
-                    watcher_end = op["wall"]
-                elif t == "event":
-                    r["events"] += 1
-                    events.append((op["wall"], op["key"], op["value"]))
+    for op in history.ops(history_files):
+        end = max(end, op["wall"])
+        t = op["type"]
+        found.count(op)
+        if t == "invoke":
+            puts[(op["key"], op["value"])] = [op["wall"], "info", None]
+        elif t in history.COUNTED:
+            p = puts.get((op["key"], op["value"]))
+            if p:
+                p[1], p[2] = t, op["wall"]
+        elif t == "watch" and op.get("ok"):
+            r["watches"] += 1
+            sessions.append([op["wall"], None, False])
+        elif t == "lost":
+            r["lost_watch"] += 1
+            if sessions and sessions[-1][1] is None:
+                sessions[-1][1], sessions[-1][2] = op["wall"], True
+        elif t == "end":
+            watcher_end = op["wall"]
+        elif t == "event":
+            r["events"] += 1
+            events.append((op["wall"], op["key"], op["value"]))
     for s in sessions:
         if s[1] is None:
             s[1] = watcher_end or end
-
-    def flag(what, detail):
-        r[what] += 1
-        if len(samples[what]) < 20:
-            samples[what].append(detail)
 
     events.sort()
     for i, s in enumerate(sessions):
@@ -198,6 +185,5 @@ def check(history_files):
                 r["excused"] += 1
             else:
                 flag("missed", [key, value, invoked, done])
-    r.update({what + "_sample": v for what, v in samples.items()})
     r["sessions"] = len(sessions)
-    return r
+    return found.result()

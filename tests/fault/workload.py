@@ -34,13 +34,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
 sys.path.insert(0, HERE)
 
 import deletes  # noqa: E402
+import history  # noqa: E402
+import names  # noqa: E402
 import register  # noqa: E402
 import watch  # noqa: E402
 
 PORT = 7000
-# A put refused with these stored nothing (docs/protocol.md 12.3: "Nothing is stored when a
-# request is refused"); no_quorum and timeout may come after replicas stored it.
-_REFUSALS = ("badarg", "value_too_large", "too_many_siblings", "overloaded", "unavailable")
 
 
 def encode(elements):
@@ -74,16 +73,7 @@ def _connect(nodus, cookie_file, addr, deadline):
 def worker(args):
     import nodus
     rng = random.Random("%d/%d" % (args.seed, args.client))
-    out = open(args.out, "a")
-    t0 = args.t0
-
-    def record(**fields):
-        fields["wall"] = time.time()
-        fields["t"] = round(fields["wall"] - t0, 4)
-        fields["process"] = args.client
-        out.write(json.dumps(fields) + "\n")
-        out.flush()
-
+    record = history.Recorder(args.out, args.t0, args.client)
     node = _connect(nodus, args.cookie_file, args.addr, args.until)
     if args.workload != "set":
         try:
@@ -93,10 +83,10 @@ def worker(args):
                 else:
                     watch.writer(args, nodus, node, record)
             else:
-                other = {"delete": deletes, "register": register}[args.workload]
+                other = {"delete": deletes, "register": register, "names": names}[args.workload]
                 other.worker(args, nodus, node, rng, record)
         finally:
-            out.close()
+            record.close()
             node.close()
         return
     seq = 0
@@ -123,11 +113,10 @@ def worker(args):
                 node.kv.put(k, encode(have), context=context, timeout_ms=args.timeout_ms)
                 record(type="ok", f="add", key=k, value=element)
             except nodus.NodusError as e:
-                kind = "fail" if e.name in _REFUSALS else "info"
-                record(type=kind, f="add", key=k, value=element, error="put: " + e.name)
+                record(type=history.outcome(e.name), f="add", key=k, value=element, error="put: " + e.name)
                 time.sleep(0.05)
     finally:
-        out.close()
+        record.close()
         node.close()
 
 
@@ -139,26 +128,79 @@ def probe(args):
         members = [(str(m[0].decode() if isinstance(m[0], bytes) else m[0]), str(m[1]))
                    for m in ring["members"]]
         print(json.dumps({"epoch": ring["epoch"], "members": members,
-                          "owners": len(ring["owners"]), "partitions": ring["partitions"]}))
+                          "owners": len(ring["owners"]), "partitions": ring["partitions"],
+                          "transfers": len(ring.get("transfers", [])),
+                          "leaving": [str(_text(m)) for m in ring.get("leaving", [])]}))
     finally:
         node.close()
 
 
+def _text(b):
+    return b.decode(errors="replace") if isinstance(b, bytes) else str(b)
+
+
+def cluster(args):
+    """Stages `args.action` (join or leave) of `args.target` at the claimant, through the
+    linked node, and commits it, retrying both until `args.until` (a commit waits while
+    partitions of the ring are still moving); prints what happened (JSON): ``committed`` and
+    the ring's epoch, or the last refusal."""
+    import nodus
+    from nodus.terms import Atom
+    node = _connect(nodus, args.cookie_file, args.addr, time.time() + 5)
+    out = {"action": args.action, "node": args.target, "committed": False, "tries": 0}
+    staged = False
+    try:
+        home = ("nodus_kv", node.peers()[0])
+        while time.time() < args.until and out["tries"] < 200:
+            out["tries"] += 1
+            try:
+                if not staged:
+                    reply = node.call(home, (Atom("cluster"), Atom(args.action),
+                                             args.target.encode()), 3000)
+                    if reply != "ok" and "staged already" not in repr(reply):
+                        out["error"] = repr(reply)[:300]
+                        time.sleep(0.3)
+                        continue
+                    staged = True
+                reply = node.call(home, (Atom("cluster"), Atom("commit")), 3000)
+                if isinstance(reply, tuple) and reply[0] == "ok":
+                    out.update(committed=True, epoch=reply[1]["epoch"],
+                               moves=len(reply[1]["moves"]))
+                    out.pop("error", None)
+                    break
+                out["error"] = repr(reply)[:300]
+                if "nothing" in out["error"] or "staged" in out["error"]:
+                    staged = False  # the claimant dropped it (another claimant, a restart)
+            except nodus.NodusError as e:
+                out["error"] = str(e)[:300]
+                staged = False
+            time.sleep(0.3)
+    finally:
+        node.close()
+    print(json.dumps(out))
+
+
 def final(args):
     import nodus
-    with open(args.key_file) as f:
-        names = json.load(f)
     node = _connect(nodus, args.cookie_file, args.addr, time.time() + 10)
+    if args.workload == "names":
+        try:
+            print(json.dumps(names.final(args, nodus, node)))
+        finally:
+            node.close()
+        return
+    with open(args.key_file) as f:
+        keys = json.load(f)
     result = {"keys": {}, "errors": []}
     try:
         # Convergence first, before any read repairs: every primary of every key holds the
         # same object, by hinted hand-off and whatever else the store does on its own.
         (result["converged_wall"], result["diverged_keys"],
-         result["diverged"]) = _converge(nodus, node, names, args.converge_s)
+         result["diverged"]) = _converge(nodus, node, keys, args.converge_s)
         while time.time() < args.not_before:
             time.sleep(0.1)
         deadline = time.time() + args.timeout_s
-        for name in names:
+        for name in keys:
             while True:
                 try:
                     obj = node.kv.get(name, r=args.r, timeout_ms=5000)
@@ -185,7 +227,7 @@ def final(args):
         # Then once more: the R = N reads repaired what they found behind.
         if result["diverged"]:
             (result["converged_after_read_wall"], result["diverged_after_read_keys"],
-             result["diverged_after_read"]) = _converge(nodus, node, names, args.converge_s)
+             result["diverged_after_read"]) = _converge(nodus, node, keys, args.converge_s)
     finally:
         node.close()
     print(json.dumps(result))
@@ -241,15 +283,9 @@ def _primaries_agree(node, key):
 def keys_in(history_files):
     """The keys the histories' adds went to, sorted."""
     keys = set()
-    for path in history_files:
-        with open(path) as f:
-            for line in f:
-                try:
-                    key = json.loads(line)["key"]
-                except (ValueError, KeyError):
-                    continue
-                if key:  # the watcher's own lines (watch, lost, end) name none
-                    keys.add(key)
+    for op in history.ops(history_files):
+        if op.get("key"):  # the watcher's own lines (watch, lost, end) name none
+            keys.add(op["key"])
     return sorted(keys)
 
 
@@ -261,22 +297,17 @@ def check(history_files, final_result):
     key_of = {}
     for path in history_files:
         pending = {}
-        with open(path) as f:
-            for line in f:
-                try:
-                    op = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a kill: its op stays unknown
-                e = op["value"]
-                if op["type"] == "invoke":
-                    ops += 1
-                    attempted.add(e)
-                    key_of[e] = op["key"]
-                    pending[e] = op
-                    continue
-                by_type[op["type"]] += 1
-                pending.pop(e, None)
-                {"ok": acked, "fail": failed, "info": unknown}[op["type"]].add(e)
+        for op in history.ops([path]):
+            e = op["value"]
+            if op["type"] == "invoke":
+                ops += 1
+                attempted.add(e)
+                key_of[e] = op["key"]
+                pending[e] = op
+                continue
+            by_type[op["type"]] += 1
+            pending.pop(e, None)
+            {"ok": acked, "fail": failed, "info": unknown}[op["type"]].add(e)
         unknown |= set(pending)  # invoked, never completed: a client killed mid-operation
     read = {}
     for name, r in final_result["keys"].items():
@@ -298,7 +329,9 @@ def check(history_files, final_result):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=["worker", "probe", "final"])
+    ap.add_argument("mode", choices=["worker", "probe", "final", "cluster"])
+    ap.add_argument("--action", choices=["join", "leave"], help="cluster: what to stage")
+    ap.add_argument("--target", help="cluster: the node that joins or leaves")
     ap.add_argument("--addr", required=True)
     ap.add_argument("--cookie-file", required=True)
     ap.add_argument("--client", type=int, default=0)
@@ -314,14 +347,18 @@ def main():
     ap.add_argument("--converge-s", type=float, default=30.0)
     ap.add_argument("--not-before", type=float, default=0.0, help="final: read from then on")
     ap.add_argument("--out")
-    ap.add_argument("--workload", choices=["set", "delete", "register", "watch"],
+    ap.add_argument("--workload", choices=["set", "delete", "register", "watch", "names"],
                     default="set")
+    ap.add_argument("--names", type=int, default=100, help="worker of the names workload: "
+                    "how many global names")
+    ap.add_argument("--expect-nodes", type=int, default=1, help="final of the names "
+                    "workload: the tables of at least this many nodes")
     ap.add_argument("--role", choices=["writer", "watcher"], default="writer",
                     help="worker of the watch workload: which")
     ap.add_argument("--rate", type=float, default=0.0, help="worker: operations (delete: "
                     "keys) per second at most, 0 unbounded")
     args = ap.parse_args()
-    {"worker": worker, "probe": probe, "final": final}[args.mode](args)
+    {"worker": worker, "probe": probe, "final": final, "cluster": cluster}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,31 @@ Term relay(const std::string& on, const Term& request, std::chrono::milliseconds
   return error_term(code, std::move(why));
 }
 
+// How often a global_register holder checks that its node's table still names it.
+constexpr auto kHolderCheck = 500ms;
+
+// The body of a global_register holder: registers itself as `name`, answers `from` with
+// #{pid, epoch} or the error (and exits), then holds the name until it loses it.
+void hold_global(Node* node, const std::string& name, bool re_register, const From& from) {
+  const Pid me = nodus::self();
+  auto r = re_register ? re_register_global(*node, name, me) : register_global(*node, name, me);
+  if (!r.ok()) {
+    Status why = r.error().status();
+    if (r.error().code() == ErrorCode::kAlreadyStarted) {
+      why = Status(ErrorCode::kAlreadyStarted,
+                   "the global name " + name + " is held by " + r.error().holder().to_string());
+    }
+    nodus::reply(from, error_reply(why));
+    return;
+  }
+  nodus::reply(from, ok_term(map({{"pid", me}, {"epoch", static_cast<std::int64_t>(*r)}})));
+  for (;;) {
+    std::optional<Message> m = nodus::receive(kHolderCheck);
+    if (m && m->is_term() && m->term().match({"global_name_conflict", _, _})) return;
+    if (whereis_global(*node, name) != me) return;  // re-registered elsewhere, or gone
+  }
+}
+
 }  // namespace
 
 Result<PidText> parse_pid_text(std::string_view text) {
@@ -228,7 +253,9 @@ Action AdminServer::handle_info(Message& msg) {
   if (msg == "refresh") {
     refresh_peers();
     send_after(self(), "refresh", kRefreshEvery);
+    return noreply();
   }
+  msg.visit([&](const Down& d) { holders_.erase(d.pid); }, [](const Message&) {});
   return noreply();
 }
 
@@ -323,6 +350,26 @@ Action AdminServer::handle_call(Message& msg, From from) {
                          {"epoch", static_cast<std::int64_t>(e.epoch)}}));
     }
     return reply(ok_term(Term(std::move(out))));
+  }
+  if (auto g = req.match({"global_register", _, _atom})) {
+    const Term& mode = g[1];
+    if (!g[0].is_bin() || g[0].as_bin().empty() || (mode != "register" && mode != "re_register")) {
+      return reply(error_term(ErrorCode::kBadArg,
+                              "global_register takes a name (a binary, not empty) and register "
+                              "or re_register"));
+    }
+    if (holders_.size() >= kMaxGlobalHolders) {
+      return reply(error_term(ErrorCode::kOverloaded, std::to_string(holders_.size()) +
+                                                          " global_register holders alive "
+                                                          "on this node already"));
+    }
+    Node* node = &n;
+    const std::string name = g[0].as_bin();
+    const bool re = mode == "re_register";
+    const Pid holder = spawn(n, [node, name, re, from] { hold_global(node, name, re, from); });
+    holders_.insert(holder);
+    monitor(holder);
+    return noreply();
   }
   if (req == "procs") {
     std::map<Pid, std::string> global_of;  // a process known by a global or via name shows it

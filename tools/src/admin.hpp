@@ -19,6 +19,17 @@
 //   {call, Target, Req, Ms}    -> the reply of a call; Target is {local, Name, Node} or
 //                                 {global, Name} or {pid, PidText}
 //   {cast, Target, Req}        -> ok
+//   {global_register, Name, register | re_register}
+//                              -> #{pid, epoch}: a holder process started on this node
+//                                 registered itself as the global name Name (a binary) with
+//                                 register_global (re_register_global), at that fencing epoch.
+//                                 For hidden clients, which cannot hold a global name
+//                                 themselves (docs/protocol.md section 11). The holder exits
+//                                 when it loses the name: told it lost a conflict, or this
+//                                 node's table no longer names it (checked every 500 ms: a
+//                                 re-registration took it). Errors: register_global's
+//                                 (already_started naming the holder, no_quorum, timeout),
+//                                 badarg, overloaded with kMaxGlobalHolders holders alive.
 // A PidText is a pid as Pid::to_string writes it, "<n1.4.0>" (parse_pid_text).
 // Anything that waits on another process runs in a helper process, so the admin server stays
 // responsive.
@@ -30,6 +41,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -39,6 +51,8 @@
 namespace nodus::tools {
 
 inline constexpr const char* kAdminName = "nodus_admin";
+/// Holders of {global_register ...} alive on one node at most; more are refused (overloaded).
+inline constexpr std::size_t kMaxGlobalHolders = 1024;
 
 struct AdminOptions {
   Node* node = nullptr;
@@ -63,6 +77,7 @@ class AdminServer : public GenServer {
   AdminOptions opt_;
   std::chrono::steady_clock::time_point started_;
   std::map<std::string, std::string> known_;  // every non-hidden peer seen: name -> endpoint
+  std::set<Pid> holders_;                     // the global_register holders alive (monitored)
 };
 
 // -- the admin protocol's parts, shared by the server and nodusctl -----------------------------
