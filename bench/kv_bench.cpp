@@ -1,4 +1,5 @@
-// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed, kv-durable, kv-aae.
+// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed, kv-durable, kv-aae,
+// kv-watch.
 // Three store nodes (N = 3, W = 2, R = 2, 64 partitions) run as child processes; the parent runs
 // a hidden client node whose client processes each send one request at a time, spread over the
 // three nodes. kv-durable is kv-put on RocksDB in a temp dir, sync = always, DW = 2.
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -18,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "nodus/kv/client.hpp"
@@ -453,12 +456,120 @@ void kv_aae_scenario(const Args& a) {
               kRepairsPerSecond);
 }
 
+// kv-watch: 100 watcher processes on the client node, each watching the prefix of one of 10
+// key groups ("w0:" .. "w9:") through one of the store nodes (watcher i through kv(i % 3 + 1):
+// the watches are held there and the events cross the network to the client node, as for any
+// remote watcher, which acknowledges them with watch_ack). `clients` writers (default 10) put
+// keys of the groups in turn, so each put is one event to each of 10 watchers. A value starts
+// with the steady-clock time its put started (writers and watchers share this process's clock):
+// the lag is from the put's start to the watcher taking the event, so it includes the put's
+// own round trip (kv_watch_put_p50 says how much that is).
+void kv_watch_scenario(const Args& a) {
+  constexpr int kWatchers = 100, kGroups = 10;
+  const int writers = a.clients ? static_cast<int>(a.clients) : 10;
+  const std::size_t value_bytes = std::max<std::size_t>(8, a.value ? a.value : 64);
+  Cluster cl;
+  start_cluster(cl, 3, a.schedulers);
+  auto node = client_node(cl, a.schedulers);
+  std::vector<std::unique_ptr<kv::Client>> via;
+  for (const auto& name : cl.names) via.push_back(std::make_unique<kv::Client>(*node, name));
+  auto* vp = &via;
+
+  struct Watched {
+    std::vector<double> lag_us;
+    long events = 0, lost = 0;
+  };
+  auto seen = std::make_shared<std::vector<Watched>>(kWatchers);
+  auto stop = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<long> delivered{0};
+  Inbox me(*node);
+  const Pid sink = me.pid();
+  for (int w = 0; w < kWatchers; ++w) {
+    spawn(*node, [w, vp, seen, stop, sink, &delivered] {
+      const kv::Client& c = *(*vp)[static_cast<std::size_t>(w) % vp->size()];
+      auto ref = c.watch(numbered("w", w % kGroups) + ":", kv::WatchMatch::kPrefix);
+      send(sink, ref ? "ready" : "failed");
+      if (!ref) return;
+      Watched& mine = (*seen)[static_cast<std::size_t>(w)];
+      mine.lag_us.reserve(1 << 18);
+      std::uint32_t unacked = 0;
+      while (!stop->load(std::memory_order_relaxed)) {
+        auto m = receive(std::chrono::milliseconds(50));
+        if (!m) {  // nothing waiting: say what was taken
+          if (unacked) c.watch_ack(*ref, std::exchange(unacked, 0));
+          continue;
+        }
+        if (auto e = kv::watch_event(*m)) {
+          const auto now = Clock::now().time_since_epoch().count();
+          std::int64_t started = 0;
+          if (e->value.size() >= sizeof started) std::memcpy(&started, e->value.data(), 8);
+          mine.lag_us.push_back(static_cast<double>(now - started) / 1000.0);
+          ++mine.events;
+          delivered.fetch_add(1, std::memory_order_relaxed);
+          if (++unacked >= 64) c.watch_ack(*ref, std::exchange(unacked, 0));
+        } else if (kv::watch_lost(*m)) {
+          ++mine.lost;
+          return;
+        }
+      }
+    });
+  }
+  int ready = 0;
+  for (int w = 0; w < kWatchers; ++w) {
+    auto m = receive(std::chrono::seconds(30));
+    if (m && m->is_term() && m->term() == Term("ready")) ++ready;
+  }
+  if (ready != kWatchers) {
+    std::fprintf(stderr, "kv-watch: %d of %d watches were taken\n", ready, kWatchers);
+    stop->store(true);
+    return;
+  }
+  const auto t0 = Clock::now();
+  std::atomic<long> puts{0};
+  Figures f = run_clients(cl, *node, writers, a.seconds, [vp, value_bytes, &puts](int c, long i) {
+    std::string value(value_bytes, 'v');
+    const std::int64_t started = Clock::now().time_since_epoch().count();
+    std::memcpy(value.data(), &started, sizeof started);
+    const std::string key =
+        numbered("w", (c + i) % kGroups) + ":" + numbered("", c) + numbered("-", i);
+    const bool ok = (*vp)[static_cast<std::size_t>(c) % vp->size()]->put(key, value).ok();
+    if (ok) puts.fetch_add(1, std::memory_order_relaxed);
+    return ok;
+  });
+  // Until every event of every acknowledged put is in (10 s at most).
+  const long expected = puts.load() * (kWatchers / kGroups);
+  for (int i = 0; i < 1000 && delivered.load() < expected; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  stop->store(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the watchers see `stop`
+  std::vector<double> lags;
+  long events = 0, lost = 0;
+  for (auto& w : *seen) {
+    lags.insert(lags.end(), w.lag_us.begin(), w.lag_us.end());
+    events += w.events;
+    lost += w.lost;
+  }
+  std::printf("kv_watch_events_rate: %.0f events/s (%d watchers, %d per put)\n",
+              static_cast<double>(events) / secs, kWatchers, kWatchers / kGroups);
+  std::printf("kv_watch_lag_p50: %.2f ms (from the put's start)\n", percentile(lags, 0.5) / 1000);
+  std::printf("kv_watch_lag_p99: %.2f ms (from the put's start)\n", percentile(lags, 0.99) / 1000);
+  std::printf("kv_watch_put_rate: %.0f puts/s (%d writers)\n", f.rate, writers);
+  std::printf("kv_watch_put_p50: %.1f us\n", f.p50);
+  std::printf("kv_watch_delivered: %ld of %ld events\n", events, expected);
+  std::printf("kv_watch_lost: %ld watches\n", lost);
+  if (f.errors) std::printf("kv_watch_put_errors: %ld\n", f.errors);
+  print_cpu("kv_watch", f);
+}
+
 }  // namespace
 
 void kv_aae_put_scenario(const Args& a) { kv_aae_scenario(a); }
 void kv_put_scenario(const Args& a) { kv_scenario(a, Mix::kPut); }
 void kv_get_scenario(const Args& a) { kv_scenario(a, Mix::kGet); }
 void kv_mixed_scenario(const Args& a) { kv_scenario(a, Mix::kMixed); }
+void kv_watch_put_scenario(const Args& a) { kv_watch_scenario(a); }
 void kv_durable_scenario(const Args& a) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "nodus-bench-kv-XXXXXX").string();
   if (!::mkdtemp(tmpl.data())) {

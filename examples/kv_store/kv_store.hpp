@@ -23,7 +23,11 @@
 // - subscribe: the calling process gets the store's watch events of every key,
 //   {kv_event, put | delete | expire, Key, Value, Context} (kv::watch_event decodes them), from
 //   whichever node made the change, until it exits; {kv_watch_lost, Pattern} says events were
-//   lost (the server fell behind; it watches again at once).
+//   lost (the server fell behind, or a ring member went down or came back); it watches again
+//   at once, and when the store refuses that (unavailable while a member does not acknowledge
+//   the watch, too_many_watches) again after 100 ms, 200 ms, ... up to every 5 s until it
+//   holds a watch, so subscribers are never left without events for good. stats says
+//   `watching` (false while it retries) and counts `rewatches_refused`.
 // - add_replica(node): the chapter hands a server another pid to copy writes to. In a Dynamo
 //   store replicas are ring members, so this stages `{cluster, join, Node}` and commits it: the
 //   node (running the store, linked, a candidate) becomes a member, takes its share of the
@@ -44,8 +48,8 @@
 // -> ok; {get, K} -> {ok, V} | nil; {delete, K} -> ok; keys | {keys, Glob} -> [K...];
 // subscribe -> ok; {add_replica, Node} -> ok; {multi_get, [K...]} -> [{ok, V} | nil ...];
 // {multi_put, [{K, V}...]} (and Opts as put's) -> ok; stats -> #{keys, memory, hits, misses,
-// replicas, nodes, subscribers}. K and V are binaries (atoms are taken as their text); failures
-// answer {error, {Code, Message}}.
+// replicas, nodes, subscribers, watching, rewatches_refused}. K and V are binaries (atoms are taken
+// as their text); failures answer {error, {Code, Message}}.
 #pragma once
 
 #include <algorithm>
@@ -164,7 +168,8 @@ class KVStore : public GenServer {
     for (const auto& [k, v] : kvs) pairs.push_back(tuple(bin(k), bin(v)));
     return ok_of(call(s, tuple("multi_put", Term(std::move(pairs)), opts_term(opts)), kWait));
   }
-  /// #{keys, memory, hits, misses, replicas, nodes, subscribers} (see the top).
+  /// #{keys, memory, hits, misses, replicas, nodes, subscribers, watching, rewatches_refused}
+  /// (see the top).
   static Result<Term> stats(const Dest& s) {
     auto r = call(s, "stats", kWait);
     if (!r) return reasons::to_status(r.error());
@@ -198,7 +203,11 @@ class KVStore : public GenServer {
     if (t == Term("subscribe")) return reply(subscribe_caller(from.pid));
     if (t == Term("stats")) {
       const std::size_t subscribers = subscribers_.size();
-      work(from, [node = node_, subscribers] { return Message(gather_stats(*node, subscribers)); });
+      const bool watching = watch_.has_value();
+      const std::int64_t refused = rewatches_refused_;
+      work(from, [node = node_, subscribers, watching, refused] {
+        return Message(gather_stats(*node, subscribers, watching, refused));
+      });
       return noreply();
     }
     Status bad;
@@ -278,9 +287,13 @@ class KVStore : public GenServer {
     if (kv::watch_lost(msg)) {  // fell behind: watch again, and say events were lost
       for (const auto& [ref, pid] : subscribers_) send(pid, Term(msg.term()));
       watch_.reset();
-      if (!subscribers_.empty()) {
-        if (auto w = client_->watch("*")) watch_ = *w;
-      }
+      backoff_ = kRewatchFirst;
+      rewatch();
+      return noreply();
+    }
+    if (msg.is<Rewatch>()) {
+      rewatch_armed_ = false;
+      rewatch();
       return noreply();
     }
     return noreply();
@@ -289,6 +302,22 @@ class KVStore : public GenServer {
  private:
   static constexpr std::chrono::milliseconds kWait{15'000};  // a store request and its margin
   static constexpr const char* kStore = "nodus_kv";          // the store's server, per node
+
+  // Watches the store again for the subscribers; when refused, tries again after backoff_,
+  // doubled each time up to kRewatchMost.
+  struct Rewatch {};  // local only: the retry's timer
+  void rewatch() {
+    if (watch_ || subscribers_.empty()) return;
+    if (auto w = client_->watch("*")) {
+      watch_ = *w;
+      return;
+    }
+    ++rewatches_refused_;
+    if (rewatch_armed_) return;
+    rewatch_armed_ = true;
+    send_after(self(), Rewatch{}, backoff_);
+    backoff_ = std::min(backoff_ * 2, kRewatchMost);
+  }
 
   Term subscribe_caller(const Pid& pid) {
     if (!watch_) {
@@ -420,7 +449,8 @@ class KVStore : public GenServer {
     return committed->match({"ok", _}) ? Term("ok") : *committed;
   }
 
-  static Term gather_stats(Node& node, std::size_t subscribers) {
+  static Term gather_stats(Node& node, std::size_t subscribers, bool watching,
+                           std::int64_t rewatches_refused) {
     std::int64_t keys = 0, memory = 0, hits = 0, misses = 0, nodes = 0;
     const auto ring = kv::ring(node);
     const std::int64_t n = ring ? ring->replicas() : 0;
@@ -446,13 +476,19 @@ class KVStore : public GenServer {
                 {"misses", misses},
                 {"replicas", n},
                 {"nodes", nodes},
-                {"subscribers", static_cast<std::int64_t>(subscribers)}});
+                {"subscribers", static_cast<std::int64_t>(subscribers)},
+                {"watching", watching},
+                {"rewatches_refused", rewatches_refused}});
   }
 
   Node* node_ = nullptr;
   std::optional<kv::Client> client_;  // set by init
   std::optional<Ref> watch_;
   std::map<Ref, Pid> subscribers_;  // by monitor
+  static constexpr std::chrono::milliseconds kRewatchFirst{100}, kRewatchMost{5000};
+  std::chrono::milliseconds backoff_ = kRewatchFirst;  // before the next retry of the watch
+  bool rewatch_armed_ = false;
+  std::int64_t rewatches_refused_ = 0;
 };
 
 }  // namespace kv_store

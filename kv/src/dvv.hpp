@@ -117,7 +117,11 @@ class DvvSet {
   }
 
   /// Merges two replicas of one key: the union of histories; a value survives when no side
-  /// has seen it superseded. Commutative, associative, idempotent.
+  /// has seen it superseded. Commutative, associative, idempotent in the dots and values kept.
+  /// A dot both sides hold keeps `a`'s form of its value (a replica merges with its own copy
+  /// as `a`): a dot names one value forever, but a replica may hold it in a form of its own (an
+  /// expired value the sweep turned into a tombstone, ttl.hpp), which an incoming copy of the
+  /// same dot must not replace (the sweep would otherwise run, and report, the expiry again).
   static DvvSet sync(const DvvSet& a, const DvvSet& b) {
     std::vector<Entry> out;
     out.reserve(a.entries_.size() + b.entries_.size());
@@ -180,6 +184,7 @@ class DvvSet {
   friend bool operator==(const DvvSet&, const DvvSet&) = default;
 
  private:
+  // `x` is sync's `a`: of a dot both hold, its form is kept.
   static Entry merge(const Entry& x, const Entry& y) {
     const Entry& hi = x.counter >= y.counter ? x : y;
     const Entry& lo = x.counter >= y.counter ? y : x;
@@ -187,11 +192,22 @@ class DvvSet {
     // is live on every side that has seen it.
     const std::uint64_t hi_floor = hi.counter - hi.values.size();
     const std::uint64_t lo_floor = lo.counter - lo.values.size();
-    if (hi_floor >= lo_floor) return hi;
-    const auto keep = static_cast<std::size_t>(hi.counter - lo_floor);
     Entry e{hi.id, hi.counter, {}};
-    e.values.assign(hi.values.begin(), hi.values.begin() + static_cast<std::ptrdiff_t>(
-                                                               std::min(keep, hi.values.size())));
+    if (hi_floor >= lo_floor) {
+      e.values = hi.values;
+    } else {
+      const auto keep = static_cast<std::size_t>(hi.counter - lo_floor);
+      e.values.assign(hi.values.begin(), hi.values.begin() + static_cast<std::ptrdiff_t>(
+                                                                 std::min(keep, hi.values.size())));
+    }
+    if (&hi == &x) return e;
+    // x is behind: the dots it holds live (lo_floor+1 .. lo.counter) that the result keeps take
+    // x's form. e.values[k] is dot hi.counter - k; lo.values[j] is dot lo.counter - j.
+    for (std::size_t k = 0; k < e.values.size(); ++k) {
+      const std::uint64_t dot = hi.counter - k;
+      if (dot > lo.counter || dot <= lo_floor) continue;
+      e.values[k] = lo.values[static_cast<std::size_t>(lo.counter - dot)];
+    }
     return e;
   }
 

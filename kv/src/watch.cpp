@@ -149,6 +149,7 @@ Result<WatchStats> watch_stats(Node& node) {
   s.events = ws->events.load(std::memory_order_relaxed);
   s.lost = ws->lost.load(std::memory_order_relaxed);
   s.out_of_order = ws->out_of_order.load(std::memory_order_relaxed);
+  s.duplicates = ws->duplicates.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -616,7 +617,7 @@ class WatchServer : public GenServer {
     }
     if (h.seen.empty()) return true;
     auto o = order_.find(key);
-    return o == order_.end() || descends(o->second.first, h.seen);
+    return o == order_.end() || o->second.passed.empty() || descends(o->second.passed, h.seen);
   }
 
   void arm_timer() {
@@ -632,8 +633,15 @@ class WatchServer : public GenServer {
       if (w.pattern.matches(e.key)) matching.push_back(id);
     }
     if (matching.empty()) return;
-    // An expiry carries the version of the write it ends: the check is for writes.
-    if (e.kind != static_cast<std::uint8_t>(WatchKind::kExpire) && !in_order(e.key, h.version)) {
+    // An expiry carries the version of the write it ends: the order check is for writes. Each
+    // sweeping replica that takes itself for the first primary up sends one; with a split
+    // between two of them (each sees the other down) both do: one is passed on.
+    if (e.kind == static_cast<std::uint8_t>(WatchKind::kExpire)) {
+      if (!first_expiry(e.key, h.version)) {
+        ws_->duplicates.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+    } else if (!in_order(e.key, h.version)) {
       // A newer version of the key went out already: this one cannot be passed on in order.
       for (const Ref& id : matching) {
         ws_->out_of_order.fetch_add(1, std::memory_order_relaxed);
@@ -666,20 +674,39 @@ class WatchServer : public GenServer {
   // kWatchOrderKeys keys seen last): each event's version holds its own write, so a version
   // that the join of those passed on already covers was overtaken by a later one.
   bool in_order(const std::string& key, const VersionVector& version) {
+    Seen& seen = seen_of(key);
+    if (!seen.passed.empty() && descends(seen.passed, version)) return false;
+    seen.passed = vv_merge(seen.passed, version);
+    return true;
+  }
+
+  // True when no expiry of `key` at `version` (the version of the write it ends) was passed on
+  // yet (remembered as in_order's versions are); it is then remembered.
+  bool first_expiry(const std::string& key, const VersionVector& version) {
+    Seen& seen = seen_of(key);
+    if (seen.expired == version) return false;
+    seen.expired = version;
+    return true;
+  }
+
+  struct Seen {
+    VersionVector passed;   // the join of the versions of the writes passed on
+    VersionVector expired;  // the version of the last expiry passed on
+    std::list<std::string>::iterator at;
+  };
+  // What was passed on for `key`, made the most recently seen (added when new).
+  Seen& seen_of(const std::string& key) {
     auto it = order_.find(key);
     if (it != order_.end()) {
-      if (descends(it->second.first, version)) return false;
-      it->second.first = vv_merge(it->second.first, version);
-      lru_.splice(lru_.begin(), lru_, it->second.second);
-      return true;
+      lru_.splice(lru_.begin(), lru_, it->second.at);
+      return it->second;
     }
     lru_.push_front(key);
-    order_.emplace(key, std::pair{version, lru_.begin()});
-    if (order_.size() > kWatchOrderKeys) {
+    if (order_.size() >= kWatchOrderKeys) {
       order_.erase(lru_.back());
       lru_.pop_back();
     }
-    return true;
+    return order_.emplace(key, Seen{{}, {}, lru_.begin()}).first->second;
   }
 
   std::uint64_t mailbox_length(const Pid& pid) const {
@@ -720,10 +747,9 @@ class WatchServer : public GenServer {
   // Events waiting for the events they follow, per key in the order they came (release).
   std::map<std::string, std::deque<Held>> held_;
   std::size_t held_count_ = 0;
-  // The order check: per key the join of the versions passed on, least recently seen last.
+  // The order check and the expiries passed on, per key, least recently seen last.
   std::list<std::string> lru_;
-  std::unordered_map<std::string, std::pair<VersionVector, std::list<std::string>::iterator>>
-      order_;
+  std::unordered_map<std::string, Seen> order_;
 };
 
 }  // namespace

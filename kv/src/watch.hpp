@@ -109,7 +109,7 @@ struct WatchState {
   /// False while no node has a watcher: the vnodes' fast path.
   bool any() const { return any_.load(std::memory_order_acquire); }
 
-  std::atomic<std::uint64_t> events{0}, lost{0}, out_of_order{0}, watchers{0};
+  std::atomic<std::uint64_t> events{0}, lost{0}, out_of_order{0}, watchers{0}, duplicates{0};
   /// The watchers and their patterns as the server last had them (only the server touches it).
   std::map<Ref, std::pair<Pid, Term>> held;
 

@@ -183,6 +183,36 @@ TEST_F(KVStoreTest, SubscribersHearOfChangesFromAnyNodeAndADeadOneIsDropped) {
   EXPECT_EQ(e->key, "watched");
 }
 
+// The server's watch is lost (a ring member goes down) and its re-watch is refused: here the
+// node's watch server is out of its name for a while, so nodus_kv answers the watch unavailable,
+// as it does while that server restarts. The server retries with backoff until the store takes
+// the watch again, and its subscriber hears of changes from then on.
+TEST_F(KVStoreTest, ARefusedRewatchIsRetriedUntilSubscribersHearOfChangesAgain) {
+  start_cluster();
+  Pid s1 = store_on(1);
+  ASSERT_OK(KVStore::subscribe(s1));
+  EXPECT_EQ(field(*KVStore::stats(s1), "watching"), Term(true));
+  const Pid watch_server = node(1).whereis("nodus_kv_watch");
+  ASSERT_TRUE(watch_server.valid());
+  ASSERT_TRUE(node(1).unregister_name("nodus_kv_watch"));
+  nodes_[2].reset();  // n3 stops: every watch n1 holds is lost
+  auto lost = nodus::testing::next_message(10s);
+  ASSERT_TRUE(kv::watch_lost(lost)) << "expected kv_watch_lost";
+  // Refused meanwhile, and still retried: the server holds no watch for a while.
+  ASSERT_TRUE(eventually([&] { return field(*KVStore::stats(s1), "watching") == Term(false); }));
+  ASSERT_TRUE(eventually(
+      [&] { return field(*KVStore::stats(s1), "rewatches_refused").as_int() >= 3; }, 10s))
+      << "the re-watch was not retried";
+  ASSERT_OK(node(1).register_name("nodus_kv_watch", watch_server).status());
+  ASSERT_TRUE(eventually([&] { return field(*KVStore::stats(s1), "watching") == Term(true); }, 15s))
+      << "the server never watched again";
+  ASSERT_OK(KVStore::put(s1, "after", "back"));
+  auto e = kv::watch_event(nodus::testing::next_message(10s));
+  ASSERT_TRUE(e) << "no event after the re-watch";
+  EXPECT_EQ(e->key, "after");
+  EXPECT_EQ(e->value, "back");
+}
+
 TEST_F(KVStoreTest, TransactionCommitsAtomicallyOrAbortsOrRefusesTwoPartitions) {
   start_cluster();
   Pid s = store_on(1);  // the caller's node: a transaction's function does not cross nodes

@@ -159,6 +159,48 @@ TEST(DvvTest, LawsHoldOverRandomHistoriesWithLostCopies) {
   EXPECT_LT(epochs, write_count / 2) << "new epochs after a lost copy, not per write";
 }
 
+// A dot names one value forever, but a replica may hold it in a form of its own: the TTL sweep
+// turns an expired value into a tombstone under the same dot (ttl.hpp). A merge with an incoming
+// copy that holds the same dot in the other form keeps the local form, whether the incoming
+// entry is as far as the local one or further on (a later write of the same actor that kept
+// the dot as a sibling); were the live form taken back, the sweep would expire the value (and
+// report the expiry to the watchers) a second time.
+TEST(DvvTest, AMergeOfTheSameDotKeepsTheLocalForm) {
+  const Sibling live{"v1", 10, false, 5000};
+  Sibling swept = live;  // as expire_values leaves it
+  swept.tombstone = true;
+  swept.value.clear();
+  const Object written = Object().update({}, live, A(7));  // dot A(7):1
+  Object local = written;
+  local.mutable_entries()[0].values[0] = swept;
+
+  // The same entry: the local form stays, both ways round.
+  EXPECT_EQ(Object::sync(local, written), local);
+  EXPECT_EQ(Object::sync(written, local), written);
+
+  // The incoming entry is further on: a blind write of the same actor made dot A(7):2 a
+  // sibling of A(7):1, which it still holds live.
+  const Object further = written.update({}, Sibling{"v2", 11, false, 0}, A(7));
+  ASSERT_EQ(further.entries()[0].values.size(), 2u);
+  const Object merged = Object::sync(local, further);
+  ASSERT_EQ(merged.entries().size(), 1u);
+  EXPECT_EQ(merged.entries()[0].counter, 2u);
+  ASSERT_EQ(merged.entries()[0].values.size(), 2u);
+  EXPECT_EQ(merged.entries()[0].values[0].value, "v2");  // the new dot, as it came
+  EXPECT_EQ(merged.entries()[0].values[1], swept);       // the local form of A(7):1
+  // The other way round (the local copy is the one further on) keeps its own forms too.
+  Object ahead = further;
+  ahead.mutable_entries()[0].values[1] = swept;
+  EXPECT_EQ(Object::sync(ahead, written), ahead);
+  EXPECT_EQ(Object::sync(further, local), further);
+
+  // And where the incoming side superseded the dot, it is gone whatever its local form.
+  const Object superseded = written.update(written.join(), Sibling{"v3", 12, false, 0}, A(7));
+  const Object after = Object::sync(local, superseded);
+  ASSERT_EQ(after.value_count(), 1u);
+  EXPECT_EQ(after.values()[0].value, "v3");
+}
+
 TEST(ActorSourceTest, AVnodeKeepsItsEpochWhileItsCopyIsWhole) {
   ActorSource src(7);
   Set s;

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,51 @@ class KvWatchTest : public ::testing::Test {
     return out;
   }
   std::uint64_t watchers_on(const std::string& at) { return watch_stats(node(at))->watchers; }
+
+  // A put with a ttl from a process on `at`, run to its end.
+  Status put_ttl(const std::string& at, const std::string& key, const std::string& value,
+                 std::chrono::milliseconds ttl) {
+    auto out = std::make_shared<std::optional<Status>>();
+    const Client c(node(at));
+    sim_->spawn(at, [c, key, value, ttl, out] {
+      RequestOptions o;
+      o.ttl = ttl;
+      auto r = c.put(key, value, o);
+      *out = r.ok() ? Status() : r.error();
+    });
+    if (!sim_->run_until([&] { return out->has_value(); }, 10s)) {
+      return Status(ErrorCode::kTimeout, "the put did not end");
+    }
+    return **out;
+  }
+  // The key's primaries, first first.
+  std::vector<std::string> primaries(const std::string& key) {
+    const Ring r = *ring(node("n1"));
+    std::vector<std::string> out;
+    for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
+      out.push_back(r.members()[m]);
+    }
+    return out;
+  }
+  // A key whose primaries are `want`, in that order.
+  std::string key_with_primaries(const std::string& prefix, const std::vector<std::string>& want) {
+    for (int i = 0; i < 10000; ++i) {
+      std::string k = numbered(prefix.c_str(), i);
+      if (primaries(k) == want) return k;
+    }
+    ADD_FAILURE() << "no key with those primaries";
+    return prefix;
+  }
+  // True when node `at`'s store sees `other` as up (`up`) or down.
+  bool sees(const std::string& at, const std::string& other, bool up) {
+    auto v = state_of(node(at))->view();
+    const int i = v && v->ring ? v->ring->member_index(other) : -1;
+    return i >= 0 && v->up[i] == up;
+  }
+  static std::size_t count(const Seen& s, WatchKind kind) {
+    return static_cast<std::size_t>(std::count_if(
+        s.events.begin(), s.events.end(), [&](const WatchEvent& e) { return e.kind == kind; }));
+  }
 
   std::uint64_t seed_ = 1;
   std::unique_ptr<SimCluster> sim_;
@@ -425,6 +471,103 @@ TEST_F(KvWatchTest, APartitionOrARestartEndsTheWatchesItCouldHaveHidden) {
   sim_->crash("n3");
   ASSERT_TRUE(sim_->run_until([&] { return !again->lost.empty(); }, 20s))
       << "a member went down and the watch did not end";
+}
+
+// LRU eviction (kv.max_keys) is a real delete coordinated through the store, so a watcher sees
+// each evicted key as a delete event: as many delete events as the nodes counted evictions, one
+// for each key that is gone, none for a key that is still there.
+TEST_F(KvWatchTest, AnLruEvictionIsADeleteEvent) {
+  start_cluster(3, [](Options& o) { o.max_keys = 20; });
+  auto seen = watcher("n2", "ev:", WatchMatch::kPrefix);
+  constexpr int kKeys = 40;  // each node holds every key (N = 3 of 3): 20 over its bound
+  for (int i = 0; i < kKeys; ++i) ASSERT_OK(put(numbered("n", 1 + i % 3), numbered("ev:", i), "v"));
+  const auto evictions = [&] {
+    std::uint64_t n = 0;
+    for (const char* at : {"n1", "n2", "n3"}) n += stats(node(at))->evictions;
+    return n;
+  };
+  ASSERT_TRUE(sim_->run_until(
+      [&] {
+        for (const char* at : {"n1", "n2", "n3"}) {
+          if (stats(node(at))->live_keys > 20) return false;
+        }
+        return count(*seen, WatchKind::kDelete) >= 20;
+      },
+      30s))
+      << "deletes seen " << count(*seen, WatchKind::kDelete) << ", evictions " << evictions();
+  sim_->run_for(3s);  // eviction rounds and events in flight are done by now
+  ASSERT_TRUE(seen->lost.empty());
+  EXPECT_EQ(count(*seen, WatchKind::kPut), static_cast<std::size_t>(kKeys));
+  EXPECT_EQ(count(*seen, WatchKind::kDelete), evictions());
+  std::set<std::string> deleted;
+  for (const auto& e : seen->events) {
+    if (e.kind == WatchKind::kDelete) deleted.insert(e.key);
+  }
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string k = numbered("ev:", i);
+    const Status s = get("n1", k);
+    if (s.code() == ErrorCode::kNotFound) {
+      EXPECT_EQ(deleted.count(k), 1u) << k << " was evicted without a delete event";
+    } else {
+      ASSERT_OK(s);
+      EXPECT_EQ(deleted.count(k), 0u) << k << " has a delete event and is still there";
+    }
+  }
+  EXPECT_GE(deleted.size(), 20u);
+}
+
+// With the key's first primary down, the next primary that is up sweeps the expiry and tells
+// the watchers: still exactly one expire event, with the value that expired.
+TEST_F(KvWatchTest, AnExpiryWithTheFirstPrimaryDownIsOneExpireEvent) {
+  start_cluster(3, [](Options& o) { o.ttl_sweep_interval = 100ms; });
+  const std::string key = key_with_primaries("fp", {"n3", "n1", "n2"});
+  sim_->crash("n3");
+  ASSERT_TRUE(
+      sim_->run_until([&] { return sees("n1", "n3", false) && sees("n2", "n3", false); }, 20s));
+  auto seen = watcher("n1", key, WatchMatch::kKey);  // after the crash, which ends watches
+  ASSERT_OK(put_ttl("n2", key, "short-lived", 300ms));
+  ASSERT_TRUE(sim_->run_until([&] { return count(*seen, WatchKind::kExpire) >= 1; }, 10s))
+      << "events " << seen->events.size() << ", lost " << seen->lost.size();
+  sim_->run_for(2s);  // both replicas up swept it long ago
+  ASSERT_TRUE(seen->lost.empty());
+  ASSERT_EQ(seen->events.size(), 2u);
+  EXPECT_EQ(seen->events[0].kind, WatchKind::kPut);
+  EXPECT_EQ(seen->events[1].kind, WatchKind::kExpire);
+  EXPECT_EQ(seen->events[1].value, "short-lived");
+  EXPECT_EQ(state_of(node("n1"))->counters.expired.load(), 1u);
+  EXPECT_EQ(state_of(node("n2"))->counters.expired.load(), 1u);
+}
+
+// A split that lets both sides expire a key: n1 and n2 lose sight of each other while n3 (the
+// watcher's node) still sees both, so n1 (the first primary) and n2 (the first primary n2 sees
+// up) each sweep the expiry as its partition's first up primary and each send an expire event.
+// The watcher is told once: its watch server passes on one expire per key and version.
+TEST_F(KvWatchTest, AnExpiryBothSidesOfASplitSweepIsOneExpireEvent) {
+  start_cluster(3, [](Options& o) { o.ttl_sweep_interval = 100ms; });
+  const std::string key = key_with_primaries("sp", {"n1", "n2", "n3"});
+  auto seen = watcher("n3", key, WatchMatch::kKey);
+  ASSERT_OK(put_ttl("n3", key, "both-sides", 3s));
+  ASSERT_TRUE(sim_->run_until([&] { return seen->events.size() == 1; }, 5s));
+  sim_->partition({"n1"}, {"n2"});
+  ASSERT_TRUE(
+      sim_->run_until([&] { return sees("n1", "n2", false) && sees("n2", "n1", false); }, 20s));
+  ASSERT_TRUE(sees("n3", "n1", true) && sees("n3", "n2", true));
+  ASSERT_TRUE(sim_->run_until(
+      [&] {
+        return state_of(node("n1"))->counters.expired.load() == 1 &&
+               state_of(node("n2"))->counters.expired.load() == 1;
+      },
+      10s))
+      << "both sides did not sweep it";
+  sim_->run_for(2s);  // both events are in by now
+  ASSERT_TRUE(seen->lost.empty()) << "the watch ended: the split was not what the test needs";
+  EXPECT_EQ(count(*seen, WatchKind::kExpire), 1u);
+  EXPECT_EQ(seen->events.size(), 2u);
+  EXPECT_EQ(watch_stats(node("n3"))->duplicates, 1u) << "both sides should have sent it";
+  sim_->heal();
+  ASSERT_TRUE(sim_->run_until([&] { return sim_->meshed(); }, 20s));
+  sim_->run_for(2s);
+  EXPECT_EQ(count(*seen, WatchKind::kExpire), 1u) << "the expiry came back after the heal";
 }
 
 }  // namespace

@@ -68,3 +68,88 @@ TEST_F(KvAaeTest, ANodeRestartedEmptyConvergesByAntiEntropyWithNoClientReads) {
 }
 
 }  // namespace
+
+// TTL across a partition heal: n3 is cut off (SIGSTOP: its peers see it down) while a key it
+// holds as v1 is overwritten by v2 with a 1 s ttl; v2 expires and n1 and n2 sweep it into a
+// tombstone. n3 comes back (SIGCONT) with v1, which v2's tombstone supersedes: once anti-entropy
+// and read repair have reached n3, the key reads as absent through every node with one reply or
+// all three, and stays so over further exchanges: v1 never comes back, nor does v2.
+TEST_F(KvAaeTest, AnExpiredKeyStaysGoneOnEveryNodeAfterAPartitionHeals) {
+  configure("replicas", "3");
+  configure("aae", "on");
+  configure("aae_exchange_interval_ms", "300");
+  configure("aae_concurrency", "2");
+  configure("ttl_sweep_interval_ms", "200");
+  up();
+  const std::string key = "ttl:heal";
+  ASSERT_EQ(ctl(1, {"kv", "put", key, "v1", "--w", "3"}).code, 0);
+  const pid_t n3 = pid_of(3);
+  ASSERT_GT(n3, 1);
+  const auto sees = [&](int at, const char* name, const char* state) {
+    Outcome o = ctl(at, {"nodes", "--json"});
+    json s = json::parse(o.out, nullptr, false);
+    if (o.code != 0 || !s.is_array()) return false;
+    for (const auto& n : s) {
+      if (n.value("name", "") == name) return n.value("state", "") == state;
+    }
+    return false;
+  };
+  ASSERT_EQ(0, ::kill(n3, SIGSTOP));
+  struct Resume {  // n3 is never left stopped, whatever fails below
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{n3};
+  ASSERT_TRUE(eventually([&] { return sees(1, "n3", "down") && sees(2, "n3", "down"); }, 20s))
+      << "n1 and n2 did not see n3 go down";
+  json v1 = ctl_json(1, {"kv", "get", key});
+  ASSERT_EQ(v1.value("value", ""), "v1") << v1.dump();
+  ASSERT_EQ(
+      ctl(1, {"kv", "put", key, "v2", "--ttl", "1", "--context", v1.value("context", "")}).code, 0);
+  ASSERT_TRUE(eventually(
+      [&] {
+        return ctl(1, {"kv", "get", key}).code == 1;
+      },
+      10s))
+      << "v2 did not expire";
+  ASSERT_TRUE(eventually(
+      [&] {
+        return metric(1, "nodus_kv_expired_total") >= 1 && metric(2, "nodus_kv_expired_total") >= 1;
+      },
+      10s))
+      << "n1 and n2 did not sweep it";
+  ASSERT_EQ(0, ::kill(n3, SIGCONT));
+  ASSERT_TRUE(eventually([&] { return sees(1, "n3", "up") && sees(3, "n1", "up"); }, 30s))
+      << "the partition did not heal";
+  // Absent everywhere, read through each node with one reply (n3's own copy may answer first
+  // until it is repaired) and with all three.
+  const auto absent_everywhere = [&](std::string* what) {
+    for (int i = 1; i <= 3; ++i) {
+      for (const char* r : {"1", "3"}) {
+        Outcome o = ctl(i, {"kv", "get", key, "--r", r});
+        if (o.code != 1) {
+          *what = numbered("n", i);
+          what->append(" --r ").append(r).append(": exit ").append(std::to_string(o.code));
+          what->append(" ").append(o.out).append(o.err);
+          return false;
+        }
+      }
+    }
+    return true;
+  };
+  std::string what;
+  ASSERT_TRUE(eventually([&] { return absent_everywhere(&what); }, 30s))
+      << "never absent on every node: " << what;
+  // And it stays so while anti-entropy goes on exchanging (every pair a few times).
+  double exchanges = 0;
+  for (int i = 1; i <= 3; ++i) exchanges += metric(i, "nodus_kv_aae_exchanges_total");
+  const auto more = [&] {
+    double now = 0;
+    for (int i = 1; i <= 3; ++i) now += metric(i, "nodus_kv_aae_exchanges_total");
+    return now >= exchanges + 30;
+  };
+  for (int round = 0; round < 200 && !more(); ++round) {
+    ASSERT_TRUE(absent_everywhere(&what)) << "the key came back: " << what;
+  }
+  ASSERT_TRUE(more()) << "anti-entropy did not exchange";
+  ASSERT_TRUE(absent_everywhere(&what)) << "the key came back: " << what;
+}

@@ -23,6 +23,11 @@
 //   node remembers, per key, the versions it has passed on, and a watcher that would be handed an
 //   older version after a newer one is sent {kv_watch_lost, Pattern} instead. Concurrent writes
 //   (siblings) have no order; each is an event.
+// - An expiry is one expire event: every replica sweeps it, and only the partition's first
+//   primary that is up (as the sweeping node sees the ring) tells the watchers, so with the
+//   first primary down the next one does. Two nodes that each see the other down can both take
+//   themselves for it; the watch server passes on one expire per key and version (remembered
+//   as the order check's versions are), so a watcher that sees both nodes hears of it once.
 // - A watch call returns once every ring member that is up knows of the pattern (at most 2 s):
 //   a change coordinated after it returns is seen.
 //
@@ -73,6 +78,7 @@ struct WatchStats {
   std::uint64_t events = 0;        ///< events sent to this node's watchers
   std::uint64_t lost = 0;          ///< watches ended with kv_watch_lost
   std::uint64_t out_of_order = 0;  ///< of them, for an event that came after a newer one
+  std::uint64_t duplicates = 0;    ///< expire events dropped: that expiry went out already
 };
 
 /// `node`'s watch figures. Errors: kNotFound when the store does not run there.
