@@ -67,8 +67,6 @@ TEST_F(KvAaeTest, ANodeRestartedEmptyConvergesByAntiEntropyWithNoClientReads) {
   }
 }
 
-}  // namespace
-
 // TTL across a partition heal: n3 is cut off (SIGSTOP: its peers see it down) while a key it
 // holds as v1 is overwritten by v2 with a 1 s ttl; v2 expires and n1 and n2 sweep it into a
 // tombstone. n3 comes back (SIGCONT) with v1, which v2's tombstone supersedes: once anti-entropy
@@ -85,21 +83,12 @@ TEST_F(KvAaeTest, AnExpiredKeyStaysGoneOnEveryNodeAfterAPartitionHeals) {
   ASSERT_EQ(ctl(1, {"kv", "put", key, "v1", "--w", "3"}).code, 0);
   const pid_t n3 = pid_of(3);
   ASSERT_GT(n3, 1);
-  const auto sees = [&](int at, const char* name, const char* state) {
-    Outcome o = ctl(at, {"nodes", "--json"});
-    json s = json::parse(o.out, nullptr, false);
-    if (o.code != 0 || !s.is_array()) return false;
-    for (const auto& n : s) {
-      if (n.value("name", "") == name) return n.value("state", "") == state;
-    }
-    return false;
-  };
   ASSERT_EQ(0, ::kill(n3, SIGSTOP));
   struct Resume {  // n3 is never left stopped, whatever fails below
     pid_t pid;
     ~Resume() { ::kill(pid, SIGCONT); }
   } resume{n3};
-  ASSERT_TRUE(eventually([&] { return sees(1, "n3", "down") && sees(2, "n3", "down"); }, 20s))
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, "down") && sees(2, 3, "down"); }, 20s))
       << "n1 and n2 did not see n3 go down";
   json v1 = ctl_json(1, {"kv", "get", key});
   ASSERT_EQ(v1.value("value", ""), "v1") << v1.dump();
@@ -118,7 +107,7 @@ TEST_F(KvAaeTest, AnExpiredKeyStaysGoneOnEveryNodeAfterAPartitionHeals) {
       10s))
       << "n1 and n2 did not sweep it";
   ASSERT_EQ(0, ::kill(n3, SIGCONT));
-  ASSERT_TRUE(eventually([&] { return sees(1, "n3", "up") && sees(3, "n1", "up"); }, 30s))
+  ASSERT_TRUE(eventually([&] { return sees(1, 3, "up") && sees(3, 1, "up"); }, 30s))
       << "the partition did not heal";
   // Absent everywhere, read through each node with one reply (n3's own copy may answer first
   // until it is repaired) and with all three.
@@ -153,3 +142,5 @@ TEST_F(KvAaeTest, AnExpiredKeyStaysGoneOnEveryNodeAfterAPartitionHeals) {
   ASSERT_TRUE(more()) << "anti-entropy did not exchange";
   ASSERT_TRUE(absent_everywhere(&what)) << "the key came back: " << what;
 }
+
+}  // namespace
