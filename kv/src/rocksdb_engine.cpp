@@ -233,6 +233,9 @@ class RocksdbEngine final : public Engine {
     }
     s.memory_bytes += parts_.size() * sizeof(Partition);
     s.syncs = syncs_.load(std::memory_order_relaxed);
+    s.writes = written_.load(std::memory_order_relaxed);
+    s.sync_us = sync_us_.load(std::memory_order_relaxed);
+    s.sync_waits = sync_waits_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -272,6 +275,18 @@ class RocksdbEngine final : public Engine {
     std::function<void(Status)> done;
   };
 
+  // Syncs the log, and counts the time it took.
+  rocksdb::Status timed_sync() {
+    const auto t0 = std::chrono::steady_clock::now();
+    rocksdb::Status rs = db_->SyncWAL();
+    sync_us_.fetch_add(
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::steady_clock::now() - t0)
+                                       .count()),
+        std::memory_order_relaxed);
+    return rs;
+  }
+
   // sync = always: sync whenever someone waits for a write not yet synced; everything written
   // up to the moment the sync starts is covered by it, so writers that come while it runs
   // share the next one.
@@ -282,7 +297,7 @@ class RocksdbEngine final : public Engine {
       if (stop_) break;
       const std::uint64_t upto = written_.load(std::memory_order_acquire);
       lock.unlock();
-      const rocksdb::Status rs = db_->SyncWAL();
+      const rocksdb::Status rs = timed_sync();
       lock.lock();
       const Status s = rs.ok() ? Status() : internal("sync of the write-ahead log", rs);
       if (s.ok()) synced_ = std::max(synced_, upto);
@@ -296,6 +311,7 @@ class RocksdbEngine final : public Engine {
         }
       }
       syncs_.fetch_add(1, std::memory_order_relaxed);
+      sync_waits_.fetch_add(ready.size(), std::memory_order_relaxed);
       lock.unlock();
       for (Waiter& w : ready) w.done(s);
       lock.lock();
@@ -316,7 +332,7 @@ class RocksdbEngine final : public Engine {
       const std::uint64_t upto = written_.load(std::memory_order_acquire);
       if (upto == synced_) continue;
       lock.unlock();
-      const rocksdb::Status rs = db_->SyncWAL();
+      const rocksdb::Status rs = timed_sync();
       lock.lock();
       if (rs.ok()) synced_ = upto;
       syncs_.fetch_add(1, std::memory_order_relaxed);
@@ -330,6 +346,8 @@ class RocksdbEngine final : public Engine {
   rocksdb::WriteOptions write_;
   std::atomic<std::uint64_t> written_{0};  // writes made (tickets)
   std::atomic<std::uint64_t> syncs_{0};
+  std::atomic<std::uint64_t> sync_us_{0};     // time in syncs, summed
+  std::atomic<std::uint64_t> sync_waits_{0};  // when_synced callbacks the syncer ran
 
   // Guards the syncer's state.
   std::mutex mu_;
