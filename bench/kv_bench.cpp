@@ -492,8 +492,74 @@ void kv_aae_scenario(const Args& a) {
               kRepairsPerSecond);
 }
 
+// Resident memory of process `pid` (bytes; 0 when unreadable).
+std::size_t rss_of(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  std::size_t total = 0, resident = 0;
+  statm >> total >> resident;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// kv-memory: what a key costs a node on the memory engine, one store node (N = 1), `keys`
+// keys of 11 bytes ("m" and 10 digits) with 64-byte values put by the clients: plain, each
+// with a TTL (an hour: none expires during the run), and with LRU tracking on (kv.max_keys
+// above the count, so nothing is evicted). The node's resident memory growth per key, and the
+// engine's own estimate (memory_bytes) per key.
+void kv_memory_scenario(const Args& a) {
+  const int clients = a.clients ? static_cast<int>(a.clients) : 50;
+  const long keys = a.keys ? a.keys : 200000;
+  const std::string value(a.value ? static_cast<std::size_t>(a.value) : 64, 'v');
+  struct Run {
+    const char* name;
+    bool ttl;
+    bool lru;
+  };
+  for (const Run& run : {Run{"plain", false, false}, Run{"ttl", true, false},
+                         Run{"lru", false, true}, Run{"ttl_lru", true, true}}) {
+    Cluster cl;
+    const std::uint64_t bound = static_cast<std::uint64_t>(keys) * 2;
+    start_cluster(cl, 1, a.schedulers, {}, [&run, bound](kv::Options& o) {
+      o.replicas = 1;
+      o.write_quorum = 1;
+      o.read_quorum = 1;
+      o.max_keys = run.lru ? bound : 0;
+    });
+    auto node = client_node(cl, a.schedulers);
+    kv::Client client(*node, cl.names[0]);
+    const std::size_t rss0 = rss_of(cl.children[0].pid);
+    const long mem0 = remote_stat(*node, cl.names[0], "memory_bytes");
+    Inbox me(*node);
+    const Pid sink = me.pid();
+    std::atomic<long> failed{0};
+    const bool ttl = run.ttl;
+    for (int c = 0; c < clients; ++c) {
+      spawn(*node, [c, &client, &value, keys, clients, sink, ttl, &failed] {
+        kv::RequestOptions o;
+        if (ttl) o.ttl = std::chrono::hours(1);
+        char key[24];
+        for (long k = c; k < keys; k += clients) {
+          std::snprintf(key, sizeof key, "m%010ld", k);
+          if (!client.put(key, value, o).ok()) failed.fetch_add(1);
+        }
+        send(sink, "done");
+      });
+    }
+    for (int c = 0; c < clients; ++c) (void)receive(infinity);
+    const std::size_t rss1 = rss_of(cl.children[0].pid);
+    const long mem1 = remote_stat(*node, cl.names[0], "memory_bytes");
+    const long held = remote_stat(*node, cl.names[0], "keys");
+    const double n = static_cast<double>(held > 0 ? held : 1);
+    std::printf(
+        "kv_memory_%s: %ld keys, %.0f bytes per key resident, %.0f bytes per key "
+        "(engine's estimate)%s\n",
+        run.name, held, static_cast<double>(rss1 - rss0) / n, static_cast<double>(mem1 - mem0) / n,
+        failed.load() ? " (some puts failed)" : "");
+  }
+}
+
 }  // namespace
 
+void kv_memory_put_scenario(const Args& a) { kv_memory_scenario(a); }
 void kv_aae_put_scenario(const Args& a) { kv_aae_scenario(a); }
 void kv_put_scenario(const Args& a) { kv_scenario(a, Mix::kPut); }
 void kv_get_scenario(const Args& a) { kv_scenario(a, Mix::kGet); }

@@ -13,6 +13,8 @@
 //   kv-mixed     the same, half gets and half puts with context, keys zipfian: kv_mixed_rate
 //   kv-durable   kv-put on RocksDB (a temp dir), sync = always, DW=2: kv_durable_put_rate, p50,
 //                and per node syncs/s, writes per sync, time per sync (--sync interval|none)
+//   kv-memory    one store node, --keys (200,000) put plain, with a TTL, with LRU tracking:
+//                kv_memory_*: resident bytes per key, and the engine's estimate
 //   kv-aae       kv-put through kv1/kv2 with anti-entropy off, on and idle, and on while it repairs
 //                kv3 restarted empty (--keys loaded first, default 20,000): kv_aae_*_put_rate
 #include <unistd.h>
@@ -48,7 +50,7 @@ using bench::Args;
                "       kv-durable: [--sync always|interval|none]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-aae\n",
+               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-memory, kv-aae\n",
                why);
   std::exit(2);
 }
@@ -211,6 +213,7 @@ int main(int argc, char** argv) {
       {"kv-get", bench::kv_get_scenario},
       {"kv-mixed", bench::kv_mixed_scenario},
       {"kv-durable", bench::kv_durable_scenario},
+      {"kv-memory", bench::kv_memory_put_scenario},
       {"kv-aae", bench::kv_aae_put_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());

@@ -102,5 +102,6 @@ void kv_get_scenario(const Args& a);
 void kv_mixed_scenario(const Args& a);
 void kv_durable_scenario(const Args& a);
 void kv_aae_put_scenario(const Args& a);
+void kv_memory_put_scenario(const Args& a);
 
 }  // namespace nodus::bench
