@@ -1,8 +1,8 @@
-// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed, kv-durable, kv-aae,
-// kv-watch.
-// Three store nodes (N = 3, W = 2, R = 2, 64 partitions) run as child processes; the parent runs
-// a hidden client node whose client processes each send one request at a time, spread over the
-// three nodes. kv-durable is kv-put on RocksDB in a temp dir, sync = always, DW = 2.
+// The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed, kv-durable,
+// kv-memory, kv-aae, kv-watch. Three store nodes (N = 3, W = 2, R = 2, 64 partitions) run as child
+// processes; the parent runs a hidden client node whose client processes each send one request at a
+// time, spread over the three nodes. kv-durable is kv-put on RocksDB in a temp dir, sync = always,
+// DW = 2.
 #include <unistd.h>
 
 #include <algorithm>
@@ -226,6 +226,45 @@ void print_cpu(const char* what, const Figures& f) {
   }
 }
 
+// A field of node `at`'s store stats (nodus_kv's "stats" call); -1 when it does not answer.
+long remote_stat(Node& node, const std::string& at, const char* field) {
+  Inbox me(node);
+  auto r = call(named("nodus_kv", at), Term("stats"), std::chrono::milliseconds(2000));
+  if (!r) return -1;
+  auto m = r->match({"ok", _map});
+  if (!m) return -1;
+  const Term* f = m[0].find(Term(field));
+  return f && f->is_int() ? static_cast<long>(f->as_int()) : -1;
+}
+
+// The engine's log, per node (kv::Stats::syncs ...), read before and after a run.
+struct SyncFigures {
+  long syncs = 0, writes = 0, sync_us = 0, waits = 0;
+};
+std::vector<SyncFigures> sync_figures(Node& node, const Cluster& cl) {
+  std::vector<SyncFigures> v;
+  for (const auto& name : cl.names) {
+    v.push_back(
+        SyncFigures{remote_stat(node, name, "syncs"), remote_stat(node, name, "sync_writes"),
+                    remote_stat(node, name, "sync_us"), remote_stat(node, name, "sync_waits")});
+  }
+  return v;
+}
+void print_syncs(const Cluster& cl, const std::vector<SyncFigures>& before,
+                 const std::vector<SyncFigures>& after, double seconds) {
+  for (std::size_t i = 0; i < cl.names.size() && i < before.size() && i < after.size(); ++i) {
+    const double syncs = static_cast<double>(after[i].syncs - before[i].syncs);
+    const double writes = static_cast<double>(after[i].writes - before[i].writes);
+    const double us = static_cast<double>(after[i].sync_us - before[i].sync_us);
+    const double waits = static_cast<double>(after[i].waits - before[i].waits);
+    std::printf(
+        "kv_durable_%s_syncs: %.0f/s, %.1f writes per sync, %.0f us per sync, %.1f wake-ups "
+        "per sync, %.0f%% of the time syncing\n",
+        cl.names[i].c_str(), syncs / seconds, syncs > 0 ? writes / syncs : 0,
+        syncs > 0 ? us / syncs : 0, syncs > 0 ? waits / syncs : 0, us / (seconds * 1e4));
+  }
+}
+
 enum class Mix { kPut, kGet, kMixed };
 
 // Zipfian ranks 0..n-1 (s = 0.99, as YCSB): rank i drawn with weight 1 / (i + 1)^s.
@@ -254,22 +293,33 @@ void kv_scenario(const Args& a, Mix mix, const std::string& data_root = {}) {
   const int clients = a.clients ? static_cast<int>(a.clients) : 50;
   const std::string value(a.value ? static_cast<std::size_t>(a.value) : 64, 'v');
   Cluster cl;
-  start_cluster(cl, nodes, a.schedulers, data_root);
+  Tweak tweak;
+  if (a.sync == "interval" || a.sync == "none") {
+    const kv::SyncMode mode = a.sync == "none" ? kv::SyncMode::kNone : kv::SyncMode::kInterval;
+    tweak = [mode](kv::Options& o) {
+      o.sync = mode;
+      o.durable_write_quorum = 0;  // DW = 2 would refuse every put: the engine is not durable
+    };
+  }
+  start_cluster(cl, nodes, a.schedulers, data_root, tweak);
   auto node = client_node(cl, a.schedulers);
   std::vector<std::unique_ptr<kv::Client>> via;
   for (const auto& name : cl.names) via.push_back(std::make_unique<kv::Client>(*node, name));
   auto* vp = &via;
   if (!gets) {
+    const auto sync0 = data_root.empty() ? std::vector<SyncFigures>() : sync_figures(*node, cl);
     Figures f = run_clients(cl, *node, clients, a.seconds, [vp, &value](int c, long i) {
       const std::string key = numbered("b", c) + numbered("-", i);
       return (*vp)[static_cast<std::size_t>(c) % vp->size()]->put(key, value).ok();
     });
+    const auto sync1 = data_root.empty() ? std::vector<SyncFigures>() : sync_figures(*node, cl);
     const char* name = data_root.empty() ? "kv_put" : "kv_durable_put";
     std::printf("%s_rate: %.0f puts/s\n", name, f.rate);
     std::printf("%s_p50: %.1f us\n", name, f.p50);
     std::printf("%s_p99: %.1f us\n", name, f.p99);
     if (f.errors) std::printf("%s_errors: %ld\n", name, f.errors);
     print_cpu(name, f);
+    if (!data_root.empty()) print_syncs(cl, sync0, sync1, a.seconds);
     return;
   }
   const long keys = a.keys ? a.keys : 10000;
@@ -333,17 +383,6 @@ void kv_scenario(const Args& a, Mix mix, const std::string& data_root = {}) {
   std::printf("kv_get_p99: %.1f us\n", f.p99);
   if (f.errors) std::printf("kv_get_errors: %ld\n", f.errors);
   print_cpu("kv_get", f);
-}
-
-// A field of node `at`'s store stats (nodus_kv's "stats" call); -1 when it does not answer.
-long remote_stat(Node& node, const std::string& at, const char* field) {
-  Inbox me(node);
-  auto r = call(named("nodus_kv", at), Term("stats"), std::chrono::milliseconds(2000));
-  if (!r) return -1;
-  auto m = r->match({"ok", _map});
-  if (!m) return -1;
-  const Term* f = m[0].find(Term(field));
-  return f && f->is_int() ? static_cast<long>(f->as_int()) : -1;
 }
 
 // kv-aae: the put rate with anti-entropy off, on and idle (every exchange finds equal trees or
@@ -563,8 +602,74 @@ void kv_watch_scenario(const Args& a) {
   print_cpu("kv_watch", f);
 }
 
+// Resident memory of process `pid` (bytes; 0 when unreadable).
+std::size_t rss_of(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  std::size_t total = 0, resident = 0;
+  statm >> total >> resident;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// kv-memory: what a key costs a node on the memory engine, one store node (N = 1), `keys`
+// keys of 11 bytes ("m" and 10 digits) with 64-byte values put by the clients: plain, each
+// with a TTL (an hour: none expires during the run), and with LRU tracking on (kv.max_keys
+// above the count, so nothing is evicted). The node's resident memory growth per key, and the
+// engine's own estimate (memory_bytes) per key.
+void kv_memory_scenario(const Args& a) {
+  const int clients = a.clients ? static_cast<int>(a.clients) : 50;
+  const long keys = a.keys ? a.keys : 200000;
+  const std::string value(a.value ? static_cast<std::size_t>(a.value) : 64, 'v');
+  struct Run {
+    const char* name;
+    bool ttl;
+    bool lru;
+  };
+  for (const Run& run : {Run{"plain", false, false}, Run{"ttl", true, false},
+                         Run{"lru", false, true}, Run{"ttl_lru", true, true}}) {
+    Cluster cl;
+    const std::uint64_t bound = static_cast<std::uint64_t>(keys) * 2;
+    start_cluster(cl, 1, a.schedulers, {}, [&run, bound](kv::Options& o) {
+      o.replicas = 1;
+      o.write_quorum = 1;
+      o.read_quorum = 1;
+      o.max_keys = run.lru ? bound : 0;
+    });
+    auto node = client_node(cl, a.schedulers);
+    kv::Client client(*node, cl.names[0]);
+    const std::size_t rss0 = rss_of(cl.children[0].pid);
+    const long mem0 = remote_stat(*node, cl.names[0], "memory_bytes");
+    Inbox me(*node);
+    const Pid sink = me.pid();
+    std::atomic<long> failed{0};
+    const bool ttl = run.ttl;
+    for (int c = 0; c < clients; ++c) {
+      spawn(*node, [c, &client, &value, keys, clients, sink, ttl, &failed] {
+        kv::RequestOptions o;
+        if (ttl) o.ttl = std::chrono::hours(1);
+        char key[24];
+        for (long k = c; k < keys; k += clients) {
+          std::snprintf(key, sizeof key, "m%010ld", k);
+          if (!client.put(key, value, o).ok()) failed.fetch_add(1);
+        }
+        send(sink, "done");
+      });
+    }
+    for (int c = 0; c < clients; ++c) (void)receive(infinity);
+    const std::size_t rss1 = rss_of(cl.children[0].pid);
+    const long mem1 = remote_stat(*node, cl.names[0], "memory_bytes");
+    const long held = remote_stat(*node, cl.names[0], "keys");
+    const double n = static_cast<double>(held > 0 ? held : 1);
+    std::printf(
+        "kv_memory_%s: %ld keys, %.0f bytes per key resident, %.0f bytes per key "
+        "(engine's estimate)%s\n",
+        run.name, held, static_cast<double>(rss1 - rss0) / n, static_cast<double>(mem1 - mem0) / n,
+        failed.load() ? " (some puts failed)" : "");
+  }
+}
+
 }  // namespace
 
+void kv_memory_put_scenario(const Args& a) { kv_memory_scenario(a); }
 void kv_aae_put_scenario(const Args& a) { kv_aae_scenario(a); }
 void kv_put_scenario(const Args& a) { kv_scenario(a, Mix::kPut); }
 void kv_get_scenario(const Args& a) { kv_scenario(a, Mix::kGet); }

@@ -11,7 +11,10 @@
 //                kv_put_rate, kv_put_p50, kv_put_p99 (--nodes --clients --value --seconds)
 //   kv-get       the same cluster, R=2, 10,000 keys written first: kv_get_rate, p50, p99 (--keys)
 //   kv-mixed     the same, half gets and half puts with context, keys zipfian: kv_mixed_rate
-//   kv-durable   kv-put on RocksDB (a temp dir), sync = always, DW=2: kv_durable_put_rate, p50
+//   kv-durable   kv-put on RocksDB (a temp dir), sync = always, DW=2: kv_durable_put_rate, p50,
+//                and per node syncs/s, writes per sync, time per sync (--sync interval|none)
+//   kv-memory    one store node, --keys (200,000) put plain, with a TTL, with LRU tracking:
+//                kv_memory_*: resident bytes per key, and the engine's estimate
 //   kv-aae       kv-put through kv1/kv2 with anti-entropy off, on and idle, and on while it repairs
 //                kv3 restarted empty (--keys loaded first, default 20,000): kv_aae_*_put_rate
 //   kv-watch     100 watchers (10 per key group) on the client node, --clients writers (10):
@@ -46,9 +49,10 @@ using bench::Args;
                "nodus-bench: %s\n"
                "usage: nodus-bench SCENARIO [--seconds N] [--schedulers N] [--count N]\n"
                "       kv scenarios: [--nodes N] [--clients C] [--value BYTES] [--keys K]\n"
+               "       kv-durable: [--sync always|interval|none]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-aae, kv-watch\n",
+               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-memory, kv-aae, kv-watch\n",
                why);
   std::exit(2);
 }
@@ -60,6 +64,13 @@ Args parse(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     std::string flag = argv[i];
     if (i + 1 >= argc) usage(("missing value after " + flag).c_str());
+    if (flag == "--sync") {
+      a.sync = argv[++i];
+      if (a.sync != "always" && a.sync != "interval" && a.sync != "none") {
+        usage(("--sync must be always, interval or none, not " + a.sync).c_str());
+      }
+      continue;
+    }
     char* end = nullptr;
     double v = std::strtod(argv[++i], &end);
     if (!end || *end || v < 0) usage(("bad number for " + flag + ": " + argv[i]).c_str());
@@ -204,6 +215,7 @@ int main(int argc, char** argv) {
       {"kv-get", bench::kv_get_scenario},
       {"kv-mixed", bench::kv_mixed_scenario},
       {"kv-durable", bench::kv_durable_scenario},
+      {"kv-memory", bench::kv_memory_put_scenario},
       {"kv-aae", bench::kv_aae_put_scenario},
       {"kv-watch", bench::kv_watch_put_scenario}};
   auto it = scenarios.find(a.scenario);

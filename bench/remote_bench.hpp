@@ -89,6 +89,7 @@ struct Args {
   long clients = 0;  // kv scenarios: concurrent clients (0: 50)
   long value = 0;    // kv scenarios: value bytes (0: 64)
   long keys = 0;     // kv-get, kv-mixed: keys written first (0: 10,000)
+  std::string sync;  // kv-durable: kv.sync (always, interval, none; empty: always)
 };
 
 void zmq_baseline_scenario(const Args& a);
@@ -102,5 +103,6 @@ void kv_mixed_scenario(const Args& a);
 void kv_durable_scenario(const Args& a);
 void kv_aae_put_scenario(const Args& a);
 void kv_watch_put_scenario(const Args& a);
+void kv_memory_put_scenario(const Args& a);
 
 }  // namespace nodus::bench

@@ -7,15 +7,21 @@
 // one sync. The store's own records (the partition count, the ring) live under the prefix
 // 0xFFFFFFFF, which no partition has (there are at most 65536).
 //
-// Syncs (kv.sync): writes go to the write-ahead log without a sync (so each one reaches the OS
-// before put returns: a crash of the process loses nothing), and one syncer thread calls
-// SyncWAL: after writes, for `always` (group commit: whatever was written while the last sync
-// ran goes into the next), or every interval for `interval`. keys() and data_bytes() are kept
-// in memory, counted again at open by one scan.
+// Syncs (kv.sync): writes go to the write-ahead log without a sync, and one syncer thread
+// syncs it: after writes, for `always` (group commit: whatever was written while the last sync
+// ran goes into the next), or every interval for `interval`. With `always` the log stays in
+// RocksDB's buffer until the syncer writes it out and syncs it (FlushWAL(true)), since nothing
+// is acknowledged before that; with `interval` and `none` each write reaches the OS before put
+// returns (a crash of the process loses nothing). keys() and data_bytes() are kept in memory,
+// counted again at open by one scan; a write finds the size of what it replaces in a memo of
+// the partition's last read (the vnode reads a key before it writes it) rather than reading
+// it again.
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -66,6 +72,28 @@ struct Partition {
   mutable std::mutex mu;
   std::atomic<std::uint64_t> keys{0};
   std::atomic<std::uint64_t> bytes{0};
+  // What the partition holds under one key, as the last get() found it or the last write left
+  // it: the vnode reads a key just before it writes it, so put and erase find the old entry's
+  // size here instead of reading it again (a second memtable search per write). Guarded by
+  // mu; every write of the partition updates or clears it.
+  mutable std::string memo_key;
+  mutable bool memo_valid = false;
+  mutable bool memo_found = false;
+  mutable std::uint64_t memo_size = 0;
+
+  // True with `found` and `size` when the memo is about `key`.
+  bool recall(std::string_view key, bool& found, std::uint64_t& size) const {
+    if (!memo_valid || memo_key != key) return false;
+    found = memo_found;
+    size = memo_size;
+    return true;
+  }
+  void remember(std::string_view key, bool found, std::uint64_t size) const {
+    memo_key.assign(key);
+    memo_valid = true;
+    memo_found = found;
+    memo_size = size;
+  }
 };
 
 class RocksdbEngine final : public Engine {
@@ -84,8 +112,8 @@ class RocksdbEngine final : public Engine {
     }
     cv_.notify_all();
     if (syncer_.joinable()) syncer_.join();
-    // A clean stop syncs what the OS holds, whatever the mode.
-    (void)db_->SyncWAL();
+    // A clean stop writes out and syncs the log, whatever the mode.
+    (void)db_->FlushWAL(true);
     (void)db_->Close();
   }
 
@@ -114,21 +142,25 @@ class RocksdbEngine final : public Engine {
     Partition& p = parts_[partition];
     const std::string k = prefixed(partition, key);
     std::lock_guard lock(p.mu);
-    rocksdb::PinnableSlice old;
-    rocksdb::Status g =
-        db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), slice(k), &old);
-    if (!g.ok() && !g.IsNotFound()) return internal("get", g);
+    bool found = false;
+    std::uint64_t old_size = 0;
+    if (!p.recall(key, found, old_size)) {
+      if (Status g = read_old(k, found, old_size); !g.ok()) return g;
+    }
     rocksdb::Status s = db_->Put(write_, slice(k), slice(value));
-    if (!s.ok()) return internal("put", s);
+    if (!s.ok()) {
+      p.memo_valid = false;
+      return internal("put", s);
+    }
     written_.fetch_add(1, std::memory_order_release);
-    if (g.IsNotFound()) {
+    p.remember(key, true, value.size());
+    if (!found) {
       p.keys.fetch_add(1, std::memory_order_relaxed);
       p.bytes.fetch_add(key.size() + value.size(), std::memory_order_relaxed);
     } else {
       p.bytes.fetch_add(value.size(), std::memory_order_relaxed);
-      p.bytes.fetch_sub(old.size(), std::memory_order_relaxed);
+      p.bytes.fetch_sub(old_size, std::memory_order_relaxed);
     }
-    if (mode_ == SyncMode::kInterval) cv_.notify_one();
     return Status();
   }
 
@@ -138,6 +170,7 @@ class RocksdbEngine final : public Engine {
       const std::vector<std::pair<std::string_view, std::string_view>>& entries) override {
     Partition& p = parts_[partition];
     std::lock_guard lock(p.mu);
+    p.memo_valid = false;
     rocksdb::WriteBatch batch;
     std::int64_t keys = 0, bytes = 0;
     std::vector<std::string> seen;  // a key named twice is counted once
@@ -165,15 +198,20 @@ class RocksdbEngine final : public Engine {
     written_.fetch_add(1, std::memory_order_release);
     p.keys.fetch_add(static_cast<std::uint64_t>(keys), std::memory_order_relaxed);
     p.bytes.fetch_add(static_cast<std::uint64_t>(bytes), std::memory_order_relaxed);
-    if (mode_ == SyncMode::kInterval) cv_.notify_one();
     return Status();
   }
 
   Status get(std::uint32_t partition, std::string_view key, std::string* value) const override {
+    const Partition& p = parts_[partition];
     const std::string k = prefixed(partition, key);
+    std::lock_guard lock(p.mu);  // so that the memo is what the partition holds
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), slice(k), value);
-    if (s.IsNotFound()) return Status(ErrorCode::kNotFound);
+    if (s.IsNotFound()) {
+      p.remember(key, false, 0);
+      return Status(ErrorCode::kNotFound);
+    }
     if (!s.ok()) return internal("get", s);
+    p.remember(key, true, value->size());
     return Status();
   }
 
@@ -181,16 +219,21 @@ class RocksdbEngine final : public Engine {
     Partition& p = parts_[partition];
     const std::string k = prefixed(partition, key);
     std::lock_guard lock(p.mu);
-    rocksdb::PinnableSlice old;
-    rocksdb::Status g =
-        db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), slice(k), &old);
-    if (g.IsNotFound()) return Status();
-    if (!g.ok()) return internal("get", g);
+    bool found = false;
+    std::uint64_t old_size = 0;
+    if (!p.recall(key, found, old_size)) {
+      if (Status g = read_old(k, found, old_size); !g.ok()) return g;
+    }
+    if (!found) return Status();
     rocksdb::Status s = db_->Delete(write_, slice(k));
-    if (!s.ok()) return internal("delete", s);
+    if (!s.ok()) {
+      p.memo_valid = false;
+      return internal("delete", s);
+    }
     written_.fetch_add(1, std::memory_order_release);
+    p.remember(key, false, 0);
     p.keys.fetch_sub(1, std::memory_order_relaxed);
-    p.bytes.fetch_sub(key.size() + old.size(), std::memory_order_relaxed);
+    p.bytes.fetch_sub(key.size() + old_size, std::memory_order_relaxed);
     return Status();
   }
 
@@ -233,6 +276,9 @@ class RocksdbEngine final : public Engine {
     }
     s.memory_bytes += parts_.size() * sizeof(Partition);
     s.syncs = syncs_.load(std::memory_order_relaxed);
+    s.writes = written_.load(std::memory_order_relaxed);
+    s.sync_us = sync_us_.load(std::memory_order_relaxed);
+    s.sync_waits = sync_waits_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -256,6 +302,7 @@ class RocksdbEngine final : public Engine {
     rocksdb::WriteOptions w;
     w.sync = mode_ != SyncMode::kNone;
     rocksdb::Status s = db_->Put(w, slice(prefixed(kMetaPrefix, name)), slice(value));
+    if (s.ok() && mode_ == SyncMode::kAlways) s = db_->FlushWAL(true);  // (manual_wal_flush)
     if (!s.ok()) return internal("put", s);
     return Status();
   }
@@ -267,10 +314,35 @@ class RocksdbEngine final : public Engine {
   }
 
  private:
+  // Whether the database holds prefixed key `k`, and its value's size. REQUIRES: the
+  // partition's mu held.
+  Status read_old(const std::string& k, bool& found, std::uint64_t& size) const {
+    rocksdb::PinnableSlice old;
+    rocksdb::Status g =
+        db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), slice(k), &old);
+    if (!g.ok() && !g.IsNotFound()) return internal("get", g);
+    found = g.ok();
+    size = found ? old.size() : 0;
+    return Status();
+  }
+
   struct Waiter {
     std::uint64_t ticket;
     std::function<void(Status)> done;
   };
+
+  // Writes the log's buffer out (sync = always keeps the log in the process between syncs:
+  // kv.sync's manual_wal_flush below) and syncs it.
+  rocksdb::Status timed_sync() {
+    const auto t0 = std::chrono::steady_clock::now();
+    rocksdb::Status rs = db_->FlushWAL(true);
+    sync_us_.fetch_add(
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::steady_clock::now() - t0)
+                                       .count()),
+        std::memory_order_relaxed);
+    return rs;
+  }
 
   // sync = always: sync whenever someone waits for a write not yet synced; everything written
   // up to the moment the sync starts is covered by it, so writers that come while it runs
@@ -282,7 +354,7 @@ class RocksdbEngine final : public Engine {
       if (stop_) break;
       const std::uint64_t upto = written_.load(std::memory_order_acquire);
       lock.unlock();
-      const rocksdb::Status rs = db_->SyncWAL();
+      const rocksdb::Status rs = timed_sync();
       lock.lock();
       const Status s = rs.ok() ? Status() : internal("sync of the write-ahead log", rs);
       if (s.ok()) synced_ = std::max(synced_, upto);
@@ -296,6 +368,7 @@ class RocksdbEngine final : public Engine {
         }
       }
       syncs_.fetch_add(1, std::memory_order_relaxed);
+      sync_waits_.fetch_add(ready.size(), std::memory_order_relaxed);
       lock.unlock();
       for (Waiter& w : ready) w.done(s);
       lock.lock();
@@ -316,7 +389,7 @@ class RocksdbEngine final : public Engine {
       const std::uint64_t upto = written_.load(std::memory_order_acquire);
       if (upto == synced_) continue;
       lock.unlock();
-      const rocksdb::Status rs = db_->SyncWAL();
+      const rocksdb::Status rs = timed_sync();
       lock.lock();
       if (rs.ok()) synced_ = upto;
       syncs_.fetch_add(1, std::memory_order_relaxed);
@@ -330,6 +403,8 @@ class RocksdbEngine final : public Engine {
   rocksdb::WriteOptions write_;
   std::atomic<std::uint64_t> written_{0};  // writes made (tickets)
   std::atomic<std::uint64_t> syncs_{0};
+  std::atomic<std::uint64_t> sync_us_{0};     // time in SyncWAL, summed
+  std::atomic<std::uint64_t> sync_waits_{0};  // when_synced callbacks the syncer ran
 
   // Guards the syncer's state.
   std::mutex mu_;
@@ -355,9 +430,19 @@ Result<std::unique_ptr<Engine>> new_rocksdb_engine(const std::string& dir, std::
   rocksdb::Options o;
   o.create_if_missing = true;
   o.max_background_jobs = 2;
-  // Every write reaches the OS at once (no buffering in the process), so a crash of the
-  // process loses nothing acknowledged in any mode.
-  o.manual_wal_flush = false;
+  // With sync = always a write is acknowledged only after the syncer's FlushWAL(true), so the
+  // log may stay in the process until then: no write system call per put (RocksDB's
+  // manual_wal_flush). With interval and none every write reaches the OS at once, so a crash
+  // of the process loses nothing acknowledged.
+  o.manual_wal_flush = sync == SyncMode::kAlways;
+  // Bloom filters: most of the store's reads are the read before a write, of a key often not
+  // there yet; without a filter each is a search of the memtable and of every table file that
+  // may hold the key (RocksDB has none by default).
+  o.memtable_prefix_bloom_size_ratio = 0.02;
+  o.memtable_whole_key_filtering = true;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, dir, &raw);
   if (!s.ok()) return bad("cannot open the database: " + s.ToString());

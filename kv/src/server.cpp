@@ -451,7 +451,11 @@ constexpr const char* kSummed[] = {"keys",
                                    "aae_exchanges",
                                    "aae_segments_differing",
                                    "aae_keys_repaired",
-                                   "aae_busy_us"};
+                                   "aae_busy_us",
+                                   "syncs",
+                                   "sync_writes",
+                                   "sync_us",
+                                   "sync_waits"};
 constexpr const char* kMost[] = {"replicas", "siblings_max", "ring_epoch"};
 
 }  // namespace
@@ -494,6 +498,10 @@ Term node_stats_term(Node& node) {
               {"aae_segments_differing", u(x.aae_segments_differing)},
               {"aae_keys_repaired", u(x.aae_keys_repaired)},
               {"aae_busy_us", u(x.aae_busy_us)},
+              {"syncs", u(x.syncs)},
+              {"sync_writes", u(x.sync_writes)},
+              {"sync_us", u(x.sync_us)},
+              {"sync_waits", u(x.sync_waits)},
               {"partitions", Term(std::move(parts))}});
 }
 
@@ -1180,6 +1188,10 @@ Result<Stats> stats(Node& node) {
   s.keys = es.keys;
   s.data_bytes = es.data_bytes;
   s.memory_bytes = es.memory_bytes;
+  s.syncs = es.syncs;
+  s.sync_writes = es.writes;
+  s.sync_us = es.sync_us;
+  s.sync_waits = es.sync_waits;
   const Counters& c = st->counters;
   s.gets = c.gets;
   s.puts = c.puts;

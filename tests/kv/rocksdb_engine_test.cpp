@@ -1,7 +1,10 @@
 // The RocksDB engine: the memory engine's contract (partitions apart, put/get/erase, folds,
 // counts, checked against std::map under random churn), what it keeps across a reopen, its
-// refusals (a partition-count mismatch, a directory it cannot create), and group commit.
+// refusals (a partition-count mismatch, a directory it cannot create), group commit, the
+// counts kept from the read before a write, and what a kill -9 after a sync leaves.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -160,6 +163,112 @@ TEST_F(RocksdbEngineTest, IntervalAndNoneAcknowledgeAtOnceAndKeepData) {
     ASSERT_OK(e->get(0, "k", &v));
     EXPECT_EQ(v, "v");
   }
+}
+
+// The engine takes the size of what a write replaces from the partition's last read of that
+// key: reads of other keys, of other partitions, misses, and writes in a row must all leave
+// keys() and data_bytes() what a map says, and what a recount at open finds.
+TEST_F(RocksdbEngineTest, CountsStayExactWithAReadBeforeEachWrite) {
+  std::map<std::string, std::string> model;
+  auto bytes_of = [&model] {
+    std::uint64_t n = 0;
+    for (const auto& [k, v] : model) n += k.size() + v.size();
+    return n;
+  };
+  {
+    auto e = open(2);
+    ASSERT_TRUE(e);
+    std::mt19937 rng(11);
+    std::string v;
+    for (int i = 0; i < 5000; ++i) {
+      const std::string key = nodus::testing::numbered("key", rng() % 300);
+      const std::string other = nodus::testing::numbered("key", rng() % 300);
+      switch (rng() % 4) {  // what is read before the write
+        case 0:
+          (void)e->get(1, key, &v);
+          break;
+        case 1:
+          (void)e->get(1, other, &v);
+          break;
+        case 2:
+          (void)e->get(0, key, &v);
+          break;  // the same key in another partition
+        default:
+          break;
+      }
+      if (rng() % 3 == 0) {
+        ASSERT_OK(e->erase(1, key));
+        model.erase(key);
+      } else {
+        const std::string value(rng() % 40, 'v');
+        ASSERT_OK(e->put(1, key, value));
+        model[key] = value;
+      }
+      ASSERT_EQ(e->keys(1), model.size()) << "after write " << i;
+      ASSERT_EQ(e->data_bytes(1), bytes_of()) << "after write " << i;
+    }
+    // A batch between a read and a write of the same key.
+    (void)e->get(1, "key1", &v);
+    ASSERT_OK(e->put_batch(1, {{"key1", "batched"}, {"key2", "b"}}));
+    model["key1"] = "batched";
+    model["key2"] = "b";
+    ASSERT_OK(e->put(1, "key1", "after"));
+    model["key1"] = "after";
+    EXPECT_EQ(e->keys(1), model.size());
+    EXPECT_EQ(e->data_bytes(1), bytes_of());
+  }
+  auto e = open(2);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->keys(1), model.size());
+  EXPECT_EQ(e->data_bytes(1), bytes_of());
+  contract::expect_holds(*e, 1, model);
+}
+
+// sync = always keeps the log in the process until the syncer writes it out and syncs it: a
+// process killed with SIGKILL (no destructor, nothing flushed at exit) right after when_synced
+// said ok must still have every such write at the next open.
+TEST_F(RocksdbEngineTest, EveryWriteSyncedBeforeAKillSurvivesIt) {
+  constexpr int kWrites = 2000;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    auto e = new_rocksdb_engine(dir_.string(), 4, SyncMode::kAlways);
+    if (!e) ::_exit(3);
+    std::atomic<int> synced{0};
+    for (int i = 0; i < kWrites; ++i) {
+      if (!(*e)->put(static_cast<std::uint32_t>(i % 4), nodus::testing::numbered("k", i), "v")
+               .ok()) {
+        ::_exit(4);
+      }
+      if (i % 100 == 99) {  // every hundredth waits, so most writes share a sync
+        (*e)->when_synced((*e)->write_ticket(), [&synced](Status s) {
+          if (s.ok()) synced.fetch_add(1);
+        });
+      }
+    }
+    for (int i = 0; i < 2000 && synced.load() < kWrites / 100; ++i) ::usleep(5000);
+    if (synced.load() < kWrites / 100) ::_exit(5);
+    (void)!::write(fds[1], "s", 1);  // all synced: kill me now
+    for (;;) ::pause();
+  }
+  ::close(fds[1]);
+  char c = 0;
+  const ssize_t n = ::read(fds[0], &c, 1);
+  ::close(fds[0]);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_EQ(n, 1) << "the child failed before its writes were synced, status " << status;
+  auto e = open(4);
+  ASSERT_TRUE(e);
+  std::string v;
+  for (int i = 0; i < kWrites; ++i) {
+    ASSERT_OK(e->get(static_cast<std::uint32_t>(i % 4), nodus::testing::numbered("k", i), &v));
+  }
+  EXPECT_EQ(e->stats().keys, static_cast<std::uint64_t>(kWrites));
 }
 
 }  // namespace

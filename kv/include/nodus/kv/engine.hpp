@@ -36,6 +36,9 @@ struct EngineStats {
   std::uint64_t data_bytes = 0;    ///< key and value bytes stored
   std::uint64_t memory_bytes = 0;  ///< an estimate of all memory the engine holds
   std::uint64_t syncs = 0;         ///< syncs of a durable engine's log to disk so far
+  std::uint64_t writes = 0;        ///< writes (put, put_batch, erase) a durable engine made
+  std::uint64_t sync_us = 0;       ///< time its syncs took, summed (us)
+  std::uint64_t sync_waits = 0;    ///< when_synced callbacks its syncer ran (wake-ups)
 };
 
 class Engine {

@@ -232,8 +232,13 @@ struct Stats {
                                    ///< outside the ring, for another partition, naming an
                                    ///< unknown node, or answering for another replica
   std::uint64_t merge_errors = 0;  ///< merge functions that threw (the siblings were kept)
-  std::uint32_t partitions = 0;    ///< Q
-  std::uint32_t replicas = 0;      ///< N
+  // The engine's log (kv.data_dir; all 0 on the memory engine).
+  std::uint64_t syncs = 0;        ///< syncs of the log to disk
+  std::uint64_t sync_writes = 0;  ///< writes made to the log (writes per sync: / syncs)
+  std::uint64_t sync_us = 0;      ///< time the syncs took, summed (us)
+  std::uint64_t sync_waits = 0;   ///< waiting writers' batches each sync woke, summed
+  std::uint32_t partitions = 0;   ///< Q
+  std::uint32_t replicas = 0;     ///< N
   std::uint64_t ring_epoch = 0;
   std::vector<std::uint64_t> partition_keys;   ///< keys per partition, this node
   std::vector<std::uint64_t> partition_bytes;  ///< their key and value bytes per partition
