@@ -14,6 +14,8 @@
 //   kv-durable   kv-put on RocksDB (a temp dir), sync = always, DW=2: kv_durable_put_rate, p50
 //   kv-aae       kv-put through kv1/kv2 with anti-entropy off, on and idle, and on while it repairs
 //                kv3 restarted empty (--keys loaded first, default 20,000): kv_aae_*_put_rate
+//   kv-handoff   a 4th node joins the 3-node ring holding --keys (default 1,000,000) while clients
+//                put: kv_join_transfer_seconds, kv_join_keys_per_s, put rate/p99 during vs after
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -46,7 +48,7 @@ using bench::Args;
                "       kv scenarios: [--nodes N] [--clients C] [--value BYTES] [--keys K]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-aae\n",
+               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-aae, kv-handoff\n",
                why);
   std::exit(2);
 }
@@ -202,7 +204,8 @@ int main(int argc, char** argv) {
       {"kv-get", bench::kv_get_scenario},
       {"kv-mixed", bench::kv_mixed_scenario},
       {"kv-durable", bench::kv_durable_scenario},
-      {"kv-aae", bench::kv_aae_put_scenario}};
+      {"kv-aae", bench::kv_aae_put_scenario},
+      {"kv-handoff", bench::kv_handoff_bench_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

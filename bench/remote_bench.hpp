@@ -101,5 +101,6 @@ void kv_get_scenario(const Args& a);
 void kv_mixed_scenario(const Args& a);
 void kv_durable_scenario(const Args& a);
 void kv_aae_put_scenario(const Args& a);
+void kv_handoff_bench_scenario(const Args& a);
 
 }  // namespace nodus::bench
