@@ -35,33 +35,6 @@ class MembershipTest : public NodusdClusterTest {
     Outcome r = ctl(i, {"ring", "--json"});
     return r.code == 0 ? json::parse(r.out, nullptr, false) : json();
   }
-
-  // Puts every node on disk: kv.data_dir = data/nI at the top of its [kv] section.
-  void on_disk() {
-    for (int i = 1; i <= nodes_; ++i) {
-      std::istringstream in(slurp(conf(i)));
-      std::string out;
-      bool done = false;
-      for (std::string line; std::getline(in, line);) {
-        out.append(line).append("\n");
-        if (line.rfind("[kv]", 0) == 0) {
-          out.append("data_dir = " + node_file("data/n", i, "") + "\n");
-          done = true;
-        }
-      }
-      ASSERT_TRUE(done) << conf(i) << " has no [kv] section";
-      spit(conf(i), out);
-    }
-  }
-
-  // SIGKILL to node i, started by up; true once it is gone (a child of nodusctl up, not
-  // ours: polled by kill(pid, 0)).
-  bool kill9(int i) {
-    std::ifstream in(dir_ / "run" / node_file("n", i, ".pid"));
-    pid_t p = 0;
-    if (!(in >> p) || p <= 1 || ::kill(p, SIGKILL) != 0) return false;
-    return eventually([&] { return ::kill(p, 0) != 0; }, 10s);
-  }
 };
 
 TEST_F(MembershipTest, ACandidateJoinsThroughStagedChanges) {
@@ -230,7 +203,7 @@ TEST_F(MembershipTest, AFourthNodeJoinsThenOneLeavesWhileWritesRun) {
 // it as before, the commit makes the ring, and every node converges on it with n4 owning its
 // share and every key written before still read.
 TEST_F(MembershipTest, AClaimantKilledBeforeTheCommitKeepsTheStagedChanges) {
-  on_disk();
+  configure("data_dir", [](int i) { return node_file("data/n", i, ""); });
   up();
   ASSERT_TRUE(eventually(
       [&] {
