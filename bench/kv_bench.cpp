@@ -1,8 +1,8 @@
 // The store's scenarios of nodus-bench (DESIGN.md): kv-put, kv-get, kv-mixed, kv-durable,
-// kv-memory, kv-aae, kv-watch. Three store nodes (N = 3, W = 2, R = 2, 64 partitions) run as child
-// processes; the parent runs a hidden client node whose client processes each send one request at a
-// time, spread over the three nodes. kv-durable is kv-put on RocksDB in a temp dir, sync = always,
-// DW = 2.
+// kv-memory, kv-aae, kv-watch, kv-handoff. Three store nodes (N = 3, W = 2, R = 2, 64
+// partitions) run as child processes; the parent runs a hidden client node whose client
+// processes each send one request at a time, spread over the three nodes. kv-durable is kv-put
+// on RocksDB in a temp dir, sync = always, DW = 2.
 #include <unistd.h>
 
 #include <algorithm>
@@ -667,10 +667,169 @@ void kv_memory_scenario(const Args& a) {
   }
 }
 
+// A term field of a map, as a number (-1 when absent or not one).
+long int_field(const Term& m, const char* field) {
+  const Term* f = m.is_map() ? m.find(Term(field)) : nullptr;
+  return f && f->is_int() ? static_cast<long>(f->as_int()) : -1;
+}
+
+// kv-handoff: a 4th node joins a 3-node ring holding `keys` keys (default 1,000,000, 64 B)
+// while clients write new keys through kv1..kv3: the time from `cluster commit` until no
+// partition moves and every node holds that ring, the keys kv4 then holds per second of it,
+// and the clients' put rate and latency during the hand-off against runs of --seconds just
+// before it (3 members) and just after it (4). kv.transfer_limit as shipped (2).
+void kv_handoff_scenario(const Args& a) {
+  const int clients = a.clients ? static_cast<int>(a.clients) : 50;
+  const long keys = a.keys ? a.keys : 1000000;
+  const std::string value(a.value ? static_cast<std::size_t>(a.value) : 64, 'v');
+  Cluster cl;
+  start_cluster(cl, 3, a.schedulers);
+  const std::vector<std::string> members = cl.names;
+  cl.names.push_back("kv4");  // a candidate: started with the members' initial_members
+  start_node(cl, 3, a.schedulers, {}, [members](kv::Options& o) { o.initial_members = members; });
+  cl.endpoints.push_back(cl.children.back().read_line());
+  auto node = client_node(cl, a.schedulers);
+  auto via = std::make_shared<std::vector<std::unique_ptr<kv::Client>>>();
+  for (std::size_t i = 0; i < 3; ++i) {
+    via->push_back(std::make_unique<kv::Client>(*node, cl.names[i]));
+  }
+  const auto load0 = Clock::now();
+  {
+    Inbox me(*node);
+    const Pid sink = me.pid();
+    for (int c = 0; c < clients; ++c) {
+      spawn(*node, [c, via, &value, keys, clients, sink] {
+        for (long k = c; k < keys; k += clients) {
+          (void)(*via)[static_cast<std::size_t>(k) % via->size()]->put(numbered("h", k), value);
+        }
+        send(sink, "done");
+      });
+    }
+    for (int c = 0; c < clients; ++c) (void)receive(infinity);
+  }
+  std::printf("kv_handoff_load_seconds: %.1f (%ld keys)\n",
+              std::chrono::duration<double>(Clock::now() - load0).count(), keys);
+
+  // Clients writing new keys until `stop`; latencies of puts begun while `sampling`.
+  struct Load {
+    std::atomic<bool> stop{false};
+    std::atomic<long> errors{0};
+    std::vector<std::vector<double>> samples;
+  };
+  auto run_load = [&](const char* prefix, const std::function<void()>& during) {
+    auto load = std::make_shared<Load>();
+    load->samples.resize(static_cast<std::size_t>(clients));
+    Inbox me(*node);
+    const Pid sink = me.pid();
+    const double client_cpu0 = cpu_seconds(::getpid());
+    const double store_cpu0 = cluster_cpu_seconds(cl);
+    const auto start = Clock::now();
+    for (int c = 0; c < clients; ++c) {
+      spawn(*node, [c, via, load, sink, prefix, &value] {
+        auto& mine = load->samples[static_cast<std::size_t>(c)];
+        for (long i = 0; !load->stop.load(std::memory_order_relaxed); ++i) {
+          const auto t0 = Clock::now();
+          const std::string key = std::string(prefix) + numbered("-", c) + numbered("-", i);
+          if (!(*via)[static_cast<std::size_t>(c) % via->size()]->put(key, value).ok()) {
+            load->errors.fetch_add(1);
+          }
+          mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        }
+        send(sink, "done");
+      });
+    }
+    during();
+    load->stop = true;
+    for (int c = 0; c < clients; ++c) (void)receive(infinity);
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    std::vector<double> all;
+    for (auto& v : load->samples) all.insert(all.end(), v.begin(), v.end());
+    Figures f;
+    f.errors = load->errors.load();
+    f.rate = static_cast<double>(all.size() - static_cast<std::size_t>(f.errors)) / secs;
+    f.p50 = percentile(all, 0.5);
+    f.p99 = percentile(all, 0.99);
+    f.client_cpu = (cpu_seconds(::getpid()) - client_cpu0) / secs;
+    f.store_cpu = (cluster_cpu_seconds(cl) - store_cpu0) / secs;
+    return f;
+  };
+  auto print = [](const char* name, const Figures& f) {
+    std::printf("%s_put_rate: %.0f puts/s\n", name, f.rate);
+    std::printf("%s_put_p50: %.1f us\n", name, f.p50);
+    std::printf("%s_put_p99: %.1f us\n", name, f.p99);
+    if (f.errors) std::printf("%s_put_errors: %ld\n", name, f.errors);
+    print_cpu(name, f);
+  };
+
+  // The ring of node `at` ({ok, Map} of `ring`), or an empty term. From `during`, which runs
+  // on run_load's inbox.
+  auto ring_of = [&](const std::string& at) {
+    auto r = call(named("nodus_kv", at), Term("ring"), std::chrono::milliseconds(2000));
+    if (!r) return Term();
+    auto m = r->match({"ok", _map});
+    return m ? m[0] : Term();
+  };
+  double transfer_seconds = -1;
+  long kv4_keys = 0;
+  const Figures before =
+      run_load("b", [&] { std::this_thread::sleep_for(std::chrono::duration<double>(a.seconds)); });
+  const long held_before = remote_stat(*node, "kv1", "keys");  // N = 3 of 3: every key
+  const Figures during = run_load("d", [&] {
+    auto ask = [&](Term t) {
+      auto r = call(named("nodus_kv", "kv1"), std::move(t), std::chrono::milliseconds(10000));
+      return r ? *r : Term("no_answer");
+    };
+    // kv1 (the claimant) must have seen kv4 as a candidate running the store.
+    Term join;
+    for (int i = 0; i < 200; ++i) {
+      join = ask(tuple("cluster", "join", bin("kv4")));
+      if (join == Term("ok")) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    Term commit = ask(tuple("cluster", "commit"));
+    const auto committed = Clock::now();
+    if (join != Term("ok") || !commit.match({"ok", _map})) {
+      std::fprintf(stderr, "kv-handoff: join %s, commit %s\n", join.to_string().c_str(),
+                   commit.to_string().c_str());
+      return;
+    }
+    const auto deadline = committed + std::chrono::seconds(600);
+    while (Clock::now() < deadline) {
+      Term r1 = ring_of("kv1");
+      const Term* moving = r1.is_map() ? r1.find(Term("transfers")) : nullptr;
+      if (moving && moving->is_list() && moving->as_list().empty()) {
+        bool same = true;
+        for (const char* n : {"kv2", "kv3", "kv4"}) same = same && ring_of(n) == r1;
+        if (same) {
+          transfer_seconds = std::chrono::duration<double>(Clock::now() - committed).count();
+          break;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    auto st = call(named("nodus_kv", "kv4"), Term("stats"), std::chrono::milliseconds(2000));
+    if (st) {
+      if (auto m = st->match({"ok", _map})) kv4_keys = int_field(m[0], "keys");
+    }
+  });
+  const Figures after =
+      run_load("a", [&] { std::this_thread::sleep_for(std::chrono::duration<double>(a.seconds)); });
+  std::printf("kv_join_transfer_seconds: %.2f s\n", transfer_seconds);
+  std::printf(
+      "kv_join_keys_per_s: %.0f keys/s (kv4 held %ld keys at the end; the store %ld at the "
+      "commit)\n",
+      transfer_seconds > 0 ? static_cast<double>(kv4_keys) / transfer_seconds : 0.0, kv4_keys,
+      held_before);
+  print("kv_handoff_before", before);
+  print("kv_handoff_during", during);
+  print("kv_handoff_after", after);
+}
+
 }  // namespace
 
 void kv_memory_put_scenario(const Args& a) { kv_memory_scenario(a); }
 void kv_aae_put_scenario(const Args& a) { kv_aae_scenario(a); }
+void kv_handoff_bench_scenario(const Args& a) { kv_handoff_scenario(a); }
 void kv_put_scenario(const Args& a) { kv_scenario(a, Mix::kPut); }
 void kv_get_scenario(const Args& a) { kv_scenario(a, Mix::kGet); }
 void kv_mixed_scenario(const Args& a) { kv_scenario(a, Mix::kMixed); }

@@ -19,6 +19,8 @@
 //                kv3 restarted empty (--keys loaded first, default 20,000): kv_aae_*_put_rate
 //   kv-watch     100 watchers (10 per key group) on the client node, --clients writers (10):
 //                kv_watch_events_rate, kv_watch_lag_p50/p99 (ms from the put's start)
+//   kv-handoff   a 4th node joins the 3-node ring holding --keys (default 1,000,000) while clients
+//                put: kv_join_transfer_seconds, kv_join_keys_per_s, put rate/p99 during vs after
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -52,7 +54,8 @@ using bench::Args;
                "       kv-durable: [--sync always|interval|none]\n"
                "scenarios: local-call, local-cast, idle-memory, zmq-baseline, remote-call, "
                "global-register, registry, "
-               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-memory, kv-aae, kv-watch\n",
+               "remote-cast, kv-put, kv-get, kv-mixed, kv-durable, kv-memory, kv-aae, kv-watch, "
+               "kv-handoff\n",
                why);
   std::exit(2);
 }
@@ -217,7 +220,8 @@ int main(int argc, char** argv) {
       {"kv-durable", bench::kv_durable_scenario},
       {"kv-memory", bench::kv_memory_put_scenario},
       {"kv-aae", bench::kv_aae_put_scenario},
-      {"kv-watch", bench::kv_watch_put_scenario}};
+      {"kv-watch", bench::kv_watch_put_scenario},
+      {"kv-handoff", bench::kv_handoff_bench_scenario}};
   auto it = scenarios.find(a.scenario);
   if (it == scenarios.end()) usage(("unknown scenario " + a.scenario).c_str());
   it->second(a);

@@ -104,5 +104,6 @@ void kv_durable_scenario(const Args& a);
 void kv_aae_put_scenario(const Args& a);
 void kv_watch_put_scenario(const Args& a);
 void kv_memory_put_scenario(const Args& a);
+void kv_handoff_bench_scenario(const Args& a);
 
 }  // namespace nodus::bench

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "query.hpp"
+#include "record.hpp"
 #include "transfer.hpp"
 
 namespace nodus::kv {
@@ -88,6 +89,7 @@ Claimant::Outcome Claimant::handle(const Term& t, const ClusterContext& ctx) {
     const std::string_view op = t[1].as_atom().name();
     if (op == "plan") return {tuple("ok", plan_term(ctx)), std::nullopt};
     if (op == "clear") {
+      version_ += !staged_.empty();
       staged_.clear();
       return {Term("ok"), std::nullopt};
     }
@@ -101,6 +103,7 @@ Claimant::Outcome Claimant::handle(const Term& t, const ClusterContext& ctx) {
       Term reply =
           tuple("ok", map({{"epoch", u(next->epoch())}, {"moves", moves_term(ring, *next)}}));
       staged_.clear();
+      ++version_;
       return {std::move(reply), std::move(*next)};
     }
     return {bad(kUsage), std::nullopt};
@@ -154,10 +157,41 @@ Claimant::Outcome Claimant::handle(const Term& t, const ClusterContext& ctx) {
     staged_.pop_back();
     return {error_term(next.error().code(), next.error().message()), std::nullopt};
   }
+  ++version_;
   return {Term("ok"), std::nullopt};
 }
 
+// "1 COUNT" then per change its kind and node as byte strings.
+std::string Claimant::staged_record() const {
+  if (staged_.empty()) return std::string();
+  RecordWriter w;
+  w.number(1).number(staged_.size());
+  for (const Change& c : staged_) w.bytes(c.kind).bytes(c.node);
+  return w.take();
+}
+
+bool Claimant::restore(std::string_view record) {
+  RecordReader r(record);
+  std::uint64_t version = 0, count = 0;
+  if (!r.number(version) || version != 1 || !r.number(count) || count > Ring::kMaxMembers) {
+    return false;
+  }
+  std::vector<Change> staged(count);
+  for (Change& c : staged) {
+    if (!r.bytes(c.kind) || !r.bytes(c.node) ||
+        (c.kind != "join" && c.kind != "leave" && c.kind != "remove") || c.node.empty() ||
+        c.node.size() > kMaxAtomLength) {
+      return false;
+    }
+  }
+  if (!r.done()) return false;
+  staged_ = std::move(staged);
+  ++version_;
+  return true;
+}
+
 void Claimant::prune(const Ring& ring) {
+  const std::size_t before = staged_.size();
   staged_.erase(std::remove_if(staged_.begin(), staged_.end(),
                                [&](const Change& c) {
                                  const bool member = ring.member_index(c.node) >= 0;
@@ -165,6 +199,7 @@ void Claimant::prune(const Ring& ring) {
                                                          : !member || ring.is_leaving(c.node);
                                }),
                 staged_.end());
+  version_ += staged_.size() != before;
 }
 
 std::optional<Ring> Claimant::transfer_done(const Ring& ring, std::uint32_t x,

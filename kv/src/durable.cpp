@@ -4,8 +4,8 @@
 // is a copy kept for that partition's primaries: it is offered back to all of them, as Riak's
 // fallback vnodes hand their whole partition back to the owner).
 #include <algorithm>
-#include <charconv>
 
+#include "record.hpp"
 #include "state.hpp"
 
 namespace nodus::kv {
@@ -14,78 +14,62 @@ namespace {
 
 constexpr std::string_view kRingRecord = "ring";
 
-// The ring as text: "1 EPOCH PARTITIONS REPLICAS MEMBERS" then per member "LEN:NAME", then the
-// owners, all separated by single spaces.
+// The ring as a record (record.hpp): "2 EPOCH PARTITIONS REPLICAS MEMBERS", the member names,
+// the owners, then the count of next owners (0 or PARTITIONS) and them, the count of leaving
+// members and their names. Version 1 (written before) stopped after the owners: it held no
+// moving partitions, so a member restarted during a transfer came back with a ring that had
+// forgotten them, and won over the others' ring of the same epoch (the lower by its parts).
 std::string encode_ring(const Ring& r) {
-  std::string s = "1";
-  auto num = [&s](std::uint64_t v) {
-    s.push_back(' ');
-    s.append(std::to_string(v));
-  };
-  num(r.epoch());
-  num(r.partitions());
-  num(r.replicas());
-  num(r.members().size());
-  for (const std::string& m : r.members()) {
-    num(m.size());
-    s.push_back(':');
-    s.append(m);
-  }
-  for (std::uint16_t o : r.owners()) num(o);
-  return s;
+  RecordWriter w;
+  w.number(2).number(r.epoch()).number(r.partitions()).number(r.replicas());
+  w.number(r.members().size());
+  for (const std::string& m : r.members()) w.bytes(m);
+  for (std::uint16_t o : r.owners()) w.number(o);
+  w.number(r.next().size());
+  for (std::uint16_t o : r.next()) w.number(o);
+  w.number(r.leaving().size());
+  for (const std::string& m : r.leaving()) w.bytes(m);
+  return w.take();
 }
-
-class Reader {
- public:
-  explicit Reader(std::string_view s) : s_(s) {}
-  bool number(std::uint64_t& v) {
-    skip_space();
-    const char* end = s_.data() + s_.size();
-    auto [p, ec] = std::from_chars(s_.data() + pos_, end, v);
-    if (ec != std::errc()) return false;
-    pos_ = static_cast<std::size_t>(p - s_.data());
-    return true;
-  }
-  bool name(std::string& out) {
-    std::uint64_t n = 0;
-    if (!number(n) || pos_ >= s_.size() || s_[pos_] != ':' || n > s_.size() - pos_ - 1) {
-      return false;
-    }
-    out.assign(s_.substr(pos_ + 1, n));
-    pos_ += 1 + n;
-    return true;
-  }
-
- private:
-  void skip_space() {
-    if (pos_ < s_.size() && s_[pos_] == ' ') ++pos_;
-  }
-  std::string_view s_;
-  std::size_t pos_ = 0;
-};
 
 Result<Ring> decode_ring(std::string_view s) {
   const Status bad(ErrorCode::kInternal, "the ring stored in kv.data_dir is unreadable");
-  Reader r(s);
+  RecordReader r(s);
   std::uint64_t version = 0, epoch = 0, partitions = 0, replicas = 0, members = 0;
-  if (!r.number(version) || version != 1 || !r.number(epoch) || !r.number(partitions) ||
-      !r.number(replicas) || !r.number(members) || members > Ring::kMaxMembers ||
-      partitions > 65536) {
+  if (!r.number(version) || (version != 1 && version != 2) || !r.number(epoch) ||
+      !r.number(partitions) || !r.number(replicas) || !r.number(members) ||
+      members > Ring::kMaxMembers || partitions > 65536) {
     return bad;
   }
   std::vector<std::string> names(members);
   for (auto& n : names) {
-    if (!r.name(n)) return bad;
+    if (!r.bytes(n)) return bad;
   }
-  std::vector<std::uint16_t> owners(partitions);
-  for (auto& o : owners) {
-    std::uint64_t v = 0;
-    if (!r.number(v) || v >= members) return bad;
-    o = static_cast<std::uint16_t>(v);
+  auto owner_list = [&](std::vector<std::uint16_t>& out) {
+    for (auto& o : out) {
+      std::uint64_t v = 0;
+      if (!r.number(v) || v >= members) return false;
+      o = static_cast<std::uint16_t>(v);
+    }
+    return true;
+  };
+  std::vector<std::uint16_t> owners(partitions), next;
+  std::vector<std::string> leaving;
+  if (!owner_list(owners)) return bad;
+  if (version == 2) {
+    std::uint64_t count = 0;
+    if (!r.number(count) || (count != 0 && count != partitions)) return bad;
+    next.resize(count);
+    if (!owner_list(next) || !r.number(count) || count >= members) return bad;
+    leaving.resize(count);
+    for (auto& n : leaving) {
+      if (!r.bytes(n)) return bad;
+    }
   }
-  Result<Ring> ring =
-      Ring::from_parts(epoch, static_cast<std::uint32_t>(partitions),
-                       static_cast<std::uint32_t>(replicas), std::move(names), std::move(owners));
+  if (!r.done()) return bad;
+  Result<Ring> ring = Ring::from_parts(epoch, static_cast<std::uint32_t>(partitions),
+                                       static_cast<std::uint32_t>(replicas), std::move(names),
+                                       std::move(owners), std::move(next), std::move(leaving));
   if (!ring) return bad;
   return ring;
 }

@@ -306,6 +306,13 @@ class RocksdbEngine final : public Engine {
     if (!s.ok()) return internal("put", s);
     return Status();
   }
+  Status erase_meta(std::string_view name) override {
+    rocksdb::WriteOptions w;
+    w.sync = mode_ != SyncMode::kNone;
+    rocksdb::Status s = db_->Delete(w, slice(prefixed(kMetaPrefix, name)));
+    if (!s.ok()) return internal("delete", s);
+    return Status();
+  }
   Status get_meta(std::string_view name, std::string* value) const override {
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), slice(prefixed(kMetaPrefix, name)), value);
     if (s.IsNotFound()) return Status(ErrorCode::kNotFound);

@@ -565,12 +565,20 @@ class KvServer : public GenServer {
     node_ = node;
     st_ = st;
     me_ = std::string(node->name().name());
+    // With kv.data_dir: the changes staged here before a restart (claimant.hpp).
+    if (std::string staged;
+        st_->engine->get_meta(kStagedRecord, &staged).ok() && !claimant_.restore(staged)) {
+      st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
+    }
+    staged_saved_ = claimant_.version();
     rng_.seed(static_cast<std::uint32_t>(st_->seed("gossip/" + std::to_string(self().id))));
     monitor_nodes(true);
     for (Atom peer : node->nodes()) up_.insert(std::string(peer.name()));
     const auto& init = st_->options.initial_members;
     if (auto v = st_->view(); v && v->ready()) {  // restarted: carry on with the ring we had
       ring_ = v->ring;
+      claimant_.prune(*ring_);
+      save_staged();
       publish();
       for (const auto& peer : up_) send(named(kServerName, peer), RingGossip{});
     } else if (init.empty() || (init.size() == 1 && init[0] == me_)) {
@@ -863,6 +871,16 @@ class KvServer : public GenServer {
     claimant_.prune(*ring_);
     publish();
     (void)save_ring(*st_, *ring_);  // with kv.data_dir; a failed write is seen at the next
+    save_staged();
+  }
+
+  // With kv.data_dir: the staged changes beside the ring, whenever they changed.
+  void save_staged() {
+    if (claimant_.version() == staged_saved_) return;
+    staged_saved_ = claimant_.version();
+    const std::string record = claimant_.staged_record();
+    (void)(record.empty() ? st_->engine->erase_meta(kStagedRecord)
+                          : st_->engine->put_meta(kStagedRecord, record));
   }
 
   // The claimant as this node sees it: the lowest member that is up and not leaving (Riak
@@ -896,7 +914,10 @@ class KvServer : public GenServer {
     const std::string claimant = acting_claimant();
     if (claimant == me_) {
       Claimant::Outcome o = claimant_.handle(t, ClusterContext{ring_.get(), me_, &up_, &store_});
+      // A commit's ring is kept before its staged changes go: a restart between the two finds
+      // them applied to the ring it has, and prune drops them.
       if (o.ring) commit_ring(std::move(*o.ring));
+      save_staged();
       nodus::reply(from, std::move(o.reply));
       return;
     }
@@ -1024,8 +1045,9 @@ class KvServer : public GenServer {
   std::set<std::string> up_;
   std::set<std::string> store_;  // linked nodes that run the store (they sent a RingGossip)
   std::shared_ptr<const Ring> ring_;
-  Claimant claimant_;  // staged changes, used while this node is the claimant
-  std::mt19937 rng_;   // whom the ring gossip goes to; seeded in init
+  Claimant claimant_;               // staged changes, used while this node is the claimant
+  std::uint64_t staged_saved_ = 0;  // claimant_.version() when they were last kept
+  std::mt19937 rng_;                // whom the ring gossip goes to; seeded in init
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "nodus/node/gen_server.hpp"
+#include "record.hpp"
 
 namespace nodus::kv {
 
@@ -17,6 +18,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kTransferTick = std::chrono::milliseconds(100);
+// How often a hand-off's progress is kept beside the data (with kv.data_dir): at most this much
+// of its work is done again after the sender's restart.
+constexpr auto kProgressInterval = std::chrono::milliseconds(1000);
+constexpr std::string_view kIndexRecord = "transfers";
 
 Term u(std::uint64_t v) { return Term(static_cast<std::int64_t>(v)); }
 
@@ -91,6 +96,8 @@ class TransferServer : public GenServer {
   Action init(KvState* st) {
     st_ = st;
     me_ = std::string(st->node.name().name());
+    records_ = st->engine->durable();
+    if (records_) load();
     monitor_nodes(true);
     send_after(self(), TransferTick{}, kTransferTick);
     return ok();
@@ -109,7 +116,7 @@ class TransferServer : public GenServer {
     if (const NodeDown* nd = msg.get<NodeDown>()) {
       // A receiver that went down may have lost what it acknowledged: start over.
       for (auto& [id, h] : pairs_) {
-        if (h.to == nd->node.name() && h.state != State::kWaiting) restart(h);
+        if (h.to == nd->node.name() && h.state != State::kWaiting) restart(h, id);
       }
       sync_forwarding();
       return noreply();
@@ -152,8 +159,14 @@ class TransferServer : public GenServer {
     std::map<std::string, InFlight> inflight;
     std::map<std::string, std::uint64_t> acked;  // key -> digest of what the receiver stored
     std::uint64_t sent = 0, total = 0, changed = 0, forwarded = 0;
-    bool rebuild = false;   // for a removed member's replicas: no switch waits for it
-    bool switched = false;  // its partition switched (kFinal), though it restarted since
+    bool rebuild = false;            // for a removed member's replicas: no switch waits for it
+    bool switched = false;           // its partition switched (kFinal), though it restarted since
+    bool resumed = false;            // its progress came from the records of the sender's last run
+    std::uint64_t resumed_keys = 0;  // acknowledged keys those records held
+    // Progress records (kept every kProgressInterval): acks since the last one, and how many
+    // records (chunks) of acks this hand-off has kept.
+    std::vector<std::pair<std::string, std::uint64_t>> unsaved;
+    std::uint32_t chunks = 0;
   };
   // moving (kRebuild | partition for a rebuild), partition, to
   using Id = std::tuple<std::uint32_t, std::uint32_t, std::string>;
@@ -203,7 +216,10 @@ class TransferServer : public GenServer {
     return noreply();
   }
 
-  void restart(Pair& h) {
+  void restart(Pair& h, const Id& id) {
+    erase_records(id, h);
+    h.resumed = false;
+    h.resumed_keys = 0;
     h.switched |= h.state == State::kFinal;
     h.state = State::kWaiting;
     h.pass = 0;
@@ -225,7 +241,7 @@ class TransferServer : public GenServer {
       if (it == h.acked.end() || it->second != digest(value)) h.keys.emplace_back(key);
       return true;
     });
-    if (h.pass == 0) h.total = h.keys.size();
+    if (h.pass == 0 && !h.resumed) h.total = h.keys.size();
     ++h.pass;
   }
 
@@ -269,6 +285,7 @@ class TransferServer : public GenServer {
           ++it;
         } else {
           if (!h.rebuild) call_off(h, ring);
+          erase_records(it->first, h);
           it = pairs_.erase(it);
         }
       }
@@ -315,9 +332,116 @@ class TransferServer : public GenServer {
         if (h.rebuild) finished.push_back(id);
       }
     }
-    for (const Id& id : finished) pairs_.erase(id);
+    for (const Id& id : finished) {
+      erase_records(id, pairs_.at(id));
+      pairs_.erase(id);
+    }
     sync_forwarding();
     report(ring, *v);
+    if (records_ && now >= saved_at_ + kProgressInterval) save(now);
+  }
+
+  // -- progress kept beside the data -------------------------------------------------------
+  //
+  // With kv.data_dir each hand-off's acknowledged keys (key and digest of what the receiver
+  // stored) are kept as they come, so that a sender restarted midway resumes: its first pass
+  // sends only the keys the receiver has not acknowledged, or whose object changed since (a
+  // write the sender took after the ack, whose forward may not have been acknowledged before
+  // the crash). Records (record.hpp): kIndexRecord lists the hand-offs, "1 COUNT" then per
+  // hand-off its moving partition (with kRebuild), partition and receiver; the acks of each
+  // are in chunks "transfer/ID/I" for I = 0, 1, ... (read until one is missing), each
+  // "1 TOTAL SENT SWITCHED COUNT" then COUNT keys and digests. An engine without records
+  // A node whose engine is not durable (the memory engine) keeps none: it restarts empty.
+
+  static std::string record_name(const Id& id, std::uint32_t chunk) {
+    RecordWriter w;
+    w.number(std::get<0>(id)).number(std::get<1>(id)).bytes(std::get<2>(id)).number(chunk);
+    return "transfer/" + w.take();
+  }
+
+  void save(Clock::time_point now) {
+    saved_at_ = now;
+    for (auto& [id, h] : pairs_) {
+      if (h.unsaved.empty()) continue;
+      RecordWriter w;
+      w.number(1).number(h.total).number(h.sent).number(h.switched || h.state == State::kFinal);
+      w.number(h.unsaved.size());
+      for (const auto& [key, d] : h.unsaved) w.bytes(key).number(d);
+      if (!st_->engine->put_meta(record_name(id, h.chunks), w.str()).ok()) continue;
+      ++h.chunks;
+      h.unsaved.clear();
+    }
+    std::set<Id> ids;
+    for (const auto& [id, h] : pairs_) {
+      if (h.chunks > 0) ids.insert(id);
+    }
+    if (ids == indexed_) return;
+    RecordWriter w;
+    w.number(1).number(ids.size());
+    for (const Id& id : ids)
+      w.number(std::get<0>(id)).number(std::get<1>(id)).bytes(std::get<2>(id));
+    if (st_->engine->put_meta(kIndexRecord, w.str()).ok()) indexed_ = std::move(ids);
+  }
+
+  // Forgets the kept progress of hand-off `id` (finished, called off, or starting over).
+  void erase_records(const Id& id, Pair& h) {
+    h.unsaved.clear();
+    // From the first chunk on: a crash midway leaves later chunks that load() never reaches.
+    for (std::uint32_t c = 0; c < h.chunks; ++c) (void)st_->engine->erase_meta(record_name(id, c));
+    h.chunks = 0;
+  }
+
+  // At start: the hand-offs the last run of this node kept progress of. Which of them still
+  // apply is decided by the first tick, against the ring (as for the hand-offs of a new ring).
+  void load() {
+    std::string index;
+    if (!st_->engine->get_meta(kIndexRecord, &index).ok()) return;
+    RecordReader r(index);
+    std::uint64_t version = 0, count = 0;
+    if (!r.number(version) || version != 1 || !r.number(count)) return;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::uint64_t moving = 0, partition = 0;
+      std::string to;
+      if (!r.number(moving) || !r.number(partition) || !r.bytes(to)) break;
+      if (partition >= st_->parts.size()) continue;
+      Id id{static_cast<std::uint32_t>(moving), static_cast<std::uint32_t>(partition), to};
+      Pair h;
+      h.moving = static_cast<std::uint32_t>(moving) & ~kRebuild;
+      h.partition = static_cast<std::uint32_t>(partition);
+      h.to = to;
+      h.rebuild = (moving & kRebuild) != 0;
+      for (std::string chunk; st_->engine->get_meta(record_name(id, h.chunks), &chunk).ok();) {
+        if (!load_chunk(chunk, h)) break;
+        ++h.chunks;
+      }
+      if (h.chunks == 0) continue;
+      h.resumed = true;
+      h.resumed_keys = h.acked.size();
+      indexed_.insert(id);
+      pairs_.emplace(std::move(id), std::move(h));
+    }
+  }
+
+  static bool load_chunk(std::string_view chunk, Pair& h) {
+    RecordReader r(chunk);
+    std::uint64_t version = 0, total = 0, sent = 0, switched = 0, count = 0;
+    if (!r.number(version) || version != 1 || !r.number(total) || !r.number(sent) ||
+        !r.number(switched) || !r.number(count)) {
+      return false;
+    }
+    std::map<std::string, std::uint64_t> acked;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::string key;
+      std::uint64_t d = 0;
+      if (!r.bytes(key) || !r.number(d)) return false;
+      acked[std::move(key)] = d;
+    }
+    if (!r.done()) return false;
+    for (auto& [key, d] : acked) h.acked[key] = d;
+    h.total = total;
+    h.sent = sent;
+    h.switched = h.switched || switched != 0;
+    return true;
   }
 
   // A hand-off no switch needs any more (the plan changed under it): the receiver's copies
@@ -427,6 +551,7 @@ class TransferServer : public GenServer {
       const std::uint64_t d = digest(a.object);
       if (d == it->second.digest) {
         h.acked[a.key] = d;
+        if (records_) h.unsaved.emplace_back(a.key, d);
         if (it->second.forwarded) {
           ++h.forwarded;
         } else if (h.pass == 1) {
@@ -455,6 +580,7 @@ class TransferServer : public GenServer {
                                                                 : "final"},
                          {"keys_sent", u(h.sent)},
                          {"keys_forwarded", u(h.forwarded)},
+                         {"keys_resumed", u(h.resumed_keys)},
                          {"keys_total", u(h.total)}}));
     }
     return Term(std::move(out));
@@ -465,6 +591,9 @@ class TransferServer : public GenServer {
   std::uint64_t epoch_ = 0;
   std::shared_ptr<const Ring> last_;  // the ring of the last epoch seen
   std::map<Id, Pair> pairs_;
+  Clock::time_point saved_at_{};  // progress last kept
+  std::set<Id> indexed_;          // the hand-offs kIndexRecord lists
+  bool records_ = false;          // progress is kept (a durable engine)
 };
 
 }  // namespace

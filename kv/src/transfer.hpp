@@ -14,8 +14,11 @@
 // (TransferDone; a write that reaches it after that and before the switch reaches the
 // coordinators is forwarded too, and lands a moment after the switch); once every such node did,
 // the claimant makes the ring with X's next owner as owner (epoch + 1). A hand-off whose receiver
-// goes down, or whose sender restarts, starts again from the beginning: sending a key twice is
-// harmless, skipping one is not. After the switch a last pass sends what still changed here; then
+// goes down starts again from the beginning: sending a key twice is harmless, skipping one is
+// not. A sender with kv.data_dir keeps each hand-off's acknowledged keys (and digests) beside
+// its data every second; restarted, it resumes: its first pass sends the keys not acknowledged
+// or changed since (without kv.data_dir it starts again, with nothing to hand off but what
+// its restarted vnodes hold). After the switch a last pass sends what still changed here; then
 // this node's copies, acknowledged and unchanged, are dropped (DropCopy to its own vnode) unless it
 // is still a replica.
 //

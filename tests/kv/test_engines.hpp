@@ -1,6 +1,8 @@
 // Engines for the store's tests.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -13,9 +15,13 @@ namespace nodus::kv {
 /// told: the memory engine claiming durability (what a put's DW counts, without a disk), or a
 /// memory engine a test keeps across a node's crash and restart (what a node with a disk
 /// would find again).
+/// With `meta`, it keeps the store's records (put_meta) there too, as a disk would across a
+/// restart.
 class SharedEngine final : public Engine {
  public:
-  SharedEngine(std::shared_ptr<Engine> e, bool durable) : e_(std::move(e)), durable_(durable) {}
+  using Records = std::map<std::string, std::string, std::less<>>;
+  SharedEngine(std::shared_ptr<Engine> e, bool durable, std::shared_ptr<Records> meta = nullptr)
+      : e_(std::move(e)), durable_(durable), meta_(std::move(meta)) {}
   Status put(std::uint32_t p, std::string_view k, std::string_view v) override {
     return e_->put(p, k, v);
   }
@@ -35,10 +41,28 @@ class SharedEngine final : public Engine {
   std::uint64_t data_bytes(std::uint32_t p) const override { return e_->data_bytes(p); }
   EngineStats stats() const override { return e_->stats(); }
   bool durable() const override { return durable_; }
+  Status put_meta(std::string_view name, std::string_view value) override {
+    if (meta_) (*meta_)[std::string(name)] = std::string(value);
+    return Status();
+  }
+  Status get_meta(std::string_view name, std::string* value) const override {
+    if (!meta_) return Status(ErrorCode::kNotFound);
+    auto it = meta_->find(name);
+    if (it == meta_->end()) return Status(ErrorCode::kNotFound);
+    *value = it->second;
+    return Status();
+  }
+  Status erase_meta(std::string_view name) override {
+    if (meta_) {
+      if (auto it = meta_->find(name); it != meta_->end()) meta_->erase(it);
+    }
+    return Status();
+  }
 
  private:
   std::shared_ptr<Engine> e_;
   const bool durable_;
+  std::shared_ptr<Records> meta_;
 };
 
 /// A fresh memory engine of `partitions` that claims to be durable.

@@ -198,4 +198,63 @@ TEST_F(MembershipTest, AFourthNodeJoinsThenOneLeavesWhileWritesRun) {
   EXPECT_EQ(lost, std::vector<std::string>{});
 }
 
+// With kv.data_dir, the claimant (n1) killed by SIGKILL after `cluster join` and before
+// `cluster commit` comes back with the change staged: the plan through another member shows
+// it as before, the commit makes the ring, and every node converges on it with n4 owning its
+// share and every key written before still read.
+TEST_F(MembershipTest, AClaimantKilledBeforeTheCommitKeepsTheStagedChanges) {
+  configure("data_dir", [](int i) { return node_file("data/n", i, ""); });
+  up();
+  ASSERT_TRUE(eventually(
+      [&] {
+        Outcome r = ctl(1, {"cluster", "plan", "--json"});
+        json p = json::parse(r.out, nullptr, false);
+        return r.code == 0 && p["candidates"] == json::array({"n4"});
+      },
+      20s));
+  for (int k = 0; k < 30; ++k) {
+    Outcome r = ctl(1 + k % 3, {"kv", "put", numbered("key", k), numbered("value", k)});
+    ASSERT_EQ(0, r.code) << r.err;
+  }
+  ASSERT_EQ(0, ctl(2, {"cluster", "join", "n4"}).code);
+  json before = ctl_json(3, {"cluster", "plan"});
+  ASSERT_EQ("n1", before["claimant"]) << before;
+  ASSERT_EQ(1u, before["staged"].size()) << before;
+
+  ASSERT_TRUE(kill9(1));
+  up();  // n1 again, on its data
+  json plan;
+  EXPECT_TRUE(eventually(
+      [&] {
+        Outcome r = ctl(3, {"cluster", "plan", "--json"});
+        plan = json::parse(r.out, nullptr, false);
+        return r.code == 0 && plan.is_object() && plan["claimant"] == "n1" &&
+               plan["epoch"] == before["epoch"];
+      },
+      30s))
+      << plan;
+  EXPECT_EQ(before["staged"], plan["staged"]) << plan;
+  EXPECT_EQ(before["moves"], plan["moves"]) << plan;
+
+  json commit = ctl_json(2, {"cluster", "commit"});
+  EXPECT_EQ(before["next_epoch"], commit["epoch"]) << commit;
+  EXPECT_TRUE(eventually(
+      [&] {
+        json r1 = ring(1);
+        if (!r1.is_object() || !r1["transfers"].empty() || r1["balance"]["n4"] != 16) return false;
+        for (int i = 2; i <= 4; ++i) {
+          if (ring(i) != r1) return false;
+        }
+        return true;
+      },
+      120s))
+      << ctl(1, {"transfers"}).out << ctl(1, {"ring"}).out;
+  EXPECT_TRUE(ctl_json(4, {"cluster", "plan"})["staged"].empty());
+  for (int k = 0; k < 30; ++k) {
+    Outcome g = ctl(1 + k % 4, {"kv", "get", numbered("key", k)});
+    EXPECT_EQ(0, g.code) << numbered("key", k) << ": " << g.err;
+    EXPECT_NE(std::string::npos, g.out.find(numbered("value", k))) << g.out;
+  }
+}
+
 }  // namespace

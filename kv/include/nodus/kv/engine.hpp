@@ -94,8 +94,9 @@ class Engine {
     done(Status());
   }
 
-  /// The store's own records beside the partitions (the ring): `name` -> `value`, written and
-  /// synced before put_meta returns on a durable engine. Defaults: put_meta keeps nothing,
+  /// The store's own records beside the partitions (the ring, the claimant's staged changes,
+  /// the progress of hand-offs): `name` -> `value`, written and synced before put_meta (or
+  /// erase_meta) returns on a durable engine. Defaults: put_meta and erase_meta keep nothing,
   /// get_meta finds nothing (kNotFound).
   virtual Status put_meta(std::string_view name, std::string_view value) {
     (void)name;
@@ -106,6 +107,11 @@ class Engine {
     (void)name;
     (void)value;
     return Status(ErrorCode::kNotFound);
+  }
+  /// Removes record `name`; ok also when there was none.
+  virtual Status erase_meta(std::string_view name) {
+    (void)name;
+    return Status();
   }
 };
 
