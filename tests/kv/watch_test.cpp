@@ -218,7 +218,7 @@ TEST_F(KvWatchTest, EventsOfAKeyArriveInVersionOrder) {
     std::vector<std::string> written;
     std::string context;
     for (int i = 0; i < 9; ++i) {
-      written.push_back("v" + std::to_string(i));
+      written.push_back(numbered("v", i));
       auto out = std::make_shared<std::optional<Result<std::string>>>();
       const Client c(node(numbered("n", 1 + i % 3)));
       RequestOptions o;
