@@ -112,6 +112,30 @@ class KvSimTest : public ::testing::Test {
     const int i = v->ring ? v->ring->member_index(other) : -1;
     return i >= 0 && v->up[i] == up;
   }
+  // Two nodes n1 and n2 partitioned apart: "first" put to "k" through n1, then "second"
+  // through n2 (each with `o`), each side checked to hold only its own, the partition healed;
+  // `*values` is what a get of "k" through n1 then answers, sorted.
+  void write_on_both_sides(const RequestOptions& o, std::vector<std::string>* values) {
+    sim_->partition({"n1"}, {"n2"});
+    ASSERT_TRUE(
+        sim_->run_until([&] { return sees("n1", "n2", false) && sees("n2", "n1", false); }, 10s));
+    Outcome first = put_async("n1", "k", "first", o);
+    ASSERT_TRUE(settle(first, 5s));
+    ASSERT_OK(**first);
+    sim_->run_for(10ms);
+    Outcome second = put_async("n2", "k", "second", o);
+    ASSERT_TRUE(settle(second, 5s));
+    ASSERT_OK(**second);
+    EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{"first"});
+    EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{"second"});
+    sim_->heal();
+    ASSERT_TRUE(sim_->run_until([&] { return sees("n1", "n2") && sees("n2", "n1"); }, 10s));
+    GetOutcome got = get_async("n1", "k");
+    ASSERT_TRUE(settle(got, 5s));
+    ASSERT_OK(**got);
+    *values = (**got)->values;
+    std::sort(values->begin(), values->end());
+  }
   // The primaries of `key`, as node names, in preference order.
   std::vector<std::string> primaries(const std::string& key) {
     const Ring r = *ring(node("n1"));
@@ -510,25 +534,8 @@ TEST_F(KvSimTest, UnderLwwConcurrentWritesOnTwoSidesKeepTheLaterOne) {
       o.read_quorum = 2;
       o.conflicts = mode;
     });
-    sim_->partition({"n1"}, {"n2"});
-    ASSERT_TRUE(
-        sim_->run_until([&] { return sees("n1", "n2", false) && sees("n2", "n1", false); }, 10s));
-    Outcome first = put_async("n1", "k", "first");
-    ASSERT_TRUE(settle(first, 5s));
-    ASSERT_OK(**first);
-    sim_->run_for(10ms);
-    Outcome second = put_async("n2", "k", "second");
-    ASSERT_TRUE(settle(second, 5s));
-    ASSERT_OK(**second);
-    EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{"first"});
-    EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{"second"});
-    sim_->heal();
-    ASSERT_TRUE(sim_->run_until([&] { return sees("n1", "n2") && sees("n2", "n1"); }, 10s));
-    GetOutcome got = get_async("n1", "k");
-    ASSERT_TRUE(settle(got, 5s));
-    ASSERT_OK(**got);
-    std::vector<std::string> values = (**got)->values;
-    std::sort(values.begin(), values.end());
+    std::vector<std::string> values;
+    ASSERT_NO_FATAL_FAILURE(write_on_both_sides({}, &values));
     if (mode == Conflicts::kLww) {
       EXPECT_EQ(values, std::vector<std::string>{"second"});
       EXPECT_TRUE(sim_->run_until(
@@ -566,27 +573,10 @@ TEST_F(KvSimTest, BlindOverwritesOnPartitionedReplicasBecomeSiblingsOrTheLaterWi
       EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{v});
       EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{v});
     }
-    sim_->partition({"n1"}, {"n2"});
-    ASSERT_TRUE(
-        sim_->run_until([&] { return sees("n1", "n2", false) && sees("n2", "n1", false); }, 10s));
     RequestOptions one = overwrite;
     one.w = 1;
-    Outcome first = put_async("n1", "k", "first", one);
-    ASSERT_TRUE(settle(first, 5s));
-    ASSERT_OK(**first);
-    sim_->run_for(10ms);
-    Outcome second = put_async("n2", "k", "second", one);
-    ASSERT_TRUE(settle(second, 5s));
-    ASSERT_OK(**second);
-    EXPECT_EQ(replica_values("n1", "k"), std::vector<std::string>{"first"});
-    EXPECT_EQ(replica_values("n2", "k"), std::vector<std::string>{"second"});
-    sim_->heal();
-    ASSERT_TRUE(sim_->run_until([&] { return sees("n1", "n2") && sees("n2", "n1"); }, 10s));
-    GetOutcome got = get_async("n1", "k");
-    ASSERT_TRUE(settle(got, 5s));
-    ASSERT_OK(**got);
-    std::vector<std::string> values = (**got)->values;
-    std::sort(values.begin(), values.end());
+    std::vector<std::string> values;
+    ASSERT_NO_FATAL_FAILURE(write_on_both_sides(one, &values));
     if (mode == Conflicts::kLww) {
       EXPECT_EQ(values, std::vector<std::string>{"second"});
     } else {
