@@ -22,6 +22,17 @@ class MembershipTest : public NodusdClusterTest {
     }
   }
 
+  // True once `cluster plan` through n1 lists n4, and only n4, as a candidate (within 20 s).
+  bool n4_is_a_candidate() {
+    return eventually(
+        [&] {
+          Outcome r = ctl(1, {"cluster", "plan", "--json"});
+          json p = json::parse(r.out, nullptr, false);
+          return r.code == 0 && p["candidates"] == json::array({"n4"});
+        },
+        20s);
+  }
+
   // `members --json` through node i, by node name (empty when it failed).
   std::map<std::string, json> members(int i) {
     Outcome r = ctl(i, {"members", "--json"});
@@ -120,13 +131,7 @@ TEST_F(MembershipTest, ACandidateJoinsThroughStagedChanges) {
 // through nodusctl all along; every acknowledged key is read back afterwards.
 TEST_F(MembershipTest, AFourthNodeJoinsThenOneLeavesWhileWritesRun) {
   up();
-  ASSERT_TRUE(eventually(
-      [&] {
-        Outcome r = ctl(1, {"cluster", "plan", "--json"});
-        json p = json::parse(r.out, nullptr, false);
-        return r.code == 0 && p["candidates"] == json::array({"n4"});
-      },
-      20s));
+  ASSERT_TRUE(n4_is_a_candidate());
   std::map<std::string, std::string> acked;  // key -> value
   std::mutex mu;
   for (int k = 0; k < 60; ++k) {
@@ -205,13 +210,7 @@ TEST_F(MembershipTest, AFourthNodeJoinsThenOneLeavesWhileWritesRun) {
 TEST_F(MembershipTest, AClaimantKilledBeforeTheCommitKeepsTheStagedChanges) {
   configure("data_dir", [](int i) { return node_file("data/n", i, ""); });
   up();
-  ASSERT_TRUE(eventually(
-      [&] {
-        Outcome r = ctl(1, {"cluster", "plan", "--json"});
-        json p = json::parse(r.out, nullptr, false);
-        return r.code == 0 && p["candidates"] == json::array({"n4"});
-      },
-      20s));
+  ASSERT_TRUE(n4_is_a_candidate());
   for (int k = 0; k < 30; ++k) {
     Outcome r = ctl(1 + k % 3, {"kv", "put", numbered("key", k), numbered("value", k)});
     ASSERT_EQ(0, r.code) << r.err;
