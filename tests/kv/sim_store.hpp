@@ -95,4 +95,16 @@ inline ::testing::AssertionResult start_store(testing::SimCluster& sim,
       started);
 }
 
+/// The primaries of `key`, as node names, first first, by node `at`'s ring (Q = 16, as
+/// base_options). REQUIRES: `at` holds a ring.
+inline std::vector<std::string> primaries(testing::SimCluster& sim, const std::string& key,
+                                          const std::string& at = "n1") {
+  const Ring r = *ring(sim.node(at));
+  std::vector<std::string> out;
+  for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
+    out.push_back(r.members()[m]);
+  }
+  return out;
+}
+
 }  // namespace nodus::kv::sim

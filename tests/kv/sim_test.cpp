@@ -137,14 +137,7 @@ class KvSimTest : public ::testing::Test {
     std::sort(values->begin(), values->end());
   }
   // The primaries of `key`, as node names, in preference order.
-  std::vector<std::string> primaries(const std::string& key) {
-    const Ring r = *ring(node("n1"));
-    std::vector<std::string> out;
-    for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
-      out.push_back(r.members()[m]);
-    }
-    return out;
-  }
+  std::vector<std::string> primaries(const std::string& key) { return sim::primaries(*sim_, key); }
   // The requests node `at`'s vnode of `key` coordinates now.
   std::size_t in_flight(const std::string& at, const std::string& key) {
     auto info = node(at).process_info(node(at).whereis(vnode_name(partition_of(key, 16))));

@@ -143,14 +143,7 @@ class KvWatchTest : public ::testing::Test {
     return **out;
   }
   // The key's primaries, first first.
-  std::vector<std::string> primaries(const std::string& key) {
-    const Ring r = *ring(node("n1"));
-    std::vector<std::string> out;
-    for (std::uint32_t m : r.preference_list(partition_of(key, 16), r.replicas())) {
-      out.push_back(r.members()[m]);
-    }
-    return out;
-  }
+  std::vector<std::string> primaries(const std::string& key) { return sim::primaries(*sim_, key); }
   // A key whose primaries are `want`, in that order.
   std::string key_with_primaries(const std::string& prefix, const std::vector<std::string>& want) {
     for (int i = 0; i < 10000; ++i) {
