@@ -499,6 +499,7 @@ TEST_F(KvToolsTest, MetricsCountRequestsPerOperationWithLatencyHistogramsAndVnod
   EXPECT_EQ(1, metric(1, "nodus_kv_siblings_max"));
   EXPECT_EQ(0, metric(1, "nodus_kv_bad_messages_total"));
   EXPECT_EQ(1u, samples(1, "nodus_kv_merge_errors_total").size());
+  EXPECT_EQ(1u, samples(1, "nodus_kv_watch_duplicates_total").size());
 }
 
 // kv put --ttl SECONDS: the value reads with the time it has left (kv get, kv explain), expires

@@ -179,6 +179,9 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
     sample(o, "nodus_kv_watch_lost_total", "counter",
            "Watches ended with kv_watch_lost (a watcher too slow, or an event out of order).", nl,
            w->lost);
+    sample(o, "nodus_kv_watch_duplicates_total", "counter",
+           "Expire events dropped: the same expiry had gone out already (a split swept it twice).",
+           nl, w->duplicates);
   }
   std::uint32_t owned = 0;
   if (auto r = kv::ring(node); r && !r->empty()) {
