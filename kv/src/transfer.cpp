@@ -350,8 +350,8 @@ class TransferServer : public GenServer {
   // the crash). Records (record.hpp): kIndexRecord lists the hand-offs, "1 COUNT" then per
   // hand-off its moving partition (with kRebuild), partition and receiver; the acks of each
   // are in chunks "transfer/ID/I" for I = 0, 1, ... (read until one is missing), each
-  // "1 TOTAL SENT SWITCHED COUNT" then COUNT keys and digests. An engine without records
-  // A node whose engine is not durable (the memory engine) keeps none: it restarts empty.
+  // "1 TOTAL SENT SWITCHED COUNT" then COUNT keys and digests. A node whose engine is not
+  // durable (the memory engine) keeps none: it restarts empty.
 
   static std::string record_name(const Id& id, std::uint32_t chunk) {
     RecordWriter w;

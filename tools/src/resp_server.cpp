@@ -541,7 +541,6 @@ class Session {
     if (!a.found || a.values.empty()) return nullptr;
     return &*std::max_element(a.values.begin(), a.values.end());
   }
-  static const std::string& context_of(const Answer& a) { return a.context; }
 
   // A put of key = value superseding `context`, expiring after ttl_ms (0: never); without a
   // context, a blind overwrite (kv::RequestOptions::overwrite): it supersedes what the
@@ -1139,7 +1138,7 @@ class Session {
       return resp::null(out);
     }
     if (keep_ttl && old.found && old.ttl_ms > 0) ttl_ms = old.ttl_ms;
-    std::string e = put_key(a[1], a[2], context_of(old), ttl_ms);
+    std::string e = put_key(a[1], a[2], old.context, ttl_ms);
     if (!e.empty()) return resp::error(out, "ERR " + e);
     if (get_old) return reply_old();
     resp::simple(out, "OK");
@@ -1259,7 +1258,7 @@ class Session {
       return resp::integer(out, 0);
     }
     const std::string e =
-        *ms <= 0 ? delete_key(a[1], context_of(old)) : put_key(a[1], *value, context_of(old), *ms);
+        *ms <= 0 ? delete_key(a[1], old.context) : put_key(a[1], *value, old.context, *ms);
     if (!e.empty()) return resp::error(out, "ERR " + e);
     resp::integer(out, 1);
   }
@@ -1271,7 +1270,7 @@ class Session {
     if (!old.ok) return resp::error(out, "ERR " + old.error);
     const std::string* value = chosen(old);
     if (!value || old.ttl_ms < 0) return resp::integer(out, 0);
-    const std::string e = put_key(a[1], *value, context_of(old), 0);
+    const std::string e = put_key(a[1], *value, old.context, 0);
     if (!e.empty()) return resp::error(out, "ERR " + e);
     resp::integer(out, 1);
   }
@@ -1350,14 +1349,14 @@ class Session {
     if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
     long long n = 0;
     if (keys.size() == 1) {
-      if (found[0].found) first_error = delete_key(keys[0], context_of(found[0]));
+      if (found[0].found) first_error = delete_key(keys[0], found[0].context);
       n = found[0].found ? 1 : 0;
     } else {  // the deletes at once, as term requests to nodus_kv
       std::vector<RequestId> dels;
       for (std::size_t i = 0; i < keys.size(); ++i) {
         if (!found[i].found) continue;
         dels.push_back(send_request(
-            store(), tuple("delete", bin(keys[i]), map({{"context", bin(context_of(found[i]))}}))));
+            store(), tuple("delete", bin(keys[i]), map({{"context", bin(found[i].context)}}))));
       }
       for (const RequestId& id : dels) {
         CallResult r = wait_response(id, call_timeout());
