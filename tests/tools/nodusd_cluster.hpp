@@ -476,7 +476,23 @@ class NodusdClusterTest : public ::testing::Test {
   // The samples of metric `name` on node i's /metrics: each one's labels (between the braces)
   // and value; empty when the page cannot be read.
   std::vector<std::pair<std::string, double>> samples(int i, const std::string& name) {
-    std::istringstream in(http_get(http_[i], "/metrics"));
+    return samples_in(http_get(http_[i], "/metrics"), name);
+  }
+  // The sum of the samples of metric `name` on node i whose labels contain `label` (all of them
+  // when it is empty); -1 when node i's /metrics cannot be read.
+  double metric(int i, const std::string& name, const std::string& label = "") {
+    const std::string body = http_get(http_[i], "/metrics");
+    if (body.empty()) return -1;
+    double sum = 0;
+    for (const auto& [labels, value] : samples_in(body, name)) {
+      if (labels.find(label) != std::string::npos) sum += value;
+    }
+    return sum;
+  }
+  // The samples of metric `name` in a /metrics page `body`.
+  static std::vector<std::pair<std::string, double>> samples_in(const std::string& body,
+                                                                const std::string& name) {
+    std::istringstream in(body);
     std::vector<std::pair<std::string, double>> out;
     for (std::string line; std::getline(in, line);) {
       if (line.rfind(name + "{", 0) != 0) continue;
@@ -486,16 +502,6 @@ class NodusdClusterTest : public ::testing::Test {
                        std::stod(line.substr(close + 2)));
     }
     return out;
-  }
-  // The sum of the samples of metric `name` on node i whose labels contain `label` (all of them
-  // when it is empty); -1 when node i's /metrics cannot be read.
-  double metric(int i, const std::string& name, const std::string& label = "") {
-    if (http_get(http_[i], "/metrics").empty()) return -1;
-    double sum = 0;
-    for (const auto& [labels, value] : samples(i, name)) {
-      if (labels.find(label) != std::string::npos) sum += value;
-    }
-    return sum;
   }
   // The sum of metric(i, name) over every node.
   double metric_all(const std::string& name) {
