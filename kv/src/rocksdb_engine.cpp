@@ -410,7 +410,7 @@ class RocksdbEngine final : public Engine {
   rocksdb::WriteOptions write_;
   std::atomic<std::uint64_t> written_{0};  // writes made (tickets)
   std::atomic<std::uint64_t> syncs_{0};
-  std::atomic<std::uint64_t> sync_us_{0};     // time in SyncWAL, summed
+  std::atomic<std::uint64_t> sync_us_{0};     // time in the syncer's FlushWAL(true), summed
   std::atomic<std::uint64_t> sync_waits_{0};  // when_synced callbacks the syncer ran
 
   // Guards the syncer's state.
