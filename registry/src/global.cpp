@@ -43,7 +43,7 @@ struct StringHash {
 
 struct Claim {
   Pid pid;
-  std::uint64_t epoch = 0;
+  GlobalEpoch epoch;
   std::uint64_t clock = 0;
 };
 
@@ -163,8 +163,11 @@ class GlobalServer : public GenServer {
   // Every node keeps, per name, the claims of the highest epoch it knows claims of, ended ones
   // included (a Record), and joins what it hears (commits, removals, a peer's records) into it
   // with learn(): a claim of a higher epoch replaces the record's claims, one of the same epoch
-  // joins them, an ending is never undone, an older claim is ignored. That join is the same
-  // whatever the order and however often a claim arrives, so nodes that heard the same claims
+  // joins them, an ending is never undone, an older claim is ignored. An epoch is a counter and
+  // its registrar (GlobalEpoch), so claims made on the two sides of a partition at one counter
+  // are two epochs, the higher of which wins the heal; one epoch holds two claims only when its
+  // registrar restarted and handed its counter out again. That join is the same whatever the
+  // order and however often a claim arrives, so nodes that heard the same claims
   // hold the same records, and the same holder: the resolver's choice among the live claims.
   // What is left to one node falls to the node of each claimed process (settle()): it tells a
   // process that lost the name, ends the claim of one that lost a conflict, and raises its
@@ -179,8 +182,8 @@ class GlobalServer : public GenServer {
   };
   // What this node knows of one name.
   struct Record {
-    std::uint64_t fence = 0;        // the highest epoch seen, claims not kept included: never falls
-    std::uint64_t epoch = 0;        // the epoch of `claims`
+    std::uint64_t fence = 0;        // the highest counter seen, claims not kept included
+    GlobalEpoch epoch;              // the epoch of `claims`
     std::vector<Contender> claims;  // sorted by pid: the resolver sees them in one order
   };
   // A record a message changed: its claims before, and the claims of this node's processes
@@ -193,9 +196,9 @@ class GlobalServer : public GenServer {
 
   // Joins `c`, a claim on `name` at `epoch`, into this node's record; true if its claims
   // changed.
-  bool learn(const std::string& name, std::uint64_t epoch, const Contender& c) {
+  bool learn(const std::string& name, const GlobalEpoch& epoch, const Contender& c) {
     Record& r = records_[name];
-    r.fence = std::max(r.fence, epoch);
+    r.fence = std::max(r.fence, epoch.counter);
     if (epoch < r.epoch) return false;
     if (epoch > r.epoch) {
       r.epoch = epoch;
@@ -215,7 +218,7 @@ class GlobalServer : public GenServer {
     return false;
   }
   // learn() for a message being handled; settle_all() finishes.
-  void join(Changes& ch, const std::string& name, std::uint64_t epoch, const Contender& c,
+  void join(Changes& ch, const std::string& name, const GlobalEpoch& epoch, const Contender& c,
             bool from_peer) {
     auto seen = ch.find(name);
     std::vector<Contender> before;
@@ -252,7 +255,8 @@ class GlobalServer : public GenServer {
     }
     return best;
   }
-  static GlobalEntry entry_of(const std::string& name, std::uint64_t epoch, const Contender& c) {
+  static GlobalEntry entry_of(const std::string& name, const GlobalEpoch& epoch,
+                              const Contender& c) {
     return GlobalEntry{name, c.pid, c.pid.node, epoch, c.clock};
   }
 
@@ -287,26 +291,28 @@ class GlobalServer : public GenServer {
       c.gone = true;
       told.insert(c.pid);
       tell_loser(name, c.pid, winner);
-      broadcast(proto::Unregister{name, c.pid, r.epoch, 0, me_});
+      broadcast(proto::Unregister{name, c.pid, r.epoch.counter, 0, me_, r.epoch.node});
     }
     bool raised = false;
     if (top && top->pid.node == me_ && r.claims.size() > 1 && node_->is_process_alive(top->pid)) {
       Contender holder = *top;
       holder.replaced = Pid{};
-      r.epoch = r.fence = r.fence + 1;
+      r.fence = r.fence + 1;
+      r.epoch = GlobalEpoch{r.fence, me_};
       r.claims.assign(1, holder);
       top = &r.claims.front();
       raised = true;
-      broadcast(proto::Commit{name, holder.pid, r.epoch, holder.clock, 0, me_, Pid{}});
+      broadcast(proto::Commit{name, holder.pid, r.fence, holder.clock, 0, me_, Pid{}, me_});
     }
     for (const Pid& pid : learnt) {
       if (raised || told.count(pid)) continue;
       const Contender* c = claim_of(r, pid);
       if (c == nullptr) continue;
       if (c->gone) {
-        broadcast(proto::Unregister{name, pid, r.epoch, 0, me_});
+        broadcast(proto::Unregister{name, pid, r.epoch.counter, 0, me_, r.epoch.node});
       } else if (c == top && node_->is_process_alive(pid)) {
-        broadcast(proto::Commit{name, pid, r.epoch, c->clock, 0, me_, c->replaced});
+        broadcast(
+            proto::Commit{name, pid, r.epoch.counter, c->clock, 0, me_, c->replaced, r.epoch.node});
       }
     }
     publish(name, r.epoch, top);
@@ -321,7 +327,7 @@ class GlobalServer : public GenServer {
   static bool contains(const Record& r, const Pid& pid) { return claim_of(r, pid) != nullptr; }
 
   // The table readers share: the holder of each name, nothing else.
-  void publish(const std::string& name, std::uint64_t epoch, const Contender* holder) {
+  void publish(const std::string& name, const GlobalEpoch& epoch, const Contender* holder) {
     detail::WriterLock lock(st_->mu);
     if (holder) {
       st_->names[name] = Claim{holder->pid, epoch, holder->clock};
@@ -388,9 +394,12 @@ class GlobalServer : public GenServer {
     h.claims.reserve(records_.size());
     for (const auto& [name, r] : records_) {
       for (const Contender& c : r.claims) {
-        h.claims.push_back(proto::Claim{name, c.pid, r.epoch, c.clock, c.gone, c.replaced});
+        h.claims.push_back(
+            proto::Claim{name, c.pid, r.epoch.counter, c.clock, c.gone, c.replaced, r.epoch.node});
       }
-      if (r.claims.empty() || r.fence > r.epoch) h.seen.push_back(proto::Seen{name, r.fence});
+      if (r.claims.empty() || r.fence > r.epoch.counter) {
+        h.seen.push_back(proto::Seen{name, r.fence});
+      }
     }
     h.clock = ++clock_;
     h.want_answer = want_answer;
@@ -423,7 +432,8 @@ class GlobalServer : public GenServer {
         fence(c.name, c.epoch);
         continue;
       }
-      join(ch, c.name, c.epoch, Contender{c.pid, c.clock, c.gone, c.replaced}, true);
+      join(ch, c.name, GlobalEpoch{c.epoch, c.by}, Contender{c.pid, c.clock, c.gone, c.replaced},
+           true);
     }
     for (const proto::Seen& s : m.seen) fence(s.name, s.epoch);
     settle_all(ch);
@@ -483,7 +493,7 @@ class GlobalServer : public GenServer {
       if (it == r.claims.end()) continue;
       std::vector<Contender> before = r.claims;
       it->gone = true;
-      broadcast(proto::Unregister{name, pid, r.epoch, 0, me_});
+      broadcast(proto::Unregister{name, pid, r.epoch.counter, 0, me_, r.epoch.node});
       settle(name, before);
     }
   }
@@ -522,7 +532,7 @@ class GlobalServer : public GenServer {
     if (!re_register && lock_free_for(name, me_, 0)) {
       if (auto c = find_live(name)) {
         if (c->pid == pid) {
-          reply(from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
+          reply(from, proto::Reply{Status::Ok(), c->epoch.counter, Pid{}, c->epoch.node});
         } else {
           reply(from, taken(c->pid));
         }
@@ -642,8 +652,8 @@ class GlobalServer : public GenServer {
       join(ch, p.name, c->epoch, Contender{c->pid, c->clock, true, Pid{}}, false);
       settle_all(ch);
       release(p.name, me_, req);
-      reply(p.from, proto::Reply{Status::Ok(), c->epoch, Pid{}});
-      broadcast(proto::Unregister{p.name, c->pid, c->epoch, req, me_});
+      reply(p.from, proto::Reply{Status::Ok(), c->epoch.counter, Pid{}, c->epoch.node});
+      broadcast(proto::Unregister{p.name, c->pid, c->epoch.counter, req, me_, c->epoch.node});
       return;
     }
     const auto current = find_live(p.name);
@@ -654,8 +664,9 @@ class GlobalServer : public GenServer {
       return;
     }
     tick(0);
-    // Above every epoch the voters reported, and any this node learnt meanwhile.
-    const std::uint64_t epoch = std::max(p.max_epoch, known_epoch(p.name)) + 1;
+    // Above every counter the voters reported, and any this node learnt meanwhile; this node's
+    // (a registrar on the other side of a partition may reach the same counter).
+    const GlobalEpoch epoch{std::max(p.max_epoch, known_epoch(p.name)) + 1, me_};
     // A re-registration takes the name from its holder on purpose: that one is not told.
     Pid replaced;
     if (current && current->pid != p.pid) {
@@ -669,8 +680,8 @@ class GlobalServer : public GenServer {
     release(p.name, me_, req);
     // The caller first (this node's table has it already); every peer hears of it next, also
     // one that synchronised with us during the lock round.
-    reply(p.from, proto::Reply{Status::Ok(), epoch, Pid{}});
-    broadcast(proto::Commit{p.name, p.pid, epoch, clock_, req, me_, replaced});
+    reply(p.from, proto::Reply{Status::Ok(), epoch.counter, Pid{}, epoch.node});
+    broadcast(proto::Commit{p.name, p.pid, epoch.counter, clock_, req, me_, replaced, epoch.node});
   }
 
   // One timer for all registrations (not one each: a timer costs the timer thread a wake-up).
@@ -699,7 +710,8 @@ class GlobalServer : public GenServer {
   void commit_from(const proto::Commit& m) {
     if (linked(m.pid.node)) {
       Changes ch;
-      join(ch, m.name, m.epoch, Contender{m.pid, m.clock, false, m.replaced}, true);
+      join(ch, m.name, GlobalEpoch{m.epoch, m.by}, Contender{m.pid, m.clock, false, m.replaced},
+           true);
       settle_all(ch);
     } else {
       fence(m.name, m.epoch);  // see hello()
@@ -709,15 +721,15 @@ class GlobalServer : public GenServer {
 
   void unregister_from(const proto::Unregister& m) {
     Changes ch;
-    join(ch, m.name, m.epoch, Contender{m.pid, 0, true, Pid{}}, true);
+    join(ch, m.name, GlobalEpoch{m.epoch, m.by}, Contender{m.pid, 0, true, Pid{}}, true);
     settle_all(ch);
     release(m.name, m.node, m.req);
   }
 
   static proto::Reply taken(const Pid& holder) {
-    return proto::Reply{Status(ErrorCode::kAlreadyStarted, holder.to_string()), 0, holder};
+    return proto::Reply{Status(ErrorCode::kAlreadyStarted, holder.to_string()), 0, holder, Atom{}};
   }
-  static proto::Reply failed(Status s) { return proto::Reply{std::move(s), 0, Pid{}}; }
+  static proto::Reply failed(Status s) { return proto::Reply{std::move(s), 0, Pid{}, Atom{}}; }
 
   void retry(std::uint64_t retry_id) {
     auto it = retries_.find(retry_id);
@@ -787,18 +799,21 @@ Result<proto::Reply> ask(Node& node, Message request) {
   return std::move(*r);
 }
 
-Result<std::uint64_t, NameStatus> registration(Node& node, std::string_view name, Pid pid,
-                                               bool re) {
+Result<GlobalEpoch, NameStatus> registration(Node& node, std::string_view name, Pid pid, bool re) {
   if (name.empty()) return NameStatus(Status(ErrorCode::kBadArg, "an empty global name"));
   if (!pid) return NameStatus(Status(ErrorCode::kBadArg, "an invalid pid"));
   auto r = ask(node, proto::RegisterRequest{name, pid, re});
   if (!r) return NameStatus(r.error());
   if (r->status.code() == ErrorCode::kAlreadyStarted) return NameStatus::taken(r->holder);
   if (!r->status.ok()) return NameStatus(r->status);
-  return r->epoch;
+  return GlobalEpoch{r->epoch, r->by};
 }
 
 }  // namespace
+
+std::string GlobalEpoch::to_string() const {
+  return std::to_string(counter) + "@" + std::string(node.name());
+}
 
 Pid resolve_earliest(const std::string&, const GlobalEntry& a, const GlobalEntry& b) {
   if (a.clock != b.clock) return a.clock < b.clock ? a.pid : b.pid;
@@ -825,11 +840,11 @@ Status start_global(Node& node, GlobalOptions options) {
 
 Dest global(std::string_view name) { return via_name(global_names_resolver(), bin(name)); }
 
-Result<std::uint64_t, NameStatus> register_global(Node& node, std::string_view name, Pid pid) {
+Result<GlobalEpoch, NameStatus> register_global(Node& node, std::string_view name, Pid pid) {
   return registration(node, name, pid, false);
 }
 
-Result<std::uint64_t, NameStatus> re_register_global(Node& node, std::string_view name, Pid pid) {
+Result<GlobalEpoch, NameStatus> re_register_global(Node& node, std::string_view name, Pid pid) {
   return registration(node, name, pid, true);
 }
 
@@ -848,7 +863,7 @@ std::optional<Pid> whereis_global(Node& node, std::string_view name) {
   return it->second.pid;
 }
 
-std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name) {
+std::optional<GlobalEpoch> global_epoch(Node& node, std::string_view name) {
   GlobalState* st = state_of(node);
   if (!st) return std::nullopt;
   detail::ReaderLock lock(st->mu);

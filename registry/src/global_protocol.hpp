@@ -21,8 +21,9 @@ namespace nodus::global_protocol {
 inline constexpr const char* kServerName = "nodus_global";
 
 /// One claim on a name, as a node's record holds it: `name` was given to `pid` at fencing epoch
-/// `epoch`, at Lamport time `clock`. `gone` once the claim ended (unregistered, its holder
-/// exited, or it lost a conflict): kept, so that the claim cannot come back. `replaced` is the
+/// (`epoch`, `by`): the counter and the node that registered it (GlobalEpoch), at Lamport time
+/// `clock`. `gone` once the claim ended (unregistered, its holder exited, or it lost a
+/// conflict): kept, so that the claim cannot come back. `replaced` is the
 /// holder a re-registration took the name from on purpose (invalid otherwise): that one is not
 /// told it lost.
 struct Claim {
@@ -32,7 +33,8 @@ struct Claim {
   std::uint64_t clock = 0;
   bool gone = false;
   Pid replaced;
-  NODUS_FIELDS(name, pid, epoch, clock, gone, replaced);
+  Atom by;  // last: a claim from a node that does not send it reads as by "" (sorts first)
+  NODUS_FIELDS(name, pid, epoch, clock, gone, replaced, by);
 };
 
 /// The highest epoch a node has seen for `name`, claims it keeps no record of included (of
@@ -80,8 +82,9 @@ struct LockReply {
   NODUS_MESSAGE(LockReply, 102, name, req, node, granted, holder, epoch);
 };
 
-/// `name` is now `pid`'s (taken from `replaced` on purpose, when valid); releases the lock of
-/// round (`node`, `req`) (`req` 0: no lock was taken, the claim is told again or raised).
+/// `name` is now `pid`'s at epoch (`epoch`, `by`) (taken from `replaced` on purpose, when
+/// valid); releases the lock of round (`node`, `req`) (`req` 0: no lock was taken, the claim is
+/// told again or raised).
 struct Commit {
   Bytes name;
   Pid pid;
@@ -90,7 +93,8 @@ struct Commit {
   std::uint64_t req = 0;
   Atom node;
   Pid replaced;
-  NODUS_MESSAGE(Commit, 103, name, pid, epoch, clock, req, node, replaced);
+  Atom by;
+  NODUS_MESSAGE(Commit, 103, name, pid, epoch, clock, req, node, replaced, by);
 };
 
 /// Releases the lock of round (`node`, `req`) without a change.
@@ -101,7 +105,8 @@ struct Release {
   NODUS_MESSAGE(Release, 104, name, req, node);
 };
 
-/// The claim of `pid` on `name` at `epoch` ended; releases the lock of round (`node`, `req`)
+/// The claim of `pid` on `name` at epoch (`epoch`, `by`) ended; releases the lock of round (`node`,
+/// `req`)
 /// (`req` 0: no lock was taken: the holder exited or lost a conflict).
 struct Unregister {
   Bytes name;
@@ -109,7 +114,8 @@ struct Unregister {
   std::uint64_t epoch = 0;
   std::uint64_t req = 0;
   Atom node;
-  NODUS_MESSAGE(Unregister, 105, name, pid, epoch, req, node);
+  Atom by;
+  NODUS_MESSAGE(Unregister, 105, name, pid, epoch, req, node, by);
 };
 
 // -- from the API to a node's server (a call; it crosses the wire when the caller is another
@@ -129,13 +135,14 @@ struct UnregisterRequest {
   NODUS_MESSAGE(UnregisterRequest, 111, name);
 };
 
-/// The outcome of a request: ok with the registration's `epoch`, or the error; `holder` is the
-/// process holding the name when the error is already_started.
+/// The outcome of a request: ok with the registration's epoch (`epoch`, `by`), or the error;
+/// `holder` is the process holding the name when the error is already_started.
 struct Reply {
   Status status;
   std::uint64_t epoch = 0;
   Pid holder;
-  NODUS_MESSAGE(Reply, 112, status, epoch, holder);
+  Atom by;
+  NODUS_MESSAGE(Reply, 112, status, epoch, holder, by);
 };
 
 /// Makes every message above decodable from other nodes (wire.hpp). Idempotent.

@@ -62,10 +62,11 @@ class Holder : public nodus::GenServer {
 //   {sleep, Ms}    -> slept, after sleeping in the process
 //   crash          -> the server throws (ends with {exception, ...})
 //   {relay, Pid, Request} -> {ok, Reply} or {error, Reason}: this node calls Pid (1 s)
-//   {global_register, Name} -> {ok, HolderPid, Epoch} or {error, "reason"}: starts a Holder
+//   {global_register, Name} -> {ok, HolderPid, {Counter, Registrar}} (the fencing epoch) or
+//                     {error, "reason"}: starts a Holder
 //                     on this node and registers it under the global name
 //   {global_whereis, Name}  -> the holder's pid, or undefined (this node's table)
-//   {global_epoch, Name}    -> the name's epoch, or undefined
+//   {global_epoch, Name}    -> the name's epoch {Counter, Registrar}, or undefined
 //   global_nodes   -> [Atom...]: the nodes whose global name service this one synced with
 //   {block, Node} / {unblock, Node} -> ok: cut / restore traffic with Node (a partition)
 //   anything else  -> {echo, Request}
@@ -102,7 +103,8 @@ class Echo : public nodus::GenServer {
         (void)nodus::stop(*holder);
         return reply(nodus::tuple("error", nodus::bin(epoch.error().to_string())));
       }
-      return reply(nodus::tuple("ok", *holder, static_cast<std::int64_t>(*epoch)));
+      return reply(nodus::tuple(
+          "ok", *holder, nodus::tuple(static_cast<std::int64_t>(epoch->counter), epoch->node)));
     }
     if (auto m = req.match({"global_whereis", nodus::_bin})) {
       auto pid = nodus::whereis_global(*node_, m[0].as_bin());
@@ -110,7 +112,7 @@ class Echo : public nodus::GenServer {
     }
     if (auto m = req.match({"global_epoch", nodus::_bin})) {
       auto e = nodus::global_epoch(*node_, m[0].as_bin());
-      return reply(e ? Term(static_cast<std::int64_t>(*e)) : Term());
+      return reply(e ? nodus::tuple(static_cast<std::int64_t>(e->counter), e->node) : Term());
     }
     if (req == "global_nodes") {
       nodus::List out;

@@ -2,7 +2,9 @@
 // 1,000 seeds of registrations racing for a few names while the cluster is partitioned and a
 // node is paused (past down_after or not); then the network heals. After the heal, no two
 // holders of a name ever coexist: every node names the same holder (or none) for every name,
-// and that holder is the only registrant of the name still alive. A failing seed replays
+// and that holder is the only registrant of the name still alive. And fencing holds through
+// the split: no two registrations of a name were given one epoch, and a holder after the heal
+// has an epoch at least every acknowledged registration's of its name. A failing seed replays
 // exactly: run it alone (NODUS_SIM_SEED=N) with NODUS_SIM_TRACE=1 for its story
 // (NODUS_SIM_FIRST / NODUS_SIM_LAST for a range, NODUS_SIM_ALL=1 to list every failure).
 #include <gtest/gtest.h>
@@ -34,6 +36,7 @@ struct Registrant {
   std::string name;
   Pid pid;
   std::optional<Status> result;  // register_global's answer, once it came
+  GlobalEpoch epoch;             // when it was ok
 };
 
 /// What every node's table says about `name` (nullopt: nobody).
@@ -67,6 +70,24 @@ std::string holders_problem(SimCluster& sim, const std::vector<Registrant>& rs,
     }
     const std::optional<Pid> holder = *distinct.begin();
     if (holder && !alive(sim, *holder)) return name + " is held by a dead process";
+    std::map<GlobalEpoch, Pid> given;  // each acknowledged epoch of the name, and to whom
+    for (const Registrant& r : rs) {
+      if (r.name != name || !r.result || !r.result->ok()) continue;
+      auto [it, fresh] = given.emplace(r.epoch, r.pid);
+      if (!fresh && it->second != r.pid) {
+        return "two holders of " + name + " at epoch " + r.epoch.to_string() + ": " +
+               it->second.to_string() + " and " + r.pid.to_string();
+      }
+    }
+    if (holder && !given.empty()) {
+      for (const std::string& n : sim.names()) {
+        const std::optional<GlobalEpoch> e = global_epoch(sim[n], name);
+        if (!e || *e < given.rbegin()->first) {
+          return n + " has " + name + " at epoch " + (e ? e->to_string() : "-") +
+                 ", below the acknowledged " + given.rbegin()->first.to_string();
+        }
+      }
+    }
     for (const Registrant& r : rs) {
       if (r.name != name || !r.result || !r.result->ok() || !alive(sim, r.pid)) continue;
       if (!holder || r.pid != *holder) {
@@ -117,7 +138,7 @@ std::string run_seed(std::uint64_t seed, Faults mix, bool trace) {
   const std::vector<std::string> names = {"x", "y"};
   std::vector<Registrant> rs;
   for (const std::string& n : nodes) {
-    for (int i = 0; i < 2; ++i) rs.push_back(Registrant{n, names[rng() % names.size()], {}, {}});
+    for (int i = 0; i < 2; ++i) rs.push_back(Registrant{n, names[rng() % names.size()], {}, {}, {}});
   }
   for (std::size_t i = 0; i < rs.size(); ++i) {
     const auto pause = std::chrono::milliseconds(rng() % 40);
@@ -125,6 +146,7 @@ std::string run_seed(std::uint64_t seed, Faults mix, bool trace) {
     rs[i].pid = sim.spawn(rs[i].node, [&rs, i, pause, &node] {
       sleep_for(pause);
       auto r = register_global(node, rs[i].name, self());
+      if (r.ok()) rs[i].epoch = *r;
       rs[i].result = r.ok() ? Status::Ok() : r.error().status();
       if (!r.ok()) return;
       for (;;) (void)receive();  // hold the name until killed (a conflict's loser is)

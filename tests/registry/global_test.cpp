@@ -83,7 +83,7 @@ TEST_F(GlobalTest, RegisteredNameIsSeenOnEveryNode) {
   Pid p = idle(0);
   auto epoch = register_global(node(0), "db", p);
   ASSERT_OK(epoch);
-  EXPECT_EQ(*epoch, 1u);
+  EXPECT_EQ(*epoch, (GlobalEpoch{1, Atom("g1")}));
   EXPECT_EQ(whereis_global(node(0), "db"), p);  // at once where it was registered
   EXPECT_TRUE(eventually([&] { return everywhere("db", p); }));
   auto names = global_names(node(2));
@@ -91,8 +91,8 @@ TEST_F(GlobalTest, RegisteredNameIsSeenOnEveryNode) {
   EXPECT_EQ(names[0].name, "db");
   EXPECT_EQ(names[0].pid, p);
   EXPECT_EQ(names[0].node, Atom("g1"));
-  EXPECT_EQ(names[0].epoch, 1u);
-  EXPECT_EQ(global_epoch(node(1), "db"), 1u);
+  EXPECT_EQ(names[0].epoch, (GlobalEpoch{1, Atom("g1")}));
+  EXPECT_EQ(global_epoch(node(1), "db"), (GlobalEpoch{1, Atom("g1")}));
 }
 
 TEST_F(GlobalTest, TakenNameIsAlreadyStartedNamingTheHolder) {
@@ -119,19 +119,19 @@ TEST_F(GlobalTest, EpochGrowsWithEveryHolder) {
   Pid a = idle(0), b = idle(1), c = idle(2);
   auto first = register_global(node(0), "leader", a);
   ASSERT_OK(first);
-  EXPECT_EQ(*first, 1u);
+  EXPECT_EQ(*first, (GlobalEpoch{1, Atom("g1")}));
   ASSERT_OK(unregister_global(node(0), "leader"));
   // A round locks a majority, so node 1 may hear of the removal only after unregister_global
   // returned (until then its register answers already_started with a): wait for it there.
   ASSERT_TRUE(eventually([&] { return everywhere("leader", std::nullopt); }));
   auto second = register_global(node(1), "leader", b);
   ASSERT_OK(second);
-  EXPECT_EQ(*second, 2u);
+  EXPECT_EQ(*second, (GlobalEpoch{2, Atom("g2")}));
   auto moved = re_register_global(node(2), "leader", c);
   ASSERT_OK(moved);
-  EXPECT_EQ(*moved, 3u);
+  EXPECT_EQ(*moved, (GlobalEpoch{3, Atom("g3")}));
   EXPECT_TRUE(eventually([&] { return everywhere("leader", c); }));
-  EXPECT_EQ(global_epoch(node(0), "leader"), 3u);
+  EXPECT_EQ(global_epoch(node(0), "leader"), (GlobalEpoch{3, Atom("g3")}));
 }
 
 TEST_F(GlobalTest, NameGoesWithItsProcess) {
@@ -189,7 +189,7 @@ TEST_F(GlobalTest, RacingRegistrationsHaveExactlyOneWinner) {
   for (int round = 0; round < 20; ++round) {
     const std::string name = "race" + std::to_string(round);
     std::vector<Pid> pids = {idle(0), idle(1), idle(2)};
-    std::vector<Result<std::uint64_t, NameStatus>> results(
+    std::vector<Result<GlobalEpoch, NameStatus>> results(
         3, NameStatus(Status(ErrorCode::kInternal)));
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < 3; ++i) {
@@ -230,14 +230,14 @@ TEST_F(GlobalTest, ACommitOlderThanWhatANodeHasSeenIsIgnored) {
   ASSERT_TRUE(server);
   const Pid p1 = idle(1), p2 = idle(2);
   namespace proto = global_protocol;
-  send(server, proto::Commit{"late", p2, 7, 1, 0, Atom("g3"), Pid{}});
-  send(server, proto::Commit{"late", p1, 5, 1, 0, Atom("g2"), Pid{}});
-  send(server, proto::Unregister{"gone", p1, 4, 0, Atom("g2")});
-  send(server, proto::Commit{"gone", p1, 4, 1, 0, Atom("g2"), Pid{}});
+  send(server, proto::Commit{"late", p2, 7, 1, 0, Atom("g3"), Pid{}, Atom("g3")});
+  send(server, proto::Commit{"late", p1, 5, 1, 0, Atom("g2"), Pid{}, Atom("g2")});
+  send(server, proto::Unregister{"gone", p1, 4, 0, Atom("g2"), Atom("g2")});
+  send(server, proto::Commit{"gone", p1, 4, 1, 0, Atom("g2"), Pid{}, Atom("g2")});
   // A call from this thread to the same server is handled after the messages above.
   ASSERT_OK(register_global(node(0), "sync", idle(0)));
   EXPECT_EQ(whereis_global(node(0), "late"), p2);
-  EXPECT_EQ(global_epoch(node(0), "late"), 7u);
+  EXPECT_EQ(global_epoch(node(0), "late"), (GlobalEpoch{7, Atom("g3")}));
   EXPECT_FALSE(whereis_global(node(0), "gone").has_value());
 }
 
@@ -251,11 +251,29 @@ TEST_F(GlobalTest, ACommitOverALocalHoldersClaimTellsItItLost) {
   const Pid server = node(0).whereis("nodus_global");
   const Pid winner = idle(1);
   namespace proto = global_protocol;
-  send(server, proto::Commit{"x", winner, 5, 1, 0, Atom("g2"), Pid{}});
+  send(server, proto::Commit{"x", winner, 5, 1, 0, Atom("g2"), Pid{}, Atom("g2")});
   ASSERT_TRUE(eventually([&] { return whereis_global(node(0), "x") == winner; }));
   auto told = receive(0ms);
   ASSERT_TRUE(told.has_value());
   EXPECT_EQ(*told, tuple("global_name_conflict", bin("x"), winner));
+}
+
+// One epoch claimed by two processes (its registrar restarted and handed the counter out
+// again; here injected as the wire protocol's commits): the resolver picks (the earlier
+// clock), the loser is told, and the winner is raised to an epoch of its own node's above it.
+TEST_F(GlobalTest, OneEpochClaimedTwiceGoesToTheResolversChoiceRaised) {
+  Inbox loser(node(0));
+  const Pid winner = idle(0);
+  const Pid server = node(0).whereis("nodus_global");
+  namespace proto = global_protocol;
+  send(server, proto::Commit{"tie", loser.pid(), 5, 2, 0, Atom("g2"), Pid{}, Atom("g2")});
+  send(server, proto::Commit{"tie", winner, 5, 1, 0, Atom("g2"), Pid{}, Atom("g2")});
+  EXPECT_TRUE(eventually([&] {
+    return everywhere("tie", winner) && global_epoch(node(1), "tie") == GlobalEpoch{6, Atom("g1")};
+  }));
+  auto told = receive(5s);
+  ASSERT_TRUE(told.has_value());
+  EXPECT_EQ(*told, tuple("global_name_conflict", bin("tie"), winner));
 }
 
 // A re-registration takes the name on purpose: the holder it took it from is not told.
@@ -275,15 +293,15 @@ TEST_F(GlobalTest, AHelloCarriesEndedClaimsBothWays) {
   const Pid peer_server = node(1).whereis("nodus_global");
   const Pid p1 = idle(1);
   namespace proto = global_protocol;
-  send(server, proto::Commit{"ended-there", p1, 3, 1, 0, Atom("g2"), Pid{}});
-  send(server, proto::Unregister{"ended-here", p1, 4, 0, Atom("g2")});
-  send(server, proto::Hello{
-                   Atom("g2"),
-                   {{"ended-there", p1, 3, 1, true, Pid{}}, {"ended-here", p1, 4, 1, false, Pid{}}},
-                   1,
-                   false,
-                   peer_server,
-                   {}});
+  send(server, proto::Commit{"ended-there", p1, 3, 1, 0, Atom("g2"), Pid{}, Atom("g2")});
+  send(server, proto::Unregister{"ended-here", p1, 4, 0, Atom("g2"), Atom("g2")});
+  send(server, proto::Hello{Atom("g2"),
+                            {{"ended-there", p1, 3, 1, true, Pid{}, Atom("g2")},
+                             {"ended-here", p1, 4, 1, false, Pid{}, Atom("g2")}},
+                            1,
+                            false,
+                            peer_server,
+                            {}});
   // A call from this thread to the same server is handled after the messages above.
   ASSERT_OK(register_global(node(0), "sync", idle(0)));
   EXPECT_FALSE(whereis_global(node(0), "ended-there").has_value());
@@ -297,7 +315,7 @@ TEST_F(GlobalTest, AClaimOfALocalProcessLearntFromAPeerIsToldToEveryPeer) {
   const Pid server = node(0).whereis("nodus_global");
   const Pid p0 = idle(0);
   namespace proto = global_protocol;
-  send(server, proto::Commit{"relayed", p0, 1, 1, 0, Atom("g2"), Pid{}});
+  send(server, proto::Commit{"relayed", p0, 1, 1, 0, Atom("g2"), Pid{}, Atom("g2")});
   EXPECT_TRUE(eventually([&] { return everywhere("relayed", p0); }));
 }
 
@@ -317,22 +335,82 @@ TEST(GlobalProtocolTest, MessagesAreTheFieldListsOfTheProtocolDocument) {
   Message reply = proto::LockReply{"db", 7, Atom("n2"), true, p, 4};
   EXPECT_EQ(reply.wire_tag(), 102u);
   EXPECT_EQ(wire(reply), tuple(bin("db"), 7, "n2", true, p, 4));
-  Message hello =
-      proto::Hello{Atom("n1"), {{"db", p, 4, 11, true, Pid{}}}, 12, true, p, {{"db", 6}}};
+  Message hello = proto::Hello{Atom("n1"), {{"db", p, 4, 11, true, Pid{}, Atom("n3")}}, 12, true, p,
+                               {{"db", 6}}};
   EXPECT_EQ(hello.wire_tag(), 100u);
-  EXPECT_EQ(wire(hello), tuple("n1", tuple(tuple(bin("db"), p, 4, 11, true, Term())), 12, true, p,
-                               tuple(tuple(bin("db"), 6))));
-  Message commit = proto::Commit{"db", p, 5, 13, 7, Atom("n1"), Pid{}};
+  EXPECT_EQ(wire(hello), tuple("n1", tuple(tuple(bin("db"), p, 4, 11, true, Term(), "n3")), 12,
+                               true, p, tuple(tuple(bin("db"), 6))));
+  Message commit = proto::Commit{"db", p, 5, 13, 7, Atom("n1"), Pid{}, Atom("n1")};
   EXPECT_EQ(commit.wire_tag(), 103u);
-  EXPECT_EQ(wire(commit), tuple(bin("db"), p, 5, 13, 7, "n1", Term()));
-  Message taken = proto::Reply{Status(ErrorCode::kAlreadyStarted, "x"), 0, p};
+  EXPECT_EQ(wire(commit), tuple(bin("db"), p, 5, 13, 7, "n1", Term(), "n1"));
+  Message gone = proto::Unregister{"db", p, 5, 0, Atom("n2"), Atom("n1")};
+  EXPECT_EQ(gone.wire_tag(), 105u);
+  EXPECT_EQ(wire(gone), tuple(bin("db"), p, 5, 0, "n2", "n1"));
+  Message taken = proto::Reply{Status(ErrorCode::kAlreadyStarted, "x"), 0, p, Atom{}};
   EXPECT_EQ(taken.wire_tag(), 112u);
-  EXPECT_EQ(wire(taken), tuple(tuple(1006, "x"), 0, p));
+  EXPECT_EQ(wire(taken), tuple(tuple(1006, "x"), 0, p, ""));
+}
+
+// A node whose messages end before the epoch's registrar (`by`, which came later) is still
+// understood: the field reads as the empty name, below every node's.
+TEST(GlobalProtocolTest, ACommitWithoutItsRegistrarDecodes) {
+  namespace proto = global_protocol;
+  const Pid p{Atom("n2"), 3, 9};
+  const std::string bytes = encode_term(tuple(bin("db"), p, 5, 13, 7, "n1", Term()));
+  auto commit = decode_message<proto::Commit>(bytes);
+  ASSERT_OK(commit);
+  EXPECT_EQ(commit->epoch, 5u);
+  EXPECT_EQ(commit->node, Atom("n1"));
+  EXPECT_EQ(commit->by, Atom());
+}
+
+// Two registrars cut off from each other each register the name at counter 1: the fencing
+// epochs differ in the registrar, and the heal keeps the holder of the higher one, (1, "p3"),
+// at that epoch on every node; the other holder is told it lost.
+TEST(GlobalPartitionTest, TwoSidesRegisteringANameGetDistinctEpochsAndTheHealKeepsTheHigher) {
+  auto nodes = testing::start_loopback_star({"p1", "p2", "p3"}, "twin-cookie", 400ms);
+  ASSERT_EQ(nodes.size(), 3u);
+  for (auto& n : nodes) ASSERT_OK(start_global(*n));
+  auto synced = [&](std::size_t i, std::size_t peers) {
+    return global_nodes(*nodes[i]).size() == peers;
+  };
+  ASSERT_TRUE(eventually([&] { return synced(0, 2) && synced(1, 2) && synced(2, 2); }, 10s));
+  for (std::size_t i : {0, 1}) {  // p1, p2 | p3
+    nodes[i]->block_peer("p3");
+    nodes[2]->block_peer(std::string(nodes[i]->name().name()));
+  }
+  ASSERT_TRUE(eventually([&] { return synced(0, 1) && synced(1, 1) && synced(2, 0); }, 15s));
+  auto c = register_global(*nodes[2], "x", spawn(*nodes[2], [] { (void)receive(); }));
+  ASSERT_OK(c);
+  // (Made after p3's registration: with an Inbox on p1, this thread's calls start from p1.)
+  Inbox told(*nodes[0]);
+  auto a = register_global(*nodes[0], "x", told.pid());
+  ASSERT_OK(a);
+  EXPECT_EQ(*a, (GlobalEpoch{1, Atom("p1")}));
+  EXPECT_EQ(*c, (GlobalEpoch{1, Atom("p3")}));
+  EXPECT_NE(*a, *c);
+  EXPECT_LT(*a, *c);
+  const Pid winner = *whereis_global(*nodes[2], "x");
+  for (std::size_t i : {0, 1}) {
+    nodes[i]->unblock_peer("p3");
+    nodes[2]->unblock_peer(std::string(nodes[i]->name().name()));
+  }
+  EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "x", winner); }, 20s));
+  for (auto& n : nodes) EXPECT_EQ(global_epoch(*n, "x"), *c) << n->name();
+  auto lost = receive(10s);
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_EQ(*lost, tuple("global_name_conflict", bin("x"), winner));
+  // The next holder's epoch is above both.
+  Pid next = spawn(*nodes[1], [] { (void)receive(); });
+  auto moved = re_register_global(*nodes[1], "x", next);
+  ASSERT_OK(moved);
+  EXPECT_EQ(*moved, (GlobalEpoch{2, Atom("p2")}));
+  for (auto& n : nodes) n->shutdown();
 }
 
 TEST_F(GlobalTest, DefaultResolverPrefersTheEarlierRegistrationThenTheNodeName) {
-  GlobalEntry a{"x", Pid{Atom("n2"), 1, 5}, Atom("n2"), 1, 10};
-  GlobalEntry b{"x", Pid{Atom("n1"), 1, 7}, Atom("n1"), 4, 12};
+  GlobalEntry a{"x", Pid{Atom("n2"), 1, 5}, Atom("n2"), GlobalEpoch{1, Atom("n2")}, 10};
+  GlobalEntry b{"x", Pid{Atom("n1"), 1, 7}, Atom("n1"), GlobalEpoch{4, Atom("n1")}, 12};
   EXPECT_EQ(resolve_earliest("x", a, b), a.pid);
   EXPECT_EQ(resolve_earliest("x", b, a), a.pid);
   b.clock = 10;  // a tie: the node whose name sorts first
@@ -365,7 +443,7 @@ TEST(GlobalMajorityTest, AMajorityOfTheLocksIsEnough) {
   Pid holder = spawn(*nodes[0], [] { (void)receive(); });
   auto epoch = register_global(*nodes[0], "held", holder);
   ASSERT_OK(epoch);
-  EXPECT_EQ(*epoch, 1u);
+  EXPECT_EQ(epoch->counter, 1u);
   EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "held", holder); }));
   ASSERT_OK(unregister_global(*nodes[0], "held"));
   EXPECT_TRUE(eventually([&] { return held_everywhere(nodes, "held", std::nullopt); }));
@@ -434,15 +512,17 @@ TEST_F(GlobalTest, TakenNameCarriesItsHolderAsAPid) {
   EXPECT_EQ(again.error().holder(), p);
 }
 
-// A partition inside this process (Node::block_peer), with a resolver of our own and losers
-// that exit: after the heal every node has the resolver's choice and the loser is gone.
-TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
+// A partition inside this process (Node::block_peer), with losers that exit: the two sides'
+// registrations have distinct epochs, (1, h1) and (1, h3); after the heal every node has the
+// higher one's holder (whatever the resolver says: it only settles one epoch claimed twice),
+// and the loser is gone.
+TEST(GlobalPartitionTest, HealKeepsTheHigherEpochAndTheLoserExits) {
   auto nodes = testing::start_loopback_star({"h1", "h2", "h3"}, "heal-cookie", 400ms);
   ASSERT_EQ(nodes.size(), 3u);
   GlobalOptions o;
-  // Ours: the claim on the node whose name sorts last wins (symmetric and deterministic).
+  // Ours, the opposite of the epochs' order: not asked, as no epoch is claimed twice.
   o.resolver = [](const std::string&, const GlobalEntry& a, const GlobalEntry& b) {
-    return a.node > b.node ? a.pid : b.pid;
+    return a.node < b.node ? a.pid : b.pid;
   };
   o.on_conflict = ConflictAction::kExit;
   for (auto& n : nodes) ASSERT_OK(start_global(*n, o));
@@ -471,8 +551,7 @@ TEST(GlobalPartitionTest, HealUsesTheResolverAndTheLoserExits) {
   auto down = await_down(watch, 15s);
   ASSERT_TRUE(down.has_value());
   EXPECT_EQ(*down, Reason(tuple("global_name_conflict", bin("x"), c)));
-  // The winner's fresh epoch, above the loser's 1, reaches every node (after the holder may).
-  EXPECT_TRUE(eventually([&] { return global_epoch(*nodes[1], "x").value_or(0) >= 2u; }, 10s));
+  for (auto& n : nodes) EXPECT_EQ(global_epoch(*n, "x"), (GlobalEpoch{1, Atom("h3")}));
   for (auto& n : nodes) n->shutdown();
 }
 
@@ -492,27 +571,30 @@ TEST(GlobalPartitionTest, AnEpochSeenElsewhereIsNeverHandedOutAgain) {
   ASSERT_TRUE(eventually([&] { return synced(0, 0) && synced(1, 0); }, 15s));
   // e1 alone: x is held at epoch 1 and its holder exits.
   Pid first = spawn(*nodes[0], [] { (void)receive(); });
-  ASSERT_EQ(register_global(*nodes[0], "x", first).value_or(0), 1u);
+  ASSERT_EQ(register_global(*nodes[0], "x", first).value_or(GlobalEpoch{}).counter, 1u);
   exit(first, "kill");
   ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 15s));
   // e2 alone, knowing nothing of that: x is held at epoch 1 again.
   Pid second = spawn(*nodes[1], [] { (void)receive(); });
-  ASSERT_EQ(register_global(*nodes[1], "x", second).value_or(0), 1u);
+  ASSERT_EQ(register_global(*nodes[1], "x", second).value_or(GlobalEpoch{}).counter, 1u);
   nodes[0]->unblock_peer("e2");
   nodes[1]->unblock_peer("e1");
+  // Its epoch (1, e2) is above the ended (1, e1): it stays, and the next counter is 2.
   EXPECT_TRUE(eventually(
       [&] {
-        return whereis_global(*nodes[0], "x") == second && global_epoch(*nodes[0], "x") == 2u &&
-               global_epoch(*nodes[1], "x") == 2u;
+        return whereis_global(*nodes[0], "x") == second &&
+               global_epoch(*nodes[0], "x") == GlobalEpoch{1, Atom("e2")} &&
+               global_epoch(*nodes[1], "x") == GlobalEpoch{1, Atom("e2")};
       },
       10s))
-      << "epochs " << global_epoch(*nodes[0], "x").value_or(0) << " and "
-      << global_epoch(*nodes[1], "x").value_or(0);
+      << "epochs " << global_epoch(*nodes[0], "x").value_or(GlobalEpoch{}).to_string() << " and "
+      << global_epoch(*nodes[1], "x").value_or(GlobalEpoch{}).to_string();
   // And the next holder's epoch is above that.
   exit(second, "kill");
   ASSERT_TRUE(eventually([&] { return !whereis_global(*nodes[0], "x").has_value(); }, 15s));
   Pid third = spawn(*nodes[0], [] { (void)receive(); });
-  EXPECT_EQ(register_global(*nodes[0], "x", third).value_or(0), 3u);
+  EXPECT_EQ(register_global(*nodes[0], "x", third).value_or(GlobalEpoch{}),
+            (GlobalEpoch{2, Atom("e1")}));
   for (auto& n : nodes) n->shutdown();
 }
 

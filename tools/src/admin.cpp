@@ -146,7 +146,7 @@ Term relay(const std::string& on, const Term& request, std::chrono::milliseconds
 constexpr auto kHolderCheck = 500ms;
 
 // The body of a global_register holder: registers itself as `name`, answers `from` with
-// #{pid, epoch} or the error (and exits), then holds the name until it loses it.
+// #{pid, epoch, registrar} or the error (and exits), then holds the name until it loses it.
 void hold_global(Node* node, const std::string& name, bool re_register, const From& from) {
   const Pid me = nodus::self();
   auto r = re_register ? re_register_global(*node, name, me) : register_global(*node, name, me);
@@ -159,7 +159,9 @@ void hold_global(Node* node, const std::string& name, bool re_register, const Fr
     nodus::reply(from, error_reply(why));
     return;
   }
-  nodus::reply(from, ok_term(map({{"pid", me}, {"epoch", static_cast<std::int64_t>(*r)}})));
+  nodus::reply(from, ok_term(map({{"pid", me},
+                                  {"epoch", static_cast<std::int64_t>(r->counter)},
+                                  {"registrar", r->node}})));
   for (;;) {
     std::optional<Message> m = nodus::receive(kHolderCheck);
     if (m && m->is_term() && m->term().match({"global_name_conflict", _, _})) return;
@@ -347,7 +349,8 @@ Action AdminServer::handle_call(Message& msg, From from) {
       out.push_back(map({{"name", bin(e.name)},
                          {"pid", e.pid},
                          {"node", e.node},
-                         {"epoch", static_cast<std::int64_t>(e.epoch)}}));
+                         {"epoch", static_cast<std::int64_t>(e.epoch.counter)},
+                         {"registrar", e.epoch.node}}));
     }
     return reply(ok_term(Term(std::move(out))));
   }

@@ -14,15 +14,17 @@
 //   procs                      -> [#{pid, name, behaviour, type, mailbox, handled, memory ...}]
 //   {info, PidText}            -> that process's info with its format_status
 //   names                      -> [#{name, pid}] (local names)
-//   global_names               -> [#{name, pid, node, epoch}] (this node's copy of the table)
+//   global_names               -> [#{name, pid, node, epoch, registrar}] (this node's copy of
+//                                 the table; the fencing epoch is (epoch, registrar))
 //   {relay, Node, Request}     -> Request answered by Node's admin server
 //   {call, Target, Req, Ms}    -> the reply of a call; Target is {local, Name, Node} or
 //                                 {global, Name} or {pid, PidText}
 //   {cast, Target, Req}        -> ok
 //   {global_register, Name, register | re_register}
-//                              -> #{pid, epoch}: a holder process started on this node
-//                                 registered itself as the global name Name (a binary) with
-//                                 register_global (re_register_global), at that fencing epoch.
+//                              -> #{pid, epoch, registrar}: a holder process started on this
+//                                 node registered itself as the global name Name (a binary)
+//                                 with register_global (re_register_global), at that fencing
+//                                 epoch (the counter, and the node that registered it).
 //                                 For hidden clients, which cannot hold a global name
 //                                 themselves (docs/protocol.md section 11). The holder exits
 //                                 when it loses the name: told it lost a conflict, or this

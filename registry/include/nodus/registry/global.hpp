@@ -12,20 +12,25 @@
 // (each node drops the names of a node it declared down, within the failure-detection window).
 // A hidden node (nodusctl) is no member: what its own service sends is ignored and counted.
 // After a partition heals, the sides exchange their tables, ended registrations included; a name
-// held by two processes goes to the later registration (the higher fencing epoch), and two of
-// the same epoch (made apart, each side knowing the same history) are settled by the resolver
-// (GlobalOptions::resolver), the same on every node. Every node ends with the same holder
-// whatever the order in which it hears of the registrations; the loser is told
-// ({global_name_conflict, Name, Winner}) or exits, as configured.
+// held by two processes goes to the registration of the higher fencing epoch (GlobalEpoch:
+// registrations made apart on the two sides differ in their registrar even when their counters
+// are equal), and two of the same epoch (only a registrar that restarted and forgot what it
+// handed out makes two) are settled by the resolver (GlobalOptions::resolver), the same on
+// every node. Every node ends with the same holder whatever the order in which it hears of the
+// registrations; the loser is told ({global_name_conflict, Name, Winner}) or exits, as
+// configured.
 //
-// Each registration carries a fencing epoch that only grows per name across the cluster: a new
-// holder's epoch is above every earlier holder's, so a downstream service that remembers the
-// highest epoch it saw can refuse writes from a stale holder.
+// Each registration carries a fencing epoch that only grows per name across the cluster and
+// that no two holders share, even while the cluster is split: a new holder's epoch is above
+// every earlier holder's it could know of, so a downstream service that remembers the highest
+// epoch it saw can refuse writes from a stale holder, and of two holders made on the two sides
+// of a partition it takes writes from one only once it has seen the other.
 //
 // Thread-safety: every function may be called from any thread.
 #pragma once
 
 #include <chrono>
+#include <compare>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -39,12 +44,25 @@
 
 namespace nodus {
 
+/// A registration's fencing epoch (the token a holder shows a downstream service), ordered by
+/// counter, then registrar (by node name, bytewise). The counter is above every counter the
+/// registrar's majority had seen for the name, so it grows with every new holder; two sides of
+/// a partition can each reach the same counter, and differ in the registrar, which hands out a
+/// counter once per name (its own lock serialises its rounds). Cheap to copy.
+struct GlobalEpoch {
+  std::uint64_t counter = 0;
+  Atom node;  ///< the node whose global name server registered it (not always the holder's)
+  friend bool operator==(const GlobalEpoch&, const GlobalEpoch&) = default;
+  friend std::strong_ordering operator<=>(const GlobalEpoch&, const GlobalEpoch&) = default;
+  std::string to_string() const;  ///< "7@n1"
+};
+
 /// One global name as a node's table holds it.
 struct GlobalEntry {
   std::string name;
   Pid pid;
   Atom node;                ///< the holder's node (pid.node)
-  std::uint64_t epoch = 0;  ///< the fencing epoch: grows with every new holder of the name
+  GlobalEpoch epoch;        ///< the fencing epoch: grows with every new holder of the name
   std::uint64_t clock = 0;  ///< the registration's logical (Lamport) time
 };
 
@@ -56,7 +74,9 @@ enum class ConflictAction : std::uint8_t {
   kExit,    ///< it gets the exit signal {global_name_conflict, Name, WinnerPid}
 };
 
-/// Picks the holder of `name` between two claims of the same epoch; must return a.pid or b.pid.
+/// Picks the holder of `name` between two claims of the same epoch (one registrar's counter
+/// handed out twice: it restarted between, and a partition kept it from learning what it had
+/// handed out); must return a.pid or b.pid.
 /// It runs on every node that sees the conflict, so it must be deterministic and symmetric (the
 /// same answer for (a, b) and (b, a)), and transitive when three claims meet; it must not read
 /// the wall clock or local state.
@@ -69,8 +89,8 @@ Pid resolve_earliest(const std::string& name, const GlobalEntry& a, const Global
 
 struct GlobalOptions {
   /// Who keeps a name claimed at the same epoch by two processes after a partition heals (a
-  /// claim of a higher epoch wins without it). Default resolve_earliest. Every node of a
-  /// cluster must use the same resolver.
+  /// claim of a higher epoch wins without it; the winner is then raised to a new epoch). Default
+  /// resolve_earliest. Every node of a cluster must use the same resolver.
   GlobalResolver resolver = resolve_earliest;
   /// What the loser of a conflict gets. Default kNotify: it may still hold state worth saving
   /// or handing over; kExit is simpler for servers that must never run twice.
@@ -96,17 +116,18 @@ Dest global(std::string_view name);
 /// start from the caller's own node when the caller is a process or has an Inbox, so call them
 /// on the caller's node (otherwise they travel over the link to `node`).
 ///
-/// Registers `pid` under `name` cluster-wide and returns the registration's fencing epoch.
+/// Registers `pid` under `name` cluster-wide and returns the registration's fencing epoch
+/// (the holder's, when `pid` held it already).
 /// Waits for the locks of a majority of the nodes (about one round trip); rounds lost to
 /// racing registrars are retried after a short random pause. Errors: kAlreadyStarted with the
 /// holder (NameStatus::holder()); kBadArg for an empty name or an invalid pid; kNotFound when
 /// the service does not run on `node`; kNoQuorum when no majority granted the lock in 60
 /// rounds (the name stays contended, or peers do not answer); kTimeout when `node`'s server
 /// did not answer within 10 s; kProtocol for an answer that is not the protocol's.
-Result<std::uint64_t, NameStatus> register_global(Node& node, std::string_view name, Pid pid);
+Result<GlobalEpoch, NameStatus> register_global(Node& node, std::string_view name, Pid pid);
 /// Moves `name` to `pid` whoever holds it now (Erlang's re_register_name); a new epoch. Errors
 /// as register_global except kAlreadyStarted.
-Result<std::uint64_t, NameStatus> re_register_global(Node& node, std::string_view name, Pid pid);
+Result<GlobalEpoch, NameStatus> re_register_global(Node& node, std::string_view name, Pid pid);
 /// Removes `name` cluster-wide. Errors: kNotFound when nobody held it when asked (or the
 /// service does not run on `node`); kNoQuorum, kTimeout, kProtocol as register_global. A name
 /// that goes meanwhile (its holder exits while the rounds are retried) is removed: ok.
@@ -115,7 +136,7 @@ Status unregister_global(Node& node, std::string_view name);
 /// exited is no answer, even before the service has handled its exit.
 std::optional<Pid> whereis_global(Node& node, std::string_view name);
 /// The fencing epoch of `name`'s current registration, or nullopt when nobody holds it.
-std::optional<std::uint64_t> global_epoch(Node& node, std::string_view name);
+std::optional<GlobalEpoch> global_epoch(Node& node, std::string_view name);
 /// Every global name in `node`'s table, sorted by name.
 std::vector<GlobalEntry> global_names(Node& node);
 /// The connected nodes whose global name service this node has synchronised with, sorted.
