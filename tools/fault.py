@@ -384,14 +384,15 @@ class Run:
         a = self.args
         clean = not r["final_read_errors"]
         if a.workload == "names":
-            bad = ("duplicates", "split", "epoch_fell", "lost", "phantom")
+            bad = ("duplicates", "split", "epoch_fell", "lost", "phantom", "twin_epochs")
             ok = clean and not any(r[what] for what in bad)
             figures = ("names=%d held=%d acked_held=%d superseded=%d died_with_node=%d "
                        "already_started=%d duplicates=%d split=%d epoch_fell=%d lost=%d "
-                       "phantom=%d" % (r["names"], r["held"], r["acked_held"], r["superseded"],
-                                       r["died_with_node"], r["already_started"],
-                                       r["duplicates"], r["split"], r["epoch_fell"], r["lost"],
-                                       r["phantom"]))
+                       "phantom=%d twin_epochs=%d" % (
+                           r["names"], r["held"], r["acked_held"], r["superseded"],
+                           r["died_with_node"], r["already_started"], r["duplicates"],
+                           r["split"], r["epoch_fell"], r["lost"], r["phantom"],
+                           r["twin_epochs"]))
         elif a.workload == "delete":
             ok = clean and not (r["resurrected"] or r["lost"] or r["phantom"] or
                                 r["failed_present"])

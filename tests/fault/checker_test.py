@@ -367,7 +367,7 @@ class NamesCheckTest(unittest.TestCase):
                                          "n2": {"g1": ["<n2.9.0>/7", 2]}}))
         self.assertEqual((r["ok"], r["fail"], r["already_started"], r["acked_held"],
                           r["superseded"], r["held"]), (2, 1, 1, 1, 1, 1))
-        for what in ("duplicates", "split", "epoch_fell", "lost", "phantom"):
+        for what in ("duplicates", "split", "epoch_fell", "lost", "phantom", "twin_epochs"):
             self.assertEqual(r[what], 0, what)
 
     def test_two_holders_of_one_name_are_duplicates(self):
@@ -376,6 +376,32 @@ class NamesCheckTest(unittest.TestCase):
         r = names.check([h], self.final({"n1": {"g1": ["<n1.5.0>/7", 3]},
                                          "n2": {"g1": ["<n2.9.0>/7", 3]}}))
         self.assertEqual((r["duplicates"], r["twin_epochs"]), (1, 1))
+
+    def test_one_epoch_acknowledged_to_two_holders_is_twin_epochs(self):
+        h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", [3, "n1"]) +
+                         self.reg("g1", "n2", "ok", "<n2.9.0>/7", [3, "n1"]))
+        final = {"g1": ["<n2.9.0>/7", [3, "n1"]]}
+        r = names.check([h], self.final({"n1": dict(final), "n2": dict(final)}))
+        self.assertEqual((r["twin_epochs"], r["duplicates"]), (1, 0))
+        self.assertEqual(r["twin_epochs_sample"],
+                         [["g1", "3@n1", ["<n1.5.0>/7", "<n2.9.0>/7"]]])
+
+    def test_two_sides_at_one_counter_differ_in_the_registrar_and_the_higher_stays(self):
+        # n1 and n3 apart each registered g1 at counter 1; the heal kept n3's, (1, n3).
+        h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", [1, "n1"]) +
+                         self.reg("g1", "n3", "ok", "<n3.9.0>/7", [1, "n3"]) +
+                         self.observe("n1", 7, {"g1": ["<n1.5.0>/7", [1, "n1"]]}))
+        final = {"g1": ["<n3.9.0>/7", [1, "n3"]]}
+        r = names.check([h], self.final({"n1": dict(final), "n3": dict(final)}))
+        self.assertEqual((r["twin_epochs"], r["epoch_fell"], r["duplicates"], r["lost"]),
+                         (0, 0, 0, 0))
+        self.assertEqual((r["acked_held"], r["superseded"]), (1, 1))
+        # Keeping the lower one instead is a fall: n3's table went from (1, n3) to (1, n1).
+        h = self.history(self.reg("g1", "n3", "ok", "<n3.9.0>/7", [1, "n3"]) +
+                         self.reg("g1", "n1", "ok", "<n1.5.0>/7", [1, "n1"]))
+        final = {"g1": ["<n1.5.0>/7", [1, "n1"]]}
+        r = names.check([h], self.final({"n1": dict(final), "n3": dict(final)}))
+        self.assertEqual(r["epoch_fell"], 2)  # n3's table, and the final holder below the ack
 
     def test_a_name_some_tables_lack_is_split(self):
         h = self.history(self.reg("g1", "n1", "ok", "<n1.5.0>/7", 1))

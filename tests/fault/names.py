@@ -8,7 +8,9 @@ epoch, then holds the name until it loses it (told it lost a conflict, or its no
 names another process) and exits. Each turn a client picks one of ``--names`` names (``g<k>``)
 and, as often as not, registers it (``already_started`` when it is held: a refusal) or
 re-registers it (takes it from its holder). ``ok`` lines carry the holder (``pid``: its text
-and its node's incarnation, ``<n2.41.0>/1733...``) and ``epoch``; ``fail`` is a refusal
+and its node's incarnation, ``<n2.41.0>/1733...``) and ``epoch``, the fencing epoch as
+``[counter, registrar]`` (docs/protocol.md section 9: ordered by counter, then the node that
+registered it, so two sides of a partition never share one); ``fail`` is a refusal
 (``already_started``, ``no_quorum``: nothing registered); ``info`` an unknown outcome (a
 timeout: the holder may register later). Every second a client also records its node's table
 (an ``observe`` line: the node, its incarnation, name -> [holder, epoch]).
@@ -24,7 +26,9 @@ After the heal, ``final()`` asks every node's admin server for its table until a
 - ``lost``: an acknowledged registration neither held at the end, nor superseded (a higher
   epoch of its name seen anywhere), nor gone with its holder's node (that node restarted);
 - ``phantom``: a final holder that no registration acknowledged and none of unknown outcome
-  through its node can explain.
+  through its node can explain;
+- ``twin_epochs``: one epoch of a name acknowledged to two holders (a fencing token shared:
+  a downstream service could not tell them apart).
 
 Global names live in memory: a kill of every node at once forgets every name and its fence,
 so the driver leaves ``crash-all`` out of this workload.
@@ -58,6 +62,19 @@ def _text(b):
     return b.decode(errors="replace") if isinstance(b, bytes) else str(b)
 
 
+def epoch_of(e):
+    """A fencing epoch as a comparable tuple (counter, registrar): from the ``[counter,
+    registrar]`` the histories write, or a bare counter (histories from before the registrar
+    was part of it, which order by counter alone)."""
+    if isinstance(e, (list, tuple)):
+        return (int(e[0]), str(e[1]))
+    return (int(e), "")
+
+
+def show(e):
+    return "%d@%s" % e if e[1] else "%d" % e[0]
+
+
 def table_of(node, nodus, on, relay=False):
     """(`on`'s incarnation, its table: name -> [holder, epoch]), asked of its admin server
     (relayed through the linked node when `relay`), or raises NodusError. None for the
@@ -66,7 +83,8 @@ def table_of(node, nodus, on, relay=False):
         return node.admin(("relay", on, request) if relay else request,
                           node=None if relay else on, timeout_ms=3000)
     before = ask("self")["creation"]
-    table = {_text(e["name"]): [pid_id(e["pid"]), e["epoch"]] for e in ask("global_names")}
+    table = {_text(e["name"]): [pid_id(e["pid"]), [e["epoch"], _text(e.get("registrar", ""))]]
+             for e in ask("global_names")}
     after = ask("self")["creation"]
     return (before if before == after else None), table
 
@@ -93,7 +111,7 @@ def worker(args, nodus, node, rng, record):
             v = node.admin(("global_register", name.encode(), Atom(mode)), node=home,
                            timeout_ms=args.timeout_ms)
             record(type="ok", f=mode, key=name, node=str(home), pid=pid_id(v["pid"]),
-                   epoch=v["epoch"])
+                   epoch=[v["epoch"], _text(v.get("registrar", ""))])
         except nodus.NodusError as e:
             record(type=history.outcome(e.name, REFUSALS), f=mode, key=name, node=str(home),
                    error=e.name)
@@ -141,7 +159,7 @@ def check(history_files, final_result):
     found = history.Findings(
         {"ops": 0, "ok": 0, "fail": 0, "unknown": 0, "already_started": 0, "observations": 0,
          "names": 0, "held": 0, "acked_held": 0, "superseded": 0, "died_with_node": 0},
-        ("duplicates", "split", "epoch_fell", "lost", "phantom"))
+        ("duplicates", "split", "epoch_fell", "lost", "phantom", "twin_epochs"))
     r = found.r
     acks = []               # (name, holder, epoch, node, wall)
     seen = {}               # (node, incarnation, name) -> [(wall, epoch)]
@@ -151,7 +169,7 @@ def check(history_files, final_result):
 
     def saw(node, creation, name, wall, epoch):
         seen.setdefault((node, creation, name), []).append((wall, epoch))
-        top[name] = max(top.get(name, 0), epoch)
+        top[name] = max(top.get(name, (0, "")), epoch)
 
     for op in history.ops(history_files):
         found.count(op)
@@ -161,9 +179,10 @@ def check(history_files, final_result):
         elif t in history.COUNTED:
             pending.pop(op["process"], None)
             if t == "ok":
-                acks.append((op["key"], op["pid"], op["epoch"], op["node"], op["wall"]))
+                epoch = epoch_of(op["epoch"])
+                acks.append((op["key"], op["pid"], epoch, op["node"], op["wall"]))
                 creation = int(op["pid"].rsplit("/", 1)[1])
-                saw(op["node"], creation, op["key"], op["wall"], op["epoch"])
+                saw(op["node"], creation, op["key"], op["wall"], epoch)
             elif t == "info":
                 unknown.add((op["key"], op["node"]))
             elif op.get("error") == "already_started":
@@ -171,7 +190,7 @@ def check(history_files, final_result):
         elif t == "observe":
             r["observations"] += 1
             for name, (_, epoch) in op["names"].items():
-                saw(op["node"], op["creation"], name, op["wall"], epoch)
+                saw(op["node"], op["creation"], name, op["wall"], epoch_of(epoch))
     for op in pending.values():  # invoked, never completed: a client killed mid-request
         unknown.add((op["key"], op["node"]))
 
@@ -179,19 +198,20 @@ def check(history_files, final_result):
     end = time.time()
     for node, table in tables.items():
         for name, (_, epoch) in table.items():
-            saw(node, final_result["creations"][node], name, end, epoch)
+            saw(node, final_result["creations"][node], name, end, epoch_of(epoch))
     for (node, creation, name), views in sorted(seen.items()):
-        high = 0
+        high = (0, "")
         for wall, epoch in sorted(views, key=lambda v: v[0]):
             if epoch < high:
-                found.flag("epoch_fell", [name, node, creation, "%d after %d" % (epoch, high)])
+                found.flag("epoch_fell", [name, node, creation,
+                                          "%s after %s" % (show(epoch), show(high))])
             high = max(high, epoch)
 
     holders = {}  # name -> {holder: epoch} across the final tables
     named = set()
     for table in tables.values():
         for name, (holder, epoch) in table.items():
-            holders.setdefault(name, {})[holder] = epoch
+            holders.setdefault(name, {})[holder] = epoch_of(epoch)
             named.add(name)
     r["names"] = len(named)
     for name, h in sorted(holders.items()):
@@ -204,15 +224,18 @@ def check(history_files, final_result):
     by_epoch = {}
     for name, holder, epoch, node, wall in acks:
         by_epoch.setdefault((name, epoch), set()).add(holder)
-    # Registrations acknowledged apart (a partition's sides) at one epoch, settled at the heal.
-    r["twin_epochs"] = sum(1 for holders_of in by_epoch.values() if len(holders_of) > 1)
+    # One epoch acknowledged to two holders: a fencing token shared (a partition's two sides
+    # each registering the name at one counter did that before the epoch named its registrar).
+    for (name, epoch), holders_of in sorted(by_epoch.items()):
+        if len(holders_of) > 1:
+            found.flag("twin_epochs", [name, show(epoch), sorted(holders_of)])
     acked_pids = set()
     for name, holder, epoch, node, wall in acks:
         acked_pids.add(holder)
         now = holders.get(name, {})
         if holder in now:
             r["acked_held"] += 1
-        elif top.get(name, 0) > epoch:
+        elif top.get(name, (0, "")) > epoch:
             r["superseded"] += 1
         elif final_result["creations"].get(node) != int(holder.rsplit("/", 1)[1]):
             r["died_with_node"] += 1  # its node restarted (or did not answer): it died with it
@@ -220,8 +243,8 @@ def check(history_files, final_result):
             found.flag("lost", [name, holder, epoch, wall])
         for h, e in now.items():
             if e < epoch:
-                found.flag("epoch_fell", [name, "final holder %s at %d below the acknowledged "
-                                          "%d" % (h, e, epoch)])
+                found.flag("epoch_fell", [name, "final holder %s at %s below the acknowledged "
+                                          "%s" % (h, show(e), show(epoch))])
     for name, h in sorted(holders.items()):
         for holder in h:
             if holder not in acked_pids and (name, node_of(holder)) not in unknown:
