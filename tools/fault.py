@@ -116,6 +116,7 @@ class Run:
         reset_out(args.out)
         self.t0 = time.monotonic()
         self.nemesis_log = harness.Log(os.path.join(args.out, "nemesis.jsonl"), self.t0)
+        self.heal_walls = []  # when each fault was healed
 
     def say(self, text):
         print("fault: [%6.1f s] %s" % (time.monotonic() - self.t0, text), flush=True)
@@ -268,7 +269,7 @@ class Run:
         elif kind == "skew":
             self.cluster.skew(step["node"], 0)
         # join and leave: nothing to undo (the ring's change stays; its transfers go on).
-        self.nemesis_log(event="heal", kind=kind)
+        self.heal_walls.append(self.nemesis_log(event="heal", kind=kind)["wall"])
 
     def sleep_until(self, at):
         """Sleeps until `at` s after the workload began, checking the nodes every 0.2 s."""
@@ -351,6 +352,14 @@ class Run:
             result = workload.check(histories, final)
         result["convergence_s"] = (None if final.get("converged_wall") is None
                                    else round(final["converged_wall"] - heal_wall, 1))
+        # What bounds it: the last fault's heal (before the end of the workload, `heal_wall`),
+        # the first check (after the clients stopped and the ring was whole), and the checks
+        # made (1: every key agreed when first asked, so it converged before that).
+        result["last_heal_s"] = (round(max(self.heal_walls) - heal_wall, 1) if self.heal_walls
+                                 else None)
+        if "first_check_wall" in final:
+            result["first_check_s"] = round(final["first_check_wall"] - heal_wall, 1)
+            result["convergence_checks"] = final.get("checks")
         result["keys"] = len(final["keys"])
         result["diverged_keys"] = final.get("diverged_keys", 0)
         result["diverged_sample"] = final.get("diverged", {})

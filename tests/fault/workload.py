@@ -194,9 +194,14 @@ def final(args):
     result = {"keys": {}, "errors": []}
     try:
         # Convergence first, before any read repairs: every primary of every key holds the
-        # same object, by hinted hand-off and whatever else the store does on its own.
+        # same object, by hinted hand-off and whatever else the store does on its own. When
+        # the first check began, and how many there were (1: they agreed when first asked, so
+        # the time is an upper bound set by the driver's waits before it).
+        result["first_check_wall"] = time.time()
+        checks = {}
         (result["converged_wall"], result["diverged_keys"],
-         result["diverged"]) = _converge(nodus, node, keys, args.converge_s)
+         result["diverged"]) = _converge(nodus, node, keys, args.converge_s, checks)
+        result["checks"] = checks.get("polls", 0)
         while time.time() < args.not_before:
             time.sleep(0.1)
         deadline = time.time() + args.timeout_s
@@ -233,13 +238,16 @@ def final(args):
     print(json.dumps(result))
 
 
-def _converge(nodus, node, names, seconds):
+def _converge(nodus, node, names, seconds, stats=None):
     """Polls until every key's primaries agree: (the wall time they did or None, how many keys
-    still differed at the deadline, and 20 of them with what each primary held)."""
+    still differed at the deadline, and 20 of them with what each primary held). Counts the
+    polls in ``stats["polls"]`` when given."""
     deadline = time.time() + seconds
     pending = list(names)
     detail = {}
+    stats = {} if stats is None else stats
     while True:
+        stats["polls"] = stats.get("polls", 0) + 1
         still = []
         for name in pending:
             try:
