@@ -33,7 +33,7 @@ struct Claim {
   std::uint64_t clock = 0;
   bool gone = false;
   Pid replaced;
-  Atom by;  // last: a claim from a node that does not send it reads as by "" (sorts first)
+  Atom by;  // last: a claim from a node that does not send it reads as by `undefined`
   NODUS_FIELDS(name, pid, epoch, clock, gone, replaced, by);
 };
 

@@ -348,11 +348,11 @@ TEST(GlobalProtocolTest, MessagesAreTheFieldListsOfTheProtocolDocument) {
   EXPECT_EQ(wire(gone), tuple(bin("db"), p, 5, 0, "n2", "n1"));
   Message taken = proto::Reply{Status(ErrorCode::kAlreadyStarted, "x"), 0, p, Atom{}};
   EXPECT_EQ(taken.wire_tag(), 112u);
-  EXPECT_EQ(wire(taken), tuple(tuple(1006, "x"), 0, p, ""));
+  EXPECT_EQ(wire(taken), tuple(tuple(1006, "x"), 0, p, "undefined"));
 }
 
 // A node whose messages end before the epoch's registrar (`by`, which came later) is still
-// understood: the field reads as the empty name, below every node's.
+// understood: the field reads as Atom's default, `undefined`.
 TEST(GlobalProtocolTest, ACommitWithoutItsRegistrarDecodes) {
   namespace proto = global_protocol;
   const Pid p{Atom("n2"), 3, 9};
