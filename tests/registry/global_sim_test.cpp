@@ -138,7 +138,8 @@ std::string run_seed(std::uint64_t seed, Faults mix, bool trace) {
   const std::vector<std::string> names = {"x", "y"};
   std::vector<Registrant> rs;
   for (const std::string& n : nodes) {
-    for (int i = 0; i < 2; ++i) rs.push_back(Registrant{n, names[rng() % names.size()], {}, {}, {}});
+    for (int i = 0; i < 2; ++i)
+      rs.push_back(Registrant{n, names[rng() % names.size()], {}, {}, {}});
   }
   for (std::size_t i = 0; i < rs.size(); ++i) {
     const auto pause = std::chrono::milliseconds(rng() % 40);

@@ -189,8 +189,8 @@ TEST_F(GlobalTest, RacingRegistrationsHaveExactlyOneWinner) {
   for (int round = 0; round < 20; ++round) {
     const std::string name = "race" + std::to_string(round);
     std::vector<Pid> pids = {idle(0), idle(1), idle(2)};
-    std::vector<Result<GlobalEpoch, NameStatus>> results(
-        3, NameStatus(Status(ErrorCode::kInternal)));
+    std::vector<Result<GlobalEpoch, NameStatus>> results(3,
+                                                         NameStatus(Status(ErrorCode::kInternal)));
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < 3; ++i) {
       threads.emplace_back([&, i] { results[i] = register_global(node(i), name, pids[i]); });
