@@ -247,6 +247,155 @@ Result<std::string> Client::del(std::string_view key, const RequestOptions& opts
 }
 
 namespace {
+
+// Sends `reqs` without waiting, grouped by partition (`partition[i]`: request i's; the requests
+// of one vnode leave back to back), each as send_request would: to `vnode[i]` as a KvDirect when
+// given, else to the store. Then gathers the answers, all by one deadline: one per request, in
+// order, a KvReply with code 0 or the Status of the error (the store's or the call's).
+std::vector<Result<KvReply>> scatter(Node& node, const std::string& via,
+                                     const std::vector<std::optional<Dest>>& vnode,
+                                     const std::vector<std::uint32_t>& partition,
+                                     std::vector<KvRequest> reqs,
+                                     std::chrono::milliseconds timeout) {
+  std::vector<Result<KvReply>> out(reqs.size(), Result<KvReply>(Status(ErrorCode::kTimeout, "")));
+  if (reqs.empty()) return out;
+  KvState* st = via.empty() ? state_of(node) : nullptr;
+  std::chrono::milliseconds wait = timeout;
+  if (wait.count() == 0) wait = st ? st->options.request_timeout : kMaxRequestTimeout;
+  const Dest store = via.empty() ? Dest(node.whereis(kServerName)) : named(kServerName, via);
+  const std::uint64_t wall = st ? st->wall_ms() : HybridClock::system_ms();
+  const std::uint64_t deadline_ms = wall + static_cast<std::uint64_t>(wait.count());
+  std::optional<Inbox> inbox;  // a plain thread gets a mailbox for the answers
+  if (!has_self()) inbox.emplace(node);
+  std::vector<std::size_t> order(reqs.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return partition[a] < partition[b]; });
+  std::vector<std::optional<RequestId>> ids(reqs.size());
+  for (std::size_t i : order) {
+    if (vnode[i]) {
+      ids[i] = send_request(*vnode[i], KvDirect{std::move(reqs[i]), deadline_ms});
+    } else if (!via.empty() || store.pid().valid()) {
+      ids[i] = send_request(store, std::move(reqs[i]));
+    } else {
+      out[i] = Status(ErrorCode::kNoProc, "the store does not run on this node");
+    }
+  }
+  const auto until = std::chrono::steady_clock::now() + wait + kMargin;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!ids[i]) continue;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    auto r = receive_response_as<KvReply>(*ids[i], std::max(left, std::chrono::milliseconds(0)));
+    if (!r) {
+      out[i] = status_of(r.error());
+    } else if (r->code != 0) {
+      out[i] = status_of(*r);
+    } else {
+      out[i] = std::move(*r);
+    }
+  }
+  return out;
+}
+
+template <class T>
+std::vector<Result<T>> all_failed(std::size_t n, const char* what) {
+  return std::vector<Result<T>>(
+      n, Status(ErrorCode::kBadArg,
+                "more than " + std::to_string(Client::kMaxMultiKeys) + " keys in one " + what));
+}
+
+std::vector<Result<std::string>> contexts_of(std::vector<Result<KvReply>> replies) {
+  std::vector<Result<std::string>> out;
+  out.reserve(replies.size());
+  for (auto& r : replies) {
+    if (r) {
+      out.emplace_back(std::move(r->context));
+    } else {
+      out.emplace_back(r.error());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Result<GetResult>> Client::multi_get(const std::vector<std::string>& keys,
+                                                 const RequestOptions& opts) const {
+  if (keys.size() > kMaxMultiKeys) return all_failed<GetResult>(keys.size(), "multi_get");
+  RequestOptions o = opts;
+  o.context.clear();
+  const std::uint32_t q = partitions();
+  std::vector<KvRequest> reqs;
+  std::vector<std::optional<Dest>> to;
+  std::vector<std::uint32_t> parts;
+  reqs.reserve(keys.size());
+  for (const auto& k : keys) {
+    reqs.push_back(make(Op::kGet, k, o));
+    to.push_back(vnode_for(k));
+    parts.push_back(q ? partition_of(k, q) : 0);
+  }
+  auto replies = scatter(*node_, via_, to, parts, std::move(reqs), opts.timeout);
+  std::vector<Result<GetResult>> out;
+  out.reserve(keys.size());
+  for (auto& r : replies) {
+    if (!r) {
+      out.emplace_back(r.error());
+      continue;
+    }
+    GetResult g;
+    g.values.reserve(r->values.size());
+    for (Bin& v : r->values) g.values.push_back(std::move(v));
+    g.context = std::move(r->context);
+    if (r->ttl_ms >= 0) g.ttl = std::chrono::milliseconds(r->ttl_ms);
+    out.emplace_back(std::move(g));
+  }
+  return out;
+}
+
+std::vector<Result<std::string>> Client::multi_put(
+    const std::vector<std::pair<std::string, std::string>>& kvs, const RequestOptions& opts) const {
+  if (kvs.size() > kMaxMultiKeys) return all_failed<std::string>(kvs.size(), "multi_put");
+  if (opts.ttl.count() < 0) {
+    return std::vector<Result<std::string>>(kvs.size(),
+                                            Status(ErrorCode::kBadArg, "ttl must not be negative"));
+  }
+  RequestOptions o = opts;
+  o.context.clear();
+  const std::uint32_t q = partitions();
+  std::vector<KvRequest> reqs;
+  std::vector<std::optional<Dest>> to;
+  std::vector<std::uint32_t> parts;
+  reqs.reserve(kvs.size());
+  for (const auto& [k, v] : kvs) {
+    reqs.push_back(make(Op::kPut, k, o));
+    reqs.back().value.assign(v);
+    to.push_back(vnode_for(k));
+    parts.push_back(q ? partition_of(k, q) : 0);
+  }
+  return contexts_of(scatter(*node_, via_, to, parts, std::move(reqs), opts.timeout));
+}
+
+std::vector<Result<std::string>> Client::multi_del(const std::vector<std::string>& keys,
+                                                   const std::vector<std::string>& contexts,
+                                                   const RequestOptions& opts) const {
+  if (keys.size() > kMaxMultiKeys) return all_failed<std::string>(keys.size(), "multi_del");
+  const std::uint32_t q = partitions();
+  std::vector<KvRequest> reqs;
+  std::vector<std::optional<Dest>> to;
+  std::vector<std::uint32_t> parts;
+  reqs.reserve(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    RequestOptions o = opts;
+    o.context = i < contexts.size() ? contexts[i] : std::string();
+    reqs.push_back(make(Op::kDelete, keys[i], o));
+    to.push_back(vnode_for(keys[i]));
+    parts.push_back(q ? partition_of(keys[i], q) : 0);
+  }
+  return contexts_of(scatter(*node_, via_, to, parts, std::move(reqs), opts.timeout));
+}
+
+namespace {
 // A term request to nodus_kv, with the term reply's errors as Status.
 Result<Term> term_request(Node& node, const std::string& via, Term request,
                           std::chrono::milliseconds timeout) {

@@ -1,8 +1,7 @@
-// kv::Client's batches and transactions: multi_get / multi_put (term requests to nodus_kv, sent
-// together and gathered), compare-and-set and transaction() (a KvTxn to nodus_kv, which runs
-// it on the partition's first up primary: txn.hpp).
+// kv::Client's compare-and-set and transaction() (a KvTxn to nodus_kv, which runs it on the
+// partition's first up primary: txn.hpp), and nodus_kv's {multi_get | multi_put, ...} requests
+// (through a Client). The batches themselves are in client.cpp.
 #include <algorithm>
-#include <numeric>
 #include <optional>
 
 #include "nodus/kv/client.hpp"
@@ -40,20 +39,6 @@ Status status_of_reason(const Reason& reason) {
   return Status(ErrorCode::kExited, reason.to_string());
 }
 
-// An {error, E} term reply of the store as a Status (no_quorum naming its quorum as
-// kv::Client's do).
-Status status_of_error(const Term& e) {
-  if (auto m = e.match({"no_quorum", _atom, _int, _int})) {
-    return Status(ErrorCode::kNoQuorum, std::string(m[0].as_atom().name()) + ": needed " +
-                                            std::to_string(m[1].as_int()) + ", got " +
-                                            std::to_string(m[2].as_int()));
-  }
-  const Term& head = e.is_tuple() && e.size() > 0 ? e[0] : e;
-  auto code = head.is_atom() ? error_from_name(head.as_atom().name()) : std::nullopt;
-  std::string message = e.is_tuple() && e.size() > 1 && e[1].is_bin() ? e[1].as_bin() : "";
-  return Status(code.value_or(ErrorCode::kProtocol), message);
-}
-
 Status status_of(const TxnReply& r) {
   const auto code = static_cast<ErrorCode>(r.code);
   if (code == ErrorCode::kNoQuorum) {
@@ -63,133 +48,9 @@ Status status_of(const TxnReply& r) {
   return Status(code, r.message);
 }
 
-Term opts_term(const RequestOptions& o) {
-  MapEntries m;
-  for (auto [name, v] :
-       {std::pair{"r", o.r}, {"pr", o.pr}, {"w", o.w}, {"pw", o.pw}, {"dw", o.dw}}) {
-    if (v) m.emplace_back(Term(Atom(name)), Term(static_cast<std::int64_t>(v)));
-  }
-  if (o.timeout.count()) m.emplace_back(Term("timeout"), Term(o.timeout.count()));
-  if (o.overwrite) m.emplace_back(Term("overwrite"), Term(atom("true")));
-  return Term(Map{std::move(m)});
-}
-
-// Sends `requests` to the store together (ordered by `partition`), then gathers the answers:
-// one per request, a term or the Status of a call that failed.
-std::vector<Result<Term>> scatter(Node& node, const std::string& via, std::vector<Term> requests,
-                                  const std::vector<std::uint32_t>& partition,
-                                  std::chrono::milliseconds timeout) {
-  std::vector<Result<Term>> out(requests.size(), Result<Term>(Status(ErrorCode::kTimeout, "")));
-  const Dest to = store_of(node, via);
-  if (via.empty() && !to.pid().valid()) {
-    for (auto& r : out) r = Status(ErrorCode::kNoProc, "the store does not run on this node");
-    return out;
-  }
-  std::optional<Inbox> inbox;  // a plain thread gets a mailbox for the answers
-  if (!has_self()) inbox.emplace(node);
-  std::vector<std::size_t> order(requests.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return partition[a] < partition[b]; });
-  std::vector<RequestId> ids(requests.size());
-  for (std::size_t i : order) ids[i] = send_request(to, std::move(requests[i]));
-  const auto deadline = std::chrono::steady_clock::now() + timeout + kMargin;
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    auto r = wait_response(ids[i], std::max(left, std::chrono::milliseconds(0)));
-    if (!r) {
-      out[i] = status_of_reason(r.error());
-    } else if (auto e = r->match({"error", _})) {
-      out[i] = status_of_error(e[0]);
-    } else {
-      out[i] = std::move(*r);
-    }
-  }
-  return out;
-}
-
 TxnKey* first_key(TxnReply& r) { return r.keys.empty() ? nullptr : &r.keys[0]; }
 
 }  // namespace
-
-std::vector<Result<GetResult>> Client::multi_get(const std::vector<std::string>& keys,
-                                                 const RequestOptions& opts) const {
-  if (keys.size() > kMaxMultiKeys) {
-    return std::vector<Result<GetResult>>(
-        keys.size(), Status(ErrorCode::kBadArg, "more than " + std::to_string(kMaxMultiKeys) +
-                                                    " keys in one multi_get"));
-  }
-  const std::uint32_t q = partitions();
-  const Term o = opts_term(opts);
-  std::vector<Term> reqs;
-  std::vector<std::uint32_t> parts;
-  for (const auto& k : keys) {
-    reqs.push_back(tuple("get", bin(k), o));
-    parts.push_back(q ? partition_of(k, q) : 0);
-  }
-  auto answers =
-      scatter(*node_, via_, std::move(reqs), parts, wait_for(*node_, via_, opts.timeout));
-  std::vector<Result<GetResult>> out;
-  out.reserve(keys.size());
-  for (auto& a : answers) {
-    if (!a) {
-      out.emplace_back(a.error());
-      continue;
-    }
-    auto m = a->match({"ok", _list, _bin});
-    if (!m) {
-      out.emplace_back(Status(ErrorCode::kProtocol, "unexpected get reply " + a->to_string()));
-      continue;
-    }
-    GetResult g;
-    for (const Term& v : m[0].as_list()) {
-      if (v.is_bin()) g.values.push_back(v.as_bin());
-    }
-    g.context = m[1].as_bin();
-    out.emplace_back(std::move(g));
-  }
-  return out;
-}
-
-std::vector<Result<std::string>> Client::multi_put(
-    const std::vector<std::pair<std::string, std::string>>& kvs, const RequestOptions& opts) const {
-  if (kvs.size() > kMaxMultiKeys) {
-    return std::vector<Result<std::string>>(
-        kvs.size(), Status(ErrorCode::kBadArg, "more than " + std::to_string(kMaxMultiKeys) +
-                                                   " keys in one multi_put"));
-  }
-  const std::uint32_t q = partitions();
-  Term o = opts_term(opts);
-  if (opts.ttl.count() > 0) {  // each put expires as a put with that ttl does
-    MapEntries m = o.as_map();
-    m.emplace_back(Term("ttl"), Term(static_cast<std::int64_t>(opts.ttl.count())));
-    o = Term(Map{std::move(m)});
-  }
-  std::vector<Term> reqs;
-  std::vector<std::uint32_t> parts;
-  for (const auto& [k, v] : kvs) {
-    reqs.push_back(tuple("put", bin(k), bin(v), o));
-    parts.push_back(q ? partition_of(k, q) : 0);
-  }
-  auto answers =
-      scatter(*node_, via_, std::move(reqs), parts, wait_for(*node_, via_, opts.timeout));
-  std::vector<Result<std::string>> out;
-  out.reserve(kvs.size());
-  for (auto& a : answers) {
-    if (!a) {
-      out.emplace_back(a.error());
-      continue;
-    }
-    auto m = a->match({"ok", _bin});
-    if (!m) {
-      out.emplace_back(Status(ErrorCode::kProtocol, "unexpected put reply " + a->to_string()));
-      continue;
-    }
-    out.emplace_back(m[0].as_bin());
-  }
-  return out;
-}
 
 namespace {
 

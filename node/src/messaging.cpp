@@ -263,6 +263,20 @@ CallResult wait_response(const RequestId& id, Timeout timeout) {
                                              " to an untyped request: use call_as<T>"));
 }
 
+namespace detail {
+Result<Message, Reason> receive_typed(const RequestId& id, Timeout timeout) {
+  Process* me = detail::require_self("receive_response_as");
+  bool got = me->wait_until([&] { return me->has_reply(id.ref); }, me->rt().deadline(timeout));
+  if (!got) {
+    me->forget_ref(id.ref);  // abandoned: a late reply is dropped as a timed-out call's
+    return reasons::timeout();
+  }
+  std::unique_ptr<Envelope> r(me->take_reply(id.ref));
+  if (r->kind == Kind::kReplyError) return Reason(r->msg.is_term() ? r->msg.term() : Term());
+  return std::move(r->msg);
+}
+}  // namespace detail
+
 Ref send_after(const Pid& to, Message msg, std::chrono::milliseconds delay) {
   return detail::runtime_for_call(to).send_after(to, std::move(msg), delay);
 }

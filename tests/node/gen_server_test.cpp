@@ -346,6 +346,34 @@ TEST_F(GenServerTest, TypedMessagesDispatchByType) {
   EXPECT_EQ(reasons::to_status(other.error()).code(), ErrorCode::kProtocol);
 }
 
+TEST_F(GenServerTest, TypedRepliesToManyRequestsAreGatheredAndATimedOutOneIsAbandoned) {
+  Pid p = start<Account>(node).value();
+  std::vector<RequestId> ids;
+  for (int i = 1; i <= 5; ++i) ids.push_back(send_request(p, Deposit{i}));
+  std::int64_t expect = 0;
+  for (int i = 1; i <= 5; ++i) {
+    expect += i;
+    auto r = receive_response_as<Balance>(ids[static_cast<std::size_t>(i - 1)], 5s);
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(r->value, expect);
+  }
+  // Another type than the one asked for: the protocol's fault, named.
+  auto other = receive_response_as<Balance>(send_request(p, "what"), 5s);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(reasons::to_status(other.error()).code(), ErrorCode::kProtocol);
+  EXPECT_TRUE(receive_response_as<Term>(send_request(p, Withdraw{500}), 5s)
+                  .value()
+                  .match({"error", "insufficient_funds"}));
+  // Timed out: abandoned, so the reply that comes later is dropped (wait_response would have
+  // kept it), and never shows up as a message.
+  Pid slow = start_recorder();
+  RequestId late = send_request(slow, tuple("sleep", 60));
+  EXPECT_EQ(receive_response_as<Term>(late, 5ms).error(), "timeout");
+  EXPECT_EQ(call(slow, "ping").value(), Term("pong"));  // answered after the sleep's reply
+  EXPECT_EQ(wait_response(late, 50ms).error(), "timeout");
+  EXPECT_FALSE(receive(50ms).has_value());
+}
+
 class SlowToStop : public GenServer {
  public:
   void terminate(const Reason&) override { receive(200ms); }

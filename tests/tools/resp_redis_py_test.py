@@ -1,7 +1,8 @@
 """nodusd's Redis protocol through python3-redis (Debian's), a client nobody here wrote.
 
 Run by integration_resp_test against a real cluster: NODUS_RESP_PORTS names the RESP ports of
-its nodes (comma-separated). Strings, MGET/MSET, pipelines, SCAN iteration, errors, INCR from
+its nodes (comma-separated). Strings, MGET/MSET/EXISTS/DEL of many keys, SET GET and KEEPTTL
+(atomic: from many clients each old value is answered once), pipelines, SCAN iteration, errors, INCR from
 many clients, transactions (pipelines with transaction=True, WATCH and WatchError), pub/sub
 keyspace notifications (PSUBSCRIBE/SUBSCRIBE fed by the store's watches).
 """
@@ -69,6 +70,73 @@ class RedisPyTest(unittest.TestCase):
         self.assertEqual([b"1", b"2", None, b"3"],
                          self.other.mget("py:m1", "py:m2", "py:nope", "py:m3"))
         self.assertEqual(3, self.r.delete("py:m1", "py:m2", "py:m3"))
+
+    def test_multi_key_commands_span_partitions(self):
+        keys = ["py:mk:%d" % i for i in range(100)]
+        values = [b"v%d" % i for i in range(100)]
+        self.assertTrue(self.r.mset(dict(zip(keys, values))))
+        asked = keys[:50] + ["py:mk:none1"] + keys[50:] + ["py:mk:none2"]
+        self.assertEqual(values[:50] + [None] + values[50:] + [None], self.other.mget(asked))
+        self.assertEqual(100, self.other.exists(*asked))
+        self.assertEqual(2, self.r.exists(keys[0], keys[0]))  # counted as often as named
+        self.assertEqual(100, self.r.delete(*asked))
+        self.assertEqual([None] * 102, self.other.mget(asked))
+        self.assertEqual(0, self.other.exists(*asked))
+        self.assertEqual(0, self.r.delete(*keys))
+
+    def test_set_get_and_keepttl_write_once_at_the_first_primary(self):
+        self.assertIsNone(self.r.set("py:sg", "a", get=True))  # a new key: nil, and written
+        self.assertEqual(b"a", self.other.get("py:sg"))
+        self.assertEqual(b"a", self.other.set("py:sg", "b", get=True))
+        self.assertEqual(b"b", self.r.get("py:sg"))
+        # NX GET on a key that exists: not written, its value answered.
+        self.assertEqual(b"b", self.r.set("py:sg", "c", nx=True, get=True))
+        self.assertEqual(b"b", self.other.get("py:sg"))
+        self.assertIsNone(self.r.set("py:sg-new", "n", nx=True, get=True))
+        self.assertEqual(b"n", self.other.get("py:sg-new"))
+        self.assertIsNone(self.r.set("py:sg-none", "x", xx=True, get=True))
+        self.assertEqual(0, self.r.exists("py:sg-none"))
+        self.assertEqual(b"b", self.r.set("py:sg", "d", xx=True, get=True))
+        self.assertEqual(b"d", self.other.get("py:sg"))
+        # KEEPTTL keeps the ttl of the value it replaces, also with GET.
+        self.assertTrue(self.r.set("py:kt", "1", ex=100))
+        self.assertTrue(self.r.set("py:kt", "2", keepttl=True))
+        self.assertTrue(95 <= self.other.ttl("py:kt") <= 100)
+        self.assertEqual(b"2", self.other.set("py:kt", "3", keepttl=True, get=True))
+        self.assertTrue(95 <= self.r.ttl("py:kt") <= 100)
+        self.assertEqual(b"3", self.r.get("py:kt"))
+        self.assertEqual(b"3", self.r.set("py:kt", "4", get=True))  # without KEEPTTL: no ttl
+        self.assertEqual(-1, self.r.ttl("py:kt"))
+        self.assertTrue(self.r.set("py:kt-new", "1", keepttl=True))
+        self.assertEqual(-1, self.other.ttl("py:kt-new"))
+        self.assertEqual(4, self.r.delete("py:sg", "py:sg-new", "py:kt", "py:kt-new"))
+
+    def test_set_get_from_many_clients_answers_each_old_value_once(self):
+        # Atomic: each SET GET answers the value its write superseded, so across every client
+        # the answers and the final value are each value written (and the first nil) once.
+        writes = 15
+        answers, errors = [], []
+
+        def run(n):
+            c = redis.Redis(host="127.0.0.1", port=ports()[n % len(ports())], socket_timeout=20)
+            try:
+                for i in range(writes):
+                    answers.append(c.set("py:chain", "c%d-%d" % (n, i), get=True))
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(e)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual([], errors)
+        final = self.r.get("py:chain")
+        written = {None} | {b"c%d-%d" % (n, i) for n in range(6) for i in range(writes)}
+        self.assertEqual(sorted(written, key=str), sorted(answers + [final], key=str))
+        self.assertEqual(1, self.r.delete("py:chain"))
 
     def test_pipeline_answers_in_order(self):
         p = self.r.pipeline(transaction=False)

@@ -16,6 +16,7 @@ class RespTest : public NodusdClusterTest {
       GTEST_SKIP() << "redis-tools is not installed (tools/deps.sh installs it)";
     }
     copy_cluster("local-3", "720", "920");
+    if (three_replicas_) configure("replicas", "3");
     for (int i = 1; i <= 3; ++i) {
       resp_[i] = free_port();
       spit(conf(i),
@@ -36,6 +37,17 @@ class RespTest : public NodusdClusterTest {
   }
 
   std::map<int, int> resp_;
+  bool three_replicas_ = false;  // kv.replicas = 3 (N = 3) instead of local-3's 2
+};
+
+// With N = 3 on three nodes: every node is a primary of every key, and W = 2 and R = 2 are met
+// with one node down.
+class RespN3Test : public RespTest {
+ protected:
+  void SetUp() override {
+    three_replicas_ = true;
+    RespTest::SetUp();
+  }
 };
 
 // A socket to a RESP port with a receive timeout, for raw bytes.
@@ -125,6 +137,20 @@ TEST_F(RespTest, ARedisCliScriptGetsRedisAnswers) {
       {"GET cli:x", ""},
       {"SET cli:n 3 GET", "1"},
       {"GET cli:n", "3"},
+      {"SET cli:n 4 NX GET", "3"},  // exists: not written, its value answered
+      {"GET cli:n", "3"},
+      {"SET cli:m 1 NX GET", ""},
+      {"SET cli:m 2 XX GET", "1"},
+      {"SET cli:none 1 XX GET", ""},
+      {"SET cli:m 3 GET EX 100", "2"},
+      {"SET cli:m 4 KEEPTTL", "OK"},  // one write at the first primary, keeping the ttl
+      {"TTL cli:m", "100"},
+      {"SET cli:m 5 KEEPTTL GET", "4"},
+      {"TTL cli:m", "100"},
+      {"GET cli:m", "5"},
+      {"SET cli:none 1 KEEPTTL", "OK"},
+      {"TTL cli:none", "-1"},
+      {"DEL cli:m cli:none", "2"},
       {"EXPIRE cli:n -1", "1"},  // a time not in the future deletes, as in Redis
       {"EXISTS cli:n", "0"},
       {"DEL cli:t", "1"},
@@ -232,6 +258,47 @@ TEST_F(RespTest, PythonRedisSuite) {
       {{"NODUS_RESP_PORTS", ports}}, 120s);
   EXPECT_EQ(0, r.code) << r.out << r.err;
   EXPECT_NE(std::string::npos, r.err.find("OK")) << r.err;
+}
+
+// MSET, MGET, EXISTS and DEL of many keys: keys of most partitions, each key's request sent
+// straight to its vnode on the node the client talks to (a primary of it), answered per key
+// (missing keys nil and not counted), and still so with one node of the three killed (N = 3:
+// W = 2 and R = 2 are met by the two left).
+TEST_F(RespN3Test, MultiKeyCommandsSpanPartitionsAndServeWithANodeDown) {
+  std::vector<std::string> mset = {"MSET"}, mset2 = {"MSET"}, mget = {"MGET"};
+  std::string want, want2, nils;
+  for (int i = 0; i < 60; ++i) {
+    const std::string k = nodus::testing::numbered("mk:", i), v = nodus::testing::numbered("v", i);
+    mset.insert(mset.end(), {k, v});
+    mset2.insert(mset2.end(), {k, v + "'"});
+    mget.push_back(k);
+    want += v + "\n";
+    want2 += v + "'\n";
+    nils += "\n";
+    if (i % 20 == 0) {
+      mget.push_back(nodus::testing::numbered("mk:none", i));
+      want += "\n";
+      want2 += "\n";
+      nils += "\n";
+    }
+  }
+  auto with = [&](const char* cmd) {
+    std::vector<std::string> v = mget;
+    v[0] = cmd;
+    return v;
+  };
+  ASSERT_EQ("OK\n", cli(1, mset).out);
+  EXPECT_EQ(want, cli(2, mget).out);
+  EXPECT_EQ("60\n", cli(3, with("EXISTS")).out);
+  ASSERT_TRUE(kill9(3));
+  for (int i : {1, 2}) EXPECT_EQ(want, cli(i, mget).out) << "through n" << i;
+  ASSERT_EQ("OK\n", cli(2, mset2).out);
+  EXPECT_EQ(want2, cli(1, mget).out);
+  EXPECT_EQ("60\n", cli(1, with("EXISTS")).out);
+  EXPECT_EQ("60\n", cli(2, with("DEL")).out);
+  EXPECT_EQ(nils, cli(1, mget).out);
+  EXPECT_EQ("0\n", cli(1, with("EXISTS")).out);
+  EXPECT_EQ("0\n", cli(2, with("DEL")).out);
 }
 
 TEST_F(RespTest, GarbageAndAHugeBulkLengthDisconnectOnlyThatClient) {

@@ -1080,11 +1080,9 @@ class Session {
     }
   }
 
-  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. Without NX, XX
-  // or GET: a blind overwrite (put_key), one store round trip (KEEPTTL: a get first, for the
-  // ttl). NX or XX without GET is a compare-and-set carrying the expiry (set_if). With GET a
-  // get comes first and the put carries its context, so NX and XX with GET decide on what that
-  // get saw: not atomic against a concurrent writer of the key.
+  // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]. Without NX, XX,
+  // GET or KEEPTTL: a blind overwrite (put_key), one store round trip. With any of them: a write
+  // at the key's first primary (set_if).
   void set(Args& a, std::string& out) {
     bool nx = false, xx = false, get_old = false, keep_ttl = false, expiry = false;
     long long ttl_ms = 0;
@@ -1122,70 +1120,72 @@ class Session {
       if (!e.empty()) return resp::error(out, "ERR " + e);
       return resp::simple(out, "OK");
     }
-    if (!get_old && (nx || xx)) return set_if(a[1], a[2], nx, ttl_ms, keep_ttl, out);
-    Answer old = get_key(a[1]);
-    if (!old.ok) return resp::error(out, "ERR " + old.error);
-    const std::string* old_value = chosen(old);
-    auto reply_old = [&] {
-      if (old_value) {
-        resp::bulk(out, *old_value);
-      } else {
-        resp::null(out);
-      }
-    };
-    if ((nx && old.found) || (xx && !old.found)) {  // not set
-      if (get_old) return reply_old();
-      return resp::null(out);
-    }
-    if (keep_ttl && old.found && old.ttl_ms > 0) ttl_ms = old.ttl_ms;
-    std::string e = put_key(a[1], a[2], old.context, ttl_ms);
-    if (!e.empty()) return resp::error(out, "ERR " + e);
-    if (get_old) return reply_old();
-    resp::simple(out, "OK");
+    set_if(a[1], a[2], nx, xx, get_old, ttl_ms, keep_ttl, out);
   }
 
-  // SET key value NX | XX [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]: a compare-and-set at
-  // the key's partition's first primary (docs/protocol.md 12.6), so of two clients setting one
-  // key NX exactly one wins. NX writes only if the key is `absent` there (one round trip); XX
-  // reads the key's version there and writes only if it is still that version, reading again
-  // when it changed meanwhile. The expiry goes with the write (`ttl`, or `keep_ttl`: the value
-  // expires when the one it replaces would have), so it is set in the same atomic step.
-  void set_if(const std::string& key, const std::string& value, bool nx, long long ttl_ms,
-              bool keep_ttl, std::string& out) {
-    std::vector<KeyState> st;
-    std::string error;
-    auto put = [&](Term if_version) {
-      if (ttl_ms <= 0 && !keep_ttl)
-        return tuple("put", bin(key), bin(value), std::move(if_version));
+  // SET with NX, XX, GET or KEEPTTL: a write at the key's partition's first primary
+  // (docs/protocol.md 12.6), checked and stored there in one step, so the condition and the
+  // old value GET answers are exactly what the write superseded, atomic with every other write
+  // that primary coordinates (of two clients setting one key NX, exactly one wins). The expiry
+  // goes with the write (`ttl`, or `keep_ttl`: the value expires when the one it replaces would
+  // have), in the same step.
+  // - KEEPTTL alone: an unconditional write: one round trip.
+  // - NX (with or without GET): written only if the key is `absent` there: one round trip; a
+  //   refusal brings the key's value, which GET answers.
+  // - GET without NX or XX: a compare-and-set guessing the key absent first (one round trip for
+  //   a new key); a refusal brings its state, and the write is tried again on that version (two
+  //   round trips for a key that exists), as long as it keeps changing meanwhile.
+  // - XX: the key's state is read there first, then written only if still that version.
+  void set_if(const std::string& key, const std::string& value, bool nx, bool xx, bool get_old,
+              long long ttl_ms, bool keep_ttl, std::string& out) {
+    auto put = [&](std::optional<Term> if_version) {
       MapEntries o;
-      o.emplace_back(Term("if_version"), std::move(if_version));
+      if (if_version) o.emplace_back(Term("if_version"), std::move(*if_version));
       if (ttl_ms > 0) o.emplace_back(Term("ttl"), Term(static_cast<std::int64_t>(ttl_ms)));
       if (keep_ttl) o.emplace_back(Term("keep_ttl"), Term(atom("true")));
+      if (o.empty()) return tuple("put", bin(key), bin(value));
       return tuple("put", bin(key), bin(value), Term(Map{std::move(o)}));
     };
-    if (nx) {
-      switch (txn(List{put(Term(atom("absent")))}, st, error)) {
-        case TxnOutcome::kOk:
-          return resp::simple(out, "OK");
-        case TxnOutcome::kMismatch:
-          return resp::null(out);  // the key exists
-        case TxnOutcome::kFailed:
-          return resp::error(out, error);
+    // The answer when the key was written (old: the state the write superseded), and when the
+    // condition kept it from being written (old: the key's state now).
+    auto written = [&](const KeyState& old) {
+      if (!get_old) return resp::simple(out, "OK");
+      if (old.found) return resp::bulk(out, old.value);
+      resp::null(out);
+    };
+    auto not_written = [&](const KeyState& old) {
+      if (get_old && old.found) return resp::bulk(out, old.value);
+      resp::null(out);
+    };
+    std::vector<KeyState> st;
+    std::string error;
+    if (!nx && !xx && !get_old) {  // KEEPTTL alone
+      if (txn(List{put(std::nullopt)}, st, error) != TxnOutcome::kOk) {
+        return resp::error(out, error);
       }
+      return written(st[0]);
     }
-    if (txn(List{tuple("read", bin(key))}, st, error) != TxnOutcome::kOk) {
-      return resp::error(out, error);
+    bool guessed = !xx;  // st[0] is a guess (absent), not a state the store answered
+    if (xx) {
+      if (txn(List{tuple("read", bin(key))}, st, error) != TxnOutcome::kOk) {
+        return resp::error(out, error);
+      }
+    } else {
+      st.assign(1, KeyState{});
     }
     for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
-      if (!st[0].found) return resp::null(out);
-      switch (txn(List{put(if_of(st[0]))}, st, error)) {
+      if (xx && !st[0].found) return not_written(st[0]);
+      const KeyState old = st[0];
+      switch (txn(List{put(nx ? Term(atom("absent")) : if_of(old))}, st, error)) {
         case TxnOutcome::kOk:
-          return resp::simple(out, "OK");
+          return written(old);
         case TxnOutcome::kFailed:
           return resp::error(out, error);
         case TxnOutcome::kMismatch:
-          cas_backoff(attempt);
-          break;  // changed meanwhile: decide again on its state now
+          if (nx) return not_written(st[0]);  // the key exists
+          if (!guessed) cas_backoff(attempt);
+          guessed = false;
+          break;  // changed meanwhile (or the guess was wrong): decide again on its state now
       }
     }
     resp::error(out, "ERR version_mismatch: the key changed during each of " +
@@ -1351,21 +1351,24 @@ class Session {
     if (keys.size() == 1) {
       if (found[0].found) first_error = delete_key(keys[0], found[0].context);
       n = found[0].found ? 1 : 0;
-    } else {  // the deletes at once, as term requests to nodus_kv
-      std::vector<RequestId> dels;
+    } else {  // the deletes at once (kv::Client::multi_del), each straight to its key's vnode
+      std::vector<std::string> gone, contexts;
       for (std::size_t i = 0; i < keys.size(); ++i) {
         if (!found[i].found) continue;
-        dels.push_back(send_request(
-            store(), tuple("delete", bin(keys[i]), map({{"context", bin(found[i].context)}}))));
+        gone.push_back(keys[i]);
+        contexts.push_back(found[i].context);
       }
-      for (const RequestId& id : dels) {
-        CallResult r = wait_response(id, call_timeout());
-        std::string e = !r                       ? "store unreachable: " + r.error().to_string()
-                        : r->match({"error", _}) ? error_text((*r)[1])
-                                                 : std::string();
-        if (!e.empty() && first_error.empty()) first_error = std::move(e);
+      for (std::size_t at = 0; at < gone.size(); at += kv::Client::kMaxMultiKeys) {
+        const auto from = static_cast<std::ptrdiff_t>(at);
+        const auto to =
+            static_cast<std::ptrdiff_t>(std::min(gone.size(), at + kv::Client::kMaxMultiKeys));
+        for (auto& r : client_.multi_del({gone.begin() + from, gone.begin() + to},
+                                         {contexts.begin() + from, contexts.begin() + to},
+                                         request_options())) {
+          if (!r && first_error.empty()) first_error = error_text(r.error());
+        }
       }
-      n = static_cast<long long>(dels.size());
+      n = static_cast<long long>(gone.size());
     }
     if (!first_error.empty()) return resp::error(out, "ERR " + first_error);
     resp::integer(out, n);

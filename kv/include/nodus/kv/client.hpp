@@ -139,16 +139,25 @@ class Client {
   Result<std::string> del(std::string_view key, const RequestOptions& opts = {},
                           GetResult* current = nullptr) const;
 
-  /// get / put of many keys at once: the requests are sent together (ordered by partition)
-  /// and their answers gathered; one result per key, in order, each as get's or put's (a key
-  /// that fails does not fail the others). Keys of any partitions; at most kMaxMultiKeys
-  /// (beyond: every result badarg). opts.context and opts.if_version are not used;
-  /// opts.overwrite and opts.ttl apply to every put.
+  /// get / put / del of many keys at once: one request per key, each sent as get, put or del
+  /// sends it (straight to the key's vnode on this node when the node is a primary of the
+  /// key, else to the store), all sent before any answer is awaited, those of one partition
+  /// back to back; then the answers are gathered, by one deadline (opts.timeout, as for one
+  /// request). So a batch costs about what one request costs plus the time to send the rest,
+  /// not N round trips. One result per key, in order, each as get's, put's or del's (a key
+  /// that fails does not fail the others; the batch is not atomic). Keys of any partitions;
+  /// at most kMaxMultiKeys (beyond: every result badarg). opts.context and opts.if_version are
+  /// not used; opts.overwrite and opts.ttl apply to every put (a negative ttl: every result
+  /// badarg). multi_del deletes keys[i] superseding contexts[i] (a get's context), or, where
+  /// that is "" or missing, what the key's coordinator has seen (as del).
   std::vector<Result<GetResult>> multi_get(const std::vector<std::string>& keys,
                                            const RequestOptions& opts = {}) const;
   std::vector<Result<std::string>> multi_put(
       const std::vector<std::pair<std::string, std::string>>& kvs,
       const RequestOptions& opts = {}) const;
+  std::vector<Result<std::string>> multi_del(const std::vector<std::string>& keys,
+                                             const std::vector<std::string>& contexts = {},
+                                             const RequestOptions& opts = {}) const;
   static constexpr std::size_t kMaxMultiKeys = 10000;
 
   /// Runs `fun` over the current values of `keys` and commits what it returns as one atomic

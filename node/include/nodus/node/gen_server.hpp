@@ -203,6 +203,27 @@ Result<R, Reason> call_as(const Dest& to, Message request, Timeout timeout) {
                      bin(std::string("unexpected reply type ") + r->type_name()));
 }
 
+/// Waits for the reply to `id` (send_request) when it is a typed message R (or a Term when R is
+/// Term), as call_as does for a call: so a process can have many typed calls outstanding and
+/// gather their replies, as OTP's gen_server:receive_response/2 does. Unlike wait_response, a
+/// request that times out is abandoned: a reply that arrives later is dropped, never kept or
+/// seen as a message, so the gatherer's mailbox does not grow with late replies. Errors: as
+/// call(): `timeout`, `noproc`, `overloaded`, the callee's exit reason, nodedown; and
+/// {protocol_error, "unexpected reply type X"} when the callee answered with another type.
+/// REQUIRES: `id` came from send_request of the current process and was not taken yet.
+template <class R>
+Result<R, Reason> receive_response_as(const RequestId& id, Timeout timeout = kDefaultCallTimeout) {
+  auto r = detail::receive_typed(id, timeout);
+  if (!r) return std::move(r).error();
+  if constexpr (std::is_same_v<R, Term>) {
+    if (r->is_term()) return std::move(r->term());
+  } else {
+    if (R* v = r->template get<R>()) return std::move(*v);
+  }
+  return reasons::of(ErrorCode::kProtocol,
+                     bin(std::string("unexpected reply type ") + r->type_name()));
+}
+
 /// Stops a server (or any process) with `reason` and waits until it is gone: its terminate
 /// runs first. Errors: noproc, timeout (the process is still running).
 Status stop(const Pid& pid, Reason reason = reasons::normal(),

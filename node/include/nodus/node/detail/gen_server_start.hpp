@@ -1,7 +1,7 @@
-// The machinery behind start<T> and call_as<R> (gen_server.hpp): how a server's type and
-// init arguments become the process that runs it. Not part of the API: use start, start_link
-// and call_as. gen_server.hpp includes it where GenServer and Action are complete; it is not
-// meant to be included on its own.
+// The machinery behind start<T>, call_as<R> and receive_response_as<R> (gen_server.hpp): how a
+// server's type and init arguments become the process that runs it. Not part of the API: use start,
+// start_link and call_as. gen_server.hpp includes it where GenServer and Action are complete; it is
+// not meant to be included on its own.
 #pragma once
 
 #include <functional>
@@ -49,6 +49,9 @@ struct FirstIsOptions<First, Rest...> : std::is_same<std::decay_t<First>, SpawnO
 
 /// A call whose reply may be a typed message (call_as).
 Result<Message, Reason> call_typed(const Dest& to, Message request, Timeout timeout);
+/// The reply to a send_request, typed or not; abandons the request on timeout
+/// (receive_response_as).
+Result<Message, Reason> receive_typed(const RequestId& id, Timeout timeout);
 }  // namespace detail
 
 }  // namespace nodus
