@@ -1209,7 +1209,7 @@ Result<Stats> stats(Node& node) {
   const EngineStats es = st->engine->stats();
   s.keys = es.keys;
   s.data_bytes = es.data_bytes;
-  s.memory_bytes = es.memory_bytes;
+  s.memory_bytes = es.memory_bytes + st->index_bytes();
   s.syncs = es.syncs;
   s.sync_writes = es.writes;
   s.sync_us = es.sync_us;

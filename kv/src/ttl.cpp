@@ -1,11 +1,15 @@
 // Expiry: see ttl.hpp.
 #include "ttl.hpp"
 
-#include <optional>
-
 #include <algorithm>
+#include <cstring>
+#include <optional>
+#include <utility>
 
 #include "state.hpp"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 namespace nodus::kv {
 
@@ -65,32 +69,111 @@ std::uint64_t tombstone_age_from(const Object& o) {
   return newest;
 }
 
+std::uint64_t ExpiryIndex::HashOf::operator()(const Entry& e) const {
+  return XXH3_64bits(e.key().data(), e.key().size());
+}
+
+ExpiryIndex::~ExpiryIndex() {
+  for (Entry* e : queue_) std::free(e);
+}
+
+ExpiryIndex::ExpiryIndex(ExpiryIndex&& o) noexcept
+    : due_(std::move(o.due_)),
+      queue_(std::move(o.queue_)),
+      entry_bytes_(std::exchange(o.entry_bytes_, 0)),
+      bytes_(o.bytes_.exchange(0)) {
+  o.queue_.clear();
+}
+
+void ExpiryIndex::sift_up(std::size_t i) {
+  Entry* e = queue_[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (!before(e, queue_[parent])) break;
+    set(i, queue_[parent]);
+    i = parent;
+  }
+  set(i, e);
+}
+
+void ExpiryIndex::sift_down(std::size_t i) {
+  Entry* e = queue_[i];
+  const std::size_t n = queue_.size();
+  for (;;) {
+    std::size_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && before(queue_[child + 1], queue_[child])) ++child;
+    if (!before(queue_[child], e)) break;
+    set(i, queue_[child]);
+    i = child;
+  }
+  set(i, e);
+}
+
+void ExpiryIndex::unqueue(Entry* e) {
+  const std::size_t i = e->at;
+  Entry* last = queue_.back();
+  queue_.pop_back();
+  if (last == e) return;
+  set(i, last);
+  if (i > 0 && before(last, queue_[(i - 1) / 2])) {
+    sift_up(i);
+  } else {
+    sift_down(i);
+  }
+}
+
+void ExpiryIndex::release(Entry* e) {
+  unqueue(e);
+  due_.erase(HashOf()(*e), [e](const Entry& x) { return &x == e; });
+  entry_bytes_ -= malloc_bytes(sizeof(Entry) + e->size);
+  std::free(e);
+}
+
+void ExpiryIndex::publish_bytes() {
+  bytes_.store(entry_bytes_ + due_.bytes() + malloc_bytes(queue_.capacity() * sizeof(Entry*)),
+               std::memory_order_relaxed);
+}
+
 void ExpiryIndex::note(std::string_view key, std::uint64_t expiry_ms) {
-  auto it = due_.find(key);
-  if (it != due_.end()) {
-    if (it->second == expiry_ms) return;
-    queue_.erase({it->second, std::string_view(it->first)});
+  const std::uint64_t h = XXH3_64bits(key.data(), key.size());
+  Entry* e = due_.find(h, [key](const Entry& x) { return x.key() == key; });
+  if (e) {
+    if (e->expiry_ms == expiry_ms) return;
     if (expiry_ms == 0) {
-      due_.erase(it);
+      release(e);
+      publish_bytes();
       return;
     }
-    it->second = expiry_ms;
-    queue_.emplace(expiry_ms, std::string_view(it->first));
+    const bool sooner = expiry_ms < e->expiry_ms;
+    e->expiry_ms = expiry_ms;
+    if (sooner) {
+      sift_up(e->at);
+    } else {
+      sift_down(e->at);
+    }
     return;
   }
   if (expiry_ms == 0) return;
-  auto [added, fresh] = due_.emplace(std::string(key), expiry_ms);
-  (void)fresh;
-  queue_.emplace(expiry_ms, std::string_view(added->first));
+  e = static_cast<Entry*>(checked_malloc(sizeof(Entry) + key.size()));
+  e->expiry_ms = expiry_ms;
+  e->size = static_cast<std::uint32_t>(key.size());
+  if (!key.empty()) std::memcpy(e->bytes(), key.data(), key.size());
+  due_.insert(h, e);
+  queue_.push_back(e);
+  sift_up(queue_.size() - 1);
+  entry_bytes_ += malloc_bytes(sizeof(Entry) + key.size());
+  publish_bytes();
 }
 
 std::vector<std::string> ExpiryIndex::take_due(std::uint64_t now_ms, std::size_t limit) {
   std::vector<std::string> out;
-  while (out.size() < limit && !queue_.empty() && queue_.begin()->first <= now_ms) {
-    auto it = due_.find(queue_.begin()->second);
-    queue_.erase(queue_.begin());
-    out.push_back(std::move(due_.extract(it).key()));
+  while (out.size() < limit && !queue_.empty() && queue_.front()->expiry_ms <= now_ms) {
+    Entry* e = queue_.front();
+    out.emplace_back(e->key());
+    release(e);
   }
+  if (!out.empty()) publish_bytes();
   return out;
 }
 

@@ -1342,7 +1342,8 @@ class Vnode : public GenServer {
   //
   // Every vnode's timer may start a round; one runs at a time per node (KvState::
   // evict_running). A round works out the node's excess (live keys beyond max_keys, or what the
-  // engine's memory beyond max_memory is worth in keys at its bytes per key now), takes its share
+  // memory beyond max_memory is worth in keys at its bytes per key now: the engine's estimate
+  // and the TTL and LRU indexes', KvState::memory_bytes), takes its share
   // of it (excess / copies: when every node is over, each deleting that much brings them all
   // down at once, a delete removing the key from every replica; one node alone over gets there
   // in a few rounds), and deletes that many of the node's least recently used keys, of the
@@ -1360,7 +1361,7 @@ class Vnode : public GenServer {
     const std::uint64_t max_keys = st_->options.max_keys;
     if (max_keys && live > max_keys) excess = live - max_keys;
     if (st_->options.max_memory && live > 0) {
-      const std::uint64_t mem = st_->engine->stats().memory_bytes;
+      const std::uint64_t mem = st_->memory_bytes();
       if (mem > st_->options.max_memory) {
         const std::uint64_t per_key = std::max<std::uint64_t>(1, mem / live);
         excess = std::max(excess, (mem - st_->options.max_memory + per_key - 1) / per_key);

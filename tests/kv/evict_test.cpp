@@ -69,6 +69,26 @@ TEST(NodeLru, OldestTakesTheFirstSelectionBeforeTheSecondAndScansABoundedTail) {
   EXPECT_EQ(lru.oldest(5, owned, primary, 1), (Entries{{0, "k0"}}));  // one entry looked at
 }
 
+TEST(NodeLru, CountsItsBytesAtLeastEachKeysOwn) {
+  NodeLru lru(4);
+  EXPECT_EQ(lru.memory_bytes(), 0u);
+  const std::string pad(100, 'x');
+  for (int i = 0; i < 1000; ++i)
+    lru.touch(static_cast<std::uint32_t>(i % 4), numbered(pad.c_str(), i));
+  const std::uint64_t full = lru.memory_bytes();
+  EXPECT_GE(full, 1000u * (100 + 24));  // each key's bytes and its links at least
+  EXPECT_LE(full, 1000u * (100 + 24 + 80));
+  lru.touch(0, numbered(pad.c_str(), 0));  // a touch of a tracked key adds nothing
+  EXPECT_EQ(lru.memory_bytes(), full);
+  for (int i = 0; i < 1000; ++i)
+    lru.remove(static_cast<std::uint32_t>(i % 4), numbered(pad.c_str(), i));
+  EXPECT_EQ(lru.size(), 0u);
+  EXPECT_LT(lru.memory_bytes(), full / 4);  // the table's slots stay
+  EXPECT_TRUE(lru.oldest(
+                     10, [](std::uint32_t) { return true; }, {}, 100)
+                  .empty());
+}
+
 TEST(EvictOptions, BadBoundsAreRefusedNamingTheKey) {
   Options o;
   o.context_secret = "x";
@@ -190,6 +210,51 @@ TEST_F(EvictTest, MaxMemoryEvictsUntilTheEngineFitsIt) {
   EXPECT_TRUE(within) << stats_of(1).memory_bytes << " " << stats_of(1).data_bytes;
   EXPECT_GT(sum(&Stats::evictions), 0u);
   EXPECT_TRUE(client(1).get(numbered("m:", 399)).ok()) << "the last key written was evicted";
+}
+
+// kv.max_memory counts what the node holds for a key beside the engine: the TTL index and the
+// LRU list each keep the key (before, memory_bytes was the engine's alone, and a node with TTLs
+// and LRU held ~2.6x its bound). The check is independent of the indexes' own accounting: the
+// engine's key and value bytes, and per live key at least its bytes and two words in each index.
+constexpr std::size_t kLongKey = 100;
+std::string long_key(int i) {
+  return numbered((std::string(kLongKey - 5, 'k') + ":").c_str(), 10000 + i);
+}
+std::uint64_t floor_of(const Stats& s) { return s.data_bytes + s.live_keys * 2 * (kLongKey + 16); }
+
+TEST_F(EvictTest, MemoryBytesCountsTheTtlAndLruIndexes) {
+  start_cluster(1, 1, [](Options& o) { o.max_keys = 1000000; });  // LRU on, nothing evicted
+  const std::string value(300, 'v');
+  RequestOptions o;
+  o.ttl = 1h;
+  for (int i = 0; i < 1000; ++i) ASSERT_OK(client(1).put(long_key(i), value, o));
+  const Stats s = stats_of(1);
+  EXPECT_EQ(s.live_keys, 1000u);
+  EXPECT_GE(s.memory_bytes, floor_of(s)) << s.data_bytes;
+}
+
+TEST_F(EvictTest, MaxMemoryCountsTheTtlAndLruIndexes) {
+  constexpr std::uint64_t kBound = 1 << 20;
+  start_cluster(1, 1, [](Options& o) {
+    o.max_memory = kBound;
+    o.tombstone_ttl = 100ms;  // evicted keys' tombstones go soon: the live keys are what is left
+  });
+  const std::string value(300, 'v');
+  RequestOptions o;
+  o.ttl = 1h;
+  for (int i = 0; i < 3000; ++i) ASSERT_OK(client(1).put(long_key(i), value, o));  // ~2.2 MiB
+  const bool within = eventually(
+      [&] {
+        const Stats s = stats_of(1);
+        return s.memory_bytes <= kBound && floor_of(s) <= kBound;
+      },
+      20s);
+  const Stats s = stats_of(1);
+  EXPECT_TRUE(within) << "memory_bytes " << s.memory_bytes << ", at least " << floor_of(s)
+                      << " for " << s.live_keys << " live keys";
+  EXPECT_GE(s.live_keys, 500u) << "evicted far past the bound";
+  EXPECT_GT(s.evictions, 0u);
+  EXPECT_TRUE(client(1).get(long_key(2999)).ok()) << "the last key written was evicted";
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -405,6 +406,45 @@ TEST(TtlObjectTest, ObjectsKeepTheirOldEncodingUnlessAValueExpires) {
   EXPECT_EQ(expire_values(timed, 1234), 1u);
   EXPECT_TRUE(all_tombstones(timed));
   EXPECT_EQ(timed.join(), back->join()) << "the dot stays";
+}
+
+// The index the sweep takes keys from: earliest expiry first, keys due at the same moment in key
+// order, a key noted again moved (sooner or later) and forgotten at 0, and its bytes counted:
+// at least each key's bytes while it is in, back down when it is out.
+TEST(ExpiryIndexTest, TakesDueKeysEarliestFirstAndCountsItsBytes) {
+  ExpiryIndex index;
+  EXPECT_EQ(index.memory_bytes(), 0u);
+  for (int i = 0; i < 300; ++i)
+    index.note(numbered("k", i), 1000 + static_cast<std::uint64_t>(i % 7));
+  EXPECT_EQ(index.size(), 300u);
+  const std::uint64_t full = index.memory_bytes();
+  EXPECT_GE(full, 300u * (3 + 16));  // every key's bytes and an entry header at least
+  index.note("k5", 10);              // sooner
+  index.note("k0", 5000);            // later
+  index.note("k1", 0);               // holds nothing that expires now
+  index.note("absent", 0);           // nothing
+  index.note("k3", 1003);            // unchanged
+  EXPECT_EQ(index.size(), 299u);
+  EXPECT_EQ(index.take_due(999, 10), std::vector<std::string>{"k5"});
+  // Due at 1000: k7, k14, ... (i % 7 == 0), in key order; the limit holds.
+  std::vector<std::string> at1000;
+  for (int i = 7; i < 300; i += 7) at1000.push_back(numbered("k", i));
+  std::sort(at1000.begin(), at1000.end());
+  EXPECT_EQ(index.take_due(1000, 5), std::vector<std::string>(at1000.begin(), at1000.begin() + 5));
+  EXPECT_EQ(index.take_due(1000, 100), std::vector<std::string>(at1000.begin() + 5, at1000.end()));
+  std::vector<std::string> rest = index.take_due(1006, 1000);
+  EXPECT_EQ(rest.size(), 299u - 2 - at1000.size());  // not k5 (taken), k0 (5000)
+  for (std::size_t i = 1; i < rest.size(); ++i) {
+    const auto expiry = [](const std::string& k) { return std::stoi(k.substr(1)) % 7; };
+    EXPECT_LE(expiry(rest[i - 1]), expiry(rest[i])) << rest[i - 1] << " before " << rest[i];
+  }
+  EXPECT_EQ(index.take_due(4999, 10), std::vector<std::string>{});
+  EXPECT_EQ(index.take_due(5000, 10), std::vector<std::string>{"k0"});
+  EXPECT_TRUE(index.empty());
+  EXPECT_LT(index.memory_bytes(), full / 2);  // the entries' bytes are back; the table stays
+  ExpiryIndex moved(std::move(index));
+  moved.note("m", 1);
+  EXPECT_EQ(moved.take_due(1, 10), std::vector<std::string>{"m"});
 }
 
 // The durable engine keeps a value's expiry across a restart, and the restarted store finds the

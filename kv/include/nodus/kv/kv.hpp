@@ -209,7 +209,8 @@ struct StageTiming {
 struct Stats {
   std::uint64_t keys = 0;          ///< objects in this node's engine (all partitions)
   std::uint64_t data_bytes = 0;    ///< their key and value bytes
-  std::uint64_t memory_bytes = 0;  ///< the engine's estimate of its memory
+  std::uint64_t memory_bytes = 0;  ///< the engine's estimate of its memory, and the TTL and
+                                   ///< LRU indexes' bytes (what kv.max_memory bounds)
   std::uint64_t gets = 0, puts = 0, deletes = 0;  ///< coordinated here
   std::uint64_t hits = 0, misses = 0;             ///< gets that found the key or not
   std::uint64_t errors = 0;                       ///< coordinated requests that failed
