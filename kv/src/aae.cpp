@@ -69,18 +69,159 @@ std::vector<std::uint32_t> differing_segments(const std::vector<std::uint32_t>& 
   return out;
 }
 
+AaeBudget::AaeBudget(double share, std::chrono::microseconds burst, TimePoint now)
+    : share_(std::clamp(share, 0.001, 1.0)),
+      burst_us_(static_cast<double>(burst.count())),
+      credit_us_(static_cast<double>(burst.count())),
+      last_(now) {}
+
+void AaeBudget::refill(TimePoint now) {
+  if (now <= last_) return;
+  const double us = std::chrono::duration<double, std::micro>(now - last_).count();
+  credit_us_ = std::min(burst_us_, credit_us_ + share_ * us);
+  last_ = now;
+}
+
+std::chrono::microseconds AaeBudget::wait(TimePoint now) {
+  nodus::detail::MutexLock lock(mu_);
+  refill(now);
+  if (credit_us_ >= 0) return std::chrono::microseconds(0);
+  return std::chrono::microseconds(static_cast<std::int64_t>(-credit_us_ / share_) + 1);
+}
+
+void AaeBudget::spend(std::chrono::microseconds took, TimePoint now) {
+  nodus::detail::MutexLock lock(mu_);
+  refill(now);
+  credit_us_ -= static_cast<double>(std::max<std::int64_t>(took.count(), 0));
+}
+
+namespace {
+// The index's length prefix: 7 bits a byte, low first (keys are at most 64 KiB: 1..3 bytes).
+void put_varint(std::vector<char>* out, std::size_t n) {
+  while (n >= 0x80) {
+    out->push_back(static_cast<char>((n & 0x7f) | 0x80));
+    n >>= 7;
+  }
+  out->push_back(static_cast<char>(n));
+}
+// Reads one [varint size][key] at `at` (REQUIRES: well formed, as index_add wrote it).
+std::string_view next_key(const std::vector<char>& buf, std::size_t* at) {
+  std::size_t n = 0;
+  for (int shift = 0;; shift += 7) {
+    const auto c = static_cast<unsigned char>(buf[(*at)++]);
+    n |= static_cast<std::size_t>(c & 0x7f) << shift;
+    if (!(c & 0x80)) break;
+  }
+  std::string_view key(buf.data() + *at, n);
+  *at += n;
+  return key;
+}
+
+// Appends `key` to a segment's buffer; `*capacity` follows the buffer's capacity.
+void append_key(std::vector<char>* buf, std::string_view key, std::uint64_t* capacity) {
+  const std::size_t need = buf->size() + key.size() + 3;
+  if (need > buf->capacity()) {  // grow by a quarter, not double: the index is per key
+    *capacity -= buf->capacity();
+    buf->reserve(std::max<std::size_t>(need, buf->capacity() + buf->capacity() / 4 + 16));
+    *capacity += buf->capacity();
+  }
+  put_varint(buf, key.size());
+  buf->insert(buf->end(), key.begin(), key.end());
+}
+}  // namespace
+
+void PartitionTree::index_add(std::uint32_t segment, std::string_view key) {
+  append_key(&index_[segment], key, &index_capacity_);
+}
+
+void PartitionTree::index_remove(std::uint32_t segment, std::string_view key) {
+  std::vector<char>& buf = index_[segment];
+  for (std::size_t at = 0; at < buf.size();) {
+    const std::size_t begin = at;
+    if (next_key(buf, &at) != key) continue;
+    buf.erase(buf.begin() + static_cast<std::ptrdiff_t>(begin),
+              buf.begin() + static_cast<std::ptrdiff_t>(at));
+    if (buf.capacity() > 64 && buf.size() < buf.capacity() / 4) {  // mostly erased: give back
+      index_capacity_ -= buf.capacity();
+      buf.shrink_to_fit();
+      index_capacity_ += buf.capacity();
+    }
+    return;
+  }
+}
+
+void PartitionTree::count_index() {
+  index_bytes_.store(index_capacity_ + index_.capacity() * sizeof(std::vector<char>),
+                     std::memory_order_relaxed);
+}
+
 std::uint64_t PartitionTree::rebuild(const Engine& engine, std::uint32_t partition) {
   TictacTree t;
-  std::uint64_t keys = 0;
+  std::vector<std::vector<char>> index(TictacTree::kSegments);
+  std::uint64_t keys = 0, capacity = 0;
   engine.fold(partition, [&](std::string_view key, std::string_view value) {
-    t.add(key, object_digest(value));
+    const std::uint32_t s = TictacTree::segment_of(key);
+    t.apply(s, TictacTree::entry_hash(key, object_digest(value)));
+    append_key(&index[s], key, &capacity);
     ++keys;
     return true;
   });
   nodus::detail::MutexLock lock(mu_);
+  index_.swap(index);
+  index_capacity_ = capacity;
   tree_ = t;
   ready_ = true;
+  built_ = TictacTree::kSegments;
+  count_index();
   return keys;
+}
+
+bool PartitionTree::indexed() const {
+  nodus::detail::MutexLock lock(mu_);
+  return !index_.empty();
+}
+
+void PartitionTree::begin_rebuild() {
+  nodus::detail::MutexLock lock(mu_);
+  tree_ = TictacTree();
+  ready_ = false;
+  built_ = 0;
+}
+
+bool PartitionTree::rebuild_step(const Engine& engine, std::uint32_t partition,
+                                 std::size_t max_keys) {
+  std::vector<std::string> keys;
+  std::uint32_t from = 0, to = 0;
+  {
+    nodus::detail::MutexLock lock(mu_);
+    if (ready_ || index_.empty()) return ready_;
+    from = to = built_;
+    while (to < TictacTree::kSegments && (to == from || keys.size() < max_keys)) {
+      const std::vector<char>& buf = index_[to++];
+      for (std::size_t at = 0; at < buf.size();) keys.emplace_back(next_key(buf, &at));
+    }
+  }
+  // Outside the lock (the AAE server may read meanwhile); the engine is not written for this
+  // partition meanwhile: its one writer, the vnode, is running this.
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> entries;
+  std::vector<std::string_view> gone;
+  entries.reserve(keys.size());
+  std::string bytes;
+  for (const std::string& key : keys) {
+    if (engine.get(partition, key, &bytes).ok()) {
+      entries.emplace_back(TictacTree::segment_of(key),
+                           TictacTree::entry_hash(key, object_digest(bytes)));
+    } else {
+      gone.push_back(key);
+    }
+  }
+  nodus::detail::MutexLock lock(mu_);
+  for (const auto& [s, h] : entries) tree_.apply(s, h);
+  for (std::string_view key : gone) index_remove(TictacTree::segment_of(key), key);
+  if (!gone.empty()) count_index();
+  built_ = to;
+  ready_ = built_ == TictacTree::kSegments;
+  return ready_;
 }
 
 void PartitionTree::change(std::string_view key, const std::uint64_t* old_digest,
@@ -91,7 +232,22 @@ void PartitionTree::change(std::string_view key, const std::uint64_t* old_digest
   if (new_digest) delta ^= TictacTree::entry_hash(key, *new_digest);
   const std::uint32_t s = TictacTree::segment_of(key);
   nodus::detail::MutexLock lock(mu_);
-  tree_.apply(s, delta);
+  if (s < built_) tree_.apply(s, delta);  // a segment not rebuilt yet reads the engine later
+  if (index_.empty() || (old_digest != nullptr) == (new_digest != nullptr)) return;
+  if (new_digest) {
+    index_add(s, key);
+  } else {
+    index_remove(s, key);
+  }
+  count_index();
+}
+
+bool PartitionTree::keys(std::uint32_t segment, std::vector<std::string>* out) const {
+  nodus::detail::MutexLock lock(mu_);
+  if (index_.empty()) return false;
+  const std::vector<char>& buf = index_[segment];
+  for (std::size_t at = 0; at < buf.size();) out->emplace_back(next_key(buf, &at));
+  return true;
 }
 
 bool PartitionTree::top(std::vector<std::uint64_t>* out) const {
@@ -160,9 +316,56 @@ void TreeHook::erased(std::string_view key, std::string_view old_bytes) {
   digest_ = 0;
 }
 
-AaeState::AaeState(std::uint32_t partitions) {
+AaeState::AaeState(std::uint32_t partitions, std::uint32_t cpu_percent,
+                   std::chrono::steady_clock::time_point now)
+    // A burst of a tenth of a second of work at the cap: 10% of a core may work 100 ms on end.
+    : budget(cpu_percent / 100.0, std::chrono::microseconds(1000) * cpu_percent, now) {
   trees.reserve(partitions);
   for (std::uint32_t p = 0; p < partitions; ++p) trees.push_back(std::make_unique<PartitionTree>());
+}
+
+std::uint64_t AaeState::index_bytes() const {
+  std::uint64_t n = 0;
+  for (const auto& t : trees) n += t->index_bytes();
+  return n;
+}
+
+namespace {
+// Charges work that began at `t0` (the store's clock) to the budget and the busy time.
+void charge(KvState& st, std::chrono::steady_clock::time_point t0) {
+  const auto now = st.now();
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(now - t0);
+  st.aae->budget.spend(took, now);
+  st.aae->busy_us.fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(took.count(), 0)),
+                            std::memory_order_relaxed);
+}
+}  // namespace
+
+bool aae_begin_rebuild(KvState& st, std::uint32_t partition) {
+  PartitionTree& tree = *st.aae->trees[partition];
+  if (!tree.indexed()) {  // the node's first build of it: one fold makes index and tree
+    const auto t0 = st.now();
+    tree.rebuild(*st.engine, partition);
+    charge(st, t0);
+    return false;
+  }
+  tree.begin_rebuild();
+  return true;
+}
+
+std::optional<std::chrono::milliseconds> aae_rebuild_step(KvState& st, std::uint32_t partition) {
+  AaeState& aae = *st.aae;
+  const auto t0 = st.now();
+  if (const auto wait = aae.budget.wait(t0); wait.count() > 0) {
+    aae.throttled.fetch_add(1, std::memory_order_relaxed);
+    return std::clamp(std::chrono::ceil<std::chrono::milliseconds>(wait),
+                      std::chrono::milliseconds(1), std::chrono::milliseconds(100));
+  }
+  const bool done = aae.trees[partition]->rebuild_step(*st.engine, partition, kAaeRebuildChunkKeys);
+  charge(st, t0);
+  aae.rebuild_steps.fetch_add(1, std::memory_order_relaxed);
+  if (done) return std::nullopt;
+  return std::chrono::milliseconds(0);
 }
 
 Status register_aae_protocol() {
@@ -199,13 +402,9 @@ class AaeServer : public GenServer {
   }
 
   Action handle_info(Message& msg) override {
-    const auto t0 = std::chrono::steady_clock::now();
+    work_start_ = st_->now();
     Action a = dispatch(msg);
-    aae_->busy_us.fetch_add(
-        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                       std::chrono::steady_clock::now() - t0)
-                                       .count()),
-        std::memory_order_relaxed);
+    charge(*st_, work_start_);  // every message's work counts against kv.aae_cpu_percent
     return a;
   }
 
@@ -221,7 +420,8 @@ class AaeServer : public GenServer {
   }
 
  private:
-  enum class Step { kTop, kSegments, kKeys, kRepair };
+  // kCompare: a keys reply waits for the budget; kNext: the next batch does.
+  enum class Step { kTop, kSegments, kKeys, kCompare, kRepair, kNext };
   struct Repair {
     std::string key;
     bool send = false;  // ours goes to the peer
@@ -237,8 +437,33 @@ class AaeServer : public GenServer {
     std::size_t next = 0;                 // the next batch starts here
     std::vector<std::uint32_t> batch;     // the segments whose keys were asked for
     std::deque<Repair> repairs;
-    std::vector<std::string> pulls;  // keys to ask the peer for, not yet asked
+    std::vector<std::string> pulls;     // keys to ask the peer for, not yet asked
+    std::optional<AaeKeysReply> reply;  // kCompare: the peer's keys, not compared yet
   };
+  // A keys request that waits for the budget (served at the latest after half the timeout).
+  struct Pending {
+    AaeKeysRequest request;
+    Pid from;
+    Clock::time_point since;
+  };
+
+  static bool waiting(Step s) {
+    return s == Step::kCompare || s == Step::kRepair || s == Step::kNext;
+  }
+
+  // Charges the work of this message so far; true (and counted) when it used up the budget.
+  bool checkpoint() {
+    charge(*st_, work_start_);
+    work_start_ = st_->now();
+    return over_budget();
+  }
+
+  // True (and counted) when AAE work must wait for the CPU budget now.
+  bool over_budget() {
+    if (aae_->budget.wait(st_->now()).count() == 0) return false;
+    aae_->throttled.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
 
   Action refuse() {
     st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
@@ -265,7 +490,7 @@ class AaeServer : public GenServer {
       serve_tree(*r, from);
     } else if (const AaeTreeReply* tr = msg.get<AaeTreeReply>()) {
       tree_reply(*tr, from);
-    } else if (const AaeKeysRequest* kr = msg.get<AaeKeysRequest>()) {
+    } else if (AaeKeysRequest* kr = msg.get<AaeKeysRequest>()) {
       serve_keys(*kr, from);
     } else if (AaeKeysReply* kp = msg.get<AaeKeysReply>()) {
       keys_reply(*kp, from);
@@ -285,18 +510,27 @@ class AaeServer : public GenServer {
     const double elapsed = std::chrono::duration<double>(now - refilled_).count();
     tokens_ = std::min(rate, tokens_ + rate * std::max(elapsed, 0.0));
     refilled_ = now;
+    // Over the CPU budget, only the requests that waited half their timeout are served, and
+    // the exchanges wait where they are (none fails for it: deadlines run only for replies).
+    const bool over = over_budget();
+    serve_pending(now, over);
     for (auto it = running_.begin(); it != running_.end();) {
       Exchange& ex = it->second;
-      if (ex.step != Step::kRepair && ex.deadline <= now) {
+      const std::uint64_t id = it->first;
+      if (waiting(ex.step)) {
+        ++it;  // each of these may end the exchange (and erase it)
+        if (over) continue;
+        const Step step = ex.step;
+        if (step == Step::kRepair) repair(id);
+        if (step == Step::kCompare) compare(id);
+        if (step == Step::kNext) next_batch(running_.find(id));
+      } else if (ex.deadline <= now) {
         it = fail(it);
-      } else if (ex.step == Step::kRepair) {
-        const std::uint64_t id = it->first;
-        ++it;  // repair() may end the exchange (and erase it)
-        repair(id);
       } else {
         ++it;
       }
     }
+    if (over) return;
     if (now >= next_round_ && queue_.empty()) {
       plan_round();
       next_round_ = now + st_->options.aae_exchange_interval;
@@ -436,31 +670,75 @@ class AaeServer : public GenServer {
       fail(it);
       return;
     }
+    ex.reply = std::move(m);
+    ex.step = Step::kCompare;
+    if (!over_budget()) compare(it->first);
+  }
+
+  // Our keys and digests in the segments of `batch`, listed by the tree's index (no scan of
+  // the partition); false when the index is not built yet. Stops after `max_keys` keys or
+  // `max_bytes` bytes of keys (*more set).
+  bool our_keys(std::uint32_t partition, const std::vector<std::uint32_t>& batch,
+                std::vector<std::string>* keys, std::vector<std::uint64_t>* digests, bool* more,
+                std::size_t max_keys = SIZE_MAX, std::size_t max_bytes = SIZE_MAX) {
+    PartitionTree& tree = *aae_->trees[partition];
+    std::bitset<TictacTree::kSegments> seen;
+    std::vector<std::string> listed;
+    std::string bytes;
+    std::size_t size = 0;
+    *more = false;
+    for (std::uint32_t s : batch) {
+      if (seen.test(s)) continue;
+      seen.set(s);
+      listed.clear();
+      if (!tree.keys(s, &listed)) return false;
+      for (std::string& key : listed) {
+        if (keys->size() >= max_keys || size + key.size() > max_bytes) {
+          *more = true;
+          return true;
+        }
+        if (!st_->engine->get(partition, key, &bytes).ok()) continue;  // erased meanwhile
+        size += key.size() + 8;
+        digests->push_back(object_digest(bytes));
+        keys->push_back(std::move(key));
+      }
+    }
+    return true;
+  }
+
+  // Compares the peer's keys of the batch with ours and queues the repairs.
+  void compare(std::uint64_t id) {
+    auto it = running_.find(id);
+    if (it == running_.end() || it->second.step != Step::kCompare) return;
+    Exchange& ex = it->second;
+    AaeKeysReply m = std::move(*ex.reply);
+    ex.reply.reset();
     std::unordered_map<std::string_view, std::uint64_t> theirs;
     theirs.reserve(m.keys.size());
     for (std::size_t i = 0; i < m.keys.size(); ++i) theirs.emplace(m.keys[i], m.digests[i]);
-    std::bitset<TictacTree::kSegments> wanted;
-    for (std::uint32_t s : ex.batch) wanted.set(s);
-    std::unordered_map<std::string, std::uint64_t> ours;
-    st_->engine->fold(ex.partition, [&](std::string_view key, std::string_view value) {
-      if (wanted.test(TictacTree::segment_of(key))) {
-        ours.emplace(std::string(key), object_digest(value));
-      }
-      return true;
-    });
-    for (const auto& [key, d] : ours) {
+    std::vector<std::string> keys;
+    std::vector<std::uint64_t> digests;
+    bool cut = false;
+    if (!our_keys(ex.partition, ex.batch, &keys, &digests, &cut)) {
+      fail(it);  // our tree is being built again
+      return;
+    }
+    std::unordered_map<std::string_view, std::uint64_t> ours;
+    ours.reserve(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::string& key = keys[i];
+      ours.emplace(key, digests[i]);
       auto t = theirs.find(key);
       if (t == theirs.end()) {
         // Not in their reply: absent there, unless the reply was cut short (then it may be
         // in the part left out: a later exchange sees to it).
         if (!m.more) ex.repairs.push_back(Repair{key, true, false});
-      } else if (t->second != d) {
+      } else if (t->second != digests[i]) {
         ex.repairs.push_back(Repair{key, true, true});
       }
     }
     for (const auto& [key, d] : theirs) {
-      if (!ours.count(std::string(key)))
-        ex.repairs.push_back(Repair{std::string(key), false, true});
+      if (!ours.count(key)) ex.repairs.push_back(Repair{std::string(key), false, true});
     }
     ex.step = Step::kRepair;
     repair(it->first);
@@ -474,7 +752,8 @@ class AaeServer : public GenServer {
     Exchange& ex = it->second;
     const Dest peer_vnode = named(vnode_name(ex.partition), ex.peer.name());
     std::string bytes;
-    while (!ex.repairs.empty() && tokens_ >= 1.0) {
+    for (std::size_t n = 1; !ex.repairs.empty() && tokens_ >= 1.0; ++n) {
+      if (n % 64 == 0 && checkpoint()) return;  // the rest when the budget allows
       tokens_ -= 1.0;
       Repair r = std::move(ex.repairs.front());
       ex.repairs.pop_front();
@@ -489,7 +768,8 @@ class AaeServer : public GenServer {
     }
     if (!ex.repairs.empty()) return;
     flush_pulls(ex);
-    next_batch(it);
+    ex.step = Step::kNext;
+    if (!over_budget()) next_batch(it);
   }
 
   void flush_pulls(Exchange& ex) {
@@ -518,32 +798,49 @@ class AaeServer : public GenServer {
     send(from, std::move(r));
   }
 
-  void serve_keys(const AaeKeysRequest& m, const Pid& from) {
-    AaeKeysReply r{m.id, m.partition, 0, {}, {}, false};
+  void serve_keys(AaeKeysRequest& m, const Pid& from) {
     bool ok = valid_partition(m.partition) && m.segments.size() <= TictacTree::kSegments;
-    std::bitset<TictacTree::kSegments> wanted;
-    for (std::uint32_t s : m.segments) {
-      ok = ok && s < TictacTree::kSegments;
-      if (ok) wanted.set(s);
-    }
+    for (std::uint32_t seg : m.segments) ok = ok && seg < TictacTree::kSegments;
     if (!ok) {
       st_->counters.bad_messages.fetch_add(1, std::memory_order_relaxed);
-      r.code = static_cast<std::uint16_t>(ErrorCode::kBadArg);
-      send(from, std::move(r));
+      send(from,
+           AaeKeysReply{
+               m.id, m.partition, static_cast<std::uint16_t>(ErrorCode::kBadArg), {}, {}, false});
       return;
     }
-    std::size_t bytes = 0;
-    st_->engine->fold(m.partition, [&](std::string_view key, std::string_view value) {
-      if (!wanted.test(TictacTree::segment_of(key))) return true;
-      if (r.keys.size() >= kAaeKeysPerReply || bytes + key.size() > kAaeReplyBytes) {
-        r.more = true;
-        return false;
-      }
-      bytes += key.size() + 8;
-      r.keys.emplace_back(key);
-      r.digests.push_back(object_digest(value));
-      return true;
-    });
+    if (pending_.empty() && !over_budget()) {
+      answer_keys(m, from);
+    } else if (pending_.size() < kMaxPending) {  // its turn comes in a tick
+      pending_.push_back(Pending{std::move(m), from, st_->now()});
+    } else {  // more waiting than exchanges could ask for: the peer's exchange ends, retries
+      send(from, AaeKeysReply{m.id,
+                              m.partition,
+                              static_cast<std::uint16_t>(ErrorCode::kUnavailable),
+                              {},
+                              {},
+                              false});
+    }
+  }
+
+  // Serves the waiting keys requests: while the budget allows, and those that waited half
+  // the request timeout whatever it says (the peer's exchange would fail otherwise).
+  void serve_pending(Clock::time_point now, bool over) {
+    while (!pending_.empty()) {
+      Pending& w = pending_.front();
+      if (over && now - w.since < st_->options.request_timeout / 2) return;
+      answer_keys(w.request, w.from);
+      pending_.pop_front();
+      over = over || aae_->budget.wait(st_->now()).count() > 0;
+    }
+  }
+
+  void answer_keys(const AaeKeysRequest& m, const Pid& from) {
+    AaeKeysReply r{m.id, m.partition, 0, {}, {}, false};
+    if (!our_keys(m.partition, m.segments, &r.keys, &r.digests, &r.more, kAaeKeysPerReply,
+                  kAaeReplyBytes)) {
+      r = AaeKeysReply{m.id, m.partition, static_cast<std::uint16_t>(ErrorCode::kUnavailable),
+                       {},   {},          false};
+    }
     send(from, std::move(r));
   }
 
@@ -585,6 +882,9 @@ class AaeServer : public GenServer {
   double tokens_ = 0;
   Running running_;
   std::deque<std::pair<std::uint32_t, Atom>> queue_;
+  std::deque<Pending> pending_;
+  Clock::time_point work_start_{};  // of the message handled now (charged at its end)
+  static constexpr std::size_t kMaxPending = 64;
 };
 
 }  // namespace

@@ -452,6 +452,7 @@ constexpr const char* kSummed[] = {"keys",
                                    "aae_segments_differing",
                                    "aae_keys_repaired",
                                    "aae_busy_us",
+                                   "aae_throttled",
                                    "syncs",
                                    "sync_writes",
                                    "sync_us",
@@ -498,6 +499,7 @@ Term node_stats_term(Node& node) {
               {"aae_segments_differing", u(x.aae_segments_differing)},
               {"aae_keys_repaired", u(x.aae_keys_repaired)},
               {"aae_busy_us", u(x.aae_busy_us)},
+              {"aae_throttled", u(x.aae_throttled)},
               {"syncs", u(x.syncs)},
               {"sync_writes", u(x.sync_writes)},
               {"sync_us", u(x.sync_us)},
@@ -1112,6 +1114,9 @@ Status check_options(const Options& o) {
     return bad("kv.aae_concurrency must be in 1..64");
   }
   if (o.aae_repairs_per_second < 1) return bad("kv.aae_repairs_per_second must be at least 1");
+  if (o.aae_cpu_percent < 1 || o.aae_cpu_percent > 100) {
+    return bad("kv.aae_cpu_percent must be in 1..100");
+  }
   if (o.request_timeout.count() < 1 || o.request_timeout > kMaxRequestTimeout) {
     return bad("kv.request_timeout_ms must be in 1.." + std::to_string(kMaxRequestTimeout.count()));
   }
@@ -1134,7 +1139,10 @@ Status start(Node& node, Options options) {
     options.engine = [opened](std::uint32_t) { return std::move(*opened); };
   }
   auto owned = std::make_shared<KvState>(node, std::move(options));
-  if (owned->options.aae) owned->aae = std::make_shared<AaeState>(owned->options.partitions);
+  if (owned->options.aae) {
+    owned->aae = std::make_shared<AaeState>(owned->options.partitions,
+                                            owned->options.aae_cpu_percent, owned->now());
+  }
   if (Status s = restore_durable_state(*owned); !s.ok()) return s;
   restore_expiry_index(*owned);
   KvState* st = node.set_service(owned);
@@ -1202,6 +1210,13 @@ std::optional<Ring> ring(Node& node) {
   return *v->ring;
 }
 
+std::uint64_t KvState::index_bytes() const {
+  std::uint64_t bytes = lru ? lru->memory_bytes() : 0;
+  for (const PartitionState& ps : parts) bytes += ps.expiries.memory_bytes();
+  if (aae) bytes += aae->index_bytes();
+  return bytes;
+}
+
 Result<Stats> stats(Node& node) {
   KvState* st = state_of(node);
   if (!st) return Status(ErrorCode::kNotFound, "the store does not run on this node");
@@ -1242,6 +1257,8 @@ Result<Stats> stats(Node& node) {
     s.aae_segments_differing = st->aae->segments_differing;
     s.aae_keys_repaired = st->aae->keys_repaired;
     s.aae_busy_us = st->aae->busy_us;
+    s.aae_throttled = st->aae->throttled;
+    s.aae_index_bytes = st->aae->index_bytes();  // memory_bytes counts it too
   }
   s.partitions = st->options.partitions;
   s.replicas = st->options.replicas;

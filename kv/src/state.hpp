@@ -192,14 +192,11 @@ struct KvState {
   bool evicts() const { return options.max_keys > 0 || options.max_memory > 0; }
   std::unique_ptr<NodeLru> lru;
   std::atomic<bool> evict_running{false};
-  /// The bytes of the per-key indexes beside the engine: every partition's TTL index and the
-  /// LRU list. With the engine's estimate (EngineStats::memory_bytes), what kv.max_memory
-  /// bounds and Stats::memory_bytes says.
-  std::uint64_t index_bytes() const {
-    std::uint64_t bytes = lru ? lru->memory_bytes() : 0;
-    for (const PartitionState& ps : parts) bytes += ps.expiries.memory_bytes();
-    return bytes;
-  }
+  /// The bytes of the per-key indexes beside the engine: every partition's TTL index, the
+  /// LRU list and anti-entropy's per-segment key index. With the engine's estimate
+  /// (EngineStats::memory_bytes), what kv.max_memory bounds and Stats::memory_bytes says.
+  /// Any thread (server.cpp).
+  std::uint64_t index_bytes() const;
   std::uint64_t memory_bytes() const { return engine->stats().memory_bytes + index_bytes(); }
   /// Active anti-entropy's trees and counters (aae.hpp); null when kv.aae is off.
   std::shared_ptr<AaeState> aae;

@@ -64,9 +64,9 @@ class Vnode : public GenServer {
     ps_->pid_id.store(self().id, std::memory_order_seq_cst);
     st_->queued[p_].store(0, std::memory_order_seq_cst);
     st_->hinted[p_].store(static_cast<std::uint32_t>(ps_->hints.size()));
-    if (st_->aae) {  // anti-entropy: the partition's tree, built again from the engine
-      st_->aae->trees[p_]->rebuild(*st_->engine, p_);
+    if (st_->aae) {  // anti-entropy: the partition's tree, built again (aae.hpp)
       tree_ = TreeHook(st_->aae->trees[p_].get(), st_->engine.get(), p_);
+      if (aae_begin_rebuild(*st_, p_)) send(self(), AaeRebuildStep{});  // a chunk at a time
     }
     refresh_view();
     if (st_->lru) {  // recency of the live keys: kept across restarts, built at start
@@ -97,6 +97,16 @@ class Vnode : public GenServer {
     if (TxnCoord* tc = msg.get<TxnCoord>()) {  // a local type: only nodus_kv sends it
       st_->unqueue(p_);
       coordinate_txn(*tc);
+      return noreply();
+    }
+    if (msg.is<AaeRebuildStep>()) {  // one chunk; the requests queued meanwhile go first
+      if (auto after = aae_rebuild_step(*st_, p_)) {
+        if (after->count() == 0) {
+          send(self(), AaeRebuildStep{});
+        } else {
+          send_after(self(), AaeRebuildStep{}, *after);
+        }
+      }
       return noreply();
     }
     if (msg.is<Tick>()) {

@@ -1,10 +1,14 @@
 // The anti-entropy tree (kv/src/aae.hpp): XOR segments updated in O(1), the comparison of two
 // trees, and the property that matters: a tree kept current through a vnode's writes equals a
-// tree rebuilt from the engine from scratch, after any sequence of writes and erases.
+// tree rebuilt from the engine from scratch, after any sequence of writes and erases; and so
+// does one rebuilt a chunk at a time with writes between the chunks. The key index by segment,
+// and the CPU budget's arithmetic on a clock the test drives.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 
 #include "../test_support.hpp"
@@ -129,6 +133,138 @@ TEST(PartitionTree, ServesTopAndSegmentsOnlyOnceBuilt) {
   ASSERT_EQ(out.size(), 1u + TictacTree::kBranches);
   ASSERT_TRUE(tree.segments({1, 3}, &out));
   EXPECT_EQ(out.size(), 2u * TictacTree::kSegmentsPerBranch);
+}
+
+// The budget on a clock the test moves: 10% of a core, 10 ms of burst.
+TEST(AaeBudget, WorkWaitsOnceItTookMoreThanItsShareAndCreditIsCappedByTheBurst) {
+  using namespace std::chrono_literals;
+  const auto t0 = std::chrono::steady_clock::time_point() + 1h;
+  AaeBudget b(0.1, 10ms, t0);
+  EXPECT_EQ(b.wait(t0), 0us) << "starts with its burst";
+  b.spend(10ms, t0);
+  EXPECT_EQ(b.wait(t0), 0us) << "credit exactly spent: not below zero";
+  b.spend(5ms, t0);  // 5 ms in debt: 50 ms at 10% pays it back
+  EXPECT_NEAR(static_cast<double>(b.wait(t0).count()), 50000.0, 2.0);
+  EXPECT_NEAR(static_cast<double>(b.wait(t0 + 20ms).count()), 30000.0, 2.0);
+  EXPECT_EQ(b.wait(t0 + 51ms), 0us);
+  // Idle for an hour earns no more than the burst: 10 ms of work, then 1 ms over it waits.
+  const auto t1 = t0 + 1h;
+  EXPECT_EQ(b.wait(t1), 0us);
+  b.spend(11ms, t1);
+  EXPECT_NEAR(static_cast<double>(b.wait(t1).count()), 10000.0, 2.0);
+  // A clock that goes back changes nothing.
+  EXPECT_NEAR(static_cast<double>(b.wait(t1 - 1s).count()), 10000.0, 2.0);
+  // Over a long run, work done never exceeds share * time + burst.
+  AaeBudget c(0.05, 10ms, t0);
+  std::chrono::microseconds done{0};
+  auto now = t0;
+  for (int i = 0; i < 10000; ++i) {
+    now += 1ms;
+    if (c.wait(now) == 0us) {
+      c.spend(3ms, now);
+      done += 3ms;
+    }
+  }
+  const double allowed = 0.05 * 10000 * 1000 + 10000 + 3000;  // us: share, burst, one piece
+  EXPECT_LE(static_cast<double>(done.count()), allowed);
+  EXPECT_GE(static_cast<double>(done.count()), 0.05 * 10000 * 1000 - 3000);
+}
+
+// The keys of every segment, as the engine says and as the index says.
+std::map<std::uint32_t, std::set<std::string>> by_segment_from_engine(const Engine& e,
+                                                                      std::uint32_t p) {
+  std::map<std::uint32_t, std::set<std::string>> out;
+  e.fold(p, [&](std::string_view k, std::string_view) {
+    out[TictacTree::segment_of(k)].emplace(k);
+    return true;
+  });
+  return out;
+}
+std::map<std::uint32_t, std::set<std::string>> by_segment_from_index(const PartitionTree& t) {
+  std::map<std::uint32_t, std::set<std::string>> out;
+  for (std::uint32_t s = 0; s < TictacTree::kSegments; ++s) {
+    std::vector<std::string> keys;
+    EXPECT_TRUE(t.keys(s, &keys));
+    for (auto& k : keys) out[s].insert(std::move(k));
+    EXPECT_EQ(out.count(s) ? out[s].size() : 0u, keys.size()) << "a key twice in segment " << s;
+  }
+  return out;
+}
+
+// Writes (new keys, overwrites, erases) through the hook while the tree is rebuilt a chunk at
+// a time: each chunk ends equal to a tree made from scratch, the index lists exactly the keys
+// the engine holds, by segment, and it costs about a key's bytes plus a few per key.
+TEST(PartitionTree, RebuiltInChunksWithWritesBetweenEqualsRebuiltFromScratch) {
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    SCOPED_TRACE(numbered("seed ", static_cast<long long>(seed)));
+    std::mt19937_64 rnd(seed);
+    auto engine = new_memory_engine(2);
+    const std::uint32_t p = 1;
+    PartitionTree tree;
+    std::vector<std::string> out;
+    EXPECT_FALSE(tree.indexed());
+    EXPECT_FALSE(tree.keys(0, &out)) << "an index before the first build";
+    for (int i = 0; i < 3000; ++i) ASSERT_OK(engine->put(p, numbered("pre", i), "v"));
+    EXPECT_EQ(tree.rebuild(*engine, p), 3000u);
+    EXPECT_TRUE(tree.indexed());
+    TreeHook hook(&tree, engine.get(), p);
+    auto write = [&] {
+      const std::string k =
+          numbered(rnd() % 2 ? "pre" : "new", static_cast<long long>(rnd() % 4000));
+      std::string old;
+      if (engine->get(p, k, &old).ok() && rnd() % 3 == 0) {
+        ASSERT_OK(engine->erase(p, k));
+        hook.erased(k, old);
+        return;
+      }
+      const std::string v = numbered("v", static_cast<long long>(rnd() % 5));
+      hook.before_write(k);
+      ASSERT_OK(engine->put(p, k, v));
+      hook.stored(k, v);
+    };
+    for (int i = 0; i < 500; ++i) write();
+    tree.begin_rebuild();
+    EXPECT_FALSE(tree.copy().has_value()) << "served while rebuilt";
+    int chunks = 0;
+    while (!tree.rebuild_step(*engine, p, 300)) {
+      ++chunks;
+      ASSERT_LT(chunks, 1000);
+      for (int i = 0; i < 50; ++i) write();
+    }
+    EXPECT_GE(chunks, 5) << "one chunk did it all";
+    for (int i = 0; i < 200; ++i) write();
+    PartitionTree fresh;
+    fresh.rebuild(*engine, p);
+    ASSERT_TRUE(tree.copy().has_value());
+    EXPECT_TRUE(*tree.copy() == *fresh.copy()) << "the chunked rebuild drifted from the engine";
+    EXPECT_EQ(by_segment_from_index(tree), by_segment_from_engine(*engine, p));
+    std::uint64_t key_bytes = 0;
+    engine->fold(p, [&](std::string_view k, std::string_view) {
+      key_bytes += k.size();
+      return true;
+    });
+    const std::uint64_t keys = engine->keys(p);
+    // Keys, a length byte each, a quarter of slack, and the 1,024 buffers' handles.
+    EXPECT_LE(tree.index_bytes(), (key_bytes + keys) * 5 / 4 + 1024 * (24 + 32 + 3));
+    EXPECT_GE(tree.index_bytes(), key_bytes + keys);
+  }
+}
+
+// Keys the engine lost behind the hook's back (what a rebuild exists for) leave the index and
+// the tree when the tree is rebuilt from the index.
+TEST(PartitionTree, ARebuildDropsKeysTheEngineNoLongerHolds) {
+  auto engine = new_memory_engine(1);
+  for (int i = 0; i < 100; ++i) ASSERT_OK(engine->put(0, numbered("k", i), "v"));
+  PartitionTree tree;
+  tree.rebuild(*engine, 0);
+  for (int i = 0; i < 100; i += 2) ASSERT_OK(engine->erase(0, numbered("k", i)));
+  tree.begin_rebuild();
+  while (!tree.rebuild_step(*engine, 0, 10)) {
+  }
+  PartitionTree fresh;
+  fresh.rebuild(*engine, 0);
+  EXPECT_TRUE(*tree.copy() == *fresh.copy());
+  EXPECT_EQ(by_segment_from_index(tree), by_segment_from_engine(*engine, 0));
 }
 
 }  // namespace

@@ -509,6 +509,8 @@ const std::vector<Key>& keys() {
     k.push_back(number("kv.aae_repairs_per_second",
                        field(&NodeConfig::kv, &kv::Options::aae_repairs_per_second), 1, 10000000,
                        "keys a node repairs by anti-entropy per second at most"));
+    k.push_back(number("kv.aae_cpu_percent", field(&NodeConfig::kv, &kv::Options::aae_cpu_percent),
+                       1, 100, "share of one core a node's anti-entropy work may take (percent)"));
     k.push_back(path("kv.data_dir", field(&NodeConfig::kv, &kv::Options::data_dir),
                      "where the node keeps its data and ring (RocksDB); absent = memory only, "
                      "lost when the node stops"));

@@ -170,8 +170,15 @@ void render_kv(std::ostringstream& o, Node& node, const std::string& nl) {
   };
   for (const Figure& f : kAae) sample(o, f.name, f.type, f.help, nl, s.*f.field);
   sample(o, "nodus_kv_aae_seconds_total", "counter",
-         "Time the node's anti-entropy server spent working (tree reads, key folds, repairs).", nl,
-         static_cast<double>(s.aae_busy_us) / 1e6);
+         "Time the node's anti-entropy work took (tree rebuilds, key listings, comparisons, "
+         "repairs; kv.aae_cpu_percent bounds it).",
+         nl, static_cast<double>(s.aae_busy_us) / 1e6);
+  sample(o, "nodus_kv_aae_throttled_total", "counter",
+         "Times anti-entropy work waited because it had used its kv.aae_cpu_percent.", nl,
+         s.aae_throttled);
+  sample(o, "nodus_kv_aae_index_bytes", "gauge",
+         "Bytes of the anti-entropy trees' key indexes (counted in the engine's memory).", nl,
+         s.aae_index_bytes);
   if (auto w = kv::watch_stats(node)) {
     sample(o, "nodus_kv_watchers", "gauge", "Watches this node holds.", nl, w->watchers);
     sample(o, "nodus_kv_watch_events_total", "counter", "Events sent to this node's watchers.", nl,

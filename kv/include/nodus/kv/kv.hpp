@@ -116,6 +116,11 @@ struct Options {
   /// Keys a node repairs by anti-entropy per second at most (kv.aae_repairs_per_second); the
   /// rest wait (an exchange holds its place meanwhile).
   std::uint32_t aae_repairs_per_second = 1000;
+  /// The share of one core a node's anti-entropy work may take, in percent
+  /// (kv.aae_cpu_percent, 1..100): tree rebuilds, key listings, comparisons and repairs are
+  /// timed, and once they took more than this share (with a burst of 10 ms per percent) new
+  /// work waits; a peer's key request waits at most half of request_timeout.
+  std::uint32_t aae_cpu_percent = 10;
   /// Signs causal contexts so clients cannot forge them (kv.context_secret); the same on every
   /// node. Required: start refuses an empty one, since then anyone could sign a context that
   /// claims any history. nodusd passes the cluster cookie when the key is not set (the signing
@@ -209,8 +214,9 @@ struct StageTiming {
 struct Stats {
   std::uint64_t keys = 0;          ///< objects in this node's engine (all partitions)
   std::uint64_t data_bytes = 0;    ///< their key and value bytes
-  std::uint64_t memory_bytes = 0;  ///< the engine's estimate of its memory, and the TTL and
-                                   ///< LRU indexes' bytes (what kv.max_memory bounds)
+  std::uint64_t memory_bytes = 0;  ///< the engine's estimate of its memory, and the TTL, LRU
+                                   ///< and anti-entropy key indexes' bytes (what
+                                   ///< kv.max_memory bounds)
   std::uint64_t gets = 0, puts = 0, deletes = 0;  ///< coordinated here
   std::uint64_t hits = 0, misses = 0;             ///< gets that found the key or not
   std::uint64_t errors = 0;                       ///< coordinated requests that failed
@@ -251,7 +257,9 @@ struct Stats {
   std::uint64_t aae_exchanges_failed = 0;    ///< ended early: peer down, timeout, tree not built
   std::uint64_t aae_segments_differing = 0;  ///< tree segments found differing
   std::uint64_t aae_keys_repaired = 0;       ///< keys found differing and sent both ways to merge
-  std::uint64_t aae_busy_us = 0;  ///< time the node's anti-entropy server spent working (us)
+  std::uint64_t aae_busy_us = 0;             ///< time the node's anti-entropy work took (us)
+  std::uint64_t aae_throttled = 0;           ///< times that work waited for kv.aae_cpu_percent
+  std::uint64_t aae_index_bytes = 0;         ///< bytes of the trees' key indexes (in memory_bytes)
 };
 
 /// `node`'s stats. Errors: kNotFound when the store does not run there.
