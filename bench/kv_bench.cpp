@@ -483,8 +483,8 @@ void kv_aae_scenario(const Args& a) {
   const long after = remote_stat(*node, "kv3", "keys");
   std::printf("kv_aae_repairing_keys_back_kv3: %ld of %ld before the run, %ld after\n", before,
               held, after);
-  std::printf("kv_aae_repairing_busy: %.2f s of anti-entropy work on the three nodes in %ld s\n",
-              static_cast<double>(busy1 - busy0) / 1e6, a.seconds);
+  std::printf("kv_aae_repairing_busy: %.2f s of anti-entropy work on the three nodes in %.0f s\n",
+              static_cast<double>(busy1 - busy0) / 1e6, static_cast<double>(a.seconds));
   // Until kv3 holds what kv1 holds (120 s at most).
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   long now_held = 0, target = 0;

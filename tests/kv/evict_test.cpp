@@ -238,6 +238,7 @@ TEST_F(EvictTest, MaxMemoryCountsTheTtlAndLruIndexes) {
   start_cluster(1, 1, [](Options& o) {
     o.max_memory = kBound;
     o.tombstone_ttl = 100ms;  // evicted keys' tombstones go soon: the live keys are what is left
+    o.aae = false;  // its key index, counted too, holds tombstones' keys until they are reaped
   });
   const std::string value(300, 'v');
   RequestOptions o;
